@@ -1,0 +1,41 @@
+// Small file-system helpers with absl::Status errors that name the path.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace sie {
+
+absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path);
+// Writes via a temporary file and rename, so readers never see a half-written file.
+absl::Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
+                             int mode = 0644);
+
+// A directory removed (recursively) when the object dies, unless Keep() was called.
+class TempDir {
+ public:
+  static absl::StatusOr<TempDir> Create(const std::filesystem::path& parent,
+                                        std::string_view prefix);
+  TempDir(TempDir&& o) noexcept;
+  TempDir& operator=(TempDir&&) = delete;
+  TempDir(const TempDir&) = delete;
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  void Keep() { keep_ = true; }
+
+ private:
+  explicit TempDir(std::filesystem::path p) : path_(std::move(p)) {}
+  std::filesystem::path path_;
+  bool keep_ = false;
+};
+
+// FNV-1a 64: a stable content hash for caches (not cryptographic).
+uint64_t Fnv1a64(std::string_view data, uint64_t seed = 1469598103934665603ULL);
+std::string Hex64(uint64_t v);
+
+// The directory holding the running executable (e.g. build/bin).
+std::filesystem::path SelfDir();
+
+}  // namespace sie

@@ -1,0 +1,94 @@
+// The data model of a synthesized constant: what synth produces and the runtime consumes
+// (serialized as DIR/<id>/const.json). Offsets are function-relative, taken from the baseline
+// (shipped-value) build and mapped onto the shipped binary.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sie::synth {
+
+// How the runtime makes the new value take effect at one Critical Span.
+enum class SpanKind {
+  kReg,        // one probe after the CS overwrites a register
+  kMem,        // rewrite the memory cell the CS stored (exact width)
+  kFlags,      // a compare against an immediate: recompute the comparison's flags
+  kRecompute,  // irreversible: save the input before the CS, recompute after
+};
+const char* SpanKindName(SpanKind k);
+
+// A memory operand base + index*scale + disp (x86 registers named as in pt_regs: "ax", "r12").
+struct MemOperand {
+  std::string base;   // empty: absolute
+  std::string index;  // empty: none
+  int scale = 1;
+  int64_t disp = 0;
+};
+
+// A DWARF location of a variable visible at the probe.
+struct VarLocation {
+  std::string name;
+  std::string type;      // C type name as in BTF/DWARF ("struct sock *", "u32")
+  std::string location;  // "reg:bx", "fbreg:-24", "entry:di" (captured at function entry)
+};
+
+struct CriticalSpan {
+  std::string function;            // symbol name in the shipped binary (may be .isra/.constprop)
+  uint64_t cs_start = 0;           // function-relative, first instruction of the CS
+  uint64_t cs_end = 0;             // one past the last instruction of the CS
+  uint64_t probe_offset = 0;       // where the update runs (after the CS)
+  std::vector<uint64_t> candidates;  // equivalent probe offsets up to the first reader
+  SpanKind kind = SpanKind::kReg;
+  std::string target_reg;          // kReg/kRecompute/kFlags: register (pt_regs name)
+  std::optional<MemOperand> target_mem;  // kMem, or a kFlags compare with a memory operand
+  int width = 8;                   // bytes written/compared: 1, 2, 4 or 8
+  // C expression in V (the policy's value) and, where the result depends on the instruction's
+  // input, X (that input: read at the probe, or saved at save_offset for kRecompute).
+  std::string formula;
+  std::optional<uint64_t> save_offset;  // kRecompute: where X is saved (before the CS)
+  std::string save_reg;            // kRecompute: register holding X at save_offset
+  std::string flags_cc;            // kFlags: the condition the compare feeds ("jbe", "cmovg" ...)
+  std::string source;              // file:line from DWARF
+  std::string expect_bytes;        // hex of the instruction bytes at probe_offset (shipped binary)
+  std::vector<VarLocation> vars;   // parameters and in-scope variables at the probe
+};
+
+enum class SafeSpanHow { kSlice, kManual, kWholeFunction };
+const char* SafeSpanHowName(SafeSpanHow h);
+
+struct SafeSpan {
+  std::string function;
+  uint64_t start = 0;
+  uint64_t end = 0;
+  SafeSpanHow how = SafeSpanHow::kSlice;
+};
+
+// A data initializer computed from the constant (reported, never silently ignored).
+struct DataInitializer {
+  std::string symbol;
+  uint64_t offset = 0;
+  int width = 0;
+  std::vector<int64_t> values;  // per compiled variant
+};
+
+struct TargetBinary {
+  std::string binary;          // "vmlinux" or a module name
+  std::string kernel_release;  // e.g. 6.12.117+deb12-amd64
+  std::string build_id;        // hex, when known
+};
+
+struct SynthesizedConst {
+  int id = 0;                  // stable ConstID
+  std::string name;
+  std::string description;
+  std::vector<int64_t> values;  // V1 (shipped), V2, V3
+  int64_t range_min = 0, range_max = 0;
+  TargetBinary target;
+  std::vector<CriticalSpan> spans;
+  std::vector<SafeSpan> safe_spans;
+  std::vector<DataInitializer> data_initializers;
+  std::vector<std::string> warnings;
+};
+
+}  // namespace sie::synth

@@ -7,17 +7,17 @@
 
 namespace sie {
 
-absl::Status ErrorWithHint(absl::StatusCode code, std::string_view what, std::string_view hint) {
+absl::Status ErrorWithHint(absl::StatusCode code, absl::string_view what, absl::string_view hint) {
   if (hint.empty()) return absl::Status(code, what);
   return absl::Status(code, absl::StrCat(what, "\nhint: ", hint));
 }
 
-absl::Status WithContext(const absl::Status& s, std::string_view context) {
+absl::Status WithContext(const absl::Status& s, absl::string_view context) {
   if (s.ok()) return s;
   return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
 }
 
-int ReportError(std::string_view tool, const absl::Status& s) {
+int ReportError(absl::string_view tool, const absl::Status& s) {
   std::string msg(s.message());
   // Indent continuation lines so the error reads as one block.
   msg = absl::StrReplaceAll(msg, {{"\n", "\n  "}});

@@ -5,23 +5,24 @@
 #include <string>
 #include <string_view>
 
+#include "absl/strings/string_view.h"
 #include "absl/status/status.h"
 
 namespace sie {
 
 // "what\nhint: hint"
-absl::Status ErrorWithHint(absl::StatusCode code, std::string_view what, std::string_view hint);
-inline absl::Status InvalidWithHint(std::string_view what, std::string_view hint) {
+absl::Status ErrorWithHint(absl::StatusCode code, absl::string_view what, absl::string_view hint);
+inline absl::Status InvalidWithHint(absl::string_view what, absl::string_view hint) {
   return ErrorWithHint(absl::StatusCode::kInvalidArgument, what, hint);
 }
-inline absl::Status FailedWithHint(std::string_view what, std::string_view hint) {
+inline absl::Status FailedWithHint(absl::string_view what, absl::string_view hint) {
   return ErrorWithHint(absl::StatusCode::kFailedPrecondition, what, hint);
 }
 
 // Prefixes the message with context ("loading foo: <original>"), keeping the code.
-absl::Status WithContext(const absl::Status& s, std::string_view context);
+absl::Status WithContext(const absl::Status& s, absl::string_view context);
 
 // Prints "<tool>: error: what\n  hint: ..." to stderr. Returns the exit code to use (1).
-int ReportError(std::string_view tool, const absl::Status& s);
+int ReportError(absl::string_view tool, const absl::Status& s);
 
 }  // namespace sie

@@ -26,7 +26,7 @@ absl::StatusOr<std::string> ReadFile(const fs::path& path) {
   return ss.str();
 }
 
-absl::Status WriteFileAtomic(const fs::path& path, std::string_view data, int mode) {
+absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data, int mode) {
   std::error_code ec;
   if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
   std::string tmp = absl::StrCat(path.string(), ".tmp.", getpid());
@@ -50,7 +50,7 @@ absl::Status WriteFileAtomic(const fs::path& path, std::string_view data, int mo
   return absl::OkStatus();
 }
 
-absl::StatusOr<TempDir> TempDir::Create(const fs::path& parent, std::string_view prefix) {
+absl::StatusOr<TempDir> TempDir::Create(const fs::path& parent, absl::string_view prefix) {
   std::error_code ec;
   fs::create_directories(parent, ec);
   std::string templ = (parent / absl::StrCat(prefix, "XXXXXX")).string();
@@ -69,7 +69,7 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
-uint64_t Fnv1a64(std::string_view data, uint64_t h) {
+uint64_t Fnv1a64(absl::string_view data, uint64_t h) {
   for (unsigned char c : data) {
     h ^= c;
     h *= 1099511628211ULL;

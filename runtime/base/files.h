@@ -4,20 +4,21 @@
 #include <filesystem>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
 
 namespace sie {
 
 absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path);
 // Writes via a temporary file and rename, so readers never see a half-written file.
-absl::Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
+absl::Status WriteFileAtomic(const std::filesystem::path& path, absl::string_view data,
                              int mode = 0644);
 
 // A directory removed (recursively) when the object dies, unless Keep() was called.
 class TempDir {
  public:
   static absl::StatusOr<TempDir> Create(const std::filesystem::path& parent,
-                                        std::string_view prefix);
+                                        absl::string_view prefix);
   TempDir(TempDir&& o) noexcept;
   TempDir& operator=(TempDir&&) = delete;
   TempDir(const TempDir&) = delete;
@@ -32,7 +33,7 @@ class TempDir {
 };
 
 // FNV-1a 64: a stable content hash for caches (not cryptographic).
-uint64_t Fnv1a64(std::string_view data, uint64_t seed = 1469598103934665603ULL);
+uint64_t Fnv1a64(absl::string_view data, uint64_t seed = 14695981039346656037ULL);
 std::string Hex64(uint64_t v);
 
 // The directory holding the running executable (e.g. build/bin).

@@ -24,7 +24,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-absl::Status ErrnoStatus(std::string_view what) {
+absl::Status ErrnoStatus(absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
 }
 
@@ -32,9 +32,9 @@ std::vector<std::string> BuildEnv(const RunOptions& opts) {
   std::map<std::string, std::string> env;
   if (!opts.clear_env) {
     for (char** e = environ; *e; ++e) {
-      std::string_view kv(*e);
+      absl::string_view kv(*e);
       auto eq = kv.find('=');
-      if (eq != std::string_view::npos) env[std::string(kv.substr(0, eq))] = kv.substr(eq + 1);
+      if (eq != absl::string_view::npos) env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
     }
   }
   for (const auto& [k, v] : opts.env_set) env[k] = v;
@@ -43,8 +43,8 @@ std::vector<std::string> BuildEnv(const RunOptions& opts) {
   return out;
 }
 
-std::string Tail(std::string_view s, size_t max_lines) {
-  std::vector<std::string_view> lines = absl::StrSplit(s, '\n', absl::SkipEmpty());
+std::string Tail(absl::string_view s, size_t max_lines) {
+  std::vector<absl::string_view> lines = absl::StrSplit(s, '\n', absl::SkipEmpty());
   if (lines.size() > max_lines) lines.erase(lines.begin(), lines.end() - max_lines);
   return absl::StrJoin(lines, "\n");
 }
@@ -79,7 +79,7 @@ absl::StatusOr<std::string> FindInPath(const std::string& name) {
     return absl::NotFoundError(absl::StrCat(name, " is not an executable file"));
   }
   const char* path = getenv("PATH");
-  for (std::string_view dir : absl::StrSplit(path ? path : "/usr/bin:/bin", ':')) {
+  for (absl::string_view dir : absl::StrSplit(path ? path : "/usr/bin:/bin", ':')) {
     std::string cand = absl::StrCat(dir, "/", name);
     struct stat st;
     if (stat(cand.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(cand.c_str(), X_OK) == 0)
@@ -165,10 +165,10 @@ absl::StatusOr<RunResult> Run(const std::vector<std::string>& argv, const RunOpt
         --open_fds;
         continue;
       }
-      std::string_view chunk(buf, r);
+      absl::string_view chunk(buf, r);
       auto& cb = i == 0 ? opts.on_stdout : opts.on_stderr;
       if (cb) cb(chunk);
-      if (opts.capture) (i == 0 ? res.out : res.err).append(chunk);
+      if (opts.capture) (i == 0 ? res.out : res.err).append(chunk.data(), chunk.size());
     }
   }
   int status = 0;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
 
 namespace sie {
@@ -22,8 +23,8 @@ struct RunOptions {
   std::string stdin_data;                         // fed to the child's stdin (else /dev/null)
   // Called with each chunk of stdout/stderr as it arrives (for streaming); output is also
   // captured unless capture is false.
-  std::function<void(std::string_view)> on_stdout;
-  std::function<void(std::string_view)> on_stderr;
+  std::function<void(absl::string_view)> on_stdout;
+  std::function<void(absl::string_view)> on_stderr;
   bool capture = true;
   bool new_process_group = true;                  // so a timeout kills the whole tree
 };

@@ -1,0 +1,53 @@
+// `sie`: the command-line entry point. Dispatches to one subcommand per concern.
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "runtime/cli/commands.h"
+#ifdef SIE_HAVE_SYNTH
+#include "synth/synth_command.h"
+#endif
+
+namespace {
+
+struct Subcommand {
+  const char* name;
+  const char* summary;
+  std::function<int(const std::vector<std::string>&)> run;
+};
+
+const std::vector<Subcommand>& Subcommands() {
+  static const auto* c = new std::vector<Subcommand>{
+      {"vm", "run a command as root in the guest kernel (QEMU)", sie::cli::VmCommand},
+#ifdef SIE_HAVE_SYNTH
+      {"synth", "synthesize a constant: spans, formulas, safe spans, stubs", sie::synth::SynthCommand},
+#endif
+      {"info", "kernel, BTF, kprobes and tool versions seen by sie", sie::cli::InfoCommand},
+  };
+  return *c;
+}
+
+void Usage(FILE* f) {
+  std::fprintf(f,
+               "usage: sie <command> [options]\n\n"
+               "sie turns constants compiled into the running Linux kernel into live, policy-driven\n"
+               "knobs (Scoped Indirect Execution).\n\ncommands:\n");
+  for (const auto& c : Subcommands()) std::fprintf(f, "  %-8s %s\n", c.name, c.summary);
+  std::fprintf(f, "\n'sie <command> --help' describes one command.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    Usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string name = argv[1];
+  for (const auto& c : Subcommands())
+    if (name == c.name) return c.run(std::vector<std::string>(argv + 2, argv + argc));
+  std::fprintf(stderr, "sie: error: unknown command '%s'\n  hint: see 'sie --help'\n", name.c_str());
+  return 2;
+}

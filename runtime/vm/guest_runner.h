@@ -1,0 +1,46 @@
+// `sie vm`: boots the guest kernel under QEMU with the host root shared read-only, runs one
+// command as root inside it, streams its output, scans dmesg, and always powers the guest off.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/vm/dmesg_scan.h"
+
+namespace sie::vm {
+
+struct GuestOptions {
+  std::string kernel_release;            // e.g. 6.12.117+deb12-amd64
+  std::string add_dir;                   // shown read-only at /mnt/add (optional)
+  std::string out_dir;                   // writable, at /mnt/out; empty: a temporary folder
+  std::vector<std::string> command;      // run as root in the guest
+  std::string cwd;                       // guest working directory (default: the host's)
+  std::vector<std::string> extra_path;   // prepended to the guest's PATH
+  int timeout_seconds = 900;
+  int memory_mb = 2048;
+  int cpus = 2;
+  bool verbose = false;
+};
+
+// Exit codes beyond the command's own.
+inline constexpr int kExitKernelSplat = 120;  // the command succeeded but the kernel complained
+inline constexpr int kExitTimeout = 124;
+inline constexpr int kExitGuestFailed = 125;  // the guest did not boot or crashed
+
+struct GuestResult {
+  int exit_code = 0;                 // the command's, or one of the codes above
+  int command_exit_code = -1;        // -1: the command never finished
+  std::vector<KernelSplat> splats;
+  std::string dmesg;
+  std::string accel;                 // "tcg" or "kvm"
+  double initramfs_seconds = 0;      // 0 when served from the cache
+  double boot_to_poweroff_seconds = 0;
+  std::string failure;               // why the guest failed (exit codes 124/125)
+};
+
+absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts);
+
+// "kvm" only where the CPU has vmx/svm and /dev/kvm opens; SIE_VM_ACCEL overrides.
+std::string ChooseAccel();
+
+}  // namespace sie::vm

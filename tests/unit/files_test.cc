@@ -1,0 +1,41 @@
+#include "runtime/base/files.h"
+
+#include <gtest/gtest.h>
+
+namespace sie {
+namespace {
+namespace fs = std::filesystem;
+
+TEST(FilesTest, WriteAtomicThenRead) {
+  auto d = TempDir::Create(fs::temp_directory_path(), "sie-files-test-");
+  ASSERT_TRUE(d.ok());
+  fs::path f = d->path() / "sub/x.txt";
+  ASSERT_TRUE(WriteFileAtomic(f, "abc").ok());
+  auto r = ReadFile(f);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, "abc");
+  EXPECT_FALSE(ReadFile(d->path() / "missing").ok());
+}
+
+TEST(FilesTest, TempDirIsRemovedUnlessKept) {
+  fs::path kept, gone;
+  {
+    auto a = TempDir::Create(fs::temp_directory_path(), "sie-a-");
+    auto b = TempDir::Create(fs::temp_directory_path(), "sie-b-");
+    ASSERT_TRUE(a.ok() && b.ok());
+    gone = a->path();
+    kept = b->path();
+    b->Keep();
+  }
+  EXPECT_FALSE(fs::exists(gone));
+  EXPECT_TRUE(fs::exists(kept));
+  fs::remove_all(kept);
+}
+
+TEST(FilesTest, HashIsStable) {
+  EXPECT_EQ(Hex64(Fnv1a64("")), "cbf29ce484222325");
+  EXPECT_EQ(Hex64(Fnv1a64("a")), "af63dc4c8601ec8c");
+}
+
+}  // namespace
+}  // namespace sie

@@ -1,0 +1,415 @@
+#include "synth/variants/builder.h"
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "runtime/base/diag.h"
+#include "runtime/base/files.h"
+#include "runtime/base/process.h"
+#include "synth/variants/edit.h"
+
+namespace sie::synth {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr auto kCompileTimeout = std::chrono::minutes(10);
+
+std::string Tail(const std::string& s, size_t n = 6000) {
+  return s.size() > n ? absl::StrCat("...", s.substr(s.size() - n)) : s;
+}
+
+std::string ShellQuote(const std::string& s) { return ShellJoin({s}); }
+
+absl::Status CopyFile(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::create_directories(to.parent_path(), ec);
+  fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("copying ", from.string(), " to ", to.string(), ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+// Copies a directory tree except `exclude` paths, .git, and (for modules) build products, so a
+// copy never inherits stale objects whose commands name the original directory.
+absl::Status CopyTree(const fs::path& from, const fs::path& to,
+                      const std::vector<fs::path>& exclude, bool skip_build_products) {
+  std::error_code ec;
+  fs::create_directories(to, ec);
+  for (auto it = fs::recursive_directory_iterator(from, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    const fs::path& p = it->path();
+    std::string name = p.filename().string();
+    bool skip = name == ".git";
+    for (const auto& x : exclude) skip |= fs::equivalent(p, x, ec) && !ec;
+    ec.clear();
+    if (skip_build_products && !it->is_directory()) {
+      for (absl::string_view ext : {".o", ".ko", ".mod", ".mod.c", ".cmd", ".symvers", ".order"})
+        skip |= absl::EndsWith(name, ext);
+    }
+    if (skip) {
+      if (it->is_directory()) it.disable_recursion_pending();
+      continue;
+    }
+    fs::path dst = to / fs::relative(p, from);
+    if (it->is_symlink()) {
+      fs::copy_symlink(p, dst, ec);
+    } else if (it->is_directory()) {
+      fs::create_directories(dst, ec);
+    } else if (it->is_regular_file()) {
+      fs::copy_file(p, dst, fs::copy_options::overwrite_existing, ec);
+    }
+    if (ec)
+      return absl::InternalError(absl::StrCat("copying ", p.string(), ": ", ec.message()));
+  }
+  if (ec) return absl::InternalError(absl::StrCat("copying ", from.string(), ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+// One compile of one variant of one object (kernel, generic) or of one variant of the module.
+struct Job {
+  size_t tunable = 0;  // index into tunables
+  size_t object = 0;   // index into objects[tunable] (kModule: all objects at once)
+  int variant = 0;     // 0..2
+};
+
+std::string VariantLabel(const TunableSpec& t, int v) {
+  return absl::StrCat("V", v + 1, "=", t.values[v]);
+}
+
+}  // namespace
+
+fs::path BuildRoot(const BuildContext& ctx) {
+  return ctx.kind == TargetKind::kKernel ? ctx.tree->root() : ctx.source_root;
+}
+
+std::string KbuildSource(const std::string& savedcmd) {
+  std::string src;
+  for (absl::string_view tok : absl::StrSplit(savedcmd, ' ', absl::SkipWhitespace()))
+    if (absl::EndsWith(tok, ".c") || absl::EndsWith(tok, ".S")) src = std::string(tok);
+  return src;
+}
+
+absl::StatusOr<std::string> RewriteKbuildCommand(const std::string& savedcmd, const fs::path& tree,
+                                                 const fs::path& overlay, const fs::path& out,
+                                                 std::string* source_rel) {
+  std::vector<std::string> toks = absl::StrSplit(savedcmd, ' ', absl::SkipWhitespace());
+  std::string src = KbuildSource(savedcmd);
+  if (src.empty() || toks.empty())
+    return absl::InvalidArgumentError(absl::StrCat("no source file in kbuild command: ", savedcmd));
+  fs::path src_rel = fs::path(src).lexically_normal();
+  *source_rel = src_rel.string();
+  std::vector<std::string> res;
+  bool saw_o = false;
+  for (size_t i = 0; i < toks.size(); ++i) {
+    const std::string& t = toks[i];
+    // The dep file would land next to the tree's object: drop it.
+    if (absl::StartsWith(t, "-Wp,-MMD") || absl::StartsWith(t, "-Wp,-MD")) continue;
+    if (t == "-o" && i + 1 < toks.size()) {
+      res.push_back("-o");
+      res.push_back(out.string());
+      ++i;
+      saw_o = true;
+      continue;
+    }
+    if (t == src) {
+      res.push_back((overlay / src_rel).string());
+      continue;
+    }
+    if (absl::StartsWith(t, "-I")) {
+      std::string dir = t.size() > 2 ? t.substr(2) : (i + 1 < toks.size() ? toks[i + 1] : "");
+      fs::path rel = fs::path(dir).lexically_normal();
+      if (rel.is_relative() && fs::is_directory(overlay / rel))
+        res.push_back(absl::StrCat("-I", (overlay / rel).string()));
+    }
+    if (t == "-c") {
+      // Quoted includes of the copied .c look next to the copy first, then in the original
+      // directory; the prefix map keeps __FILE__ and DWARF names as in the tree's own build.
+      res.push_back("-iquote");
+      res.push_back((tree / src_rel.parent_path()).string());
+      res.push_back(absl::StrCat("-ffile-prefix-map=", overlay.string(), "/="));
+    }
+    res.push_back(t);
+  }
+  if (!saw_o) return absl::InvalidArgumentError("kbuild command has no -o");
+  return absl::StrJoin(res, " ");
+}
+
+absl::StatusOr<std::vector<std::string>> CheckEdit(const BuildContext& ctx, const Spec& spec,
+                                                   const TunableSpec& t) {
+  std::vector<std::string> warnings;
+  fs::path file = BuildRoot(ctx) / t.file;
+  auto text = ReadFile(file);
+  if (!text.ok())
+    return InvalidWithHint(absl::StrCat(spec.Where(t.file_line), ": 'file' ", t.file,
+                                        " not found in ", BuildRoot(ctx).string()),
+                           "write the path relative to the source tree");
+  std::string where = absl::StrCat(spec.Where(t.line), ": ", t.name);
+  for (int v = 0; v < 3; ++v) {
+    auto edited = ApplyTunableEdit(*text, t, t.values[v], file.string());
+    if (!edited.ok()) return WithContext(edited.status(), where);
+  }
+  if (!t.macro.empty()) {
+    auto value_text = MacroValueText(*text, t.macro, file.string());
+    if (value_text.ok()) {
+      auto v = MacroLiteralValue(*value_text);
+      if (v.ok() && *v != t.values[0])
+        return InvalidWithHint(
+            absl::StrCat(where, ": values[0] is ", t.values[0], " but ", t.file, " defines ",
+                         t.macro, " as ", *value_text),
+            absl::StrCat("the first value must be the shipped one: write values: [", *v, ", ...]"));
+      if (!v.ok())
+        warnings.push_back(absl::StrCat(t.macro, " is defined as '", *value_text,
+                                        "', not a plain number: it is replaced by (V) and V1 "
+                                        "is assumed to be its value"));
+    }
+  } else {
+    std::string v1 = absl::StrReplaceAll(t.replace, {{"{V}", absl::StrCat(t.values[0])}});
+    if (v1 != t.match)
+      warnings.push_back(absl::StrCat("'replace' with V1=", t.values[0], " gives \"", v1,
+                                      "\", not the shipped text \"", t.match,
+                                      "\": is V1 the shipped value?"));
+  }
+  return warnings;
+}
+
+namespace {
+
+class VariantBuilder {
+ public:
+  VariantBuilder(const BuildContext& ctx, const std::vector<const TunableSpec*>& tunables,
+                 const std::vector<std::vector<std::string>>& objects)
+      : ctx_(ctx), tunables_(tunables), objects_(objects) {}
+
+  absl::StatusOr<std::vector<TunableVariants>> Run() {
+    result_.resize(tunables_.size());
+    std::vector<Job> jobs;
+    for (size_t t = 0; t < tunables_.size(); ++t) {
+      result_[t].tunable = tunables_[t];
+      for (const auto& o : objects_[t]) result_[t].objects.push_back({o, {}});
+      size_t per_variant = ctx_.kind == TargetKind::kModule ? 1 : objects_[t].size();
+      for (size_t o = 0; o < per_variant; ++o)
+        for (int v = 0; v < 3; ++v) jobs.push_back({t, o, v});
+    }
+    if (ctx_.kind == TargetKind::kKernel) {
+      // kbuild commands first, serially: the first request for an object runs make in the
+      // prepared tree, which must not run twice at once.
+      for (size_t t = 0; t < tunables_.size(); ++t)
+        for (const auto& o : objects_[t]) {
+          if (savedcmd_.count(o)) continue;
+          auto cmd = ctx_.tree->SavedCommand(o, ctx_.progress);
+          if (!cmd.ok()) return WithContext(cmd.status(), absl::StrCat("object ", o));
+          savedcmd_[o] = *cmd;
+        }
+    }
+    std::atomic<size_t> next{0};
+    std::mutex mu;
+    absl::Status first_error;
+    auto worker = [&] {
+      for (size_t i; (i = next.fetch_add(1)) < jobs.size();) {
+        {
+          std::lock_guard<std::mutex> l(mu);
+          if (!first_error.ok()) return;  // stop early: one failure fails the run
+        }
+        absl::Status s = RunJob(jobs[i]);
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> l(mu);
+          if (first_error.ok()) first_error = s;
+        }
+      }
+    };
+    std::vector<std::thread> threads;
+    int n = std::max(1, std::min<int>(ctx_.jobs, static_cast<int>(jobs.size())));
+    for (int i = 0; i < n; ++i) threads.emplace_back(worker);
+    for (auto& th : threads) th.join();
+    if (!first_error.ok()) return first_error;
+    return std::move(result_);
+  }
+
+ private:
+  fs::path VariantDir(const Job& j) const {
+    return ctx_.work_dir / tunables_[j.tunable]->name / absl::StrCat("v", j.variant + 1);
+  }
+
+  void Log(const std::string& s) {
+    std::lock_guard<std::mutex> l(log_mu_);
+    ctx_.progress(s);
+  }
+
+  absl::StatusOr<std::string> EditedText(const TunableSpec& t, int v) {
+    fs::path file = BuildRoot(ctx_) / t.file;
+    auto text = ReadFile(file);
+    if (!text.ok()) return text.status();
+    return ApplyTunableEdit(*text, t, t.values[v], file.string());
+  }
+
+  absl::Status CompileFailed(const TunableSpec& t, int v, const std::string& what,
+                             const RunResult& r, const std::string& cmd) {
+    std::string msg = absl::StrCat("compiling ", what, " with ", t.name, " ", VariantLabel(t, v),
+                                   " failed (", r.Describe(), "):\n", Tail(r.err + r.out));
+    if (ctx_.verbose) absl::StrAppend(&msg, "\ncommand: ", cmd);
+    return FailedWithHint(msg, "the compiler's message above says why; check the values "
+                               "(does the code accept them?) and the edit");
+  }
+
+  absl::Status RunJob(const Job& j) {
+    switch (ctx_.kind) {
+      case TargetKind::kKernel: return KernelJob(j);
+      case TargetKind::kModule: return ModuleJob(j);
+      case TargetKind::kGeneric: return GenericJob(j);
+    }
+    return absl::InternalError("bad target kind");
+  }
+
+  absl::Status KernelJob(const Job& j) {
+    const TunableSpec& t = *tunables_[j.tunable];
+    const std::string& object = objects_[j.tunable][j.object];
+    const fs::path tree = ctx_.tree->root();
+    fs::path vdir = VariantDir(j);
+    fs::path overlay = vdir / "overlay" / fs::path(object).stem();
+    fs::path raw = vdir / "raw" / object;
+    fs::path final_obj = vdir / "obj" / object;
+    std::error_code ec;
+    fs::create_directories(raw.parent_path(), ec);
+    fs::create_directories(final_obj.parent_path(), ec);
+
+    const std::string& savedcmd = savedcmd_.at(object);
+    fs::path src_rel = fs::path(KbuildSource(savedcmd)).lexically_normal();
+    // The overlay mirrors the tree: the object's .c and the headers next to it (so quoted
+    // includes between siblings see the edited one), then the edited file on top.
+    fs::path src_dir = src_rel.parent_path();
+    if (auto s = CopyFile(tree / src_rel, overlay / src_rel); !s.ok()) return s;
+    for (const auto& e : fs::directory_iterator(tree / src_dir, ec))
+      if (e.is_regular_file() && e.path().extension() == ".h")
+        if (auto s = CopyFile(e.path(), overlay / src_dir / e.path().filename()); !s.ok())
+          return s;
+    auto edited = EditedText(t, j.variant);
+    if (!edited.ok()) return edited.status();
+    if (auto s = WriteFileAtomic(overlay / t.file, *edited); !s.ok()) return s;
+    std::string src_check;
+    auto cmd = RewriteKbuildCommand(savedcmd, tree, overlay, raw, &src_check);
+    if (!cmd.ok()) return WithContext(cmd.status(), object);
+
+    if (ctx_.verbose) Log(absl::StrCat("  ", t.name, " ", VariantLabel(t, j.variant), ": ", *cmd));
+    RunOptions ro;
+    ro.cwd = tree.string();
+    ro.timeout = kCompileTimeout;
+    auto r = sie::Run({"sh", "-c", *cmd}, ro);
+    if (!r.ok()) return r.status();
+    if (!r->ok()) return CompileFailed(t, j.variant, object, *r, *cmd);
+
+    // IBT configs run objtool once on vmlinux.o, turning static-key jumps into NOPs; doing the
+    // same on a copy of the object makes it match the shipped code byte for byte.
+    if (auto s = CopyFile(raw, final_obj); !s.ok()) return s;
+    auto o = sie::Run({ctx_.tree->objtool().string(), "--hacks=jump_label", "--link",
+                       final_obj.string()},
+                      ro);
+    if (!o.ok()) return o.status();
+    if (!o->ok())
+      return FailedWithHint(absl::StrCat("objtool failed on ", final_obj.string(), " (",
+                                         o->Describe(), "):\n", Tail(o->err)),
+                            "the prepared tree's tools/objtool/objtool must work on this host");
+    Log(absl::StrCat("  built ", object, " ", t.name, " ", VariantLabel(t, j.variant), " (",
+                     r->elapsed.count(), " ms)"));
+    result_[j.tunable].objects[j.object].variant[j.variant] = final_obj;
+    return absl::OkStatus();
+  }
+
+  absl::Status GenericJob(const Job& j) {
+    const TunableSpec& t = *tunables_[j.tunable];
+    const std::string& object = objects_[j.tunable][j.object];
+    fs::path vdir = VariantDir(j);
+    fs::path copy = vdir / absl::StrCat("src-", j.object);
+    fs::path out = vdir / "obj" / object;
+    std::error_code ec;
+    fs::remove_all(copy, ec);
+    if (auto s = CopyTree(ctx_.source_root, copy, ctx_.exclude, false); !s.ok()) return s;
+    fs::create_directories(out.parent_path(), ec);
+    auto edited = EditedText(t, j.variant);
+    if (!edited.ok()) return edited.status();
+    if (auto s = WriteFileAtomic(copy / t.file, *edited); !s.ok()) return s;
+    std::string src = fs::path(object).replace_extension(".c").string();
+    if (!fs::exists(copy / src))
+      return InvalidWithHint(absl::StrCat("object ", object, ": its source ", src,
+                                          " does not exist in ", ctx_.source_root.string()),
+                             "list objects whose .c has the same name, e.g. foo.o for foo.c");
+    std::string cmd = absl::StrReplaceAll(
+        ctx_.build_command, {{"{src}", ShellQuote(src)}, {"{obj}", ShellQuote(out.string())}});
+    if (ctx_.verbose) Log(absl::StrCat("  ", t.name, " ", VariantLabel(t, j.variant), ": ", cmd));
+    RunOptions ro;
+    ro.cwd = copy.string();
+    ro.timeout = kCompileTimeout;
+    auto r = sie::Run({"sh", "-c", cmd}, ro);
+    if (!r.ok()) return r.status();
+    if (!r->ok()) return CompileFailed(t, j.variant, object, *r, cmd);
+    if (!fs::exists(out))
+      return FailedWithHint(absl::StrCat("the build command did not write ", out.string()),
+                            "the command must write the object to {obj}");
+    Log(absl::StrCat("  built ", object, " ", t.name, " ", VariantLabel(t, j.variant), " (",
+                     r->elapsed.count(), " ms)"));
+    result_[j.tunable].objects[j.object].variant[j.variant] = out;
+    return absl::OkStatus();
+  }
+
+  absl::Status ModuleJob(const Job& j) {
+    const TunableSpec& t = *tunables_[j.tunable];
+    fs::path copy = VariantDir(j) / "module";
+    std::error_code ec;
+    fs::remove_all(copy, ec);
+    if (auto s = CopyTree(ctx_.source_root, copy, ctx_.exclude, true); !s.ok()) return s;
+    auto edited = EditedText(t, j.variant);
+    if (!edited.ok()) return edited.status();
+    if (auto s = WriteFileAtomic(copy / t.file, *edited); !s.ok()) return s;
+    std::vector<std::string> argv = {"make", "-C", ctx_.headers_dir.string(),
+                                     absl::StrCat("M=", copy.string()),
+                                     absl::StrCat("CC=", ctx_.cc), "modules"};
+    RunOptions ro;
+    ro.timeout = kCompileTimeout;
+    auto r = sie::Run(argv, ro);
+    if (!r.ok()) return r.status();
+    if (!r->ok()) return CompileFailed(t, j.variant, "the module", *r, ShellJoin(argv));
+    auto& tv = result_[j.tunable];
+    for (size_t o = 0; o < tv.objects.size(); ++o) {
+      fs::path p = copy / tv.objects[o].object;
+      if (!fs::exists(p))
+        return InvalidWithHint(absl::StrCat("the module build made no ", tv.objects[o].object),
+                               "list objects relative to the module directory, e.g. "
+                               "'objects: [sie_target.o]'");
+      tv.objects[o].variant[j.variant] = p;
+    }
+    if (j.variant == 0) {
+      for (const auto& e : fs::directory_iterator(copy, ec))
+        if (e.path().extension() == ".ko") {
+          tv.module_ko = e.path();
+          tv.module_name = e.path().stem().string();
+        }
+    }
+    Log(absl::StrCat("  built module ", t.name, " ", VariantLabel(t, j.variant), " (",
+                     r->elapsed.count(), " ms)"));
+    return absl::OkStatus();
+  }
+
+  const BuildContext& ctx_;
+  const std::vector<const TunableSpec*>& tunables_;
+  const std::vector<std::vector<std::string>>& objects_;
+  std::map<std::string, std::string> savedcmd_;
+  std::vector<TunableVariants> result_;  // slots written by distinct jobs only
+  std::mutex log_mu_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<TunableVariants>> BuildVariants(
+    const BuildContext& ctx, const std::vector<const TunableSpec*>& tunables,
+    const std::vector<std::vector<std::string>>& objects) {
+  VariantBuilder b(ctx, tunables, objects);
+  return b.Run();
+}
+
+}  // namespace sie::synth

@@ -1,0 +1,197 @@
+#include "synth/variants/edit.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "runtime/base/diag.h"
+
+namespace sie::synth {
+namespace {
+
+bool IsIdent(char c) { return absl::ascii_isalnum(c) || c == '_'; }
+
+// Where a macro's value sits in the text.
+struct MacroSite {
+  size_t value_begin = 0;  // byte offsets of the value text (comments/whitespace excluded)
+  size_t value_end = 0;
+  int line = 0;
+};
+
+absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view macro,
+                                    absl::string_view file) {
+  std::vector<MacroSite> sites;
+  std::vector<int> function_like;
+  size_t pos = 0;
+  int line = 0;
+  while (pos <= text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == absl::string_view::npos) eol = text.size();
+    ++line;
+    absl::string_view l = text.substr(pos, eol - pos);
+    size_t i = 0;
+    auto skip_ws = [&] {
+      while (i < l.size() && (l[i] == ' ' || l[i] == '\t')) ++i;
+    };
+    skip_ws();
+    if (i < l.size() && l[i] == '#') {
+      ++i;
+      skip_ws();
+      if (l.substr(i, 6) == "define" && i + 6 < l.size() && !IsIdent(l[i + 6])) {
+        i += 6;
+        skip_ws();
+        if (l.substr(i, macro.size()) == macro &&
+            (i + macro.size() == l.size() || !IsIdent(l[i + macro.size()]))) {
+          i += macro.size();
+          if (i < l.size() && l[i] == '(') {
+            function_like.push_back(line);
+          } else {
+            if (!l.empty() && l.back() == '\\')
+              return InvalidWithHint(
+                  absl::StrCat(file, ":", line, ": macro ", macro, " spans several lines"),
+                  "use 'match:'/'replace:' on the exact text of the value instead of 'macro:'");
+            skip_ws();
+            size_t end = l.size();
+            for (absl::string_view c : {"/*", "//"})
+              if (size_t k = l.find(c, i); k != absl::string_view::npos && k < end) end = k;
+            while (end > i && absl::ascii_isspace(l[end - 1])) --end;
+            sites.push_back({pos + i, pos + end, line});
+          }
+        }
+      }
+    }
+    pos = eol + 1;
+  }
+  if (sites.empty()) {
+    if (!function_like.empty())
+      return InvalidWithHint(absl::StrCat("macro ", macro, " in ", file, ":", function_like[0],
+                                          " takes arguments"),
+                             "only object-like macros can be rewritten; use 'match:'/'replace:'");
+    return absl::NotFoundError(absl::StrCat("macro ", macro, " not defined in ", file));
+  }
+  if (sites.size() > 1)
+    return InvalidWithHint(
+        absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ", file,
+                     " (lines ", sites[0].line, " and ", sites[1].line, ")"),
+        "pick one definition with 'match:' (its exact text) and 'replace:' ('...{V}...')");
+  if (sites[0].value_begin == sites[0].value_end)
+    return InvalidWithHint(
+        absl::StrCat(file, ":", sites[0].line, ": macro ", macro, " has no value"),
+        "only macros defined as a value can be tuned");
+  return sites[0];
+}
+
+// A plain integer literal, possibly parenthesized and suffixed: "(16000U)", "0x20", "-1".
+struct Literal {
+  size_t num_begin = 0, num_end = 0;  // the digits (after any '-' and radix prefix)
+  bool negative = false;
+  bool hex = false;
+  int64_t value = 0;
+};
+
+bool ParseLiteral(absl::string_view v, Literal* lit) {
+  size_t b = 0, e = v.size();
+  while (b < e && (v[b] == '(' || absl::ascii_isspace(v[b]))) ++b;
+  size_t opens = 0;
+  for (size_t k = 0; k < b; ++k) opens += v[k] == '(';
+  while (e > b && (v[e - 1] == ')' || absl::ascii_isspace(v[e - 1]))) --e;
+  size_t closes = 0;
+  for (size_t k = e; k < v.size(); ++k) closes += v[k] == ')';
+  if (opens != closes || b >= e) return false;
+  while (e > b && (v[e - 1] == 'u' || v[e - 1] == 'U' || v[e - 1] == 'l' || v[e - 1] == 'L'))
+    --e;
+  if (b < e && v[b] == '-') lit->negative = true, ++b;
+  if (e - b > 2 && v[b] == '0' && (v[b + 1] == 'x' || v[b + 1] == 'X')) lit->hex = true, b += 2;
+  if (b >= e) return false;
+  absl::string_view digits = v.substr(b, e - b);
+  uint64_t u = 0;
+  bool ok = lit->hex ? absl::SimpleHexAtoi(digits, &u) : absl::SimpleAtoi(digits, &u);
+  if (!ok) return false;
+  // An octal literal (leading 0) would be misread as decimal: refuse to guess.
+  if (!lit->hex && digits.size() > 1 && digits[0] == '0') return false;
+  lit->num_begin = b;
+  lit->num_end = e;
+  lit->value = lit->negative ? -static_cast<int64_t>(u) : static_cast<int64_t>(u);
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> MacroValueText(absl::string_view text, absl::string_view macro,
+                                           absl::string_view file) {
+  auto site = FindMacro(text, macro, file);
+  if (!site.ok()) return site.status();
+  return std::string(text.substr(site->value_begin, site->value_end - site->value_begin));
+}
+
+absl::StatusOr<int64_t> MacroLiteralValue(absl::string_view value_text) {
+  Literal lit;
+  if (!ParseLiteral(value_text, &lit))
+    return absl::InvalidArgumentError(absl::StrCat("'", value_text, "' is not a plain literal"));
+  return lit.value;
+}
+
+absl::StatusOr<std::string> ApplyMacroEdit(absl::string_view text, absl::string_view macro,
+                                           int64_t value, absl::string_view file) {
+  auto site = FindMacro(text, macro, file);
+  if (!site.ok()) {
+    if (absl::IsNotFound(site.status()))
+      return InvalidWithHint(site.status().message(),
+                             "check 'macro:' and 'file:' in the spec (the file must contain "
+                             "'#define NAME VALUE')");
+    return site.status();
+  }
+  absl::string_view v = text.substr(site->value_begin, site->value_end - site->value_begin);
+  std::string new_value;
+  Literal lit;
+  if (ParseLiteral(v, &lit) && (value >= 0 || !lit.hex)) {
+    uint64_t mag = value < 0 ? -static_cast<uint64_t>(value) : static_cast<uint64_t>(value);
+    std::string digits = lit.hex ? absl::StrFormat("%x", mag) : absl::StrCat(mag);
+    // The sign lives just before the (optional) radix prefix.
+    size_t sign_pos = lit.num_begin - (lit.hex ? 2 : 0) - (lit.negative ? 1 : 0);
+    std::string prefix(v.substr(0, sign_pos));
+    std::string radix = lit.hex ? std::string(v.substr(lit.num_begin - 2, 2)) : "";
+    new_value = absl::StrCat(prefix, value < 0 ? "-" : "", radix, digits, v.substr(lit.num_end));
+    // "-5" written bare after the macro name is fine; "(-5)" keeps its parentheses.
+  } else {
+    new_value = absl::StrCat("(", value, ")");
+  }
+  std::string out(text.substr(0, site->value_begin));
+  absl::StrAppend(&out, new_value, text.substr(site->value_end));
+  return out;
+}
+
+absl::StatusOr<std::string> ApplyMatchEdit(absl::string_view text, absl::string_view match,
+                                           absl::string_view replace, int64_t value,
+                                           absl::string_view file) {
+  size_t first = text.find(match);
+  if (first == absl::string_view::npos)
+    return InvalidWithHint(absl::StrCat("text not found in ", file, ": \"", match, "\""),
+                           "copy 'match:' exactly from the source (spaces and all)");
+  if (size_t second = text.find(match, first + 1); second != absl::string_view::npos) {
+    auto line_of = [&](size_t off) {
+      return 1 + std::count(text.begin(), text.begin() + off, '\n');
+    };
+    return InvalidWithHint(
+        absl::StrCat("text \"", match, "\" occurs more than once in ", file, " (lines ",
+                     line_of(first), " and ", line_of(second), ")"),
+        "make 'match:' longer so that it names exactly one place");
+  }
+  std::string repl = absl::StrReplaceAll(replace, {{"{V}", absl::StrCat(value)}});
+  std::string out(text.substr(0, first));
+  absl::StrAppend(&out, repl, text.substr(first + match.size()));
+  return out;
+}
+
+absl::StatusOr<std::string> ApplyTunableEdit(absl::string_view text, const TunableSpec& t,
+                                             int64_t value, absl::string_view file) {
+  if (!t.macro.empty()) return ApplyMacroEdit(text, t.macro, value, file);
+  return ApplyMatchEdit(text, t.match, t.replace, value, file);
+}
+
+}  // namespace sie::synth

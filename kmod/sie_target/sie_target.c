@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * sie_target: a small module whose hardcoded constants (sie_target_consts.h) appear in the
+ * instruction patterns that sie has to turn into live knobs. Each pattern lives in its own
+ * noinline, noipa function (so gcc neither inlines it nor clones it into .constprop/.isra
+ * variants: the symbol name and the calling convention stay stable and kprobe-able). Nothing
+ * is exported and nothing is NOKPROBE.
+ *
+ * Every pattern is driven through debugfs, /sys/kernel/debug/sie_target/:
+ *
+ *   loop call_arg field cmp mul div   write a decimal input to run the path once,
+ *                                     read the result of the last run (decimal)
+ *   workers                           write N (0..SIE_TARGET_MAX_WORKERS) to run N kthreads
+ *                                     looping over pattern (g); 0 stops them; read gives N
+ *   ops mixed                         counters of pattern (g); write any value to set it
+ *   batch_last                        the value of the second use of (g) in the last cycle
+ *
+ * Results, with the constants as shipped (x is the input):
+ *   loop     = LOOP_BOUND * x + LOOP_BOUND * (LOOP_BOUND - 1) / 2
+ *   call_arg = x + CALL_ARG
+ *   field    = FIELD_INIT            (the field the init function stored)
+ *   cmp      = x > THRESHOLD ? 1 : 0
+ *   mul      = x * SCALE
+ *   div      = x / DIVISOR
+ *
+ * Disassembly (gcc 12.2 -O2 with the Debian 6.12.117 kbuild flags; objdump -d sie_target.ko).
+ * Offsets are function-relative. Functions whose address is taken (the debugfs paths) start with
+ * endbr64 (+0x0) and call __fentry__ (+0x4); the others start with call __fentry__ (+0x0).
+ *   (a) sie_target_loop         +0x22 cmp $0x8,%ebx ; +0x25 jne +0x12 (loop back edge)
+ *   (b) sie_target_call_arg     +0x9  mov $0x1234,%esi ; +0xe jmp sie_target_callee (tail call)
+ *   (c) sie_target_init_req     +0x8  movl $0x5a5a,0x8(%rdi) ; +0xf jmp __x86_return_thunk
+ *   (d) sie_target_cmp          +0x9  cmp $0x3e8,%rdi ; +0x10 ja (to the slow-path tail call)
+ *   (e) sie_target_mul          +0xc  shl $0x4,%rax (after +0x9 mov %rdi,%rax)
+ *   (f) sie_target_div          +0x9  movabs $0xcccccccccccccccd,%rax ; +0x13 mul %rdi ;
+ *                               +0x16 mov %rdx,%rax ; +0x19 shr $0x3,%rax
+ *   (g) sie_target_batch_cycle  +0x13 movl $0x40,0x8(%rdi) (use 1) ; +0x1f call
+ *                               usleep_range_state ; +0x24 movl $0x40,0xc(%rbx) (use 2)
+ * (tests/vm/smoke_test.cc finds these instructions again with a disassembler, so a change in code
+ * generation shows up as a test failure rather than as a probe at a wrong place.)
+ */
+#include <linux/atomic.h>
+#include <linux/debugfs.h>
+#include <linux/delay.h>
+#include <linux/kthread.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/sched.h>
+
+#include "sie_target_consts.h"
+
+#define SIE_TARGET_MAX_WORKERS 8
+
+/* noipa: no inlining, cloning, IPA-SRA or constant propagation across the call boundary. */
+#define sie_pattern noinline __attribute__((__noipa__))
+
+/* (a) loop bound: the trip count is compared against the induction variable. */
+static sie_pattern u64 sie_target_step(u64 acc, u64 x, unsigned int i)
+{
+	return acc + x + i;
+}
+
+static sie_pattern u64 sie_target_loop(u64 x)
+{
+	u64 acc = 0;
+	unsigned int i;
+
+	for (i = 0; i < SIE_TARGET_LOOP_BOUND; i++)
+		acc = sie_target_step(acc, x, i);
+	return acc;
+}
+
+/* (b) an immediate moved into an argument register of a call. */
+static sie_pattern u64 sie_target_callee(u64 x, u32 amount)
+{
+	return x + amount;
+}
+
+static sie_pattern u64 sie_target_call_arg(u64 x)
+{
+	return sie_target_callee(x, SIE_TARGET_CALL_ARG);
+}
+
+/* (c) an immediate stored into a struct field. */
+struct sie_target_req {
+	u64 key;
+	u32 budget;
+	u32 flags;
+};
+
+static sie_pattern void sie_target_init_req(struct sie_target_req *req, u64 key)
+{
+	req->key = key;
+	req->budget = SIE_TARGET_FIELD_INIT;
+}
+
+static u64 sie_target_field(u64 x)
+{
+	struct sie_target_req req = {};
+
+	sie_target_init_req(&req, x);
+	return req.budget;
+}
+
+/* (d) a compare against an immediate feeding a conditional branch. */
+static sie_pattern u64 sie_target_slow_path(u64 x)
+{
+	return 1;
+}
+
+static sie_pattern u64 sie_target_cmp(u64 x)
+{
+	if (x > SIE_TARGET_THRESHOLD)
+		return sie_target_slow_path(x);
+	return 0;
+}
+
+/* (e) multiplication by a power of two, strength-reduced to a shift. */
+static sie_pattern u64 sie_target_mul(u64 x)
+{
+	return x * SIE_TARGET_SCALE;
+}
+
+/* (f) unsigned division by a constant: multiply-high by a magic number, then shift. */
+static sie_pattern u64 sie_target_div(u64 x)
+{
+	return x / SIE_TARGET_DIVISOR;
+}
+
+/*
+ * (g) one constant used twice with a sleep in between: a "reservation" and its "release". If the
+ * constant changes while a thread sleeps between the two uses, the thread sees a mixed pair; that
+ * is what sie's consistency modes must prevent, so it is counted.
+ */
+struct sie_target_worker {
+	struct task_struct *task;
+	u32 reserved;
+	u32 released;
+};
+
+static struct sie_target_worker sie_target_workers[SIE_TARGET_MAX_WORKERS];
+static unsigned int sie_target_nr_workers;
+static DEFINE_MUTEX(sie_target_workers_lock);
+static atomic64_t sie_target_ops = ATOMIC64_INIT(0);
+static atomic64_t sie_target_mixed = ATOMIC64_INIT(0);
+static u64 sie_target_batch_last;
+
+static sie_pattern void sie_target_batch_cycle(struct sie_target_worker *w)
+{
+	WRITE_ONCE(w->reserved, SIE_TARGET_BATCH);	/* use 1 */
+	usleep_range(100, 200);				/* sleepable point */
+	WRITE_ONCE(w->released, SIE_TARGET_BATCH);	/* use 2 */
+	if (READ_ONCE(w->reserved) != READ_ONCE(w->released))
+		atomic64_inc(&sie_target_mixed);
+	WRITE_ONCE(sie_target_batch_last, READ_ONCE(w->released));
+	atomic64_inc(&sie_target_ops);
+}
+
+static int sie_target_worker_fn(void *data)
+{
+	struct sie_target_worker *w = data;
+
+	while (!kthread_should_stop()) {
+		sie_target_batch_cycle(w);
+		cond_resched();
+	}
+	return 0;
+}
+
+static void sie_target_stop_workers(void)
+{
+	while (sie_target_nr_workers > 0) {
+		struct sie_target_worker *w = &sie_target_workers[--sie_target_nr_workers];
+
+		kthread_stop(w->task);
+		w->task = NULL;
+	}
+}
+
+static int sie_target_start_workers(unsigned int n)
+{
+	while (sie_target_nr_workers < n) {
+		struct sie_target_worker *w = &sie_target_workers[sie_target_nr_workers];
+		struct task_struct *t;
+
+		t = kthread_run(sie_target_worker_fn, w, "sie_target/%u", sie_target_nr_workers);
+		if (IS_ERR(t))
+			return PTR_ERR(t);
+		w->task = t;
+		sie_target_nr_workers++;
+	}
+	return 0;
+}
+
+static int sie_target_workers_get(void *data, u64 *val)
+{
+	mutex_lock(&sie_target_workers_lock);
+	*val = sie_target_nr_workers;
+	mutex_unlock(&sie_target_workers_lock);
+	return 0;
+}
+
+static int sie_target_workers_set(void *data, u64 val)
+{
+	int ret;
+
+	if (val > SIE_TARGET_MAX_WORKERS)
+		return -EINVAL;
+	mutex_lock(&sie_target_workers_lock);
+	sie_target_stop_workers();
+	ret = sie_target_start_workers(val);
+	if (ret)
+		sie_target_stop_workers();
+	mutex_unlock(&sie_target_workers_lock);
+	return ret;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(sie_target_workers_fops, sie_target_workers_get, sie_target_workers_set,
+			 "%llu\n");
+
+static int sie_target_counter_get(void *data, u64 *val)
+{
+	*val = atomic64_read(data);
+	return 0;
+}
+
+static int sie_target_counter_set(void *data, u64 val)
+{
+	atomic64_set(data, val);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(sie_target_counter_fops, sie_target_counter_get, sie_target_counter_set,
+			 "%llu\n");
+
+/* The single-shot paths (a)-(f): write an input, read the result of the last run. */
+struct sie_target_path {
+	const char *name;
+	u64 (*run)(u64 x);
+	u64 last;
+	struct mutex lock;
+};
+
+static struct sie_target_path sie_target_paths[] = {
+	{ .name = "loop", .run = sie_target_loop },
+	{ .name = "call_arg", .run = sie_target_call_arg },
+	{ .name = "field", .run = sie_target_field },
+	{ .name = "cmp", .run = sie_target_cmp },
+	{ .name = "mul", .run = sie_target_mul },
+	{ .name = "div", .run = sie_target_div },
+};
+
+static int sie_target_path_get(void *data, u64 *val)
+{
+	struct sie_target_path *p = data;
+
+	mutex_lock(&p->lock);
+	*val = p->last;
+	mutex_unlock(&p->lock);
+	return 0;
+}
+
+static int sie_target_path_set(void *data, u64 val)
+{
+	struct sie_target_path *p = data;
+
+	mutex_lock(&p->lock);
+	p->last = p->run(val);
+	mutex_unlock(&p->lock);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(sie_target_path_fops, sie_target_path_get, sie_target_path_set,
+			 "%llu\n");
+
+static struct dentry *sie_target_dir;
+
+static int __init sie_target_init(void)
+{
+	int i;
+
+	sie_target_dir = debugfs_create_dir("sie_target", NULL);
+	if (IS_ERR(sie_target_dir))
+		return PTR_ERR(sie_target_dir);
+	for (i = 0; i < ARRAY_SIZE(sie_target_paths); i++) {
+		mutex_init(&sie_target_paths[i].lock);
+		debugfs_create_file_unsafe(sie_target_paths[i].name, 0600, sie_target_dir,
+					   &sie_target_paths[i], &sie_target_path_fops);
+	}
+	debugfs_create_file_unsafe("workers", 0600, sie_target_dir, NULL,
+				   &sie_target_workers_fops);
+	debugfs_create_file_unsafe("ops", 0600, sie_target_dir, &sie_target_ops,
+				   &sie_target_counter_fops);
+	debugfs_create_file_unsafe("mixed", 0600, sie_target_dir, &sie_target_mixed,
+				   &sie_target_counter_fops);
+	debugfs_create_u64("batch_last", 0400, sie_target_dir, &sie_target_batch_last);
+	return 0;
+}
+
+static void __exit sie_target_exit(void)
+{
+	debugfs_remove_recursive(sie_target_dir);
+	mutex_lock(&sie_target_workers_lock);
+	sie_target_stop_workers();
+	mutex_unlock(&sie_target_workers_lock);
+}
+
+module_init(sie_target_init);
+module_exit(sie_target_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("sie test target: hardcoded constants in common instruction patterns");

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The hardcoded constants of sie_target, one #define each, so that a synthesizer can rebuild the
+ * module with another value (baseline/variant builds) and so that tests compute expected results
+ * from the same numbers. Keep each value on its own "#define NAME VALUE" line.
+ *
+ * The values are chosen so that every pattern survives gcc -O2 in the intended instruction form
+ * (see the disassembly notes in sie_target.c): the scale must stay a power of two, the divisor
+ * must not be a power of two, and the immediates must fit a sign-extended imm32.
+ */
+#ifndef SIE_TARGET_CONSTS_H
+#define SIE_TARGET_CONSTS_H
+
+#define SIE_TARGET_LOOP_BOUND 8        /* (a) loop trip count: cmp $imm against the induction var */
+#define SIE_TARGET_CALL_ARG 0x1234     /* (b) immediate moved into an argument register */
+#define SIE_TARGET_FIELD_INIT 0x5a5a   /* (c) immediate stored into a u32 struct field */
+#define SIE_TARGET_THRESHOLD 1000      /* (d) compare against an immediate, then branch */
+#define SIE_TARGET_SCALE 16            /* (e) multiply by a power of two: shl $log2 */
+#define SIE_TARGET_DIVISOR 10          /* (f) unsigned division: multiply-high + shift */
+#define SIE_TARGET_BATCH 64            /* (g) used twice, with a sleep in between */
+
+#endif /* SIE_TARGET_CONSTS_H */

@@ -1,0 +1,497 @@
+#include "synth/analysis/analyze.h"
+
+#include <elf.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <regex>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "synth/analysis/align.h"
+#include "synth/analysis/dataflow.h"
+#include "synth/analysis/derive.h"
+#include "synth/analysis/disasm.h"
+#include "synth/analysis/dwarf_info.h"
+#include "synth/analysis/elf_file.h"
+#include "synth/analysis/semantics.h"
+#include "synth/analysis/slice.h"
+
+namespace sie::synth {
+namespace {
+
+using namespace analysis;  // NOLINT: this file is the stage orchestrator
+
+std::string Where(const Function& fn, uint64_t off) {
+  return absl::StrFormat("%s+0x%x", fn.name, off);
+}
+
+absl::Status Refuse(const Function& fn, uint64_t off, absl::string_view why) {
+  return absl::FailedPreconditionError(
+      absl::StrCat(Where(fn, off), ": ", why,
+                   "\nhint: scope the constant out of this function (spec `functions`) or "
+                   "restrict its value range"));
+}
+
+MemOperand ToMem(const Operand& o) {
+  MemOperand m;
+  m.base = RegFamily(o.base);
+  if (o.base == "rip") m.base = "ip";
+  m.index = RegFamily(o.index);
+  m.scale = o.scale;
+  m.disp = o.disp;
+  return m;
+}
+
+bool IsAllocCall(const std::string& sym) {
+  static const std::regex re("(^|_)(k[mvz]?alloc|kcalloc|kvmalloc|vmalloc|vzalloc|alloc_pages|"
+                             "kmem_cache_alloc|krealloc|kmalloc_array)");
+  return std::regex_search(sym, re);
+}
+
+struct Ctx {
+  const Function* fn[3];
+  std::vector<int64_t> vs;
+  AnalysisResult* res;
+};
+
+struct Range {
+  int b[3], e[3];  // per build [begin, end) instruction indices
+};
+
+// Proves a[0] == a[1] == a[2] for every input.
+bool AllEqual(z3::context& c, const std::vector<z3::expr>& a) {
+  z3::solver s(c);
+  s.add(a[0] != a[1] || a[0] != a[2]);
+  return s.check() == z3::unsat;
+}
+
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Range& r) {
+  const Function& fb = *cx.fn[0];
+  std::vector<CriticalSpan> out;
+  uint64_t cs_start = fb.insns[r.b[0]].offset;
+  if (r.b[0] == r.e[0])
+    return Refuse(fb, cs_start,
+                  "the shipped build has no instruction for the constant here (e.g. x*1 "
+                  "folded away) but other builds do: no span to probe");
+  uint64_t cs_end = fb.insns[r.e[0] - 1].offset + fb.insns[r.e[0] - 1].size;
+  int end_idx = r.e[0];
+  z3::context ctx;
+  std::set<std::string> zext = Zext32At(fb, r.b[0]);
+  std::vector<std::unique_ptr<SymState>> st;
+  for (int k = 0; k < 3; ++k) {
+    st.push_back(std::make_unique<SymState>(ctx, zext));
+    for (int i = r.b[k]; i < r.e[k]; ++i) {
+      if (!st[k]->Step(cx.fn[k]->insns[i]))
+        return absl::InvalidArgumentError(absl::StrCat(
+            cx.fn[k]->name, " (V=", cx.vs[k], "): cannot model instruction `",
+            st[k]->unsupported(), "` in the span"));
+    }
+  }
+  auto input_of = [&](const std::vector<z3::expr>& o) -> absl::StatusOr<std::optional<z3::expr>> {
+    std::set<std::string> in;
+    for (const z3::expr& e : o) {
+      auto f = FreeInputs(e);
+      in.insert(f.begin(), f.end());
+    }
+    if (in.empty()) return std::optional<z3::expr>();
+    if (in.size() > 1)
+      return absl::InvalidArgumentError(
+          absl::StrCat("depends on several inputs (", absl::StrJoin(in, ", "), ")"));
+    std::string n = *in.begin();
+    if (n.rfind("in:", 0) != 0)
+      return absl::InvalidArgumentError(absl::StrCat("depends on a memory load (", n, ")"));
+    std::string fam = n.substr(3);
+    return std::optional<z3::expr>(
+        ctx.bv_const(n.c_str(), zext.count(fam) ? 32 : 64));
+  };
+  auto finish = [&](CriticalSpan sp, const std::vector<Loc>& locs,
+                    std::string* err) -> std::optional<CriticalSpan> {
+    sp.function = fb.name;
+    sp.cs_start = cs_start;
+    sp.cs_end = cs_end;
+    if (end_idx >= static_cast<int>(fb.insns.size())) {
+      *err = "the span ends the function: no probe location after it";
+      return std::nullopt;
+    }
+    sp.probe_offset = fb.insns[end_idx].offset;
+    if (fb.branch_targets.count(sp.probe_offset)) {
+      *err = absl::StrFormat(
+          "the first instruction after the span (+0x%x) is also reached by a jump that bypasses "
+          "the span: a probe there would rewrite state on the other path too",
+          sp.probe_offset);
+      return std::nullopt;
+    }
+    ProbeWindow w = ProbeCandidates(fb, end_idx, locs);
+    sp.candidates = w.candidates;
+    if (w.first_reader >= 0) {
+      const Insn& rd = fb.insns[w.first_reader];
+      if (rd.is_call && IsAllocCall(rd.call_target) && !sp.target_reg.empty() &&
+          ArgRegs().count(sp.target_reg)) {
+        *err = absl::StrCat("the constant is an allocation size (argument of ", rd.call_target,
+                            "): changing it at run time would corrupt memory");
+        return std::nullopt;
+      }
+      if (sp.kind == SpanKind::kFlags) sp.flags_cc = rd.mnemonic;
+    }
+    return sp;
+  };
+
+  // Registers written in the shipped build and used after the span.
+  for (const std::string& f : st[0]->written()) {
+    if (!LiveAt(fb, end_idx, Loc{f})) continue;
+    std::vector<z3::expr> o;
+    for (int k = 0; k < 3; ++k) o.push_back(st[k]->Reg(f));
+    if (AllEqual(ctx, o)) continue;
+    auto x = input_of(o);
+    if (!x.ok())
+      return Refuse(fb, cs_start, absl::StrCat("register ", f, " ", x.status().message()));
+    int width = st[0]->LastWriteWidth(f);
+    auto fit = FitOutput(ctx, o, *x, cx.vs, width * 8, x->has_value() &&
+                                                          zext.count(x->value().decl().name().str().substr(3)));
+    if (!fit.ok())
+      return absl::InvalidArgumentError(absl::StrCat(
+          Where(fb, cs_start), ": register ", f, " after `", fb.insns[r.b[0]].Text(), "`",
+          r.e[0] - r.b[0] > 1 ? " ..." : "", ": transformation outside the family: ",
+          fit.status().message()));
+    CriticalSpan sp;
+    sp.kind = SpanKind::kReg;
+    sp.target_reg = f;
+    sp.width = width;
+    sp.formula = fit->formula;
+    std::vector<Loc> locs = {Loc{f}};
+    if (fit->uses_x) {
+      std::string xf = x->value().decl().name().str().substr(3);
+      sp.save_reg = xf;
+      if (xf == f || st[0]->written().count(xf)) {
+        sp.kind = SpanKind::kRecompute;
+        sp.save_offset = cs_start;
+        if (fit->invertible && xf == f) sp.x_from_probe = fit->x_from_output;
+      } else {
+        locs.push_back(Loc{xf});  // X is read at the probe: it must still be intact
+      }
+    }
+    cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
+    cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
+    std::string err;
+    auto done = finish(sp, locs, &err);
+    if (!done) return Refuse(fb, cs_start, err);
+    out.push_back(*done);
+  }
+  // Stores.
+  std::map<std::string, size_t> last_store;
+  for (size_t i = 0; i < st[0]->stores().size(); ++i) last_store[st[0]->stores()[i].key] = i;
+  for (auto& [key, i] : last_store) {
+    const SymStore& s0 = st[0]->stores()[i];
+    std::vector<z3::expr> o = {s0.value};
+    for (int k = 1; k < 3; ++k) {
+      const SymStore* found = nullptr;
+      for (const SymStore& s : st[k]->stores())
+        if (s.key == key) found = &s;
+      if (!found)
+        return Refuse(fb, cs_start,
+                      absl::StrCat("the build with V=", cx.vs[k], " does not store to ", key,
+                                   ": memory layout depends on the constant"));
+      o.push_back(found->value);
+    }
+    if (AllEqual(ctx, o)) continue;
+    auto x = input_of(o);
+    if (!x.ok()) return Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message()));
+    auto fit = FitOutput(ctx, o, *x, cx.vs, s0.width * 8, false);
+    if (!fit.ok())
+      return absl::InvalidArgumentError(absl::StrCat(Where(fb, cs_start), ": store `",
+                                                     fb.insns[r.b[0]].Text(),
+                                                     "`: transformation outside the family: ",
+                                                     fit.status().message()));
+    CriticalSpan sp;
+    sp.kind = SpanKind::kMem;
+    sp.target_mem = ToMem(s0.op);
+    sp.width = s0.width;
+    sp.formula = fit->formula;
+    if (fit->uses_x) sp.save_reg = x->value().decl().name().str().substr(3);
+    std::string err;
+    auto done = finish(sp, {Loc{"", s0.op}}, &err);
+    if (!done) return Refuse(fb, cs_start, err);
+    out.push_back(*done);
+  }
+  // Flags consumed after the span.
+  if (st[0]->flags() && LiveAt(fb, end_idx, Loc{"flags"})) {
+    bool all = st[1]->flags() && st[2]->flags();
+    if (!all) return Refuse(fb, cs_start, "flags are set in one build only");
+    std::vector<z3::expr> a, b;
+    for (int k = 0; k < 3; ++k) {
+      a.push_back(st[k]->flags()->a);
+      b.push_back(st[k]->flags()->b);
+    }
+    bool same_a = AllEqual(ctx, a), same_b = AllEqual(ctx, b);
+    bool same_kind = st[0]->flags()->kind == st[1]->flags()->kind &&
+                     st[0]->flags()->kind == st[2]->flags()->kind;
+    if (!(same_a && same_b && same_kind)) {
+      const Insn& fi = *st[0]->flags()->insn;
+      if (!same_kind || !same_a || !(fi.mnemonic == "cmp" || fi.mnemonic == "test"))
+        return Refuse(fb, fi.offset,
+                      absl::StrCat("the comparison `", fi.Text(),
+                                   "` changes shape with the constant (not a compare of an "
+                                   "unchanged operand against an immediate)"));
+      std::vector<uint64_t> cs;
+      for (const z3::expr& e : b) {
+        uint64_t v = 0;
+        if (!e.simplify().is_numeral_u64(v))
+          return Refuse(fb, fi.offset,
+                        absl::StrCat("`", fi.Text(), "` compares against a computed value"));
+        cs.push_back(v);
+      }
+      int width = st[0]->flags()->width;
+      auto fam = FitFamily(cx.vs, cs, width * 8);
+      if (!fam.ok())
+        return absl::InvalidArgumentError(absl::StrCat(Where(fb, fi.offset), ": compare `",
+                                                       fi.Text(),
+                                                       "`: transformation outside the family: ",
+                                                       fam.status().message()));
+      CriticalSpan sp;
+      sp.kind = SpanKind::kFlags;
+      sp.width = width;
+      sp.formula = fam->formula;
+      sp.flags_op = fi.mnemonic;
+      const Operand& lhs = fi.ops[0];
+      if (lhs.type == OpType::kReg) sp.target_reg = RegFamily(lhs.reg);
+      else sp.target_mem = ToMem(lhs);
+      std::vector<Loc> locs = {Loc{"flags"}};
+      if (lhs.type == OpType::kReg) locs.push_back(Loc{sp.target_reg});
+      cx.res->range_min = std::max(cx.res->range_min, fam->vmin);
+      cx.res->range_max = std::min(cx.res->range_max, fam->vmax);
+      std::string err;
+      auto done = finish(sp, locs, &err);
+      if (!done) return Refuse(fb, cs_start, err);
+      out.push_back(*done);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const Ctx& cx, const Hunk& h) {
+  const Function& fb = *cx.fn[0];
+  Range whole;
+  whole.b[0] = h.base_begin;
+  whole.e[0] = h.base_end;
+  for (int k = 1; k < 3; ++k) {
+    whole.b[k] = h.var_begin[k - 1];
+    whole.e[k] = h.var_end[k - 1];
+  }
+  uint64_t at = h.base_begin < static_cast<int>(fb.insns.size()) ? fb.insns[h.base_begin].offset
+                                                                  : fb.size;
+  // Value contracts: control flow and the stack frame must not depend on the constant.
+  for (int k = 0; k < 3; ++k) {
+    for (int i = whole.b[k]; i < whole.e[k]; ++i) {
+      const Insn& in = cx.fn[k]->insns[i];
+      if (in.is_branch)
+        return Refuse(fb, at, absl::StrCat("control flow depends on the constant (V=", cx.vs[k],
+                                           " has `", in.Text(), "` at +0x",
+                                           absl::Hex(in.offset), " where other builds differ)"));
+      if (in.writes.count("sp") && in.mnemonic != "push" && in.mnemonic != "pop")
+        return Refuse(fb, at, absl::StrCat("stack frame size depends on the constant (`",
+                                           in.Text(), "`)"));
+    }
+  }
+  int len = whole.e[0] - whole.b[0];
+  bool same_shape = len > 0 && whole.e[1] - whole.b[1] == len && whole.e[2] - whole.b[2] == len;
+  for (int i = 0; same_shape && i < len; ++i)
+    for (int k = 1; k < 3; ++k)
+      same_shape &= cx.fn[k]->insns[whole.b[k] + i].shape == fb.insns[whole.b[0] + i].shape;
+  if (same_shape) {
+    // Same instructions, different operands: each differing instruction is its own span.
+    std::vector<CriticalSpan> spans;
+    bool ok = true;
+    for (int i = 0; i < len && ok; ++i) {
+      const Insn& b0 = fb.insns[whole.b[0] + i];
+      const Insn& b1 = cx.fn[1]->insns[whole.b[1] + i];
+      const Insn& b2 = cx.fn[2]->insns[whole.b[2] + i];
+      if (b0.sig == b1.sig && b0.sig == b2.sig) continue;
+      for (size_t j = 0; j < b0.ops.size(); ++j) {
+        if (b0.ops[j].type != OpType::kMem || b0.mnemonic == "lea") continue;
+        if (b0.ops[j].disp != b1.ops[j].disp || b0.ops[j].disp != b2.ops[j].disp ||
+            b0.ops[j].scale != b1.ops[j].scale || b0.ops[j].scale != b2.ops[j].scale) {
+          bool stack = b0.ops[j].base == "rsp" || b0.ops[j].base == "rbp";
+          return Refuse(fb, b0.offset,
+                        absl::StrCat("`", b0.Text(), "`: ",
+                                     stack ? "stack layout" : "a memory offset (struct field or "
+                                                              "array index)",
+                                     " depends on the constant"));
+        }
+      }
+      Range one;
+      for (int k = 0; k < 3; ++k) one.b[k] = whole.b[k] + i, one.e[k] = whole.b[k] + i + 1;
+      auto r = AnalyzeRegion(cx, one);
+      if (!r.ok()) {
+        if (r.status().code() == absl::StatusCode::kFailedPrecondition) return r.status();
+        ok = false;  // e.g. a magic-number constant: retry the hunk as one region
+        break;
+      }
+      spans.insert(spans.end(), r->begin(), r->end());
+    }
+    if (ok) return spans;
+  }
+  return AnalyzeRegion(cx, whole);
+}
+
+void DataInitializers(const std::vector<std::unique_ptr<ElfFile>>& elfs,
+                      const std::vector<int64_t>& vs, AnalysisResult* res) {
+  const ElfFile& b = *elfs[0];
+  for (const ElfSection& s : b.sections()) {
+    if (!(s.flags & SHF_ALLOC) || (s.flags & SHF_EXECINSTR) || s.type != SHT_PROGBITS) continue;
+    if (s.name.rfind("__", 0) == 0 || s.name == ".altinstr_replacement") continue;
+    const ElfSection* other[2] = {nullptr, nullptr};
+    for (int k = 1; k < 3; ++k)
+      for (const ElfSection& t : elfs[k]->sections())
+        if (t.name == s.name) other[k - 1] = &t;
+    if (!other[0] || !other[1]) continue;
+    if (other[0]->data.size() != s.data.size() || other[1]->data.size() != s.data.size()) {
+      res->warnings.push_back(absl::StrCat("section ", s.name,
+                                           " changes size with the constant (data layout "
+                                           "depends on it); not tuned"));
+      continue;
+    }
+    size_t i = 0;
+    while (i < s.data.size()) {
+      if (s.data[i] == other[0]->data[i] && s.data[i] == other[1]->data[i]) {
+        ++i;
+        continue;
+      }
+      size_t j = i;
+      while (j < s.data.size() && (s.data[j] != other[0]->data[j] || s.data[j] != other[1]->data[j]))
+        ++j;
+      // The smallest naturally aligned cell (up to 8 bytes) holding the first differing bytes.
+      int w = 1;
+      while (w < 8 && i / w * w + w < j) w *= 2;
+      uint64_t start = i / w * w;
+      DataInitializer di;
+      di.symbol = s.name;
+      di.offset = start;
+      for (const ElfSymbol& sym : b.symbols())
+        if (sym.shndx == s.index && sym.type == STT_OBJECT && start >= sym.value &&
+            start < sym.value + sym.size) {
+          di.symbol = sym.name;
+          di.offset = start - sym.value;
+        }
+      di.width = w;
+      for (int k = 0; k < 3; ++k) {
+        const std::string& d = k == 0 ? s.data : other[k - 1]->data;
+        uint64_t v = 0;
+        for (int q = 0; q < w && start + q < d.size(); ++q)
+          v |= static_cast<uint64_t>(static_cast<uint8_t>(d[start + q])) << (8 * q);
+        di.values.push_back(static_cast<int64_t>(v));
+      }
+      res->data_initializers.push_back(di);
+      i = start + w;
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>& variants,
+                                               const AnalyzeOptions& opts) {
+  if (variants.size() != 3)
+    return absl::InvalidArgumentError(
+        absl::StrCat("need exactly three builds (V1 shipped, V2, V3), got ", variants.size()));
+  std::vector<int64_t> vs;
+  for (const auto& v : variants) vs.push_back(v.value);
+  if (vs[0] == vs[1] || vs[0] == vs[2] || vs[1] == vs[2])
+    return absl::InvalidArgumentError("the three builds must use distinct values");
+  AnalysisResult res;
+  res.range_min = opts.range_min;
+  res.range_max = opts.range_max;
+  std::vector<std::unique_ptr<ElfFile>> elfs;
+  std::vector<std::vector<Function>> fns;
+  std::set<std::string> only(opts.functions.begin(), opts.functions.end());
+  std::set<std::string> only_norm;
+  for (const auto& f : only) only_norm.insert(NormalizeSymbolName(f));
+  for (const auto& v : variants) {
+    auto e = ElfFile::Open(v.path);
+    if (!e.ok()) return e.status();
+    auto f = DisassembleFunctions(**e, only_norm);
+    if (!f.ok()) return f.status();
+    elfs.push_back(std::move(*e));
+    fns.push_back(std::move(*f));
+  }
+  for (const auto& want : only_norm) {
+    bool found = std::any_of(fns[0].begin(), fns[0].end(),
+                             [&](const Function& f) { return f.norm_name == want; });
+    if (!found)
+      return absl::NotFoundError(absl::StrCat("function ", want, " not found in ",
+                                              variants[0].path));
+  }
+  // Pair functions by normalized name (n-th occurrence with n-th occurrence).
+  auto index = [](const std::vector<Function>& v) {
+    std::map<std::string, std::vector<const Function*>> m;
+    for (const Function& f : v) m[f.norm_name].push_back(&f);
+    return m;
+  };
+  auto i1 = index(fns[1]), i2 = index(fns[2]);
+  std::map<std::string, int> seen;
+  std::vector<std::string> errors;
+  for (const Function& fb : fns[0]) {
+    int n = seen[fb.norm_name]++;
+    auto a = i1.find(fb.norm_name), b = i2.find(fb.norm_name);
+    if (a == i1.end() || b == i2.end() || static_cast<int>(a->second.size()) <= n ||
+        static_cast<int>(b->second.size()) <= n) {
+      res.warnings.push_back(absl::StrCat("function ", fb.name,
+                                          " is missing from some builds (inlining or cloning "
+                                          "depends on the constant); not analyzed"));
+      continue;
+    }
+    Ctx cx{{&fb, a->second[n], b->second[n]}, vs, &res};
+    for (const Hunk& h : DiffFunctions(fb, {cx.fn[1], cx.fn[2]})) {
+      try {
+        auto spans = AnalyzeHunk(cx, h);
+        if (!spans.ok()) {
+          errors.push_back(std::string(spans.status().message()));
+          continue;
+        }
+        res.spans.insert(res.spans.end(), spans->begin(), spans->end());
+      } catch (const z3::exception& e) {
+        errors.push_back(absl::StrCat(fb.name, ": z3: ", e.msg()));
+      }
+    }
+  }
+  for (int k = 1; k < 3; ++k)
+    for (const Function& f : fns[k]) {
+      auto m = index(fns[0]);
+      if (!m.count(f.norm_name))
+        res.warnings.push_back(absl::StrCat("function ", f.name, " exists only in the build with V=",
+                                            vs[k], "; not analyzed"));
+    }
+  if (!errors.empty())
+    return absl::FailedPreconditionError(absl::StrJoin(errors, "\n"));
+  DataInitializers(elfs, vs, &res);
+  if (res.spans.empty())
+    return absl::NotFoundError(absl::StrCat(
+        "no instruction differs between the builds (V=", absl::StrJoin(vs, ", "),
+        ") in ", only.empty() ? "any function" : absl::StrJoin(only, ", "),
+        res.data_initializers.empty() ? "" : " (only data initializers differ)",
+        "\nhint: check that the constant is used in this object and that the variants were "
+        "really rebuilt with different values"));
+  if (res.range_min > opts.range_min || res.range_max < opts.range_max)
+    res.warnings.push_back(absl::StrCat("value range narrowed to [", res.range_min, ", ",
+                                        res.range_max, "] (shift counts must stay below the "
+                                        "operand width, divisors non-zero)"));
+  if (res.range_min > res.range_max)
+    return absl::FailedPreconditionError("no value of the requested range is valid for every span");
+  // Safe spans from the data-dependency slice of each CS.
+  std::map<std::string, const Function*> by_name;
+  for (const Function& f : fns[0]) by_name[f.name] = &f;
+  for (const CriticalSpan& sp : res.spans) {
+    auto ss = SliceSafeSpan(*by_name[sp.function], sp);
+    res.safe_spans.push_back(ss);
+  }
+  res.safe_spans = MergeSafeSpans(res.safe_spans);
+  // Source lines and variables (best effort: warn when DWARF is missing).
+  if (auto s = AnnotateFromDwarf(variants[0].path, &res.spans); !s.ok())
+    res.warnings.push_back(absl::StrCat("DWARF: ", s.message()));
+  return res;
+}
+
+}  // namespace sie::synth

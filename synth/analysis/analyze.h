@@ -1,0 +1,48 @@
+// The synth analysis core: from three builds of an object (the constant at V1 shipped, V2, V3)
+// to the Critical Spans, Safe Spans and data initializers of synth/model.h.
+//
+// Pipeline (one stage per file): elf_file (ELF) -> disasm (Capstone) -> align (LCS hunks) ->
+// semantics + derive (Z3: IV = f(V), outputs as X op f(V)) -> dataflow (probe offsets,
+// candidates, liveness) -> slice (safe spans) -> dwarf_info (file:line, variables) ->
+// map_shipped (onto vmlinux / .ko). No exception crosses this API.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "synth/model.h"
+
+namespace sie::synth {
+
+struct VariantObject {
+  int64_t value = 0;
+  std::string path;  // an ELF relocatable .o (or .ko)
+};
+
+struct AnalyzeOptions {
+  std::vector<std::string> functions;  // optional scope (names, clone suffixes normalized)
+  int64_t range_min = INT64_MIN, range_max = INT64_MAX;
+};
+
+struct AnalysisResult {
+  std::vector<CriticalSpan> spans;
+  std::vector<SafeSpan> safe_spans;
+  std::vector<DataInitializer> data_initializers;
+  std::vector<std::string> warnings;
+  // The requested range, narrowed where a formula is only valid on part of it (each
+  // narrowing is explained in warnings).
+  int64_t range_min = INT64_MIN, range_max = INT64_MAX;
+};
+
+// variants[0] is the baseline (shipped value); exactly three, distinct values.
+absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>& variants,
+                                               const AnalyzeOptions& opts);
+
+// Translates spans from the baseline object onto the shipped binary (vmlinux with symbols, or a
+// .ko) by matching the function's instruction sequence with relocation fields masked; fills
+// expect_bytes. Any mismatch is an error naming the function and offset.
+absl::Status MapToShipped(const std::string& baseline_obj, const std::string& shipped_elf,
+                          std::vector<CriticalSpan>* spans, std::vector<SafeSpan>* safe_spans);
+
+}  // namespace sie::synth

@@ -1,0 +1,125 @@
+#include "synth/analysis/dataflow.h"
+
+#include <deque>
+
+namespace sie::synth::analysis {
+
+const std::set<std::string>& ArgRegs() {
+  static const std::set<std::string> k = {"di", "si", "dx", "cx", "r8", "r9"};
+  return k;
+}
+const std::set<std::string>& CallerSaved() {
+  static const std::set<std::string> k = {"ax", "cx", "dx", "si", "di", "r8", "r9", "r10", "r11"};
+  return k;
+}
+
+namespace {
+bool ZeroIdiom(const Insn& in) {
+  return (in.mnemonic == "xor" || in.mnemonic == "sub") && in.ops.size() == 2 &&
+         in.ops[0].type == OpType::kReg && in.ops[1].type == OpType::kReg &&
+         in.ops[0].reg == in.ops[1].reg;
+}
+bool TailJump(const Insn& in) { return in.is_jump && !in.is_cond && !in.call_target.empty(); }
+
+bool SameMem(const Operand& a, const Operand& b) {
+  return a.base == b.base && a.index == b.index && a.scale == b.scale && a.disp == b.disp;
+}
+}  // namespace
+
+std::set<std::string> EffectiveReads(const Insn& in) {
+  if (ZeroIdiom(in)) return {};
+  std::set<std::string> r = in.reads;
+  if (in.is_call || TailJump(in)) r.insert(ArgRegs().begin(), ArgRegs().end());
+  if (in.is_ret) r.insert("ax");
+  r.erase("sp");
+  r.erase("ip");
+  return r;
+}
+
+std::set<std::string> FullWrites(const Insn& in) {
+  std::set<std::string> w;
+  if (in.is_call) return CallerSaved();
+  for (const Operand& o : in.ops)
+    if (o.type == OpType::kReg && o.write && RegWidth(o.reg) >= 4) w.insert(RegFamily(o.reg));
+  // Implicit full writes (mul/div/cdq) are rare in spans; partial writes never kill.
+  return w;
+}
+
+bool Reads(const Insn& in, const Loc& l) {
+  if (l.mem) {
+    if (in.is_call || TailJump(in)) return true;  // the callee may read the cell
+    for (const Operand& o : in.ops)
+      if (o.type == OpType::kMem && o.read && SameMem(o, *l.mem)) return true;
+    // A write to the base register makes the cell untrackable: treat as a use.
+    return (!l.mem->base.empty() && in.writes.count(RegFamily(l.mem->base))) ||
+           (!l.mem->index.empty() && in.writes.count(RegFamily(l.mem->index)));
+  }
+  if (l.reg == "flags") return in.reads_flags;
+  return EffectiveReads(in).count(l.reg) > 0;
+}
+
+bool Kills(const Insn& in, const Loc& l) {
+  if (l.mem) {
+    for (const Operand& o : in.ops)
+      if (o.type == OpType::kMem && o.write && !o.read && SameMem(o, *l.mem)) return true;
+    return false;
+  }
+  if (l.reg == "flags") return in.writes_flags && !in.reads_flags;
+  return FullWrites(in).count(l.reg) > 0;
+}
+
+bool LiveAt(const Function& fn, int start, const Loc& l) {
+  std::vector<bool> seen(fn.insns.size(), false);
+  std::deque<int> work = {start};
+  while (!work.empty()) {
+    int i = work.front();
+    work.pop_front();
+    if (i < 0 || i >= static_cast<int>(fn.insns.size()) || seen[i]) continue;
+    seen[i] = true;
+    const Insn& in = fn.insns[i];
+    if (Reads(in, l)) return true;
+    if (Kills(in, l)) continue;
+    if (in.is_ret || TailJump(in)) continue;
+    if (in.target && !in.is_call) work.push_back(fn.IndexAt(*in.target));
+    if (!(in.is_jump && !in.is_cond)) work.push_back(i + 1);
+  }
+  return false;
+}
+
+ProbeWindow ProbeCandidates(const Function& fn, int idx, const std::vector<Loc>& locs) {
+  ProbeWindow w;
+  for (int i = idx; i < static_cast<int>(fn.insns.size()); ++i) {
+    const Insn& in = fn.insns[i];
+    if (i != idx && fn.branch_targets.count(in.offset)) break;  // other paths join here
+    w.candidates.push_back(in.offset);
+    bool stop = in.is_branch || in.mnemonic == "(bad)";
+    for (const Loc& l : locs) {
+      if (Reads(in, l)) {
+        if (w.first_reader < 0) w.first_reader = i;
+        stop = true;
+      }
+      if (Kills(in, l)) stop = true;
+    }
+    if (stop) break;
+  }
+  return w;
+}
+
+std::set<std::string> Zext32At(const Function& fn, int idx) {
+  std::set<std::string> known, decided;
+  for (int i = idx - 1; i >= 0; --i) {
+    const Insn& in = fn.insns[i];
+    if (in.is_branch) break;
+    for (const Operand& o : in.ops) {
+      if (o.type != OpType::kReg || !o.write) continue;
+      std::string f = RegFamily(o.reg);
+      if (f.empty() || decided.count(f)) continue;
+      decided.insert(f);
+      if (RegWidth(o.reg) == 4) known.insert(f);
+    }
+    if (fn.branch_targets.count(in.offset)) break;
+  }
+  return known;
+}
+
+}  // namespace sie::synth::analysis

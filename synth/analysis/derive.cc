@@ -1,0 +1,271 @@
+#include "synth/analysis/derive.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "synth/analysis/formula.h"
+
+namespace sie::synth::analysis {
+namespace {
+
+uint64_t Mask(int bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1; }
+int64_t Signed(uint64_t v, int bits) {
+  if (bits >= 64) return static_cast<int64_t>(v);
+  v &= Mask(bits);
+  return (v >> (bits - 1)) ? static_cast<int64_t>(v | ~Mask(bits)) : static_cast<int64_t>(v);
+}
+
+// A literal: small values in decimal, masks and large values in hex.
+std::string Lit(uint64_t v, int bits) {
+  int64_t s = Signed(v, bits);
+  if (s > -65536 && s < 65536) return absl::StrCat(s);
+  return absl::StrFormat("0x%x", v & Mask(bits));
+}
+
+bool Atom(const std::string& s) {
+  return s.find_first_of(" ") == std::string::npos && !s.empty() && s[0] != '-';
+}
+std::string Paren(const std::string& s) { return Atom(s) ? s : "(" + s + ")"; }
+
+// "term + b" with b's sign folded into the operator.
+std::string PlusConst(const std::string& term, uint64_t b, int bits) {
+  int64_t s = Signed(b, bits);
+  if (s == 0) return term;
+  if (s < 0 && s > -65536) return absl::StrCat(term, " - ", -s);
+  return absl::StrCat(term, " + ", Lit(b, bits));
+}
+
+uint64_t Num(const z3::expr& e) {
+  uint64_t v = 0;
+  e.simplify().is_numeral_u64(v);
+  return v;
+}
+
+z3::expr Bv(z3::context& c, uint64_t v, int bits) { return c.bv_val(v & Mask(bits), bits); }
+
+bool CheckedByEval(const std::string& f, const std::vector<int64_t>& vs,
+                   const std::vector<uint64_t>& cs, int bits) {
+  for (size_t i = 0; i < vs.size(); ++i) {
+    auto r = EvalFormula(f, vs[i]);
+    if (!r.ok() || ((*r ^ cs[i]) & Mask(bits))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
+                                    int bits) {
+  try {
+    z3::context c;
+    auto solve = [&](const std::function<z3::expr(const z3::expr&, const z3::expr&, int64_t)>& h,
+                     bool small_a, bool small_b) -> std::optional<std::pair<uint64_t, uint64_t>> {
+      z3::solver s(c);
+      z3::expr a = c.bv_const("a", bits), b = c.bv_const("b", bits);
+      for (size_t i = 0; i < vs.size(); ++i) s.add(h(a, b, vs[i]) == Bv(c, cs[i], bits));
+      // Prefer small coefficients: modular arithmetic admits aliases like a + 2^31.
+      z3::expr lim = c.bv_val(65536, bits), nlim = c.bv_val(-65536, bits);
+      if (small_a && bits > 17) s.add(z3::sle(a, lim) && z3::sge(a, nlim));
+      if (small_b && bits > 17) s.add(z3::sle(b, lim) && z3::sge(b, nlim));
+      if (s.check() != z3::sat) return std::nullopt;
+      z3::model m = s.get_model();
+      return std::make_pair(Num(m.eval(a, true)), Num(m.eval(b, true)));
+    };
+    auto v_bv = [&](int64_t v) { return Bv(c, static_cast<uint64_t>(v), bits); };
+    std::vector<FamilyFit> tries;
+    // 1. a*V + b
+    if (auto r = solve([&](auto& a, auto& b, int64_t v) { return a * v_bv(v) + b; }, true, false)) {
+      int64_t a = Signed(r->first, bits);
+      std::string t = a == 1 ? "V" : a == -1 ? "-V" : a == 0 ? "" : absl::StrCat(a, " * V");
+      std::string f = t.empty() ? Lit(r->second, bits) : PlusConst(t, r->second, bits);
+      tries.push_back({f});
+    }
+    bool shiftable = std::all_of(vs.begin(), vs.end(), [&](int64_t v) { return v >= 0 && v < bits; });
+    // 2. (a << V) + b: masks such as (1 << V) - 1.
+    if (shiftable) {
+      if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::shl(a, v_bv(v)) + b; },
+                         true, true)) {
+        std::string f = PlusConst(absl::StrCat("(", Lit(r->first, bits), " << V)"), r->second, bits);
+        tries.push_back({f, 0, bits - 1});
+      }
+      // 3. (a >> V) + b
+      if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::lshr(a, v_bv(v)) + b; },
+                         false, true)) {
+        std::string f = PlusConst(absl::StrCat("(", Lit(r->first, bits), " >> V)"), r->second, bits);
+        tries.push_back({f, 0, bits - 1});
+      }
+    }
+    // 4. a / V + b
+    if (std::all_of(vs.begin(), vs.end(), [](int64_t v) { return v > 0; })) {
+      if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::udiv(a, v_bv(v)) + b; },
+                         false, true)) {
+        std::string f = PlusConst(absl::StrCat(Lit(r->first, bits), " / V"), r->second, bits);
+        tries.push_back({f, 1, INT64_MAX});
+      }
+    }
+    for (FamilyFit& t : tries)
+      if (CheckedByEval(t.formula, vs, cs, bits)) return t;
+  } catch (const z3::exception& e) {
+    return absl::InternalError(absl::StrCat("z3: ", e.msg()));
+  }
+  std::vector<std::string> pts;
+  for (size_t i = 0; i < vs.size(); ++i)
+    pts.push_back(absl::StrFormat("V=%d -> 0x%x", vs[i], cs[i] & Mask(bits)));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "no formula in the family (a*V+b, (a<<V)+b, (a>>V)+b, a/V+b) fits ", absl::StrJoin(pts, ", ")));
+}
+
+namespace {
+
+enum class XOp { kAdd, kXor, kOr, kAnd, kShl, kShr, kMul, kUDiv };
+
+}  // namespace
+
+absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr>& outs,
+                                    const std::optional<z3::expr>& x,
+                                    const std::vector<int64_t>& vs, int out_bits, bool x_zext32) {
+  if (!x) {
+    std::vector<uint64_t> cs;
+    for (const z3::expr& o : outs) {
+      uint64_t v = 0;
+      if (!o.simplify().is_numeral_u64(v))
+        return absl::InternalError("constant output is not a numeral");
+      cs.push_back(v);
+    }
+    auto fam = FitFamily(vs, cs, out_bits);
+    if (!fam.ok()) return fam.status();
+    return OutputFit{fam->formula, false, false, "", fam->vmin, fam->vmax};
+  }
+  unsigned xs = x->get_sort().bv_size();
+  auto eval_at = [&](z3::expr o, uint64_t xv) {
+    z3::expr_vector from(ctx), to(ctx);
+    from.push_back(*x);
+    to.push_back(ctx.bv_val(xs >= 64 ? xv : xv & Mask(xs), xs));
+    return Num(o.substitute(from, to));
+  };
+  std::string last_err = "no template X op c matched";
+  std::vector<int> widths = {out_bits};
+  for (int w : {32, 64})
+    if (w != out_bits) widths.push_back(w);
+  for (int wx : widths) {
+    uint64_t M = Mask(wx), msb = uint64_t{1} << (wx - 1);
+    z3::expr xw = xs >= static_cast<unsigned>(wx) ? x->extract(wx - 1, 0) : z3::zext(*x, wx - xs);
+    for (XOp op : {XOp::kAdd, XOp::kXor, XOp::kOr, XOp::kAnd, XOp::kShl, XOp::kShr, XOp::kMul,
+                   XOp::kUDiv}) {
+      std::vector<uint64_t> cs;
+      bool ok = true;
+      for (const z3::expr& o : outs) {
+        uint64_t c = 0;
+        switch (op) {
+          case XOp::kAdd: case XOp::kXor: case XOp::kOr:
+            c = eval_at(o, 0) & M;
+            break;
+          case XOp::kAnd:
+            c = eval_at(o, M) & M;
+            break;
+          case XOp::kMul:
+            c = eval_at(o, 1) & M;
+            break;
+          case XOp::kShl: {
+            uint64_t r = eval_at(o, 1) & M;
+            ok = r && !(r & (r - 1));
+            c = ok ? __builtin_ctzll(r) : 0;
+            break;
+          }
+          case XOp::kShr: {
+            uint64_t r = eval_at(o, msb) & M;
+            ok = r && !(r & (r - 1));
+            c = ok ? (wx - 1 - __builtin_ctzll(r)) : 0;
+            break;
+          }
+          case XOp::kUDiv: {
+            uint64_t q = eval_at(o, M) & M;
+            ok = q != 0;
+            c = ok ? M / (q + 1) + 1 : 0;  // the smallest divisor giving q
+            break;
+          }
+        }
+        if (!ok) break;
+        cs.push_back(c);
+      }
+      if (!ok) continue;
+      // Prove out_i(X) == zext(X op c_i) for every X, in every build.
+      bool proved = true;
+      for (size_t i = 0; i < outs.size() && proved; ++i) {
+        z3::expr c = ctx.bv_val(cs[i], wx);
+        z3::expr g = xw;
+        switch (op) {
+          case XOp::kAdd: g = xw + c; break;
+          case XOp::kXor: g = xw ^ c; break;
+          case XOp::kOr: g = xw | c; break;
+          case XOp::kAnd: g = xw & c; break;
+          case XOp::kShl: g = z3::shl(xw, c); break;
+          case XOp::kShr: g = z3::lshr(xw, c); break;
+          case XOp::kMul: g = xw * c; break;
+          case XOp::kUDiv: g = z3::udiv(xw, c); break;
+        }
+        z3::expr full = wx < 64 ? z3::zext(g, 64 - wx) : g;
+        z3::expr o64 = outs[i].get_sort().bv_size() < 64
+                           ? z3::zext(outs[i], 64 - outs[i].get_sort().bv_size())
+                           : outs[i];
+        z3::solver s(ctx);
+        z3::params p(ctx);
+        p.set("timeout", 60000u);
+        s.set(p);
+        s.add(o64 != full);
+        proved = s.check() == z3::unsat;
+      }
+      if (!proved) continue;
+      // The constant part must itself be a family member of V.
+      auto fam = FitFamily(vs, cs, wx);
+      if (!fam.ok()) {
+        last_err = std::string(fam.status().message());
+        continue;
+      }
+      // X as the formula sees it: the full register; mask when high bits would leak in.
+      std::string X = "X";
+      if (wx < 64 && !x_zext32 && (op == XOp::kShr || op == XOp::kUDiv))
+        X = absl::StrFormat("(X & 0x%x)", M);
+      std::string h = Paren(fam->formula);
+      OutputFit f;
+      f.uses_x = true;
+      f.vmin = fam->vmin;
+      f.vmax = fam->vmax;
+      switch (op) {
+        case XOp::kAdd:
+          f.formula = fam->formula[0] == '-' && Atom(fam->formula.substr(1))
+                          ? absl::StrCat(X, " - ", fam->formula.substr(1))
+                          : absl::StrCat(X, " + ", h);
+          f.invertible = true;
+          f.x_from_output = absl::StrCat("R - ", Paren(Lit(cs[0], wx)));
+          break;
+        case XOp::kXor:
+          f.formula = absl::StrCat(X, " ^ ", h);
+          f.invertible = true;
+          f.x_from_output = absl::StrCat("R ^ ", Lit(cs[0], wx));
+          break;
+        case XOp::kOr: f.formula = absl::StrCat(X, " | ", h); break;
+        case XOp::kAnd: f.formula = absl::StrCat(X, " & ", h); break;
+        case XOp::kShl: f.formula = absl::StrCat(X, " << ", h); break;
+        case XOp::kShr: f.formula = absl::StrCat(X, " >> ", h); break;
+        case XOp::kMul: f.formula = absl::StrCat(X, " * ", h); break;
+        case XOp::kUDiv:
+          f.formula = absl::StrCat(X, " / ", h);
+          f.vmin = std::max<int64_t>(f.vmin, 1);  // V must stay a divisor
+          break;
+      }
+      if (op == XOp::kShl || op == XOp::kShr) {
+        f.vmin = std::max<int64_t>(f.vmin, 0);
+        // keep h(V) < wx: only checked for the plain h = V case.
+        if (fam->formula == "V") f.vmax = std::min<int64_t>(f.vmax, wx - 1);
+      }
+      return f;
+    }
+  }
+  return absl::InvalidArgumentError(last_err);
+}
+
+}  // namespace sie::synth::analysis

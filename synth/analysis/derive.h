@@ -1,0 +1,42 @@
+// Stage 3b: deriving the compiler's transformation. Constants c_i seen in the builds are fit
+// to a family h(V) (a*V+b, (a<<V)+b, (a>>V)+b, a/V+b) by solving over bit-vectors with Z3;
+// outputs that depend on an input X are matched to X op c (c = h(V)) and proved equal for
+// every X in each build.
+#pragma once
+#include <z3++.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace sie::synth::analysis {
+
+struct FamilyFit {
+  std::string formula;  // in V
+  int64_t vmin = INT64_MIN, vmax = INT64_MAX;  // where the family is valid (shift/div limits)
+};
+
+// Fits c_i = h(V_i) at `bits` bits (c_i compared modulo 2^bits).
+absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
+                                    int bits);
+
+struct OutputFit {
+  std::string formula;  // in V and possibly X
+  bool uses_x = false;
+  bool invertible = false;     // X can be recomputed from the output (add/sub/xor)
+  std::string x_from_output;   // then: X as an expression of R (the output's value), baseline
+  int64_t vmin = INT64_MIN, vmax = INT64_MAX;
+};
+
+// outs[i]: the 64-bit output of build i as a Z3 expression over at most one input `x` (pass
+// x = nullopt for constant outputs). out_bits: width of the write (32 for "mov eax,...").
+// x_zext32: x is known to be a zero-extended 32-bit value.
+// Throws z3::exception (callers catch).
+absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr>& outs,
+                                    const std::optional<z3::expr>& x,
+                                    const std::vector<int64_t>& vs, int out_bits, bool x_zext32);
+
+}  // namespace sie::synth::analysis

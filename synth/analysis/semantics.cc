@@ -1,0 +1,285 @@
+#include "synth/analysis/semantics.h"
+
+#include <functional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace sie::synth::analysis {
+namespace {
+
+bool IsHighByte(const std::string& r) { return r == "ah" || r == "bh" || r == "ch" || r == "dh"; }
+
+z3::expr Fit(const z3::expr& e, unsigned bits) {
+  unsigned w = e.get_sort().bv_size();
+  if (w == bits) return e;
+  if (w > bits) return e.extract(bits - 1, 0);
+  return z3::zext(e, bits - w);
+}
+
+}  // namespace
+
+SymState::SymState(z3::context& ctx, std::set<std::string> zext32)
+    : ctx_(ctx), zext32_(std::move(zext32)) {}
+
+z3::expr SymState::Reg(const std::string& f) {
+  auto it = regs_.find(f);
+  if (it != regs_.end()) return it->second;
+  z3::expr v = zext32_.count(f) ? z3::zext(ctx_.bv_const(InputName(f).c_str(), 32), 32)
+                                : ctx_.bv_const(InputName(f).c_str(), 64);
+  regs_.emplace(f, v);
+  return v;
+}
+
+int SymState::LastWriteWidth(const std::string& f) const {
+  auto it = last_width_.find(f);
+  return it == last_width_.end() ? 8 : it->second;
+}
+
+z3::expr SymState::Address(const Operand& op) {
+  z3::expr a = ctx_.bv_val(static_cast<uint64_t>(op.disp), 64);
+  if (!op.base.empty() && op.base != "rip") a = a + Reg(RegFamily(op.base));
+  if (!op.index.empty()) a = a + Reg(RegFamily(op.index)) * ctx_.bv_val(op.scale, 64);
+  return a.simplify();
+}
+
+std::string SymState::MemKey(const Operand& op) {
+  if (op.base == "rip") {
+    std::string k = "rip";
+    if (cur_)
+      for (const auto& r : cur_->relocs) k = absl::StrCat("sym:", r.target, "+", r.addend);
+    return absl::StrCat("mem:", k, ":", op.size);
+  }
+  return absl::StrCat("mem:", Address(op).to_string(), ":", op.size);
+}
+
+z3::expr SymState::Read(const Operand& op) {
+  unsigned bits = op.size * 8;
+  switch (op.type) {
+    case OpType::kImm:
+      return ctx_.bv_val(static_cast<uint64_t>(op.imm), 64).extract(bits - 1, 0);
+    case OpType::kReg: {
+      z3::expr full = Reg(RegFamily(op.reg));
+      if (IsHighByte(op.reg)) return full.extract(15, 8);
+      return full.extract(bits - 1, 0);
+    }
+    case OpType::kMem: {
+      std::string k = MemKey(op);
+      auto it = mem_.find(k);
+      if (it != mem_.end()) return it->second;
+      z3::expr v = ctx_.bv_const(k.c_str(), bits);
+      mem_.emplace(k, v);
+      return v;
+    }
+  }
+  return ctx_.bv_val(0, bits);
+}
+
+void SymState::Write(const Operand& op, const z3::expr& v0) {
+  z3::expr v = Fit(v0, op.size * 8);
+  if (op.type == OpType::kReg) {
+    std::string f = RegFamily(op.reg);
+    z3::expr old = Reg(f);
+    z3::expr nv = old;
+    if (IsHighByte(op.reg)) {
+      nv = z3::concat(old.extract(63, 16), z3::concat(v, old.extract(7, 0)));
+    } else if (op.size == 4) {
+      nv = z3::zext(v, 32);  // 32-bit writes clear the upper half
+    } else if (op.size == 8) {
+      nv = v;
+    } else {
+      nv = z3::concat(old.extract(63, op.size * 8), v);
+    }
+    regs_.insert_or_assign(f, nv.simplify());
+    written_.insert(f);
+    last_width_[f] = op.size;
+  } else if (op.type == OpType::kMem) {
+    std::string k = MemKey(op);
+    mem_.insert_or_assign(k, v);
+    stores_.push_back(SymStore{k, op, op.size, v});
+  }
+}
+
+void SymState::SetFlags(const std::string& kind, const z3::expr& a, const z3::expr& b,
+                        const z3::expr& r, int width, const Insn& in) {
+  flags_.emplace(SymFlags{kind, a, b, r, width, &in});
+}
+
+std::optional<z3::expr> SymState::Cond(const std::string& cc0) {
+  if (!flags_) return std::nullopt;
+  const SymFlags& f = *flags_;
+  std::string cc = cc0;
+  unsigned w = f.width * 8;
+  z3::expr zero = ctx_.bv_val(0, w);
+  z3::expr zf = f.result == zero;
+  z3::expr sf = f.result.extract(w - 1, w - 1) == ctx_.bv_val(1, 1);
+  z3::expr cf = ctx_.bool_val(false), of = ctx_.bool_val(false);
+  if (f.kind == "sub") {
+    cf = z3::ult(f.a, f.b);
+    z3::expr sa = f.a.extract(w - 1, w - 1), sb = f.b.extract(w - 1, w - 1);
+    z3::expr sr = f.result.extract(w - 1, w - 1);
+    of = (sa != sb) && (sr != sa);
+  } else if (f.kind == "add") {
+    cf = z3::ult(f.result, f.a);
+    z3::expr sa = f.a.extract(w - 1, w - 1), sb = f.b.extract(w - 1, w - 1);
+    z3::expr sr = f.result.extract(w - 1, w - 1);
+    of = (sa == sb) && (sr != sa);
+  }
+  if (cc == "z") cc = "e";
+  if (cc == "nz") cc = "ne";
+  if (cc == "nb" || cc == "nc") cc = "ae";
+  if (cc == "c" || cc == "nae") cc = "b";
+  if (cc == "na") cc = "be";
+  if (cc == "nbe") cc = "a";
+  if (cc == "nl") cc = "ge";
+  if (cc == "nge") cc = "l";
+  if (cc == "ng") cc = "le";
+  if (cc == "nle") cc = "g";
+  if (cc == "e") return zf;
+  if (cc == "ne") return !zf;
+  if (cc == "b") return cf;
+  if (cc == "ae") return !cf;
+  if (cc == "be") return cf || zf;
+  if (cc == "a") return !cf && !zf;
+  if (cc == "l") return sf != of;
+  if (cc == "ge") return sf == of;
+  if (cc == "le") return zf || (sf != of);
+  if (cc == "g") return !zf && (sf == of);
+  if (cc == "s") return sf;
+  if (cc == "ns") return !sf;
+  if (cc == "o") return of;
+  if (cc == "no") return !of;
+  return std::nullopt;
+}
+
+bool SymState::Step(const Insn& in) {
+  cur_ = &in;
+  const std::string& m = in.mnemonic;
+  const auto& ops = in.ops;
+  auto fail = [&] {
+    if (unsupported_.empty()) unsupported_ = absl::StrCat(in.Text(), " at +0x", absl::Hex(in.offset));
+    return false;
+  };
+  auto bits = [&](int i) { return static_cast<unsigned>(ops[i].size * 8); };
+  if (m == "nop" || m == "endbr64" || absl::StartsWith(m, "prefetch")) return true;
+  if ((m == "mov" || m == "movabs") && ops.size() == 2) {
+    Write(ops[0], Fit(Read(ops[1]), bits(0)));
+    return true;
+  }
+  if ((m == "movzx" || m == "movsx" || m == "movsxd") && ops.size() == 2) {
+    z3::expr v = Read(ops[1]);
+    unsigned extra = bits(0) - bits(1);
+    Write(ops[0], m == "movzx" ? z3::zext(v, extra) : z3::sext(v, extra));
+    return true;
+  }
+  if (m == "lea" && ops.size() == 2) {
+    Write(ops[0], Address(ops[1]).extract(bits(0) - 1, 0));
+    return true;
+  }
+  if (m == "cdqe") {
+    Write(Operand{OpType::kReg, 8, "rax"}, z3::sext(Reg("ax").extract(31, 0), 32));
+    return true;
+  }
+  static const std::map<std::string, int> kBin = {{"add", 0}, {"sub", 1}, {"and", 2}, {"or", 3},
+                                                  {"xor", 4}, {"cmp", 5}, {"test", 6}};
+  auto bin = kBin.find(m);
+  if (bin != kBin.end() && ops.size() == 2) {
+    z3::expr a = Read(ops[0]);
+    z3::expr b = Fit(Read(ops[1]), bits(0));
+    // xor/sub of a register with itself is a zeroing idiom, not a use of the old value.
+    bool self = ops[0].type == OpType::kReg && ops[1].type == OpType::kReg &&
+                ops[0].reg == ops[1].reg;
+    z3::expr r = a;
+    switch (bin->second) {
+      case 0: r = a + b; break;
+      case 1: case 5: r = self ? a.ctx().bv_val(0, bits(0)) : a - b; break;
+      case 2: case 6: r = a & b; break;
+      case 3: r = a | b; break;
+      case 4: r = self ? a.ctx().bv_val(0, bits(0)) : a ^ b; break;
+    }
+    const char* kind = bin->second == 0 ? "add" : (bin->second == 1 || bin->second == 5) ? "sub"
+                                                                                          : "logic";
+    SetFlags(kind, a, b, r, ops[0].size, in);
+    if (bin->second < 5) Write(ops[0], r);
+    return true;
+  }
+  if ((m == "inc" || m == "dec" || m == "neg" || m == "not") && ops.size() == 1) {
+    z3::expr a = Read(ops[0]);
+    z3::expr one = ctx_.bv_val(1, bits(0));
+    z3::expr r = m == "inc" ? a + one : m == "dec" ? a - one : m == "neg" ? -a : ~a;
+    if (m == "dec") SetFlags("sub", a, one, r, ops[0].size, in);
+    if (m == "inc") SetFlags("add", a, one, r, ops[0].size, in);
+    if (m == "neg") SetFlags("sub", ctx_.bv_val(0, bits(0)), a, r, ops[0].size, in);
+    Write(ops[0], r);
+    return true;
+  }
+  if ((m == "shl" || m == "sal" || m == "shr" || m == "sar") && !ops.empty()) {
+    z3::expr a = Read(ops[0]);
+    unsigned w = bits(0);
+    z3::expr cnt = ops.size() == 2 ? Fit(Read(ops[1]), w) : ctx_.bv_val(1, w);
+    cnt = cnt & ctx_.bv_val(w == 64 ? 63 : 31, w);  // hardware masks the count
+    z3::expr r = (m == "shr") ? z3::lshr(a, cnt) : (m == "sar") ? z3::ashr(a, cnt) : z3::shl(a, cnt);
+    SetFlags("logic", a, cnt, r, ops[0].size, in);  // CF/OF after shifts are rarely consumed
+    Write(ops[0], r);
+    return true;
+  }
+  if (m == "imul" || m == "mul") {
+    if (ops.size() == 1) {  // rdx:rax = rax * src
+      unsigned w = bits(0);
+      z3::expr a = Reg("ax").extract(w - 1, 0), b = Read(ops[0]);
+      z3::expr wide = m == "mul" ? z3::zext(a, w) * z3::zext(b, w) : z3::sext(a, w) * z3::sext(b, w);
+      const char* lo = w == 64 ? "rax" : "eax";
+      const char* hi = w == 64 ? "rdx" : "edx";
+      if (w < 32) return fail();
+      Write(Operand{OpType::kReg, static_cast<int>(w / 8), lo}, wide.extract(w - 1, 0));
+      Write(Operand{OpType::kReg, static_cast<int>(w / 8), hi}, wide.extract(2 * w - 1, w));
+      flags_.reset();
+      return true;
+    }
+    z3::expr a = ops.size() == 3 ? Read(ops[1]) : Read(ops[0]);
+    z3::expr b = Fit(ops.size() == 3 ? Read(ops[2]) : Read(ops[1]), bits(0));
+    Write(ops[0], a * b);
+    flags_.reset();
+    return true;
+  }
+  if (absl::StartsWith(m, "cmov") && ops.size() == 2) {
+    auto c = Cond(m.substr(4));
+    if (!c) return fail();
+    Write(ops[0], z3::ite(*c, Read(ops[1]), Read(ops[0])));
+    return true;
+  }
+  if (absl::StartsWith(m, "set") && ops.size() == 1) {
+    auto c = Cond(m.substr(3));
+    if (!c) return fail();
+    Write(ops[0], z3::ite(*c, ctx_.bv_val(1, 8), ctx_.bv_val(0, 8)));
+    return true;
+  }
+  if (m == "sbb" && ops.size() == 2 && ops[0].type == OpType::kReg &&
+      ops[1].type == OpType::kReg && ops[0].reg == ops[1].reg) {
+    auto c = Cond("b");
+    if (!c) return fail();
+    unsigned w = bits(0);
+    Write(ops[0], z3::ite(*c, ctx_.bv_val(-1, w), ctx_.bv_val(0, w)));
+    return true;
+  }
+  return fail();
+}
+
+std::set<std::string> FreeInputs(const z3::expr& e) {
+  std::set<std::string> out;
+  std::set<unsigned> seen;
+  std::function<void(const z3::expr&)> walk = [&](const z3::expr& x) {
+    if (!seen.insert(x.id()).second) return;
+    if (x.is_app()) {
+      if (x.num_args() == 0 && x.decl().decl_kind() == Z3_OP_UNINTERPRETED) {
+        out.insert(x.decl().name().str());
+        return;
+      }
+      for (unsigned i = 0; i < x.num_args(); ++i) walk(x.arg(i));
+    }
+  };
+  walk(e);
+  return out;
+}
+
+}  // namespace sie::synth::analysis

@@ -1,0 +1,105 @@
+#include "synth/analysis/slice.h"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "synth/analysis/dataflow.h"
+
+namespace sie::synth::analysis {
+namespace {
+
+std::string StackKey(const Operand& o) {
+  if (o.type != OpType::kMem || !o.index.empty()) return "";
+  if (o.base != "rsp" && o.base != "rbp") return "";
+  return absl::StrCat(o.base, o.disp);
+}
+
+}  // namespace
+
+SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs) {
+  SafeSpan whole{fn.name, 0, fn.size, SafeSpanHow::kWholeFunction};
+  int start = fn.IndexAt(cs.probe_offset);
+  if (start < 0) return whole;
+  std::set<std::string> init;
+  if (cs.kind == SpanKind::kFlags) init.insert("flags");
+  else if (cs.kind == SpanKind::kMem) {
+    Operand o;
+    o.type = OpType::kMem;
+    o.base = cs.target_mem->base == "sp" ? "rsp" : cs.target_mem->base == "bp" ? "rbp" : "";
+    o.disp = cs.target_mem->disp;
+    std::string k = StackKey(o);
+    if (!k.empty()) init.insert(k);
+  } else {
+    init.insert(cs.target_reg);
+  }
+  std::vector<std::set<std::string>> in(fn.insns.size());
+  std::vector<bool> in_slice(fn.insns.size(), false), visited(fn.insns.size(), false);
+  std::deque<int> work = {start};
+  in[start] = init;
+  uint64_t lo = cs.cs_start, hi = cs.cs_end;
+  while (!work.empty()) {
+    int i = work.front();
+    work.pop_front();
+    const Insn& ins = fn.insns[i];
+    std::set<std::string> t = in[i];
+    bool uses = false;
+    for (const std::string& r : EffectiveReads(ins)) uses |= t.count(r) > 0;
+    if (ins.reads_flags && t.count("flags")) uses = true;
+    for (const Operand& o : ins.ops)
+      if (o.read && !StackKey(o).empty() && t.count(StackKey(o))) uses = true;
+    bool tail = ins.is_jump && !ins.is_cond && !ins.call_target.empty();
+    if (uses && (ins.is_call || ins.is_ret || tail)) return whole;  // escapes the function
+    // Kill what is overwritten, then taint what a tainted instruction writes.
+    for (const std::string& w : FullWrites(ins)) t.erase(w);
+    if (ins.writes_flags) t.erase("flags");
+    for (const Operand& o : ins.ops)
+      if (o.write && !StackKey(o).empty()) t.erase(StackKey(o));
+    if (uses) {
+      in_slice[i] = true;
+      hi = std::max(hi, ins.offset + ins.size);
+      lo = std::min(lo, ins.offset);
+      for (const std::string& w : ins.writes) t.insert(w);
+      if (ins.writes_flags) t.insert("flags");
+      for (const Operand& o : ins.ops)
+        if (o.write && !StackKey(o).empty()) t.insert(StackKey(o));
+      // A loop whose exit depends on the value: the whole loop is in the span.
+      if (ins.target && *ins.target < ins.offset) lo = std::min(lo, *ins.target);
+    }
+    if (t.empty() || ins.is_ret || tail) continue;
+    std::vector<int> succ;
+    if (ins.target && !ins.is_call) succ.push_back(fn.IndexAt(*ins.target));
+    if (!(ins.is_jump && !ins.is_cond) && i + 1 < static_cast<int>(fn.insns.size()))
+      succ.push_back(i + 1);
+    for (int s : succ) {
+      if (s < 0) continue;
+      size_t before = in[s].size();
+      in[s].insert(t.begin(), t.end());
+      if (!visited[s] || in[s].size() != before) {
+        visited[s] = true;
+        work.push_back(s);
+      }
+    }
+  }
+  return SafeSpan{fn.name, lo, hi, SafeSpanHow::kSlice};
+}
+
+std::vector<SafeSpan> MergeSafeSpans(std::vector<SafeSpan> spans) {
+  std::sort(spans.begin(), spans.end(), [](const SafeSpan& a, const SafeSpan& b) {
+    return std::tie(a.function, a.start) < std::tie(b.function, b.start);
+  });
+  std::vector<SafeSpan> out;
+  for (const SafeSpan& s : spans) {
+    if (!out.empty() && out.back().function == s.function && s.start <= out.back().end) {
+      out.back().end = std::max(out.back().end, s.end);
+      if (s.how == SafeSpanHow::kWholeFunction) out.back().how = s.how;
+      continue;
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace sie::synth::analysis

@@ -1,0 +1,16 @@
+// Stage 6: the Safe Span of a Critical Span: the forward data-dependency slice of the value it
+// produces (registers, flags, stack slots), over the function's control-flow graph. A value
+// passed to a call or returned escapes the function: the whole function is the span.
+#pragma once
+#include <vector>
+
+#include "synth/analysis/disasm.h"
+#include "synth/model.h"
+
+namespace sie::synth::analysis {
+
+SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs);
+// Merges overlapping spans of the same function (a whole-function span absorbs the others).
+std::vector<SafeSpan> MergeSafeSpans(std::vector<SafeSpan> spans);
+
+}  // namespace sie::synth::analysis

@@ -1,0 +1,296 @@
+// End-to-end tests of AnalyzeVariants on a fixture corpus of small kernel-style functions,
+// compiled at test time with gcc and clang for three values. Every derived formula is checked
+// at a fourth value that was never analyzed: either by running the fourth build on the host
+// or by reading the fourth build's immediate at the span.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "runtime/base/files.h"
+#include "runtime/base/process.h"
+#include "synth/analysis/align.h"
+#include "synth/analysis/analyze.h"
+#include "synth/analysis/disasm.h"
+#include "synth/analysis/elf_file.h"
+#include "synth/analysis/formula.h"
+
+namespace sie::synth {
+namespace {
+
+namespace fs = std::filesystem;
+
+class AnalysisTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    auto t = TempDir::Create(fs::temp_directory_path(), "sie-analysis-");
+    ASSERT_TRUE(t.ok());
+    tmp_.emplace(std::move(*t));
+  }
+  void TearDown() override {
+    for (void* h : handles_) dlclose(h);
+  }
+  std::string Src(const std::string& fx) { return absl::StrCat(SIE_FIXTURE_DIR, "/", fx, ".c"); }
+
+  // A kernel-style relocatable object (no PIC, no red zone, function sections, -g).
+  std::string Obj(const std::string& fx, int64_t v) {
+    std::string out = (tmp_->path() / absl::StrCat(fx, "_", v, ".o")).string();
+    auto r = RunChecked({GetParam(), "-O2", "-g", "-c", "-fno-pic", "-fno-stack-protector",
+                         "-fcf-protection=none", "-mno-red-zone", "-ffunction-sections",
+                         absl::StrCat("-DCONST=", v), Src(fx), "-o", out});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return out;
+  }
+  // The same fixture as a shared object, to run the fourth build on the host.
+  void* So(const std::string& fx, int64_t v) {
+    std::string out = (tmp_->path() / absl::StrCat(fx, "_", v, ".so")).string();
+    auto r = RunChecked({GetParam(), "-O2", "-shared", "-fPIC", "-Wl,--unresolved-symbols=ignore-all",
+                         absl::StrCat("-DCONST=", v), Src(fx), "-o", out});
+    EXPECT_TRUE(r.ok()) << r.status();
+    void* h = dlopen(out.c_str(), RTLD_NOW | RTLD_LOCAL);
+    EXPECT_NE(h, nullptr) << dlerror();
+    handles_.push_back(h);
+    return h;
+  }
+  absl::StatusOr<AnalysisResult> Analyze(const std::string& fx, std::vector<int64_t> vs,
+                                         std::vector<std::string> fns = {}) {
+    std::vector<VariantObject> v;
+    for (int64_t x : vs) v.push_back({x, Obj(fx, x)});
+    AnalyzeOptions o;
+    o.functions = fns;
+    return AnalyzeVariants(v, o);
+  }
+  static std::vector<const CriticalSpan*> In(const AnalysisResult& r, const std::string& fn) {
+    std::vector<const CriticalSpan*> out;
+    for (const auto& s : r.spans)
+      if (s.function == fn) out.push_back(&s);
+    return out;
+  }
+  static uint64_t Eval(const CriticalSpan& s, int64_t v, uint64_t x = 0) {
+    auto r = analysis::EvalFormula(s.formula, v, x, s.width);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : ~0ull;
+  }
+  // The immediate of the instruction of build V4 aligned with the span's first instruction.
+  int64_t ImmediateInBuild(const std::string& fx, const CriticalSpan& s, const std::string& base,
+                           int64_t v4) {
+    auto b = analysis::ElfFile::Open(base);
+    auto f = analysis::ElfFile::Open(Obj(fx, v4));
+    auto fb = analysis::DisassembleFunctions(**b, {s.function});
+    auto f4 = analysis::DisassembleFunctions(**f, {s.function});
+    auto hunks = analysis::DiffFunctions((*fb)[0], {&(*f4)[0]});
+    for (const auto& h : hunks) {
+      if ((*fb)[0].insns[h.base_begin].offset != s.cs_start) continue;
+      for (int i = h.var_begin[0]; i < h.var_end[0]; ++i)
+        for (const auto& op : (*f4)[0].insns[i].ops)
+          if (op.type == analysis::OpType::kImm) return op.imm;
+    }
+    ADD_FAILURE() << "no immediate for the span in the V=" << v4 << " build";
+    return 0;
+  }
+  static std::string Dump(const AnalysisResult& r) {
+    std::string out;
+    for (const auto& s : r.spans)
+      absl::StrAppend(&out, s.function, "+0x", absl::Hex(s.cs_start), " kind=",
+                      static_cast<int>(s.kind), " reg=", s.target_reg, " w=", s.width, " f='",
+                      s.formula, "' probe=0x", absl::Hex(s.probe_offset), " save=", s.save_reg,
+                      " cc=", s.flags_cc, " src=", s.source, "\n");
+    return out;
+  }
+
+  std::optional<TempDir> tmp_;
+  std::vector<void*> handles_;
+};
+
+const uint32_t kXs[] = {0, 1, 2, 7, 100, 12345, 0x7fffffff, 0x80000000, 0xfffffff0, 0xffffffff};
+
+TEST_P(AnalysisTest, MovImmediateToRegister) {
+  auto r = Analyze("mov_imm", {3, 2, 5});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_mov_imm");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kReg);
+  EXPECT_EQ(s[0]->target_reg, "ax");
+  EXPECT_EQ(s[0]->formula, "3 * V");
+  auto f4 = reinterpret_cast<int (*)()>(dlsym(So("mov_imm", 11), "fx_mov_imm"));
+  EXPECT_EQ(Eval(*s[0], 11), static_cast<uint32_t>(f4()));
+  EXPECT_NE(s[0]->source.find("mov_imm.c:2"), std::string::npos) << s[0]->source;
+}
+
+TEST_P(AnalysisTest, StoreToStructField) {
+  auto r = Analyze("store", {8, 16, 32});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_store");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kMem);
+  ASSERT_TRUE(s[0]->target_mem);
+  EXPECT_EQ(s[0]->target_mem->base, "di");
+  EXPECT_EQ(s[0]->target_mem->disp, 4);
+  EXPECT_EQ(s[0]->width, 4);
+  struct Q { int head, batch; long pad; } q{};
+  auto f4 = reinterpret_cast<void (*)(Q*)>(dlsym(So("store", 100), "fx_store"));
+  f4(&q);
+  EXPECT_EQ(Eval(*s[0], 100), static_cast<uint32_t>(q.batch));
+}
+
+TEST_P(AnalysisTest, CompareAndBranch) {
+  std::string base = Obj("cmp_branch", 3);
+  auto r = Analyze("cmp_branch", {3, 2, 9});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_cmp");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kFlags);
+  EXPECT_EQ(s[0]->target_reg, "di");
+  EXPECT_EQ(s[0]->flags_op, "cmp");
+  EXPECT_FALSE(s[0]->flags_cc.empty());
+  EXPECT_EQ(s[0]->probe_offset, s[0]->cs_end);
+  EXPECT_EQ(Eval(*s[0], 40), static_cast<uint64_t>(ImmediateInBuild("cmp_branch", *s[0], base, 40)));
+}
+
+TEST_P(AnalysisTest, LoopBound) {
+  std::string base = Obj("loop", 100);
+  auto r = Analyze("loop", {100, 200, 300});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_loop");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kFlags);
+  EXPECT_EQ(Eval(*s[0], 1000), static_cast<uint64_t>(ImmediateInBuild("loop", *s[0], base, 1000)));
+  // The loop's exit depends on the value: the safe span covers the loop.
+  ASSERT_FALSE(r->safe_spans.empty());
+  EXPECT_LT(r->safe_spans[0].start, s[0]->cs_start);
+}
+
+// Runs the fourth build's fx(x) and compares with the formula at V4 for X = x.
+void CheckUnary(const CriticalSpan& s, unsigned (*f4)(unsigned), int64_t v4) {
+  for (uint32_t x : kXs) {
+    auto r = analysis::EvalFormula(s.formula, v4, x, s.width);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(static_cast<uint32_t>(*r), f4(x)) << s.formula << " V=" << v4 << " X=" << x;
+  }
+}
+
+TEST_P(AnalysisTest, MultiplyStrengthReduced) {
+  auto r = Analyze("mul", {2, 4, 3});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_mul");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->formula, "X * V");
+  CheckUnary(*s[0], reinterpret_cast<unsigned (*)(unsigned)>(dlsym(So("mul", 5), "fx_mul")), 5);
+}
+
+TEST_P(AnalysisTest, DivisionByConstantIsRecompute) {
+  auto r = Analyze("div", {8, 3, 10});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_div");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kRecompute);
+  EXPECT_TRUE(s[0]->save_offset.has_value());
+  EXPECT_NE(s[0]->formula.find("/ V"), std::string::npos) << s[0]->formula;
+  CheckUnary(*s[0], reinterpret_cast<unsigned (*)(unsigned)>(dlsym(So("div", 7), "fx_div")), 7);
+  EXPECT_GE(r->range_min, 1);  // V = 0 would divide by zero
+}
+
+TEST_P(AnalysisTest, ShiftWithImplicitOne) {
+  auto r = Analyze("shift", {3, 2, 1});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_shift");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kRecompute);
+  EXPECT_EQ(s[0]->formula, "X >> V");
+  CheckUnary(*s[0], reinterpret_cast<unsigned (*)(unsigned)>(dlsym(So("shift", 5), "fx_shift")), 5);
+  EXPECT_LE(r->range_max, 31);
+}
+
+TEST_P(AnalysisTest, Mask) {
+  auto r = Analyze("mask", {4, 5, 6});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_mask");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->formula, "X & ((1 << V) - 1)");
+  CheckUnary(*s[0], reinterpret_cast<unsigned (*)(unsigned)>(dlsym(So("mask", 11), "fx_mask")), 11);
+}
+
+TEST_P(AnalysisTest, UsedTwiceInOneFunction) {
+  auto r = Analyze("twice", {3, 2, 5});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_twice");
+  ASSERT_EQ(s.size(), 2u) << Dump(*r);
+  struct C { int a; long pad; int b; } c{};
+  reinterpret_cast<void (*)(C*)>(dlsym(So("twice", 9), "fx_twice"))(&c);
+  for (const CriticalSpan* sp : s) {
+    ASSERT_EQ(sp->kind, SpanKind::kMem);
+    uint64_t want = sp->target_mem->disp == 0 ? c.a : c.b;
+    EXPECT_EQ(Eval(*sp, 9), want) << sp->formula;
+  }
+}
+
+TEST_P(AnalysisTest, InlinedIntoTwoCallers) {
+  auto r = Analyze("inlined", {3, 2, 5});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s1 = In(*r, "fx_in1"), s2 = In(*r, "fx_in2");
+  ASSERT_EQ(s1.size(), 1u) << Dump(*r);
+  ASSERT_EQ(s2.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s1[0]->formula, "X + V");
+  EXPECT_EQ(s2[0]->formula, "X + V");
+  CheckUnary(*s1[0], reinterpret_cast<unsigned (*)(unsigned)>(dlsym(So("inlined", 1000), "fx_in1")),
+             1000);
+}
+
+TEST_P(AnalysisTest, ConstantInCmov) {
+  auto r = Analyze("cmov", {3, 2, 5});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_cmov");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kReg);
+  EXPECT_EQ(s[0]->formula, "V");
+  auto f4 = reinterpret_cast<unsigned (*)(unsigned, unsigned)>(dlsym(So("cmov", 77), "fx_cmov"));
+  EXPECT_EQ(Eval(*s[0], 77), f4(10, 1));
+}
+
+TEST_P(AnalysisTest, DataInitializersReported) {
+  auto r = Analyze("data", {3, 2, 5});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->data_initializers.size(), 2u);
+  EXPECT_EQ(r->data_initializers[0].symbol, "fx_table");
+  EXPECT_EQ(r->data_initializers[0].offset, 4u);
+  EXPECT_EQ(r->data_initializers[0].width, 4);
+  EXPECT_EQ(r->data_initializers[1].values, (std::vector<int64_t>{12, 8, 20}));
+}
+
+TEST_P(AnalysisTest, NoDifferenceIsAClearError) {
+  auto r = Analyze("none", {3, 2, 5});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("no instruction differs"), std::string::npos) << r.status();
+}
+
+TEST_P(AnalysisTest, OutsideTheFamilyNamesTheInstruction) {
+  auto r = Analyze("square", {2, 3, 5});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("fx_square+0x"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("outside the family"), std::string::npos) << r.status();
+}
+
+TEST_P(AnalysisTest, StackFrameDependenceIsRefused) {
+  auto r = Analyze("stack", {16, 32, 64});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("fx_stack"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("stack"), std::string::npos) << r.status();
+}
+
+TEST_P(AnalysisTest, BadArguments) {
+  AnalyzeOptions o;
+  EXPECT_FALSE(AnalyzeVariants({{1, "a"}, {2, "b"}}, o).ok());
+  EXPECT_FALSE(AnalyzeVariants({{1, "a"}, {1, "b"}, {2, "c"}}, o).ok());
+  auto r = Analyze("mov_imm", {3, 2, 5}, {"no_such_function"});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+}
+
+INSTANTIATE_TEST_SUITE_P(Compilers, AnalysisTest, ::testing::Values("gcc", "clang"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace sie::synth

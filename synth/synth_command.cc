@@ -81,6 +81,40 @@ struct Shipped {
   TargetBinary target;
 };
 
+#ifdef SIE_ANALYSIS_READY
+absl::Status AnalyzeObjectWithCore(const TunableSpec& t, const ObjectVariants& ov,
+                                   const Shipped& shipped, bool verbose, SynthesizedConst* out) {
+  std::vector<VariantObject> vs;
+  for (int i = 0; i < 3; ++i) vs.push_back({t.values[i], ov.variant[i].string()});
+  AnalyzeOptions opts;
+  opts.functions = t.functions;
+  opts.range_min = t.range_min;
+  opts.range_max = t.range_max;
+  auto r = AnalyzeVariants(vs, opts);
+  if (!r.ok()) return r.status();
+  // A generic target has no separate shipped binary: the V1 object already is the target.
+  if (shipped.path != ov.variant[0]) {
+    if (auto s = MapToShipped(ov.variant[0].string(), shipped.path.string(), &r->spans,
+                              &r->safe_spans);
+        !s.ok())
+      return WithContext(s, absl::StrCat("mapping onto ", shipped.path.string()));
+  }
+  if (verbose)
+    Progress(absl::StrCat("  ", ov.object, ": ", r->spans.size(), " span(s), ",
+                          r->safe_spans.size(), " safe span(s), ", r->data_initializers.size(),
+                          " data initializer(s)"));
+  out->spans.insert(out->spans.end(), r->spans.begin(), r->spans.end());
+  out->safe_spans.insert(out->safe_spans.end(), r->safe_spans.begin(), r->safe_spans.end());
+  out->data_initializers.insert(out->data_initializers.end(), r->data_initializers.begin(),
+                                r->data_initializers.end());
+  for (const auto& w : r->warnings) out->warnings.push_back(absl::StrCat(ov.object, ": ", w));
+  // The policy may only set values every object's formulas are valid for.
+  out->range_min = std::max(out->range_min, r->range_min);
+  out->range_max = std::min(out->range_max, r->range_max);
+  return absl::OkStatus();
+}
+#endif
+
 // The analysis core's part for one object: spans in the baseline build, mapped onto the
 // shipped binary. Kept in this one function so the core's interface is met in one place.
 absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const Shipped& shipped,

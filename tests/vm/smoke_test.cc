@@ -571,10 +571,13 @@ TEST_F(SmokeTest, CellWritesOnBothUsesAvoidMixedObservations) {
   ASSERT_OK(WriteOnce(kControl, absl::StrFormat("cell 2 0x%x %d %d 1 12 4", base + off2, SIE_REG_BX,
                                                 SIE_REG_NONE)));
   ASSERT_OK(WriteOnce(TargetFile("workers"), "2"));
+  // Counters are reset and read one at a time while the workers run. Resetting `mixed` before
+  // `ops` and reading `ops` before `mixed` bounds the skew: only a cycle in flight at the reset
+  // (at most one per worker) can count in ops but not in mixed.
   auto measure = [&](uint64_t* ops, uint64_t* mixed) {
     std::this_thread::sleep_for(300ms);  // cycles that started before the change finish
-    ASSERT_OK(WriteOnce(TargetFile("ops"), "0"));
     ASSERT_OK(WriteOnce(TargetFile("mixed"), "0"));
+    ASSERT_OK(WriteOnce(TargetFile("ops"), "0"));
     std::this_thread::sleep_for(1s);
     ASSERT_OK_AND_ASSIGN(o, ReadU64(TargetFile("ops")));
     ASSERT_OK_AND_ASSIGN(m, ReadU64(TargetFile("mixed")));

@@ -1,0 +1,695 @@
+// Per-hit cost of a SIE update, side by side in one run (runs IN THE GUEST through `sie vm`).
+//
+// The probed path is sie_target's division by DIVISOR (debugfs .../sie_target/div): the probe
+// sits right after `movabs $magic, %rax` and replaces the magic by the one for 2 * DIVISOR, so
+// the path divides by 20 instead of 10. One write(2) of an input to the (kept open) debugfs file
+// runs the path once, so one benchmark iteration is one trigger and exactly one probe hit.
+// sie_target has no in-kernel "repeat N" trigger, so the syscall is part of every iteration;
+// the per-hit cost of a probe is its iteration time minus the no-probe iteration time.
+//
+// Cases (one probe address for all of them; only the probe kind changes):
+//   none         no probe
+//   bpf/int3     BPF kprobe program calling sie_set_reg, kprobes-optimization = 0
+//   bpf/opt      the same, optimized (the run FAILS unless kprobes/list says [OPTIMIZED])
+//   native/int3  sie_native reg-set (no BPF per hit), kprobes-optimization = 0
+//   native/opt   the same, optimized (must be [OPTIMIZED])
+// After each case the result is read back and checked (x / 20 with a probe, x / 10 without),
+// and the probe's hit counter must equal the iteration count with no kfunc errors.
+//
+// Before the benchmarks, a self-check exercises every sie_native update kind on sie_target
+// (reg-set, reg-add, reg-shl, mem-cell, live value change, remove, bad commands); a failure
+// there fails the run.
+//
+// Extra flag: --sie_markdown=PATH writes the result table (markdown) to PATH.
+#include <benchmark/benchmark.h>
+#include <capstone/capstone.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "runtime/base/files.h"
+#include "runtime/base/unique_fd.h"
+#include "sie/kfuncs.h"
+#include "sie_bench_probe.skel.h"
+#include "sie_target_consts.h"
+
+namespace sie {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr char kTargetDir[] = "/sys/kernel/debug/sie_target";
+constexpr char kKfuncsControl[] = "/sys/kernel/debug/sie_kfuncs/control";
+constexpr char kNativeControl[] = "/sys/kernel/debug/sie_native/control";
+constexpr char kKprobeList[] = "/sys/kernel/debug/kprobes/list";
+constexpr char kOptimization[] = "/proc/sys/debug/kprobes-optimization";
+
+static_assert(SIE_TARGET_DIVISOR == 10, "the magic numbers below are for /10 -> /20, /40");
+constexpr char kDivFunc[] = "sie_target_div";
+constexpr uint64_t kMagic20 = 0x6666666666666667ULL;  // ceil(2^67 / 20): x/20 = mulhi >> 3
+constexpr uint64_t kMagic40 = 0x3333333333333334ULL;  // ceil(2^67 / 40): exact for x < 2^62
+constexpr uint64_t kBenchInput = 123456789;
+
+#define RETURN_IF_ERROR(expr)                             \
+  do {                                                    \
+    if (absl::Status _st = (expr); !_st.ok()) return _st; \
+  } while (0)
+
+#define ASSIGN_OR_RETURN(lhs, expr)             \
+  auto lhs##_or = (expr);                       \
+  if (!lhs##_or.ok()) return lhs##_or.status(); \
+  auto lhs = std::move(*lhs##_or)
+
+absl::Status Check(bool ok, absl::string_view what) {
+  return ok ? absl::OkStatus() : absl::InternalError(what);
+}
+
+// ---- files (debugfs wants one write(2) per command) ----
+
+absl::Status WriteOnce(const std::string& path, absl::string_view data) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("open ", path));
+  ssize_t n = write(fd.get(), data.data(), data.size());
+  if (n < 0) return absl::ErrnoToStatus(errno, absl::StrCat("write '", data, "' to ", path));
+  if (static_cast<size_t>(n) != data.size()) return absl::InternalError("short write " + path);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> ReadU64(const std::string& path) {
+  ASSIGN_OR_RETURN(s, ReadFile(path));
+  uint64_t v;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(s), &v))
+    return absl::InternalError(absl::StrCat(path, ": not a number: ", s));
+  return v;
+}
+
+std::string TargetFile(absl::string_view name) { return absl::StrCat(kTargetDir, "/", name); }
+
+absl::StatusOr<uint64_t> RunPath(absl::string_view path, uint64_t x) {
+  RETURN_IF_ERROR(WriteOnce(TargetFile(path), absl::StrCat(x)));
+  return ReadU64(TargetFile(path));
+}
+
+// ---- modules ----
+
+fs::path KmodDir() { return SelfDir() / ".." / "kmod"; }
+
+absl::Status UnloadModule(const std::string& name) {
+  // A BPF program that called the module's kfuncs drops its module reference from deferred
+  // work, so a busy module is retried for a while.
+  for (int i = 0; i < 100; i++) {
+    if (syscall(SYS_delete_module, name.c_str(), O_NONBLOCK) == 0 || errno == ENOENT)
+      return absl::OkStatus();
+    if (errno != EBUSY && errno != EAGAIN)
+      return absl::ErrnoToStatus(errno, "delete_module " + name);
+    std::this_thread::sleep_for(100ms);
+  }
+  return absl::ErrnoToStatus(errno, "delete_module " + name + " (still busy after 10 s)");
+}
+
+absl::Status LoadModule(const std::string& name) {
+  const fs::path ko = KmodDir() / (name + ".ko");
+  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
+  if (syscall(SYS_finit_module, fd.get(), "", 0) == 0) return absl::OkStatus();
+  if (errno != EEXIST) return absl::ErrnoToStatus(errno, "finit_module " + ko.string());
+  // A leftover of an earlier run: replace it, so the code matches the .ko we disassemble.
+  RETURN_IF_ERROR(UnloadModule(name));
+  if (syscall(SYS_finit_module, fd.get(), "", 0) != 0)
+    return absl::ErrnoToStatus(errno, "finit_module " + ko.string());
+  return absl::OkStatus();
+}
+
+// ---- probe offsets, found in the .ko by disassembly (as tests/vm/smoke_test.cc does) ----
+
+struct ElfCloser {
+  void operator()(Elf* e) const { elf_end(e); }
+};
+
+struct Insn {
+  uint64_t offset;
+  std::string text;  // capstone's Intel syntax: "mnemonic op_str"
+};
+
+absl::StatusOr<std::vector<Insn>> DisassembleFunction(const fs::path& ko, const std::string& func) {
+  elf_version(EV_CURRENT);
+  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
+  std::unique_ptr<Elf, ElfCloser> elf(elf_begin(fd.get(), ELF_C_READ, nullptr));
+  if (!elf) return absl::InternalError(absl::StrCat("elf_begin: ", elf_errmsg(-1)));
+  std::optional<GElf_Sym> sym;
+  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr && !sym;) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_SYMTAB) continue;
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
+      GElf_Sym s;
+      if (!gelf_getsym(data, i, &s) || GELF_ST_TYPE(s.st_info) != STT_FUNC) continue;
+      if (func == elf_strptr(elf.get(), sh.sh_link, s.st_name)) {
+        sym = s;
+        break;
+      }
+    }
+  }
+  if (!sym) return absl::NotFoundError(absl::StrCat(func, " not in ", ko.string()));
+  Elf_Scn* text = elf_getscn(elf.get(), sym->st_shndx);
+  Elf_Data* bytes = text ? elf_getdata(text, nullptr) : nullptr;
+  if (!bytes || sym->st_value + sym->st_size > bytes->d_size)
+    return absl::InternalError(absl::StrCat(func, ": bad section"));
+  csh cs;
+  if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK) return absl::InternalError("cs_open");
+  cs_insn* insn = nullptr;
+  const size_t n = cs_disasm(cs, static_cast<const uint8_t*>(bytes->d_buf) + sym->st_value,
+                             sym->st_size, 0, 0, &insn);
+  std::vector<Insn> out;
+  for (size_t i = 0; i < n; i++)
+    out.push_back({insn[i].address, absl::StrCat(insn[i].mnemonic, " ", insn[i].op_str)});
+  cs_free(insn, n);
+  cs_close(&cs);
+  if (out.empty()) return absl::InternalError(absl::StrCat(func, ": nothing disassembled"));
+  return out;
+}
+
+// The offset of the instruction right after the one whose text is `text`: where a SIE probe
+// goes (the constant has just entered its register or memory).
+absl::StatusOr<uint64_t> OffsetAfter(const std::string& func, const std::string& text) {
+  ASSIGN_OR_RETURN(insns, DisassembleFunction(KmodDir() / "sie_target.ko", func));
+  for (size_t i = 0; i + 1 < insns.size(); i++)
+    if (insns[i].text == text) return insns[i + 1].offset;
+  std::string listing;
+  for (const Insn& i : insns) absl::StrAppendFormat(&listing, "  +0x%x  %s\n", i.offset, i.text);
+  return absl::NotFoundError(
+      absl::StrCat("no '", text, "' in ", func, " (code generation changed?):\n", listing));
+}
+
+absl::StatusOr<uint64_t> KallsymsAddress(const std::string& sym, const std::string& module) {
+  ASSIGN_OR_RETURN(all, ReadFile("/proc/kallsyms"));
+  for (absl::string_view line : absl::StrSplit(all, '\n')) {
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (f.size() < 4 || f[2] != sym || f[3] != absl::StrCat("[", module, "]")) continue;
+    uint64_t addr;
+    if (!absl::SimpleHexAtoi(f[0], &addr) || addr == 0)
+      return absl::PermissionDeniedError("kallsyms addresses are hidden (kptr_restrict?)");
+    return addr;
+  }
+  return absl::NotFoundError(absl::StrCat(sym, " [", module, "] not in /proc/kallsyms"));
+}
+
+// This probe's line in kprobes/list, waiting (bounded) for the delayed optimizer when asked.
+absl::StatusOr<std::string> KprobeListLine(const std::string& func, uint64_t off,
+                                           bool wait_optimized) {
+  const std::string needle = absl::StrFormat("%s+0x%x ", func, off);
+  std::string found;
+  for (int i = 0; i < 40; i++) {
+    ASSIGN_OR_RETURN(list, ReadFile(kKprobeList));
+    found.clear();
+    for (absl::string_view line : absl::StrSplit(list, '\n'))
+      if (absl::StrContains(line, needle)) found = std::string(absl::StripAsciiWhitespace(line));
+    if (!found.empty() && (!wait_optimized || absl::StrContains(found, "[OPTIMIZED]")))
+      return found;
+    std::this_thread::sleep_for(100ms);
+  }
+  if (found.empty()) return absl::NotFoundError(absl::StrCat(needle, "not in ", kKprobeList));
+  return found;
+}
+
+// ---- sie_native ----
+
+// The hit counter of one sie_native probe, from its control listing.
+absl::StatusOr<uint64_t> NativeHits(const std::string& func, uint64_t off) {
+  ASSIGN_OR_RETURN(list, ReadFile(kNativeControl));
+  const std::string prefix = absl::StrFormat("%s+0x%x ", func, off);
+  for (absl::string_view line : absl::StrSplit(list, '\n')) {
+    if (!absl::StartsWith(line, prefix)) continue;
+    size_t at = line.find("hits=");
+    uint64_t hits;
+    if (at == absl::string_view::npos) break;
+    absl::string_view rest = line.substr(at + 5);
+    if (absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &hits)) return hits;
+  }
+  return absl::NotFoundError(absl::StrCat(prefix, "not listed in ", kNativeControl, ":\n", list));
+}
+
+absl::Status NativeCommand(absl::string_view cmd) { return WriteOnce(kNativeControl, cmd); }
+
+// Every update kind of sie_native on the sie_target paths, checked through the results.
+absl::Status SelfCheckNative() {
+  RETURN_IF_ERROR(NativeCommand("clear"));
+
+  // reg-set, and a live value change, at the division (x/10 -> x/20 -> x/40).
+  ASSIGN_OR_RETURN(div_off, OffsetAfter(kDivFunc, "movabs rax, 0xcccccccccccccccd"));
+  RETURN_IF_ERROR(NativeCommand(
+      absl::StrFormat("probe %s 0x%x reg-set ax 8 0x%x", kDivFunc, div_off, kMagic20)));
+  for (uint64_t x : {0ULL, 19ULL, 20ULL, 12345ULL, 999999999ULL}) {
+    ASSIGN_OR_RETURN(got, RunPath("div", x));
+    RETURN_IF_ERROR(Check(got == x / 20, absl::StrCat("native reg-set: div ", x, " = ", got)));
+  }
+  RETURN_IF_ERROR(NativeCommand(absl::StrFormat("value %s 0x%x 0x%x", kDivFunc, div_off, kMagic40)));
+  ASSIGN_OR_RETURN(div40, RunPath("div", 12345));
+  RETURN_IF_ERROR(Check(div40 == 12345 / 40, absl::StrCat("native value change: ", div40)));
+  ASSIGN_OR_RETURN(div_hits, NativeHits(kDivFunc, div_off));
+  RETURN_IF_ERROR(Check(div_hits == 6, absl::StrCat("native hits: ", div_hits, ", want 6")));
+  // Refused: a duplicate probe, sp as a target, a bad width, a shift past the width.
+  for (const std::string& bad :
+       {absl::StrFormat("probe %s 0x%x reg-set ax 8 1", kDivFunc, div_off),
+        absl::StrFormat("probe %s 0x%x reg-set sp 8 1", kDivFunc, div_off + 3),
+        absl::StrFormat("probe %s 0x%x reg-set ax 3 1", kDivFunc, div_off + 3),
+        absl::StrFormat("probe %s 0x%x reg-shl ax 4 32", kDivFunc, div_off + 3),
+        absl::StrFormat("probe %s 0x%x reg-set ax 8", kDivFunc, div_off + 3),
+        std::string("poke 0x1 0x2")}) {
+    RETURN_IF_ERROR(Check(!NativeCommand(bad).ok(), absl::StrCat("accepted: ", bad)));
+  }
+  RETURN_IF_ERROR(NativeCommand(absl::StrFormat("remove %s 0x%x", kDivFunc, div_off)));
+  ASSIGN_OR_RETURN(div10, RunPath("div", 12345));
+  RETURN_IF_ERROR(Check(div10 == 12345 / 10, absl::StrCat("after remove: ", div10)));
+
+  // reg-add on the call argument (%esi = CALL_ARG, 32-bit): callee sees CALL_ARG + 0x10.
+  ASSIGN_OR_RETURN(arg_off, OffsetAfter("sie_target_call_arg",
+                                        absl::StrFormat("mov esi, 0x%x", SIE_TARGET_CALL_ARG)));
+  RETURN_IF_ERROR(NativeCommand(absl::StrFormat("probe sie_target_call_arg 0x%x reg-add si 4 0x10",
+                                                arg_off)));
+  ASSIGN_OR_RETURN(arg, RunPath("call_arg", 5));
+  RETURN_IF_ERROR(Check(arg == 5 + SIE_TARGET_CALL_ARG + 0x10, absl::StrCat("reg-add: ", arg)));
+
+  // reg-shl after the strength-reduced multiply (x << log2 SCALE): one more bit = 2 * SCALE.
+  const int shift = __builtin_ctz(SIE_TARGET_SCALE);
+  ASSIGN_OR_RETURN(mul_off, OffsetAfter("sie_target_mul", absl::StrFormat("shl rax, %d", shift)));
+  RETURN_IF_ERROR(
+      NativeCommand(absl::StrFormat("probe sie_target_mul 0x%x reg-shl ax 8 1", mul_off)));
+  ASSIGN_OR_RETURN(mul, RunPath("mul", 100));
+  RETURN_IF_ERROR(Check(mul == 100 * 2 * SIE_TARGET_SCALE, absl::StrCat("reg-shl: ", mul)));
+
+  // mem-cell after `movl $FIELD_INIT, 0x8(%rdi)`: the field holds the new value (4 bytes only).
+  ASSIGN_OR_RETURN(field_off,
+                   OffsetAfter("sie_target_init_req",
+                               absl::StrFormat("mov dword ptr [rdi + 8], 0x%x",
+                                               SIE_TARGET_FIELD_INIT)));
+  RETURN_IF_ERROR(NativeCommand(absl::StrFormat(
+      "probe sie_target_init_req 0x%x mem-cell di 8 4 0xffffffff00001111", field_off)));
+  ASSIGN_OR_RETURN(field, RunPath("field", 1));
+  RETURN_IF_ERROR(Check(field == 0x1111, absl::StrCat("mem-cell: ", field)));
+
+  RETURN_IF_ERROR(NativeCommand("clear"));
+  ASSIGN_OR_RETURN(listing, ReadFile(kNativeControl));
+  RETURN_IF_ERROR(Check(listing.empty(), "probes left after clear: " + listing));
+  for (auto [path, x, want] :
+       {std::tuple{"call_arg", 5ULL, 5ULL + SIE_TARGET_CALL_ARG},
+        std::tuple{"mul", 100ULL, 100ULL * SIE_TARGET_SCALE},
+        std::tuple{"field", 1ULL, static_cast<unsigned long long>(SIE_TARGET_FIELD_INIT)}}) {
+    ASSIGN_OR_RETURN(got, RunPath(path, x));
+    RETURN_IF_ERROR(Check(got == want, absl::StrCat("after clear: ", path, " = ", got)));
+  }
+  std::printf("self-check: sie_native reg-set/reg-add/reg-shl/mem-cell/value/remove/clear ok\n");
+  return absl::OkStatus();
+}
+
+// ---- the benchmark cases ----
+
+enum class Case { kNone, kBpfInt3, kBpfOpt, kNativeInt3, kNativeOpt };
+
+struct CaseInfo {
+  const char* name;
+  const char* description;
+};
+
+CaseInfo Info(Case c) {
+  switch (c) {
+    case Case::kNone: return {"none", "no probe"};
+    case Case::kBpfInt3: return {"bpf_int3", "int3 kprobe + BPF program calling sie_set_reg"};
+    case Case::kBpfOpt: return {"bpf_opt", "optimized kprobe + BPF program calling sie_set_reg"};
+    case Case::kNativeInt3: return {"native_int3", "int3 kprobe, sie_native reg-set (no BPF)"};
+    case Case::kNativeOpt: return {"native_opt", "optimized kprobe, sie_native reg-set (no BPF)"};
+  }
+  return {"?", "?"};
+}
+
+bool Probed(Case c) { return c != Case::kNone; }
+bool Optimized(Case c) { return c == Case::kBpfOpt || c == Case::kNativeOpt; }
+bool Native(Case c) { return c == Case::kNativeInt3 || c == Case::kNativeOpt; }
+
+struct SkelDeleter {
+  void operator()(sie_bench_probe* s) const { sie_bench_probe__destroy(s); }
+};
+struct LinkDeleter {
+  void operator()(bpf_link* l) const { bpf_link__destroy(l); }
+};
+
+// Everything one run needs, and the one case whose probe is attached at any time. Google
+// Benchmark calls a case's function several times (to size the iteration count), so attaching
+// happens once per case, on its first call, and the previous case's probe is removed then.
+class Bench {
+ public:
+  absl::Status Init() {
+    ASSIGN_OR_RETURN(off, OffsetAfter(kDivFunc, "movabs rax, 0xcccccccccccccccd"));
+    ASSIGN_OR_RETURN(base, KallsymsAddress(kDivFunc, "sie_target"));
+    off_ = off;
+    RETURN_IF_ERROR(WriteOnce(kKfuncsControl, "clear"));
+    RETURN_IF_ERROR(WriteOnce(kKfuncsControl, absl::StrFormat("site 0x%x", base + off)));
+    skel_.reset(sie_bench_probe__open());
+    if (!skel_) return absl::ErrnoToStatus(errno, "sie_bench_probe__open");
+    if (sie_bench_probe__load(skel_.get()) != 0)
+      return absl::ErrnoToStatus(errno, "sie_bench_probe__load (sie_kfuncs loaded?)");
+    skel_->bss->reg_idx = SIE_REG_AX;
+    skel_->bss->reg_val = kMagic20;
+    skel_->bss->reg_width = 8;
+    div_fd_.reset(open(TargetFile("div").c_str(), O_RDWR | O_CLOEXEC));
+    if (!div_fd_.valid()) return absl::ErrnoToStatus(errno, "open " + TargetFile("div"));
+    return absl::OkStatus();
+  }
+
+  absl::Status Enter(Case c) {
+    if (current_ == c) return absl::OkStatus();
+    RETURN_IF_ERROR(Detach());
+    RETURN_IF_ERROR(WriteOnce(kOptimization, Optimized(c) ? "1" : "0"));
+    if (c == Case::kBpfInt3 || c == Case::kBpfOpt) {
+      LIBBPF_OPTS(bpf_kprobe_opts, opts, .offset = off_);
+      link_.reset(bpf_program__attach_kprobe_opts(skel_->progs.sie_bench_setreg, kDivFunc, &opts));
+      if (!link_) return absl::ErrnoToStatus(errno, absl::StrCat("attach BPF kprobe ", Where()));
+    } else if (Native(c)) {
+      RETURN_IF_ERROR(NativeCommand(
+          absl::StrFormat("probe %s 0x%x reg-set ax 8 0x%x", kDivFunc, off_, kMagic20)));
+      native_attached_ = true;
+    }
+    current_ = c;
+    if (Probed(c)) {
+      ASSIGN_OR_RETURN(line, KprobeListLine(kDivFunc, off_, Optimized(c)));
+      const bool optimized = absl::StrContains(line, "[OPTIMIZED]");
+      list_lines_[c] = line;
+      std::printf("%s: kprobes/list: %s\n", Info(c).name, line.c_str());
+      std::fflush(stdout);
+      if (optimized != Optimized(c))
+        return absl::FailedPreconditionError(absl::StrCat(
+            Info(c).name, ": expected ", Optimized(c) ? "an [OPTIMIZED]" : "an int3 (unoptimized)",
+            " probe, kprobes/list says: ", line));
+    }
+    // Untimed warm-up; also proves the update applies before any timing.
+    ASSIGN_OR_RETURN(got, RunPath("div", kBenchInput));
+    RETURN_IF_ERROR(Check(got == Expected(c), absl::StrCat(Info(c).name, ": warm-up result ", got,
+                                                           ", want ", Expected(c))));
+    return absl::OkStatus();
+  }
+
+  absl::Status Detach() {
+    link_.reset();
+    if (native_attached_) {
+      RETURN_IF_ERROR(NativeCommand(absl::StrFormat("remove %s 0x%x", kDivFunc, off_)));
+      native_attached_ = false;
+    }
+    current_.reset();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> Hits(Case c) {
+    if (!Probed(c)) return 0;
+    if (Native(c)) return NativeHits(kDivFunc, off_);
+    return skel_->bss->hits;
+  }
+  uint64_t BpfErrors() const { return skel_->bss->errors; }
+  int BpfLastError() const { return skel_->bss->last_error; }
+
+  // One trigger: write the input (the path runs in the write), nothing else. debugfs attribute
+  // files are not seekable (no pwrite), and their write ignores the file position.
+  bool Trigger(const char* buf, size_t len) {
+    return write(div_fd_.get(), buf, len) == static_cast<ssize_t>(len);
+  }
+  absl::StatusOr<uint64_t> LastResult() { return ReadU64(TargetFile("div")); }
+
+  static uint64_t Expected(Case c) {
+    return Probed(c) ? kBenchInput / 20 : kBenchInput / SIE_TARGET_DIVISOR;
+  }
+  std::string Where() const { return absl::StrFormat("%s+0x%x", kDivFunc, off_); }
+  const std::map<Case, std::string>& list_lines() const { return list_lines_; }
+
+ private:
+  uint64_t off_ = 0;
+  std::unique_ptr<sie_bench_probe, SkelDeleter> skel_;
+  std::unique_ptr<bpf_link, LinkDeleter> link_;
+  bool native_attached_ = false;
+  std::optional<Case> current_;
+  UniqueFd div_fd_;
+  std::map<Case, std::string> list_lines_;
+};
+
+Bench* g_bench = nullptr;
+bool g_failed = false;
+
+void Fail(benchmark::State& state, const absl::Status& st) {
+  g_failed = true;
+  std::fprintf(stderr, "probe_cost_bench: %s\n", st.ToString().c_str());
+  state.SkipWithError(st.ToString().c_str());
+}
+
+void BM_DivPath(benchmark::State& state, Case c) {
+  if (absl::Status st = g_bench->Enter(c); !st.ok()) return Fail(state, st);
+  absl::StatusOr<uint64_t> hits0 = g_bench->Hits(c);
+  if (!hits0.ok()) return Fail(state, hits0.status());
+  const uint64_t errors0 = g_bench->BpfErrors();
+  const std::string input = absl::StrCat(kBenchInput);
+  bool write_failed = false;
+  for (auto _ : state) {
+    if (!g_bench->Trigger(input.data(), input.size())) {
+      write_failed = true;
+      break;
+    }
+  }
+  if (write_failed) return Fail(state, absl::ErrnoToStatus(errno, "write sie_target/div"));
+
+  // Verify: the update took effect, on every timed hit.
+  absl::StatusOr<uint64_t> result = g_bench->LastResult();
+  if (!result.ok()) return Fail(state, result.status());
+  if (*result != Bench::Expected(c))
+    return Fail(state, absl::InternalError(absl::StrCat(Info(c).name, ": result ", *result,
+                                                        ", want ", Bench::Expected(c))));
+  absl::StatusOr<uint64_t> hits1 = g_bench->Hits(c);
+  if (!hits1.ok()) return Fail(state, hits1.status());
+  const uint64_t hits = *hits1 - *hits0;
+  const uint64_t want_hits = Probed(c) ? state.iterations() : 0;
+  if (hits != want_hits)
+    return Fail(state, absl::InternalError(absl::StrCat(Info(c).name, ": ", hits, " probe hits for ",
+                                                        state.iterations(), " iterations")));
+  if (g_bench->BpfErrors() != errors0)
+    return Fail(state, absl::InternalError(absl::StrCat(Info(c).name, ": sie_set_reg failed ",
+                                                        g_bench->BpfErrors() - errors0,
+                                                        " times, last ", g_bench->BpfLastError())));
+  state.counters["hits_per_iter"] =
+      static_cast<double>(hits) / static_cast<double>(std::max<int64_t>(1, state.iterations()));
+}
+
+// Records the reported time of each case: the median over repetitions when there are several
+// (run.sh interleaves repetitions so that drift of a busy host hits every case alike), with the
+// standard deviation; otherwise the single run's time.
+class TableReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& r : runs) {
+      if (r.error_occurred) continue;
+      Row& row = rows_[r.run_name.function_name];
+      const double ns = r.GetAdjustedRealTime();  // the unit is ns (set on every case)
+      if (r.run_type == Run::RT_Iteration) {
+        row.iterations += r.iterations;
+        row.runs++;
+        if (!row.median) row.ns = ns;
+      } else if (r.aggregate_name == "median") {
+        row.ns = ns;
+        row.median = true;
+      } else if (r.aggregate_name == "stddev") {
+        row.stddev = ns;
+      }
+    }
+  }
+
+  struct Row {
+    double ns = 0;
+    std::optional<double> stddev;
+    bool median = false;
+    int64_t iterations = 0;  // summed over repetitions
+    int runs = 0;
+  };
+  const Row* Find(const std::string& name) const {
+    auto it = rows_.find(name);
+    return it == rows_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  std::map<std::string, Row> rows_;
+};
+
+constexpr Case kCases[] = {Case::kNone, Case::kBpfInt3, Case::kBpfOpt, Case::kNativeInt3,
+                           Case::kNativeOpt};
+
+std::string BenchName(Case c) { return absl::StrCat("div/", Info(c).name); }
+
+std::string Markdown(const TableReporter& rep, const Bench& bench) {
+  std::string md;
+  absl::StrAppend(&md, "| case | probe (kprobes/list) | ns per trigger | added ns per hit | "
+                       "ratio to no probe | runs x iterations |\n"
+                       "|---|---|---:|---:|---:|---:|\n");
+  const TableReporter::Row* base = rep.Find(BenchName(Case::kNone));
+  for (Case c : kCases) {
+    const TableReporter::Row* row = rep.Find(BenchName(c));
+    std::string state = "-";
+    if (auto it = bench.list_lines().find(c); it != bench.list_lines().end())
+      state = absl::StrContains(it->second, "[OPTIMIZED]") ? "[OPTIMIZED]" : "int3";
+    if (!row) {
+      absl::StrAppend(&md, "| ", Info(c).description, " | ", state, " | FAILED | | | |\n");
+      continue;
+    }
+    std::string time = absl::StrFormat("%.0f", row->ns);
+    if (row->stddev) absl::StrAppendFormat(&time, " ± %.0f", *row->stddev);
+    std::string added = "-", ratio = "-";
+    if (base && Probed(c)) added = absl::StrFormat("%.0f", row->ns - base->ns);
+    if (base) ratio = absl::StrFormat("%.2f", row->ns / base->ns);
+    absl::StrAppendFormat(&md, "| %s | %s | %s | %s | %s | %d x %d |\n", Info(c).description, state,
+                          time, added, ratio, row->runs,
+                          row->iterations / std::max(1, row->runs));
+  }
+  return md;
+}
+
+// ---- guest set-up ----
+
+bool Exists(const char* path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+absl::Status SetUpGuest() {
+  // Never load modules into, or probe, anything but the guest kernel this was built for.
+  struct utsname uts;
+  if (uname(&uts) != 0) return absl::ErrnoToStatus(errno, "uname");
+  if (std::string(uts.release) != SIE_GUEST_KERNEL_RELEASE)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "running on kernel ", uts.release, ", not the guest kernel ", SIE_GUEST_KERNEL_RELEASE,
+        ": run me through `sie vm -- ", SelfDir().string(), "/sie_probe_cost_bench`"));
+  RETURN_IF_ERROR(Check(geteuid() == 0, "must run as root (in the guest)"));
+  RETURN_IF_ERROR(Check(Exists(kKprobeList), "no kprobes, or debugfs not mounted"));
+  RETURN_IF_ERROR(Check(Exists(kOptimization), "no optprobes (kprobes-optimization sysctl)"));
+  RETURN_IF_ERROR(LoadModule("sie_kfuncs"));
+  RETURN_IF_ERROR(LoadModule("sie_target"));
+  RETURN_IF_ERROR(LoadModule("sie_native"));
+  RETURN_IF_ERROR(Check(Exists(kKfuncsControl), "sie_kfuncs has no control file"));
+  RETURN_IF_ERROR(Check(Exists(kNativeControl), "sie_native has no control file"));
+  return absl::OkStatus();
+}
+
+void TearDownGuest() {
+  (void)WriteOnce(kKfuncsControl, "clear");
+  (void)NativeCommand("clear");
+  for (const char* m : {"sie_native", "sie_target", "sie_kfuncs"}) {
+    if (absl::Status st = UnloadModule(m); !st.ok()) {
+      std::fprintf(stderr, "probe_cost_bench: teardown: %s\n", st.ToString().c_str());
+      g_failed = true;
+    }
+  }
+}
+
+// Restores kprobes-optimization (the cases flip it) when the run ends, however it ends.
+class OptimizationGuard {
+ public:
+  OptimizationGuard() {
+    absl::StatusOr<std::string> v = ReadFile(kOptimization);
+    if (v.ok()) saved_ = std::string(absl::StripAsciiWhitespace(*v));
+  }
+  ~OptimizationGuard() {
+    if (!saved_.empty()) (void)WriteOnce(kOptimization, saved_);
+  }
+
+ private:
+  std::string saved_;
+};
+
+int Main(int argc, char** argv) {
+  std::string markdown_path;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; i++) {
+    if (absl::StartsWith(argv[i], "--sie_markdown="))
+      markdown_path = argv[i] + strlen("--sie_markdown=");
+    else
+      args.push_back(argv[i]);
+  }
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 2;
+
+  if (absl::Status st = SetUpGuest(); !st.ok()) {
+    std::fprintf(stderr, "probe_cost_bench: FAILED before any benchmark: %s\n",
+                 st.ToString().c_str());
+    TearDownGuest();
+    return 1;
+  }
+  // One CPU for the whole run: every case then sees the same vCPU (and its TCG thread).
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  if (sched_setaffinity(0, sizeof(one), &one) != 0) std::perror("sched_setaffinity");
+  int rc = 0;
+  {
+    OptimizationGuard guard;
+    Bench bench;
+    g_bench = &bench;
+    absl::Status st = SelfCheckNative();
+    if (st.ok()) st = bench.Init();
+    if (!st.ok()) {
+      std::fprintf(stderr, "probe_cost_bench: FAILED: %s\n", st.ToString().c_str());
+      rc = 1;
+    } else {
+      for (Case c : kCases)
+        benchmark::RegisterBenchmark(BenchName(c).c_str(), BM_DivPath, c)
+            ->Unit(benchmark::kNanosecond)
+            ->UseRealTime();
+      TableReporter reporter;
+      benchmark::RunSpecifiedBenchmarks(&reporter);
+      if (absl::Status d = bench.Detach(); !d.ok()) g_failed = true;
+      const std::string md = Markdown(reporter, bench);
+      std::printf("\nprobe %s in sie_target (guest kernel %s)\n%s", bench.Where().c_str(),
+                  SIE_GUEST_KERNEL_RELEASE, md.c_str());
+      for (const auto& [c, line] : bench.list_lines())
+        std::printf("kprobes/list (%s): %s\n", Info(c).name, line.c_str());
+      if (!markdown_path.empty()) {
+        if (absl::Status w = WriteFileAtomic(markdown_path, md); !w.ok()) {
+          std::fprintf(stderr, "probe_cost_bench: %s\n", w.ToString().c_str());
+          rc = 1;
+        }
+      }
+    }
+    g_bench = nullptr;
+  }
+  TearDownGuest();
+  benchmark::Shutdown();
+  if (g_failed) rc = 1;
+  return rc;
+}
+
+}  // namespace
+}  // namespace sie
+
+int main(int argc, char** argv) { return sie::Main(argc, argv); }

@@ -1,0 +1,120 @@
+#!/bin/sh
+# Runs the benchmarks fully in the guest and (re)writes docs/benchmarks.md with the numbers and
+# the machine they came from. Usage: benchmarks/run.sh [BUILD_DIR]   (default: build)
+#
+# The probe-cost cases are repeated and randomly interleaved (median reported): on a shared,
+# busy host the emulator's speed drifts, and interleaving spreads that drift over every case
+# instead of charging it to whichever case happened to run during a burst.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${1:-$root/build}" && pwd)
+sie=$build/bin/sie
+bench=$build/bin/sie_probe_cost_bench
+for f in "$sie" "$bench" "$build/kmod/sie_native.ko" "$build/kmod/sie_kfuncs.ko" \
+         "$build/kmod/sie_target.ko"; do
+  [ -e "$f" ] || { echo "run.sh: $f missing: ninja -C $build sie sie_probe_cost_bench" >&2; exit 1; }
+done
+min_time=${SIE_BENCH_MIN_TIME:-0.5}
+reps=${SIE_BENCH_REPETITIONS:-9}
+
+out=$(mktemp -d /tmp/sie-bench.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "run.sh: probe cost, $reps interleaved repetitions of ${min_time} s per case (a few minutes under TCG)"
+set +e
+"$sie" vm -v --timeout 1200 --out "$out" -- sh -c "uname -r > /mnt/out/guest_kernel && exec $bench \
+  --benchmark_min_time=$min_time --benchmark_repetitions=$reps \
+  --benchmark_enable_random_interleaving=true --sie_markdown=/mnt/out/probe_cost.md" \
+  >"$out/stdout" 2>"$out/stderr"
+rc=$?
+set -e
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+grep -v '^\[' "$out/stdout" || true
+if [ $rc -ne 0 ] || [ ! -s "$out/probe_cost.md" ]; then
+  echo "run.sh: the benchmark failed (exit $rc); docs/benchmarks.md left unchanged" >&2
+  grep -E '^sie vm:|probe_cost_bench' "$out/stderr" >&2 || true
+  exit 1
+fi
+
+accel=$(sed -n 's/^sie vm: accel \([a-z]*\);.*/\1/p' "$out/stderr" | tail -n1)
+accel_up=$(echo "${accel:-unknown}" | tr a-z A-Z)
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+probe_line=$(sed -n 's/^probe \(.*\) in sie_target.*/\1/p' "$out/stdout" | head -n1)
+doc=$root/docs/benchmarks.md
+tmp=$doc.tmp
+{
+cat <<HDR
+# Benchmarks
+
+Written by \`benchmarks/run.sh\` (do not edit by hand; rerun it). The ctest \`sie_vm_probe_cost_bench\`
+(label \`vm\`) runs the same program briefly, with every correctness check, to keep it working.
+
+## Machine
+
+| | |
+|---|---|
+| date | $(date -u '+%Y-%m-%d %H:%M UTC') |
+| host CPUs (\`nproc\`) | $(nproc) |
+| CPU model | $cpu |
+| host kernel | $(uname -r) |
+| guest kernel | $(cat "$out/guest_kernel") |
+| accelerator | $accel_up (from \`sie vm -v\`) |
+| guest | $(sed -n 's/.*-smp \([0-9]*\).*/\1/p' "$out/stderr" | head -n1) vCPUs; the benchmark pinned to vCPU 0 |
+| host load average (1/5/15 min) | before $load_before, after $load_after |
+
+HDR
+if [ "$accel_up" = TCG ]; then
+cat <<'TCG'
+**TCG inflates every absolute number** (each guest instruction is translated and emulated; an
+int3 trap is a full emulated exception). Compare the cases by their ratios and differences only,
+and expect far smaller absolute costs under KVM or on bare metal. The host is shared (other
+builds and guests run beside it), which shows up as run-to-run noise: see the ± column.
+
+TCG
+fi
+cat <<SEC
+## Per-hit cost of a SIE update (\`sie_probe_cost_bench\`)
+
+The probed path is sie_target's unsigned division by \`SIE_TARGET_DIVISOR\` (10): one write(2) of
+an input to \`/sys/kernel/debug/sie_target/div\` (an fd kept open) runs it once, so one iteration is
+one trigger and one probe hit. The probe sits at \`$probe_line\`, right after
+\`movabs \$0xcccccccccccccccd, %rax\` (the constant's Critical Span), and rewrites %rax to the magic
+number for 20, so the path returns x / 20. Every case uses the same address; only the probe
+kind changes (int3 cases set \`/proc/sys/debug/kprobes-optimization\` to 0; optimized cases fail
+unless \`/sys/kernel/debug/kprobes/list\` shows \`[OPTIMIZED]\`). After each case the result is read
+back (x / 20 with a probe, x / 10 without) and the probe's hit counter must equal the iteration
+count, with no kfunc error.
+
+sie_target has no in-kernel repeat trigger, so the syscall is in every iteration: **added ns per
+hit** is the case's time minus the no-probe time; **ratio** is the case's time over the no-probe
+time (the whole trigger, syscall included). Times are medians over ${reps} randomly interleaved
+repetitions (± standard deviation), each at least ${min_time} s.
+
+SEC
+cat "$out/probe_cost.md"
+cat <<'TAIL'
+
+Cases: the BPF cases run a kprobe program (`benchmarks/bpf/probe_cost.bpf.c`) that calls the
+`sie_set_reg` kfunc (sie_kfuncs) and counts hits: the floor of the BPF path (the runtime's
+generated stubs add a gate, per-CPU stats and mode checks). The native cases use `sie_native`
+(`probe sie_target_div OFF reg-set ax 8 MAGIC20`): a module kprobe whose pre_handler applies a
+fixed value with no BPF program per hit, the fast path for constants set to a plain number.
+
+## Load and transition latency (pending the runtime)
+
+These need `sie set` (runtime/loader), which another change is adding. Planned measurements,
+each in the guest against sie_target constants:
+
+| measurement | what | status |
+|---|---|---|
+| load latency, 1 span | `sie set` of a constant with one Critical Span: wall time from the command to the first hit with the new value (verify, load BPF, register sites, attach, optimizer) | pending the runtime |
+| load latency, 15 spans | the same with 15 spans (one probe each) | pending the runtime |
+| transition latency, mode 1 (per-task), 1/4/16 threads | time from the value change until every worker thread observes the new value, with sie_target `workers` (max 8 kthreads today: 16 needs user threads or a larger cap) | pending the runtime |
+| transition latency, mode 2 (global), 1/4/16 threads | the same under the global mode (stop_machine-style switch) | pending the runtime |
+
+Hook: `benchmarks/run.sh` is where these go once `sie set` works; each becomes a case of a
+Google Benchmark program like `sie_probe_cost_bench`, run in the same guest session.
+TAIL
+} >"$tmp"
+mv "$tmp" "$doc"
+echo "run.sh: wrote $doc"

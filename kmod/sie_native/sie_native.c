@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * sie_native: the fixed-value fast path of Scoped Indirect Execution. When a constant's new
+ * value is a plain number (no per-event policy), the update right after its Critical Span needs
+ * no BPF program: a native kprobe pre_handler applies the synthesized update itself. That saves
+ * the BPF dispatch (perf event + prog run + kfunc call) on every hit.
+ *
+ * It is as restricted as sie_kfuncs (kmod/include/sie/kfuncs.h):
+ *   - the handler only touches the pt_regs of the probe it is running for (the probed frame),
+ *     never sp, ip, cs, ss or flags;
+ *   - memory is written only at the one cell registered with the probe (base register + disp),
+ *     computed in the kernel from that frame's registers, with a non-faulting store of exactly
+ *     the registered width to a canonical kernel address;
+ *   - only CAP_SYS_ADMIN may configure it (debugfs, 0600).
+ *
+ * Control file /sys/kernel/debug/sie_native/control, one command per write(2), numbers in C
+ * syntax; REG and BASE are x86-64 pt_regs names (ax bx cx dx si di bp r8..r15; BASE may also be
+ * sp) or SIE_REG_* numbers; WIDTH is 1, 2, 4 or 8 bytes:
+ *   probe SYMBOL OFFSET reg-set REG WIDTH VALUE    REG := VALUE
+ *   probe SYMBOL OFFSET reg-add REG WIDTH VALUE    REG := REG + VALUE
+ *   probe SYMBOL OFFSET reg-shl REG WIDTH VALUE    REG := REG << VALUE (VALUE < 8 * WIDTH)
+ *   probe SYMBOL OFFSET mem-cell BASE DISP WIDTH VALUE
+ *                                                  store VALUE to [BASE + DISP]
+ *   value SYMBOL OFFSET VALUE                      change a probe's VALUE live
+ *   remove SYMBOL OFFSET                           unregister one probe
+ *   clear                                          unregister all probes
+ * Register results follow x86 write semantics at WIDTH (sie_reg_merge: width 4 zero-extends,
+ * widths 1 and 2 keep the upper bits), so "reg-add ax 4 V" is what `add $V, %eax` would leave.
+ * Reading the file lists one line per probe:
+ *   SYMBOL+0xOFFSET KIND REG WIDTH [DISP] VALUE hits=N faults=N
+ *
+ * The probe is a plain register_kprobe() with a pre_handler only (a post_handler would prevent
+ * optimization), so the kprobes core turns it into a jump-optimized probe when the site allows.
+ */
+#include <linux/capability.h>
+#include <linux/debugfs.h>
+#include <linux/kallsyms.h>
+#include <linux/kprobes.h>
+#include <linux/list.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/percpu.h>
+#include <linux/ptrace.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <asm/page.h>
+#include <asm/processor.h>
+#include <asm/vsyscall.h>
+
+#include "sie/kfuncs.h"
+#include "sie/kfuncs_logic.h"
+
+#define SIE_NATIVE_MAX_PROBES 64
+
+enum sie_native_kind {
+	SIE_NATIVE_REG_SET,
+	SIE_NATIVE_REG_ADD,
+	SIE_NATIVE_REG_SHL,
+	SIE_NATIVE_MEM_CELL,
+};
+
+static const char *const sie_native_kind_names[] = {
+	[SIE_NATIVE_REG_SET] = "reg-set",
+	[SIE_NATIVE_REG_ADD] = "reg-add",
+	[SIE_NATIVE_REG_SHL] = "reg-shl",
+	[SIE_NATIVE_MEM_CELL] = "mem-cell",
+};
+
+/* SIE_REG_* numbering (kfuncs.h), so user space uses one register vocabulary for both paths. */
+static const struct {
+	const char *name;
+	size_t offset;
+} sie_native_regs[] = {
+	[SIE_REG_AX] = { "ax", offsetof(struct pt_regs, ax) },
+	[SIE_REG_BX] = { "bx", offsetof(struct pt_regs, bx) },
+	[SIE_REG_CX] = { "cx", offsetof(struct pt_regs, cx) },
+	[SIE_REG_DX] = { "dx", offsetof(struct pt_regs, dx) },
+	[SIE_REG_SI] = { "si", offsetof(struct pt_regs, si) },
+	[SIE_REG_DI] = { "di", offsetof(struct pt_regs, di) },
+	[SIE_REG_BP] = { "bp", offsetof(struct pt_regs, bp) },
+	[SIE_REG_R8] = { "r8", offsetof(struct pt_regs, r8) },
+	[SIE_REG_R9] = { "r9", offsetof(struct pt_regs, r9) },
+	[SIE_REG_R10] = { "r10", offsetof(struct pt_regs, r10) },
+	[SIE_REG_R11] = { "r11", offsetof(struct pt_regs, r11) },
+	[SIE_REG_R12] = { "r12", offsetof(struct pt_regs, r12) },
+	[SIE_REG_R13] = { "r13", offsetof(struct pt_regs, r13) },
+	[SIE_REG_R14] = { "r14", offsetof(struct pt_regs, r14) },
+	[SIE_REG_R15] = { "r15", offsetof(struct pt_regs, r15) },
+	[SIE_REG_SP] = { "sp", offsetof(struct pt_regs, sp) },	/* cell base only */
+};
+
+struct sie_native_probe {
+	struct kprobe kp;
+	struct list_head node;
+	char symbol[KSYM_NAME_LEN];
+	unsigned long offset;
+	enum sie_native_kind kind;
+	u8 reg;			/* SIE_REG_*: the target register, or the cell's base */
+	u8 width;
+	size_t reg_off;		/* offsetof(struct pt_regs, <reg>), resolved once */
+	s64 disp;		/* mem-cell only */
+	u64 value;		/* READ_ONCE in the handler: `value` may change it live */
+	u64 __percpu *hits;
+	u64 __percpu *faults;
+};
+
+static LIST_HEAD(sie_native_probes);
+static unsigned int sie_native_nr_probes;
+static DEFINE_MUTEX(sie_native_lock);
+
+/* Same checks and store as sie_kfuncs' sie_store_nofault (kept identical on purpose). */
+static int sie_native_store(unsigned long addr, u64 val, u32 width)
+{
+	u8 v8 = val;
+	u16 v16 = val;
+	u32 v32 = val;
+
+	if (addr < TASK_SIZE_MAX + PAGE_SIZE || is_vsyscall_vaddr(addr) ||
+	    !__is_canonical_address(addr, boot_cpu_data.x86_virt_bits))
+		return -EFAULT;
+	pagefault_disable();
+	switch (width) {
+	case 1:
+		__put_kernel_nofault((void *)addr, &v8, u8, fault);
+		break;
+	case 2:
+		__put_kernel_nofault((void *)addr, &v16, u16, fault);
+		break;
+	case 4:
+		__put_kernel_nofault((void *)addr, &v32, u32, fault);
+		break;
+	case 8:
+		__put_kernel_nofault((void *)addr, &val, u64, fault);
+		break;
+	}
+	pagefault_enable();
+	return 0;
+fault:
+	pagefault_enable();
+	return -EFAULT;
+}
+
+/*
+ * Runs on every hit with preemption disabled (int3 handler or optprobe trampoline). Every
+ * decision that can be made once (register offset, kind, width) was made at registration.
+ */
+static int sie_native_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct sie_native_probe *p = container_of(kp, struct sie_native_probe, kp);
+	unsigned long *r = (unsigned long *)((char *)regs + p->reg_off);
+	u64 v = READ_ONCE(p->value);
+
+	if (user_mode(regs))
+		return 0;
+	this_cpu_inc(*p->hits);
+	switch (p->kind) {
+	case SIE_NATIVE_REG_SET:
+		*r = sie_reg_merge(*r, v, p->width);
+		break;
+	case SIE_NATIVE_REG_ADD:
+		*r = sie_reg_merge(*r, *r + v, p->width);
+		break;
+	case SIE_NATIVE_REG_SHL:
+		*r = sie_reg_merge(*r, *r << v, p->width);
+		break;
+	case SIE_NATIVE_MEM_CELL:
+		if (sie_native_store(sie_cell_address(*r, 0, 1, p->disp), v, p->width))
+			this_cpu_inc(*p->faults);
+		break;
+	}
+	return 0;
+}
+NOKPROBE_SYMBOL(sie_native_pre);
+
+static u64 sie_native_sum(u64 __percpu *c)
+{
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += *per_cpu_ptr(c, cpu);
+	return sum;
+}
+
+static struct sie_native_probe *sie_native_find(const char *symbol, unsigned long offset)
+{
+	struct sie_native_probe *p;
+
+	list_for_each_entry(p, &sie_native_probes, node)
+		if (p->offset == offset && !strcmp(p->symbol, symbol))
+			return p;
+	return NULL;
+}
+
+static void sie_native_free(struct sie_native_probe *p)
+{
+	free_percpu(p->hits);
+	free_percpu(p->faults);
+	kfree(p);
+}
+
+/* Unregisters and frees p; after unregister_kprobe() returns no handler of it is running. */
+static void sie_native_remove(struct sie_native_probe *p)
+{
+	list_del(&p->node);
+	sie_native_nr_probes--;
+	unregister_kprobe(&p->kp);
+	sie_native_free(p);
+}
+
+static void sie_native_clear(void)
+{
+	struct sie_native_probe *p, *tmp;
+
+	list_for_each_entry_safe(p, tmp, &sie_native_probes, node)
+		sie_native_remove(p);
+}
+
+/* A register name or SIE_REG_* number; sp only when allow_sp (it is never written). */
+static int sie_native_parse_reg(const char *s, bool allow_sp, u8 *reg)
+{
+	unsigned int i;
+
+	if (kstrtouint(s, 0, &i)) {
+		for (i = 0; i < ARRAY_SIZE(sie_native_regs); i++)
+			if (sie_native_regs[i].name && !strcmp(s, sie_native_regs[i].name))
+				break;
+	}
+	if (i >= ARRAY_SIZE(sie_native_regs) || !sie_native_regs[i].name)
+		return -EINVAL;
+	if (i == SIE_REG_SP && !allow_sp)
+		return -EINVAL;
+	*reg = i;
+	return 0;
+}
+
+static int sie_native_parse_width(const char *s, u8 *width)
+{
+	u32 w;
+
+	if (kstrtou32(s, 0, &w) || !sie_width_valid(w))
+		return -EINVAL;
+	*width = w;
+	return 0;
+}
+
+/* probe SYMBOL OFFSET KIND ...: argv[0] is "probe". */
+static int sie_native_add(int argc, char **argv)
+{
+	struct sie_native_probe *p;
+	int kind, ret = -EINVAL;
+	unsigned long offset;
+
+	if (argc < 4 || kstrtoul(argv[2], 0, &offset) || strlen(argv[1]) >= KSYM_NAME_LEN)
+		return -EINVAL;
+	kind = match_string(sie_native_kind_names, ARRAY_SIZE(sie_native_kind_names), argv[3]);
+	if (kind < 0 || argc != 7 + (kind == SIE_NATIVE_MEM_CELL))
+		return -EINVAL;
+	if (sie_native_find(argv[1], offset))
+		return -EEXIST;
+	if (sie_native_nr_probes >= SIE_NATIVE_MAX_PROBES)
+		return -ENOSPC;
+
+	p = kzalloc(sizeof(*p), GFP_KERNEL);
+	if (!p)
+		return -ENOMEM;
+	p->hits = alloc_percpu(u64);
+	p->faults = alloc_percpu(u64);
+	if (!p->hits || !p->faults) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	strscpy(p->symbol, argv[1], sizeof(p->symbol));
+	p->offset = offset;
+	p->kind = kind;
+	if (kind == SIE_NATIVE_MEM_CELL) {
+		/* mem-cell BASE DISP WIDTH VALUE */
+		if (sie_native_parse_reg(argv[4], true, &p->reg) || kstrtos64(argv[5], 0, &p->disp) ||
+		    sie_native_parse_width(argv[6], &p->width) || kstrtou64(argv[7], 0, &p->value))
+			goto err;
+	} else {
+		/* reg-* REG WIDTH VALUE */
+		if (sie_native_parse_reg(argv[4], false, &p->reg) ||
+		    sie_native_parse_width(argv[5], &p->width) || kstrtou64(argv[6], 0, &p->value))
+			goto err;
+		if (kind == SIE_NATIVE_REG_SHL && p->value >= 8 * p->width)
+			goto err;
+	}
+	p->reg_off = sie_native_regs[p->reg].offset;
+
+	/* Fully configured before registering: the handler may run as soon as this returns. */
+	p->kp.symbol_name = p->symbol;
+	p->kp.offset = offset;
+	p->kp.pre_handler = sie_native_pre;
+	ret = register_kprobe(&p->kp);
+	if (ret)
+		goto err;
+	list_add_tail(&p->node, &sie_native_probes);
+	sie_native_nr_probes++;
+	return 0;
+err:
+	sie_native_free(p);
+	return ret;
+}
+
+static int sie_native_apply(char *cmd)
+{
+	struct sie_native_probe *p;
+	unsigned long offset;
+	char *argv[9];
+	int argc = 0;
+	char *tok;
+	u64 v;
+
+	while ((tok = strsep(&cmd, " \t")) != NULL) {
+		if (!*tok)
+			continue;
+		if (argc == ARRAY_SIZE(argv))
+			return -EINVAL;
+		argv[argc++] = tok;
+	}
+	if (argc == 1 && !strcmp(argv[0], "clear")) {
+		sie_native_clear();
+		return 0;
+	}
+	if (argc >= 1 && !strcmp(argv[0], "probe"))
+		return sie_native_add(argc, argv);
+	if (argc < 3 || kstrtoul(argv[2], 0, &offset))
+		return -EINVAL;
+	if (argc == 3 && !strcmp(argv[0], "remove")) {
+		p = sie_native_find(argv[1], offset);
+		if (!p)
+			return -ENOENT;
+		sie_native_remove(p);
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[0], "value")) {
+		p = sie_native_find(argv[1], offset);
+		if (!p)
+			return -ENOENT;
+		if (kstrtou64(argv[3], 0, &v) ||
+		    (p->kind == SIE_NATIVE_REG_SHL && v >= 8 * p->width))
+			return -EINVAL;
+		WRITE_ONCE(p->value, v);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static ssize_t sie_native_control_write(struct file *file, const char __user *ubuf, size_t len,
+					loff_t *ppos)
+{
+	char buf[256];
+	int ret;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, len))
+		return -EFAULT;
+	buf[len] = '\0';
+	mutex_lock(&sie_native_lock);
+	ret = sie_native_apply(strim(buf));
+	mutex_unlock(&sie_native_lock);
+	return ret ? ret : len;
+}
+
+static int sie_native_control_show(struct seq_file *m, void *v)
+{
+	struct sie_native_probe *p;
+
+	mutex_lock(&sie_native_lock);
+	list_for_each_entry(p, &sie_native_probes, node) {
+		seq_printf(m, "%s+0x%lx %s %s %u ", p->symbol, p->offset,
+			   sie_native_kind_names[p->kind], sie_native_regs[p->reg].name, p->width);
+		if (p->kind == SIE_NATIVE_MEM_CELL)
+			seq_printf(m, "%lld ", p->disp);
+		seq_printf(m, "0x%llx hits=%llu faults=%llu\n", READ_ONCE(p->value),
+			   sie_native_sum(p->hits), sie_native_sum(p->faults));
+	}
+	mutex_unlock(&sie_native_lock);
+	return 0;
+}
+
+static int sie_native_control_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, sie_native_control_show, NULL);
+}
+
+static const struct file_operations sie_native_control_fops = {
+	.owner = THIS_MODULE,
+	.open = sie_native_control_open,
+	.read = seq_read,
+	.llseek = seq_lseek,
+	.release = single_release,
+	.write = sie_native_control_write,
+};
+
+static struct dentry *sie_native_dir;
+
+static int __init sie_native_init(void)
+{
+	sie_native_dir = debugfs_create_dir("sie_native", NULL);
+	if (IS_ERR(sie_native_dir))
+		return PTR_ERR(sie_native_dir);
+	debugfs_create_file("control", 0600, sie_native_dir, NULL, &sie_native_control_fops);
+	return 0;
+}
+
+static void __exit sie_native_exit(void)
+{
+	/* No new commands after this; then every probe goes before the handler's text does. */
+	debugfs_remove_recursive(sie_native_dir);
+	mutex_lock(&sie_native_lock);
+	sie_native_clear();
+	mutex_unlock(&sie_native_lock);
+}
+
+module_init(sie_native_init);
+module_exit(sie_native_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("sie: native kprobes applying fixed-value constant updates (no BPF per hit)");

@@ -363,10 +363,18 @@ void DataInitializers(const std::vector<std::unique_ptr<ElfFile>>& elfs,
       size_t j = i;
       while (j < s.data.size() && (s.data[j] != other[0]->data[j] || s.data[j] != other[1]->data[j]))
         ++j;
-      // The smallest naturally aligned cell (up to 8 bytes) holding the first differing bytes.
+      // The cell: the object's element size guess (4 for int arrays, 8 for a single long),
+      // widened until it covers the first differing bytes.
+      const ElfSymbol* cover = nullptr;
+      for (const ElfSymbol& sym : b.symbols())
+        if (sym.shndx == s.index && sym.type == STT_OBJECT && i >= sym.value &&
+            i < sym.value + sym.size)
+          cover = &sym;
       int w = 1;
-      while (w < 8 && i / w * w + w < j) w *= 2;
-      uint64_t start = i / w * w;
+      if (cover) w = cover->size == 8 ? 8 : cover->size % 4 == 0 ? 4 : cover->size % 2 == 0 ? 2 : 1;
+      uint64_t base_off = cover ? cover->value : 0;
+      uint64_t start = base_off + (i - base_off) / w * w;
+      while (w < 8 && start + w < j) w *= 2, start = base_off + (i - base_off) / w * w;
       DataInitializer di;
       di.symbol = s.name;
       di.offset = start;

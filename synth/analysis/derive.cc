@@ -120,6 +120,33 @@ absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::v
 
 namespace {
 
+// Multiply-high division: Z3 cannot bit-blast x*M == x/d in reasonable time, so the proof is
+// split. Z3 proves the output is floor(x*M / 2^s) for some (M, s) with M = ceil(2^s/d) (an
+// equivalence of the same circuit, fast), and the Granlund-Montgomery bound
+// 2^s <= M*d <= 2^s + 2^(s-N) proves floor(x*M/2^s) == floor(x/d) for every x < 2^N.
+bool ProveMagicDivision(z3::context& ctx, const z3::expr& o64, const z3::expr& xw, int wx,
+                        uint64_t d) {
+  if (wx > 32 || d < 2) return false;  // 2^s for 64-bit dividends exceeds 128-bit checks
+  const int N = wx;
+  for (int sh = N; sh <= 2 * N + 1; ++sh) {
+    unsigned __int128 two_s = static_cast<unsigned __int128>(1) << sh;
+    unsigned __int128 M = (two_s + d - 1) / d;
+    unsigned __int128 e = M * d - two_s;
+    if (e > (static_cast<unsigned __int128>(1) << (sh - N))) continue;
+    if (M >> 64) continue;
+    z3::expr x128 = z3::zext(xw, 128 - N);
+    z3::expr prod = x128 * ctx.bv_val(static_cast<uint64_t>(M), 128);
+    z3::expr q = z3::lshr(prod, ctx.bv_val(sh, 128)).extract(63, 0);
+    z3::solver s(ctx);
+    z3::params p(ctx);
+    p.set("timeout", 5000u);
+    s.set(p);
+    s.add(o64 != q);
+    if (s.check() == z3::unsat) return true;
+  }
+  return false;
+}
+
 enum class XOp { kAdd, kXor, kOr, kAnd, kShl, kShr, kMul, kUDiv };
 
 }  // namespace
@@ -213,10 +240,23 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
                            : outs[i];
         z3::solver s(ctx);
         z3::params p(ctx);
-        p.set("timeout", 60000u);
+        p.set("timeout", op == XOp::kUDiv ? 3000u : 20000u);
         s.set(p);
-        s.add(o64 != full);
+        if (op == XOp::kUDiv) {
+          // q = X / c as q*c <= X < q*c + c: avoids bit-blasting a divider (magic-number
+          // sequences otherwise take minutes to prove).
+          unsigned W = 2 * wx + 2;
+          z3::expr q = o64.extract(wx - 1, 0);
+          z3::expr qc = z3::zext(q, W - wx) * z3::zext(c, W - wx);
+          z3::expr xx = z3::zext(xw, W - wx);
+          z3::expr ok = z3::ule(qc, xx) && z3::ult(xx, qc + z3::zext(c, W - wx));
+          if (wx < 64) ok = ok && o64.extract(63, wx) == ctx.bv_val(0, 64 - wx);
+          s.add(!ok);
+        } else {
+          s.add(o64 != full);
+        }
         proved = s.check() == z3::unsat;
+        if (!proved && op == XOp::kUDiv) proved = ProveMagicDivision(ctx, o64, xw, wx, cs[i]);
       }
       if (!proved) continue;
       // The constant part must itself be a family member of V.

@@ -52,6 +52,11 @@ struct CriticalSpan {
   std::string source;              // file:line from DWARF
   std::string expect_bytes;        // hex of the instruction bytes at probe_offset (shipped binary)
   std::vector<VarLocation> vars;   // parameters and in-scope variables at the probe
+  // kFlags: the comparing instruction ("cmp": flags of operand - value; "test": operand & value).
+  std::string flags_op;
+  // kRecompute, optional: X recovered from save_reg's value R at the probe when the CS is
+  // invertible ("R - 3" for add $3), letting the runtime skip the save probe.
+  std::string x_from_probe;
 };
 
 enum class SafeSpanHow { kSlice, kManual, kWholeFunction };

@@ -7,5 +7,11 @@ namespace sie::cli {
 
 int VmCommand(const std::vector<std::string>& args);
 int InfoCommand(const std::vector<std::string>& args);
+// runtime/cli/const_commands.cc: the runtime (runtime/loader).
+int SetCommand(const std::vector<std::string>& args);
+int StatusCommand(const std::vector<std::string>& args);
+int UnloadCommand(const std::vector<std::string>& args);
+int ConstsCommand(const std::vector<std::string>& args);
+int LogCommand(const std::vector<std::string>& args);
 
 }  // namespace sie::cli

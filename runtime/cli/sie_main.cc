@@ -24,6 +24,11 @@ const std::vector<Subcommand>& Subcommands() {
 #ifdef SIE_HAVE_SYNTH
       {"synth", "synthesize a constant: spans, formulas, safe spans, stubs", sie::synth::SynthCommand},
 #endif
+      {"set", "give a kernel constant a new value, live", sie::cli::SetCommand},
+      {"status", "loaded constants: value, mode, probes, counters", sie::cli::StatusCommand},
+      {"unload", "restore a constant's compiled value and detach", sie::cli::UnloadCommand},
+      {"consts", "list synthesized constants", sie::cli::ConstsCommand},
+      {"log", "journal of changes made with sie", sie::cli::LogCommand},
       {"info", "kernel, BTF, kprobes and tool versions seen by sie", sie::cli::InfoCommand},
   };
   return *c;

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The fixed part of every sie stub: maps, the activation gate (modes 0 and 1), the per-task
+ * state, the safe-span stack check, counters and the arithmetic helpers the generated formula
+ * code calls. A generated stub (synth/stubgen, DIR/<id>/stub.bpf.c) defines SIE_NSPANS and
+ * includes this header, then emits one kprobe program per probe.
+ *
+ * Maps (pinned by the loader under /sys/fs/bpf/sie/<name>/, names fixed here):
+ *   sie_ctl    ARRAY of u64 control words (enum sie_ctl_key): value, active, mode, target...
+ *              User space changes the value with ONE map update: no recompile, no reattach.
+ *   sie_stats  PERCPU_ARRAY of counters, key span * SIE_STAT_NR + stat (summed by `sie status`).
+ *   sie_task   TASK_STORAGE: per-task transition state (mode 1) and saved inputs (recompute).
+ *              Per task, never per CPU: between a save probe and its apply probe the task can be
+ *              preempted and migrated (the reference's per-CPU slots break there).
+ *   sie_safe   ARRAY of safe-span address ranges [start, end) for the mode-1 stack check.
+ */
+#ifndef SIE_STUB_BPF_H
+#define SIE_STUB_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#ifdef SIE_NO_KFUNCS
+/*
+ * Host verifier tests: the host has no sie_kfuncs module, so the kfuncs become stubs that fail
+ * (the program shape and everything else stay the same).
+ */
+#include "sie/kfuncs.h"
+static __always_inline int sie_set_reg(struct pt_regs *regs, __u32 reg, __u64 val, __u32 width)
+{
+	return -95;
+}
+static __always_inline int sie_set_flags(struct pt_regs *regs, __u64 lhs, __u64 rhs, __u32 width)
+{
+	return -95;
+}
+static __always_inline int sie_write_cell(struct pt_regs *regs, __u32 cell_id, __u64 val)
+{
+	return -95;
+}
+#else
+#include "sie/kfuncs.bpf.h"
+#endif
+
+#ifndef SIE_NSPANS
+#error "define SIE_NSPANS before including sie/stub.bpf.h"
+#endif
+
+/* Control words; user space (runtime/loader) writes them, the programs only read. */
+enum sie_ctl_key {
+	SIE_CTL_VALUE = 0,  /* the policy value V (s64), used by the default decision */
+	SIE_CTL_ACTIVE = 1, /* 0: nothing is applied (kill switch), 1: the gate decides */
+	SIE_CTL_MODE = 2,   /* 0 immediate, 1 per-task, 2 global (refused by the loader for now) */
+	SIE_CTL_TARGET = 3, /* mode 1: 1 = tasks move to the new value, 0 = back to the original */
+	SIE_CTL_NSAFE = 4,  /* mode 1: valid entries of sie_safe */
+	SIE_CTL_NR = 8,
+};
+
+enum sie_stat {
+	SIE_STAT_HITS = 0,     /* probe hits */
+	SIE_STAT_APPLIED = 1,  /* new value written */
+	SIE_STAT_REJECTED = 2, /* decision out of range, or the formula failed (x / 0, huge shift) */
+	SIE_STAT_FAILED = 3,   /* the kfunc refused (not a registered site, fault...) */
+	SIE_STAT_GATED = 4,    /* hit while inactive, or the task has not transitioned (mode 1) */
+	SIE_STAT_NOSAVE = 5,   /* recompute: apply without a saved input in this task */
+	SIE_STAT_TRANSITIONS = 6, /* guard: tasks switched to the target state (span 0 only) */
+	SIE_STAT_UNSAFE = 7,   /* guard: stack check found a safe-span frame (or was truncated) */
+	SIE_STAT_NR = 8,
+};
+
+#define SIE_MAX_SAFE 32
+#define SIE_STACK_DEPTH 32
+#ifndef SIE_NSAVES
+#define SIE_NSAVES 1
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SIE_CTL_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} sie_ctl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SIE_NSPANS * SIE_STAT_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} sie_stats SEC(".maps");
+
+struct sie_task_state {
+	__u64 applies;   /* mode 1: this task uses the new value */
+	__s64 value;     /* mode 1: the value this task transitioned to */
+	__u64 saved_valid; /* bit i: saved[i] holds an input saved by this task */
+	__u64 saved[SIE_NSAVES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sie_task_state);
+} sie_task SEC(".maps");
+
+struct sie_range {
+	__u64 start; /* absolute address of the first instruction */
+	__u64 end;   /* one past the last instruction */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SIE_MAX_SAFE);
+	__type(key, __u32);
+	__type(value, struct sie_range);
+} sie_safe SEC(".maps");
+
+static __always_inline __u64 sie_ctl_get(__u32 key)
+{
+	__u64 *v = bpf_map_lookup_elem(&sie_ctl, &key);
+
+	return v ? *v : 0;
+}
+
+static __always_inline void sie_count(__u32 span, __u32 stat)
+{
+	__u32 key = span * SIE_STAT_NR + stat;
+	__u64 *v = bpf_map_lookup_elem(&sie_stats, &key);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomics needed */
+}
+
+/*
+ * The gate: may this hit apply, and with which value (*value)? Mode 0 (and 2, which the loader
+ * refuses): whenever active, with the current map value. Mode 1: only in a task that passed a
+ * safe-span entry with no safe-span frame on its stack (sie_guard), with the value it
+ * transitioned to, so a task in the middle of a span never sees a mix.
+ */
+static __always_inline int sie_gate(__s64 *value)
+{
+	struct sie_task_state *st;
+
+	if (!sie_ctl_get(SIE_CTL_ACTIVE))
+		return 0;
+	if (sie_ctl_get(SIE_CTL_MODE) != 1) {
+		*value = (__s64)sie_ctl_get(SIE_CTL_VALUE);
+		return 1;
+	}
+	st = bpf_task_storage_get(&sie_task, bpf_get_current_task_btf(), 0, 0);
+	if (!st || !st->applies)
+		return 0;
+	*value = st->value;
+	return 1;
+}
+
+/*
+ * True when no return address on the kernel stack lies inside a safe span. Entry 0 is the
+ * probed instruction itself (the span being entered). A stack that fills the buffer may be
+ * truncated, so it counts as unsafe: the task retries at its next guard.
+ */
+static __always_inline int sie_stack_clean(struct pt_regs *ctx)
+{
+	__u64 buf[SIE_STACK_DEPTH];
+	struct sie_range ranges[8];
+	__u32 nsafe = sie_ctl_get(SIE_CTL_NSAFE);
+	long n;
+	int i, j;
+
+	if (nsafe > 8) /* the loader caps it; more would need a bigger local copy */
+		return 0;
+	for (j = 0; j < 8; j++) {
+		__u32 k = j;
+		struct sie_range *r = bpf_map_lookup_elem(&sie_safe, &k);
+
+		ranges[j].start = r && j < nsafe ? r->start : 0;
+		ranges[j].end = r && j < nsafe ? r->end : 0;
+	}
+	n = bpf_get_stack(ctx, buf, sizeof(buf), 0);
+	if (n < 0 || n >= (long)sizeof(buf))
+		return 0;
+	for (i = 1; i < SIE_STACK_DEPTH; i++) {
+		__u64 ra;
+
+		if (i * 8 >= n)
+			break;
+		ra = buf[i];
+		/* A return address ra belongs to the call ending at ra: inside (start, end]. */
+		for (j = 0; j < 8; j++)
+			if (ra > ranges[j].start && ra <= ranges[j].end)
+				return 0;
+	}
+	return 1;
+}
+
+/*
+ * Guard, attached at every safe-span entry (mode 1). Moves the current task to the target state
+ * (new value, or back to the original on unload) when its stack holds no safe-span frame.
+ * Tasks created later start without state (original value) and take the target at their first
+ * guard, which they must pass before reaching any CS: the safe spans contain every CS.
+ */
+SEC("kprobe")
+int sie_guard(struct pt_regs *ctx)
+{
+	struct sie_task_state *st;
+	__u64 target;
+	__s64 value;
+
+	if (!sie_ctl_get(SIE_CTL_ACTIVE) || sie_ctl_get(SIE_CTL_MODE) != 1)
+		return 0;
+	target = sie_ctl_get(SIE_CTL_TARGET);
+	value = (__s64)sie_ctl_get(SIE_CTL_VALUE);
+	st = bpf_task_storage_get(&sie_task, bpf_get_current_task_btf(), 0,
+				  target ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	if (!st)
+		return 0;
+	if (st->applies == target && (!target || st->value == value))
+		return 0;
+	if (!sie_stack_clean(ctx)) {
+		sie_count(0, SIE_STAT_UNSAFE);
+		return 0;
+	}
+	st->applies = target;
+	st->value = value;
+	sie_count(0, SIE_STAT_TRANSITIONS);
+	return 0;
+}
+
+/* Saves input X of a recompute span in the current task (slot `slot`). */
+static __always_inline void sie_save(__u32 span, __u32 slot, __u64 x)
+{
+	struct sie_task_state *st;
+
+	if (slot >= SIE_NSAVES || !sie_ctl_get(SIE_CTL_ACTIVE))
+		return;
+	st = bpf_task_storage_get(&sie_task, bpf_get_current_task_btf(), 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return;
+	st->saved[slot] = x;
+	st->saved_valid |= 1ULL << slot;
+}
+
+/* Takes the saved input (one use: a second apply without a new save finds nothing). */
+static __always_inline int sie_take_saved(__u32 slot, __u64 *x)
+{
+	struct sie_task_state *st;
+
+	if (slot >= SIE_NSAVES)
+		return 0;
+	st = bpf_task_storage_get(&sie_task, bpf_get_current_task_btf(), 0, 0);
+	if (!st || !(st->saved_valid & (1ULL << slot)))
+		return 0;
+	*x = st->saved[slot];
+	st->saved_valid &= ~(1ULL << slot);
+	return 1;
+}
+
+/*
+ * Formula arithmetic (the generated code calls these for / % << >>): 64-bit two's complement
+ * like the kernel's u64 arithmetic; a zero divisor or a shift of 64 or more sets *bad, and the
+ * hit is rejected (counted) instead of writing a made-up value.
+ */
+static __always_inline __u64 sie_div(__u64 a, __u64 b, int *bad)
+{
+	if (!b) {
+		*bad = 1;
+		return 0;
+	}
+	return a / b;
+}
+static __always_inline __u64 sie_mod(__u64 a, __u64 b, int *bad)
+{
+	if (!b) {
+		*bad = 1;
+		return 0;
+	}
+	return a % b;
+}
+static __always_inline __u64 sie_shl(__u64 a, __u64 b, int *bad)
+{
+	if (b >= 64) {
+		*bad = 1;
+		return 0;
+	}
+	return a << b;
+}
+static __always_inline __u64 sie_shr(__u64 a, __u64 b, int *bad)
+{
+	if (b >= 64) {
+		*bad = 1;
+		return 0;
+	}
+	return a >> b;
+}
+
+/* Reads a memory operand of the probed code (flags compares against memory, mem X). */
+static __always_inline __u64 sie_read_mem(__u64 addr, __u32 width, int *bad)
+{
+	__u64 v = 0;
+
+	if (bpf_probe_read_kernel(&v, width & 15, (void *)addr)) /* width is 1, 2, 4 or 8 */
+		*bad = 1;
+	return v;
+}
+
+/* Sign-extends the low `width` bytes of v (the immediate of a cmp is encoded sign-extended). */
+static __always_inline __u64 sie_sext(__u64 v, __u32 width)
+{
+	int shift = 64 - 8 * (int)width;
+
+	if (width >= 8)
+		return v;
+	return (__u64)(((__s64)(v << shift)) >> shift);
+}
+
+#endif /* SIE_STUB_BPF_H */

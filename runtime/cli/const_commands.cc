@@ -1,0 +1,275 @@
+// The runtime subcommands: `sie set`, `sie status`, `sie unload`, `sie consts`, `sie log`.
+// Thin wrappers over runtime/loader (the logic) that parse options and print.
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+#include "runtime/base/args.h"
+#include "runtime/base/diag.h"
+#include "runtime/cli/commands.h"
+#include "runtime/loader/loader.h"
+#include "runtime/loader/stub_build.h"
+#include "synth/stubgen/const_reader.h"
+#include "synth/stubgen/stubgen.h"
+
+namespace sie::cli {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string DefaultConsts() {
+  const char* d = getenv("SIE_CONSTS");
+  return d && *d ? d : "/etc/sie/consts";
+}
+
+const char* kConstsHelp = "directory written by 'sie synth --out' (default $SIE_CONSTS, else "
+                          "/etc/sie/consts)";
+
+std::string Flags(const loader::ProbeInfo& p) {
+  return p.kprobe_flags.empty() ? "[int3]" : p.kprobe_flags;
+}
+
+}  // namespace
+
+int SetCommand(const std::vector<std::string>& args) {
+  std::string consts = DefaultConsts(), mode_s = "0", timeout_s = "5";
+  std::vector<std::string> pos, policies;
+  bool as_json = false, no_opt = false;
+  ArgParser p("sie set <const> <value> [--consts DIR] [--mode 0|1|2] [--timeout S] [--json]",
+              "Gives a kernel constant a new value, live. The first set of a constant verifies\n"
+              "the kernel (release, symbols, code bytes), attaches every probe or none, and pins\n"
+              "the state under /sys/fs/bpf/sie; later sets only change the value.\n"
+              "Modes: 0 immediate, 1 per-task (a task switches when it enters a safe span with\n"
+              "none on its stack), 2 global (not yet supported).");
+  p.Positionals("const value", &pos, 2, 2);
+  p.String("--consts", "DIR", &consts, kConstsHelp);
+  p.String("--mode", "M", &mode_s, "consistency mode: 0, 1 or 2 (default 0)");
+  p.String("--timeout", "S", &timeout_s, "per-task reverse transition limit, seconds (default 5)");
+  p.StringList("--policy", "OBJ", &policies,
+               "BPF object defining sie_decide_<name>, linked over the default decision");
+  p.Flag("--no-optimize", &no_opt, "keep the synthesized offsets (skip the jump-optimization search)");
+  p.Flag("--json", &as_json, "machine-readable output");
+  if (auto s = p.Parse(args); !s.ok()) return ReportError("sie set", s);
+  if (p.help_requested()) return 0;
+  loader::SetOptions o;
+  o.consts_dir = consts;
+  o.name = pos[0];
+  int mode = 0;
+  double timeout = 0;
+  if (!absl::SimpleAtoi(pos[1], &o.value))
+    return ReportError("sie set", InvalidWithHint(absl::StrCat("'", pos[1], "' is not an integer"),
+                                                  "values are decimal integers (e.g. 4096, -1)"));
+  if (!absl::SimpleAtoi(mode_s, &mode))
+    return ReportError("sie set", InvalidWithHint("--mode takes 0, 1 or 2", ""));
+  if (!absl::SimpleAtod(timeout_s, &timeout) || timeout < 0)
+    return ReportError("sie set", InvalidWithHint("--timeout takes seconds (e.g. 5, 0.5)", ""));
+  o.mode = mode;
+  o.timeout_s = timeout;
+  o.optimize = !no_opt;
+  for (const auto& pol : policies) o.policy_objects.push_back(pol);
+  auto r = loader::SetConst(o);
+  if (!r.ok()) return ReportError("sie set", r.status());
+  int optimized = 0, applies = 0;
+  for (const auto& pr : r->probes)
+    if (pr.role == "apply") {
+      ++applies;
+      optimized += pr.optimized;
+    }
+  if (as_json) {
+    json j{{"const", r->name}, {"value", r->value}, {"mode", r->mode},
+           {"updated_only", r->updated_only}, {"compiled", r->compiled},
+           {"latency_ms", r->latency_ms}, {"verify_ms", r->verify_ms}, {"build_ms", r->build_ms},
+           {"load_ms", r->load_ms}, {"attach_ms", r->attach_ms},
+           {"optimize_ms", r->optimize_ms}, {"apply_probes", applies},
+           {"optimized_probes", optimized}, {"notes", r->notes}};
+    j["old_value"] = r->old_value ? json(*r->old_value) : json(nullptr);
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  for (const auto& n : r->notes) std::fprintf(stderr, "sie set: note: %s\n", n.c_str());
+  if (r->updated_only) {
+    std::printf("%s: %s -> %lld (value map updated in %.1f ms)\n", r->name.c_str(),
+                r->old_value ? absl::StrCat(*r->old_value).c_str() : "?",
+                static_cast<long long>(r->value), r->latency_ms);
+    return 0;
+  }
+  std::printf("%s = %lld (mode %d): %d probe(s), %d/%d apply probes jump-optimized, active in "
+              "%.0f ms%s\n",
+              r->name.c_str(), static_cast<long long>(r->value), r->mode,
+              static_cast<int>(r->probes.size()), optimized, applies, r->latency_ms,
+              r->compiled ? " (stub compiled)" : "");
+  return 0;
+}
+
+int StatusCommand(const std::vector<std::string>& args) {
+  bool as_json = false;
+  ArgParser p("sie status [--json]",
+              "Lists the constants loaded in the running kernel: mode, value, every probe with\n"
+              "its address and [OPTIMIZED] state, and per-span hit/applied/rejected counters.");
+  p.Flag("--json", &as_json, "machine-readable output");
+  if (auto s = p.Parse(args); !s.ok()) return ReportError("sie status", s);
+  if (p.help_requested()) return 0;
+  auto st = loader::Status();
+  if (!st.ok()) return ReportError("sie status", st.status());
+  if (as_json) {
+    json a = json::array();
+    for (const auto& lc : *st) {
+      json j = lc.state;
+      j["pins_present"] = lc.pins_present;
+      j["transitions"] = lc.transitions;
+      j["unsafe_checks"] = lc.unsafe;
+      json probes = json::array();
+      for (const auto& pr : lc.probes)
+        probes.push_back({{"role", pr.role}, {"span", pr.span}, {"function", pr.function},
+                          {"offset", pr.offset}, {"address", pr.address},
+                          {"optimized", pr.optimized}, {"flags", pr.kprobe_flags}});
+      j["probes"] = probes;
+      json spans = json::array();
+      for (const auto& c : lc.spans)
+        spans.push_back({{"hits", c.hits}, {"applied", c.applied}, {"rejected", c.rejected},
+                         {"failed", c.failed}, {"gated", c.gated}, {"nosave", c.nosave}});
+      j["spans"] = spans;
+      a.push_back(j);
+    }
+    std::printf("%s\n", a.dump(2).c_str());
+    return 0;
+  }
+  if (st->empty()) {
+    std::printf("no constants loaded\n");
+    return 0;
+  }
+  for (const auto& lc : *st) {
+    const json& s = lc.state;
+    std::printf("%s: value %s, mode %d, %s%s\n", s.value("name", "?").c_str(),
+                s.contains("value") ? s["value"].dump().c_str() : "?", s.value("mode", 0),
+                s.value("state", "?").c_str(), lc.pins_present ? "" : " (pins missing)");
+    for (const auto& pr : lc.probes) {
+      std::printf("  %-6s span %-2d %s+0x%llx  0x%llx  %s", pr.role.c_str(), pr.span,
+                  pr.function.c_str(), static_cast<unsigned long long>(pr.offset),
+                  static_cast<unsigned long long>(pr.address), Flags(pr).c_str());
+      if (pr.role == "apply" && pr.span < static_cast<int>(lc.spans.size())) {
+        const auto& c = lc.spans[pr.span];
+        std::printf("  hits %llu applied %llu rejected %llu failed %llu gated %llu",
+                    (unsigned long long)c.hits, (unsigned long long)c.applied,
+                    (unsigned long long)c.rejected, (unsigned long long)c.failed,
+                    (unsigned long long)c.gated);
+      }
+      std::printf("\n");
+    }
+    if (s.value("mode", 0) == 1)
+      std::printf("  per-task: %llu transitions, %llu unsafe stack checks\n",
+                  (unsigned long long)lc.transitions, (unsigned long long)lc.unsafe);
+  }
+  return 0;
+}
+
+int UnloadCommand(const std::vector<std::string>& args) {
+  bool all = false;
+  std::string timeout_s = "5";
+  std::vector<std::string> pos;
+  ArgParser p("sie unload <const>|--all [--timeout S]",
+              "Takes a constant back to its compiled value: reverse transition (per-task mode:\n"
+              "each task at its next safe point), then detaches its probes and removes its pins.\n"
+              "--all also removes leftovers of an interrupted 'sie set'.");
+  p.Positionals("const", &pos, 0, 1);
+  p.Flag("--all", &all, "unload every constant");
+  p.String("--timeout", "S", &timeout_s, "reverse transition limit, seconds (default 5)");
+  if (auto s = p.Parse(args); !s.ok()) return ReportError("sie unload", s);
+  if (p.help_requested()) return 0;
+  if (all == !pos.empty())
+    return ReportError("sie unload", InvalidWithHint("name one constant, or give --all",
+                                                     "see 'sie status'"));
+  double timeout = 5;
+  if (!absl::SimpleAtod(timeout_s, &timeout))
+    return ReportError("sie unload", InvalidWithHint("--timeout takes seconds", ""));
+  if (auto s = loader::Unload(all ? "" : pos[0], all, timeout); !s.ok())
+    return ReportError("sie unload", s);
+  return 0;
+}
+
+int ConstsCommand(const std::vector<std::string>& args) {
+  std::string consts = DefaultConsts();
+  bool as_json = false, build = false;
+  ArgParser p("sie consts [--consts DIR] [--json] [--build]",
+              "Lists the synthesized constants of a directory: id, name, range, spans per kind.\n"
+              "--build writes each constant's stub (stub.bpf.c, <name>.h) and compiles it next\n"
+              "to const.json, so 'sie set' needs no compiler.");
+  p.String("--consts", "DIR", &consts, kConstsHelp);
+  p.Flag("--json", &as_json, "machine-readable output");
+  p.Flag("--build", &build, "generate and compile the stubs into DIR");
+  if (auto s = p.Parse(args); !s.ok()) return ReportError("sie consts", s);
+  if (p.help_requested()) return 0;
+  auto list = stubgen::ListConsts(consts);
+  if (!list.ok()) return ReportError("sie consts", list.status());
+  json a = json::array();
+  for (const auto& e : *list) {
+    std::map<std::string, int> kinds;
+    for (const auto& s : e.c.spans) kinds[s.kind == synth::SpanKind::kReg     ? "reg"
+                  : s.kind == synth::SpanKind::kMem   ? "mem"
+                  : s.kind == synth::SpanKind::kFlags ? "flags"
+                                                      : "recompute"]++;
+    if (build) {
+      if (auto st = stubgen::WriteStub(e.path.parent_path(), e.c); !st.ok())
+        return ReportError("sie consts", st);
+      auto so = loader::BuildStub(e, /*into_const_dir=*/true);
+      if (!so.ok()) return ReportError("sie consts", so.status());
+    }
+    a.push_back({{"id", e.c.id}, {"name", e.c.name}, {"description", e.c.description},
+                 {"range", {e.c.range_min, e.c.range_max}}, {"values", e.c.values},
+                 {"binary", e.c.target.binary}, {"kernel_release", e.c.target.kernel_release},
+                 {"spans", kinds}, {"safe_spans", e.c.safe_spans.size()},
+                 {"path", e.path.string()}});
+  }
+  if (as_json) {
+    std::printf("%s\n", a.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%-4s %-28s %-22s %-12s %s\n", "ID", "NAME", "RANGE", "BINARY", "SPANS");
+  for (const auto& j : a) {
+    std::string spans;
+    for (auto& [k, v] : j["spans"].items()) absl::StrAppend(&spans, spans.empty() ? "" : " ", k, "=", v.dump());
+    std::printf("%-4d %-28s %-22s %-12s %s\n", j["id"].get<int>(),
+                j["name"].get<std::string>().c_str(),
+                absl::StrCat("[", j["range"][0].dump(), ", ", j["range"][1].dump(), "]").c_str(),
+                j["binary"].get<std::string>().c_str(), spans.c_str());
+  }
+  return 0;
+}
+
+int LogCommand(const std::vector<std::string>& args) {
+  bool as_json = false;
+  ArgParser p("sie log [--json]",
+              "Shows the journal of changes: constant, old/new value, mode, who, when, outcome\n"
+              "(/var/log/sie/journal.jsonl, or /run/sie/journal.jsonl where /var/log is read-only).");
+  p.Flag("--json", &as_json, "one JSON object per line, as stored");
+  if (auto s = p.Parse(args); !s.ok()) return ReportError("sie log", s);
+  if (p.help_requested()) return 0;
+  auto j = loader::ReadJournal();
+  if (!j.ok()) return ReportError("sie log", j.status());
+  for (const auto& e : *j) {
+    if (as_json) {
+      std::printf("%s\n", e.dump().c_str());
+      continue;
+    }
+    time_t t = e.value("time", int64_t{0});
+    char when[32];
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
+    auto v = [&](const char* k) { return e.contains(k) ? e[k].dump() : std::string("-"); };
+    std::printf("%s  %-24s %s -> %s  mode %s  %-8s pid %s user %s%s\n", when,
+                e.value("const", "?").c_str(), v("old_value").c_str(), v("new_value").c_str(),
+                v("mode").c_str(), e.value("outcome", "?").c_str(), v("pid").c_str(),
+                e.value("user", "?").c_str(),
+                e.contains("error") ? absl::StrCat("  (", e["error"].get<std::string>(), ")").c_str()
+                                    : "");
+  }
+  return 0;
+}
+
+}  // namespace sie::cli

@@ -1,0 +1,229 @@
+#include "runtime/loader/kernel.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "runtime/base/diag.h"
+#include "runtime/base/files.h"
+#include "runtime/base/unique_fd.h"
+
+namespace sie::loader {
+namespace fs = std::filesystem;
+
+std::string KernelRelease() {
+  struct utsname u {};
+  if (uname(&u) != 0) return "";
+  return u.release;
+}
+
+absl::StatusOr<Kallsyms> Kallsyms::Load(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  Kallsyms k;
+  struct Raw {
+    uint64_t addr;
+    std::string name, module;
+    bool text;
+  };
+  std::vector<Raw> all;
+  bool nonzero = false;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, absl::ByAnyChar(" \t"),
+                                                      absl::SkipEmpty());
+    if (f.size() < 3) continue;
+    uint64_t addr = 0;
+    if (!absl::SimpleHexAtoi(f[0], &addr)) continue;
+    nonzero |= addr != 0;
+    std::string mod;
+    if (f.size() >= 4 && f[3].size() > 2 && f[3].front() == '[')
+      mod = std::string(f[3].substr(1, f[3].size() - 2));
+    char t = absl::ascii_tolower(f[1][0]);
+    all.push_back({addr, std::string(f[2]), mod, t == 't' || t == 'w'});
+  }
+  // Sizes: distance to the next higher address among all symbols.
+  std::vector<uint64_t> addrs;
+  for (const auto& r : all) addrs.push_back(r.addr);
+  std::sort(addrs.begin(), addrs.end());
+  for (const auto& r : all) {
+    if (!r.text) continue;
+    auto it = std::upper_bound(addrs.begin(), addrs.end(), r.addr);
+    uint64_t size = it == addrs.end() ? 0 : *it - r.addr;
+    k.syms_.emplace(r.name, KSym{r.addr, size, r.module});
+  }
+  k.all_zero_ = !nonzero;
+  return k;
+}
+
+absl::StatusOr<KSym> Kallsyms::Find(const std::string& name, const std::string& binary) const {
+  if (all_zero_)
+    return FailedWithHint("/proc/kallsyms shows no addresses (kptr_restrict)",
+                          "run sie as root (CAP_SYSLOG), or set kernel.kptr_restrict=0");
+  const bool want_vmlinux = binary.empty() || binary == "vmlinux";
+  std::vector<KSym> hits;
+  std::vector<std::string> elsewhere;
+  auto [b, e] = syms_.equal_range(name);
+  for (auto it = b; it != e; ++it) {
+    const KSym& s = it->second;
+    if (want_vmlinux ? s.module.empty() : s.module == binary) hits.push_back(s);
+    else elsewhere.push_back(s.module.empty() ? "vmlinux" : s.module);
+  }
+  if (hits.size() == 1) return hits[0];
+  if (hits.empty()) {
+    std::string hint = elsewhere.empty()
+                           ? absl::StrCat("the running kernel does not have it (wrong kernel, or ",
+                                          want_vmlinux ? "it was inlined)" : "module not loaded)")
+                           : absl::StrCat("it exists in ", elsewhere[0],
+                                          ": the const.json was made for another binary");
+    return FailedWithHint(absl::StrCat("function ", name, " not found in ", binary), hint);
+  }
+  return FailedWithHint(absl::StrCat("function ", name, " is ambiguous in ", binary, " (",
+                                     hits.size(), " symbols of that name)"),
+                        "sie cannot tell duplicate static functions apart yet");
+}
+
+absl::StatusOr<std::string> ReadKernelBytes(uint64_t addr, size_t n, const std::string& kcore) {
+  UniqueFd fd(open(kcore.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid())
+    return FailedWithHint(absl::StrCat("cannot open ", kcore, ": ", strerror(errno)),
+                          "sie needs root and CONFIG_PROC_KCORE to verify the kernel's code");
+  Elf64_Ehdr eh;
+  if (pread(fd.get(), &eh, sizeof(eh), 0) != sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG))
+    return absl::InternalError(absl::StrCat(kcore, " is not an ELF file"));
+  for (int i = 0; i < eh.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    if (pread(fd.get(), &ph, sizeof(ph), eh.e_phoff + i * eh.e_phentsize) != sizeof(ph)) break;
+    if (ph.p_type != PT_LOAD || addr < ph.p_vaddr || addr + n > ph.p_vaddr + ph.p_memsz)
+      continue;
+    std::string buf(n, '\0');
+    ssize_t r = pread(fd.get(), buf.data(), n, ph.p_offset + (addr - ph.p_vaddr));
+    if (r != static_cast<ssize_t>(n))
+      return absl::InternalError(absl::StrCat("reading ", n, " bytes at 0x", absl::Hex(addr),
+                                              " from ", kcore, " failed"));
+    return buf;
+  }
+  return absl::NotFoundError(absl::StrCat("address 0x", absl::Hex(addr), " is not in ", kcore));
+}
+
+std::string ToHex(absl::string_view bytes) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : bytes) {
+    s += d[c >> 4];
+    s += d[c & 15];
+  }
+  return s;
+}
+
+bool BytesMatch(absl::string_view expect_hex, absl::string_view actual, bool module_code) {
+  const size_t n = expect_hex.size() / 2;
+  if (actual.size() < n) return false;
+  std::vector<int> want(n);  // -1: any byte
+  for (size_t i = 0; i < n; ++i) {
+    absl::string_view h = expect_hex.substr(2 * i, 2);
+    if (h == "??") {
+      want[i] = -1;
+      continue;
+    }
+    int v = 0;
+    if (!absl::SimpleHexAtoi(h, &v)) return false;
+    want[i] = v;
+  }
+  auto u = [&](size_t i) { return static_cast<unsigned char>(actual[i]); };
+  if (module_code && n == 5 && (want[0] == 0xe8 || want[0] == 0xe9) && want[1] == 0 &&
+      want[2] == 0 && want[3] == 0 && want[4] == 0) {
+    if (u(0) == want[0]) return true;                    // relocated displacement
+    if (want[0] == 0xe9 && u(0) == 0xc3) return true;    // return thunk -> ret; int3
+    return false;
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (want[i] >= 0 && u(i) != want[i]) return false;
+  return true;
+}
+
+absl::Status EnsureDebugfs() {
+  if (fs::exists("/sys/kernel/debug/kprobes") || fs::exists("/sys/kernel/debug/tracing"))
+    return absl::OkStatus();
+  if (mount("debugfs", "/sys/kernel/debug", "debugfs", 0, nullptr) != 0 && errno != EBUSY)
+    return FailedWithHint(absl::StrCat("cannot mount debugfs: ", strerror(errno)),
+                          "mount -t debugfs debugfs /sys/kernel/debug");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<KprobeEntry>> ReadKprobeList() {
+  if (auto st = EnsureDebugfs(); !st.ok()) return st;
+  auto text = ReadFile("/sys/kernel/debug/kprobes/list");
+  if (!text.ok()) return text.status();
+  std::vector<KprobeEntry> out;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (f.size() < 3) continue;
+    KprobeEntry e;
+    if (!absl::SimpleHexAtoi(f[0], &e.addr)) continue;
+    e.where = std::string(f[2]);
+    if (f.size() > 3 && f[3].front() == '[' && !absl::StartsWith(f[3], "[OPT") &&
+        !absl::StartsWith(f[3], "[FTR") && !absl::StartsWith(f[3], "[DIS") &&
+        !absl::StartsWith(f[3], "[GONE"))
+      absl::StrAppend(&e.where, " ", f[3]);
+    e.optimized = absl::StrContains(line, "[OPTIMIZED]");
+    e.ftrace = absl::StrContains(line, "[FTRACE]");
+    e.disabled = absl::StrContains(line, "[DISABLED]");
+    out.push_back(e);
+  }
+  return out;
+}
+
+bool ModuleLoaded(const std::string& name) {
+  return fs::exists(fs::path("/sys/module") / name / "initstate") ||
+         fs::exists(fs::path("/sys/module") / name / "sections");
+}
+
+absl::Status InsertModule(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid())
+    return FailedWithHint(absl::StrCat("cannot open module ", path, ": ", strerror(errno)),
+                          "build it: ninja -C build sie_kfuncs_ko sie_target_ko");
+  if (syscall(SYS_finit_module, fd.get(), "", 0) != 0 && errno != EEXIST)
+    return FailedWithHint(absl::StrCat("cannot load module ", path, ": ", strerror(errno)),
+                          "check dmesg; the module must be built for this kernel");
+  return absl::OkStatus();
+}
+
+absl::Status KfuncsCommand(const std::string& cmd) {
+  UniqueFd fd(open(kKfuncsControl, O_WRONLY | O_CLOEXEC));
+  if (!fd.valid())
+    return FailedWithHint(absl::StrCat("cannot open ", kKfuncsControl, ": ", strerror(errno)),
+                          "is sie_kfuncs.ko loaded and debugfs mounted?");
+  if (write(fd.get(), cmd.data(), cmd.size()) != static_cast<ssize_t>(cmd.size()))
+    return absl::InternalError(absl::StrCat("sie_kfuncs rejected '", cmd, "': ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int>> KfuncsUsedCells() {
+  auto text = ReadFile(kKfuncsControl);
+  if (!text.ok()) return text.status();
+  std::vector<int> cells;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    int id = 0;
+    if (f.size() >= 2 && f[0] == "cell" && absl::SimpleAtoi(f[1], &id)) cells.push_back(id);
+  }
+  return cells;
+}
+
+}  // namespace sie::loader

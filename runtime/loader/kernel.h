@@ -1,0 +1,72 @@
+// What the loader reads from (and writes to) the running kernel, outside BPF: the release,
+// symbol addresses (/proc/kallsyms, module symbols included), code bytes (/proc/kcore), the
+// kprobe list (which probes are [OPTIMIZED]), modules, and sie_kfuncs' control file.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace sie::loader {
+
+std::string KernelRelease();
+
+struct KSym {
+  uint64_t addr = 0;
+  uint64_t size = 0;  // distance to the next symbol (upper bound of the function's size)
+  std::string module;  // empty: vmlinux
+};
+
+// Symbol table of functions (text symbols) of the running kernel.
+class Kallsyms {
+ public:
+  static absl::StatusOr<Kallsyms> Load(const std::string& path = "/proc/kallsyms");
+  // The function `name` in `binary` ("vmlinux" or a module name). Errors: not found (with a
+  // hint when it exists in another binary), ambiguous (duplicate static symbols), or addresses
+  // hidden by kptr_restrict.
+  absl::StatusOr<KSym> Find(const std::string& name, const std::string& binary) const;
+
+ private:
+  std::multimap<std::string, KSym> syms_;
+  bool all_zero_ = false;
+};
+
+// Reads `n` bytes of kernel memory at `addr` through /proc/kcore's ELF segments.
+absl::StatusOr<std::string> ReadKernelBytes(uint64_t addr, size_t n,
+                                            const std::string& kcore = "/proc/kcore");
+
+// Does `actual` match the expected hex (two chars per byte, "??" any byte)? For module code, a
+// call/jmp rel32 whose displacement is all zero in the .ko (an unrelocated relocation) matches
+// any displacement, and a `jmp __x86_return_thunk` also matches the `ret; int3` the kernel
+// patches it into.
+bool BytesMatch(absl::string_view expect_hex, absl::string_view actual, bool module_code);
+std::string ToHex(absl::string_view bytes);
+
+struct KprobeEntry {
+  uint64_t addr = 0;
+  std::string where;  // "func+0x12 [mod]"
+  bool optimized = false;
+  bool ftrace = false;
+  bool disabled = false;
+};
+// /sys/kernel/debug/kprobes/list (mounts debugfs if needed).
+absl::StatusOr<std::vector<KprobeEntry>> ReadKprobeList();
+
+bool ModuleLoaded(const std::string& name);
+// Loads a .ko with finit_module(2).
+absl::Status InsertModule(const std::string& path);
+
+// The sie_kfuncs control file (one command per write).
+inline constexpr char kKfuncsControl[] = "/sys/kernel/debug/sie_kfuncs/control";
+absl::Status KfuncsCommand(const std::string& cmd);
+// Cell ids currently registered (so a new constant picks free ones).
+absl::StatusOr<std::vector<int>> KfuncsUsedCells();
+
+// Makes sure debugfs is mounted at /sys/kernel/debug.
+absl::Status EnsureDebugfs();
+
+}  // namespace sie::loader

@@ -1,0 +1,90 @@
+// The sie runtime: make a synthesized constant take a new value in the running kernel, show
+// what is loaded, and take it back out.
+//
+// `SetConst` on a constant that is not loaded verifies everything first (range, kernel release,
+// symbols, the code bytes at every probe), loads sie_kfuncs (and the target module) on demand,
+// compiles or reuses the stub, attaches ALL probes or none, pins maps and links under
+// /sys/fs/bpf/sie/<name>/ and records /run/sie/<name>.json, so that `sie status` and
+// `sie unload --all` work after the loading process died (even by kill -9). On a loaded
+// constant it only writes the value map. Every change is appended to the journal.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+
+namespace sie::loader {
+
+inline constexpr char kPinRoot[] = "/sys/fs/bpf/sie";
+
+// /run/sie, or $SIE_RUN_DIR.
+std::filesystem::path RunDir();
+// /var/log/sie/journal.jsonl when /var/log is writable, else /run/sie/journal.jsonl.
+std::filesystem::path JournalPath();
+
+struct SetOptions {
+  std::filesystem::path consts_dir;
+  std::string name;  // name or id
+  int64_t value = 0;
+  int mode = 0;            // 0 immediate, 1 per-task (2 global: refused for now)
+  double timeout_s = 5;    // mode 1 reverse transition on unload
+  bool optimize = true;    // look for jump-optimized probe offsets among the candidates
+  double opt_wait_s = 1.5; // the kernel optimizes probes from delayed work
+  std::vector<std::filesystem::path> policy_objects;  // linked over the weak decision hook
+};
+
+struct ProbeInfo {
+  std::string role;  // "apply", "save", "guard"
+  int span = 0;      // span index (guard: safe-span index)
+  std::string function;
+  uint64_t offset = 0;
+  uint64_t address = 0;
+  int cell = -1;     // kMem: the sie_kfuncs cell id
+  bool optimized = false;
+  std::string kprobe_flags;  // "[OPTIMIZED]", "[FTRACE]", "" (from kprobes/list)
+};
+
+struct SetResult {
+  std::string name;
+  bool updated_only = false;        // the constant was loaded: only the value map changed
+  std::optional<int64_t> old_value; // previous value (loaded constant), else the shipped one
+  int64_t value = 0;
+  int mode = 0;
+  bool compiled = false;            // the stub was compiled now (not from a cache)
+  double latency_ms = 0;            // from start to the value being active
+  double verify_ms = 0, build_ms = 0, load_ms = 0, attach_ms = 0, optimize_ms = 0;
+  std::vector<ProbeInfo> probes;
+  std::vector<std::string> notes;   // told to the user (module loaded, candidate moves...)
+};
+
+absl::StatusOr<SetResult> SetConst(const SetOptions& opts);
+
+struct SpanCounters {
+  uint64_t hits = 0, applied = 0, rejected = 0, failed = 0, gated = 0, nosave = 0;
+};
+
+struct LoadedConst {
+  nlohmann::json state;              // /run/sie/<name>.json
+  std::vector<SpanCounters> spans;   // summed over CPUs; empty when the pins are gone
+  uint64_t transitions = 0, unsafe = 0;
+  bool pins_present = false;
+  std::vector<ProbeInfo> probes;     // with current [OPTIMIZED] state
+};
+
+// Every constant with a state file or a pin directory.
+absl::StatusOr<std::vector<LoadedConst>> Status();
+
+// Reverse transition (mode 1: tasks move back at their next clean guard, up to timeout_s), then
+// detach (remove the pins) and forget the constant. `name` "" with all=true: everything under
+// /sys/fs/bpf/sie and /run/sie, including leftovers of a killed `sie set`.
+absl::Status Unload(const std::string& name, bool all, double timeout_s = 5);
+
+// The journal's entries (one json object per line), oldest first.
+absl::StatusOr<std::vector<nlohmann::json>> ReadJournal();
+
+}  // namespace sie::loader

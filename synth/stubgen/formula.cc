@@ -1,0 +1,258 @@
+#include "synth/stubgen/formula.h"
+
+#include <cctype>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/base/diag.h"
+
+namespace sie::stubgen {
+namespace {
+
+using Node = FormulaNode;
+using Op = FormulaNode::Op;
+
+// Recursive descent with C precedence: | ^ & (<< >>) (+ -) (* / %) unary.
+class Parser {
+ public:
+  Parser(absl::string_view s, absl::string_view vars) : s_(s), vars_(vars) {}
+
+  absl::StatusOr<std::unique_ptr<Node>> ParseAll() {
+    auto n = Binary(0);
+    if (!n.ok()) return n;
+    Skip();
+    if (pos_ != s_.size()) return Error("unexpected character");
+    return n;
+  }
+
+ private:
+  // Binary operator levels, lowest precedence first.
+  struct Level {
+    std::vector<std::pair<const char*, Op>> ops;
+  };
+  static const std::vector<Level>& Levels() {
+    static const auto* l = new std::vector<Level>{
+        {{{"|", Op::kOr}}},
+        {{{"^", Op::kXor}}},
+        {{{"&", Op::kAnd}}},
+        {{{"<<", Op::kShl}, {">>", Op::kShr}}},
+        {{{"+", Op::kAdd}, {"-", Op::kSub}}},
+        {{{"*", Op::kMul}, {"/", Op::kDiv}, {"%", Op::kMod}}},
+    };
+    return *l;
+  }
+
+  absl::Status Error(absl::string_view what) const {
+    return InvalidWithHint(
+        absl::StrCat("invalid formula '", s_, "': ", what, " at position ", pos_ + 1),
+        absl::StrCat("formulas use integer literals, the variables ", vars_,
+                     ", + - * / % << >> & | ^ ~ and parentheses"));
+  }
+  void Skip() {
+    while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+  }
+  bool Accept(absl::string_view tok) {
+    Skip();
+    if (s_.substr(pos_, tok.size()) != tok) return false;
+    // "<" alone is not an operator here: only "<<" (and never "<<=").
+    if (pos_ + tok.size() < s_.size() && s_[pos_ + tok.size()] == '=') return false;
+    pos_ += tok.size();
+    return true;
+  }
+
+  absl::StatusOr<std::unique_ptr<Node>> Binary(size_t level) {
+    if (level == Levels().size()) return Unary();
+    auto lhs = Binary(level + 1);
+    if (!lhs.ok()) return lhs;
+    for (;;) {
+      bool matched = false;
+      for (const auto& [tok, op] : Levels()[level].ops) {
+        // "|" must not eat "||", "&" not "&&": those are not allowed at all.
+        Skip();
+        if (s_.substr(pos_, 2) == "||" || s_.substr(pos_, 2) == "&&")
+          return Error("logical operators are not allowed");
+        if (!Accept(tok)) continue;
+        auto rhs = Binary(level + 1);
+        if (!rhs.ok()) return rhs;
+        auto n = std::make_unique<Node>();
+        n->op = op;
+        n->a = std::move(*lhs);
+        n->b = std::move(*rhs);
+        lhs = std::move(n);
+        matched = true;
+        break;
+      }
+      if (!matched) return lhs;
+    }
+  }
+
+  absl::StatusOr<std::unique_ptr<Node>> Unary() {
+    if (++depth_ > 64) return Error("nested too deeply");
+    Skip();
+    for (auto [tok, op] : {std::pair<const char*, Op>{"-", Op::kNeg}, {"~", Op::kNot},
+                           {"+", Op::kPlus}}) {
+      if (Accept(tok)) {
+        auto inner = Unary();
+        if (!inner.ok()) return inner;
+        auto n = std::make_unique<Node>();
+        n->op = op;
+        n->a = std::move(*inner);
+        --depth_;
+        return n;
+      }
+    }
+    auto p = Primary();
+    --depth_;
+    return p;
+  }
+
+  absl::StatusOr<std::unique_ptr<Node>> Primary() {
+    Skip();
+    if (pos_ >= s_.size()) return Error("expression expected");
+    char c = s_[pos_];
+    if (c == '(') {
+      ++pos_;
+      auto n = Binary(0);
+      if (!n.ok()) return n;
+      if (!Accept(")")) return Error("')' expected");
+      return n;
+    }
+    if (std::isdigit(static_cast<unsigned char>(c))) return Literal();
+    if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      size_t start = pos_;
+      while (pos_ < s_.size() &&
+             (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_'))
+        ++pos_;
+      absl::string_view id = s_.substr(start, pos_ - start);
+      if (id.size() != 1 || vars_.find(id[0]) == absl::string_view::npos) {
+        pos_ = start;
+        return Error(absl::StrCat("unknown identifier '", id, "'"));
+      }
+      auto n = std::make_unique<Node>();
+      n->op = Op::kVar;
+      n->var = id[0];
+      return n;
+    }
+    return Error("unexpected character");
+  }
+
+  absl::StatusOr<std::unique_ptr<Node>> Literal() {
+    size_t start = pos_;
+    int base = 10;
+    if (s_.substr(pos_, 2) == "0x" || s_.substr(pos_, 2) == "0X") {
+      base = 16;
+      pos_ += 2;
+    }
+    uint64_t v = 0;
+    size_t digits = 0;
+    while (pos_ < s_.size() && std::isxdigit(static_cast<unsigned char>(s_[pos_]))) {
+      char c = static_cast<char>(std::tolower(static_cast<unsigned char>(s_[pos_])));
+      int d = std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : c - 'a' + 10;
+      if (d >= base) break;
+      if (v > (UINT64_MAX - d) / base) {
+        pos_ = start;
+        return Error("integer literal does not fit 64 bits");
+      }
+      v = v * base + d;
+      ++pos_;
+      ++digits;
+    }
+    if (digits == 0) return Error("digits expected");
+    // Integer suffixes (u, l, ul, ull) are accepted and ignored: everything is u64.
+    while (pos_ < s_.size() && (s_[pos_] == 'u' || s_[pos_] == 'U' || s_[pos_] == 'l' ||
+                                s_[pos_] == 'L'))
+      ++pos_;
+    if (pos_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_'))
+      return Error("malformed integer literal");
+    auto n = std::make_unique<Node>();
+    n->op = Op::kLit;
+    n->lit = v;
+    return n;
+  }
+
+  absl::string_view s_, vars_;
+  size_t pos_ = 0;
+  int depth_ = 0;
+};
+
+std::string Emit(const Node& n) {
+  auto bin = [&](const char* op) { return absl::StrCat("(", Emit(*n.a), " ", op, " ", Emit(*n.b), ")"); };
+  auto call = [&](const char* f) {
+    return absl::StrCat(f, "(", Emit(*n.a), ", ", Emit(*n.b), ", &bad)");
+  };
+  switch (n.op) {
+    case Op::kLit: return absl::StrCat(n.lit, "ULL");
+    case Op::kVar: return std::string(1, n.var);
+    case Op::kNeg: return absl::StrCat("(-", Emit(*n.a), ")");
+    case Op::kPlus: return Emit(*n.a);
+    case Op::kNot: return absl::StrCat("(~", Emit(*n.a), ")");
+    case Op::kAdd: return bin("+");
+    case Op::kSub: return bin("-");
+    case Op::kMul: return bin("*");
+    case Op::kAnd: return bin("&");
+    case Op::kOr: return bin("|");
+    case Op::kXor: return bin("^");
+    case Op::kDiv: return call("sie_div");
+    case Op::kMod: return call("sie_mod");
+    case Op::kShl: return call("sie_shl");
+    case Op::kShr: return call("sie_shr");
+  }
+  return "0";
+}
+
+std::optional<uint64_t> EvalNode(const Node& n, uint64_t v, uint64_t x, uint64_t r) {
+  if (n.op == Op::kLit) return n.lit;
+  if (n.op == Op::kVar) return n.var == 'V' ? v : n.var == 'X' ? x : r;
+  auto a = EvalNode(*n.a, v, x, r);
+  if (!a) return std::nullopt;
+  switch (n.op) {
+    case Op::kNeg: return 0 - *a;
+    case Op::kPlus: return *a;
+    case Op::kNot: return ~*a;
+    default: break;
+  }
+  auto b = EvalNode(*n.b, v, x, r);
+  if (!b) return std::nullopt;
+  switch (n.op) {
+    case Op::kAdd: return *a + *b;
+    case Op::kSub: return *a - *b;
+    case Op::kMul: return *a * *b;
+    case Op::kAnd: return *a & *b;
+    case Op::kOr: return *a | *b;
+    case Op::kXor: return *a ^ *b;
+    case Op::kDiv: return *b ? std::optional<uint64_t>(*a / *b) : std::nullopt;
+    case Op::kMod: return *b ? std::optional<uint64_t>(*a % *b) : std::nullopt;
+    case Op::kShl: return *b < 64 ? std::optional<uint64_t>(*a << *b) : std::nullopt;
+    case Op::kShr: return *b < 64 ? std::optional<uint64_t>(*a >> *b) : std::nullopt;
+    default: return std::nullopt;
+  }
+}
+
+bool UsesNode(const Node& n, char var) {
+  if (n.op == Op::kVar) return n.var == var;
+  return (n.a && UsesNode(*n.a, var)) || (n.b && UsesNode(*n.b, var));
+}
+
+}  // namespace
+
+absl::StatusOr<Formula> Formula::Parse(absl::string_view text, absl::string_view vars) {
+  if (text.size() > 1024)
+    return InvalidWithHint("formula longer than 1024 characters", "simplify the formula");
+  Parser p(text, vars);
+  auto root = p.ParseAll();
+  if (!root.ok()) return root.status();
+  Formula f;
+  f.text_ = std::string(text);
+  f.root_ = std::move(*root);
+  return f;
+}
+
+std::string Formula::EmitC() const { return Emit(*root_); }
+
+std::optional<uint64_t> Formula::Eval(uint64_t v, uint64_t x, uint64_t r) const {
+  return EvalNode(*root_, v, x, r);
+}
+
+bool Formula::Uses(char var) const { return UsesNode(*root_, var); }
+
+}  // namespace sie::stubgen

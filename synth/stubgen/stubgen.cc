@@ -1,0 +1,247 @@
+#include "synth/stubgen/stubgen.h"
+
+#include <climits>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "runtime/base/diag.h"
+#include "runtime/base/files.h"
+#include "synth/stubgen/const_reader.h"
+#include "synth/stubgen/formula.h"
+
+namespace sie::stubgen {
+namespace fs = std::filesystem;
+using synth::CriticalSpan;
+using synth::SpanKind;
+
+namespace {
+
+const char* KindName(SpanKind k) {
+  switch (k) {
+    case SpanKind::kReg: return "reg";
+    case SpanKind::kMem: return "mem";
+    case SpanKind::kFlags: return "flags";
+    case SpanKind::kRecompute: return "recompute";
+  }
+  return "?";
+}
+
+// An int64 as a C literal (INT64_MIN has no literal of its own).
+std::string I64Lit(int64_t v) {
+  if (v == INT64_MIN) return "(-9223372036854775807LL - 1)";
+  return absl::StrCat(v, "LL");
+}
+
+std::string SieRegEnum(const std::string& preg) {
+  return absl::StrCat("SIE_REG_", absl::AsciiStrToUpper(preg));
+}
+
+// C expression for the address of a memory operand, from the probed frame's registers.
+std::string AddrExpr(const synth::MemOperand& m) {
+  std::string e = "(__u64)(";
+  if (!m.base.empty()) absl::StrAppend(&e, "ctx->", m.base, " + ");
+  if (!m.index.empty()) absl::StrAppend(&e, "ctx->", m.index, " * ", m.scale, " + ");
+  absl::StrAppend(&e, "(", m.disp, "LL))");
+  return e;
+}
+
+absl::Status SpanError(const synth::SynthesizedConst& c, size_t i, absl::string_view what,
+                       absl::string_view hint) {
+  return InvalidWithHint(absl::StrCat(c.name, " span ", i, " (", c.spans[i].function, "+0x",
+                                      absl::Hex(c.spans[i].probe_offset), "): ", what),
+                         hint);
+}
+
+}  // namespace
+
+std::string LowerIdent(const std::string& name) {
+  std::string s;
+  for (char ch : name) s += absl::ascii_isalnum(ch) ? absl::ascii_tolower(ch) : '_';
+  if (s.empty() || absl::ascii_isdigit(s[0])) s = "c_" + s;
+  return s;
+}
+
+absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
+  if (c.spans.empty())
+    return InvalidWithHint(absl::StrCat(c.name, " has no critical spans"),
+                           "synth found no place where the constant enters the kernel's state");
+  if (c.spans.size() > 64)
+    return InvalidWithHint(absl::StrCat(c.name, " has ", c.spans.size(), " spans (max 64)"),
+                           "split the constant's spec");
+  StubFiles f;
+  const std::string l = LowerIdent(c.name);
+  const std::string up = absl::AsciiStrToUpper(l);
+  f.decide_fn = "sie_decide_" + l;
+  f.header_name = l + ".h";
+
+  std::string progs;
+  int nsaves = 0;
+  for (size_t i = 0; i < c.spans.size(); ++i) {
+    const CriticalSpan& s = c.spans[i];
+    const bool recompute = s.kind == SpanKind::kRecompute;
+    auto formula = Formula::Parse(s.formula, "VX");
+    if (!formula.ok())
+      return SpanError(c, i, formula.status().message(), "fix the span's formula in const.json");
+    std::optional<Formula> xr;
+    if (recompute && !s.x_from_probe.empty()) {
+      auto f2 = Formula::Parse(s.x_from_probe, "R");
+      if (!f2.ok())
+        return SpanError(c, i, f2.status().message(), "fix x_from_probe in const.json");
+      xr = std::move(*f2);
+    }
+    for (const std::string* reg : {&s.target_reg, &s.save_reg})
+      if (*reg == "sp" && (reg == &s.save_reg ? recompute : s.kind != SpanKind::kFlags &&
+                                                                s.kind != SpanKind::kMem))
+        return SpanError(c, i, "the stack pointer cannot be rewritten", "");
+    if (s.kind == SpanKind::kFlags && !s.flags_op.empty() && s.flags_op != "cmp")
+      return absl::UnimplementedError(absl::StrCat(
+          c.name, " span ", i, ": flags of '", s.flags_op,
+          "' cannot be recomputed yet (sie_set_flags emulates cmp only)\nhint: "
+          "sie_kfuncs needs a 'test' variant; see the runtime report"));
+    const bool uses_x = formula->Uses('X');
+    const synth::MemOperand* mem = s.target_mem ? &*s.target_mem : nullptr;
+    if (uses_x && mem && mem->base == "ip" &&
+        (s.kind == SpanKind::kMem || (s.kind == SpanKind::kFlags && s.target_reg.empty())))
+      return SpanError(c, i, "X of a RIP-relative operand is not supported",
+                       "use a formula in V only");
+
+    std::string body;
+    absl::StrAppendFormat(&body,
+                          "/*\n * span %d: %s+0x%x, kind %s, width %d, formula \"%s\"\n"
+                          " * CS [0x%x, 0x%x)%s%s\n */\n",
+                          i, s.function, s.probe_offset, KindName(s.kind), s.width, s.formula,
+                          s.cs_start, s.cs_end, s.source.empty() ? "" : ", ", s.source);
+    int slot = -1;
+    if (recompute && !xr) {
+      slot = nsaves++;
+      absl::StrAppendFormat(&body,
+                            "SEC(\"kprobe\")\nint sie_save_%d(struct pt_regs *ctx)\n{\n"
+                            "\t/* %s+0x%x, before the CS: X is %s */\n"
+                            "\tsie_save(%d, %d, ctx->%s);\n\treturn 0;\n}\n\n",
+                            i, s.function, *s.save_offset, s.save_reg, i, slot, s.save_reg);
+    }
+    absl::StrAppendFormat(&body,
+                          "SEC(\"kprobe\")\nint sie_apply_%d(struct pt_regs *ctx)\n{\n"
+                          "\t__u64 V, X = 0, R = 0, nv;\n\t__s64 value;\n\tint bad = 0, ret;\n\n"
+                          "\tsie_count(%d, SIE_STAT_HITS);\n"
+                          "\tif (!sie_gate(&value)) {\n\t\tsie_count(%d, SIE_STAT_GATED);\n"
+                          "\t\treturn 0;\n\t}\n"
+                          "\tvalue = %s(ctx, %d, value);\n"
+                          "\tif (value < SIE_%s_MIN || value > SIE_%s_MAX) {\n"
+                          "\t\tsie_count(%d, SIE_STAT_REJECTED);\n\t\treturn 0;\n\t}\n"
+                          "\tV = (__u64)value;\n",
+                          i, i, i, f.decide_fn, i, up, up, i);
+    // X: the instruction's input, per kind.
+    switch (s.kind) {
+      case SpanKind::kReg:
+        if (uses_x) absl::StrAppend(&body, "\tX = ctx->", s.target_reg, ";\n");
+        break;
+      case SpanKind::kMem:
+        if (uses_x)
+          absl::StrAppend(&body, "\tX = sie_read_mem(", AddrExpr(*mem), ", ", s.width,
+                          ", &bad);\n");
+        break;
+      case SpanKind::kFlags:
+        // X is the compared operand (the lhs of `cmp $imm, operand`).
+        if (!s.target_reg.empty())
+          absl::StrAppend(&body, "\tX = ctx->", s.target_reg, ";\n");
+        else
+          absl::StrAppend(&body, "\tX = sie_read_mem(", AddrExpr(*mem), ", ", s.width,
+                          ", &bad);\n");
+        break;
+      case SpanKind::kRecompute:
+        if (xr) {
+          absl::StrAppend(&body, "\tR = ctx->", s.save_reg, ";\n\tX = ", xr->EmitC(), ";\n");
+        } else {
+          absl::StrAppendFormat(&body,
+                                "\tif (!sie_take_saved(%d, &X)) {\n"
+                                "\t\tsie_count(%d, SIE_STAT_NOSAVE);\n\t\treturn 0;\n\t}\n",
+                                slot, i);
+        }
+        break;
+    }
+    absl::StrAppend(&body, "\tnv = ", formula->EmitC(), ";\n\t(void)R;\n");
+    absl::StrAppendFormat(&body,
+                          "\tif (bad) {\n\t\tsie_count(%d, SIE_STAT_REJECTED);\n"
+                          "\t\treturn 0;\n\t}\n",
+                          i);
+    switch (s.kind) {
+      case SpanKind::kReg:
+      case SpanKind::kRecompute:
+        absl::StrAppendFormat(&body, "\tret = sie_set_reg(ctx, %s, nv, %d);\n",
+                              SieRegEnum(s.target_reg), s.width);
+        break;
+      case SpanKind::kMem:
+        // The cell id is the attachment's cookie: the loader registers the cell (the kernel
+        // computes the address from the descriptor) and attaches with that cookie.
+        absl::StrAppend(&body,
+                        "\tret = sie_write_cell(ctx, (__u32)bpf_get_attach_cookie(ctx), nv);\n");
+        break;
+      case SpanKind::kFlags:
+        absl::StrAppendFormat(&body, "\tret = sie_set_flags(ctx, X, nv, %d);\n", s.width);
+        break;
+    }
+    absl::StrAppendFormat(&body,
+                          "\tsie_count(%d, ret ? SIE_STAT_FAILED : SIE_STAT_APPLIED);\n"
+                          "\treturn 0;\n}\n\n",
+                          i);
+    progs += body;
+  }
+  f.nsaves = nsaves;
+
+  std::string src;
+  absl::StrAppendFormat(&src,
+                        "/* SPDX-License-Identifier: GPL-2.0 */\n"
+                        "/* %s. Stub of constant %s (id %d), from const.json. */\n"
+                        "#define SIE_NSPANS %d\n#define SIE_NSAVES %d\n"
+                        "#include \"sie/stub.bpf.h\"\n#include \"%s\"\n\n"
+                        "char LICENSE[] SEC(\"license\") = \"GPL\";\n\n",
+                        kStubBanner, c.name, c.id, c.spans.size(), nsaves > 0 ? nsaves : 1,
+                        f.header_name);
+  absl::StrAppendFormat(&src,
+                        "/*\n * The default decision: the value set with `sie set` (a fixed-value "
+                        "policy).\n * A policy object that defines %s replaces it at link time.\n"
+                        " */\n__attribute__((weak)) __noinline __s64 %s(struct pt_regs *ctx, "
+                        "__u32 span, __s64 value)\n{\n\treturn value;\n}\n\n",
+                        f.decide_fn, f.decide_fn);
+  src += progs;
+  f.source = std::move(src);
+
+  std::string h;
+  absl::StrAppendFormat(&h,
+                        "/* SPDX-License-Identifier: GPL-2.0 */\n/* %s. Constant %s: %s */\n"
+                        "#ifndef SIE_CONST_%s_H\n#define SIE_CONST_%s_H\n\n"
+                        "#define SIE_%s_ID %d\n#define SIE_%s_MIN %s\n#define SIE_%s_MAX %s\n"
+                        "#define SIE_%s_NSPANS %d\n\n",
+                        kStubBanner, c.name, c.description, up, up, up, c.id, up,
+                        I64Lit(c.range_min), up, I64Lit(c.range_max), up, c.spans.size());
+  absl::StrAppendFormat(&h,
+                        "/*\n * Decision hook, called at every active hit of span `span` with "
+                        "the value set by\n * `sie set` (or the task's value in per-task mode). "
+                        "Returns the value to apply;\n * a result outside [MIN, MAX] is not "
+                        "applied (counted as rejected). Define it\n * (non-weak, __noinline) in a "
+                        "policy object to replace the default.\n */\n"
+                        "__s64 %s(struct pt_regs *ctx, __u32 span, __s64 value);\n\n#endif\n",
+                        f.decide_fn);
+  f.header = std::move(h);
+  return f;
+}
+
+absl::Status WriteStub(const fs::path& const_dir, const synth::SynthesizedConst& c) {
+  auto f = GenerateStub(c);
+  if (!f.ok()) return f.status();
+  for (const auto& [name, text] :
+       {std::pair<std::string, const std::string*>{"stub.bpf.c", &f->source},
+        {f->header_name, &f->header}}) {
+    auto old = ReadFile(const_dir / name);
+    if (old.ok() && *old == *text) continue;
+    absl::Status st = WriteFileAtomic(const_dir / name, *text);
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sie::stubgen

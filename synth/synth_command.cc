@@ -300,6 +300,9 @@ int Run(const Options& o) {
   // --- analysis -------------------------------------------------------------------------------
   auto t_analysis = Clock::now();
   std::vector<SynthesizedConst> consts;
+  std::vector<std::pair<std::string, absl::Status>> failures;
+  std::map<std::string, std::vector<std::string>> objects_of;
+  for (size_t i = 0; i < selected.size(); ++i) objects_of[selected[i]->name] = objects[i];
   for (const auto& tv : *variants) {
     const TunableSpec& t = *tv.tunable;
     SynthesizedConst c;
@@ -310,6 +313,7 @@ int Run(const Options& o) {
     c.range_min = t.range_min;
     c.range_max = t.range_max;
     c.warnings = warnings[t.name];
+    absl::Status failed;
     Shipped sh = shipped;
     if (spec->kind == TargetKind::kModule) {
       // The module as the user built it is what runs; without it, the V1 build stands in.
@@ -328,9 +332,15 @@ int Run(const Options& o) {
       if (osh.target.build_id.empty() && !osh.path.empty())
         if (auto id = ReadBuildId(osh.path); id.ok()) osh.target.build_id = *id;
       c.target = osh.target;
-      if (auto s = AnalyzeObject(t, ov, osh, o.verbose, &c); !s.ok())
-        return ReportError("sie synth",
-                           WithContext(s, absl::StrCat("analysing ", ov.object, " for ", t.name)));
+      if (auto s = AnalyzeObject(t, ov, osh, o.verbose, &c); !s.ok()) {
+        failed = WithContext(s, absl::StrCat("analysing ", ov.object, " for ", t.name));
+        break;
+      }
+    }
+    if (!failed.ok()) {
+      // One constant the analysis cannot handle does not hold back the others.
+      failures.push_back({t.name, failed});
+      continue;
     }
     ApplyFunctionScope(t, &c);
     if (!t.safe_spans.empty()) {
@@ -372,18 +382,28 @@ int Run(const Options& o) {
                       {"analysis", analysis_ms},
                       {"total", total_ms}};
     j["constants"] = nlohmann::json::array();
-    for (size_t i = 0; i < consts.size(); ++i) {
-      const auto& c = consts[i];
+    j["failed"] = nlohmann::json::array();
+    for (const auto& [name, st] : failures)
+      j["failed"].push_back({{"name", name},
+                             {"id", ids->ids.at(name)},
+                             {"error", std::string(st.message())}});
+    for (const auto& c : consts) {
       j["constants"].push_back({{"id", c.id},
                                 {"name", c.name},
                                 {"const_json", (out_dir / absl::StrCat(c.id) / "const.json").string()},
-                                {"objects", objects[i]},
+                                {"objects", objects_of[c.name]},
                                 {"spans", c.spans.size()},
                                 {"safe_spans", c.safe_spans.size()},
                                 {"warnings", c.warnings}});
     }
     std::fputs(JsonText(j).c_str(), stdout);
   }
+  for (const auto& [name, st] : failures) ReportError("sie synth", st);
+  if (!failures.empty())
+    return ReportError("sie synth",
+                       FailedWithHint(absl::StrCat(failures.size(), " of ", selected.size(),
+                                                   " tunable(s) could not be synthesized"),
+                                      "see the errors above; the others were written"));
   return 0;
 }
 

@@ -197,6 +197,30 @@ class VariantBuilder {
       for (size_t o = 0; o < per_variant; ++o)
         for (int v = 0; v < 3; ++v) jobs.push_back({t, o, v});
     }
+    // Builds whose sources come out identical are done once: V1 is the shipped source for
+    // every tunable, so tunables sharing an object share its V1 build.
+    std::vector<std::pair<Job, Job>> aliases;  // (duplicate, primary)
+    if (ctx_.kind != TargetKind::kModule) {
+      std::map<std::string, Job> primary;
+      std::vector<Job> unique;
+      for (const Job& j : jobs) {
+        const TunableSpec& t = *tunables_[j.tunable];
+        auto original = ReadFile(BuildRoot(ctx_) / t.file);
+        auto edited = EditedText(t, j.variant);
+        if (!original.ok() || !edited.ok()) {
+          unique.push_back(j);  // the job itself reports the error
+          continue;
+        }
+        std::string key = absl::StrCat(objects_[j.tunable][j.object], "\n",
+                                       *edited == *original ? "pristine"
+                                                            : absl::StrCat(t.file, "\n",
+                                                                           Hex64(Fnv1a64(*edited))));
+        auto [it, inserted] = primary.emplace(key, j);
+        if (inserted) unique.push_back(j);
+        else aliases.push_back({j, it->second});
+      }
+      jobs = std::move(unique);
+    }
     if (ctx_.kind == TargetKind::kKernel) {
       // kbuild commands first, serially: the first request for an object runs make in the
       // prepared tree, which must not run twice at once.
@@ -229,6 +253,9 @@ class VariantBuilder {
     for (int i = 0; i < n; ++i) threads.emplace_back(worker);
     for (auto& th : threads) th.join();
     if (!first_error.ok()) return first_error;
+    for (const auto& [dup, prim] : aliases)
+      result_[dup.tunable].objects[dup.object].variant[dup.variant] =
+          result_[prim.tunable].objects[prim.object].variant[prim.variant];
     return std::move(result_);
   }
 
@@ -296,7 +323,8 @@ class VariantBuilder {
     auto cmd = RewriteKbuildCommand(savedcmd, tree, overlay, raw, &src_check);
     if (!cmd.ok()) return WithContext(cmd.status(), object);
 
-    if (ctx_.verbose) Log(absl::StrCat("  ", t.name, " ", VariantLabel(t, j.variant), ": ", *cmd));
+    if (ctx_.verbose && j.variant == 0)  // the variants differ only in their paths
+      Log(absl::StrCat("  ", object, " compile command: ", *cmd));
     RunOptions ro;
     ro.cwd = tree.string();
     ro.timeout = kCompileTimeout;

@@ -90,6 +90,31 @@ TEST_F(BuilderTest, BuildsThreeVariantsFromCopies) {
   EXPECT_FALSE(fs::exists(src_ / "a.o"));
 }
 
+TEST_F(BuilderTest, SharesTheIdenticalV1Build) {
+  TunableSpec a = Limit();
+  TunableSpec b;
+  b.name = "MUL";
+  b.file = "a.c";
+  b.match = "x * LIMIT";
+  b.replace = "x * LIMIT + {V}";
+  b.values = {0, 1, 2};
+  auto r = BuildVariants(ctx_, {&a, &b}, {{"a.o"}, {"a.o"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  // b's V1 is "x * LIMIT + 0": a different source, so its own build.
+  EXPECT_NE((*r)[0].objects[0].variant[0], (*r)[1].objects[0].variant[0]);
+  b.replace = "x * {V}";
+  b.match = "x * LIMIT;";
+  b.values = {16, 2, 3};
+  TunableSpec a2 = a;
+  a2.name = "LIMIT2";
+  r = BuildVariants(ctx_, {&a, &a2}, {{"a.o"}, {"a.o"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Same pristine V1 source: built once and shared.
+  EXPECT_EQ((*r)[0].objects[0].variant[0], (*r)[1].objects[0].variant[0]);
+  EXPECT_EQ((*r)[0].objects[0].variant[1], (*r)[1].objects[0].variant[1]);
+  EXPECT_TRUE(fs::exists((*r)[1].objects[0].variant[0]));
+}
+
 TEST_F(BuilderTest, CompileErrorShowsCompilerMessageAndLeavesTreeAlone) {
   TunableSpec t;
   t.name = "SIZE";

@@ -47,8 +47,9 @@ MemOperand ToMem(const Operand& o) {
 }
 
 bool IsAllocCall(const std::string& sym) {
-  static const std::regex re("(^|_)(k[mvz]?alloc|kcalloc|kvmalloc|vmalloc|vzalloc|alloc_pages|"
-                             "kmem_cache_alloc|krealloc|kmalloc_array)");
+  static const std::regex re(
+      "(^|_)(k[mvz]?alloc|kcalloc|kvmalloc|vmalloc|vzalloc|alloc_pages|"
+      "kmem_cache_alloc|krealloc|kmalloc_array)");
   return std::regex_search(sym, re);
 }
 
@@ -86,9 +87,9 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     st.push_back(std::make_unique<SymState>(ctx, zext));
     for (int i = r.b[k]; i < r.e[k]; ++i) {
       if (!st[k]->Step(cx.fn[k]->insns[i]))
-        return absl::InvalidArgumentError(absl::StrCat(
-            cx.fn[k]->name, " (V=", cx.vs[k], "): cannot model instruction `",
-            st[k]->unsupported(), "` in the span"));
+        return absl::InvalidArgumentError(absl::StrCat(cx.fn[k]->name, " (V=", cx.vs[k],
+                                                       "): cannot model instruction `",
+                                                       st[k]->unsupported(), "` in the span"));
     }
   }
   auto input_of = [&](const std::vector<z3::expr>& o) -> absl::StatusOr<std::optional<z3::expr>> {
@@ -105,8 +106,7 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     if (n.rfind("in:", 0) != 0)
       return absl::InvalidArgumentError(absl::StrCat("depends on a memory load (", n, ")"));
     std::string fam = n.substr(3);
-    return std::optional<z3::expr>(
-        ctx.bv_const(n.c_str(), zext.count(fam) ? 32 : 64));
+    return std::optional<z3::expr>(ctx.bv_const(n.c_str(), zext.count(fam) ? 32 : 64));
   };
   auto finish = [&](CriticalSpan sp, const std::vector<Loc>& locs,
                     std::string* err) -> std::optional<CriticalSpan> {
@@ -150,13 +150,13 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     if (!x.ok())
       return Refuse(fb, cs_start, absl::StrCat("register ", f, " ", x.status().message()));
     int width = st[0]->LastWriteWidth(f);
-    auto fit = FitOutput(ctx, o, *x, cx.vs, width * 8, x->has_value() &&
-                                                          zext.count(x->value().decl().name().str().substr(3)));
+    auto fit = FitOutput(ctx, o, *x, cx.vs, width * 8,
+                         x->has_value() && zext.count(x->value().decl().name().str().substr(3)));
     if (!fit.ok())
-      return absl::InvalidArgumentError(absl::StrCat(
-          Where(fb, cs_start), ": register ", f, " after `", fb.insns[r.b[0]].Text(), "`",
-          r.e[0] - r.b[0] > 1 ? " ..." : "", ": transformation outside the family: ",
-          fit.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(Where(fb, cs_start), ": register ", f, " after `", fb.insns[r.b[0]].Text(),
+                       "`", r.e[0] - r.b[0] > 1 ? " ..." : "",
+                       ": transformation outside the family: ", fit.status().message()));
     CriticalSpan sp;
     sp.kind = SpanKind::kReg;
     sp.target_reg = f;
@@ -202,10 +202,9 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     if (!x.ok()) return Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message()));
     auto fit = FitOutput(ctx, o, *x, cx.vs, s0.width * 8, false);
     if (!fit.ok())
-      return absl::InvalidArgumentError(absl::StrCat(Where(fb, cs_start), ": store `",
-                                                     fb.insns[r.b[0]].Text(),
-                                                     "`: transformation outside the family: ",
-                                                     fit.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(Where(fb, cs_start), ": store `", fb.insns[r.b[0]].Text(),
+                       "`: transformation outside the family: ", fit.status().message()));
     CriticalSpan sp;
     sp.kind = SpanKind::kMem;
     sp.target_mem = ToMem(s0.op);
@@ -247,18 +246,19 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
       int width = st[0]->flags()->width;
       auto fam = FitFamily(cx.vs, cs, width * 8);
       if (!fam.ok())
-        return absl::InvalidArgumentError(absl::StrCat(Where(fb, fi.offset), ": compare `",
-                                                       fi.Text(),
-                                                       "`: transformation outside the family: ",
-                                                       fam.status().message()));
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(fb, fi.offset), ": compare `", fi.Text(),
+                         "`: transformation outside the family: ", fam.status().message()));
       CriticalSpan sp;
       sp.kind = SpanKind::kFlags;
       sp.width = width;
       sp.formula = fam->formula;
       sp.flags_op = fi.mnemonic;
       const Operand& lhs = fi.ops[0];
-      if (lhs.type == OpType::kReg) sp.target_reg = RegFamily(lhs.reg);
-      else sp.target_mem = ToMem(lhs);
+      if (lhs.type == OpType::kReg)
+        sp.target_reg = RegFamily(lhs.reg);
+      else
+        sp.target_mem = ToMem(lhs);
       std::vector<Loc> locs = {Loc{"flags"}};
       if (lhs.type == OpType::kReg) locs.push_back(Loc{sp.target_reg});
       cx.res->range_min = std::max(cx.res->range_min, fam->vmin);
@@ -281,19 +281,20 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const Ctx& cx, const Hunk&
     whole.b[k] = h.var_begin[k - 1];
     whole.e[k] = h.var_end[k - 1];
   }
-  uint64_t at = h.base_begin < static_cast<int>(fb.insns.size()) ? fb.insns[h.base_begin].offset
-                                                                  : fb.size;
+  uint64_t at =
+      h.base_begin < static_cast<int>(fb.insns.size()) ? fb.insns[h.base_begin].offset : fb.size;
   // Value contracts: control flow and the stack frame must not depend on the constant.
   for (int k = 0; k < 3; ++k) {
     for (int i = whole.b[k]; i < whole.e[k]; ++i) {
       const Insn& in = cx.fn[k]->insns[i];
       if (in.is_branch)
-        return Refuse(fb, at, absl::StrCat("control flow depends on the constant (V=", cx.vs[k],
-                                           " has `", in.Text(), "` at +0x",
-                                           absl::Hex(in.offset), " where other builds differ)"));
+        return Refuse(
+            fb, at,
+            absl::StrCat("control flow depends on the constant (V=", cx.vs[k], " has `", in.Text(),
+                         "` at +0x", absl::Hex(in.offset), " where other builds differ)"));
       if (in.writes.count("sp") && in.mnemonic != "push" && in.mnemonic != "pop")
-        return Refuse(fb, at, absl::StrCat("stack frame size depends on the constant (`",
-                                           in.Text(), "`)"));
+        return Refuse(fb, at,
+                      absl::StrCat("stack frame size depends on the constant (`", in.Text(), "`)"));
     }
   }
   int len = whole.e[0] - whole.b[0];
@@ -317,8 +318,9 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const Ctx& cx, const Hunk&
           bool stack = b0.ops[j].base == "rsp" || b0.ops[j].base == "rbp";
           return Refuse(fb, b0.offset,
                         absl::StrCat("`", b0.Text(), "`: ",
-                                     stack ? "stack layout" : "a memory offset (struct field or "
-                                                              "array index)",
+                                     stack ? "stack layout"
+                                           : "a memory offset (struct field or "
+                                             "array index)",
                                      " depends on the constant"));
         }
       }
@@ -361,7 +363,8 @@ void DataInitializers(const std::vector<std::unique_ptr<ElfFile>>& elfs,
         continue;
       }
       size_t j = i;
-      while (j < s.data.size() && (s.data[j] != other[0]->data[j] || s.data[j] != other[1]->data[j]))
+      while (j < s.data.size() &&
+             (s.data[j] != other[0]->data[j] || s.data[j] != other[1]->data[j]))
         ++j;
       // The cell: the object's element size guess (4 for int arrays, 8 for a single long),
       // widened until it covers the first differing bytes.
@@ -429,8 +432,8 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
     bool found = std::any_of(fns[0].begin(), fns[0].end(),
                              [&](const Function& f) { return f.norm_name == want; });
     if (!found)
-      return absl::NotFoundError(absl::StrCat("function ", want, " not found in ",
-                                              variants[0].path));
+      return absl::NotFoundError(
+          absl::StrCat("function ", want, " not found in ", variants[0].path));
   }
   // Pair functions by normalized name (n-th occurrence with n-th occurrence).
   auto index = [](const std::vector<Function>& v) {
@@ -469,22 +472,22 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
     for (const Function& f : fns[k]) {
       auto m = index(fns[0]);
       if (!m.count(f.norm_name))
-        res.warnings.push_back(absl::StrCat("function ", f.name, " exists only in the build with V=",
-                                            vs[k], "; not analyzed"));
+        res.warnings.push_back(absl::StrCat(
+            "function ", f.name, " exists only in the build with V=", vs[k], "; not analyzed"));
     }
-  if (!errors.empty())
-    return absl::FailedPreconditionError(absl::StrJoin(errors, "\n"));
+  if (!errors.empty()) return absl::FailedPreconditionError(absl::StrJoin(errors, "\n"));
   DataInitializers(elfs, vs, &res);
   if (res.spans.empty())
     return absl::NotFoundError(absl::StrCat(
-        "no instruction differs between the builds (V=", absl::StrJoin(vs, ", "),
-        ") in ", only.empty() ? "any function" : absl::StrJoin(only, ", "),
+        "no instruction differs between the builds (V=", absl::StrJoin(vs, ", "), ") in ",
+        only.empty() ? "any function" : absl::StrJoin(only, ", "),
         res.data_initializers.empty() ? "" : " (only data initializers differ)",
         "\nhint: check that the constant is used in this object and that the variants were "
         "really rebuilt with different values"));
   if (res.range_min > opts.range_min || res.range_max < opts.range_max)
     res.warnings.push_back(absl::StrCat("value range narrowed to [", res.range_min, ", ",
-                                        res.range_max, "] (shift counts must stay below the "
+                                        res.range_max,
+                                        "] (shift counts must stay below the "
                                         "operand width, divisors non-zero)"));
   if (res.range_min > res.range_max)
     return absl::FailedPreconditionError("no value of the requested range is valid for every span");

@@ -83,18 +83,21 @@ absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::v
       std::string f = t.empty() ? Lit(r->second, bits) : PlusConst(t, r->second, bits);
       tries.push_back({f});
     }
-    bool shiftable = std::all_of(vs.begin(), vs.end(), [&](int64_t v) { return v >= 0 && v < bits; });
+    bool shiftable =
+        std::all_of(vs.begin(), vs.end(), [&](int64_t v) { return v >= 0 && v < bits; });
     // 2. (a << V) + b: masks such as (1 << V) - 1.
     if (shiftable) {
-      if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::shl(a, v_bv(v)) + b; },
-                         true, true)) {
-        std::string f = PlusConst(absl::StrCat("(", Lit(r->first, bits), " << V)"), r->second, bits);
+      if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::shl(a, v_bv(v)) + b; }, true,
+                         true)) {
+        std::string f =
+            PlusConst(absl::StrCat("(", Lit(r->first, bits), " << V)"), r->second, bits);
         tries.push_back({f, 0, bits - 1});
       }
       // 3. (a >> V) + b
       if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::lshr(a, v_bv(v)) + b; },
                          false, true)) {
-        std::string f = PlusConst(absl::StrCat("(", Lit(r->first, bits), " >> V)"), r->second, bits);
+        std::string f =
+            PlusConst(absl::StrCat("(", Lit(r->first, bits), " >> V)"), r->second, bits);
         tries.push_back({f, 0, bits - 1});
       }
     }
@@ -114,8 +117,9 @@ absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::v
   std::vector<std::string> pts;
   for (size_t i = 0; i < vs.size(); ++i)
     pts.push_back(absl::StrFormat("V=%d -> 0x%x", vs[i], cs[i] & Mask(bits)));
-  return absl::InvalidArgumentError(absl::StrCat(
-      "no formula in the family (a*V+b, (a<<V)+b, (a>>V)+b, a/V+b) fits ", absl::StrJoin(pts, ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat("no formula in the family (a*V+b, (a<<V)+b, (a>>V)+b, a/V+b) fits ",
+                   absl::StrJoin(pts, ", ")));
 }
 
 namespace {
@@ -180,14 +184,16 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
   for (int wx : widths) {
     uint64_t M = Mask(wx), msb = uint64_t{1} << (wx - 1);
     z3::expr xw = xs >= static_cast<unsigned>(wx) ? x->extract(wx - 1, 0) : z3::zext(*x, wx - xs);
-    for (XOp op : {XOp::kAdd, XOp::kXor, XOp::kOr, XOp::kAnd, XOp::kShl, XOp::kShr, XOp::kMul,
-                   XOp::kUDiv}) {
+    for (XOp op :
+         {XOp::kAdd, XOp::kXor, XOp::kOr, XOp::kAnd, XOp::kShl, XOp::kShr, XOp::kMul, XOp::kUDiv}) {
       std::vector<uint64_t> cs;
       bool ok = true;
       for (const z3::expr& o : outs) {
         uint64_t c = 0;
         switch (op) {
-          case XOp::kAdd: case XOp::kXor: case XOp::kOr:
+          case XOp::kAdd:
+          case XOp::kXor:
+          case XOp::kOr:
             c = eval_at(o, 0) & M;
             break;
           case XOp::kAnd:
@@ -225,14 +231,30 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
         z3::expr c = ctx.bv_val(cs[i], wx);
         z3::expr g = xw;
         switch (op) {
-          case XOp::kAdd: g = xw + c; break;
-          case XOp::kXor: g = xw ^ c; break;
-          case XOp::kOr: g = xw | c; break;
-          case XOp::kAnd: g = xw & c; break;
-          case XOp::kShl: g = z3::shl(xw, c); break;
-          case XOp::kShr: g = z3::lshr(xw, c); break;
-          case XOp::kMul: g = xw * c; break;
-          case XOp::kUDiv: g = z3::udiv(xw, c); break;
+          case XOp::kAdd:
+            g = xw + c;
+            break;
+          case XOp::kXor:
+            g = xw ^ c;
+            break;
+          case XOp::kOr:
+            g = xw | c;
+            break;
+          case XOp::kAnd:
+            g = xw & c;
+            break;
+          case XOp::kShl:
+            g = z3::shl(xw, c);
+            break;
+          case XOp::kShr:
+            g = z3::lshr(xw, c);
+            break;
+          case XOp::kMul:
+            g = xw * c;
+            break;
+          case XOp::kUDiv:
+            g = z3::udiv(xw, c);
+            break;
         }
         z3::expr full = wx < 64 ? z3::zext(g, 64 - wx) : g;
         z3::expr o64 = outs[i].get_sort().bv_size() < 64
@@ -287,11 +309,21 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
           f.invertible = true;
           f.x_from_output = absl::StrCat("R ^ ", Lit(cs[0], wx));
           break;
-        case XOp::kOr: f.formula = absl::StrCat(X, " | ", h); break;
-        case XOp::kAnd: f.formula = absl::StrCat(X, " & ", h); break;
-        case XOp::kShl: f.formula = absl::StrCat(X, " << ", h); break;
-        case XOp::kShr: f.formula = absl::StrCat(X, " >> ", h); break;
-        case XOp::kMul: f.formula = absl::StrCat(X, " * ", h); break;
+        case XOp::kOr:
+          f.formula = absl::StrCat(X, " | ", h);
+          break;
+        case XOp::kAnd:
+          f.formula = absl::StrCat(X, " & ", h);
+          break;
+        case XOp::kShl:
+          f.formula = absl::StrCat(X, " << ", h);
+          break;
+        case XOp::kShr:
+          f.formula = absl::StrCat(X, " >> ", h);
+          break;
+        case XOp::kMul:
+          f.formula = absl::StrCat(X, " * ", h);
+          break;
         case XOp::kUDiv:
           f.formula = absl::StrCat(X, " / ", h);
           f.vmin = std::max<int64_t>(f.vmin, 1);  // V must stay a divisor

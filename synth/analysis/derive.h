@@ -15,7 +15,7 @@
 namespace sie::synth::analysis {
 
 struct FamilyFit {
-  std::string formula;  // in V
+  std::string formula;                         // in V
   int64_t vmin = INT64_MIN, vmax = INT64_MAX;  // where the family is valid (shift/div limits)
 };
 
@@ -26,8 +26,8 @@ absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::v
 struct OutputFit {
   std::string formula;  // in V and possibly X
   bool uses_x = false;
-  bool invertible = false;     // X can be recomputed from the output (add/sub/xor)
-  std::string x_from_output;   // then: X as an expression of R (the output's value), baseline
+  bool invertible = false;    // X can be recomputed from the output (add/sub/xor)
+  std::string x_from_output;  // then: X as an expression of R (the output's value), baseline
   int64_t vmin = INT64_MIN, vmax = INT64_MAX;
 };
 

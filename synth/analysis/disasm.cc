@@ -46,10 +46,11 @@ std::string Hex(int64_t v) {
 std::string RegFamily(const std::string& r) {
   static const std::map<std::string, std::string> kMap = [] {
     std::map<std::string, std::string> m;
-    const char* legacy[][5] = {{"ax", "rax", "eax", "ax", "al"}, {"bx", "rbx", "ebx", "bx", "bl"},
-                               {"cx", "rcx", "ecx", "cx", "cl"}, {"dx", "rdx", "edx", "dx", "dl"},
-                               {"si", "rsi", "esi", "si", "sil"}, {"di", "rdi", "edi", "di", "dil"},
-                               {"bp", "rbp", "ebp", "bp", "bpl"}, {"sp", "rsp", "esp", "sp", "spl"}};
+    const char* legacy[][5] = {
+        {"ax", "rax", "eax", "ax", "al"},  {"bx", "rbx", "ebx", "bx", "bl"},
+        {"cx", "rcx", "ecx", "cx", "cl"},  {"dx", "rdx", "edx", "dx", "dl"},
+        {"si", "rsi", "esi", "si", "sil"}, {"di", "rdi", "edi", "di", "dil"},
+        {"bp", "rbp", "ebp", "bp", "bpl"}, {"sp", "rsp", "esp", "sp", "spl"}};
     for (auto& row : legacy)
       for (int i = 1; i < 5; ++i) m[row[i]] = row[0];
     m["ah"] = "ax";
@@ -97,8 +98,8 @@ absl::StatusOr<Function> DisassembleBytes(const std::string& name, const std::st
   fn.norm_name = NormalizeSymbolName(name);
   fn.size = bytes.size();
   cs_insn* raw = nullptr;
-  size_t n = cs_disasm(cs.get(), reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), 0,
-                       0, &raw);
+  size_t n =
+      cs_disasm(cs.get(), reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), 0, 0, &raw);
   std::unique_ptr<cs_insn, InsnDeleter> owner(raw, InsnDeleter{n});
   uint64_t covered = 0;
   for (size_t k = 0; k < n; ++k) {
@@ -176,8 +177,7 @@ absl::StatusOr<Function> DisassembleBytes(const std::string& name, const std::st
         if (o.mem.index != X86_REG_INVALID) op.index = cs_reg_name(cs.get(), o.mem.index);
         op.scale = o.mem.scale;
         op.disp = o.mem.disp;
-        const Insn::Reloc* r =
-            x.encoding.disp_offset ? reloc_at(x.encoding.disp_offset) : nullptr;
+        const Insn::Reloc* r = x.encoding.disp_offset ? reloc_at(x.encoding.disp_offset) : nullptr;
         std::string d = r ? absl::StrCat(r->target, "+", r->addend)
                           : (op.base == "rip" ? std::string("rip?") : Hex(op.disp));
         sig += absl::StrCat("[", op.base, "+", op.index, "*", op.scale, "+", d, "]s", op.size);
@@ -194,13 +194,17 @@ absl::StatusOr<Function> DisassembleBytes(const std::string& name, const std::st
     if (cs_regs_access(cs.get(), &ci, rr, &nr, ww, &nw) == CS_ERR_OK) {
       for (int i = 0; i < nr; ++i) {
         std::string f = RegFamily(cs_reg_name(cs.get(), rr[i]));
-        if (f == "flags") in.reads_flags = true;
-        else if (!f.empty()) in.reads.insert(f);
+        if (f == "flags")
+          in.reads_flags = true;
+        else if (!f.empty())
+          in.reads.insert(f);
       }
       for (int i = 0; i < nw; ++i) {
         std::string f = RegFamily(cs_reg_name(cs.get(), ww[i]));
-        if (f == "flags") in.writes_flags = true;
-        else if (!f.empty()) in.writes.insert(f);
+        if (f == "flags")
+          in.writes_flags = true;
+        else if (!f.empty())
+          in.writes.insert(f);
       }
     }
     if (x.eflags & (X86_EFLAGS_TEST_OF | X86_EFLAGS_TEST_SF | X86_EFLAGS_TEST_ZF |

@@ -17,40 +17,45 @@ enum class OpType { kReg, kImm, kMem };
 
 struct Operand {
   OpType type = OpType::kReg;
-  int size = 0;              // bytes
-  std::string reg;           // kReg: capstone name ("eax", "r12d")
-  int64_t imm = 0;           // kImm
-  std::string base, index;   // kMem: capstone names, empty when absent ("rip" possible)
+  int size = 0;             // bytes
+  std::string reg;          // kReg: capstone name ("eax", "r12d")
+  int64_t imm = 0;          // kImm
+  std::string base, index;  // kMem: capstone names, empty when absent ("rip" possible)
   int scale = 1;
   int64_t disp = 0;
   bool read = false, write = false;
 };
 
 struct Insn {
-  uint64_t offset = 0;        // function-relative
+  uint64_t offset = 0;  // function-relative
   int size = 0;
-  std::string bytes;          // raw encoding
-  unsigned id = 0;            // capstone instruction id
-  std::string mnemonic;       // "shr", "mov", "cmovg"
-  std::string op_str;         // capstone Intel syntax operands
-  std::vector<Operand> ops;   // Intel order: destination first
+  std::string bytes;                    // raw encoding
+  unsigned id = 0;                      // capstone instruction id
+  std::string mnemonic;                 // "shr", "mov", "cmovg"
+  std::string op_str;                   // capstone Intel syntax operands
+  std::vector<Operand> ops;             // Intel order: destination first
   std::set<std::string> reads, writes;  // pt_regs names ("ax", "r12"), "flags" for EFLAGS
   bool reads_flags = false, writes_flags = false;
-  bool is_branch = false;     // jmp/jcc/ret/call...
+  bool is_branch = false;  // jmp/jcc/ret/call...
   bool is_call = false, is_ret = false, is_cond = false, is_jump = false;
   std::optional<uint64_t> target;  // function-relative direct branch target (when inside)
   std::string call_target;         // symbol called (from relocation), if known
   bool implicit_imm = false;       // an immediate operand not in the encoding (shr eax, 1 as D1)
-  struct Reloc { int at; int width; std::string target; int64_t addend; };
-  std::vector<Reloc> relocs;       // relocations within the instruction bytes
-  std::string sig;                 // normalized signature: equal across builds iff same code
-  std::string shape;               // signature with immediates/displacements dropped
+  struct Reloc {
+    int at;
+    int width;
+    std::string target;
+    int64_t addend;
+  };
+  std::vector<Reloc> relocs;  // relocations within the instruction bytes
+  std::string sig;            // normalized signature: equal across builds iff same code
+  std::string shape;          // signature with immediates/displacements dropped
   std::string Text() const { return mnemonic + (op_str.empty() ? "" : " " + op_str); }
 };
 
 struct Function {
-  std::string name;        // as in the symbol table
-  std::string norm_name;   // NormalizeSymbolName(name)
+  std::string name;       // as in the symbol table
+  std::string norm_name;  // NormalizeSymbolName(name)
   std::string section;
   uint64_t sec_offset = 0;  // symbol's offset in its section
   uint64_t size = 0;

@@ -6,8 +6,8 @@
 #include <gelf.h>
 
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 
@@ -18,7 +18,7 @@ struct DwflCloser {
   void operator()(Dwfl* d) const { dwfl_end(d); }
 };
 
-const char* kDwarfRegs[] = {"ax", "dx", "cx", "bx", "si", "di", "bp", "sp",
+const char* kDwarfRegs[] = {"ax", "dx", "cx",  "bx",  "si",  "di",  "bp",  "sp",
                             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
 
 std::string TypeName(Dwarf_Die* die, int depth = 0) {
@@ -28,13 +28,20 @@ std::string TypeName(Dwarf_Die* die, int depth = 0) {
   if (!dwarf_attr_integrate(die, DW_AT_type, &at) || !dwarf_formref_die(&at, &t)) return "void";
   const char* n = dwarf_diename(&t);
   switch (dwarf_tag(&t)) {
-    case DW_TAG_pointer_type: return TypeName(&t, depth + 1) + " *";
-    case DW_TAG_const_type: return "const " + TypeName(&t, depth + 1);
-    case DW_TAG_volatile_type: return "volatile " + TypeName(&t, depth + 1);
-    case DW_TAG_structure_type: return absl::StrCat("struct ", n ? n : "?");
-    case DW_TAG_union_type: return absl::StrCat("union ", n ? n : "?");
-    case DW_TAG_enumeration_type: return absl::StrCat("enum ", n ? n : "?");
-    default: return n ? n : "?";
+    case DW_TAG_pointer_type:
+      return TypeName(&t, depth + 1) + " *";
+    case DW_TAG_const_type:
+      return "const " + TypeName(&t, depth + 1);
+    case DW_TAG_volatile_type:
+      return "volatile " + TypeName(&t, depth + 1);
+    case DW_TAG_structure_type:
+      return absl::StrCat("struct ", n ? n : "?");
+    case DW_TAG_union_type:
+      return absl::StrCat("union ", n ? n : "?");
+    case DW_TAG_enumeration_type:
+      return absl::StrCat("enum ", n ? n : "?");
+    default:
+      return n ? n : "?";
   }
 }
 
@@ -46,7 +53,8 @@ std::string Location(Dwarf_Die* die, Dwarf_Addr pc) {
   size_t n = 0;
   if (dwarf_getlocation_addr(&at, pc, &ops, &n, 1) < 1 || n < 1) return "";
   const Dwarf_Op& op = ops[0];
-  if (op.atom >= DW_OP_reg0 && op.atom <= DW_OP_reg15) return absl::StrCat("reg:", kDwarfRegs[op.atom - DW_OP_reg0]);
+  if (op.atom >= DW_OP_reg0 && op.atom <= DW_OP_reg15)
+    return absl::StrCat("reg:", kDwarfRegs[op.atom - DW_OP_reg0]);
   if (op.atom >= DW_OP_breg0 && op.atom <= DW_OP_breg15)
     return absl::StrCat("breg:", kDwarfRegs[op.atom - DW_OP_breg0], "+",
                         static_cast<int64_t>(op.number));

@@ -20,24 +20,24 @@ struct ElfSection {
   uint64_t flags = 0;
   uint64_t addr = 0;  // sh_addr (0 in relocatable objects)
   uint64_t size = 0;
-  std::string data;   // empty for SHT_NOBITS
+  std::string data;  // empty for SHT_NOBITS
 };
 
 struct ElfSymbol {
   std::string name;
-  int type = 0;     // STT_*
-  int bind = 0;     // STB_*
+  int type = 0;  // STT_*
+  int bind = 0;  // STB_*
   int shndx = 0;
   uint64_t value = 0;  // section offset (ET_REL) or address (ET_EXEC)
   uint64_t size = 0;
 };
 
 struct ElfReloc {
-  uint64_t offset = 0;   // within the relocated section
-  uint32_t type = 0;     // R_X86_64_*
-  std::string target;    // symbol name (section symbols resolved to a covering symbol)
-  int64_t addend = 0;    // adjusted when a section symbol was resolved
-  int width = 4;         // bytes patched at offset
+  uint64_t offset = 0;  // within the relocated section
+  uint32_t type = 0;    // R_X86_64_*
+  std::string target;   // symbol name (section symbols resolved to a covering symbol)
+  int64_t addend = 0;   // adjusted when a section symbol was resolved
+  int width = 4;        // bytes patched at offset
 };
 
 class ElfFile {

@@ -68,9 +68,12 @@ class Parser {
   uint64_t Add() {
     uint64_t l = Mul();
     for (;;) {
-      if (Eat("+")) l += Mul();
-      else if (Eat("-")) l -= Mul();
-      else return l;
+      if (Eat("+"))
+        l += Mul();
+      else if (Eat("-"))
+        l -= Mul();
+      else
+        return l;
     }
   }
   uint64_t Mul() {
@@ -112,8 +115,8 @@ class Parser {
       char* end = nullptr;
       uint64_t r = strtoull(num.c_str(), &end, 0);
       pos_ += end - num.c_str();
-      while (pos_ < s_.size() && (s_[pos_] == 'u' || s_[pos_] == 'U' || s_[pos_] == 'l' ||
-                                  s_[pos_] == 'L'))
+      while (pos_ < s_.size() &&
+             (s_[pos_] == 'u' || s_[pos_] == 'U' || s_[pos_] == 'l' || s_[pos_] == 'L'))
         ++pos_;
       return r;
     }

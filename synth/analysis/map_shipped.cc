@@ -53,9 +53,8 @@ std::vector<int> Align(const Function& a, const Function& b) {
     std::vector<std::vector<uint32_t>> L(N + 1, std::vector<uint32_t>(M + 1, 0));
     for (size_t i = N; i-- > 0;)
       for (size_t j = M; j-- > 0;)
-        L[i][j] = SameInsn(a.insns[pre + i], b.insns[pre + j])
-                      ? L[i + 1][j + 1] + 1
-                      : std::max(L[i + 1][j], L[i][j + 1]);
+        L[i][j] = SameInsn(a.insns[pre + i], b.insns[pre + j]) ? L[i + 1][j + 1] + 1
+                                                               : std::max(L[i + 1][j], L[i][j + 1]);
     size_t i = 0, j = 0;
     while (i < N && j < M) {
       if (SameInsn(a.insns[pre + i], b.insns[pre + j])) {
@@ -79,8 +78,8 @@ struct Mapping {
     int i = obj.IndexAt(off);
     if (i < 0 || match[i] < 0)
       return absl::FailedPreconditionError(absl::StrFormat(
-          "%s+0x%x (%s): no matching instruction in the shipped binary (`%s`)", obj.name, off,
-          what, i < 0 ? "not an instruction boundary" : obj.insns[i].Text()));
+          "%s+0x%x (%s): no matching instruction in the shipped binary (`%s`)", obj.name, off, what,
+          i < 0 ? "not an instruction boundary" : obj.insns[i].Text()));
     return shipped.insns[match[i]].offset;
   }
 };
@@ -163,8 +162,8 @@ absl::Status MapToShipped(const std::string& baseline_obj, const std::string& sh
     if (!m.ok()) return m.status();
     const Mapping& mp = **m;
     // Every instruction of the CS must be there, with the shipped value's encoding.
-    for (int i = mp.obj.IndexAt(sp.cs_start); i >= 0 && i < static_cast<int>(mp.obj.insns.size()) &&
-                                              mp.obj.insns[i].offset < sp.cs_end;
+    for (int i = mp.obj.IndexAt(sp.cs_start);
+         i >= 0 && i < static_cast<int>(mp.obj.insns.size()) && mp.obj.insns[i].offset < sp.cs_end;
          ++i) {
       if (mp.match[i] < 0)
         return absl::FailedPreconditionError(absl::StrFormat(

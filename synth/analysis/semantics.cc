@@ -157,7 +157,8 @@ bool SymState::Step(const Insn& in) {
   const std::string& m = in.mnemonic;
   const auto& ops = in.ops;
   auto fail = [&] {
-    if (unsupported_.empty()) unsupported_ = absl::StrCat(in.Text(), " at +0x", absl::Hex(in.offset));
+    if (unsupported_.empty())
+      unsupported_ = absl::StrCat(in.Text(), " at +0x", absl::Hex(in.offset));
     return false;
   };
   auto bits = [&](int i) { return static_cast<unsigned>(ops[i].size * 8); };
@@ -187,18 +188,31 @@ bool SymState::Step(const Insn& in) {
     z3::expr a = Read(ops[0]);
     z3::expr b = Fit(Read(ops[1]), bits(0));
     // xor/sub of a register with itself is a zeroing idiom, not a use of the old value.
-    bool self = ops[0].type == OpType::kReg && ops[1].type == OpType::kReg &&
-                ops[0].reg == ops[1].reg;
+    bool self =
+        ops[0].type == OpType::kReg && ops[1].type == OpType::kReg && ops[0].reg == ops[1].reg;
     z3::expr r = a;
     switch (bin->second) {
-      case 0: r = a + b; break;
-      case 1: case 5: r = self ? a.ctx().bv_val(0, bits(0)) : a - b; break;
-      case 2: case 6: r = a & b; break;
-      case 3: r = a | b; break;
-      case 4: r = self ? a.ctx().bv_val(0, bits(0)) : a ^ b; break;
+      case 0:
+        r = a + b;
+        break;
+      case 1:
+      case 5:
+        r = self ? a.ctx().bv_val(0, bits(0)) : a - b;
+        break;
+      case 2:
+      case 6:
+        r = a & b;
+        break;
+      case 3:
+        r = a | b;
+        break;
+      case 4:
+        r = self ? a.ctx().bv_val(0, bits(0)) : a ^ b;
+        break;
     }
-    const char* kind = bin->second == 0 ? "add" : (bin->second == 1 || bin->second == 5) ? "sub"
-                                                                                          : "logic";
+    const char* kind = bin->second == 0                         ? "add"
+                       : (bin->second == 1 || bin->second == 5) ? "sub"
+                                                                : "logic";
     SetFlags(kind, a, b, r, ops[0].size, in);
     if (bin->second < 5) Write(ops[0], r);
     return true;
@@ -218,7 +232,9 @@ bool SymState::Step(const Insn& in) {
     unsigned w = bits(0);
     z3::expr cnt = ops.size() == 2 ? Fit(Read(ops[1]), w) : ctx_.bv_val(1, w);
     cnt = cnt & ctx_.bv_val(w == 64 ? 63 : 31, w);  // hardware masks the count
-    z3::expr r = (m == "shr") ? z3::lshr(a, cnt) : (m == "sar") ? z3::ashr(a, cnt) : z3::shl(a, cnt);
+    z3::expr r = (m == "shr")   ? z3::lshr(a, cnt)
+                 : (m == "sar") ? z3::ashr(a, cnt)
+                                : z3::shl(a, cnt);
     SetFlags("logic", a, cnt, r, ops[0].size, in);  // CF/OF after shifts are rarely consumed
     Write(ops[0], r);
     return true;
@@ -227,7 +243,8 @@ bool SymState::Step(const Insn& in) {
     if (ops.size() == 1) {  // rdx:rax = rax * src
       unsigned w = bits(0);
       z3::expr a = Reg("ax").extract(w - 1, 0), b = Read(ops[0]);
-      z3::expr wide = m == "mul" ? z3::zext(a, w) * z3::zext(b, w) : z3::sext(a, w) * z3::sext(b, w);
+      z3::expr wide =
+          m == "mul" ? z3::zext(a, w) * z3::zext(b, w) : z3::sext(a, w) * z3::sext(b, w);
       const char* lo = w == 64 ? "rax" : "eax";
       const char* hi = w == 64 ? "rdx" : "edx";
       if (w < 32) return fail();
@@ -254,8 +271,8 @@ bool SymState::Step(const Insn& in) {
     Write(ops[0], z3::ite(*c, ctx_.bv_val(1, 8), ctx_.bv_val(0, 8)));
     return true;
   }
-  if (m == "sbb" && ops.size() == 2 && ops[0].type == OpType::kReg &&
-      ops[1].type == OpType::kReg && ops[0].reg == ops[1].reg) {
+  if (m == "sbb" && ops.size() == 2 && ops[0].type == OpType::kReg && ops[1].type == OpType::kReg &&
+      ops[0].reg == ops[1].reg) {
     auto c = Cond("b");
     if (!c) return fail();
     unsigned w = bits(0);

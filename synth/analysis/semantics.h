@@ -16,9 +16,9 @@
 namespace sie::synth::analysis {
 
 struct SymStore {
-  std::string key;      // textual address (stable across builds for the same operand)
-  Operand op;           // the destination operand (for base/index/disp)
-  int width = 0;        // bytes
+  std::string key;  // textual address (stable across builds for the same operand)
+  Operand op;       // the destination operand (for base/index/disp)
+  int width = 0;    // bytes
   z3::expr value;
 };
 
@@ -40,7 +40,7 @@ class SymState {
   bool Step(const Insn& in);
 
   z3::context& ctx() { return ctx_; }
-  z3::expr Reg(const std::string& family);        // current 64-bit value
+  z3::expr Reg(const std::string& family);  // current 64-bit value
   const std::set<std::string>& written() const { return written_; }
   int LastWriteWidth(const std::string& family) const;
   const std::vector<SymStore>& stores() const { return stores_; }

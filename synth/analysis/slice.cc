@@ -24,7 +24,8 @@ SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs) {
   int start = fn.IndexAt(cs.probe_offset);
   if (start < 0) return whole;
   std::set<std::string> init;
-  if (cs.kind == SpanKind::kFlags) init.insert("flags");
+  if (cs.kind == SpanKind::kFlags)
+    init.insert("flags");
   else if (cs.kind == SpanKind::kMem) {
     Operand o;
     o.type = OpType::kMem;

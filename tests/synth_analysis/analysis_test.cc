@@ -41,17 +41,19 @@ class AnalysisTest : public ::testing::TestWithParam<std::string> {
     std::string out = (tmp_->path() / absl::StrCat(fx, "_", v, ".o")).string();
     // clang 14's DWARF 5 line tables in relocatable objects are not resolved by elfutils
     // 0.188's offline mode; the kernel is built with gcc (DWARF 5 works there).
-    auto r = RunChecked({GetParam(), "-O2", GetParam() == "clang" ? "-gdwarf-4" : "-g", "-c", "-fno-pic", "-fno-stack-protector",
-                         "-fcf-protection=none", "-mno-red-zone", "-ffunction-sections",
-                         absl::StrCat("-DCONST=", v), Src(fx), "-o", out});
+    auto r =
+        RunChecked({GetParam(), "-O2", GetParam() == "clang" ? "-gdwarf-4" : "-g", "-c", "-fno-pic",
+                    "-fno-stack-protector", "-fcf-protection=none", "-mno-red-zone",
+                    "-ffunction-sections", absl::StrCat("-DCONST=", v), Src(fx), "-o", out});
     EXPECT_TRUE(r.ok()) << r.status();
     return out;
   }
   // The same fixture as a shared object, to run the fourth build on the host.
   void* So(const std::string& fx, int64_t v) {
     std::string out = (tmp_->path() / absl::StrCat(fx, "_", v, ".so")).string();
-    auto r = RunChecked({GetParam(), "-O2", "-shared", "-fPIC", "-Wl,--unresolved-symbols=ignore-all",
-                         absl::StrCat("-DCONST=", v), Src(fx), "-o", out});
+    auto r =
+        RunChecked({GetParam(), "-O2", "-shared", "-fPIC", "-Wl,--unresolved-symbols=ignore-all",
+                    absl::StrCat("-DCONST=", v), Src(fx), "-o", out});
     EXPECT_TRUE(r.ok()) << r.status();
     void* h = dlopen(out.c_str(), RTLD_NOW | RTLD_LOCAL);
     EXPECT_NE(h, nullptr) << dlerror();
@@ -97,10 +99,10 @@ class AnalysisTest : public ::testing::TestWithParam<std::string> {
   static std::string Dump(const AnalysisResult& r) {
     std::string out;
     for (const auto& s : r.spans)
-      absl::StrAppend(&out, s.function, "+0x", absl::Hex(s.cs_start), " kind=",
-                      static_cast<int>(s.kind), " reg=", s.target_reg, " w=", s.width, " f='",
-                      s.formula, "' probe=0x", absl::Hex(s.probe_offset), " save=", s.save_reg,
-                      " cc=", s.flags_cc, " src=", s.source, "\n");
+      absl::StrAppend(&out, s.function, "+0x", absl::Hex(s.cs_start),
+                      " kind=", static_cast<int>(s.kind), " reg=", s.target_reg, " w=", s.width,
+                      " f='", s.formula, "' probe=0x", absl::Hex(s.probe_offset),
+                      " save=", s.save_reg, " cc=", s.flags_cc, " src=", s.source, "\n");
     return out;
   }
 
@@ -137,7 +139,10 @@ TEST_P(AnalysisTest, StoreToStructField) {
   EXPECT_EQ(s[0]->target_mem->base, "di");
   EXPECT_EQ(s[0]->target_mem->disp, 4);
   EXPECT_EQ(s[0]->width, 4);
-  struct Q { int head, batch; long pad; } q{};
+  struct Q {
+    int head, batch;
+    long pad;
+  } q{};
   auto f4 = reinterpret_cast<void (*)(Q*)>(dlsym(So("store", 100), "fx_store"));
   f4(&q);
   EXPECT_EQ(Eval(*s[0], 100), static_cast<uint32_t>(q.batch));
@@ -154,7 +159,8 @@ TEST_P(AnalysisTest, CompareAndBranch) {
   EXPECT_EQ(s[0]->flags_op, "cmp");
   EXPECT_FALSE(s[0]->flags_cc.empty());
   EXPECT_EQ(s[0]->probe_offset, s[0]->cs_end);
-  EXPECT_EQ(Eval(*s[0], 40), static_cast<uint64_t>(ImmediateInBuild("cmp_branch", *s[0], base, 40)));
+  EXPECT_EQ(Eval(*s[0], 40),
+            static_cast<uint64_t>(ImmediateInBuild("cmp_branch", *s[0], base, 40)));
 }
 
 TEST_P(AnalysisTest, LoopBound) {
@@ -230,7 +236,11 @@ TEST_P(AnalysisTest, UsedTwiceInOneFunction) {
   ASSERT_TRUE(r.ok()) << r.status();
   auto s = In(*r, "fx_twice");
   ASSERT_EQ(s.size(), 2u) << Dump(*r);
-  struct C { int a; long pad; int b; } c{};
+  struct C {
+    int a;
+    long pad;
+    int b;
+  } c{};
   reinterpret_cast<void (*)(C*)>(dlsym(So("twice", 9), "fx_twice"))(&c);
   for (const CriticalSpan* sp : s) {
     ASSERT_EQ(sp->kind, SpanKind::kMem);

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -32,39 +33,45 @@ std::string KernelRelease() {
   return u.release;
 }
 
-absl::StatusOr<Kallsyms> Kallsyms::Load(const std::string& path) {
+absl::StatusOr<Kallsyms> Kallsyms::Load(const std::set<std::string>& wanted,
+                                        const std::string& path) {
+  // /proc/kallsyms has ~200k lines; under emulation a generic split per line costs seconds, so
+  // this scans with memchr and keeps only the wanted names.
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
   Kallsyms k;
-  struct Raw {
-    uint64_t addr;
-    std::string name, module;
-    bool text;
-  };
-  std::vector<Raw> all;
   bool nonzero = false;
-  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
-    std::vector<absl::string_view> f = absl::StrSplit(line, absl::ByAnyChar(" \t"),
-                                                      absl::SkipEmpty());
-    if (f.size() < 3) continue;
+  KSym* pending = nullptr;  // the last kept symbol, waiting for the next address (its size)
+  const char* p = text->data();
+  const char* end = p + text->size();
+  while (p < end) {
+    const char* nl = static_cast<const char*>(memchr(p, '\n', end - p));
+    if (!nl) nl = end;
+    absl::string_view line(p, nl - p);
+    p = nl + 1;
+    size_t sp1 = line.find(' ');
+    if (sp1 == absl::string_view::npos || sp1 + 3 > line.size()) continue;
     uint64_t addr = 0;
-    if (!absl::SimpleHexAtoi(f[0], &addr)) continue;
+    if (!absl::SimpleHexAtoi(line.substr(0, sp1), &addr)) continue;
     nonzero |= addr != 0;
-    std::string mod;
-    if (f.size() >= 4 && f[3].size() > 2 && f[3].front() == '[')
-      mod = std::string(f[3].substr(1, f[3].size() - 2));
-    char t = absl::ascii_tolower(f[1][0]);
-    all.push_back({addr, std::string(f[2]), mod, t == 't' || t == 'w'});
-  }
-  // Sizes: distance to the next higher address among all symbols.
-  std::vector<uint64_t> addrs;
-  for (const auto& r : all) addrs.push_back(r.addr);
-  std::sort(addrs.begin(), addrs.end());
-  for (const auto& r : all) {
-    if (!r.text) continue;
-    auto it = std::upper_bound(addrs.begin(), addrs.end(), r.addr);
-    uint64_t size = it == addrs.end() ? 0 : *it - r.addr;
-    k.syms_.emplace(r.name, KSym{r.addr, size, r.module});
+    if (pending) {
+      pending->size = addr > pending->addr ? addr - pending->addr : 0;
+      pending = nullptr;
+    }
+    char type = absl::ascii_tolower(line[sp1 + 1]);
+    absl::string_view rest = line.substr(sp1 + 3);
+    size_t tab = rest.find('\t');
+    absl::string_view name = rest.substr(0, tab);
+    if (type != 't' && type != 'w') continue;
+    if (!wanted.empty() && !wanted.count(std::string(name))) continue;
+    KSym sym;
+    sym.addr = addr;
+    if (tab != absl::string_view::npos) {
+      absl::string_view mod = absl::StripAsciiWhitespace(rest.substr(tab + 1));
+      if (mod.size() > 2 && mod.front() == '[') sym.module = std::string(mod.substr(1, mod.size() - 2));
+    }
+    auto it = k.syms_.emplace(std::string(name), sym);
+    pending = &it->second;
   }
   k.all_zero_ = !nonzero;
   return k;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,9 @@ struct KSym {
 // Symbol table of functions (text symbols) of the running kernel.
 class Kallsyms {
  public:
-  static absl::StatusOr<Kallsyms> Load(const std::string& path = "/proc/kallsyms");
+  // Only the functions named in `wanted` are kept (all when empty).
+  static absl::StatusOr<Kallsyms> Load(const std::set<std::string>& wanted = {},
+                                       const std::string& path = "/proc/kallsyms");
   // The function `name` in `binary` ("vmlinux" or a module name). Errors: not found (with a
   // hint when it exists in another binary), ambiguous (duplicate static symbols), or addresses
   // hidden by kptr_restrict.

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -332,9 +333,15 @@ fs::path JournalPath() {
 absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   const auto t0 = Clock::now();
   libbpf_set_print(LibbpfPrint);
+  // SIE_TRACE=1 prints the time of each step (load latency investigations in the guest).
+  const bool trace = getenv("SIE_TRACE") != nullptr;
+  auto mark = [&](const char* what) {
+    if (trace) std::fprintf(stderr, "sie set: %8.1f ms  %s\n", MsSince(t0), what);
+  };
   SetResult res;
   auto entry = stubgen::FindConst(opts.consts_dir, opts.name);
   if (!entry.ok()) return entry.status();
+  mark("const.json read");
   const synth::SynthesizedConst& c = entry->c;
   res.name = c.name;
   res.value = opts.value;
@@ -362,6 +369,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
                                "run it as root (or in the guest: sie vm -- sie set ...)"));
   auto lock = RunLock::Take();
   if (!lock.ok()) return fail(lock.status());
+  mark("locked");
 
   // Already loaded: one map update.
   if (auto old = ReadState(StatePath(c.name)); old.ok()) {
@@ -401,11 +409,16 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
         "run 'sie synth' for the running kernel; offsets and bytes differ between builds"));
   if (auto st = EnsureDebugfs(); !st.ok()) return fail(st);
   if (auto st = EnsureBpffs(); !st.ok()) return fail(st);
+  mark("fs ready");
   const bool in_module = !c.target.binary.empty() && c.target.binary != "vmlinux";
   if (in_module)
     if (auto st = LoadModuleIfNeeded(c.target.binary, &res.notes); !st.ok()) return fail(st);
-  auto ksyms = Kallsyms::Load();
+  std::set<std::string> wanted;
+  for (const auto& s : c.spans) wanted.insert(s.function);
+  for (const auto& s : c.safe_spans) wanted.insert(s.function);
+  auto ksyms = Kallsyms::Load(wanted);
   if (!ksyms.ok()) return fail(ksyms.status());
+  mark("kallsyms");
 
   std::vector<Attached> probes;
   int next_cell = 0;
@@ -480,6 +493,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     }
   }
   res.verify_ms = MsSince(t0);
+  mark("verified");
 
   // --- build and load the stub ---
   auto tb = Clock::now();
@@ -498,6 +512,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     if (auto st = LinkObjects(objs, obj_path); !st.ok()) return fail(st);
   }
   res.build_ms = MsSince(tb);
+  mark("stub ready");
   auto tl = Clock::now();
   LibbpfLog().clear();
   ObjPtr obj(bpf_object__open_file(obj_path.c_str(), nullptr));
@@ -530,6 +545,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     if (!a.prog) return fail(absl::InternalError("stub has no program " + pname));
   }
   res.load_ms = MsSince(tl);
+  mark("loaded");
 
   // --- attach all or none ---
   auto ta = Clock::now();
@@ -569,6 +585,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     if (auto st = Attach(a, pin_dir); !st.ok()) return rollback(st);
   }
   res.attach_ms = MsSince(ta);
+  mark("attached");
 
   // --- jump optimization: while still inactive, move unoptimized apply probes of kind reg to
   // other equivalent offsets (detach + reattach, same program) ---

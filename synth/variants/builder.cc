@@ -394,6 +394,24 @@ class VariantBuilder {
     auto edited = EditedText(t, j.variant);
     if (!edited.ok()) return edited.status();
     if (auto s = WriteFileAtomic(copy / t.file, *edited); !s.ok()) return s;
+    if (!fs::exists(copy / "Kbuild") && !fs::exists(copy / "Makefile")) {
+      // A bare source directory (the project's kmod/ dirs get their Kbuild from CMake): build
+      // the module named after the directory, or after its only .c file.
+      std::string name = ctx_.source_root.filename().string();
+      if (!fs::exists(copy / (name + ".c"))) {
+        std::vector<std::string> cs;
+        for (const auto& e : fs::directory_iterator(copy, ec))
+          if (e.path().extension() == ".c") cs.push_back(e.path().stem().string());
+        if (cs.size() != 1)
+          return InvalidWithHint(absl::StrCat(ctx_.source_root.string(),
+                                              " has no Kbuild or Makefile"),
+                                 "add a Kbuild ('obj-m := NAME.o') to the module directory");
+        name = cs[0];
+      }
+      if (auto s = WriteFileAtomic(copy / "Kbuild", absl::StrCat("obj-m := ", name, ".o\n"));
+          !s.ok())
+        return s;
+    }
     std::vector<std::string> argv = {"make", "-C", ctx_.headers_dir.string(),
                                      absl::StrCat("M=", copy.string()),
                                      absl::StrCat("CC=", ctx_.cc), "modules"};

@@ -6,9 +6,7 @@
 #include <vector>
 
 #include "runtime/cli/commands.h"
-#ifdef SIE_HAVE_SYNTH
 #include "synth/synth_command.h"
-#endif
 
 namespace {
 
@@ -21,9 +19,7 @@ struct Subcommand {
 const std::vector<Subcommand>& Subcommands() {
   static const auto* c = new std::vector<Subcommand>{
       {"vm", "run a command as root in the guest kernel (QEMU)", sie::cli::VmCommand},
-#ifdef SIE_HAVE_SYNTH
       {"synth", "synthesize a constant: spans, formulas, safe spans, stubs", sie::synth::SynthCommand},
-#endif
       {"set", "give a kernel constant a new value, live", sie::cli::SetCommand},
       {"status", "loaded constants: value, mode, probes, counters", sie::cli::StatusCommand},
       {"unload", "restore a constant's compiled value and detach", sie::cli::UnloadCommand},

@@ -84,6 +84,7 @@ SynthesizedConst Sample(bool reversed) {
   s1.kind = SpanKind::kFlags;
   s1.target_reg = "ax";
   s1.flags_cc = "jae";
+  s1.flags_op = "cmp";
   s1.formula = "V";
   CriticalSpan s2 = s1;
   s2.function = "blk_mq_flush_plug_list";
@@ -104,6 +105,7 @@ TEST(ConstJsonTest, DeterministicAndSorted) {
   auto j = nlohmann::json::parse(a);
   EXPECT_EQ(j["spans"][0]["kind"], "flags");
   EXPECT_EQ(j["spans"][0]["target"], "ax");
+  EXPECT_EQ(j["spans"][0]["flags_op"], "cmp");
   EXPECT_EQ(j["spans"][1]["target"]["base"], "bx");
   EXPECT_EQ(j["spans"][1]["target"]["disp"], 0x18);
   EXPECT_EQ(j["target"]["build_id"], "abcd");

@@ -114,18 +114,17 @@ cat <<SEC
 ## Per-hit cost of a SIE update (\`sie_probe_cost_bench\`)
 
 The probed path is sie_target's unsigned division by \`SIE_TARGET_DIVISOR\` (10): one write(2) of
-an input to \`/sys/kernel/debug/sie_target/div\` (an fd kept open) runs it once, so one iteration is
-one trigger and one probe hit. The probe sits at \`$probe_line\`, right after
+an input to \`/sys/kernel/debug/sie_target/div\` (an fd kept open) runs it 1000 times in the
+kernel (sie_target's \`repeat\`), so one trigger is 1000 path runs and 1000 probe hits. The probe sits at \`$probe_line\`, right after
 \`movabs \$0xcccccccccccccccd, %rax\` (the constant's Critical Span), and rewrites %rax to the magic
 number for 20, so the path returns x / 20. Every case uses the same address; only the probe
 kind changes (int3 cases set \`/proc/sys/debug/kprobes-optimization\` to 0; optimized cases fail
 unless \`/sys/kernel/debug/kprobes/list\` shows \`[OPTIMIZED]\`). After each case the result is read
-back (x / 20 with a probe, x / 10 without) and the probe's hit counter must equal the iteration
-count, with no kfunc error.
+back (x / 20 with a probe, x / 10 without) and the probe's hit counter must equal 1000 times the
+trigger count, with no kfunc error.
 
-sie_target has no in-kernel repeat trigger, so the syscall is in every iteration: **added ns per
-hit** is the case's time minus the no-probe time; **ratio** is the case's time over the no-probe
-time (the whole trigger, syscall included). Times are medians over ${reps} randomly interleaved
+**ns per path run** is a trigger's time over 1000 (the syscall is amortized over 1000 hits);
+**added ns per hit** is that minus the no-probe time; **ratio** is it over the no-probe time. Times are medians over ${reps} randomly interleaved
 repetitions (± standard deviation), each at least ${min_time} s.
 
 SEC
@@ -133,7 +132,7 @@ cat "$out/probe_cost.md"
 cat <<'TAIL'
 
 On a busy shared host the spread is wide (± is the standard deviation over repetitions), so
-read differences below about a microsecond as noise. The ordering (native optimized < BPF
+read differences smaller than the ± column as noise. The ordering (native optimized < BPF
 optimized < int3 cases) matches the quieter getppid measurements in the guest notes
 (/work/shared/reference/guest-vm-notes.md section 7), where an optimized native probe added
 about 0.2 us, an optimized BPF probe about 0.5 us and int3 probes 1.2 to 1.5 us under TCG.

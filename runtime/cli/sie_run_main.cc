@@ -1,0 +1,97 @@
+// sie-run: run an eBPF policy that decides, per event, the value of one or more kernel
+// constants. One command compiles, links, verifies, attaches (all constants of the file
+// together), streams the policy's log, and on Ctrl-C restores every default and detaches.
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "runtime/base/args.h"
+#include "runtime/base/diag.h"
+#include "runtime/policy/consts_header.h"
+#include "runtime/policy/policy.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop.store(true); }
+
+std::string DefaultConsts() {
+  const char* d = getenv("SIE_CONSTS");
+  return d && *d ? d : "/etc/sie/consts";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace sie;
+  std::vector<std::string> args(argv + 1, argv + argc), positional, const_args;
+  std::string consts = DefaultConsts(), mode = "0", timeout = "5", duration = "0", emit;
+  bool pin = false, json = false, verbose = false, stop = false, no_optimize = false;
+  ArgParser p(
+      "sie-run POLICY.bpf.c --const <id|name>[,...] [--consts DIR] [--mode 0|1|2] [--timeout S] "
+      "[--duration S] [--pin] [--json] [-v]\n       sie-run --stop",
+      "Compiles POLICY.bpf.c (#include <sie/policy.bpf.h>, one SIE_POLICY per constant), links "
+      "it over each constant's stub, attaches them all (or none) and switches them together. "
+      "Runs until SIGINT/SIGTERM (or --duration), then restores every default and detaches.");
+  p.StringList("--const", "ID|NAME[,...]", &const_args, "constants the policy decides");
+  p.String("--consts", "DIR",  &consts,
+           "directory written by 'sie synth --out' (default $SIE_CONSTS, else /etc/sie/consts)");
+  p.String("--mode", "0|1|2", &mode, "consistency: 0 immediate, 1 per-task, 2 global");
+  p.String("--timeout", "S", &timeout, "mode 1: reverse-transition timeout when stopping (5)");
+  p.String("--duration", "S", &duration, "stop by itself after S seconds (0: run until a signal)");
+  p.Flag("--pin", &pin, "leave the policy loaded and exit (undo with sie-run --stop)");
+  p.Flag("--stop", &stop, "restore the defaults of a policy left loaded with --pin");
+  p.Flag("--json", &json, "one JSON object per event on stdout");
+  p.Flag("--no-optimize", &no_optimize, "do not look for jump-optimizable probe offsets");
+  p.Flag("-v,--verbose", &verbose, "per-phase timings, verifier logs");
+  p.String("--emit-headers", "DIR", &emit,
+           "only write the generated per-constant headers into DIR (for editors and CI)");
+  p.Positionals("POLICY.bpf.c", &positional, 0, 1);
+  if (auto st = p.Parse(args); !st.ok()) return ReportError("sie-run", st) + 1;
+  if (p.help_requested()) return 0;
+
+  policy::RunOptions o;
+  for (const auto& c : const_args)
+    for (absl::string_view n : absl::StrSplit(c, ',', absl::SkipEmpty()))
+      o.consts.emplace_back(n);
+  o.consts_dir = consts;
+  char* end = nullptr;
+  o.mode = static_cast<int>(strtol(mode.c_str(), &end, 10));
+  if (*end || o.mode < 0 || o.mode > 2)
+    return ReportError("sie-run", InvalidWithHint("--mode " + mode + " is not 0, 1 or 2",
+                                                  "0 immediate, 1 per-task, 2 global")) + 1;
+  o.reverse_timeout_s = atof(timeout.c_str());
+  o.duration_s = atof(duration.c_str());
+  o.pin = pin;
+  o.json = json;
+  o.verbose = verbose;
+  o.optimize = !no_optimize;
+
+  if (stop) {
+    auto st = policy::StopPinned(o.reverse_timeout_s);
+    return st.ok() ? 0 : ReportError("sie-run", st);
+  }
+  if (!emit.empty()) {
+    auto cs = policy::ResolveConsts(o.consts_dir, o.consts);
+    if (!cs.ok()) return ReportError("sie-run", cs.status());
+    auto st = policy::WritePolicyHeaders(*cs, policy::Toolchain::FromBuild().vmlinux_dir /
+                                                  "vmlinux.h", emit);
+    return st.ok() ? 0 : ReportError("sie-run", st);
+  }
+  if (positional.empty())
+    return ReportError("sie-run", InvalidWithHint("no policy given",
+                                                  "sie-run POLICY.bpf.c --const NAME")) + 1;
+  o.source = positional[0];
+
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;  // no SA_RESTART: the poll returns and the loop sees the flag
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  absl::Status st = policy::RunPolicy(o, g_stop);
+  return st.ok() ? 0 : ReportError("sie-run", st);
+}

@@ -1,0 +1,84 @@
+// The policy plane behind `sie-run`: compile a policy (clang -target bpf against the SDK and the
+// per-run constant headers), link it over each constant's stub (bpf_linker, through the loader),
+// load it with per-program verifier logs translated to the policy's source lines, attach every
+// constant through the runtime with the decisions held at the shipped value, then switch all
+// constants of the file at once (the transaction word), stream the policy's log, and on stop
+// switch them back at once before detaching.
+#pragma once
+#include <bpf/libbpf.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "synth/stubgen/const_reader.h"
+
+namespace sie::policy {
+
+// Where the SDK, vmlinux.h and clang's system headers are (the build's; tests override).
+struct Toolchain {
+  std::string clang;
+  std::filesystem::path sdk_include;
+  std::filesystem::path vmlinux_dir;
+  std::vector<std::string> sys_includes;  // "-idirafter", "/usr/include/...", ...
+  static Toolchain FromBuild();
+};
+
+// The constants named on the command line (names, case-insensitive, or ids). An unknown name
+// is an error listing the known ones.
+absl::StatusOr<std::vector<stubgen::ConstEntry>> ResolveConsts(
+    const std::filesystem::path& consts_dir, const std::vector<std::string>& names);
+
+struct CompileResult {
+  std::filesystem::path object;
+  std::string diagnostics;  // clang's warnings (empty when clean)
+};
+
+// Compiles `source` into `out_obj` against headers generated into `include_dir`. On failure the
+// status message is clang's diagnostics as-is, followed by sie's own explanation when it
+// recognizes the cause (a variable not live at the span, an unknown constant).
+absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc, const std::filesystem::path& source,
+                                            const std::vector<stubgen::ConstEntry>& consts,
+                                            const std::filesystem::path& include_dir,
+                                            const std::filesystem::path& out_obj);
+
+// Loads an object (maps not pinned) with per-program verifier logs; on a rejection the error
+// names the policy's line ("file:line: message\nhint: ..."). `raw_log` receives the failing
+// program's full log. Used to explain a refusal, and on the host (stubs built with
+// -DSIE_NO_KFUNCS) by the unit tests. Nothing stays loaded.
+absl::Status VerifyObject(const std::filesystem::path& obj, const std::filesystem::path& source,
+                          std::string* raw_log);
+
+struct RunOptions {
+  std::filesystem::path source;
+  std::vector<std::string> consts;
+  std::filesystem::path consts_dir;
+  int mode = 0;
+  double reverse_timeout_s = 5;
+  double duration_s = 0;  // 0: until SIGINT/SIGTERM
+  bool pin = false;
+  bool json = false;
+  bool verbose = false;
+  bool optimize = true;  // let the loader look for jump-optimizable probe offsets
+};
+
+struct Timings {
+  double compile_ms = 0, link_ms = 0, load_ms = 0, attach_ms = 0, transition_ms = 0,
+         reverse_ms = 0;
+};
+
+// Runs a policy until stopped. Output (log lines, summary) goes to stdout; returns the exit
+// status: OK, or the error to report. `stop` is polled (set it from a signal handler).
+absl::Status RunPolicy(const RunOptions& opts, const std::atomic<bool>& stop);
+
+// /run/sie/sie-run.json: what a --pin run left loaded.
+std::filesystem::path StatePath();
+// Undoes a --pin run: every constant of the policy back to its default at once, then detach.
+absl::Status StopPinned(double reverse_timeout_s);
+
+}  // namespace sie::policy

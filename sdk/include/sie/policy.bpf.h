@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The one header an sie policy includes. A policy decides, per event, which value a kernel
+ * constant takes at each of its Critical Spans:
+ *
+ *	#include <sie/policy.bpf.h>
+ *
+ *	SIE_POLICY(hystart_delay_shift, ctx)
+ *	{
+ *		__u32 delay = sie_arg(ctx, delay);	// typed, named, live at the span
+ *
+ *		if (delay >= 40000)
+ *			return sie_value(ctx, 1);
+ *		return sie_default(ctx);
+ *	}
+ *
+ * and runs it with `sie-run policy.bpf.c --const HYSTART_DELAY_SHIFT`. sie-run generates, per
+ * constant, the stub's header (<lname>.h: id, range, decision hook) and the variables header
+ * (<lname>_vars.h: the context type and one accessor per variable live at every span), and
+ * `sie_consts.h` that includes them all; this header includes that one, so nothing else is
+ * needed. See sdk/README.md for the tutorial.
+ *
+ * What the macros hide (and why they exist):
+ *  - SIE_POLICY(c, ctx) defines the strong `sie_decide_<c>()` that replaces the stub's __weak
+ *    fixed-value decision when sie-run links the policy with the stub (libbpf's static linker).
+ *    No SEC(), no offsets, no register names: the stub owns the kprobes.
+ *  - The decision is gated by the policy's transaction word (map sie_run_txn): until sie-run has
+ *    attached every constant of the file, and again from the moment it starts tearing down, every
+ *    constant of the file gets its shipped value. One map write switches all of them, so the
+ *    constants of one file change together or not at all.
+ *  - State shared between the per-constant objects and sie-run lives in maps pinned by name
+ *    (__sie_shared). Global variables are NOT shared: each constant's object has its own copy.
+ */
+#ifndef SIE_POLICY_BPF_H
+#define SIE_POLICY_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+/*
+ * Both objects a policy ends up in need a GPL license (bpf_probe_read_kernel, bpf_snprintf);
+ * weak, so the stub's own LICENSE wins at link time without a duplicate-symbol error.
+ */
+char LICENSE[] SEC("license") __weak = "GPL";
+
+/* A map every object of this policy (one per constant, plus sie-run's) shares. */
+#define __sie_shared __uint(pinning, LIBBPF_PIN_BY_NAME)
+
+#define ___SIE_STR2(x) #x
+#define ___SIE_STR(x) ___SIE_STR2(x)
+
+/* ---- transaction word and log/counter channels (shared with sie-run; layout is ABI) ---- */
+
+struct sie_run_txn_val {
+	__u64 active;      /* 1: decisions apply; 0: every constant of the file keeps its default */
+	__u64 log_dropped; /* log records lost to a full ring buffer */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sie_run_txn_val);
+	__sie_shared;
+} sie_run_txn SEC(".maps");
+
+#define SIE_LOG_MSG 224
+
+enum sie_log_level {
+	SIE_LOG_INFO = 0,
+	SIE_LOG_ERROR = 1, /* sie-run stops the policy (restores defaults) and exits 1 */
+};
+
+struct sie_log_rec {
+	__u64 ts_ns;
+	__u32 level;
+	__u32 tid;
+	char msg[SIE_LOG_MSG]; /* "file.bpf.c:LINE: formatted message" */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__sie_shared;
+} sie_run_log SEC(".maps");
+
+#define SIE_COUNTER_NAME 32
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, char[SIE_COUNTER_NAME]);
+	__type(value, __u64);
+	__sie_shared;
+} sie_run_counters SEC(".maps");
+
+static __always_inline int sie_txn_active(void)
+{
+	__u32 k = 0;
+	struct sie_run_txn_val *t = bpf_map_lookup_elem(&sie_run_txn, &k);
+
+	return t && t->active;
+}
+
+/* ---- the decision ---- */
+
+/*
+ * SIE_POLICY(<constant>, ctx) { ... return sie_value(ctx, v); }
+ *
+ * <constant> is the lower-case name of a constant given to sie-run (HYSTART_DELAY_SHIFT ->
+ * hystart_delay_shift). The body runs at every hit of every span of that constant, with `ctx`
+ * of type struct sie_ctx_<constant> *. It must return a value: sie_value(ctx, v) or
+ * sie_default(ctx). A value outside the constant's range is not applied (the stub counts it as
+ * rejected, see `sie status`).
+ */
+#define SIE_POLICY(cname, ctx)                                                               \
+	_Static_assert(sie_const_known__##cname,                                             \
+		       "SIE_POLICY(" #cname "): not a constant given to sie-run --const");    \
+	static __always_inline __s64 ____sie_policy_##cname(struct sie_ctx_##cname *ctx);    \
+	__noinline __s64 sie_decide_##cname(struct pt_regs *regs, __u32 span, __s64 value)   \
+	{                                                                                    \
+		struct sie_ctx_##cname ___ctx = { .regs = regs, .span = span, .def = value }; \
+                                                                                             \
+		if (!sie_txn_active())                                                       \
+			return value;                                                        \
+		return ____sie_policy_##cname(&___ctx);                                      \
+	}                                                                                    \
+	static __always_inline __s64 ____sie_policy_##cname(struct sie_ctx_##cname *ctx)
+
+/* The value the constant has in the shipped kernel (what applies without a policy). */
+#define sie_default(ctx) ((ctx)->def)
+/* Apply v at this hit (range-checked by the stub). */
+#define sie_value(ctx, v) ((__s64)(v))
+/* Which Critical Span of the constant is being executed (0 .. SIE_<C>_NSPANS - 1). */
+#define sie_span(ctx) ((ctx)->span)
+/* The probed frame's registers (for BPF_CORE_READ-free escapes; prefer sie_arg). */
+#define sie_regs(ctx) ((ctx)->regs)
+
+/*
+ * sie_arg(ctx, name): the variable `name` of the probed function as it is at the span, with its
+ * C type (pointers to kernel structs are typed: read their fields with BPF_CORE_READ). Only
+ * variables live in a register at every span of the constant exist; any other name fails to
+ * compile (sie-run explains which variables are live and why the others are not).
+ */
+#define sie_arg(ctx, name) sie_arg__##name(ctx)
+
+/* ---- logging ---- */
+
+/* Never called: gives sie_log/sie_error the compiler's printf format checking. */
+static inline __attribute__((format(printf, 1, 2))) void ___sie_fmt_check(const char *fmt, ...)
+{
+}
+
+static __always_inline void ___sie_log_emit(__u32 level, const char *fmt, __u32 fmt_size,
+					    __u64 *param, __u32 param_size)
+{
+	struct sie_log_rec *r = bpf_ringbuf_reserve(&sie_run_log, sizeof(*r), 0);
+
+	if (!r) {
+		__u32 k = 0;
+		struct sie_run_txn_val *t = bpf_map_lookup_elem(&sie_run_txn, &k);
+
+		if (t)
+			__sync_fetch_and_add(&t->log_dropped, 1);
+		return;
+	}
+	r->ts_ns = bpf_ktime_get_ns();
+	r->level = level;
+	r->tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_snprintf(r->msg, sizeof(r->msg), fmt, param, param_size);
+	bpf_ringbuf_submit(r, 0);
+}
+
+/*
+ * At most 12 arguments, bpf_snprintf's conversions (%d %i %u %x %ld %lld %llu %llx %s %p %c
+ * ...). The message is stamped "file.bpf.c:LINE: " at compile time.
+ */
+#define ___sie_log(level, fmt, args...)                                                     \
+	({                                                                                  \
+		static const char ___fmt[] = __FILE_NAME__ ":" ___SIE_STR(__LINE__) ": " fmt; \
+		unsigned long long ___param[___bpf_narg(args)];                             \
+                                                                                            \
+		if (0)                                                                      \
+			___sie_fmt_check(fmt, ##args);                                      \
+		_Pragma("GCC diagnostic push")                                              \
+		_Pragma("GCC diagnostic ignored \"-Wint-conversion\"")                      \
+		___bpf_fill(___param, args);                                                \
+		_Pragma("GCC diagnostic pop")                                               \
+		___sie_log_emit(level, ___fmt, sizeof(___fmt), ___param, sizeof(___param)); \
+	})
+
+/* A line in sie-run's output. */
+#define sie_log(fmt, args...) ___sie_log(SIE_LOG_INFO, fmt, ##args)
+/* Something is wrong: sie-run prints it, restores every default, detaches and exits 1. */
+#define sie_error(fmt, args...) ___sie_log(SIE_LOG_ERROR, fmt, ##args)
+
+/* ---- counters (summed and printed by sie-run; names up to 31 characters) ---- */
+
+static __always_inline void ___sie_count_add(const char *key, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&sie_run_counters, key);
+
+	if (v) {
+		__sync_fetch_and_add(v, n);
+		return;
+	}
+	/* First use (or a concurrent first use: then the add below is lost once, not more). */
+	if (bpf_map_update_elem(&sie_run_counters, key, &n, BPF_NOEXIST)) {
+		v = bpf_map_lookup_elem(&sie_run_counters, key);
+		if (v)
+			__sync_fetch_and_add(v, n);
+	}
+}
+
+#define sie_count_add(name, n)                                                \
+	({                                                                    \
+		static const char ___key[SIE_COUNTER_NAME] = name;            \
+		___sie_count_add(___key, (n));                                \
+	})
+#define sie_count(name) sie_count_add(name, 1)
+
+/* ---- small conveniences ---- */
+
+/* Thread id / process id of the task hitting the span. */
+static __always_inline __u32 sie_tid(void)
+{
+	return (__u32)bpf_get_current_pid_tgid();
+}
+static __always_inline __u32 sie_pid(void)
+{
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+#if __has_include("sie_consts.h")
+#include "sie_consts.h" /* generated by sie-run for the constants of this run */
+#endif
+
+#endif /* SIE_POLICY_BPF_H */

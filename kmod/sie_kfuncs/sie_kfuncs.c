@@ -31,6 +31,7 @@
 #include <asm/vsyscall.h>
 
 #include "sie/kfuncs.h"
+#include "sie/kstore.h"
 #include "sie/kfuncs_logic.h"
 
 struct sie_cell {
@@ -92,38 +93,6 @@ static bool sie_at_site(const struct sie_table *t, struct pt_regs *regs, unsigne
 		}
 	}
 	return false;
-}
-
-/* One store of exactly `width` bytes to a kernel address; a fault gives -EFAULT. */
-static int sie_store_nofault(unsigned long addr, u64 val, u32 width)
-{
-	u8 v8 = val;
-	u16 v16 = val;
-	u32 v32 = val;
-
-	if (addr < TASK_SIZE_MAX + PAGE_SIZE || is_vsyscall_vaddr(addr) ||
-	    !__is_canonical_address(addr, boot_cpu_data.x86_virt_bits))
-		return -EFAULT;
-	pagefault_disable();
-	switch (width) {
-	case 1:
-		__put_kernel_nofault((void *)addr, &v8, u8, fault);
-		break;
-	case 2:
-		__put_kernel_nofault((void *)addr, &v16, u16, fault);
-		break;
-	case 4:
-		__put_kernel_nofault((void *)addr, &v32, u32, fault);
-		break;
-	case 8:
-		__put_kernel_nofault((void *)addr, &val, u64, fault);
-		break;
-	}
-	pagefault_enable();
-	return 0;
-fault:
-	pagefault_enable();
-	return -EFAULT;
 }
 
 __bpf_kfunc_start_defs();

@@ -50,6 +50,7 @@
 #include <asm/vsyscall.h>
 
 #include "sie/kfuncs.h"
+#include "sie/kstore.h"
 #include "sie/kfuncs_logic.h"
 
 #define SIE_NATIVE_MAX_PROBES 64
@@ -110,38 +111,6 @@ static LIST_HEAD(sie_native_probes);
 static unsigned int sie_native_nr_probes;
 static DEFINE_MUTEX(sie_native_lock);
 
-/* Same checks and store as sie_kfuncs' sie_store_nofault (kept identical on purpose). */
-static int sie_native_store(unsigned long addr, u64 val, u32 width)
-{
-	u8 v8 = val;
-	u16 v16 = val;
-	u32 v32 = val;
-
-	if (addr < TASK_SIZE_MAX + PAGE_SIZE || is_vsyscall_vaddr(addr) ||
-	    !__is_canonical_address(addr, boot_cpu_data.x86_virt_bits))
-		return -EFAULT;
-	pagefault_disable();
-	switch (width) {
-	case 1:
-		__put_kernel_nofault((void *)addr, &v8, u8, fault);
-		break;
-	case 2:
-		__put_kernel_nofault((void *)addr, &v16, u16, fault);
-		break;
-	case 4:
-		__put_kernel_nofault((void *)addr, &v32, u32, fault);
-		break;
-	case 8:
-		__put_kernel_nofault((void *)addr, &val, u64, fault);
-		break;
-	}
-	pagefault_enable();
-	return 0;
-fault:
-	pagefault_enable();
-	return -EFAULT;
-}
-
 /*
  * Runs on every hit with preemption disabled (int3 handler or optprobe trampoline). Every
  * decision that can be made once (register offset, kind, width) was made at registration.
@@ -166,7 +135,7 @@ static int sie_native_pre(struct kprobe *kp, struct pt_regs *regs)
 		*r = sie_reg_merge(*r, *r << v, p->width);
 		break;
 	case SIE_NATIVE_MEM_CELL:
-		if (sie_native_store(sie_cell_address(*r, 0, 1, p->disp), v, p->width))
+		if (sie_store_nofault(sie_cell_address(*r, 0, 1, p->disp), v, p->width))
 			this_cpu_inc(*p->faults);
 		break;
 	}

@@ -10,6 +10,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
@@ -201,6 +202,26 @@ absl::Status RemovePins(const fs::path& dir) {
   if (rmdir(dir.c_str()) != 0 && errno != ENOENT)
     return absl::InternalError(absl::StrCat("rmdir ", dir.string(), ": ", strerror(errno)));
   return absl::OkStatus();
+}
+
+// Links are released from a workqueue after their last reference goes, so a kprobe can
+// outlive its pin by a moment: wait until none of `addrs` is in the kprobe list.
+absl::Status WaitKprobesGone(const std::vector<uint64_t>& addrs, double timeout_s) {
+  if (addrs.empty()) return absl::OkStatus();
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  for (;;) {
+    auto list = ReadKprobeList();
+    if (!list.ok()) return list.status();
+    std::vector<std::string> left;
+    for (const auto& e : *list)
+      if (std::find(addrs.begin(), addrs.end(), e.addr) != addrs.end()) left.push_back(e.where);
+    if (left.empty()) return absl::OkStatus();
+    if (Clock::now() > deadline)
+      return FailedWithHint(absl::StrCat("kprobes still present after ", timeout_s, " s: ",
+                                         left[0], left.size() > 1 ? " ..." : ""),
+                            "another program may hold the links (bpftool link list)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 json ProbeToJson(const ProbeInfo& p) {
@@ -563,8 +584,13 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
              {"pin_dir", pin_dir},
              {"loaded_at", static_cast<int64_t>(time(nullptr))}};
   auto rollback = [&](absl::Status st) {
-    for (auto& a : probes) Detach(a);
+    std::vector<uint64_t> addrs;
+    for (auto& a : probes) {
+      if (a.link) addrs.push_back(a.info.address);
+      Detach(a);
+    }
     (void)RemovePins(pin_dir);
+    (void)WaitKprobesGone(addrs, 5);
     std::error_code ec;
     fs::remove(StatePath(c.name), ec);
     return fail(st);
@@ -579,10 +605,18 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     if (int err = bpf_map__pin(map, (fs::path(pin_dir) / m).c_str()); err)
       return rollback(absl::InternalError(absl::StrCat("pinning ", m, ": ", strerror(-err))));
   }
+  // Every address ever attached is recorded before the next step, so `sie unload --all` after
+  // a kill -9 knows which kprobes must disappear (link release is asynchronous).
+  state["attached_addresses"] = json::array();
+  auto record = [&](const Attached& a) {
+    state["attached_addresses"].push_back(a.info.address);
+    return WriteState(c.name, state);
+  };
   for (auto& a : probes) {
     const synth::CriticalSpan& s = c.spans[a.info.role == "guard" ? 0 : a.info.span];
     if (auto st = Register(a, s); !st.ok()) return rollback(st);
     if (auto st = Attach(a, pin_dir); !st.ok()) return rollback(st);
+    if (auto st = record(a); !st.ok()) return rollback(st);
   }
   res.attach_ms = MsSince(ta);
   mark("attached");
@@ -614,6 +648,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
         a.info.address = a.func_addr + a.info.offset;
         absl::Status st = Register(a, c.spans[a.info.span]);
         if (st.ok()) st = Attach(a, pin_dir);
+        if (st.ok()) st = record(a);
         if (!st.ok()) {  // that candidate cannot be probed: back to the previous offset
           Detach(a);
           a.info = before;
@@ -780,7 +815,15 @@ absl::Status Unload(const std::string& name_in, bool all, double timeout_s) {
       }
       (void)CtlSet(ctl->get(), kCtlActive, 0);
     }
+    std::vector<uint64_t> addrs;
+    if (state.ok()) {
+      for (const auto& a : (*state).value("attached_addresses", json::array()))
+        if (a.is_number_unsigned()) addrs.push_back(a.get<uint64_t>());
+      for (const auto& p : (*state).value("probes", json::array()))
+        addrs.push_back(p.value("address", uint64_t{0}));
+    }
     absl::Status st = RemovePins(PinDir(n));
+    if (st.ok()) st = WaitKprobesGone(addrs, std::max(timeout_s, 2.0));
     if (st.ok()) fs::remove(StatePath(n), ec);
     if (!st.ok()) journal["outcome"] = "failed";
     Journal(journal);

@@ -1,0 +1,620 @@
+// Guest test of the global consistency model (mode 2, kmod/sie_consistency; runs inside the QEMU
+// guest through `sie vm`). It loads sie_kfuncs, sie_target and sie_consistency from ../kmod
+// (relative to this binary) and a hand-written mode-2 stub (bpf/consistency.bpf.c) gated by
+// sie_global_active(). The "mixed" counter of sie_target (SIE_TARGET_BATCH used twice around a
+// sleep, in kthreads) shows whether a task ever saw the old and the new value in one span.
+//   - nobody inside the span: the transition is instant (one scan, zero frames);
+//   - kthreads sleeping inside: it completes only after they leave; 0 mixed pairs; an ungated
+//     switch (what mode 0 does) under the same load mixes;
+//   - a transition that cannot converge times out, rolls back and never applies;
+//   - two instances (two constants) coexist and switch independently;
+//   - `remove` and rmmod in the middle of a transition leave no kprobe behind;
+//   - transition latency with 1, 4 and 8 kthreads (METRIC lines).
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <capstone/capstone.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+#include "runtime/base/files.h"
+#include "runtime/base/unique_fd.h"
+#include "sie/consistency.h"
+#include "sie/kfuncs.h"
+#include "sie_consistency_test.skel.h"
+#include "sie_target_consts.h"
+
+namespace sie {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr char kTargetDir[] = "/sys/kernel/debug/sie_target";
+constexpr char kKfuncsControl[] = "/sys/kernel/debug/sie_kfuncs/control";
+constexpr char kConsDir[] = "/sys/kernel/debug/sie_consistency";
+constexpr char kConsControl[] = "/sys/kernel/debug/sie_consistency/control";
+constexpr char kKprobeList[] = "/sys/kernel/debug/kprobes/list";
+constexpr uint32_t kBatchId = 107;  // instance ids are constant ids (fixtures/sie_target)
+constexpr uint32_t kArgId = 102;
+constexpr uint64_t kNewBatch = 100;
+
+#define ASSERT_OK(expr)                            \
+  do {                                             \
+    const absl::Status _st = (expr);               \
+    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
+  } while (0)
+#define RETURN_IF_ERROR(expr)                             \
+  do {                                                    \
+    if (absl::Status _st = (expr); !_st.ok()) return _st; \
+  } while (0)
+
+// ---- files (debugfs files want exactly one write(2) per command) ----
+
+absl::Status WriteOnce(const std::string& path, absl::string_view data) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("open ", path));
+  if (write(fd.get(), data.data(), data.size()) != static_cast<ssize_t>(data.size()))
+    return absl::ErrnoToStatus(errno, absl::StrCat("write '", data, "' to ", path));
+  return absl::OkStatus();
+}
+
+absl::Status Cons(absl::string_view cmd) { return WriteOnce(kConsControl, cmd); }
+
+uint64_t ReadU64(const std::string& path) {
+  absl::StatusOr<std::string> s = ReadFile(path);
+  uint64_t v = 0;
+  if (!s.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*s), &v)) return ~0ULL;
+  return v;
+}
+
+std::string Target(absl::string_view f) { return absl::StrCat(kTargetDir, "/", f); }
+absl::Status SetWorkers(int n) { return WriteOnce(Target("workers"), absl::StrCat(n)); }
+
+// An instance's status file as key -> value.
+std::map<std::string, std::string> Status(uint32_t id) {
+  std::map<std::string, std::string> m;
+  absl::StatusOr<std::string> s = ReadFile(absl::StrCat(kConsDir, "/", id, "/status"));
+  if (!s.ok()) return m;
+  for (absl::string_view line : absl::StrSplit(*s, '\n', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits(' ', 1));
+    m[kv.first] = kv.second;
+  }
+  return m;
+}
+
+uint64_t StatusNum(const std::map<std::string, std::string>& m, const std::string& key) {
+  uint64_t v = 0;
+  auto it = m.find(key);
+  return it != m.end() && absl::SimpleAtoi(it->second, &v) ? v : ~0ULL;
+}
+
+// Waits (bounded) until the instance's transition is no longer running; returns the status.
+std::map<std::string, std::string> WaitTransition(uint32_t id, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  std::map<std::string, std::string> st;
+  do {
+    st = Status(id);
+    if (st["result"] != "running") break;
+    std::this_thread::sleep_for(2ms);
+  } while (std::chrono::steady_clock::now() < until);
+  return st;
+}
+
+std::string Dump(const std::map<std::string, std::string>& m) {
+  std::string s;
+  for (const auto& [k, v] : m) absl::StrAppend(&s, k, "=", v, " ");
+  return s;
+}
+
+int KprobesIn(const std::string& func) {
+  absl::StatusOr<std::string> list = ReadFile(kKprobeList);
+  int n = 0;
+  if (!list.ok()) return -1;
+  for (absl::string_view line : absl::StrSplit(*list, '\n'))
+    if (absl::StrContains(line, func)) n++;
+  return n;
+}
+
+// ---- modules ----
+
+fs::path KmodDir() { return SelfDir() / ".." / "kmod"; }
+
+absl::Status UnloadModule(const std::string& name) {
+  // Programs that used a module's kfuncs drop their reference from deferred work: retry.
+  for (int i = 0; i < 100; i++) {
+    if (syscall(SYS_delete_module, name.c_str(), O_NONBLOCK) == 0 || errno == ENOENT)
+      return absl::OkStatus();
+    if (errno != EBUSY && errno != EAGAIN)
+      return absl::ErrnoToStatus(errno, "delete_module " + name);
+    std::this_thread::sleep_for(100ms);
+  }
+  return absl::ErrnoToStatus(errno, "delete_module " + name + " (busy for 10 s)");
+}
+
+absl::Status LoadModule(const std::string& name) {
+  const fs::path ko = KmodDir() / (name + ".ko");
+  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
+  if (syscall(SYS_finit_module, fd.get(), "", 0) == 0) return absl::OkStatus();
+  if (errno != EEXIST) return absl::ErrnoToStatus(errno, "finit_module " + ko.string());
+  RETURN_IF_ERROR(UnloadModule(name));  // a leftover: replace it by the .ko we disassemble
+  if (syscall(SYS_finit_module, fd.get(), "", 0) != 0)
+    return absl::ErrnoToStatus(errno, "finit_module " + ko.string());
+  return absl::OkStatus();
+}
+
+// ---- the code of sie_target: offsets from its .ko, addresses from kallsyms ----
+
+struct Insn {
+  uint64_t offset, size;
+  std::string text;  // capstone, Intel syntax
+  bool leaves;       // ret, or a jmp whose target lies outside the function (tail call)
+};
+
+struct ElfCloser {
+  void operator()(Elf* e) const { elf_end(e); }
+};
+
+// Disassembles `func` of sie_target.ko (relocations not applied: lengths do not change; an
+// unrelocated jmp rel32 to __x86_return_thunk or a tail-called function points at or past the
+// function's end, which is what "leaves" needs).
+absl::StatusOr<std::vector<Insn>> Disassemble(const std::string& func) {
+  const fs::path ko = KmodDir() / "sie_target.ko";
+  elf_version(EV_CURRENT);
+  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
+  std::unique_ptr<Elf, ElfCloser> elf(elf_begin(fd.get(), ELF_C_READ, nullptr));
+  if (!elf) return absl::InternalError("elf_begin");
+  std::optional<GElf_Sym> sym;
+  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr && !sym;) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_SYMTAB) continue;
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
+      GElf_Sym s;
+      if (gelf_getsym(data, i, &s) && GELF_ST_TYPE(s.st_info) == STT_FUNC &&
+          func == elf_strptr(elf.get(), sh.sh_link, s.st_name)) {
+        sym = s;
+        break;
+      }
+    }
+  }
+  if (!sym) return absl::NotFoundError(func + " not in sie_target.ko");
+  Elf_Data* bytes = elf_getdata(elf_getscn(elf.get(), sym->st_shndx), nullptr);
+  if (!bytes || sym->st_value + sym->st_size > bytes->d_size)
+    return absl::InternalError(func + ": bad section");
+  csh cs;
+  if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK) return absl::InternalError("cs_open");
+  cs_option(cs, CS_OPT_DETAIL, CS_OPT_ON);
+  cs_insn* insn = nullptr;
+  const size_t n = cs_disasm(cs, static_cast<const uint8_t*>(bytes->d_buf) + sym->st_value,
+                             sym->st_size, 0, 0, &insn);
+  std::vector<Insn> out;
+  for (size_t i = 0; i < n; i++) {
+    const std::string m = insn[i].mnemonic;
+    bool leaves = m == "ret";
+    if (m == "jmp" && insn[i].detail->x86.op_count == 1 &&
+        insn[i].detail->x86.operands[0].type == X86_OP_IMM) {
+      const uint64_t t = insn[i].detail->x86.operands[0].imm;
+      leaves = t >= sym->st_size;
+    }
+    out.push_back({insn[i].address, insn[i].size, absl::StrCat(m, " ", insn[i].op_str), leaves});
+  }
+  cs_free(insn, n);
+  cs_close(&cs);
+  if (out.empty()) return absl::InternalError(func + ": nothing disassembled");
+  return out;
+}
+
+absl::StatusOr<uint64_t> Kallsyms(const std::string& sym) {
+  absl::StatusOr<std::string> all = ReadFile("/proc/kallsyms");
+  if (!all.ok()) return all.status();
+  for (absl::string_view line : absl::StrSplit(*all, '\n')) {
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    uint64_t a;
+    if (f.size() >= 4 && f[2] == sym && f[3] == "[sie_target]" && absl::SimpleHexAtoi(f[0], &a))
+      return a;
+  }
+  return absl::NotFoundError(sym + " [sie_target] not in kallsyms");
+}
+
+// A function of sie_target as one safe span: [start, end of code), entry at +0, exits = the
+// instructions that leave it; plus the offset of the instruction after `after_text` (a CS
+// probe).
+struct FuncSpan {
+  std::string func;
+  uint64_t addr = 0, size = 0;
+  std::vector<uint64_t> exits;  // offsets
+  std::vector<uint64_t> after;  // offsets after each requested instruction, in order
+  std::string SpanCommand(uint32_t id) const {
+    std::string cmd = absl::StrFormat("span %u 0x%x 0x%x 0x%x", id, addr, addr + size, addr);
+    for (uint64_t e : exits) absl::StrAppendFormat(&cmd, " 0x%x", addr + e);
+    return cmd;
+  }
+};
+
+absl::StatusOr<FuncSpan> FindSpan(const std::string& func, const std::vector<std::string>& texts) {
+  absl::StatusOr<std::vector<Insn>> insns = Disassemble(func);
+  if (!insns.ok()) return insns.status();
+  FuncSpan s;
+  s.func = func;
+  absl::StatusOr<uint64_t> a = Kallsyms(func);
+  if (!a.ok()) return a.status();
+  s.addr = *a;
+  // The span ends after the last instruction that leaves (the rest is alignment padding).
+  for (const Insn& i : *insns)
+    if (i.leaves) {
+      s.exits.push_back(i.offset);
+      s.size = i.offset + i.size;
+    }
+  std::string listing;
+  for (const Insn& i : *insns) absl::StrAppendFormat(&listing, "  +0x%x %s\n", i.offset, i.text);
+  for (const std::string& t : texts) {
+    for (size_t i = 0; i + 1 < insns->size(); i++)
+      if ((*insns)[i].text == t) {
+        s.after.push_back((*insns)[i + 1].offset);
+        break;
+      }
+  }
+  if (s.exits.empty() || s.after.size() != texts.size())
+    return absl::NotFoundError(
+        absl::StrCat(func, ": code generation changed? listing:\n", listing));
+  return s;
+}
+
+// ---- BPF ----
+
+struct SkelDeleter {
+  void operator()(sie_consistency_test* s) const { sie_consistency_test__destroy(s); }
+};
+using Skel = std::unique_ptr<sie_consistency_test, SkelDeleter>;
+struct LinkDeleter {
+  void operator()(bpf_link* l) const { bpf_link__destroy(l); }
+};
+using Link = std::unique_ptr<bpf_link, LinkDeleter>;
+
+absl::StatusOr<Link> AttachAt(bpf_program* prog, const std::string& func, uint64_t off) {
+  LIBBPF_OPTS(bpf_kprobe_opts, opts, .offset = off);
+  Link link(bpf_program__attach_kprobe_opts(prog, func.c_str(), &opts));
+  if (!link) return absl::ErrnoToStatus(errno, absl::StrFormat("attach %s+0x%x", func, off));
+  return link;
+}
+
+bool Exists(const char* p) {
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+// ---- the fixture: modules, spans, the stand-in stub ----
+
+class ConsistencyTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<FuncSpan> b = FindSpan(
+        "sie_target_batch_cycle", {absl::StrFormat("mov dword ptr [rdi + 8], 0x%x", SIE_TARGET_BATCH),
+                                   absl::StrFormat("mov dword ptr [rbx + 0xc], 0x%x", SIE_TARGET_BATCH)});
+    absl::StatusOr<FuncSpan> a = FindSpan(
+        "sie_target_call_arg", {absl::StrFormat("mov esi, 0x%x", SIE_TARGET_CALL_ARG)});
+    if (!b.ok() || !a.ok()) {
+      setup_error_ = new std::string(absl::StrCat(b.status().ToString(), " / ", a.status().ToString()));
+      return;
+    }
+    batch_ = new FuncSpan(*b);
+    arg_ = new FuncSpan(*a);
+    std::printf("batch span %s\narg span %s\n", batch_->SpanCommand(kBatchId).c_str(),
+                arg_->SpanCommand(kArgId).c_str());
+  }
+
+  void SetUp() override {
+    ASSERT_EQ(setup_error_, nullptr) << *setup_error_;
+    ASSERT_OK(SetWorkers(0));
+    ASSERT_OK(WriteOnce(kKfuncsControl, "clear"));
+    (void)Cons(absl::StrCat("remove ", kBatchId));
+    (void)Cons(absl::StrCat("remove ", kArgId));
+  }
+
+  void TearDown() override {
+    links_.clear();
+    skel_.reset();
+    (void)SetWorkers(0);
+    (void)Cons(absl::StrCat("remove ", kBatchId));
+    (void)Cons(absl::StrCat("remove ", kArgId));
+    (void)WriteOnce(kKfuncsControl, "clear");
+    EXPECT_EQ(KprobesIn("sie_target_"), 0) << "kprobes left in sie_target";
+  }
+
+  // Registers the cells/sites, loads and attaches the stand-in stub for both constants.
+  void LoadStub() {
+    const uint64_t use1 = batch_->addr + batch_->after[0];
+    const uint64_t use2 = batch_->addr + batch_->after[1];
+    ASSERT_OK(WriteOnce(kKfuncsControl,
+                        absl::StrFormat("cell 0 0x%x %d %d 1 8 4", use1, SIE_REG_DI, SIE_REG_NONE)));
+    ASSERT_OK(WriteOnce(kKfuncsControl,
+                        absl::StrFormat("cell 1 0x%x %d %d 1 12 4", use2, SIE_REG_BX, SIE_REG_NONE)));
+    ASSERT_OK(WriteOnce(kKfuncsControl,
+                        absl::StrFormat("site 0x%x", arg_->addr + arg_->after[0])));
+    skel_.reset(sie_consistency_test__open());
+    ASSERT_NE(skel_, nullptr);
+    skel_->bss->batch_instance = kBatchId;
+    skel_->bss->batch_value = kNewBatch;
+    skel_->bss->arg_instance = kArgId;
+    skel_->bss->arg_value = 7;
+    ASSERT_EQ(sie_consistency_test__load(skel_.get()), 0) << "load: " << strerror(errno);
+    for (auto [prog, fs, off] :
+         {std::tuple{skel_->progs.batch_use1, batch_, batch_->after[0]},
+          std::tuple{skel_->progs.batch_use2, batch_, batch_->after[1]},
+          std::tuple{skel_->progs.arg_use, arg_, arg_->after[0]}}) {
+      absl::StatusOr<Link> l = AttachAt(prog, fs->func, off);
+      ASSERT_TRUE(l.ok()) << l.status();
+      links_.push_back(std::move(*l));
+    }
+  }
+
+  // Starts a transition and waits for its end; returns the status.
+  std::map<std::string, std::string> Transition(uint32_t id, bool forward, int timeout_ms) {
+    absl::Status st = Cons(absl::StrFormat("%s %u %d", forward ? "begin" : "revert", id, timeout_ms));
+    EXPECT_TRUE(st.ok()) << st;
+    return WaitTransition(id, std::chrono::milliseconds(timeout_ms + 2000));
+  }
+
+  static inline FuncSpan* batch_ = nullptr;
+  static inline FuncSpan* arg_ = nullptr;
+  static inline std::string* setup_error_ = nullptr;
+  Skel skel_;
+  std::vector<Link> links_;
+};
+
+uint64_t Mixed() { return ReadU64(Target("mixed")); }
+uint64_t BatchLast() { return ReadU64(Target("batch_last")); }
+
+TEST_F(ConsistencyTest, NobodyInsideActivatesInstantly) {
+  ASSERT_OK(Cons(batch_->SpanCommand(kBatchId)));
+  LoadStub();
+  EXPECT_EQ(Status(kBatchId)["state"], "off");
+  auto st = Transition(kBatchId, true, 5000);
+  EXPECT_EQ(st["state"], "active") << Dump(st);
+  EXPECT_EQ(st["result"], "instant") << Dump(st);
+  EXPECT_EQ(StatusNum(st, "frames"), 0u);
+  EXPECT_EQ(StatusNum(st, "scans"), 1u);
+  EXPECT_EQ(StatusNum(st, "unreliable"), 0u);
+  std::printf("METRIC instant elapsed_ns=%s\n", st["elapsed_ns"].c_str());
+  EXPECT_EQ(KprobesIn("sie_target_batch_cycle"), 2) << "counting probes still armed";
+  // The new value applies (one worker, both uses), and back after the reverse transition.
+  ASSERT_OK(SetWorkers(1));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(BatchLast(), kNewBatch);
+  st = Transition(kBatchId, false, 5000);
+  EXPECT_EQ(st["state"], "off") << Dump(st);
+  EXPECT_TRUE(st["result"] == "done" || st["result"] == "instant") << Dump(st);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(BatchLast(), static_cast<uint64_t>(SIE_TARGET_BATCH));
+  ASSERT_OK(SetWorkers(0));
+  EXPECT_EQ(Mixed(), 0u);
+  EXPECT_EQ(skel_->bss->failed, 0u);
+}
+
+TEST_F(ConsistencyTest, WaitsForSleepersAndNeverMixes) {
+  ASSERT_OK(Cons(batch_->SpanCommand(kBatchId)));
+  LoadStub();
+  ASSERT_OK(SetWorkers(4));
+  std::this_thread::sleep_for(300ms);
+  ASSERT_OK(WriteOnce(Target("mixed"), "0"));
+  auto st = Transition(kBatchId, true, 20000);
+  EXPECT_EQ(st["state"], "active") << Dump(st);
+  std::printf("forward (4 workers): %s\n", Dump(st).c_str());
+  EXPECT_TRUE(st["result"] == "done" || st["result"] == "instant") << Dump(st);
+  if (st["result"] == "done") {
+    EXPECT_GE(StatusNum(st, "frames"), 1u);
+    EXPECT_NE(st["blocking"], "-");
+  }
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(BatchLast(), kNewBatch);
+  st = Transition(kBatchId, false, 20000);
+  std::printf("reverse (4 workers): %s\n", Dump(st).c_str());
+  EXPECT_EQ(st["state"], "off") << Dump(st);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(BatchLast(), static_cast<uint64_t>(SIE_TARGET_BATCH));
+  EXPECT_EQ(Mixed(), 0u) << "a task saw the old and the new value in one span";
+  EXPECT_GT(skel_->bss->applied1, 0u);
+  EXPECT_EQ(skel_->bss->failed, 0u);
+
+  // Control: the same switch without the gate (what mode 0 does) mixes under this load, so
+  // the zero above means something.
+  ASSERT_OK(WriteOnce(Target("mixed"), "0"));
+  uint64_t mixed = 0;
+  for (int i = 0; i < 10 && mixed == 0; i++) {
+    skel_->bss->ungated = 1;
+    std::this_thread::sleep_for(50ms);
+    skel_->bss->ungated = 0;
+    std::this_thread::sleep_for(50ms);
+    mixed = Mixed();
+  }
+  std::printf("METRIC ungated_control mixed=%llu\n", static_cast<unsigned long long>(mixed));
+  EXPECT_GT(mixed, 0u) << "control: an ungated switch should mix with 4 sleeping workers";
+}
+
+TEST_F(ConsistencyTest, TimeoutRollsBackAndNeverApplies) {
+  // An exit that is never reached (the slow path of another function): tasks found inside
+  // the span never count down, so the transition cannot converge.
+  absl::StatusOr<uint64_t> never = Kallsyms("sie_target_slow_path");
+  ASSERT_TRUE(never.ok()) << never.status();
+  ASSERT_OK(Cons(absl::StrFormat("span %u 0x%x 0x%x 0x%x 0x%x", kBatchId, batch_->addr,
+                                 batch_->addr + batch_->size, batch_->addr, *never)));
+  LoadStub();
+  ASSERT_OK(SetWorkers(2));
+  std::this_thread::sleep_for(300ms);
+  // Retry until the scan finds a worker inside (they sleep there almost all the time).
+  std::map<std::string, std::string> st;
+  for (int i = 0; i < 20; i++) {
+    st = Transition(kBatchId, true, 300);
+    if (st["result"] != "instant") break;
+    // Nobody was inside: start over (a revert could not converge with this span either).
+    ASSERT_OK(Cons(absl::StrCat("remove ", kBatchId)));
+    ASSERT_OK(Cons(absl::StrFormat("span %u 0x%x 0x%x 0x%x 0x%x", kBatchId, batch_->addr,
+                                   batch_->addr + batch_->size, batch_->addr, *never)));
+  }
+  EXPECT_EQ(st["result"], "timeout") << Dump(st);
+  EXPECT_EQ(st["state"], "off") << Dump(st);
+  EXPECT_EQ(StatusNum(st, "end_ns"), 0u);
+  const uint64_t applied = skel_->bss->applied1 + skel_->bss->applied2;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(skel_->bss->applied1 + skel_->bss->applied2, applied) << "applied after a timeout";
+  EXPECT_EQ(BatchLast(), static_cast<uint64_t>(SIE_TARGET_BATCH));
+  EXPECT_EQ(KprobesIn("sie_target_batch_cycle"), 2) << "counting probes not removed";
+  EXPECT_EQ(Mixed(), 0u);
+}
+
+TEST_F(ConsistencyTest, InstancesCoexist) {
+  ASSERT_OK(Cons(batch_->SpanCommand(kBatchId)));
+  ASSERT_OK(Cons(arg_->SpanCommand(kArgId)));
+  LoadStub();
+  ASSERT_OK(SetWorkers(2));
+  ASSERT_OK(WriteOnce(Target("call_arg"), "100"));
+  EXPECT_EQ(ReadU64(Target("call_arg")), 100u + SIE_TARGET_CALL_ARG);
+  // Two transitions at once.
+  ASSERT_OK(Cons(absl::StrFormat("begin %u 20000", kBatchId)));
+  ASSERT_OK(Cons(absl::StrFormat("begin %u 20000", kArgId)));
+  EXPECT_FALSE(Cons(absl::StrFormat("begin %u 20000", kArgId)).ok())
+      << "a second begin must be refused (EBUSY while running, EALREADY once active)";
+  auto b = WaitTransition(kBatchId, 22000ms);
+  auto a = WaitTransition(kArgId, 22000ms);
+  EXPECT_EQ(b["state"], "active") << Dump(b);
+  EXPECT_EQ(a["state"], "active") << Dump(a);
+  ASSERT_OK(WriteOnce(Target("call_arg"), "100"));
+  EXPECT_EQ(ReadU64(Target("call_arg")), 107u);
+  // Back for one only: the other keeps its new value.
+  a = Transition(kArgId, false, 5000);
+  EXPECT_EQ(a["state"], "off") << Dump(a);
+  ASSERT_OK(WriteOnce(Target("call_arg"), "100"));
+  EXPECT_EQ(ReadU64(Target("call_arg")), 100u + SIE_TARGET_CALL_ARG);
+  EXPECT_EQ(Status(kBatchId)["state"], "active");
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(BatchLast(), kNewBatch);
+  b = Transition(kBatchId, false, 20000);
+  EXPECT_EQ(b["state"], "off") << Dump(b);
+  EXPECT_EQ(Mixed(), 0u);
+  EXPECT_EQ(skel_->bss->failed, 0u);
+}
+
+// A transition that is still counting when its instance is removed, then when the module goes.
+TEST_F(ConsistencyTest, RemoveAndUnloadMidTransitionAreClean) {
+  absl::StatusOr<uint64_t> never = Kallsyms("sie_target_slow_path");
+  ASSERT_TRUE(never.ok()) << never.status();
+  const std::string span = absl::StrFormat("span %u 0x%x 0x%x 0x%x 0x%x", kBatchId, batch_->addr,
+                                           batch_->addr + batch_->size, batch_->addr, *never);
+  ASSERT_OK(SetWorkers(2));
+  std::this_thread::sleep_for(300ms);
+  for (int round = 0; round < 2; round++) {
+    bool pending = false;
+    for (int i = 0; i < 20 && !pending; i++) {
+      (void)Cons(absl::StrCat("remove ", kBatchId));
+      ASSERT_OK(Cons(span));
+      ASSERT_OK(Cons(absl::StrFormat("begin %u 60000", kBatchId)));
+      pending = Status(kBatchId)["state"] == "pending";
+    }
+    ASSERT_TRUE(pending) << Dump(Status(kBatchId));
+    EXPECT_EQ(KprobesIn("sie_target_"), 2);
+    if (round == 0) {
+      ASSERT_OK(Cons(absl::StrCat("remove ", kBatchId)));
+      EXPECT_FALSE(Exists("/sys/kernel/debug/sie_consistency/107"));
+    } else {
+      // No program references the kfunc here, so the module can go; its exit aborts.
+      const auto t0 = std::chrono::steady_clock::now();
+      ASSERT_OK(UnloadModule("sie_consistency"));
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - t0);
+      std::printf("METRIC rmmod_mid_transition ms=%lld\n", static_cast<long long>(ms.count()));
+      ASSERT_OK(LoadModule("sie_consistency"));
+    }
+    EXPECT_EQ(KprobesIn("sie_target_"), 0);
+  }
+  std::this_thread::sleep_for(200ms);
+  EXPECT_GT(ReadU64(Target("ops")), 0u);  // the workers survived
+}
+
+// Transition latency with 1, 4 and 8 kthreads living in the span (TCG: slow, but comparable).
+TEST_F(ConsistencyTest, TransitionLatency) {
+  ASSERT_OK(Cons(batch_->SpanCommand(kBatchId)));
+  LoadStub();
+  ASSERT_OK(WriteOnce(Target("mixed"), "0"));
+  for (int workers : {1, 4, 8}) {
+    ASSERT_OK(SetWorkers(workers));
+    std::this_thread::sleep_for(300ms);
+    for (int rep = 0; rep < 3; rep++) {
+      for (bool forward : {true, false}) {
+        auto st = Transition(kBatchId, forward, 30000);
+        const uint64_t ns = StatusNum(st, "elapsed_ns");
+        std::printf("METRIC latency workers=%d dir=%s rep=%d result=%s elapsed_us=%.1f frames=%s "
+                    "scans=%s\n",
+                    workers, forward ? "forward" : "reverse", rep, st["result"].c_str(),
+                    st["result"] == "timeout" ? -1.0 : ns / 1000.0, st["frames"].c_str(),
+                    st["scans"].c_str());
+        std::fflush(stdout);
+        EXPECT_NE(st["result"], "running");
+        if (st["result"] == "timeout" && !forward) {
+          // Stuck active: the next forward must not be refused; force it off.
+          ASSERT_OK(Cons(absl::StrCat("remove ", kBatchId)));
+          ASSERT_OK(Cons(batch_->SpanCommand(kBatchId)));
+        }
+      }
+    }
+  }
+  ASSERT_OK(SetWorkers(0));
+  EXPECT_EQ(Mixed(), 0u);
+}
+
+}  // namespace
+}  // namespace sie
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  struct utsname uts;
+  if (uname(&uts) != 0 || std::string(uts.release) != SIE_GUEST_KERNEL_RELEASE || geteuid() != 0) {
+    std::fprintf(stderr, "run me as root in the guest kernel %s: sie vm -- %s\n",
+                 SIE_GUEST_KERNEL_RELEASE, argv[0]);
+    return 1;
+  }
+  for (const char* m : {"sie_kfuncs", "sie_target", "sie_consistency"}) {
+    if (absl::Status st = sie::LoadModule(m); !st.ok()) {
+      std::fprintf(stderr, "%s\n", st.ToString().c_str());
+      return 1;
+    }
+  }
+  const int rc = RUN_ALL_TESTS();
+  (void)sie::SetWorkers(0);
+  absl::Status a = sie::UnloadModule("sie_consistency");
+  absl::Status b = sie::UnloadModule("sie_target");
+  absl::Status c = sie::UnloadModule("sie_kfuncs");
+  for (const absl::Status& s : {a, b, c})
+    if (!s.ok()) {
+      std::fprintf(stderr, "teardown: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  return rc;
+}

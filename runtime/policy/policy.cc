@@ -184,7 +184,19 @@ std::string ExplainCompileErrors(const std::string& diag,
   return absl::StrJoin(out, "\n");
 }
 
-std::string ReadableStatus(const absl::Status& s) { return std::string(s.message()); }
+// loader::SetConst hands its links to their pins with bpf_link__disconnect(), which (libbpf 1.1,
+// perf-event kprobe links) leaves the perf event fd open in the calling process. `sie set` exits
+// right away; sie-run lives on, and that fd would keep each kprobe registered after `Unload`
+// removed the pins. The pinned link holds its own reference to the event, so closing ours right
+// after SetConst changes nothing else. (Loader fix: close the fd when disconnecting.)
+void CloseLeakedPerfEventFds() {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc/self/fd", ec)) {
+    std::error_code ec2;
+    fs::path target = fs::read_symlink(e.path(), ec2);
+    if (!ec2 && target == "anon_inode:[perf_event]") close(std::stoi(e.path().filename()));
+  }
+}
 
 }  // namespace
 
@@ -411,6 +423,13 @@ absl::Status Session::LoadOwn() {
                      bpf_map__name(m), ")"));
   }
   if (auto st = CheckFree(); !st.ok()) return st;
+  // The decision functions are global functions in .text that nothing calls here (the stubs
+  // call them in the per-constant objects). libbpf treats a lone .text function as a program
+  // without a type, so they are excluded from this object's load.
+  bpf_program* p;
+  bpf_object__for_each_program(p, own_.get()) {
+    if (std::string(bpf_program__section_name(p)) == ".text") bpf_program__set_autoload(p, false);
+  }
   if (bpf_object__load(own_.get()) != 0) {
     // Explain with a second, unpinned load that keeps each program's log.
     own_.reset();
@@ -533,6 +552,7 @@ absl::Status Session::Start() {
       }
       return WithContext(r.status(), absl::StrCat("attaching ", e.c.name));
     }
+    CloseLeakedPerfEventFds();  // no policy link exists yet: every perf fd is the loader's
     loaded_.push_back(e.c.name);
     t_.link_ms += r->build_ms;
     t_.load_ms += r->load_ms;
@@ -551,6 +571,7 @@ absl::Status Session::Start() {
   auto ta = Clock::now();
   bpf_program* p;
   bpf_object__for_each_program(p, own_.get()) {
+    if (!bpf_program__autoload(p)) continue;
     bpf_link* l = bpf_program__attach(p);
     if (!l)
       return FailedWithHint(absl::StrCat("attaching the policy's program '", bpf_program__name(p),

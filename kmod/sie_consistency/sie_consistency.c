@@ -162,11 +162,16 @@ static int sie_cons_guard(struct kprobe *p, struct pt_regs *regs)
 }
 
 /*
- * Unguard, AFTER a span's exit instruction ran: a post-handler runs after every pre-handler at
- * the same address, so a CS stub probed at an exit still sees the state the task's span began
- * with. The decrement that reaches zero flips the state in the same cmpxchg.
+ * Unguard, before a span's exit instruction: the frame is leaving. The decrement that reaches
+ * zero flips the state in the same cmpxchg.
+ *
+ * A pre-handler, not a post-handler: the first version counted after the exit instruction (so a
+ * CS stub probed at the same address would still run first) and crashed the guest when such a
+ * hot post-handler kprobe on a `ret` was unregistered under load (NULL ip in the single-step
+ * path of kprobe_int3_handler, 6.12 under TCG). Consequence, see consistency.h: a CS probe must
+ * not sit on a span exit when the span has other uses of the constant before it.
  */
-static void sie_cons_unguard(struct kprobe *p, struct pt_regs *regs, unsigned long flags)
+static int sie_cons_unguard(struct kprobe *p, struct pt_regs *regs)
 {
 	struct sie_cons_probe *pr = container_of(p, struct sie_cons_probe, kp);
 	struct sie_cons_inst *inst = pr->inst;
@@ -178,7 +183,7 @@ static void sie_cons_unguard(struct kprobe *p, struct pt_regs *regs, unsigned lo
 		st = sie_word_state(old);
 		n = sie_word_count(old);
 		if ((st != SIE_CONS_PENDING && st != SIE_CONS_REVERTING) || !n)
-			return;
+			return 0;
 		if (n > 1)
 			new = old - 1;
 		else
@@ -189,6 +194,7 @@ static void sie_cons_unguard(struct kprobe *p, struct pt_regs *regs, unsigned lo
 		/* irq_work is safe from any context the probed code may be in; it queues the work. */
 		irq_work_queue(&inst->done_irq_work);
 	}
+	return 0;
 }
 
 /* ---- the scan (inside stop_machine) ---- */
@@ -353,7 +359,7 @@ static int sie_cons_arm(struct sie_cons_inst *inst)
 		inst->probes[n++].inst = inst;
 		for (j = 0; j < s->nexits; j++) {
 			inst->probes[n].kp.addr = (kprobe_opcode_t *)s->exits[j];
-			inst->probes[n].kp.post_handler = sie_cons_unguard;
+			inst->probes[n].kp.pre_handler = sie_cons_unguard;
 			inst->probes[n++].inst = inst;
 		}
 	}

@@ -27,8 +27,11 @@
  *      every SIE_CONS_RESCAN_MS until the timeout (as livepatch retries a transition). Count
  *      zero -> the word flips right there; otherwise the word becomes PENDING|count.
  *   3. Guard (pre-handler at an entry): count++ while PENDING and count > 0. Unguard
- *      (post-handler at an exit, i.e. after the exit instruction ran and after any CS stub
- *      probe at the same address): count--; the decrement that reaches 0 flips the word.
+ *      (pre-handler at an exit): count--; the decrement that reaches 0 flips the word. Kprobe
+ *      pre-handlers at one address run newest first, so the unguard runs BEFORE a CS stub
+ *      attached earlier at the same address: user space must not place a CS probe on an exit
+ *      of a span that uses the constant more than once (the last task out would apply the new
+ *      value at that last use only). A span with a single use cannot mix and is fine.
  *   4. A timeout (delayed work) ends a transition that did not converge: a forward transition
  *      is rolled back (word OFF, never active), a reverse one leaves the new value active
  *      (result "timeout"); user space decides (sie unload refuses and keeps the stub).
@@ -37,7 +40,7 @@
  * Spans (per instance, at most SIE_CONS_MAX_SPANS, non-overlapping, absolute addresses):
  *   [START, END)  the span's instructions; ENTRY its single entry (usually START; must not be
  *   the target of a jump from inside the span, or a task would be counted twice); EXITs every
- *   place control leaves: a ret or jmp inside the span (probed before it runs, counted after),
+ *   place control leaves: a ret or jmp inside the span (counted before it runs),
  *   or the first address outside the span that a fall-through or a conditional jump out
  *   reaches. A frame counts as inside when its resume address A (a return address, or the
  *   interrupted ip) satisfies START < A < END or A is one of the span's EXITs: such a task

@@ -325,6 +325,20 @@ static void sie_cons_disarm(struct sie_cons_inst *inst)
 	inst->nprobes = 0;
 }
 
+/*
+ * The counting probes stay registered for the instance's lifetime and are only enabled for a
+ * transition: unregistering and re-registering them at a hot `ret` for every transition crashed
+ * the guest (a stale kprobe with a NULL single-step slot was hit right after a new
+ * registration reused the freed memory).
+ */
+static void sie_cons_disable(struct sie_cons_inst *inst)
+{
+	unsigned int i;
+
+	for (i = 0; i < inst->nprobes; i++)
+		disable_kprobe(&inst->probes[i].kp);
+}
+
 static void sie_cons_finish(struct sie_cons_inst *inst, enum sie_cons_result res)
 {
 	lockdep_assert_held(&inst->lock);
@@ -332,7 +346,7 @@ static void sie_cons_finish(struct sie_cons_inst *inst, enum sie_cons_result res
 		return;
 	inst->running = false;
 	inst->result = res;
-	sie_cons_disarm(inst);
+	sie_cons_disable(inst);
 	/* Not the _sync variants: these works take inst->lock; they see !running and return. */
 	cancel_delayed_work(&inst->timeout_work);
 	cancel_delayed_work(&inst->rescan_work);
@@ -346,6 +360,16 @@ static int sie_cons_arm(struct sie_cons_inst *inst)
 	unsigned int i, j, n = 0, total = 0;
 	int ret;
 
+	if (inst->probes) {
+		for (i = 0; i < inst->nprobes; i++) {
+			ret = enable_kprobe(&inst->probes[i].kp);
+			if (ret) {
+				sie_cons_disable(inst);
+				return ret;
+			}
+		}
+		return 0;
+	}
 	for (i = 0; i < inst->nspans; i++)
 		total += 1 + inst->spans[i].nexits;
 	inst->probes = kcalloc(total, sizeof(*inst->probes), GFP_KERNEL);
@@ -549,7 +573,8 @@ static void sie_cons_destroy(struct sie_cons_inst *inst)
 {
 	mutex_lock(&inst->lock);
 	atomic_set(inst->word, sie_word(SIE_CONS_OFF, 0));
-	sie_cons_finish(inst, SIE_RES_REMOVED);	/* unregisters the probes: no more irq_work */
+	sie_cons_finish(inst, SIE_RES_REMOVED);
+	sie_cons_disarm(inst);	/* unregistered: no more irq_work */
 	mutex_unlock(&inst->lock);
 	irq_work_sync(&inst->done_irq_work);
 	cancel_work_sync(&inst->done_work);
@@ -570,6 +595,7 @@ static int sie_cons_add_span(struct sie_cons_inst *inst, const u64 *v, int n)
 		return -EBUSY;
 	if (inst->nspans >= SIE_CONS_MAX_SPANS)
 		return -ENOSPC;
+	sie_cons_disarm(inst);	/* the probe set changes: registered again at the next begin */
 	/* v: start end entry exit... */
 	if (n < 4 || n - 3 > SIE_CONS_MAX_EXITS || v[0] >= v[1] || v[2] < v[0] || v[2] >= v[1])
 		return -EINVAL;

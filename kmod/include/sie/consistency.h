@@ -35,7 +35,8 @@
  *   4. A timeout (delayed work) ends a transition that did not converge: a forward transition
  *      is rolled back (word OFF, never active), a reverse one leaves the new value active
  *      (result "timeout"); user space decides (sie unload refuses and keeps the stub).
- *   The kprobes are unregistered from a work item once the transition ends.
+ *   The counting kprobes are disabled (from a work item) once the transition ends; they are
+ *   registered once per instance and unregistered when the instance is removed.
  *
  * Spans (per instance, at most SIE_CONS_MAX_SPANS, non-overlapping, absolute addresses):
  *   [START, END)  the span's instructions; ENTRY its single entry (usually START; must not be

@@ -1,6 +1,8 @@
 #include "synth/analysis/align.h"
 
 #include <algorithm>
+#include <deque>
+#include <map>
 
 namespace sie::synth::analysis {
 
@@ -35,6 +37,105 @@ std::vector<int> AlignInsns(const std::vector<Insn>& a, const std::vector<Insn>&
     }
   }
   return match;
+}
+
+namespace {
+
+// Basic blocks as [begin, end) instruction ranges; block_of[i] = block index of instruction i.
+struct Blocks {
+  std::vector<std::pair<int, int>> ranges;
+  std::vector<int> block_of;
+};
+
+bool EndsBlock(const Insn& in) { return in.is_jump || in.is_ret; }
+
+Blocks SplitBlocks(const Function& fn) {
+  int n = fn.insns.size();
+  std::vector<bool> leader(n + 1, false);
+  leader[0] = true;
+  for (int i = 0; i < n; ++i) {
+    const Insn& in = fn.insns[i];
+    if (EndsBlock(in)) leader[i + 1] = true;
+    if (in.target && !in.is_call) {
+      int t = fn.IndexAt(*in.target);
+      if (t >= 0) leader[t] = true;
+    }
+  }
+  Blocks b;
+  b.block_of.assign(n, -1);
+  for (int i = 0; i < n;) {
+    int j = i + 1;
+    while (j < n && !leader[j]) ++j;
+    for (int k = i; k < j; ++k) b.block_of[k] = b.ranges.size();
+    b.ranges.push_back({i, j});
+    i = j;
+  }
+  return b;
+}
+
+// Successors of block `bi` in layout-independent order: taken target first, then fallthrough.
+// -1 marks "leaves the function" (ret, tail call, a target outside).
+std::vector<int> Successors(const Function& fn, const Blocks& b, int bi) {
+  const Insn& last = fn.insns[b.ranges[bi].second - 1];
+  std::vector<int> s;
+  if (last.is_jump) {
+    int t = last.target && !last.is_call ? fn.IndexAt(*last.target) : -1;
+    s.push_back(t >= 0 ? b.block_of[t] : -1);
+  }
+  bool falls = !last.is_ret && !(last.is_jump && !last.is_cond);
+  if (falls) s.push_back(bi + 1 < static_cast<int>(b.ranges.size()) ? bi + 1 : -1);
+  return s;
+}
+
+// What a terminator does, layout aside: "jne", "jmp", "ret", or "" (falls through).
+std::string Terminator(const Function& fn, const Blocks& b, int bi) {
+  const Insn& last = fn.insns[b.ranges[bi].second - 1];
+  return EndsBlock(last) ? last.mnemonic : "";
+}
+
+}  // namespace
+
+std::optional<Function> RelayoutLike(const Function& base, const Function& var) {
+  if (base.insns.empty() || var.insns.empty()) return std::nullopt;
+  Blocks bb = SplitBlocks(base), vb = SplitBlocks(var);
+  if (bb.ranges.size() != vb.ranges.size()) return std::nullopt;
+  int nb = bb.ranges.size();
+  std::vector<int> to_var(nb, -1), to_base(nb, -1);
+  std::deque<std::pair<int, int>> work = {{0, 0}};
+  while (!work.empty()) {
+    auto [x, y] = work.front();
+    work.pop_front();
+    if (x < 0 || y < 0) {
+      if (x != y) return std::nullopt;  // one build leaves the function where the other stays
+      continue;
+    }
+    if (to_var[x] == y && to_base[y] == x) continue;
+    if (to_var[x] >= 0 || to_base[y] >= 0) return std::nullopt;  // not a bijection
+    if (Terminator(base, bb, x) != Terminator(var, vb, y)) return std::nullopt;
+    to_var[x] = y;
+    to_base[y] = x;
+    std::vector<int> sx = Successors(base, bb, x), sy = Successors(var, vb, y);
+    if (sx.size() != sy.size()) return std::nullopt;
+    for (size_t i = 0; i < sx.size(); ++i) work.push_back({sx[i], sy[i]});
+  }
+  // Blocks not reached by direct edges (reached through tables or never): pair in layout order.
+  std::vector<int> rest_b, rest_v;
+  for (int i = 0; i < nb; ++i) {
+    if (to_var[i] < 0) rest_b.push_back(i);
+    if (to_base[i] < 0) rest_v.push_back(i);
+  }
+  if (rest_b.size() != rest_v.size()) return std::nullopt;
+  for (size_t i = 0; i < rest_b.size(); ++i) to_var[rest_b[i]] = rest_v[i];
+  bool identity = true;
+  for (int i = 0; i < nb; ++i) identity &= to_var[i] == i;
+  if (identity) return std::nullopt;
+  Function out = var;
+  out.insns.clear();
+  for (int i = 0; i < nb; ++i) {
+    auto [b, e] = vb.ranges[to_var[i]];
+    out.insns.insert(out.insns.end(), var.insns.begin() + b, var.insns.begin() + e);
+  }
+  return out;
 }
 
 std::vector<Hunk> DiffFunctions(const Function& base, const std::vector<const Function*>& vars) {

@@ -2,6 +2,7 @@
 // normalized signatures that ignore branch displacements and relocation fields), then cutting
 // the differences into hunks: maximal runs between instructions that match in all builds.
 #pragma once
+#include <optional>
 #include <vector>
 
 #include "synth/analysis/disasm.h"
@@ -10,6 +11,16 @@ namespace sie::synth::analysis {
 
 // match[i] = index in `b` aligned with a[i], or -1. Monotone (an LCS).
 std::vector<int> AlignInsns(const std::vector<Insn>& a, const std::vector<Insn>& b);
+
+// gcc may lay out the same basic blocks in another order in another build (cold blocks swapped
+// at the end of the function): the control flow is the same, only the layout differs. When the
+// control-flow graphs of `base` and `var` are isomorphic (blocks paired from the entry by their
+// successors and terminators), returns `var` with its blocks reordered as in `base`, so the
+// alignment sees only the real differences. nullopt when the layout already agrees or the graphs
+// differ (then the value really changes control flow and the caller refuses). The result keeps
+// each instruction's original offset: Function::IndexAt and branch_targets are not valid on it
+// (it is only aligned and executed symbolically, never walked as a CFG).
+std::optional<Function> RelayoutLike(const Function& base, const Function& var);
 
 // One difference region: [begin, end) instruction indices in the baseline and each variant.
 struct Hunk {

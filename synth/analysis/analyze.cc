@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -150,7 +151,15 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     if (!x.ok())
       return Refuse(fb, cs_start, absl::StrCat("register ", f, " ", x.status().message()));
     int width = st[0]->LastWriteWidth(f);
-    auto fit = FitOutput(ctx, o, *x, cx.vs, width * 8,
+    // Only the bits the code reads afterwards must agree ("cmp ax,dx" after "add eax,64" in
+    // one build and "sub ax,-128" in another): fit on those, write the span's full width.
+    int fit_width = width;
+    if (int used = ReadWidthAt(fb, end_idx, f); used > 0 && used < width) {
+      fit_width = used;
+      for (z3::expr& e : o) e = z3::zext(e.extract(used * 8 - 1, 0), 64 - used * 8);
+      if (AllEqual(ctx, o)) continue;
+    }
+    auto fit = FitOutput(ctx, o, *x, cx.vs, fit_width * 8,
                          x->has_value() && zext.count(x->value().decl().name().str().substr(3)));
     if (!fit.ok())
       return absl::InvalidArgumentError(
@@ -455,6 +464,12 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
       continue;
     }
     Ctx cx{{&fb, a->second[n], b->second[n]}, vs, &res};
+    // Blocks laid out in another order are not a control-flow change: diff in base order.
+    std::optional<Function> relaid[2];
+    for (int k = 1; k < 3; ++k) {
+      relaid[k - 1] = RelayoutLike(fb, *cx.fn[k]);
+      if (relaid[k - 1]) cx.fn[k] = &*relaid[k - 1];
+    }
     for (const Hunk& h : DiffFunctions(fb, {cx.fn[1], cx.fn[2]})) {
       try {
         auto spans = AnalyzeHunk(cx, h);

@@ -1,5 +1,6 @@
 #include "synth/analysis/dataflow.h"
 
+#include <algorithm>
 #include <deque>
 
 namespace sie::synth::analysis {
@@ -84,6 +85,38 @@ bool LiveAt(const Function& fn, int start, const Loc& l) {
     if (!(in.is_jump && !in.is_cond)) work.push_back(i + 1);
   }
   return false;
+}
+
+int ReadWidthAt(const Function& fn, int start, const std::string& family) {
+  Loc l{family};
+  int width = 0;
+  std::vector<bool> seen(fn.insns.size(), false);
+  std::deque<int> work = {start};
+  while (!work.empty() && width < 8) {
+    int i = work.front();
+    work.pop_front();
+    if (i < 0 || i >= static_cast<int>(fn.insns.size()) || seen[i]) continue;
+    seen[i] = true;
+    const Insn& in = fn.insns[i];
+    if (Reads(in, l)) {
+      int w = 0;
+      bool explicit_only = !in.is_call && !TailJump(in) && !in.is_ret;
+      for (const Operand& o : in.ops) {
+        if (o.type == OpType::kMem && (RegFamily(o.base) == family || RegFamily(o.index) == family))
+          explicit_only = false;  // an address: every bit matters
+        if (o.type == OpType::kReg && o.read && RegFamily(o.reg) == family)
+          w = std::max(w, o.reg == "ah" || o.reg == "bh" || o.reg == "ch" || o.reg == "dh"
+                              ? 2
+                              : RegWidth(o.reg));
+      }
+      width = std::max(width, explicit_only && w > 0 ? w : 8);
+    }
+    if (Kills(in, l)) continue;
+    if (in.is_ret || TailJump(in)) continue;
+    if (in.target && !in.is_call) work.push_back(fn.IndexAt(*in.target));
+    if (!(in.is_jump && !in.is_cond)) work.push_back(i + 1);
+  }
+  return width;
 }
 
 ProbeWindow ProbeCandidates(const Function& fn, int idx, const std::vector<Loc>& locs) {

@@ -33,6 +33,11 @@ bool Kills(const Insn& in, const Loc& l);
 // True when some path from instruction `idx` reads `l` before killing it.
 bool LiveAt(const Function& fn, int idx, const Loc& l);
 
+// Widest read (bytes) of register family `family` on any path from instruction `start` before
+// it is killed: 8 when it is read implicitly (calls, ret, addresses) or as a whole, 0 when dead.
+// A span whose result is only read as "ax" needs to be right on the low 16 bits only.
+int ReadWidthAt(const Function& fn, int start, const std::string& family);
+
 struct ProbeWindow {
   std::vector<uint64_t> candidates;  // first = probe offset
   int first_reader = -1;             // index of the first reader (or -1)

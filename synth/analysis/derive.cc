@@ -72,9 +72,23 @@ absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::v
       if (small_b && bits > 17) s.add(z3::sle(b, lim) && z3::sge(b, nlim));
       if (s.check() != z3::sat) return std::nullopt;
       z3::model m = s.get_model();
-      return std::make_pair(Num(m.eval(a, true)), Num(m.eval(b, true)));
+      std::pair<uint64_t, uint64_t> best(Num(m.eval(a, true)), Num(m.eval(b, true)));
+      // The smallest |a|: at narrow widths aliases also fit the three builds (at 16 bits,
+      // 4095*V == -V for multiples of 16) but not other values, which the runtime must handle.
+      auto abs_a = [&](const z3::expr& e) { return z3::ite(z3::slt(e, 0), -e, e); };
+      for (int round = 0; small_a && round < 24; ++round) {
+        int64_t cur = Signed(best.first, bits);
+        if (cur == 0 || cur == 1 || cur == -1) break;
+        s.add(z3::ult(abs_a(a), Bv(c, static_cast<uint64_t>(cur < 0 ? -cur : cur), bits)));
+        if (s.check() != z3::sat) break;
+        m = s.get_model();
+        best = {Num(m.eval(a, true)), Num(m.eval(b, true))};
+      }
+      return best;
     };
     auto v_bv = [&](int64_t v) { return Bv(c, static_cast<uint64_t>(v), bits); };
+    // Tried in order; the first that reproduces every build wins (and the later, slower
+    // solves, e.g. a/V with a symbolic dividend, are skipped).
     std::vector<FamilyFit> tries;
     // 1. a*V + b
     if (auto r = solve([&](auto& a, auto& b, int64_t v) { return a * v_bv(v) + b; }, true, false)) {
@@ -82,6 +96,7 @@ absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::v
       std::string t = a == 1 ? "V" : a == -1 ? "-V" : a == 0 ? "" : absl::StrCat(a, " * V");
       std::string f = t.empty() ? Lit(r->second, bits) : PlusConst(t, r->second, bits);
       tries.push_back({f});
+      if (CheckedByEval(tries.back().formula, vs, cs, bits)) return tries.back();
     }
     bool shiftable =
         std::all_of(vs.begin(), vs.end(), [&](int64_t v) { return v >= 0 && v < bits; });
@@ -92,6 +107,7 @@ absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::v
         std::string f =
             PlusConst(absl::StrCat("(", Lit(r->first, bits), " << V)"), r->second, bits);
         tries.push_back({f, 0, bits - 1});
+        if (CheckedByEval(tries.back().formula, vs, cs, bits)) return tries.back();
       }
       // 3. (a >> V) + b
       if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::lshr(a, v_bv(v)) + b; },
@@ -178,6 +194,12 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
     return Num(o.substitute(from, to));
   };
   std::string last_err = "no template X op c matched";
+  bool may_divide = false;
+  for (const z3::expr& o : outs) {
+    std::string t = o.to_string();
+    may_divide |= t.find("bvudiv") != std::string::npos || t.find("bvmul") != std::string::npos ||
+                  t.find("bvlshr") != std::string::npos;
+  }
   std::vector<int> widths = {out_bits};
   for (int w : {32, 64})
     if (w != out_bits) widths.push_back(w);
@@ -186,6 +208,9 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
     z3::expr xw = xs >= static_cast<unsigned>(wx) ? x->extract(wx - 1, 0) : z3::zext(*x, wx - xs);
     for (XOp op :
          {XOp::kAdd, XOp::kXor, XOp::kOr, XOp::kAnd, XOp::kShl, XOp::kShr, XOp::kMul, XOp::kUDiv}) {
+      // A division is only worth proving (seconds of Z3 time) when the code divides or
+      // multiplies-and-shifts; "and eax,-32; add eax,64" never is one.
+      if (op == XOp::kUDiv && !may_divide) continue;
       std::vector<uint64_t> cs;
       bool ok = true;
       for (const z3::expr& o : outs) {
@@ -333,6 +358,65 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
         f.vmin = std::max<int64_t>(f.vmin, 0);
         // keep h(V) < wx: only checked for the plain h = V case.
         if (fam->formula == "V") f.vmax = std::min<int64_t>(f.vmax, wx - 1);
+      }
+      return f;
+    }
+  }
+  // Two operations: (X op c1) + c2 with op in {and, mul, shl}. gcc selects between two values
+  // of the constant with "sbb eax,eax; and eax,-V; add eax,2*V" (X is 0 or -1: V or 2*V), and
+  // "lea eax,[rdi*8+V]" folds a scale and an offset. 0 op c1 == 0, so c2 = out(0) and c1 is
+  // read from out(X) - c2 as for one operation; the whole is then proved for every X.
+  for (int wx : widths) {
+    uint64_t M = Mask(wx);
+    z3::expr xw = xs >= static_cast<unsigned>(wx) ? x->extract(wx - 1, 0) : z3::zext(*x, wx - xs);
+    for (XOp op : {XOp::kAnd, XOp::kMul, XOp::kShl}) {
+      std::vector<uint64_t> c1s, c2s;
+      bool ok = true;
+      for (const z3::expr& o : outs) {
+        uint64_t c2 = eval_at(o, 0) & M, c1 = 0;
+        if (op == XOp::kAnd) c1 = (eval_at(o, M) - c2) & M;
+        if (op == XOp::kMul) c1 = (eval_at(o, 1) - c2) & M;
+        if (op == XOp::kShl) {
+          uint64_t r = (eval_at(o, 1) - c2) & M;
+          ok = r && !(r & (r - 1));
+          c1 = ok ? __builtin_ctzll(r) : 0;
+        }
+        if (!ok) break;
+        c1s.push_back(c1);
+        c2s.push_back(c2);
+      }
+      if (!ok) continue;
+      bool proved = true;
+      for (size_t i = 0; i < outs.size() && proved; ++i) {
+        z3::expr c1 = ctx.bv_val(c1s[i], wx), c2 = ctx.bv_val(c2s[i], wx);
+        z3::expr g = op == XOp::kAnd ? (xw & c1) : op == XOp::kMul ? xw * c1 : z3::shl(xw, c1);
+        g = g + c2;
+        z3::expr full = wx < 64 ? z3::zext(g, 64 - wx) : g;
+        z3::expr o64 = outs[i].get_sort().bv_size() < 64
+                           ? z3::zext(outs[i], 64 - outs[i].get_sort().bv_size())
+                           : outs[i];
+        z3::solver s(ctx);
+        z3::params p(ctx);
+        p.set("timeout", 20000u);
+        s.set(p);
+        s.add(o64 != full);
+        proved = s.check() == z3::unsat;
+      }
+      if (!proved) continue;
+      auto f1 = FitFamily(vs, c1s, wx), f2 = FitFamily(vs, c2s, wx);
+      if (!f1.ok() || !f2.ok()) {
+        last_err = std::string((f1.ok() ? f2 : f1).status().message());
+        continue;
+      }
+      const char* sym = op == XOp::kAnd ? " & " : op == XOp::kMul ? " * " : " << ";
+      OutputFit f;
+      f.uses_x = true;
+      f.formula = absl::StrCat("(X", sym, Paren(f1->formula), ") + ", Paren(f2->formula));
+      f.vmin = std::max(f1->vmin, f2->vmin);
+      f.vmax = std::min(f1->vmax, f2->vmax);
+      if (op == XOp::kShl) {
+        f.vmin = std::max<int64_t>(f.vmin, 0);
+        if (f1->formula == "V") f.vmax = std::min<int64_t>(f.vmax, wx - 1);
       }
       return f;
     }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "synth/analysis/align.h"
+#include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/elf_file.h"
@@ -76,6 +77,64 @@ TEST(Align, IgnoresBranchDisplacementsAndFindsHunks) {
   ASSERT_EQ(hunks.size(), 1u);
   EXPECT_EQ(hunks[0].base_begin, 0);
   EXPECT_EQ(hunks[0].base_end, 1);
+}
+
+// gcc swapped two out-of-line blocks in one build (handle_softirqs with MAX_SOFTIRQ_RESTART=5):
+// the same control flow laid out differently must not look like a control-flow change.
+TEST(Align, RelayoutPairsReorderedBlocks) {
+  // test edi,edi; je X; jmp Y; X: mov eax,1; ret; Y: mov eax,2; ret
+  std::string base("\x85\xff\x74\x02\xeb\x06\xb8\x01\x00\x00\x00\xc3\xb8\x02\x00\x00\x00\xc3", 18);
+  // the same with Y laid out before X
+  std::string swapped("\x85\xff\x74\x08\xeb\x00\xb8\x02\x00\x00\x00\xc3\xb8\x01\x00\x00\x00\xc3",
+                      18);
+  // a real change: the branch condition differs
+  std::string changed("\x85\xff\x75\x08\xeb\x00\xb8\x02\x00\x00\x00\xc3\xb8\x01\x00\x00\x00\xc3",
+                      18);
+  auto b = DisassembleBytes("f", base), v = DisassembleBytes("f", swapped),
+       c = DisassembleBytes("f", changed);
+  ASSERT_TRUE(b.ok() && v.ok() && c.ok());
+  EXPECT_FALSE(DiffFunctions(*b, {&*v}).empty());  // as laid out, the builds differ
+  auto r = RelayoutLike(*b, *v);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(DiffFunctions(*b, {&*r}).empty());
+  EXPECT_FALSE(RelayoutLike(*b, *b).has_value());  // same layout: nothing to do
+  EXPECT_FALSE(RelayoutLike(*b, *c).has_value());  // different structure: refused upstream
+}
+
+TEST(Dataflow, ReadWidthFollowsTheNarrowestConsumer) {
+  // add eax,0x40; cmp dx,ax; mov eax,[rsi]; ret
+  std::string code("\x83\xc0\x40\x66\x39\xc2\x8b\x06\xc3", 9);
+  auto fn = DisassembleBytes("f", code);
+  ASSERT_TRUE(fn.ok());
+  EXPECT_EQ(ReadWidthAt(*fn, 1, "ax"), 2);
+  EXPECT_EQ(ReadWidthAt(*fn, 3, "ax"), 8);  // the returned value: all of it
+  EXPECT_EQ(ReadWidthAt(*fn, 1, "bx"), 0);
+}
+
+// blk_add_rq_to_plug: "sbb eax,eax; and eax,-V; add eax,2*V" selects V or 2*V. The fitted
+// formula must hold for values never compiled (not only powers of two).
+TEST(FitOutput, AndThenAdd) {
+  z3::context c;
+  z3::expr x = c.bv_const("in:ax", 32);
+  std::vector<int64_t> vs = {32, 16, 64};
+  std::vector<z3::expr> outs;
+  for (int64_t v : vs)
+    outs.push_back(
+        z3::zext((x & c.bv_val(static_cast<uint64_t>(-v), 32)) + c.bv_val(2 * v, 32), 32));
+  auto f = FitOutput(c, outs, x, vs, 32, true);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_TRUE(f->uses_x);
+  for (int64_t v : {17, 100, 1000}) {
+    EXPECT_EQ(*EvalFormula(f->formula, v, 0xffffffff, 4), static_cast<uint64_t>(v)) << f->formula;
+    EXPECT_EQ(*EvalFormula(f->formula, v, 0, 4), static_cast<uint64_t>(2 * v)) << f->formula;
+  }
+}
+
+// At 16 bits 4095*V also reproduces V in {16, 32, 64} as -V; the smallest coefficient is -1.
+TEST(FitFamily, PrefersTheSmallestCoefficient) {
+  auto f = FitFamily({32, 16, 64}, {0xffe0, 0xfff0, 0xffc0}, 16);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(*EvalFormula(f->formula, 17, 0, 2), 0xffefu) << f->formula;
 }
 
 }  // namespace

@@ -1,11 +1,14 @@
 #include "synth/output/const_json.h"
 
+#include "synth/stubgen/stubgen.h"
+
 #include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/diag.h"
 #include "runtime/base/files.h"
+#include "synth/stubgen/stubgen.h"
 
 namespace sie::synth {
 namespace fs = std::filesystem;
@@ -217,9 +220,10 @@ absl::Status WriteIndex(const fs::path& out_dir, const IdIndex& index) {
 }
 
 absl::Status EmitRuntimeArtifacts(const fs::path& const_dir, const SynthesizedConst& c) {
-  (void)const_dir;
-  (void)c;
-  return absl::OkStatus();
+  // The constant's BPF stub (one kprobe program per span, the __weak fixed-value decision) and
+  // the header a policy includes. The runtime compiles the stub on first use and caches the
+  // object by content hash (`sie consts --build` precompiles it into this folder).
+  return stubgen::WriteStub(const_dir, c);
 }
 
 }  // namespace sie::synth

@@ -470,9 +470,29 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
       relaid[k - 1] = RelayoutLike(fb, *cx.fn[k]);
       if (relaid[k - 1]) cx.fn[k] = &*relaid[k - 1];
     }
-    for (const Hunk& h : DiffFunctions(fb, {cx.fn[1], cx.fn[2]})) {
+    std::vector<Hunk> hunks = DiffFunctions(fb, {cx.fn[1], cx.fn[2]});
+    for (size_t hi = 0; hi < hunks.size(); ++hi) {
+      const Hunk& h = hunks[hi];
       try {
         auto spans = AnalyzeHunk(cx, h);
+        // A value computed in one hunk and finished in the next (a magic divisor loaded by
+        // "movabs", then "mul" common to all builds, then a build-specific shift): analyze
+        // both, with the few common instructions between them, as one region.
+        while (!spans.ok() && spans.status().code() != absl::StatusCode::kFailedPrecondition &&
+               hi + 1 < hunks.size() && hunks[hi + 1].base_begin - hunks[hi].base_end <= 3) {
+          Hunk merged = hunks[hi];
+          const Hunk& next = hunks[hi + 1];
+          merged.base_end = next.base_end;
+          merged.var_end = next.var_end;
+          bool branchy = false;
+          for (int i = hunks[hi].base_end; i < next.base_begin; ++i)
+            branchy |= fb.insns[i].is_branch;
+          if (branchy) break;
+          auto again = AnalyzeHunk(cx, merged);
+          if (!again.ok() && again.status().code() == absl::StatusCode::kFailedPrecondition) break;
+          hunks[++hi] = merged;
+          spans = std::move(again);
+        }
         if (!spans.ok()) {
           errors.push_back(std::string(spans.status().message()));
           continue;

@@ -21,6 +21,10 @@ bool ZeroIdiom(const Insn& in) {
          in.ops[0].reg == in.ops[1].reg;
 }
 bool TailJump(const Insn& in) { return in.is_jump && !in.is_cond && !in.call_target.empty(); }
+// "jmp __x86_return_thunk" is how a retpoline/rethunk kernel returns: it reads the return value.
+bool ReturnThunk(const Insn& in) {
+  return (in.is_jump || in.is_call) && in.call_target.rfind("__x86_return_thunk", 0) == 0;
+}
 
 bool SameMem(const Operand& a, const Operand& b) {
   return a.base == b.base && a.index == b.index && a.scale == b.scale && a.disp == b.disp;
@@ -30,8 +34,9 @@ bool SameMem(const Operand& a, const Operand& b) {
 std::set<std::string> EffectiveReads(const Insn& in) {
   if (ZeroIdiom(in)) return {};
   std::set<std::string> r = in.reads;
-  if (in.is_call || TailJump(in)) r.insert(ArgRegs().begin(), ArgRegs().end());
-  if (in.is_ret) r.insert("ax");
+  if ((in.is_call || TailJump(in)) && !ReturnThunk(in))
+    r.insert(ArgRegs().begin(), ArgRegs().end());
+  if (in.is_ret || ReturnThunk(in)) r.insert("ax");
   r.erase("sp");
   r.erase("ip");
   return r;
@@ -100,7 +105,7 @@ int ReadWidthAt(const Function& fn, int start, const std::string& family) {
     const Insn& in = fn.insns[i];
     if (Reads(in, l)) {
       int w = 0;
-      bool explicit_only = !in.is_call && !TailJump(in) && !in.is_ret;
+      bool explicit_only = !in.is_call && !TailJump(in) && !in.is_ret && !ReturnThunk(in);
       for (const Operand& o : in.ops) {
         if (o.type == OpType::kMem && (RegFamily(o.base) == family || RegFamily(o.index) == family))
           explicit_only = false;  // an address: every bit matters

@@ -7,9 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -65,8 +64,8 @@ absl::StatusOr<fs::path> MakeWorkDir(const fs::path& cache_root, bool keep) {
   for (const auto& e : fs::directory_iterator(base, ec)) {
     if (keep) break;
     int pid;
-    if (absl::SimpleAtoi(e.path().filename().string(), &pid) && pid > 0 &&
-        ::kill(pid, 0) != 0 && errno == ESRCH)
+    if (absl::SimpleAtoi(e.path().filename().string(), &pid) && pid > 0 && ::kill(pid, 0) != 0 &&
+        errno == ESRCH)
       fs::remove_all(e.path(), ec);
   }
   fs::path dir = base / absl::StrCat(::getpid());
@@ -94,8 +93,8 @@ absl::Status AnalyzeObjectWithCore(const TunableSpec& t, const ObjectVariants& o
   if (!r.ok()) return r.status();
   // A generic target has no separate shipped binary: the V1 object already is the target.
   if (shipped.path != ov.variant[0]) {
-    if (auto s = MapToShipped(ov.variant[0].string(), shipped.path.string(), &r->spans,
-                              &r->safe_spans);
+    if (auto s =
+            MapToShipped(ov.variant[0].string(), shipped.path.string(), &r->spans, &r->safe_spans);
         !s.ok())
       return WithContext(s, absl::StrCat("mapping onto ", shipped.path.string()));
   }
@@ -140,8 +139,8 @@ void ApplyFunctionScope(const TunableSpec& t, SynthesizedConst* c) {
   size_t before = c->spans.size();
   std::erase_if(c->spans, [&](const CriticalSpan& s) { return !in_scope(s.function); });
   if (c->spans.size() != before)
-    c->warnings.push_back(absl::StrCat(before - c->spans.size(),
-                                       " span(s) outside 'functions:' were left out"));
+    c->warnings.push_back(
+        absl::StrCat(before - c->spans.size(), " span(s) outside 'functions:' were left out"));
 }
 
 bool Selected(const Options& o, const TunableSpec& t, const IdIndex& ids) {
@@ -173,10 +172,10 @@ int Run(const Options& o) {
     bool found = false;
     for (const auto& [n, id] : ids->ids) found |= s == n || s == absl::StrCat(id);
     if (!found)
-      return ReportError("sie synth",
-                         InvalidWithHint(absl::StrCat("--only ", s, ": no such tunable in ",
-                                                      spec->path.string()),
-                                         absl::StrCat("tunables: ", absl::StrJoin(names, ", "))));
+      return ReportError(
+          "sie synth",
+          InvalidWithHint(absl::StrCat("--only ", s, ": no such tunable in ", spec->path.string()),
+                          absl::StrCat("tunables: ", absl::StrJoin(names, ", "))));
   }
 
   // --- target and tree ------------------------------------------------------------------------
@@ -213,10 +212,16 @@ int Run(const Options& o) {
     ctx.headers_dir = files.headers_dir;
     shipped.target.kernel_release = files.release;
     if (!fs::is_directory(ctx.source_root))
-      return ReportError("sie synth",
-                         InvalidWithHint(absl::StrCat("module directory ",
-                                                      ctx.source_root.string(), " not found"),
-                                         "'module:' is relative to source_dir (or the spec)"));
+      return ReportError(
+          "sie synth",
+          InvalidWithHint(absl::StrCat("module directory ", ctx.source_root.string(), " not found"),
+                          "'module:' is relative to source_dir (or the spec)"));
+    if (!spec->module_ko.empty() && !fs::is_regular_file(spec->module_ko))
+      return ReportError(
+          "sie synth",
+          InvalidWithHint(absl::StrCat("module_ko ", spec->module_ko.string(), " not found"),
+                          "build the module first (for sie_target: ninja -C build sie_target_ko);"
+                          " 'module_ko:' is relative to the spec file"));
   } else {
     ctx.source_root = spec->source_dir;
     ctx.build_command = spec->build_command;
@@ -237,9 +242,9 @@ int Run(const Options& o) {
     std::vector<std::string> objs = t.objects;
     if (objs.empty()) {
       if (spec->kind == TargetKind::kKernel && !built) {
-        auto b = CompileUnitSources(files.dbg_vmlinux,
-                                    cache_root / absl::StrCat("kernel-", files.release) /
-                                        "vmlinux-cu-sources.txt");
+        auto b = CompileUnitSources(
+            files.dbg_vmlinux,
+            cache_root / absl::StrCat("kernel-", files.release) / "vmlinux-cu-sources.txt");
         if (!b.ok()) return ReportError("sie synth", b.status());
         built = std::move(*b);
       }
@@ -248,20 +253,20 @@ int Run(const Options& o) {
       if (found->objects.empty())
         return ReportError(
             "sie synth",
-            InvalidWithHint(absl::StrCat(spec->Where(t.line), ": no built object uses ", t.name,
-                                         found->skipped.empty()
-                                             ? ""
-                                             : absl::StrCat(" (not built here: ",
-                                                            absl::StrJoin(found->skipped, ", "),
-                                                            ")")),
-                            "list the objects with 'objects: [dir/file.o]'"));
+            InvalidWithHint(
+                absl::StrCat(spec->Where(t.line), ": no built object uses ", t.name,
+                             found->skipped.empty()
+                                 ? ""
+                                 : absl::StrCat(" (not built here: ",
+                                                absl::StrJoin(found->skipped, ", "), ")")),
+                "list the objects with 'objects: [dir/file.o]'"));
       objs = found->objects;
       if (t.is_header()) {
         std::string msg = absl::StrCat("'objects:' not given for ", t.name, ": using ",
                                        absl::StrJoin(objs, ", "));
         if (!found->skipped.empty())
-          absl::StrAppend(&msg, "; not built into this target: ",
-                          absl::StrJoin(found->skipped, ", "));
+          absl::StrAppend(&msg,
+                          "; not built into this target: ", absl::StrJoin(found->skipped, ", "));
         absl::StrAppend(&msg, " (pin them with 'objects:')");
         Progress(absl::StrCat("warning: ", msg));
         warnings[t.name].push_back(msg);
@@ -316,9 +321,12 @@ int Run(const Options& o) {
     absl::Status failed;
     Shipped sh = shipped;
     if (spec->kind == TargetKind::kModule) {
-      // The module as the user built it is what runs; without it, the V1 build stands in.
+      // The module the guest loads is what runs: `module_ko:` when given, else a .ko built in
+      // the module directory; without either, the V1 build stands in.
       fs::path user_ko = ctx.source_root / absl::StrCat(tv.module_name, ".ko");
-      sh.path = fs::exists(user_ko) ? user_ko : tv.module_ko;
+      sh.path = !spec->module_ko.empty() ? spec->module_ko
+                : fs::exists(user_ko)    ? user_ko
+                                         : tv.module_ko;
       sh.target.binary = tv.module_name;
     }
     for (const auto& ov : tv.objects) {
@@ -350,8 +358,9 @@ int Run(const Options& o) {
         c.safe_spans.push_back({s.function, s.start, s.end, SafeSpanHow::kManual});
     }
     if (c.spans.empty())
-      c.warnings.push_back("no Critical Span found: the value does not reach the code of the "
-                           "listed objects (check objects:/functions:)");
+      c.warnings.push_back(
+          "no Critical Span found: the value does not reach the code of the "
+          "listed objects (check objects:/functions:)");
     consts.push_back(std::move(c));
   }
   auto analysis_ms = Ms(Clock::now() - t_analysis);
@@ -384,17 +393,17 @@ int Run(const Options& o) {
     j["constants"] = nlohmann::json::array();
     j["failed"] = nlohmann::json::array();
     for (const auto& [name, st] : failures)
-      j["failed"].push_back({{"name", name},
-                             {"id", ids->ids.at(name)},
-                             {"error", std::string(st.message())}});
+      j["failed"].push_back(
+          {{"name", name}, {"id", ids->ids.at(name)}, {"error", std::string(st.message())}});
     for (const auto& c : consts) {
-      j["constants"].push_back({{"id", c.id},
-                                {"name", c.name},
-                                {"const_json", (out_dir / absl::StrCat(c.id) / "const.json").string()},
-                                {"objects", objects_of[c.name]},
-                                {"spans", c.spans.size()},
-                                {"safe_spans", c.safe_spans.size()},
-                                {"warnings", c.warnings}});
+      j["constants"].push_back(
+          {{"id", c.id},
+           {"name", c.name},
+           {"const_json", (out_dir / absl::StrCat(c.id) / "const.json").string()},
+           {"objects", objects_of[c.name]},
+           {"spans", c.spans.size()},
+           {"safe_spans", c.safe_spans.size()},
+           {"warnings", c.warnings}});
     }
     std::fputs(JsonText(j).c_str(), stdout);
   }
@@ -417,8 +426,7 @@ int SynthCommand(const std::vector<std::string>& args) {
               "finds the Critical Spans where the value reaches the code, maps them onto the "
               "shipped binary and writes DIR/index.json and DIR/<id>/const.json.");
   p.String("-o,--out", "DIR", &o.out, "output directory (default: sie-out)");
-  p.String("--kernel-src", "DIR",
-           &o.kernel_src,
+  p.String("--kernel-src", "DIR", &o.kernel_src,
            "a prepared kernel tree to use read-only (default: $SIE_KERNEL_SRC, else sie's cached "
            "copy of the guest kernel under $SIE_CACHE or ~/.cache/sie)");
   p.StringList("--only", "NAME|ID", &o.only, "synthesize only this tunable (repeatable)");

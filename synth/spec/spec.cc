@@ -18,9 +18,12 @@ namespace fs = std::filesystem;
 
 const char* TargetKindName(TargetKind k) {
   switch (k) {
-    case TargetKind::kKernel: return "kernel";
-    case TargetKind::kModule: return "module";
-    case TargetKind::kGeneric: return "generic";
+    case TargetKind::kKernel:
+      return "kernel";
+    case TargetKind::kModule:
+      return "module";
+    case TargetKind::kGeneric:
+      return "generic";
   }
   return "?";
 }
@@ -39,8 +42,8 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
   for (size_t i = 1; i <= a.size(); ++i) {
     cur[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      size_t sub = prev[j - 1] + (absl::ascii_tolower(a[i - 1]) == absl::ascii_tolower(b[j - 1])
-                                      ? 0 : 1);
+      size_t sub =
+          prev[j - 1] + (absl::ascii_tolower(a[i - 1]) == absl::ascii_tolower(b[j - 1]) ? 0 : 1);
       cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
     }
     std::swap(prev, cur);
@@ -75,9 +78,9 @@ class Parser {
                      "write keys as plain words, e.g. 'name:'");
       if (std::find(known.begin(), known.end(), key) != known.end()) continue;
       std::string near = DidYouMean(key, known);
-      std::string hint = near.empty()
-                             ? absl::StrCat("known keys of ", what, ": ", absl::StrJoin(known, ", "))
-                             : absl::StrCat("did you mean '", near, "'?");
+      std::string hint =
+          near.empty() ? absl::StrCat("known keys of ", what, ": ", absl::StrJoin(known, ", "))
+                       : absl::StrCat("did you mean '", near, "'?");
       return Error(it->first, absl::StrCat("unknown key '", key, "' in ", what), hint);
     }
     return absl::OkStatus();
@@ -137,7 +140,8 @@ class Parser {
     if (!root.IsMap())
       return Error(root, "the spec must be a mapping with a 'tunables:' list",
                    "start the file with 'tunables:' (see synth/specs/ for examples)");
-    if (auto s = CheckKeys(root, {"source_dir", "build", "module", "tunables"}, "the spec");
+    if (auto s =
+            CheckKeys(root, {"source_dir", "build", "module", "module_ko", "tunables"}, "the spec");
         !s.ok())
       return s;
 
@@ -164,7 +168,8 @@ class Parser {
                      "write both placeholders, e.g. \"gcc -O2 -c {src} -o {obj}\"");
       spec_->kind = TargetKind::kGeneric;
     }
-    if (auto s = GetString(root, "module", &spec_->module_dir, false, "the spec", "kmod/sie_target");
+    if (auto s =
+            GetString(root, "module", &spec_->module_dir, false, "the spec", "kmod/sie_target");
         !s.ok())
       return s;
     if (!spec_->module_dir.empty()) {
@@ -173,6 +178,19 @@ class Parser {
                      "a module is built with kbuild; drop 'build' (or 'module' for a plain C "
                      "project)");
       spec_->kind = TargetKind::kModule;
+    }
+    std::string ko;
+    if (auto s = GetString(root, "module_ko", &ko, false, "the spec", "../../build/kmod/NAME.ko");
+        !s.ok())
+      return s;
+    if (!ko.empty()) {
+      if (spec_->kind != TargetKind::kModule)
+        return Error(root["module_ko"], "'module_ko' is given without 'module'",
+                     "'module_ko' names the built module the spans are mapped onto; add "
+                     "'module: DIR' (the module's source directory) or drop it");
+      fs::path kp(ko);
+      if (kp.is_relative()) kp = spec_->spec_dir / kp;
+      spec_->module_ko = kp.lexically_normal();
     }
 
     YAML::Node t = root["tunables"];
@@ -218,8 +236,10 @@ class Parser {
     if (auto s = GetString(n, "file", &t->file, true, what, "block/blk.h"); !s.ok()) return s;
     t->file_line = Line(n["file"]);
     if (fs::path(t->file).is_absolute() || absl::StrContains(t->file, ".."))
-      return Error(n["file"], absl::StrCat("'file' of ", what, " must be a relative path inside "
-                                           "the source tree"),
+      return Error(n["file"],
+                   absl::StrCat("'file' of ", what,
+                                " must be a relative path inside "
+                                "the source tree"),
                    "write it relative to the tree, e.g. 'file: block/blk.h'");
     if (auto s = GetString(n, "macro", &t->macro, false, what, t->name); !s.ok()) return s;
     if (auto s = GetString(n, "match", &t->match, false, what, "\"x >> 3\""); !s.ok()) return s;
@@ -230,9 +250,10 @@ class Parser {
       return Error(n["match"], absl::StrCat(what, " has both 'macro' and 'match'"),
                    "keep one: 'macro: NAME' rewrites a #define, 'match:'/'replace:' rewrites text");
     if (!has_macro && !has_match)
-      return Error(n, absl::StrCat(what, " has neither 'macro' nor 'match'"),
-                   absl::StrCat("add 'macro: ", t->name,
-                                "' (a #define) or 'match: \"TEXT\"' with 'replace: \"...{V}...\"'"));
+      return Error(
+          n, absl::StrCat(what, " has neither 'macro' nor 'match'"),
+          absl::StrCat("add 'macro: ", t->name,
+                       "' (a #define) or 'match: \"TEXT\"' with 'replace: \"...{V}...\"'"));
     if (has_macro) {
       if (t->macro.empty() || !IsIdentifier(t->macro))
         return Error(n["macro"], absl::StrCat("'macro' of ", what, " is not a macro name"),
@@ -263,8 +284,7 @@ class Parser {
     if (!v.IsDefined() || v.IsNull())
       return Error(n, absl::StrCat(what, " has no 'values'"),
                    "add 'values: [V1, V2, V3]' with the shipped value first, e.g. [32, 16, 64]");
-    if (!v.IsSequence())
-      return Error(v, "'values' must be a list", "write 'values: [32, 16, 64]'");
+    if (!v.IsSequence()) return Error(v, "'values' must be a list", "write 'values: [32, 16, 64]'");
     for (const auto& x : v) {
       int64_t val;
       if (auto s = GetInt(x, &val, "a value"); !s.ok()) return s;
@@ -290,8 +310,9 @@ class Parser {
       return Error(r, "range MIN is greater than MAX", "write 'range: [MIN, MAX]' with MIN <= MAX");
     for (int64_t val : t->values)
       if (val < t->range_min || val > t->range_max)
-        return Error(r, absl::StrCat("range [", t->range_min, ", ", t->range_max,
-                                     "] does not contain value ", val),
+        return Error(r,
+                     absl::StrCat("range [", t->range_min, ", ", t->range_max,
+                                  "] does not contain value ", val),
                      "widen the range or pick values inside it");
 
     if (YAML::Node ss = n["safe_spans"]; ss.IsDefined() && !ss.IsNull()) {

@@ -36,9 +36,9 @@ struct TunableSpec {
   // Relative to the build root: the kernel tree, the module directory or source_dir.
   std::string file;
   // Exactly one of macro / match is set.
-  std::string macro;    // rewrite the value of '#define MACRO <v>'
-  std::string match;    // replace this exact text ...
-  std::string replace;  // ... with this one, where {V} is the value
+  std::string macro;                   // rewrite the value of '#define MACRO <v>'
+  std::string match;                   // replace this exact text ...
+  std::string replace;                 // ... with this one, where {V} is the value
   std::vector<std::string> objects;    // .o paths relative to the build root; may be empty
   std::vector<std::string> functions;  // optional scope: only spans in these functions
   std::vector<int64_t> values;         // V1 (shipped), V2, V3: distinct
@@ -58,6 +58,10 @@ struct Spec {
   std::filesystem::path source_dir;  // absolute; spec_dir when not given
   std::string build_command;         // kGeneric
   std::string module_dir;            // kModule, relative to source_dir
+  // kModule, optional (`module_ko:`, relative to the spec file or absolute): the .ko the guest
+  // really loads (e.g. the one CMake builds); the spans are mapped onto it. Its existence is
+  // checked when synthesizing, not when parsing.
+  std::filesystem::path module_ko;
   TargetKind kind = TargetKind::kKernel;
   std::vector<TunableSpec> tunables;
 
@@ -66,7 +70,8 @@ struct Spec {
 };
 
 // Parses YAML text; `display_path` names the file in messages and fixes spec_dir.
-absl::StatusOr<Spec> ParseSpecText(absl::string_view text, const std::filesystem::path& display_path);
+absl::StatusOr<Spec> ParseSpecText(absl::string_view text,
+                                   const std::filesystem::path& display_path);
 absl::StatusOr<Spec> ParseSpecFile(const std::filesystem::path& path);
 
 // The closest of `candidates` to `word` within a small edit distance, or "".

@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+
 namespace sie::synth {
 namespace {
 
@@ -53,26 +55,44 @@ TEST(SpecTest, ParsesAGoodSpec) {
 }
 
 TEST(SpecTest, KernelAndModuleTargets) {
-  auto k = ParseSpecText("tunables:\n  - {name: A, file: a.c, macro: A, values: [1,2,3], "
-                         "range: [1,3]}\n",
-                         "k.yaml");
+  auto k = ParseSpecText(
+      "tunables:\n  - {name: A, file: a.c, macro: A, values: [1,2,3], "
+      "range: [1,3]}\n",
+      "k.yaml");
   ASSERT_TRUE(k.ok()) << k.status();
   EXPECT_EQ(k->kind, TargetKind::kKernel);
   EXPECT_FALSE(k->has_source_dir);
-  auto m = ParseSpecText("module: kmod/sie_target\ntunables:\n  - {name: A, file: a.c, macro: A, "
-                         "values: [1,2,3], range: [1,3]}\n",
-                         "m.yaml");
+  auto m = ParseSpecText(
+      "module: kmod/sie_target\ntunables:\n  - {name: A, file: a.c, macro: A, "
+      "values: [1,2,3], range: [1,3]}\n",
+      "m.yaml");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->kind, TargetKind::kModule);
   EXPECT_EQ(m->module_dir, "kmod/sie_target");
+  EXPECT_TRUE(m->module_ko.empty());
+}
+
+TEST(SpecTest, ModuleKoIsRelativeToTheSpec) {
+  const char* tun =
+      "tunables:\n  - {name: A, file: a.c, macro: A, values: [1,2,3], range: [1,3]}\n";
+  auto m = ParseSpecText(absl::StrCat("module: kmod/t\nmodule_ko: ../../build/kmod/t.ko\n", tun),
+                         "/r/synth/specs/m.yaml");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->module_ko, std::filesystem::path("/r/build/kmod/t.ko"));
+  auto a = ParseSpecText(absl::StrCat("module: kmod/t\nmodule_ko: /abs/t.ko\n", tun), "m.yaml");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->module_ko, std::filesystem::path("/abs/t.ko"));
+  auto bad = ParseSpecText(absl::StrCat("module_ko: t.ko\n", tun), "k.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("without 'module'"), std::string::npos) << bad.status();
 }
 
 struct BadCase {
   const char* label;
   const char* yaml;
-  const char* where;     // "spec.yaml:N:"
-  const char* message;   // part of the error
-  const char* hint;      // part of the hint
+  const char* where;    // "spec.yaml:N:"
+  const char* message;  // part of the error
+  const char* hint;     // part of the hint
 };
 
 constexpr char kHead[] = "tunables:\n  - name: A\n    file: a.h\n";
@@ -93,9 +113,12 @@ TEST_P(BadSpecTest, NamesLineAndFix) {
 const std::string kMissingValues = std::string(kHead) + "    macro: A\n    range: [1, 9]\n";
 const std::string kUnknownKey =
     std::string(kHead) + "    macor: A\n    values: [1, 2, 3]\n    range: [1, 9]\n";
-const std::string kTwoValues = std::string(kHead) + "    macro: A\n    values: [1, 2]\n    range: [1, 9]\n";
-const std::string kEqual = std::string(kHead) + "    macro: A\n    values: [1, 2, 1]\n    range: [1, 9]\n";
-const std::string kRange = std::string(kHead) + "    macro: A\n    values: [1, 2, 30]\n    range: [1, 9]\n";
+const std::string kTwoValues =
+    std::string(kHead) + "    macro: A\n    values: [1, 2]\n    range: [1, 9]\n";
+const std::string kEqual =
+    std::string(kHead) + "    macro: A\n    values: [1, 2, 1]\n    range: [1, 9]\n";
+const std::string kRange =
+    std::string(kHead) + "    macro: A\n    values: [1, 2, 30]\n    range: [1, 9]\n";
 const std::string kBoth = std::string(kHead) +
                           "    macro: A\n    match: \"x\"\n    replace: \"{V}\"\n"
                           "    values: [1, 2, 3]\n    range: [1, 9]\n";
@@ -103,10 +126,13 @@ const std::string kNeither = std::string(kHead) + "    values: [1, 2, 3]\n    ra
 const std::string kNoV = std::string(kHead) +
                          "    match: \"x >> 3\"\n    replace: \"x >> 2\"\n"
                          "    values: [1, 2, 3]\n    range: [1, 9]\n";
-const std::string kMalformed = std::string(kHead) + "    macro: A\n    values: [1, 2, 3\n    range: [1, 9]\n";
-const std::string kBadInt = std::string(kHead) + "    macro: A\n    values: [1, two, 3]\n    range: [1, 9]\n";
+const std::string kMalformed =
+    std::string(kHead) + "    macro: A\n    values: [1, 2, 3\n    range: [1, 9]\n";
+const std::string kBadInt =
+    std::string(kHead) + "    macro: A\n    values: [1, two, 3]\n    range: [1, 9]\n";
 const std::string kTopKey = "tunable:\n  - name: A\n";
-const std::string kDup = std::string(kHead) + "    macro: A\n    values: [1, 2, 3]\n    range: [1, 9]\n" +
+const std::string kDup = std::string(kHead) +
+                         "    macro: A\n    values: [1, 2, 3]\n    range: [1, 9]\n" +
                          "  - name: A\n    file: a.h\n    macro: A\n    values: [1, 2, 3]\n"
                          "    range: [1, 9]\n";
 
@@ -126,8 +152,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"both", kBoth.c_str(), "spec.yaml:5:", "both 'macro' and 'match'", "keep one"},
         BadCase{"neither", kNeither.c_str(), "spec.yaml:2:", "neither 'macro' nor 'match'",
                 "macro: A"},
-        BadCase{"replace without {V}", kNoV.c_str(), "spec.yaml:5:", "does not contain {V}",
-                "{V}"},
+        BadCase{"replace without {V}", kNoV.c_str(), "spec.yaml:5:", "does not contain {V}", "{V}"},
         BadCase{"malformed", kMalformed.c_str(), "spec.yaml:", "malformed YAML", "indentation"},
         BadCase{"not an int", kBadInt.c_str(), "spec.yaml:5:", "not an integer", "whole number"},
         BadCase{"top-level key", kTopKey.c_str(), "spec.yaml:1:", "unknown key 'tunable'",

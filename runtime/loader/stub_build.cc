@@ -23,7 +23,9 @@ namespace {
 
 // Headers that every stub includes: a change in any of them must invalidate cached objects.
 const char* const kStubHeaders[] = {"bpf/include/sie/stub.bpf.h", "bpf/include/sie/kfuncs.bpf.h",
-                                    "kmod/include/sie/kfuncs.h"};
+                                    "kmod/include/sie/kfuncs.h",
+                                    "bpf/include/sie/consistency.bpf.h",
+                                    "kmod/include/sie/consistency.h"};
 
 std::string Clang() {
 #ifdef SIE_BPF_CLANG

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
+#include "runtime/loader/global_spans.h"
 #include "runtime/loader/kernel.h"
 #include "runtime/loader/stub_build.h"
 #include "synth/stubgen/const_reader.h"
@@ -170,6 +171,81 @@ int SymbolBinding(const fs::path& obj, const std::string& name) {
   elf_end(elf);
   close(fd);
   return count == 1 ? bind : -1 - count;
+}
+
+// ---- mode 2: span exits from code bytes ----
+
+std::string Unhex(absl::string_view hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out += static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16));
+  return out;
+}
+
+std::string Exits(const absl::StatusOr<loader::GlobalSpan>& g, uint64_t base) {
+  if (!g.ok()) return g.status().ToString();
+  std::string s;
+  for (uint64_t e : g->exits) s += absl::StrCat(s.empty() ? "" : ",", e - base);
+  return s;
+}
+
+TEST(GlobalSpans, BatchCycleLeavesThroughItsReturnThunkJump) {
+  // sie_target_batch_cycle from sie_target.ko (gcc 12, unrelocated: the tail `jmp
+  // __x86_return_thunk` at +0x50 points at +0x55, past the span) plus its alignment padding.
+  const std::string code = Unhex(
+      "e80000000053ba020000004889fbbec8000000c7470840000000bf64000000e800000000c7430c4000000"
+      "08b53088b430c39c27408f048ff05000000008b430c48890500000000f048ff05000000005be900000000"
+      "66662e0f1f840000000000");
+  const uint64_t base = 0xffffffffc0001490;
+  auto g = loader::AnalyzeGlobalSpan(code, base, base, base + 0x55, 8);
+  EXPECT_EQ(Exits(g, base), "80");  // 0x50
+  // The live code after the kernel patched the return thunk into `ret; int3`, over the whole
+  // symbol (kallsyms size, padding included): the padding is never reached.
+  std::string live = code;
+  live[0x50] = '\xc3';
+  live[0x51] = '\xcc';
+  EXPECT_EQ(Exits(loader::AnalyzeGlobalSpan(live, base, base, base + 0x55, 8), base), "80");
+  EXPECT_EQ(Exits(loader::AnalyzeGlobalSpan(live, base, base, base + live.size(), 8), base), "80");
+}
+
+TEST(GlobalSpans, ConditionalExitsAndFallThroughEnd) {
+  // 0: push rbp; 1: test edi,edi; 3: je 0xb; 5: mov eax,edi; 7: add eax,eax; 9: pop rbp;
+  // a: ret; b: xor eax,eax; d: pop rbp; e: ret
+  const std::string code = Unhex("5585ff740689f801c05dc331c05dc3");
+  const uint64_t b = 0x1000;
+  EXPECT_EQ(Exits(loader::AnalyzeGlobalSpan(code, b, b + 1, b + 9, 8), b), "9,11");
+  EXPECT_EQ(Exits(loader::AnalyzeGlobalSpan(code, b, b + 5, b + 9, 8), b), "9");
+  EXPECT_EQ(Exits(loader::AnalyzeGlobalSpan(code, b, b, b + code.size(), 8), b), "10,14");
+  // The je at +3 (outside) jumps past the entry of [9, 15).
+  auto g = loader::AnalyzeGlobalSpan(code, b, b + 9, b + 15, 8);
+  ASSERT_FALSE(g.ok());
+  EXPECT_TRUE(absl::StrContains(g.status().message(), "past its entry")) << g.status();
+  EXPECT_TRUE(absl::StrContains(g.status().message(), "hint: use --mode 1")) << g.status();
+  // An exit cap.
+  EXPECT_FALSE(loader::AnalyzeGlobalSpan(code, b, b + 1, b + 9, 1).ok());
+}
+
+TEST(GlobalSpans, RefusesWhatItCannotCount) {
+  // 0: test edi,edi; 2: je 8; 4: mov eax,edi; 6: add eax,eax; 8: ret. The fall-through exit of
+  // [4, 8) is also the je's target: a task that never entered would count down.
+  const std::string shared = Unhex("85ff740489f801c0c3");
+  const uint64_t b = 0x2000;
+  auto g = loader::AnalyzeGlobalSpan(shared, b, b + 4, b + 8, 8);
+  ASSERT_FALSE(g.ok());
+  EXPECT_TRUE(absl::StrContains(g.status().message(), "also reached from outside")) << g.status();
+  EXPECT_EQ(Exits(loader::AnalyzeGlobalSpan(shared, b, b, b + 8, 8), b), "8");
+  // A loop back to the entry: inc edi; jne 0; ret.
+  g = loader::AnalyzeGlobalSpan(Unhex("ffc775fcc3"), b, b, b + 5, 8);
+  ASSERT_FALSE(g.ok());
+  EXPECT_TRUE(absl::StrContains(g.status().message(), "target of a jump")) << g.status();
+  // jmp rax.
+  g = loader::AnalyzeGlobalSpan(Unhex("31c0ffe0"), b, b, b + 4, 8);
+  ASSERT_FALSE(g.ok());
+  EXPECT_TRUE(absl::StrContains(g.status().message(), "indirect jump")) << g.status();
+  // An end in the middle of an instruction (mov eax, 0x12345678 is 5 bytes).
+  g = loader::AnalyzeGlobalSpan(Unhex("b878563412c3"), b, b, b + 3, 8);
+  ASSERT_FALSE(g.ok());
+  EXPECT_TRUE(absl::StrContains(g.status().message(), "crosses")) << g.status();
 }
 
 TEST(WeakStrongLink, PolicyReplacesDefaultAndHostVerifierAccepts) {

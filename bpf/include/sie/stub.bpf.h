@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The fixed part of every sie stub: maps, the activation gate (modes 0 and 1), the per-task
+ * The fixed part of every sie stub: maps, the activation gate (modes 0, 1 and 2), the per-task
  * state, the safe-span stack check, counters and the arithmetic helpers the generated formula
  * code calls. A generated stub (synth/stubgen, DIR/<id>/stub.bpf.c) defines SIE_NSPANS and
  * includes this header, then emits one kprobe program per probe.
@@ -39,8 +39,14 @@ static __always_inline int sie_write_cell(struct pt_regs *regs, __u32 cell_id, _
 {
 	return -95;
 }
+/* No sie_consistency module on the host either: mode 2 never opens the gate there. */
+static __always_inline int sie_global_active(__u32 instance)
+{
+	return 0;
+}
 #else
 #include "sie/kfuncs.bpf.h"
+#include "sie/consistency.bpf.h"
 #endif
 
 #ifndef SIE_NSPANS
@@ -51,9 +57,10 @@ static __always_inline int sie_write_cell(struct pt_regs *regs, __u32 cell_id, _
 enum sie_ctl_key {
 	SIE_CTL_VALUE = 0,  /* the policy value V (s64), used by the default decision */
 	SIE_CTL_ACTIVE = 1, /* 0: nothing is applied (kill switch), 1: the gate decides */
-	SIE_CTL_MODE = 2,   /* 0 immediate, 1 per-task, 2 global (refused by the loader for now) */
+	SIE_CTL_MODE = 2,   /* 0 immediate, 1 per-task, 2 global (sie_consistency decides when) */
 	SIE_CTL_TARGET = 3, /* mode 1: 1 = tasks move to the new value, 0 = back to the original */
 	SIE_CTL_NSAFE = 4,  /* mode 1: valid entries of sie_safe */
+	SIE_CTL_INSTANCE = 5, /* mode 2: the sie_consistency instance (the constant's id) */
 	SIE_CTL_NR = 8,
 };
 
@@ -115,6 +122,16 @@ struct {
 	__type(value, struct sie_range);
 } sie_safe SEC(".maps");
 
+/*
+ * Mode 2: set to 1 by the loader, before the object is loaded, when the stub runs in mode 2 (it
+ * loads sie_consistency.ko first). A .rodata constant, so the verifier drops the kfunc call
+ * behind it as dead code otherwise and stubs of modes 0 and 1 load without the module.
+ * sie_global_active is a __weak kfunc (NULL without the module), but testing its address
+ * (bpf_ksym_exists) needs libbpf >= 1.2: libbpf 1.1 relocates the ld_imm64 of a module kfunc
+ * without the module's BTF fd and the kernel refuses it ("invalid btf_id").
+ */
+const volatile __u32 sie_global_kfunc = 0;
+
 static __always_inline __u64 sie_ctl_get(__u32 key)
 {
 	__u64 *v = bpf_map_lookup_elem(&sie_ctl, &key);
@@ -132,18 +149,27 @@ static __always_inline void sie_count(__u32 span, __u32 stat)
 }
 
 /*
- * The gate: may this hit apply, and with which value (*value)? Mode 0 (and 2, which the loader
- * refuses): whenever active, with the current map value. Mode 1: only in a task that passed a
- * safe-span entry with no safe-span frame on its stack (sie_guard), with the value it
- * transitioned to, so a task in the middle of a span never sees a mix.
+ * The gate: may this hit apply, and with which value (*value)? Mode 0: whenever active, with
+ * the current map value. Mode 1: only in a task that passed a safe-span entry with no safe-span
+ * frame on its stack (sie_guard), with the value it transitioned to, so a task in the middle of
+ * a span never sees a mix. Mode 2: only while sie_consistency says the instance switched (the
+ * kernel flips that word at an instant with no task inside a span); closed without the module.
  */
 static __always_inline int sie_gate(__s64 *value)
 {
 	struct sie_task_state *st;
+	__u64 mode;
 
 	if (!sie_ctl_get(SIE_CTL_ACTIVE))
 		return 0;
-	if (sie_ctl_get(SIE_CTL_MODE) != 1) {
+	mode = sie_ctl_get(SIE_CTL_MODE);
+	if (mode == 2) {
+		if (!sie_global_kfunc || !sie_global_active((__u32)sie_ctl_get(SIE_CTL_INSTANCE)))
+			return 0;
+		*value = (__s64)sie_ctl_get(SIE_CTL_VALUE);
+		return 1;
+	}
+	if (mode != 1) {
 		*value = (__s64)sie_ctl_get(SIE_CTL_VALUE);
 		return 1;
 	}

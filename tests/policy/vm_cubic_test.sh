@@ -8,7 +8,7 @@ C=${1:?usage: vm_cubic_test.sh CONSTS TCP_BULK [FLOWS]}
 BULK=${2:?}
 N=${3:-3}
 BYTES=${BYTES:-4000000}
-POLICY=/work/main/policies/tcp_cubic_rtt/tcp_cubic_rtt.bpf.c
+POLICY=$(cd "$(dirname "$0")/../.." && pwd)/policies/tcp_cubic_rtt/tcp_cubic_rtt.bpf.c
 W=/tmp/sie-cubic && mkdir -p $W
 FAILS=0
 ok() { echo "ok   - $*"; }

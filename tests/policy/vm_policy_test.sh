@@ -34,7 +34,7 @@ wait_for() { # file pattern seconds
 }
 
 echo "== kernel $(uname -r), consts $C"
-insmod /work/main/build/kmod/sie_target.ko 2>/dev/null
+insmod "$(dirname "$(command -v sie)")/../kmod/sie_target.ko" 2>/dev/null
 run call_arg 5; expect_eq "call_arg(5) shipped" "$R" 4665
 run cmp 50; expect_eq "cmp(50) shipped" "$R" 0
 

@@ -47,11 +47,12 @@ int SetCommand(const std::vector<std::string>& args) {
               "the kernel (release, symbols, code bytes), attaches every probe or none, and pins\n"
               "the state under /sys/fs/bpf/sie; later sets only change the value.\n"
               "Modes: 0 immediate, 1 per-task (a task switches when it enters a safe span with\n"
-              "none on its stack), 2 global (not yet supported).");
+              "none on its stack), 2 global (every task at once, at an instant with no task\n"
+              "inside a safe span; sie_consistency.ko; fails after --timeout, nothing applied).");
   p.Positionals("const value", &pos, 2, 2);
   p.String("--consts", "DIR", &consts, kConstsHelp);
   p.String("--mode", "M", &mode_s, "consistency mode: 0, 1 or 2 (default 0)");
-  p.String("--timeout", "S", &timeout_s, "per-task reverse transition limit, seconds (default 5)");
+  p.String("--timeout", "S", &timeout_s, "mode 2: limit of the global transition, seconds (default 5)");
   p.StringList("--policy", "OBJ", &policies,
                "BPF object defining sie_decide_<name>, linked over the default decision");
   p.Flag("--no-optimize", &no_opt, "keep the synthesized offsets (skip the jump-optimization search)");
@@ -87,7 +88,8 @@ int SetCommand(const std::vector<std::string>& args) {
            {"updated_only", r->updated_only}, {"compiled", r->compiled},
            {"latency_ms", r->latency_ms}, {"verify_ms", r->verify_ms}, {"build_ms", r->build_ms},
            {"load_ms", r->load_ms}, {"attach_ms", r->attach_ms},
-           {"optimize_ms", r->optimize_ms}, {"apply_probes", applies},
+           {"optimize_ms", r->optimize_ms}, {"transition_ms", r->transition_ms},
+           {"transition_result", r->transition_result}, {"apply_probes", applies},
            {"optimized_probes", optimized}, {"notes", r->notes}};
     j["old_value"] = r->old_value ? json(*r->old_value) : json(nullptr);
     std::printf("%s\n", j.dump(2).c_str());
@@ -95,9 +97,16 @@ int SetCommand(const std::vector<std::string>& args) {
   }
   for (const auto& n : r->notes) std::fprintf(stderr, "sie set: note: %s\n", n.c_str());
   if (r->updated_only) {
-    std::printf("%s: %s -> %lld (value map updated in %.1f ms)\n", r->name.c_str(),
-                r->old_value ? absl::StrCat(*r->old_value).c_str() : "?",
-                static_cast<long long>(r->value), r->latency_ms);
+    if (r->mode == 2 && !r->transition_result.empty())
+      std::printf("%s: %s -> %lld (global transitions back and forth, %.1f ms; the last took "
+                  "%.1f ms in the kernel, %s)\n",
+                  r->name.c_str(), r->old_value ? absl::StrCat(*r->old_value).c_str() : "?",
+                  static_cast<long long>(r->value), r->latency_ms, r->transition_ms,
+                  r->transition_result.c_str());
+    else
+      std::printf("%s: %s -> %lld (value map updated in %.1f ms)\n", r->name.c_str(),
+                  r->old_value ? absl::StrCat(*r->old_value).c_str() : "?",
+                  static_cast<long long>(r->value), r->latency_ms);
     return 0;
   }
   std::printf("%s = %lld (mode %d): %d probe(s), %d/%d apply probes jump-optimized, active in "
@@ -105,6 +114,9 @@ int SetCommand(const std::vector<std::string>& args) {
               r->name.c_str(), static_cast<long long>(r->value), r->mode,
               static_cast<int>(r->probes.size()), optimized, applies, r->latency_ms,
               r->compiled ? " (stub compiled)" : "");
+  if (r->mode == 2)
+    std::printf("  global transition: %s, %.1f ms from request to switch (kernel time)\n",
+                r->transition_result.c_str(), r->transition_ms);
   return 0;
 }
 
@@ -136,6 +148,7 @@ int StatusCommand(const std::vector<std::string>& args) {
         spans.push_back({{"hits", c.hits}, {"applied", c.applied}, {"rejected", c.rejected},
                          {"failed", c.failed}, {"gated", c.gated}, {"nosave", c.nosave}});
       j["spans"] = spans;
+      if (!lc.global.empty()) j["global"] = lc.global;
       a.push_back(j);
     }
     std::printf("%s\n", a.dump(2).c_str());
@@ -166,6 +179,23 @@ int StatusCommand(const std::vector<std::string>& args) {
     if (s.value("mode", 0) == 1)
       std::printf("  per-task: %llu transitions, %llu unsafe stack checks\n",
                   (unsigned long long)lc.transitions, (unsigned long long)lc.unsafe);
+    if (s.value("mode", 0) == 2) {
+      auto g = [&](const char* k) {
+        auto it = lc.global.find(k);
+        return it == lc.global.end() ? std::string("?") : it->second;
+      };
+      if (lc.global.empty()) {
+        std::printf("  global: no sie_consistency instance (the gate is closed)\n");
+      } else {
+        uint64_t ns = 0;
+        (void)absl::SimpleAtoi(g("elapsed_ns"), &ns);
+        std::printf("  global: state %s, last %s transition %s in %.1f ms (%s scan(s), %s "
+                    "frame(s) found), blocking %s, %s span(s)\n",
+                    g("state").c_str(), g("direction").c_str(), g("result").c_str(), ns / 1e6,
+                    g("scans").c_str(), g("frames").c_str(), g("blocking").c_str(),
+                    g("spans").c_str());
+      }
+    }
   }
   return 0;
 }
@@ -176,7 +206,8 @@ int UnloadCommand(const std::vector<std::string>& args) {
   std::vector<std::string> pos;
   ArgParser p("sie unload <const>|--all [--timeout S]",
               "Takes a constant back to its compiled value: reverse transition (per-task mode:\n"
-              "each task at its next safe point), then detaches its probes and removes its pins.\n"
+              "each task at its next safe point; global mode: all at once, refused after the\n"
+              "timeout, everything kept loaded), then detaches its probes and removes its pins.\n"
               "--all also removes leftovers of an interrupted 'sie set'.");
   p.Positionals("const", &pos, 0, 1);
   p.Flag("--all", &all, "unload every constant");

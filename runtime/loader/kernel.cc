@@ -221,6 +221,35 @@ absl::Status KfuncsCommand(const std::string& cmd) {
   return absl::OkStatus();
 }
 
+absl::Status ConsistencyCommand(const std::string& cmd, int* err) {
+  const std::string control = absl::StrCat(kConsistencyDir, "/control");
+  if (err) *err = 0;
+  UniqueFd fd(open(control.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (err) *err = errno;
+    return FailedWithHint(absl::StrCat("cannot open ", control, ": ", strerror(errno)),
+                          "is sie_consistency.ko loaded and debugfs mounted?");
+  }
+  // One command per write(2): the module parses each write as one line.
+  if (write(fd.get(), cmd.data(), cmd.size()) != static_cast<ssize_t>(cmd.size())) {
+    if (err) *err = errno;
+    return absl::InternalError(
+        absl::StrCat("sie_consistency rejected '", cmd, "': ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+std::map<std::string, std::string> ConsistencyStatus(int id) {
+  std::map<std::string, std::string> m;
+  auto text = ReadFile(absl::StrCat(kConsistencyDir, "/", id, "/status"));
+  if (!text.ok()) return m;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits(' ', 1));
+    m[kv.first] = kv.second;
+  }
+  return m;
+}
+
 absl::StatusOr<std::vector<int>> KfuncsUsedCells() {
   auto text = ReadFile(kKfuncsControl);
   if (!text.ok()) return text.status();

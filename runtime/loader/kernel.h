@@ -69,6 +69,14 @@ absl::Status KfuncsCommand(const std::string& cmd);
 // Cell ids currently registered (so a new constant picks free ones).
 absl::StatusOr<std::vector<int>> KfuncsUsedCells();
 
+// The sie_consistency control file (mode 2; syntax in kmod/include/sie/consistency.h). A refused
+// command stores its errno in *err (EBUSY: running, EALREADY: already there, ENOENT: no such
+// instance); 0 otherwise.
+inline constexpr char kConsistencyDir[] = "/sys/kernel/debug/sie_consistency";
+absl::Status ConsistencyCommand(const std::string& cmd, int* err = nullptr);
+// An instance's status file as key -> value; empty when the instance does not exist.
+std::map<std::string, std::string> ConsistencyStatus(int id);
+
 // Makes sure debugfs is mounted at /sys/kernel/debug.
 absl::Status EnsureDebugfs();
 

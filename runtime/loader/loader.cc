@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include <algorithm>
@@ -21,11 +22,14 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "kmod/include/sie/consistency.h"
 #include "runtime/base/diag.h"
 #include "runtime/base/files.h"
 #include "runtime/base/unique_fd.h"
+#include "runtime/loader/global_spans.h"
 #include "runtime/loader/kernel.h"
 #include "runtime/loader/stub_build.h"
 #include "synth/stubgen/const_reader.h"
@@ -40,7 +44,14 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 // Control keys and stats layout: bpf/include/sie/stub.bpf.h.
-enum CtlKey : uint32_t { kCtlValue = 0, kCtlActive = 1, kCtlMode = 2, kCtlTarget = 3, kCtlNsafe = 4 };
+enum CtlKey : uint32_t {
+  kCtlValue = 0,
+  kCtlActive = 1,
+  kCtlMode = 2,
+  kCtlTarget = 3,
+  kCtlNsafe = 4,
+  kCtlInstance = 5,
+};
 constexpr uint32_t kStatNr = 8;
 constexpr int kMaxSafe = 8;  // sie_stack_clean's local copy
 constexpr int kMaxCells = 64;
@@ -336,6 +347,111 @@ absl::Status LoadModuleIfNeeded(const std::string& name, std::vector<std::string
   return absl::OkStatus();
 }
 
+// Sets the u32 .rodata variable `name` of an opened, not yet loaded object (the verifier then
+// knows its value and drops the code it disables).
+absl::Status SetRodataU32(bpf_object* obj, const char* name, uint32_t v) {
+  const btf* b = bpf_object__btf(obj);
+  const int sec = b ? btf__find_by_name_kind(b, ".rodata", BTF_KIND_DATASEC) : -1;
+  bpf_map* m = nullptr;
+  bpf_object__for_each_map(m, obj) {
+    if (sec < 0) break;
+    if (!bpf_map__is_internal(m) || !absl::EndsWith(bpf_map__name(m), ".rodata")) continue;
+    const btf_type* t = btf__type_by_id(b, sec);
+    const btf_var_secinfo* vi = btf_var_secinfos(t);
+    for (int i = 0; i < btf_vlen(t); ++i, ++vi) {
+      const btf_type* var = btf__type_by_id(b, vi->type);
+      if (strcmp(btf__name_by_offset(b, var->name_off), name) != 0) continue;
+      size_t size = 0;
+      const auto* data = static_cast<const char*>(bpf_map__initial_value(m, &size));
+      if (!data || vi->offset + sizeof(v) > size || vi->size != sizeof(v)) break;
+      std::string copy(data, size);  // libbpf 1.1 hands out a const view: set a modified copy
+      memcpy(copy.data() + vi->offset, &v, sizeof(v));
+      if (bpf_map__set_initial_value(m, copy.data(), copy.size()) != 0) break;
+      return absl::OkStatus();
+    }
+  }
+  return absl::InternalError(absl::StrCat("the stub has no .rodata variable ", name,
+                                          " (built with other sie headers?)"));
+}
+
+// ---- mode 2: sie_consistency instances (one per constant, numbered by the constant's id) ----
+
+using GlobalStatus = std::map<std::string, std::string>;
+
+std::string StatusValue(const GlobalStatus& st, const std::string& key) {
+  auto it = st.find(key);
+  return it == st.end() ? "" : it->second;
+}
+
+double ElapsedMs(const GlobalStatus& st) {
+  uint64_t ns = 0;
+  return absl::SimpleAtoi(StatusValue(st, "elapsed_ns"), &ns) ? ns / 1e6 : 0;
+}
+
+// Waits until the instance's transition is no longer running. Polling is only how user space
+// learns the outcome: the kernel switched the gate atomically, at the moment nobody was inside.
+// Bounded by the module's own timeout (plus a margin for a slow guest).
+GlobalStatus WaitGlobal(int id, double limit_s) {
+  const auto until = Clock::now() + std::chrono::duration<double>(limit_s);
+  for (;;) {
+    GlobalStatus st = ConsistencyStatus(id);
+    if (StatusValue(st, "result") != "running" || Clock::now() > until) return st;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// One transition of instance `id` (forward: to the new value), run to its end. A transition
+// still running (a `sie set` killed while waiting) is waited for first; one that is already
+// where it should go (EALREADY) is done.
+absl::StatusOr<GlobalStatus> RunGlobal(int id, bool forward, double timeout_s) {
+  const int64_t ms = std::clamp<int64_t>(std::llround(timeout_s * 1000), 1, SIE_CONS_MAX_TIMEOUT_MS);
+  const std::string cmd = absl::StrCat(forward ? "begin " : "revert ", id, " ", ms);
+  int err = 0;
+  absl::Status st = ConsistencyCommand(cmd, &err);
+  if (!st.ok() && err == EBUSY) {
+    WaitGlobal(id, SIE_CONS_MAX_TIMEOUT_MS / 1000.0);
+    st = ConsistencyCommand(cmd, &err);
+  }
+  if (!st.ok() && err != EALREADY) return st;
+  return WaitGlobal(id, ms / 1000.0 + 5);
+}
+
+// "2 frame(s) of tasks 812,813 stayed inside" and friends, for errors and status.
+std::string DescribeBlockers(const GlobalStatus& st) {
+  std::string s = absl::StrCat(StatusValue(st, "frames"), " frame(s) inside the safe spans");
+  const std::string b = StatusValue(st, "blocking");
+  if (!b.empty() && b != "-") absl::StrAppend(&s, " (tasks ", b, ")");
+  const std::string u = StatusValue(st, "unreliable");
+  if (!u.empty() && u != "0")
+    absl::StrAppend(&s, ", ", u, " task stack(s) that could not be walked reliably");
+  return s;
+}
+
+// Removes the instance unless released: a `sie set --mode 2` that fails after sending its
+// spans leaves no instance and no counting kprobe behind.
+class GlobalInstance {
+ public:
+  explicit GlobalInstance(int id) : id_(id) {}
+  GlobalInstance(const GlobalInstance&) = delete;
+  GlobalInstance& operator=(const GlobalInstance&) = delete;
+  ~GlobalInstance() {
+    if (id_ >= 0) (void)ConsistencyCommand(absl::StrCat("remove ", id_));
+  }
+  void Release() { id_ = -1; }
+
+ private:
+  int id_;
+};
+
+// The span command of sie_consistency's control file.
+std::string SpanCommand(int id, const GlobalSpan& g) {
+  std::string cmd = absl::StrFormat("span %d 0x%x 0x%x 0x%x", id, g.start, g.end, g.entry);
+  for (uint64_t e : g.exits) absl::StrAppendFormat(&cmd, " 0x%x", e);
+  return cmd;
+}
+
+absl::Status UnloadOne(const std::string& n, double timeout_s);
+
 }  // namespace
 
 fs::path RunDir() {
@@ -379,11 +495,11 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     return fail(InvalidWithHint(absl::StrCat("value ", opts.value, " is outside the range of ",
                                              c.name, " [", c.range_min, ", ", c.range_max, "]"),
                                 "the range comes from the constant's spec (const.json 'range')"));
-  if (opts.mode == 2)
-    return fail(absl::UnimplementedError(
-        "mode 2 (global, stop_machine) is not yet supported\nhint: use --mode 0 (immediate) or "
-        "--mode 1 (per-task)"));
-  if (opts.mode != 0 && opts.mode != 1)
+  if (opts.mode == 2 && (c.id < 0 || c.id >= SIE_CONS_MAX_ID))
+    return fail(FailedWithHint(absl::StrCat(c.name, " has id ", c.id, "; sie_consistency numbers "
+                                            "instances 0..", SIE_CONS_MAX_ID - 1),
+                               "use --mode 1 (per-task)"));
+  if (opts.mode < 0 || opts.mode > 2)
     return fail(InvalidWithHint(absl::StrCat("unknown mode ", opts.mode), "modes are 0, 1, 2"));
   if (geteuid() != 0)
     return fail(FailedWithHint("sie set changes the running kernel and needs root",
@@ -406,8 +522,39 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     auto ctl = OpenPinned(c.name, "sie_ctl");
     if (!ctl.ok()) return fail(ctl.status());
     res.old_value = static_cast<int64_t>(CtlGet(ctl->get(), kCtlValue));
-    if (auto st = CtlSet(ctl->get(), kCtlValue, static_cast<uint64_t>(opts.value)); !st.ok())
+    if (opts.mode == 2 && *res.old_value != opts.value) {
+      // A global constant changes value through the original one: a reverse transition, the map
+      // update while the gate is closed, a forward transition. Each switch happens at an instant
+      // with no task inside a span, so no span ever sees two of the values. (Writing the map
+      // while active would switch at once, mid-span, like mode 0.)
+      auto rv = RunGlobal(c.id, false, opts.timeout_s);
+      if (!rv.ok()) return fail(rv.status());
+      if (StatusValue(*rv, "state") != "off")
+        return fail(FailedWithHint(
+            absl::StrCat("the reverse transition of ", c.name, " did not finish within ",
+                         opts.timeout_s, " s: ", DescribeBlockers(*rv), "; the value stays ",
+                         *res.old_value),
+            "retry with a larger --timeout, or reload in mode 1 (sie unload, then sie set "
+            "--mode 1)"));
+      if (auto st = CtlSet(ctl->get(), kCtlValue, static_cast<uint64_t>(opts.value)); !st.ok())
+        return fail(st);
+      auto fw = RunGlobal(c.id, true, opts.timeout_s);
+      if (!fw.ok() || StatusValue(*fw, "state") != "active") {
+        // At the original value now: unload the rest, so nothing stays attached for nothing.
+        (void)UnloadOne(c.name, opts.timeout_s);
+        return fail(FailedWithHint(
+            absl::StrCat("the global transition of ", c.name, " to ", opts.value,
+                         " did not finish within ", opts.timeout_s, " s: ",
+                         fw.ok() ? DescribeBlockers(*fw) : std::string(fw.status().message()),
+                         "; it is back at its original value and unloaded"),
+            "use --mode 1 (per-task), or give the tasks more time: --timeout S"));
+      }
+      res.transition_ms = ElapsedMs(*fw);
+      res.transition_result = StatusValue(*fw, "result");
+    } else if (auto st = CtlSet(ctl->get(), kCtlValue, static_cast<uint64_t>(opts.value));
+               !st.ok()) {
       return fail(st);
+    }
     (*old)["value"] = opts.value;
     (void)WriteState(c.name, *old);
     for (const auto& p : (*old)["probes"]) res.probes.push_back(ProbeFromJson(p));
@@ -447,6 +594,15 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   bool need_cells = false;
   for (const auto& s : c.spans) need_cells |= s.kind == SpanKind::kMem;
   if (auto st = LoadModuleIfNeeded("sie_kfuncs", &res.notes); !st.ok()) return fail(st);
+  if (opts.mode == 2) {
+    if (auto st = LoadModuleIfNeeded("sie_consistency", &res.notes); !st.ok()) return fail(st);
+    // No state file, so an instance of this id is a leftover of a killed `sie set`: its spans
+    // may be stale, and its counting probes would look like foreign kprobes below.
+    if (!ConsistencyStatus(c.id).empty()) {
+      if (auto st = ConsistencyCommand(absl::StrCat("remove ", c.id)); !st.ok()) return fail(st);
+      res.notes.push_back(absl::StrCat("removed a leftover sie_consistency instance ", c.id));
+    }
+  }
   if (need_cells) {
     auto used = KfuncsUsedCells();
     if (!used.ok()) return fail(used.status());
@@ -487,19 +643,29 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
       probes.push_back(std::move(sv));
     }
   }
-  // Mode 1: guards at the safe-span entries (whole CS functions when synth gave none).
+  // Safe spans (whole CS functions when synth gave none). Mode 1: guards at their entries.
+  // Mode 2: sie_consistency's spans, with exits from the live code.
   std::vector<std::pair<uint64_t, uint64_t>> safe_ranges;
-  if (opts.mode == 1) {
+  std::vector<GlobalSpan> global_spans;
+  if (opts.mode == 1 || opts.mode == 2) {
     std::vector<synth::SafeSpan> ss = c.safe_spans;
     if (ss.empty()) {
       std::set<std::string> fns;
       for (const auto& s : c.spans) fns.insert(s.function);
       for (const auto& f : fns) ss.push_back({f, 0, 0, synth::SafeSpanHow::kWholeFunction});
     }
-    if (ss.size() > static_cast<size_t>(kMaxSafe))
-      return fail(FailedWithHint(absl::StrCat(c.name, " has ", ss.size(),
-                                              " safe spans; mode 1 supports ", kMaxSafe),
-                                 "use --mode 0"));
+    const size_t max_spans = opts.mode == 1 ? kMaxSafe : SIE_CONS_MAX_SPANS;
+    if (ss.size() > max_spans)
+      return fail(FailedWithHint(absl::StrCat(c.name, " has ", ss.size(), " safe spans; mode ",
+                                              opts.mode, " supports ", max_spans),
+                                 opts.mode == 1 ? "use --mode 0" : "use --mode 1 or 0"));
+    std::vector<KprobeEntry> foreign;  // mode 2: kprobes that patch code we disassemble
+    if (opts.mode == 2) {
+      auto list = ReadKprobeList();
+      if (!list.ok()) return fail(list.status());
+      for (const auto& e : *list)
+        if (!e.ftrace && !e.disabled) foreign.push_back(e);
+    }
     for (size_t j = 0; j < ss.size(); ++j) {
       auto sym = ksyms->Find(ss[j].function, in_module ? c.target.binary : "vmlinux");
       if (!sym.ok()) return fail(WithContext(sym.status(), absl::StrCat("safe span ", j)));
@@ -507,11 +673,55 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
                          ? sym->size
                          : ss[j].end;
       safe_ranges.push_back({sym->addr + ss[j].start, sym->addr + end});
+      if (opts.mode == 2) {
+        const std::string where = absl::StrCat("safe span ", j, " (", ss[j].function, "+0x",
+                                               absl::Hex(ss[j].start), "..0x", absl::Hex(end), ")");
+        const uint64_t fn_size = std::min<uint64_t>(std::max(sym->size, end), 1 << 20);
+        for (const auto& e : foreign)
+          if (e.addr >= sym->addr && e.addr < sym->addr + fn_size)
+            return fail(FailedWithHint(
+                absl::StrCat(where, ": the code is patched by a kprobe at ", e.where,
+                             " (another constant or tool); its exits cannot be read"),
+                "unload what probes that function (sie status; kprobes/list), or use --mode 1"));
+        auto code = ReadKernelBytes(sym->addr, fn_size);
+        if (!code.ok()) return fail(WithContext(code.status(), where));
+        auto g = AnalyzeGlobalSpan(*code, sym->addr, sym->addr + ss[j].start, sym->addr + end,
+                                   SIE_CONS_MAX_EXITS);
+        if (!g.ok()) return fail(WithContext(g.status(), where));
+        global_spans.push_back(std::move(*g));
+        continue;
+      }
       Attached g;
       g.info = MakeProbe("guard", static_cast<int>(j), ss[j].function, ss[j].start, sym->addr);
       g.func_addr = sym->addr;
       probes.push_back(std::move(g));
     }
+  }
+  // Mode 2: the unguard of an exit runs before a CS probe at the same address (consistency.h),
+  // so the last task out would see the new value at that use only: refused when the span has
+  // other uses. Candidate offsets on any exit are dropped for the same reason.
+  for (const GlobalSpan& g : global_spans) {
+    auto is_exit = [&](uint64_t a) {
+      return std::find(g.exits.begin(), g.exits.end(), a) != g.exits.end();
+    };
+    int uses = 0;
+    const Attached* on_exit = nullptr;
+    for (const Attached& a : probes) {
+      if (a.info.role != "apply") continue;
+      const bool exit = is_exit(a.info.address);
+      if ((a.info.address >= g.start && a.info.address < g.end) || exit) ++uses;
+      if (exit) on_exit = &a;
+    }
+    if (on_exit && uses > 1)
+      return fail(FailedWithHint(
+          absl::StrCat("span ", on_exit->info.span, " of ", c.name, " is probed at ",
+                       on_exit->info.function, "+0x", absl::Hex(on_exit->info.offset),
+                       ", an exit of a safe span with ", uses,
+                       " uses: mode 2 would apply the new value there only for the last task "
+                       "out"),
+          "use --mode 1 (per-task)"));
+    for (Attached& a : probes)
+      std::erase_if(a.candidates, [&](uint64_t off) { return is_exit(a.func_addr + off); });
   }
   res.verify_ms = MsSince(t0);
   mark("verified");
@@ -540,6 +750,9 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   if (!obj)
     return fail(absl::InternalError(absl::StrCat("opening ", obj_path.string(), ": ",
                                                  strerror(errno), "\n", LogTail())));
+  // Only mode-2 stubs call sie_consistency's kfunc (and so need the module loaded).
+  if (opts.mode == 2)
+    if (auto st = SetRodataU32(obj.get(), "sie_global_kfunc", 1); !st.ok()) return fail(st);
   if (bpf_object__load(obj.get()) != 0)
     return fail(FailedWithHint(absl::StrCat("the kernel refused the stub of ", c.name, ":\n",
                                             LogTail()),
@@ -557,6 +770,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
                       {kCtlMode, static_cast<uint64_t>(opts.mode)},
                       {kCtlTarget, 1},
                       {kCtlNsafe, safe_ranges.size()},
+                      {kCtlInstance, static_cast<uint64_t>(c.id)},
                       {kCtlActive, 0}})
     if (auto st = CtlSet(ctl, k, v); !st.ok()) return fail(st);
   for (auto& a : probes) {
@@ -583,6 +797,8 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
              {"pid", getpid()},
              {"pin_dir", pin_dir},
              {"loaded_at", static_cast<int64_t>(time(nullptr))}};
+  // Mode 2: the constant's sie_consistency instance, removed again unless the load succeeds.
+  std::optional<GlobalInstance> instance;
   auto rollback = [&](absl::Status st) {
     std::vector<uint64_t> addrs;
     for (auto& a : probes) {
@@ -590,6 +806,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
       Detach(a);
     }
     (void)RemovePins(pin_dir);
+    instance.reset();  // its counting probes may share addresses with the CS probes
     (void)WaitKprobesGone(addrs, 5);
     std::error_code ec;
     fs::remove(StatePath(c.name), ec);
@@ -597,6 +814,12 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   };
   // The state file first: a kill -9 from here on leaves something `sie unload --all` finds.
   if (auto st = WriteState(c.name, state); !st.ok()) return fail(st);
+  // Mode 2: the instance before any probe, so the gate exists (closed) when the first CS runs.
+  if (opts.mode == 2) {
+    instance.emplace(c.id);
+    for (const GlobalSpan& g : global_spans)
+      if (auto st = ConsistencyCommand(SpanCommand(c.id, g)); !st.ok()) return rollback(st);
+  }
   if (mkdir(pin_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return rollback(absl::InternalError(absl::StrCat("mkdir ", pin_dir, ": ", strerror(errno))));
   for (const char* m : {"sie_ctl", "sie_stats", "sie_task", "sie_safe"}) {
@@ -673,6 +896,25 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
 
   // --- activate ---
   if (auto st = CtlSet(ctl, kCtlActive, 1); !st.ok()) return rollback(st);
+  if (opts.mode == 2) {
+    // The gate stays closed until sie_consistency flips it at an instant with no task inside a
+    // span. On timeout the module rolled back (never active): detach everything.
+    auto tt = Clock::now();
+    auto fw = RunGlobal(c.id, true, opts.timeout_s);
+    if (!fw.ok()) return rollback(fw.status());
+    if (StatusValue(*fw, "state") != "active")
+      return rollback(FailedWithHint(
+          absl::StrCat("the global transition of ", c.name, " did not finish within ",
+                       opts.timeout_s, " s: ", DescribeBlockers(*fw),
+                       "; nothing was applied and nothing is left attached"),
+          "use --mode 1 (per-task), or give the tasks more time: --timeout S"));
+    res.transition_ms = ElapsedMs(*fw);
+    res.transition_result = StatusValue(*fw, "result");
+    state["global"] = {{"result", res.transition_result},
+                       {"transition_ms", res.transition_ms},
+                       {"wait_ms", MsSince(tt)}};
+    mark("global transition done");
+  }
   json pj = json::array();
   for (auto& a : probes) {
     pj.push_back(ProbeToJson(a.info));
@@ -689,9 +931,11 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     bpf_link__disconnect(l);  // destroy then frees our handle without detaching
     bpf_link__destroy(l);
   }
+  if (instance) instance->Release();
   res.latency_ms = MsSince(t0);
   journal["outcome"] = "loaded";
   journal["latency_ms"] = res.latency_ms;
+  if (opts.mode == 2) journal["transition_ms"] = res.transition_ms;
   Journal(journal);
   return res;
 }
@@ -727,6 +971,8 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
       if (ctl.ok()) {
         lc.state["value"] = static_cast<int64_t>(CtlGet(ctl->get(), kCtlValue));
         lc.state["active"] = CtlGet(ctl->get(), kCtlActive);
+        if (CtlGet(ctl->get(), kCtlMode) == 2)
+          lc.global = ConsistencyStatus(static_cast<int>(CtlGet(ctl->get(), kCtlInstance)));
       }
     }
     if (lc.state.contains("probes"))
@@ -746,6 +992,107 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
   }
   return out;
 }
+
+namespace {
+
+// Unload of one constant; the caller holds the run lock.
+absl::Status UnloadOne(const std::string& n, double timeout_s) {
+  std::error_code ec;
+  auto state = ReadState(StatePath(n));
+  json journal{{"const", n}, {"new_value", nullptr}, {"outcome", "unloaded"}};
+  if (state.ok()) {
+    journal["old_value"] = (*state).value("value", int64_t{0});
+    journal["mode"] = (*state).value("mode", 0);
+  }
+  auto ctl = OpenPinned(n, "sie_ctl");
+  // Mode 2: the constant's sie_consistency instance (from the pinned control words, else from
+  // the state file of a load that died before pinning them).
+  int global_id = -1;
+  if (ctl.ok() && CtlGet(ctl->get(), kCtlMode) == 2)
+    global_id = static_cast<int>(CtlGet(ctl->get(), kCtlInstance));
+  else if (!ctl.ok() && state.ok() && (*state).value("mode", 0) == 2)
+    global_id = (*state).value("id", -1);
+  if (global_id >= 0 && !ModuleLoaded("sie_consistency")) global_id = -1;
+  if (global_id >= 0 && !ConsistencyStatus(global_id).empty()) {
+    // Back to the original value at one instant with no task inside a span. If that does not
+    // happen in time the new value stays active (the module never switches mid-span), so
+    // everything stays loaded: detaching now would switch mid-span, like mode 0.
+    auto rv = RunGlobal(global_id, false, timeout_s);
+    if (!rv.ok() || StatusValue(*rv, "state") != "off") {
+      const std::string why =
+          rv.ok() ? DescribeBlockers(*rv) : std::string(rv.status().message());
+      journal["outcome"] = "refused";
+      journal["error"] = absl::StrCat("reverse transition did not finish: ", why);
+      Journal(journal);
+      return FailedWithHint(
+          absl::StrCat("the reverse transition of ", n, " did not finish within ", timeout_s,
+                       " s: ", why, "; it stays loaded with its new value"),
+          absl::StrCat("retry with a larger --timeout (sie unload ", n,
+                       " --timeout S); see 'sie status' for the tasks inside"));
+    }
+    journal["reverse_transition"] = StatusValue(*rv, "result");
+    journal["transition_ms"] = ElapsedMs(*rv);
+  }
+  if (ctl.ok()) {
+    const int mode = static_cast<int>(CtlGet(ctl->get(), kCtlMode));
+    if (mode == 1 && CtlGet(ctl->get(), kCtlActive)) {
+      // Reverse transition: tasks go back to the original value at their next guard with a
+      // clean stack. Done when no apply hit has used the new value for 200 ms, or at the
+      // timeout (then the kill switch below ends it for everyone).
+      (void)CtlSet(ctl->get(), kCtlTarget, 0);
+      auto stats = OpenPinned(n, "sie_stats");
+      uint32_t nspans = state.ok() ? (*state).value("nspans", 0) : 0;
+      auto applied = [&]() {
+        uint64_t sum = 0;
+        if (!stats.ok()) return sum;
+        auto v = ReadStats(stats->get(), nspans * kStatNr);
+        for (uint32_t i = 0; i < nspans; ++i) sum += v[i * kStatNr + 1];
+        return sum;
+      };
+      const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+      uint64_t last = applied();
+      auto quiet_since = Clock::now();
+      bool converged = false;
+      while (Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        uint64_t now = applied();
+        if (now != last) {
+          last = now;
+          quiet_since = Clock::now();
+        } else if (MsSince(quiet_since) >= 200) {
+          converged = true;
+          break;
+        }
+      }
+      journal["reverse_transition"] = converged ? "converged" : "timed out";
+    }
+    (void)CtlSet(ctl->get(), kCtlActive, 0);
+  }
+  std::vector<uint64_t> addrs;
+  if (state.ok()) {
+    for (const auto& a : (*state).value("attached_addresses", json::array()))
+      if (a.is_number_unsigned()) addrs.push_back(a.get<uint64_t>());
+    for (const auto& p : (*state).value("probes", json::array()))
+      addrs.push_back(p.value("address", uint64_t{0}));
+  }
+  absl::Status st = RemovePins(PinDir(n));
+  // The instance after the stub: its gate is off already; removing it unregisters the counting
+  // probes, which may share an address with a CS probe (a use on a span exit), so before the
+  // wait for those addresses to leave the kprobe list.
+  if (st.ok() && global_id >= 0) {
+    int err = 0;
+    if (auto rm = ConsistencyCommand(absl::StrCat("remove ", global_id), &err);
+        !rm.ok() && err != ENOENT)
+      st = rm;
+  }
+  if (st.ok()) st = WaitKprobesGone(addrs, std::max(timeout_s, 2.0));
+  if (st.ok()) fs::remove(StatePath(n), ec);
+  if (!st.ok()) journal["outcome"] = "failed";
+  Journal(journal);
+  return st;
+}
+
+}  // namespace
 
 absl::Status Unload(const std::string& name_in, bool all, double timeout_s) {
   if (geteuid() != 0)
@@ -772,63 +1119,8 @@ absl::Status Unload(const std::string& name_in, bool all, double timeout_s) {
       return absl::NotFoundError(absl::StrCat(name_in, " is not loaded\nhint: see 'sie status'"));
   }
   absl::Status first = absl::OkStatus();
-  for (const auto& n : names) {
-    auto state = ReadState(StatePath(n));
-    json journal{{"const", n}, {"new_value", nullptr}, {"outcome", "unloaded"}};
-    if (state.ok()) {
-      journal["old_value"] = (*state).value("value", int64_t{0});
-      journal["mode"] = (*state).value("mode", 0);
-    }
-    auto ctl = OpenPinned(n, "sie_ctl");
-    if (ctl.ok()) {
-      const int mode = static_cast<int>(CtlGet(ctl->get(), kCtlMode));
-      if (mode == 1 && CtlGet(ctl->get(), kCtlActive)) {
-        // Reverse transition: tasks go back to the original value at their next guard with a
-        // clean stack. Done when no apply hit has used the new value for 200 ms, or at the
-        // timeout (then the kill switch below ends it for everyone).
-        (void)CtlSet(ctl->get(), kCtlTarget, 0);
-        auto stats = OpenPinned(n, "sie_stats");
-        uint32_t nspans = state.ok() ? (*state).value("nspans", 0) : 0;
-        auto applied = [&]() {
-          uint64_t sum = 0;
-          if (!stats.ok()) return sum;
-          auto v = ReadStats(stats->get(), nspans * kStatNr);
-          for (uint32_t i = 0; i < nspans; ++i) sum += v[i * kStatNr + 1];
-          return sum;
-        };
-        const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
-        uint64_t last = applied();
-        auto quiet_since = Clock::now();
-        bool converged = false;
-        while (Clock::now() < deadline) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
-          uint64_t now = applied();
-          if (now != last) {
-            last = now;
-            quiet_since = Clock::now();
-          } else if (MsSince(quiet_since) >= 200) {
-            converged = true;
-            break;
-          }
-        }
-        journal["reverse_transition"] = converged ? "converged" : "timed out";
-      }
-      (void)CtlSet(ctl->get(), kCtlActive, 0);
-    }
-    std::vector<uint64_t> addrs;
-    if (state.ok()) {
-      for (const auto& a : (*state).value("attached_addresses", json::array()))
-        if (a.is_number_unsigned()) addrs.push_back(a.get<uint64_t>());
-      for (const auto& p : (*state).value("probes", json::array()))
-        addrs.push_back(p.value("address", uint64_t{0}));
-    }
-    absl::Status st = RemovePins(PinDir(n));
-    if (st.ok()) st = WaitKprobesGone(addrs, std::max(timeout_s, 2.0));
-    if (st.ok()) fs::remove(StatePath(n), ec);
-    if (!st.ok()) journal["outcome"] = "failed";
-    Journal(journal);
-    if (first.ok() && !st.ok()) first = st;
-  }
+  for (const auto& n : names)
+    if (auto st = UnloadOne(n, timeout_s); first.ok() && !st.ok()) first = st;
   // With nothing loaded any more, forget every registered site and cell (sie_kfuncs has no
   // per-site removal; stale sites of an unloaded constant are inert: no program calls there).
   bool any_left = false;

@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,8 +32,8 @@ struct SetOptions {
   std::filesystem::path consts_dir;
   std::string name;  // name or id
   int64_t value = 0;
-  int mode = 0;            // 0 immediate, 1 per-task (2 global: refused for now)
-  double timeout_s = 5;    // mode 1 reverse transition on unload
+  int mode = 0;            // 0 immediate, 1 per-task, 2 global (sie_consistency)
+  double timeout_s = 5;    // mode 2: limit of each global transition (else unused by set)
   bool optimize = true;    // look for jump-optimized probe offsets among the candidates
   double opt_wait_s = 1.5; // the kernel optimizes probes from delayed work
   std::vector<std::filesystem::path> policy_objects;  // linked over the weak decision hook
@@ -58,6 +59,10 @@ struct SetResult {
   bool compiled = false;            // the stub was compiled now (not from a cache)
   double latency_ms = 0;            // from start to the value being active
   double verify_ms = 0, build_ms = 0, load_ms = 0, attach_ms = 0, optimize_ms = 0;
+  // Mode 2: the kernel's time from the transition request to the gate flip, and its result
+  // ("instant": nobody was inside; "done": the last task inside left).
+  double transition_ms = 0;
+  std::string transition_result;
   std::vector<ProbeInfo> probes;
   std::vector<std::string> notes;   // told to the user (module loaded, candidate moves...)
 };
@@ -74,13 +79,17 @@ struct LoadedConst {
   uint64_t transitions = 0, unsafe = 0;
   bool pins_present = false;
   std::vector<ProbeInfo> probes;     // with current [OPTIMIZED] state
+  // Mode 2: sie_consistency's status of the constant's instance (state, result, elapsed_ns,
+  // blocking...; kmod/include/sie/consistency.h); empty when there is none.
+  std::map<std::string, std::string> global;
 };
 
 // Every constant with a state file or a pin directory.
 absl::StatusOr<std::vector<LoadedConst>> Status();
 
-// Reverse transition (mode 1: tasks move back at their next clean guard, up to timeout_s), then
-// detach (remove the pins) and forget the constant. `name` "" with all=true: everything under
+// Reverse transition (mode 1: tasks move back at their next clean guard, up to timeout_s; mode
+// 2: one global switch back, refused when it does not happen within timeout_s, keeping
+// everything loaded), then detach (remove the pins) and forget the constant. `name` "" with all=true: everything under
 // /sys/fs/bpf/sie and /run/sie, including leftovers of a killed `sie set`.
 absl::Status Unload(const std::string& name, bool all, double timeout_s = 5);
 

@@ -47,7 +47,8 @@ struct CriticalSpan {
   // input, X (that input: read at the probe, or saved at save_offset for kRecompute).
   std::string formula;
   std::optional<uint64_t> save_offset;  // kRecompute: where X is saved (before the CS)
-  std::string save_reg;            // kRecompute: register holding X at save_offset
+  // The register holding X: kRecompute: at save_offset; kReg: at the probe (still intact there).
+  std::string save_reg;
   std::string flags_cc;            // kFlags: the condition the compare feeds ("jbe", "cmovg" ...)
   std::string source;              // file:line from DWARF
   std::string expect_bytes;        // hex of the instruction bytes at probe_offset (shipped binary)

@@ -102,6 +102,9 @@ absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
           "' cannot be recomputed yet (sie_set_flags emulates cmp only)\nhint: "
           "sie_kfuncs needs a 'test' variant; see the runtime report"));
     const bool uses_x = formula->Uses('X');
+    if (uses_x && s.kind == SpanKind::kReg && s.save_reg.empty())
+      return SpanError(c, i, "a reg formula in X needs save_reg (the register holding X at the probe)",
+                       "re-run sie synth; a hand-written const.json must name save_reg");
     const synth::MemOperand* mem = s.target_mem ? &*s.target_mem : nullptr;
     if (uses_x && mem && mem->base == "ip" &&
         (s.kind == SpanKind::kMem || (s.kind == SpanKind::kFlags && s.target_reg.empty())))
@@ -137,7 +140,9 @@ absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
     // X: the instruction's input, per kind.
     switch (s.kind) {
       case SpanKind::kReg:
-        if (uses_x) absl::StrAppend(&body, "\tX = ctx->", s.target_reg, ";\n");
+        // X is the instruction's input, still intact at the probe in save_reg (the target
+        // register already holds the result, so reading X there would be wrong).
+        if (uses_x) absl::StrAppend(&body, "\tX = ctx->", s.save_reg, ";\n");
         break;
       case SpanKind::kMem:
         if (uses_x)

@@ -39,7 +39,7 @@ jget() { # json key (flat numbers)
 
 echo "== kernel $(uname -r), consts $C"
 # Make the modules present first so the refusal checks see the real code bytes.
-insmod /work/main/build/kmod/sie_target.ko 2>/dev/null
+insmod "$(dirname "$(command -v sie)")/../kmod/sie_target.ko" 2>/dev/null
 W=/tmp/sie-rt && mkdir -p $W
 
 # --- refusals (nothing loaded) ---

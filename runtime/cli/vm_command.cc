@@ -28,7 +28,7 @@ int VmCommand(const std::vector<std::string>& args) {
            absl::StrCat("guest kernel release (default ", SIE_DEFAULT_KERNEL_RELEASE, ")"));
   q.Int("--timeout", "S", &timeout, "hard limit for the whole run, in seconds (default 900)");
   q.Int("--memory", "MB", &memory, "guest memory (default 2048)");
-  q.Int("--cpus", "N", &cpus, "guest CPUs (default 2)");
+  q.Int("--cpus", "N", &cpus, "guest CPUs (default 1 under TCG, 2 under KVM)");
   q.Flag("-v,--verbose", &o.verbose, "show the boot, the QEMU command, and timings");
   q.Rest(&o.command);
   if (auto s = q.Parse(args); !s.ok()) return ReportError("sie vm", s);

@@ -190,6 +190,7 @@ absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
   }
 
   result.accel = ChooseAccel();
+  const int cpus = opts.cpus > 0 ? opts.cpus : (result.accel == "kvm" ? 2 : 1);
   std::vector<std::string> argv = {"qemu-system-x86_64"};
   if (result.accel == "kvm") {
     argv.insert(argv.end(), {"-accel", "kvm", "-cpu", "host"});
@@ -197,7 +198,7 @@ absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
     argv.insert(argv.end(), {"-accel", "tcg,thread=multi", "-cpu", "max"});
   }
   argv.insert(argv.end(),
-              {"-smp", std::to_string(opts.cpus), "-m", absl::StrCat(opts.memory_mb, "M"),
+              {"-smp", std::to_string(cpus), "-m", absl::StrCat(opts.memory_mb, "M"),
                "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic",
                "none", "-kernel", kernel, "-initrd", initrd->path.string(), "-append",
                absl::StrJoin(append, " "), "-virtfs",

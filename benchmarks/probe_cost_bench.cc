@@ -58,6 +58,7 @@
 #include "sie/kfuncs.h"
 #include "sie_bench_probe.skel.h"
 #include "sie_target_consts.h"
+#include "tests/support/guest_modules.h"
 
 namespace sie {
 namespace {
@@ -122,33 +123,9 @@ absl::StatusOr<uint64_t> RunPath(absl::string_view path, uint64_t x) {
 
 // ---- modules ----
 
-fs::path KmodDir() { return SelfDir() / ".." / "kmod"; }
-
-absl::Status UnloadModule(const std::string& name) {
-  // A BPF program that called the module's kfuncs drops its module reference from deferred
-  // work, so a busy module is retried for a while.
-  for (int i = 0; i < 100; i++) {
-    if (syscall(SYS_delete_module, name.c_str(), O_NONBLOCK) == 0 || errno == ENOENT)
-      return absl::OkStatus();
-    if (errno != EBUSY && errno != EAGAIN)
-      return absl::ErrnoToStatus(errno, "delete_module " + name);
-    std::this_thread::sleep_for(100ms);
-  }
-  return absl::ErrnoToStatus(errno, "delete_module " + name + " (still busy after 10 s)");
-}
-
-absl::Status LoadModule(const std::string& name) {
-  const fs::path ko = KmodDir() / (name + ".ko");
-  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
-  if (syscall(SYS_finit_module, fd.get(), "", 0) == 0) return absl::OkStatus();
-  if (errno != EEXIST) return absl::ErrnoToStatus(errno, "finit_module " + ko.string());
-  // A leftover of an earlier run: replace it, so the code matches the .ko we disassemble.
-  RETURN_IF_ERROR(UnloadModule(name));
-  if (syscall(SYS_finit_module, fd.get(), "", 0) != 0)
-    return absl::ErrnoToStatus(errno, "finit_module " + ko.string());
-  return absl::OkStatus();
-}
+using guest::KmodDir;
+using guest::LoadModule;
+using guest::UnloadModule;
 
 // ---- probe offsets, found in the .ko by disassembly (as tests/vm/smoke_test.cc does) ----
 

@@ -47,6 +47,7 @@
 #include "sie/kfuncs.h"
 #include "sie_consistency_test.skel.h"
 #include "sie_target_consts.h"
+#include "tests/support/guest_modules.h"
 
 namespace sie {
 namespace {
@@ -144,31 +145,9 @@ int KprobesIn(const std::string& func) {
 
 // ---- modules ----
 
-fs::path KmodDir() { return SelfDir() / ".." / "kmod"; }
-
-absl::Status UnloadModule(const std::string& name) {
-  // Programs that used a module's kfuncs drop their reference from deferred work: retry.
-  for (int i = 0; i < 100; i++) {
-    if (syscall(SYS_delete_module, name.c_str(), O_NONBLOCK) == 0 || errno == ENOENT)
-      return absl::OkStatus();
-    if (errno != EBUSY && errno != EAGAIN)
-      return absl::ErrnoToStatus(errno, "delete_module " + name);
-    std::this_thread::sleep_for(100ms);
-  }
-  return absl::ErrnoToStatus(errno, "delete_module " + name + " (busy for 10 s)");
-}
-
-absl::Status LoadModule(const std::string& name) {
-  const fs::path ko = KmodDir() / (name + ".ko");
-  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
-  if (syscall(SYS_finit_module, fd.get(), "", 0) == 0) return absl::OkStatus();
-  if (errno != EEXIST) return absl::ErrnoToStatus(errno, "finit_module " + ko.string());
-  RETURN_IF_ERROR(UnloadModule(name));  // a leftover: replace it by the .ko we disassemble
-  if (syscall(SYS_finit_module, fd.get(), "", 0) != 0)
-    return absl::ErrnoToStatus(errno, "finit_module " + ko.string());
-  return absl::OkStatus();
-}
+using guest::KmodDir;
+using guest::LoadModule;
+using guest::UnloadModule;
 
 // ---- the code of sie_target: offsets from its .ko, addresses from kallsyms ----
 

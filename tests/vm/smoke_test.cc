@@ -44,6 +44,7 @@
 #include "sie/kfuncs.h"
 #include "sie_smoke.skel.h"
 #include "sie_target_consts.h"
+#include "tests/support/guest_modules.h"
 
 namespace sie {
 namespace {
@@ -96,33 +97,9 @@ absl::StatusOr<uint64_t> RunPath(absl::string_view path, uint64_t x) {
 
 // ---- modules ----
 
-fs::path KmodDir() { return SelfDir() / ".." / "kmod"; }
-
-absl::Status UnloadModule(const std::string& name) {
-  // A BPF program that used the module's kfuncs drops its module reference from a deferred
-  // free (RCU + workqueue), so a busy module is retried for a while.
-  for (int i = 0; i < 100; i++) {
-    if (syscall(SYS_delete_module, name.c_str(), O_NONBLOCK) == 0 || errno == ENOENT)
-      return absl::OkStatus();
-    if (errno != EBUSY && errno != EAGAIN)
-      return absl::ErrnoToStatus(errno, "delete_module " + name);
-    std::this_thread::sleep_for(100ms);
-  }
-  return absl::ErrnoToStatus(errno, "delete_module " + name + " (still busy after 10 s)");
-}
-
-absl::Status LoadModule(const std::string& name) {
-  const fs::path ko = KmodDir() / (name + ".ko");
-  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
-  if (syscall(SYS_finit_module, fd.get(), "", 0) == 0) return absl::OkStatus();
-  if (errno != EEXIST) return absl::ErrnoToStatus(errno, "finit_module " + ko.string());
-  // A leftover from an earlier run: replace it, so the code matches the .ko we disassemble.
-  if (absl::Status st = UnloadModule(name); !st.ok()) return st;
-  if (syscall(SYS_finit_module, fd.get(), "", 0) != 0)
-    return absl::ErrnoToStatus(errno, "finit_module " + ko.string());
-  return absl::OkStatus();
-}
+using guest::KmodDir;
+using guest::LoadModule;
+using guest::UnloadModule;
 
 // ---- finding probe offsets in the .ko ----
 

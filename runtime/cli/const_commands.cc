@@ -14,7 +14,7 @@
 #include "runtime/base/diag.h"
 #include "runtime/cli/commands.h"
 #include "runtime/loader/loader.h"
-#include "runtime/loader/stub_build.h"
+#include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/const_reader.h"
 #include "synth/stubgen/stubgen.h"
 
@@ -249,7 +249,7 @@ int ConstsCommand(const std::vector<std::string>& args) {
     if (build) {
       if (auto st = stubgen::WriteStub(e.path.parent_path(), e.c); !st.ok())
         return ReportError("sie consts", st);
-      auto so = loader::BuildStub(e, /*into_const_dir=*/true);
+      auto so = stubgen::BuildStub(e, /*into_const_dir=*/true);
       if (!so.ok()) return ReportError("sie consts", so.status());
     }
     a.push_back({{"id", e.c.id}, {"name", e.c.name}, {"description", e.c.description},

@@ -31,7 +31,7 @@
 #include "runtime/base/unique_fd.h"
 #include "runtime/loader/global_spans.h"
 #include "runtime/loader/kernel.h"
-#include "runtime/loader/stub_build.h"
+#include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/const_reader.h"
 #include "synth/stubgen/stubgen.h"
 
@@ -728,19 +728,19 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
 
   // --- build and load the stub ---
   auto tb = Clock::now();
-  auto stub = BuildStub(*entry);
+  auto stub = stubgen::BuildStub(*entry);
   if (!stub.ok()) return fail(stub.status());
   res.compiled = stub->compiled_now;
   fs::path obj_path = stub->object;
   std::optional<TempDir> link_tmp;
   if (!opts.policy_objects.empty()) {
-    auto tmp = TempDir::Create(CacheDir(), ".link-");
+    auto tmp = TempDir::Create(stubgen::CacheDir(), ".link-");
     if (!tmp.ok()) return fail(tmp.status());
     link_tmp.emplace(std::move(*tmp));
     std::vector<fs::path> objs{stub->object};
     objs.insert(objs.end(), opts.policy_objects.begin(), opts.policy_objects.end());
     obj_path = link_tmp->path() / "linked.bpf.o";
-    if (auto st = LinkObjects(objs, obj_path); !st.ok()) return fail(st);
+    if (auto st = stubgen::LinkObjects(objs, obj_path); !st.ok()) return fail(st);
   }
   res.build_ms = MsSince(tb);
   mark("stub ready");

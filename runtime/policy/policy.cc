@@ -27,7 +27,7 @@
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
 #include "runtime/loader/loader.h"
-#include "runtime/loader/stub_build.h"
+#include "synth/stubgen/stub_build.h"
 #include "runtime/policy/consts_header.h"
 #include "runtime/policy/verifier_log.h"
 #include "synth/stubgen/stubgen.h"
@@ -509,7 +509,7 @@ absl::Status Session::Start() {
                                              "another policy)"),
                                 absl::StrCat("a constant belongs to one policy at a time: "
                                              "sie unload ", e.c.name));
-  auto work = TempDir::Create(loader::CacheDir(), ".run-");
+  auto work = TempDir::Create(stubgen::CacheDir(), ".run-");
   if (!work.ok()) return work.status();
   work_.emplace(std::move(*work));
   policy_obj_ = work_->path() / "policy.bpf.o";
@@ -542,10 +542,10 @@ absl::Status Session::Start() {
     if (!r.ok()) {
       if (absl::StrContains(r.status().message(), "refused the stub")) {
         // Explain with our own load of the same composition (per-program logs).
-        auto stub = loader::BuildStub(e);
+        auto stub = stubgen::BuildStub(e);
         fs::path linked = work_->path() / "explain.bpf.o";
         std::string raw;
-        if (stub.ok() && loader::LinkObjects({stub->object, policy_obj_}, linked).ok()) {
+        if (stub.ok() && stubgen::LinkObjects({stub->object, policy_obj_}, linked).ok()) {
           absl::Status v = VerifyObject(linked, o_.source, &raw);
           if (o_.verbose && !raw.empty()) std::fprintf(stderr, "%s\n", raw.c_str());
           if (!v.ok()) return WithContext(v, e.c.name);

@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/base/files.h"
-#include "runtime/loader/stub_build.h"
+#include "synth/stubgen/stub_build.h"
 #include "runtime/policy/consts_header.h"
 #include "runtime/policy/policy.h"
 #include "runtime/policy/verifier_log.h"
@@ -155,10 +155,10 @@ class LinkTest : public PolicyTest {
                              std::string* raw = nullptr) {
     auto r = Compile(policy_src, Target());
     if (!r.ok()) return r.status();
-    auto stub = loader::BuildStub(e, false, "-DSIE_NO_KFUNCS");
+    auto stub = stubgen::BuildStub(e, false, "-DSIE_NO_KFUNCS");
     if (!stub.ok()) return stub.status();
     fs::path linked = tmp_->path() / "linked.bpf.o";
-    if (auto st = loader::LinkObjects({stub->object, r->object}, linked); !st.ok()) return st;
+    if (auto st = stubgen::LinkObjects({stub->object, r->object}, linked); !st.ok()) return st;
     return VerifyObject(linked, policy_src, raw);
   }
   bool CanLoadBpf() { return geteuid() == 0 && fs::exists("/sys/kernel/btf/vmlinux"); }

@@ -19,7 +19,7 @@
 #include "runtime/base/process.h"
 #include "runtime/loader/global_spans.h"
 #include "runtime/loader/kernel.h"
-#include "runtime/loader/stub_build.h"
+#include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/const_reader.h"
 #include "synth/stubgen/formula.h"
 #include "synth/stubgen/stubgen.h"
@@ -255,7 +255,7 @@ TEST(WeakStrongLink, PolicyReplacesDefaultAndHostVerifierAccepts) {
   auto e = stubgen::FindConst(kFixtures, "SIE_TARGET_CALL_ARG");
   ASSERT_TRUE(e.ok());
   e->path = tmp->path() / "102/const.json";  // compiled objects go to the cache, not the tree
-  auto stub = loader::BuildStub(*e, false, "-DSIE_NO_KFUNCS");
+  auto stub = stubgen::BuildStub(*e, false, "-DSIE_NO_KFUNCS");
   ASSERT_TRUE(stub.ok()) << stub.status();
   const std::string fn = "sie_decide_sie_target_call_arg";
   EXPECT_EQ(SymbolBinding(stub->object, fn), STB_WEAK);
@@ -263,13 +263,13 @@ TEST(WeakStrongLink, PolicyReplacesDefaultAndHostVerifierAccepts) {
   fs::path pol = tmp->path() / "policy.bpf.o";
   ASSERT_TRUE(CompileBpf(fs::path(SIE_SOURCE_DIR) / "tests/runtime/bpf/policy_double.bpf.c", pol).ok());
   fs::path linked = tmp->path() / "linked.bpf.o";
-  auto st = loader::LinkObjects({stub->object, pol}, linked);
+  auto st = stubgen::LinkObjects({stub->object, pol}, linked);
   ASSERT_TRUE(st.ok()) << st;
   EXPECT_EQ(SymbolBinding(linked, fn), STB_GLOBAL);  // one definition left: the strong one
 
   // Weak alone links too (no policy), and two strong definitions do not.
-  EXPECT_TRUE(loader::LinkObjects({stub->object}, tmp->path() / "alone.bpf.o").ok());
-  EXPECT_FALSE(loader::LinkObjects({stub->object, pol, pol}, tmp->path() / "dup.bpf.o").ok());
+  EXPECT_TRUE(stubgen::LinkObjects({stub->object}, tmp->path() / "alone.bpf.o").ok());
+  EXPECT_FALSE(stubgen::LinkObjects({stub->object, pol, pol}, tmp->path() / "dup.bpf.o").ok());
 
   // The host kernel loads (verifies) kprobe programs; attaching is never done here.
   if (geteuid() != 0) GTEST_SKIP() << "loading BPF needs root";

@@ -1,4 +1,4 @@
-#include "runtime/loader/stub_build.h"
+#include "synth/stubgen/stub_build.h"
 
 #include <unistd.h>
 
@@ -16,7 +16,7 @@
 #error "SIE_SOURCE_DIR must be defined by the build"
 #endif
 
-namespace sie::loader {
+namespace sie::stubgen {
 namespace fs = std::filesystem;
 
 namespace {
@@ -43,9 +43,9 @@ fs::path CacheDir() {
   return fs::path(t && *t ? t : "/tmp") / "sie-cache";
 }
 
-absl::StatusOr<StubObject> BuildStub(const stubgen::ConstEntry& e, bool into_const_dir,
+absl::StatusOr<StubObject> BuildStub(const ConstEntry& e, bool into_const_dir,
                                      const std::string& extra_cflags) {
-  auto files = stubgen::GenerateStub(e.c);
+  auto files = GenerateStub(e.c);
   if (!files.ok()) return files.status();
   std::string key = files->source + files->header + extra_cflags + SIE_VMLINUX_H_DIR;
   for (const char* h : kStubHeaders) {
@@ -57,7 +57,7 @@ absl::StatusOr<StubObject> BuildStub(const stubgen::ConstEntry& e, bool into_con
   so.hash = Fnv1a64(key);
   const std::string stem = absl::StrCat("stub-", Hex64(so.hash), ".bpf.o");
   fs::path const_dir = e.path.parent_path();
-  fs::path cache = CacheDir() / stubgen::LowerIdent(e.c.name);
+  fs::path cache = CacheDir() / LowerIdent(e.c.name);
   for (const fs::path& p : {const_dir / stem, cache / stem})
     if (fs::exists(p)) {
       so.object = p;
@@ -113,4 +113,4 @@ absl::Status LinkObjects(const std::vector<fs::path>& objects, const fs::path& o
   return absl::OkStatus();
 }
 
-}  // namespace sie::loader
+}  // namespace sie::stubgen

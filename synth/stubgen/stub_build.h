@@ -10,7 +10,7 @@
 #include "synth/stubgen/const_reader.h"
 #include "synth/stubgen/stubgen.h"
 
-namespace sie::loader {
+namespace sie::stubgen {
 
 struct StubObject {
   std::filesystem::path object;  // the .bpf.o to open
@@ -24,7 +24,7 @@ std::filesystem::path CacheDir();
 
 // Compiles (or finds) the object of `e`. A precompiled DIR/<id>/stub-<hash>.bpf.o is used when
 // its hash matches; `into_const_dir` writes the compiled object there (for `sie consts --build`).
-absl::StatusOr<StubObject> BuildStub(const stubgen::ConstEntry& e, bool into_const_dir = false,
+absl::StatusOr<StubObject> BuildStub(const ConstEntry& e, bool into_const_dir = false,
                                      const std::string& extra_cflags = "");
 
 // Statically links `objects` into `out` (bpf_linker__new/add_file/finalize). A strong
@@ -32,4 +32,4 @@ absl::StatusOr<StubObject> BuildStub(const stubgen::ConstEntry& e, bool into_con
 absl::Status LinkObjects(const std::vector<std::filesystem::path>& objects,
                          const std::filesystem::path& out);
 
-}  // namespace sie::loader
+}  // namespace sie::stubgen

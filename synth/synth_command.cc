@@ -42,6 +42,7 @@ struct Options {
   bool json = false;
   bool verbose = false;
   bool keep_work = false;
+  bool no_compile = false;
   long jobs = 2;
 };
 
@@ -308,6 +309,12 @@ int Run(const Options& o) {
   std::vector<std::pair<std::string, absl::Status>> failures;
   std::map<std::string, std::vector<std::string>> objects_of;
   for (size_t i = 0; i < selected.size(); ++i) objects_of[selected[i]->name] = objects[i];
+  SourceRoots sources;
+  sources.work_dir = *work;
+  if (spec->kind == TargetKind::kModule) sources.module_dir = spec->module_dir;
+  if (tree) sources.roots.push_back(tree->root());
+  if (spec->kind != TargetKind::kKernel) sources.roots.push_back(spec->source_dir);
+  sources.roots.push_back(files.headers_dir);
   for (const auto& tv : *variants) {
     const TunableSpec& t = *tv.tunable;
     SynthesizedConst c;
@@ -351,6 +358,8 @@ int Run(const Options& o) {
       continue;
     }
     ApplyFunctionScope(t, &c);
+    // DWARF names the files of the variant build in the work dir: point into the user's tree.
+    for (auto& span : c.spans) span.source = RelativeSource(span.source, sources);
     if (!t.safe_spans.empty()) {
       // A manual override replaces what the analysis derived.
       c.safe_spans.clear();
@@ -366,11 +375,16 @@ int Run(const Options& o) {
   auto analysis_ms = Ms(Clock::now() - t_analysis);
 
   // --- output ---------------------------------------------------------------------------------
+  auto t_output = Clock::now();
   for (const auto& c : consts) {
     if (auto s = WriteConst(out_dir, c); !s.ok()) return ReportError("sie synth", s);
-    if (auto s = EmitRuntimeArtifacts(out_dir / absl::StrCat(c.id), c); !s.ok())
+    stubgen::ArtifactOptions ao;
+    ao.compile = !o.no_compile;
+    ao.progress = Progress;
+    if (auto s = EmitRuntimeArtifacts(out_dir / absl::StrCat(c.id), ao); !s.ok())
       return ReportError("sie synth", s);
   }
+  auto stub_ms = Ms(Clock::now() - t_output);
   if (auto s = WriteIndex(out_dir, *ids); !s.ok()) return ReportError("sie synth", s);
 
   for (const auto& c : consts)
@@ -380,7 +394,8 @@ int Run(const Options& o) {
   auto total_ms = Ms(Clock::now() - t_start);
   if (o.verbose)
     Progress(absl::StrCat("time: tree preparation ", prep_ms, " ms, compilation ", compile_ms,
-                          " ms, analysis ", analysis_ms, " ms, total ", total_ms, " ms"));
+                          " ms, analysis ", analysis_ms, " ms, output (stubs) ", stub_ms,
+                          " ms, total ", total_ms, " ms"));
   if (o.json) {
     nlohmann::json j;
     j["out"] = out_dir.string();
@@ -389,6 +404,7 @@ int Run(const Options& o) {
     j["timing_ms"] = {{"prepare", prep_ms},
                       {"compile", compile_ms},
                       {"analysis", analysis_ms},
+                      {"output", stub_ms},
                       {"total", total_ms}};
     j["constants"] = nlohmann::json::array();
     j["failed"] = nlohmann::json::array();
@@ -420,17 +436,24 @@ int Run(const Options& o) {
 
 int SynthCommand(const std::vector<std::string>& args) {
   Options o;
-  ArgParser p("sie synth SPEC.yaml [--out DIR] [--kernel-src DIR] [--only NAME|ID] [--json] [-v]",
-              "Makes the constants listed in SPEC.yaml tunable at runtime: builds each affected "
-              "object with three values (V1 = shipped, V2, V3) without touching any source tree, "
-              "finds the Critical Spans where the value reaches the code, maps them onto the "
-              "shipped binary and writes DIR/index.json and DIR/<id>/const.json.");
+  ArgParser p(
+      "sie synth SPEC.yaml [--out DIR] [--kernel-src DIR] [--only NAME|ID] [--no-compile] "
+      "[--json] [-v]",
+      "Makes the constants listed in SPEC.yaml tunable at runtime: builds each affected "
+      "object with three values (V1 = shipped, V2, V3) without touching any source tree, "
+      "finds the Critical Spans where the value reaches the code, maps them onto the "
+      "shipped binary and writes DIR/index.json and, per constant, DIR/<id>/: const.json, the "
+      "BPF stub (stub.bpf.c, <name>.h), its compiled object (stub-<hash>.bpf.o, what "
+      "`sie set` loads), the libbpf skeleton <name>.skel.h and a typed C++ view <name>.hpp.");
   p.String("-o,--out", "DIR", &o.out, "output directory (default: sie-out)");
   p.String("--kernel-src", "DIR", &o.kernel_src,
            "a prepared kernel tree to use read-only (default: $SIE_KERNEL_SRC, else sie's cached "
            "copy of the guest kernel under $SIE_CACHE or ~/.cache/sie)");
   p.StringList("--only", "NAME|ID", &o.only, "synthesize only this tunable (repeatable)");
   p.Int("-j,--jobs", "N", &o.jobs, "variants compiled at once (default: 2)");
+  p.Flag("--no-compile", &o.no_compile,
+         "write the stub sources only (no clang/bpftool): no object, skeleton or C++ view; the "
+         "runtime then compiles the stub on first use");
   p.Flag("--json", &o.json, "print a machine-readable summary to stdout");
   p.Flag("--keep-work", &o.keep_work, "keep the variant objects (their path is printed)");
   p.Flag("-v,--verbose", &o.verbose, "print compile commands and the time of each phase");

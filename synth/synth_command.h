@@ -1,6 +1,7 @@
 // `sie synth SPEC.yaml [--out DIR] [--kernel-src DIR] [--json] [-v]`: builds three variants of
 // the objects each tunable affects, runs the analysis on them, maps the Critical Spans onto the
-// shipped binary and writes DIR/index.json and DIR/<id>/const.json.
+// shipped binary and writes DIR/index.json and DIR/<id>/: const.json, the BPF stub, its compiled
+// object, libbpf skeleton and typed C++ view (docs/synth.md, "Output").
 #pragma once
 #include <string>
 #include <vector>

@@ -1,13 +1,14 @@
 #include "synth/output/const_json.h"
 
-#include "synth/stubgen/stubgen.h"
-
 #include <algorithm>
+#include <cctype>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/diag.h"
 #include "runtime/base/files.h"
+#include "synth/stubgen/const_reader.h"
 #include "synth/stubgen/stubgen.h"
 
 namespace sie::synth {
@@ -202,6 +203,43 @@ nlohmann::json ConstToJson(const SynthesizedConst& c) {
   return j;
 }
 
+std::string RelativeSource(const std::string& source, const SourceRoots& r) {
+  // "file:line": the line is whatever follows the last ':' when it is all digits.
+  std::string file = source, line;
+  if (size_t c = source.rfind(':'); c != std::string::npos && c + 1 < source.size() &&
+                                    std::all_of(source.begin() + c + 1, source.end(), ::isdigit)) {
+    file = source.substr(0, c);
+    line = source.substr(c);
+  }
+  fs::path p = fs::path(file).lexically_normal();
+  if (!p.is_absolute()) return source;
+  auto under = [&](const fs::path& root) -> std::optional<fs::path> {
+    if (root.empty()) return std::nullopt;
+    fs::path rel = p.lexically_relative(fs::path(root).lexically_normal());
+    if (rel.empty() || *rel.begin() == "..") return std::nullopt;
+    return rel;
+  };
+  if (auto rel = under(r.work_dir)) {
+    // <tunable>/vN/<kind>/...
+    std::vector<fs::path> parts(rel->begin(), rel->end());
+    if (parts.size() >= 4) {
+      const std::string kind = parts[2].string();
+      size_t from = kind == "overlay"                                  ? 4
+                    : (kind == "module" || kind.rfind("src-", 0) == 0) ? 3
+                                                                       : 0;
+      if (from && parts.size() > from) {
+        fs::path out = kind == "module" ? fs::path(r.module_dir) : fs::path();
+        for (size_t i = from; i < parts.size(); ++i) out /= parts[i];
+        return out.lexically_normal().string() + line;
+      }
+    }
+    return source;
+  }
+  for (const auto& root : r.roots)
+    if (auto rel = under(root)) return rel->string() + line;
+  return source;
+}
+
 std::string JsonText(const nlohmann::json& j) { return j.dump(2) + "\n"; }
 
 absl::Status WriteConst(const fs::path& out_dir, const SynthesizedConst& c) {
@@ -220,11 +258,14 @@ absl::Status WriteIndex(const fs::path& out_dir, const IdIndex& index) {
   return WriteFileAtomic(out_dir / "index.json", JsonText(IndexToJson(index)));
 }
 
-absl::Status EmitRuntimeArtifacts(const fs::path& const_dir, const SynthesizedConst& c) {
-  // The constant's BPF stub (one kprobe program per span, the __weak fixed-value decision) and
-  // the header a policy includes. The runtime compiles the stub on first use and caches the
-  // object by content hash (`sie consts --build` precompiles it into this folder).
-  return stubgen::WriteStub(const_dir, c);
+absl::Status EmitRuntimeArtifacts(const fs::path& const_dir, const stubgen::ArtifactOptions& opts) {
+  stubgen::ConstEntry e;
+  e.path = const_dir / "const.json";
+  auto c = stubgen::ReadConstFile(e.path);
+  if (!c.ok()) return c.status();
+  e.c = std::move(*c);
+  auto a = stubgen::WriteArtifacts(e, opts);
+  return a.ok() ? absl::OkStatus() : a.status();
 }
 
 }  // namespace sie::synth

@@ -1,18 +1,19 @@
 // What synth leaves behind in the output directory, for the runtime:
 //   DIR/index.json        names <-> ids of every constant, plus retired ids never to reuse
 //   DIR/<id>/const.json   one constant: spans, safe spans, data initializers, warnings
+//   DIR/<id>/...          the stub, its object, skeleton and C++ view (EmitRuntimeArtifacts)
 // Both are written deterministically (sorted keys, sorted spans, no timestamps) so the same
 // spec and kernel always give byte-identical files.
 #pragma once
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/status/statusor.h"
 #include "synth/model.h"
+#include "synth/stubgen/stub_build.h"
 
 namespace sie::synth {
 
@@ -43,14 +44,28 @@ nlohmann::json IndexToJson(const IdIndex& index);
 // The text written for a json value: 2-space indent, trailing newline.
 std::string JsonText(const nlohmann::json& j);
 
+// Where a span's `source` (file:line from the V1 build's DWARF) may point, and how it is made
+// relative: variant builds under `work_dir` (<work>/<tunable>/vN/overlay/<stem>/PATH for kernel
+// objects, .../module/PATH for a module copy, .../src-K/PATH for a copy of source_dir) become
+// PATH (module: module_dir/PATH, i.e. relative to source_dir); paths below one of `roots` (the
+// kernel tree, the headers) become relative to it. Anything else is kept as is.
+struct SourceRoots {
+  std::filesystem::path work_dir;
+  std::string module_dir;  // kModule: the module directory relative to source_dir
+  std::vector<std::filesystem::path> roots;
+};
+std::string RelativeSource(const std::string& source, const SourceRoots& r);
+
 // Writes DIR/<id>/const.json (atomically).
 absl::Status WriteConst(const std::filesystem::path& out_dir, const SynthesizedConst& c);
 absl::Status WriteIndex(const std::filesystem::path& out_dir, const IdIndex& index);
 
-// Boundary for the runtime step (BPF stubs, skeletons): given a written constant, emit whatever
-// the runtime needs next to const.json. Deliberately a no-op for now: the runtime's design owns
-// this, and it consumes only const.json, so it can be filled in without touching synth.
+// Everything the runtime and policy/tool writers use next to const.json (see
+// synth/stubgen/stub_build.h WriteArtifacts): the BPF stub source and policy header and, when
+// `opts.compile`, the compiled stub object (named by the hash the runtime looks for, so `sie set`
+// compiles nothing), its libbpf skeleton <lname>.skel.h and the typed C++ view <lname>.hpp.
+// Works from const.json as written (read back), so the stub is exactly the runtime's.
 absl::Status EmitRuntimeArtifacts(const std::filesystem::path& const_dir,
-                                  const SynthesizedConst& c);
+                                  const stubgen::ArtifactOptions& opts);
 
 }  // namespace sie::synth

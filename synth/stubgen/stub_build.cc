@@ -1,16 +1,16 @@
 #include "synth/stubgen/stub_build.h"
 
+#include <bpf/libbpf.h>
 #include <unistd.h>
 
 #include <cstdlib>
-
-#include <bpf/libbpf.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "runtime/base/diag.h"
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
+#include "synth/stubgen/cpp_view.h"
 
 #ifndef SIE_SOURCE_DIR
 #error "SIE_SOURCE_DIR must be defined by the build"
@@ -22,16 +22,32 @@ namespace fs = std::filesystem;
 namespace {
 
 // Headers that every stub includes: a change in any of them must invalidate cached objects.
-const char* const kStubHeaders[] = {"bpf/include/sie/stub.bpf.h", "bpf/include/sie/kfuncs.bpf.h",
-                                    "kmod/include/sie/kfuncs.h",
-                                    "bpf/include/sie/consistency.bpf.h",
-                                    "kmod/include/sie/consistency.h"};
+const char* const kStubHeaders[] = {
+    "bpf/include/sie/stub.bpf.h", "bpf/include/sie/kfuncs.bpf.h", "kmod/include/sie/kfuncs.h",
+    "bpf/include/sie/consistency.bpf.h", "kmod/include/sie/consistency.h"};
+
+// Bumped when the compile recipe below changes in a way that changes the object's bytes.
+constexpr char kRecipe[] = "recipe 2: -fdebug-prefix-map";
 
 std::string Clang() {
 #ifdef SIE_BPF_CLANG
   if (fs::exists(SIE_BPF_CLANG)) return SIE_BPF_CLANG;
 #endif
   return "clang";
+}
+
+std::string Bpftool() {
+#ifdef SIE_BPFTOOL
+  if (fs::exists(SIE_BPFTOOL)) return SIE_BPFTOOL;
+#endif
+  return "bpftool";
+}
+
+// Writes `text` to `p` unless it already holds exactly that (keeps mtimes of unchanged files).
+absl::Status WriteIfChanged(const fs::path& p, const std::string& text) {
+  auto old = ReadFile(p);
+  if (old.ok() && *old == text) return absl::OkStatus();
+  return WriteFileAtomic(p, text);
 }
 
 }  // namespace
@@ -47,7 +63,8 @@ absl::StatusOr<StubObject> BuildStub(const ConstEntry& e, bool into_const_dir,
                                      const std::string& extra_cflags) {
   auto files = GenerateStub(e.c);
   if (!files.ok()) return files.status();
-  std::string key = files->source + files->header + extra_cflags + SIE_VMLINUX_H_DIR;
+  std::string key =
+      files->source + files->header + extra_cflags + SIE_VMLINUX_H_DIR + std::string(kRecipe);
   for (const char* h : kStubHeaders) {
     auto t = ReadFile(fs::path(SIE_SOURCE_DIR) / h);
     if (!t.ok()) return WithContext(t.status(), "stub headers");
@@ -58,12 +75,26 @@ absl::StatusOr<StubObject> BuildStub(const ConstEntry& e, bool into_const_dir,
   const std::string stem = absl::StrCat("stub-", Hex64(so.hash), ".bpf.o");
   fs::path const_dir = e.path.parent_path();
   fs::path cache = CacheDir() / LowerIdent(e.c.name);
-  for (const fs::path& p : {const_dir / stem, cache / stem})
-    if (fs::exists(p)) {
-      so.object = p;
+  std::error_code ec;
+  if (fs::exists(const_dir / stem)) {
+    so.object = const_dir / stem;
+    return so;
+  }
+  if (fs::exists(cache / stem)) {
+    if (!into_const_dir) {
+      so.object = cache / stem;
       return so;
     }
-  std::error_code ec;
+    // Same hash, same bytes: a copy is as good as a compile.
+    auto tmp = TempDir::Create(const_dir, ".stub-");
+    if (tmp.ok() && fs::copy_file(cache / stem, tmp->path() / stem, ec) && !ec) {
+      fs::rename(tmp->path() / stem, const_dir / stem, ec);
+      if (!ec) {
+        so.object = const_dir / stem;
+        return so;
+      }
+    }
+  }
   fs::path out_dir = into_const_dir ? const_dir : cache;
   fs::create_directories(out_dir, ec);
   auto tmp = TempDir::Create(out_dir, ".stub-");
@@ -74,18 +105,22 @@ absl::StatusOr<StubObject> BuildStub(const ConstEntry& e, bool into_const_dir,
   if (auto st = WriteFileAtomic(tmp->path() / files->header_name, files->header); !st.ok())
     return st;
   fs::path obj = tmp->path() / stem;
-  std::vector<std::string> argv = {Clang(), "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                                   "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
-                                   absl::StrCat("-I", SIE_VMLINUX_H_DIR),
-                                   absl::StrCat("-I", SIE_SOURCE_DIR, "/bpf/include"),
-                                   absl::StrCat("-I", SIE_SOURCE_DIR, "/kmod/include"),
-                                   "-I" + tmp->path().string(),
-                                   "-idirafter", "/usr/include/x86_64-linux-gnu"};
+  std::vector<std::string> argv = {
+      Clang(), "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
+      "-Wno-unused-function", "-Wno-unused-variable", absl::StrCat("-I", SIE_VMLINUX_H_DIR),
+      absl::StrCat("-I", SIE_SOURCE_DIR, "/bpf/include"),
+      absl::StrCat("-I", SIE_SOURCE_DIR, "/kmod/include"), "-I" + tmp->path().string(),
+      "-idirafter", "/usr/include/x86_64-linux-gnu",
+      // No temporary path or cwd in the DWARF/BTF: same input, same
+      // bytes (synth's output is deterministic).
+      absl::StrCat("-fdebug-prefix-map=", tmp->path().string(), "=."), "-fdebug-compilation-dir=."};
   for (absl::string_view f : absl::StrSplit(extra_cflags, ' ', absl::SkipEmpty()))
     argv.emplace_back(f);
   argv.insert(argv.end(), {"-c", (tmp->path() / "stub.bpf.c").string(), "-o", obj.string()});
   auto r = Run(argv);
-  if (!r.ok()) return r.status();
+  if (!r.ok())
+    return FailedWithHint(absl::StrCat("cannot run ", argv[0], ": ", r.status().message()),
+                          "install clang (Debian: clang), or use a precompiled const dir");
   if (!r->ok())
     return FailedWithHint(absl::StrCat("compiling the stub of ", e.c.name, " failed (",
                                        r->Describe(), "):\n", r->err),
@@ -100,7 +135,7 @@ absl::StatusOr<StubObject> BuildStub(const ConstEntry& e, bool into_const_dir,
 absl::Status LinkObjects(const std::vector<fs::path>& objects, const fs::path& out) {
   LIBBPF_OPTS(bpf_linker_opts, opts);
   std::unique_ptr<bpf_linker, void (*)(bpf_linker*)> linker(bpf_linker__new(out.c_str(), &opts),
-                                                           bpf_linker__free);
+                                                            bpf_linker__free);
   if (!linker)
     return absl::InternalError(absl::StrCat("bpf_linker__new(", out.string(), ") failed"));
   for (const auto& o : objects)
@@ -111,6 +146,50 @@ absl::Status LinkObjects(const std::vector<fs::path>& objects, const fs::path& o
   if (int err = bpf_linker__finalize(linker.get()); err)
     return absl::InternalError(absl::StrCat("bpf_linker__finalize failed (", err, ")"));
   return absl::OkStatus();
+}
+
+absl::Status GenerateSkeleton(const fs::path& object, const std::string& name,
+                              const fs::path& out) {
+  std::vector<std::string> argv = {Bpftool(), "gen", "skeleton", object.string(), "name", name};
+  auto r = Run(argv);
+  if (!r.ok())
+    return FailedWithHint(absl::StrCat("cannot run ", argv[0], ": ", r.status().message()),
+                          "install bpftool (Debian: bpftool), or pass --no-compile");
+  if (!r->ok())
+    return FailedWithHint(absl::StrCat("bpftool gen skeleton of ", object.string(), " failed (",
+                                       r->Describe(), "):\n", r->err),
+                          "the object must be a BPF ELF object built with -g (BTF)");
+  return WriteIfChanged(out, r->out);
+}
+
+absl::StatusOr<Artifacts> WriteArtifacts(const ConstEntry& e, const ArtifactOptions& opts) {
+  const fs::path dir = e.path.parent_path();
+  if (auto st = WriteStub(dir, e.c); !st.ok()) return st;
+  Artifacts a;
+  if (!opts.compile) return a;
+  auto files = GenerateStub(e.c);
+  if (!files.ok()) return files.status();
+  if (opts.progress) opts.progress(absl::StrCat("compiling stub of ", e.c.name));
+  auto so = BuildStub(e, /*into_const_dir=*/true, opts.extra_cflags);
+  if (!so.ok())
+    return WithContext(
+        so.status(), absl::StrCat("compiling the stub of ", e.c.name, " (skip with --no-compile)"));
+  a.object = so->object;
+  a.compiled_now = so->compiled_now;
+  // Objects of an older const.json (another hash) would only be found by nobody.
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(dir, ec)) {
+    const std::string n = f.path().filename().string();
+    if (n.rfind("stub-", 0) == 0 && n.size() > 11 && n.substr(n.size() - 6) == ".bpf.o" &&
+        f.path() != a.object)
+      fs::remove(f.path(), ec);
+  }
+  const std::string lname = LowerIdent(e.c.name);
+  a.skeleton = dir / (lname + ".skel.h");
+  if (auto st = GenerateSkeleton(a.object, SkeletonName(e.c), a.skeleton); !st.ok()) return st;
+  a.view = dir / (lname + ".hpp");
+  if (auto st = WriteIfChanged(a.view, GenerateCppView(e.c, *files)); !st.ok()) return st;
+  return a;
 }
 
 }  // namespace sie::stubgen

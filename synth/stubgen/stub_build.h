@@ -1,10 +1,13 @@
 // From a constant to a loadable BPF object: generate the stub source (synth/stubgen), compile it
 // with clang -target bpf against the guest kernel's vmlinux.h, cache the object by the hash of
 // everything that goes into it, and optionally link a policy object over the weak decision hook
-// (libbpf's static linker).
+// (libbpf's static linker). `sie synth` also writes the object's libbpf skeleton and a typed C++
+// view over it next to const.json (WriteArtifacts); the runtime only needs the object.
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "synth/stubgen/const_reader.h"
@@ -31,5 +34,27 @@ absl::StatusOr<StubObject> BuildStub(const ConstEntry& e, bool into_const_dir = 
 // definition of sie_decide_<name> in a policy object replaces the stub's __weak default.
 absl::Status LinkObjects(const std::vector<std::filesystem::path>& objects,
                          const std::filesystem::path& out);
+
+// `bpftool gen skeleton OBJECT name NAME` into `out` (atomically, only when the text changed).
+absl::Status GenerateSkeleton(const std::filesystem::path& object, const std::string& name,
+                              const std::filesystem::path& out);
+
+struct ArtifactOptions {
+  bool compile = true;       // false: sources only (no object, skeleton or C++ view)
+  std::string extra_cflags;  // e.g. "-DSIE_NO_KFUNCS" (host tests); changes the object's hash
+  std::function<void(const std::string&)> progress;  // "compiling stub of X" lines
+};
+
+struct Artifacts {
+  std::filesystem::path object;    // DIR/<id>/stub-<hash>.bpf.o (the runtime's cache name)
+  std::filesystem::path skeleton;  // DIR/<id>/<lname>.skel.h
+  std::filesystem::path view;      // DIR/<id>/<lname>.hpp
+  bool compiled_now = false;
+};
+
+// Everything of one constant next to its const.json (e.path): stub.bpf.c, <lname>.h and, unless
+// !opts.compile, the compiled object, its skeleton and the typed C++ view (stubgen/cpp_view.h).
+// Objects of an older hash in the same directory are removed. All files are deterministic.
+absl::StatusOr<Artifacts> WriteArtifacts(const ConstEntry& e, const ArtifactOptions& opts);
 
 }  // namespace sie::stubgen

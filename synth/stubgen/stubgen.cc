@@ -120,6 +120,7 @@ absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
     int slot = -1;
     if (recompute && !xr) {
       slot = nsaves++;
+      f.save_spans.push_back(static_cast<int>(i));
       absl::StrAppendFormat(&body,
                             "SEC(\"kprobe\")\nint sie_save_%d(struct pt_regs *ctx)\n{\n"
                             "\t/* %s+0x%x, before the CS: X is %s */\n"

@@ -117,5 +117,39 @@ TEST(ConstJsonTest, DeterministicAndSorted) {
   EXPECT_EQ(*ReadFile(d->path() / "12" / "const.json"), a);
 }
 
+// const.json's span source points into the user's tree, never into synth's work dir.
+TEST(RelativeSourceTest, WorkDirAndTreePathsBecomeRelative) {
+  SourceRoots r;
+  r.work_dir = "/root/.cache/sie/work/7358";
+  r.module_dir = "kmod/sie_target";
+  r.roots = {"/root/.cache/sie/kernel-6.12/linux-source-6.12", "/work/repo",
+             "/usr/src/linux-headers-6.12.117+deb12-amd64"};
+  // Module copy: relative to source_dir (module_dir prefixed).
+  EXPECT_EQ(
+      RelativeSource("/root/.cache/sie/work/7358/SIE_TARGET_DIVISOR/v1/module/sie_target.c:126", r),
+      "kmod/sie_target/sie_target.c:126");
+  // Kernel overlay: <work>/<tunable>/vN/overlay/<stem>/PATH -> PATH, relative to the tree.
+  EXPECT_EQ(RelativeSource("/root/.cache/sie/work/7358/HYSTART_DELAY_MAX/v1/overlay/tcp_cubic/net/"
+                           "ipv4/tcp_cubic.c:470",
+                           r),
+            "net/ipv4/tcp_cubic.c:470");
+  // Generic copy of source_dir.
+  EXPECT_EQ(RelativeSource("/root/.cache/sie/work/7358/T/v2/src-0/lib/a.c:3", r), "lib/a.c:3");
+  // Headers of the prepared tree or the guest headers; already relative paths stay.
+  EXPECT_EQ(
+      RelativeSource("/root/.cache/sie/kernel-6.12/linux-source-6.12/include/net/tcp.h:12", r),
+      "include/net/tcp.h:12");
+  EXPECT_EQ(RelativeSource("/usr/src/linux-headers-6.12.117+deb12-amd64/include/x.h:1", r),
+            "include/x.h:1");
+  EXPECT_EQ(RelativeSource("net/ipv4/tcp_cubic.c:438", r), "net/ipv4/tcp_cubic.c:438");
+  EXPECT_EQ(RelativeSource("/work/repo/./kmod/../kmod/sie_target/sie_target.c:5", r),
+            "kmod/sie_target/sie_target.c:5");
+  // Outside every root: unchanged (an absolute path is still a correct one).
+  EXPECT_EQ(RelativeSource("/usr/include/stdio.h:10", r), "/usr/include/stdio.h:10");
+  EXPECT_EQ(RelativeSource("", r), "");
+  // No line number.
+  EXPECT_EQ(RelativeSource("/root/.cache/sie/work/7358/X/v1/module/m.c", r), "kmod/sie_target/m.c");
+}
+
 }  // namespace
 }  // namespace sie::synth

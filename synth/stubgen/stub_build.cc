@@ -186,7 +186,13 @@ absl::StatusOr<Artifacts> WriteArtifacts(const ConstEntry& e, const ArtifactOpti
   }
   const std::string lname = LowerIdent(e.c.name);
   a.skeleton = dir / (lname + ".skel.h");
-  if (auto st = GenerateSkeleton(a.object, SkeletonName(e.c), a.skeleton); !st.ok()) return st;
+  // The skeleton embeds a statically linked copy (like cmake/BpfObject.cmake's `bpftool gen
+  // object`): same programs, maps and BTF, without the DWARF of vmlinux.h (~800 KB -> ~14 KB).
+  auto tmp = TempDir::Create(dir, ".skel-");
+  if (!tmp.ok()) return tmp.status();
+  const fs::path linked = tmp->path() / "stub.bpf.o";
+  if (auto st = LinkObjects({a.object}, linked); !st.ok()) return st;
+  if (auto st = GenerateSkeleton(linked, SkeletonName(e.c), a.skeleton); !st.ok()) return st;
   a.view = dir / (lname + ".hpp");
   if (auto st = WriteIfChanged(a.view, GenerateCppView(e.c, *files)); !st.ok()) return st;
   return a;

@@ -198,9 +198,10 @@ class VariantBuilder {
         for (int v = 0; v < 3; ++v) jobs.push_back({t, o, v});
     }
     // Builds whose sources come out identical are done once: V1 is the shipped source for
-    // every tunable, so tunables sharing an object share its V1 build.
+    // every tunable, so tunables sharing an object (kernel, generic) or a module share its V1
+    // build. A module job builds the whole module, so its key is the module's edited source.
     std::vector<std::pair<Job, Job>> aliases;  // (duplicate, primary)
-    if (ctx_.kind != TargetKind::kModule) {
+    {
       std::map<std::string, Job> primary;
       std::vector<Job> unique;
       for (const Job& j : jobs) {
@@ -211,10 +212,12 @@ class VariantBuilder {
           unique.push_back(j);  // the job itself reports the error
           continue;
         }
-        std::string key = absl::StrCat(objects_[j.tunable][j.object], "\n",
-                                       *edited == *original ? "pristine"
-                                                            : absl::StrCat(t.file, "\n",
-                                                                           Hex64(Fnv1a64(*edited))));
+        std::string key = absl::StrCat(
+            ctx_.kind == TargetKind::kModule ? std::string("module")
+                                             : objects_[j.tunable][j.object],
+            "\n",
+            *edited == *original ? "pristine"
+                                 : absl::StrCat(t.file, "\n", Hex64(Fnv1a64(*edited))));
         auto [it, inserted] = primary.emplace(key, j);
         if (inserted) unique.push_back(j);
         else aliases.push_back({j, it->second});
@@ -253,9 +256,15 @@ class VariantBuilder {
     for (int i = 0; i < n; ++i) threads.emplace_back(worker);
     for (auto& th : threads) th.join();
     if (!first_error.ok()) return first_error;
-    for (const auto& [dup, prim] : aliases)
-      result_[dup.tunable].objects[dup.object].variant[dup.variant] =
-          result_[prim.tunable].objects[prim.object].variant[prim.variant];
+    for (const auto& [dup, prim] : aliases) {
+      if (ctx_.kind != TargetKind::kModule) {
+        result_[dup.tunable].objects[dup.object].variant[dup.variant] =
+            result_[prim.tunable].objects[prim.object].variant[prim.variant];
+        continue;
+      }
+      // The primary's module copy holds every object of the module, this tunable's too.
+      if (auto s = ModuleResult(dup, VariantDir(prim) / "module"); !s.ok()) return s;
+    }
     return std::move(result_);
   }
 
@@ -420,6 +429,15 @@ class VariantBuilder {
     auto r = sie::Run(argv, ro);
     if (!r.ok()) return r.status();
     if (!r->ok()) return CompileFailed(t, j.variant, "the module", *r, ShellJoin(argv));
+    if (auto s = ModuleResult(j, copy); !s.ok()) return s;
+    Log(absl::StrCat("  built module ", t.name, " ", VariantLabel(t, j.variant), " (",
+                     r->elapsed.count(), " ms)"));
+    return absl::OkStatus();
+  }
+
+  // Records the objects (and, for V1, the .ko) of job `j` from the module build in `copy`.
+  absl::Status ModuleResult(const Job& j, const fs::path& copy) {
+    std::error_code ec;
     auto& tv = result_[j.tunable];
     for (size_t o = 0; o < tv.objects.size(); ++o) {
       fs::path p = copy / tv.objects[o].object;
@@ -436,8 +454,6 @@ class VariantBuilder {
           tv.module_name = e.path().stem().string();
         }
     }
-    Log(absl::StrCat("  built module ", t.name, " ", VariantLabel(t, j.variant), " (",
-                     r->elapsed.count(), " ms)"));
     return absl::OkStatus();
   }
 

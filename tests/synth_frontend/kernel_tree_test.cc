@@ -85,5 +85,52 @@ TEST_F(KernelTreeTest, RebuildsOneObjectWithoutTouchingTheTree) {
   EXPECT_NE(*text_v2, *text_ref);
 }
 
+// A module target: kbuild against the guest headers. Two tunables of one module have the same
+// pristine V1 source, so the module is built once for V1 and both get that build's objects.
+TEST(ModuleVariantsTest, SharesTheV1ModuleBuild) {
+  GuestKernelFiles files = GuestKernelFiles::ForRelease();
+  auto dir = TempDir::Create(fs::temp_directory_path(), "sie-kmod-");
+  ASSERT_TRUE(dir.ok());
+  fs::path src = dir->path() / "m";
+  fs::create_directories(src);
+  ASSERT_TRUE(WriteFileAtomic(src / "m.h", "#define M_A 3\n#define M_B 5\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(src / "m.c",
+                              "#include <linux/module.h>\n#include \"m.h\"\n"
+                              "int m_a(int x) { return x * M_A; }\nEXPORT_SYMBOL(m_a);\n"
+                              "int m_b(int x) { return x + M_B; }\nEXPORT_SYMBOL(m_b);\n"
+                              "MODULE_LICENSE(\"GPL\");\n")
+                  .ok());
+  BuildContext ctx;
+  ctx.kind = TargetKind::kModule;
+  ctx.source_root = src;
+  ctx.headers_dir = files.headers_dir;
+  ctx.cc = files.cc;
+  ctx.work_dir = dir->path() / "work";
+  std::vector<std::string> log;
+  ctx.progress = [&](const std::string& s) { log.push_back(s); };
+  TunableSpec a, b;
+  a.name = a.macro = "M_A";
+  b.name = b.macro = "M_B";
+  a.file = b.file = "m.h";
+  a.values = {3, 4, 6};
+  b.values = {5, 7, 9};
+  auto r = BuildVariants(ctx, {&a, &b}, {{"m.o"}, {"m.o"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto& va = (*r)[0].objects[0].variant;
+  const auto& vb = (*r)[1].objects[0].variant;
+  EXPECT_EQ(va[0], vb[0]);  // one V1 build
+  EXPECT_EQ((*r)[0].module_ko, (*r)[1].module_ko);
+  EXPECT_EQ((*r)[1].module_name, "m");
+  EXPECT_TRUE(fs::exists((*r)[1].module_ko));
+  for (int v = 1; v < 3; ++v) {
+    EXPECT_NE(va[v], vb[v]);
+    EXPECT_NE(*ReadFile(va[v]), *ReadFile(va[0]));
+    EXPECT_NE(*ReadFile(vb[v]), *ReadFile(vb[0]));
+  }
+  size_t builds = 0;
+  for (const auto& l : log) builds += l.find("built module") != std::string::npos;
+  EXPECT_EQ(builds, 5u);  // not 6
+}
+
 }  // namespace
 }  // namespace sie::synth

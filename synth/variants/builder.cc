@@ -224,6 +224,9 @@ class VariantBuilder {
       }
       jobs = std::move(unique);
     }
+    if (!aliases.empty())
+      ctx_.progress(absl::StrCat("  ", jobs.size(), " build(s): ", aliases.size(),
+                                 " have the same source as another and are shared"));
     if (ctx_.kind == TargetKind::kKernel) {
       // kbuild commands first, serially: the first request for an object runs make in the
       // prepared tree, which must not run twice at once.

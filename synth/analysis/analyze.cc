@@ -526,6 +526,9 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
       if (relaid[k - 1]) cx.fn[k] = &*relaid[k - 1];
     }
     std::vector<Hunk> hunks = DiffFunctions(fb, {cx.fn[1], cx.fn[2]});
+    // The region analyzed last (grown or not) and the spans it produced (0: refused).
+    std::optional<Hunk> last;
+    size_t last_spans = 0;
     for (size_t hi = 0; hi < hunks.size(); ++hi) {
       const Hunk& h = hunks[hi];
       try {
@@ -534,10 +537,13 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
         // builds around it, and retry: the next hunk a few instructions on (a magic divisor
         // loaded by "movabs", the common "mul", then a build-specific shift), one instruction
         // after it (the result finished by a common "sub rax,rdx") or one before it (the
-        // input copied by a common "mov eax,edi"). Never over a branch, call, return or an
+        // input copied by a common "mov eax,edi"), and last the previous region if that was
+        // explained on its own (a quotient in one hunk, its product with V/7 in the next: only
+        // together are they a remainder). Never over a branch, call, return or an
         // instruction a jump reaches.
         Hunk cur = h;
-        const int prev_end = hi > 0 ? hunks[hi - 1].base_end : 0;
+        const int prev_end = last ? last->base_end : 0;
+        bool took_last = false;
         auto common = [&](int b0, int v0, int v1) {
           if (b0 < 0 || v0 < 0 || v1 < 0 || b0 >= static_cast<int>(fb.insns.size()) ||
               v0 >= static_cast<int>(cx.fn[1]->insns.size()) ||
@@ -572,20 +578,35 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
                        cur.base_begin < static_cast<int>(fb.insns.size()) &&
                        !fb.branch_targets.count(fb.insns[cur.base_begin].offset)) {
               --g.base_begin, --g.var_begin[0], --g.var_begin[1];
+            } else if (!took_last && last && last_spans > 0 &&
+                       cur.base_begin - last->base_end <= 3 &&
+                       std::none_of(fb.insns.begin() + last->base_end,
+                                    fb.insns.begin() + cur.base_begin,
+                                    [](const Insn& in) { return in.is_branch; })) {
+              g.base_begin = last->base_begin;
+              g.var_begin = last->var_begin;
+              took_last = true;
             } else {
               break;
             }
           }
           auto again = AnalyzeHunk(cx, g);
           if (!again.ok() && again.status().code() == absl::StatusCode::kFailedPrecondition) break;
+          if (took_last && g.base_begin == last->base_begin && again.ok()) {
+            res.spans.resize(res.spans.size() - last_spans);  // replaced by the merged region
+            last_spans = 0;
+          }
           cur = g;
           if (merged) hunks[++hi] = g;
           spans = std::move(again);
         }
+        last = cur;
+        last_spans = 0;
         if (!spans.ok()) {
           errors.push_back(std::string(spans.status().message()));
           continue;
         }
+        last_spans = spans->size();
         res.spans.insert(res.spans.end(), spans->begin(), spans->end());
       } catch (const z3::exception& e) {
         errors.push_back(absl::StrCat(fb.name, ": z3: ", e.msg()));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -173,54 +174,63 @@ bool ProveMagicDivision(z3::context& ctx, const z3::expr& o64, const z3::expr& x
 }
 
 // Multiply-high division and remainder by abstraction: the proof is split so Z3 never
-// bit-blasts a multiplier against a different one.
-//  1. The output contains a multiply-high term p (the high part of X' * m, X' = X >> pre):
-//     Z3 proves p == floor(X' * m / 2^j), the same circuit built from the instruction
-//     semantics' own operations (fast: equal after simplification).
-//  2. p is replaced by a free variable q (with what p's definition implies: q < 2^(2N-j);
-//     for 65-bit magic numbers, q <= X) and Z3 proves, for every X and every such q, that the
-//     output equals the quotient expression Q(X, q) (or X - Q(X, q)*d for a remainder):
+// bit-blasts a multiplier against a different one. N = the dividend's width.
+//  1. The output contains a product P = X' * m on 2N bits (X' = X >> pre, m a constant): Z3
+//     proves the term is exactly zext(X >> pre) * m (the same circuit, fast).
+//  2. P is replaced by concat(q, L), q and L free (q: P's bits from j up, j the lowest bit
+//     the output reads; L: the bits below, any value). Z3 proves, for every X, every L and
+//     every q with what q's definition implies (for 65-bit magic numbers, the multiply-high
+//     q >> (N-j) <= X), that the output equals the quotient expression Q(X, q) (or
+//     X - Q(X, q)*d for a remainder):
 //        one-word magic (M = m < 2^N):      Q = q >> (s - j)
-//        65-bit magic (M = 2^N + m, j = N):  Q = (X + q) >> (s - N), computed on N+1 bits; the
-//                                            "sub; shr 1; add" sequence computes it only
-//                                            because q <= X
+//        65-bit magic (M = 2^N + m):        Q = (X + (q >> (N - j))) >> (s - N), on N+1 bits;
+//                                           the "sub; shr 1; add" sequence computes it only
+//                                           because the multiply-high is <= X
 //  3. Arithmetic (checked here on 128-bit integers, not assumed): M = ceil(2^s/d') with
 //     d' = d >> pre, and the Granlund-Montgomery bound 2^s <= M*d' <= 2^s + 2^(s-(N-pre)),
 //     which makes floor(X' * M / 2^s) == floor(X' / d') == floor(X / d) for every X < 2^N;
 //     for 65-bit magic floor((X + floor(X*m/2^N)) / 2^(s-N)) == floor(X*M/2^s) since
 //     M = 2^N + m.
-// Together: output(X) == floor(X / d) (or X mod d) for every X < 2^N.
-struct MagicTerm {
-  z3::expr p;  // the multiply-high subterm as it occurs in the output
-  int j = 0;   // p = floor(product / 2^j)
+// Instantiating q and L with the real product's bits gives output(X) == floor(X / d) (or
+// X mod d) for every X < 2^N.
+struct MagicProduct {
+  z3::expr mul;  // the product as it occurs in the output
   uint64_t m = 0;
-  unsigned prod_bits = 0;  // width of the multiplication
+  int j = 0;  // the lowest bit of the product the output reads
 };
 
-std::vector<MagicTerm> FindMagicTerms(const z3::expr& root) {
-  std::vector<MagicTerm> out;
+std::vector<MagicProduct> FindMagicProducts(const z3::expr& root) {
+  std::vector<MagicProduct> out;
+  std::map<unsigned, size_t> index;  // mul id -> out index
   std::set<unsigned> seen;
   std::function<void(const z3::expr&)> walk = [&](const z3::expr& e) {
-    if (!e.is_app() || !seen.insert(e.id()).second || seen.size() > 4096) return;
+    if (!e.is_app() || !seen.insert(e.id()).second || seen.size() > 20000) return;
     Z3_decl_kind k = e.decl().decl_kind();
-    if ((k == Z3_OP_EXTRACT || k == Z3_OP_BLSHR) && e.arg(0).is_app() &&
-        e.arg(0).decl().decl_kind() == Z3_OP_BMUL && e.arg(0).num_args() == 2) {
-      z3::expr mul = e.arg(0);
-      int j = -1;
-      uint64_t sh = 0;
-      if (k == Z3_OP_EXTRACT)
-        j = Z3_get_decl_int_parameter(e.ctx(), e.decl(), 1);
-      else if (e.arg(1).is_numeral_u64(sh))
-        j = static_cast<int>(sh);
-      for (unsigned a = 0; a < 2 && j >= 0; ++a) {
-        z3::expr c = mul.arg(a).simplify();
-        // A 128-bit constant above 2^64 is not a magic number of a 64-bit division.
-        uint64_t m = 0;
-        if (c.is_numeral() && c.is_numeral_u64(m))
-          out.push_back(MagicTerm{e, j, m, mul.get_sort().bv_size()});
+    for (unsigned i = 0; i < e.num_args(); ++i) {
+      z3::expr a = e.arg(i);
+      if (a.is_app() && a.decl().decl_kind() == Z3_OP_BMUL && a.num_args() == 2) {
+        // Which bits of the product this use reads: from `lo` up, or all of them.
+        int lo = 0;
+        uint64_t sh = 0;
+        if (k == Z3_OP_EXTRACT) lo = Z3_get_decl_int_parameter(e.ctx(), e.decl(), 1);
+        if (k == Z3_OP_BLSHR && i == 0 && e.arg(1).is_numeral_u64(sh)) lo = static_cast<int>(sh);
+        auto it = index.find(a.id());
+        if (it == index.end()) {
+          uint64_t m = 0;
+          for (unsigned b = 0; b < 2; ++b) {
+            z3::expr c = a.arg(b).simplify();
+            if (c.is_numeral() && c.is_numeral_u64(m)) {
+              index[a.id()] = out.size();
+              out.push_back(MagicProduct{a, m, lo});
+              break;
+            }
+          }
+        } else {
+          out[it->second].j = std::min(out[it->second].j, lo);
+        }
       }
+      walk(a);
     }
-    for (unsigned i = 0; i < e.num_args(); ++i) walk(e.arg(i));
   };
   walk(root);
   return out;
@@ -238,57 +248,52 @@ bool ProveMagicByAbstraction(z3::context& ctx, const z3::expr& o64, const z3::ex
     s.add(!claim);
     return s.check() == z3::unsat;
   };
-  auto fit64 = [&](const z3::expr& e) {
-    unsigned w = e.get_sort().bv_size();
-    return w == 64 ? e : w > 64 ? e.extract(63, 0) : z3::zext(e, 64 - w);
+  auto to_n = [](const z3::expr& e, int n) {
+    int w = static_cast<int>(e.get_sort().bv_size());
+    return w == n ? e : w > n ? e.extract(n - 1, 0) : z3::zext(e, n - w);
   };
-  for (const MagicTerm& t : FindMagicTerms(o64)) {
-    unsigned wp = t.p.get_sort().bv_size();
-    if (t.j < N || t.j > 2 * N || 2 * N - t.j > static_cast<int>(wp)) continue;
+  for (const MagicProduct& t : FindMagicProducts(o64)) {
+    const int W = static_cast<int>(t.mul.get_sort().bv_size());
+    // The product of an N-bit X' and an N-bit m must not wrap; the output must read only
+    // high bits of it.
+    if (W != 2 * N || t.j < 1 || t.j >= W) continue;
+    const int j = t.j;
     // pre > 0: even divisors, X is shifted right first (x/14 == (x>>1)/7).
     const int max_pre = std::min(__builtin_ctzll(d), N - 1);
     for (int pre = 0; pre <= max_pre; ++pre) {
       const uint64_t dd = d >> pre;
       const int NN = N - pre;  // bits of X' = X >> pre
-      for (int s = t.j; s <= 127 && s <= t.j + 64; ++s) {
+      // 1. The product is X' * m.
+      z3::expr xp = z3::lshr(xw, ctx.bv_val(pre, N));
+      z3::expr prod = z3::zext(xp, W - N) * ctx.bv_val(t.m, W);
+      if (!prove(t.mul == prod)) continue;
+      for (int s = std::max(j, NN); s <= 127 && s <= NN + 64; ++s) {
         const u128 two_s = u128{1} << s;
         const u128 M = (two_s + dd - 1) / dd;
         // The multiplier's constant is M (one word) or M - 2^N (65-bit magic, pre = 0).
-        bool wide = (M >> N) != 0;
-        if (wide && (pre != 0 || (M >> (N + 1)) != 0 || t.j != N)) continue;
+        const bool wide = (M >> N) != 0;
+        if (wide && (pre != 0 || (M >> (N + 1)) != 0 || j > N || s <= N)) continue;
         const u128 m = wide ? M - (u128{1} << N) : M;
-        if (m != t.m || (N < 64 && (t.m >> N))) continue;
+        if (m != t.m) continue;
         // Granlund-Montgomery: floor(X' * M / 2^s) == floor(X' / d') for every X' < 2^NN.
         const u128 e = M * dd - two_s;  // M = ceil(2^s/d'): M*d' >= 2^s
-        if (s - NN < 0 || s - NN >= 127 || e > (u128{1} << (s - NN))) continue;
-        if (wide && s == N) continue;
-        // 1. p is the multiply-high of X' by m.
-        const unsigned W = 2 * N;
-        z3::expr xp = z3::lshr(xw, ctx.bv_val(pre, N));
-        z3::expr prod = z3::zext(xp, W - N) * ctx.bv_val(static_cast<uint64_t>(m), W);
-        z3::expr ref = z3::lshr(prod, ctx.bv_val(t.j, W));
-        // ref < 2^(2N-j) <= 2^64 (j >= N): 64 bits hold it; compare at p's width if wider, so
-        // p's high bits are proved zero too.
-        z3::expr ref64 = W > 64 ? ref.extract(63, 0) : ref;
-        if (wp > 64 ? !prove(t.p == z3::zext(ref64, wp - 64)) : !prove(fit64(t.p) == ref64))
-          continue;
-        // 2. Abstract p by q and prove the output is the quotient (remainder) expression.
-        z3::expr q = ctx.bv_const("sie_magic_q", 64);
-        z3::expr q_in_p = wp >= 64 ? z3::zext(q, wp - 64) : q.extract(wp - 1, 0);
+        if (s - NN >= 127 || e > (u128{1} << (s - NN))) continue;
+        // 2. Abstract the product and prove the output is the quotient (remainder).
+        const int WQ = W - j;
+        z3::expr q = ctx.bv_const("sie_magic_q", WQ), low = ctx.bv_const("sie_magic_low", j);
         z3::expr_vector from(ctx), to(ctx);
-        from.push_back(t.p);
-        to.push_back(q_in_p);
+        from.push_back(t.mul);
+        to.push_back(z3::concat(q, low));
         z3::expr abstracted = z3::expr(o64).substitute(from, to);
         z3::expr hyp = ctx.bool_val(true);
-        if (2 * N - t.j < 64) hyp = z3::ult(q, ctx.bv_val(uint64_t{1} << (2 * N - t.j), 64));
         z3::expr quot = ctx.bv_val(0, N);
         if (wide) {
-          z3::expr qn = q.extract(N - 1, 0);
-          hyp = hyp && z3::ule(qn, xw);  // m < 2^N: floor(X*m/2^N) <= X
-          z3::expr sum = z3::zext(xw, 1) + z3::zext(qn, 1);
+          z3::expr hi = to_n(z3::lshr(q, ctx.bv_val(N - j, WQ)), N);
+          hyp = z3::ule(hi, xw);  // m < 2^N: floor(X*m/2^N) <= X
+          z3::expr sum = z3::zext(xw, 1) + z3::zext(hi, 1);
           quot = z3::lshr(sum, ctx.bv_val(s - N, N + 1)).extract(N - 1, 0);
         } else {
-          quot = z3::lshr(q, ctx.bv_val(s - t.j, 64)).extract(N - 1, 0);
+          quot = to_n(z3::lshr(q, ctx.bv_val(s - j, WQ)), N);
         }
         z3::expr want = remainder ? xw - quot * ctx.bv_val(d, N) : quot;
         z3::expr want64 = N < 64 ? z3::zext(want, 64 - N) : want;
@@ -373,7 +378,7 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
           }
           case XOp::kUDiv: {
             uint64_t q = eval_at(o, M) & M;
-            ok = q != 0;
+            ok = q != 0 && q != M;         // q == M: the output is X itself (q + 1 would wrap)
             c = ok ? M / (q + 1) + 1 : 0;  // the smallest divisor giving q
             break;
           }

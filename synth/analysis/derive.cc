@@ -270,11 +270,12 @@ bool ProveMagicByAbstraction(z3::context& ctx, const z3::expr& o64, const z3::ex
       for (int s = std::max(j, NN); s <= 127 && s <= NN + 64; ++s) {
         const u128 two_s = u128{1} << s;
         const u128 M = (two_s + dd - 1) / dd;
-        // The multiplier's constant is M (one word) or M - 2^N (65-bit magic, pre = 0).
-        const bool wide = (M >> N) != 0;
-        if (wide && (pre != 0 || (M >> (N + 1)) != 0 || j > N || s <= N)) continue;
-        const u128 m = wide ? M - (u128{1} << N) : M;
-        if (m != t.m) continue;
+        // The multiplier's constant is M itself when X' * M fits the product (one word; or
+        // a 33-bit M in a 64-bit multiply), or M - 2^N (65-bit magic, pre = 0).
+        const bool direct = t.m == M && (M >> (W - N)) == 0;
+        const bool wide =
+            !direct && (M >> N) == 1 && t.m == M - (u128{1} << N) && pre == 0 && j <= N && s > N;
+        if (!direct && !wide) continue;
         // Granlund-Montgomery: floor(X' * M / 2^s) == floor(X' / d') for every X' < 2^NN.
         const u128 e = M * dd - two_s;  // M = ceil(2^s/d'): M*d' >= 2^s
         if (s - NN >= 127 || e > (u128{1} << (s - NN))) continue;
@@ -482,11 +483,16 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
         if ((op == XOp::kUDiv || op == XOp::kURem) &&
             ProveMagicByAbstraction(ctx, o64, xw, wx, cs[i], op == XOp::kURem))
           continue;
-        if (op == XOp::kURem) {
+        // A multiplying span that is not one of those forms is refused here: the generic
+        // proofs below would bit-blast the multiplier for minutes (signed division, ...).
+        if (op == XOp::kURem ||
+            (op == XOp::kUDiv && o64.to_string().find("bvmul") != std::string::npos)) {
           proved = false;
-          last_err = absl::StrCat("the output looks like X % ", cs[i],
-                                  " on sampled inputs but is not a multiply-high remainder "
-                                  "sequence that could be proved for every X");
+          last_err = absl::StrCat(
+              "the output matches X ", op == XOp::kURem ? "%" : "/", " ", cs[i],
+              " on sampled inputs but is not a multiply-high sequence that could be proved for "
+              "every X (an unsigned one-word, 65-bit or pre-shifted magic number for ",
+              cs[i], ")");
           break;
         }
         z3::solver s(ctx);

@@ -269,6 +269,16 @@ TEST_P(AnalysisTest, EvenDivisorsShiftTheDividendFirst) {
   CheckDivMod(*r, Dump(*r), [&](int64_t v) { return So("divmod", v); }, {22, 10});
 }
 
+// Signed division (sar and a sign correction around the multiply-high) is not X / V for every
+// X: refused with the function and the reason, quickly (no minutes of bit-blasting).
+TEST_P(AnalysisTest, SignedDivisionIsRefused) {
+  auto r = Analyze("sdiv", {7, 13, 10});
+  ASSERT_FALSE(r.ok()) << Dump(*r);
+  const std::string m(r.status().message());
+  EXPECT_NE(m.find("fx_sdiv+0x"), std::string::npos) << m;
+  EXPECT_NE(m.find("outside the family"), std::string::npos) << m;
+}
+
 TEST_P(AnalysisTest, ShiftWithImplicitOne) {
   auto r = Analyze("shift", {3, 2, 1});
   ASSERT_TRUE(r.ok()) << r.status();

@@ -29,8 +29,11 @@ struct MemOperand {
 // A DWARF location of a variable visible at the probe.
 struct VarLocation {
   std::string name;
-  std::string type;      // C type name as in BTF/DWARF ("struct sock *", "u32")
-  std::string location;  // "reg:bx", "fbreg:-24", "entry:di" (captured at function entry)
+  std::string type;  // C type name as in BTF/DWARF ("struct sock *", "u32")
+  // At the probe: "reg:bx" (the value is in the register), "breg:sp+28" (in memory at
+  // register + offset: a stack slot, DW_OP_fbreg resolved through the CFA), "val:bx+1344" (the
+  // value is register + offset), "entry:di" (in the register at function entry).
+  std::string location;
 };
 
 struct CriticalSpan {

@@ -1,6 +1,8 @@
 #include "runtime/policy/consts_header.h"
 
 #include <map>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -41,6 +43,48 @@ std::string CType(const std::string& dwarf_type, const std::set<std::string>& kn
   if (absl::StartsWith(t, "struct ") || absl::StartsWith(t, "union ") || t == "?") return "";
   if (absl::StartsWith(t, "enum ")) return "long";
   return t;
+}
+
+// "bx+1344" / "sp-8" -> ("bx", "+ 1344"), or nullopt.
+std::optional<std::pair<std::string, std::string>> RegOffset(absl::string_view s) {
+  size_t k = s.find_first_of("+-");
+  if (k == absl::string_view::npos || k == 0 || k + 1 >= s.size()) return std::nullopt;
+  std::string reg(s.substr(0, k)), off(s.substr(k + 1));
+  if (!IsIdent(reg)) return std::nullopt;
+  for (char ch : off)
+    if (!absl::ascii_isdigit(ch)) return std::nullopt;
+  return std::make_pair(reg, absl::StrCat(s[k] == '+' ? "+ " : "- ", off));
+}
+
+// Why a location cannot be read by an accessor of type c_type ("" when it can): "reg:R" (the
+// register), "val:R+k" (the value is R + k), "breg:R+k" (the value is in memory at R + k, read
+// with bpf_probe_read_kernel).
+std::string Unreadable(const std::string& loc, const std::string& dwarf_type) {
+  absl::string_view l = loc;
+  if (absl::ConsumePrefix(&l, "reg:")) return IsIdent(std::string(l)) ? "" : "bad register";
+  if (absl::ConsumePrefix(&l, "val:")) return RegOffset(l) ? "" : "bad register + offset";
+  if (absl::ConsumePrefix(&l, "breg:")) {
+    if (!RegOffset(l)) return "bad register + offset";
+    // The read must have the variable's size: an enum's is not known here.
+    if (absl::StartsWith(absl::StripAsciiWhitespace(dwarf_type), "enum "))
+      return "an enum in memory (its size is not recorded)";
+    return "";
+  }
+  return "is not a register or a stack slot (not supported)";
+}
+
+// Statement(s) setting `v` (of type c_type) from loc at the probe.
+std::string ReadInto(const std::string& loc, const std::string& c_type) {
+  absl::string_view l = loc;
+  if (absl::ConsumePrefix(&l, "reg:")) return absl::StrCat("v = (", c_type, ")ctx->regs->", l, ";");
+  if (absl::ConsumePrefix(&l, "val:")) {
+    auto ro = RegOffset(l);
+    return absl::StrCat("v = (", c_type, ")(ctx->regs->", ro->first, " ", ro->second, ");");
+  }
+  absl::ConsumePrefix(&l, "breg:");
+  auto ro = RegOffset(l);
+  return absl::StrCat("bpf_probe_read_kernel(&v, sizeof(v), (void *)(ctx->regs->", ro->first, " ",
+                      ro->second, "));");
 }
 
 }  // namespace
@@ -87,11 +131,9 @@ std::vector<VarAccess> AnalyzeVars(const synth::SynthesizedConst& c,
         const std::string& l = locs[n][i];
         if (l.empty())
           a.why_not = absl::StrCat("not live at span ", i);
-        else if (!absl::StartsWith(l, "reg:"))
-          // breg/fbreg: const.json does not say whether the location is the value
-          // (DW_OP_stack_value) or its address; entry: needs a probe at function entry.
-          a.why_not = absl::StrCat("location ", l, " at span ", i,
-                                   " is not a register (not supported yet)");
+        else if (std::string why = Unreadable(l, types[n]); !why.empty())
+          // entry: needs a probe at function entry.
+          a.why_not = absl::StrCat("location ", l, " at span ", i, ": ", why);
       }
     }
     a.accessible = a.why_not.empty();
@@ -106,8 +148,8 @@ std::string VarsHeader(const synth::SynthesizedConst& c, const std::set<std::str
   std::string h = absl::StrCat("/* SPDX-License-Identifier: GPL-2.0 */\n/* ", kBanner,
                                ". Policy view of ", c.name, " (id ", c.id, "). */\n",
                                "#ifndef SIE_VARS_", up, "_H\n#define SIE_VARS_", up, "_H\n\n");
-  absl::StrAppend(&h, "enum { sie_const_known__", l, " = 1 };\n\n",
-                  "/* The context of SIE_POLICY(", l, ", ctx). */\nstruct sie_ctx_", l,
+  absl::StrAppend(&h, "enum { sie_const_known__", l, " = 1 };\n\n", "/* The context of SIE_POLICY(",
+                  l, ", ctx). */\nstruct sie_ctx_", l,
                   " {\n\tstruct pt_regs *regs;\n\t__u32 span;\n\t__s64 def;\n};\n\n");
   for (size_t i = 0; i < c.spans.size(); ++i)
     absl::StrAppend(&h, "/* span ", i, ": ", c.spans[i].function, "+0x",
@@ -121,22 +163,28 @@ std::string VarsHeader(const synth::SynthesizedConst& c, const std::set<std::str
     absl::StrAppend(&h, "\nstatic __always_inline ", a.c_type,
                     absl::EndsWith(a.c_type, "*") ? "" : " ", "sie_", l, "__arg_", a.name,
                     "(struct sie_ctx_", l, " *ctx)\n{\n");
-    // Same register at every span (the common case): no switch for the verifier to follow.
-    std::set<std::string> regs;
+    // Same location at every span (the common case): no switch for the verifier to follow.
+    std::set<std::string> where;
     for (const auto& s : c.spans)
       for (const auto& v : s.vars)
-        if (v.name == a.name) regs.insert(v.location.substr(4));
-    if (regs.size() == 1) {
-      absl::StrAppend(&h, "\treturn (", a.c_type, ")ctx->regs->", *regs.begin(), ";\n}\n");
+        if (v.name == a.name) where.insert(v.location);
+    if (where.size() == 1 && absl::StartsWith(*where.begin(), "reg:")) {
+      absl::StrAppend(&h, "\treturn (", a.c_type, ")ctx->regs->", where.begin()->substr(4),
+                      ";\n}\n");
+      continue;
+    }
+    absl::StrAppend(&h, "\t", a.c_type, absl::EndsWith(a.c_type, "*") ? "" : " ", "v = 0;\n\n");
+    if (where.size() == 1) {
+      absl::StrAppend(&h, "\t", ReadInto(*where.begin(), a.c_type), "\n\treturn v;\n}\n");
       continue;
     }
     absl::StrAppend(&h, "\tswitch (ctx->span) {\n");
     for (size_t i = 0; i < c.spans.size(); ++i)
       for (const auto& v : c.spans[i].vars)
         if (v.name == a.name)
-          absl::StrAppend(&h, "\tcase ", i, ": return (", a.c_type, ")ctx->regs->",
-                          v.location.substr(4), ";\n");
-    absl::StrAppend(&h, "\t}\n\treturn (", a.c_type, ")0;\n}\n");
+          absl::StrAppend(&h, "\tcase ", i, ":\n\t\t", ReadInto(v.location, a.c_type),
+                          "\n\t\tbreak;\n");
+    absl::StrAppend(&h, "\t}\n\treturn v;\n}\n");
   }
   if (!unavailable.empty())
     absl::StrAppend(&h, "\n/*\n * Not accessible with sie_arg:\n", unavailable, " */\n");
@@ -156,7 +204,8 @@ std::string ConstsHeader(const std::vector<stubgen::ConstEntry>& consts,
     for (const VarAccess& a : AnalyzeVars(e.c, known))
       if (a.accessible) by_var[a.name].push_back(l);
   }
-  absl::StrAppend(&h, "\n/* sie_arg(ctx, v) -> sie_arg__v(ctx): the accessor of ctx's constant. */\n");
+  absl::StrAppend(&h,
+                  "\n/* sie_arg(ctx, v) -> sie_arg__v(ctx): the accessor of ctx's constant. */\n");
   for (const auto& [var, ls] : by_var) {
     absl::StrAppend(&h, "#define sie_arg__", var, "(ctx) _Generic((ctx)");
     for (const auto& l : ls)

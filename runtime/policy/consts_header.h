@@ -2,9 +2,11 @@
 //
 //   <lname>.h       the stub's header (synth/stubgen): id, range, decision-hook prototype
 //   <lname>_vars.h  this file's part: struct sie_ctx_<lname> and one typed accessor per
-//                   variable that DWARF says is live in a register at every span of the
-//                   constant (sie_<lname>__arg_<var>), plus a list of the variables that are
-//                   not accessible and why (sie-run quotes it when a policy uses one)
+//                   variable that DWARF locates exactly at every span of the constant
+//                   (sie_<lname>__arg_<var>): in a register ("reg:bx"), as register + offset
+//                   ("val:bx+1344") or in a stack slot ("breg:sp+28", read with
+//                   bpf_probe_read_kernel), plus a list of the variables that are not
+//                   accessible and why (sie-run quotes it when a policy uses one)
 //   sie_consts.h    includes both for every constant and defines sie_arg__<var>(ctx), which
 //                   dispatches on the context type (_Generic) so one name works in the
 //                   SIE_POLICY of every constant that has it

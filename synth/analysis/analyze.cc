@@ -3,6 +3,7 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -37,6 +38,10 @@ absl::Status Refuse(const Function& fn, uint64_t off, absl::string_view why) {
                    "restrict its value range"));
 }
 
+// A refusal that a larger region may resolve (an input copied just before the hunk, a result
+// finished just after it): the driver grows the region over common neighbours and retries.
+absl::Status Growable(const absl::Status& st) { return absl::InvalidArgumentError(st.message()); }
+
 MemOperand ToMem(const Operand& o) {
   MemOperand m;
   m.base = RegFamily(o.base);
@@ -64,8 +69,37 @@ struct Range {
   int b[3], e[3];  // per build [begin, end) instruction indices
 };
 
+// The uninterpreted constants (inputs) of the expressions.
+z3::expr_vector Inputs(z3::context& c, const std::vector<z3::expr>& a) {
+  z3::expr_vector out(c);
+  std::set<unsigned> seen;
+  std::function<void(const z3::expr&)> walk = [&](const z3::expr& x) {
+    if (!x.is_app() || !seen.insert(x.id()).second) return;
+    if (x.num_args() == 0 && x.decl().decl_kind() == Z3_OP_UNINTERPRETED) {
+      out.push_back(x);
+      return;
+    }
+    for (unsigned i = 0; i < x.num_args(); ++i) walk(x.arg(i));
+  };
+  for (const z3::expr& e : a) walk(e);
+  return out;
+}
+
 // Proves a[0] == a[1] == a[2] for every input.
 bool AllEqual(z3::context& c, const std::vector<z3::expr>& a) {
+  // Outputs that differ almost always differ on a few concrete inputs: evaluating them takes
+  // microseconds where the solver needs seconds to find a witness over a multiplier.
+  z3::expr_vector in = Inputs(c, a);
+  for (uint64_t sample : {uint64_t{0x12345678}, uint64_t{0xfedcba9876543210}, uint64_t{1000}}) {
+    z3::expr_vector to(c);
+    for (unsigned i = 0; i < in.size(); ++i)
+      to.push_back(c.bv_val(sample * (i + 1), in[i].get_sort().bv_size()));
+    z3::expr v0 = z3::expr(a[0]).substitute(in, to).simplify();
+    for (size_t k = 1; k < a.size(); ++k) {
+      z3::expr vk = z3::expr(a[k]).substitute(in, to).simplify();
+      if (v0.is_numeral() && vk.is_numeral() && !z3::eq(v0, vk)) return false;
+    }
+  }
   z3::solver s(c);
   s.add(a[0] != a[1] || a[0] != a[2]);
   return s.check() == z3::unsat;
@@ -76,9 +110,9 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
   std::vector<CriticalSpan> out;
   uint64_t cs_start = fb.insns[r.b[0]].offset;
   if (r.b[0] == r.e[0])
-    return Refuse(fb, cs_start,
-                  "the shipped build has no instruction for the constant here (e.g. x*1 "
-                  "folded away) but other builds do: no span to probe");
+    return Growable(Refuse(fb, cs_start,
+                           "the shipped build has no instruction for the constant here (e.g. x*1 "
+                           "folded away) but other builds do: no span to probe"));
   uint64_t cs_end = fb.insns[r.e[0] - 1].offset + fb.insns[r.e[0] - 1].size;
   int end_idx = r.e[0];
   z3::context ctx;
@@ -100,12 +134,31 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
       in.insert(f.begin(), f.end());
     }
     if (in.empty()) return std::optional<z3::expr>();
+    // What the span computes from, named as a user reads the code: registers as at the span's
+    // entry, memory as the operand loaded inside the span.
+    std::vector<std::string> regs, mems;
+    for (const std::string& n : in) {
+      if (n.rfind("in:", 0) == 0)
+        regs.push_back(n.substr(3));
+      else
+        mems.push_back(n.substr(0, n.rfind(':')).substr(4));
+    }
+    std::string code = absl::StrCat("`", fb.insns[r.b[0]].Text(), "`");
+    for (int i = r.b[0] + 1; i < r.e[0] && i < r.b[0] + 4; ++i)
+      absl::StrAppend(&code, "; `", fb.insns[i].Text(), "`");
+    if (r.e[0] - r.b[0] > 4) absl::StrAppend(&code, " ...");
     if (in.size() > 1)
-      return absl::InvalidArgumentError(
-          absl::StrCat("depends on several inputs (", absl::StrJoin(in, ", "), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "is computed by ", code, " from ", in.size(), " live inputs (", absl::StrJoin(regs, ", "),
+          regs.empty() || mems.empty() ? "" : ", ",
+          mems.empty() ? "" : absl::StrCat("memory ", absl::StrJoin(mems, ", ")),
+          ") together with the constant: a formula has one input X, so a recompute of two "
+          "inputs cannot be expressed"));
     std::string n = *in.begin();
     if (n.rfind("in:", 0) != 0)
-      return absl::InvalidArgumentError(absl::StrCat("depends on a memory load (", n, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("is computed by ", code, " from a value loaded inside the span (memory ",
+                       mems[0], "): X must be a register live at the span's start"));
     std::string fam = n.substr(3);
     return std::optional<z3::expr>(ctx.bv_const(n.c_str(), zext.count(fam) ? 32 : 64));
   };
@@ -149,7 +202,8 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     if (AllEqual(ctx, o)) continue;
     auto x = input_of(o);
     if (!x.ok())
-      return Refuse(fb, cs_start, absl::StrCat("register ", f, " ", x.status().message()));
+      return Growable(
+          Refuse(fb, cs_start, absl::StrCat("register ", f, " ", x.status().message())));
     int width = st[0]->LastWriteWidth(f);
     // Only the bits the code reads afterwards must agree ("cmp ax,dx" after "add eax,64" in
     // one build and "sub ax,-128" in another): fit on those, write the span's full width.
@@ -208,7 +262,8 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     }
     if (AllEqual(ctx, o)) continue;
     auto x = input_of(o);
-    if (!x.ok()) return Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message()));
+    if (!x.ok())
+      return Growable(Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message())));
     auto fit = FitOutput(ctx, o, *x, cx.vs, s0.width * 8, false);
     if (!fit.ok())
       return absl::InvalidArgumentError(
@@ -471,32 +526,87 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
       if (relaid[k - 1]) cx.fn[k] = &*relaid[k - 1];
     }
     std::vector<Hunk> hunks = DiffFunctions(fb, {cx.fn[1], cx.fn[2]});
+    // The region analyzed last (grown or not) and the spans it produced (0: refused).
+    std::optional<Hunk> last;
+    size_t last_spans = 0;
     for (size_t hi = 0; hi < hunks.size(); ++hi) {
       const Hunk& h = hunks[hi];
       try {
         auto spans = AnalyzeHunk(cx, h);
-        // A value computed in one hunk and finished in the next (a magic divisor loaded by
-        // "movabs", then "mul" common to all builds, then a build-specific shift): analyze
-        // both, with the few common instructions between them, as one region.
-        while (!spans.ok() && spans.status().code() != absl::StatusCode::kFailedPrecondition &&
-               hi + 1 < hunks.size() && hunks[hi + 1].base_begin - hunks[hi].base_end <= 3) {
-          Hunk merged = hunks[hi];
-          const Hunk& next = hunks[hi + 1];
-          merged.base_end = next.base_end;
-          merged.var_end = next.var_end;
-          bool branchy = false;
-          for (int i = hunks[hi].base_end; i < next.base_begin; ++i)
-            branchy |= fb.insns[i].is_branch;
-          if (branchy) break;
-          auto again = AnalyzeHunk(cx, merged);
+        // Grow a region the analysis could not explain over the instructions common to all
+        // builds around it, and retry: the next hunk a few instructions on (a magic divisor
+        // loaded by "movabs", the common "mul", then a build-specific shift), one instruction
+        // after it (the result finished by a common "sub rax,rdx") or one before it (the
+        // input copied by a common "mov eax,edi"), and last the previous region if that was
+        // explained on its own (a quotient in one hunk, its product with V/7 in the next: only
+        // together are they a remainder). Never over a branch, call, return or an
+        // instruction a jump reaches.
+        Hunk cur = h;
+        const int prev_end = last ? last->base_end : 0;
+        bool took_last = false;
+        auto common = [&](int b0, int v0, int v1) {
+          if (b0 < 0 || v0 < 0 || v1 < 0 || b0 >= static_cast<int>(fb.insns.size()) ||
+              v0 >= static_cast<int>(cx.fn[1]->insns.size()) ||
+              v1 >= static_cast<int>(cx.fn[2]->insns.size()))
+            return false;
+          const Insn& in = fb.insns[b0];
+          return !in.is_branch && in.sig == cx.fn[1]->insns[v0].sig &&
+                 in.sig == cx.fn[2]->insns[v1].sig;
+        };
+        for (int step = 0; step < 12 && !spans.ok() &&
+                           spans.status().code() != absl::StatusCode::kFailedPrecondition;
+             ++step) {
+          Hunk g = cur;
+          bool merged = false;
+          if (hi + 1 < hunks.size() && hunks[hi + 1].base_begin - cur.base_end <= 3) {
+            const Hunk& next = hunks[hi + 1];
+            bool branchy = false;
+            for (int i = cur.base_end; i < next.base_begin; ++i) branchy |= fb.insns[i].is_branch;
+            if (!branchy) {
+              g.base_end = next.base_end;
+              g.var_end = next.var_end;
+              merged = true;
+            }
+          }
+          if (!merged) {
+            int nb = hi + 1 < hunks.size() ? hunks[hi + 1].base_begin : INT32_MAX;
+            if (cur.base_end < nb && common(cur.base_end, cur.var_end[0], cur.var_end[1]) &&
+                !fb.branch_targets.count(fb.insns[cur.base_end].offset)) {
+              ++g.base_end, ++g.var_end[0], ++g.var_end[1];
+            } else if (cur.base_begin - 1 >= prev_end &&
+                       common(cur.base_begin - 1, cur.var_begin[0] - 1, cur.var_begin[1] - 1) &&
+                       cur.base_begin < static_cast<int>(fb.insns.size()) &&
+                       !fb.branch_targets.count(fb.insns[cur.base_begin].offset)) {
+              --g.base_begin, --g.var_begin[0], --g.var_begin[1];
+            } else if (!took_last && last && last_spans > 0 &&
+                       cur.base_begin - last->base_end <= 3 &&
+                       std::none_of(fb.insns.begin() + last->base_end,
+                                    fb.insns.begin() + cur.base_begin,
+                                    [](const Insn& in) { return in.is_branch; })) {
+              g.base_begin = last->base_begin;
+              g.var_begin = last->var_begin;
+              took_last = true;
+            } else {
+              break;
+            }
+          }
+          auto again = AnalyzeHunk(cx, g);
           if (!again.ok() && again.status().code() == absl::StatusCode::kFailedPrecondition) break;
-          hunks[++hi] = merged;
+          if (took_last && g.base_begin == last->base_begin && again.ok()) {
+            res.spans.resize(res.spans.size() - last_spans);  // replaced by the merged region
+            last_spans = 0;
+          }
+          cur = g;
+          if (merged) hunks[++hi] = g;
           spans = std::move(again);
         }
+        last = cur;
+        last_spans = 0;
         if (!spans.ok()) {
           errors.push_back(std::string(spans.status().message()));
           continue;
         }
+        last_spans = spans->size();
         res.spans.insert(res.spans.end(), spans->begin(), spans->end());
       } catch (const z3::exception& e) {
         errors.push_back(absl::StrCat(fb.name, ": z3: ", e.msg()));

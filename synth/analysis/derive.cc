@@ -1,7 +1,10 @@
 #include "synth/analysis/derive.h"
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -149,7 +152,8 @@ bool ProveMagicDivision(z3::context& ctx, const z3::expr& o64, const z3::expr& x
   if (wx > 64 || d < 2) return false;
   const int N = wx;
   // 2^s stays within 128 bits: for 64-bit dividends this covers the magic numbers below 2^64
-  // (gcc's "mul; shr" form); the 65-bit ones ("mul; sub; shr; add; shr") are not proved.
+  // (gcc's "mul; shr" form); the 65-bit ones ("mul; sub; shr; add; shr") are proved by
+  // ProveMagicByAbstraction, which is tried first.
   for (int sh = N; sh <= std::min(2 * N + 1, 127); ++sh) {
     unsigned __int128 two_s = static_cast<unsigned __int128>(1) << sh;
     unsigned __int128 M = (two_s + d - 1) / d;
@@ -169,7 +173,139 @@ bool ProveMagicDivision(z3::context& ctx, const z3::expr& o64, const z3::expr& x
   return false;
 }
 
-enum class XOp { kAdd, kXor, kOr, kAnd, kShl, kShr, kMul, kUDiv };
+// Multiply-high division and remainder by abstraction: the proof is split so Z3 never
+// bit-blasts a multiplier against a different one. N = the dividend's width.
+//  1. The output contains a product P = X' * m on 2N bits (X' = X >> pre, m a constant): Z3
+//     proves the term is exactly zext(X >> pre) * m (the same circuit, fast).
+//  2. P is replaced by concat(q, L), q and L free (q: P's bits from j up, j the lowest bit
+//     the output reads; L: the bits below, any value). Z3 proves, for every X, every L and
+//     every q with what q's definition implies (for 65-bit magic numbers, the multiply-high
+//     q >> (N-j) <= X), that the output equals the quotient expression Q(X, q) (or
+//     X - Q(X, q)*d for a remainder):
+//        one-word magic (M = m < 2^N):      Q = q >> (s - j)
+//        65-bit magic (M = 2^N + m):        Q = (X + (q >> (N - j))) >> (s - N), on N+1 bits;
+//                                           the "sub; shr 1; add" sequence computes it only
+//                                           because the multiply-high is <= X
+//  3. Arithmetic (checked here on 128-bit integers, not assumed): M = ceil(2^s/d') with
+//     d' = d >> pre, and the Granlund-Montgomery bound 2^s <= M*d' <= 2^s + 2^(s-(N-pre)),
+//     which makes floor(X' * M / 2^s) == floor(X' / d') == floor(X / d) for every X < 2^N;
+//     for 65-bit magic floor((X + floor(X*m/2^N)) / 2^(s-N)) == floor(X*M/2^s) since
+//     M = 2^N + m.
+// Instantiating q and L with the real product's bits gives output(X) == floor(X / d) (or
+// X mod d) for every X < 2^N.
+struct MagicProduct {
+  z3::expr mul;  // the product as it occurs in the output
+  uint64_t m = 0;
+  int j = 0;  // the lowest bit of the product the output reads
+};
+
+std::vector<MagicProduct> FindMagicProducts(const z3::expr& root) {
+  std::vector<MagicProduct> out;
+  std::map<unsigned, size_t> index;  // mul id -> out index
+  std::set<unsigned> seen;
+  std::function<void(const z3::expr&)> walk = [&](const z3::expr& e) {
+    if (!e.is_app() || !seen.insert(e.id()).second || seen.size() > 20000) return;
+    Z3_decl_kind k = e.decl().decl_kind();
+    for (unsigned i = 0; i < e.num_args(); ++i) {
+      z3::expr a = e.arg(i);
+      if (a.is_app() && a.decl().decl_kind() == Z3_OP_BMUL && a.num_args() == 2) {
+        // Which bits of the product this use reads: from `lo` up, or all of them.
+        int lo = 0;
+        uint64_t sh = 0;
+        if (k == Z3_OP_EXTRACT) lo = Z3_get_decl_int_parameter(e.ctx(), e.decl(), 1);
+        if (k == Z3_OP_BLSHR && i == 0 && e.arg(1).is_numeral_u64(sh)) lo = static_cast<int>(sh);
+        auto it = index.find(a.id());
+        if (it == index.end()) {
+          uint64_t m = 0;
+          for (unsigned b = 0; b < 2; ++b) {
+            z3::expr c = a.arg(b).simplify();
+            if (c.is_numeral() && c.is_numeral_u64(m)) {
+              index[a.id()] = out.size();
+              out.push_back(MagicProduct{a, m, lo});
+              break;
+            }
+          }
+        } else {
+          out[it->second].j = std::min(out[it->second].j, lo);
+        }
+      }
+      walk(a);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+bool ProveMagicByAbstraction(z3::context& ctx, const z3::expr& o64, const z3::expr& xw, int N,
+                             uint64_t d, bool remainder) {
+  if (N > 64 || d < 2) return false;
+  using u128 = unsigned __int128;
+  auto prove = [&](const z3::expr& claim) {
+    z3::solver s(ctx);
+    z3::params p(ctx);
+    p.set("timeout", 10000u);
+    s.set(p);
+    s.add(!claim);
+    return s.check() == z3::unsat;
+  };
+  auto to_n = [](const z3::expr& e, int n) {
+    int w = static_cast<int>(e.get_sort().bv_size());
+    return w == n ? e : w > n ? e.extract(n - 1, 0) : z3::zext(e, n - w);
+  };
+  for (const MagicProduct& t : FindMagicProducts(o64)) {
+    const int W = static_cast<int>(t.mul.get_sort().bv_size());
+    // The product of an N-bit X' and an N-bit m must not wrap; the output must read only
+    // high bits of it.
+    if (W != 2 * N || t.j < 1 || t.j >= W) continue;
+    const int j = t.j;
+    // pre > 0: even divisors, X is shifted right first (x/14 == (x>>1)/7).
+    const int max_pre = std::min(__builtin_ctzll(d), N - 1);
+    for (int pre = 0; pre <= max_pre; ++pre) {
+      const uint64_t dd = d >> pre;
+      const int NN = N - pre;  // bits of X' = X >> pre
+      // 1. The product is X' * m.
+      z3::expr xp = z3::lshr(xw, ctx.bv_val(pre, N));
+      z3::expr prod = z3::zext(xp, W - N) * ctx.bv_val(t.m, W);
+      if (!prove(t.mul == prod)) continue;
+      for (int s = std::max(j, NN); s <= 127 && s <= NN + 64; ++s) {
+        const u128 two_s = u128{1} << s;
+        const u128 M = (two_s + dd - 1) / dd;
+        // The multiplier's constant is M itself when X' * M fits the product (one word; or
+        // a 33-bit M in a 64-bit multiply), or M - 2^N (65-bit magic, pre = 0).
+        const bool direct = t.m == M && (M >> (W - N)) == 0;
+        const bool wide =
+            !direct && (M >> N) == 1 && t.m == M - (u128{1} << N) && pre == 0 && j <= N && s > N;
+        if (!direct && !wide) continue;
+        // Granlund-Montgomery: floor(X' * M / 2^s) == floor(X' / d') for every X' < 2^NN.
+        const u128 e = M * dd - two_s;  // M = ceil(2^s/d'): M*d' >= 2^s
+        if (s - NN >= 127 || e > (u128{1} << (s - NN))) continue;
+        // 2. Abstract the product and prove the output is the quotient (remainder).
+        const int WQ = W - j;
+        z3::expr q = ctx.bv_const("sie_magic_q", WQ), low = ctx.bv_const("sie_magic_low", j);
+        z3::expr_vector from(ctx), to(ctx);
+        from.push_back(t.mul);
+        to.push_back(z3::concat(q, low));
+        z3::expr abstracted = z3::expr(o64).substitute(from, to);
+        z3::expr hyp = ctx.bool_val(true);
+        z3::expr quot = ctx.bv_val(0, N);
+        if (wide) {
+          z3::expr hi = to_n(z3::lshr(q, ctx.bv_val(N - j, WQ)), N);
+          hyp = z3::ule(hi, xw);  // m < 2^N: floor(X*m/2^N) <= X
+          z3::expr sum = z3::zext(xw, 1) + z3::zext(hi, 1);
+          quot = z3::lshr(sum, ctx.bv_val(s - N, N + 1)).extract(N - 1, 0);
+        } else {
+          quot = to_n(z3::lshr(q, ctx.bv_val(s - j, WQ)), N);
+        }
+        z3::expr want = remainder ? xw - quot * ctx.bv_val(d, N) : quot;
+        z3::expr want64 = N < 64 ? z3::zext(want, 64 - N) : want;
+        if (prove(z3::implies(hyp, abstracted == want64))) return true;
+      }
+    }
+  }
+  return false;
+}
+
+enum class XOp { kAdd, kXor, kOr, kAnd, kShl, kShr, kMul, kUDiv, kURem };
 
 }  // namespace
 
@@ -208,11 +344,11 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
   for (int wx : widths) {
     uint64_t M = Mask(wx), msb = uint64_t{1} << (wx - 1);
     z3::expr xw = xs >= static_cast<unsigned>(wx) ? x->extract(wx - 1, 0) : z3::zext(*x, wx - xs);
-    for (XOp op :
-         {XOp::kAdd, XOp::kXor, XOp::kOr, XOp::kAnd, XOp::kShl, XOp::kShr, XOp::kMul, XOp::kUDiv}) {
+    for (XOp op : {XOp::kAdd, XOp::kXor, XOp::kOr, XOp::kAnd, XOp::kShl, XOp::kShr, XOp::kMul,
+                   XOp::kUDiv, XOp::kURem}) {
       // A division is only worth proving (seconds of Z3 time) when the code divides or
       // multiplies-and-shifts; "and eax,-32; add eax,64" never is one.
-      if (op == XOp::kUDiv && !may_divide) continue;
+      if ((op == XOp::kUDiv || op == XOp::kURem) && !may_divide) continue;
       std::vector<uint64_t> cs;
       bool ok = true;
       for (const z3::expr& o : outs) {
@@ -243,8 +379,23 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
           }
           case XOp::kUDiv: {
             uint64_t q = eval_at(o, M) & M;
-            ok = q != 0;
+            ok = q != 0 && q != M;         // q == M: the output is X itself (q + 1 would wrap)
             c = ok ? M / (q + 1) + 1 : 0;  // the smallest divisor giving q
+            break;
+          }
+          case XOp::kURem: {
+            // X % c == X exactly for X < c: c is the first X where the output differs.
+            ok = (eval_at(o, M) & M) != M;
+            uint64_t lo = 1, hi = M;  // out(lo - 1) == lo - 1, out(hi) != hi
+            while (ok && lo < hi) {
+              uint64_t mid = lo + (hi - lo) / 2;
+              if ((eval_at(o, mid) & M) == mid)
+                lo = mid + 1;
+              else
+                hi = mid;
+            }
+            c = lo;
+            ok = ok && c >= 2;
             break;
           }
         }
@@ -273,6 +424,8 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
             return (xv * c) & M;
           case XOp::kUDiv:
             return c ? xv / c : 0;
+          case XOp::kURem:
+            return c ? xv % c : xv;
         }
         return 0;
       };
@@ -317,11 +470,31 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
           case XOp::kUDiv:
             g = z3::udiv(xw, c);
             break;
+          case XOp::kURem:
+            g = z3::urem(xw, c);
+            break;
         }
         z3::expr full = wx < 64 ? z3::zext(g, 64 - wx) : g;
         z3::expr o64 = outs[i].get_sort().bv_size() < 64
                            ? z3::zext(outs[i], 64 - outs[i].get_sort().bv_size())
                            : outs[i];
+        // Multiply-high sequences (every magic-number form, 65-bit ones included): proved by
+        // abstracting the multiplication, in milliseconds.
+        if ((op == XOp::kUDiv || op == XOp::kURem) &&
+            ProveMagicByAbstraction(ctx, o64, xw, wx, cs[i], op == XOp::kURem))
+          continue;
+        // A multiplying span that is not one of those forms is refused here: the generic
+        // proofs below would bit-blast the multiplier for minutes (signed division, ...).
+        if (op == XOp::kURem ||
+            (op == XOp::kUDiv && o64.to_string().find("bvmul") != std::string::npos)) {
+          proved = false;
+          last_err = absl::StrCat(
+              "the output matches X ", op == XOp::kURem ? "%" : "/", " ", cs[i],
+              " on sampled inputs but is not a multiply-high sequence that could be proved for "
+              "every X (an unsigned one-word, 65-bit or pre-shifted magic number for ",
+              cs[i], ")");
+          break;
+        }
         z3::solver s(ctx);
         z3::params p(ctx);
         p.set("timeout", op == XOp::kUDiv ? 3000u : 20000u);
@@ -353,7 +526,7 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
       }
       // X as the formula sees it: the full register; mask when high bits would leak in.
       std::string X = "X";
-      if (wx < 64 && !x_zext32 && (op == XOp::kShr || op == XOp::kUDiv))
+      if (wx < 64 && !x_zext32 && (op == XOp::kShr || op == XOp::kUDiv || op == XOp::kURem))
         X = absl::StrFormat("(X & 0x%x)", M);
       std::string h = Paren(fam->formula);
       OutputFit f;
@@ -392,6 +565,10 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
           f.formula = absl::StrCat(X, " / ", h);
           f.vmin = std::max<int64_t>(f.vmin, 1);  // V must stay a divisor
           break;
+        case XOp::kURem:
+          f.formula = absl::StrCat(X, " % ", h);
+          f.vmin = std::max<int64_t>(f.vmin, 1);
+          break;
       }
       if (op == XOp::kShl || op == XOp::kShr) {
         f.vmin = std::max<int64_t>(f.vmin, 0);
@@ -424,6 +601,23 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
         c1s.push_back(c1);
         c2s.push_back(c2);
       }
+      if (!ok) continue;
+      // Concrete samples first, as for one operation: a wrong template over a multiplying
+      // span otherwise costs seconds of Z3 time to refute.
+      const uint64_t out_mask = out_bits >= 64 ? ~0ull : Mask(out_bits);
+      for (size_t i = 0; i < outs.size() && ok; ++i)
+        for (uint64_t xv : {uint64_t{3}, uint64_t{1000}, uint64_t{0x12345}, uint64_t{0xdeadbeef},
+                            uint64_t{0x7fffffff}, M, M - 1}) {
+          uint64_t xm = xv & M & (xs >= 64 ? ~0ull : Mask(xs));
+          uint64_t g = op == XOp::kAnd   ? (xm & c1s[i])
+                       : op == XOp::kMul ? xm * c1s[i]
+                       : c1s[i] >= 64    ? 0
+                                         : xm << c1s[i];
+          if ((eval_at(outs[i], xv) & out_mask) != (((g + c2s[i]) & M) & out_mask)) {
+            ok = false;
+            break;
+          }
+        }
       if (!ok) continue;
       bool proved = true;
       for (size_t i = 0; i < outs.size() && proved; ++i) {

@@ -1,7 +1,9 @@
 // Stage 3b: deriving the compiler's transformation. Constants c_i seen in the builds are fit
 // to a family h(V) (a*V+b, (a<<V)+b, (a>>V)+b, a/V+b) by solving over bit-vectors with Z3;
 // outputs that depend on an input X are matched to X op c (c = h(V)) and proved equal for
-// every X in each build.
+// every X in each build. X / c and X % c compiled to multiply-high sequences (one-word,
+// 65-bit "add" and pre-shifted magic numbers) are proved by abstracting the multiplication
+// plus the Granlund-Montgomery bound of the magic number (derive.cc, ProveMagicByAbstraction).
 #pragma once
 #include <z3++.h>
 

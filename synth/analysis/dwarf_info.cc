@@ -7,7 +7,10 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -45,20 +48,105 @@ std::string TypeName(Dwarf_Die* die, int depth = 0) {
   }
 }
 
-// "reg:di", "fbreg:-24", "breg:bx+8", or "" when not describable at pc.
-std::string Location(Dwarf_Die* die, Dwarf_Addr pc) {
+std::string RegPlus(const char* reg, int64_t off) {
+  return off < 0 ? absl::StrCat("breg:", reg, "-", -off) : absl::StrCat("breg:", reg, "+", off);
+}
+
+// The frame base of the function at pc as (register, offset): DW_AT_frame_base is
+// DW_OP_call_frame_cfa (gcc: the CFA from the CFI at pc), DW_OP_regN (clang: the register's
+// value) or DW_OP_bregN k. nullopt when it cannot be computed exactly.
+// Call frame information with its bias (CFI addresses = module addresses - bias).
+using Cfis = std::vector<std::pair<Dwarf_CFI*, Dwarf_Addr>>;
+
+// pc: DWARF address (bias removed); addr: module address.
+std::optional<std::pair<const char*, int64_t>> FrameBase(Dwarf_Die* fn, Dwarf_Addr pc,
+                                                         Dwarf_Addr addr, const Cfis& cfis,
+                                                         std::string* why) {
   Dwarf_Attribute at;
-  if (!dwarf_attr_integrate(die, DW_AT_location, &at)) return "";
   Dwarf_Op* ops = nullptr;
   size_t n = 0;
-  if (dwarf_getlocation_addr(&at, pc, &ops, &n, 1) < 1 || n < 1) return "";
+  if (!dwarf_attr_integrate(fn, DW_AT_frame_base, &at) ||
+      dwarf_getlocation_addr(&at, pc, &ops, &n, 1) < 1 || n != 1) {
+    *why = "no single-operation DW_AT_frame_base";
+    return std::nullopt;
+  }
+  if (ops[0].atom >= DW_OP_reg0 && ops[0].atom <= DW_OP_reg15)
+    return std::make_pair(kDwarfRegs[ops[0].atom - DW_OP_reg0], int64_t{0});
+  if (ops[0].atom >= DW_OP_breg0 && ops[0].atom <= DW_OP_breg15)
+    return std::make_pair(kDwarfRegs[ops[0].atom - DW_OP_breg0],
+                          static_cast<int64_t>(ops[0].number));
+  if (ops[0].atom != DW_OP_call_frame_cfa) {
+    *why = "frame base is not a register or the CFA";
+    return std::nullopt;
+  }
+  for (const auto& [cfi, bias] : cfis) {
+    Dwarf_Frame* frame = nullptr;
+    if (dwarf_cfi_addrframe(cfi, addr - bias, &frame) != 0 || !frame) continue;
+    Dwarf_Op* cfa = nullptr;
+    size_t nc = 0;
+    std::optional<std::pair<const char*, int64_t>> r;
+    // The rule "CFA = register + offset" (DW_CFA_def_cfa: libdw gives it as DW_OP_bregx reg,
+    // offset); an expression CFA (DW_CFA_def_cfa_expression) is refused.
+    if (dwarf_frame_cfa(frame, &cfa, &nc) == 0 && nc == 1) {
+      if (cfa[0].atom == DW_OP_bregx && cfa[0].number < 16)
+        r = std::make_pair(kDwarfRegs[cfa[0].number], static_cast<int64_t>(cfa[0].number2));
+      else if (cfa[0].atom >= DW_OP_breg0 && cfa[0].atom <= DW_OP_breg15)
+        r = std::make_pair(kDwarfRegs[cfa[0].atom - DW_OP_breg0],
+                           static_cast<int64_t>(cfa[0].number));
+    }
+    free(frame);
+    if (r) return r;
+    *why = "the CFA at the probe is not register + offset";
+    return std::nullopt;
+  }
+  *why = "no call frame information (.debug_frame/.eh_frame) covers the probe";
+  return std::nullopt;
+}
+
+// The variable's location at pc, exactly: "reg:di" (the value is in the register),
+// "breg:sp+28" (the value is in memory at register + offset; DW_OP_fbreg resolved through the
+// frame base), "val:bx+1344" (the value is register + offset), or "" (with *why) when it is
+// none of these at pc: not live, composite (DW_OP_piece), otherwise computed, a global
+// (DW_OP_addr), ...
+std::string Location(Dwarf_Die* die, Dwarf_Die* fn, Dwarf_Addr pc, Dwarf_Addr addr,
+                     const Cfis& cfis, std::string* why) {
+  Dwarf_Attribute at;
+  if (!dwarf_attr_integrate(die, DW_AT_location, &at)) {
+    *why = "no DW_AT_location";
+    return "";
+  }
+  Dwarf_Op* ops = nullptr;
+  size_t n = 0;
+  if (dwarf_getlocation_addr(&at, pc, &ops, &n, 1) < 1 || n < 1) {
+    *why = "not live at the probe";
+    return "";
+  }
   const Dwarf_Op& op = ops[0];
+  // DW_OP_bregN k; DW_OP_stack_value: the value itself is register + k (a pointer into a
+  // struct, e.g. inet_csk_ca(sk)), nothing to read from memory.
+  if (n == 2 && op.atom >= DW_OP_breg0 && op.atom <= DW_OP_breg15 &&
+      ops[1].atom == DW_OP_stack_value) {
+    std::string r = RegPlus(kDwarfRegs[op.atom - DW_OP_breg0], static_cast<int64_t>(op.number));
+    return "val:" + r.substr(5);
+  }
+  if (n != 1) {
+    *why = "location is a composite or computed expression";
+    return "";
+  }
   if (op.atom >= DW_OP_reg0 && op.atom <= DW_OP_reg15)
     return absl::StrCat("reg:", kDwarfRegs[op.atom - DW_OP_reg0]);
   if (op.atom >= DW_OP_breg0 && op.atom <= DW_OP_breg15)
-    return absl::StrCat("breg:", kDwarfRegs[op.atom - DW_OP_breg0], "+",
-                        static_cast<int64_t>(op.number));
-  if (op.atom == DW_OP_fbreg) return absl::StrCat("fbreg:", static_cast<int64_t>(op.number));
+    return RegPlus(kDwarfRegs[op.atom - DW_OP_breg0], static_cast<int64_t>(op.number));
+  if (op.atom == DW_OP_fbreg) {
+    if (!fn) {
+      *why = "DW_OP_fbreg outside a function";
+      return "";
+    }
+    auto fb = FrameBase(fn, pc, addr, cfis, why);
+    if (!fb) return "";
+    return RegPlus(fb->first, fb->second + static_cast<int64_t>(op.number));
+  }
+  *why = "location is not a register or a stack slot";
   return "";
 }
 
@@ -85,6 +173,20 @@ absl::Status AnnotateFromDwarf(const std::string& obj, std::vector<CriticalSpan>
     const char* n = dwfl_module_getsym_info(m, i, &sym, &addr, nullptr, nullptr, nullptr);
     if (n && GELF_ST_TYPE(sym.st_info) == STT_FUNC) func_addr.emplace(n, addr);
   }
+  // Call frame information for DW_OP_call_frame_cfa frame bases: .debug_frame (the kernel,
+  // built without unwind tables) and .eh_frame (user-space style objects).
+  Cfis cfis;
+  Dwarf_Addr cfi_bias = 0;
+  if (Dwarf_CFI* c = dwfl_module_dwarf_cfi(m, &cfi_bias)) cfis.emplace_back(c, cfi_bias);
+  // .eh_frame of a relocatable object is not relocated by libdwfl (an allocated section): its
+  // FDEs would cover wrong addresses, so it is only used for linked binaries.
+  GElf_Addr elf_bias = 0;
+  Elf* elf = dwfl_module_getelf(m, &elf_bias);
+  GElf_Ehdr eh;
+  if (elf && gelf_getehdr(elf, &eh) && eh.e_type != ET_REL) {
+    Dwarf_Addr eh_bias = 0;
+    if (Dwarf_CFI* c = dwfl_module_eh_cfi(m, &eh_bias)) cfis.emplace_back(c, eh_bias);
+  }
   bool any_line = false;
   for (CriticalSpan& sp : *spans) {
     auto it = func_addr.find(sp.function);
@@ -103,9 +205,17 @@ absl::Status AnnotateFromDwarf(const std::string& obj, std::vector<CriticalSpan>
     if (!cu) continue;
     Dwarf_Die* scopes = nullptr;
     int ns = dwarf_getscopes(cu, probe - bias, &scopes);
+    // The function whose frame DW_OP_fbreg refers to: the innermost DW_TAG_subprogram (inlined
+    // subroutines have no frame of their own).
+    Dwarf_Die* fn_die = nullptr;
+    for (int s = 0; s < ns && !fn_die; ++s)
+      if (dwarf_tag(&scopes[s]) == DW_TAG_subprogram) fn_die = &scopes[s];
     std::set<std::string> seen;
     for (int s = 0; s < ns; ++s) {
       int tag = dwarf_tag(&scopes[s]);
+      // Globals (file-scope variables, register globals such as current_stack_pointer) are
+      // not the function's variables.
+      if (tag == DW_TAG_compile_unit || tag == DW_TAG_partial_unit) continue;
       Dwarf_Die child;
       if (dwarf_child(&scopes[s], &child) != 0) continue;
       // The entry location of the function's own parameters, for "entry:" fallbacks.
@@ -121,10 +231,12 @@ absl::Status AnnotateFromDwarf(const std::string& obj, std::vector<CriticalSpan>
         VarLocation v;
         v.name = name;
         v.type = TypeName(&child);
-        v.location = Location(&child, probe - bias);
+        std::string why;
+        v.location = Location(&child, fn_die, probe - bias, probe, cfis, &why);
         if (v.location.empty() && ct == DW_TAG_formal_parameter && is_fn &&
             tag == DW_TAG_subprogram) {
-          std::string e = Location(&child, entry);
+          std::string ewhy;
+          std::string e = Location(&child, fn_die, entry, entry + bias, cfis, &ewhy);
           if (e.rfind("reg:", 0) == 0) v.location = "entry:" + e.substr(4);
         }
         if (!v.location.empty()) sp.vars.push_back(v);

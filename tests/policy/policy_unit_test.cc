@@ -2,13 +2,12 @@
 // verifier-log translator on logs saved from real rejections, and the bpf_linker composition
 // of a policy with stubs, verified by the host kernel (stubs built with -DSIE_NO_KFUNCS: the
 // host has no sie_kfuncs; nothing is attached).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "runtime/base/files.h"
 #include "synth/stubgen/stub_build.h"
@@ -50,7 +49,7 @@ class PolicyTest : public ::testing::Test {
   std::optional<TempDir> tmp_;
 };
 
-TEST_F(PolicyTest, VarsHeaderHasTypedAccessorsForRegisterVariablesOnly) {
+TEST_F(PolicyTest, VarsHeaderHasTypedAccessorsForLocatedVariables) {
   auto cs = Consts("tcp_cubic", {"HYSTART_DELAY_SHIFT"});
   ASSERT_EQ(cs.size(), 1u);
   std::set<std::string> known = {"sock", "tcp_sock"};
@@ -58,11 +57,55 @@ TEST_F(PolicyTest, VarsHeaderHasTypedAccessorsForRegisterVariablesOnly) {
   EXPECT_THAT(h, HasSubstr("struct sock *sie_hystart_delay_shift__arg_sk("));
   EXPECT_THAT(h, HasSubstr("return (struct sock *)ctx->regs->bx;"));
   EXPECT_THAT(h, HasSubstr("u32 sie_hystart_delay_shift__arg_delay("));
-  EXPECT_THAT(h, Not(HasSubstr("__arg_ca(")));  // breg: value or address? not exposed
-  EXPECT_THAT(h, HasSubstr("ca: location breg:bx+1344"));
+  // ca = inet_csk_ca(sk): DW_OP_breg3 1344; DW_OP_stack_value, the value is rbx + 1344.
+  EXPECT_THAT(h, HasSubstr("void *sie_hystart_delay_shift__arg_ca("));
+  EXPECT_THAT(h, HasSubstr("v = (void *)(ctx->regs->bx + 1344);"));
+  EXPECT_THAT(h, Not(HasSubstr("current_stack_pointer")));  // a global, not a variable
   EXPECT_THAT(h, Not(HasSubstr("__arg___UNIQUE_ID")));
   // Unknown struct types become void * rather than failing to compile.
   EXPECT_THAT(VarsHeader(cs[0].c, {}), HasSubstr("void *sie_hystart_delay_shift__arg_sk("));
+}
+
+// Variables in stack slots (breg: memory at register + offset) are read with
+// bpf_probe_read_kernel at the register + offset of every span; val: is the value register +
+// offset itself. The accessors compile into a policy and the policy passes clang -Werror.
+TEST_F(PolicyTest, StackSlotVariablesAreReadFromMemory) {
+  auto cs = Consts("tcp_cubic", {"HYSTART_DELAY_SHIFT"});
+  ASSERT_EQ(cs.size(), 1u);
+  ASSERT_GE(cs[0].c.spans.size(), 1u);
+  for (size_t i = 0; i < cs[0].c.spans.size(); ++i) {
+    auto& vars = cs[0].c.spans[i].vars;
+    vars.push_back({"slot", "u32", "breg:sp+28"});
+    // Another slot per span: the accessor switches on the span.
+    vars.push_back({"depth", "long int", i == 0 ? "breg:bp-16" : "breg:sp+8"});
+    vars.push_back({"mode", "enum tcp_ca_state", "breg:sp+4"});
+    vars.push_back({"piece", "u64", "fbreg:-24"});  // unresolved frame base: never readable
+  }
+  std::string h = VarsHeader(cs[0].c, {});
+  EXPECT_THAT(h, HasSubstr("u32 sie_hystart_delay_shift__arg_slot("));
+  EXPECT_THAT(h, HasSubstr("bpf_probe_read_kernel(&v, sizeof(v), (void *)(ctx->regs->sp + 28));"));
+  EXPECT_THAT(h, HasSubstr("long int sie_hystart_delay_shift__arg_depth("));
+  EXPECT_THAT(h, HasSubstr("(void *)(ctx->regs->bp - 16)"));
+  if (cs[0].c.spans.size() > 1) {
+    EXPECT_THAT(h, HasSubstr("switch (ctx->span)"));
+    EXPECT_THAT(h, HasSubstr("(void *)(ctx->regs->sp + 8)"));
+  }
+  EXPECT_THAT(h, HasSubstr("mode: location breg:sp+4 at span 0: an enum in memory"));
+  EXPECT_THAT(h, HasSubstr("piece: location fbreg:-24 at span 0: is not a register or a stack"));
+  EXPECT_THAT(h, Not(HasSubstr("__arg_mode(")));
+  EXPECT_THAT(h, Not(HasSubstr("__arg_piece(")));
+  std::string src = (tmp_->path() / "slot.bpf.c").string();
+  ASSERT_TRUE(WriteFileAtomic(src,
+                              "// SPDX-License-Identifier: GPL-2.0\n#include <sie/policy.bpf.h>\n"
+                              "SIE_POLICY(hystart_delay_shift, ctx)\n{\n"
+                              "\tu32 slot = sie_arg(ctx, slot);\n"
+                              "\tlong int depth = sie_arg(ctx, depth);\n"
+                              "\treturn slot > 3 && depth > 0 ? sie_value(ctx, 5) : "
+                              "sie_default(ctx);\n}\n")
+                  .ok());
+  auto r = Compile(src, cs);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->diagnostics, "");
 }
 
 TEST_F(PolicyTest, UnknownConstantIsAnErrorListingTheKnownOnes) {
@@ -171,6 +214,32 @@ TEST_F(LinkTest, PolicyLinksOverEachStubAndVerifies) {
     absl::Status st = LinkAndVerify(kBpf / "per_task.bpf.c", e);
     EXPECT_TRUE(st.ok()) << e.c.name << ": " << st;
   }
+}
+
+// A stack-slot variable's accessor (bpf_probe_read_kernel at regs->sp + 24) passes the host
+// kernel's verifier inside the linked policy.
+TEST_F(LinkTest, StackSlotAccessorVerifies) {
+  if (!CanLoadBpf()) GTEST_SKIP() << "needs root and kernel BTF to load BPF on this host";
+  setenv("SIE_CACHE_DIR", (tmp_->path() / "cache").c_str(), 1);
+  auto cs = Consts("sie_target", {"SIE_TARGET_CALL_ARG"});
+  ASSERT_EQ(cs.size(), 1u);
+  for (auto& sp : cs[0].c.spans) sp.vars.push_back({"slot", "u32", "breg:sp+24"});
+  std::string src = (tmp_->path() / "slot.bpf.c").string();
+  ASSERT_TRUE(WriteFileAtomic(src,
+                              "// SPDX-License-Identifier: GPL-2.0\n#include <sie/policy.bpf.h>\n"
+                              "SIE_POLICY(sie_target_call_arg, ctx)\n{\n"
+                              "\tu32 slot = sie_arg(ctx, slot);\n"
+                              "\treturn slot == 7 ? sie_value(ctx, 9) : sie_default(ctx);\n}\n")
+                  .ok());
+  auto r = Compile(src, cs);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto stub = loader::BuildStub(cs[0], false, "-DSIE_NO_KFUNCS");
+  ASSERT_TRUE(stub.ok()) << stub.status();
+  fs::path linked = tmp_->path() / "linked.bpf.o";
+  ASSERT_TRUE(loader::LinkObjects({stub->object, r->object}, linked).ok());
+  std::string raw;
+  absl::Status st = VerifyObject(linked, src, &raw);
+  EXPECT_TRUE(st.ok()) << st << "\n" << raw;
 }
 
 TEST_F(LinkTest, VerifierRejectionNamesThePolicyLine) {

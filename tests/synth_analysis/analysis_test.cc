@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -36,15 +38,16 @@ class AnalysisTest : public ::testing::TestWithParam<std::string> {
   }
   std::string Src(const std::string& fx) { return absl::StrCat(SIE_FIXTURE_DIR, "/", fx, ".c"); }
 
-  // A kernel-style relocatable object (no PIC, no red zone, function sections, -g).
+  // A kernel-style relocatable object (no PIC, no red zone, function sections, -g, call frame
+  // information in .debug_frame as the kernel has it: no unwind tables).
   std::string Obj(const std::string& fx, int64_t v) {
     std::string out = (tmp_->path() / absl::StrCat(fx, "_", v, ".o")).string();
     // clang 14's DWARF 5 line tables in relocatable objects are not resolved by elfutils
     // 0.188's offline mode; the kernel is built with gcc (DWARF 5 works there).
-    auto r =
-        RunChecked({GetParam(), "-O2", GetParam() == "clang" ? "-gdwarf-4" : "-g", "-c", "-fno-pic",
-                    "-fno-stack-protector", "-fcf-protection=none", "-mno-red-zone",
-                    "-ffunction-sections", absl::StrCat("-DCONST=", v), Src(fx), "-o", out});
+    auto r = RunChecked({GetParam(), "-O2", GetParam() == "clang" ? "-gdwarf-4" : "-g", "-c",
+                         "-fno-pic", "-fno-stack-protector", "-fcf-protection=none",
+                         "-mno-red-zone", "-fno-asynchronous-unwind-tables", "-ffunction-sections",
+                         absl::StrCat("-DCONST=", v), Src(fx), "-o", out});
     EXPECT_TRUE(r.ok()) << r.status();
     return out;
   }
@@ -211,6 +214,71 @@ TEST_P(AnalysisTest, DivisionByConstantIsRecompute) {
   EXPECT_GE(r->range_min, 1);  // V = 0 would divide by zero
 }
 
+// Divisors whose magic number needs 65 (33) bits (7, 13), one word (10) and even ones that
+// pre-shift the dividend (14, 28): proved for every X, then checked against builds with values
+// never analyzed.
+void CheckDivMod(const AnalysisResult& r, const std::string& dump,
+                 const std::function<void*(int64_t)>& so, const std::vector<int64_t>& v4s) {
+  const uint64_t xs64[] = {0,
+                           1,
+                           6,
+                           7,
+                           13,
+                           100,
+                           12345,
+                           0x7fffffff,
+                           0xffffffff,
+                           0x100000000,
+                           0x8000000000000000,
+                           ~0ull - 1,
+                           ~0ull};
+  for (const char* fn : {"fx_div64", "fx_mod64", "fx_div32", "fx_mod32"}) {
+    std::vector<const CriticalSpan*> s;
+    for (const auto& sp : r.spans)
+      if (sp.function == fn) s.push_back(&sp);
+    ASSERT_EQ(s.size(), 1u) << fn << "\n" << dump;
+    bool mod = std::string(fn).find("mod") != std::string::npos;
+    EXPECT_NE(s[0]->formula.find(mod ? "% V" : "/ V"), std::string::npos) << s[0]->formula;
+    bool is64 = std::string(fn).find("64") != std::string::npos;
+    for (int64_t v4 : v4s) {
+      void* f = dlsym(so(v4), fn);
+      ASSERT_NE(f, nullptr);
+      for (uint64_t x : xs64) {
+        auto got = analysis::EvalFormula(s[0]->formula, v4, x, s[0]->width);
+        ASSERT_TRUE(got.ok()) << got.status();
+        uint64_t want = is64
+                            ? reinterpret_cast<unsigned long (*)(unsigned long)>(f)(x)
+                            : reinterpret_cast<unsigned (*)(unsigned)>(f)(static_cast<uint32_t>(x));
+        EXPECT_EQ(is64 ? *got : static_cast<uint32_t>(*got), want)
+            << fn << " '" << s[0]->formula << "' V=" << v4 << " X=" << x;
+      }
+    }
+  }
+  EXPECT_GE(r.range_min, 1);
+}
+
+TEST_P(AnalysisTest, WideMagicDivisionAndRemainder) {
+  auto r = Analyze("divmod", {7, 13, 10});
+  ASSERT_TRUE(r.ok()) << r.status();
+  CheckDivMod(*r, Dump(*r), [&](int64_t v) { return So("divmod", v); }, {19, 3, 1000003});
+}
+
+TEST_P(AnalysisTest, EvenDivisorsShiftTheDividendFirst) {
+  auto r = Analyze("divmod", {14, 7, 28});
+  ASSERT_TRUE(r.ok()) << r.status();
+  CheckDivMod(*r, Dump(*r), [&](int64_t v) { return So("divmod", v); }, {22, 10});
+}
+
+// Signed division (sar and a sign correction around the multiply-high) is not X / V for every
+// X: refused with the function and the reason, quickly (no minutes of bit-blasting).
+TEST_P(AnalysisTest, SignedDivisionIsRefused) {
+  auto r = Analyze("sdiv", {7, 13, 10});
+  ASSERT_FALSE(r.ok()) << Dump(*r);
+  const std::string m(r.status().message());
+  EXPECT_NE(m.find("fx_sdiv+0x"), std::string::npos) << m;
+  EXPECT_NE(m.find("outside the family"), std::string::npos) << m;
+}
+
 TEST_P(AnalysisTest, ShiftWithImplicitOne) {
   auto r = Analyze("shift", {3, 2, 1});
   ASSERT_TRUE(r.ok()) << r.status();
@@ -261,6 +329,86 @@ TEST_P(AnalysisTest, InlinedIntoTwoCallers) {
              1000);
 }
 
+// The spilled parameter (volatile x: a location list whose entry at the probe is DW_OP_fbreg)
+// is at the slot the code stores edi to, rsp unchanged from the store to the probe.
+TEST_P(AnalysisTest, SpilledParameterAtTheProbe) {
+  std::string base = Obj("spill", 3);
+  auto r = Analyze("spill", {3, 2, 5}, {"fx_spill_param"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_spill_param");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  auto e = analysis::ElfFile::Open(base);
+  ASSERT_TRUE(e.ok());
+  auto fns = analysis::DisassembleFunctions(**e, {"fx_spill_param"});
+  ASSERT_TRUE(fns.ok() && fns->size() == 1u);
+  std::optional<int64_t> slot;
+  bool sp_changed = false;
+  for (const auto& in : (*fns)[0].insns) {
+    if (in.offset >= s[0]->probe_offset) break;
+    if (in.mnemonic == "mov" && in.ops.size() == 2 && in.ops[0].type == analysis::OpType::kMem &&
+        in.ops[0].base == "rsp" && in.ops[1].type == analysis::OpType::kReg &&
+        in.ops[1].reg == "edi") {
+      slot = in.ops[0].disp;
+      sp_changed = false;
+    } else if (slot && in.writes.count("sp") && !in.is_call) {
+      sp_changed = true;
+    }
+  }
+  ASSERT_TRUE(slot.has_value());
+  ASSERT_FALSE(sp_changed);
+  std::map<std::string, std::string> loc;
+  for (const auto& v : s[0]->vars) loc[v.name] = v.location;
+  // clang: the known DWARF gap of StackSlotVariableAtTheProbe.
+  if (GetParam() == "gcc" || !loc.empty())
+    EXPECT_EQ(loc["x"], absl::StrCat("breg:sp+", *slot)) << Dump(*r);
+}
+
+// A variable in a stack slot at the probe: its location is the slot's address as register +
+// offset (gcc: DW_OP_fbreg through the CFA; clang: DW_OP_breg7), checked against the address
+// the code itself passes to fx_use (lea rsi,[rsp+K]) with rsp unchanged up to the probe.
+TEST_P(AnalysisTest, StackSlotVariableAtTheProbe) {
+  std::string base = Obj("spill", 3);
+  auto r = Analyze("spill", {3, 2, 5});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_spill");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kMem);
+  EXPECT_EQ(In(*r, "fx_spill_param").size(), 1u) << Dump(*r);
+  auto e = analysis::ElfFile::Open(base);
+  ASSERT_TRUE(e.ok());
+  auto fns = analysis::DisassembleFunctions(**e, {"fx_spill"});
+  ASSERT_TRUE(fns.ok() && fns->size() == 1u);
+  std::optional<int64_t> slot;
+  bool sp_changed = false;
+  for (const auto& in : (*fns)[0].insns) {
+    if (in.offset >= s[0]->probe_offset) break;
+    if (in.mnemonic == "lea" && in.ops.size() == 2 && in.ops[0].reg == "rsi" &&
+        in.ops[1].base == "rsp") {
+      slot = in.ops[1].disp;
+      sp_changed = false;
+    } else if (slot && in.writes.count("sp") && !in.is_call) {
+      sp_changed = true;
+    }
+  }
+  ASSERT_TRUE(slot.has_value());
+  ASSERT_FALSE(sp_changed);
+  std::map<std::string, std::string> loc;
+  for (const auto& v : s[0]->vars) loc[v.name] = v.location;
+  // Known gap (as for source lines above): libdwfl's offline mode finds no DIE for addresses
+  // of clang 14 relocatable objects, so clang's spans have no vars; the kernel is built with
+  // gcc. Whatever clang's spans list must still be exact (the loop below).
+  if (GetParam() == "gcc" || !loc.empty()) {
+    EXPECT_EQ(loc["seen"], absl::StrCat("breg:sp+", *slot)) << absl::StrJoin(r->warnings, "\n");
+    EXPECT_EQ(loc["rq"], "reg:bx");
+  }
+  // A register global is not a variable of the function.
+  EXPECT_EQ(loc.count("current_stack_pointer"), 0u);
+  for (const auto& [n, l] : loc)
+    EXPECT_TRUE(l.rfind("reg:", 0) == 0 || l.rfind("breg:", 0) == 0 || l.rfind("val:", 0) == 0 ||
+                l.rfind("entry:", 0) == 0)
+        << n << " " << l;
+}
+
 TEST_P(AnalysisTest, ConstantInCmov) {
   auto r = Analyze("cmov", {3, 2, 5});
   ASSERT_TRUE(r.ok()) << r.status();
@@ -293,6 +441,19 @@ TEST_P(AnalysisTest, OutsideTheFamilyNamesTheInstruction) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("fx_square+0x"), std::string::npos) << r.status();
   EXPECT_NE(r.status().message().find("outside the family"), std::string::npos) << r.status();
+}
+
+// lea rax,[rsi+rdi*V]: the result combines two registers with the constant. Formulas have one
+// input, so the span is refused, naming the registers, the instruction and why.
+TEST_P(AnalysisTest, TwoInputSpanIsRefusedNamingTheRegisters) {
+  auto r = Analyze("two_inputs", {4, 2, 8});
+  ASSERT_FALSE(r.ok()) << Dump(*r);
+  const std::string m(r.status().message());
+  EXPECT_NE(m.find("fx_lea2+0x0"), std::string::npos) << m;
+  EXPECT_NE(m.find("register ax"), std::string::npos) << m;
+  EXPECT_NE(m.find("lea rax, [rsi + rdi*4]"), std::string::npos) << m;
+  EXPECT_NE(m.find("2 live inputs (di, si)"), std::string::npos) << m;
+  EXPECT_NE(m.find("one input X"), std::string::npos) << m;
 }
 
 TEST_P(AnalysisTest, StackFrameDependenceIsRefused) {

@@ -53,7 +53,7 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
       {"SIE_TARGET_FIELD_INIT", {{"sie_target_init_req", "mem", 0x1111, 0, 0x1111}}},
       {"SIE_TARGET_THRESHOLD", {{"sie_target_cmp", "flags", 777, 0, 777}}},
       {"SIE_TARGET_SCALE", {{"sie_target_mul", "reg", 3, 7, 21}}},      // X * V, V not 2^n
-      {"SIE_TARGET_DIVISOR", {{"sie_target_div", "reg", 7, 100, 14}}},  // X / V, never compiled
+      {"SIE_TARGET_DIVISOR", {{"sie_target_div", "reg", 19, 100, 5}}},  // X / V, never compiled
       {"SIE_TARGET_BATCH",
        {{"sie_target_batch_cycle", "mem", 50, 0, 50},
         {"sie_target_batch_cycle", "mem", 50, 0, 50}}},

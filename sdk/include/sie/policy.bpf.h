@@ -141,8 +141,9 @@ static __always_inline int sie_txn_active(void)
 /*
  * sie_arg(ctx, name): the variable `name` of the probed function as it is at the span, with its
  * C type (pointers to kernel structs are typed: read their fields with BPF_CORE_READ). Only
- * variables live in a register at every span of the constant exist; any other name fails to
- * compile (sie-run explains which variables are live and why the others are not).
+ * variables located exactly at every span of the constant (a register, or a stack slot read
+ * with bpf_probe_read_kernel) exist; any other name fails to compile (sie-run explains which
+ * variables are live and why the others are not).
  */
 #define sie_arg(ctx, name) sie_arg__##name(ctx)
 

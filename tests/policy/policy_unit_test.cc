@@ -233,10 +233,10 @@ TEST_F(LinkTest, StackSlotAccessorVerifies) {
                   .ok());
   auto r = Compile(src, cs);
   ASSERT_TRUE(r.ok()) << r.status();
-  auto stub = loader::BuildStub(cs[0], false, "-DSIE_NO_KFUNCS");
+  auto stub = stubgen::BuildStub(cs[0], false, "-DSIE_NO_KFUNCS");
   ASSERT_TRUE(stub.ok()) << stub.status();
   fs::path linked = tmp_->path() / "linked.bpf.o";
-  ASSERT_TRUE(loader::LinkObjects({stub->object, r->object}, linked).ok());
+  ASSERT_TRUE(stubgen::LinkObjects({stub->object, r->object}, linked).ok());
   std::string raw;
   absl::Status st = VerifyObject(linked, src, &raw);
   EXPECT_TRUE(st.ok()) << st << "\n" << raw;

@@ -768,9 +768,11 @@ absl::Status StopPinned(double reverse_timeout_s) {
 absl::Status CompileOnly(const RunOptions& opts) {
   auto consts = ResolveConsts(opts.consts_dir, opts.consts);
   if (!consts.ok()) return consts.status();
+  // Only the folder a later run reads counts as a hit: an entry in this machine's own runtime
+  // cache would not reach the guest.
   CacheOptions cache;
-  cache.lookup = PolicyCacheDirs(opts.consts_dir);
-  cache.store = cache.lookup.front();
+  cache.store = PolicyCacheDirs(opts.consts_dir).front();
+  cache.lookup = {cache.store};
   std::error_code ec;
   fs::create_directories(cache.store, ec);
   auto work = TempDir::Create(ec ? fs::temp_directory_path() : cache.store, ".compile-");

@@ -33,7 +33,8 @@ int VmCommand(const std::vector<std::string>& args) {
   q.Int("--cpus", "N", &cpus, "guest CPUs (default 1 under TCG, 2 under KVM)");
   q.String("--icount", "SHIFT[,sleep=off]", &o.icount,
            "TCG: the guest's clock counts instructions (2^SHIFT ns each; QEMU -icount), so its "
-           "timing is steady on a slow host (network tests); sleep=off skips idle time");
+           "timing is steady on a slow host (network tests); sleep=off skips idle time (guest-side "
+           "timeouts then expire fast: use --timeout)");
   q.Flag("-v,--verbose", &o.verbose, "show the boot, the QEMU command, and timings");
   q.Rest(&o.command);
   if (auto s = q.Parse(args); !s.ok()) return ReportError("sie vm", s);

@@ -49,7 +49,10 @@ flows() { # label addr
   d0=$(mib TCPHystartDelayDetect); t0=$(mib TCPHystartTrainDetect)
   i=0; : > $W/$1.json
   while [ $i -lt $N ]; do
-    timeout 120 ip netns exec snd $BULK send $2 5001 $BYTES >> $W/$1.json || bad "$1 flow $i"
+    # No `timeout` here: with sleep=off the guest's clock jumps to its next timer whenever it
+    # waits for the host (9p), so a guest-side alarm can expire while nothing ran; `sie vm
+    # --timeout` bounds the run on the host's clock.
+    ip netns exec snd $BULK send $2 5001 $BYTES >> $W/$1.json || bad "$1 flow $i"
     i=$((i + 1))
   done
   d=$(($(mib TCPHystartDelayDetect) - d0)); t=$(($(mib TCPHystartTrainDetect) - t0))

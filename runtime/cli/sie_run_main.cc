@@ -31,15 +31,21 @@ int main(int argc, char** argv) {
   using namespace sie;
   std::vector<std::string> args(argv + 1, argv + argc), positional, const_args;
   std::string consts = DefaultConsts(), mode = "0", timeout = "5", duration = "0", emit;
-  bool pin = false, json = false, verbose = false, stop = false, no_optimize = false;
+  bool pin = false, json = false, verbose = false, stop = false, no_optimize = false,
+       compile_only = false, no_cache = false;
   ArgParser p(
       "sie-run POLICY.bpf.c --const <id|name>[,...] [--consts DIR] [--mode 0|1|2] [--timeout S] "
-      "[--duration S] [--pin] [--json] [-v]\n       sie-run --stop",
+      "[--duration S] [--pin] [--json] [-v]\n       sie-run POLICY.bpf.c --const ... "
+      "[--consts DIR] --compile-only\n       sie-run --stop",
       "Compiles POLICY.bpf.c (#include <sie/policy.bpf.h>, one SIE_POLICY per constant), links "
       "it over each constant's stub, attaches them all (or none) and switches them together. "
-      "Runs until SIGINT/SIGTERM (or --duration), then restores every default and detaches.");
+      "Runs until SIGINT/SIGTERM (or --duration), then restores every default and detaches.\n"
+      "A compiled policy is cached by content (source, SDK and constants' headers, flags, "
+      "clang); sie-run looks in $SIE_POLICY_CACHE, DIR/policy-cache and its own cache before "
+      "running clang. --compile-only fills $SIE_POLICY_CACHE (else DIR/policy-cache) ahead, "
+      "e.g. on the build host for a guest.");
   p.StringList("--const", "ID|NAME[,...]", &const_args, "constants the policy decides");
-  p.String("--consts", "DIR",  &consts,
+  p.String("--consts", "DIR", &consts,
            "directory written by 'sie synth --out' (default $SIE_CONSTS, else /etc/sie/consts)");
   p.String("--mode", "0|1|2", &mode, "consistency: 0 immediate, 1 per-task, 2 global");
   p.String("--timeout", "S", &timeout, "mode 1: reverse-transition timeout when stopping (5)");
@@ -48,6 +54,9 @@ int main(int argc, char** argv) {
   p.Flag("--stop", &stop, "restore the defaults of a policy left loaded with --pin");
   p.Flag("--json", &json, "one JSON object per event on stdout");
   p.Flag("--no-optimize", &no_optimize, "do not look for jump-optimizable probe offsets");
+  p.Flag("--compile-only", &compile_only,
+         "compile into the policy cache and exit (no root needed, nothing attached)");
+  p.Flag("--no-cache", &no_cache, "always run clang (the cache is neither read nor written)");
   p.Flag("-v,--verbose", &verbose, "per-phase timings, verifier logs");
   p.String("--emit-headers", "DIR", &emit,
            "only write the generated per-constant headers into DIR (for editors and CI)");
@@ -57,20 +66,21 @@ int main(int argc, char** argv) {
 
   policy::RunOptions o;
   for (const auto& c : const_args)
-    for (absl::string_view n : absl::StrSplit(c, ',', absl::SkipEmpty()))
-      o.consts.emplace_back(n);
+    for (absl::string_view n : absl::StrSplit(c, ',', absl::SkipEmpty())) o.consts.emplace_back(n);
   o.consts_dir = consts;
   char* end = nullptr;
   o.mode = static_cast<int>(strtol(mode.c_str(), &end, 10));
   if (*end || o.mode < 0 || o.mode > 2)
     return ReportError("sie-run", InvalidWithHint("--mode " + mode + " is not 0, 1 or 2",
-                                                  "0 immediate, 1 per-task, 2 global")) + 1;
+                                                  "0 immediate, 1 per-task, 2 global")) +
+           1;
   o.reverse_timeout_s = atof(timeout.c_str());
   o.duration_s = atof(duration.c_str());
   o.pin = pin;
   o.json = json;
   o.verbose = verbose;
   o.optimize = !no_optimize;
+  o.use_cache = !no_cache;
 
   if (stop) {
     auto st = policy::StopPinned(o.reverse_timeout_s);
@@ -79,14 +89,23 @@ int main(int argc, char** argv) {
   if (!emit.empty()) {
     auto cs = policy::ResolveConsts(o.consts_dir, o.consts);
     if (!cs.ok()) return ReportError("sie-run", cs.status());
-    auto st = policy::WritePolicyHeaders(*cs, policy::Toolchain::FromBuild().vmlinux_dir /
-                                                  "vmlinux.h", emit);
+    auto st = policy::WritePolicyHeaders(
+        *cs, policy::Toolchain::FromBuild().vmlinux_dir / "vmlinux.h", emit);
     return st.ok() ? 0 : ReportError("sie-run", st);
   }
   if (positional.empty())
-    return ReportError("sie-run", InvalidWithHint("no policy given",
-                                                  "sie-run POLICY.bpf.c --const NAME")) + 1;
+    return ReportError("sie-run",
+                       InvalidWithHint("no policy given", "sie-run POLICY.bpf.c --const NAME")) +
+           1;
   o.source = positional[0];
+  if (compile_only) {
+    if (no_cache)
+      return ReportError("sie-run",
+                         InvalidWithHint("--compile-only fills the cache", "drop --no-cache")) +
+             1;
+    auto st = policy::CompileOnly(o);
+    return st.ok() ? 0 : ReportError("sie-run", st);
+  }
 
   struct sigaction sa {};
   sa.sa_handler = OnSignal;  // no SA_RESTART: the poll returns and the loop sees the flag

@@ -1,4 +1,4 @@
-// `sie vm [--add DIR] [--out DIR] [--kernel VER] [-v] -- CMD ARGS...`
+// `sie vm [--add DIR] [--out DIR] [--kernel VER] [--icount SHIFT] [-v] -- CMD ARGS...`
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -14,8 +14,10 @@ int VmCommand(const std::vector<std::string>& args) {
   o.kernel_release = SIE_DEFAULT_KERNEL_RELEASE;
   long timeout = o.timeout_seconds, memory = o.memory_mb, cpus = o.cpus;
   ArgParser q(
-      "sie vm [--add DIR] [--out DIR] [--kernel VER] [--timeout S] [-v] -- CMD ARGS...",
-      "Boots the guest kernel under QEMU (TCG, or KVM where the CPU has vmx/svm) with the host root\n"
+      "sie vm [--add DIR] [--out DIR] [--kernel VER] [--timeout S] [--icount SHIFT] [-v] -- CMD "
+      "ARGS...",
+      "Boots the guest kernel under QEMU (TCG, or KVM where the CPU has vmx/svm) with the host "
+      "root\n"
       "shared read-only, runs CMD as root in it and exits with CMD's exit code. sie's build is on\n"
       "PATH. --add DIR is visible read-only at /mnt/add; /mnt/out ($SIE_OUT) is writable and is\n"
       "--out DIR on the host. After CMD the guest's dmesg is scanned: a WARN, BUG, Oops, KASAN,\n"
@@ -29,6 +31,10 @@ int VmCommand(const std::vector<std::string>& args) {
   q.Int("--timeout", "S", &timeout, "hard limit for the whole run, in seconds (default 900)");
   q.Int("--memory", "MB", &memory, "guest memory (default 2048)");
   q.Int("--cpus", "N", &cpus, "guest CPUs (default 1 under TCG, 2 under KVM)");
+  q.String("--icount", "SHIFT[,sleep=off]", &o.icount,
+           "TCG: the guest's clock counts instructions (2^SHIFT ns each; QEMU -icount), so its "
+           "timing is steady on a slow host (network tests); sleep=off skips idle time (guest-side "
+           "timeouts then expire fast: use --timeout)");
   q.Flag("-v,--verbose", &o.verbose, "show the boot, the QEMU command, and timings");
   q.Rest(&o.command);
   if (auto s = q.Parse(args); !s.ok()) return ReportError("sie vm", s);

@@ -1,21 +1,19 @@
 #include "runtime/policy/policy.h"
 
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <bpf/bpf.h>
 
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
 #include <set>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -27,9 +25,10 @@
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
 #include "runtime/loader/loader.h"
-#include "synth/stubgen/stub_build.h"
 #include "runtime/policy/consts_header.h"
+#include "runtime/policy/object_cache.h"
 #include "runtime/policy/verifier_log.h"
+#include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/stubgen.h"
 
 #ifndef SIE_SOURCE_DIR
@@ -102,13 +101,12 @@ std::string Explain(const VerifierError& v, const fs::path& source, const std::s
   std::string where;
   if (v.line > 0) {
     // The log names the file as clang saw it; show the user's path when it is the policy.
-    std::string file = fs::path(v.file).filename() == source.filename() ? source.string()
-                                                                          : v.file;
+    std::string file = fs::path(v.file).filename() == source.filename() ? source.string() : v.file;
     where = absl::StrCat(file, ":", v.line, ": ");
   }
-  std::string msg = absl::StrCat(where, "the kernel's verifier rejected ",
-                                 prog.empty() ? "the policy" : absl::StrCat("'", prog, "'"),
-                                 ": ", v.message);
+  std::string msg =
+      absl::StrCat(where, "the kernel's verifier rejected ",
+                   prog.empty() ? "the policy" : absl::StrCat("'", prog, "'"), ": ", v.message);
   if (!v.source.empty()) absl::StrAppend(&msg, "\n    ", v.source);
   if (!v.raw_error.empty() && v.raw_error != v.message)
     absl::StrAppend(&msg, "\n  verifier: ", v.raw_error);
@@ -126,16 +124,17 @@ std::string ExplainVar(const std::string& var, const std::vector<stubgen::ConstE
       if (a.accessible) live.push_back(absl::StrCat(a.name, " (", e.c.name, ")"));
       if (a.name == var) {
         found = true;
-        reasons.push_back(a.accessible ? absl::StrCat("live at ", e.c.name, " but not at the "
+        reasons.push_back(a.accessible ? absl::StrCat("live at ", e.c.name,
+                                                      " but not at the "
                                                       "other constant this SIE_POLICY is for")
                                        : absl::StrCat(e.c.name, ": ", a.why_not));
       }
     }
     if (!found) reasons.push_back(absl::StrCat("not live at ", e.c.name, "'s critical span(s)"));
   }
-  return absl::StrCat("variable '", var, "' cannot be read with sie_arg(): ",
-                      absl::StrJoin(reasons, "; "), "\nhint: variables readable here: ",
-                      live.empty() ? "none" : absl::StrJoin(live, ", "));
+  return absl::StrCat(
+      "variable '", var, "' cannot be read with sie_arg(): ", absl::StrJoin(reasons, "; "),
+      "\nhint: variables readable here: ", live.empty() ? "none" : absl::StrJoin(live, ", "));
 }
 
 // Adds sie's explanation after clang's diagnostics when it recognizes the cause.
@@ -246,7 +245,8 @@ absl::StatusOr<std::vector<stubgen::ConstEntry>> ResolveConsts(
 
 absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc, const fs::path& source,
                                             const std::vector<stubgen::ConstEntry>& consts,
-                                            const fs::path& include_dir, const fs::path& out_obj) {
+                                            const fs::path& include_dir, const fs::path& out_obj,
+                                            const CacheOptions* cache) {
   std::error_code ec;
   if (!fs::exists(source, ec))
     return absl::NotFoundError(absl::StrCat("policy ", source.string(),
@@ -254,31 +254,67 @@ absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc, const fs::path&
                                             ".bpf.c file"));
   if (auto st = WritePolicyHeaders(consts, tc.vmlinux_dir / "vmlinux.h", include_dir); !st.ok())
     return st;
-  std::vector<std::string> argv = {tc.clang, "-g", "-O2", "-target", "bpf",
-                                   "-D__TARGET_ARCH_x86", "-Wall",
-                                   // A missing accessor must be an error, never an implicit int.
-                                   "-Werror=implicit-function-declaration",
-                                   // sie_log formats go to bpf_snprintf: a mismatch misprints.
-                                   "-Werror=format",
-                                   "-Wno-unused-function", "-Wno-compare-distinct-pointer-types",
-                                   isatty(2) ? "-fcolor-diagnostics" : "-fno-color-diagnostics",
-                                   "-I", include_dir.string(), "-I", tc.sdk_include.string(),
-                                   "-I", tc.vmlinux_dir.string()};
-  argv.insert(argv.end(), tc.sys_includes.begin(), tc.sys_includes.end());
+  std::vector<std::string> flags = {
+      "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
+      // A missing accessor must be an error, never an implicit int.
+      "-Werror=implicit-function-declaration",
+      // sie_log formats go to bpf_snprintf: a mismatch misprints.
+      "-Werror=format", "-Wno-unused-function", "-Wno-compare-distinct-pointer-types", "-I",
+      include_dir.string(), "-I", tc.sdk_include.string(), "-I", tc.vmlinux_dir.string()};
+  flags.insert(flags.end(), tc.sys_includes.begin(), tc.sys_includes.end());
+  CompileResult cr;
+  cr.object = out_obj;
+
+  // The cache: a hit copies the object and skips clang.
+  std::string key;
+  const CacheKeyInputs key_in{tc.clang, flags, source, include_dir};
+  if (cache) {
+    auto k = PolicyCacheKey(key_in);
+    if (k.ok()) {
+      key = *k;
+      if (auto hit = LookupPolicyObject(cache->lookup, key)) {
+        std::error_code ec;
+        fs::copy_file(hit->object, out_obj, fs::copy_options::overwrite_existing, ec);
+        if (!ec) {
+          cr.cache_hit = true;
+          cr.diagnostics = hit->diagnostics;
+          cr.cache_note = absl::StrCat("compiled object from the cache: ", hit->object.string());
+          return cr;
+        }
+        cr.cache_note = absl::StrCat("cache entry ", hit->object.string(), " unreadable (",
+                                     ec.message(), "); compiling");
+      } else {
+        cr.cache_note = absl::StrCat("not in the policy cache (key ", key, "); compiling");
+      }
+    } else {
+      cr.cache_note = absl::StrCat("no cache key: ", k.status().message());
+    }
+  }
+
+  std::vector<std::string> argv = {tc.clang};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  argv.push_back(isatty(2) ? "-fcolor-diagnostics" : "-fno-color-diagnostics");
+  const fs::path depfile = fs::path(out_obj.string() + ".d");
+  if (!key.empty()) argv.insert(argv.end(), {"-MD", "-MF", depfile.string()});
   argv.insert(argv.end(), {"-c", fs::absolute(source).string(), "-o", out_obj.string()});
   auto r = Run(argv);
   if (!r.ok()) return r.status();
-  CompileResult cr;
-  cr.object = out_obj;
   cr.diagnostics = r->err;
+  if (r->ok() && !key.empty() && !cache->store.empty()) {
+    static const std::regex kColor("\x1b\\[[0-9;]*m");
+    auto stored = StorePolicyObject(cache->store, key, out_obj, depfile, key_in,
+                                    std::regex_replace(r->err, kColor, ""));
+    cr.cache_note = stored.ok() ? absl::StrCat("compiled; cached as ", stored->string())
+                                : absl::StrCat("compiled; not cached: ", stored.status().message());
+  }
   if (!r->ok()) {
     std::string plain = r->err;
     // Strip colors for matching (clang's escapes sit between the location and "error:").
     static const std::regex kAnsi("\x1b\\[[0-9;]*m");
     plain = std::regex_replace(plain, kAnsi, "");
     auto text = ReadFile(tc.vmlinux_dir / "vmlinux.h");
-    std::string why = ExplainCompileErrors(plain, consts, text.ok() ? KnownStructs(*text)
-                                                                    : std::set<std::string>{});
+    std::string why = ExplainCompileErrors(
+        plain, consts, text.ok() ? KnownStructs(*text) : std::set<std::string>{});
     return InvalidWithHint(
         absl::StrCat("the policy does not compile:\n", r->err, why.empty() ? "" : "\n", why),
         why.empty() ? "fix the errors clang reports above" : "see the explanation above");
@@ -291,8 +327,8 @@ absl::Status VerifyObject(const fs::path& obj_path, const fs::path& source, std:
   LibbpfLog().clear();
   ObjPtr obj(bpf_object__open_file(obj_path.c_str(), nullptr));
   if (!obj)
-    return absl::InternalError(absl::StrCat("opening ", obj_path.string(), ": ", strerror(errno),
-                                            "\n", LibbpfLog()));
+    return absl::InternalError(
+        absl::StrCat("opening ", obj_path.string(), ": ", strerror(errno), "\n", LibbpfLog()));
   bpf_map* m;
   bpf_object__for_each_map(m, obj.get()) bpf_map__set_pin_path(m, nullptr);
   struct Log {
@@ -334,8 +370,8 @@ absl::Status VerifyObject(const fs::path& obj_path, const fs::path& source, std:
   else if (absl::StrContains(lb, "extern (func ksym)"))
     hint = "a kfunc is missing: load sie_kfuncs (sie-run does it in the guest)";
   if (raw_log) *raw_log = lb;
-  return absl::InvalidArgumentError(absl::StrCat("loading the policy failed: ", strerror(err),
-                                                 "\n", lb.substr(lb.size() > 1500 ? lb.size() - 1500 : 0),
+  return absl::InvalidArgumentError(absl::StrCat("loading the policy failed: ", strerror(err), "\n",
+                                                 lb.substr(lb.size() > 1500 ? lb.size() - 1500 : 0),
                                                  "\nhint: ", hint));
 }
 
@@ -397,11 +433,10 @@ absl::Status Session::CheckFree() {
     if (fs::exists(bpf_map__pin_path(m))) busy.push_back(bpf_map__pin_path(m));
   }
   if (!busy.empty())
-    return FailedWithHint(
-        absl::StrCat("another policy holds ", absl::StrJoin(busy, ", "),
-                     " (a run with --pin, or a killed sie-run)"),
-        absl::StrCat("stop it first: sie-run --stop (or: sie unload --all; rm ",
-                     absl::StrJoin(busy, " "), ")"));
+    return FailedWithHint(absl::StrCat("another policy holds ", absl::StrJoin(busy, ", "),
+                                       " (a run with --pin, or a killed sie-run)"),
+                          absl::StrCat("stop it first: sie-run --stop (or: sie unload --all; rm ",
+                                       absl::StrJoin(busy, " "), ")"));
   return absl::OkStatus();
 }
 
@@ -412,8 +447,8 @@ absl::Status Session::LoadOwn() {
   LibbpfLog().clear();
   own_.reset(bpf_object__open_file(policy_obj_.c_str(), nullptr));
   if (!own_)
-    return absl::InternalError(absl::StrCat("opening ", policy_obj_.string(), ": ",
-                                            strerror(errno), "\n", LibbpfLog()));
+    return absl::InternalError(
+        absl::StrCat("opening ", policy_obj_.string(), ": ", strerror(errno), "\n", LibbpfLog()));
   bpf_map* m;
   bpf_object__for_each_map(m, own_.get()) {
     if (IsInternalMap(m) || bpf_map__pin_path(m)) continue;
@@ -468,8 +503,11 @@ int Session::HandleLog(const LogRec& r) {
   std::string msg(r.msg, strnlen(r.msg, sizeof(r.msg)));
   const bool error = r.level == 1;
   policy_error_ |= error;
-  Say({{"event", "log"}, {"level", error ? "error" : "info"}, {"tid", r.tid},
-       {"ts_ns", r.ts_ns}, {"msg", msg}},
+  Say({{"event", "log"},
+       {"level", error ? "error" : "info"},
+       {"tid", r.tid},
+       {"ts_ns", r.ts_ns},
+       {"msg", msg}},
       absl::StrCat(error ? "policy error: " : "policy: ", msg));
   return 0;
 }
@@ -505,10 +543,12 @@ absl::Status Session::Start() {
     for (const auto& lc : *st)
       for (const auto& e : consts_)
         if (absl::EqualsIgnoreCase(lc.state.value("name", ""), e.c.name))
-          return FailedWithHint(absl::StrCat(e.c.name, " is already loaded (by sie set or "
+          return FailedWithHint(absl::StrCat(e.c.name,
+                                             " is already loaded (by sie set or "
                                              "another policy)"),
                                 absl::StrCat("a constant belongs to one policy at a time: "
-                                             "sie unload ", e.c.name));
+                                             "sie unload ",
+                                             e.c.name));
   auto work = TempDir::Create(stubgen::CacheDir(), ".run-");
   if (!work.ok()) return work.status();
   work_.emplace(std::move(*work));
@@ -516,11 +556,18 @@ absl::Status Session::Start() {
 
   // --- compile ---
   auto tc = Clock::now();
+  CacheOptions cache;
+  if (o_.use_cache) {
+    cache.lookup = PolicyCacheDirs(o_.consts_dir);
+    cache.store = cache.lookup.back();  // the runtime's own cache (writable as root)
+  }
   auto cr = CompilePolicy(Toolchain::FromBuild(), o_.source, consts_, work_->path() / "include",
-                          policy_obj_);
+                          policy_obj_, o_.use_cache ? &cache : nullptr);
   if (!cr.ok()) return cr.status();
   if (!cr->diagnostics.empty()) std::fputs(cr->diagnostics.c_str(), stderr);
   t_.compile_ms = MsSince(tc);
+  if (o_.verbose && !cr->cache_note.empty())
+    std::fprintf(stderr, "sie-run: %s\n", cr->cache_note.c_str());
 
   // --- the policy's own object: shared maps, own programs ---
   auto tl = Clock::now();
@@ -558,13 +605,15 @@ absl::Status Session::Start() {
     t_.link_ms += r->build_ms;
     t_.load_ms += r->load_ms;
     t_.attach_ms += r->attach_ms + r->optimize_ms;
-    for (const auto& n : r->notes) Say({{"event", "note"}, {"const", e.c.name}, {"note", n}},
-                                       absl::StrCat("sie-run: ", e.c.name, ": ", n));
+    for (const auto& n : r->notes)
+      Say({{"event", "note"}, {"const", e.c.name}, {"note", n}},
+          absl::StrCat("sie-run: ", e.c.name, ": ", n));
     if (o_.verbose)
-      std::fprintf(stderr, "sie-run: %s: %zu probe(s), verify %.1f ms, build+link %.1f ms, "
-                   "load %.1f ms, attach %.1f ms, optimize %.1f ms\n", e.c.name.c_str(),
-                   r->probes.size(), r->verify_ms, r->build_ms, r->load_ms, r->attach_ms,
-                   r->optimize_ms);
+      std::fprintf(stderr,
+                   "sie-run: %s: %zu probe(s), verify %.1f ms, build+link %.1f ms, "
+                   "load %.1f ms, attach %.1f ms, optimize %.1f ms\n",
+                   e.c.name.c_str(), r->probes.size(), r->verify_ms, r->build_ms, r->load_ms,
+                   r->attach_ms, r->optimize_ms);
   }
   t_.load_ms += own_load_ms;
 
@@ -575,11 +624,11 @@ absl::Status Session::Start() {
     if (!bpf_program__autoload(p)) continue;
     bpf_link* l = bpf_program__attach(p);
     if (!l)
-      return FailedWithHint(absl::StrCat("attaching the policy's program '", bpf_program__name(p),
-                                         "' (SEC \"", bpf_program__section_name(p), "\") failed: ",
-                                         strerror(errno)),
-                            "the section must name an attach point, e.g. "
-                            "SEC(\"kretprobe/blk_attempt_plug_merge\")");
+      return FailedWithHint(
+          absl::StrCat("attaching the policy's program '", bpf_program__name(p), "' (SEC \"",
+                       bpf_program__section_name(p), "\") failed: ", strerror(errno)),
+          "the section must name an attach point, e.g. "
+          "SEC(\"kretprobe/blk_attempt_plug_merge\")");
     own_links_.emplace_back(l);
   }
   t_.attach_ms += MsSince(ta);
@@ -589,22 +638,26 @@ absl::Status Session::Start() {
   if (auto st = SetTxn(1); !st.ok()) return st;
   committed_ = true;
   t_.transition_ms = MsSince(tt);
-  json timings{{"compile_ms", t_.compile_ms}, {"link_ms", t_.link_ms},
-               {"load_ms", t_.load_ms},       {"attach_ms", t_.attach_ms},
-               {"transition_ms", t_.transition_ms}, {"total_ms", MsSince(t0)}};
+  json timings{{"compile_ms", t_.compile_ms}, {"compile_cached", cr->cache_hit},
+               {"link_ms", t_.link_ms},       {"load_ms", t_.load_ms},
+               {"attach_ms", t_.attach_ms},   {"transition_ms", t_.transition_ms},
+               {"total_ms", MsSince(t0)}};
   std::vector<std::string> names;
   for (const auto& e : consts_) names.push_back(e.c.name);
-  Say({{"event", "active"}, {"policy", o_.source.string()}, {"consts", names},
-       {"mode", o_.mode}, {"timings", timings}},
+  Say({{"event", "active"},
+       {"policy", o_.source.string()},
+       {"consts", names},
+       {"mode", o_.mode},
+       {"timings", timings}},
       absl::StrCat("sie-run: ", o_.source.filename().string(), " active on ",
                    absl::StrJoin(names, ", "), " (mode ", o_.mode, ")",
                    o_.pin ? "" : "; Ctrl-C restores the defaults"));
   if (o_.verbose)
     std::fprintf(stderr,
-                 "sie-run: timings: compile %.1f ms, link %.1f ms, load %.1f ms, attach %.1f ms, "
+                 "sie-run: timings: compile %.1f ms%s, link %.1f ms, load %.1f ms, attach %.1f ms, "
                  "transition %.3f ms, total %.1f ms\n",
-                 t_.compile_ms, t_.link_ms, t_.load_ms, t_.attach_ms, t_.transition_ms,
-                 MsSince(t0));
+                 t_.compile_ms, cr->cache_hit ? " (cached)" : "", t_.link_ms, t_.load_ms,
+                 t_.attach_ms, t_.transition_ms, MsSince(t0));
   return absl::OkStatus();
 }
 
@@ -647,11 +700,13 @@ absl::Status Session::Teardown() {
   own_.reset();
   for (const auto& p : shared_pins_) unlink(p.c_str());
   if (committed_) {
-    std::string human = absl::StrFormat("sie-run: stopped; defaults restored in %.1f ms",
-                                        t_.reverse_ms);
+    std::string human =
+        absl::StrFormat("sie-run: stopped; defaults restored in %.1f ms", t_.reverse_ms);
     for (auto& [k, v] : counters.items()) absl::StrAppend(&human, "\n  ", k, ": ", v.dump());
     if (dropped) absl::StrAppend(&human, "\n  log lines dropped: ", dropped);
-    Say({{"event", "stopped"}, {"reverse_ms", t_.reverse_ms}, {"counters", counters},
+    Say({{"event", "stopped"},
+         {"reverse_ms", t_.reverse_ms},
+         {"counters", counters},
          {"log_dropped", dropped}},
         human);
   }
@@ -666,8 +721,11 @@ absl::Status Session::Pin() {
       return absl::InternalError(absl::StrCat("pinning ", path, ": ", strerror(-err)));
     links.push_back(path);
   }
-  json state{{"policy", fs::absolute(o_.source).string()}, {"consts", loaded_},
-             {"map_pins", shared_pins_}, {"link_pins", links}, {"mode", o_.mode}};
+  json state{{"policy", fs::absolute(o_.source).string()},
+             {"consts", loaded_},
+             {"map_pins", shared_pins_},
+             {"link_pins", links},
+             {"mode", o_.mode}};
   if (auto st = WriteFileAtomic(StatePath(), state.dump(2) + "\n", 0600); !st.ok()) return st;
   pinned_ = true;
   return absl::OkStatus();
@@ -705,6 +763,33 @@ absl::Status StopPinned(double reverse_timeout_s) {
   fs::remove(StatePath(), ec);
   std::printf("sie-run: stopped %s; defaults restored\n", s.value("policy", "").c_str());
   return first;
+}
+
+absl::Status CompileOnly(const RunOptions& opts) {
+  auto consts = ResolveConsts(opts.consts_dir, opts.consts);
+  if (!consts.ok()) return consts.status();
+  // Only the folder a later run reads counts as a hit: an entry in this machine's own runtime
+  // cache would not reach the guest.
+  CacheOptions cache;
+  cache.store = PolicyCacheDirs(opts.consts_dir).front();
+  cache.lookup = {cache.store};
+  std::error_code ec;
+  fs::create_directories(cache.store, ec);
+  auto work = TempDir::Create(ec ? fs::temp_directory_path() : cache.store, ".compile-");
+  if (!work.ok()) return work.status();
+  const auto t0 = Clock::now();
+  auto cr = CompilePolicy(Toolchain::FromBuild(), opts.source, *consts, work->path() / "include",
+                          work->path() / "policy.bpf.o", &cache);
+  if (!cr.ok()) return cr.status();
+  if (!cr->diagnostics.empty()) std::fputs(cr->diagnostics.c_str(), stderr);
+  if (!cr->cache_hit && !absl::StrContains(cr->cache_note, "cached as"))
+    return FailedWithHint(absl::StrCat("compiled ", opts.source.string(), " but ", cr->cache_note),
+                          "set SIE_POLICY_CACHE to a writable folder the later run can read");
+  std::printf("sie-run: %s: %s (%.1f ms)\n", opts.source.filename().string().c_str(),
+              cr->cache_hit ? "already in the policy cache" : "compiled into the policy cache",
+              MsSince(t0));
+  if (opts.verbose) std::printf("sie-run: %s\n", cr->cache_note.c_str());
+  return absl::OkStatus();
 }
 
 absl::Status RunPolicy(const RunOptions& opts, const std::atomic<bool>& stop) {

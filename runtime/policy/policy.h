@@ -37,15 +37,28 @@ absl::StatusOr<std::vector<stubgen::ConstEntry>> ResolveConsts(
 struct CompileResult {
   std::filesystem::path object;
   std::string diagnostics;  // clang's warnings (empty when clean)
+  bool cache_hit = false;   // clang did not run: the object came from the policy cache
+  std::string cache_note;   // where the object came from or went (for -v), or why not cached
+};
+
+// The policy-object cache (runtime/policy/object_cache.h): where to look, in order, and where
+// to add a freshly compiled object (empty: nowhere).
+struct CacheOptions {
+  std::vector<std::filesystem::path> lookup;
+  std::filesystem::path store;
 };
 
 // Compiles `source` into `out_obj` against headers generated into `include_dir`. On failure the
 // status message is clang's diagnostics as-is, followed by sie's own explanation when it
-// recognizes the cause (a variable not live at the span, an unknown constant).
-absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc, const std::filesystem::path& source,
+// recognizes the cause (a variable not live at the span, an unknown constant). With `cache`,
+// an unchanged policy (same source, headers, constants, flags, clang) is copied from the cache
+// instead of compiled, and a fresh compile is added to it.
+absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc,
+                                            const std::filesystem::path& source,
                                             const std::vector<stubgen::ConstEntry>& consts,
                                             const std::filesystem::path& include_dir,
-                                            const std::filesystem::path& out_obj);
+                                            const std::filesystem::path& out_obj,
+                                            const CacheOptions* cache = nullptr);
 
 // Loads an object (maps not pinned) with per-program verifier logs; on a rejection the error
 // names the policy's line ("file:line: message\nhint: ..."). `raw_log` receives the failing
@@ -64,12 +77,17 @@ struct RunOptions {
   bool pin = false;
   bool json = false;
   bool verbose = false;
-  bool optimize = true;  // let the loader look for jump-optimizable probe offsets
+  bool optimize = true;   // let the loader look for jump-optimizable probe offsets
+  bool use_cache = true;  // look for the compiled policy in PolicyCacheDirs(consts_dir)
 };
 
+// `sie-run --compile-only`: compiles the policy (or finds it cached) and adds it to the first
+// of PolicyCacheDirs(consts_dir) ($SIE_POLICY_CACHE, else <consts>/policy-cache), where a later
+// sie-run, e.g. in the guest, finds it. Needs no root and attaches nothing.
+absl::Status CompileOnly(const RunOptions& opts);
+
 struct Timings {
-  double compile_ms = 0, link_ms = 0, load_ms = 0, attach_ms = 0, transition_ms = 0,
-         reverse_ms = 0;
+  double compile_ms = 0, link_ms = 0, load_ms = 0, attach_ms = 0, transition_ms = 0, reverse_ms = 0;
 };
 
 // Runs a policy until stopped. Output (log lines, summary) goes to stdout; returns the exit

@@ -106,7 +106,8 @@ class ConsoleFilter {
 std::string ChooseAccel() {
   if (const char* a = getenv("SIE_VM_ACCEL"); a && *a) return a;
   auto cpuinfo = ReadFile("/proc/cpuinfo");
-  bool hw = cpuinfo.ok() && (absl::StrContains(*cpuinfo, " vmx") || absl::StrContains(*cpuinfo, " svm"));
+  bool hw =
+      cpuinfo.ok() && (absl::StrContains(*cpuinfo, " vmx") || absl::StrContains(*cpuinfo, " svm"));
   if (hw) {
     int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (fd >= 0) {
@@ -115,6 +116,34 @@ std::string ChooseAccel() {
     }
   }
   return "tcg";
+}
+
+absl::StatusOr<std::vector<std::string>> AccelArgs(const std::string& accel, int cpus,
+                                                   const std::string& icount) {
+  if (accel == "kvm")  // a real CPU and the host's clock: nothing for icount to fix
+    return std::vector<std::string>{"-accel", "kvm",  "-cpu",
+                                    "host",   "-smp", std::to_string(cpus > 0 ? cpus : 2)};
+  if (icount.empty())
+    return std::vector<std::string>{
+        "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", std::to_string(cpus > 0 ? cpus : 1)};
+  // SHIFT[,sleep=on|off][,align=on|off]
+  std::vector<std::string> parts = absl::StrSplit(icount, ',');
+  int shift;
+  if (!absl::SimpleAtoi(parts[0], &shift) || shift < 0 || shift > 10)
+    return InvalidWithHint(absl::StrCat("--icount ", icount, ": SHIFT must be 0..10"),
+                           "each guest instruction then counts 2^SHIFT ns, e.g. --icount 1 or "
+                           "--icount 1,sleep=off");
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const std::string& p = parts[i];
+    if (p != "sleep=on" && p != "sleep=off" && p != "align=on" && p != "align=off")
+      return InvalidWithHint(absl::StrCat("--icount ", icount, ": unknown option '", p, "'"),
+                             "options: sleep=on|off, align=on|off");
+  }
+  if (cpus > 1)
+    return InvalidWithHint("--icount runs the guest on one vCPU", "drop --cpus or use --cpus 1");
+  return std::vector<std::string>{
+      "-accel",  "tcg,thread=single",           "-cpu", "max", "-smp", "1",
+      "-icount", absl::StrCat("shift=", icount)};
 }
 
 absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
@@ -147,7 +176,9 @@ absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
     out_dir = fs::absolute(opts.out_dir);
     std::error_code ec;
     fs::create_directories(out_dir, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot create --out ", out_dir.string(), ": ", ec.message()));
+    if (ec)
+      return absl::InternalError(
+          absl::StrCat("cannot create --out ", out_dir.string(), ": ", ec.message()));
   }
   fs::path ctl = out_dir / ".sie";
   std::error_code ec;
@@ -156,8 +187,8 @@ absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
 
   // The command, as a script: exact argv, the caller's working directory when visible.
   std::string cwd = opts.cwd.empty() ? fs::current_path().string() : opts.cwd;
-  std::string script = absl::StrCat("cd ", ShellQuote(cwd), " 2>/dev/null || cd /\n",
-                                    "exec ", ShellJoin(opts.command), "\n");
+  std::string script = absl::StrCat("cd ", ShellQuote(cwd), " 2>/dev/null || cd /\n", "exec ",
+                                    ShellJoin(opts.command), "\n");
   if (auto s = WriteFileAtomic(ctl / "cmd.sh", script, 0755); !s.ok()) return s;
 
   // Host folders under tmpfs-shadowed paths (a clone in /tmp) get their own shares.
@@ -176,7 +207,8 @@ absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
 
   std::vector<std::string> path = opts.extra_path;
   path.push_back((SelfDir()).string());
-  for (const char* p : {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"})
+  for (const char* p :
+       {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"})
     path.push_back(p);
 
   std::vector<std::string> append = {"console=ttyS0", "panic=-1", "quiet", "loglevel=1",
@@ -190,27 +222,43 @@ absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
   }
 
   result.accel = ChooseAccel();
-  const int cpus = opts.cpus > 0 ? opts.cpus : (result.accel == "kvm" ? 2 : 1);
+  if (!opts.icount.empty() && result.accel == "kvm")
+    std::fprintf(stderr, "sie vm: --icount ignored under KVM (the guest runs on the real CPU)\n");
+  auto accel_args = AccelArgs(result.accel, opts.cpus, opts.icount);
+  if (!accel_args.ok()) return accel_args.status();
   std::vector<std::string> argv = {"qemu-system-x86_64"};
-  if (result.accel == "kvm") {
-    argv.insert(argv.end(), {"-accel", "kvm", "-cpu", "host"});
-  } else {
-    argv.insert(argv.end(), {"-accel", "tcg,thread=multi", "-cpu", "max"});
-  }
-  argv.insert(argv.end(),
-              {"-smp", std::to_string(cpus), "-m", absl::StrCat(opts.memory_mb, "M"),
-               "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic",
-               "none", "-kernel", kernel, "-initrd", initrd->path.string(), "-append",
-               absl::StrJoin(append, " "), "-virtfs",
-               "local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap,id=root",
-               "-virtfs",
-               absl::StrCat("local,path=", out_dir.string(), ",mount_tag=out,security_model=none,id=out")});
+  argv.insert(argv.end(), accel_args->begin(), accel_args->end());
+  argv.insert(
+      argv.end(),
+      {"-m",
+       absl::StrCat(opts.memory_mb, "M"),
+       "-display",
+       "none",
+       "-serial",
+       "stdio",
+       "-monitor",
+       "none",
+       "-no-reboot",
+       "-nic",
+       "none",
+       "-kernel",
+       kernel,
+       "-initrd",
+       initrd->path.string(),
+       "-append",
+       absl::StrJoin(append, " "),
+       "-virtfs",
+       "local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap,id=root",
+       "-virtfs",
+       absl::StrCat("local,path=", out_dir.string(), ",mount_tag=out,security_model=none,id=out")});
   if (!opts.add_dir.empty())
-    argv.insert(argv.end(), {"-virtfs", absl::StrCat("local,path=", fs::absolute(opts.add_dir).string(),
-                                                     ",mount_tag=add,security_model=none,readonly=on,id=add")});
+    argv.insert(argv.end(),
+                {"-virtfs", absl::StrCat("local,path=", fs::absolute(opts.add_dir).string(),
+                                         ",mount_tag=add,security_model=none,readonly=on,id=add")});
   for (size_t i = 0; i < binds.size(); ++i)
-    argv.insert(argv.end(), {"-virtfs", absl::StrCat("local,path=", binds[i].string(), ",mount_tag=bind",
-                                                     i, ",security_model=none,multidevs=remap,id=bind", i)});
+    argv.insert(argv.end(),
+                {"-virtfs", absl::StrCat("local,path=", binds[i].string(), ",mount_tag=bind", i,
+                                         ",security_model=none,multidevs=remap,id=bind", i)});
   if (opts.verbose) std::fprintf(stderr, "sie vm: %s\n", ShellJoin(argv).c_str());
 
   ConsoleFilter console(opts.verbose);
@@ -247,8 +295,10 @@ absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
                                   " s (raise --timeout); last console lines:\n", console.tail());
   } else if (result.command_exit_code < 0) {
     result.exit_code = kExitGuestFailed;
-    result.failure = absl::StrCat(console.init_failed() ? "the guest's init failed" : "the guest stopped before the command finished",
-                                  " (qemu ", run->Describe(), "); last console lines:\n", console.tail());
+    result.failure =
+        absl::StrCat(console.init_failed() ? "the guest's init failed"
+                                           : "the guest stopped before the command finished",
+                     " (qemu ", run->Describe(), "); last console lines:\n", console.tail());
   } else if (!result.splats.empty() && result.command_exit_code == 0) {
     result.exit_code = kExitKernelSplat;
   } else {

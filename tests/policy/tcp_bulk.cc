@@ -1,13 +1,17 @@
 // A bulk TCP transfer for the CUBIC policy test (no iperf3 in the guest):
 //   tcp_bulk recv PORT               accept connections forever, read each to EOF
 //   tcp_bulk send ADDR PORT BYTES    send BYTES with CUBIC, then print one JSON line with the
-//                                    sender's TCP_INFO (ssthresh, cwnd, min/smoothed RTT)
+//                                    sender's TCP_INFO (ssthresh, cwnd, min/smoothed RTT) and
+//                                    where the flow left slow start: the first ssthresh below
+//                                    "infinite" (HyStart sets it to cwnd; a loss to 0.7 cwnd),
+//                                    when (ms after connect) and the cwnd then
 #include <arpa/inet.h>
-#include <netinet/in.h>
 #include <linux/tcp.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -51,11 +55,32 @@ int Send(const char* addr, int port, long bytes) {
     return 1;
   }
   auto t0 = std::chrono::steady_clock::now();
+  // The slow-start exit, sampled every 0.5 ms by a second thread (the writes do not block
+  // while the socket buffer has room).
+  std::atomic<bool> done{false};
+  unsigned exit_ssthresh = 0, exit_cwnd = 0;
+  double exit_ms = -1;
+  std::thread watch([&] {
+    while (!done.load()) {
+      tcp_info ti{};
+      socklen_t len = sizeof(ti);
+      if (getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_snd_ssthresh < 0xffff) {
+        exit_ssthresh = ti.tcpi_snd_ssthresh;
+        exit_cwnd = ti.tcpi_snd_cwnd;
+        exit_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                      .count();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+  });
   std::vector<char> buf(1 << 16, 'x');
   for (long left = bytes; left > 0;) {
     ssize_t n = write(s, buf.data(), left < (long)buf.size() ? left : buf.size());
     if (n <= 0) {
       perror("write");
+      done = true;
+      watch.join();
       return 1;
     }
     left -= n;
@@ -65,13 +90,17 @@ int Send(const char* addr, int port, long bytes) {
   while (read(s, &c, 1) > 0) {
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  done = true;
+  watch.join();
   tcp_info ti{};
   socklen_t len = sizeof(ti);
   getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &len);
-  std::printf("{\"bytes\": %ld, \"secs\": %.3f, \"ssthresh\": %u, \"cwnd\": %u, "
-              "\"min_rtt_us\": %u, \"rtt_us\": %u, \"retrans\": %u}\n",
-              bytes, secs, ti.tcpi_snd_ssthresh, ti.tcpi_snd_cwnd, ti.tcpi_min_rtt, ti.tcpi_rtt,
-              ti.tcpi_total_retrans);
+  std::printf(
+      "{\"bytes\": %ld, \"secs\": %.3f, \"ssthresh\": %u, \"cwnd\": %u, "
+      "\"min_rtt_us\": %u, \"rtt_us\": %u, \"retrans\": %u, \"exit_ssthresh\": %u, "
+      "\"exit_cwnd\": %u, \"exit_ms\": %.1f}\n",
+      bytes, secs, ti.tcpi_snd_ssthresh, ti.tcpi_snd_cwnd, ti.tcpi_min_rtt, ti.tcpi_rtt,
+      ti.tcpi_total_retrans, exit_ssthresh, exit_cwnd, exit_ms);
   close(s);
   return 0;
 }

@@ -1,13 +1,21 @@
 #!/bin/sh
 # Guest test of policies/tcp_cubic_rtt (label vm). Two network namespaces joined by two veth
-# pairs with netem: a long path (100 ms, 20 mbit) and a short one (2 ms, 20 mbit). Bulk CUBIC
-# transfers on both, without and with the policy; compares TcpExtTCPHystartDelayDetect and the
-# sender's ssthresh (= cwnd at the HyStart exit).
+# pairs with netem: a long path and a short one (RATE, LONG_MS / SHORT_MS below). Bulk CUBIC
+# transfers on both, without and with the policy; compares TcpExtTCPHystartDelayDetect and where
+# each flow left slow start (tcp_bulk's exit_ssthresh: the first ssthresh it saw; HyStart sets
+# it to cwnd, a loss to 0.7 cwnd).
 #   $1: HyStart constants with precompiled stubs   $2: tcp_bulk binary   $3: flows per case
+# Meant for a guest whose clock follows its instructions (sie vm --icount, see the policy's
+# README): with TCG's host clock the ACK clock is too bursty for HyStart's delay check.
 C=${1:?usage: vm_cubic_test.sh CONSTS TCP_BULK [FLOWS]}
 BULK=${2:?}
 N=${3:-3}
-BYTES=${BYTES:-4000000}
+BYTES=${BYTES:-1500000}
+RATE=${RATE:-5mbit}         # slow enough that ACKs are > 2 ms apart: no HyStart ACK-train exit
+LONG_MS=${LONG_MS:-150}
+SHORT_MS=${SHORT_MS:-2}
+LONG_LIMIT=${LONG_LIMIT:-300}
+SHORT_LIMIT=${SHORT_LIMIT:-100}
 POLICY=$(cd "$(dirname "$0")/../.." && pwd)/policies/tcp_cubic_rtt/tcp_cubic_rtt.bpf.c
 W=/tmp/sie-cubic && mkdir -p $W
 FAILS=0
@@ -20,33 +28,39 @@ for p in 0 1; do
   ip link add s$p type veth peer name r$p
   ip link set s$p netns snd && ip link set r$p netns rcv
   ip -n snd addr add 10.0.$p.1/24 dev s$p && ip -n rcv addr add 10.0.$p.2/24 dev r$p
-  ip -n snd link set s$p up && ip -n rcv link set r$p up
+  # One segment per skb: netem's limit then counts packets, not GSO super-packets.
+  ip -n snd link set s$p gso_max_segs 1 && ip -n snd link set s$p up && ip -n rcv link set r$p up
 done
 ip -n snd link set lo up && ip -n rcv link set lo up
-# Data flows snd -> rcv: delay and the bottleneck on the sender's side. netem's limit counts the
-# packets in its delay line too: BDP plus a short queue, so the shipped 16 ms threshold exits
-# slow start by delay while the policy's delay_min/2 (50 ms) should hardly be reached.
-tc -n snd qdisc add dev s0 root netem delay 100ms rate 20mbit limit 240
-tc -n snd qdisc add dev s1 root netem delay 2ms rate 20mbit limit 64
+# Data flows snd -> rcv: delay and the bottleneck on the sender's side.
+tc -n snd qdisc add dev s0 root netem delay ${LONG_MS}ms rate $RATE limit $LONG_LIMIT
+tc -n snd qdisc add dev s1 root netem delay ${SHORT_MS}ms rate $RATE limit $SHORT_LIMIT
 ip netns exec snd sysctl -qw net.ipv4.tcp_no_metrics_save=1  # no ssthresh carried over
+echo "testbed: long ${LONG_MS} ms, short ${SHORT_MS} ms, $RATE, limits $LONG_LIMIT/$SHORT_LIMIT," \
+  "$N flows of $BYTES bytes per case; clock: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 ip netns exec rcv $BULK recv 5001 &
 RPID=$!
 sleep 1
 
-detects() { ip netns exec snd awk '/^TcpExt:/ { if (!h) { split($0, k); h = 1 } else {
-  split($0, v); for (i in k) if (k[i] == "TCPHystartDelayDetect") print v[i] } }' /proc/net/netstat; }
+mib() { ip netns exec snd awk -v f="$1" '/^TcpExt:/ { if (!h) { split($0, k); h = 1 } else {
+  split($0, v); for (i in k) if (k[i] == f) print v[i] } }' /proc/net/netstat; }
+field() { sed -n "s/.*\"$1\": \([0-9.-]*\).*/\1/p" "$2" | tr '\n' ' '; }
 flows() { # label addr
-  d0=$(detects)
+  d0=$(mib TCPHystartDelayDetect); t0=$(mib TCPHystartTrainDetect)
   i=0; : > $W/$1.json
   while [ $i -lt $N ]; do
-    timeout 120 ip netns exec snd $BULK send $2 5001 $BYTES >> $W/$1.json || bad "$1 flow $i"
+    # No `timeout` here: with sleep=off the guest's clock jumps to its next timer whenever it
+    # waits for the host (9p), so a guest-side alarm can expire while nothing ran; `sie vm
+    # --timeout` bounds the run on the host's clock.
+    ip netns exec snd $BULK send $2 5001 $BYTES >> $W/$1.json || bad "$1 flow $i"
     i=$((i + 1))
   done
-  d1=$(detects)
-  ss=$(sed -n 's/.*"ssthresh": \([0-9]*\).*/\1/p' $W/$1.json | tr '\n' ' ')
-  echo "$1: HystartDelayDetect +$((d1 - d0)) in $N flows; ssthresh per flow: $ss"
-  echo "$1 $((d1 - d0)) $ss" >> $W/summary
-  cat $W/$1.json
+  d=$(($(mib TCPHystartDelayDetect) - d0)); t=$(($(mib TCPHystartTrainDetect) - t0))
+  ss=$(field exit_ssthresh $W/$1.json)
+  echo "$1: HyStart delay exits $d, train exits $t in $N flows; exit ssthresh: $ss;" \
+    "exit ms: $(field exit_ms $W/$1.json); retrans: $(field retrans $W/$1.json)"
+  echo "$1 $d $t $ss" >> $W/summary
+  echo "$1 $(field exit_ms $W/$1.json)" >> $W/exit_ms
 }
 
 flows long_default 10.0.0.2
@@ -61,7 +75,7 @@ while ! grep -q "active on" $W/run.out; do
   if [ $i -gt 900 ] || ! kill -0 $PID 2>/dev/null; then
     bad "sie-run did not start"; cat $W/run.out $W/run.err; exit 1; fi
 done
-grep timings $W/run.err
+grep -e timings -e cache $W/run.err
 flows long_policy 10.0.0.2
 flows short_policy 10.0.1.2
 # Did the stubs apply the decisions? (hits / applied / rejected / failed per span)
@@ -74,27 +88,48 @@ for c in HYSTART_DELAY_SHIFT HYSTART_DELAY_MAX; do
     bad "$c: nothing applied"
 done
 kill -INT $PID; wait $PID; rc=$?
-cat $W/run.out
+grep -v "^policy: .*: sk " $W/run.out
+echo "($(grep -c "^policy: .*: sk " $W/run.out) policy log lines: RTT sample > 2 x delay_min)"
 [ $rc = 0 ] && ok "sie-run stopped cleanly" || { bad "sie-run exit $rc"; cat $W/run.err; }
 flows long_after 10.0.0.2
 
-# Verdicts: the long path exits slow start later (higher ssthresh) or not by delay at all;
-# the short path is unchanged; the policy's counters saw both kinds of flows.
-avg() { awk -v k="$1" '$1 == k { s = 0; n = 0; for (i = 3; i <= NF; i++) { s += $i; n++ }
-  print (n ? int(s / n) : 0) }' $W/summary; }
-det() { awk -v k="$1" '$1 == k { print $2 }' $W/summary; }
-echo "== summary"; cat $W/summary
-ld=$(avg long_default); lp=$(avg long_policy)
-# Under TCG the RTT samples jump by far more than either threshold at once (the guest's ACK
-# clock is bursty), so the exit point is measured and reported, not asserted (see README).
-if [ "$(det long_policy)" -lt "$(det long_default)" ] || [ "$lp" -gt "$ld" ]; then
-  ok "long RTT: fewer delay exits ($(det long_default) -> $(det long_policy)) or later exit (ssthresh $ld -> $lp)"
-else echo "WARN - long RTT exit unchanged here: detects $(det long_default) -> $(det long_policy), ssthresh $ld -> $lp"; fi
-sd=$(avg short_default); sp=$(avg short_policy)
-[ "$(det short_policy)" = "$(det short_default)" ] && ok "short RTT: delay exits unchanged ($(det short_default)), ssthresh $sd -> $sp" ||
-  bad "short RTT changed: $(det short_default) -> $(det short_policy)"
-grep -q "shift_1_long_rtt: [1-9]" $W/run.out && ok "policy counted long-RTT decisions" ||
-  bad "no long-RTT decisions counted"
+# Verdicts. The shipped constants exit slow start by delay after 16 ms of queueing (cwnd ~170
+# on this testbed); with the policy the threshold is delay_min/2 (75 ms), which the queue does
+# not reach before netem's limit drops (cwnd ~300): no delay exit, a later exit, a higher
+# ssthresh (0.7 x 300). Margins: half of what the guest shows (README, "What to expect").
+col() { awk -v k="$1" -v c="$2" '$1 == k { print $c }' $W/summary; }
+avg() { awk -v k="$1" -v f="$2" '$1 == k { s = 0; n = 0; for (i = f; i <= NF; i++) { s += $i; n++ }
+  print (n ? int(s / n) : 0) }' "$3"; }
+echo "== summary (case, delay exits, train exits, exit ssthresh per flow)"; cat $W/summary
+echo "== exit ms per flow"; cat $W/exit_ms
+ld=$(avg long_default 4 $W/summary); lp=$(avg long_policy 4 $W/summary); la=$(avg long_after 4 $W/summary)
+td=$(avg long_default 2 $W/exit_ms); tp=$(avg long_policy 2 $W/exit_ms); ta=$(avg long_after 2 $W/exit_ms)
+dd=$(col long_default 2); dp=$(col long_policy 2); da=$(col long_after 2)
+[ "$dd" -eq "$N" ] && ok "long RTT, shipped: $dd/$N flows leave slow start by delay (ssthresh $ld, $td ms)" ||
+  bad "long RTT, shipped: $dd/$N delay exits (the testbed does not show HyStart's early exit)"
+[ "$dp" -lt "$dd" ] && ok "long RTT, policy: fewer delay exits ($dd -> $dp)" ||
+  bad "long RTT, policy: delay exits not fewer ($dd -> $dp)"
+[ "$tp" -ge $((td + LONG_MS)) ] && ok "long RTT, policy: leaves slow start later ($td -> $tp ms)" ||
+  bad "long RTT, policy: not later by one RTT ($td -> $tp ms)"
+[ $((lp * 100)) -ge $((ld * 110)) ] && ok "long RTT, policy: higher ssthresh at exit ($ld -> $lp)" ||
+  bad "long RTT, policy: ssthresh at exit not 10 % higher ($ld -> $lp)"
+[ "$da" -eq "$N" ] && [ "$ta" -lt $((tp - LONG_MS)) ] &&
+  ok "long RTT, after Ctrl-C: shipped behaviour again ($da delay exits, ssthresh $la, $ta ms)" ||
+  bad "long RTT, after Ctrl-C: $da delay exits, ssthresh $la, $ta ms (policy: $tp ms)"
+sd=$(avg short_default 4 $W/summary); sp=$(avg short_policy 4 $W/summary)
+sdd=$(col short_default 2); sdp=$(col short_policy 2)
+[ "$sdp" = "$sdd" ] && [ $((sp * 4)) -le $((sd * 5)) ] && [ $((sp * 5)) -ge $((sd * 4)) ] &&
+  ok "short RTT unchanged: delay exits $sdd -> $sdp, ssthresh $sd -> $sp (within 25 %)" ||
+  bad "short RTT changed: delay exits $sdd -> $sdp, ssthresh $sd -> $sp"
+# The policy's own counters agree with the stubs and with each other: every HYSTART_DELAY_SHIFT
+# hit was counted once as long or short, both constants were decided for every long-RTT check.
+cnt() { sed -n "s/^ *$1: \([0-9]*\)/\1/p" $W/run.out; }
+long=$(cnt shift_1_long_rtt); short=$(cnt shift_default_short_rtt); maxr=$(cnt max_raised_long_rtt)
+hits=$(sed -n 's/^stub HYSTART_DELAY_SHIFT \[(\([0-9]*\),.*/\1/p' $W/stubs)
+[ "${long:-0}" -gt 0 ] && [ "${short:-0}" -gt 0 ] && [ "$((long + short))" = "$hits" ] &&
+  [ "$maxr" = "$long" ] &&
+  ok "policy counters: $long long + $short short = $hits stub hits; cap raised $maxr times" ||
+  bad "policy counters: long $long + short $short vs $hits stub hits, cap raised $maxr"
 kill $RPID
 echo "== $FAILS failure(s)"
 [ $FAILS -eq 0 ]

@@ -213,8 +213,8 @@ int StatusCommand(const std::vector<std::string>& args) {
       }
       std::printf("\n");
       if (pr.others_count > 0)
-        std::printf("         warning: %d other kprobe(s) at this address (%s)\n", pr.others_count,
-                    absl::StrJoin(pr.others, "; ").c_str());
+        std::printf("         warning: %d other kprobe(s) at this address (all here: %s)\n",
+                    pr.others_count, absl::StrJoin(pr.others, "; ").c_str());
     }
     if (s.value("mode", 0) == 1)
       std::printf("  per-task: %llu transitions, %llu unsafe stack checks\n",

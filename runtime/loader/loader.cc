@@ -218,15 +218,27 @@ absl::Status RemovePins(const fs::path& dir) {
 
 // Links are released from a workqueue after their last reference goes, so a kprobe can
 // outlive its pin by a moment: wait until none of `addrs` is in the kprobe list.
-absl::Status WaitKprobesGone(const std::vector<uint64_t>& addrs, double timeout_s) {
+// Waits until the kprobes at `addrs` are gone, except `keep[addr]` of them at each address:
+// other tools' kprobes that were there before (they stay).
+absl::Status WaitKprobesGone(const std::vector<uint64_t>& addrs, double timeout_s,
+                             const std::map<uint64_t, int>& keep = {}) {
   if (addrs.empty()) return absl::OkStatus();
   const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
   for (;;) {
     auto list = ReadKprobeList();
     if (!list.ok()) return list.status();
-    std::vector<std::string> left;
+    std::map<uint64_t, int> here;
+    std::map<uint64_t, std::string> where;
     for (const auto& e : *list)
-      if (std::find(addrs.begin(), addrs.end(), e.addr) != addrs.end()) left.push_back(e.where);
+      if (std::find(addrs.begin(), addrs.end(), e.addr) != addrs.end()) {
+        here[e.addr]++;
+        where[e.addr] = e.where;
+      }
+    std::vector<std::string> left;
+    for (const auto& [addr, n] : here) {
+      auto k = keep.find(addr);
+      if (n > (k == keep.end() ? 0 : k->second)) left.push_back(where[addr]);
+    }
     if (left.empty()) return absl::OkStatus();
     if (Clock::now() > deadline)
       return FailedWithHint(absl::StrCat("kprobes still present after ", timeout_s, " s: ",
@@ -234,6 +246,21 @@ absl::Status WaitKprobesGone(const std::vector<uint64_t>& addrs, double timeout_
                             "another program may hold the links (bpftool link list)");
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+// How many kprobes at each of `addrs` are not among `own` (this constant's, by address).
+std::map<uint64_t, int> ForeignKprobes(const std::vector<uint64_t>& addrs,
+                                       const std::map<uint64_t, int>& own) {
+  std::map<uint64_t, int> out;
+  auto list = ReadKprobeList();
+  if (!list.ok()) return out;
+  for (const auto& e : *list)
+    if (std::find(addrs.begin(), addrs.end(), e.addr) != addrs.end()) out[e.addr]++;
+  for (auto& [addr, n] : out) {
+    auto o = own.find(addr);
+    n = std::max(0, n - (o == own.end() ? 0 : o->second));
+  }
+  return out;
 }
 
 json ProbeToJson(const ProbeInfo& p) {
@@ -1169,13 +1196,15 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   std::vector<uint64_t> registered_sites;  // sie_kfuncs sites of this load (apply probes)
   auto rollback = [&](absl::Status st) {
     std::vector<uint64_t> addrs;
+    std::map<uint64_t, int> keep;  // other tools' kprobes found there before ours
     for (auto& a : probes) {
       if (a.attached()) addrs.push_back(a.info.address);
+      keep[a.info.address] = std::max(keep[a.info.address], a.info.others_count);
       Detach(a);
     }
     (void)RemovePins(pin_dir);
     instance.reset();  // its counting probes may share addresses with the CS probes
-    (void)WaitKprobesGone(addrs, 5);
+    (void)WaitKprobesGone(addrs, 5, keep);
     UnregisterSites(c.name, registered_sites);
     std::error_code ec;
     fs::remove(StatePath(c.name), ec);
@@ -1496,6 +1525,19 @@ absl::Status UnloadOne(const std::string& n, double timeout_s) {
     for (const auto& p : (*state).value("probes", json::array()))
       addrs.push_back(p.value("address", uint64_t{0}));
   }
+  // Kprobes of other tools at our addresses stay: count them before anything is removed.
+  std::map<uint64_t, int> own;
+  if (state.ok()) {
+    const json& s = *state;
+    if (s.contains("probes"))
+      for (const auto& p : s["probes"]) own[p.value("address", uint64_t{0})]++;
+    else
+      for (const auto& a : s.value("attached_addresses", json::array()))
+        if (a.is_number_unsigned()) own[a.get<uint64_t>()]++;
+    for (const auto& a : s.value("consistency_addresses", json::array()))
+      if (a.is_number_unsigned()) own[a.get<uint64_t>()]++;
+  }
+  const std::map<uint64_t, int> keep = ForeignKprobes(addrs, own);
   std::vector<uint64_t> sites;  // apply probes, and every address a candidate move left
   if (state.ok()) {
     for (const auto& p : (*state).value("probes", json::array()))
@@ -1523,7 +1565,7 @@ absl::Status UnloadOne(const std::string& n, double timeout_s) {
         !rm.ok() && err != ENOENT)
       st = rm;
   }
-  if (st.ok()) st = WaitKprobesGone(addrs, std::max(timeout_s, 2.0));
+  if (st.ok()) st = WaitKprobesGone(addrs, std::max(timeout_s, 2.0), keep);
   // Per-site unregistration: once the probes are gone, the constant's sites and cells leave
   // sie_kfuncs, so nothing attached there later (a leftover, another tool) can write.
   if (st.ok()) UnregisterSites(n, sites);

@@ -72,8 +72,10 @@ std::string RunPath(const std::string& path, const std::string& input) {
 }
 
 void LoadUnload(const std::string& name, int64_t value, int mode, const std::string& path,
-                const std::string& in, const std::string& want_new, const std::string& want_old) {
+                const std::string& in, const std::string& want_new, const std::string& want_old,
+                const std::string& engine = "bpf") {
   loader::SetOptions o;
+  o.engine = engine;
   o.consts_dir = g_consts;
   o.name = name;
   o.value = value;
@@ -82,6 +84,7 @@ void LoadUnload(const std::string& name, int64_t value, int mode, const std::str
   const auto before = OpenFds();
   auto r = loader::SetConst(o);
   ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->engine, engine);
   EXPECT_EQ(RunPath(path, in), want_new);
   EXPECT_EQ(Describe(OpenFds()), Describe(before)) << "fds kept after SetConst of " << name;
   ASSERT_TRUE(loader::Unload(name, false).ok());
@@ -92,6 +95,10 @@ void LoadUnload(const std::string& name, int64_t value, int mode, const std::str
 
 TEST(LoaderFds, RegSpanMode0) {
   LoadUnload("SIE_TARGET_CALL_ARG", 7, 0, "call_arg", "100", "107", "4760");
+}
+
+TEST(LoaderFds, RegSpanNativeEngine) {
+  LoadUnload("SIE_TARGET_CALL_ARG", 7, 0, "call_arg", "100", "107", "4760", "native");
 }
 
 TEST(LoaderFds, MemSpanMode1WithGuards) {
@@ -138,6 +145,7 @@ TEST(LoaderSites, UnloadRemovesOnlyItsOwnSites) {
   loader::SetOptions o;
   o.consts_dir = g_consts;
   o.opt_wait_s = 0.5;
+  o.engine = "bpf";  // sie_kfuncs sites are the BPF engine's
   o.name = "SIE_TARGET_CALL_ARG";
   o.value = 7;
   auto call = loader::SetConst(o);

@@ -129,19 +129,21 @@ static sie_pattern u64 sie_target_div(u64 x)
 }
 
 /*
- * (h) jump optimization: the constant is loaded into %eax, then three instructions that leave
+ * (h) jump optimization: the constant is loaded into %eax, then four instructions that leave
  * %eax alone run before its first reader. Every boundary in between is an equivalent probe
- * place, but the first one (at the shl) cannot be jump-optimized: its 5-byte window holds a
- * Grp2 shift, which the x86 optprobe code refuses to copy (arch/x86/kernel/kprobes/core.c
- * can_boost()), while the window at the first lea holds two plain leas. Written in asm so the
- * layout is the same with every compiler: sie's runtime must find the optimizable place.
+ * place, but the first one cannot be jump-optimized: its 5-byte window holds a short jmp, which
+ * the x86 optprobe code never copies (arch/x86/kernel/kprobes/core.c can_boost(); a jump to the
+ * probe address itself is fine for can_optimize()), while the window right after it holds a shl
+ * and a lea, both boostable. Written in asm so the layout is the same with every compiler:
+ * sie's runtime must find the optimizable place among the candidates.
  */
 static sie_pattern u64 sie_target_opt(u64 x)
 {
 	u64 r;
 
 	asm volatile("movl %[c], %%eax\n\t"	/* the constant (CS) */
-		     "shlq $3, %%rdi\n\t"	/* not boostable */
+		     "jmp 1f\n"		/* not boostable */
+		     "1:\tshlq $3, %%rdi\n\t"
 		     "leaq 1(%%rdi), %%rdi\n\t"
 		     "leaq 2(%%rdi), %%rdi\n\t"
 		     "addq %%rdi, %%rax\n\t"	/* first reader of %eax */

@@ -181,9 +181,11 @@ std::vector<KprobeEntry> ParseKprobeList(absl::string_view text) {
     if (!absl::SimpleHexAtoi(f[0], &e.addr)) continue;
     e.type = std::string(f[1]);
     e.where = std::string(f[2]);
-    if (f.size() > 3 && f[3].front() == '[' && !absl::StartsWith(f[3], "[OPT") &&
-        !absl::StartsWith(f[3], "[FTR") && !absl::StartsWith(f[3], "[DIS") &&
-        !absl::StartsWith(f[3], "[GONE"))
+    // 6.12 prints the module bare after "sym+0xoff" (older kernels: "[mod]"); flags follow.
+    if (f.size() > 3 && f[3].front() != '[')
+      absl::StrAppend(&e.where, " [", f[3], "]");
+    else if (f.size() > 3 && !absl::StartsWith(f[3], "[OPT") && !absl::StartsWith(f[3], "[FTR") &&
+             !absl::StartsWith(f[3], "[DIS") && !absl::StartsWith(f[3], "[GONE"))
       absl::StrAppend(&e.where, " ", f[3]);
     e.optimized = absl::StrContains(line, "[OPTIMIZED]");
     e.ftrace = absl::StrContains(line, "[FTRACE]");

@@ -26,7 +26,7 @@ TEST(KprobeList, ParsesTypesFlagsAndSharedAddresses) {
   ASSERT_TRUE(text.ok());
   auto l = loader::ParseKprobeList(*text);
   ASSERT_EQ(l.size(), 5u);
-  EXPECT_EQ(l[0].addr, 0xffffffffc0a1900eull);
+  EXPECT_EQ(l[0].addr, 0xffffffffc056600eull);
   EXPECT_EQ(l[0].type, "k");
   EXPECT_EQ(l[0].where, "sie_target_call_arg+0xe [sie_target]");
   EXPECT_TRUE(l[0].optimized);

@@ -176,20 +176,20 @@ if insmod $K/sie_lp_target.ko; then
 else bad "insmod sie_lp_target (CONFIG_LIVEPATCH)"; fi
 nothing_attached "livepatch"
 
-# --- jump optimization: SIE_TARGET_OPT_ADD's first probe place (+0xe) has a shl in its 5-byte
-# window, which optprobes refuse; the next candidate (+0x12) can be optimized. Both engines move
+# --- jump optimization: SIE_TARGET_OPT_ADD's first probe place (+0xe) is a short jmp in its 5-byte
+# window, which optprobes refuse; the next candidate (+0x10) can be optimized. Both engines move
 # the probe there while inert (same program, no recompilation); --no-optimize stays put ---
 expect_eq "opt(1) original" "$(run opt 1)" "1922"
 for eng in bpf native; do
   sie set SIE_TARGET_OPT_ADD 7 --engine $eng --consts $C --json > $W/opt.json 2>&1 || bad "set OPT_ADD ($eng)"
   expect_eq "$eng: jump-optimized apply probes" "$(jget $W/opt.json optimized_probes)" "1"
-  grep -q "probe moved to sie_target_opt+0x12 (jump-optimized)" $W/opt.json &&
-    ok "$eng: probe moved from +0xe to +0x12 (jump-optimized)" || bad "$eng: no move: $(cat $W/opt.json)"
-  grep "sie_target_opt+0x12" /sys/kernel/debug/kprobes/list | grep -q OPTIMIZED &&
-    ok "$eng: kprobes/list shows +0x12 [OPTIMIZED]" || bad "$eng: $(cat /sys/kernel/debug/kprobes/list)"
+  grep -q "probe moved to sie_target_opt+0x10 (jump-optimized)" $W/opt.json &&
+    ok "$eng: probe moved from +0xe to +0x10 (jump-optimized)" || bad "$eng: no move: $(cat $W/opt.json)"
+  grep "sie_target_opt+0x10" /sys/kernel/debug/kprobes/list | grep -q OPTIMIZED &&
+    ok "$eng: kprobes/list shows +0x10 [OPTIMIZED]" || bad "$eng: $(cat /sys/kernel/debug/kprobes/list)"
   grep -q "sie_target_opt+0xe " /sys/kernel/debug/kprobes/list && bad "$eng: +0xe still probed" || ok "$eng: +0xe released"
   expect_eq "$eng: opt(1) with 7" "$(run opt 1)" "18"
-  sie status | grep -q "sie_target_opt+0x12 .*\[OPTIMIZED\]" && ok "$eng: status shows the moved probe" ||
+  sie status | grep -q "sie_target_opt+0x10 .*\[OPTIMIZED\]" && ok "$eng: status shows the moved probe" ||
     bad "$eng status: $(sie status)"
   sie unload SIE_TARGET_OPT_ADD || bad "unload OPT_ADD ($eng)"
   expect_eq "$eng: opt(1) restored" "$(run opt 1)" "1922"

@@ -639,10 +639,21 @@ static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
              {"loaded_at", static_cast<int64_t>(time(nullptr))},
              {"native", json::array()},
              {"attached_addresses", json::array()}};
-  std::vector<size_t> registered;  // indexes into *np
+  // The places where this load's probes are registered now (never another constant's: a place
+  // whose add failed, e.g. EEXIST, is not ours to remove).
+  std::set<std::pair<std::string, uint64_t>> mine;
+  auto add = [&](const NativeProbe& p, uint64_t v) {
+    absl::Status st = NativeCommand(NativeAddCommand(p, v));
+    if (st.ok()) mine.insert({p.symbol, p.offset});
+    return st;
+  };
+  auto remove = [&](const NativeProbe& p) {
+    absl::Status st = NativeCommand(NativeRemoveCommand(p.symbol, p.offset));
+    if (st.ok()) mine.erase({p.symbol, p.offset});
+    return st;
+  };
   auto rollback = [&](absl::Status st) {
-    for (size_t i : registered)
-      (void)NativeCommand(NativeRemoveCommand((*np)[i].symbol, (*np)[i].offset));
+    for (const auto& [sym, off] : mine) (void)NativeCommand(NativeRemoveCommand(sym, off));
     std::error_code ec;
     fs::remove(StatePath(c.name), ec);
     return fail(st);
@@ -658,9 +669,7 @@ static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
   if (!before.ok()) return rollback(before.status());
   for (size_t i = 0; i < np->size(); ++i) {
     if (auto st = record(i); !st.ok()) return rollback(st);
-    if (auto st = NativeCommand(NativeAddCommand((*np)[i], inert[i])); !st.ok())
-      return rollback(st);
-    registered.push_back(i);
+    if (auto st = add((*np)[i], inert[i]); !st.ok()) return rollback(st);
   }
   res.attach_ms = MsSince(ta);
   auto to = Clock::now();
@@ -686,18 +695,16 @@ static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
         if (a.info.optimized || a.next_candidate >= a.candidates.size()) continue;
         const ProbeInfo old_info = a.info;
         const uint64_t old_off = p.offset;
-        if (auto st = NativeCommand(NativeRemoveCommand(p.symbol, p.offset)); !st.ok())
-          return rollback(st);
+        if (auto st = remove(p); !st.ok()) return rollback(st);
         p.offset = a.candidates[a.next_candidate++];
         a.info.offset = p.offset;
         a.info.address = a.func_addr + p.offset;
         absl::Status st = record(i);
-        if (st.ok()) st = NativeCommand(NativeAddCommand(p, inert[i]));
+        if (st.ok()) st = add(p, inert[i]);
         if (!st.ok()) {  // that candidate cannot be probed: back to the previous offset
           p.offset = old_off;
           a.info = old_info;
-          if (auto st2 = NativeCommand(NativeAddCommand(p, inert[i])); !st2.ok())
-            return rollback(st2);
+          if (auto st2 = add(p, inert[i]); !st2.ok()) return rollback(st2);
           continue;
         }
         moved = true;
@@ -744,7 +751,15 @@ static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
   state["probes"] = pj;
   state["state"] = "loaded";
   state["pid"] = 0;
-  if (auto st = WriteState(c.name, state); !st.ok()) return rollback(st);
+  json places = json::array();  // where the probes are now (status, value changes, unload)
+  for (const NativeProbe& p : *np)
+    places.push_back({{"span", p.span}, {"symbol", p.symbol}, {"offset", p.offset}});
+  json all_places = state["native"];
+  state["native"] = places;
+  if (auto st = WriteState(c.name, state); !st.ok()) {
+    state["native"] = all_places;
+    return rollback(st);
+  }
   res.latency_ms = MsSince(t0);
   journal["outcome"] = "loaded";
   journal["latency_ms"] = res.latency_ms;

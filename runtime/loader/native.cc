@@ -91,12 +91,10 @@ absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const synth::SynthesizedCo
     p.symbol = binary == "vmlinux" || binary.empty() ? s.function : binary + ":" + s.function;
     p.offset = s.probe_offset;
     p.cs = &s;
-    const std::string head = absl::StrCat("probe ", p.symbol, " 0x", absl::Hex(p.offset), " ");
     if (s.kind == SpanKind::kReg)
-      p.add = absl::StrCat(head, "reg-set ", s.target_reg, " ", s.width);
+      p.add = absl::StrCat("reg-set ", s.target_reg, " ", s.width);
     else if (s.kind == SpanKind::kMem && s.target_mem)
-      p.add = absl::StrCat(head, "mem-cell ", s.target_mem->base, " ", s.target_mem->disp, " ",
-                           s.width);
+      p.add = absl::StrCat("mem-cell ", s.target_mem->base, " ", s.target_mem->disp, " ", s.width);
     else
       return absl::InternalError(absl::StrCat("span ", i, " is not a native kind"));
     out.push_back(std::move(p));
@@ -105,7 +103,8 @@ absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const synth::SynthesizedCo
 }
 
 std::string NativeAddCommand(const NativeProbe& p, uint64_t value) {
-  return absl::StrCat(p.add, " 0x", absl::Hex(value));
+  return absl::StrCat("probe ", p.symbol, " 0x", absl::Hex(p.offset), " ", p.add, " 0x",
+                      absl::Hex(value));
 }
 std::string NativeValueCommand(const NativeProbe& p, uint64_t value) {
   return absl::StrCat("value ", p.symbol, " 0x", absl::Hex(p.offset), " 0x", absl::Hex(value));

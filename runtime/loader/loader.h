@@ -7,6 +7,13 @@
 // /sys/fs/bpf/sie/<name>/ and records /run/sie/<name>.json, so that `sie status` and
 // `sie unload --all` work after the loading process died (even by kill -9). On a loaded
 // constant it only writes the value map. Every change is appended to the journal.
+//
+// Two engines apply the value in the kernel: the BPF stub (every kind, every mode, policies)
+// and sie_native (kprobe pre-handlers writing a fixed value, no BPF per hit: runtime/loader/
+// native.h says what it covers). `--engine auto` picks native only where it is as safe as the
+// stub. Before anything is attached, functions replaced by an enabled livepatch are refused
+// (probes inside them would never fire), and other kprobes at a probe address are reported.
+// The loader owns every fd it opens (perf events, links): none outlives SetConst or Unload.
 #pragma once
 #include <cstdint>
 #include <filesystem>

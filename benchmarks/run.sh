@@ -36,15 +36,27 @@ if [ $rc -ne 0 ] || [ ! -s "$out/probe_cost.md" ]; then
   exit 1
 fi
 
-# Load latency of `sie set` (runtime/loader), measured only when the runtime can do it: the
-# hand-written sie_target fixtures hold one-span constants, so only "1 span" is measured here.
-# Each cycle: first set (verify + load + attach + optimizer wait), value change (map update),
+# Load latency of `sie set` (runtime/loader), measured only when the runtime can do it: 1 span
+# (SIE_TARGET_CALL_ARG) with each engine, and 15 spans: SIE_BENCH_X15, a copy of CALL_ARG's span
+# 15 times (15 probes, one BPF program each, all at sie_target_call_arg+0xe: the only 15-probe
+# layout on sie_target whose result stays checkable; the kernel aggregates kprobes at one
+# address, and sie_native keeps one probe per place, so this one is BPF only). Each cycle: first
+# set (verify + load + attach + optimizer search, or without it: --no-optimize), value change,
 # unload; each result is checked through sie_target's debugfs file.
 fixtures=$root/tests/runtime/fixtures/sie_target
 load_rows=""
 if "$sie" set --help >/dev/null 2>&1 && [ -d "$fixtures" ]; then
   mkdir -p "$out/add/c" "$out/lo"
   cp -r "$fixtures/." "$out/add/c/"
+  mkdir -p "$out/add/c/199"
+  python3 - "$out/add/c/102/const.json" "$out/add/c/199/const.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["id"], c["name"] = 199, "SIE_BENCH_X15"
+c["description"] = "benchmark only: SIE_TARGET_CALL_ARG's span 15 times (15 probes at one address)"
+c["spans"] = [c["spans"][0]] * 15
+json.dump(c, open(sys.argv[2], "w"), indent=2, sort_keys=True)
+PY
   if "$sie" consts --build --consts "$out/add/c" >"$out/consts.log" 2>&1; then
     cat >"$out/add/load.sh" <<GUEST
 set -e
@@ -52,21 +64,34 @@ insmod $build/kmod/sie_kfuncs.ko
 insmod $build/kmod/sie_target.ko
 f=/sys/kernel/debug/sie_target/call_arg
 check() { echo 5 >\$f; got=\$(cat \$f); [ "\$got" = "\$1" ] || { echo "call_arg(5) = \$got, want \$1"; exit 1; }; }
+cycle() { # tag const engine [flags]
+  t=\$1; c=\$2; e=\$3; shift 3
+  echo "LOAD \$t \$(sie set \$c 7 --engine \$e "\$@" --consts /mnt/add/c)"; check 12
+  echo "CHANGE \$t \$(sie set \$c 9 --consts /mnt/add/c)"; check 14
+  sie unload \$c; check $((5 + 0x1234))
+}
 for i in 1 2 3; do
-  sie set SIE_TARGET_CALL_ARG 7 --consts /mnt/add/c; check 12
-  sie set SIE_TARGET_CALL_ARG 9 --consts /mnt/add/c; check 14
-  sie unload SIE_TARGET_CALL_ARG; check $((5 + 0x1234))
+  cycle bpf1 SIE_TARGET_CALL_ARG bpf
+  cycle native1 SIE_TARGET_CALL_ARG native
+  cycle bpf15 SIE_BENCH_X15 bpf
+  cycle bpf1noopt SIE_TARGET_CALL_ARG bpf --no-optimize
+  cycle native1noopt SIE_TARGET_CALL_ARG native --no-optimize
+  cycle bpf15noopt SIE_BENCH_X15 bpf --no-optimize
 done
 GUEST
-    echo "run.sh: load latency of sie set (1 span, 3 cycles)"
-    if "$sie" vm --timeout 600 --add "$out/add" --out "$out/lo" -- sh /mnt/add/load.sh \
+    echo "run.sh: load latency of sie set (1 and 15 spans, both engines, 3 cycles)"
+    if "$sie" vm --timeout 900 --add "$out/add" --out "$out/lo" -- sh /mnt/add/load.sh \
          >"$out/load.txt" 2>&1; then
       med() { sort -n | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
-      load_ms=$(sed -n 's/.*active in \([0-9.]*\) ms.*/\1/p' "$out/load.txt" | med)
-      change_ms=$(sed -n 's/.*value map updated in \([0-9.]*\) ms.*/\1/p' "$out/load.txt" | med)
-      opt=$(grep -m1 -o '[0-9]*/[0-9]* apply probes jump-optimized' "$out/load.txt" || true)
-      load_rows="| load latency, 1 span (SIE_TARGET_CALL_ARG, mode 0; $opt) | $load_ms ms (median of 3; sie set's own \"active in\") |
-| value change of a loaded constant (one map update) | $change_ms ms (median of 3) |"
+      lat() { sed -n "s/^LOAD $1 .*active in \([0-9.]*\) ms.*/\1/p" "$out/load.txt" | med; }
+      chg() { sed -n "s/^CHANGE $1 .*updated in \([0-9.]*\) ms.*/\1/p" "$out/load.txt" | med; }
+      optd() { grep "^LOAD $1 " "$out/load.txt" | head -1 | grep -o '[0-9]*/[0-9]* apply probes jump-optimized' || true; }
+      row() { # tag label
+        echo "| $2; $(optd $1) | $(lat $1) ms | $(lat ${1}noopt) ms | $(chg $1) ms |"
+      }
+      load_rows="$(row bpf1 '1 span (SIE_TARGET_CALL_ARG), BPF engine')
+$(row native1 '1 span (SIE_TARGET_CALL_ARG), native engine (sie_native)')
+$(row bpf15 '15 spans (SIE_BENCH_X15: 15 probes at one address), BPF engine')"
     else
       echo "run.sh: sie set in the guest failed; load latency stays pending" >&2
       grep -v '^\[' "$out/load.txt" | tail -5 >&2
@@ -230,10 +255,15 @@ TAIL
 if [ -n "$load_rows" ]; then
 cat <<LOAD
 Measured now (the runtime's hand-written sie_target fixtures; every step's result checked
-through sie_target's debugfs file):
+through sie_target's debugfs file). Medians of 3 cycles of \`sie set\`'s own "active in" (from
+its start to the new value being active). The default first set includes the jump-optimization
+search: one wait of 1.5 s for the kernel's delayed optimizer, then a move to another candidate
+offset if the probe is not \`[OPTIMIZED]\` (SIE_TARGET_CALL_ARG's probe is a short \`jmp\`, which
+optprobes never copy, and it has no other candidate); \`--no-optimize\` skips it. A value change
+of a loaded constant is one map update (BPF) or one control write per probe (native).
 
-| measurement | result |
-|---|---|
+| constant | first set (default) | first set, --no-optimize | value change |
+|---|---|---|---|
 $load_rows
 
 LOAD
@@ -244,9 +274,9 @@ Still pending:
 | measurement | what | why pending |
 |---|---|---|
 TAIL
-[ -n "$load_rows" ] || echo '| load latency, 1 span | wall time of the first `sie set` until the new value applies | `sie set` missing or failing in the guest |'
+[ -n "$load_rows" ] || echo '| load latency, 1 and 15 spans | wall time of the first `sie set` until the new value applies | `sie set` missing or failing in the guest |'
 cat <<'TAIL'
-| load latency, 15 spans | the same for a constant with 15 Critical Spans (one probe each) | no 15-span constant yet (needs `sie synth` output for a real kernel constant or a sie_target spec) |
+| load latency, 15 spans at 15 addresses | the 15-span row above probes one address 15 times | a 15-span constant of a real kernel function (`sie synth` output) |
 | transition latency with 8 and 16 threads | below with 1/2/4 sie_target kthreads; 8 makes mode 2 time out (see the kernel test's table), 16 needs user threads (sie_target caps at 8) | a user-thread load generator |
 TAIL
 cat <<'TR'

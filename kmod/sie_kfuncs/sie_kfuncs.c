@@ -199,6 +199,31 @@ static int sie_add_site(struct sie_table *t, unsigned long addr)
 	return 0;
 }
 
+/*
+ * Forgets site addr and every cell bound to it: from then on the kfuncs refuse (-EPERM/-ENOENT)
+ * at that address, so a program left attached there (by anyone) changes nothing.
+ */
+static int sie_remove_site(struct sie_table *t, unsigned long addr)
+{
+	unsigned int i, n = 0;
+	bool found = false;
+
+	for (i = 0; i < t->nr_sites; i++) {
+		if (t->sites[i] == addr) {
+			found = true;
+			continue;
+		}
+		t->sites[n++] = t->sites[i];
+	}
+	for (i = n; i < t->nr_sites; i++)
+		t->sites[i] = 0;
+	t->nr_sites = n;
+	for (i = 0; i < SIE_MAX_CELLS; i++)
+		if (t->cells[i].valid && t->cells[i].site == addr)
+			memset(&t->cells[i], 0, sizeof(t->cells[i]));
+	return found ? 0 : -ENOENT;
+}
+
 /* Applies one command to the (private) copy t. */
 static int sie_apply(struct sie_table *t, char *cmd)
 {
@@ -225,6 +250,11 @@ static int sie_apply(struct sie_table *t, char *cmd)
 		if (kstrtou64(argv[1], 0, &v[1]))
 			return -EINVAL;
 		return sie_add_site(t, v[1]);
+	}
+	if (argc == 2 && !strcmp(argv[0], "unsite")) {
+		if (kstrtou64(argv[1], 0, &v[1]))
+			return -EINVAL;
+		return sie_remove_site(t, v[1]);
 	}
 	if (argc == 8 && !strcmp(argv[0], "cell")) {
 		struct sie_cell *c;

@@ -29,6 +29,10 @@
  * Reading the file lists one line per probe:
  *   SYMBOL+0xOFFSET KIND REG WIDTH [DISP] VALUE hits=N faults=N
  *
+ * `sie set` uses it by default for the constants it covers with equal safety (mode 0, fixed
+ * value, reg/mem spans; runtime/loader/native.h), registering each probe with the shipped
+ * value's result first (inert) and changing it with `value` once every probe is in place.
+ *
  * The probe is a plain register_kprobe() with a pre_handler only (a post_handler would prevent
  * optimization), so the kprobes core turns it into a jump-optimized probe when the site allows.
  */

@@ -8,7 +8,8 @@
  *
  * Every pattern is driven through debugfs, /sys/kernel/debug/sie_target/:
  *
- *   loop call_arg field cmp mul div   write a decimal input to run the path once,
+ *   loop call_arg field cmp mul div opt
+ *                                     write a decimal input to run the path once,
  *                                     read the result of the last run (decimal)
  *   workers                           write N (0..SIE_TARGET_MAX_WORKERS) to run N kthreads
  *                                     looping over pattern (g); 0 stops them; read gives N
@@ -22,6 +23,7 @@
  *   cmp      = x > THRESHOLD ? 1 : 0
  *   mul      = x * SCALE
  *   div      = x / DIVISOR
+ *   opt      = 8 * x + 3 + OPT_ADD
  *
  * Disassembly (gcc 12.2 -O2 with the Debian 6.12.117 kbuild flags; objdump -d sie_target.ko).
  * Offsets are function-relative. Functions whose address is taken (the debugfs paths) start with
@@ -124,6 +126,30 @@ static sie_pattern u64 sie_target_mul(u64 x)
 static sie_pattern u64 sie_target_div(u64 x)
 {
 	return x / SIE_TARGET_DIVISOR;
+}
+
+/*
+ * (h) jump optimization: the constant is loaded into %eax, then four instructions that leave
+ * %eax alone run before its first reader. Every boundary in between is an equivalent probe
+ * place, but the first one cannot be jump-optimized: its 5-byte window holds a short jmp, which
+ * the x86 optprobe code never copies (arch/x86/kernel/kprobes/core.c can_boost(); a jump to the
+ * probe address itself is fine for can_optimize()), while the window right after it holds a shl
+ * and a lea, both boostable. Written in asm so the layout is the same with every compiler:
+ * sie's runtime must find the optimizable place among the candidates.
+ */
+static sie_pattern u64 sie_target_opt(u64 x)
+{
+	u64 r;
+
+	asm volatile("movl %[c], %%eax\n\t"	/* the constant (CS) */
+		     "jmp 1f\n"		/* not boostable */
+		     "1:\tshlq $3, %%rdi\n\t"
+		     "leaq 1(%%rdi), %%rdi\n\t"
+		     "leaq 2(%%rdi), %%rdi\n\t"
+		     "addq %%rdi, %%rax\n\t"	/* first reader of %eax */
+		     : "=&a"(r), "+D"(x)
+		     : [c] "i"(SIE_TARGET_OPT_ADD));
+	return r;
 }
 
 /*
@@ -245,6 +271,7 @@ static struct sie_target_path sie_target_paths[] = {
 	{ .name = "cmp", .run = sie_target_cmp },
 	{ .name = "mul", .run = sie_target_mul },
 	{ .name = "div", .run = sie_target_div },
+	{ .name = "opt", .run = sie_target_opt },
 };
 
 static int sie_target_path_get(void *data, u64 *val)

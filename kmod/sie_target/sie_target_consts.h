@@ -18,5 +18,6 @@
 #define SIE_TARGET_SCALE 16            /* (e) multiply by a power of two: shl $log2 */
 #define SIE_TARGET_DIVISOR 10          /* (f) unsigned division: multiply-high + shift */
 #define SIE_TARGET_BATCH 64            /* (g) used twice, with a sleep in between */
+#define SIE_TARGET_OPT_ADD 0x777       /* (h) mov $imm,%eax; the first probe place is not optimizable */
 
 #endif /* SIE_TARGET_CONSTS_H */

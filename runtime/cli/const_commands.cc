@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "runtime/base/args.h"
 #include "runtime/base/diag.h"
@@ -39,23 +40,30 @@ std::string Flags(const loader::ProbeInfo& p) {
 }  // namespace
 
 int SetCommand(const std::vector<std::string>& args) {
-  std::string consts = DefaultConsts(), mode_s = "0", timeout_s = "5";
+  std::string consts = DefaultConsts(), mode_s = "0", timeout_s = "5", engine = "auto";
   std::vector<std::string> pos, policies;
-  bool as_json = false, no_opt = false;
+  bool as_json = false, no_opt = false, verbose = false;
   ArgParser p("sie set <const> <value> [--consts DIR] [--mode 0|1|2] [--timeout S] [--json]",
               "Gives a kernel constant a new value, live. The first set of a constant verifies\n"
               "the kernel (release, symbols, code bytes), attaches every probe or none, and pins\n"
               "the state under /sys/fs/bpf/sie; later sets only change the value.\n"
               "Modes: 0 immediate, 1 per-task (a task switches when it enters a safe span with\n"
               "none on its stack), 2 global (every task at once, at an instant with no task\n"
-              "inside a safe span; sie_consistency.ko; fails after --timeout, nothing applied).");
+              "inside a safe span; sie_consistency.ko; fails after --timeout, nothing applied).\n"
+              "Engines: native (sie_native.ko kprobe handlers, no BPF per hit: faster) where it\n"
+              "covers every span as safely as BPF (mode 0, fixed value, reg/mem kinds), else\n"
+              "bpf; -v says which and why.");
   p.Positionals("const value", &pos, 2, 2);
   p.String("--consts", "DIR", &consts, kConstsHelp);
   p.String("--mode", "M", &mode_s, "consistency mode: 0, 1 or 2 (default 0)");
   p.String("--timeout", "S", &timeout_s, "mode 2: limit of the global transition, seconds (default 5)");
   p.StringList("--policy", "OBJ", &policies,
                "BPF object defining sie_decide_<name>, linked over the default decision");
-  p.Flag("--no-optimize", &no_opt, "keep the synthesized offsets (skip the jump-optimization search)");
+  p.Flag("--no-optimize", &no_opt,
+         "keep the synthesized offsets (skip the jump-optimization search)");
+  p.String("--engine", "E", &engine,
+           "auto (default), bpf or native: what applies the value in the kernel");
+  p.Flag("-v,--verbose", &verbose, "say which engine applies the value, and why");
   p.Flag("--json", &as_json, "machine-readable output");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie set", s);
   if (p.help_requested()) return 0;
@@ -75,6 +83,7 @@ int SetCommand(const std::vector<std::string>& args) {
   o.timeout_s = timeout;
   o.optimize = !no_opt;
   for (const auto& pol : policies) o.policy_objects.push_back(pol);
+  o.engine = engine;
   auto r = loader::SetConst(o);
   if (!r.ok()) return ReportError("sie set", r.status());
   int optimized = 0, applies = 0;
@@ -84,18 +93,34 @@ int SetCommand(const std::vector<std::string>& args) {
       optimized += pr.optimized;
     }
   if (as_json) {
-    json j{{"const", r->name}, {"value", r->value}, {"mode", r->mode},
-           {"updated_only", r->updated_only}, {"compiled", r->compiled},
-           {"latency_ms", r->latency_ms}, {"verify_ms", r->verify_ms}, {"build_ms", r->build_ms},
-           {"load_ms", r->load_ms}, {"attach_ms", r->attach_ms},
-           {"optimize_ms", r->optimize_ms}, {"transition_ms", r->transition_ms},
-           {"transition_result", r->transition_result}, {"apply_probes", applies},
-           {"optimized_probes", optimized}, {"notes", r->notes}};
+    json j{{"const", r->name},
+           {"value", r->value},
+           {"mode", r->mode},
+           {"updated_only", r->updated_only},
+           {"compiled", r->compiled},
+           {"latency_ms", r->latency_ms},
+           {"verify_ms", r->verify_ms},
+           {"build_ms", r->build_ms},
+           {"load_ms", r->load_ms},
+           {"attach_ms", r->attach_ms},
+           {"optimize_ms", r->optimize_ms},
+           {"transition_ms", r->transition_ms},
+           {"transition_result", r->transition_result},
+           {"apply_probes", applies},
+           {"optimized_probes", optimized},
+           {"notes", r->notes},
+           {"warnings", r->warnings},
+           {"engine", r->engine},
+           {"engine_reason", r->engine_reason}};
     j["old_value"] = r->old_value ? json(*r->old_value) : json(nullptr);
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
   for (const auto& n : r->notes) std::fprintf(stderr, "sie set: note: %s\n", n.c_str());
+  for (const auto& w : r->warnings) std::fprintf(stderr, "sie set: warning: %s\n", w.c_str());
+  if (verbose && !r->engine.empty())
+    std::fprintf(stderr, "sie set: engine %s%s%s\n", r->engine.c_str(),
+                 r->engine_reason.empty() ? "" : ": ", r->engine_reason.c_str());
   if (r->updated_only) {
     if (r->mode == 2 && !r->transition_result.empty())
       std::printf("%s: %s -> %lld (global transitions back and forth, %.1f ms; the last took "
@@ -104,16 +129,18 @@ int SetCommand(const std::vector<std::string>& args) {
                   static_cast<long long>(r->value), r->latency_ms, r->transition_ms,
                   r->transition_result.c_str());
     else
-      std::printf("%s: %s -> %lld (value map updated in %.1f ms)\n", r->name.c_str(),
+      std::printf("%s: %s -> %lld (%s updated in %.1f ms)\n", r->name.c_str(),
                   r->old_value ? absl::StrCat(*r->old_value).c_str() : "?",
-                  static_cast<long long>(r->value), r->latency_ms);
+                  static_cast<long long>(r->value),
+                  r->engine == "native" ? "native probes" : "value map", r->latency_ms);
     return 0;
   }
-  std::printf("%s = %lld (mode %d): %d probe(s), %d/%d apply probes jump-optimized, active in "
-              "%.0f ms%s\n",
-              r->name.c_str(), static_cast<long long>(r->value), r->mode,
-              static_cast<int>(r->probes.size()), optimized, applies, r->latency_ms,
-              r->compiled ? " (stub compiled)" : "");
+  std::printf(
+      "%s = %lld (mode %d, engine %s): %d probe(s), %d/%d apply probes jump-optimized, "
+      "active in %.0f ms%s\n",
+      r->name.c_str(), static_cast<long long>(r->value), r->mode, r->engine.c_str(),
+      static_cast<int>(r->probes.size()), optimized, applies, r->latency_ms,
+      r->compiled ? " (stub compiled)" : "");
   if (r->mode == 2)
     std::printf("  global transition: %s, %.1f ms from request to switch (kernel time)\n",
                 r->transition_result.c_str(), r->transition_ms);
@@ -135,13 +162,20 @@ int StatusCommand(const std::vector<std::string>& args) {
     for (const auto& lc : *st) {
       json j = lc.state;
       j["pins_present"] = lc.pins_present;
+      j["engine"] = lc.engine;
       j["transitions"] = lc.transitions;
       j["unsafe_checks"] = lc.unsafe;
       json probes = json::array();
       for (const auto& pr : lc.probes)
-        probes.push_back({{"role", pr.role}, {"span", pr.span}, {"function", pr.function},
-                          {"offset", pr.offset}, {"address", pr.address},
-                          {"optimized", pr.optimized}, {"flags", pr.kprobe_flags}});
+        probes.push_back({{"role", pr.role},
+                          {"span", pr.span},
+                          {"function", pr.function},
+                          {"offset", pr.offset},
+                          {"address", pr.address},
+                          {"optimized", pr.optimized},
+                          {"flags", pr.kprobe_flags},
+                          {"other_kprobes", pr.others_count},
+                          {"kprobes_here", pr.others}});
       j["probes"] = probes;
       json spans = json::array();
       for (const auto& c : lc.spans)
@@ -160,9 +194,12 @@ int StatusCommand(const std::vector<std::string>& args) {
   }
   for (const auto& lc : *st) {
     const json& s = lc.state;
-    std::printf("%s: value %s, mode %d, %s%s\n", s.value("name", "?").c_str(),
+    std::printf("%s: value %s, mode %d, %s, engine %s%s\n", s.value("name", "?").c_str(),
                 s.contains("value") ? s["value"].dump().c_str() : "?", s.value("mode", 0),
-                s.value("state", "?").c_str(), lc.pins_present ? "" : " (pins missing)");
+                s.value("state", "?").c_str(), lc.engine.c_str(),
+                lc.pins_present         ? ""
+                : lc.engine == "native" ? " (native probes missing)"
+                                        : " (pins missing)");
     for (const auto& pr : lc.probes) {
       std::printf("  %-6s span %-2d %s+0x%llx  0x%llx  %s", pr.role.c_str(), pr.span,
                   pr.function.c_str(), static_cast<unsigned long long>(pr.offset),
@@ -175,6 +212,9 @@ int StatusCommand(const std::vector<std::string>& args) {
                     (unsigned long long)c.gated);
       }
       std::printf("\n");
+      if (pr.others_count > 0)
+        std::printf("         warning: %d other kprobe(s) at this address (all here: %s)\n",
+                    pr.others_count, absl::StrJoin(pr.others, "; ").c_str());
     }
     if (s.value("mode", 0) == 1)
       std::printf("  per-task: %llu transitions, %llu unsafe stack checks\n",

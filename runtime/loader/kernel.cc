@@ -172,25 +172,76 @@ absl::Status EnsureDebugfs() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<KprobeEntry>> ReadKprobeList() {
-  if (auto st = EnsureDebugfs(); !st.ok()) return st;
-  auto text = ReadFile("/sys/kernel/debug/kprobes/list");
-  if (!text.ok()) return text.status();
+std::vector<KprobeEntry> ParseKprobeList(absl::string_view text) {
   std::vector<KprobeEntry> out;
-  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
     std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
     if (f.size() < 3) continue;
     KprobeEntry e;
     if (!absl::SimpleHexAtoi(f[0], &e.addr)) continue;
+    e.type = std::string(f[1]);
     e.where = std::string(f[2]);
-    if (f.size() > 3 && f[3].front() == '[' && !absl::StartsWith(f[3], "[OPT") &&
-        !absl::StartsWith(f[3], "[FTR") && !absl::StartsWith(f[3], "[DIS") &&
-        !absl::StartsWith(f[3], "[GONE"))
+    // 6.12 prints the module bare after "sym+0xoff" (older kernels: "[mod]"); flags follow.
+    if (f.size() > 3 && f[3].front() != '[')
+      absl::StrAppend(&e.where, " [", f[3], "]");
+    else if (f.size() > 3 && !absl::StartsWith(f[3], "[OPT") && !absl::StartsWith(f[3], "[FTR") &&
+             !absl::StartsWith(f[3], "[DIS") && !absl::StartsWith(f[3], "[GONE"))
       absl::StrAppend(&e.where, " ", f[3]);
     e.optimized = absl::StrContains(line, "[OPTIMIZED]");
     e.ftrace = absl::StrContains(line, "[FTRACE]");
     e.disabled = absl::StrContains(line, "[DISABLED]");
     out.push_back(e);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<KprobeEntry>> ReadKprobeList() {
+  if (auto st = EnsureDebugfs(); !st.ok()) return st;
+  auto text = ReadFile("/sys/kernel/debug/kprobes/list");
+  if (!text.ok()) return text.status();
+  return ParseKprobeList(*text);
+}
+
+absl::StatusOr<std::vector<LivepatchedFunction>> ReadLivepatches(const fs::path& root) {
+  std::vector<LivepatchedFunction> out;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return out;  // no CONFIG_LIVEPATCH, or nothing ever loaded
+  auto flag = [](const fs::path& p) {
+    auto t = ReadFile(p);
+    return t.ok() && absl::StripAsciiWhitespace(*t) == "1";
+  };
+  std::vector<fs::path> patches;
+  for (const auto& e : fs::directory_iterator(root, ec))
+    if (e.is_directory(ec)) patches.push_back(e.path());
+  if (ec)
+    return FailedWithHint(absl::StrCat("cannot list ", root.string(), ": ", ec.message()),
+                          "sie must run as root");
+  std::sort(patches.begin(), patches.end());
+  for (const fs::path& patch : patches) {
+    const bool enabled = flag(patch / "enabled"), transition = flag(patch / "transition");
+    std::vector<fs::path> objects;
+    for (const auto& o : fs::directory_iterator(patch, ec))
+      if (o.is_directory(ec)) objects.push_back(o.path());
+    std::sort(objects.begin(), objects.end());
+    for (const fs::path& obj : objects) {
+      std::vector<std::string> funcs;
+      for (const auto& f : fs::directory_iterator(obj, ec))
+        if (f.is_directory(ec)) funcs.push_back(f.path().filename().string());
+      std::sort(funcs.begin(), funcs.end());
+      for (const std::string& f : funcs) {
+        // "<function>,<sympos>" (klp_init_func: sympos 1 when the patch gave none).
+        const size_t comma = f.rfind(',');
+        if (comma == std::string::npos) continue;
+        LivepatchedFunction lf;
+        lf.patch = patch.filename().string();
+        lf.object = obj.filename().string();
+        lf.function = f.substr(0, comma);
+        if (!absl::SimpleAtoi(f.substr(comma + 1), &lf.sympos)) continue;
+        lf.enabled = enabled;
+        lf.transition = transition;
+        out.push_back(std::move(lf));
+      }
+    }
   }
   return out;
 }

@@ -3,6 +3,7 @@
 // kprobe list (which probes are [OPTIMIZED]), modules, and sie_kfuncs' control file.
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -51,13 +52,29 @@ std::string ToHex(absl::string_view bytes);
 
 struct KprobeEntry {
   uint64_t addr = 0;
+  std::string type;   // "k" kprobe, "r" kretprobe
   std::string where;  // "func+0x12 [mod]"
   bool optimized = false;
   bool ftrace = false;
   bool disabled = false;
 };
-// /sys/kernel/debug/kprobes/list (mounts debugfs if needed).
+// /sys/kernel/debug/kprobes/list (mounts debugfs if needed). One entry per registered probe:
+// probes sharing an address (an aggregated kprobe) are listed once each.
 absl::StatusOr<std::vector<KprobeEntry>> ReadKprobeList();
+std::vector<KprobeEntry> ParseKprobeList(absl::string_view text);
+
+// A function replaced by a livepatch: /sys/kernel/livepatch/<patch>/<object>/<function,sympos>/
+// (object "vmlinux" or a module name). While its patch is enabled, calls to the function go to
+// the replacement, so a kprobe inside the original never fires.
+struct LivepatchedFunction {
+  std::string patch, object, function;
+  int sympos = 0;
+  bool enabled = false;     // <patch>/enabled
+  bool transition = false;  // <patch>/transition: some tasks are still switching
+};
+// Every function of every loaded patch (enabled or not), sorted; empty without livepatch.
+absl::StatusOr<std::vector<LivepatchedFunction>> ReadLivepatches(
+    const std::filesystem::path& root = "/sys/kernel/livepatch");
 
 bool ModuleLoaded(const std::string& name);
 // Loads a .ko with finit_module(2).

@@ -1,10 +1,12 @@
 #include "runtime/loader/loader.h"
 
 #include <fcntl.h>
+#include <linux/perf_event.h>
 #include <pwd.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -21,16 +23,19 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "kmod/include/sie/consistency.h"
 #include "runtime/base/diag.h"
 #include "runtime/base/files.h"
 #include "runtime/base/unique_fd.h"
 #include "runtime/loader/global_spans.h"
 #include "runtime/loader/kernel.h"
+#include "runtime/loader/native.h"
 #include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/const_reader.h"
 #include "synth/stubgen/stubgen.h"
@@ -82,11 +87,7 @@ std::string LogTail(size_t max = 3000) {
 struct ObjDeleter {
   void operator()(bpf_object* o) const { bpf_object__close(o); }
 };
-struct LinkDeleter {
-  void operator()(bpf_link* l) const { bpf_link__destroy(l); }
-};
 using ObjPtr = std::unique_ptr<bpf_object, ObjDeleter>;
-using LinkPtr = std::unique_ptr<bpf_link, LinkDeleter>;
 
 // Serializes sie invocations that change kernel state (flock on /run/sie/lock).
 class RunLock {
@@ -217,15 +218,27 @@ absl::Status RemovePins(const fs::path& dir) {
 
 // Links are released from a workqueue after their last reference goes, so a kprobe can
 // outlive its pin by a moment: wait until none of `addrs` is in the kprobe list.
-absl::Status WaitKprobesGone(const std::vector<uint64_t>& addrs, double timeout_s) {
+// Waits until the kprobes at `addrs` are gone, except `keep[addr]` of them at each address:
+// other tools' kprobes that were there before (they stay).
+absl::Status WaitKprobesGone(const std::vector<uint64_t>& addrs, double timeout_s,
+                             const std::map<uint64_t, int>& keep = {}) {
   if (addrs.empty()) return absl::OkStatus();
   const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
   for (;;) {
     auto list = ReadKprobeList();
     if (!list.ok()) return list.status();
-    std::vector<std::string> left;
+    std::map<uint64_t, int> here;
+    std::map<uint64_t, std::string> where;
     for (const auto& e : *list)
-      if (std::find(addrs.begin(), addrs.end(), e.addr) != addrs.end()) left.push_back(e.where);
+      if (std::find(addrs.begin(), addrs.end(), e.addr) != addrs.end()) {
+        here[e.addr]++;
+        where[e.addr] = e.where;
+      }
+    std::vector<std::string> left;
+    for (const auto& [addr, n] : here) {
+      auto k = keep.find(addr);
+      if (n > (k == keep.end() ? 0 : k->second)) left.push_back(where[addr]);
+    }
     if (left.empty()) return absl::OkStatus();
     if (Clock::now() > deadline)
       return FailedWithHint(absl::StrCat("kprobes still present after ", timeout_s, " s: ",
@@ -233,6 +246,21 @@ absl::Status WaitKprobesGone(const std::vector<uint64_t>& addrs, double timeout_
                             "another program may hold the links (bpftool link list)");
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+// How many kprobes at each of `addrs` are not among `own` (this constant's, by address).
+std::map<uint64_t, int> ForeignKprobes(const std::vector<uint64_t>& addrs,
+                                       const std::map<uint64_t, int>& own) {
+  std::map<uint64_t, int> out;
+  auto list = ReadKprobeList();
+  if (!list.ok()) return out;
+  for (const auto& e : *list)
+    if (std::find(addrs.begin(), addrs.end(), e.addr) != addrs.end()) out[e.addr]++;
+  for (auto& [addr, n] : out) {
+    auto o = own.find(addr);
+    n = std::max(0, n - (o == own.end() ? 0 : o->second));
+  }
+  return out;
 }
 
 json ProbeToJson(const ProbeInfo& p) {
@@ -266,47 +294,92 @@ ProbeInfo MakeProbe(const char* role, int span, const std::string& fn, uint64_t 
 
 std::string LinkName(const ProbeInfo& p) { return absl::StrCat("link_", p.role, "_", p.span); }
 
-// One attached probe of the constant being loaded.
+// One attached probe of the constant being loaded. The loader owns the kprobe's perf event
+// and the BPF link as plain fds (no bpf_link object): libbpf 1.1 has no way to hand a pinned
+// perf link over without either disabling its perf event (bpf_link__destroy) or leaking both
+// fds (bpf_link__disconnect), and a long-lived caller (sie-run) must not keep the kprobe
+// registered after `Unload` removed the pins.
 struct Attached {
   ProbeInfo info;
   bpf_program* prog = nullptr;
-  LinkPtr link;
+  UniqueFd perf_fd, link_fd;
+  std::string pin;                   // the link's pin while attached
   std::vector<uint64_t> candidates;  // apply probes of kind reg: other offsets to try
   size_t next_candidate = 0;
   uint64_t func_addr = 0;
+  bool attached() const { return link_fd.valid(); }
 };
 
+// The kprobe PMU's perf type (/sys/bus/event_source/devices/kprobe/type).
+absl::StatusOr<uint32_t> KprobePmuType() {
+  static int type = -1;
+  if (type >= 0) return static_cast<uint32_t>(type);
+  auto t = ReadFile("/sys/bus/event_source/devices/kprobe/type");
+  int v = 0;
+  if (!t.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*t), &v))
+    return FailedWithHint("the kernel has no kprobe PMU (/sys/bus/event_source/devices/kprobe)",
+                          "the kernel needs CONFIG_KPROBE_EVENTS and CONFIG_PERF_EVENTS");
+  type = v;
+  return static_cast<uint32_t>(v);
+}
+
+// perf_event_open of a kprobe at `name`+`offset`, or at the address `offset` when name is null.
+int OpenKprobeEvent(uint32_t type, const char* name, uint64_t offset) {
+  perf_event_attr attr{};
+  attr.size = sizeof(attr);
+  attr.type = type;
+  attr.config1 = reinterpret_cast<uint64_t>(name);  // kprobe_func
+  attr.config2 = offset;                            // probe_offset, or kprobe_addr
+  return static_cast<int>(syscall(SYS_perf_event_open, &attr, -1 /*pid*/, 0 /*cpu*/, -1 /*group*/,
+                                  PERF_FLAG_FD_CLOEXEC));
+}
+
 absl::Status Attach(Attached& a, const std::string& pin_dir) {
-  LIBBPF_OPTS(bpf_kprobe_opts, o);
-  o.bpf_cookie = a.info.cell >= 0 ? static_cast<uint64_t>(a.info.cell) : 0;
+  auto type = KprobePmuType();
+  if (!type.ok()) return type.status();
   // The exact address whose bytes were verified: the kernel's name lookup would refuse
   // duplicate names, and a name could resolve to vmlinux before the module.
-  o.offset = a.info.address;
-  LibbpfLog().clear();
-  bpf_link* l = bpf_program__attach_kprobe_opts(a.prog, nullptr, &o);
-  if (!l) {
-    int err = errno;
-    // Fall back to name+offset (older libbpf refusing a NULL name).
-    o.offset = a.info.offset;
-    l = bpf_program__attach_kprobe_opts(a.prog, a.info.function.c_str(), &o);
-    if (!l)
+  UniqueFd pfd(OpenKprobeEvent(*type, nullptr, a.info.address));
+  if (!pfd.valid()) {
+    const int err = errno;
+    pfd.reset(OpenKprobeEvent(*type, a.info.function.c_str(), a.info.offset));
+    if (!pfd.valid())
       return FailedWithHint(
           absl::StrCat("attaching a kprobe at ", a.info.function, "+0x", absl::Hex(a.info.offset),
-                       " failed: ", strerror(err), "\n", LogTail(800)),
+                       " failed: ", strerror(err)),
           "the function may be blacklisted for kprobes (NOKPROBE), or the offset is not on an "
           "instruction boundary (EILSEQ)");
   }
-  a.link.reset(l);
-  fs::path pin = fs::path(pin_dir) / LinkName(a.info);
-  if (int err = bpf_link__pin(l, pin.c_str()); err)
-    return absl::InternalError(absl::StrCat("pinning ", pin.string(), ": ", strerror(-err)));
+  LIBBPF_OPTS(bpf_link_create_opts, lo);
+  lo.perf_event.bpf_cookie = a.info.cell >= 0 ? static_cast<uint64_t>(a.info.cell) : 0;
+  UniqueFd lfd(bpf_link_create(bpf_program__fd(a.prog), pfd.get(), BPF_PERF_EVENT, &lo));
+  if (!lfd.valid())
+    return absl::InternalError(absl::StrCat("linking the program to the kprobe at ",
+                                            a.info.function, "+0x", absl::Hex(a.info.offset), ": ",
+                                            strerror(errno)));
+  const std::string pin = (fs::path(pin_dir) / LinkName(a.info)).string();
+  if (bpf_obj_pin(lfd.get(), pin.c_str()) != 0)
+    return absl::InternalError(absl::StrCat("pinning ", pin, ": ", strerror(errno)));
+  a.perf_fd = std::move(pfd);
+  a.link_fd = std::move(lfd);
+  a.pin = pin;
   return absl::OkStatus();
 }
 
+// Detaches a probe of the load in progress: its pin and both fds go, so the link's last
+// reference is dropped (the kprobe itself leaves the kernel asynchronously).
 void Detach(Attached& a) {
-  if (!a.link) return;
-  bpf_link__unpin(a.link.get());
-  a.link.reset();
+  if (!a.pin.empty()) unlink(a.pin.c_str());
+  a.pin.clear();
+  a.link_fd.reset();
+  a.perf_fd.reset();
+}
+
+// The pin owns the link from now on: only our references go.
+void HandOver(Attached& a) {
+  a.pin.clear();
+  a.link_fd.reset();
+  a.perf_fd.reset();
 }
 
 // Site / cell registration with sie_kfuncs for one probe.
@@ -333,6 +406,61 @@ absl::Status Register(const Attached& a, const synth::CriticalSpan& s) {
     return InvalidWithHint("memory operand with an unsupported register", "");
   return KfuncsCommand(absl::StrCat("cell ", a.info.cell, " 0x", absl::Hex(a.info.address), " ",
                                     base, " ", index, " ", m.scale, " ", disp, " ", s.width));
+}
+
+// Probe addresses that loaded constants other than `except` use (their state files), so that
+// forgetting one constant's sie_kfuncs sites never takes a site another constant relies on.
+std::set<uint64_t> AddressesOfOthers(const std::string& except) {
+  std::set<uint64_t> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(RunDir(), ec)) {
+    if (e.path().extension() != ".json" || e.path().stem() == except) continue;
+    auto st = ReadState(e.path());
+    if (!st.ok()) continue;
+    for (const auto& a : (*st).value("attached_addresses", json::array()))
+      if (a.is_number_unsigned()) out.insert(a.get<uint64_t>());
+    for (const auto& p : (*st).value("probes", json::array()))
+      out.insert(p.value("address", uint64_t{0}));
+  }
+  return out;
+}
+
+// Forgets the sie_kfuncs sites (and their cells) at `addrs` that no other constant uses: a
+// program still attached there afterwards could change nothing. Best effort (a site that is
+// not registered any more is fine).
+void UnregisterSites(const std::string& name, const std::vector<uint64_t>& addrs) {
+  if (addrs.empty() || !ModuleLoaded("sie_kfuncs")) return;
+  const std::set<uint64_t> others = AddressesOfOthers(name);
+  for (uint64_t a : std::set<uint64_t>(addrs.begin(), addrs.end()))
+    if (!others.count(a)) (void)KfuncsCommand(absl::StrCat("unsite 0x", absl::Hex(a)));
+}
+
+std::string DescribeKprobe(const KprobeEntry& e) {
+  std::string s = e.where;
+  if (e.type == "r") absl::StrAppend(&s, " (kretprobe)");
+  if (e.optimized) absl::StrAppend(&s, " [OPTIMIZED]");
+  if (e.ftrace) absl::StrAppend(&s, " [FTRACE]");
+  if (e.disabled) absl::StrAppend(&s, " [DISABLED]");
+  return s;
+}
+
+// Refuses when one of `functions` of `object` ("vmlinux" or a module) is replaced by a
+// livepatch that is enabled or switching.
+absl::Status CheckLivepatches(const std::set<std::string>& functions, const std::string& object) {
+  auto lps = ReadLivepatches();
+  if (!lps.ok()) return lps.status();
+  for (const LivepatchedFunction& lf : *lps) {
+    if (lf.object != object || !functions.count(lf.function)) continue;
+    if (!lf.enabled && !lf.transition) continue;  // a disabled patch redirects nothing
+    return FailedWithHint(
+        absl::StrCat(lf.function, " (", object, ") is replaced by livepatch '", lf.patch, "' (",
+                     lf.transition ? "in transition" : "enabled",
+                     "): its callers run the patch's copy, so sie's probes inside the original "
+                     "would never fire; nothing was attached"),
+        absl::StrCat("disable the patch first (echo 0 > /sys/kernel/livepatch/", lf.patch,
+                     "/enabled), or synthesize the constant against the patched code"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LoadModuleIfNeeded(const std::string& name, std::vector<std::string>* notes) {
@@ -467,6 +595,178 @@ fs::path JournalPath() {
   return RunDir() / "journal.jsonl";
 }
 
+// The native engine's load (native.h): every probe is registered INERT first (writing the
+// shipped value's result, which the Critical Span has just computed, changes nothing), its
+// address is checked in the kprobe list, jump-optimizable candidates are tried while still
+// inert, and only then each probe gets the new value. Any failure removes every probe (they
+// were inert), so the kernel is left as it was.
+static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
+                                           const stubgen::ConstEntry& entry, const SetOptions& opts,
+                                           const std::string& release, bool in_module,
+                                           std::vector<Attached> probes, Clock::time_point t0,
+                                           SetResult res, json journal) {
+  auto fail = [&](absl::Status st) {
+    journal["outcome"] = "refused";
+    journal["error"] = std::string(st.message().substr(0, st.message().find('\n')));
+    Journal(journal);
+    return st;
+  };
+  auto np = NativeProbes(c, in_module ? c.target.binary : "vmlinux");
+  if (!np.ok()) return fail(np.status());
+  std::vector<uint64_t> inert, vals;
+  for (const NativeProbe& p : *np) {
+    auto o = NativeValue(*p.cs, c.values[0]);
+    auto v = NativeValue(*p.cs, opts.value);
+    if (!o.ok()) return fail(o.status());
+    if (!v.ok()) return fail(v.status());
+    inert.push_back(*o);
+    vals.push_back(*v);
+  }
+  // probes[i] is span i's apply probe (mode 0, kinds reg/mem: no save or guard probes).
+  if (probes.size() != np->size()) return fail(absl::InternalError("native: probe count"));
+  auto ta = Clock::now();
+  json state{{"name", c.name},
+             {"id", c.id},
+             {"const_path", fs::absolute(entry.path).string()},
+             {"kernel_release", release},
+             {"binary", c.target.binary},
+             {"engine", "native"},
+             {"mode", 0},
+             {"value", opts.value},
+             {"nspans", c.spans.size()},
+             {"state", "loading"},
+             {"pid", getpid()},
+             {"loaded_at", static_cast<int64_t>(time(nullptr))},
+             {"native", json::array()},
+             {"attached_addresses", json::array()}};
+  // The places where this load's probes are registered now (never another constant's: a place
+  // whose add failed, e.g. EEXIST, is not ours to remove).
+  std::set<std::pair<std::string, uint64_t>> mine;
+  auto add = [&](const NativeProbe& p, uint64_t v) {
+    absl::Status st = NativeCommand(NativeAddCommand(p, v));
+    if (st.ok()) mine.insert({p.symbol, p.offset});
+    return st;
+  };
+  auto remove = [&](const NativeProbe& p) {
+    absl::Status st = NativeCommand(NativeRemoveCommand(p.symbol, p.offset));
+    if (st.ok()) mine.erase({p.symbol, p.offset});
+    return st;
+  };
+  auto rollback = [&](absl::Status st) {
+    for (const auto& [sym, off] : mine) (void)NativeCommand(NativeRemoveCommand(sym, off));
+    std::error_code ec;
+    fs::remove(StatePath(c.name), ec);
+    return fail(st);
+  };
+  auto record = [&](size_t i) {
+    state["native"].push_back(
+        {{"span", (*np)[i].span}, {"symbol", (*np)[i].symbol}, {"offset", (*np)[i].offset}});
+    state["attached_addresses"].push_back(probes[i].info.address);
+    return WriteState(c.name, state);
+  };
+  if (auto st = WriteState(c.name, state); !st.ok()) return fail(st);
+  auto before = ReadKprobeList();
+  if (!before.ok()) return rollback(before.status());
+  for (size_t i = 0; i < np->size(); ++i) {
+    if (auto st = record(i); !st.ok()) return rollback(st);
+    if (auto st = add((*np)[i], inert[i]); !st.ok()) return rollback(st);
+  }
+  res.attach_ms = MsSince(ta);
+  auto to = Clock::now();
+  auto refresh = [&]() {
+    auto list = ReadKprobeList();
+    if (!list.ok()) return;
+    for (auto& a : probes)
+      for (const auto& e : *list)
+        if (e.addr == a.info.address) {
+          a.info.optimized = e.optimized;
+          a.info.kprobe_flags = e.optimized ? "[OPTIMIZED]" : e.ftrace ? "[FTRACE]" : "";
+        }
+  };
+  if (opts.optimize) {
+    // Same search as the BPF path: move unoptimized reg probes to equivalent offsets while inert.
+    std::this_thread::sleep_for(std::chrono::duration<double>(opts.opt_wait_s));
+    refresh();
+    for (int round = 0; round < 3; ++round) {
+      bool moved = false;
+      for (size_t i = 0; i < probes.size(); ++i) {
+        Attached& a = probes[i];
+        NativeProbe& p = (*np)[i];
+        if (a.info.optimized || a.next_candidate >= a.candidates.size()) continue;
+        const ProbeInfo old_info = a.info;
+        const uint64_t old_off = p.offset;
+        if (auto st = remove(p); !st.ok()) return rollback(st);
+        p.offset = a.candidates[a.next_candidate++];
+        a.info.offset = p.offset;
+        a.info.address = a.func_addr + p.offset;
+        absl::Status st = record(i);
+        if (st.ok()) st = add(p, inert[i]);
+        if (!st.ok()) {  // that candidate cannot be probed: back to the previous offset
+          p.offset = old_off;
+          a.info = old_info;
+          if (auto st2 = add(p, inert[i]); !st2.ok()) return rollback(st2);
+          continue;
+        }
+        moved = true;
+      }
+      if (!moved) break;
+      std::this_thread::sleep_for(std::chrono::duration<double>(opts.opt_wait_s));
+      refresh();
+    }
+    for (auto& a : probes)
+      if (a.info.offset != c.spans[a.info.span].probe_offset)
+        res.notes.push_back(absl::StrCat("span ", a.info.span, ": probe moved to ", a.info.function,
+                                         "+0x", absl::Hex(a.info.offset),
+                                         a.info.optimized ? " (jump-optimized)" : ""));
+  } else {
+    refresh();
+  }
+  res.optimize_ms = MsSince(to);
+  // sie_native resolved each probe by name: it must sit at the address whose bytes were
+  // verified (one more kprobe there than before), else it probes something else.
+  auto after = ReadKprobeList();
+  if (!after.ok()) return rollback(after.status());
+  std::map<uint64_t, int> want;
+  for (const auto& a : probes) want[a.info.address]++;
+  for (const auto& [addr, n] : want) {
+    auto count = [&](const std::vector<KprobeEntry>& l) {
+      return static_cast<int>(
+          std::count_if(l.begin(), l.end(), [&](const KprobeEntry& e) { return e.addr == addr; }));
+    };
+    if (count(*after) - count(*before) != n)
+      return rollback(FailedWithHint(
+          absl::StrCat("sie_native's probe did not land at 0x", absl::Hex(addr),
+                       ", the verified address (the symbol name resolves elsewhere?)"),
+          "use --engine bpf (it attaches at the exact address)"));
+  }
+  // --- activate: each probe from inert to the new value ---
+  for (size_t i = 0; i < np->size(); ++i)
+    if (auto st = NativeCommand(NativeValueCommand((*np)[i], vals[i])); !st.ok())
+      return rollback(st);
+  json pj = json::array();
+  for (auto& a : probes) {
+    pj.push_back(ProbeToJson(a.info));
+    res.probes.push_back(a.info);
+  }
+  state["probes"] = pj;
+  state["state"] = "loaded";
+  state["pid"] = 0;
+  json places = json::array();  // where the probes are now (status, value changes, unload)
+  for (const NativeProbe& p : *np)
+    places.push_back({{"span", p.span}, {"symbol", p.symbol}, {"offset", p.offset}});
+  json all_places = state["native"];
+  state["native"] = places;
+  if (auto st = WriteState(c.name, state); !st.ok()) {
+    state["native"] = all_places;
+    return rollback(st);
+  }
+  res.latency_ms = MsSince(t0);
+  journal["outcome"] = "loaded";
+  journal["latency_ms"] = res.latency_ms;
+  Journal(journal);
+  return res;
+}
+
 absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   const auto t0 = Clock::now();
   libbpf_set_print(LibbpfPrint);
@@ -508,12 +808,61 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   if (!lock.ok()) return fail(lock.status());
   mark("locked");
 
+  if (opts.engine != "auto" && opts.engine != "bpf" && opts.engine != "native")
+    return fail(InvalidWithHint(absl::StrCat("unknown engine '", opts.engine, "'"),
+                                "--engine takes auto, bpf or native"));
+
   // Already loaded: one map update.
   if (auto old = ReadState(StatePath(c.name)); old.ok()) {
     if ((*old).value("state", "") != "loaded")
-      return fail(FailedWithHint(absl::StrCat(c.name, " was left half-loaded by process ",
-                                              (*old).value("pid", 0)),
-                                 absl::StrCat("remove it first: sie unload ", c.name)));
+      return fail(FailedWithHint(
+          absl::StrCat(c.name, " was left half-loaded by process ", (*old).value("pid", 0)),
+          absl::StrCat("remove it first: sie unload ", c.name)));
+    const std::string loaded_engine = (*old).value("engine", "bpf");
+    if (opts.engine != "auto" && opts.engine != loaded_engine)
+      return fail(
+          FailedWithHint(absl::StrCat(c.name, " is loaded with the ", loaded_engine, " engine"),
+                         absl::StrCat("changing the engine needs a reload: sie unload ", c.name,
+                                      ", then sie set --engine ", opts.engine)));
+    if (loaded_engine == "native") {
+      if (opts.mode != 0)
+        return fail(FailedWithHint(absl::StrCat(c.name, " is loaded in mode 0 (native engine)"),
+                                   absl::StrCat("changing the mode needs a reload: sie unload ",
+                                                c.name, ", then sie set")));
+      auto np = NativeProbes(c, (*old).value("binary", "vmlinux"));
+      if (!np.ok()) return fail(np.status());
+      std::vector<uint64_t> vals, olds;
+      res.old_value = (*old).value("value", int64_t{0});
+      for (const NativeProbe& p : *np) {
+        auto v = NativeValue(*p.cs, opts.value);
+        auto o = NativeValue(*p.cs, *res.old_value);
+        if (!v.ok()) return fail(v.status());
+        vals.push_back(*v);
+        olds.push_back(o.ok() ? *o : 0);
+      }
+      // The probes' current offsets (a candidate move changed some) from the state.
+      const json& nat = (*old)["native"];
+      for (size_t i = 0; i < np->size(); ++i)
+        for (const auto& n : nat)
+          if (n.value("span", -1) == (*np)[i].span)
+            (*np)[i].offset = n.value("offset", uint64_t{0});
+      for (size_t i = 0; i < np->size(); ++i)
+        if (auto st = NativeCommand(NativeValueCommand((*np)[i], vals[i])); !st.ok()) {
+          for (size_t j = 0; j < i; ++j) (void)NativeCommand(NativeValueCommand((*np)[j], olds[j]));
+          return fail(st);
+        }
+      (*old)["value"] = opts.value;
+      (void)WriteState(c.name, *old);
+      for (const auto& p : (*old)["probes"]) res.probes.push_back(ProbeFromJson(p));
+      res.updated_only = true;
+      res.engine = "native";
+      res.latency_ms = MsSince(t0);
+      journal["old_value"] = *res.old_value;
+      journal["engine"] = "native";
+      journal["outcome"] = "updated";
+      Journal(journal);
+      return res;
+    }
     if ((*old).value("mode", 0) != opts.mode)
       return fail(FailedWithHint(absl::StrCat(c.name, " is loaded in mode ",
                                               (*old).value("mode", 0)),
@@ -559,6 +908,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     (void)WriteState(c.name, *old);
     for (const auto& p : (*old)["probes"]) res.probes.push_back(ProbeFromJson(p));
     res.updated_only = true;
+    res.engine = "bpf";
     res.latency_ms = MsSince(t0);
     journal["old_value"] = *res.old_value;
     journal["outcome"] = "updated";
@@ -567,6 +917,32 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   }
   if (!c.values.empty()) res.old_value = c.values[0];
   if (res.old_value) journal["old_value"] = *res.old_value;
+
+  // --- engine: native where sie_native covers every span with equal safety (native.h) ---
+  std::string why_not = NativeUnsupported(c, opts.mode, !opts.policy_objects.empty());
+  if (why_not.empty() && c.values.empty())
+    why_not = "the shipped value is unknown (const.json 'values'), so probes cannot start inert";
+  if (why_not.empty())
+    for (const auto& s : c.spans)
+      if (auto v = NativeValue(s, opts.value); !v.ok()) {
+        why_not = std::string(v.status().message());
+        break;
+      }
+  bool native = false;
+  if (opts.engine == "native") {
+    if (!why_not.empty())
+      return fail(FailedWithHint(absl::StrCat(c.name, " cannot use the native engine: ", why_not),
+                                 "use --engine bpf (or auto, which picks it)"));
+    native = true;
+    res.engine_reason = "forced by --engine native";
+  } else if (opts.engine == "bpf") {
+    res.engine_reason = "forced by --engine bpf";
+  } else if (why_not.empty()) {
+    native = true;
+    res.engine_reason = "sie_native covers every span (mode 0, fixed value, reg/mem kinds)";
+  } else {
+    res.engine_reason = absl::StrCat("sie_native cannot: ", why_not);
+  }
 
   // --- verification: nothing attached yet ---
   const std::string release = KernelRelease();
@@ -587,13 +963,28 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   auto ksyms = Kallsyms::Load(wanted);
   if (!ksyms.ok()) return fail(ksyms.status());
   mark("kallsyms");
+  // A livepatched function is never entered again (its callers reach the replacement through
+  // ftrace), so probes inside it would never fire: the new value would silently not apply.
+  if (auto st = CheckLivepatches(wanted, in_module ? c.target.binary : "vmlinux"); !st.ok())
+    return fail(st);
 
   std::vector<Attached> probes;
   int next_cell = 0;
   std::set<int> used_cells;
   bool need_cells = false;
   for (const auto& s : c.spans) need_cells |= s.kind == SpanKind::kMem;
-  if (auto st = LoadModuleIfNeeded("sie_kfuncs", &res.notes); !st.ok()) return fail(st);
+  if (native) {
+    if (auto st = LoadModuleIfNeeded("sie_native", &res.notes); !st.ok()) {
+      if (opts.engine == "native") return fail(st);
+      native = false;
+      res.engine_reason = absl::StrCat("sie_native is not available: ",
+                                       st.message().substr(0, st.message().find('\n')));
+    }
+  }
+  res.engine = native ? "native" : "bpf";
+  journal["engine"] = res.engine;
+  if (!native)
+    if (auto st = LoadModuleIfNeeded("sie_kfuncs", &res.notes); !st.ok()) return fail(st);
   if (opts.mode == 2) {
     if (auto st = LoadModuleIfNeeded("sie_consistency", &res.notes); !st.ok()) return fail(st);
     // No state file, so an instance of this id is a leftover of a killed `sie set`: its spans
@@ -603,7 +994,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
       res.notes.push_back(absl::StrCat("removed a leftover sie_consistency instance ", c.id));
     }
   }
-  if (need_cells) {
+  if (need_cells && !native) {
     auto used = KfuncsUsedCells();
     if (!used.ok()) return fail(used.status());
     used_cells.insert(used->begin(), used->end());
@@ -625,7 +1016,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
                        s.expect_bytes),
           "the running kernel is not the build synth analyzed (or another tool patched the "
           "code, e.g. a kprobe's int3): run 'sie synth' again"));
-    if (s.kind == SpanKind::kMem) {
+    if (s.kind == SpanKind::kMem && !native) {
       while (next_cell < kMaxCells && used_cells.count(next_cell)) ++next_cell;
       if (next_cell >= kMaxCells)
         return fail(FailedWithHint("no free sie_kfuncs memory cell",
@@ -723,8 +1114,26 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     for (Attached& a : probes)
       std::erase_if(a.candidates, [&](uint64_t off) { return is_exit(a.func_addr + off); });
   }
+  // Other kprobes at our probe addresses (another tool, another constant): both run on each
+  // hit, in registration order. Not refused (kprobes share addresses safely), but told, and
+  // listed by `sie status`.
+  if (auto list = ReadKprobeList(); list.ok()) {
+    for (Attached& a : probes) {
+      for (const auto& e : *list)
+        if (e.addr == a.info.address) a.info.others.push_back(DescribeKprobe(e));
+      a.info.others_count = static_cast<int>(a.info.others.size());
+      if (!a.info.others.empty())
+        res.warnings.push_back(
+            absl::StrCat(a.info.role, " probe of span ", a.info.span, " at ", a.info.function,
+                         "+0x", absl::Hex(a.info.offset), ": ", a.info.others.size(),
+                         " other kprobe(s) already registered there (",
+                         absl::StrJoin(a.info.others, "; "), "); they run on the same hits"));
+    }
+  }
   res.verify_ms = MsSince(t0);
   mark("verified");
+  if (native)
+    return SetNative(c, *entry, opts, release, in_module, std::move(probes), t0, res, journal);
 
   // --- build and load the stub ---
   auto tb = Clock::now();
@@ -799,15 +1208,19 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
              {"loaded_at", static_cast<int64_t>(time(nullptr))}};
   // Mode 2: the constant's sie_consistency instance, removed again unless the load succeeds.
   std::optional<GlobalInstance> instance;
+  std::vector<uint64_t> registered_sites;  // sie_kfuncs sites of this load (apply probes)
   auto rollback = [&](absl::Status st) {
     std::vector<uint64_t> addrs;
+    std::map<uint64_t, int> keep;  // other tools' kprobes found there before ours
     for (auto& a : probes) {
-      if (a.link) addrs.push_back(a.info.address);
+      if (a.attached()) addrs.push_back(a.info.address);
+      keep[a.info.address] = std::max(keep[a.info.address], a.info.others_count);
       Detach(a);
     }
     (void)RemovePins(pin_dir);
     instance.reset();  // its counting probes may share addresses with the CS probes
-    (void)WaitKprobesGone(addrs, 5);
+    (void)WaitKprobesGone(addrs, 5, keep);
+    UnregisterSites(c.name, registered_sites);
     std::error_code ec;
     fs::remove(StatePath(c.name), ec);
     return fail(st);
@@ -816,6 +1229,13 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   if (auto st = WriteState(c.name, state); !st.ok()) return fail(st);
   // Mode 2: the instance before any probe, so the gate exists (closed) when the first CS runs.
   if (opts.mode == 2) {
+    json ca = json::array();
+    for (const GlobalSpan& g : global_spans) {
+      ca.push_back(g.entry);
+      for (uint64_t e : g.exits) ca.push_back(e);
+    }
+    state["consistency_addresses"] = ca;
+    if (auto st = WriteState(c.name, state); !st.ok()) return rollback(st);
     instance.emplace(c.id);
     for (const GlobalSpan& g : global_spans)
       if (auto st = ConsistencyCommand(SpanCommand(c.id, g)); !st.ok()) return rollback(st);
@@ -837,6 +1257,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   };
   for (auto& a : probes) {
     const synth::CriticalSpan& s = c.spans[a.info.role == "guard" ? 0 : a.info.span];
+    if (a.info.role == "apply") registered_sites.push_back(a.info.address);
     if (auto st = Register(a, s); !st.ok()) return rollback(st);
     if (auto st = Attach(a, pin_dir); !st.ok()) return rollback(st);
     if (auto st = record(a); !st.ok()) return rollback(st);
@@ -857,6 +1278,13 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
           a.info.kprobe_flags = e.optimized ? "[OPTIMIZED]" : e.ftrace ? "[FTRACE]" : "";
         }
   };
+  // A site this load no longer probes (a candidate left or refused), unless another of its
+  // probes sits at the same address.
+  auto drop_site = [&](uint64_t addr) {
+    for (const auto& p : probes)
+      if (p.info.address == addr) return;
+    UnregisterSites(c.name, {addr});
+  };
   if (opts.optimize) {
     std::this_thread::sleep_for(std::chrono::duration<double>(opts.opt_wait_s));
     refresh();
@@ -869,6 +1297,8 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
         Detach(a);
         a.info.offset = a.candidates[a.next_candidate++];
         a.info.address = a.func_addr + a.info.offset;
+        const uint64_t cand_addr = a.info.address;
+        registered_sites.push_back(cand_addr);
         absl::Status st = Register(a, c.spans[a.info.span]);
         if (st.ok()) st = Attach(a, pin_dir);
         if (st.ok()) st = record(a);
@@ -876,8 +1306,11 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
           Detach(a);
           a.info = before;
           if (auto st2 = Attach(a, pin_dir); !st2.ok()) return rollback(st2);
+          drop_site(cand_addr);
           continue;
         }
+        // The old offset is no probe of this constant any more: its site goes too.
+        drop_site(before.address);
         moved = true;
       }
       if (!moved) break;
@@ -924,13 +1357,8 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   state["state"] = "loaded";
   state["pid"] = 0;
   if (auto st = WriteState(c.name, state); !st.ok()) return rollback(st);
-  // The pins own the links now; dropping our references must not detach them.
-  for (auto& a : probes) {
-    bpf_link* l = a.link.release();
-    if (!l) continue;
-    bpf_link__disconnect(l);  // destroy then frees our handle without detaching
-    bpf_link__destroy(l);
-  }
+  // The pins own the links now; dropping our references does not detach them.
+  for (auto& a : probes) HandOver(a);
   if (instance) instance->Release();
   res.latency_ms = MsSince(t0);
   journal["outcome"] = "loaded";
@@ -955,8 +1383,29 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
     auto st = ReadState(StatePath(n));
     lc.state = st.ok() ? *st : json{{"name", n}, {"state", "orphaned pins"}};
     lc.pins_present = fs::exists(PinDir(n) / "sie_ctl", ec);
+    lc.engine = lc.state.value("engine", "bpf");
     uint32_t nspans = lc.state.value("nspans", 0);
-    if (lc.pins_present && nspans > 0) {
+    if (lc.engine == "native") {
+      // sie_native's own counters: a fixed value has no range rejections and no gate, so
+      // applied = hits - faults, failed = faults.
+      auto listing = ReadFile(kNativeControl);
+      const auto counters =
+          listing.ok() ? ParseNativeListing(*listing) : std::map<std::string, NativeCounters>{};
+      lc.spans.assign(nspans, SpanCounters{});
+      bool all = true;
+      for (const auto& np : lc.state.value("native", json::array())) {
+        const int span = np.value("span", -1);
+        auto it = counters.find(NativeKey(np.value("symbol", ""), np.value("offset", uint64_t{0})));
+        if (it == counters.end() || span < 0 || span >= static_cast<int>(nspans)) {
+          all = false;
+          continue;
+        }
+        lc.spans[span] = {
+            it->second.hits, it->second.hits - it->second.faults, 0, it->second.faults, 0, 0};
+      }
+      lc.pins_present = all;  // every native probe is registered
+    }
+    if (lc.engine == "bpf" && lc.pins_present && nspans > 0) {
       auto fd = OpenPinned(n, "sie_stats");
       if (fd.ok()) {
         auto v = ReadStats(fd->get(), nspans * kStatNr);
@@ -975,19 +1424,35 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
           lc.global = ConsistencyStatus(static_cast<int>(CtlGet(ctl->get(), kCtlInstance)));
       }
     }
-    if (lc.state.contains("probes"))
+    if (lc.state.contains("probes")) {
+      // How many of the kprobes at an address are this constant's own: its probes there and
+      // the counting probes of its sie_consistency instance (mode 2).
+      std::map<uint64_t, int> own;
+      for (const auto& p : lc.state["probes"]) own[p.value("address", uint64_t{0})]++;
+      for (const auto& a : lc.state.value("consistency_addresses", json::array()))
+        if (a.is_number_unsigned()) own[a.get<uint64_t>()]++;
       for (const auto& p : lc.state["probes"]) {
         ProbeInfo pi = ProbeFromJson(p);
         pi.optimized = false;
         pi.kprobe_flags = "(not attached)";
-        if (list.ok())
+        if (list.ok()) {
+          std::vector<std::string> here;
           for (const auto& e : *list)
             if (e.addr == pi.address) {
               pi.optimized = e.optimized;
               pi.kprobe_flags = e.optimized ? "[OPTIMIZED]" : e.ftrace ? "[FTRACE]" : "";
+              here.push_back(DescribeKprobe(e));
             }
+          // The list cannot tell whose probe is whose: report the count beyond our own.
+          const int extra = static_cast<int>(here.size()) - own[pi.address];
+          if (extra > 0) {
+            pi.others.assign(here.begin(), here.end());
+            pi.others_count = extra;
+          }
+        }
         lc.probes.push_back(pi);
       }
+    }
     out.push_back(std::move(lc));
   }
   return out;
@@ -1075,7 +1540,37 @@ absl::Status UnloadOne(const std::string& n, double timeout_s) {
     for (const auto& p : (*state).value("probes", json::array()))
       addrs.push_back(p.value("address", uint64_t{0}));
   }
-  absl::Status st = RemovePins(PinDir(n));
+  // Kprobes of other tools at our addresses stay: count them before anything is removed.
+  std::map<uint64_t, int> own;
+  if (state.ok()) {
+    const json& s = *state;
+    if (s.contains("probes"))
+      for (const auto& p : s["probes"]) own[p.value("address", uint64_t{0})]++;
+    else
+      for (const auto& a : s.value("attached_addresses", json::array()))
+        if (a.is_number_unsigned()) own[a.get<uint64_t>()]++;
+    for (const auto& a : s.value("consistency_addresses", json::array()))
+      if (a.is_number_unsigned()) own[a.get<uint64_t>()]++;
+  }
+  const std::map<uint64_t, int> keep = ForeignKprobes(addrs, own);
+  std::vector<uint64_t> sites;  // apply probes, and every address a candidate move left
+  if (state.ok()) {
+    for (const auto& p : (*state).value("probes", json::array()))
+      if (p.value("role", "") == "apply") sites.push_back(p.value("address", uint64_t{0}));
+    for (const auto& a : (*state).value("attached_addresses", json::array()))
+      if (a.is_number_unsigned()) sites.push_back(a.get<uint64_t>());
+  }
+  absl::Status st = absl::OkStatus();
+  if (state.ok() && (*state).value("engine", "bpf") == "native" && ModuleLoaded("sie_native")) {
+    // unregister_kprobe is synchronous: once removed, no handler of it runs any more.
+    for (const auto& np : (*state).value("native", json::array())) {
+      int err = 0;
+      auto rm = NativeCommand(
+          NativeRemoveCommand(np.value("symbol", ""), np.value("offset", uint64_t{0})), &err);
+      if (!rm.ok() && err != ENOENT && st.ok()) st = rm;
+    }
+  }
+  if (st.ok()) st = RemovePins(PinDir(n));
   // The instance after the stub: its gate is off already; removing it unregisters the counting
   // probes, which may share an address with a CS probe (a use on a span exit), so before the
   // wait for those addresses to leave the kprobe list.
@@ -1085,7 +1580,10 @@ absl::Status UnloadOne(const std::string& n, double timeout_s) {
         !rm.ok() && err != ENOENT)
       st = rm;
   }
-  if (st.ok()) st = WaitKprobesGone(addrs, std::max(timeout_s, 2.0));
+  if (st.ok()) st = WaitKprobesGone(addrs, std::max(timeout_s, 2.0), keep);
+  // Per-site unregistration: once the probes are gone, the constant's sites and cells leave
+  // sie_kfuncs, so nothing attached there later (a leftover, another tool) can write.
+  if (st.ok()) UnregisterSites(n, sites);
   if (st.ok()) fs::remove(StatePath(n), ec);
   if (!st.ok()) journal["outcome"] = "failed";
   Journal(journal);
@@ -1121,11 +1619,17 @@ absl::Status Unload(const std::string& name_in, bool all, double timeout_s) {
   absl::Status first = absl::OkStatus();
   for (const auto& n : names)
     if (auto st = UnloadOne(n, timeout_s); first.ok() && !st.ok()) first = st;
-  // With nothing loaded any more, forget every registered site and cell (sie_kfuncs has no
-  // per-site removal; stale sites of an unloaded constant are inert: no program calls there).
+  // With nothing loaded any more, forget every registered site and cell (also those of a load
+  // killed before its state file listed them).
   bool any_left = false;
   for (const auto& e : fs::directory_iterator(kPinRoot, ec)) any_left |= e.is_directory();
   if (!any_left && ModuleLoaded("sie_kfuncs")) (void)KfuncsCommand("clear");
+  // Same for sie_native once no constant's state is left (a load killed between registering a
+  // probe and its state... cannot happen: the state lists a probe before it is registered).
+  bool any_state = false;
+  for (const auto& e : fs::directory_iterator(RunDir(), ec))
+    any_state |= e.path().extension() == ".json" && e.path().filename() != "journal.json";
+  if (!any_state && all && ModuleLoaded("sie_native")) (void)NativeCommand("clear");
   return first;
 }
 

@@ -7,6 +7,13 @@
 // /sys/fs/bpf/sie/<name>/ and records /run/sie/<name>.json, so that `sie status` and
 // `sie unload --all` work after the loading process died (even by kill -9). On a loaded
 // constant it only writes the value map. Every change is appended to the journal.
+//
+// Two engines apply the value in the kernel: the BPF stub (every kind, every mode, policies)
+// and sie_native (kprobe pre-handlers writing a fixed value, no BPF per hit: runtime/loader/
+// native.h says what it covers). `--engine auto` picks native only where it is as safe as the
+// stub. Before anything is attached, functions replaced by an enabled livepatch are refused
+// (probes inside them would never fire), and other kprobes at a probe address are reported.
+// The loader owns every fd it opens (perf events, links): none outlives SetConst or Unload.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -37,6 +44,9 @@ struct SetOptions {
   bool optimize = true;    // look for jump-optimized probe offsets among the candidates
   double opt_wait_s = 1.5; // the kernel optimizes probes from delayed work
   std::vector<std::filesystem::path> policy_objects;  // linked over the weak decision hook
+  // "auto": sie_native where it covers every span with equal safety (runtime/loader/native.h),
+  // else BPF; "bpf" or "native" force one (native refuses what it does not cover).
+  std::string engine = "auto";
 };
 
 struct ProbeInfo {
@@ -48,6 +58,11 @@ struct ProbeInfo {
   int cell = -1;     // kMem: the sie_kfuncs cell id
   bool optimized = false;
   std::string kprobe_flags;  // "[OPTIMIZED]", "[FTRACE]", "" (from kprobes/list)
+  // Other kprobes at this address (another tool or constant), from kprobes/list: at `sie set`
+  // those registered before ours; in `sie status` every kprobe there when there are more than
+  // this constant's own (others_count of them are not ours).
+  std::vector<std::string> others;
+  int others_count = 0;
 };
 
 struct SetResult {
@@ -64,7 +79,10 @@ struct SetResult {
   double transition_ms = 0;
   std::string transition_result;
   std::vector<ProbeInfo> probes;
-  std::vector<std::string> notes;   // told to the user (module loaded, candidate moves...)
+  std::vector<std::string> notes;     // told to the user (module loaded, candidate moves...)
+  std::vector<std::string> warnings;  // worth a look (other kprobes at our probe addresses)
+  std::string engine;                 // "bpf" or "native"
+  std::string engine_reason;          // why (sie set -v)
 };
 
 absl::StatusOr<SetResult> SetConst(const SetOptions& opts);
@@ -77,8 +95,9 @@ struct LoadedConst {
   nlohmann::json state;              // /run/sie/<name>.json
   std::vector<SpanCounters> spans;   // summed over CPUs; empty when the pins are gone
   uint64_t transitions = 0, unsafe = 0;
-  bool pins_present = false;
-  std::vector<ProbeInfo> probes;     // with current [OPTIMIZED] state
+  bool pins_present = false;  // bpf: the pins; native: every probe registered
+  std::string engine = "bpf";
+  std::vector<ProbeInfo> probes;  // with current [OPTIMIZED] state
   // Mode 2: sie_consistency's status of the constant's instance (state, result, elapsed_ns,
   // blocking...; kmod/include/sie/consistency.h); empty when there is none.
   std::map<std::string, std::string> global;

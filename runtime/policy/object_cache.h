@@ -49,7 +49,7 @@ std::vector<std::string> ParseDepfile(const std::string& text);
 
 // Where sie-run looks, in order: $SIE_POLICY_CACHE, <consts_dir>/policy-cache (what
 // `sie-run --compile-only` fills next to the constants, readable by the guest), and the
-// runtime's own cache (loader::CacheDir()/policies).
+// runtime's own cache (stubgen::CacheDir()/policies).
 std::vector<std::filesystem::path> PolicyCacheDirs(const std::filesystem::path& consts_dir);
 
 }  // namespace sie::policy

@@ -183,21 +183,6 @@ std::string ExplainCompileErrors(const std::string& diag,
   return absl::StrJoin(out, "\n");
 }
 
-// loader::SetConst hands its links to their pins with bpf_link__disconnect(), which (libbpf 1.1)
-// leaves both the link fd and the perf event fd open in the calling process. `sie set` exits
-// right away; sie-run lives on, and that fd would keep each kprobe registered after `Unload`
-// removed the pins. The pinned link holds its own reference to the event, so closing ours right
-// after SetConst changes nothing else. (Loader fix: close both when disconnecting.)
-void CloseLeakedPerfEventFds() {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc/self/fd", ec)) {
-    std::error_code ec2;
-    fs::path target = fs::read_symlink(e.path(), ec2);
-    if (!ec2 && (target == "anon_inode:[perf_event]" || target == "anon_inode:bpf_link"))
-      close(std::stoi(e.path().filename()));
-  }
-}
-
 }  // namespace
 
 Toolchain Toolchain::FromBuild() {
@@ -600,7 +585,6 @@ absl::Status Session::Start() {
       }
       return WithContext(r.status(), absl::StrCat("attaching ", e.c.name));
     }
-    CloseLeakedPerfEventFds();  // no policy link exists yet: every perf fd is the loader's
     loaded_.push_back(e.c.name);
     t_.link_ms += r->build_ms;
     t_.load_ms += r->load_ms;

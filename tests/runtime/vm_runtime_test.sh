@@ -7,7 +7,10 @@
 # code bytes) leave no kprobe and no pin; kill -9 during a load is cleaned by `unload --all`;
 # per-task mode (1) and global mode (2) never show the "mixed" pair that immediate mode (0)
 # produces; a global transition that cannot finish in time leaves nothing attached (set) or
-# everything loaded (unload).
+# everything loaded (unload). Engines: `sie set` picks sie_native (no BPF per hit) for mode-0
+# fixed-value reg/mem constants and BPF otherwise, says why with -v, and both restore on unload.
+# A livepatched function is refused with nothing left attached; another kprobe at a probe
+# address is reported by `sie set` and `sie status`.
 C=${1:?usage: vm_runtime_test.sh CONSTS_DIR}
 T=/sys/kernel/debug/sie_target
 FAILS=0
@@ -22,8 +25,10 @@ run() { # path input -> result
 nothing_attached() { # context
   n=$(grep -c sie_target /sys/kernel/debug/kprobes/list 2>/dev/null)
   p=$(ls /sys/fs/bpf/sie 2>/dev/null | wc -l)
-  if [ "$n" = 0 ] && [ "$p" = 0 ]; then ok "$1: no kprobe, no pin"; else
-    bad "$1: $n kprobes, $p pin dirs left"; cat /sys/kernel/debug/kprobes/list; ls -R /sys/fs/bpf/sie; fi
+  q=$(cat /sys/kernel/debug/sie_native/control 2>/dev/null | wc -l)
+  if [ "$n" = 0 ] && [ "$p" = 0 ] && [ "$q" = 0 ]; then ok "$1: no kprobe, no pin, no native probe"; else
+    bad "$1: $n kprobes, $p pin dirs, $q native probes left"; cat /sys/kernel/debug/kprobes/list
+    ls -R /sys/fs/bpf/sie; cat /sys/kernel/debug/sie_native/control; fi
 }
 refused() { # context expected-message-fragment cmd...
   ctx=$1; frag=$2; shift 2
@@ -33,6 +38,7 @@ refused() { # context expected-message-fragment cmd...
   else bad "$ctx: rc=$rc out=$out"; fi
   nothing_attached "$ctx"
 }
+refused_keep() { out=$("$@" 2>&1) && bad "$out" || ok "refused while loaded: $(echo "$out" | head -1)"; }
 jget() { # json key (flat numbers)
   sed -n "s/^ *\"$2\": \([-0-9.a-z]*\),*$/\1/p" "$1" | head -1
 }
@@ -60,8 +66,9 @@ check_kind() { # name value path input want_new want_orig
   if sie set $1 $2 --consts $C --json > $W/set.json; then
     lat=$(jget $W/set.json latency_ms); opt=$(jget $W/set.json optimized_probes)
     ap=$(jget $W/set.json apply_probes)
-    echo "     $1=$2: load latency ${lat} ms, ${opt}/${ap} apply probes [OPTIMIZED]"
-    echo "METRIC $1 latency_ms=$lat optimized=$opt apply=$ap"
+    eng=$(sed -n 's/^ *"engine": "\([a-z]*\)",*$/\1/p' $W/set.json)
+    echo "     $1=$2: engine $eng, load latency ${lat} ms, ${opt}/${ap} apply probes [OPTIMIZED]"
+    echo "METRIC $1 engine=$eng latency_ms=$lat optimized=$opt apply=$ap"
   else bad "sie set $1 $2"; fi
   expect_eq "$1=$2 $3($4)" "$(run $3 $4)" "$5"
   sie unload $1 || bad "sie unload $1"
@@ -81,7 +88,6 @@ sie set SIE_TARGET_CALL_ARG 4000000000 --consts $C --json > $W/upd.json || bad "
 expect_eq "update only" "$(jget $W/upd.json updated_only)" "true"
 echo "     value update latency $(jget $W/upd.json latency_ms) ms"
 expect_eq "call_arg(1) with 4000000000" "$(run call_arg 1)" "4000000001"
-refused_keep() { out=$("$@" 2>&1) && bad "$out" || ok "refused while loaded: $(echo "$out" | head -1)"; }
 refused_keep sie set SIE_TARGET_CALL_ARG 5000000000 --consts $C
 expect_eq "value kept after a refusal" "$(run call_arg 1)" "4000000001"
 sie status
@@ -89,8 +95,113 @@ sie status --json | grep -q '"applied": [1-9]' && ok "status shows applied count
 sie unload SIE_TARGET_CALL_ARG
 expect_eq "call_arg restored" "$(run call_arg 100)" "4760"
 
+# --- engines: native by default where it covers every span, BPF otherwise, -v says why ---
+engine_of() { sie status --json | tr -d ' \n' | grep -o "\"engine\":\"[a-z]*\"" | head -1 | cut -d'"' -f4; }
+sie set SIE_TARGET_CALL_ARG 7 -v --consts $C > $W/e.out 2> $W/e.err || bad "set CALL_ARG (auto)"
+grep -q "engine native: sie_native covers every span" $W/e.err && ok "auto picks native for CALL_ARG" ||
+  bad "auto engine for CALL_ARG: $(cat $W/e.err $W/e.out)"
+expect_eq "status engine (CALL_ARG)" "$(engine_of)" "native"
+grep -q "sie_target_call_arg" /sys/kernel/debug/sie_native/control && ok "sie_native lists the probe" ||
+  bad "sie_native control: $(cat /sys/kernel/debug/sie_native/control)"
+[ -e /sys/fs/bpf/sie/SIE_TARGET_CALL_ARG ] && bad "native load left BPF pins" || ok "native load has no BPF pins"
+expect_eq "native call_arg(100) with 7" "$(run call_arg 100)" "107"
+sie set SIE_TARGET_CALL_ARG 9 --consts $C > $W/e.out || bad "native value update"
+grep -q "native probes updated" $W/e.out && ok "native update: $(cat $W/e.out)" || bad "native update: $(cat $W/e.out)"
+expect_eq "native call_arg(100) with 9" "$(run call_arg 100)" "109"
+sie status | sed 's/^/     /'
+sie status --json | tr -d ' \n' | grep -q '"applied":[1-9]' && ok "native status counts applied hits" ||
+  bad "native status counters: $(sie status --json)"
+refused_keep sie set SIE_TARGET_CALL_ARG 9 --engine bpf --consts $C
+sie unload SIE_TARGET_CALL_ARG || bad "native unload"
+expect_eq "native call_arg restored" "$(run call_arg 100)" "4760"
+nothing_attached "native unload"
+sie set SIE_TARGET_CALL_ARG 7 --engine bpf -v --consts $C > $W/e.out 2> $W/e.err || bad "set --engine bpf"
+grep -q "engine bpf: forced by --engine bpf" $W/e.err && ok "--engine bpf forces BPF" || bad "forced bpf: $(cat $W/e.err)"
+[ -e /sys/fs/bpf/sie/SIE_TARGET_CALL_ARG/sie_ctl ] && ok "BPF engine pinned its maps" || bad "no BPF pins"
+expect_eq "bpf call_arg(100) with 7" "$(run call_arg 100)" "107"
+expect_eq "status engine (forced bpf)" "$(engine_of)" "bpf"
+sie unload SIE_TARGET_CALL_ARG || bad "bpf unload"
+expect_eq "bpf call_arg restored" "$(run call_arg 100)" "4760"
+sie set SIE_TARGET_FIELD_INIT 77 -v --consts $C > $W/e.out 2> $W/e.err || bad "set FIELD_INIT (auto)"
+grep -q "engine native" $W/e.err && ok "auto picks native for a mem span" || bad "mem engine: $(cat $W/e.err)"
+expect_eq "native field(1) with 77" "$(run field 1)" "77"
+sie unload SIE_TARGET_FIELD_INIT || bad "unload FIELD_INIT"
+expect_eq "native field restored" "$(run field 1)" "23130"
+sie set SIE_TARGET_LOOP_BOUND 3 -v --consts $C > $W/e.out 2> $W/e.err || bad "set LOOP_BOUND (auto)"
+grep -q "engine bpf: sie_native cannot: span 0 .*kind flags" $W/e.err && ok "flags span falls back: $(grep engine $W/e.err)" ||
+  bad "LOOP_BOUND engine: $(cat $W/e.err)"
+expect_eq "bpf loop(10) with 3" "$(run loop 10)" "33"
+sie unload SIE_TARGET_LOOP_BOUND || bad "unload LOOP_BOUND"
+sie set SIE_TARGET_CALL_ARG 7 --mode 1 -v --consts $C > $W/e.out 2> $W/e.err || bad "set CALL_ARG mode 1"
+grep -q "engine bpf: sie_native cannot: mode 1 needs per-task guards" $W/e.err && ok "mode 1 falls back to BPF" ||
+  bad "mode 1 engine: $(cat $W/e.err)"
+sie unload SIE_TARGET_CALL_ARG || bad "unload CALL_ARG mode 1"
+refused "--engine native on a flags span" "cannot use the native engine" sie set SIE_TARGET_LOOP_BOUND 3 --engine native --consts $C
+refused "unknown engine" "unknown engine" sie set SIE_TARGET_CALL_ARG 7 --engine jit --consts $C
+nothing_attached "after the engines"
+
+# --- another kprobe at a probe address: reported by sie set and sie status ---
+mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+if echo 'p:sie_other sie_target:sie_target_call_arg+14' >> /sys/kernel/tracing/kprobe_events; then
+  sie set SIE_TARGET_CALL_ARG 7 --consts $C > $W/o.out 2> $W/o.err || bad "set next to another kprobe"
+  grep -q "warning: apply probe of span 0 at sie_target_call_arg+0xe: 1 other kprobe" $W/o.err &&
+    ok "sie set warns: $(grep warning $W/o.err)" || bad "no warning: $(cat $W/o.err)"
+  sie status > $W/o.st
+  grep -q "warning: 1 other kprobe(s) at this address" $W/o.st && ok "sie status lists the other kprobe" ||
+    bad "status: $(cat $W/o.st)"
+  expect_eq "value applied next to another kprobe" "$(run call_arg 100)" "107"
+  sie unload SIE_TARGET_CALL_ARG || bad "unload next to another kprobe"
+  echo '-:sie_other' >> /sys/kernel/tracing/kprobe_events || bad "remove the trace kprobe"
+else bad "cannot add a trace kprobe at sie_target_call_arg+14"; fi
+nothing_attached "other kprobe"
+
+# --- a livepatched function: refused, nothing attached (kmod/sie_lp_target) ---
+K=$(dirname "$(command -v sie)")/../kmod
+LP=/sys/kernel/livepatch/sie_lp_target
+lp_settle() { i=0; while [ -e $LP/transition ] && [ "$(cat $LP/transition)" = 1 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done; }
+if insmod $K/sie_lp_target.ko; then
+  lp_settle
+  expect_eq "livepatched call_arg(100)" "$(run call_arg 100)" "1000100"
+  refused "livepatched function" "replaced by livepatch 'sie_lp_target' (enabled)" sie set SIE_TARGET_CALL_ARG 7 --consts $C
+  refused "livepatched function (bpf)" "replaced by livepatch" sie set SIE_TARGET_CALL_ARG 7 --engine bpf --consts $C
+  sie status | grep -q SIE_TARGET_CALL_ARG && bad "state left after the livepatch refusal" || ok "no state left"
+  echo 0 > $LP/enabled
+  i=0; while [ -e $LP ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+  [ -e $LP ] && bad "livepatch did not disable" || ok "livepatch disabled"
+  rmmod sie_lp_target || bad "rmmod sie_lp_target"
+  expect_eq "call_arg after the livepatch" "$(run call_arg 100)" "4760"
+  sie set SIE_TARGET_CALL_ARG 7 --consts $C > /dev/null || bad "set after the livepatch"
+  expect_eq "call_arg with 7 after the livepatch" "$(run call_arg 100)" "107"
+  sie unload SIE_TARGET_CALL_ARG || bad "unload after the livepatch"
+else bad "insmod sie_lp_target (CONFIG_LIVEPATCH)"; fi
+nothing_attached "livepatch"
+
+# --- jump optimization: SIE_TARGET_OPT_ADD's first probe place (+0xe) is a short jmp in its 5-byte
+# window, which optprobes refuse; the next candidate (+0x10) can be optimized. Both engines move
+# the probe there while inert (same program, no recompilation); --no-optimize stays put ---
+expect_eq "opt(1) original" "$(run opt 1)" "1922"
+for eng in bpf native; do
+  sie set SIE_TARGET_OPT_ADD 7 --engine $eng --consts $C --json > $W/opt.json 2>&1 || bad "set OPT_ADD ($eng)"
+  expect_eq "$eng: jump-optimized apply probes" "$(jget $W/opt.json optimized_probes)" "1"
+  grep -q "probe moved to sie_target_opt+0x10 (jump-optimized)" $W/opt.json &&
+    ok "$eng: probe moved from +0xe to +0x10 (jump-optimized)" || bad "$eng: no move: $(cat $W/opt.json)"
+  grep "sie_target_opt+0x10" /sys/kernel/debug/kprobes/list | grep -q OPTIMIZED &&
+    ok "$eng: kprobes/list shows +0x10 [OPTIMIZED]" || bad "$eng: $(cat /sys/kernel/debug/kprobes/list)"
+  grep -q "sie_target_opt+0xe " /sys/kernel/debug/kprobes/list && bad "$eng: +0xe still probed" || ok "$eng: +0xe released"
+  expect_eq "$eng: opt(1) with 7" "$(run opt 1)" "18"
+  sie status | grep -q "sie_target_opt+0x10 .*\[OPTIMIZED\]" && ok "$eng: status shows the moved probe" ||
+    bad "$eng status: $(sie status)"
+  sie unload SIE_TARGET_OPT_ADD || bad "unload OPT_ADD ($eng)"
+  expect_eq "$eng: opt(1) restored" "$(run opt 1)" "1922"
+done
+sie set SIE_TARGET_OPT_ADD 7 --no-optimize --consts $C --json > $W/opt.json 2>&1 || bad "set OPT_ADD --no-optimize"
+expect_eq "--no-optimize: jump-optimized apply probes" "$(jget $W/opt.json optimized_probes)" "0"
+expect_eq "--no-optimize: opt(1) with 7" "$(run opt 1)" "18"
+sie unload SIE_TARGET_OPT_ADD || bad "unload OPT_ADD --no-optimize"
+nothing_attached "jump optimization"
+
 # --- kill -9 during a load ---
-sie set SIE_TARGET_BATCH 100 --consts $C > $W/killed.out 2>&1 &
+sie set SIE_TARGET_BATCH 100 --engine bpf --consts $C > $W/killed.out 2>&1 &
 pid=$!
 i=0
 while [ ! -e /sys/fs/bpf/sie/SIE_TARGET_BATCH/link_apply_0 ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done

@@ -33,6 +33,8 @@
  *                                              probe ADDR (also registers ADDR as a site);
  *                                              BASE/INDEX are SIE_REG_* numbers or
  *                                              SIE_REG_NONE, SCALE 1/2/4/8, WIDTH 1/2/4/8
+ *   unsite ADDR                                forget site ADDR and the cells bound to it
+ *                                              (-ENOENT when ADDR is not a site)
  *   clear                                      forget all sites and cells
  * Reading the file lists the sites and cells. ADDR is the absolute probe address (from
  * /proc/kallsyms: symbol address + offset), the same address given to the kprobe.

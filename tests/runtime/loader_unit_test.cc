@@ -1,0 +1,168 @@
+// Host unit tests of the loader's kernel-file parsing and engine choice, on saved samples
+// (fixtures/kernel_samples) and the sie_target fixtures: the kprobe list (other kprobes at our
+// addresses), /sys/kernel/livepatch (refusing livepatched functions), sie_native's listing and
+// which constants the native engine may take.
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+#include "runtime/base/files.h"
+#include "runtime/loader/kernel.h"
+#include "runtime/loader/native.h"
+#include "synth/stubgen/const_reader.h"
+
+namespace sie {
+namespace {
+namespace fs = std::filesystem;
+
+const fs::path kSamples = fs::path(SIE_SOURCE_DIR) / "tests/runtime/fixtures/kernel_samples";
+const fs::path kConsts = fs::path(SIE_SOURCE_DIR) / "tests/runtime/fixtures/sie_target";
+
+TEST(KprobeList, ParsesTypesFlagsAndSharedAddresses) {
+  auto text = ReadFile(kSamples / "kprobes_list.txt");
+  ASSERT_TRUE(text.ok());
+  auto l = loader::ParseKprobeList(*text);
+  ASSERT_EQ(l.size(), 5u);
+  EXPECT_EQ(l[0].addr, 0xffffffffc056600eull);
+  EXPECT_EQ(l[0].type, "k");
+  EXPECT_EQ(l[0].where, "sie_target_call_arg+0xe [sie_target]");
+  EXPECT_TRUE(l[0].optimized);
+  EXPECT_FALSE(l[0].disabled);
+  // Two probes at one address are two entries: the second is someone else's, disabled.
+  EXPECT_EQ(l[1].addr, l[0].addr);
+  EXPECT_TRUE(l[1].disabled);
+  EXPECT_FALSE(l[2].optimized);
+  EXPECT_EQ(l[3].type, "r");
+  EXPECT_TRUE(l[3].ftrace);
+  EXPECT_EQ(l[3].where, "do_sys_openat2+0x4");
+  EXPECT_TRUE(l[4].disabled && l[4].ftrace);
+  EXPECT_TRUE(loader::ParseKprobeList("garbage\n\nzz k x\n").empty());
+}
+
+// Recreates the saved /sys/kernel/livepatch tree under a temp dir.
+fs::path LivepatchTree() {
+  fs::path root = fs::temp_directory_path() / ("sie-lp-" + std::to_string(getpid()));
+  fs::remove_all(root);
+  auto text = ReadFile(kSamples / "livepatch.txt");
+  EXPECT_TRUE(text.ok());
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> kv = absl::StrSplit(line, " = ");
+    fs::path p = root / kv[0];
+    if (kv.size() == 1) {
+      fs::create_directories(p);
+      continue;
+    }
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << kv[1] << "\n";
+  }
+  return root;
+}
+
+TEST(Livepatch, ListsEveryPatchedFunctionWithItsPatchState) {
+  const fs::path root = LivepatchTree();
+  auto lps = loader::ReadLivepatches(root);
+  ASSERT_TRUE(lps.ok()) << lps.status();
+  ASSERT_EQ(lps->size(), 3u);
+  // Sorted by patch, object, function.
+  EXPECT_EQ((*lps)[0].patch, "livepatch_sample");
+  EXPECT_EQ((*lps)[0].object, "vmlinux");
+  EXPECT_EQ((*lps)[0].function, "cmdline_proc_show");
+  EXPECT_EQ((*lps)[0].sympos, 1);
+  EXPECT_FALSE((*lps)[0].enabled);
+  EXPECT_TRUE((*lps)[0].transition);
+  EXPECT_EQ((*lps)[1].function, "meminfo_proc_show");
+  EXPECT_EQ((*lps)[1].sympos, 2);
+  EXPECT_EQ((*lps)[2].patch, "sie_lp_target");
+  EXPECT_EQ((*lps)[2].object, "sie_target");
+  EXPECT_EQ((*lps)[2].function, "sie_target_call_arg");
+  EXPECT_TRUE((*lps)[2].enabled);
+  EXPECT_FALSE((*lps)[2].transition);
+  fs::remove_all(root);
+}
+
+TEST(Livepatch, NoLivepatchDirectoryMeansNothingPatched) {
+  auto lps = loader::ReadLivepatches("/nonexistent/sie/livepatch");
+  ASSERT_TRUE(lps.ok());
+  EXPECT_TRUE(lps->empty());
+}
+
+TEST(NativeEngine, CoversFixedRegAndMemSpansInModeZeroOnly) {
+  auto c = [](const char* id) {
+    auto r = stubgen::ReadConstFile(kConsts / id / "const.json");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return *r;
+  };
+  // 102 CALL_ARG (reg, V) and 103 FIELD_INIT (mem, base + disp): native in mode 0.
+  EXPECT_EQ(loader::NativeUnsupported(c("102"), 0, false), "");
+  EXPECT_EQ(loader::NativeUnsupported(c("103"), 0, false), "");
+  // Not in mode 1/2, not with a policy.
+  EXPECT_NE(loader::NativeUnsupported(c("102"), 1, false).find("per-task guards"),
+            std::string::npos);
+  EXPECT_NE(loader::NativeUnsupported(c("102"), 2, false).find("sie_consistency"),
+            std::string::npos);
+  EXPECT_NE(loader::NativeUnsupported(c("102"), 0, true).find("policy"), std::string::npos);
+  // flags (101 LOOP_BOUND) and recompute (105 SCALE, 106 DIVISOR) read the input per hit.
+  EXPECT_NE(loader::NativeUnsupported(c("101"), 0, false).find("kind flags"), std::string::npos);
+  EXPECT_NE(loader::NativeUnsupported(c("105"), 0, false).find("kind recompute"),
+            std::string::npos);
+  // A reg span whose formula reads X is not a fixed value.
+  auto x = c("102");
+  x.spans[0].formula = "X + V";
+  EXPECT_NE(loader::NativeUnsupported(x, 0, false).find("reads the instruction's input"),
+            std::string::npos);
+  // A mem cell with an index register, or RIP-relative, is not expressible natively.
+  auto m = c("103");
+  m.spans[0].target_mem->index = "cx";
+  EXPECT_NE(loader::NativeUnsupported(m, 0, false).find("index"), std::string::npos);
+  m.spans[0].target_mem->index = "";
+  m.spans[0].target_mem->base = "ip";
+  EXPECT_NE(loader::NativeUnsupported(m, 0, false).find("base register"), std::string::npos);
+}
+
+TEST(NativeEngine, CommandsUseTheModuleQualifiedSymbolAndEvaluatedFormula) {
+  auto c = stubgen::ReadConstFile(kConsts / "103" / "const.json");
+  ASSERT_TRUE(c.ok());
+  auto np = loader::NativeProbes(*c, "sie_target");
+  ASSERT_TRUE(np.ok()) << np.status();
+  ASSERT_EQ(np->size(), 1u);
+  const auto& s = c->spans[0];
+  EXPECT_EQ((*np)[0].symbol, "sie_target:" + s.function);
+  EXPECT_EQ(
+      loader::NativeAddCommand((*np)[0], 0x3039),
+      absl::StrCat("probe sie_target:", s.function, " 0x", absl::Hex(s.probe_offset), " mem-cell ",
+                   s.target_mem->base, " ", s.target_mem->disp, " ", s.width, " 0x3039"));
+  EXPECT_EQ(
+      loader::NativeValueCommand((*np)[0], 7),
+      absl::StrCat("value sie_target:", s.function, " 0x", absl::Hex(s.probe_offset), " 0x7"));
+  auto vm = loader::NativeProbes(*c, "vmlinux");
+  ASSERT_TRUE(vm.ok());
+  EXPECT_EQ((*vm)[0].symbol, s.function);
+  // The value is the span's formula at V, evaluated once.
+  synth::CriticalSpan f = s;
+  f.formula = "(V << 3) + 1";
+  EXPECT_EQ(*loader::NativeValue(f, 5), 41u);
+  f.formula = "100 / V";
+  EXPECT_FALSE(loader::NativeValue(f, 0).ok());
+}
+
+TEST(NativeEngine, ParsesTheModuleListing) {
+  auto m = loader::ParseNativeListing(
+      "sie_target:sie_target_call_arg+0xe reg-set si 4 0x7 hits=12 faults=0\n"
+      "sie_target:sie_target_init_req+0xf mem-cell di 8 4 0x3039 hits=3 faults=1\n"
+      "bogus line\n");
+  ASSERT_EQ(m.size(), 2u);
+  const auto& a = m.at(loader::NativeKey("sie_target:sie_target_call_arg", 0xe));
+  EXPECT_EQ(a.value, 7u);
+  EXPECT_EQ(a.hits, 12u);
+  EXPECT_EQ(a.faults, 0u);
+  const auto& b = m.at("sie_target:sie_target_init_req+0xf");
+  EXPECT_EQ(b.value, 0x3039u);
+  EXPECT_EQ(b.hits, 3u);
+  EXPECT_EQ(b.faults, 1u);
+}
+
+}  // namespace
+}  // namespace sie

@@ -339,19 +339,8 @@ static int sie_control_show(struct seq_file *m, void *v)
 	return 0;
 }
 
-static int sie_control_open(struct inode *inode, struct file *file)
-{
-	return single_open(file, sie_control_show, NULL);
-}
-
-static const struct file_operations sie_control_fops = {
-	.owner = THIS_MODULE,
-	.open = sie_control_open,
-	.read = seq_read,
-	.llseek = seq_lseek,
-	.release = single_release,
-	.write = sie_control_write,
-};
+/* The control file: reading lists the table, writing one command changes it. */
+DEFINE_SHOW_STORE_ATTRIBUTE(sie_control);
 
 static struct dentry *sie_kfuncs_dir;
 

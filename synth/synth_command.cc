@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -412,10 +413,18 @@ int Run(const Options& o) {
       j["failed"].push_back(
           {{"name", name}, {"id", ids->ids.at(name)}, {"error", std::string(st.message())}});
     for (const auto& c : consts) {
+      // Every artifact written for the constant (const.json, stub source and header, object,
+      // skeleton, C++ view), sorted so the output is deterministic.
+      std::vector<std::string> files;
+      std::error_code ec;
+      for (const auto& f : std::filesystem::directory_iterator(out_dir / absl::StrCat(c.id), ec))
+        if (f.is_regular_file()) files.push_back(f.path().string());
+      std::sort(files.begin(), files.end());
       j["constants"].push_back(
           {{"id", c.id},
            {"name", c.name},
            {"const_json", (out_dir / absl::StrCat(c.id) / "const.json").string()},
+           {"files", files},
            {"objects", objects_of[c.name]},
            {"spans", c.spans.size()},
            {"safe_spans", c.safe_spans.size()},

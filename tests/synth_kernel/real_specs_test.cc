@@ -16,9 +16,11 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "synth/analysis/formula.h"
 
 namespace {
@@ -135,6 +137,16 @@ void CheckSpec(const std::string& spec, const std::string& shipped) {
   for (const auto& c : sum["constants"]) {
     std::string name = c["name"];
     SCOPED_TRACE(name);
+    // --json lists every artifact of the constant, and each is there: the runtime loads the
+    // compiled stub, a C++ loader includes the skeleton and its typed view.
+    std::set<std::string> kinds;
+    for (const auto& f : c["files"]) {
+      const std::string p = f;
+      EXPECT_TRUE(fs::exists(p)) << p;
+      for (const char* k : {"const.json", "stub.bpf.c", ".skel.h", ".hpp", ".bpf.o"})
+        if (absl::EndsWith(p, k)) kinds.insert(k);
+    }
+    EXPECT_EQ(kinds.size(), 5u) << c["files"].dump();
     std::ifstream in(c["const_json"].get<std::string>());
     Json cj = Json::parse(in, nullptr, false);
     ASSERT_FALSE(cj.is_discarded());

@@ -15,8 +15,8 @@
 #include "runtime/base/diag.h"
 #include "runtime/cli/commands.h"
 #include "runtime/loader/loader.h"
-#include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/const_reader.h"
+#include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/stubgen.h"
 
 namespace sie::cli {
@@ -30,8 +30,9 @@ std::string DefaultConsts() {
   return d && *d ? d : "/etc/sie/consts";
 }
 
-const char* kConstsHelp = "directory written by 'sie synth --out' (default $SIE_CONSTS, else "
-                          "/etc/sie/consts)";
+const char* kConstsHelp =
+    "directory written by 'sie synth --out' (default $SIE_CONSTS, else "
+    "/etc/sie/consts)";
 
 std::string Flags(const loader::ProbeInfo& p) {
   return p.kprobe_flags.empty() ? "[int3]" : p.kprobe_flags;
@@ -56,7 +57,8 @@ int SetCommand(const std::vector<std::string>& args) {
   p.Positionals("const value", &pos, 2, 2);
   p.String("--consts", "DIR", &consts, kConstsHelp);
   p.String("--mode", "M", &mode_s, "consistency mode: 0, 1 or 2 (default 0)");
-  p.String("--timeout", "S", &timeout_s, "mode 2: limit of the global transition, seconds (default 5)");
+  p.String("--timeout", "S", &timeout_s,
+           "mode 2: limit of the global transition, seconds (default 5)");
   p.StringList("--policy", "OBJ", &policies,
                "BPF object defining sie_decide_<name>, linked over the default decision");
   p.Flag("--no-optimize", &no_opt,
@@ -123,11 +125,12 @@ int SetCommand(const std::vector<std::string>& args) {
                  r->engine_reason.empty() ? "" : ": ", r->engine_reason.c_str());
   if (r->updated_only) {
     if (r->mode == 2 && !r->transition_result.empty())
-      std::printf("%s: %s -> %lld (global transitions back and forth, %.1f ms; the last took "
-                  "%.1f ms in the kernel, %s)\n",
-                  r->name.c_str(), r->old_value ? absl::StrCat(*r->old_value).c_str() : "?",
-                  static_cast<long long>(r->value), r->latency_ms, r->transition_ms,
-                  r->transition_result.c_str());
+      std::printf(
+          "%s: %s -> %lld (global transitions back and forth, %.1f ms; the last took "
+          "%.1f ms in the kernel, %s)\n",
+          r->name.c_str(), r->old_value ? absl::StrCat(*r->old_value).c_str() : "?",
+          static_cast<long long>(r->value), r->latency_ms, r->transition_ms,
+          r->transition_result.c_str());
     else
       std::printf("%s: %s -> %lld (%s updated in %.1f ms)\n", r->name.c_str(),
                   r->old_value ? absl::StrCat(*r->old_value).c_str() : "?",
@@ -179,8 +182,12 @@ int StatusCommand(const std::vector<std::string>& args) {
       j["probes"] = probes;
       json spans = json::array();
       for (const auto& c : lc.spans)
-        spans.push_back({{"hits", c.hits}, {"applied", c.applied}, {"rejected", c.rejected},
-                         {"failed", c.failed}, {"gated", c.gated}, {"nosave", c.nosave}});
+        spans.push_back({{"hits", c.hits},
+                         {"applied", c.applied},
+                         {"rejected", c.rejected},
+                         {"failed", c.failed},
+                         {"gated", c.gated},
+                         {"nosave", c.nosave}});
       j["spans"] = spans;
       if (!lc.global.empty()) j["global"] = lc.global;
       a.push_back(j);
@@ -229,11 +236,11 @@ int StatusCommand(const std::vector<std::string>& args) {
       } else {
         uint64_t ns = 0;
         (void)absl::SimpleAtoi(g("elapsed_ns"), &ns);
-        std::printf("  global: state %s, last %s transition %s in %.1f ms (%s scan(s), %s "
-                    "frame(s) found), blocking %s, %s span(s)\n",
-                    g("state").c_str(), g("direction").c_str(), g("result").c_str(), ns / 1e6,
-                    g("scans").c_str(), g("frames").c_str(), g("blocking").c_str(),
-                    g("spans").c_str());
+        std::printf(
+            "  global: state %s, last %s transition %s in %.1f ms (%s scan(s), %s "
+            "frame(s) found), blocking %s, %s span(s)\n",
+            g("state").c_str(), g("direction").c_str(), g("result").c_str(), ns / 1e6,
+            g("scans").c_str(), g("frames").c_str(), g("blocking").c_str(), g("spans").c_str());
       }
     }
   }
@@ -255,8 +262,8 @@ int UnloadCommand(const std::vector<std::string>& args) {
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie unload", s);
   if (p.help_requested()) return 0;
   if (all == !pos.empty())
-    return ReportError("sie unload", InvalidWithHint("name one constant, or give --all",
-                                                     "see 'sie status'"));
+    return ReportError("sie unload",
+                       InvalidWithHint("name one constant, or give --all", "see 'sie status'"));
   double timeout = 5;
   if (!absl::SimpleAtod(timeout_s, &timeout))
     return ReportError("sie unload", InvalidWithHint("--timeout takes seconds", ""));
@@ -268,13 +275,15 @@ int UnloadCommand(const std::vector<std::string>& args) {
 int ConstsCommand(const std::vector<std::string>& args) {
   std::string consts = DefaultConsts();
   bool as_json = false, build = false;
-  ArgParser p("sie consts [--consts DIR] [--json] [--build]",
-              "Lists the synthesized constants of a directory: id, name, range, spans per kind.\n"
-              "--build writes each constant's stub (stub.bpf.c, <name>.h) and compiles it next\n"
-              "to const.json, so 'sie set' needs no compiler.");
+  ArgParser p(
+      "sie consts [--consts DIR] [--json] [--build]",
+      "Lists the synthesized constants of a directory: id, name, range, spans per kind.\n"
+      "--build writes each constant's artifacts next to const.json, as sie synth does: the\n"
+      "stub (stub.bpf.c, <name>.h), its object (so 'sie set' needs no compiler), the\n"
+      "libbpf skeleton <name>.skel.h and the typed C++ view <name>.hpp.");
   p.String("--consts", "DIR", &consts, kConstsHelp);
   p.Flag("--json", &as_json, "machine-readable output");
-  p.Flag("--build", &build, "generate and compile the stubs into DIR");
+  p.Flag("--build", &build, "write and compile each constant's stub artifacts into DIR");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie consts", s);
   if (p.help_requested()) return 0;
   auto list = stubgen::ListConsts(consts);
@@ -282,20 +291,28 @@ int ConstsCommand(const std::vector<std::string>& args) {
   json a = json::array();
   for (const auto& e : *list) {
     std::map<std::string, int> kinds;
-    for (const auto& s : e.c.spans) kinds[s.kind == synth::SpanKind::kReg     ? "reg"
-                  : s.kind == synth::SpanKind::kMem   ? "mem"
-                  : s.kind == synth::SpanKind::kFlags ? "flags"
-                                                      : "recompute"]++;
-    if (build) {
-      if (auto st = stubgen::WriteStub(e.path.parent_path(), e.c); !st.ok())
-        return ReportError("sie consts", st);
-      auto so = stubgen::BuildStub(e, /*into_const_dir=*/true);
-      if (!so.ok()) return ReportError("sie consts", so.status());
+    for (const auto& s : e.c.spans)
+      kinds[s.kind == synth::SpanKind::kReg     ? "reg"
+            : s.kind == synth::SpanKind::kMem   ? "mem"
+            : s.kind == synth::SpanKind::kFlags ? "flags"
+                                                : "recompute"]++;
+    if (build) {  // the same artifacts as `sie synth` writes
+      stubgen::ArtifactOptions ao;
+      ao.progress = [](const std::string& line) {
+        std::fprintf(stderr, "sie consts: %s\n", line.c_str());
+      };
+      if (auto a = stubgen::WriteArtifacts(e, ao); !a.ok())
+        return ReportError("sie consts", a.status());
     }
-    a.push_back({{"id", e.c.id}, {"name", e.c.name}, {"description", e.c.description},
-                 {"range", {e.c.range_min, e.c.range_max}}, {"values", e.c.values},
-                 {"binary", e.c.target.binary}, {"kernel_release", e.c.target.kernel_release},
-                 {"spans", kinds}, {"safe_spans", e.c.safe_spans.size()},
+    a.push_back({{"id", e.c.id},
+                 {"name", e.c.name},
+                 {"description", e.c.description},
+                 {"range", {e.c.range_min, e.c.range_max}},
+                 {"values", e.c.values},
+                 {"binary", e.c.target.binary},
+                 {"kernel_release", e.c.target.kernel_release},
+                 {"spans", kinds},
+                 {"safe_spans", e.c.safe_spans.size()},
                  {"path", e.path.string()}});
   }
   if (as_json) {
@@ -305,7 +322,8 @@ int ConstsCommand(const std::vector<std::string>& args) {
   std::printf("%-4s %-28s %-22s %-12s %s\n", "ID", "NAME", "RANGE", "BINARY", "SPANS");
   for (const auto& j : a) {
     std::string spans;
-    for (auto& [k, v] : j["spans"].items()) absl::StrAppend(&spans, spans.empty() ? "" : " ", k, "=", v.dump());
+    for (auto& [k, v] : j["spans"].items())
+      absl::StrAppend(&spans, spans.empty() ? "" : " ", k, "=", v.dump());
     std::printf("%-4d %-28s %-22s %-12s %s\n", j["id"].get<int>(),
                 j["name"].get<std::string>().c_str(),
                 absl::StrCat("[", j["range"][0].dump(), ", ", j["range"][1].dump(), "]").c_str(),
@@ -316,9 +334,10 @@ int ConstsCommand(const std::vector<std::string>& args) {
 
 int LogCommand(const std::vector<std::string>& args) {
   bool as_json = false;
-  ArgParser p("sie log [--json]",
-              "Shows the journal of changes: constant, old/new value, mode, who, when, outcome\n"
-              "(/var/log/sie/journal.jsonl, or /run/sie/journal.jsonl where /var/log is read-only).");
+  ArgParser p(
+      "sie log [--json]",
+      "Shows the journal of changes: constant, old/new value, mode, who, when, outcome\n"
+      "(/var/log/sie/journal.jsonl, or /run/sie/journal.jsonl where /var/log is read-only).");
   p.Flag("--json", &as_json, "one JSON object per line, as stored");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie log", s);
   if (p.help_requested()) return 0;
@@ -333,12 +352,11 @@ int LogCommand(const std::vector<std::string>& args) {
     char when[32];
     strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
     auto v = [&](const char* k) { return e.contains(k) ? e[k].dump() : std::string("-"); };
-    std::printf("%s  %-24s %s -> %s  mode %s  %-8s pid %s user %s%s\n", when,
-                e.value("const", "?").c_str(), v("old_value").c_str(), v("new_value").c_str(),
-                v("mode").c_str(), e.value("outcome", "?").c_str(), v("pid").c_str(),
-                e.value("user", "?").c_str(),
-                e.contains("error") ? absl::StrCat("  (", e["error"].get<std::string>(), ")").c_str()
-                                    : "");
+    std::printf(
+        "%s  %-24s %s -> %s  mode %s  %-8s pid %s user %s%s\n", when, e.value("const", "?").c_str(),
+        v("old_value").c_str(), v("new_value").c_str(), v("mode").c_str(),
+        e.value("outcome", "?").c_str(), v("pid").c_str(), e.value("user", "?").c_str(),
+        e.contains("error") ? absl::StrCat("  (", e["error"].get<std::string>(), ")").c_str() : "");
   }
   return 0;
 }

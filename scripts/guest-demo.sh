@@ -32,6 +32,19 @@ div 100
 grep -c sie_target /sys/kernel/debug/kprobes/list || true
 sie log
 
+step "a constant of the running vmlinux: SHRINK_BATCH (mm/shrinker.c, compiled in as 128)"
+# sie_shrink_observer is a shrinker with no batch of its own: do_shrink_slab() scans it in
+# batches of SHRINK_BATCH, and it records the largest one it is asked for.
+obs=/sys/kernel/debug/sie_shrink_observer
+batch() { echo 100000 > $obs/objects; echo 2 > /proc/sys/vm/drop_caches; echo "  the kernel scans a shrinker $(cat $obs/max_scan) objects at a time"; }
+insmod "$here/build/kmod/sie_shrink_observer.ko"
+batch
+sie set SHRINK_BATCH 300 --consts "$demo/shrink"
+batch
+sie unload SHRINK_BATCH
+batch
+rmmod sie_shrink_observer
+
 step "the RTT-aware CUBIC policy on the real kernel's HyStart constants (sie-run)"
 # A 150 ms, 5 mbit path (netem, the testbed of tests/policy/vm_cubic_test.sh). HyStart (shipped:
 # HYSTART_DELAY_SHIFT 3, HYSTART_DELAY_MAX 16 ms) ends slow start after 16 ms of queueing; the

@@ -819,6 +819,20 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
           absl::StrCat(c.name, " was left half-loaded by process ", (*old).value("pid", 0)),
           absl::StrCat("remove it first: sie unload ", c.name)));
     const std::string loaded_engine = (*old).value("engine", "bpf");
+    // The value changed in place: record it, journal it, report the probes as they are.
+    auto updated = [&](const char* engine) {
+      (*old)["value"] = opts.value;
+      (void)WriteState(c.name, *old);
+      for (const auto& p : (*old)["probes"]) res.probes.push_back(ProbeFromJson(p));
+      res.updated_only = true;
+      res.engine = engine;
+      res.latency_ms = MsSince(t0);
+      journal["old_value"] = *res.old_value;
+      journal["engine"] = engine;
+      journal["outcome"] = "updated";
+      Journal(journal);
+      return res;
+    };
     if (opts.engine != "auto" && opts.engine != loaded_engine)
       return fail(
           FailedWithHint(absl::StrCat(c.name, " is loaded with the ", loaded_engine, " engine"),
@@ -851,17 +865,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
           for (size_t j = 0; j < i; ++j) (void)NativeCommand(NativeValueCommand((*np)[j], olds[j]));
           return fail(st);
         }
-      (*old)["value"] = opts.value;
-      (void)WriteState(c.name, *old);
-      for (const auto& p : (*old)["probes"]) res.probes.push_back(ProbeFromJson(p));
-      res.updated_only = true;
-      res.engine = "native";
-      res.latency_ms = MsSince(t0);
-      journal["old_value"] = *res.old_value;
-      journal["engine"] = "native";
-      journal["outcome"] = "updated";
-      Journal(journal);
-      return res;
+      return updated("native");
     }
     if ((*old).value("mode", 0) != opts.mode)
       return fail(FailedWithHint(absl::StrCat(c.name, " is loaded in mode ",
@@ -904,16 +908,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
                !st.ok()) {
       return fail(st);
     }
-    (*old)["value"] = opts.value;
-    (void)WriteState(c.name, *old);
-    for (const auto& p : (*old)["probes"]) res.probes.push_back(ProbeFromJson(p));
-    res.updated_only = true;
-    res.engine = "bpf";
-    res.latency_ms = MsSince(t0);
-    journal["old_value"] = *res.old_value;
-    journal["outcome"] = "updated";
-    Journal(journal);
-    return res;
+    return updated("bpf");
   }
   if (!c.values.empty()) res.old_value = c.values[0];
   if (res.old_value) journal["old_value"] = *res.old_value;

@@ -63,9 +63,6 @@
 namespace sie {
 namespace {
 
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-
 using guest::kKfuncsControl;
 using guest::kKprobeList;
 using guest::kOptimization;

@@ -40,7 +40,6 @@
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
 #include "sie/kfuncs.h"
 #include "sie_consistency_test.skel.h"
 #include "sie_target_consts.h"
@@ -52,7 +51,6 @@
 namespace sie {
 namespace {
 
-namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 using guest::kKfuncsControl;

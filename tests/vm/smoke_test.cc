@@ -37,7 +37,6 @@
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
 #include "sie/kfuncs.h"
 #include "sie_smoke.skel.h"
 #include "sie_target_consts.h"
@@ -49,7 +48,6 @@
 namespace sie {
 namespace {
 
-namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 using guest::kKfuncsControl;

@@ -22,10 +22,7 @@
 //
 // Extra flag: --sie_markdown=PATH writes the result table (markdown) to PATH.
 #include <benchmark/benchmark.h>
-#include <capstone/capstone.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -58,19 +55,21 @@
 #include "sie/kfuncs.h"
 #include "sie_bench_probe.skel.h"
 #include "sie_target_consts.h"
+#include "tests/support/guest_code.h"
+#include "tests/support/guest_files.h"
 #include "tests/support/guest_modules.h"
+#include "tests/support/status_macros.h"
 
 namespace sie {
 namespace {
 
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-
-constexpr char kTargetDir[] = "/sys/kernel/debug/sie_target";
-constexpr char kKfuncsControl[] = "/sys/kernel/debug/sie_kfuncs/control";
+using guest::kKfuncsControl;
+using guest::kKprobeList;
+using guest::kOptimization;
+using guest::ReadU64;
+using guest::TargetFile;
+using guest::WriteOnce;
 constexpr char kNativeControl[] = "/sys/kernel/debug/sie_native/control";
-constexpr char kKprobeList[] = "/sys/kernel/debug/kprobes/list";
-constexpr char kOptimization[] = "/proc/sys/debug/kprobes-optimization";
 
 static_assert(SIE_TARGET_DIVISOR == 10, "the magic numbers below are for /10 -> /20, /40");
 constexpr char kDivFunc[] = "sie_target_div";
@@ -81,40 +80,9 @@ constexpr uint64_t kBenchInput = 123456789;
 // write(2), so the syscall's cost and noise are spread over many hits.
 constexpr uint64_t kRepeat = 1000;
 
-#define RETURN_IF_ERROR(expr)                             \
-  do {                                                    \
-    if (absl::Status _st = (expr); !_st.ok()) return _st; \
-  } while (0)
-
-#define ASSIGN_OR_RETURN(lhs, expr)             \
-  auto lhs##_or = (expr);                       \
-  if (!lhs##_or.ok()) return lhs##_or.status(); \
-  auto lhs = std::move(*lhs##_or)
-
 absl::Status Check(bool ok, absl::string_view what) {
   return ok ? absl::OkStatus() : absl::InternalError(what);
 }
-
-// ---- files (debugfs wants one write(2) per command) ----
-
-absl::Status WriteOnce(const std::string& path, absl::string_view data) {
-  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("open ", path));
-  ssize_t n = write(fd.get(), data.data(), data.size());
-  if (n < 0) return absl::ErrnoToStatus(errno, absl::StrCat("write '", data, "' to ", path));
-  if (static_cast<size_t>(n) != data.size()) return absl::InternalError("short write " + path);
-  return absl::OkStatus();
-}
-
-absl::StatusOr<uint64_t> ReadU64(const std::string& path) {
-  ASSIGN_OR_RETURN(s, ReadFile(path));
-  uint64_t v;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(s), &v))
-    return absl::InternalError(absl::StrCat(path, ": not a number: ", s));
-  return v;
-}
-
-std::string TargetFile(absl::string_view name) { return absl::StrCat(kTargetDir, "/", name); }
 
 absl::StatusOr<uint64_t> RunPath(absl::string_view path, uint64_t x) {
   RETURN_IF_ERROR(WriteOnce(TargetFile(path), absl::StrCat(x)));
@@ -127,99 +95,15 @@ using guest::KmodDir;
 using guest::LoadModule;
 using guest::UnloadModule;
 
-// ---- probe offsets, found in the .ko by disassembly (as tests/vm/smoke_test.cc does) ----
-
-struct ElfCloser {
-  void operator()(Elf* e) const { elf_end(e); }
-};
-
-struct Insn {
-  uint64_t offset;
-  std::string text;  // capstone's Intel syntax: "mnemonic op_str"
-};
-
-absl::StatusOr<std::vector<Insn>> DisassembleFunction(const fs::path& ko, const std::string& func) {
-  elf_version(EV_CURRENT);
-  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
-  std::unique_ptr<Elf, ElfCloser> elf(elf_begin(fd.get(), ELF_C_READ, nullptr));
-  if (!elf) return absl::InternalError(absl::StrCat("elf_begin: ", elf_errmsg(-1)));
-  std::optional<GElf_Sym> sym;
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr && !sym;) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_SYMTAB) continue;
-    Elf_Data* data = elf_getdata(scn, nullptr);
-    for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
-      GElf_Sym s;
-      if (!gelf_getsym(data, i, &s) || GELF_ST_TYPE(s.st_info) != STT_FUNC) continue;
-      if (func == elf_strptr(elf.get(), sh.sh_link, s.st_name)) {
-        sym = s;
-        break;
-      }
-    }
-  }
-  if (!sym) return absl::NotFoundError(absl::StrCat(func, " not in ", ko.string()));
-  Elf_Scn* text = elf_getscn(elf.get(), sym->st_shndx);
-  Elf_Data* bytes = text ? elf_getdata(text, nullptr) : nullptr;
-  if (!bytes || sym->st_value + sym->st_size > bytes->d_size)
-    return absl::InternalError(absl::StrCat(func, ": bad section"));
-  csh cs;
-  if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK) return absl::InternalError("cs_open");
-  cs_insn* insn = nullptr;
-  const size_t n = cs_disasm(cs, static_cast<const uint8_t*>(bytes->d_buf) + sym->st_value,
-                             sym->st_size, 0, 0, &insn);
-  std::vector<Insn> out;
-  for (size_t i = 0; i < n; i++)
-    out.push_back({insn[i].address, absl::StrCat(insn[i].mnemonic, " ", insn[i].op_str)});
-  cs_free(insn, n);
-  cs_close(&cs);
-  if (out.empty()) return absl::InternalError(absl::StrCat(func, ": nothing disassembled"));
-  return out;
-}
+// ---- probe offsets, found in the .ko by disassembly ----
 
 // The offset of the instruction right after the one whose text is `text`: where a SIE probe
 // goes (the constant has just entered its register or memory).
 absl::StatusOr<uint64_t> OffsetAfter(const std::string& func, const std::string& text) {
-  ASSIGN_OR_RETURN(insns, DisassembleFunction(KmodDir() / "sie_target.ko", func));
-  for (size_t i = 0; i + 1 < insns.size(); i++)
-    if (insns[i].text == text) return insns[i + 1].offset;
-  std::string listing;
-  for (const Insn& i : insns) absl::StrAppendFormat(&listing, "  +0x%x  %s\n", i.offset, i.text);
-  return absl::NotFoundError(
-      absl::StrCat("no '", text, "' in ", func, " (code generation changed?):\n", listing));
+  return guest::FindOffset(KmodDir() / "sie_target.ko", func, text, /*after=*/true);
 }
 
-absl::StatusOr<uint64_t> KallsymsAddress(const std::string& sym, const std::string& module) {
-  ASSIGN_OR_RETURN(all, ReadFile("/proc/kallsyms"));
-  for (absl::string_view line : absl::StrSplit(all, '\n')) {
-    std::vector<absl::string_view> f =
-        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-    if (f.size() < 4 || f[2] != sym || f[3] != absl::StrCat("[", module, "]")) continue;
-    uint64_t addr;
-    if (!absl::SimpleHexAtoi(f[0], &addr) || addr == 0)
-      return absl::PermissionDeniedError("kallsyms addresses are hidden (kptr_restrict?)");
-    return addr;
-  }
-  return absl::NotFoundError(absl::StrCat(sym, " [", module, "] not in /proc/kallsyms"));
-}
-
-// This probe's line in kprobes/list, waiting (bounded) for the delayed optimizer when asked.
-absl::StatusOr<std::string> KprobeListLine(const std::string& func, uint64_t off,
-                                           bool wait_optimized) {
-  const std::string needle = absl::StrFormat("%s+0x%x ", func, off);
-  std::string found;
-  for (int i = 0; i < 40; i++) {
-    ASSIGN_OR_RETURN(list, ReadFile(kKprobeList));
-    found.clear();
-    for (absl::string_view line : absl::StrSplit(list, '\n'))
-      if (absl::StrContains(line, needle)) found = std::string(absl::StripAsciiWhitespace(line));
-    if (!found.empty() && (!wait_optimized || absl::StrContains(found, "[OPTIMIZED]")))
-      return found;
-    std::this_thread::sleep_for(100ms);
-  }
-  if (found.empty()) return absl::NotFoundError(absl::StrCat(needle, "not in ", kKprobeList));
-  return found;
-}
+using guest::KallsymsAddress;
 
 // ---- sie_native ----
 
@@ -252,7 +136,8 @@ absl::Status SelfCheckNative() {
     ASSIGN_OR_RETURN(got, RunPath("div", x));
     RETURN_IF_ERROR(Check(got == x / 20, absl::StrCat("native reg-set: div ", x, " = ", got)));
   }
-  RETURN_IF_ERROR(NativeCommand(absl::StrFormat("value %s 0x%x 0x%x", kDivFunc, div_off, kMagic40)));
+  RETURN_IF_ERROR(
+      NativeCommand(absl::StrFormat("value %s 0x%x 0x%x", kDivFunc, div_off, kMagic40)));
   ASSIGN_OR_RETURN(div40, RunPath("div", 12345));
   RETURN_IF_ERROR(Check(div40 == 12345 / 40, absl::StrCat("native value change: ", div40)));
   ASSIGN_OR_RETURN(div_hits, NativeHits(kDivFunc, div_off));
@@ -274,8 +159,8 @@ absl::Status SelfCheckNative() {
   // reg-add on the call argument (%esi = CALL_ARG, 32-bit): callee sees CALL_ARG + 0x10.
   ASSIGN_OR_RETURN(arg_off, OffsetAfter("sie_target_call_arg",
                                         absl::StrFormat("mov esi, 0x%x", SIE_TARGET_CALL_ARG)));
-  RETURN_IF_ERROR(NativeCommand(absl::StrFormat("probe sie_target_call_arg 0x%x reg-add si 4 0x10",
-                                                arg_off)));
+  RETURN_IF_ERROR(
+      NativeCommand(absl::StrFormat("probe sie_target_call_arg 0x%x reg-add si 4 0x10", arg_off)));
   ASSIGN_OR_RETURN(arg, RunPath("call_arg", 5));
   RETURN_IF_ERROR(Check(arg == 5 + SIE_TARGET_CALL_ARG + 0x10, absl::StrCat("reg-add: ", arg)));
 
@@ -288,10 +173,9 @@ absl::Status SelfCheckNative() {
   RETURN_IF_ERROR(Check(mul == 100 * 2 * SIE_TARGET_SCALE, absl::StrCat("reg-shl: ", mul)));
 
   // mem-cell after `movl $FIELD_INIT, 0x8(%rdi)`: the field holds the new value (4 bytes only).
-  ASSIGN_OR_RETURN(field_off,
-                   OffsetAfter("sie_target_init_req",
-                               absl::StrFormat("mov dword ptr [rdi + 8], 0x%x",
-                                               SIE_TARGET_FIELD_INIT)));
+  ASSIGN_OR_RETURN(
+      field_off, OffsetAfter("sie_target_init_req", absl::StrFormat("mov dword ptr [rdi + 8], 0x%x",
+                                                                    SIE_TARGET_FIELD_INIT)));
   RETURN_IF_ERROR(NativeCommand(absl::StrFormat(
       "probe sie_target_init_req 0x%x mem-cell di 8 4 0xffffffff00001111", field_off)));
   ASSIGN_OR_RETURN(field, RunPath("field", 1));
@@ -322,11 +206,16 @@ struct CaseInfo {
 
 CaseInfo Info(Case c) {
   switch (c) {
-    case Case::kNone: return {"none", "no probe"};
-    case Case::kBpfInt3: return {"bpf_int3", "int3 kprobe + BPF program calling sie_set_reg"};
-    case Case::kBpfOpt: return {"bpf_opt", "optimized kprobe + BPF program calling sie_set_reg"};
-    case Case::kNativeInt3: return {"native_int3", "int3 kprobe, sie_native reg-set (no BPF)"};
-    case Case::kNativeOpt: return {"native_opt", "optimized kprobe, sie_native reg-set (no BPF)"};
+    case Case::kNone:
+      return {"none", "no probe"};
+    case Case::kBpfInt3:
+      return {"bpf_int3", "int3 kprobe + BPF program calling sie_set_reg"};
+    case Case::kBpfOpt:
+      return {"bpf_opt", "optimized kprobe + BPF program calling sie_set_reg"};
+    case Case::kNativeInt3:
+      return {"native_int3", "int3 kprobe, sie_native reg-set (no BPF)"};
+    case Case::kNativeOpt:
+      return {"native_opt", "optimized kprobe, sie_native reg-set (no BPF)"};
   }
   return {"?", "?"};
 }
@@ -380,7 +269,7 @@ class Bench {
     }
     current_ = c;
     if (Probed(c)) {
-      ASSIGN_OR_RETURN(line, KprobeListLine(kDivFunc, off_, Optimized(c)));
+      ASSIGN_OR_RETURN(line, guest::WaitKprobeListLine(kDivFunc, off_, Optimized(c)));
       const bool optimized = absl::StrContains(line, "[OPTIMIZED]");
       list_lines_[c] = line;
       std::printf("%s: kprobes/list: %s\n", Info(c).name, line.c_str());
@@ -477,8 +366,9 @@ void BM_DivPath(benchmark::State& state, Case c) {
   const uint64_t hits = *hits1 - *hits0;
   const uint64_t want_hits = Probed(c) ? state.iterations() * kRepeat : 0;
   if (hits != want_hits)
-    return Fail(state, absl::InternalError(absl::StrCat(Info(c).name, ": ", hits, " probe hits for ",
-                                                        state.iterations(), " iterations")));
+    return Fail(state,
+                absl::InternalError(absl::StrCat(Info(c).name, ": ", hits, " probe hits for ",
+                                                 state.iterations(), " iterations")));
   if (g_bench->BpfErrors() != errors0)
     return Fail(state, absl::InternalError(absl::StrCat(Info(c).name, ": sie_set_reg failed ",
                                                         g_bench->BpfErrors() - errors0,
@@ -534,9 +424,10 @@ std::string BenchName(Case c) { return absl::StrCat("div/", Info(c).name); }
 
 std::string Markdown(const TableReporter& rep, const Bench& bench) {
   std::string md;
-  absl::StrAppend(&md, "| case | probe (kprobes/list) | ns per path run | added ns per hit | "
-                       "ratio to no probe | runs x triggers |\n"
-                       "|---|---|---:|---:|---:|---:|\n");
+  absl::StrAppend(&md,
+                  "| case | probe (kprobes/list) | ns per path run | added ns per hit | "
+                  "ratio to no probe | runs x triggers |\n"
+                  "|---|---|---:|---:|---:|---:|\n");
   const TableReporter::Row* base = rep.Find(BenchName(Case::kNone));
   for (Case c : kCases) {
     const TableReporter::Row* row = rep.Find(BenchName(c));
@@ -554,8 +445,7 @@ std::string Markdown(const TableReporter& rep, const Bench& bench) {
     if (base && Probed(c)) added = absl::StrFormat("%.1f", (row->ns - base->ns) / kRepeat);
     if (base) ratio = absl::StrFormat("%.2f", row->ns / base->ns);
     absl::StrAppendFormat(&md, "| %s | %s | %s | %s | %s | %d x %d |\n", Info(c).description, state,
-                          time, added, ratio, row->runs,
-                          row->iterations / std::max(1, row->runs));
+                          time, added, ratio, row->runs, row->iterations / std::max(1, row->runs));
   }
   return md;
 }

@@ -10,15 +10,13 @@
 //   - two instances (two constants) coexist and switch independently;
 //   - `remove` and rmmod in the middle of a transition leave no kprobe behind;
 //   - transition latency with 1, 4 and 8 kthreads (METRIC lines).
+#include "sie/consistency.h"
+
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
-
-#include <capstone/capstone.h>
 
 #include <cerrno>
 #include <chrono>
@@ -42,58 +40,39 @@
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
-#include "sie/consistency.h"
 #include "sie/kfuncs.h"
 #include "sie_consistency_test.skel.h"
 #include "sie_target_consts.h"
+#include "tests/support/guest_code.h"
+#include "tests/support/guest_files.h"
 #include "tests/support/guest_modules.h"
+#include "tests/support/status_macros.h"
 
 namespace sie {
 namespace {
 
-namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-constexpr char kTargetDir[] = "/sys/kernel/debug/sie_target";
-constexpr char kKfuncsControl[] = "/sys/kernel/debug/sie_kfuncs/control";
+using guest::kKfuncsControl;
+using guest::kKprobeList;
+using guest::WriteOnce;
 constexpr char kConsDir[] = "/sys/kernel/debug/sie_consistency";
 constexpr char kConsControl[] = "/sys/kernel/debug/sie_consistency/control";
-constexpr char kKprobeList[] = "/sys/kernel/debug/kprobes/list";
 constexpr uint32_t kBatchId = 107;  // instance ids are constant ids (fixtures/sie_target)
 constexpr uint32_t kArgId = 102;
 constexpr uint64_t kNewBatch = 100;
 
-#define ASSERT_OK(expr)                            \
-  do {                                             \
-    const absl::Status _st = (expr);               \
-    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
-  } while (0)
-#define RETURN_IF_ERROR(expr)                             \
-  do {                                                    \
-    if (absl::Status _st = (expr); !_st.ok()) return _st; \
-  } while (0)
-
-// ---- files (debugfs files want exactly one write(2) per command) ----
-
-absl::Status WriteOnce(const std::string& path, absl::string_view data) {
-  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("open ", path));
-  if (write(fd.get(), data.data(), data.size()) != static_cast<ssize_t>(data.size()))
-    return absl::ErrnoToStatus(errno, absl::StrCat("write '", data, "' to ", path));
-  return absl::OkStatus();
-}
+// ---- files ----
 
 absl::Status Cons(absl::string_view cmd) { return WriteOnce(kConsControl, cmd); }
 
+// A number file of sie_target, ~0 when it cannot be read.
 uint64_t ReadU64(const std::string& path) {
-  absl::StatusOr<std::string> s = ReadFile(path);
-  uint64_t v = 0;
-  if (!s.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*s), &v)) return ~0ULL;
-  return v;
+  absl::StatusOr<uint64_t> v = guest::ReadU64(path);
+  return v.ok() ? *v : ~0ULL;
 }
 
-std::string Target(absl::string_view f) { return absl::StrCat(kTargetDir, "/", f); }
+std::string Target(absl::string_view f) { return guest::TargetFile(f); }
 absl::Status SetWorkers(int n) { return WriteOnce(Target("workers"), absl::StrCat(n)); }
 
 // An instance's status file as key -> value.
@@ -151,78 +130,10 @@ using guest::UnloadModule;
 
 // ---- the code of sie_target: offsets from its .ko, addresses from kallsyms ----
 
-struct Insn {
-  uint64_t offset, size;
-  std::string text;  // capstone, Intel syntax
-  bool leaves;       // ret, or a jmp whose target lies outside the function (tail call)
-};
-
-struct ElfCloser {
-  void operator()(Elf* e) const { elf_end(e); }
-};
-
-// Disassembles `func` of sie_target.ko (relocations not applied: lengths do not change; an
-// unrelocated jmp rel32 to __x86_return_thunk or a tail-called function points at or past the
-// function's end, which is what "leaves" needs).
-absl::StatusOr<std::vector<Insn>> Disassemble(const std::string& func) {
-  const fs::path ko = KmodDir() / "sie_target.ko";
-  elf_version(EV_CURRENT);
-  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
-  std::unique_ptr<Elf, ElfCloser> elf(elf_begin(fd.get(), ELF_C_READ, nullptr));
-  if (!elf) return absl::InternalError("elf_begin");
-  std::optional<GElf_Sym> sym;
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr && !sym;) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_SYMTAB) continue;
-    Elf_Data* data = elf_getdata(scn, nullptr);
-    for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
-      GElf_Sym s;
-      if (gelf_getsym(data, i, &s) && GELF_ST_TYPE(s.st_info) == STT_FUNC &&
-          func == elf_strptr(elf.get(), sh.sh_link, s.st_name)) {
-        sym = s;
-        break;
-      }
-    }
-  }
-  if (!sym) return absl::NotFoundError(func + " not in sie_target.ko");
-  Elf_Data* bytes = elf_getdata(elf_getscn(elf.get(), sym->st_shndx), nullptr);
-  if (!bytes || sym->st_value + sym->st_size > bytes->d_size)
-    return absl::InternalError(func + ": bad section");
-  csh cs;
-  if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK) return absl::InternalError("cs_open");
-  cs_option(cs, CS_OPT_DETAIL, CS_OPT_ON);
-  cs_insn* insn = nullptr;
-  const size_t n = cs_disasm(cs, static_cast<const uint8_t*>(bytes->d_buf) + sym->st_value,
-                             sym->st_size, 0, 0, &insn);
-  std::vector<Insn> out;
-  for (size_t i = 0; i < n; i++) {
-    const std::string m = insn[i].mnemonic;
-    bool leaves = m == "ret";
-    if (m == "jmp" && insn[i].detail->x86.op_count == 1 &&
-        insn[i].detail->x86.operands[0].type == X86_OP_IMM) {
-      const uint64_t t = insn[i].detail->x86.operands[0].imm;
-      leaves = t >= sym->st_size;
-    }
-    out.push_back({insn[i].address, insn[i].size, absl::StrCat(m, " ", insn[i].op_str), leaves});
-  }
-  cs_free(insn, n);
-  cs_close(&cs);
-  if (out.empty()) return absl::InternalError(func + ": nothing disassembled");
-  return out;
-}
+using guest::Insn;
 
 absl::StatusOr<uint64_t> Kallsyms(const std::string& sym) {
-  absl::StatusOr<std::string> all = ReadFile("/proc/kallsyms");
-  if (!all.ok()) return all.status();
-  for (absl::string_view line : absl::StrSplit(*all, '\n')) {
-    std::vector<absl::string_view> f =
-        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-    uint64_t a;
-    if (f.size() >= 4 && f[2] == sym && f[3] == "[sie_target]" && absl::SimpleHexAtoi(f[0], &a))
-      return a;
-  }
-  return absl::NotFoundError(sym + " [sie_target] not in kallsyms");
+  return guest::KallsymsAddress(sym, "sie_target");
 }
 
 // A function of sie_target as one safe span: [start, end of code), entry at +0, exits = the
@@ -241,7 +152,8 @@ struct FuncSpan {
 };
 
 absl::StatusOr<FuncSpan> FindSpan(const std::string& func, const std::vector<std::string>& texts) {
-  absl::StatusOr<std::vector<Insn>> insns = Disassemble(func);
+  absl::StatusOr<std::vector<Insn>> insns =
+      guest::DisassembleFunction(KmodDir() / "sie_target.ko", func);
   if (!insns.ok()) return insns.status();
   FuncSpan s;
   s.func = func;
@@ -254,8 +166,6 @@ absl::StatusOr<FuncSpan> FindSpan(const std::string& func, const std::vector<std
       s.exits.push_back(i.offset);
       s.size = i.offset + i.size;
     }
-  std::string listing;
-  for (const Insn& i : *insns) absl::StrAppendFormat(&listing, "  +0x%x %s\n", i.offset, i.text);
   for (const std::string& t : texts) {
     for (size_t i = 0; i + 1 < insns->size(); i++)
       if ((*insns)[i].text == t) {
@@ -265,7 +175,7 @@ absl::StatusOr<FuncSpan> FindSpan(const std::string& func, const std::vector<std
   }
   if (s.exits.empty() || s.after.size() != texts.size())
     return absl::NotFoundError(
-        absl::StrCat(func, ": code generation changed? listing:\n", listing));
+        absl::StrCat(func, ": code generation changed? listing:\n", guest::Listing(*insns)));
   return s;
 }
 
@@ -297,13 +207,15 @@ bool Exists(const char* p) {
 class ConsistencyTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    absl::StatusOr<FuncSpan> b = FindSpan(
-        "sie_target_batch_cycle", {absl::StrFormat("mov dword ptr [rdi + 8], 0x%x", SIE_TARGET_BATCH),
-                                   absl::StrFormat("mov dword ptr [rbx + 0xc], 0x%x", SIE_TARGET_BATCH)});
-    absl::StatusOr<FuncSpan> a = FindSpan(
-        "sie_target_call_arg", {absl::StrFormat("mov esi, 0x%x", SIE_TARGET_CALL_ARG)});
+    absl::StatusOr<FuncSpan> b =
+        FindSpan("sie_target_batch_cycle",
+                 {absl::StrFormat("mov dword ptr [rdi + 8], 0x%x", SIE_TARGET_BATCH),
+                  absl::StrFormat("mov dword ptr [rbx + 0xc], 0x%x", SIE_TARGET_BATCH)});
+    absl::StatusOr<FuncSpan> a =
+        FindSpan("sie_target_call_arg", {absl::StrFormat("mov esi, 0x%x", SIE_TARGET_CALL_ARG)});
     if (!b.ok() || !a.ok()) {
-      setup_error_ = new std::string(absl::StrCat(b.status().ToString(), " / ", a.status().ToString()));
+      setup_error_ =
+          new std::string(absl::StrCat(b.status().ToString(), " / ", a.status().ToString()));
       return;
     }
     batch_ = new FuncSpan(*b);
@@ -336,12 +248,11 @@ class ConsistencyTest : public ::testing::Test {
   void LoadStub() {
     const uint64_t use1 = batch_->addr + batch_->after[0];
     const uint64_t use2 = batch_->addr + batch_->after[1];
-    ASSERT_OK(WriteOnce(kKfuncsControl,
-                        absl::StrFormat("cell 0 0x%x %d %d 1 8 4", use1, SIE_REG_DI, SIE_REG_NONE)));
-    ASSERT_OK(WriteOnce(kKfuncsControl,
-                        absl::StrFormat("cell 1 0x%x %d %d 1 12 4", use2, SIE_REG_BX, SIE_REG_NONE)));
-    ASSERT_OK(WriteOnce(kKfuncsControl,
-                        absl::StrFormat("site 0x%x", arg_->addr + arg_->after[0])));
+    ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("cell 0 0x%x %d %d 1 8 4", use1, SIE_REG_DI,
+                                                        SIE_REG_NONE)));
+    ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("cell 1 0x%x %d %d 1 12 4", use2,
+                                                        SIE_REG_BX, SIE_REG_NONE)));
+    ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("site 0x%x", arg_->addr + arg_->after[0])));
     skel_.reset(sie_consistency_test__open());
     ASSERT_NE(skel_, nullptr);
     skel_->bss->batch_instance = kBatchId;
@@ -349,10 +260,9 @@ class ConsistencyTest : public ::testing::Test {
     skel_->bss->arg_instance = kArgId;
     skel_->bss->arg_value = 7;
     ASSERT_EQ(sie_consistency_test__load(skel_.get()), 0) << "load: " << strerror(errno);
-    for (auto [prog, fs, off] :
-         {std::tuple{skel_->progs.batch_use1, batch_, batch_->after[0]},
-          std::tuple{skel_->progs.batch_use2, batch_, batch_->after[1]},
-          std::tuple{skel_->progs.arg_use, arg_, arg_->after[0]}}) {
+    for (auto [prog, fs, off] : {std::tuple{skel_->progs.batch_use1, batch_, batch_->after[0]},
+                                 std::tuple{skel_->progs.batch_use2, batch_, batch_->after[1]},
+                                 std::tuple{skel_->progs.arg_use, arg_, arg_->after[0]}}) {
       absl::StatusOr<Link> l = AttachAt(prog, fs->func, off);
       ASSERT_TRUE(l.ok()) << l.status();
       links_.push_back(std::move(*l));
@@ -361,7 +271,8 @@ class ConsistencyTest : public ::testing::Test {
 
   // Starts a transition and waits for its end; returns the status.
   std::map<std::string, std::string> Transition(uint32_t id, bool forward, int timeout_ms) {
-    absl::Status st = Cons(absl::StrFormat("%s %u %d", forward ? "begin" : "revert", id, timeout_ms));
+    absl::Status st =
+        Cons(absl::StrFormat("%s %u %d", forward ? "begin" : "revert", id, timeout_ms));
     EXPECT_TRUE(st.ok()) << st;
     return WaitTransition(id, std::chrono::milliseconds(timeout_ms + 2000));
   }
@@ -558,11 +469,12 @@ TEST_F(ConsistencyTest, TransitionLatency) {
         if (Status(kBatchId)["state"] != (forward ? "off" : "active")) continue;
         auto st = Transition(kBatchId, forward, 15000);
         const uint64_t ns = StatusNum(st, "elapsed_ns");
-        std::printf("METRIC latency workers=%d dir=%s rep=%d result=%s elapsed_us=%.1f frames=%s "
-                    "scans=%s\n",
-                    workers, forward ? "forward" : "reverse", rep, st["result"].c_str(),
-                    st["result"] == "timeout" ? -1.0 : ns / 1000.0, st["frames"].c_str(),
-                    st["scans"].c_str());
+        std::printf(
+            "METRIC latency workers=%d dir=%s rep=%d result=%s elapsed_us=%.1f frames=%s "
+            "scans=%s\n",
+            workers, forward ? "forward" : "reverse", rep, st["result"].c_str(),
+            st["result"] == "timeout" ? -1.0 : ns / 1000.0, st["frames"].c_str(),
+            st["scans"].c_str());
         std::fflush(stdout);
         EXPECT_NE(st["result"], "running");
         if (st["state"] == "active" && !forward) {

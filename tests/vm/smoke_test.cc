@@ -9,10 +9,7 @@
 //     site (or with a wrong cell) the kfuncs refuse;
 //   - (c) each probe's line in debugfs kprobes/list is printed ([OPTIMIZED] or not).
 // Missing kprobes, BTF or module BTF make it FAIL, never skip.
-#include <capstone/capstone.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -40,54 +37,25 @@
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
 #include "sie/kfuncs.h"
 #include "sie_smoke.skel.h"
 #include "sie_target_consts.h"
+#include "tests/support/guest_code.h"
+#include "tests/support/guest_files.h"
 #include "tests/support/guest_modules.h"
+#include "tests/support/status_macros.h"
 
 namespace sie {
 namespace {
 
-namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-constexpr char kTargetDir[] = "/sys/kernel/debug/sie_target";
-constexpr char kControl[] = "/sys/kernel/debug/sie_kfuncs/control";
-constexpr char kKprobeList[] = "/sys/kernel/debug/kprobes/list";
-
-#define ASSERT_OK(expr)                            \
-  do {                                             \
-    const absl::Status _st = (expr);               \
-    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
-  } while (0)
-
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                             \
-  auto lhs##_or = (expr);                                           \
-  ASSERT_TRUE(lhs##_or.ok()) << #expr << ": " << lhs##_or.status(); \
-  auto lhs = std::move(*lhs##_or)
-
-// ---- small file helpers (debugfs files want exactly one write(2) per command) ----
-
-absl::Status WriteOnce(const std::string& path, absl::string_view data) {
-  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("open ", path));
-  ssize_t n = write(fd.get(), data.data(), data.size());
-  if (n < 0) return absl::ErrnoToStatus(errno, absl::StrCat("write '", data, "' to ", path));
-  if (static_cast<size_t>(n) != data.size()) return absl::InternalError("short write " + path);
-  return absl::OkStatus();
-}
-
-absl::StatusOr<uint64_t> ReadU64(const std::string& path) {
-  absl::StatusOr<std::string> s = ReadFile(path);
-  if (!s.ok()) return s.status();
-  uint64_t v;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*s), &v))
-    return absl::InternalError(absl::StrCat(path, ": not a number: ", *s));
-  return v;
-}
-
-std::string TargetFile(absl::string_view name) { return absl::StrCat(kTargetDir, "/", name); }
+using guest::kKfuncsControl;
+using guest::kKprobeList;
+using guest::kTargetDir;
+using guest::ReadU64;
+using guest::TargetFile;
+using guest::WriteOnce;
 
 // Runs one sie_target path: writes x, reads the result back.
 absl::StatusOr<uint64_t> RunPath(absl::string_view path, uint64_t x) {
@@ -103,101 +71,11 @@ using guest::UnloadModule;
 
 // ---- finding probe offsets in the .ko ----
 
-struct Insn {
-  uint64_t offset;  // function-relative
-  uint64_t size;
-  std::string text;  // "mnemonic op_str" in Intel syntax, as capstone prints it
-};
+using guest::KallsymsAddress;
+using guest::KprobeListLine;
 
-struct ElfCloser {
-  void operator()(Elf* e) const { elf_end(e); }
-};
-
-// Disassembles function `func` of a module file. Relocations are not applied; they do not
-// change instruction lengths, and the constants of interest are immediates.
-absl::StatusOr<std::vector<Insn>> DisassembleFunction(const fs::path& ko, const std::string& func) {
-  elf_version(EV_CURRENT);
-  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
-  std::unique_ptr<Elf, ElfCloser> elf(elf_begin(fd.get(), ELF_C_READ, nullptr));
-  if (!elf) return absl::InternalError(absl::StrCat("elf_begin: ", elf_errmsg(-1)));
-  std::optional<GElf_Sym> sym;
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr && !sym;) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_SYMTAB) continue;
-    Elf_Data* data = elf_getdata(scn, nullptr);
-    for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
-      GElf_Sym s;
-      if (!gelf_getsym(data, i, &s) || GELF_ST_TYPE(s.st_info) != STT_FUNC) continue;
-      if (func == elf_strptr(elf.get(), sh.sh_link, s.st_name)) {
-        sym = s;
-        break;
-      }
-    }
-  }
-  if (!sym) return absl::NotFoundError(absl::StrCat(func, " not in ", ko.string()));
-  Elf_Scn* text = elf_getscn(elf.get(), sym->st_shndx);
-  Elf_Data* bytes = text ? elf_getdata(text, nullptr) : nullptr;
-  if (!bytes || sym->st_value + sym->st_size > bytes->d_size)
-    return absl::InternalError(absl::StrCat(func, ": bad section"));
-  csh cs;
-  if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK) return absl::InternalError("cs_open");
-  cs_insn* insn = nullptr;
-  const size_t n = cs_disasm(cs, static_cast<const uint8_t*>(bytes->d_buf) + sym->st_value,
-                             sym->st_size, 0, 0, &insn);
-  std::vector<Insn> out;
-  for (size_t i = 0; i < n; i++)
-    out.push_back(
-        {insn[i].address, insn[i].size, absl::StrCat(insn[i].mnemonic, " ", insn[i].op_str)});
-  cs_free(insn, n);
-  cs_close(&cs);
-  if (out.empty()) return absl::InternalError(absl::StrCat(func, ": nothing disassembled"));
-  return out;
-}
-
-std::string Listing(const std::vector<Insn>& insns) {
-  std::string s;
-  for (const Insn& i : insns) absl::StrAppendFormat(&s, "  +0x%x  %s\n", i.offset, i.text);
-  return s;
-}
-
-// The offset of the instruction whose text is `text` (+ `after`: the one following it).
 absl::StatusOr<uint64_t> FindOffset(const std::string& func, const std::string& text, bool after) {
-  absl::StatusOr<std::vector<Insn>> insns = DisassembleFunction(KmodDir() / "sie_target.ko", func);
-  if (!insns.ok()) return insns.status();
-  for (size_t i = 0; i < insns->size(); i++) {
-    if ((*insns)[i].text != text) continue;
-    if (!after) return (*insns)[i].offset;
-    if (i + 1 < insns->size()) return (*insns)[i + 1].offset;
-  }
-  return absl::NotFoundError(
-      absl::StrCat("no '", text, "' in ", func, " (code generation changed?):\n", Listing(*insns)));
-}
-
-// The runtime address of a symbol of a loaded module, from /proc/kallsyms (we are root).
-absl::StatusOr<uint64_t> KallsymsAddress(const std::string& sym, const std::string& module) {
-  absl::StatusOr<std::string> all = ReadFile("/proc/kallsyms");
-  if (!all.ok()) return all.status();
-  for (absl::string_view line : absl::StrSplit(*all, '\n')) {
-    std::vector<absl::string_view> f =
-        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-    if (f.size() < 4 || f[2] != sym || f[3] != absl::StrCat("[", module, "]")) continue;
-    uint64_t addr;
-    if (!absl::SimpleHexAtoi(f[0], &addr) || addr == 0)
-      return absl::PermissionDeniedError("kallsyms addresses are hidden (kptr_restrict?)");
-    return addr;
-  }
-  return absl::NotFoundError(absl::StrCat(sym, " [", module, "] not in /proc/kallsyms"));
-}
-
-// This probe's line in kprobes/list ("<addr>  k  sym+0xoff  module [OPTIMIZED]"), if listed.
-std::optional<std::string> KprobeListLine(const std::string& func, uint64_t off) {
-  absl::StatusOr<std::string> list = ReadFile(kKprobeList);
-  if (!list.ok()) return std::nullopt;
-  const std::string needle = absl::StrFormat("%s+0x%x ", func, off);
-  for (absl::string_view line : absl::StrSplit(*list, '\n'))
-    if (absl::StrContains(line, needle)) return std::string(line);
-  return std::nullopt;
+  return guest::FindOffset(KmodDir() / "sie_target.ko", func, text, after);
 }
 
 // ---- BPF ----
@@ -228,25 +106,16 @@ absl::StatusOr<Link> AttachAt(bpf_program* prog, const std::string& func, uint64
 // Kprobe optimization runs from delayed work: wait (bounded) until the probe is listed as
 // [OPTIMIZED] or the time is up, then print and return its line.
 std::optional<std::string> ReportProbe(const std::string& func, uint64_t off) {
-  std::optional<std::string> line;
-  for (int i = 0; i < 30; i++) {
-    line = KprobeListLine(func, off);
-    if (line && absl::StrContains(*line, "[OPTIMIZED]")) break;
-    std::this_thread::sleep_for(100ms);
-  }
-  std::printf("kprobes/list: %s\n", line ? line->c_str() : "(not listed)");
+  absl::StatusOr<std::string> line = guest::WaitKprobeListLine(func, off, /*wait_optimized=*/true);
+  std::printf("kprobes/list: %s\n", line.ok() ? line->c_str() : "(not listed)");
   std::fflush(stdout);
-  return line;
+  if (!line.ok()) return std::nullopt;
+  return *line;
 }
 
 // ---- guest setup: prerequisites and modules ----
 // Done in main(), outside GoogleTest: a failed precondition must fail the run (exit 1), while
 // a fatal failure in a gtest Environment only marks the tests as skipped.
-
-#define RETURN_IF_ERROR(expr)                             \
-  do {                                                    \
-    if (absl::Status _st = (expr); !_st.ok()) return _st; \
-  } while (0)
 
 absl::Status Require(bool ok, absl::string_view what) {
   return ok ? absl::OkStatus() : absl::FailedPreconditionError(what);
@@ -279,7 +148,7 @@ absl::Status SetUpGuest() {
   RETURN_IF_ERROR(LoadModule("sie_target"));
   RETURN_IF_ERROR(Require(Exists("/sys/kernel/btf/sie_kfuncs"), "no module BTF for sie_kfuncs"));
   RETURN_IF_ERROR(Require(Exists("/sys/kernel/btf/sie_target"), "no module BTF for sie_target"));
-  RETURN_IF_ERROR(Require(Exists(kControl), "sie_kfuncs has no control file"));
+  RETURN_IF_ERROR(Require(Exists(kKfuncsControl), "sie_kfuncs has no control file"));
   RETURN_IF_ERROR(Require(Exists(kTargetDir), "sie_target has no debugfs directory"));
   return absl::OkStatus();
 }
@@ -287,7 +156,7 @@ absl::Status SetUpGuest() {
 absl::Status TearDownGuest() {
   if (!InGuestKernel()) return absl::OkStatus();
   (void)WriteOnce(TargetFile("workers"), "0");
-  (void)WriteOnce(kControl, "clear");
+  (void)WriteOnce(kKfuncsControl, "clear");
   absl::Status a = UnloadModule("sie_target");
   absl::Status b = UnloadModule("sie_kfuncs");
   return a.ok() ? b : a;
@@ -295,8 +164,8 @@ absl::Status TearDownGuest() {
 
 class SmokeTest : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_OK(WriteOnce(kControl, "clear")); }
-  void TearDown() override { (void)WriteOnce(kControl, "clear"); }
+  void SetUp() override { ASSERT_OK(WriteOnce(kKfuncsControl, "clear")); }
+  void TearDown() override { (void)WriteOnce(kKfuncsControl, "clear"); }
 };
 
 // ---- tests ----
@@ -371,7 +240,7 @@ TEST_F(SmokeTest, SetRegReplacesCallArgument) {
   EXPECT_EQ(skel->bss->reg_ret, -EPERM);
   EXPECT_EQ(skel->bss->reg_calls, 1u);
 
-  ASSERT_OK(WriteOnce(kControl, absl::StrFormat("site 0x%x", base + off)));
+  ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("site 0x%x", base + off)));
   for (uint64_t x : {5, 1000, 123456}) {
     ASSERT_OK_AND_ASSIGN(got, RunPath("call_arg", x));
     EXPECT_EQ(got, x + kNew);
@@ -405,7 +274,7 @@ TEST_F(SmokeTest, SetFlagsMovesTheThreshold) {
   skel->bss->flags_width = 8;
   ASSERT_OK_AND_ASSIGN(link, AttachAt(skel->progs.sie_setflags, func, off));
   ASSERT_TRUE(ReportProbe(func, off).has_value());
-  ASSERT_OK(WriteOnce(kControl, absl::StrFormat("site 0x%x", base + off)));
+  ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("site 0x%x", base + off)));
   for (uint64_t x : {0, 99, 100, 101, 500, 1000, 1001, 5000}) {
     ASSERT_OK_AND_ASSIGN(got, RunPath("cmp", x));
     EXPECT_EQ(got, x > kNew ? 1u : 0u) << "x=" << x;
@@ -423,7 +292,7 @@ TEST_F(SmokeTest, SetFlagsChangesLoopBound) {
   ASSERT_OK_AND_ASSIGN(skel, OpenSkeleton());
   skel->bss->flags_lhs_reg = SIE_REG_BX;
   skel->bss->flags_width = 4;
-  ASSERT_OK(WriteOnce(kControl, absl::StrFormat("site 0x%x", base + off)));
+  ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("site 0x%x", base + off)));
   ASSERT_OK_AND_ASSIGN(link, AttachAt(skel->progs.sie_setflags, func, off));
   ASSERT_TRUE(ReportProbe(func, off).has_value());
   for (uint64_t bound : {3, 12}) {
@@ -453,15 +322,15 @@ TEST_F(SmokeTest, WriteCellReplacesStoredField) {
   EXPECT_EQ(skel->bss->cell_ret, -ENOENT);
 
   // cell ID SITE BASE INDEX SCALE DISP WIDTH: [rdi + 8], 4 bytes, valid at this probe only.
-  ASSERT_OK(WriteOnce(
-      kControl, absl::StrFormat("cell 3 0x%x %d %d 1 8 4", base + off, SIE_REG_DI, SIE_REG_NONE)));
+  ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("cell 3 0x%x %d %d 1 8 4", base + off,
+                                                      SIE_REG_DI, SIE_REG_NONE)));
   ASSERT_OK_AND_ASSIGN(rewritten, RunPath("field", 1));
   EXPECT_EQ(rewritten, kNew);
   EXPECT_EQ(skel->bss->cell_ret, 0);
 
   // The same cell registered for another address is refused here.
-  ASSERT_OK(WriteOnce(kControl, absl::StrFormat("cell 3 0x%x %d %d 1 8 4", base + off + 1,
-                                                SIE_REG_DI, SIE_REG_NONE)));
+  ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("cell 3 0x%x %d %d 1 8 4", base + off + 1,
+                                                      SIE_REG_DI, SIE_REG_NONE)));
   ASSERT_OK_AND_ASSIGN(wrong_site, RunPath("field", 1));
   EXPECT_EQ(wrong_site, SIE_TARGET_FIELD_INIT);
   EXPECT_EQ(skel->bss->cell_ret, -EPERM);
@@ -480,7 +349,7 @@ TEST_F(SmokeTest, SetRegAtOptimizedProbeChangesDivisor) {
   skel->bss->reg_idx = SIE_REG_AX;
   skel->bss->reg_val = kMagic20;
   skel->bss->reg_width = 8;
-  ASSERT_OK(WriteOnce(kControl, absl::StrFormat("site 0x%x", base + off)));
+  ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("site 0x%x", base + off)));
   ASSERT_OK_AND_ASSIGN(link, AttachAt(skel->progs.sie_setreg, func, off));
   std::optional<std::string> line = ReportProbe(func, off);
   ASSERT_TRUE(line.has_value());
@@ -502,10 +371,10 @@ TEST_F(SmokeTest, ControlFileRejectsBadCommands) {
   for (const char* bad : {"site", "site zz", "cell 64 0xffffffff81000000 5 255 1 0 4",
                           "cell 1 0xffffffff81000000 15 255 3 0 4",
                           "cell 1 0xffffffff81000000 5 255 1 0 3", "poke 0x1 0x2"}) {
-    EXPECT_FALSE(WriteOnce(kControl, bad).ok()) << bad;
+    EXPECT_FALSE(WriteOnce(kKfuncsControl, bad).ok()) << bad;
   }
-  ASSERT_OK(WriteOnce(kControl, "cell 2 0xffffffff81000000 15 255 1 -16 8"));
-  ASSERT_OK_AND_ASSIGN(listing, ReadFile(kControl));
+  ASSERT_OK(WriteOnce(kKfuncsControl, "cell 2 0xffffffff81000000 15 255 1 -16 8"));
+  ASSERT_OK_AND_ASSIGN(listing, ReadFile(kKfuncsControl));
   EXPECT_TRUE(absl::StrContains(listing, "cell 2 0xffffffff81000000 15 255 1 -16 8")) << listing;
 }
 
@@ -543,10 +412,10 @@ TEST_F(SmokeTest, CellWritesOnBothUsesAvoidMixedObservations) {
   ASSERT_OK_AND_ASSIGN(skel, OpenSkeleton());
   constexpr uint64_t kNew = 96;
   skel->bss->cookie_cell_val = kNew;
-  ASSERT_OK(WriteOnce(
-      kControl, absl::StrFormat("cell 1 0x%x %d %d 1 8 4", base + off1, SIE_REG_DI, SIE_REG_NONE)));
-  ASSERT_OK(WriteOnce(kControl, absl::StrFormat("cell 2 0x%x %d %d 1 12 4", base + off2, SIE_REG_BX,
-                                                SIE_REG_NONE)));
+  ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("cell 1 0x%x %d %d 1 8 4", base + off1,
+                                                      SIE_REG_DI, SIE_REG_NONE)));
+  ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("cell 2 0x%x %d %d 1 12 4", base + off2,
+                                                      SIE_REG_BX, SIE_REG_NONE)));
   ASSERT_OK(WriteOnce(TargetFile("workers"), "2"));
   // Counters are reset and read one at a time while the workers run. Resetting `mixed` before
   // `ops` and reading `ops` before `mixed` bounds the skew: only a cycle in flight at the reset

@@ -37,25 +37,25 @@ struct VarLocation {
 };
 
 struct CriticalSpan {
-  std::string function;            // symbol name in the shipped binary (may be .isra/.constprop)
-  uint64_t cs_start = 0;           // function-relative, first instruction of the CS
-  uint64_t cs_end = 0;             // one past the last instruction of the CS
-  uint64_t probe_offset = 0;       // where the update runs (after the CS)
+  std::string function;              // symbol name in the shipped binary (may be .isra/.constprop)
+  uint64_t cs_start = 0;             // function-relative, first instruction of the CS
+  uint64_t cs_end = 0;               // one past the last instruction of the CS
+  uint64_t probe_offset = 0;         // where the update runs (after the CS)
   std::vector<uint64_t> candidates;  // equivalent probe offsets up to the first reader
   SpanKind kind = SpanKind::kReg;
-  std::string target_reg;          // kReg/kRecompute/kFlags: register (pt_regs name)
+  std::string target_reg;                // kReg/kRecompute/kFlags: register (pt_regs name)
   std::optional<MemOperand> target_mem;  // kMem, or a kFlags compare with a memory operand
-  int width = 8;                   // bytes written/compared: 1, 2, 4 or 8
+  int width = 8;                         // bytes written/compared: 1, 2, 4 or 8
   // C expression in V (the policy's value) and, where the result depends on the instruction's
   // input, X (that input: read at the probe, or saved at save_offset for kRecompute).
   std::string formula;
   std::optional<uint64_t> save_offset;  // kRecompute: where X is saved (before the CS)
   // The register holding X: kRecompute: at save_offset; kReg: at the probe (still intact there).
   std::string save_reg;
-  std::string flags_cc;            // kFlags: the condition the compare feeds ("jbe", "cmovg" ...)
-  std::string source;              // file:line from DWARF
-  std::string expect_bytes;        // hex of the instruction bytes at probe_offset (shipped binary)
-  std::vector<VarLocation> vars;   // parameters and in-scope variables at the probe
+  std::string flags_cc;           // kFlags: the condition the compare feeds ("jbe", "cmovg" ...)
+  std::string source;             // file:line from DWARF
+  std::string expect_bytes;       // hex of the instruction bytes at probe_offset (shipped binary)
+  std::vector<VarLocation> vars;  // parameters and in-scope variables at the probe
   // kFlags: the comparing instruction ("cmp": flags of operand - value; "test": operand & value).
   std::string flags_op;
   // kRecompute, optional: X recovered from save_reg's value R at the probe when the CS is
@@ -88,7 +88,7 @@ struct TargetBinary {
 };
 
 struct SynthesizedConst {
-  int id = 0;                  // stable ConstID
+  int id = 0;  // stable ConstID
   std::string name;
   std::string description;
   std::vector<int64_t> values;  // V1 (shipped), V2, V3

@@ -31,14 +31,15 @@ void ArgParser::String(const std::string& names, const std::string& metavar, std
 
 void ArgParser::Int(const std::string& names, const std::string& metavar, long* out,
                     const std::string& help) {
-  options_.push_back({absl::StrSplit(names, ','), metavar, help, [out, names](const std::string& v) {
-                        int64_t x;
-                        if (!absl::SimpleAtoi(v, &x))
-                          return InvalidWithHint(absl::StrCat(names, ": '", v, "' is not a whole number"),
-                                                 "pass an integer, e.g. 10");
-                        *out = static_cast<long>(x);
-                        return absl::OkStatus();
-                      }});
+  options_.push_back(
+      {absl::StrSplit(names, ','), metavar, help, [out, names](const std::string& v) {
+         int64_t x;
+         if (!absl::SimpleAtoi(v, &x))
+           return InvalidWithHint(absl::StrCat(names, ": '", v, "' is not a whole number"),
+                                  "pass an integer, e.g. 10");
+         *out = static_cast<long>(x);
+         return absl::OkStatus();
+       }});
 }
 
 void ArgParser::StringList(const std::string& names, const std::string& metavar,

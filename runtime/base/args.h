@@ -20,7 +20,8 @@ class ArgParser {
   void Flag(const std::string& names, bool* out, const std::string& help);
   void String(const std::string& names, const std::string& metavar, std::string* out,
               const std::string& help);
-  void Int(const std::string& names, const std::string& metavar, long* out, const std::string& help);
+  void Int(const std::string& names, const std::string& metavar, long* out,
+           const std::string& help);
   // Repeatable string option.
   void StringList(const std::string& names, const std::string& metavar,
                   std::vector<std::string>* out, const std::string& help);

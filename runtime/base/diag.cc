@@ -21,7 +21,8 @@ int ReportError(absl::string_view tool, const absl::Status& s) {
   std::string msg(s.message());
   // Indent continuation lines so the error reads as one block.
   msg = absl::StrReplaceAll(msg, {{"\n", "\n  "}});
-  std::fprintf(stderr, "%.*s: error: %s\n", static_cast<int>(tool.size()), tool.data(), msg.c_str());
+  std::fprintf(stderr, "%.*s: error: %s\n", static_cast<int>(tool.size()), tool.data(),
+               msg.c_str());
   return 1;
 }
 

@@ -19,8 +19,9 @@ namespace fs = std::filesystem;
 
 absl::StatusOr<std::string> ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path.string(), ": ",
-                                                   std::strerror(errno)));
+  if (!in)
+    return absl::NotFoundError(
+        absl::StrCat("cannot read ", path.string(), ": ", std::strerror(errno)));
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -32,7 +33,8 @@ absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data, int m
   std::string tmp = absl::StrCat(path.string(), ".tmp.", getpid());
   UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd.valid())
-    return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = write(fd.get(), data.data() + off, data.size() - off);
@@ -45,7 +47,8 @@ absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data, int m
   fd.reset();
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     unlink(tmp.c_str());
-    return absl::InternalError(absl::StrCat("rename to ", path.string(), ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("rename to ", path.string(), ": ", std::strerror(errno)));
   }
   return absl::OkStatus();
 }
@@ -55,7 +58,8 @@ absl::StatusOr<TempDir> TempDir::Create(const fs::path& parent, absl::string_vie
   fs::create_directories(parent, ec);
   std::string templ = (parent / absl::StrCat(prefix, "XXXXXX")).string();
   if (!mkdtemp(templ.data()))
-    return absl::InternalError(absl::StrCat("mkdtemp in ", parent.string(), ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("mkdtemp in ", parent.string(), ": ", std::strerror(errno)));
   return TempDir(fs::path(templ));
 }
 

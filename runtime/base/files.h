@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <string>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace sie {
 

@@ -34,7 +34,8 @@ std::vector<std::string> BuildEnv(const RunOptions& opts) {
     for (char** e = environ; *e; ++e) {
       absl::string_view kv(*e);
       auto eq = kv.find('=');
-      if (eq != absl::string_view::npos) env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+      if (eq != absl::string_view::npos)
+        env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
     }
   }
   for (const auto& [k, v] : opts.env_set) env[k] = v;
@@ -60,8 +61,9 @@ std::string RunResult::Describe() const {
 std::string ShellJoin(const std::vector<std::string>& argv) {
   std::vector<std::string> q;
   for (const auto& a : argv) {
-    bool plain = !a.empty() && a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                   "0123456789_-./=:,+@%") == std::string::npos;
+    bool plain = !a.empty() && a.find_first_not_of(
+                                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789_-./=:,+@%") == std::string::npos;
     if (plain) {
       q.push_back(a);
     } else {
@@ -143,8 +145,8 @@ absl::StatusOr<RunResult> Run(const std::vector<std::string>& argv, const RunOpt
   while (open_fds > 0) {
     int wait_ms = -1;
     if (opts.timeout) {
-      auto left = *opts.timeout - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      Clock::now() - start);
+      auto left = *opts.timeout -
+                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
       if (left.count() <= 0) {
         res.timed_out = true;
         kill(opts.new_process_group ? -pid : pid, SIGKILL);
@@ -187,8 +189,8 @@ absl::StatusOr<RunResult> RunChecked(const std::vector<std::string>& argv, const
   if (!r.ok()) return r.status();
   if (!r->ok()) {
     std::string tail = Tail(r->err.empty() ? r->out : r->err, 20);
-    return absl::InternalError(absl::StrCat("command failed (", r->Describe(), "): ",
-                                            ShellJoin(argv), tail.empty() ? "" : "\n", tail));
+    return absl::InternalError(absl::StrCat(
+        "command failed (", r->Describe(), "): ", ShellJoin(argv), tail.empty() ? "" : "\n", tail));
   }
   return r;
 }

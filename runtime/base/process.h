@@ -10,28 +10,28 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace sie {
 
 struct RunOptions {
-  std::string cwd;                                // empty: inherit
-  std::map<std::string, std::string> env_set;     // added to (or replacing in) the environment
-  bool clear_env = false;                         // start from an empty environment
+  std::string cwd;                             // empty: inherit
+  std::map<std::string, std::string> env_set;  // added to (or replacing in) the environment
+  bool clear_env = false;                      // start from an empty environment
   std::optional<std::chrono::milliseconds> timeout;
-  std::string stdin_data;                         // fed to the child's stdin (else /dev/null)
+  std::string stdin_data;  // fed to the child's stdin (else /dev/null)
   // Called with each chunk of stdout/stderr as it arrives (for streaming); output is also
   // captured unless capture is false.
   std::function<void(absl::string_view)> on_stdout;
   std::function<void(absl::string_view)> on_stderr;
   bool capture = true;
-  bool new_process_group = true;                  // so a timeout kills the whole tree
+  bool new_process_group = true;  // so a timeout kills the whole tree
 };
 
 struct RunResult {
-  int exit_code = -1;      // valid when !signaled
-  int term_signal = 0;     // non-zero when killed by a signal
+  int exit_code = -1;   // valid when !signaled
+  int term_signal = 0;  // non-zero when killed by a signal
   bool timed_out = false;
   std::string out;
   std::string err;

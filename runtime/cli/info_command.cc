@@ -20,9 +20,10 @@ namespace fs = std::filesystem;
 
 int InfoCommand(const std::vector<std::string>& args) {
   bool json = false;
-  ArgParser p("sie info [--json]",
-              "Shows the kernel release, BTF, kprobe and optprobe support, the sie kfunc module and\n"
-              "the libbpf/bpftool versions sie uses.");
+  ArgParser p(
+      "sie info [--json]",
+      "Shows the kernel release, BTF, kprobe and optprobe support, the sie kfunc module and\n"
+      "the libbpf/bpftool versions sie uses.");
   p.Flag("--json", &json, "machine-readable output");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie info", s);
   if (p.help_requested()) return 0;
@@ -57,7 +58,8 @@ int InfoCommand(const std::vector<std::string>& args) {
     return 0;
   }
   for (auto& [k, v] : j.items())
-    std::printf("%-22s %s\n", k.c_str(), v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
+    std::printf("%-22s %s\n", k.c_str(),
+                v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
   return 0;
 }
 

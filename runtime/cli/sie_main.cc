@@ -19,7 +19,8 @@ struct Subcommand {
 const std::vector<Subcommand>& Subcommands() {
   static const auto* c = new std::vector<Subcommand>{
       {"vm", "run a command as root in the guest kernel (QEMU)", sie::cli::VmCommand},
-      {"synth", "synthesize a constant: spans, formulas, safe spans, stubs", sie::synth::SynthCommand},
+      {"synth", "synthesize a constant: spans, formulas, safe spans, stubs",
+       sie::synth::SynthCommand},
       {"set", "give a kernel constant a new value, live", sie::cli::SetCommand},
       {"status", "loaded constants: value, mode, probes, counters", sie::cli::StatusCommand},
       {"unload", "restore a constant's compiled value and detach", sie::cli::UnloadCommand},
@@ -31,10 +32,11 @@ const std::vector<Subcommand>& Subcommands() {
 }
 
 void Usage(FILE* f) {
-  std::fprintf(f,
-               "usage: sie <command> [options]\n\n"
-               "sie turns constants compiled into the running Linux kernel into live, policy-driven\n"
-               "knobs (Scoped Indirect Execution).\n\ncommands:\n");
+  std::fprintf(
+      f,
+      "usage: sie <command> [options]\n\n"
+      "sie turns constants compiled into the running Linux kernel into live, policy-driven\n"
+      "knobs (Scoped Indirect Execution).\n\ncommands:\n");
   for (const auto& c : Subcommands()) std::fprintf(f, "  %-8s %s\n", c.name, c.summary);
   std::fprintf(f, "\n'sie <command> --help' describes one command.\n");
 }
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
   std::string name = argv[1];
   for (const auto& c : Subcommands())
     if (name == c.name) return c.run(std::vector<std::string>(argv + 2, argv + argc));
-  std::fprintf(stderr, "sie: error: unknown command '%s'\n  hint: see 'sie --help'\n", name.c_str());
+  std::fprintf(stderr, "sie: error: unknown command '%s'\n  hint: see 'sie --help'\n",
+               name.c_str());
   return 2;
 }

@@ -55,7 +55,8 @@ absl::StatusOr<Insn> Decode(csh h, absl::string_view code, uint64_t code_addr, u
                              code.size() - off, addr, 1, &ci);
   if (n != 1) {
     if (n) cs_free(ci, n);
-    return absl::DataLossError(absl::StrCat("cannot decode the instruction at 0x", absl::Hex(addr)));
+    return absl::DataLossError(
+        absl::StrCat("cannot decode the instruction at 0x", absl::Hex(addr)));
   }
   Insn in;
   in.addr = addr;
@@ -103,11 +104,15 @@ absl::StatusOr<GlobalSpan> AnalyzeGlobalSpan(absl::string_view code, uint64_t co
   std::vector<uint64_t> work{start};
   auto follow = [&](uint64_t from, uint64_t to) -> absl::Status {
     if (to == start)
-      return FailedWithHint(absl::StrCat("the span's entry ", where(start), " is also the target "
-                                         "of a jump inside it (", where(from), ")"),
+      return FailedWithHint(absl::StrCat("the span's entry ", where(start),
+                                         " is also the target "
+                                         "of a jump inside it (",
+                                         where(from), ")"),
                             kHint);
-    if (to == end) exits.insert(end);  // falls out of the span
-    else if (!seen.count(to)) work.push_back(to);
+    if (to == end)
+      exits.insert(end);  // falls out of the span
+    else if (!seen.count(to))
+      work.push_back(to);
     return absl::OkStatus();
   };
   while (!work.empty()) {
@@ -117,9 +122,9 @@ absl::StatusOr<GlobalSpan> AnalyzeGlobalSpan(absl::string_view code, uint64_t co
     auto in = Decode(h, code, code_addr, a);
     if (!in.ok()) return FailedWithHint(std::string(in.status().message()), kHint);
     if (a + in->size > end)
-      return FailedWithHint(absl::StrCat("the instruction at ", where(a),
-                                         " crosses the span's end ", where(end)),
-                            "the safe span does not end on an instruction boundary");
+      return FailedWithHint(
+          absl::StrCat("the instruction at ", where(a), " crosses the span's end ", where(end)),
+          "the safe span does not end on an instruction boundary");
     absl::Status st;
     switch (in->flow) {
       case Flow::kNext:
@@ -129,18 +134,22 @@ absl::StatusOr<GlobalSpan> AnalyzeGlobalSpan(absl::string_view code, uint64_t co
         exits.insert(a);
         break;
       case Flow::kJmp:
-        if (inside(in->target)) st = follow(a, in->target);
-        else exits.insert(a);  // a tail call or the return thunk: counted before it runs
+        if (inside(in->target))
+          st = follow(a, in->target);
+        else
+          exits.insert(a);  // a tail call or the return thunk: counted before it runs
         break;
       case Flow::kJcc:
-        if (inside(in->target)) st = follow(a, in->target);
-        else exits.insert(in->target);
+        if (inside(in->target))
+          st = follow(a, in->target);
+        else
+          exits.insert(in->target);
         if (st.ok()) st = follow(a, a + in->size);
         break;
       case Flow::kIndirect:
-        return FailedWithHint(absl::StrCat("an indirect jump at ", where(a),
-                                           " leaves the span to an unknown place"),
-                              kHint);
+        return FailedWithHint(
+            absl::StrCat("an indirect jump at ", where(a), " leaves the span to an unknown place"),
+            kHint);
       case Flow::kStop:
         break;
     }
@@ -175,14 +184,14 @@ absl::StatusOr<GlobalSpan> AnalyzeGlobalSpan(absl::string_view code, uint64_t co
     for (uint64_t n : next) {
       if (!inside(a)) {
         if (n > start && n < end)
-          return FailedWithHint(absl::StrCat("code outside the span (", where(a),
-                                             ") enters it at ", where(n), ", past its entry"),
+          return FailedWithHint(absl::StrCat("code outside the span (", where(a), ") enters it at ",
+                                             where(n), ", past its entry"),
                                 kHint);
         if (outside_exits.count(n))
-          return FailedWithHint(absl::StrCat("the span's exit ", where(n),
-                                             " is also reached from outside the span (",
-                                             where(a), ")"),
-                                kHint);
+          return FailedWithHint(
+              absl::StrCat("the span's exit ", where(n), " is also reached from outside the span (",
+                           where(a), ")"),
+              kHint);
       }
       work.push_back(n);
     }

@@ -68,7 +68,8 @@ absl::StatusOr<Kallsyms> Kallsyms::Load(const std::set<std::string>& wanted,
     sym.addr = addr;
     if (tab != absl::string_view::npos) {
       absl::string_view mod = absl::StripAsciiWhitespace(rest.substr(tab + 1));
-      if (mod.size() > 2 && mod.front() == '[') sym.module = std::string(mod.substr(1, mod.size() - 2));
+      if (mod.size() > 2 && mod.front() == '[')
+        sym.module = std::string(mod.substr(1, mod.size() - 2));
     }
     auto it = k.syms_.emplace(std::string(name), sym);
     pending = &it->second;
@@ -87,8 +88,10 @@ absl::StatusOr<KSym> Kallsyms::Find(const std::string& name, const std::string& 
   auto [b, e] = syms_.equal_range(name);
   for (auto it = b; it != e; ++it) {
     const KSym& s = it->second;
-    if (want_vmlinux ? s.module.empty() : s.module == binary) hits.push_back(s);
-    else elsewhere.push_back(s.module.empty() ? "vmlinux" : s.module);
+    if (want_vmlinux ? s.module.empty() : s.module == binary)
+      hits.push_back(s);
+    else
+      elsewhere.push_back(s.module.empty() ? "vmlinux" : s.module);
   }
   if (hits.size() == 1) return hits[0];
   if (hits.empty()) {
@@ -115,13 +118,12 @@ absl::StatusOr<std::string> ReadKernelBytes(uint64_t addr, size_t n, const std::
   for (int i = 0; i < eh.e_phnum; ++i) {
     Elf64_Phdr ph;
     if (pread(fd.get(), &ph, sizeof(ph), eh.e_phoff + i * eh.e_phentsize) != sizeof(ph)) break;
-    if (ph.p_type != PT_LOAD || addr < ph.p_vaddr || addr + n > ph.p_vaddr + ph.p_memsz)
-      continue;
+    if (ph.p_type != PT_LOAD || addr < ph.p_vaddr || addr + n > ph.p_vaddr + ph.p_memsz) continue;
     std::string buf(n, '\0');
     ssize_t r = pread(fd.get(), buf.data(), n, ph.p_offset + (addr - ph.p_vaddr));
     if (r != static_cast<ssize_t>(n))
-      return absl::InternalError(absl::StrCat("reading ", n, " bytes at 0x", absl::Hex(addr),
-                                              " from ", kcore, " failed"));
+      return absl::InternalError(
+          absl::StrCat("reading ", n, " bytes at 0x", absl::Hex(addr), " from ", kcore, " failed"));
     return buf;
   }
   return absl::NotFoundError(absl::StrCat("address 0x", absl::Hex(addr), " is not in ", kcore));
@@ -154,8 +156,8 @@ bool BytesMatch(absl::string_view expect_hex, absl::string_view actual, bool mod
   auto u = [&](size_t i) { return static_cast<unsigned char>(actual[i]); };
   if (module_code && n == 5 && (want[0] == 0xe8 || want[0] == 0xe9) && want[1] == 0 &&
       want[2] == 0 && want[3] == 0 && want[4] == 0) {
-    if (u(0) == want[0]) return true;                    // relocated displacement
-    if (want[0] == 0xe9 && u(0) == 0xc3) return true;    // return thunk -> ret; int3
+    if (u(0) == want[0]) return true;                  // relocated displacement
+    if (want[0] == 0xe9 && u(0) == 0xc3) return true;  // return thunk -> ret; int3
     return false;
   }
   for (size_t i = 0; i < n; ++i)

@@ -19,7 +19,7 @@ std::string KernelRelease();
 
 struct KSym {
   uint64_t addr = 0;
-  uint64_t size = 0;  // distance to the next symbol (upper bound of the function's size)
+  uint64_t size = 0;   // distance to the next symbol (upper bound of the function's size)
   std::string module;  // empty: vmlinux
 };
 

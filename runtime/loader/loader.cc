@@ -1,5 +1,8 @@
 #include "runtime/loader/loader.h"
 
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/perf_event.h>
 #include <pwd.h>
@@ -8,10 +11,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <bpf/bpf.h>
-#include <bpf/btf.h>
-#include <bpf/libbpf.h>
 
 #include <algorithm>
 #include <chrono>
@@ -36,8 +35,8 @@
 #include "runtime/loader/global_spans.h"
 #include "runtime/loader/kernel.h"
 #include "runtime/loader/native.h"
-#include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/const_reader.h"
+#include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/stubgen.h"
 
 namespace sie::loader {
@@ -97,9 +96,9 @@ class RunLock {
     fs::create_directories(RunDir(), ec);
     UniqueFd fd(open((RunDir() / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!fd.valid())
-      return FailedWithHint(absl::StrCat("cannot open ", (RunDir() / "lock").string(), ": ",
-                                         strerror(errno)),
-                            "sie must run as root");
+      return FailedWithHint(
+          absl::StrCat("cannot open ", (RunDir() / "lock").string(), ": ", strerror(errno)),
+          "sie must run as root");
     if (flock(fd.get(), LOCK_EX) != 0) return absl::InternalError("flock failed");
     RunLock l;
     l.fd_ = std::move(fd);
@@ -170,9 +169,9 @@ absl::StatusOr<UniqueFd> OpenPinned(const std::string& name, const char* map) {
   fs::path p = PinDir(name) / map;
   int fd = bpf_obj_get(p.c_str());
   if (fd < 0)
-    return FailedWithHint(absl::StrCat("cannot open pinned map ", p.string(), ": ",
-                                       strerror(errno)),
-                          absl::StrCat("the constant's state is incomplete: sie unload ", name));
+    return FailedWithHint(
+        absl::StrCat("cannot open pinned map ", p.string(), ": ", strerror(errno)),
+        absl::StrCat("the constant's state is incomplete: sie unload ", name));
   return UniqueFd(fd);
 }
 
@@ -241,8 +240,8 @@ absl::Status WaitKprobesGone(const std::vector<uint64_t>& addrs, double timeout_
     }
     if (left.empty()) return absl::OkStatus();
     if (Clock::now() > deadline)
-      return FailedWithHint(absl::StrCat("kprobes still present after ", timeout_s, " s: ",
-                                         left[0], left.size() > 1 ? " ..." : ""),
+      return FailedWithHint(absl::StrCat("kprobes still present after ", timeout_s, " s: ", left[0],
+                                         left.size() > 1 ? " ..." : ""),
                             "another program may hold the links (bpftool link list)");
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -264,8 +263,8 @@ std::map<uint64_t, int> ForeignKprobes(const std::vector<uint64_t>& addrs,
 }
 
 json ProbeToJson(const ProbeInfo& p) {
-  return json{{"role", p.role},         {"span", p.span},       {"function", p.function},
-              {"offset", p.offset},     {"address", p.address}, {"cell", p.cell},
+  return json{{"role", p.role},           {"span", p.span},         {"function", p.function},
+              {"offset", p.offset},       {"address", p.address},   {"cell", p.cell},
               {"optimized", p.optimized}, {"flags", p.kprobe_flags}};
 }
 ProbeInfo ProbeFromJson(const json& j) {
@@ -388,7 +387,7 @@ absl::Status Register(const Attached& a, const synth::CriticalSpan& s) {
   if (a.info.cell < 0) return KfuncsCommand(absl::StrCat("site 0x", absl::Hex(a.info.address)));
   const synth::MemOperand& m = *s.target_mem;
   auto regnum = [](const std::string& r) -> int {
-    static const char* order[] = {"ax", "bx", "cx", "dx", "si", "di", "bp", "r8",
+    static const char* order[] = {"ax", "bx",  "cx",  "dx",  "si",  "di",  "bp",  "r8",
                                   "r9", "r10", "r11", "r12", "r13", "r14", "r15", "sp"};
     if (r.empty()) return 255;
     for (int i = 0; i < 16; ++i)
@@ -467,9 +466,9 @@ absl::Status LoadModuleIfNeeded(const std::string& name, std::vector<std::string
   if (ModuleLoaded(name)) return absl::OkStatus();
   fs::path ko = SelfDir().parent_path() / "kmod" / (name + ".ko");
   if (!fs::exists(ko))
-    return FailedWithHint(absl::StrCat("module ", name, " is not loaded and ", ko.string(),
-                                       " does not exist"),
-                          absl::StrCat("load it (modprobe ", name, ") or build it"));
+    return FailedWithHint(
+        absl::StrCat("module ", name, " is not loaded and ", ko.string(), " does not exist"),
+        absl::StrCat("load it (modprobe ", name, ") or build it"));
   if (auto st = InsertModule(ko.string()); !st.ok()) return st;
   notes->push_back(absl::StrCat("loaded module ", name, " from ", ko.string()));
   return absl::OkStatus();
@@ -498,8 +497,8 @@ absl::Status SetRodataU32(bpf_object* obj, const char* name, uint32_t v) {
       return absl::OkStatus();
     }
   }
-  return absl::InternalError(absl::StrCat("the stub has no .rodata variable ", name,
-                                          " (built with other sie headers?)"));
+  return absl::InternalError(
+      absl::StrCat("the stub has no .rodata variable ", name, " (built with other sie headers?)"));
 }
 
 // ---- mode 2: sie_consistency instances (one per constant, numbered by the constant's id) ----
@@ -532,7 +531,8 @@ GlobalStatus WaitGlobal(int id, double limit_s) {
 // still running (a `sie set` killed while waiting) is waited for first; one that is already
 // where it should go (EALREADY) is done.
 absl::StatusOr<GlobalStatus> RunGlobal(int id, bool forward, double timeout_s) {
-  const int64_t ms = std::clamp<int64_t>(std::llround(timeout_s * 1000), 1, SIE_CONS_MAX_TIMEOUT_MS);
+  const int64_t ms =
+      std::clamp<int64_t>(std::llround(timeout_s * 1000), 1, SIE_CONS_MAX_TIMEOUT_MS);
   const std::string cmd = absl::StrCat(forward ? "begin " : "revert ", id, " ", ms);
   int err = 0;
   absl::Status st = ConsistencyCommand(cmd, &err);
@@ -796,8 +796,10 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
                                              c.name, " [", c.range_min, ", ", c.range_max, "]"),
                                 "the range comes from the constant's spec (const.json 'range')"));
   if (opts.mode == 2 && (c.id < 0 || c.id >= SIE_CONS_MAX_ID))
-    return fail(FailedWithHint(absl::StrCat(c.name, " has id ", c.id, "; sie_consistency numbers "
-                                            "instances 0..", SIE_CONS_MAX_ID - 1),
+    return fail(FailedWithHint(absl::StrCat(c.name, " has id ", c.id,
+                                            "; sie_consistency numbers "
+                                            "instances 0..",
+                                            SIE_CONS_MAX_ID - 1),
                                "use --mode 1 (per-task)"));
   if (opts.mode < 0 || opts.mode > 2)
     return fail(InvalidWithHint(absl::StrCat("unknown mode ", opts.mode), "modes are 0, 1, 2"));
@@ -868,10 +870,9 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
       return updated("native");
     }
     if ((*old).value("mode", 0) != opts.mode)
-      return fail(FailedWithHint(absl::StrCat(c.name, " is loaded in mode ",
-                                              (*old).value("mode", 0)),
-                                 absl::StrCat("changing the mode needs a reload: sie unload ",
-                                              c.name, ", then sie set")));
+      return fail(FailedWithHint(
+          absl::StrCat(c.name, " is loaded in mode ", (*old).value("mode", 0)),
+          absl::StrCat("changing the mode needs a reload: sie unload ", c.name, ", then sie set")));
     auto ctl = OpenPinned(c.name, "sie_ctl");
     if (!ctl.ok()) return fail(ctl.status());
     res.old_value = static_cast<int64_t>(CtlGet(ctl->get(), kCtlValue));
@@ -943,8 +944,8 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   const std::string release = KernelRelease();
   if (c.target.kernel_release != release)
     return fail(FailedWithHint(
-        absl::StrCat(entry->path.string(), " was synthesized for kernel ",
-                     c.target.kernel_release, ", but this kernel is ", release),
+        absl::StrCat(entry->path.string(), " was synthesized for kernel ", c.target.kernel_release,
+                     ", but this kernel is ", release),
         "run 'sie synth' for the running kernel; offsets and bytes differ between builds"));
   if (auto st = EnsureDebugfs(); !st.ok()) return fail(st);
   if (auto st = EnsureBpffs(); !st.ok()) return fail(st);
@@ -1007,8 +1008,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     if (!BytesMatch(s.expect_bytes, *bytes, in_module))
       return fail(FailedWithHint(
           absl::StrCat("the code at ", s.function, "+0x", absl::Hex(s.probe_offset), " is ",
-                       ToHex(*bytes), ", but ", entry->path.string(), " expects ",
-                       s.expect_bytes),
+                       ToHex(*bytes), ", but ", entry->path.string(), " expects ", s.expect_bytes),
           "the running kernel is not the build synth analyzed (or another tool patched the "
           "code, e.g. a kprobe's int3): run 'sie synth' again"));
     if (s.kind == SpanKind::kMem && !native) {
@@ -1055,9 +1055,8 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     for (size_t j = 0; j < ss.size(); ++j) {
       auto sym = ksyms->Find(ss[j].function, in_module ? c.target.binary : "vmlinux");
       if (!sym.ok()) return fail(WithContext(sym.status(), absl::StrCat("safe span ", j)));
-      uint64_t end = ss[j].how == synth::SafeSpanHow::kWholeFunction || ss[j].end == 0
-                         ? sym->size
-                         : ss[j].end;
+      uint64_t end =
+          ss[j].how == synth::SafeSpanHow::kWholeFunction || ss[j].end == 0 ? sym->size : ss[j].end;
       safe_ranges.push_back({sym->addr + ss[j].start, sym->addr + end});
       if (opts.mode == 2) {
         const std::string where = absl::StrCat("safe span ", j, " (", ss[j].function, "+0x",
@@ -1152,15 +1151,15 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   LibbpfLog().clear();
   ObjPtr obj(bpf_object__open_file(obj_path.c_str(), nullptr));
   if (!obj)
-    return fail(absl::InternalError(absl::StrCat("opening ", obj_path.string(), ": ",
-                                                 strerror(errno), "\n", LogTail())));
+    return fail(absl::InternalError(
+        absl::StrCat("opening ", obj_path.string(), ": ", strerror(errno), "\n", LogTail())));
   // Only mode-2 stubs call sie_consistency's kfunc (and so need the module loaded).
   if (opts.mode == 2)
     if (auto st = SetRodataU32(obj.get(), "sie_global_kfunc", 1); !st.ok()) return fail(st);
   if (bpf_object__load(obj.get()) != 0)
-    return fail(FailedWithHint(absl::StrCat("the kernel refused the stub of ", c.name, ":\n",
-                                            LogTail()),
-                               "sie_kfuncs.ko must be loaded (kfuncs) and the kernel needs BTF"));
+    return fail(
+        FailedWithHint(absl::StrCat("the kernel refused the stub of ", c.name, ":\n", LogTail()),
+                       "sie_kfuncs.ko must be loaded (kfuncs) and the kernel needs BTF"));
   bpf_map* ctl_map = bpf_object__find_map_by_name(obj.get(), "sie_ctl");
   bpf_map* safe_map = bpf_object__find_map_by_name(obj.get(), "sie_safe");
   if (!ctl_map || !safe_map) return fail(absl::InternalError("stub without sie_ctl/sie_safe"));
@@ -1178,8 +1177,8 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
                       {kCtlActive, 0}})
     if (auto st = CtlSet(ctl, k, v); !st.ok()) return fail(st);
   for (auto& a : probes) {
-    std::string pname = a.info.role == "guard" ? "sie_guard"
-                                               : absl::StrCat("sie_", a.info.role, "_", a.info.span);
+    std::string pname =
+        a.info.role == "guard" ? "sie_guard" : absl::StrCat("sie_", a.info.role, "_", a.info.span);
     a.prog = bpf_object__find_program_by_name(obj.get(), pname.c_str());
     if (!a.prog) return fail(absl::InternalError("stub has no program " + pname));
   }
@@ -1314,8 +1313,8 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     }
     for (auto& a : probes)
       if (a.info.role == "apply" && a.info.offset != c.spans[a.info.span].probe_offset)
-        res.notes.push_back(absl::StrCat("span ", a.info.span, ": probe moved to ",
-                                         a.info.function, "+0x", absl::Hex(a.info.offset),
+        res.notes.push_back(absl::StrCat("span ", a.info.span, ": probe moved to ", a.info.function,
+                                         "+0x", absl::Hex(a.info.offset),
                                          a.info.optimized ? " (jump-optimized)" : ""));
   } else {
     refresh();
@@ -1479,8 +1478,7 @@ absl::Status UnloadOne(const std::string& n, double timeout_s) {
     // everything stays loaded: detaching now would switch mid-span, like mode 0.
     auto rv = RunGlobal(global_id, false, timeout_s);
     if (!rv.ok() || StatusValue(*rv, "state") != "off") {
-      const std::string why =
-          rv.ok() ? DescribeBlockers(*rv) : std::string(rv.status().message());
+      const std::string why = rv.ok() ? DescribeBlockers(*rv) : std::string(rv.status().message());
       journal["outcome"] = "refused";
       journal["error"] = absl::StrCat("reverse transition did not finish: ", why);
       Journal(journal);
@@ -1631,8 +1629,10 @@ absl::Status Unload(const std::string& name_in, bool all, double timeout_s) {
 absl::StatusOr<std::vector<json>> ReadJournal() {
   std::vector<json> out;
   std::vector<fs::path> paths;
-  if (const char* d = getenv("SIE_JOURNAL"); d && *d) paths.push_back(d);
-  else paths = {"/var/log/sie/journal.jsonl", RunDir() / "journal.jsonl"};
+  if (const char* d = getenv("SIE_JOURNAL"); d && *d)
+    paths.push_back(d);
+  else
+    paths = {"/var/log/sie/journal.jsonl", RunDir() / "journal.jsonl"};
   for (const fs::path& p : paths) {
     auto t = ReadFile(p);
     if (!t.ok()) continue;

@@ -18,11 +18,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 
@@ -39,10 +38,10 @@ struct SetOptions {
   std::filesystem::path consts_dir;
   std::string name;  // name or id
   int64_t value = 0;
-  int mode = 0;            // 0 immediate, 1 per-task, 2 global (sie_consistency)
-  double timeout_s = 5;    // mode 2: limit of each global transition (else unused by set)
-  bool optimize = true;    // look for jump-optimized probe offsets among the candidates
-  double opt_wait_s = 1.5; // the kernel optimizes probes from delayed work
+  int mode = 0;             // 0 immediate, 1 per-task, 2 global (sie_consistency)
+  double timeout_s = 5;     // mode 2: limit of each global transition (else unused by set)
+  bool optimize = true;     // look for jump-optimized probe offsets among the candidates
+  double opt_wait_s = 1.5;  // the kernel optimizes probes from delayed work
   std::vector<std::filesystem::path> policy_objects;  // linked over the weak decision hook
   // "auto": sie_native where it covers every span with equal safety (runtime/loader/native.h),
   // else BPF; "bpf" or "native" force one (native refuses what it does not cover).
@@ -55,7 +54,7 @@ struct ProbeInfo {
   std::string function;
   uint64_t offset = 0;
   uint64_t address = 0;
-  int cell = -1;     // kMem: the sie_kfuncs cell id
+  int cell = -1;  // kMem: the sie_kfuncs cell id
   bool optimized = false;
   std::string kprobe_flags;  // "[OPTIMIZED]", "[FTRACE]", "" (from kprobes/list)
   // Other kprobes at this address (another tool or constant), from kprobes/list: at `sie set`
@@ -67,12 +66,12 @@ struct ProbeInfo {
 
 struct SetResult {
   std::string name;
-  bool updated_only = false;        // the constant was loaded: only the value map changed
-  std::optional<int64_t> old_value; // previous value (loaded constant), else the shipped one
+  bool updated_only = false;         // the constant was loaded: only the value map changed
+  std::optional<int64_t> old_value;  // previous value (loaded constant), else the shipped one
   int64_t value = 0;
   int mode = 0;
-  bool compiled = false;            // the stub was compiled now (not from a cache)
-  double latency_ms = 0;            // from start to the value being active
+  bool compiled = false;  // the stub was compiled now (not from a cache)
+  double latency_ms = 0;  // from start to the value being active
   double verify_ms = 0, build_ms = 0, load_ms = 0, attach_ms = 0, optimize_ms = 0;
   // Mode 2: the kernel's time from the transition request to the gate flip, and its result
   // ("instant": nobody was inside; "done": the last task inside left).
@@ -92,8 +91,8 @@ struct SpanCounters {
 };
 
 struct LoadedConst {
-  nlohmann::json state;              // /run/sie/<name>.json
-  std::vector<SpanCounters> spans;   // summed over CPUs; empty when the pins are gone
+  nlohmann::json state;             // /run/sie/<name>.json
+  std::vector<SpanCounters> spans;  // summed over CPUs; empty when the pins are gone
   uint64_t transitions = 0, unsafe = 0;
   bool pins_present = false;  // bpf: the pins; native: every probe registered
   std::string engine = "bpf";
@@ -108,8 +107,9 @@ absl::StatusOr<std::vector<LoadedConst>> Status();
 
 // Reverse transition (mode 1: tasks move back at their next clean guard, up to timeout_s; mode
 // 2: one global switch back, refused when it does not happen within timeout_s, keeping
-// everything loaded), then detach (remove the pins) and forget the constant. `name` "" with all=true: everything under
-// /sys/fs/bpf/sie and /run/sie, including leftovers of a killed `sie set`.
+// everything loaded), then detach (remove the pins) and forget the constant. `name` "" with
+// all=true: everything under /sys/fs/bpf/sie and /run/sie, including leftovers of a killed `sie
+// set`.
 absl::Status Unload(const std::string& name, bool all, double timeout_s = 5);
 
 // The journal's entries (one json object per line), oldest first.

@@ -13,13 +13,13 @@
 namespace sie::policy {
 
 struct VerifierError {
-  std::string message;      // plain explanation ("... may be NULL here")
-  std::string hint;         // what to change
-  std::string file;         // from the line annotation ("" when the log has none)
+  std::string message;  // plain explanation ("... may be NULL here")
+  std::string hint;     // what to change
+  std::string file;     // from the line annotation ("" when the log has none)
   int line = 0;
-  std::string source;       // the annotated source text of that line
-  std::string raw_error;    // the verifier's own words (the error line)
-  bool truncated = false;   // no "processed N insns" line: the log buffer was too small
+  std::string source;      // the annotated source text of that line
+  std::string raw_error;   // the verifier's own words (the error line)
+  bool truncated = false;  // no "processed N insns" line: the log buffer was too small
 };
 
 VerifierError TranslateVerifierLog(absl::string_view log);

@@ -31,8 +31,9 @@ absl::StatusOr<std::vector<std::string>> ModuleLoadOrder(const std::string& rele
   argv.insert(argv.end(), kBootModules.begin(), kBootModules.end());
   auto r = RunChecked(argv);
   if (!r.ok())
-    return FailedWithHint(absl::StrCat("cannot resolve the guest's 9p modules: ", r.status().message()),
-                          absl::StrCat("is linux-image-", release, " installed? run scripts/setup"));
+    return FailedWithHint(
+        absl::StrCat("cannot resolve the guest's 9p modules: ", r.status().message()),
+        absl::StrCat("is linux-image-", release, " installed? run scripts/setup"));
   std::vector<std::string> paths;
   for (absl::string_view line : absl::StrSplit(r->out, '\n', absl::SkipEmpty())) {
     std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
@@ -55,7 +56,8 @@ std::string FileStamp(const std::string& path) {
 absl::StatusOr<Initramfs> EnsureInitramfs(const std::string& release, const fs::path& cache_dir) {
   auto start = std::chrono::steady_clock::now();
   if (!fs::exists(kBusybox))
-    return FailedWithHint("busybox is missing (/bin/busybox)", "run scripts/setup (busybox-static)");
+    return FailedWithHint("busybox is missing (/bin/busybox)",
+                          "run scripts/setup (busybox-static)");
   auto modules = ModuleLoadOrder(release);
   if (!modules.ok()) return modules.status();
 

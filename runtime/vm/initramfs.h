@@ -4,14 +4,14 @@
 #include <filesystem>
 #include <string>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace sie::vm {
 
 struct Initramfs {
   std::filesystem::path path;
-  bool rebuilt = false;     // false: served from the cache
+  bool rebuilt = false;  // false: served from the cache
   double build_seconds = 0;
 };
 

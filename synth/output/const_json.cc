@@ -21,18 +21,25 @@ namespace {
 // than borrowed from wherever model.h's helpers are defined).
 const char* KindName(SpanKind k) {
   switch (k) {
-    case SpanKind::kReg: return "reg";
-    case SpanKind::kMem: return "mem";
-    case SpanKind::kFlags: return "flags";
-    case SpanKind::kRecompute: return "recompute";
+    case SpanKind::kReg:
+      return "reg";
+    case SpanKind::kMem:
+      return "mem";
+    case SpanKind::kFlags:
+      return "flags";
+    case SpanKind::kRecompute:
+      return "recompute";
   }
   return "?";
 }
 const char* HowName(SafeSpanHow h) {
   switch (h) {
-    case SafeSpanHow::kSlice: return "slice";
-    case SafeSpanHow::kManual: return "manual";
-    case SafeSpanHow::kWholeFunction: return "whole_function";
+    case SafeSpanHow::kSlice:
+      return "slice";
+    case SafeSpanHow::kManual:
+      return "manual";
+    case SafeSpanHow::kWholeFunction:
+      return "whole_function";
   }
   return "?";
 }
@@ -61,8 +68,7 @@ json SpanToJson(const CriticalSpan& s) {
   // The register holding X: for recompute, saved at save_offset; for reg, read at the probe
   // (the analysis checked it is still intact there). Without it a reg formula in X is ambiguous.
   if (!s.save_reg.empty()) j["save_reg"] = s.save_reg;
-  if (s.kind == SpanKind::kRecompute && !s.x_from_probe.empty())
-    j["x_from_probe"] = s.x_from_probe;
+  if (s.kind == SpanKind::kRecompute && !s.x_from_probe.empty()) j["x_from_probe"] = s.x_from_probe;
   if (s.kind == SpanKind::kFlags) {
     j["flags_cc"] = s.flags_cc;
     if (!s.flags_op.empty()) j["flags_op"] = s.flags_op;
@@ -117,8 +123,10 @@ absl::StatusOr<IdIndex> AssignConstIds(const std::vector<std::string>& names,
   // Keep every id a name had before (current or retired) so it never moves.
   for (const auto& n : sorted) {
     int id = 0;
-    if (auto it = previous.ids.find(n); it != previous.ids.end()) id = it->second;
-    else if (auto r = previous.retired.find(n); r != previous.retired.end()) id = r->second;
+    if (auto it = previous.ids.find(n); it != previous.ids.end())
+      id = it->second;
+    else if (auto r = previous.retired.find(n); r != previous.retired.end())
+      id = r->second;
     if (id > 0 && !taken.count(id)) {
       out.ids[n] = id;
       taken.insert(id);
@@ -151,8 +159,7 @@ nlohmann::json IndexToJson(const IdIndex& index) {
     for (const auto& [n, id] : m) v.push_back({id, n});
     std::sort(v.begin(), v.end());
     json a = json::array();
-    for (const auto& [id, n] : v)
-      a.push_back({{"id", id}, {"name", n}, {"dir", absl::StrCat(id)}});
+    for (const auto& [id, n] : v) a.push_back({{"id", id}, {"name", n}, {"dir", absl::StrCat(id)}});
     return a;
   };
   json j;

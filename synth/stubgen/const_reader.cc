@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
@@ -56,9 +55,12 @@ class Reader {
     if (!*v) return absl::OkStatus();
     if (!(*v)->is_number_integer()) return Bad(path + key, "must be an integer");
     if constexpr (std::is_unsigned_v<T>) {
-      if ((*v)->is_number_unsigned()) *out = (*v)->get<uint64_t>();
-      else if ((*v)->get<int64_t>() < 0) return Bad(path + key, "must not be negative");
-      else *out = static_cast<T>((*v)->get<int64_t>());
+      if ((*v)->is_number_unsigned())
+        *out = (*v)->get<uint64_t>();
+      else if ((*v)->get<int64_t>() < 0)
+        return Bad(path + key, "must not be negative");
+      else
+        *out = static_cast<T>((*v)->get<int64_t>());
     } else {
       *out = static_cast<T>((*v)->get<int64_t>());
     }
@@ -69,10 +71,10 @@ class Reader {
   std::string origin_;
 };
 
-#define SIE_RETURN_IF_ERROR(expr)        \
-  do {                                   \
-    absl::Status _s = (expr);            \
-    if (!_s.ok()) return _s;             \
+#define SIE_RETURN_IF_ERROR(expr) \
+  do {                            \
+    absl::Status _s = (expr);     \
+    if (!_s.ok()) return _s;      \
   } while (0)
 
 absl::StatusOr<synth::MemOperand> ParseMem(const Reader& r, const json& j,
@@ -115,8 +117,10 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
   std::string kind;
   SIE_RETURN_IF_ERROR(r.Str(j, pre, "kind", &kind));
   static const std::map<std::string, synth::SpanKind> kinds = {
-      {"reg", synth::SpanKind::kReg}, {"mem", synth::SpanKind::kMem},
-      {"flags", synth::SpanKind::kFlags}, {"recompute", synth::SpanKind::kRecompute}};
+      {"reg", synth::SpanKind::kReg},
+      {"mem", synth::SpanKind::kMem},
+      {"flags", synth::SpanKind::kFlags},
+      {"recompute", synth::SpanKind::kRecompute}};
   auto k = kinds.find(kind);
   if (k == kinds.end()) return r.Bad(pre + "kind", "must be reg, mem, flags or recompute");
   s.kind = k->second;
@@ -164,7 +168,9 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
     return r.Bad(pre + "expect_bytes", "must be a non-empty even-length hex string");
   for (char c : s.expect_bytes)
     if (!absl::ascii_isxdigit(c) && c != '?')
-      return r.Bad(pre + "expect_bytes", "must be hex ('?" "?' for a byte that may differ)");
+      return r.Bad(pre + "expect_bytes",
+                   "must be hex ('?"
+                   "?' for a byte that may differ)");
   if (auto v = j.find("vars"); v != j.end() && v->is_array())
     for (const auto& e : *v)
       if (e.is_object())
@@ -323,10 +329,11 @@ absl::StatusOr<ConstEntry> FindConst(const fs::path& dir, absl::string_view name
     names.push_back(e.c.name);
   }
   std::string known = names.empty() ? "none" : "";
-  for (size_t i = 0; i < names.size() && i < 8; ++i) absl::StrAppend(&known, i ? ", " : "", names[i]);
+  for (size_t i = 0; i < names.size() && i < 8; ++i)
+    absl::StrAppend(&known, i ? ", " : "", names[i]);
   if (names.size() > 8) absl::StrAppend(&known, ", ...");
-  return absl::NotFoundError(absl::StrCat("unknown constant '", name_or_id, "' in ",
-                                          dir.string(), "\nhint: known constants: ", known,
+  return absl::NotFoundError(absl::StrCat("unknown constant '", name_or_id, "' in ", dir.string(),
+                                          "\nhint: known constants: ", known,
                                           " (see 'sie consts')"));
 }
 

@@ -89,8 +89,8 @@ class Parser {
   absl::StatusOr<std::unique_ptr<Node>> Unary() {
     if (++depth_ > 64) return Error("nested too deeply");
     Skip();
-    for (auto [tok, op] : {std::pair<const char*, Op>{"-", Op::kNeg}, {"~", Op::kNot},
-                           {"+", Op::kPlus}}) {
+    for (auto [tok, op] :
+         {std::pair<const char*, Op>{"-", Op::kNeg}, {"~", Op::kNot}, {"+", Op::kPlus}}) {
       if (Accept(tok)) {
         auto inner = Unary();
         if (!inner.ok()) return inner;
@@ -159,8 +159,8 @@ class Parser {
     }
     if (digits == 0) return Error("digits expected");
     // Integer suffixes (u, l, ul, ull) are accepted and ignored: everything is u64.
-    while (pos_ < s_.size() && (s_[pos_] == 'u' || s_[pos_] == 'U' || s_[pos_] == 'l' ||
-                                s_[pos_] == 'L'))
+    while (pos_ < s_.size() &&
+           (s_[pos_] == 'u' || s_[pos_] == 'U' || s_[pos_] == 'l' || s_[pos_] == 'L'))
       ++pos_;
     if (pos_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_'))
       return Error("malformed integer literal");
@@ -176,26 +176,43 @@ class Parser {
 };
 
 std::string Emit(const Node& n) {
-  auto bin = [&](const char* op) { return absl::StrCat("(", Emit(*n.a), " ", op, " ", Emit(*n.b), ")"); };
+  auto bin = [&](const char* op) {
+    return absl::StrCat("(", Emit(*n.a), " ", op, " ", Emit(*n.b), ")");
+  };
   auto call = [&](const char* f) {
     return absl::StrCat(f, "(", Emit(*n.a), ", ", Emit(*n.b), ", &bad)");
   };
   switch (n.op) {
-    case Op::kLit: return absl::StrCat(n.lit, "ULL");
-    case Op::kVar: return std::string(1, n.var);
-    case Op::kNeg: return absl::StrCat("(-", Emit(*n.a), ")");
-    case Op::kPlus: return Emit(*n.a);
-    case Op::kNot: return absl::StrCat("(~", Emit(*n.a), ")");
-    case Op::kAdd: return bin("+");
-    case Op::kSub: return bin("-");
-    case Op::kMul: return bin("*");
-    case Op::kAnd: return bin("&");
-    case Op::kOr: return bin("|");
-    case Op::kXor: return bin("^");
-    case Op::kDiv: return call("sie_div");
-    case Op::kMod: return call("sie_mod");
-    case Op::kShl: return call("sie_shl");
-    case Op::kShr: return call("sie_shr");
+    case Op::kLit:
+      return absl::StrCat(n.lit, "ULL");
+    case Op::kVar:
+      return std::string(1, n.var);
+    case Op::kNeg:
+      return absl::StrCat("(-", Emit(*n.a), ")");
+    case Op::kPlus:
+      return Emit(*n.a);
+    case Op::kNot:
+      return absl::StrCat("(~", Emit(*n.a), ")");
+    case Op::kAdd:
+      return bin("+");
+    case Op::kSub:
+      return bin("-");
+    case Op::kMul:
+      return bin("*");
+    case Op::kAnd:
+      return bin("&");
+    case Op::kOr:
+      return bin("|");
+    case Op::kXor:
+      return bin("^");
+    case Op::kDiv:
+      return call("sie_div");
+    case Op::kMod:
+      return call("sie_mod");
+    case Op::kShl:
+      return call("sie_shl");
+    case Op::kShr:
+      return call("sie_shr");
   }
   return "0";
 }
@@ -206,25 +223,40 @@ std::optional<uint64_t> EvalNode(const Node& n, uint64_t v, uint64_t x, uint64_t
   auto a = EvalNode(*n.a, v, x, r);
   if (!a) return std::nullopt;
   switch (n.op) {
-    case Op::kNeg: return 0 - *a;
-    case Op::kPlus: return *a;
-    case Op::kNot: return ~*a;
-    default: break;
+    case Op::kNeg:
+      return 0 - *a;
+    case Op::kPlus:
+      return *a;
+    case Op::kNot:
+      return ~*a;
+    default:
+      break;
   }
   auto b = EvalNode(*n.b, v, x, r);
   if (!b) return std::nullopt;
   switch (n.op) {
-    case Op::kAdd: return *a + *b;
-    case Op::kSub: return *a - *b;
-    case Op::kMul: return *a * *b;
-    case Op::kAnd: return *a & *b;
-    case Op::kOr: return *a | *b;
-    case Op::kXor: return *a ^ *b;
-    case Op::kDiv: return *b ? std::optional<uint64_t>(*a / *b) : std::nullopt;
-    case Op::kMod: return *b ? std::optional<uint64_t>(*a % *b) : std::nullopt;
-    case Op::kShl: return *b < 64 ? std::optional<uint64_t>(*a << *b) : std::nullopt;
-    case Op::kShr: return *b < 64 ? std::optional<uint64_t>(*a >> *b) : std::nullopt;
-    default: return std::nullopt;
+    case Op::kAdd:
+      return *a + *b;
+    case Op::kSub:
+      return *a - *b;
+    case Op::kMul:
+      return *a * *b;
+    case Op::kAnd:
+      return *a & *b;
+    case Op::kOr:
+      return *a | *b;
+    case Op::kXor:
+      return *a ^ *b;
+    case Op::kDiv:
+      return *b ? std::optional<uint64_t>(*a / *b) : std::nullopt;
+    case Op::kMod:
+      return *b ? std::optional<uint64_t>(*a % *b) : std::nullopt;
+    case Op::kShl:
+      return *b < 64 ? std::optional<uint64_t>(*a << *b) : std::nullopt;
+    case Op::kShr:
+      return *b < 64 ? std::optional<uint64_t>(*a >> *b) : std::nullopt;
+    default:
+      return std::nullopt;
   }
 }
 

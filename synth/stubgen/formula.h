@@ -17,8 +17,23 @@
 namespace sie::stubgen {
 
 struct FormulaNode {
-  enum class Op { kLit, kVar, kNeg, kPlus, kNot, kAdd, kSub, kMul, kDiv, kMod, kShl, kShr,
-                  kAnd, kOr, kXor };
+  enum class Op {
+    kLit,
+    kVar,
+    kNeg,
+    kPlus,
+    kNot,
+    kAdd,
+    kSub,
+    kMul,
+    kDiv,
+    kMod,
+    kShl,
+    kShr,
+    kAnd,
+    kOr,
+    kXor
+  };
   Op op = Op::kLit;
   uint64_t lit = 0;
   char var = 0;  // 'V', 'X' or 'R'

@@ -21,10 +21,14 @@ namespace {
 
 const char* KindName(SpanKind k) {
   switch (k) {
-    case SpanKind::kReg: return "reg";
-    case SpanKind::kMem: return "mem";
-    case SpanKind::kFlags: return "flags";
-    case SpanKind::kRecompute: return "recompute";
+    case SpanKind::kReg:
+      return "reg";
+    case SpanKind::kMem:
+      return "mem";
+    case SpanKind::kFlags:
+      return "flags";
+    case SpanKind::kRecompute:
+      return "recompute";
   }
   return "?";
 }
@@ -88,22 +92,22 @@ absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
     std::optional<Formula> xr;
     if (recompute && !s.x_from_probe.empty()) {
       auto f2 = Formula::Parse(s.x_from_probe, "R");
-      if (!f2.ok())
-        return SpanError(c, i, f2.status().message(), "fix x_from_probe in const.json");
+      if (!f2.ok()) return SpanError(c, i, f2.status().message(), "fix x_from_probe in const.json");
       xr = std::move(*f2);
     }
     for (const std::string* reg : {&s.target_reg, &s.save_reg})
-      if (*reg == "sp" && (reg == &s.save_reg ? recompute : s.kind != SpanKind::kFlags &&
-                                                                s.kind != SpanKind::kMem))
+      if (*reg == "sp" &&
+          (reg == &s.save_reg ? recompute : s.kind != SpanKind::kFlags && s.kind != SpanKind::kMem))
         return SpanError(c, i, "the stack pointer cannot be rewritten", "");
     if (s.kind == SpanKind::kFlags && !s.flags_op.empty() && s.flags_op != "cmp")
-      return absl::UnimplementedError(absl::StrCat(
-          c.name, " span ", i, ": flags of '", s.flags_op,
-          "' cannot be recomputed yet (sie_set_flags emulates cmp only)\nhint: "
-          "sie_kfuncs needs a 'test' variant; see the runtime report"));
+      return absl::UnimplementedError(
+          absl::StrCat(c.name, " span ", i, ": flags of '", s.flags_op,
+                       "' cannot be recomputed yet (sie_set_flags emulates cmp only)\nhint: "
+                       "sie_kfuncs needs a 'test' variant; see the runtime report"));
     const bool uses_x = formula->Uses('X');
     if (uses_x && s.kind == SpanKind::kReg && s.save_reg.empty())
-      return SpanError(c, i, "a reg formula in X needs save_reg (the register holding X at the probe)",
+      return SpanError(c, i,
+                       "a reg formula in X needs save_reg (the register holding X at the probe)",
                        "re-run sie synth; a hand-written const.json must name save_reg");
     const synth::MemOperand* mem = s.target_mem ? &*s.target_mem : nullptr;
     if (uses_x && mem && mem->base == "ip" &&

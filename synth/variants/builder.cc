@@ -65,8 +65,7 @@ absl::Status CopyTree(const fs::path& from, const fs::path& to,
     } else if (it->is_regular_file()) {
       fs::copy_file(p, dst, fs::copy_options::overwrite_existing, ec);
     }
-    if (ec)
-      return absl::InternalError(absl::StrCat("copying ", p.string(), ": ", ec.message()));
+    if (ec) return absl::InternalError(absl::StrCat("copying ", p.string(), ": ", ec.message()));
   }
   if (ec) return absl::InternalError(absl::StrCat("copying ", from.string(), ": ", ec.message()));
   return absl::OkStatus();
@@ -219,8 +218,10 @@ class VariantBuilder {
             *edited == *original ? "pristine"
                                  : absl::StrCat(t.file, "\n", Hex64(Fnv1a64(*edited))));
         auto [it, inserted] = primary.emplace(key, j);
-        if (inserted) unique.push_back(j);
-        else aliases.push_back({j, it->second});
+        if (inserted)
+          unique.push_back(j);
+        else
+          aliases.push_back({j, it->second});
       }
       jobs = std::move(unique);
     }
@@ -293,15 +294,19 @@ class VariantBuilder {
     std::string msg = absl::StrCat("compiling ", what, " with ", t.name, " ", VariantLabel(t, v),
                                    " failed (", r.Describe(), "):\n", Tail(r.err + r.out));
     if (ctx_.verbose) absl::StrAppend(&msg, "\ncommand: ", cmd);
-    return FailedWithHint(msg, "the compiler's message above says why; check the values "
-                               "(does the code accept them?) and the edit");
+    return FailedWithHint(msg,
+                          "the compiler's message above says why; check the values "
+                          "(does the code accept them?) and the edit");
   }
 
   absl::Status RunJob(const Job& j) {
     switch (ctx_.kind) {
-      case TargetKind::kKernel: return KernelJob(j);
-      case TargetKind::kModule: return ModuleJob(j);
-      case TargetKind::kGeneric: return GenericJob(j);
+      case TargetKind::kKernel:
+        return KernelJob(j);
+      case TargetKind::kModule:
+        return ModuleJob(j);
+      case TargetKind::kGeneric:
+        return GenericJob(j);
     }
     return absl::InternalError("bad target kind");
   }
@@ -326,8 +331,7 @@ class VariantBuilder {
     if (auto s = CopyFile(tree / src_rel, overlay / src_rel); !s.ok()) return s;
     for (const auto& e : fs::directory_iterator(tree / src_dir, ec))
       if (e.is_regular_file() && e.path().extension() == ".h")
-        if (auto s = CopyFile(e.path(), overlay / src_dir / e.path().filename()); !s.ok())
-          return s;
+        if (auto s = CopyFile(e.path(), overlay / src_dir / e.path().filename()); !s.ok()) return s;
     auto edited = EditedText(t, j.variant);
     if (!edited.ok()) return edited.status();
     if (auto s = WriteFileAtomic(overlay / t.file, *edited); !s.ok()) return s;
@@ -347,9 +351,8 @@ class VariantBuilder {
     // IBT configs run objtool once on vmlinux.o, turning static-key jumps into NOPs; doing the
     // same on a copy of the object makes it match the shipped code byte for byte.
     if (auto s = CopyFile(raw, final_obj); !s.ok()) return s;
-    auto o = sie::Run({ctx_.tree->objtool().string(), "--hacks=jump_label", "--link",
-                       final_obj.string()},
-                      ro);
+    auto o = sie::Run(
+        {ctx_.tree->objtool().string(), "--hacks=jump_label", "--link", final_obj.string()}, ro);
     if (!o.ok()) return o.status();
     if (!o->ok())
       return FailedWithHint(absl::StrCat("objtool failed on ", final_obj.string(), " (",
@@ -415,18 +418,21 @@ class VariantBuilder {
         for (const auto& e : fs::directory_iterator(copy, ec))
           if (e.path().extension() == ".c") cs.push_back(e.path().stem().string());
         if (cs.size() != 1)
-          return InvalidWithHint(absl::StrCat(ctx_.source_root.string(),
-                                              " has no Kbuild or Makefile"),
-                                 "add a Kbuild ('obj-m := NAME.o') to the module directory");
+          return InvalidWithHint(
+              absl::StrCat(ctx_.source_root.string(), " has no Kbuild or Makefile"),
+              "add a Kbuild ('obj-m := NAME.o') to the module directory");
         name = cs[0];
       }
       if (auto s = WriteFileAtomic(copy / "Kbuild", absl::StrCat("obj-m := ", name, ".o\n"));
           !s.ok())
         return s;
     }
-    std::vector<std::string> argv = {"make", "-C", ctx_.headers_dir.string(),
+    std::vector<std::string> argv = {"make",
+                                     "-C",
+                                     ctx_.headers_dir.string(),
                                      absl::StrCat("M=", copy.string()),
-                                     absl::StrCat("CC=", ctx_.cc), "modules"};
+                                     absl::StrCat("CC=", ctx_.cc),
+                                     "modules"};
     RunOptions ro;
     ro.timeout = kCompileTimeout;
     auto r = sie::Run(argv, ro);

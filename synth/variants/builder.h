@@ -21,7 +21,7 @@
 namespace sie::synth {
 
 struct ObjectVariants {
-  std::string object;                       // relative to the build root, e.g. block/blk-mq.o
+  std::string object;                            // relative to the build root, e.g. block/blk-mq.o
   std::array<std::filesystem::path, 3> variant;  // V1, V2, V3 object files
 };
 
@@ -34,12 +34,12 @@ struct TunableVariants {
 
 struct BuildContext {
   TargetKind kind = TargetKind::kKernel;
-  KernelTree* tree = nullptr;          // kKernel
-  std::filesystem::path source_root;   // kGeneric: source_dir; kModule: the module directory
-  std::string build_command;           // kGeneric
-  std::filesystem::path headers_dir;   // kModule: kbuild of the guest kernel
+  KernelTree* tree = nullptr;         // kKernel
+  std::filesystem::path source_root;  // kGeneric: source_dir; kModule: the module directory
+  std::string build_command;          // kGeneric
+  std::filesystem::path headers_dir;  // kModule: kbuild of the guest kernel
   std::string cc = "x86_64-linux-gnu-gcc-12";  // kModule/kKernel compiler
-  std::filesystem::path work_dir;      // variants are built below this directory
+  std::filesystem::path work_dir;              // variants are built below this directory
   std::vector<std::filesystem::path> exclude;  // kGeneric/kModule: never copied (e.g. --out)
   int jobs = 2;
   bool verbose = false;

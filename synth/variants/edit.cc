@@ -69,15 +69,15 @@ absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view ma
   }
   if (sites.empty()) {
     if (!function_like.empty())
-      return InvalidWithHint(absl::StrCat("macro ", macro, " in ", file, ":", function_like[0],
-                                          " takes arguments"),
-                             "only object-like macros can be rewritten; use 'match:'/'replace:'");
+      return InvalidWithHint(
+          absl::StrCat("macro ", macro, " in ", file, ":", function_like[0], " takes arguments"),
+          "only object-like macros can be rewritten; use 'match:'/'replace:'");
     return absl::NotFoundError(absl::StrCat("macro ", macro, " not defined in ", file));
   }
   if (sites.size() > 1)
     return InvalidWithHint(
-        absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ", file,
-                     " (lines ", sites[0].line, " and ", sites[1].line, ")"),
+        absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ", file, " (lines ",
+                     sites[0].line, " and ", sites[1].line, ")"),
         "pick one definition with 'match:' (its exact text) and 'replace:' ('...{V}...')");
   if (sites[0].value_begin == sites[0].value_end)
     return InvalidWithHint(
@@ -103,8 +103,7 @@ bool ParseLiteral(absl::string_view v, Literal* lit) {
   size_t closes = 0;
   for (size_t k = e; k < v.size(); ++k) closes += v[k] == ')';
   if (opens != closes || b >= e) return false;
-  while (e > b && (v[e - 1] == 'u' || v[e - 1] == 'U' || v[e - 1] == 'l' || v[e - 1] == 'L'))
-    --e;
+  while (e > b && (v[e - 1] == 'u' || v[e - 1] == 'U' || v[e - 1] == 'l' || v[e - 1] == 'L')) --e;
   if (b < e && v[b] == '-') lit->negative = true, ++b;
   if (e - b > 2 && v[b] == '0' && (v[b + 1] == 'x' || v[b + 1] == 'X')) lit->hex = true, b += 2;
   if (b >= e) return false;
@@ -177,10 +176,9 @@ absl::StatusOr<std::string> ApplyMatchEdit(absl::string_view text, absl::string_
     auto line_of = [&](size_t off) {
       return 1 + std::count(text.begin(), text.begin() + off, '\n');
     };
-    return InvalidWithHint(
-        absl::StrCat("text \"", match, "\" occurs more than once in ", file, " (lines ",
-                     line_of(first), " and ", line_of(second), ")"),
-        "make 'match:' longer so that it names exactly one place");
+    return InvalidWithHint(absl::StrCat("text \"", match, "\" occurs more than once in ", file,
+                                        " (lines ", line_of(first), " and ", line_of(second), ")"),
+                           "make 'match:' longer so that it names exactly one place");
   }
   std::string repl = absl::StrReplaceAll(replace, {{"{V}", absl::StrCat(value)}});
   std::string out(text.substr(0, first));

@@ -121,8 +121,8 @@ absl::StatusOr<std::set<std::string>> CompileUnitSources(const fs::path& binary,
   if (!fd.valid()) return absl::NotFoundError(absl::StrCat("cannot open ", binary.string()));
   Dwarf* dw = dwarf_begin(fd.get(), DWARF_C_READ);
   if (!dw)
-    return absl::InvalidArgumentError(absl::StrCat(binary.string(), " has no DWARF: ",
-                                                   dwarf_errmsg(-1)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(binary.string(), " has no DWARF: ", dwarf_errmsg(-1)));
   Dwarf_Off off = 0, next;
   size_t hsize;
   while (dwarf_nextcu(dw, off, &next, &hsize, nullptr, nullptr, nullptr) == 0) {

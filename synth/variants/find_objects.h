@@ -20,9 +20,9 @@ struct ObjectSearch {
 
 // Searches `root` for objects affected by tunable `t`. `built_sources`, when given, is the set
 // of .c paths (relative to root) compiled into the target; other candidates are skipped.
-absl::StatusOr<ObjectSearch> FindAffectedObjects(
-    const std::filesystem::path& root, const TunableSpec& t,
-    const std::set<std::string>* built_sources);
+absl::StatusOr<ObjectSearch> FindAffectedObjects(const std::filesystem::path& root,
+                                                 const TunableSpec& t,
+                                                 const std::set<std::string>* built_sources);
 
 // The source files (relative paths, as DW_AT_name of each compile unit) of a binary with DWARF,
 // e.g. the -dbg vmlinux. Cached in `cache_file` (one path per line) when given.

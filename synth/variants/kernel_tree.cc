@@ -53,8 +53,7 @@ class ElfFile {
   static absl::StatusOr<ElfFile> Open(const fs::path& path) {
     if (elf_version(EV_CURRENT) == EV_NONE) return absl::InternalError("libelf init failed");
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid())
-      return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
+    if (!fd.valid()) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
     Elf* e = elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr);
     if (!e || elf_kind(e) != ELF_K_ELF) {
       if (e) elf_end(e);
@@ -167,12 +166,13 @@ absl::Status CheckCompilerMatches(const GuestKernelFiles& files) {
   if (!ver.ok() || !ver->ok())
     return FailedWithHint(absl::StrCat("the kernel's compiler ", files.cc, " is not installed"),
                           absl::StrCat("install it (apt-get install gcc-12); the shipped kernel "
-                                       "was built with ", shipped));
+                                       "was built with ",
+                                       shipped));
   std::string host = CompilerIdentity(ver->out);
   if (shipped.empty() || host != shipped)
     return FailedWithHint(
-        absl::StrCat("compiler mismatch: the shipped kernel was built with '", shipped,
-                     "' but ", files.cc, " is '", host, "'"),
+        absl::StrCat("compiler mismatch: the shipped kernel was built with '", shipped, "' but ",
+                     files.cc, " is '", host, "'"),
         "install the exact compiler the kernel was built with; rebuilt objects would not match "
         "the shipped code otherwise");
   return absl::OkStatus();
@@ -198,9 +198,9 @@ absl::StatusOr<KernelTree> KernelTree::PrepareGuest(const GuestKernelFiles& file
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec)
-    return FailedWithHint(absl::StrCat("cannot create cache directory ", dir.string(), ": ",
-                                       ec.message()),
-                          "set SIE_CACHE to a writable directory");
+    return FailedWithHint(
+        absl::StrCat("cannot create cache directory ", dir.string(), ": ", ec.message()),
+        "set SIE_CACHE to a writable directory");
   auto lock = FileLock::Acquire(dir / ".lock");
   if (!lock.ok()) return lock.status();
 
@@ -226,8 +226,8 @@ absl::StatusOr<KernelTree> KernelTree::PrepareGuest(const GuestKernelFiles& file
   ro.timeout = std::chrono::minutes(15);
   progress(absl::StrCat("preparing kernel tree (once) in ", dir.string()));
   progress(absl::StrCat("  [1/4] extracting ", files.source_tarball.string()));
-  if (auto r = RunChecked({"tar", "-xJf", files.source_tarball.string(), "-C", extract.string()},
-                          ro);
+  if (auto r =
+          RunChecked({"tar", "-xJf", files.source_tarball.string(), "-C", extract.string()}, ro);
       !r.ok())
     return WithContext(r.status(), "extracting the kernel source");
   fs::path top;
@@ -276,19 +276,22 @@ absl::StatusOr<KernelTree> KernelTree::UseExisting(const fs::path& dir,
 absl::StatusOr<std::string> KernelTree::SavedCommand(const std::string& object,
                                                      const Progress& progress) {
   fs::path obj(object);
-  fs::path cmd_file = root_ / obj.parent_path() / absl::StrCat(".", obj.filename().string(), ".cmd");
+  fs::path cmd_file =
+      root_ / obj.parent_path() / absl::StrCat(".", obj.filename().string(), ".cmd");
   if (!fs::exists(cmd_file)) {
     if (!owned_)
       return FailedWithHint(
           absl::StrCat("no saved kbuild command for ", object, " in ", root_.string(), " (",
                        cmd_file.filename().string(), " is missing)"),
-          absl::StrCat("sie never writes into your tree: run 'make ", object, "' there once, or "
+          absl::StrCat("sie never writes into your tree: run 'make ", object,
+                       "' there once, or "
                        "omit --kernel-src to use sie's cached guest tree"));
     std::lock_guard<std::mutex> l(make_mu_);
     if (!fs::exists(cmd_file)) {
       auto lock = FileLock::Acquire(root_.parent_path() / ".lock");
       if (!lock.ok()) return lock.status();
-      progress(absl::StrCat("  building ", object, " once in the prepared tree (for its kbuild "
+      progress(absl::StrCat("  building ", object,
+                            " once in the prepared tree (for its kbuild "
                             "command)"));
       RunOptions ro;
       ro.timeout = std::chrono::minutes(10);
@@ -297,11 +300,12 @@ absl::StatusOr<std::string> KernelTree::SavedCommand(const std::string& object,
                    ro);
       if (!r.ok()) return r.status();
       if (!r->ok())
-        return FailedWithHint(absl::StrCat("make ", object, " failed (", r->Describe(), "):\n",
-                                           r->err.size() > 4000 ? r->err.substr(r->err.size() - 4000)
-                                                                : r->err),
-                              absl::StrCat("check that ", object, " is built in this config "
-                                           "(objects: in the spec)"));
+        return FailedWithHint(
+            absl::StrCat("make ", object, " failed (", r->Describe(), "):\n",
+                         r->err.size() > 4000 ? r->err.substr(r->err.size() - 4000) : r->err),
+            absl::StrCat("check that ", object,
+                         " is built in this config "
+                         "(objects: in the spec)"));
     }
   }
   auto text = ReadFile(cmd_file);

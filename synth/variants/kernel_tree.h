@@ -19,7 +19,7 @@ using Progress = std::function<void(const std::string&)>;
 
 // Where the guest kernel's pieces live on the host (Debian package layout).
 struct GuestKernelFiles {
-  std::string release;                  // 6.12.117+deb12-amd64
+  std::string release;                   // 6.12.117+deb12-amd64
   std::filesystem::path source_tarball;  // /usr/src/linux-source-6.12.tar.xz
   std::filesystem::path headers_dir;     // /usr/src/linux-headers-<release> (its .config)
   std::filesystem::path dbg_vmlinux;     // /usr/lib/debug/boot/vmlinux-<release>

@@ -10,10 +10,10 @@
 #include <string>
 
 #include "runtime/base/files.h"
-#include "synth/stubgen/stub_build.h"
 #include "runtime/policy/consts_header.h"
 #include "runtime/policy/policy.h"
 #include "runtime/policy/verifier_log.h"
+#include "synth/stubgen/stub_build.h"
 
 namespace sie::policy {
 namespace {

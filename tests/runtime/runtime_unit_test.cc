@@ -2,12 +2,11 @@
 // const.json reader's errors, deterministic stub generation, the kernel-bytes comparison, and
 // (with the host kernel, which can LOAD kprobe programs but never attaches them here) the weak
 // decision hook replaced by a strong policy definition through libbpf's static linker.
+#include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
-#include <fcntl.h>
 #include <unistd.h>
-
-#include <bpf/libbpf.h>
 
 #include <filesystem>
 #include <string>
@@ -19,9 +18,9 @@
 #include "runtime/base/process.h"
 #include "runtime/loader/global_spans.h"
 #include "runtime/loader/kernel.h"
-#include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/const_reader.h"
 #include "synth/stubgen/formula.h"
+#include "synth/stubgen/stub_build.h"
 #include "synth/stubgen/stubgen.h"
 
 namespace sie {
@@ -53,8 +52,8 @@ TEST(Formula, GuardsDivisionAndShifts) {
 }
 
 TEST(Formula, RefusesAnythingElse) {
-  for (const char* bad : {"V; bpf_probe_write_user()", "foo(V)", "V && X", "V || 1", "(V",
-                          "V +", "Y", "V = 3", "V < 3", "V <<= 2", "(int)V", "V ? 1 : 2", "0x",
+  for (const char* bad : {"V; bpf_probe_write_user()", "foo(V)", "V && X", "V || 1", "(V", "V +",
+                          "Y", "V = 3", "V < 3", "V <<= 2", "(int)V", "V ? 1 : 2", "0x",
                           "99999999999999999999", "1.5", "\"s\"", "V[0]", "X->y", ""}) {
     auto f = Formula::Parse(bad);
     EXPECT_FALSE(f.ok()) << bad;
@@ -139,7 +138,8 @@ TEST(KernelBytes, ExactWildcardAndRelocated) {
 // Compiles a BPF C file like the stubs are compiled (host kernel: no kfuncs).
 absl::Status CompileBpf(const fs::path& src, const fs::path& out) {
   auto r = Run({SIE_BPF_CLANG, "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                std::string("-I") + SIE_VMLINUX_H_DIR, std::string("-I") + SIE_SOURCE_DIR + "/bpf/include",
+                std::string("-I") + SIE_VMLINUX_H_DIR,
+                std::string("-I") + SIE_SOURCE_DIR + "/bpf/include",
                 std::string("-I") + SIE_SOURCE_DIR + "/kmod/include", "-idirafter",
                 "/usr/include/x86_64-linux-gnu", "-c", src.string(), "-o", out.string()});
   if (!r.ok()) return r.status();
@@ -261,7 +261,8 @@ TEST(WeakStrongLink, PolicyReplacesDefaultAndHostVerifierAccepts) {
   EXPECT_EQ(SymbolBinding(stub->object, fn), STB_WEAK);
 
   fs::path pol = tmp->path() / "policy.bpf.o";
-  ASSERT_TRUE(CompileBpf(fs::path(SIE_SOURCE_DIR) / "tests/runtime/bpf/policy_double.bpf.c", pol).ok());
+  ASSERT_TRUE(
+      CompileBpf(fs::path(SIE_SOURCE_DIR) / "tests/runtime/bpf/policy_double.bpf.c", pol).ok());
   fs::path linked = tmp->path() / "linked.bpf.o";
   auto st = stubgen::LinkObjects({stub->object, pol}, linked);
   ASSERT_TRUE(st.ok()) << st;

@@ -10,14 +10,17 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(EditTest, MacroKeepsParenthesesAndSuffix) {
-  std::string src = "#define HYSTART_DELAY_MIN\t(4000U)\n#define HYSTART_DELAY_MAX\t(16000U)\t/* 16 ms */\n";
+  std::string src =
+      "#define HYSTART_DELAY_MIN\t(4000U)\n#define HYSTART_DELAY_MAX\t(16000U)\t/* 16 ms */\n";
   auto r = ApplyMacroEdit(src, "HYSTART_DELAY_MAX", 32000, "tcp_cubic.c");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(*r, "#define HYSTART_DELAY_MIN\t(4000U)\n#define HYSTART_DELAY_MAX\t(32000U)\t/* 16 ms */\n");
+  EXPECT_EQ(
+      *r, "#define HYSTART_DELAY_MIN\t(4000U)\n#define HYSTART_DELAY_MAX\t(32000U)\t/* 16 ms */\n");
 }
 
 TEST(EditTest, MacroPlainAndHex) {
-  auto r = ApplyMacroEdit("#define BLK_MAX_REQUEST_COUNT\t32\n", "BLK_MAX_REQUEST_COUNT", 64, "blk.h");
+  auto r =
+      ApplyMacroEdit("#define BLK_MAX_REQUEST_COUNT\t32\n", "BLK_MAX_REQUEST_COUNT", 64, "blk.h");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, "#define BLK_MAX_REQUEST_COUNT\t64\n");
   r = ApplyMacroEdit("# define X 0x80UL // c\n", "X", 255, "f.h");
@@ -59,13 +62,15 @@ TEST(EditTest, MacroLiteralValue) {
 }
 
 TEST(EditTest, Match) {
-  std::string src = "if (ca->curr_rtt > ca->delay_min +\n HYSTART_DELAY_THRESH(ca->delay_min >> 3)) {";
+  std::string src =
+      "if (ca->curr_rtt > ca->delay_min +\n HYSTART_DELAY_THRESH(ca->delay_min >> 3)) {";
   auto r = ApplyMatchEdit(src, "ca->delay_min >> 3", "ca->delay_min >> {V}", 1, "tcp_cubic.c");
   ASSERT_TRUE(r.ok());
   EXPECT_THAT(*r, HasSubstr("HYSTART_DELAY_THRESH(ca->delay_min >> 1))"));
   r = ApplyMatchEdit(src, "delay_min >> 4", "delay_min >> {V}", 1, "net/ipv4/tcp_cubic.c");
   ASSERT_FALSE(r.ok());
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("text not found in net/ipv4/tcp_cubic.c"));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("text not found in net/ipv4/tcp_cubic.c"));
   r = ApplyMatchEdit(src, "delay_min", "x{V}", 1, "f.c");
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("more than once"));

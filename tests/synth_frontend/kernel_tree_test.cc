@@ -1,5 +1,7 @@
 // The real guest kernel: prepare the cached tree (about a minute the first time), rebuild one
 // object three times, and check V1 matches kbuild's own object after the same objtool step.
+#include "synth/variants/kernel_tree.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -7,7 +9,6 @@
 #include "runtime/base/process.h"
 #include "synth/variants/builder.h"
 #include "synth/variants/find_objects.h"
-#include "synth/variants/kernel_tree.h"
 
 namespace sie::synth {
 namespace {
@@ -19,8 +20,9 @@ class KernelTreeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     files_ = new GuestKernelFiles(GuestKernelFiles::ForRelease());
-    auto t = KernelTree::PrepareGuest(*files_, DefaultCacheRoot(),
-                                      [](const std::string& s) { fprintf(stderr, "%s\n", s.c_str()); });
+    auto t = KernelTree::PrepareGuest(*files_, DefaultCacheRoot(), [](const std::string& s) {
+      fprintf(stderr, "%s\n", s.c_str());
+    });
     ASSERT_TRUE(t.ok()) << t.status();
     tree_ = new KernelTree(std::move(*t));
   }
@@ -74,8 +76,8 @@ TEST_F(KernelTreeTest, RebuildsOneObjectWithoutTouchingTheTree) {
   // kbuild's own object, through the same objtool step, has the same .text as V1.
   fs::path ref = work->path() / "ref.o";
   fs::copy_file(tree_->root() / "mm/shrinker.o", ref);
-  ASSERT_TRUE(RunChecked({tree_->objtool().string(), "--hacks=jump_label", "--link",
-                          ref.string()}).ok());
+  ASSERT_TRUE(
+      RunChecked({tree_->objtool().string(), "--hacks=jump_label", "--link", ref.string()}).ok());
   const auto& v = (*r)[0].objects[0].variant;
   auto text_ref = ReadElfSection(ref, ".text");
   auto text_v1 = ReadElfSection(v[0], ".text");

@@ -1,10 +1,9 @@
 // ConstIDs are stable and const.json is deterministic.
-#include "synth/output/const_json.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "runtime/base/files.h"
+#include "synth/output/const_json.h"
 
 namespace sie::synth {
 namespace {

@@ -26,9 +26,9 @@ ArgParser MakeParser(Parsed& p) {
 TEST(ArgParserTest, ParsesOptionsPositionalsAndRest) {
   Parsed p;
   auto a = MakeParser(p);
-  ASSERT_TRUE(a.Parse({"x", "-v", "--out=d", "--n", "5", "--add", "a", "--add", "b", "--", "cmd",
-                       "--out"})
-                  .ok());
+  ASSERT_TRUE(
+      a.Parse({"x", "-v", "--out=d", "--n", "5", "--add", "a", "--add", "b", "--", "cmd", "--out"})
+          .ok());
   EXPECT_TRUE(p.v);
   EXPECT_EQ(p.out, "d");
   EXPECT_EQ(p.n, 5);

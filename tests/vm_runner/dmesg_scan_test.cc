@@ -40,13 +40,11 @@ TEST_P(KnownReports, AreFound) {
   EXPECT_GT(s[0].line, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Samples, KnownReports,
-                         ::testing::Values(Case{"null_deref_oops.txt", "BUG"},
-                                           Case{"rcu_stall.txt", "RCU stall"},
-                                           Case{"hung_task.txt", "hung task"},
-                                           Case{"lockdep_circular.txt", "lockdep"},
-                                           Case{"kasan.txt", "BUG"},
-                                           Case{"soft_lockup.txt", "soft lockup"}));
+INSTANTIATE_TEST_SUITE_P(
+    Samples, KnownReports,
+    ::testing::Values(Case{"null_deref_oops.txt", "BUG"}, Case{"rcu_stall.txt", "RCU stall"},
+                      Case{"hung_task.txt", "hung task"}, Case{"lockdep_circular.txt", "lockdep"},
+                      Case{"kasan.txt", "BUG"}, Case{"soft_lockup.txt", "soft lockup"}));
 
 TEST(DmesgScanTest, OrdinaryMessagesThatMentionBugsAreNotReports) {
   EXPECT_TRUE(ScanDmesg("[ 1.0] x86/cpu: SGX disabled by BIOS.\n"

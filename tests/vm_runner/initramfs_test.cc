@@ -30,7 +30,9 @@ TEST(InitramfsTest, BuiltOnceThenCachedWithInitAndOrderedModules) {
     EXPECT_TRUE(absl::StrContains(list->out, f)) << f;
 
   auto extract = RunChecked(
-      {"sh", "-c", "cpio --quiet -i --to-stdout lib/modules/load.list < '" + first->path.string() + "'"}, o);
+      {"sh", "-c",
+       "cpio --quiet -i --to-stdout lib/modules/load.list < '" + first->path.string() + "'"},
+      o);
   ASSERT_TRUE(extract.ok());
   std::vector<std::string> mods = absl::StrSplit(extract->out, '\n', absl::SkipEmpty());
   // Each module once, dependencies before users: 9p last.

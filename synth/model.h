@@ -16,7 +16,20 @@ enum class SpanKind {
   kFlags,      // a compare against an immediate: recompute the comparison's flags
   kRecompute,  // irreversible: save the input before the CS, recompute after
 };
-const char* SpanKindName(SpanKind k);
+// The kind's name in const.json ("reg", "mem", "flags", "recompute"): part of the format.
+constexpr const char* SpanKindName(SpanKind k) {
+  switch (k) {
+    case SpanKind::kReg:
+      return "reg";
+    case SpanKind::kMem:
+      return "mem";
+    case SpanKind::kFlags:
+      return "flags";
+    case SpanKind::kRecompute:
+      return "recompute";
+  }
+  return "?";
+}
 
 // A memory operand base + index*scale + disp (x86 registers named as in pt_regs: "ax", "r12").
 struct MemOperand {

@@ -291,11 +291,7 @@ int ConstsCommand(const std::vector<std::string>& args) {
   json a = json::array();
   for (const auto& e : *list) {
     std::map<std::string, int> kinds;
-    for (const auto& s : e.c.spans)
-      kinds[s.kind == synth::SpanKind::kReg     ? "reg"
-            : s.kind == synth::SpanKind::kMem   ? "mem"
-            : s.kind == synth::SpanKind::kFlags ? "flags"
-                                                : "recompute"]++;
+    for (const auto& s : e.c.spans) kinds[synth::SpanKindName(s.kind)]++;
     if (build) {  // the same artifacts as `sie synth` writes
       stubgen::ArtifactOptions ao;
       ao.progress = [](const std::string& line) {

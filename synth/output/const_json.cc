@@ -17,21 +17,6 @@ using nlohmann::json;
 
 namespace {
 
-// Local names (the strings are part of the const.json format, so they are pinned here rather
-// than borrowed from wherever model.h's helpers are defined).
-const char* KindName(SpanKind k) {
-  switch (k) {
-    case SpanKind::kReg:
-      return "reg";
-    case SpanKind::kMem:
-      return "mem";
-    case SpanKind::kFlags:
-      return "flags";
-    case SpanKind::kRecompute:
-      return "recompute";
-  }
-  return "?";
-}
 const char* HowName(SafeSpanHow h) {
   switch (h) {
     case SafeSpanHow::kSlice:
@@ -55,7 +40,7 @@ json SpanToJson(const CriticalSpan& s) {
   j["cs_end"] = s.cs_end;
   j["probe_offset"] = s.probe_offset;
   j["candidates"] = s.candidates;
-  j["kind"] = KindName(s.kind);
+  j["kind"] = synth::SpanKindName(s.kind);
   // target: a register name, or the memory operand the span wrote/compared.
   if (s.target_mem && (s.kind == SpanKind::kMem || s.target_reg.empty()))
     j["target"] = MemToJson(*s.target_mem);

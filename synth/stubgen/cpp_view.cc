@@ -10,20 +10,6 @@
 namespace sie::stubgen {
 namespace {
 
-const char* KindName(synth::SpanKind k) {
-  switch (k) {
-    case synth::SpanKind::kReg:
-      return "reg";
-    case synth::SpanKind::kMem:
-      return "mem";
-    case synth::SpanKind::kFlags:
-      return "flags";
-    case synth::SpanKind::kRecompute:
-      return "recompute";
-  }
-  return "?";
-}
-
 // A C++ string literal for arbitrary text.
 std::string Lit(const std::string& s) {
   std::string out = "\"";
@@ -314,7 +300,8 @@ std::string GenerateCppView(const synth::SynthesizedConst& c, const StubFiles& s
   for (size_t i = 0; i < c.spans.size(); ++i) {
     const auto& s = c.spans[i];
     absl::StrAppend(&spans, "      {", Lit(s.function), ", ", s.probe_offset, ", ",
-                    Lit(KindName(s.kind)), ", ", Lit(s.formula), ", ", Lit(s.source), "},\n");
+                    Lit(synth::SpanKindName(s.kind)), ", ", Lit(s.formula), ", ", Lit(s.source),
+                    "},\n");
     absl::StrAppend(&apply, "      case ", i, ": return skel_->progs.sie_apply_", i, ";\n");
   }
   for (int i : stub.save_spans)

@@ -19,20 +19,6 @@ using synth::SpanKind;
 
 namespace {
 
-const char* KindName(SpanKind k) {
-  switch (k) {
-    case SpanKind::kReg:
-      return "reg";
-    case SpanKind::kMem:
-      return "mem";
-    case SpanKind::kFlags:
-      return "flags";
-    case SpanKind::kRecompute:
-      return "recompute";
-  }
-  return "?";
-}
-
 // An int64 as a C literal (INT64_MIN has no literal of its own).
 std::string I64Lit(int64_t v) {
   if (v == INT64_MIN) return "(-9223372036854775807LL - 1)";
@@ -119,8 +105,8 @@ absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
     absl::StrAppendFormat(&body,
                           "/*\n * span %d: %s+0x%x, kind %s, width %d, formula \"%s\"\n"
                           " * CS [0x%x, 0x%x)%s%s\n */\n",
-                          i, s.function, s.probe_offset, KindName(s.kind), s.width, s.formula,
-                          s.cs_start, s.cs_end, s.source.empty() ? "" : ", ", s.source);
+                          i, s.function, s.probe_offset, synth::SpanKindName(s.kind), s.width,
+                          s.formula, s.cs_start, s.cs_end, s.source.empty() ? "" : ", ", s.source);
     int slot = -1;
     if (recompute && !xr) {
       slot = nsaves++;

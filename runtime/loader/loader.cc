@@ -309,6 +309,18 @@ struct Attached {
   bool attached() const { return link_fd.valid(); }
 };
 
+// Each probe's state as the kernel lists it now ([OPTIMIZED], [FTRACE]) from kprobes/list.
+void RefreshProbeStates(std::vector<Attached>& probes) {
+  auto list = ReadKprobeList();
+  if (!list.ok()) return;
+  for (auto& a : probes)
+    for (const auto& e : *list)
+      if (e.addr == a.info.address) {
+        a.info.optimized = e.optimized;
+        a.info.kprobe_flags = e.optimized ? "[OPTIMIZED]" : e.ftrace ? "[FTRACE]" : "";
+      }
+}
+
 // The kprobe PMU's perf type (/sys/bus/event_source/devices/kprobe/type).
 absl::StatusOr<uint32_t> KprobePmuType() {
   static int type = -1;
@@ -673,16 +685,7 @@ static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
   }
   res.attach_ms = MsSince(ta);
   auto to = Clock::now();
-  auto refresh = [&]() {
-    auto list = ReadKprobeList();
-    if (!list.ok()) return;
-    for (auto& a : probes)
-      for (const auto& e : *list)
-        if (e.addr == a.info.address) {
-          a.info.optimized = e.optimized;
-          a.info.kprobe_flags = e.optimized ? "[OPTIMIZED]" : e.ftrace ? "[FTRACE]" : "";
-        }
-  };
+  auto refresh = [&]() { RefreshProbeStates(probes); };
   if (opts.optimize) {
     // Same search as the BPF path: move unoptimized reg probes to equivalent offsets while inert.
     std::this_thread::sleep_for(std::chrono::duration<double>(opts.opt_wait_s));
@@ -1262,16 +1265,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   // --- jump optimization: while still inactive, move unoptimized apply probes of kind reg to
   // other equivalent offsets (detach + reattach, same program) ---
   auto to = Clock::now();
-  auto refresh = [&]() {
-    auto list = ReadKprobeList();
-    if (!list.ok()) return;
-    for (auto& a : probes)
-      for (const auto& e : *list)
-        if (e.addr == a.info.address) {
-          a.info.optimized = e.optimized;
-          a.info.kprobe_flags = e.optimized ? "[OPTIMIZED]" : e.ftrace ? "[FTRACE]" : "";
-        }
-  };
+  auto refresh = [&]() { RefreshProbeStates(probes); };
   // A site this load no longer probes (a candidate left or refused), unless another of its
   // probes sits at the same address.
   auto drop_site = [&](uint64_t addr) {

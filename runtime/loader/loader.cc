@@ -321,6 +321,18 @@ void RefreshProbeStates(std::vector<Attached>& probes) {
       }
 }
 
+// The constant is loaded: its probes go into the state file (for status/unload) and the result.
+void RecordLoaded(const std::vector<Attached>& probes, json& state, SetResult& res) {
+  json pj = json::array();
+  for (const auto& a : probes) {
+    pj.push_back(ProbeToJson(a.info));
+    res.probes.push_back(a.info);
+  }
+  state["probes"] = pj;
+  state["state"] = "loaded";
+  state["pid"] = 0;
+}
+
 // The kprobe PMU's perf type (/sys/bus/event_source/devices/kprobe/type).
 absl::StatusOr<uint32_t> KprobePmuType() {
   static int type = -1;
@@ -746,14 +758,7 @@ static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
   for (size_t i = 0; i < np->size(); ++i)
     if (auto st = NativeCommand(NativeValueCommand((*np)[i], vals[i])); !st.ok())
       return rollback(st);
-  json pj = json::array();
-  for (auto& a : probes) {
-    pj.push_back(ProbeToJson(a.info));
-    res.probes.push_back(a.info);
-  }
-  state["probes"] = pj;
-  state["state"] = "loaded";
-  state["pid"] = 0;
+  RecordLoaded(probes, state, res);
   json places = json::array();  // where the probes are now (status, value changes, unload)
   for (const NativeProbe& p : *np)
     places.push_back({{"span", p.span}, {"symbol", p.symbol}, {"offset", p.offset}});
@@ -1336,14 +1341,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
                        {"wait_ms", MsSince(tt)}};
     mark("global transition done");
   }
-  json pj = json::array();
-  for (auto& a : probes) {
-    pj.push_back(ProbeToJson(a.info));
-    res.probes.push_back(a.info);
-  }
-  state["probes"] = pj;
-  state["state"] = "loaded";
-  state["pid"] = 0;
+  RecordLoaded(probes, state, res);
   if (auto st = WriteState(c.name, state); !st.ok()) return rollback(st);
   // The pins own the links now; dropping our references does not detach them.
   for (auto& a : probes) HandOver(a);

@@ -8,11 +8,14 @@
  *
  * Every pattern is driven through debugfs, /sys/kernel/debug/sie_target/:
  *
- *   loop call_arg field cmp mul div opt
+ *   loop call_arg field cmp mul div opt fan
  *                                     write a decimal input to run the path once,
  *                                     read the result of the last run (decimal)
  *   workers                           write N (0..SIE_TARGET_MAX_WORKERS) to run N kthreads
  *                                     looping over pattern (g); 0 stops them; read gives N
+ *   outside_us                        how long a worker sleeps between two cycles of (g), i.e.
+ *                                     outside the constant's safe span (default 0: workers
+ *                                     spend almost all their time inside it)
  *   ops mixed                         counters of pattern (g); write any value to set it
  *   batch_last                        the value of the second use of (g) in the last cycle
  *
@@ -24,6 +27,7 @@
  *   mul      = x * SCALE
  *   div      = x / DIVISOR
  *   opt      = 8 * x + 3 + OPT_ADD
+ *   fan      = 15 * FAN + 30 * x + 105   (sum over n = 0..14 of FAN + 2 * x + n)
  *
  * Disassembly (gcc 12.2 -O2 with the Debian 6.12.117 kbuild flags; objdump -d sie_target.ko).
  * Offsets are function-relative. Functions whose address is taken (the debugfs paths) start with
@@ -37,6 +41,7 @@
  *                               +0x16 mov %rdx,%rax ; +0x19 shr $0x3,%rax
  *   (g) sie_target_batch_cycle  +0x13 movl $0x40,0x8(%rdi) (use 1) ; +0x1f call
  *                               usleep_range_state ; +0x24 movl $0x40,0xc(%rbx) (use 2)
+ *   (i) sie_target_fan_0 .. sie_target_fan_14: +0x5 mov $0x2468,%eax, then shl/lea (boostable)
  * (tests/vm/smoke_test.cc finds these instructions again with a disassembler, so a change in code
  * generation shows up as a test failure rather than as a probe at a wrong place.)
  */
@@ -50,7 +55,7 @@
 
 #include "sie_target_consts.h"
 
-#define SIE_TARGET_MAX_WORKERS 8
+#define SIE_TARGET_MAX_WORKERS 16
 
 /* noipa: no inlining, cloning, IPA-SRA or constant propagation across the call boundary. */
 #define sie_pattern noinline __attribute__((__noipa__))
@@ -153,6 +158,38 @@ static sie_pattern u64 sie_target_opt(u64 x)
 }
 
 /*
+ * (i) one constant in many places: 15 small functions each load it (like (h), in asm so every
+ * compiler lays it out the same, with boostable instructions after it). A constant with 15 Critical
+ * Spans at 15 distinct addresses, to measure how loading scales with the number of probes.
+ */
+#define SIE_TARGET_FAN_FN(n)							\
+static sie_pattern u64 sie_target_fan_##n(u64 x)				\
+{										\
+	u64 r;									\
+										\
+	asm volatile("movl %[c], %%eax\n\t"	/* the constant (CS) */		\
+		     "shlq $1, %%rdi\n\t"						\
+		     "leaq " #n "(%%rdi), %%rdi\n\t"					\
+		     "addq %%rdi, %%rax\n\t"	/* first reader of %eax */	\
+		     : "=&a"(r), "+D"(x)						\
+		     : [c] "i"(SIE_TARGET_FAN));					\
+	return r;								\
+}
+SIE_TARGET_FAN_FN(0) SIE_TARGET_FAN_FN(1) SIE_TARGET_FAN_FN(2) SIE_TARGET_FAN_FN(3)
+SIE_TARGET_FAN_FN(4) SIE_TARGET_FAN_FN(5) SIE_TARGET_FAN_FN(6) SIE_TARGET_FAN_FN(7)
+SIE_TARGET_FAN_FN(8) SIE_TARGET_FAN_FN(9) SIE_TARGET_FAN_FN(10) SIE_TARGET_FAN_FN(11)
+SIE_TARGET_FAN_FN(12) SIE_TARGET_FAN_FN(13) SIE_TARGET_FAN_FN(14)
+
+static u64 sie_target_fan(u64 x)
+{
+	return sie_target_fan_0(x) + sie_target_fan_1(x) + sie_target_fan_2(x) +
+	       sie_target_fan_3(x) + sie_target_fan_4(x) + sie_target_fan_5(x) +
+	       sie_target_fan_6(x) + sie_target_fan_7(x) + sie_target_fan_8(x) +
+	       sie_target_fan_9(x) + sie_target_fan_10(x) + sie_target_fan_11(x) +
+	       sie_target_fan_12(x) + sie_target_fan_13(x) + sie_target_fan_14(x);
+}
+
+/*
  * (g) one constant used twice with a sleep in between: a "reservation" and its "release". If the
  * constant changes while a thread sleeps between the two uses, the thread sees a mixed pair; that
  * is what sie's consistency modes must prevent, so it is counted.
@@ -169,6 +206,7 @@ static DEFINE_MUTEX(sie_target_workers_lock);
 static atomic64_t sie_target_ops = ATOMIC64_INIT(0);
 static atomic64_t sie_target_mixed = ATOMIC64_INIT(0);
 static u64 sie_target_batch_last;
+static u32 sie_target_outside_us;
 
 static sie_pattern void sie_target_batch_cycle(struct sie_target_worker *w)
 {
@@ -186,8 +224,13 @@ static int sie_target_worker_fn(void *data)
 	struct sie_target_worker *w = data;
 
 	while (!kthread_should_stop()) {
+		u32 outside = READ_ONCE(sie_target_outside_us);
+
 		sie_target_batch_cycle(w);
-		cond_resched();
+		if (outside)
+			usleep_range(outside, outside + outside / 2);
+		else
+			cond_resched();
 	}
 	return 0;
 }
@@ -272,6 +315,7 @@ static struct sie_target_path sie_target_paths[] = {
 	{ .name = "mul", .run = sie_target_mul },
 	{ .name = "div", .run = sie_target_div },
 	{ .name = "opt", .run = sie_target_opt },
+	{ .name = "fan", .run = sie_target_fan },
 };
 
 static int sie_target_path_get(void *data, u64 *val)
@@ -324,6 +368,25 @@ static int sie_target_repeat_set(void *data, u64 val)
 DEFINE_DEBUGFS_ATTRIBUTE(sie_target_repeat_fops, sie_target_repeat_get, sie_target_repeat_set,
 			 "%llu\n");
 
+/* At most 1 s: a worker sleeps uninterruptibly, and stopping it waits for the sleep to end. */
+#define SIE_TARGET_MAX_OUTSIDE_US 1000000
+
+static int sie_target_outside_get(void *data, u64 *val)
+{
+	*val = READ_ONCE(sie_target_outside_us);
+	return 0;
+}
+
+static int sie_target_outside_set(void *data, u64 val)
+{
+	if (val > SIE_TARGET_MAX_OUTSIDE_US)
+		return -EINVAL;
+	WRITE_ONCE(sie_target_outside_us, val);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(sie_target_outside_fops, sie_target_outside_get, sie_target_outside_set,
+			 "%llu\n");
+
 static struct dentry *sie_target_dir;
 
 static int __init sie_target_init(void)
@@ -345,6 +408,8 @@ static int __init sie_target_init(void)
 				   &sie_target_counter_fops);
 	debugfs_create_file_unsafe("mixed", 0600, sie_target_dir, &sie_target_mixed,
 				   &sie_target_counter_fops);
+	debugfs_create_file_unsafe("outside_us", 0600, sie_target_dir, NULL,
+				   &sie_target_outside_fops);
 	debugfs_create_u64("batch_last", 0400, sie_target_dir, &sie_target_batch_last);
 	return 0;
 }

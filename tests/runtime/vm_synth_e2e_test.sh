@@ -29,6 +29,8 @@ check SIE_TARGET_THRESHOLD 5000 cmp 2000 0 1
 check SIE_TARGET_SCALE 7 mul 5 35 80
 check SIE_TARGET_DIVISOR 7 div 100 14 10
 check SIE_TARGET_DIVISOR 7 div 12345 1763 1234
+# 15 spans at 15 addresses (sie_target_fan_0..14): fan(x) = 15 * FAN + 30 * x + 105.
+check SIE_TARGET_FAN 100 fan 1 1635 139935
 n=$(grep -c sie_target /sys/kernel/debug/kprobes/list)
 expect_eq "kprobes left" "$n" 0
 rmmod sie_target

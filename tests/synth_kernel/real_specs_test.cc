@@ -59,6 +59,23 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
       {"SIE_TARGET_BATCH",
        {{"sie_target_batch_cycle", "mem", 50, 0, 50},
         {"sie_target_batch_cycle", "mem", 50, 0, 50}}},
+      // One constant in 15 functions: a reg span in each.
+      {"SIE_TARGET_FAN",
+       {{"sie_target_fan_0", "reg", 77, 0, 77},
+        {"sie_target_fan_1", "reg", 77, 0, 77},
+        {"sie_target_fan_2", "reg", 77, 0, 77},
+        {"sie_target_fan_3", "reg", 77, 0, 77},
+        {"sie_target_fan_4", "reg", 77, 0, 77},
+        {"sie_target_fan_5", "reg", 77, 0, 77},
+        {"sie_target_fan_6", "reg", 77, 0, 77},
+        {"sie_target_fan_7", "reg", 77, 0, 77},
+        {"sie_target_fan_8", "reg", 77, 0, 77},
+        {"sie_target_fan_9", "reg", 77, 0, 77},
+        {"sie_target_fan_10", "reg", 77, 0, 77},
+        {"sie_target_fan_11", "reg", 77, 0, 77},
+        {"sie_target_fan_12", "reg", 77, 0, 77},
+        {"sie_target_fan_13", "reg", 77, 0, 77},
+        {"sie_target_fan_14", "reg", 77, 0, 77}}},
   };
   return k;
 }

@@ -168,6 +168,9 @@ int StatusCommand(const std::vector<std::string>& args) {
       j["engine"] = lc.engine;
       j["transitions"] = lc.transitions;
       j["unsafe_checks"] = lc.unsafe;
+      // Mode 1: the tasks that moved since the last request and their latency (kernel clock).
+      j["epoch"] = {
+          {"tasks", lc.epoch.tasks}, {"mean_ms", lc.epoch.mean_ms}, {"max_ms", lc.epoch.max_ms}};
       json probes = json::array();
       for (const auto& pr : lc.probes)
         probes.push_back({{"role", pr.role},
@@ -224,8 +227,11 @@ int StatusCommand(const std::vector<std::string>& args) {
                     pr.others_count, absl::StrJoin(pr.others, "; ").c_str());
     }
     if (s.value("mode", 0) == 1)
-      std::printf("  per-task: %llu transitions, %llu unsafe stack checks\n",
-                  (unsigned long long)lc.transitions, (unsigned long long)lc.unsafe);
+      std::printf(
+          "  per-task: %llu transitions, %llu unsafe stack checks; since the last request %llu "
+          "task(s) moved, %.1f ms mean, %.1f ms max\n",
+          (unsigned long long)lc.transitions, (unsigned long long)lc.unsafe,
+          (unsigned long long)lc.epoch.tasks, lc.epoch.mean_ms, lc.epoch.max_ms);
     if (s.value("mode", 0) == 2) {
       auto g = [&](const char* k) {
         auto it = lc.global.find(k);
@@ -247,11 +253,36 @@ int StatusCommand(const std::vector<std::string>& args) {
   return 0;
 }
 
+// One line per unloaded constant, as bpftune prints on exit: what it did while loaded.
+std::string UnloadSummaryLine(const json& j) {
+  std::string line = absl::StrCat(j.value("const", "?"), ": ", j.value("outcome", "?"));
+  if (j.contains("old_value") && j["old_value"].is_number_integer())
+    absl::StrAppend(&line, " from value ", j["old_value"].get<int64_t>());
+  if (j.contains("loaded_s")) absl::StrAppend(&line, " after ", j["loaded_s"].get<int64_t>(), " s");
+  absl::StrAppend(&line, " (mode ", j.value("mode", 0), ", engine ", j.value("engine", "?"), ")");
+  if (j.contains("hits"))
+    absl::StrAppend(&line, ": ", j.value("probes", 0), " probe(s), ", j.value("hits", uint64_t{0}),
+                    " hits, ", j.value("applied", uint64_t{0}), " applied, ",
+                    j.value("rejected", uint64_t{0}), " rejected, ", j.value("failed", uint64_t{0}),
+                    " failed");
+  if (j.contains("reverse_transition")) {
+    absl::StrAppend(&line, "; reverse transition ", j.value("reverse_transition", ""));
+    if (j.contains("reverse_tasks"))
+      absl::StrAppend(&line, ", ", j.value("reverse_tasks", uint64_t{0}),
+                      " task(s) moved back, the last after ",
+                      absl::StrFormat("%.1f", j.value("reverse_max_ms", 0.0)), " ms");
+    else if (j.contains("transition_ms"))
+      absl::StrAppend(&line, " in ", absl::StrFormat("%.1f", j.value("transition_ms", 0.0)), " ms");
+  }
+  if (j.contains("error")) absl::StrAppend(&line, ": ", j.value("error", ""));
+  return line;
+}
+
 int UnloadCommand(const std::vector<std::string>& args) {
-  bool all = false;
+  bool all = false, as_json = false;
   std::string timeout_s = "5";
   std::vector<std::string> pos;
-  ArgParser p("sie unload <const>|--all [--timeout S]",
+  ArgParser p("sie unload <const>|--all [--timeout S] [--json]",
               "Takes a constant back to its compiled value: reverse transition (per-task mode:\n"
               "each task at its next safe point; global mode: all at once, refused after the\n"
               "timeout, everything kept loaded), then detaches its probes and removes its pins.\n"
@@ -259,6 +290,7 @@ int UnloadCommand(const std::vector<std::string>& args) {
   p.Positionals("const", &pos, 0, 1);
   p.Flag("--all", &all, "unload every constant");
   p.String("--timeout", "S", &timeout_s, "reverse transition limit, seconds (default 5)");
+  p.Flag("--json", &as_json, "print each constant's summary (the journal entry) as JSON");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie unload", s);
   if (p.help_requested()) return 0;
   if (all == !pos.empty())
@@ -267,8 +299,13 @@ int UnloadCommand(const std::vector<std::string>& args) {
   double timeout = 5;
   if (!absl::SimpleAtod(timeout_s, &timeout))
     return ReportError("sie unload", InvalidWithHint("--timeout takes seconds", ""));
-  if (auto s = loader::Unload(all ? "" : pos[0], all, timeout); !s.ok())
-    return ReportError("sie unload", s);
+  std::vector<json> summaries;
+  absl::Status s = loader::Unload(all ? "" : pos[0], all, timeout, &summaries);
+  if (as_json)
+    std::printf("%s\n", json(summaries).dump(2).c_str());
+  else
+    for (const json& j : summaries) std::printf("%s\n", UnloadSummaryLine(j).c_str());
+  if (!s.ok()) return ReportError("sie unload", s);
   return 0;
 }
 

@@ -55,8 +55,11 @@ enum CtlKey : uint32_t {
   kCtlTarget = 3,
   kCtlNsafe = 4,
   kCtlInstance = 5,
+  kCtlEpochNs = 6,
 };
-constexpr uint32_t kStatNr = 8;
+constexpr uint32_t kStatNr = 11;
+// Span 0's per-task latency statistics of the current mode-1 epoch.
+constexpr uint32_t kStatEpochTasks = 8, kStatEpochSumNs = 9, kStatEpochMaxNs = 10;
 constexpr int kMaxSafe = 8;  // sie_stack_clean's local copy
 constexpr int kMaxCells = 64;
 
@@ -195,6 +198,39 @@ std::vector<uint64_t> ReadStats(int fd, uint32_t nkeys) {
     if (bpf_map_lookup_elem(fd, &k, per.data()) == 0)
       for (auto v : per) out[k] += v;
   return out;
+}
+
+// The maximum of one per-CPU counter over the CPUs.
+uint64_t ReadStatMax(int fd, uint32_t key) {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return 0;
+  std::vector<uint64_t> per(ncpu);
+  if (bpf_map_lookup_elem(fd, &key, per.data()) != 0) return 0;
+  return *std::max_element(per.begin(), per.end());
+}
+
+// Mode 1: starts a new epoch (a new target or value): zeroes the per-task latency statistics,
+// then stamps the request time the guards measure from (bpf_ktime_get_ns is CLOCK_MONOTONIC).
+absl::Status BeginEpoch(int ctl_fd, int stats_fd) {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return absl::InternalError("counting possible CPUs");
+  std::vector<uint64_t> zeros(ncpu, 0);
+  for (uint32_t key : {kStatEpochTasks, kStatEpochSumNs, kStatEpochMaxNs})
+    if (bpf_map_update_elem(stats_fd, &key, zeros.data(), BPF_ANY) != 0)
+      return absl::InternalError(absl::StrCat("resetting sie_stats: ", strerror(errno)));
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return CtlSet(ctl_fd, kCtlEpochNs, uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec);
+}
+
+// The current epoch's per-task latencies, from the pinned stats.
+EpochStats ReadEpoch(int stats_fd) {
+  auto v = ReadStats(stats_fd, kStatNr);
+  EpochStats e;
+  e.tasks = v[kStatEpochTasks];
+  if (e.tasks) e.mean_ms = v[kStatEpochSumNs] / 1e6 / e.tasks;
+  e.max_ms = ReadStatMax(stats_fd, kStatEpochMaxNs) / 1e6;
+  return e;
 }
 
 // Removes a pin directory: unlinking the links' pins detaches the kprobes (the last reference
@@ -602,7 +638,8 @@ std::string SpanCommand(int id, const GlobalSpan& g) {
   return cmd;
 }
 
-absl::Status UnloadOne(const std::string& n, double timeout_s);
+absl::Status UnloadOne(const std::string& n, double timeout_s, const LoadedConst* before = nullptr,
+                       json* summary = nullptr);
 
 }  // namespace
 
@@ -913,9 +950,15 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
       }
       res.transition_ms = ElapsedMs(*fw);
       res.transition_result = StatusValue(*fw, "result");
-    } else if (auto st = CtlSet(ctl->get(), kCtlValue, static_cast<uint64_t>(opts.value));
-               !st.ok()) {
-      return fail(st);
+    } else {
+      if (opts.mode == 1) {
+        // Tasks move to the new value at their next clean guard: a new epoch to measure.
+        auto stats = OpenPinned(c.name, "sie_stats");
+        if (!stats.ok()) return fail(stats.status());
+        if (auto st = BeginEpoch(ctl->get(), stats->get()); !st.ok()) return fail(st);
+      }
+      if (auto st = CtlSet(ctl->get(), kCtlValue, static_cast<uint64_t>(opts.value)); !st.ok())
+        return fail(st);
     }
     return updated("bpf");
   }
@@ -1321,6 +1364,11 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   res.optimize_ms = MsSince(to);
 
   // --- activate ---
+  if (opts.mode == 1) {
+    bpf_map* stats_map = bpf_object__find_map_by_name(obj.get(), "sie_stats");
+    if (!stats_map) return rollback(absl::InternalError("stub without sie_stats"));
+    if (auto st = BeginEpoch(ctl, bpf_map__fd(stats_map)); !st.ok()) return rollback(st);
+  }
   if (auto st = CtlSet(ctl, kCtlActive, 1); !st.ok()) return rollback(st);
   if (opts.mode == 2) {
     // The gate stays closed until sie_consistency flips it at an instant with no task inside a
@@ -1401,6 +1449,7 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
         }
         lc.transitions = v[6];
         lc.unsafe = v[7];
+        lc.epoch = ReadEpoch(fd->get());
       }
       auto ctl = OpenPinned(n, "sie_ctl");
       if (ctl.ok()) {
@@ -1447,7 +1496,31 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
 namespace {
 
 // Unload of one constant; the caller holds the run lock.
-absl::Status UnloadOne(const std::string& n, double timeout_s) {
+// What a constant did while it was loaded (the journal entry of its unload and the summary
+// `sie unload` prints): how long, and its probes' counters summed over spans.
+void AddLifetimeSummary(const LoadedConst& lc, json& journal) {
+  const json& s = lc.state;
+  journal["engine"] = lc.engine;
+  if (s.contains("loaded_at"))
+    journal["loaded_s"] = static_cast<int64_t>(time(nullptr)) - s.value("loaded_at", int64_t{0});
+  SpanCounters sum;
+  for (const auto& c : lc.spans) {
+    sum.hits += c.hits;
+    sum.applied += c.applied;
+    sum.rejected += c.rejected;
+    sum.failed += c.failed;
+    sum.gated += c.gated;
+  }
+  journal["probes"] = lc.probes.size();
+  journal["hits"] = sum.hits;
+  journal["applied"] = sum.applied;
+  journal["rejected"] = sum.rejected;
+  journal["failed"] = sum.failed;
+  journal["gated"] = sum.gated;
+}
+
+absl::Status UnloadOne(const std::string& n, double timeout_s, const LoadedConst* before,
+                       json* summary) {
   std::error_code ec;
   auto state = ReadState(StatePath(n));
   json journal{{"const", n}, {"new_value", nullptr}, {"outcome", "unloaded"}};
@@ -1455,6 +1528,7 @@ absl::Status UnloadOne(const std::string& n, double timeout_s) {
     journal["old_value"] = (*state).value("value", int64_t{0});
     journal["mode"] = (*state).value("mode", 0);
   }
+  if (before) AddLifetimeSummary(*before, journal);
   auto ctl = OpenPinned(n, "sie_ctl");
   // Mode 2: the constant's sie_consistency instance (from the pinned control words, else from
   // the state file of a load that died before pinning them).
@@ -1489,8 +1563,9 @@ absl::Status UnloadOne(const std::string& n, double timeout_s) {
       // Reverse transition: tasks go back to the original value at their next guard with a
       // clean stack. Done when no apply hit has used the new value for 200 ms, or at the
       // timeout (then the kill switch below ends it for everyone).
-      (void)CtlSet(ctl->get(), kCtlTarget, 0);
       auto stats = OpenPinned(n, "sie_stats");
+      if (stats.ok()) (void)BeginEpoch(ctl->get(), stats->get());
+      (void)CtlSet(ctl->get(), kCtlTarget, 0);
       uint32_t nspans = state.ok() ? (*state).value("nspans", 0) : 0;
       auto applied = [&]() {
         uint64_t sum = 0;
@@ -1515,6 +1590,12 @@ absl::Status UnloadOne(const std::string& n, double timeout_s) {
         }
       }
       journal["reverse_transition"] = converged ? "converged" : "timed out";
+      if (stats.ok()) {
+        // The tasks that moved back, and the slowest one's time from the request (kernel clock).
+        const EpochStats e = ReadEpoch(stats->get());
+        journal["reverse_tasks"] = e.tasks;
+        journal["reverse_max_ms"] = e.max_ms;
+      }
     }
     (void)CtlSet(ctl->get(), kCtlActive, 0);
   }
@@ -1572,12 +1653,14 @@ absl::Status UnloadOne(const std::string& n, double timeout_s) {
   if (st.ok()) fs::remove(StatePath(n), ec);
   if (!st.ok()) journal["outcome"] = "failed";
   Journal(journal);
+  if (summary) *summary = journal;
   return st;
 }
 
 }  // namespace
 
-absl::Status Unload(const std::string& name_in, bool all, double timeout_s) {
+absl::Status Unload(const std::string& name_in, bool all, double timeout_s,
+                    std::vector<nlohmann::json>* summaries) {
   if (geteuid() != 0)
     return FailedWithHint("sie unload changes the running kernel and needs root", "run as root");
   auto lock = RunLock::Take();
@@ -1601,9 +1684,18 @@ absl::Status Unload(const std::string& name_in, bool all, double timeout_s) {
     if (names.empty())
       return absl::NotFoundError(absl::StrCat(name_in, " is not loaded\nhint: see 'sie status'"));
   }
+  // Counters and lifetimes before anything is removed, for the summaries.
+  std::map<std::string, LoadedConst> before;
+  if (auto loaded = Status(); loaded.ok())
+    for (auto& lc : *loaded) before[lc.state.value("name", "")] = std::move(lc);
   absl::Status first = absl::OkStatus();
-  for (const auto& n : names)
-    if (auto st = UnloadOne(n, timeout_s); first.ok() && !st.ok()) first = st;
+  for (const auto& n : names) {
+    auto it = before.find(n);
+    json summary;
+    absl::Status st = UnloadOne(n, timeout_s, it == before.end() ? nullptr : &it->second, &summary);
+    if (summaries) summaries->push_back(std::move(summary));
+    if (first.ok() && !st.ok()) first = st;
+  }
   // With nothing loaded any more, forget every registered site and cell (also those of a load
   // killed before its state file listed them).
   bool any_left = false;

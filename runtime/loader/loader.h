@@ -90,10 +90,18 @@ struct SpanCounters {
   uint64_t hits = 0, applied = 0, rejected = 0, failed = 0, gated = 0, nosave = 0;
 };
 
+// Mode 1: how tasks moved since the last request (new target or value): how many switched at a
+// clean guard, and their time from the request to the switch (kernel clock).
+struct EpochStats {
+  uint64_t tasks = 0;
+  double mean_ms = 0, max_ms = 0;
+};
+
 struct LoadedConst {
   nlohmann::json state;             // /run/sie/<name>.json
   std::vector<SpanCounters> spans;  // summed over CPUs; empty when the pins are gone
   uint64_t transitions = 0, unsafe = 0;
+  EpochStats epoch;           // mode 1, since the last request
   bool pins_present = false;  // bpf: the pins; native: every probe registered
   std::string engine = "bpf";
   std::vector<ProbeInfo> probes;  // with current [OPTIMIZED] state
@@ -110,7 +118,10 @@ absl::StatusOr<std::vector<LoadedConst>> Status();
 // everything loaded), then detach (remove the pins) and forget the constant. `name` "" with
 // all=true: everything under /sys/fs/bpf/sie and /run/sie, including leftovers of a killed `sie
 // set`.
-absl::Status Unload(const std::string& name, bool all, double timeout_s = 5);
+// `summaries` (optional) gets one journal entry per constant: its value, mode, engine, time
+// loaded, counters summed over spans, the reverse transition and the outcome.
+absl::Status Unload(const std::string& name, bool all, double timeout_s = 5,
+                    std::vector<nlohmann::json>* summaries = nullptr);
 
 // The journal's entries (one json object per line), oldest first.
 absl::StatusOr<std::vector<nlohmann::json>> ReadJournal();

@@ -222,7 +222,7 @@ $SAVE_CASES      default: break;
 
  private:
   static constexpr uint32_t kCtlValue = 0, kCtlActive = 1, kCtlMode = 2;  // enum sie_ctl_key
-  static constexpr uint32_t kStatNr = 8;                                  // enum sie_stat
+  static constexpr uint32_t kStatNr = 11;                                 // enum sie_stat
 
   explicit $CLASS($SKEL* s) : skel_(s) {}
   void Reset() {

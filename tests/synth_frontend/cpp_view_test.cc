@@ -131,10 +131,11 @@ TEST(CppView, LoadedOnTheHostSetValueAndCounters) {
                                 v.size() * sizeof(uint64_t), 0);
   };
   const uint64_t n = ncpus, tri = n * (n - 1) / 2;  // sum of base + c over the CPUs
-  ASSERT_EQ(put(0 * 8 + 0, 10), 0);                 // span 0 hits
-  ASSERT_EQ(put(0 * 8 + 1, 7), 0);                  // span 0 applied
-  ASSERT_EQ(put(1 * 8 + 2, 3), 0);                  // span 1 rejected
-  ASSERT_EQ(put(1 * 8 + 4, 100), 0);                // span 1 gated
+  constexpr uint32_t kStatNr = 11;                  // enum sie_stat in bpf/include/sie/stub.bpf.h
+  ASSERT_EQ(put(0 * kStatNr + 0, 10), 0);           // span 0 hits
+  ASSERT_EQ(put(0 * kStatNr + 1, 7), 0);            // span 0 applied
+  ASSERT_EQ(put(1 * kStatNr + 2, 3), 0);            // span 1 rejected
+  ASSERT_EQ(put(1 * kStatNr + 4, 100), 0);          // span 1 gated
   c0 = b->SpanCounters(0);
   ASSERT_TRUE(c0.ok());
   EXPECT_EQ(c0->hits, 10 * n + tri);

@@ -61,6 +61,7 @@ enum sie_ctl_key {
 	SIE_CTL_TARGET = 3, /* mode 1: 1 = tasks move to the new value, 0 = back to the original */
 	SIE_CTL_NSAFE = 4,  /* mode 1: valid entries of sie_safe */
 	SIE_CTL_INSTANCE = 5, /* mode 2: the sie_consistency instance (the constant's id) */
+	SIE_CTL_EPOCH_NS = 6, /* mode 1: CLOCK_MONOTONIC ns of the last request (target or value) */
 	SIE_CTL_NR = 8,
 };
 
@@ -73,7 +74,15 @@ enum sie_stat {
 	SIE_STAT_NOSAVE = 5,   /* recompute: apply without a saved input in this task */
 	SIE_STAT_TRANSITIONS = 6, /* guard: tasks switched to the target state (span 0 only) */
 	SIE_STAT_UNSAFE = 7,   /* guard: stack check found a safe-span frame (or was truncated) */
-	SIE_STAT_NR = 8,
+	/*
+	 * Per-task transition latency since the last request (span 0 only; the loader zeroes them
+	 * when it writes SIE_CTL_EPOCH_NS): tasks switched, the sum and the per-CPU maximum of
+	 * their time from the request to their switch, ns.
+	 */
+	SIE_STAT_EPOCH_TASKS = 8,
+	SIE_STAT_EPOCH_SUM_NS = 9,
+	SIE_STAT_EPOCH_MAX_NS = 10,
+	SIE_STAT_NR = 11,
 };
 
 #define SIE_MAX_SAFE 32
@@ -146,6 +155,20 @@ static __always_inline void sie_count(__u32 span, __u32 stat)
 
 	if (v)
 		*v += 1; /* per-CPU slot: no atomics needed */
+}
+
+/* Adds a task's transition latency to the current epoch's statistics (span 0). */
+static __always_inline void sie_count_latency(__u64 ns)
+{
+	__u32 sum_key = SIE_STAT_EPOCH_SUM_NS, max_key = SIE_STAT_EPOCH_MAX_NS;
+	__u64 *sum = bpf_map_lookup_elem(&sie_stats, &sum_key);
+	__u64 *max = bpf_map_lookup_elem(&sie_stats, &max_key);
+
+	sie_count(0, SIE_STAT_EPOCH_TASKS);
+	if (sum)
+		*sum += ns;
+	if (max && *max < ns)
+		*max = ns;
 }
 
 /*
@@ -229,7 +252,7 @@ SEC("kprobe")
 int sie_guard(struct pt_regs *ctx)
 {
 	struct sie_task_state *st;
-	__u64 target;
+	__u64 target, epoch, now;
 	__s64 value;
 
 	if (!sie_ctl_get(SIE_CTL_ACTIVE) || sie_ctl_get(SIE_CTL_MODE) != 1)
@@ -249,6 +272,10 @@ int sie_guard(struct pt_regs *ctx)
 	st->applies = target;
 	st->value = value;
 	sie_count(0, SIE_STAT_TRANSITIONS);
+	epoch = sie_ctl_get(SIE_CTL_EPOCH_NS);
+	now = bpf_ktime_get_ns();
+	if (epoch && now >= epoch)
+		sie_count_latency(now - epoch);
 	return 0;
 }
 

@@ -448,6 +448,32 @@ std::set<uint64_t> AddressesOfOthers(const std::string& except) {
   return out;
 }
 
+// A probe (int3, or the jump of an optimized probe) covers the code at its address, so /proc/kcore
+// shows the patch, not the instruction. When that probe is another loaded constant's apply probe
+// whose span expects the same bytes at the same place, that constant verified them before its
+// probe covered them: the name of that constant, else "".
+std::string VerifiedUnderProbeOf(const std::string& self, uint64_t addr,
+                                 const std::string& function, uint64_t offset,
+                                 const std::string& expect) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(RunDir(), ec)) {
+    if (e.path().extension() != ".json" || e.path().stem() == self) continue;
+    auto st = ReadState(e.path());
+    if (!st.ok() || (*st).value("state", "") != "loaded") continue;
+    for (const auto& p : (*st).value("probes", json::array())) {
+      if (p.value("role", "") != "apply" || p.value("address", uint64_t{0}) != addr) continue;
+      auto other = stubgen::ReadConstFile((*st).value("const_path", ""));
+      const int span = p.value("span", -1);
+      if (!other.ok() || span < 0 || span >= static_cast<int>(other->spans.size())) continue;
+      const synth::CriticalSpan& s = other->spans[span];
+      if (s.function == function && s.probe_offset == offset &&
+          p.value("offset", uint64_t{0}) == offset && s.expect_bytes == expect)
+        return (*st).value("name", e.path().stem().string());
+    }
+  }
+  return "";
+}
+
 // Forgets the sie_kfuncs sites (and their cells) at `addrs` that no other constant uses: a
 // program still attached there afterwards could change nothing. Best effort (a site that is
 // not registered any more is fine).
@@ -1091,7 +1117,15 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     const size_t n = s.expect_bytes.size() / 2;
     auto bytes = ReadKernelBytes(a.info.address, n);
     if (!bytes.ok()) return fail(bytes.status());
+    std::string verified_by;
     if (!BytesMatch(s.expect_bytes, *bytes, in_module))
+      verified_by =
+          VerifiedUnderProbeOf(c.name, a.info.address, s.function, s.probe_offset, s.expect_bytes);
+    if (!verified_by.empty())
+      res.notes.push_back(absl::StrCat("span ", i, ": the code at ", s.function, "+0x",
+                                       absl::Hex(s.probe_offset), " is under ", verified_by,
+                                       "'s probe, which verified the same bytes"));
+    else if (!BytesMatch(s.expect_bytes, *bytes, in_module))
       return fail(FailedWithHint(
           absl::StrCat("the code at ", s.function, "+0x", absl::Hex(s.probe_offset), " is ",
                        ToHex(*bytes), ", but ", entry->path.string(), " expects ", s.expect_bytes),

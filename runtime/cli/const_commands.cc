@@ -181,8 +181,15 @@ int StatusCommand(const std::vector<std::string>& args) {
                           {"optimized", pr.optimized},
                           {"flags", pr.kprobe_flags},
                           {"other_kprobes", pr.others_count},
-                          {"kprobes_here", pr.others}});
+                          {"kprobes_here", pr.others},
+                          {"livepatched_by",
+                           pr.livepatched_by.empty() ? json(nullptr) : json(pr.livepatched_by)},
+                          {"livepatch_transition", pr.livepatch_transition}});
       j["probes"] = probes;
+      json warnings = json::array();
+      for (const auto& w : lc.warnings)
+        warnings.push_back({{"message", w.message}, {"hint", w.hint}});
+      j["warnings"] = warnings;
       json spans = json::array();
       for (const auto& c : lc.spans)
         spans.push_back({{"hits", c.hits},
@@ -225,7 +232,12 @@ int StatusCommand(const std::vector<std::string>& args) {
       if (pr.others_count > 0)
         std::printf("         warning: %d other kprobe(s) at this address (all here: %s)\n",
                     pr.others_count, absl::StrJoin(pr.others, "; ").c_str());
+      if (!pr.livepatched_by.empty())
+        std::printf("         bypassed: function replaced by livepatch '%s'%s\n",
+                    pr.livepatched_by.c_str(), pr.livepatch_transition ? " (in transition)" : "");
     }
+    for (const auto& w : lc.warnings)
+      std::printf("  warning: %s\n  hint: %s\n", w.message.c_str(), w.hint.c_str());
     if (s.value("mode", 0) == 1)
       std::printf(
           "  per-task: %llu transitions, %llu unsafe stack checks; since the last request %llu "

@@ -248,6 +248,13 @@ absl::StatusOr<std::vector<LivepatchedFunction>> ReadLivepatches(const fs::path&
   return out;
 }
 
+const LivepatchedFunction* ActiveLivepatch(const std::vector<LivepatchedFunction>& lps,
+                                           const std::string& function, const std::string& object) {
+  for (const LivepatchedFunction& lf : lps)
+    if (lf.object == object && lf.function == function && (lf.enabled || lf.transition)) return &lf;
+  return nullptr;
+}
+
 bool ModuleLoaded(const std::string& name) {
   return fs::exists(fs::path("/sys/module") / name / "initstate") ||
          fs::exists(fs::path("/sys/module") / name / "sections");

@@ -76,6 +76,11 @@ struct LivepatchedFunction {
 absl::StatusOr<std::vector<LivepatchedFunction>> ReadLivepatches(
     const std::filesystem::path& root = "/sys/kernel/livepatch");
 
+// The patch that redirects `function` of `object` ("vmlinux" or a module) now: the first whose
+// patch is enabled or in transition (a disabled patch redirects nothing). nullptr when none.
+const LivepatchedFunction* ActiveLivepatch(const std::vector<LivepatchedFunction>& lps,
+                                           const std::string& function, const std::string& object);
+
 bool ModuleLoaded(const std::string& name);
 // Loads a .ko with finit_module(2).
 absl::Status InsertModule(const std::string& path);

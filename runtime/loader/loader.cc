@@ -484,6 +484,32 @@ std::set<uint64_t> AddressesOfOthers(const std::string& except) {
   return out;
 }
 
+// A probe (int3, or the jump of an optimized probe) covers the code at its address, so /proc/kcore
+// shows the patch, not the instruction. When that probe is another loaded constant's apply probe
+// whose span expects the same bytes at the same place, that constant verified them before its
+// probe covered them: the name of that constant, else "".
+std::string VerifiedUnderProbeOf(const std::string& self, uint64_t addr,
+                                 const std::string& function, uint64_t offset,
+                                 const std::string& expect) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(RunDir(), ec)) {
+    if (e.path().extension() != ".json" || e.path().stem() == self) continue;
+    auto st = ReadState(e.path());
+    if (!st.ok() || (*st).value("state", "") != "loaded") continue;
+    for (const auto& p : (*st).value("probes", json::array())) {
+      if (p.value("role", "") != "apply" || p.value("address", uint64_t{0}) != addr) continue;
+      auto other = stubgen::ReadConstFile((*st).value("const_path", ""));
+      const int span = p.value("span", -1);
+      if (!other.ok() || span < 0 || span >= static_cast<int>(other->spans.size())) continue;
+      const synth::CriticalSpan& s = other->spans[span];
+      if (s.function == function && s.probe_offset == offset &&
+          p.value("offset", uint64_t{0}) == offset && s.expect_bytes == expect)
+        return (*st).value("name", e.path().stem().string());
+    }
+  }
+  return "";
+}
+
 // Forgets the sie_kfuncs sites (and their cells) at `addrs` that no other constant uses: a
 // program still attached there afterwards could change nothing. Best effort (a site that is
 // not registered any more is fine).
@@ -508,9 +534,10 @@ std::string DescribeKprobe(const KprobeEntry& e) {
 absl::Status CheckLivepatches(const std::set<std::string>& functions, const std::string& object) {
   auto lps = ReadLivepatches();
   if (!lps.ok()) return lps.status();
-  for (const LivepatchedFunction& lf : *lps) {
-    if (lf.object != object || !functions.count(lf.function)) continue;
-    if (!lf.enabled && !lf.transition) continue;  // a disabled patch redirects nothing
+  for (const std::string& fn : functions) {
+    const LivepatchedFunction* p = ActiveLivepatch(*lps, fn, object);
+    if (!p) continue;
+    const LivepatchedFunction& lf = *p;
     return FailedWithHint(
         absl::StrCat(lf.function, " (", object, ") is replaced by livepatch '", lf.patch, "' (",
                      lf.transition ? "in transition" : "enabled",
@@ -520,6 +547,36 @@ absl::Status CheckLivepatches(const std::set<std::string>& functions, const std:
                      "/enabled), or synthesize the constant against the patched code"));
   }
   return absl::OkStatus();
+}
+
+// The loaded constant whose native probe sits at SYMBOL+0xOFF (`key`, NativeKey), from the
+// state files; "" when none claims it (another tool, or a load that died).
+std::string NativeOwner(const std::string& key) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(RunDir(), ec)) {
+    if (e.path().extension() != ".json") continue;
+    auto st = ReadState(e.path());
+    if (!st.ok() || (*st).value("engine", "bpf") != "native") continue;
+    for (const auto& np : (*st).value("native", json::array()))
+      if (NativeKey(np.value("symbol", ""), np.value("offset", uint64_t{0})) == key)
+        return (*st).value("name", e.path().stem().string());
+  }
+  return "";
+}
+
+// Why the native engine cannot take `probes` now: the first place sie_native already probes
+// (another constant's, which it would refuse with EEXIST), with its owner; "" when all are free
+// or the listing cannot be read (then a refused add still falls back, SetNative).
+std::string NativePlaceTaken(const std::vector<NativeProbe>& probes) {
+  auto listing = ReadFile(kNativeControl);
+  if (!listing.ok()) return "";
+  const int i = NativeConflict(probes, ParseNativeListing(*listing));
+  if (i < 0) return "";
+  const std::string key = NativeKey(probes[i].symbol, probes[i].offset);
+  const std::string owner = NativeOwner(key);
+  return absl::StrCat("span ", probes[i].span, " (", key, ") is already probed natively by ",
+                      owner.empty() ? "another constant or tool" : owner,
+                      " (sie_native keeps one probe per place)");
 }
 
 absl::Status LoadModuleIfNeeded(const std::string& name, std::vector<std::string>* notes) {
@@ -656,16 +713,42 @@ fs::path JournalPath() {
   return RunDir() / "journal.jsonl";
 }
 
+// The BPF stub reaches a kMem span's cell through sie_kfuncs: a free cell id for each (the
+// native engine writes the cell itself and needs none).
+static absl::Status AssignCells(const synth::SynthesizedConst& c, std::vector<Attached>& probes) {
+  bool need = false;
+  for (const Attached& a : probes)
+    need |= a.info.role == "apply" && c.spans[a.info.span].kind == SpanKind::kMem;
+  if (!need) return absl::OkStatus();
+  auto used = KfuncsUsedCells();
+  if (!used.ok()) return used.status();
+  const std::set<int> taken(used->begin(), used->end());
+  int next = 0;
+  for (Attached& a : probes) {
+    if (a.info.role != "apply" || c.spans[a.info.span].kind != SpanKind::kMem) continue;
+    while (next < kMaxCells && taken.count(next)) ++next;
+    if (next >= kMaxCells)
+      return FailedWithHint("no free sie_kfuncs memory cell",
+                            "unload other constants (sie unload --all)");
+    a.info.cell = next++;
+  }
+  return absl::OkStatus();
+}
+
 // The native engine's load (native.h): every probe is registered INERT first (writing the
 // shipped value's result, which the Critical Span has just computed, changes nothing), its
 // address is checked in the kprobe list, jump-optimizable candidates are tried while still
 // inert, and only then each probe gets the new value. Any failure removes every probe (they
 // were inert), so the kernel is left as it was.
+// With `place_taken` (auto engine), a place sie_native refuses because another probe took it
+// since the check in SetConst (EEXIST) sets *place_taken once this load's probes are removed
+// again, journals nothing and returns the refusal with `probes` as they came (the candidate
+// moves come later): the caller falls back to BPF.
 static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
                                            const stubgen::ConstEntry& entry, const SetOptions& opts,
                                            const std::string& release, bool in_module,
-                                           std::vector<Attached> probes, Clock::time_point t0,
-                                           SetResult res, json journal) {
+                                           std::vector<Attached>& probes, Clock::time_point t0,
+                                           SetResult res, json journal, bool* place_taken) {
   auto fail = [&](absl::Status st) {
     journal["outcome"] = "refused";
     journal["error"] = std::string(st.message().substr(0, st.message().find('\n')));
@@ -703,8 +786,9 @@ static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
   // The places where this load's probes are registered now (never another constant's: a place
   // whose add failed, e.g. EEXIST, is not ours to remove).
   std::set<std::pair<std::string, uint64_t>> mine;
+  int add_err = 0;
   auto add = [&](const NativeProbe& p, uint64_t v) {
-    absl::Status st = NativeCommand(NativeAddCommand(p, v));
+    absl::Status st = NativeCommand(NativeAddCommand(p, v), &add_err);
     if (st.ok()) mine.insert({p.symbol, p.offset});
     return st;
   };
@@ -730,7 +814,22 @@ static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
   if (!before.ok()) return rollback(before.status());
   for (size_t i = 0; i < np->size(); ++i) {
     if (auto st = record(i); !st.ok()) return rollback(st);
-    if (auto st = add((*np)[i], inert[i]); !st.ok()) return rollback(st);
+    if (auto st = add((*np)[i], inert[i]); !st.ok()) {
+      if (add_err != EEXIST || !place_taken) return rollback(st);
+      // Taken meanwhile: remove what this load added (inert, so nothing changed), then let
+      // the caller use BPF. A probe that cannot be removed is an error, not a fallback.
+      absl::Status undo = absl::OkStatus();
+      for (const auto& [sym, off] : std::set(mine))
+        if (auto rm = NativeCommand(NativeRemoveCommand(sym, off)); rm.ok())
+          mine.erase({sym, off});
+        else if (undo.ok())
+          undo = rm;
+      if (!undo.ok()) return rollback(undo);
+      std::error_code ec;
+      fs::remove(StatePath(c.name), ec);
+      *place_taken = true;
+      return st;
+    }
   }
   res.attach_ms = MsSince(ta);
   auto to = Clock::now();
@@ -1016,16 +1115,26 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     return fail(st);
 
   std::vector<Attached> probes;
-  int next_cell = 0;
-  std::set<int> used_cells;
-  bool need_cells = false;
-  for (const auto& s : c.spans) need_cells |= s.kind == SpanKind::kMem;
   if (native) {
     if (auto st = LoadModuleIfNeeded("sie_native", &res.notes); !st.ok()) {
       if (opts.engine == "native") return fail(st);
       native = false;
       res.engine_reason = absl::StrCat("sie_native is not available: ",
                                        st.message().substr(0, st.message().find('\n')));
+    }
+  }
+  // sie_native keeps one probe per place: one of another constant there makes it refuse ours.
+  // SIE_NATIVE_NO_PRECHECK=1 skips this check (tests of the race it cannot see, SetNative).
+  if (native && !getenv("SIE_NATIVE_NO_PRECHECK")) {
+    auto np = NativeProbes(c, in_module ? c.target.binary : "vmlinux");
+    if (!np.ok()) return fail(np.status());
+    if (std::string taken = NativePlaceTaken(*np); !taken.empty()) {
+      if (opts.engine == "native")
+        return fail(FailedWithHint(
+            absl::StrCat(c.name, " cannot use the native engine: ", taken),
+            "use --engine bpf (or auto, which falls back to it), or unload the other constant"));
+      native = false;
+      res.engine_reason = absl::StrCat("sie_native cannot: ", taken);
     }
   }
   res.engine = native ? "native" : "bpf";
@@ -1041,11 +1150,6 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
       res.notes.push_back(absl::StrCat("removed a leftover sie_consistency instance ", c.id));
     }
   }
-  if (need_cells && !native) {
-    auto used = KfuncsUsedCells();
-    if (!used.ok()) return fail(used.status());
-    used_cells.insert(used->begin(), used->end());
-  }
   for (size_t i = 0; i < c.spans.size(); ++i) {
     const auto& s = c.spans[i];
     auto sym = ksyms->Find(s.function, in_module ? c.target.binary : "vmlinux");
@@ -1056,19 +1160,20 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     const size_t n = s.expect_bytes.size() / 2;
     auto bytes = ReadKernelBytes(a.info.address, n);
     if (!bytes.ok()) return fail(bytes.status());
+    std::string verified_by;
     if (!BytesMatch(s.expect_bytes, *bytes, in_module))
+      verified_by =
+          VerifiedUnderProbeOf(c.name, a.info.address, s.function, s.probe_offset, s.expect_bytes);
+    if (!verified_by.empty())
+      res.notes.push_back(absl::StrCat("span ", i, ": the code at ", s.function, "+0x",
+                                       absl::Hex(s.probe_offset), " is under ", verified_by,
+                                       "'s probe, which verified the same bytes"));
+    else if (!BytesMatch(s.expect_bytes, *bytes, in_module))
       return fail(FailedWithHint(
           absl::StrCat("the code at ", s.function, "+0x", absl::Hex(s.probe_offset), " is ",
                        ToHex(*bytes), ", but ", entry->path.string(), " expects ", s.expect_bytes),
           "the running kernel is not the build synth analyzed (or another tool patched the "
           "code, e.g. a kprobe's int3): run 'sie synth' again"));
-    if (s.kind == SpanKind::kMem && !native) {
-      while (next_cell < kMaxCells && used_cells.count(next_cell)) ++next_cell;
-      if (next_cell >= kMaxCells)
-        return fail(FailedWithHint("no free sie_kfuncs memory cell",
-                                   "unload other constants (sie unload --all)"));
-      a.info.cell = next_cell++;
-    }
     if (s.kind == SpanKind::kReg)
       for (uint64_t off : s.candidates)
         if (off != s.probe_offset) a.candidates.push_back(off);
@@ -1080,6 +1185,8 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
       probes.push_back(std::move(sv));
     }
   }
+  if (!native)
+    if (auto st = AssignCells(c, probes); !st.ok()) return fail(st);
   // Safe spans (whole CS functions when synth gave none). Mode 1: guards at their entries.
   // Mode 2: sie_consistency's spans, with exits from the live code.
   std::vector<std::pair<uint64_t, uint64_t>> safe_ranges;
@@ -1177,8 +1284,24 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   }
   res.verify_ms = MsSince(t0);
   mark("verified");
-  if (native)
-    return SetNative(c, *entry, opts, release, in_module, std::move(probes), t0, res, journal);
+  if (native) {
+    bool place_taken = false;
+    auto r = SetNative(c, *entry, opts, release, in_module, probes, t0, res, journal,
+                       opts.engine == "auto" ? &place_taken : nullptr);
+    if (!place_taken) return r;
+    // Another native probe took one of our places after the check above (a race): BPF shares
+    // places with any kprobe.
+    native = false;
+    res.engine = "bpf";
+    journal["engine"] = "bpf";
+    const absl::string_view msg = r.status().message();
+    res.engine_reason =
+        absl::StrCat("sie_native refused a place taken meanwhile (", msg.substr(0, msg.find('\n')),
+                     "); its probes of this load were removed");
+    if (auto st = LoadModuleIfNeeded("sie_kfuncs", &res.notes); !st.ok()) return fail(st);
+    if (auto st = AssignCells(c, probes); !st.ok()) return fail(st);
+    mark("native place taken: bpf");
+  }
 
   // --- build and load the stub ---
   auto tb = Clock::now();
@@ -1411,6 +1534,8 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
   for (const auto& e : fs::directory_iterator(kPinRoot, ec))
     if (e.is_directory()) names.insert(e.path().filename().string());
   auto list = ReadKprobeList();
+  // A livepatch enabled after `sie set` bypasses probes inside the functions it replaces.
+  auto lps = ReadLivepatches();
   std::vector<LoadedConst> out;
   for (const auto& n : names) {
     LoadedConst lc;
@@ -1460,6 +1585,8 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
       }
     }
     if (lc.state.contains("probes")) {
+      const std::string binary = lc.state.value("binary", "");
+      const std::string object = binary.empty() ? "vmlinux" : binary;
       // How many of the kprobes at an address are this constant's own: its probes there and
       // the counting probes of its sie_consistency instance (mode 2).
       std::map<uint64_t, int> own;
@@ -1485,8 +1612,26 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
             pi.others_count = extra;
           }
         }
+        if (lps.ok())
+          if (const LivepatchedFunction* lf = ActiveLivepatch(*lps, pi.function, object)) {
+            pi.livepatched_by = lf->patch;
+            pi.livepatch_transition = lf->transition;
+          }
         lc.probes.push_back(pi);
       }
+      // One warning per patch, naming the functions it takes away from this constant.
+      std::map<std::string, std::set<std::string>> by_patch;
+      for (const ProbeInfo& pi : lc.probes)
+        if (!pi.livepatched_by.empty()) by_patch[pi.livepatched_by].insert(pi.function);
+      for (const auto& [patch, fns] : by_patch)
+        lc.warnings.push_back(
+            {absl::StrCat("livepatch '", patch, "' replaces ", absl::StrJoin(fns, ", "), " (",
+                          object,
+                          "): its callers run the patch's copy, so the probes there never fire "
+                          "and the value does not apply there"),
+             absl::StrCat("sie unload ", n,
+                          ", or disable the patch (echo 0 > /sys/kernel/livepatch/", patch,
+                          "/enabled)")});
     }
     out.push_back(std::move(lc));
   }

@@ -11,8 +11,10 @@
 // Two engines apply the value in the kernel: the BPF stub (every kind, every mode, policies)
 // and sie_native (kprobe pre-handlers writing a fixed value, no BPF per hit: runtime/loader/
 // native.h says what it covers). `--engine auto` picks native only where it is as safe as the
-// stub. Before anything is attached, functions replaced by an enabled livepatch are refused
-// (probes inside them would never fire), and other kprobes at a probe address are reported.
+// stub, and falls back to BPF when another constant's native probe holds one of the places
+// (sie_native keeps one per place). Before anything is attached, functions replaced by an
+// enabled livepatch are refused (probes inside them would never fire), and other kprobes at a
+// probe address are reported; `sie status` flags probes bypassed by a livepatch enabled later.
 // The loader owns every fd it opens (perf events, links): none outlives SetConst or Unload.
 #pragma once
 #include <cstdint>
@@ -62,6 +64,10 @@ struct ProbeInfo {
   // this constant's own (others_count of them are not ours).
   std::vector<std::string> others;
   int others_count = 0;
+  // `sie status`: the livepatch that replaces this probe's function now (enabled or in
+  // transition), "" when none. Its callers run the patch's copy, so the probe never fires.
+  std::string livepatched_by;
+  bool livepatch_transition = false;
 };
 
 struct SetResult {
@@ -108,6 +114,11 @@ struct LoadedConst {
   // Mode 2: sie_consistency's status of the constant's instance (state, result, elapsed_ns,
   // blocking...; kmod/include/sie/consistency.h); empty when there is none.
   std::map<std::string, std::string> global;
+  // Worth a look, each with what to do: probes bypassed by a livepatch enabled after `sie set`.
+  struct Warning {
+    std::string message, hint;
+  };
+  std::vector<Warning> warnings;
 };
 
 // Every constant with a state file or a pin directory.

@@ -135,6 +135,13 @@ std::map<std::string, NativeCounters> ParseNativeListing(absl::string_view text)
   return out;
 }
 
+int NativeConflict(const std::vector<NativeProbe>& probes,
+                   const std::map<std::string, NativeCounters>& listing) {
+  for (size_t i = 0; i < probes.size(); ++i)
+    if (listing.count(NativeKey(probes[i].symbol, probes[i].offset))) return static_cast<int>(i);
+  return -1;
+}
+
 absl::Status NativeCommand(const std::string& cmd, int* err) {
   if (err) *err = 0;
   UniqueFd fd(open(kNativeControl, O_WRONLY | O_CLOEXEC));

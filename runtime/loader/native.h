@@ -6,6 +6,9 @@
 //   - kinds reg and mem only, with a formula of V alone (evaluated once in user space: the
 //     handler writes a constant); flags and recompute read the instruction's input per hit;
 //   - mem: a cell addressed by one base register + displacement (no index, not RIP-relative).
+//   - one probe per place: where another constant's native probe already is, sie_native refuses
+//     the add (EEXIST); `--engine auto` then uses BPF (checked up front from the module's
+//     listing, and on EEXIST after removing this load's probes), `--engine native` fails.
 // Everything the BPF path checks before attaching (range, release, symbols, code bytes,
 // livepatches) is checked the same way for both engines; width rules are the same function
 // (kmod/include/sie/kfuncs_logic.h); status counters come from the module's listing
@@ -56,6 +59,12 @@ struct NativeCounters {
 // keyed by "SYMBOL+0xOFF".
 std::map<std::string, NativeCounters> ParseNativeListing(absl::string_view text);
 std::string NativeKey(const std::string& symbol, uint64_t offset);
+
+// sie_native keeps one probe per place and refuses a second add there (EEXIST). The index in
+// `probes` of the first whose place `listing` (ParseNativeListing) already holds; -1 when every
+// place is free.
+int NativeConflict(const std::vector<NativeProbe>& probes,
+                   const std::map<std::string, NativeCounters>& listing);
 
 // One command to the control file (one write(2)).
 absl::Status NativeCommand(const std::string& cmd, int* err = nullptr);

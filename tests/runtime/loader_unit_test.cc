@@ -1,11 +1,13 @@
 // Host unit tests of the loader's kernel-file parsing and engine choice, on saved samples
 // (fixtures/kernel_samples) and the sie_target fixtures: the kprobe list (other kprobes at our
-// addresses), /sys/kernel/livepatch (refusing livepatched functions), sie_native's listing and
-// which constants the native engine may take.
+// addresses), /sys/kernel/livepatch (refusing livepatched functions, flagging bypassed probes),
+// sie_native's listing (places another constant holds) and which constants the native engine
+// may take.
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
@@ -81,6 +83,30 @@ TEST(Livepatch, ListsEveryPatchedFunctionWithItsPatchState) {
   EXPECT_TRUE((*lps)[2].enabled);
   EXPECT_FALSE((*lps)[2].transition);
   fs::remove_all(root);
+}
+
+TEST(Livepatch, ActivePatchIsTheEnabledOrSwitchingOneOfThatObject) {
+  const fs::path root = LivepatchTree();
+  auto lps = loader::ReadLivepatches(root);
+  ASSERT_TRUE(lps.ok()) << lps.status();
+  fs::remove_all(root);
+  // Enabled: what `sie set` refuses and `sie status` flags as bypassed.
+  const auto* lf = loader::ActiveLivepatch(*lps, "sie_target_call_arg", "sie_target");
+  ASSERT_NE(lf, nullptr);
+  EXPECT_EQ(lf->patch, "sie_lp_target");
+  EXPECT_FALSE(lf->transition);
+  // The same name in another object is another function.
+  EXPECT_EQ(loader::ActiveLivepatch(*lps, "sie_target_call_arg", "vmlinux"), nullptr);
+  EXPECT_EQ(loader::ActiveLivepatch(*lps, "sie_target_loop", "sie_target"), nullptr);
+  // Disabled but still switching: some tasks may run the replacement.
+  lf = loader::ActiveLivepatch(*lps, "cmdline_proc_show", "vmlinux");
+  ASSERT_NE(lf, nullptr);
+  EXPECT_EQ(lf->patch, "livepatch_sample");
+  EXPECT_TRUE(lf->transition);
+  // Disabled and settled: redirects nothing.
+  auto off = *lps;
+  for (auto& f : off) f.enabled = f.transition = false;
+  EXPECT_EQ(loader::ActiveLivepatch(off, "sie_target_call_arg", "sie_target"), nullptr);
 }
 
 TEST(Livepatch, NoLivepatchDirectoryMeansNothingPatched) {
@@ -162,6 +188,31 @@ TEST(NativeEngine, ParsesTheModuleListing) {
   EXPECT_EQ(b.value, 0x3039u);
   EXPECT_EQ(b.hits, 3u);
   EXPECT_EQ(b.faults, 1u);
+}
+
+TEST(NativeEngine, FindsTheFirstPlaceTheModuleAlreadyProbes) {
+  // 107 BATCH has two mem spans in one function (+0x1a, +0x2b).
+  auto c = stubgen::ReadConstFile(kConsts / "107" / "const.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto np = loader::NativeProbes(*c, "sie_target");
+  ASSERT_TRUE(np.ok()) << np.status();
+  ASSERT_EQ(np->size(), 2u);
+  EXPECT_EQ(loader::NativeConflict(*np, {}), -1);
+  // Another constant's probe at the second place: sie_native would refuse that add.
+  const std::string second =
+      loader::NativeKey("sie_target:" + c->spans[1].function, c->spans[1].probe_offset);
+  auto listing = loader::ParseNativeListing(
+      "sie_target:sie_target_call_arg+0xe reg-set si 4 0x7 hits=0 faults=0\n" + second +
+      " mem-cell di 8 4 0x40 hits=5 faults=0\n");
+  ASSERT_EQ(listing.size(), 2u);
+  EXPECT_EQ(loader::NativeConflict(*np, listing), 1);
+  // Only the same module-qualified symbol and offset is the same place.
+  listing = loader::ParseNativeListing(absl::StrCat(
+      c->spans[1].function, "+0x", absl::Hex(c->spans[1].probe_offset),
+      " mem-cell di 8 4 0x40 hits=5 faults=0\n", "sie_target:", c->spans[1].function, "+0x",
+      absl::Hex(c->spans[1].probe_offset + 1), " mem-cell di 8 4 0x40 hits=5 faults=0\n"));
+  ASSERT_EQ(listing.size(), 2u);
+  EXPECT_EQ(loader::NativeConflict(*np, listing), -1);
 }
 
 }  // namespace

@@ -9,8 +9,9 @@
 # produces; a global transition that cannot finish in time leaves nothing attached (set) or
 # everything loaded (unload). Engines: `sie set` picks sie_native (no BPF per hit) for mode-0
 # fixed-value reg/mem constants and BPF otherwise, says why with -v, and both restore on unload.
-# A livepatched function is refused with nothing left attached; another kprobe at a probe
-# address is reported by `sie set` and `sie status`.
+# A livepatched function is refused with nothing left attached, and one livepatched after
+# `sie set` is flagged by `sie status`; another kprobe at a probe address is reported by
+# `sie set` and `sie status`. Two constants at one place: auto falls back to BPF for the second.
 C=${1:?usage: vm_runtime_test.sh CONSTS_DIR}
 T=/sys/kernel/debug/sie_target
 FAILS=0
@@ -140,6 +141,61 @@ refused "--engine native on a flags span" "cannot use the native engine" sie set
 refused "unknown engine" "unknown engine" sie set SIE_TARGET_CALL_ARG 7 --engine jit --consts $C
 nothing_attached "after the engines"
 
+# --- two constants at one place: sie_native keeps one probe per place, so `--engine auto` uses BPF
+# for the second one (seen up front in the module's listing, or on EEXIST in a race, after
+# removing what it had added) and --engine native is refused with nothing added. The twins are
+# copies of 102 and of 107's second span under other ids and names (no stub: they load natively).
+TW=$W/twins && mkdir -p $TW/902 $TW/907
+sed -e 's/"id": 102,/"id": 902,/' -e 's/"name": "SIE_TARGET_CALL_ARG"/"name": "SIE_TARGET_CALL_ARG_TWIN"/' \
+  $C/102/const.json > $TW/902/const.json
+sed -e 's/"id": 107,/"id": 907,/' -e 's/"name": "SIE_TARGET_BATCH"/"name": "SIE_TARGET_BATCH_TWIN"/' \
+  -e '/"spans": \[/,/^    },$/{/"spans": \[/!d}' $C/107/const.json > $TW/907/const.json
+kprobes_at() { grep -c "$1 " /sys/kernel/debug/kprobes/list; }
+native_lines() { wc -l < /sys/kernel/debug/sie_native/control; }
+sie set SIE_TARGET_CALL_ARG_TWIN 5 -v --consts $TW > $W/t.out 2> $W/t.err || bad "set CALL_ARG_TWIN: $(cat $W/t.err)"
+grep -q "engine native" $W/t.err && ok "the twin loads natively" || bad "twin engine: $(cat $W/t.err)"
+expect_eq "call_arg(100) with the twin's 5" "$(run call_arg 100)" "105"
+out=$(sie set SIE_TARGET_CALL_ARG 7 --engine native --consts $C 2>&1) && bad "--engine native at a taken place: $out" ||
+  { echo "$out" | grep -q "cannot use the native engine: span 0 (sie_target:sie_target_call_arg+0xe) is already probed natively by SIE_TARGET_CALL_ARG_TWIN" &&
+    echo "$out" | grep -q "hint:" && ok "--engine native refused: $(echo "$out" | head -1)" || bad "--engine native refusal: $out"; }
+expect_eq "kprobes at call_arg+0xe after the refusal" "$(kprobes_at sie_target_call_arg+0xe)" "1"
+expect_eq "native probes after the refusal" "$(native_lines)" "1"
+[ -e ${SIE_RUN_DIR:-/run/sie}/SIE_TARGET_CALL_ARG.json ] || [ -e /sys/fs/bpf/sie/SIE_TARGET_CALL_ARG ] &&
+  bad "state or pins left by the refusal" || ok "no state, no pin left by the refusal"
+expect_eq "call_arg(100) still the twin's" "$(run call_arg 100)" "105"
+sie set SIE_TARGET_CALL_ARG 7 -v --consts $C > $W/t.out 2> $W/t.err || bad "set CALL_ARG next to the twin: $(cat $W/t.err)"
+grep -q "engine bpf: sie_native cannot: span 0 (sie_target:sie_target_call_arg+0xe) is already probed natively by SIE_TARGET_CALL_ARG_TWIN" $W/t.err &&
+  ok "auto falls back: $(grep engine $W/t.err)" || bad "fallback: $(cat $W/t.out $W/t.err)"
+expect_eq "status engines (CALL_ARG, twin)" \
+  "$(sie status --json | tr -d ' \n' | grep -o '"engine":"[a-z]*"' | cut -d'"' -f4 | tr '\n' ' ')" "bpf native "
+expect_eq "kprobes at call_arg+0xe" "$(kprobes_at sie_target_call_arg+0xe)" "2"
+# Both handlers run on each hit (kprobes runs the newer first): the twin's value lands last.
+v=$(run call_arg 100)
+[ "$v" = 105 ] || [ "$v" = 107 ] && ok "call_arg(100) with both: $v" || bad "call_arg(100) with both: $v"
+expect_eq "constants with applied hits" \
+  "$(sie status --json | tr -d ' \n' | grep -o '"applied":[0-9]*' | grep -c '"applied":[1-9]')" "2"
+sie unload SIE_TARGET_CALL_ARG_TWIN || bad "unload the twin"
+expect_eq "call_arg(100) with CALL_ARG's BPF alone" "$(run call_arg 100)" "107"
+sie unload SIE_TARGET_CALL_ARG || bad "unload CALL_ARG after the twin"
+expect_eq "call_arg restored after both" "$(run call_arg 100)" "4760"
+nothing_attached "two constants at one place"
+# The race: SIE_NATIVE_NO_PRECHECK skips the listing check, so sie_native refuses BATCH's second
+# place (EEXIST) after its first was added: that one is removed again and BPF takes both.
+sie set SIE_TARGET_BATCH_TWIN 100 --consts $TW > /dev/null || bad "set BATCH_TWIN"
+expect_eq "native probes (BATCH_TWIN)" "$(native_lines)" "1"
+SIE_NATIVE_NO_PRECHECK=1 sie set SIE_TARGET_BATCH 100 -v --consts $C > $W/t.out 2> $W/t.err || bad "set BATCH in the race: $(cat $W/t.err)"
+grep -q "engine bpf: sie_native refused a place taken meanwhile (.*File exists.*); its probes of this load were removed" $W/t.err &&
+  ok "EEXIST falls back: $(grep engine $W/t.err)" || bad "EEXIST fallback: $(cat $W/t.out $W/t.err)"
+expect_eq "native probes after the fallback (the twin's)" "$(native_lines)" "1"
+expect_eq "kprobes at batch_cycle+0x1a (BPF)" "$(kprobes_at sie_target_batch_cycle+0x1a)" "1"
+expect_eq "kprobes at batch_cycle+0x2b (twin, BPF)" "$(kprobes_at sie_target_batch_cycle+0x2b)" "2"
+[ -e /sys/fs/bpf/sie/SIE_TARGET_BATCH/sie_ctl ] && ok "BATCH pinned by BPF" || bad "BATCH not on BPF"
+sie unload SIE_TARGET_BATCH || bad "unload BATCH"
+sie unload SIE_TARGET_BATCH_TWIN || bad "unload BATCH_TWIN"
+nothing_attached "the EEXIST fallback"
+refused "--engine native in the race" "sie_native refused" env SIE_NATIVE_NO_PRECHECK=1 sh -c \
+  "sie set SIE_TARGET_CALL_ARG_TWIN 5 --consts $TW >/dev/null && sie set SIE_TARGET_CALL_ARG 7 --engine native --consts $C; rc=\$?; sie unload SIE_TARGET_CALL_ARG_TWIN; exit \$rc"
+
 # --- another kprobe at a probe address: reported by sie set and sie status ---
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
 if echo 'p:sie_other sie_target:sie_target_call_arg+14' >> /sys/kernel/tracing/kprobe_events; then
@@ -175,6 +231,38 @@ if insmod $K/sie_lp_target.ko; then
   sie unload SIE_TARGET_CALL_ARG || bad "unload after the livepatch"
 else bad "insmod sie_lp_target (CONFIG_LIVEPATCH)"; fi
 nothing_attached "livepatch"
+# A livepatch enabled AFTER `sie set` bypasses the probe: `sie status` flags it (text and json)
+# until the patch is disabled.
+sie set SIE_TARGET_CALL_ARG 7 --consts $C > /dev/null || bad "set before the livepatch"
+expect_eq "call_arg with 7 before the livepatch" "$(run call_arg 100)" "107"
+if insmod $K/sie_lp_target.ko; then
+  lp_settle
+  expect_eq "call_arg(100) runs the patch, not the probe" "$(run call_arg 100)" "1000100"
+  sie status > $W/lp.st
+  grep -q "^         bypassed: function replaced by livepatch 'sie_lp_target'$" $W/lp.st &&
+    ok "status flags the bypassed probe" || bad "status after the livepatch: $(cat $W/lp.st)"
+  grep -q "^  warning: livepatch 'sie_lp_target' replaces sie_target_call_arg (sie_target)" $W/lp.st &&
+    grep -q "^  hint: sie unload SIE_TARGET_CALL_ARG, or disable the patch (echo 0 > $LP/enabled)" $W/lp.st &&
+    ok "status warns with a hint" || bad "status warning: $(cat $W/lp.st)"
+  sed 's/^/     /' $W/lp.st
+  sie status --json | tr -d ' \n' > $W/lp.json
+  grep -q '"livepatched_by":"sie_lp_target"' $W/lp.json && ok "status --json: livepatched_by" ||
+    bad "json livepatched_by: $(cat $W/lp.json)"
+  grep -q "\"warnings\":\[{\"hint\":\"sieunloadSIE_TARGET_CALL_ARG,ordisablethepatch.*\"message\":\"livepatch'sie_lp_target'replacessie_target_call_arg" $W/lp.json &&
+    ok "status --json: the constant's warning" || bad "json warning: $(cat $W/lp.json)"
+  echo 0 > $LP/enabled
+  i=0; while [ -e $LP ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+  [ -e $LP ] && bad "livepatch did not disable" || ok "livepatch disabled"
+  sie status > $W/lp.st
+  grep -q "bypassed\|warning" $W/lp.st && bad "status after disabling: $(cat $W/lp.st)" || ok "status clean again"
+  sie status --json | tr -d ' \n' | grep -q '"livepatched_by":null.*"warnings":\[\]' &&
+    ok "status --json clean again" || bad "json after disabling: $(sie status --json)"
+  expect_eq "call_arg with 7 once the patch is off" "$(run call_arg 100)" "107"
+  rmmod sie_lp_target || bad "rmmod sie_lp_target (after set)"
+else bad "insmod sie_lp_target after sie set"; fi
+sie unload SIE_TARGET_CALL_ARG || bad "unload after the late livepatch"
+expect_eq "call_arg restored after the late livepatch" "$(run call_arg 100)" "4760"
+nothing_attached "livepatch after set"
 
 # --- jump optimization: SIE_TARGET_OPT_ADD's first probe place (+0xe) is a short jmp in its 5-byte
 # window, which optprobes refuse; the next candidate (+0x10) can be optimized. Both engines move

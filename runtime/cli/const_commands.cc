@@ -171,6 +171,11 @@ int StatusCommand(const std::vector<std::string>& args) {
       // Mode 1: the tasks that moved since the last request and their latency (kernel clock).
       j["epoch"] = {
           {"tasks", lc.epoch.tasks}, {"mean_ms", lc.epoch.mean_ms}, {"max_ms", lc.epoch.max_ms}};
+      // Mode 1: the tasks holding the current transition up (unsafe stack at their last guard).
+      j["blocking"] = json::array();
+      for (const auto& b : lc.blocked)
+        j["blocking"].push_back(
+            {{"tid", b.tid}, {"comm", b.comm}, {"last_guard_ms_ago", b.last_ms}});
       json probes = json::array();
       for (const auto& pr : lc.probes)
         probes.push_back({{"role", pr.role},
@@ -244,6 +249,14 @@ int StatusCommand(const std::vector<std::string>& args) {
           "task(s) moved, %.1f ms mean, %.1f ms max\n",
           (unsigned long long)lc.transitions, (unsigned long long)lc.unsafe,
           (unsigned long long)lc.epoch.tasks, lc.epoch.mean_ms, lc.epoch.max_ms);
+    if (!lc.blocked.empty()) {
+      std::vector<std::string> who;
+      for (const auto& b : lc.blocked)
+        who.push_back(absl::StrFormat("%u (%s, %.0f ms ago)", b.tid, b.comm, b.last_ms));
+      std::printf(
+          "  blocking: %zu task(s) had a safe-span frame on the stack at their last guard: %s\n",
+          lc.blocked.size(), absl::StrJoin(who, ", ").c_str());
+    }
     if (s.value("mode", 0) == 2) {
       auto g = [&](const char* k) {
         auto it = lc.global.find(k);
@@ -267,6 +280,7 @@ int StatusCommand(const std::vector<std::string>& args) {
 
 // One line per unloaded constant, as bpftune prints on exit: what it did while loaded.
 std::string UnloadSummaryLine(const json& j) {
+  if (!j.is_object()) return "";
   std::string line = absl::StrCat(j.value("const", "?"), ": ", j.value("outcome", "?"));
   if (j.contains("old_value") && j["old_value"].is_number_integer())
     absl::StrAppend(&line, " from value ", j["old_value"].get<int64_t>());
@@ -316,7 +330,10 @@ int UnloadCommand(const std::vector<std::string>& args) {
   if (as_json)
     std::printf("%s\n", json(summaries).dump(2).c_str());
   else
-    for (const json& j : summaries) std::printf("%s\n", UnloadSummaryLine(j).c_str());
+    for (const json& j : summaries)
+      // A refused unload is told by the error below.
+      if (j.is_object() && j.value("outcome", "") != "refused")
+        std::printf("%s\n", UnloadSummaryLine(j).c_str());
   if (!s.ok()) return ReportError("sie unload", s);
   return 0;
 }

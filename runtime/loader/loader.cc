@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "kmod/include/sie/consistency.h"
 #include "runtime/base/diag.h"
 #include "runtime/base/files.h"
@@ -231,6 +232,30 @@ EpochStats ReadEpoch(int stats_fd) {
   if (e.tasks) e.mean_ms = v[kStatEpochSumNs] / 1e6 / e.tasks;
   e.max_ms = ReadStatMax(stats_fd, kStatEpochMaxNs) / 1e6;
   return e;
+}
+
+// Mode 1: the tasks whose last guard in the current epoch found a safe-span frame on their
+// stack and that have not switched since (the stub's sie_blocked map), oldest first.
+std::vector<BlockedTask> ReadBlocked(int blocked_fd, uint64_t epoch_ns) {
+  std::vector<BlockedTask> out;
+  uint32_t key = 0, next = 0;
+  bool first = true;
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+  while (bpf_map_get_next_key(blocked_fd, first ? nullptr : &key, &next) == 0) {
+    first = false;
+    key = next;
+    uint64_t seen = 0;
+    if (bpf_map_lookup_elem(blocked_fd, &key, &seen) != 0 || seen < epoch_ns) continue;
+    auto comm = ReadFile(absl::StrCat("/proc/", key, "/comm"));
+    if (!comm.ok()) continue;  // exited
+    out.push_back({key, std::string(absl::StripTrailingAsciiWhitespace(*comm)),
+                   now > seen ? (now - seen) / 1e6 : 0});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const BlockedTask& a, const BlockedTask& b) { return a.last_ms > b.last_ms; });
+  return out;
 }
 
 // Removes a pin directory: unlinking the links' pins detaches the kprobes (the last reference
@@ -1410,7 +1435,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   }
   if (mkdir(pin_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return rollback(absl::InternalError(absl::StrCat("mkdir ", pin_dir, ": ", strerror(errno))));
-  for (const char* m : {"sie_ctl", "sie_stats", "sie_task", "sie_safe"}) {
+  for (const char* m : {"sie_ctl", "sie_stats", "sie_task", "sie_safe", "sie_blocked"}) {
     bpf_map* map = bpf_object__find_map_by_name(obj.get(), m);
     if (!map) continue;
     if (int err = bpf_map__pin(map, (fs::path(pin_dir) / m).c_str()); err)
@@ -1575,6 +1600,10 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
         lc.transitions = v[6];
         lc.unsafe = v[7];
         lc.epoch = ReadEpoch(fd->get());
+        auto blocked = OpenPinned(n, "sie_blocked");
+        auto ctl = OpenPinned(n, "sie_ctl");
+        if (blocked.ok() && ctl.ok() && CtlGet(ctl->get(), kCtlMode) == 1)
+          lc.blocked = ReadBlocked(blocked->get(), CtlGet(ctl->get(), kCtlEpochNs));
       }
       auto ctl = OpenPinned(n, "sie_ctl");
       if (ctl.ok()) {
@@ -1693,6 +1722,7 @@ absl::Status UnloadOne(const std::string& n, double timeout_s, const LoadedConst
       journal["outcome"] = "refused";
       journal["error"] = absl::StrCat("reverse transition did not finish: ", why);
       Journal(journal);
+      if (summary) *summary = journal;
       return FailedWithHint(
           absl::StrCat("the reverse transition of ", n, " did not finish within ", timeout_s,
                        " s: ", why, "; it stays loaded with its new value"),
@@ -1838,7 +1868,7 @@ absl::Status Unload(const std::string& name_in, bool all, double timeout_s,
     auto it = before.find(n);
     json summary;
     absl::Status st = UnloadOne(n, timeout_s, it == before.end() ? nullptr : &it->second, &summary);
-    if (summaries) summaries->push_back(std::move(summary));
+    if (summaries && summary.is_object()) summaries->push_back(std::move(summary));
     if (first.ok() && !st.ok()) first = st;
   }
   // With nothing loaded any more, forget every registered site and cell (also those of a load

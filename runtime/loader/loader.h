@@ -103,12 +103,21 @@ struct EpochStats {
   double mean_ms = 0, max_ms = 0;
 };
 
+// Mode 1: a task whose last guard found a safe-span frame on its stack (so it keeps the old
+// value) since the last request.
+struct BlockedTask {
+  uint32_t tid = 0;
+  std::string comm;
+  double last_ms = 0;  // since that guard
+};
+
 struct LoadedConst {
   nlohmann::json state;             // /run/sie/<name>.json
   std::vector<SpanCounters> spans;  // summed over CPUs; empty when the pins are gone
   uint64_t transitions = 0, unsafe = 0;
-  EpochStats epoch;           // mode 1, since the last request
-  bool pins_present = false;  // bpf: the pins; native: every probe registered
+  EpochStats epoch;                  // mode 1, since the last request
+  std::vector<BlockedTask> blocked;  // mode 1: tasks holding the current transition up
+  bool pins_present = false;         // bpf: the pins; native: every probe registered
   std::string engine = "bpf";
   std::vector<ProbeInfo> probes;  // with current [OPTIMIZED] state
   // Mode 2: sie_consistency's status of the constant's instance (state, result, elapsed_ns,

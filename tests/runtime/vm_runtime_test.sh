@@ -318,7 +318,21 @@ for mode in 0 1 2; do
     sie status | grep -q "global: state active, last forward transition" &&
       ok "status shows the global state" || bad "status: global state"
   fi
-  sie unload SIE_TARGET_BATCH $to || bad "mode $mode unload"
+  if [ $mode = 1 ]; then
+    # Per-task latency statistics of the last request (the update to 200): every worker moved.
+    sie status --json > $W/st1.json
+    expect_eq "mode 1 tasks moved to 200" "$(sed -n 's/^ *"tasks": \([0-9]*\).*/\1/p' $W/st1.json | head -1)" 4
+    grep -q '"max_ms": [1-9]\|"max_ms": 0\.[0-9]*[1-9]' $W/st1.json && ok "mode 1 epoch max_ms > 0" ||
+      bad "mode 1 epoch max_ms: $(grep max_ms $W/st1.json)"
+  fi
+  sie unload SIE_TARGET_BATCH $to > $W/u$mode.out || bad "mode $mode unload"
+  sed 's/^/     /' $W/u$mode.out
+  grep -q "^SIE_TARGET_BATCH: unloaded from value 200 after [0-9]* s (mode $mode, engine [a-z]*): [0-9]* probe(s), [1-9][0-9]* hits" $W/u$mode.out &&
+    ok "mode $mode unload summary" || bad "mode $mode unload summary"
+  if [ $mode = 1 ]; then
+    grep -q "reverse transition converged, 4 task(s) moved back" $W/u$mode.out &&
+      ok "mode 1 reverse: 4 tasks moved back" || bad "mode 1 reverse summary"
+  fi
   sleep 0.5
   mixed=$(cat $T/mixed)
   echo "METRIC mode$mode mixed=$mixed batch_last=$last,$last2 ops=$(cat $T/ops)"
@@ -331,6 +345,24 @@ for mode in 0 1 2; do
 done
 [ -e /sys/kernel/debug/sie_consistency/107 ] && bad "sie_consistency instance 107 left" ||
   ok "no sie_consistency instance left"
+
+# --- mode 1: a task with a safe-span frame on its stack keeps the old value and is named ---
+# Fixture 109 adds a safe span around the workers' loop: each worker reaches the batch guard
+# with that frame on its stack, so none may switch, and sie status names them as blocking.
+echo 2 > $T/workers
+sleep 0.3
+sie set SIE_TARGET_BATCH_NESTED 100 --mode 1 --consts $C > $W/nested.out || bad "nested set"
+sleep 1
+expect_eq "nested: workers keep the old value" "$(cat $T/batch_last)" "64"
+sie status > $W/nested.st
+sed 's/^/     /' $W/nested.st
+grep -q "blocking: 2 task(s) had a safe-span frame on the stack at their last guard: [0-9]* (sie_target/[01]," $W/nested.st &&
+  ok "status names the 2 blocked workers" || bad "status: blocked workers"
+sie status --json | grep -q '"comm": "sie_target/1"' && ok "status --json lists blocking tasks" ||
+  bad "status --json: blocking"
+sie unload SIE_TARGET_BATCH_NESTED || bad "nested unload"
+echo 0 > $T/workers
+nothing_attached "mode 1 nested"
 
 # --- mode 2 timeouts: 8 workers live in the span, so a 0.3 s global transition cannot find an
 # instant with none inside (retried when one slips through) ---

@@ -13,6 +13,7 @@
  *              Per task, never per CPU: between a save probe and its apply probe the task can be
  *              preempted and migrated (the reference's per-CPU slots break there).
  *   sie_safe   ARRAY of safe-span address ranges [start, end) for the mode-1 stack check.
+ *   sie_blocked LRU_HASH of tasks whose last mode-1 guard found an unsafe stack.
  */
 #ifndef SIE_STUB_BPF_H
 #define SIE_STUB_BPF_H
@@ -130,6 +131,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sie_range);
 } sie_safe SEC(".maps");
+
+/*
+ * Mode 1: the tasks whose last guard found a safe-span frame on their stack (thread id -> ns of
+ * that check); a task leaves when it switches. `sie status` names those of the current epoch:
+ * the tasks holding a transition up.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u64);
+} sie_blocked SEC(".maps");
 
 /*
  * Mode 2: set to 1 by the loader, before the object is loaded, when the stub runs in mode 2 (it
@@ -254,6 +267,7 @@ int sie_guard(struct pt_regs *ctx)
 	struct sie_task_state *st;
 	__u64 target, epoch, now;
 	__s64 value;
+	__u32 tid;
 
 	if (!sie_ctl_get(SIE_CTL_ACTIVE) || sie_ctl_get(SIE_CTL_MODE) != 1)
 		return 0;
@@ -265,15 +279,18 @@ int sie_guard(struct pt_regs *ctx)
 		return 0;
 	if (st->applies == target && (!target || st->value == value))
 		return 0;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	now = bpf_ktime_get_ns();
 	if (!sie_stack_clean(ctx)) {
 		sie_count(0, SIE_STAT_UNSAFE);
+		bpf_map_update_elem(&sie_blocked, &tid, &now, BPF_ANY);
 		return 0;
 	}
 	st->applies = target;
 	st->value = value;
 	sie_count(0, SIE_STAT_TRANSITIONS);
+	bpf_map_delete_elem(&sie_blocked, &tid);
 	epoch = sie_ctl_get(SIE_CTL_EPOCH_NS);
-	now = bpf_ktime_get_ns();
 	if (epoch && now >= epoch)
 		sie_count_latency(now - epoch);
 	return 0;

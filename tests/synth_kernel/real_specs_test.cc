@@ -38,6 +38,14 @@ struct SpanExpect {
   uint64_t want;
 };
 
+// SIE_TARGET_FAN: sie_target_fan_0 .. sie_target_fan_14 each load the constant into a register.
+std::vector<SpanExpect> FanSpans() {
+  std::vector<SpanExpect> v;
+  for (int i = 0; i < 15; ++i)
+    v.push_back({"sie_target_fan_" + std::to_string(i), "reg", 77, 0, 77});
+  return v;
+}
+
 // Every constant the specs list, with the spans it must have (others may exist too).
 const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
   static const std::map<std::string, std::vector<SpanExpect>> k = {
@@ -60,22 +68,7 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
        {{"sie_target_batch_cycle", "mem", 50, 0, 50},
         {"sie_target_batch_cycle", "mem", 50, 0, 50}}},
       // One constant in 15 functions: a reg span in each.
-      {"SIE_TARGET_FAN",
-       {{"sie_target_fan_0", "reg", 77, 0, 77},
-        {"sie_target_fan_1", "reg", 77, 0, 77},
-        {"sie_target_fan_2", "reg", 77, 0, 77},
-        {"sie_target_fan_3", "reg", 77, 0, 77},
-        {"sie_target_fan_4", "reg", 77, 0, 77},
-        {"sie_target_fan_5", "reg", 77, 0, 77},
-        {"sie_target_fan_6", "reg", 77, 0, 77},
-        {"sie_target_fan_7", "reg", 77, 0, 77},
-        {"sie_target_fan_8", "reg", 77, 0, 77},
-        {"sie_target_fan_9", "reg", 77, 0, 77},
-        {"sie_target_fan_10", "reg", 77, 0, 77},
-        {"sie_target_fan_11", "reg", 77, 0, 77},
-        {"sie_target_fan_12", "reg", 77, 0, 77},
-        {"sie_target_fan_13", "reg", 77, 0, 77},
-        {"sie_target_fan_14", "reg", 77, 0, 77}}},
+      {"SIE_TARGET_FAN", FanSpans()},
   };
   return k;
 }

@@ -93,6 +93,19 @@ echo "($(grep -c "^policy: .*: sk " $W/run.out) policy log lines: RTT sample > 2
 [ $rc = 0 ] && ok "sie-run stopped cleanly" || { bad "sie-run exit $rc"; cat $W/run.err; }
 flows long_after 10.0.0.2
 
+# The same two vmlinux constants as fixed values with `sie set` (no policy: every flow, each
+# constant on the engine sie set picks): shift 1 and a 100 ms cap make the long path's exit
+# threshold delay_min/2 as the policy does for long flows.
+sie set HYSTART_DELAY_SHIFT 1 --consts $C --no-optimize > $W/set.out 2>&1 &&
+  sie set HYSTART_DELAY_MAX 100000 --consts $C --no-optimize >> $W/set.out 2>&1 ||
+  bad "sie set HyStart constants: $(cat $W/set.out)"
+cat $W/set.out
+flows long_set 10.0.0.2
+sie unload --all > $W/unload.out 2>&1 || bad "sie unload --all: $(cat $W/unload.out)"
+cat $W/unload.out
+grep -q "HYSTART_DELAY_SHIFT: unloaded from value 1 .*[1-9][0-9]* applied" $W/unload.out &&
+  ok "HYSTART_DELAY_SHIFT applied while set" || bad "HYSTART_DELAY_SHIFT: no applied hit"
+
 # Verdicts. The shipped constants exit slow start by delay after 16 ms of queueing (cwnd ~170
 # on this testbed); with the policy the threshold is delay_min/2 (75 ms), which the queue does
 # not reach before netem's limit drops (cwnd ~300): no delay exit, a later exit, a higher
@@ -116,6 +129,10 @@ dd=$(col long_default 2); dp=$(col long_policy 2); da=$(col long_after 2)
 [ "$da" -eq "$N" ] && [ "$ta" -lt $((tp - LONG_MS)) ] &&
   ok "long RTT, after Ctrl-C: shipped behaviour again ($da delay exits, ssthresh $la, $ta ms)" ||
   bad "long RTT, after Ctrl-C: $da delay exits, ssthresh $la, $ta ms (policy: $tp ms)"
+ls=$(avg long_set 4 $W/summary); ds=$(col long_set 2)
+[ "$ds" -lt "$dd" ] && [ $((ls * 100)) -ge $((ld * 110)) ] &&
+  ok "long RTT, sie set shift 1 / cap 100 ms: fewer delay exits ($dd -> $ds), higher ssthresh ($ld -> $ls)" ||
+  bad "long RTT, sie set: delay exits $dd -> $ds, ssthresh $ld -> $ls"
 sd=$(avg short_default 4 $W/summary); sp=$(avg short_policy 4 $W/summary)
 sdd=$(col short_default 2); sdp=$(col short_policy 2)
 [ "$sdp" = "$sdd" ] && [ $((sp * 4)) -le $((sd * 5)) ] && [ $((sp * 5)) -ge $((sd * 4)) ] &&

@@ -13,6 +13,13 @@
 //   bpf/opt      the same, optimized (the run FAILS unless kprobes/list says [OPTIMIZED])
 //   native/int3  sie_native reg-set (no BPF per hit), kprobes-optimization = 0
 //   native/opt   the same, optimized (must be [OPTIMIZED])
+//   stub/int3    what `sie set SIE_TARGET_DIVISOR 20 --engine bpf` loads: the runtime's
+//                generated stub for the constant's span (save X before the multiply, apply
+//                X / V after the shift: two probes per path run, the gate, per-CPU counters),
+//                through runtime/loader in this process, kprobes-optimization = 0
+//   stub/opt     the same with the loader's jump-optimization search (reported as found)
+// The stub cases need --sie_consts=DIR (synthesized or fixture constants with SIE_TARGET_DIVISOR);
+// without it they are not run, and the table says so.
 // After each case the result is read back and checked (x / 20 with a probe, x / 10 without),
 // and the probe's hit counter must equal the iteration count with no kfunc errors.
 //
@@ -20,7 +27,8 @@
 // (reg-set, reg-add, reg-shl, mem-cell, live value change, remove, bad commands); a failure
 // there fails the run.
 //
-// Extra flag: --sie_markdown=PATH writes the result table (markdown) to PATH.
+// Extra flags: --sie_markdown=PATH writes the result table (markdown) to PATH; --sie_consts=DIR
+// enables the stub cases.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -48,10 +56,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "runtime/base/files.h"
 #include "runtime/base/unique_fd.h"
+#include "runtime/loader/loader.h"
 #include "sie/kfuncs.h"
 #include "sie_bench_probe.skel.h"
 #include "sie_target_consts.h"
@@ -197,7 +207,8 @@ absl::Status SelfCheckNative() {
 
 // ---- the benchmark cases ----
 
-enum class Case { kNone, kBpfInt3, kBpfOpt, kNativeInt3, kNativeOpt };
+enum class Case { kNone, kBpfInt3, kBpfOpt, kNativeInt3, kNativeOpt, kStubInt3, kStubOpt };
+constexpr char kStubConst[] = "SIE_TARGET_DIVISOR";
 
 struct CaseInfo {
   const char* name;
@@ -216,13 +227,26 @@ CaseInfo Info(Case c) {
       return {"native_int3", "int3 kprobe, sie_native reg-set (no BPF)"};
     case Case::kNativeOpt:
       return {"native_opt", "optimized kprobe, sie_native reg-set (no BPF)"};
+    case Case::kStubInt3:
+      return {"stub_int3", "int3 kprobes, sie set's generated stub (save + apply X / V)"};
+    case Case::kStubOpt:
+      return {"stub_opt", "sie set's generated stub after its jump-optimization search"};
   }
   return {"?", "?"};
 }
 
 bool Probed(Case c) { return c != Case::kNone; }
-bool Optimized(Case c) { return c == Case::kBpfOpt || c == Case::kNativeOpt; }
+bool Optimized(Case c) {
+  return c == Case::kBpfOpt || c == Case::kNativeOpt || c == Case::kStubOpt;
+}
 bool Native(Case c) { return c == Case::kNativeInt3 || c == Case::kNativeOpt; }
+bool Stub(Case c) { return c == Case::kStubInt3 || c == Case::kStubOpt; }
+
+// A case's probe hits and failed updates so far (BPF: kfunc errors; stub: rejected, failed and
+// missing saved inputs).
+struct Counts {
+  uint64_t hits = 0, errors = 0;
+};
 
 struct SkelDeleter {
   void operator()(sie_bench_probe* s) const { sie_bench_probe__destroy(s); }
@@ -236,12 +260,14 @@ struct LinkDeleter {
 // happens once per case, on its first call, and the previous case's probe is removed then.
 class Bench {
  public:
-  absl::Status Init() {
+  absl::Status Init(std::filesystem::path consts) {
+    consts_ = std::move(consts);
     ASSIGN_OR_RETURN(off, OffsetAfter(kDivFunc, "movabs rax, 0xcccccccccccccccd"));
     ASSIGN_OR_RETURN(base, KallsymsAddress(kDivFunc, "sie_target"));
     off_ = off;
+    site_ = base + off;
     RETURN_IF_ERROR(WriteOnce(kKfuncsControl, "clear"));
-    RETURN_IF_ERROR(WriteOnce(kKfuncsControl, absl::StrFormat("site 0x%x", base + off)));
+    RETURN_IF_ERROR(AddSite());
     skel_.reset(sie_bench_probe__open());
     if (!skel_) return absl::ErrnoToStatus(errno, "sie_bench_probe__open");
     if (sie_bench_probe__load(skel_.get()) != 0)
@@ -266,9 +292,29 @@ class Bench {
       RETURN_IF_ERROR(NativeCommand(
           absl::StrFormat("probe %s 0x%x reg-set ax 8 0x%x", kDivFunc, off_, kMagic20)));
       native_attached_ = true;
+    } else if (Stub(c)) {
+      loader::SetOptions o;
+      o.consts_dir = consts_;
+      o.name = kStubConst;
+      o.value = 20;
+      o.engine = "bpf";
+      o.optimize = Optimized(c);
+      stub_loaded_ = true;  // Detach unloads whatever part a failed set left
+      ASSIGN_OR_RETURN(r, loader::SetConst(o));
+      int optimized = 0;
+      std::vector<std::string> where;
+      for (const loader::ProbeInfo& p : r.probes) {
+        optimized += p.optimized;
+        where.push_back(absl::StrFormat("%s %s+0x%x%s", p.role, p.function, p.offset,
+                                        p.optimized ? " [OPTIMIZED]" : ""));
+      }
+      list_lines_[c] = absl::StrFormat("%d/%d [OPTIMIZED]: %s", optimized, r.probes.size(),
+                                       absl::StrJoin(where, ", "));
+      std::printf("%s: %s\n", Info(c).name, list_lines_[c].c_str());
+      std::fflush(stdout);
     }
     current_ = c;
-    if (Probed(c)) {
+    if (Probed(c) && !Stub(c)) {
       ASSIGN_OR_RETURN(line, guest::WaitKprobeListLine(kDivFunc, off_, Optimized(c)));
       const bool optimized = absl::StrContains(line, "[OPTIMIZED]");
       list_lines_[c] = line;
@@ -292,17 +338,33 @@ class Bench {
       RETURN_IF_ERROR(NativeCommand(absl::StrFormat("remove %s 0x%x", kDivFunc, off_)));
       native_attached_ = false;
     }
+    if (stub_loaded_) {
+      stub_loaded_ = false;
+      RETURN_IF_ERROR(loader::Unload(kStubConst, false));
+      // With nothing loaded the loader forgets every sie_kfuncs site, this benchmark's too.
+      RETURN_IF_ERROR(AddSite());
+    }
     current_.reset();
     return absl::OkStatus();
   }
 
-  absl::StatusOr<uint64_t> Hits(Case c) {
-    if (!Probed(c)) return 0;
-    if (Native(c)) return NativeHits(kDivFunc, off_);
-    return skel_->bss->hits;
+  absl::StatusOr<Counts> Count(Case c) {
+    if (!Probed(c)) return Counts{};
+    if (Native(c)) {
+      ASSIGN_OR_RETURN(hits, NativeHits(kDivFunc, off_));
+      return Counts{hits, 0};
+    }
+    if (Stub(c)) {
+      ASSIGN_OR_RETURN(loaded, loader::Status());
+      for (const loader::LoadedConst& lc : loaded) {
+        if (lc.state.value("name", "") != kStubConst || lc.spans.empty()) continue;
+        const loader::SpanCounters& s = lc.spans[0];
+        return Counts{s.hits, s.rejected + s.failed + s.nosave};
+      }
+      return absl::NotFoundError(absl::StrCat(kStubConst, " is not loaded (sie status)"));
+    }
+    return Counts{skel_->bss->hits, skel_->bss->errors};
   }
-  uint64_t BpfErrors() const { return skel_->bss->errors; }
-  int BpfLastError() const { return skel_->bss->last_error; }
 
   // One trigger: write the input (the path runs in the write), nothing else. debugfs attribute
   // files are not seekable (no pwrite), and their write ignores the file position.
@@ -316,8 +378,15 @@ class Bench {
   }
   std::string Where() const { return absl::StrFormat("%s+0x%x", kDivFunc, off_); }
   const std::map<Case, std::string>& list_lines() const { return list_lines_; }
+  bool has_consts() const { return !consts_.empty(); }
 
  private:
+  // The BPF cases' kfunc may write registers only at a registered site (sie_kfuncs).
+  absl::Status AddSite() { return WriteOnce(kKfuncsControl, absl::StrFormat("site 0x%x", site_)); }
+
+  std::filesystem::path consts_;
+  bool stub_loaded_ = false;
+  uint64_t site_ = 0;
   uint64_t off_ = 0;
   std::unique_ptr<sie_bench_probe, SkelDeleter> skel_;
   std::unique_ptr<bpf_link, LinkDeleter> link_;
@@ -338,9 +407,8 @@ void Fail(benchmark::State& state, const absl::Status& st) {
 
 void BM_DivPath(benchmark::State& state, Case c) {
   if (absl::Status st = g_bench->Enter(c); !st.ok()) return Fail(state, st);
-  absl::StatusOr<uint64_t> hits0 = g_bench->Hits(c);
-  if (!hits0.ok()) return Fail(state, hits0.status());
-  const uint64_t errors0 = g_bench->BpfErrors();
+  absl::StatusOr<Counts> counts0 = g_bench->Count(c);
+  if (!counts0.ok()) return Fail(state, counts0.status());
   const std::string input = absl::StrCat(kBenchInput);
   if (absl::Status st = WriteOnce(TargetFile("repeat"), absl::StrCat(kRepeat)); !st.ok())
     return Fail(state, st);
@@ -361,18 +429,18 @@ void BM_DivPath(benchmark::State& state, Case c) {
   if (*result != Bench::Expected(c))
     return Fail(state, absl::InternalError(absl::StrCat(Info(c).name, ": result ", *result,
                                                         ", want ", Bench::Expected(c))));
-  absl::StatusOr<uint64_t> hits1 = g_bench->Hits(c);
-  if (!hits1.ok()) return Fail(state, hits1.status());
-  const uint64_t hits = *hits1 - *hits0;
+  absl::StatusOr<Counts> counts1 = g_bench->Count(c);
+  if (!counts1.ok()) return Fail(state, counts1.status());
+  const uint64_t hits = counts1->hits - counts0->hits;
   const uint64_t want_hits = Probed(c) ? state.iterations() * kRepeat : 0;
   if (hits != want_hits)
     return Fail(state,
                 absl::InternalError(absl::StrCat(Info(c).name, ": ", hits, " probe hits for ",
                                                  state.iterations(), " iterations")));
-  if (g_bench->BpfErrors() != errors0)
-    return Fail(state, absl::InternalError(absl::StrCat(Info(c).name, ": sie_set_reg failed ",
-                                                        g_bench->BpfErrors() - errors0,
-                                                        " times, last ", g_bench->BpfLastError())));
+  if (counts1->errors != counts0->errors)
+    return Fail(state, absl::InternalError(absl::StrCat(Info(c).name, ": ",
+                                                        counts1->errors - counts0->errors,
+                                                        " updates failed or were rejected")));
   state.counters["hits_per_iter"] =
       static_cast<double>(hits) / static_cast<double>(std::max<int64_t>(1, state.iterations()));
 }
@@ -417,8 +485,8 @@ class TableReporter : public benchmark::ConsoleReporter {
   std::map<std::string, Row> rows_;
 };
 
-constexpr Case kCases[] = {Case::kNone, Case::kBpfInt3, Case::kBpfOpt, Case::kNativeInt3,
-                           Case::kNativeOpt};
+constexpr Case kCases[] = {Case::kNone,      Case::kBpfInt3,  Case::kBpfOpt, Case::kNativeInt3,
+                           Case::kNativeOpt, Case::kStubInt3, Case::kStubOpt};
 
 std::string BenchName(Case c) { return absl::StrCat("div/", Info(c).name); }
 
@@ -433,9 +501,13 @@ std::string Markdown(const TableReporter& rep, const Bench& bench) {
     const TableReporter::Row* row = rep.Find(BenchName(c));
     std::string state = "-";
     if (auto it = bench.list_lines().find(c); it != bench.list_lines().end())
-      state = absl::StrContains(it->second, "[OPTIMIZED]") ? "[OPTIMIZED]" : "int3";
+      state = Stub(c) ? it->second.substr(0, it->second.find(':'))
+              : absl::StrContains(it->second, "[OPTIMIZED]") ? "[OPTIMIZED]"
+                                                             : "int3";
     if (!row) {
-      absl::StrAppend(&md, "| ", Info(c).description, " | ", state, " | FAILED | | | |\n");
+      absl::StrAppend(&md, "| ", Info(c).description, " | ", state,
+                      Stub(c) && !bench.has_consts() ? " | not run (no --sie_consts) | | | |\n"
+                                                     : " | FAILED | | | |\n");
       continue;
     }
     // One trigger runs the path kRepeat times (one probe hit each).
@@ -503,11 +575,13 @@ class OptimizationGuard {
 };
 
 int Main(int argc, char** argv) {
-  std::string markdown_path;
+  std::string markdown_path, consts;
   std::vector<char*> args;
   for (int i = 0; i < argc; i++) {
     if (absl::StartsWith(argv[i], "--sie_markdown="))
       markdown_path = argv[i] + strlen("--sie_markdown=");
+    else if (absl::StartsWith(argv[i], "--sie_consts="))
+      consts = argv[i] + strlen("--sie_consts=");
     else
       args.push_back(argv[i]);
   }
@@ -532,15 +606,16 @@ int Main(int argc, char** argv) {
     Bench bench;
     g_bench = &bench;
     absl::Status st = SelfCheckNative();
-    if (st.ok()) st = bench.Init();
+    if (st.ok()) st = bench.Init(consts);
     if (!st.ok()) {
       std::fprintf(stderr, "probe_cost_bench: FAILED: %s\n", st.ToString().c_str());
       rc = 1;
     } else {
       for (Case c : kCases)
-        benchmark::RegisterBenchmark(BenchName(c).c_str(), BM_DivPath, c)
-            ->Unit(benchmark::kNanosecond)
-            ->UseRealTime();
+        if (!Stub(c) || !consts.empty())
+          benchmark::RegisterBenchmark(BenchName(c).c_str(), BM_DivPath, c)
+              ->Unit(benchmark::kNanosecond)
+              ->UseRealTime();
       TableReporter reporter;
       benchmark::RunSpecifiedBenchmarks(&reporter);
       if (absl::Status d = bench.Detach(); !d.ok()) g_failed = true;

@@ -11,7 +11,8 @@ build=$(cd "${1:-$root/build}" && pwd)
 sie=$build/bin/sie
 bench=$build/bin/sie_probe_cost_bench
 for f in "$sie" "$bench" "$build/kmod/sie_native.ko" "$build/kmod/sie_kfuncs.ko" \
-         "$build/kmod/sie_target.ko" "$build/kmod/sie_consistency.ko"; do
+         "$build/kmod/sie_target.ko" "$build/kmod/sie_consistency.ko" \
+         "$build/tests/runtime/consts/106/const.json"; do
   [ -e "$f" ] || { echo "run.sh: $f missing: ninja -C $build sie sie_probe_cost_bench" >&2; exit 1; }
 done
 min_time=${SIE_BENCH_MIN_TIME:-0.2}
@@ -24,7 +25,8 @@ echo "run.sh: probe cost, $reps interleaved repetitions of ${min_time} s per cas
 set +e
 "$sie" vm -v --timeout 1200 --out "$out" -- sh -c "uname -r > /mnt/out/guest_kernel && exec $bench \
   --benchmark_min_time=$min_time --benchmark_repetitions=$reps \
-  --benchmark_enable_random_interleaving=true --sie_markdown=/mnt/out/probe_cost.md" \
+  --benchmark_enable_random_interleaving=true --sie_markdown=/mnt/out/probe_cost.md \
+  --sie_consts=$build/tests/runtime/consts" \
   >"$out/stdout" 2>"$out/stderr"
 rc=$?
 set -e
@@ -267,10 +269,15 @@ optimized < int3 cases) matches the quieter getppid measurements in the guest no
 about 0.2 us, an optimized BPF probe about 0.5 us and int3 probes 1.2 to 1.5 us under TCG.
 
 Cases: the BPF cases run a kprobe program (`benchmarks/bpf/probe_cost.bpf.c`) that calls the
-`sie_set_reg` kfunc (sie_kfuncs) and counts hits: the floor of the BPF path (the runtime's
-generated stubs add a gate, per-CPU stats and mode checks). The native cases use `sie_native`
-(`probe sie_target_div OFF reg-set ax 8 MAGIC20`): a module kprobe whose pre_handler applies a
-fixed value with no BPF program per hit, the fast path for constants set to a plain number.
+`sie_set_reg` kfunc (sie_kfuncs) and counts hits: the floor of the BPF path. The native cases use
+`sie_native` (`probe sie_target_div OFF reg-set ax 8 MAGIC20`): a module kprobe whose pre_handler
+applies a fixed value with no BPF program per hit, the fast path for constants set to a plain
+number. The **stub** cases are what `sie set SIE_TARGET_DIVISOR 20 --engine bpf` really loads
+(through runtime/loader, in the benchmark's process): the runtime's generated stub for the
+constant's span as described by its const.json, a recompute span `X / V` with two probes per
+path run (save X before the multiply, apply after the shift) and the full stub per hit (gate,
+mode check, per-CPU counters, the formula); the apply place (before a `jmp` to the return thunk)
+cannot be jump-optimized, so the optimized case has 1 of its 2 probes [OPTIMIZED].
 
 ## Load latency
 

@@ -154,7 +154,10 @@ int StatusCommand(const std::vector<std::string>& args) {
   bool as_json = false;
   ArgParser p("sie status [--json]",
               "Lists the constants loaded in the running kernel: mode, value, every probe with\n"
-              "its address and [OPTIMIZED] state, and per-span hit/applied/rejected counters.");
+              "its address and [OPTIMIZED] state, and per-span hit/applied/rejected counters.\n"
+              "Mode 1: how many tasks moved since the last request and how long they took, and\n"
+              "the tasks holding the transition up. Mode 2: the last global transition. Probes\n"
+              "whose function a livepatch replaced since 'sie set' are flagged as bypassed.");
   p.Flag("--json", &as_json, "machine-readable output");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie status", s);
   if (p.help_requested()) return 0;
@@ -312,7 +315,8 @@ int UnloadCommand(const std::vector<std::string>& args) {
               "Takes a constant back to its compiled value: reverse transition (per-task mode:\n"
               "each task at its next safe point; global mode: all at once, refused after the\n"
               "timeout, everything kept loaded), then detaches its probes and removes its pins.\n"
-              "--all also removes leftovers of an interrupted 'sie set'.");
+              "--all also removes leftovers of an interrupted 'sie set'. Prints what each\n"
+              "constant did while loaded (time, hits, applied, rejected, the reverse transition).");
   p.Positionals("const", &pos, 0, 1);
   p.Flag("--all", &all, "unload every constant");
   p.String("--timeout", "S", &timeout_s, "reverse transition limit, seconds (default 5)");

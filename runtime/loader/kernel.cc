@@ -165,6 +165,16 @@ bool BytesMatch(absl::string_view expect_hex, absl::string_view actual, bool mod
   return true;
 }
 
+bool BytesMatchUnderInt3(absl::string_view expect_hex, absl::string_view actual, bool module_code) {
+  if (actual.empty() || static_cast<unsigned char>(actual[0]) != 0xcc || expect_hex.size() < 2)
+    return false;
+  int first = 0;
+  if (!absl::SimpleHexAtoi(expect_hex.substr(0, 2), &first)) return false;
+  std::string restored(actual);
+  restored[0] = static_cast<char>(first);
+  return BytesMatch(expect_hex, restored, module_code);
+}
+
 absl::Status EnsureDebugfs() {
   if (fs::exists("/sys/kernel/debug/kprobes") || fs::exists("/sys/kernel/debug/tracing"))
     return absl::OkStatus();

@@ -48,6 +48,9 @@ absl::StatusOr<std::string> ReadKernelBytes(uint64_t addr, size_t n,
 // any displacement, and a `jmp __x86_return_thunk` also matches the `ret; int3` the kernel
 // patches it into.
 bool BytesMatch(absl::string_view expect_hex, absl::string_view actual, bool module_code);
+// An armed int3 kprobe replaces only the first byte of the instruction at its address: does
+// `actual` match but for an int3 (0xcc) there? (An optimized probe's jmp covers 5 bytes: no.)
+bool BytesMatchUnderInt3(absl::string_view expect_hex, absl::string_view actual, bool module_code);
 std::string ToHex(absl::string_view bytes);
 
 struct KprobeEntry {

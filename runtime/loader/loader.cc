@@ -535,6 +535,15 @@ std::string VerifiedUnderProbeOf(const std::string& self, uint64_t addr,
   return "";
 }
 
+// Is an armed, unoptimized kprobe (its int3 in the code) registered at addr?
+bool Int3KprobeAt(uint64_t addr) {
+  auto list = ReadKprobeList();
+  if (!list.ok()) return false;
+  for (const KprobeEntry& e : *list)
+    if (e.addr == addr && !e.optimized && !e.ftrace && !e.disabled) return true;
+  return false;
+}
+
 // Forgets the sie_kfuncs sites (and their cells) at `addrs` that no other constant uses: a
 // program still attached there afterwards could change nothing. Best effort (a site that is
 // not registered any more is fine).
@@ -1193,12 +1202,18 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
       res.notes.push_back(absl::StrCat("span ", i, ": the code at ", s.function, "+0x",
                                        absl::Hex(s.probe_offset), " is under ", verified_by,
                                        "'s probe, which verified the same bytes"));
+    else if (!BytesMatch(s.expect_bytes, *bytes, in_module) &&
+             BytesMatchUnderInt3(s.expect_bytes, *bytes, in_module) && Int3KprobeAt(a.info.address))
+      res.notes.push_back(absl::StrCat(
+          "span ", i, ": the first byte at ", s.function, "+0x", absl::Hex(s.probe_offset),
+          " is another kprobe's int3 (kprobes/list); the other ", n - 1, " byte(s) match"));
     else if (!BytesMatch(s.expect_bytes, *bytes, in_module))
       return fail(FailedWithHint(
           absl::StrCat("the code at ", s.function, "+0x", absl::Hex(s.probe_offset), " is ",
                        ToHex(*bytes), ", but ", entry->path.string(), " expects ", s.expect_bytes),
-          "the running kernel is not the build synth analyzed (or another tool patched the "
-          "code, e.g. a kprobe's int3): run 'sie synth' again"));
+          "the running kernel is not the build synth analyzed (run 'sie synth' again), or "
+          "another tool patched the code there (e.g. a jump-optimized kprobe: see "
+          "/sys/kernel/debug/kprobes/list)"));
     if (s.kind == SpanKind::kReg)
       for (uint64_t off : s.candidates)
         if (off != s.probe_offset) a.candidates.push_back(off);

@@ -135,6 +135,20 @@ TEST(KernelBytes, ExactWildcardAndRelocated) {
   EXPECT_FALSE(BytesMatch("e900000000", std::string("\xe9\x12\x34\x56\x78", 5), false));
 }
 
+// An armed int3 kprobe changes only the first byte: the rest must still match.
+TEST(KernelBytes, UnderAnotherKprobesInt3OnlyTheFirstByteMayDiffer) {
+  using loader::BytesMatchUnderInt3;
+  EXPECT_TRUE(BytesMatchUnderInt3("ebd0", "\xcc\xd0", false));
+  EXPECT_FALSE(BytesMatchUnderInt3("ebd0", "\xcc\xd1", false));  // a second byte differs
+  EXPECT_FALSE(BytesMatchUnderInt3("ebd0", "\xeb\xd0", false));  // no int3: use BytesMatch
+  EXPECT_FALSE(BytesMatchUnderInt3("ebd0", "", false));
+  // A jump-optimized probe's jmp rel32 covers 5 bytes: not accepted.
+  EXPECT_FALSE(BytesMatchUnderInt3("4889c7e800000000",
+                                   std::string("\xe9\x01\x02\x03\x04\x00\x00\x00", 8), true));
+  // The relocated call after the int3 still matches as module code.
+  EXPECT_TRUE(BytesMatchUnderInt3("e800000000", std::string("\xcc\x12\x34\x56\x78", 5), true));
+}
+
 // Compiles a BPF C file like the stubs are compiled (host kernel: no kfuncs).
 absl::Status CompileBpf(const fs::path& src, const fs::path& out) {
   auto r = Run({SIE_BPF_CLANG, "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",

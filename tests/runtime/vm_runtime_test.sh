@@ -207,6 +207,20 @@ if echo 'p:sie_other sie_target:sie_target_call_arg+14' >> /sys/kernel/tracing/k
     bad "status: $(cat $W/o.st)"
   expect_eq "value applied next to another kprobe" "$(run call_arg 100)" "107"
   sie unload SIE_TARGET_CALL_ARG || bad "unload next to another kprobe"
+  # Armed, its int3 covers the first byte of the instruction (a jmp: never jump-optimized), so
+  # only the other bytes can be checked, and are; both engines.
+  E=/sys/kernel/tracing/events/kprobes/sie_other/enable
+  echo 1 > $E || bad "enable the trace kprobe"
+  for e in bpf native; do
+    sie set SIE_TARGET_CALL_ARG 7 --engine $e --consts $C > $W/o.out 2> $W/o.err ||
+      bad "$e: set under another kprobe's int3: $(cat $W/o.err)"
+    grep -q "note: span 0: the first byte at sie_target_call_arg+0xe is another kprobe's int3" $W/o.err &&
+      ok "$e: bytes checked under another kprobe's int3" || bad "$e: no int3 note: $(cat $W/o.err)"
+    expect_eq "$e: value applied under another kprobe's int3" "$(run call_arg 100)" "107"
+    sie unload SIE_TARGET_CALL_ARG || bad "$e: unload under another kprobe's int3"
+  done
+  expect_eq "restored under another kprobe's int3" "$(run call_arg 100)" "4760"
+  echo 0 > $E
   echo '-:sie_other' >> /sys/kernel/tracing/kprobe_events || bad "remove the trace kprobe"
 else bad "cannot add a trace kprobe at sie_target_call_arg+14"; fi
 nothing_attached "other kprobe"

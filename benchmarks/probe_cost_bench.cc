@@ -308,8 +308,8 @@ class Bench {
         where.push_back(absl::StrFormat("%s %s+0x%x%s", p.role, p.function, p.offset,
                                         p.optimized ? " [OPTIMIZED]" : ""));
       }
-      list_lines_[c] = absl::StrFormat("%d/%d [OPTIMIZED]: %s", optimized, r.probes.size(),
-                                       absl::StrJoin(where, ", "));
+      probe_states_[c] = absl::StrFormat("%d/%d [OPTIMIZED]", optimized, r.probes.size());
+      list_lines_[c] = absl::StrCat(probe_states_[c], ": ", absl::StrJoin(where, ", "));
       std::printf("%s: %s\n", Info(c).name, list_lines_[c].c_str());
       std::fflush(stdout);
     }
@@ -318,6 +318,7 @@ class Bench {
       ASSIGN_OR_RETURN(line, guest::WaitKprobeListLine(kDivFunc, off_, Optimized(c)));
       const bool optimized = absl::StrContains(line, "[OPTIMIZED]");
       list_lines_[c] = line;
+      probe_states_[c] = optimized ? "[OPTIMIZED]" : "int3";
       std::printf("%s: kprobes/list: %s\n", Info(c).name, line.c_str());
       std::fflush(stdout);
       if (optimized != Optimized(c))
@@ -378,6 +379,8 @@ class Bench {
   }
   std::string Where() const { return absl::StrFormat("%s+0x%x", kDivFunc, off_); }
   const std::map<Case, std::string>& list_lines() const { return list_lines_; }
+  // Per case: "int3", "[OPTIMIZED]", or for the stub "k/n [OPTIMIZED]".
+  const std::map<Case, std::string>& probe_states() const { return probe_states_; }
   bool has_consts() const { return !consts_.empty(); }
 
  private:
@@ -394,6 +397,7 @@ class Bench {
   std::optional<Case> current_;
   UniqueFd div_fd_;
   std::map<Case, std::string> list_lines_;
+  std::map<Case, std::string> probe_states_;
 };
 
 Bench* g_bench = nullptr;
@@ -500,10 +504,8 @@ std::string Markdown(const TableReporter& rep, const Bench& bench) {
   for (Case c : kCases) {
     const TableReporter::Row* row = rep.Find(BenchName(c));
     std::string state = "-";
-    if (auto it = bench.list_lines().find(c); it != bench.list_lines().end())
-      state = Stub(c) ? it->second.substr(0, it->second.find(':'))
-              : absl::StrContains(it->second, "[OPTIMIZED]") ? "[OPTIMIZED]"
-                                                             : "int3";
+    if (auto it = bench.probe_states().find(c); it != bench.probe_states().end())
+      state = it->second;
     if (!row) {
       absl::StrAppend(&md, "| ", Info(c).description, " | ", state,
                       Stub(c) && !bench.has_consts() ? " | not run (no --sie_consts) | | | |\n"

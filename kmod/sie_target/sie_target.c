@@ -206,7 +206,14 @@ static DEFINE_MUTEX(sie_target_workers_lock);
 static atomic64_t sie_target_ops = ATOMIC64_INIT(0);
 static atomic64_t sie_target_mixed = ATOMIC64_INIT(0);
 static u64 sie_target_batch_last;
-static u32 sie_target_outside_us;
+
+/* A u32 setting with a valid range, read without locks (debugfs files "repeat", "outside_us"). */
+struct sie_target_knob {
+	u32 val, min, max;
+};
+
+/* At most 1 s: a worker sleeps uninterruptibly, and stopping it waits for the sleep to end. */
+static struct sie_target_knob sie_target_outside_us = { .val = 0, .min = 0, .max = 1000000 };
 
 static sie_pattern void sie_target_batch_cycle(struct sie_target_worker *w)
 {
@@ -224,7 +231,7 @@ static int sie_target_worker_fn(void *data)
 	struct sie_target_worker *w = data;
 
 	while (!kthread_should_stop()) {
-		u32 outside = READ_ONCE(sie_target_outside_us);
+		u32 outside = READ_ONCE(sie_target_outside_us.val);
 
 		sie_target_batch_cycle(w);
 		if (outside)
@@ -332,13 +339,12 @@ static int sie_target_path_get(void *data, u64 *val)
  * How many times one write runs its path (default 1). Benchmarks set it high so a probe's
  * per-hit cost is measured over many hits per system call, not dominated by the syscall.
  */
-static u32 sie_target_repeat = 1;
-#define SIE_TARGET_MAX_REPEAT 1000000
+static struct sie_target_knob sie_target_repeat = { .val = 1, .min = 1, .max = 1000000 };
 
 static int sie_target_path_set(void *data, u64 val)
 {
 	struct sie_target_path *p = data;
-	u32 i, n = READ_ONCE(sie_target_repeat);
+	u32 i, n = READ_ONCE(sie_target_repeat.val);
 
 	mutex_lock(&p->lock);
 	for (i = 0; i < n; i++) {
@@ -352,39 +358,24 @@ static int sie_target_path_set(void *data, u64 val)
 DEFINE_DEBUGFS_ATTRIBUTE(sie_target_path_fops, sie_target_path_get, sie_target_path_set,
 			 "%llu\n");
 
-static int sie_target_repeat_get(void *data, u64 *val)
+static int sie_target_knob_get(void *data, u64 *val)
 {
-	*val = READ_ONCE(sie_target_repeat);
+	struct sie_target_knob *k = data;
+
+	*val = READ_ONCE(k->val);
 	return 0;
 }
 
-static int sie_target_repeat_set(void *data, u64 val)
+static int sie_target_knob_set(void *data, u64 val)
 {
-	if (val < 1 || val > SIE_TARGET_MAX_REPEAT)
+	struct sie_target_knob *k = data;
+
+	if (val < k->min || val > k->max)
 		return -EINVAL;
-	WRITE_ONCE(sie_target_repeat, val);
+	WRITE_ONCE(k->val, val);
 	return 0;
 }
-DEFINE_DEBUGFS_ATTRIBUTE(sie_target_repeat_fops, sie_target_repeat_get, sie_target_repeat_set,
-			 "%llu\n");
-
-/* At most 1 s: a worker sleeps uninterruptibly, and stopping it waits for the sleep to end. */
-#define SIE_TARGET_MAX_OUTSIDE_US 1000000
-
-static int sie_target_outside_get(void *data, u64 *val)
-{
-	*val = READ_ONCE(sie_target_outside_us);
-	return 0;
-}
-
-static int sie_target_outside_set(void *data, u64 val)
-{
-	if (val > SIE_TARGET_MAX_OUTSIDE_US)
-		return -EINVAL;
-	WRITE_ONCE(sie_target_outside_us, val);
-	return 0;
-}
-DEFINE_DEBUGFS_ATTRIBUTE(sie_target_outside_fops, sie_target_outside_get, sie_target_outside_set,
+DEFINE_DEBUGFS_ATTRIBUTE(sie_target_knob_fops, sie_target_knob_get, sie_target_knob_set,
 			 "%llu\n");
 
 static struct dentry *sie_target_dir;
@@ -401,15 +392,16 @@ static int __init sie_target_init(void)
 		debugfs_create_file_unsafe(sie_target_paths[i].name, 0600, sie_target_dir,
 					   &sie_target_paths[i], &sie_target_path_fops);
 	}
-	debugfs_create_file_unsafe("repeat", 0600, sie_target_dir, NULL, &sie_target_repeat_fops);
+	debugfs_create_file_unsafe("repeat", 0600, sie_target_dir, &sie_target_repeat,
+				   &sie_target_knob_fops);
 	debugfs_create_file_unsafe("workers", 0600, sie_target_dir, NULL,
 				   &sie_target_workers_fops);
 	debugfs_create_file_unsafe("ops", 0600, sie_target_dir, &sie_target_ops,
 				   &sie_target_counter_fops);
 	debugfs_create_file_unsafe("mixed", 0600, sie_target_dir, &sie_target_mixed,
 				   &sie_target_counter_fops);
-	debugfs_create_file_unsafe("outside_us", 0600, sie_target_dir, NULL,
-				   &sie_target_outside_fops);
+	debugfs_create_file_unsafe("outside_us", 0600, sie_target_dir, &sie_target_outside_us,
+				   &sie_target_knob_fops);
 	debugfs_create_u64("batch_last", 0400, sie_target_dir, &sie_target_batch_last);
 	return 0;
 }

@@ -59,7 +59,8 @@ enum CtlKey : uint32_t {
   kCtlEpochNs = 6,
 };
 constexpr uint32_t kStatNr = 11;
-// Span 0's per-task latency statistics of the current mode-1 epoch.
+// Span 0's guard counters and the per-task latency statistics of the current mode-1 epoch.
+constexpr uint32_t kStatTransitions = 6, kStatUnsafe = 7;
 constexpr uint32_t kStatEpochTasks = 8, kStatEpochSumNs = 9, kStatEpochMaxNs = 10;
 constexpr int kMaxSafe = 8;  // sie_stack_clean's local copy
 constexpr int kMaxCells = 64;
@@ -190,28 +191,32 @@ uint64_t CtlGet(int fd, uint32_t key) {
   return v;
 }
 
+// One counter of a per-CPU array, per CPU (zeros when it cannot be read).
+std::vector<uint64_t> ReadPerCpu(int fd, uint32_t key) {
+  const int ncpu = libbpf_num_possible_cpus();
+  std::vector<uint64_t> per(std::max(ncpu, 0), 0);
+  if (!per.empty() && bpf_map_lookup_elem(fd, &key, per.data()) != 0)
+    std::fill(per.begin(), per.end(), 0);
+  return per;
+}
+
+// Counters 0..nkeys-1, each summed over the CPUs.
 std::vector<uint64_t> ReadStats(int fd, uint32_t nkeys) {
-  int ncpu = libbpf_num_possible_cpus();
   std::vector<uint64_t> out(nkeys, 0);
-  if (ncpu <= 0) return out;
-  std::vector<uint64_t> per(ncpu);
   for (uint32_t k = 0; k < nkeys; ++k)
-    if (bpf_map_lookup_elem(fd, &k, per.data()) == 0)
-      for (auto v : per) out[k] += v;
+    for (uint64_t v : ReadPerCpu(fd, k)) out[k] += v;
   return out;
 }
 
-// The maximum of one per-CPU counter over the CPUs.
-uint64_t ReadStatMax(int fd, uint32_t key) {
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return 0;
-  std::vector<uint64_t> per(ncpu);
-  if (bpf_map_lookup_elem(fd, &key, per.data()) != 0) return 0;
-  return *std::max_element(per.begin(), per.end());
+// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns, which the stubs stamp with.
+uint64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
 
 // Mode 1: starts a new epoch (a new target or value): zeroes the per-task latency statistics,
-// then stamps the request time the guards measure from (bpf_ktime_get_ns is CLOCK_MONOTONIC).
+// then stamps the request time the guards measure from.
 absl::Status BeginEpoch(int ctl_fd, int stats_fd) {
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) return absl::InternalError("counting possible CPUs");
@@ -219,18 +224,18 @@ absl::Status BeginEpoch(int ctl_fd, int stats_fd) {
   for (uint32_t key : {kStatEpochTasks, kStatEpochSumNs, kStatEpochMaxNs})
     if (bpf_map_update_elem(stats_fd, &key, zeros.data(), BPF_ANY) != 0)
       return absl::InternalError(absl::StrCat("resetting sie_stats: ", strerror(errno)));
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return CtlSet(ctl_fd, kCtlEpochNs, uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec);
+  return CtlSet(ctl_fd, kCtlEpochNs, MonotonicNs());
 }
 
-// The current epoch's per-task latencies, from the pinned stats.
+// The current epoch's per-task latencies, from the pinned stats (the maximum is per CPU).
 EpochStats ReadEpoch(int stats_fd) {
-  auto v = ReadStats(stats_fd, kStatNr);
   EpochStats e;
-  e.tasks = v[kStatEpochTasks];
-  if (e.tasks) e.mean_ms = v[kStatEpochSumNs] / 1e6 / e.tasks;
-  e.max_ms = ReadStatMax(stats_fd, kStatEpochMaxNs) / 1e6;
+  for (uint64_t v : ReadPerCpu(stats_fd, kStatEpochTasks)) e.tasks += v;
+  uint64_t sum = 0, max = 0;
+  for (uint64_t v : ReadPerCpu(stats_fd, kStatEpochSumNs)) sum += v;
+  for (uint64_t v : ReadPerCpu(stats_fd, kStatEpochMaxNs)) max = std::max(max, v);
+  if (e.tasks) e.mean_ms = sum / 1e6 / e.tasks;
+  e.max_ms = max / 1e6;
   return e;
 }
 
@@ -240,9 +245,7 @@ std::vector<BlockedTask> ReadBlocked(int blocked_fd, uint64_t epoch_ns) {
   std::vector<BlockedTask> out;
   uint32_t key = 0, next = 0;
   bool first = true;
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  const uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+  const uint64_t now = MonotonicNs();
   while (bpf_map_get_next_key(blocked_fd, first ? nullptr : &key, &next) == 0) {
     first = false;
     key = next;
@@ -492,18 +495,28 @@ absl::Status Register(const Attached& a, const synth::CriticalSpan& s) {
                                     base, " ", index, " ", m.scale, " ", disp, " ", s.width));
 }
 
-// Probe addresses that loaded constants other than `except` use (their state files), so that
-// forgetting one constant's sie_kfuncs sites never takes a site another constant relies on.
-std::set<uint64_t> AddressesOfOthers(const std::string& except) {
-  std::set<uint64_t> out;
+// The readable state files (/run/sie/<name>.json) of every constant but `except`, with "name".
+std::vector<json> StatesExcept(const std::string& except) {
+  std::vector<json> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(RunDir(), ec)) {
     if (e.path().extension() != ".json" || e.path().stem() == except) continue;
     auto st = ReadState(e.path());
     if (!st.ok()) continue;
-    for (const auto& a : (*st).value("attached_addresses", json::array()))
+    if (!st->contains("name")) (*st)["name"] = e.path().stem().string();
+    out.push_back(std::move(*st));
+  }
+  return out;
+}
+
+// Probe addresses that loaded constants other than `except` use (their state files), so that
+// forgetting one constant's sie_kfuncs sites never takes a site another constant relies on.
+std::set<uint64_t> AddressesOfOthers(const std::string& except) {
+  std::set<uint64_t> out;
+  for (const json& st : StatesExcept(except)) {
+    for (const auto& a : st.value("attached_addresses", json::array()))
       if (a.is_number_unsigned()) out.insert(a.get<uint64_t>());
-    for (const auto& p : (*st).value("probes", json::array()))
+    for (const auto& p : st.value("probes", json::array()))
       out.insert(p.value("address", uint64_t{0}));
   }
   return out;
@@ -516,20 +529,17 @@ std::set<uint64_t> AddressesOfOthers(const std::string& except) {
 std::string VerifiedUnderProbeOf(const std::string& self, uint64_t addr,
                                  const std::string& function, uint64_t offset,
                                  const std::string& expect) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(RunDir(), ec)) {
-    if (e.path().extension() != ".json" || e.path().stem() == self) continue;
-    auto st = ReadState(e.path());
-    if (!st.ok() || (*st).value("state", "") != "loaded") continue;
-    for (const auto& p : (*st).value("probes", json::array())) {
+  for (const json& st : StatesExcept(self)) {
+    if (st.value("state", "") != "loaded") continue;
+    for (const auto& p : st.value("probes", json::array())) {
       if (p.value("role", "") != "apply" || p.value("address", uint64_t{0}) != addr) continue;
-      auto other = stubgen::ReadConstFile((*st).value("const_path", ""));
+      auto other = stubgen::ReadConstFile(st.value("const_path", ""));
       const int span = p.value("span", -1);
       if (!other.ok() || span < 0 || span >= static_cast<int>(other->spans.size())) continue;
       const synth::CriticalSpan& s = other->spans[span];
       if (s.function == function && s.probe_offset == offset &&
           p.value("offset", uint64_t{0}) == offset && s.expect_bytes == expect)
-        return (*st).value("name", e.path().stem().string());
+        return st.value("name", "");
     }
   }
   return "";
@@ -542,6 +552,27 @@ bool Int3KprobeAt(uint64_t addr) {
   for (const KprobeEntry& e : *list)
     if (e.addr == addr && !e.optimized && !e.ftrace && !e.disabled) return true;
   return false;
+}
+
+// Is the code at span s's probe place (`bytes`, read at `addr`) what synth analyzed? Exactly, or
+// under a probe that cannot hide a difference: another loaded constant's probe that verified the
+// same bytes, or another kprobe's int3 on the first byte (the rest still compared). Returns ""
+// or a note saying which; an error (the place and its bytes) otherwise.
+absl::StatusOr<std::string> CheckProbeBytes(const std::string& self, const synth::CriticalSpan& s,
+                                            uint64_t addr, const std::string& bytes,
+                                            bool in_module) {
+  if (BytesMatch(s.expect_bytes, bytes, in_module)) return std::string();
+  const std::string where = absl::StrCat(s.function, "+0x", absl::Hex(s.probe_offset));
+  const std::string by =
+      VerifiedUnderProbeOf(self, addr, s.function, s.probe_offset, s.expect_bytes);
+  if (!by.empty())
+    return absl::StrCat("the code at ", where, " is under ", by,
+                        "'s probe, which verified the same bytes");
+  if (BytesMatchUnderInt3(s.expect_bytes, bytes, in_module) && Int3KprobeAt(addr))
+    return absl::StrCat("the first byte at ", where,
+                        " is another kprobe's int3 (kprobes/list); the other ", bytes.size() - 1,
+                        " byte(s) match");
+  return absl::FailedPreconditionError(absl::StrCat("the code at ", where, " is ", ToHex(bytes)));
 }
 
 // Forgets the sie_kfuncs sites (and their cells) at `addrs` that no other constant uses: a
@@ -586,14 +617,11 @@ absl::Status CheckLivepatches(const std::set<std::string>& functions, const std:
 // The loaded constant whose native probe sits at SYMBOL+0xOFF (`key`, NativeKey), from the
 // state files; "" when none claims it (another tool, or a load that died).
 std::string NativeOwner(const std::string& key) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(RunDir(), ec)) {
-    if (e.path().extension() != ".json") continue;
-    auto st = ReadState(e.path());
-    if (!st.ok() || (*st).value("engine", "bpf") != "native") continue;
-    for (const auto& np : (*st).value("native", json::array()))
+  for (const json& st : StatesExcept("")) {
+    if (st.value("engine", "bpf") != "native") continue;
+    for (const auto& np : st.value("native", json::array()))
       if (NativeKey(np.value("symbol", ""), np.value("offset", uint64_t{0})) == key)
-        return (*st).value("name", e.path().stem().string());
+        return st.value("name", "");
   }
   return "";
 }
@@ -1194,26 +1222,14 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     const size_t n = s.expect_bytes.size() / 2;
     auto bytes = ReadKernelBytes(a.info.address, n);
     if (!bytes.ok()) return fail(bytes.status());
-    std::string verified_by;
-    if (!BytesMatch(s.expect_bytes, *bytes, in_module))
-      verified_by =
-          VerifiedUnderProbeOf(c.name, a.info.address, s.function, s.probe_offset, s.expect_bytes);
-    if (!verified_by.empty())
-      res.notes.push_back(absl::StrCat("span ", i, ": the code at ", s.function, "+0x",
-                                       absl::Hex(s.probe_offset), " is under ", verified_by,
-                                       "'s probe, which verified the same bytes"));
-    else if (!BytesMatch(s.expect_bytes, *bytes, in_module) &&
-             BytesMatchUnderInt3(s.expect_bytes, *bytes, in_module) && Int3KprobeAt(a.info.address))
-      res.notes.push_back(absl::StrCat(
-          "span ", i, ": the first byte at ", s.function, "+0x", absl::Hex(s.probe_offset),
-          " is another kprobe's int3 (kprobes/list); the other ", n - 1, " byte(s) match"));
-    else if (!BytesMatch(s.expect_bytes, *bytes, in_module))
-      return fail(FailedWithHint(
-          absl::StrCat("the code at ", s.function, "+0x", absl::Hex(s.probe_offset), " is ",
-                       ToHex(*bytes), ", but ", entry->path.string(), " expects ", s.expect_bytes),
-          "the running kernel is not the build synth analyzed (run 'sie synth' again), or "
-          "another tool patched the code there (e.g. a jump-optimized kprobe: see "
-          "/sys/kernel/debug/kprobes/list)"));
+    auto covered = CheckProbeBytes(c.name, s, a.info.address, *bytes, in_module);
+    if (!covered.ok())
+      return fail(FailedWithHint(absl::StrCat(covered.status().message(), ", but ",
+                                              entry->path.string(), " expects ", s.expect_bytes),
+                                 "the running kernel is not the build synth analyzed (run 'sie "
+                                 "synth' again), or another tool patched the code there (e.g. a "
+                                 "jump-optimized kprobe: see /sys/kernel/debug/kprobes/list)"));
+    if (!covered->empty()) res.notes.push_back(absl::StrCat("span ", i, ": ", *covered));
     if (s.kind == SpanKind::kReg)
       for (uint64_t off : s.candidates)
         if (off != s.probe_offset) a.candidates.push_back(off);
@@ -1612,15 +1628,14 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
           const uint64_t* s = &v[i * kStatNr];
           lc.spans.push_back({s[0], s[1], s[2], s[3], s[4], s[5]});
         }
-        lc.transitions = v[6];
-        lc.unsafe = v[7];
+        lc.transitions = v[kStatTransitions];
+        lc.unsafe = v[kStatUnsafe];
         lc.epoch = ReadEpoch(fd->get());
-        auto blocked = OpenPinned(n, "sie_blocked");
-        auto ctl = OpenPinned(n, "sie_ctl");
-        if (blocked.ok() && ctl.ok() && CtlGet(ctl->get(), kCtlMode) == 1)
-          lc.blocked = ReadBlocked(blocked->get(), CtlGet(ctl->get(), kCtlEpochNs));
       }
       auto ctl = OpenPinned(n, "sie_ctl");
+      auto blocked = OpenPinned(n, "sie_blocked");
+      if (ctl.ok() && blocked.ok() && CtlGet(ctl->get(), kCtlMode) == 1)
+        lc.blocked = ReadBlocked(blocked->get(), CtlGet(ctl->get(), kCtlEpochNs));
       if (ctl.ok()) {
         lc.state["value"] = static_cast<int64_t>(CtlGet(ctl->get(), kCtlValue));
         lc.state["active"] = CtlGet(ctl->get(), kCtlActive);

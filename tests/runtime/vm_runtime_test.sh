@@ -374,7 +374,14 @@ grep -q "blocking: 2 task(s) had a safe-span frame on the stack at their last gu
   ok "status names the 2 blocked workers" || bad "status: blocked workers"
 sie status --json | grep -q '"comm": "sie_target/1"' && ok "status --json lists blocking tasks" ||
   bad "status --json: blocking"
-sie unload SIE_TARGET_BATCH_NESTED || bad "nested unload"
+sie unload SIE_TARGET_BATCH_NESTED --json > $W/nested.json || bad "nested unload"
+grep -q '"const": "SIE_TARGET_BATCH_NESTED"' $W/nested.json && grep -q '"outcome": "unloaded"' $W/nested.json &&
+  grep -q '"reverse_transition": "converged"' $W/nested.json && ok "unload --json: the journal entry" ||
+  bad "unload --json: $(cat $W/nested.json)"
+# sie_target's outside_us (the benchmark's "passing" workload) refuses more than 1 s.
+echo 2000000 > $T/outside_us 2>/dev/null && bad "outside_us accepted 2 s" || ok "outside_us > 1 s refused"
+echo 2000 > $T/outside_us && expect_eq "outside_us" "$(cat $T/outside_us)" "2000"
+echo 0 > $T/outside_us
 echo 0 > $T/workers
 nothing_attached "mode 1 nested"
 

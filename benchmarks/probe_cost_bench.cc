@@ -59,8 +59,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
+#include "common/base/files.h"
+#include "common/base/status_macros.h"
+#include "common/base/unique_fd.h"
 #include "runtime/loader/loader.h"
 #include "sie/kfuncs.h"
 #include "sie_bench_probe.skel.h"
@@ -68,7 +69,6 @@
 #include "tests/support/guest_code.h"
 #include "tests/support/guest_files.h"
 #include "tests/support/guest_modules.h"
-#include "tests/support/status_macros.h"
 
 namespace sie {
 namespace {

@@ -14,11 +14,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "runtime/base/args.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
-#include "synth/model.h"
-#include "synth/output/const_json.h"
+#include "common/artifact/const_json.h"
+#include "common/artifact/consts_dir.h"
+#include "common/base/args.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/stubgen/stub_build.h"
+#include "synth/artifact_types.h"
+#include "synth/output/output.h"
 #include "synth/spec/spec.h"
 #include "synth/variants/builder.h"
 #include "synth/variants/find_objects.h"
@@ -145,7 +148,7 @@ void ApplyFunctionScope(const TunableSpec& t, SynthesizedConst* c) {
         absl::StrCat(before - c->spans.size(), " span(s) outside 'functions:' were left out"));
 }
 
-bool Selected(const Options& o, const TunableSpec& t, const IdIndex& ids) {
+bool Selected(const Options& o, const TunableSpec& t, const artifact::IdIndex& ids) {
   if (o.only.empty()) return true;
   for (const auto& s : o.only) {
     if (s == t.name) return true;
@@ -164,11 +167,11 @@ int Run(const Options& o) {
   fs::path cache_root = DefaultCacheRoot();
 
   // Ids first: they depend only on the spec's names and the index already in --out.
-  auto previous = ReadIdIndex(out_dir);
+  auto previous = artifact::ReadIdIndex(out_dir);
   if (!previous.ok()) return ReportError("sie synth", previous.status());
   std::vector<std::string> names;
   for (const auto& t : spec->tunables) names.push_back(t.name);
-  auto ids = AssignConstIds(names, *previous);
+  auto ids = artifact::AssignConstIds(names, *previous);
   if (!ids.ok()) return ReportError("sie synth", ids.status());
   for (const auto& s : o.only) {
     bool found = false;
@@ -378,15 +381,15 @@ int Run(const Options& o) {
   // --- output ---------------------------------------------------------------------------------
   auto t_output = Clock::now();
   for (const auto& c : consts) {
-    if (auto s = WriteConst(out_dir, c); !s.ok()) return ReportError("sie synth", s);
+    if (auto s = artifact::WriteConst(out_dir, c); !s.ok()) return ReportError("sie synth", s);
     stubgen::ArtifactOptions ao;
     ao.compile = !o.no_compile;
     ao.progress = Progress;
-    if (auto s = EmitRuntimeArtifacts(out_dir / absl::StrCat(c.id), ao); !s.ok())
+    if (auto s = stubgen::EmitArtifacts(out_dir / absl::StrCat(c.id), ao); !s.ok())
       return ReportError("sie synth", s);
   }
   auto stub_ms = Ms(Clock::now() - t_output);
-  if (auto s = WriteIndex(out_dir, *ids); !s.ok()) return ReportError("sie synth", s);
+  if (auto s = artifact::WriteIndex(out_dir, *ids); !s.ok()) return ReportError("sie synth", s);
 
   for (const auto& c : consts)
     Progress(absl::StrCat(c.name, " -> ", (out_dir / absl::StrCat(c.id) / "const.json").string(),
@@ -430,7 +433,7 @@ int Run(const Options& o) {
            {"safe_spans", c.safe_spans.size()},
            {"warnings", c.warnings}});
     }
-    std::fputs(JsonText(j).c_str(), stdout);
+    std::fputs(artifact::JsonText(j).c_str(), stdout);
   }
   for (const auto& [name, st] : failures) ReportError("sie synth", st);
   if (!failures.empty())

@@ -10,14 +10,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/artifact/consts_dir.h"
+#include "common/base/args.h"
+#include "common/base/diag.h"
+#include "common/stubgen/stub_build.h"
+#include "common/stubgen/stubgen.h"
 #include "nlohmann/json.hpp"
-#include "runtime/base/args.h"
-#include "runtime/base/diag.h"
 #include "runtime/cli/commands.h"
 #include "runtime/loader/loader.h"
-#include "synth/stubgen/const_reader.h"
-#include "synth/stubgen/stub_build.h"
-#include "synth/stubgen/stubgen.h"
 
 namespace sie::cli {
 namespace fs = std::filesystem;
@@ -356,12 +356,12 @@ int ConstsCommand(const std::vector<std::string>& args) {
   p.Flag("--build", &build, "write and compile each constant's stub artifacts into DIR");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie consts", s);
   if (p.help_requested()) return 0;
-  auto list = stubgen::ListConsts(consts);
+  auto list = artifact::ListConsts(consts);
   if (!list.ok()) return ReportError("sie consts", list.status());
   json a = json::array();
   for (const auto& e : *list) {
     std::map<std::string, int> kinds;
-    for (const auto& s : e.c.spans) kinds[synth::SpanKindName(s.kind)]++;
+    for (const auto& s : e.c.spans) kinds[artifact::SpanKindName(s.kind)]++;
     if (build) {  // the same artifacts as `sie synth` writes
       stubgen::ArtifactOptions ao;
       ao.progress = [](const std::string& line) {

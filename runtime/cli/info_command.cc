@@ -8,11 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "bpf/libbpf.h"
+#include "common/base/args.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/process.h"
 #include "nlohmann/json.hpp"
-#include "runtime/base/args.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
-#include "runtime/base/process.h"
 #include "runtime/cli/commands.h"
 
 namespace sie::cli {

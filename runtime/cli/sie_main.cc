@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "runtime/cli/commands.h"
-#include "synth/synth_command.h"
 
 namespace {
 
@@ -20,7 +19,7 @@ const std::vector<Subcommand>& Subcommands() {
   static const auto* c = new std::vector<Subcommand>{
       {"vm", "run a command as root in the guest kernel (QEMU)", sie::cli::VmCommand},
       {"synth", "synthesize a constant: spans, formulas, safe spans, stubs",
-       sie::synth::SynthCommand},
+       sie::cli::SynthCommand},
       {"set", "give a kernel constant a new value, live", sie::cli::SetCommand},
       {"status", "loaded constants: value, mode, probes, counters", sie::cli::StatusCommand},
       {"unload", "restore a constant's compiled value and detach", sie::cli::UnloadCommand},

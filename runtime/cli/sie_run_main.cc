@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
-#include "runtime/base/args.h"
-#include "runtime/base/diag.h"
+#include "common/base/args.h"
+#include "common/base/diag.h"
 #include "runtime/policy/consts_header.h"
 #include "runtime/policy/policy.h"
 

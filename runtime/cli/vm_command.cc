@@ -2,8 +2,8 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/base/args.h"
-#include "runtime/base/diag.h"
+#include "common/base/args.h"
+#include "common/base/diag.h"
 #include "runtime/cli/commands.h"
 #include "runtime/vm/guest_runner.h"
 

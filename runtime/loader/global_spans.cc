@@ -7,7 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/base/diag.h"
+#include "common/base/diag.h"
 
 namespace sie::loader {
 namespace {

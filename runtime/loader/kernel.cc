@@ -20,9 +20,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/unique_fd.h"
 
 namespace sie::loader {
 namespace fs = std::filesystem;

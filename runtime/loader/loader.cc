@@ -29,21 +29,21 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/artifact/consts_dir.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/unique_fd.h"
+#include "common/stubgen/stub_build.h"
+#include "common/stubgen/stubgen.h"
 #include "kmod/include/sie/consistency.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
 #include "runtime/loader/global_spans.h"
 #include "runtime/loader/kernel.h"
 #include "runtime/loader/native.h"
-#include "synth/stubgen/const_reader.h"
-#include "synth/stubgen/stub_build.h"
-#include "synth/stubgen/stubgen.h"
 
 namespace sie::loader {
 namespace fs = std::filesystem;
+using artifact::SpanKind;
 using nlohmann::json;
-using synth::SpanKind;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -470,10 +470,10 @@ void HandOver(Attached& a) {
 }
 
 // Site / cell registration with sie_kfuncs for one probe.
-absl::Status Register(const Attached& a, const synth::CriticalSpan& s) {
+absl::Status Register(const Attached& a, const artifact::CriticalSpan& s) {
   if (a.info.role != "apply") return absl::OkStatus();
   if (a.info.cell < 0) return KfuncsCommand(absl::StrCat("site 0x", absl::Hex(a.info.address)));
-  const synth::MemOperand& m = *s.target_mem;
+  const artifact::MemOperand& m = *s.target_mem;
   auto regnum = [](const std::string& r) -> int {
     static const char* order[] = {"ax", "bx",  "cx",  "dx",  "si",  "di",  "bp",  "r8",
                                   "r9", "r10", "r11", "r12", "r13", "r14", "r15", "sp"};
@@ -533,10 +533,10 @@ std::string VerifiedUnderProbeOf(const std::string& self, uint64_t addr,
     if (st.value("state", "") != "loaded") continue;
     for (const auto& p : st.value("probes", json::array())) {
       if (p.value("role", "") != "apply" || p.value("address", uint64_t{0}) != addr) continue;
-      auto other = stubgen::ReadConstFile(st.value("const_path", ""));
+      auto other = artifact::ReadConstFile(st.value("const_path", ""));
       const int span = p.value("span", -1);
       if (!other.ok() || span < 0 || span >= static_cast<int>(other->spans.size())) continue;
-      const synth::CriticalSpan& s = other->spans[span];
+      const artifact::CriticalSpan& s = other->spans[span];
       if (s.function == function && s.probe_offset == offset &&
           p.value("offset", uint64_t{0}) == offset && s.expect_bytes == expect)
         return st.value("name", "");
@@ -558,9 +558,9 @@ bool Int3KprobeAt(uint64_t addr) {
 // under a probe that cannot hide a difference: another loaded constant's probe that verified the
 // same bytes, or another kprobe's int3 on the first byte (the rest still compared). Returns ""
 // or a note saying which; an error (the place and its bytes) otherwise.
-absl::StatusOr<std::string> CheckProbeBytes(const std::string& self, const synth::CriticalSpan& s,
-                                            uint64_t addr, const std::string& bytes,
-                                            bool in_module) {
+absl::StatusOr<std::string> CheckProbeBytes(const std::string& self,
+                                            const artifact::CriticalSpan& s, uint64_t addr,
+                                            const std::string& bytes, bool in_module) {
   if (BytesMatch(s.expect_bytes, bytes, in_module)) return std::string();
   const std::string where = absl::StrCat(s.function, "+0x", absl::Hex(s.probe_offset));
   const std::string by =
@@ -777,7 +777,8 @@ fs::path JournalPath() {
 
 // The BPF stub reaches a kMem span's cell through sie_kfuncs: a free cell id for each (the
 // native engine writes the cell itself and needs none).
-static absl::Status AssignCells(const synth::SynthesizedConst& c, std::vector<Attached>& probes) {
+static absl::Status AssignCells(const artifact::SynthesizedConst& c,
+                                std::vector<Attached>& probes) {
   bool need = false;
   for (const Attached& a : probes)
     need |= a.info.role == "apply" && c.spans[a.info.span].kind == SpanKind::kMem;
@@ -806,11 +807,12 @@ static absl::Status AssignCells(const synth::SynthesizedConst& c, std::vector<At
 // since the check in SetConst (EEXIST) sets *place_taken once this load's probes are removed
 // again, journals nothing and returns the refusal with `probes` as they came (the candidate
 // moves come later): the caller falls back to BPF.
-static absl::StatusOr<SetResult> SetNative(const synth::SynthesizedConst& c,
-                                           const stubgen::ConstEntry& entry, const SetOptions& opts,
-                                           const std::string& release, bool in_module,
-                                           std::vector<Attached>& probes, Clock::time_point t0,
-                                           SetResult res, json journal, bool* place_taken) {
+static absl::StatusOr<SetResult> SetNative(const artifact::SynthesizedConst& c,
+                                           const artifact::ConstEntry& entry,
+                                           const SetOptions& opts, const std::string& release,
+                                           bool in_module, std::vector<Attached>& probes,
+                                           Clock::time_point t0, SetResult res, json journal,
+                                           bool* place_taken) {
   auto fail = [&](absl::Status st) {
     journal["outcome"] = "refused";
     journal["error"] = std::string(st.message().substr(0, st.message().find('\n')));
@@ -982,10 +984,10 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     if (trace) std::fprintf(stderr, "sie set: %8.1f ms  %s\n", MsSince(t0), what);
   };
   SetResult res;
-  auto entry = stubgen::FindConst(opts.consts_dir, opts.name);
+  auto entry = artifact::FindConst(opts.consts_dir, opts.name);
   if (!entry.ok()) return entry.status();
   mark("const.json read");
-  const synth::SynthesizedConst& c = entry->c;
+  const artifact::SynthesizedConst& c = entry->c;
   res.name = c.name;
   res.value = opts.value;
   res.mode = opts.mode;
@@ -1248,11 +1250,11 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   std::vector<std::pair<uint64_t, uint64_t>> safe_ranges;
   std::vector<GlobalSpan> global_spans;
   if (opts.mode == 1 || opts.mode == 2) {
-    std::vector<synth::SafeSpan> ss = c.safe_spans;
+    std::vector<artifact::SafeSpan> ss = c.safe_spans;
     if (ss.empty()) {
       std::set<std::string> fns;
       for (const auto& s : c.spans) fns.insert(s.function);
-      for (const auto& f : fns) ss.push_back({f, 0, 0, synth::SafeSpanHow::kWholeFunction});
+      for (const auto& f : fns) ss.push_back({f, 0, 0, artifact::SafeSpanHow::kWholeFunction});
     }
     const size_t max_spans = opts.mode == 1 ? kMaxSafe : SIE_CONS_MAX_SPANS;
     if (ss.size() > max_spans)
@@ -1269,8 +1271,9 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     for (size_t j = 0; j < ss.size(); ++j) {
       auto sym = ksyms->Find(ss[j].function, in_module ? c.target.binary : "vmlinux");
       if (!sym.ok()) return fail(WithContext(sym.status(), absl::StrCat("safe span ", j)));
-      uint64_t end =
-          ss[j].how == synth::SafeSpanHow::kWholeFunction || ss[j].end == 0 ? sym->size : ss[j].end;
+      uint64_t end = ss[j].how == artifact::SafeSpanHow::kWholeFunction || ss[j].end == 0
+                         ? sym->size
+                         : ss[j].end;
       safe_ranges.push_back({sym->addr + ss[j].start, sym->addr + end});
       if (opts.mode == 2) {
         const std::string where = absl::StrCat("safe span ", j, " (", ss[j].function, "+0x",
@@ -1480,7 +1483,7 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
     return WriteState(c.name, state);
   };
   for (auto& a : probes) {
-    const synth::CriticalSpan& s = c.spans[a.info.role == "guard" ? 0 : a.info.span];
+    const artifact::CriticalSpan& s = c.spans[a.info.role == "guard" ? 0 : a.info.span];
     if (a.info.role == "apply") registered_sites.push_back(a.info.address);
     if (auto st = Register(a, s); !st.ok()) return rollback(st);
     if (auto st = Attach(a, pin_dir); !st.ok()) return rollback(st);

@@ -10,18 +10,18 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/unique_fd.h"
-#include "synth/stubgen/formula.h"
+#include "common/artifact/formula.h"
+#include "common/base/diag.h"
+#include "common/base/unique_fd.h"
 
 namespace sie::loader {
 
-using synth::SpanKind;
+using artifact::SpanKind;
 
 namespace {
 
-absl::StatusOr<stubgen::Formula> FixedFormula(const synth::CriticalSpan& s) {
-  auto f = stubgen::Formula::Parse(s.formula, "VXR");
+absl::StatusOr<artifact::Formula> FixedFormula(const artifact::CriticalSpan& s) {
+  auto f = artifact::Formula::Parse(s.formula, "VXR");
   if (!f.ok()) return f.status();
   if (f->Uses('X') || f->Uses('R'))
     return absl::FailedPreconditionError(
@@ -31,7 +31,7 @@ absl::StatusOr<stubgen::Formula> FixedFormula(const synth::CriticalSpan& s) {
 
 }  // namespace
 
-std::string NativeUnsupported(const synth::SynthesizedConst& c, int mode, bool has_policy) {
+std::string NativeUnsupported(const artifact::SynthesizedConst& c, int mode, bool has_policy) {
   if (has_policy) return "a policy decides per event (native probes write a fixed value)";
   if (mode != 0)
     return absl::StrCat("mode ", mode, " needs ",
@@ -39,7 +39,7 @@ std::string NativeUnsupported(const synth::SynthesizedConst& c, int mode, bool h
                         ", which only the BPF stub has");
   if (c.spans.empty()) return "the constant has no spans";
   for (size_t i = 0; i < c.spans.size(); ++i) {
-    const synth::CriticalSpan& s = c.spans[i];
+    const artifact::CriticalSpan& s = c.spans[i];
     for (size_t j = 0; j < i; ++j)
       if (c.spans[j].function == s.function && c.spans[j].probe_offset == s.probe_offset)
         return absl::StrCat("spans ", j, " and ", i,
@@ -68,7 +68,7 @@ std::string NativeUnsupported(const synth::SynthesizedConst& c, int mode, bool h
   return "";
 }
 
-absl::StatusOr<uint64_t> NativeValue(const synth::CriticalSpan& s, int64_t v) {
+absl::StatusOr<uint64_t> NativeValue(const artifact::CriticalSpan& s, int64_t v) {
   auto f = FixedFormula(s);
   if (!f.ok()) return f.status();
   auto r = f->Eval(static_cast<uint64_t>(v));
@@ -81,11 +81,11 @@ absl::StatusOr<uint64_t> NativeValue(const synth::CriticalSpan& s, int64_t v) {
   return *r;
 }
 
-absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const synth::SynthesizedConst& c,
+absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const artifact::SynthesizedConst& c,
                                                       const std::string& binary) {
   std::vector<NativeProbe> out;
   for (size_t i = 0; i < c.spans.size(); ++i) {
-    const synth::CriticalSpan& s = c.spans[i];
+    const artifact::CriticalSpan& s = c.spans[i];
     NativeProbe p;
     p.span = static_cast<int>(i);
     p.symbol = binary == "vmlinux" || binary.empty() ? s.function : binary + ":" + s.function;

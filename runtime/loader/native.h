@@ -21,7 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "synth/model.h"
+#include "common/artifact/model.h"
 
 namespace sie::loader {
 
@@ -33,19 +33,19 @@ struct NativeProbe {
   std::string symbol;  // "func" (vmlinux) or "module:func"
   uint64_t offset = 0;
   std::string add;  // "probe SYMBOL OFFSET KIND ..." without the value
-  const synth::CriticalSpan* cs = nullptr;
+  const artifact::CriticalSpan* cs = nullptr;
 };
 
 // "" when sie_native covers every span of `c` with equal safety for this use, else why not
 // (one line, for `sie set -v` and for --engine native's error).
-std::string NativeUnsupported(const synth::SynthesizedConst& c, int mode, bool has_policy);
+std::string NativeUnsupported(const artifact::SynthesizedConst& c, int mode, bool has_policy);
 
 // The probes of `c` (NativeUnsupported(c) must be ""): `binary` is "vmlinux" or the module.
-absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const synth::SynthesizedConst& c,
+absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const artifact::SynthesizedConst& c,
                                                       const std::string& binary);
 
 // The value a span's handler writes for the constant's value V: its formula evaluated at V.
-absl::StatusOr<uint64_t> NativeValue(const synth::CriticalSpan& s, int64_t v);
+absl::StatusOr<uint64_t> NativeValue(const artifact::CriticalSpan& s, int64_t v);
 
 // Control commands.
 std::string NativeAddCommand(const NativeProbe& p, uint64_t value);

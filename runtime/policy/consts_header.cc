@@ -1,5 +1,6 @@
 #include "runtime/policy/consts_header.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <utility>
@@ -9,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "runtime/base/files.h"
-#include "synth/stubgen/stubgen.h"
+#include "common/base/files.h"
+#include "common/stubgen/stubgen.h"
 
 namespace sie::policy {
 namespace fs = std::filesystem;
@@ -45,46 +46,38 @@ std::string CType(const std::string& dwarf_type, const std::set<std::string>& kn
   return t;
 }
 
-// "bx+1344" / "sp-8" -> ("bx", "+ 1344"), or nullopt.
-std::optional<std::pair<std::string, std::string>> RegOffset(absl::string_view s) {
-  size_t k = s.find_first_of("+-");
-  if (k == absl::string_view::npos || k == 0 || k + 1 >= s.size()) return std::nullopt;
-  std::string reg(s.substr(0, k)), off(s.substr(k + 1));
-  if (!IsIdent(reg)) return std::nullopt;
-  for (char ch : off)
-    if (!absl::ascii_isdigit(ch)) return std::nullopt;
-  return std::make_pair(reg, absl::StrCat(s[k] == '+' ? "+ " : "- ", off));
+using artifact::Location;
+
+// " + 1344" / " - 8": the offset as C source.
+std::string Offset(int64_t k) {
+  return k < 0 ? absl::StrCat(" - ", -static_cast<uint64_t>(k)) : absl::StrCat(" + ", k);
 }
 
-// Why a location cannot be read by an accessor of type c_type ("" when it can): "reg:R" (the
-// register), "val:R+k" (the value is R + k), "breg:R+k" (the value is in memory at R + k, read
-// with bpf_probe_read_kernel).
-std::string Unreadable(const std::string& loc, const std::string& dwarf_type) {
-  absl::string_view l = loc;
-  if (absl::ConsumePrefix(&l, "reg:")) return IsIdent(std::string(l)) ? "" : "bad register";
-  if (absl::ConsumePrefix(&l, "val:")) return RegOffset(l) ? "" : "bad register + offset";
-  if (absl::ConsumePrefix(&l, "breg:")) {
-    if (!RegOffset(l)) return "bad register + offset";
-    // The read must have the variable's size: an enum's is not known here.
-    if (absl::StartsWith(absl::StripAsciiWhitespace(dwarf_type), "enum "))
-      return "an enum in memory (its size is not recorded)";
-    return "";
+// Why a location cannot be read by an accessor of type c_type ("" when it can): a register,
+// the value register + offset, or memory at register + offset (bpf_probe_read_kernel).
+std::string Unreadable(const Location& loc, const std::string& dwarf_type) {
+  switch (loc.kind) {
+    case Location::Kind::kReg:
+    case Location::Kind::kValue:
+      return "";
+    case Location::Kind::kMem:
+      // The read must have the variable's size: an enum's is not known here.
+      if (absl::StartsWith(absl::StripAsciiWhitespace(dwarf_type), "enum "))
+        return "an enum in memory (its size is not recorded)";
+      return "";
+    default:
+      return "is not a register or a stack slot (not supported)";
   }
-  return "is not a register or a stack slot (not supported)";
 }
 
 // Statement(s) setting `v` (of type c_type) from loc at the probe.
-std::string ReadInto(const std::string& loc, const std::string& c_type) {
-  absl::string_view l = loc;
-  if (absl::ConsumePrefix(&l, "reg:")) return absl::StrCat("v = (", c_type, ")ctx->regs->", l, ";");
-  if (absl::ConsumePrefix(&l, "val:")) {
-    auto ro = RegOffset(l);
-    return absl::StrCat("v = (", c_type, ")(ctx->regs->", ro->first, " ", ro->second, ");");
-  }
-  absl::ConsumePrefix(&l, "breg:");
-  auto ro = RegOffset(l);
-  return absl::StrCat("bpf_probe_read_kernel(&v, sizeof(v), (void *)(ctx->regs->", ro->first, " ",
-                      ro->second, "));");
+std::string ReadInto(const Location& loc, const std::string& c_type) {
+  if (loc.kind == Location::Kind::kReg)
+    return absl::StrCat("v = (", c_type, ")ctx->regs->", loc.reg, ";");
+  if (loc.kind == Location::Kind::kValue)
+    return absl::StrCat("v = (", c_type, ")(ctx->regs->", loc.reg, Offset(loc.offset), ");");
+  return absl::StrCat("bpf_probe_read_kernel(&v, sizeof(v), (void *)(ctx->regs->", loc.reg,
+                      Offset(loc.offset), "));");
 }
 
 }  // namespace
@@ -102,17 +95,17 @@ std::set<std::string> KnownStructs(const std::string& text) {
   return out;
 }
 
-std::vector<VarAccess> AnalyzeVars(const synth::SynthesizedConst& c,
+std::vector<VarAccess> AnalyzeVars(const artifact::SynthesizedConst& c,
                                    const std::set<std::string>& known) {
   // name -> per-span location (in span order), type.
-  std::map<std::string, std::vector<std::string>> locs;
+  std::map<std::string, std::vector<Location>> locs;
   std::map<std::string, std::string> types;
   std::vector<std::string> order;
   for (size_t i = 0; i < c.spans.size(); ++i)
     for (const auto& v : c.spans[i].vars) {
       if (!locs.count(v.name)) {
         order.push_back(v.name);
-        locs[v.name].assign(c.spans.size(), "");
+        locs[v.name].assign(c.spans.size(), Location{});
         types[v.name] = v.type;
       }
       locs[v.name][i] = v.location;
@@ -128,12 +121,12 @@ std::vector<VarAccess> AnalyzeVars(const synth::SynthesizedConst& c,
       a.why_not = absl::StrCat("type '", types[n], "' does not fit a register");
     } else {
       for (size_t i = 0; i < locs[n].size() && a.why_not.empty(); ++i) {
-        const std::string& l = locs[n][i];
+        const Location& l = locs[n][i];
         if (l.empty())
           a.why_not = absl::StrCat("not live at span ", i);
         else if (std::string why = Unreadable(l, types[n]); !why.empty())
           // entry: needs a probe at function entry.
-          a.why_not = absl::StrCat("location ", l, " at span ", i, ": ", why);
+          a.why_not = absl::StrCat("location ", l.ToString(), " at span ", i, ": ", why);
       }
     }
     a.accessible = a.why_not.empty();
@@ -142,7 +135,7 @@ std::vector<VarAccess> AnalyzeVars(const synth::SynthesizedConst& c,
   return out;
 }
 
-std::string VarsHeader(const synth::SynthesizedConst& c, const std::set<std::string>& known) {
+std::string VarsHeader(const artifact::SynthesizedConst& c, const std::set<std::string>& known) {
   const std::string l = stubgen::LowerIdent(c.name);
   const std::string up = absl::AsciiStrToUpper(l);
   std::string h = absl::StrCat("/* SPDX-License-Identifier: GPL-2.0 */\n/* ", kBanner,
@@ -164,18 +157,18 @@ std::string VarsHeader(const synth::SynthesizedConst& c, const std::set<std::str
                     absl::EndsWith(a.c_type, "*") ? "" : " ", "sie_", l, "__arg_", a.name,
                     "(struct sie_ctx_", l, " *ctx)\n{\n");
     // Same location at every span (the common case): no switch for the verifier to follow.
-    std::set<std::string> where;
+    std::vector<Location> where;
     for (const auto& s : c.spans)
       for (const auto& v : s.vars)
-        if (v.name == a.name) where.insert(v.location);
-    if (where.size() == 1 && absl::StartsWith(*where.begin(), "reg:")) {
-      absl::StrAppend(&h, "\treturn (", a.c_type, ")ctx->regs->", where.begin()->substr(4),
-                      ";\n}\n");
+        if (v.name == a.name && std::find(where.begin(), where.end(), v.location) == where.end())
+          where.push_back(v.location);
+    if (where.size() == 1 && where[0].kind == Location::Kind::kReg) {
+      absl::StrAppend(&h, "\treturn (", a.c_type, ")ctx->regs->", where[0].reg, ";\n}\n");
       continue;
     }
     absl::StrAppend(&h, "\t", a.c_type, absl::EndsWith(a.c_type, "*") ? "" : " ", "v = 0;\n\n");
     if (where.size() == 1) {
-      absl::StrAppend(&h, "\t", ReadInto(*where.begin(), a.c_type), "\n\treturn v;\n}\n");
+      absl::StrAppend(&h, "\t", ReadInto(where[0], a.c_type), "\n\treturn v;\n}\n");
       continue;
     }
     absl::StrAppend(&h, "\tswitch (ctx->span) {\n");
@@ -192,7 +185,7 @@ std::string VarsHeader(const synth::SynthesizedConst& c, const std::set<std::str
   return h;
 }
 
-std::string ConstsHeader(const std::vector<stubgen::ConstEntry>& consts,
+std::string ConstsHeader(const std::vector<artifact::ConstEntry>& consts,
                          const std::set<std::string>& known) {
   std::string h = absl::StrCat("/* SPDX-License-Identifier: GPL-2.0 */\n/* ", kBanner,
                                ". Included by sie/policy.bpf.h. */\n#ifndef SIE_CONSTS_H\n"
@@ -216,7 +209,7 @@ std::string ConstsHeader(const std::vector<stubgen::ConstEntry>& consts,
   return h;
 }
 
-absl::Status WritePolicyHeaders(const std::vector<stubgen::ConstEntry>& consts,
+absl::Status WritePolicyHeaders(const std::vector<artifact::ConstEntry>& consts,
                                 const fs::path& vmlinux_h, const fs::path& dir) {
   auto text = ReadFile(vmlinux_h);
   if (!text.ok()) return text.status();

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "synth/model.h"
-#include "synth/stubgen/const_reader.h"
+#include "common/artifact/consts_dir.h"
+#include "common/artifact/model.h"
 
 namespace sie::policy {
 
@@ -33,19 +33,19 @@ struct VarAccess {
 };
 
 // The variables of a constant and whether the policy can read them.
-std::vector<VarAccess> AnalyzeVars(const synth::SynthesizedConst& c,
+std::vector<VarAccess> AnalyzeVars(const artifact::SynthesizedConst& c,
                                    const std::set<std::string>& known_structs);
 
 // `struct X` names defined in vmlinux.h (typed pointers need them; others become void *).
 std::set<std::string> KnownStructs(const std::string& vmlinux_h_text);
 
-std::string VarsHeader(const synth::SynthesizedConst& c,
+std::string VarsHeader(const artifact::SynthesizedConst& c,
                        const std::set<std::string>& known_structs);
-std::string ConstsHeader(const std::vector<stubgen::ConstEntry>& consts,
+std::string ConstsHeader(const std::vector<artifact::ConstEntry>& consts,
                          const std::set<std::string>& known_structs);
 
 // Writes <lname>.h, <lname>_vars.h of every constant and sie_consts.h into `dir`.
-absl::Status WritePolicyHeaders(const std::vector<stubgen::ConstEntry>& consts,
+absl::Status WritePolicyHeaders(const std::vector<artifact::ConstEntry>& consts,
                                 const std::filesystem::path& vmlinux_h,
                                 const std::filesystem::path& dir);
 

@@ -11,9 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
-#include "synth/stubgen/stub_build.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/stubgen/stub_build.h"
 
 namespace sie::policy {
 namespace fs = std::filesystem;

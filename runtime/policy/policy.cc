@@ -21,15 +21,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
-#include "runtime/base/process.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/process.h"
+#include "common/stubgen/stub_build.h"
+#include "common/stubgen/stubgen.h"
 #include "runtime/loader/loader.h"
 #include "runtime/policy/consts_header.h"
 #include "runtime/policy/object_cache.h"
 #include "runtime/policy/verifier_log.h"
-#include "synth/stubgen/stub_build.h"
-#include "synth/stubgen/stubgen.h"
 
 #ifndef SIE_SOURCE_DIR
 #error "SIE_SOURCE_DIR must be defined by the build"
@@ -115,7 +115,7 @@ std::string Explain(const VerifierError& v, const fs::path& source, const std::s
 }
 
 // Why a name used with sie_arg() does not exist, from the constants' variable lists.
-std::string ExplainVar(const std::string& var, const std::vector<stubgen::ConstEntry>& consts,
+std::string ExplainVar(const std::string& var, const std::vector<artifact::ConstEntry>& consts,
                        const std::set<std::string>& known) {
   std::vector<std::string> reasons, live;
   for (const auto& e : consts) {
@@ -139,7 +139,7 @@ std::string ExplainVar(const std::string& var, const std::vector<stubgen::ConstE
 
 // Adds sie's explanation after clang's diagnostics when it recognizes the cause.
 std::string ExplainCompileErrors(const std::string& diag,
-                                 const std::vector<stubgen::ConstEntry>& consts,
+                                 const std::vector<artifact::ConstEntry>& consts,
                                  const std::set<std::string>& known) {
   static const std::regex kLoc(R"(^([^:\n]+):(\d+):\d+: error: )");
   static const std::regex kUndeclaredArg(R"(function 'sie_arg__(\w+)')");
@@ -173,7 +173,7 @@ std::string ExplainCompileErrors(const std::string& diag,
           break;
         }
       }
-      std::vector<stubgen::ConstEntry> one;
+      std::vector<artifact::ConstEntry> one;
       for (const auto& e : consts)
         if (stubgen::LowerIdent(e.c.name) == m[1].str()) one.push_back(e);
       msg = ExplainVar(var, one.empty() ? consts : one, known);
@@ -202,17 +202,17 @@ Toolchain Toolchain::FromBuild() {
   return t;
 }
 
-absl::StatusOr<std::vector<stubgen::ConstEntry>> ResolveConsts(
+absl::StatusOr<std::vector<artifact::ConstEntry>> ResolveConsts(
     const fs::path& consts_dir, const std::vector<std::string>& names) {
   if (names.empty())
     return InvalidWithHint("no constant given", "name the constants with --const NAME[,NAME]");
-  std::vector<stubgen::ConstEntry> out;
+  std::vector<artifact::ConstEntry> out;
   std::set<std::string> seen;
   for (const std::string& n : names) {
-    auto e = stubgen::FindConst(consts_dir, n);
+    auto e = artifact::FindConst(consts_dir, n);
     if (!e.ok()) {
       std::vector<std::string> known;
-      if (auto all = stubgen::ListConsts(consts_dir); all.ok())
+      if (auto all = artifact::ListConsts(consts_dir); all.ok())
         for (const auto& k : *all) known.push_back(absl::StrCat(k.c.name, " (", k.c.id, ")"));
       return absl::NotFoundError(absl::StrCat(
           "unknown constant '", n, "' in ", consts_dir.string(), "\nhint: ",
@@ -229,7 +229,7 @@ absl::StatusOr<std::vector<stubgen::ConstEntry>> ResolveConsts(
 }
 
 absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc, const fs::path& source,
-                                            const std::vector<stubgen::ConstEntry>& consts,
+                                            const std::vector<artifact::ConstEntry>& consts,
                                             const fs::path& include_dir, const fs::path& out_obj,
                                             const CacheOptions* cache) {
   std::error_code ec;
@@ -388,7 +388,7 @@ class Session {
 
   const RunOptions& o_;
   const std::atomic<bool>& stop_;
-  std::vector<stubgen::ConstEntry> consts_;
+  std::vector<artifact::ConstEntry> consts_;
   std::optional<TempDir> work_;
   fs::path policy_obj_;
   ObjPtr own_;

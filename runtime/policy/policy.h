@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "synth/stubgen/const_reader.h"
+#include "common/artifact/consts_dir.h"
 
 namespace sie::policy {
 
@@ -31,7 +31,7 @@ struct Toolchain {
 
 // The constants named on the command line (names, case-insensitive, or ids). An unknown name
 // is an error listing the known ones.
-absl::StatusOr<std::vector<stubgen::ConstEntry>> ResolveConsts(
+absl::StatusOr<std::vector<artifact::ConstEntry>> ResolveConsts(
     const std::filesystem::path& consts_dir, const std::vector<std::string>& names);
 
 struct CompileResult {
@@ -55,7 +55,7 @@ struct CacheOptions {
 // instead of compiled, and a fresh compile is added to it.
 absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc,
                                             const std::filesystem::path& source,
-                                            const std::vector<stubgen::ConstEntry>& consts,
+                                            const std::vector<artifact::ConstEntry>& consts,
                                             const std::filesystem::path& include_dir,
                                             const std::filesystem::path& out_obj,
                                             const CacheOptions* cache = nullptr);

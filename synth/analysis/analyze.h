@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "synth/model.h"
+#include "synth/artifact_types.h"
 
 namespace sie::synth {
 

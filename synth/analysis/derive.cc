@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "synth/analysis/formula.h"
+#include "common/artifact/formula.h"
 
 namespace sie::synth::analysis {
 namespace {
@@ -52,7 +52,7 @@ z3::expr Bv(z3::context& c, uint64_t v, int bits) { return c.bv_val(v & Mask(bit
 bool CheckedByEval(const std::string& f, const std::vector<int64_t>& vs,
                    const std::vector<uint64_t>& cs, int bits) {
   for (size_t i = 0; i < vs.size(); ++i) {
-    auto r = EvalFormula(f, vs[i]);
+    auto r = artifact::EvalFormula(f, vs[i]);
     if (!r.ok() || ((*r ^ cs[i]) & Mask(bits))) return false;
   }
   return true;

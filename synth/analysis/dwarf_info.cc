@@ -48,10 +48,6 @@ std::string TypeName(Dwarf_Die* die, int depth = 0) {
   }
 }
 
-std::string RegPlus(const char* reg, int64_t off) {
-  return off < 0 ? absl::StrCat("breg:", reg, "-", -off) : absl::StrCat("breg:", reg, "+", off);
-}
-
 // The frame base of the function at pc as (register, offset): DW_AT_frame_base is
 // DW_OP_call_frame_cfa (gcc: the CFA from the CFI at pc), DW_OP_regN (clang: the register's
 // value) or DW_OP_bregN k. nullopt when it cannot be computed exactly.
@@ -103,51 +99,49 @@ std::optional<std::pair<const char*, int64_t>> FrameBase(Dwarf_Die* fn, Dwarf_Ad
   return std::nullopt;
 }
 
-// The variable's location at pc, exactly: "reg:di" (the value is in the register),
-// "breg:sp+28" (the value is in memory at register + offset; DW_OP_fbreg resolved through the
-// frame base), "val:bx+1344" (the value is register + offset), or "" (with *why) when it is
-// none of these at pc: not live, composite (DW_OP_piece), otherwise computed, a global
-// (DW_OP_addr), ...
-std::string Location(Dwarf_Die* die, Dwarf_Die* fn, Dwarf_Addr pc, Dwarf_Addr addr,
-                     const Cfis& cfis, std::string* why) {
+// The variable's location at pc, exactly: in a register, in memory at register + offset
+// (DW_OP_fbreg resolved through the frame base), the value register + offset, or none (with
+// *why) when it is none of these at pc: not live, composite (DW_OP_piece), otherwise computed,
+// a global (DW_OP_addr), ...
+Location VarLocationAt(Dwarf_Die* die, Dwarf_Die* fn, Dwarf_Addr pc, Dwarf_Addr addr,
+                       const Cfis& cfis, std::string* why) {
   Dwarf_Attribute at;
   if (!dwarf_attr_integrate(die, DW_AT_location, &at)) {
     *why = "no DW_AT_location";
-    return "";
+    return {};
   }
   Dwarf_Op* ops = nullptr;
   size_t n = 0;
   if (dwarf_getlocation_addr(&at, pc, &ops, &n, 1) < 1 || n < 1) {
     *why = "not live at the probe";
-    return "";
+    return {};
   }
   const Dwarf_Op& op = ops[0];
   // DW_OP_bregN k; DW_OP_stack_value: the value itself is register + k (a pointer into a
   // struct, e.g. inet_csk_ca(sk)), nothing to read from memory.
   if (n == 2 && op.atom >= DW_OP_breg0 && op.atom <= DW_OP_breg15 &&
       ops[1].atom == DW_OP_stack_value) {
-    std::string r = RegPlus(kDwarfRegs[op.atom - DW_OP_breg0], static_cast<int64_t>(op.number));
-    return "val:" + r.substr(5);
+    return Location::Value(kDwarfRegs[op.atom - DW_OP_breg0], static_cast<int64_t>(op.number));
   }
   if (n != 1) {
     *why = "location is a composite or computed expression";
-    return "";
+    return {};
   }
   if (op.atom >= DW_OP_reg0 && op.atom <= DW_OP_reg15)
-    return absl::StrCat("reg:", kDwarfRegs[op.atom - DW_OP_reg0]);
+    return Location::Reg(kDwarfRegs[op.atom - DW_OP_reg0]);
   if (op.atom >= DW_OP_breg0 && op.atom <= DW_OP_breg15)
-    return RegPlus(kDwarfRegs[op.atom - DW_OP_breg0], static_cast<int64_t>(op.number));
+    return Location::Mem(kDwarfRegs[op.atom - DW_OP_breg0], static_cast<int64_t>(op.number));
   if (op.atom == DW_OP_fbreg) {
     if (!fn) {
       *why = "DW_OP_fbreg outside a function";
-      return "";
+      return {};
     }
     auto fb = FrameBase(fn, pc, addr, cfis, why);
-    if (!fb) return "";
-    return RegPlus(fb->first, fb->second + static_cast<int64_t>(op.number));
+    if (!fb) return {};
+    return Location::Mem(fb->first, fb->second + static_cast<int64_t>(op.number));
   }
   *why = "location is not a register or a stack slot";
-  return "";
+  return {};
 }
 
 }  // namespace
@@ -232,12 +226,12 @@ absl::Status AnnotateFromDwarf(const std::string& obj, std::vector<CriticalSpan>
         v.name = name;
         v.type = TypeName(&child);
         std::string why;
-        v.location = Location(&child, fn_die, probe - bias, probe, cfis, &why);
+        v.location = VarLocationAt(&child, fn_die, probe - bias, probe, cfis, &why);
         if (v.location.empty() && ct == DW_TAG_formal_parameter && is_fn &&
             tag == DW_TAG_subprogram) {
           std::string ewhy;
-          std::string e = Location(&child, fn_die, entry, entry + bias, cfis, &ewhy);
-          if (e.rfind("reg:", 0) == 0) v.location = "entry:" + e.substr(4);
+          Location e = VarLocationAt(&child, fn_die, entry, entry + bias, cfis, &ewhy);
+          if (e.kind == Location::Kind::kReg) v.location = Location::Entry(e.reg);
         }
         if (!v.location.empty()) sp.vars.push_back(v);
       } while (dwarf_siblingof(&child, &child) == 0);

@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "runtime/base/unique_fd.h"
+#include "common/base/unique_fd.h"
 
 namespace sie::synth::analysis {
 namespace {

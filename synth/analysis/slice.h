@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "synth/analysis/disasm.h"
-#include "synth/model.h"
+#include "synth/artifact_types.h"
 
 namespace sie::synth::analysis {
 

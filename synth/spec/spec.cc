@@ -10,8 +10,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
 
 namespace sie::synth {
 namespace fs = std::filesystem;

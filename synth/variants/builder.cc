@@ -9,9 +9,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
-#include "runtime/base/process.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/process.h"
 #include "synth/variants/edit.h"
 
 namespace sie::synth {

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
-#include "runtime/base/diag.h"
+#include "common/base/diag.h"
 
 namespace sie::synth {
 namespace {

@@ -11,9 +11,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "runtime/base/files.h"
-#include "runtime/base/process.h"
-#include "runtime/base/unique_fd.h"
+#include "common/base/files.h"
+#include "common/base/process.h"
+#include "common/base/unique_fd.h"
 
 namespace sie::synth {
 namespace fs = std::filesystem;

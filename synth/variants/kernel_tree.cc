@@ -13,10 +13,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
-#include "runtime/base/process.h"
-#include "runtime/base/unique_fd.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/process.h"
+#include "common/base/unique_fd.h"
 
 #ifndef SIE_DEFAULT_KERNEL_RELEASE
 #define SIE_DEFAULT_KERNEL_RELEASE ""

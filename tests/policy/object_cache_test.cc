@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <string>
 
-#include "runtime/base/files.h"
+#include "common/base/files.h"
 #include "runtime/policy/policy.h"
 
 namespace sie::policy {
@@ -52,7 +52,7 @@ class ObjectCacheTest : public ::testing::Test {
     EXPECT_TRUE(cs.ok()) << cs.status();
     fs::path work = dir() / ("run" + std::to_string(runs_++));
     fs::create_directories(work);
-    auto r = CompilePolicy(tc_, source(), cs.ok() ? *cs : std::vector<stubgen::ConstEntry>{},
+    auto r = CompilePolicy(tc_, source(), cs.ok() ? *cs : std::vector<artifact::ConstEntry>{},
                            work / "include", work / "policy.bpf.o", &cache_);
     EXPECT_TRUE(r.ok()) << r.status();
     if (r.ok()) EXPECT_TRUE(fs::file_size(r->object) > 0) << r->cache_note;

@@ -9,15 +9,16 @@
 #include <filesystem>
 #include <string>
 
-#include "runtime/base/files.h"
+#include "common/base/files.h"
+#include "common/stubgen/stub_build.h"
 #include "runtime/policy/consts_header.h"
 #include "runtime/policy/policy.h"
 #include "runtime/policy/verifier_log.h"
-#include "synth/stubgen/stub_build.h"
 
 namespace sie::policy {
 namespace {
 namespace fs = std::filesystem;
+using artifact::Location;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -32,18 +33,18 @@ class PolicyTest : public ::testing::Test {
     ASSERT_TRUE(t.ok());
     tmp_.emplace(std::move(*t));
   }
-  std::vector<stubgen::ConstEntry> Consts(const std::string& set,
-                                          const std::vector<std::string>& names) {
+  std::vector<artifact::ConstEntry> Consts(const std::string& set,
+                                           const std::vector<std::string>& names) {
     auto c = ResolveConsts(kFixtures / set, names);
     EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *c : std::vector<stubgen::ConstEntry>{};
+    return c.ok() ? *c : std::vector<artifact::ConstEntry>{};
   }
   absl::StatusOr<CompileResult> Compile(const fs::path& src,
-                                        const std::vector<stubgen::ConstEntry>& cs) {
+                                        const std::vector<artifact::ConstEntry>& cs) {
     return CompilePolicy(Toolchain::FromBuild(), src, cs, tmp_->path() / "include",
                          tmp_->path() / (src.stem().string() + ".o"));
   }
-  std::vector<stubgen::ConstEntry> Target() {
+  std::vector<artifact::ConstEntry> Target() {
     return Consts("sie_target", {"SIE_TARGET_CALL_ARG", "SIE_TARGET_THRESHOLD"});
   }
   std::optional<TempDir> tmp_;
@@ -75,11 +76,11 @@ TEST_F(PolicyTest, StackSlotVariablesAreReadFromMemory) {
   ASSERT_GE(cs[0].c.spans.size(), 1u);
   for (size_t i = 0; i < cs[0].c.spans.size(); ++i) {
     auto& vars = cs[0].c.spans[i].vars;
-    vars.push_back({"slot", "u32", "breg:sp+28"});
+    vars.push_back({"slot", "u32", Location::Parse("breg:sp+28")});
     // Another slot per span: the accessor switches on the span.
-    vars.push_back({"depth", "long int", i == 0 ? "breg:bp-16" : "breg:sp+8"});
-    vars.push_back({"mode", "enum tcp_ca_state", "breg:sp+4"});
-    vars.push_back({"piece", "u64", "fbreg:-24"});  // unresolved frame base: never readable
+    vars.push_back({"depth", "long int", Location::Parse(i == 0 ? "breg:bp-16" : "breg:sp+8")});
+    vars.push_back({"mode", "enum tcp_ca_state", Location::Parse("breg:sp+4")});
+    vars.push_back({"piece", "u64", Location::Parse("fbreg:-24")});  // never readable
   }
   std::string h = VarsHeader(cs[0].c, {});
   EXPECT_THAT(h, HasSubstr("u32 sie_hystart_delay_shift__arg_slot("));
@@ -194,7 +195,7 @@ TEST(VerifierLogTest, SavedRejectionsTranslate) {
 // by the host kernel's verifier.
 class LinkTest : public PolicyTest {
  protected:
-  absl::Status LinkAndVerify(const fs::path& policy_src, const stubgen::ConstEntry& e,
+  absl::Status LinkAndVerify(const fs::path& policy_src, const artifact::ConstEntry& e,
                              std::string* raw = nullptr) {
     auto r = Compile(policy_src, Target());
     if (!r.ok()) return r.status();
@@ -223,7 +224,7 @@ TEST_F(LinkTest, StackSlotAccessorVerifies) {
   setenv("SIE_CACHE_DIR", (tmp_->path() / "cache").c_str(), 1);
   auto cs = Consts("sie_target", {"SIE_TARGET_CALL_ARG"});
   ASSERT_EQ(cs.size(), 1u);
-  for (auto& sp : cs[0].c.spans) sp.vars.push_back({"slot", "u32", "breg:sp+24"});
+  for (auto& sp : cs[0].c.spans) sp.vars.push_back({"slot", "u32", Location::Parse("breg:sp+24")});
   std::string src = (tmp_->path() / "slot.bpf.c").string();
   ASSERT_TRUE(WriteFileAtomic(src,
                               "// SPDX-License-Identifier: GPL-2.0\n#include <sie/policy.bpf.h>\n"

@@ -10,11 +10,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/artifact/const_json.h"
+#include "common/base/files.h"
 #include "gtest/gtest.h"
-#include "runtime/base/files.h"
 #include "runtime/loader/kernel.h"
 #include "runtime/loader/native.h"
-#include "synth/stubgen/const_reader.h"
 
 namespace sie {
 namespace {
@@ -117,7 +117,7 @@ TEST(Livepatch, NoLivepatchDirectoryMeansNothingPatched) {
 
 TEST(NativeEngine, CoversFixedRegAndMemSpansInModeZeroOnly) {
   auto c = [](const char* id) {
-    auto r = stubgen::ReadConstFile(kConsts / id / "const.json");
+    auto r = artifact::ReadConstFile(kConsts / id / "const.json");
     EXPECT_TRUE(r.ok()) << r.status();
     return *r;
   };
@@ -149,7 +149,7 @@ TEST(NativeEngine, CoversFixedRegAndMemSpansInModeZeroOnly) {
 }
 
 TEST(NativeEngine, CommandsUseTheModuleQualifiedSymbolAndEvaluatedFormula) {
-  auto c = stubgen::ReadConstFile(kConsts / "103" / "const.json");
+  auto c = artifact::ReadConstFile(kConsts / "103" / "const.json");
   ASSERT_TRUE(c.ok());
   auto np = loader::NativeProbes(*c, "sie_target");
   ASSERT_TRUE(np.ok()) << np.status();
@@ -167,7 +167,7 @@ TEST(NativeEngine, CommandsUseTheModuleQualifiedSymbolAndEvaluatedFormula) {
   ASSERT_TRUE(vm.ok());
   EXPECT_EQ((*vm)[0].symbol, s.function);
   // The value is the span's formula at V, evaluated once.
-  synth::CriticalSpan f = s;
+  artifact::CriticalSpan f = s;
   f.formula = "(V << 3) + 1";
   EXPECT_EQ(*loader::NativeValue(f, 5), 41u);
   f.formula = "100 / V";
@@ -192,7 +192,7 @@ TEST(NativeEngine, ParsesTheModuleListing) {
 
 TEST(NativeEngine, FindsTheFirstPlaceTheModuleAlreadyProbes) {
   // 107 BATCH has two mem spans in one function (+0x1a, +0x2b).
-  auto c = stubgen::ReadConstFile(kConsts / "107" / "const.json");
+  auto c = artifact::ReadConstFile(kConsts / "107" / "const.json");
   ASSERT_TRUE(c.ok()) << c.status();
   auto np = loader::NativeProbes(*c, "sie_target");
   ASSERT_TRUE(np.ok()) << np.status();

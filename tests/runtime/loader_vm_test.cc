@@ -17,9 +17,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "common/base/files.h"
+#include "common/base/unique_fd.h"
 #include "gtest/gtest.h"
-#include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
 #include "runtime/loader/kernel.h"
 #include "runtime/loader/loader.h"
 

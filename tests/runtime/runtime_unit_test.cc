@@ -13,20 +13,20 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
+#include "common/artifact/consts_dir.h"
+#include "common/artifact/formula.h"
+#include "common/base/files.h"
+#include "common/base/process.h"
+#include "common/stubgen/stub_build.h"
+#include "common/stubgen/stubgen.h"
 #include "gtest/gtest.h"
-#include "runtime/base/files.h"
-#include "runtime/base/process.h"
 #include "runtime/loader/global_spans.h"
 #include "runtime/loader/kernel.h"
-#include "synth/stubgen/const_reader.h"
-#include "synth/stubgen/formula.h"
-#include "synth/stubgen/stub_build.h"
-#include "synth/stubgen/stubgen.h"
 
 namespace sie {
 namespace {
 namespace fs = std::filesystem;
-using stubgen::Formula;
+using artifact::Formula;
 
 const fs::path kFixtures = fs::path(SIE_SOURCE_DIR) / "tests/runtime/fixtures/sie_target";
 
@@ -64,16 +64,16 @@ TEST(Formula, RefusesAnythingElse) {
 }
 
 TEST(ConstReader, ReadsEveryFixture) {
-  auto all = stubgen::ListConsts(kFixtures);
+  auto all = artifact::ListConsts(kFixtures);
   ASSERT_TRUE(all.ok()) << all.status();
   ASSERT_EQ(all->size(), 9u);  // 101..109
-  auto e = stubgen::FindConst(kFixtures, "sie_target_call_arg");
+  auto e = artifact::FindConst(kFixtures, "sie_target_call_arg");
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->c.id, 102);
   EXPECT_EQ(e->c.spans[0].target_reg, "si");
   EXPECT_EQ(e->c.spans[0].width, 4);
-  EXPECT_TRUE(stubgen::FindConst(kFixtures, "105").ok());
-  auto missing = stubgen::FindConst(kFixtures, "NOPE");
+  EXPECT_TRUE(artifact::FindConst(kFixtures, "105").ok());
+  auto missing = artifact::FindConst(kFixtures, "NOPE");
   ASSERT_FALSE(missing.ok());
   EXPECT_TRUE(absl::StrContains(missing.status().message(), "SIE_TARGET_CALL_ARG"));
 }
@@ -95,18 +95,18 @@ TEST(ConstReader, NamesTheBadField) {
   for (const auto& c : cases) {
     std::string t = absl::StrReplaceAll(*text, {{c.from, c.to}});
     ASSERT_NE(t, *text) << c.from;
-    auto r = stubgen::ParseConstJson(t, "x.json");
+    auto r = artifact::ParseConstJson(t, "x.json");
     ASSERT_FALSE(r.ok()) << c.to;
     EXPECT_TRUE(absl::StrContains(r.status().message(), c.field)) << r.status();
   }
-  EXPECT_FALSE(stubgen::ParseConstJson("{not json", "x.json").ok());
-  EXPECT_EQ(stubgen::NormalizeReg("%R8D"), "r8");
-  EXPECT_EQ(stubgen::NormalizeReg("sil"), "si");
-  EXPECT_EQ(stubgen::NormalizeReg("xmm1"), "");
+  EXPECT_FALSE(artifact::ParseConstJson("{not json", "x.json").ok());
+  EXPECT_EQ(artifact::NormalizeReg("%R8D"), "r8");
+  EXPECT_EQ(artifact::NormalizeReg("sil"), "si");
+  EXPECT_EQ(artifact::NormalizeReg("xmm1"), "");
 }
 
 TEST(StubGen, DeterministicWithBannerAndWeakHook) {
-  auto all = stubgen::ListConsts(kFixtures);
+  auto all = artifact::ListConsts(kFixtures);
   ASSERT_TRUE(all.ok());
   for (const auto& e : *all) {
     auto a = stubgen::GenerateStub(e.c);
@@ -120,7 +120,7 @@ TEST(StubGen, DeterministicWithBannerAndWeakHook) {
     EXPECT_TRUE(absl::StrContains(a->source, "int sie_apply_0(struct pt_regs *ctx)"));
   }
   // A bad formula never reaches the generated C.
-  auto e = stubgen::FindConst(kFixtures, "SIE_TARGET_CALL_ARG");
+  auto e = artifact::FindConst(kFixtures, "SIE_TARGET_CALL_ARG");
   e->c.spans[0].formula = "V); bpf_override_return(ctx, 0";
   EXPECT_FALSE(stubgen::GenerateStub(e->c).ok());
 }
@@ -266,7 +266,7 @@ TEST(WeakStrongLink, PolicyReplacesDefaultAndHostVerifierAccepts) {
   auto tmp = TempDir::Create(fs::temp_directory_path(), "sie-link-");
   ASSERT_TRUE(tmp.ok());
   setenv("SIE_CACHE_DIR", tmp->path().c_str(), 1);
-  auto e = stubgen::FindConst(kFixtures, "SIE_TARGET_CALL_ARG");
+  auto e = artifact::FindConst(kFixtures, "SIE_TARGET_CALL_ARG");
   ASSERT_TRUE(e.ok());
   e->path = tmp->path() / "102/const.json";  // compiled objects go to the cache, not the tree
   auto stub = stubgen::BuildStub(*e, false, "-DSIE_NO_KFUNCS");

@@ -16,8 +16,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
+#include "common/base/files.h"
+#include "common/base/unique_fd.h"
 #include "tests/support/guest_files.h"
 
 namespace sie::guest {

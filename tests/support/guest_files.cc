@@ -8,8 +8,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
+#include "common/base/files.h"
+#include "common/base/unique_fd.h"
 
 namespace sie::guest {
 

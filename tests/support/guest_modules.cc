@@ -8,8 +8,8 @@
 #include <chrono>
 #include <thread>
 
-#include "runtime/base/files.h"
-#include "runtime/base/unique_fd.h"
+#include "common/base/files.h"
+#include "common/base/unique_fd.h"
 
 namespace sie::guest {
 namespace fs = std::filesystem;

@@ -13,13 +13,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "runtime/base/files.h"
-#include "runtime/base/process.h"
+#include "common/artifact/formula.h"
+#include "common/base/files.h"
+#include "common/base/process.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/analyze.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/elf_file.h"
-#include "synth/analysis/formula.h"
 
 namespace sie::synth {
 namespace {
@@ -78,7 +78,7 @@ class AnalysisTest : public ::testing::TestWithParam<std::string> {
     return out;
   }
   static uint64_t Eval(const CriticalSpan& s, int64_t v, uint64_t x = 0) {
-    auto r = analysis::EvalFormula(s.formula, v, x, s.width);
+    auto r = artifact::EvalFormula(s.formula, v, x, s.width);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : ~0ull;
   }
@@ -182,7 +182,7 @@ TEST_P(AnalysisTest, LoopBound) {
 // Runs the fourth build's fx(x) and compares with the formula at V4 for X = x.
 void CheckUnary(const CriticalSpan& s, unsigned (*f4)(unsigned), int64_t v4) {
   for (uint32_t x : kXs) {
-    auto r = analysis::EvalFormula(s.formula, v4, x, s.width);
+    auto r = artifact::EvalFormula(s.formula, v4, x, s.width);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(static_cast<uint32_t>(*r), f4(x)) << s.formula << " V=" << v4 << " X=" << x;
   }
@@ -244,7 +244,7 @@ void CheckDivMod(const AnalysisResult& r, const std::string& dump,
       void* f = dlsym(so(v4), fn);
       ASSERT_NE(f, nullptr);
       for (uint64_t x : xs64) {
-        auto got = analysis::EvalFormula(s[0]->formula, v4, x, s[0]->width);
+        auto got = artifact::EvalFormula(s[0]->formula, v4, x, s[0]->width);
         ASSERT_TRUE(got.ok()) << got.status();
         uint64_t want = is64
                             ? reinterpret_cast<unsigned long (*)(unsigned long)>(f)(x)
@@ -357,7 +357,7 @@ TEST_P(AnalysisTest, SpilledParameterAtTheProbe) {
   ASSERT_TRUE(slot.has_value());
   ASSERT_FALSE(sp_changed);
   std::map<std::string, std::string> loc;
-  for (const auto& v : s[0]->vars) loc[v.name] = v.location;
+  for (const auto& v : s[0]->vars) loc[v.name] = v.location.ToString();
   // clang: the known DWARF gap of StackSlotVariableAtTheProbe.
   if (GetParam() == "gcc" || !loc.empty())
     EXPECT_EQ(loc["x"], absl::StrCat("breg:sp+", *slot)) << Dump(*r);
@@ -393,7 +393,7 @@ TEST_P(AnalysisTest, StackSlotVariableAtTheProbe) {
   ASSERT_TRUE(slot.has_value());
   ASSERT_FALSE(sp_changed);
   std::map<std::string, std::string> loc;
-  for (const auto& v : s[0]->vars) loc[v.name] = v.location;
+  for (const auto& v : s[0]->vars) loc[v.name] = v.location.ToString();
   // Known gap (as for source lines above): libdwfl's offline mode finds no DIE for addresses
   // of clang 14 relocatable objects, so clang's spans have no vars; the kernel is built with
   // gcc. Whatever clang's spans list must still be exact (the loop below).

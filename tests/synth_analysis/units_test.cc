@@ -1,14 +1,15 @@
 // Stage-level unit tests: formula language, family fitting, names, alignment, disassembly.
 #include <gtest/gtest.h>
 
+#include "common/artifact/formula.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/elf_file.h"
-#include "synth/analysis/formula.h"
 
 namespace sie::synth::analysis {
+using artifact::EvalFormula;
 namespace {
 
 TEST(Formula, EvaluatesCExpressions) {

@@ -7,11 +7,10 @@
 
 #include <map>
 
-#include "runtime/base/files.h"
-#include "synth/output/const_json.h"
-#include "synth/stubgen/const_reader.h"
-#include "synth/stubgen/stub_build.h"
-#include "synth/stubgen/stubgen.h"
+#include "common/artifact/consts_dir.h"
+#include "common/base/files.h"
+#include "common/stubgen/stub_build.h"
+#include "common/stubgen/stubgen.h"
 
 namespace sie::synth {
 namespace {
@@ -58,7 +57,7 @@ class ArtifactsTest : public ::testing::Test {
     stubgen::ArtifactOptions o;
     o.compile = compile;
     o.progress = [this](const std::string& s) { progress_.push_back(s); };
-    return EmitRuntimeArtifacts(dir, o);
+    return stubgen::EmitArtifacts(dir, o);
   }
   std::optional<TempDir> tmp_;
   std::vector<std::string> progress_;
@@ -101,7 +100,7 @@ TEST_F(ArtifactsTest, ObjectSkeletonAndViewAreWrittenAndDeterministic) {
   // Again in place: nothing changes, and the runtime's BuildStub finds the object there.
   ASSERT_TRUE(Emit(a).ok());
   EXPECT_EQ(Files(a), fa);
-  auto c = stubgen::ReadConstFile(a / "const.json");
+  auto c = artifact::ReadConstFile(a / "const.json");
   ASSERT_TRUE(c.ok()) << c.status();
   auto so = stubgen::BuildStub({a / "const.json", *c});
   ASSERT_TRUE(so.ok()) << so.status();
@@ -123,10 +122,10 @@ TEST_F(ArtifactsTest, MultiSpanViewAndStaleObjectsAreRemoved) {
   std::string json = f["const.json"];
   auto pos = json.find("\"range\"");
   ASSERT_NE(pos, std::string::npos);
-  auto c = stubgen::ReadConstFile(d / "const.json");
+  auto c = artifact::ReadConstFile(d / "const.json");
   ASSERT_TRUE(c.ok());
   c->range_max -= 1;
-  ASSERT_TRUE(WriteFileAtomic(d / "const.json", JsonText(ConstToJson(*c))).ok());
+  ASSERT_TRUE(WriteFileAtomic(d / "const.json", artifact::JsonText(ConstToJson(*c))).ok());
   ASSERT_TRUE(Emit(d).ok());
   auto g = Files(d);
   const std::string new_obj = ObjectName(g);
@@ -153,7 +152,7 @@ TEST_F(ArtifactsTest, CompileFailureCarriesClangOutputAndHint) {
   setenv("SIE_CACHE_DIR", (tmp_->path() / "cache-fail").c_str(), 1);
   stubgen::ArtifactOptions o;
   o.extra_cflags = "-DLICENSE=@";
-  auto c = stubgen::ReadConstFile(d / "const.json");
+  auto c = artifact::ReadConstFile(d / "const.json");
   ASSERT_TRUE(c.ok());
   auto a = stubgen::WriteArtifacts({d / "const.json", *c}, o);
   ASSERT_FALSE(a.ok());

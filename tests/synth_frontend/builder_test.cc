@@ -5,7 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "runtime/base/files.h"
+#include "common/base/files.h"
 #include "synth/variants/find_objects.h"
 
 namespace sie::synth {

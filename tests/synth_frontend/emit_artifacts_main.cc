@@ -1,10 +1,10 @@
-// Test helper: runs synth's output stage (EmitRuntimeArtifacts) on DIR/<id>/const.json, so the
+// Test helper: runs synth's output stage (stubgen::EmitArtifacts) on DIR/<id>/const.json, so the
 // build can compile a C++ program against the generated <lname>.hpp + skeleton.
 //   sie_test_emit_artifacts CONST_DIR [EXTRA_CFLAGS]
 #include <cstdio>
 
-#include "runtime/base/diag.h"
-#include "synth/output/const_json.h"
+#include "common/base/diag.h"
+#include "common/stubgen/stub_build.h"
 
 int main(int argc, char** argv) {
   if (argc < 2 || argc > 3) {
@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   sie::stubgen::ArtifactOptions o;
   if (argc == 3) o.extra_cflags = argv[2];
   o.progress = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
-  if (auto st = sie::synth::EmitRuntimeArtifacts(argv[1], o); !st.ok())
+  if (auto st = sie::stubgen::EmitArtifacts(argv[1], o); !st.ok())
     return sie::ReportError("sie_test_emit_artifacts", st);
   return 0;
 }

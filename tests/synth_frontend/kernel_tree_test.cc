@@ -5,8 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "runtime/base/files.h"
-#include "runtime/base/process.h"
+#include "common/base/files.h"
+#include "common/base/process.h"
 #include "synth/variants/builder.h"
 #include "synth/variants/find_objects.h"
 

@@ -1,15 +1,19 @@
 // ConstIDs are stable and const.json is deterministic.
+#include "synth/output/output.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "runtime/base/files.h"
-#include "synth/output/const_json.h"
+#include "common/artifact/consts_dir.h"
+#include "common/base/files.h"
+#include "synth/artifact_types.h"
 
 namespace sie::synth {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using namespace artifact;  // the const.json / index.json model under test
 
 TEST(ConstIdTest, StableAndOrderIndependent) {
   auto a = AssignConstIds({"BLK_MAX_REQUEST_COUNT", "SHRINK_BATCH", "MAX_SOFTIRQ_RESTART"}, {});

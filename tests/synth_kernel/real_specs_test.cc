@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "synth/analysis/formula.h"
+#include "common/artifact/formula.h"
 
 namespace {
 
@@ -184,7 +184,7 @@ void CheckSpec(const std::string& spec, const std::string& shipped) {
         std::string fn = sp["function"], kind = sp["kind"], f = sp["formula"];
         if (fn.rfind(e.function, 0) != 0 || (!e.kind.empty() && kind != e.kind)) continue;
         if (e.v < cj["range"][0].get<int64_t>() || e.v > cj["range"][1].get<int64_t>()) continue;
-        auto r = sie::synth::analysis::EvalFormula(f, e.v, e.x, sp["width"].get<int>());
+        auto r = sie::artifact::EvalFormula(f, e.v, e.x, sp["width"].get<int>());
         seen += " [" + fn + " " + kind + " " + f + (r.ok() ? " = " + std::to_string(*r) : "") + "]";
         if (r.ok() && *r == e.want && (!used[i] || it->second.size() > spans.size())) {
           found = true;

@@ -1,4 +1,4 @@
-#include "runtime/base/args.h"
+#include "common/base/args.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "runtime/base/files.h"
+#include "common/base/files.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "runtime/base/process.h"
+#include "common/base/process.h"
 
 #include <gtest/gtest.h>
 

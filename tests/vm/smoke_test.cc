@@ -35,15 +35,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/base/files.h"
+#include "common/base/status_macros.h"
 #include "gtest/gtest.h"
-#include "runtime/base/files.h"
 #include "sie/kfuncs.h"
 #include "sie_smoke.skel.h"
 #include "sie_target_consts.h"
 #include "tests/support/guest_code.h"
 #include "tests/support/guest_files.h"
 #include "tests/support/guest_modules.h"
-#include "tests/support/status_macros.h"
 
 namespace sie {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/base/files.h"
+#include "common/base/files.h"
 
 namespace sie::vm {
 namespace {

@@ -4,8 +4,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
-#include "runtime/base/files.h"
-#include "runtime/base/process.h"
+#include "common/base/files.h"
+#include "common/base/process.h"
 
 namespace sie::vm {
 namespace {

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "synth/stubgen/const_reader.h"
-#include "synth/stubgen/stubgen.h"
+#include "common/artifact/consts_dir.h"
+#include "common/stubgen/stubgen.h"
 
 namespace sie::stubgen {
 
@@ -27,7 +27,7 @@ std::filesystem::path CacheDir();
 
 // Compiles (or finds) the object of `e`. A precompiled DIR/<id>/stub-<hash>.bpf.o is used when
 // its hash matches; `into_const_dir` writes the compiled object there (for `sie consts --build`).
-absl::StatusOr<StubObject> BuildStub(const ConstEntry& e, bool into_const_dir = false,
+absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_const_dir = false,
                                      const std::string& extra_cflags = "");
 
 // Statically links `objects` into `out` (bpf_linker__new/add_file/finalize). A strong
@@ -55,6 +55,11 @@ struct Artifacts {
 // Everything of one constant next to its const.json (e.path): stub.bpf.c, <lname>.h and, unless
 // !opts.compile, the compiled object, its skeleton and the typed C++ view (stubgen/cpp_view.h).
 // Objects of an older hash in the same directory are removed. All files are deterministic.
-absl::StatusOr<Artifacts> WriteArtifacts(const ConstEntry& e, const ArtifactOptions& opts);
+absl::StatusOr<Artifacts> WriteArtifacts(const artifact::ConstEntry& e,
+                                         const ArtifactOptions& opts);
+
+// The same for the const.json in `const_dir`, read back as written: the stub is then exactly
+// the one the runtime generates from that file (synth's output stage).
+absl::Status EmitArtifacts(const std::filesystem::path& const_dir, const ArtifactOptions& opts);
 
 }  // namespace sie::stubgen

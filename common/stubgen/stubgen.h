@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "synth/model.h"
+#include "common/artifact/model.h"
 
 namespace sie::stubgen {
 
@@ -36,9 +36,9 @@ struct StubFiles {
 std::string LowerIdent(const std::string& name);
 
 // Validates every span (formula, registers, widths) and generates the files.
-absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c);
+absl::StatusOr<StubFiles> GenerateStub(const artifact::SynthesizedConst& c);
 
 // Writes DIR/stub.bpf.c and DIR/<lname>.h (atomically, only when the content changed).
-absl::Status WriteStub(const std::filesystem::path& const_dir, const synth::SynthesizedConst& c);
+absl::Status WriteStub(const std::filesystem::path& const_dir, const artifact::SynthesizedConst& c);
 
 }  // namespace sie::stubgen

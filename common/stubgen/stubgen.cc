@@ -1,4 +1,4 @@
-#include "synth/stubgen/stubgen.h"
+#include "common/stubgen/stubgen.h"
 
 #include <climits>
 #include <set>
@@ -7,15 +7,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
-#include "synth/stubgen/const_reader.h"
-#include "synth/stubgen/formula.h"
+#include "common/artifact/const_json.h"
+#include "common/artifact/formula.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
 
 namespace sie::stubgen {
 namespace fs = std::filesystem;
-using synth::CriticalSpan;
-using synth::SpanKind;
+using artifact::CriticalSpan;
+using artifact::SpanKind;
 
 namespace {
 
@@ -30,7 +30,7 @@ std::string SieRegEnum(const std::string& preg) {
 }
 
 // C expression for the address of a memory operand, from the probed frame's registers.
-std::string AddrExpr(const synth::MemOperand& m) {
+std::string AddrExpr(const artifact::MemOperand& m) {
   std::string e = "(__u64)(";
   if (!m.base.empty()) absl::StrAppend(&e, "ctx->", m.base, " + ");
   if (!m.index.empty()) absl::StrAppend(&e, "ctx->", m.index, " * ", m.scale, " + ");
@@ -38,7 +38,7 @@ std::string AddrExpr(const synth::MemOperand& m) {
   return e;
 }
 
-absl::Status SpanError(const synth::SynthesizedConst& c, size_t i, absl::string_view what,
+absl::Status SpanError(const artifact::SynthesizedConst& c, size_t i, absl::string_view what,
                        absl::string_view hint) {
   return InvalidWithHint(absl::StrCat(c.name, " span ", i, " (", c.spans[i].function, "+0x",
                                       absl::Hex(c.spans[i].probe_offset), "): ", what),
@@ -54,7 +54,7 @@ std::string LowerIdent(const std::string& name) {
   return s;
 }
 
-absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
+absl::StatusOr<StubFiles> GenerateStub(const artifact::SynthesizedConst& c) {
   if (c.spans.empty())
     return InvalidWithHint(absl::StrCat(c.name, " has no critical spans"),
                            "synth found no place where the constant enters the kernel's state");
@@ -72,12 +72,12 @@ absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
   for (size_t i = 0; i < c.spans.size(); ++i) {
     const CriticalSpan& s = c.spans[i];
     const bool recompute = s.kind == SpanKind::kRecompute;
-    auto formula = Formula::Parse(s.formula, "VX");
+    auto formula = artifact::Formula::Parse(s.formula, "VX");
     if (!formula.ok())
       return SpanError(c, i, formula.status().message(), "fix the span's formula in const.json");
-    std::optional<Formula> xr;
+    std::optional<artifact::Formula> xr;
     if (recompute && !s.x_from_probe.empty()) {
-      auto f2 = Formula::Parse(s.x_from_probe, "R");
+      auto f2 = artifact::Formula::Parse(s.x_from_probe, "R");
       if (!f2.ok()) return SpanError(c, i, f2.status().message(), "fix x_from_probe in const.json");
       xr = std::move(*f2);
     }
@@ -95,7 +95,7 @@ absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
       return SpanError(c, i,
                        "a reg formula in X needs save_reg (the register holding X at the probe)",
                        "re-run sie synth; a hand-written const.json must name save_reg");
-    const synth::MemOperand* mem = s.target_mem ? &*s.target_mem : nullptr;
+    const artifact::MemOperand* mem = s.target_mem ? &*s.target_mem : nullptr;
     if (uses_x && mem && mem->base == "ip" &&
         (s.kind == SpanKind::kMem || (s.kind == SpanKind::kFlags && s.target_reg.empty())))
       return SpanError(c, i, "X of a RIP-relative operand is not supported",
@@ -105,7 +105,7 @@ absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
     absl::StrAppendFormat(&body,
                           "/*\n * span %d: %s+0x%x, kind %s, width %d, formula \"%s\"\n"
                           " * CS [0x%x, 0x%x)%s%s\n */\n",
-                          i, s.function, s.probe_offset, synth::SpanKindName(s.kind), s.width,
+                          i, s.function, s.probe_offset, artifact::SpanKindName(s.kind), s.width,
                           s.formula, s.cs_start, s.cs_end, s.source.empty() ? "" : ", ", s.source);
     int slot = -1;
     if (recompute && !xr) {
@@ -226,7 +226,7 @@ absl::StatusOr<StubFiles> GenerateStub(const synth::SynthesizedConst& c) {
   return f;
 }
 
-absl::Status WriteStub(const fs::path& const_dir, const synth::SynthesizedConst& c) {
+absl::Status WriteStub(const fs::path& const_dir, const artifact::SynthesizedConst& c) {
   auto f = GenerateStub(c);
   if (!f.ok()) return f.status();
   for (const auto& [name, text] :

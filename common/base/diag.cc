@@ -1,4 +1,4 @@
-#include "runtime/base/diag.h"
+#include "common/base/diag.h"
 
 #include <cstdio>
 

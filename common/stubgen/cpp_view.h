@@ -12,8 +12,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "synth/model.h"
-#include "synth/stubgen/stubgen.h"
+#include "common/artifact/model.h"
+#include "common/stubgen/stubgen.h"
 
 namespace sie::stubgen {
 
@@ -21,9 +21,9 @@ namespace sie::stubgen {
 std::string CamelIdent(const std::string& name);
 
 // The skeleton's name: struct <lname>_stub, functions <lname>_stub__open() etc.
-std::string SkeletonName(const synth::SynthesizedConst& c);
+std::string SkeletonName(const artifact::SynthesizedConst& c);
 
 // <lname>.hpp for `c`, whose stub is `stub` (GenerateStub(c)).
-std::string GenerateCppView(const synth::SynthesizedConst& c, const StubFiles& stub);
+std::string GenerateCppView(const artifact::SynthesizedConst& c, const StubFiles& stub);
 
 }  // namespace sie::stubgen

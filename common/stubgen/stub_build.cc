@@ -1,4 +1,4 @@
-#include "synth/stubgen/stub_build.h"
+#include "common/stubgen/stub_build.h"
 
 #include <bpf/libbpf.h>
 #include <unistd.h>
@@ -7,10 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
-#include "runtime/base/process.h"
-#include "synth/stubgen/cpp_view.h"
+#include "common/artifact/const_json.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/process.h"
+#include "common/stubgen/cpp_view.h"
 
 #ifndef SIE_SOURCE_DIR
 #error "SIE_SOURCE_DIR must be defined by the build"
@@ -59,7 +60,7 @@ fs::path CacheDir() {
   return fs::path(t && *t ? t : "/tmp") / "sie-cache";
 }
 
-absl::StatusOr<StubObject> BuildStub(const ConstEntry& e, bool into_const_dir,
+absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_const_dir,
                                      const std::string& extra_cflags) {
   auto files = GenerateStub(e.c);
   if (!files.ok()) return files.status();
@@ -162,7 +163,8 @@ absl::Status GenerateSkeleton(const fs::path& object, const std::string& name,
   return WriteIfChanged(out, r->out);
 }
 
-absl::StatusOr<Artifacts> WriteArtifacts(const ConstEntry& e, const ArtifactOptions& opts) {
+absl::StatusOr<Artifacts> WriteArtifacts(const artifact::ConstEntry& e,
+                                         const ArtifactOptions& opts) {
   const fs::path dir = e.path.parent_path();
   if (auto st = WriteStub(dir, e.c); !st.ok()) return st;
   Artifacts a;
@@ -196,6 +198,16 @@ absl::StatusOr<Artifacts> WriteArtifacts(const ConstEntry& e, const ArtifactOpti
   a.view = dir / (lname + ".hpp");
   if (auto st = WriteIfChanged(a.view, GenerateCppView(e.c, *files)); !st.ok()) return st;
   return a;
+}
+
+absl::Status EmitArtifacts(const fs::path& const_dir, const ArtifactOptions& opts) {
+  artifact::ConstEntry e;
+  e.path = const_dir / "const.json";
+  auto c = artifact::ReadConstFile(e.path);
+  if (!c.ok()) return c.status();
+  e.c = std::move(*c);
+  auto a = WriteArtifacts(e, opts);
+  return a.ok() ? absl::OkStatus() : a.status();
 }
 
 }  // namespace sie::stubgen

@@ -1,4 +1,4 @@
-#include "runtime/base/files.h"
+#include "common/base/files.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "runtime/base/unique_fd.h"
+#include "common/base/unique_fd.h"
 
 namespace sie {
 namespace fs = std::filesystem;

@@ -1,10 +1,14 @@
-// The formulas of const.json ("V", "X * V", "(V << 3) + X", ...) are pasted into generated BPF C,
-// so they are parsed and validated first: only integer literals, the variables a span may use
+// The formula language of const.json, with its one implementation (parser, evaluator, C
+// emitter) used by synth's derivation, the stub generator, the native engine and the tests.
+// Formulas ("V", "X * V", "(V << 3) + X", ...) are pasted into generated BPF C, so they are
+// parsed and validated first: only integer literals, the variables a span may use
 // (V the policy value, X the instruction's input, R the saved register at the probe), the
 // operators + - * / % << >> & | ^ ~ (unary - and + too) and parentheses. Anything else (a
 // function call, a cast, `;`) is refused, so a const.json can never inject code into a stub.
-// Semantics are those of u64 arithmetic in C (wrapping); / % by zero and shifts by >= 64 are
-// errors at evaluation time (the stub rejects such a hit rather than writing a made-up value).
+// Semantics are those of u64 arithmetic in C (wrapping), / % >> unsigned; / % by zero and
+// shifts by >= 64 are undefined: an evaluation error here, a rejected hit in the stub
+// (bpf/include/sie/stub.bpf.h sie_shl & co.), never a made-up value. The result written at a
+// span is truncated to the span's width.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -14,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace sie::stubgen {
+namespace sie::artifact {
 
 struct FormulaNode {
   enum class Op {
@@ -59,4 +63,9 @@ class Formula {
   std::shared_ptr<FormulaNode> root_;
 };
 
-}  // namespace sie::stubgen
+// Parses `formula` (variables V and X) and evaluates it, truncated to `width_bytes`: what the
+// runtime writes at a span of that width. Errors: a parse error, or an undefined operation.
+absl::StatusOr<uint64_t> EvalFormula(absl::string_view formula, int64_t v, uint64_t x = 0,
+                                     int width_bytes = 8);
+
+}  // namespace sie::artifact

@@ -1,4 +1,4 @@
-#include "runtime/base/args.h"
+#include "common/base/args.h"
 
 #include <cstdio>
 
@@ -7,7 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "runtime/base/diag.h"
+#include "common/base/diag.h"
 
 namespace sie {
 

@@ -1,12 +1,12 @@
-#include "synth/stubgen/formula.h"
+#include "common/artifact/formula.h"
 
 #include <cctype>
 #include <functional>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/base/diag.h"
+#include "common/base/diag.h"
 
-namespace sie::stubgen {
+namespace sie::artifact {
 namespace {
 
 using Node = FormulaNode;
@@ -287,4 +287,17 @@ std::optional<uint64_t> Formula::Eval(uint64_t v, uint64_t x, uint64_t r) const 
 
 bool Formula::Uses(char var) const { return UsesNode(*root_, var); }
 
-}  // namespace sie::stubgen
+absl::StatusOr<uint64_t> EvalFormula(absl::string_view formula, int64_t v, uint64_t x,
+                                     int width_bytes) {
+  auto f = Formula::Parse(formula, "VX");
+  if (!f.ok()) return f.status();
+  auto r = f->Eval(static_cast<uint64_t>(v), x);
+  if (!r)
+    return absl::InvalidArgumentError(absl::StrCat("formula '", formula, "' is undefined at V=", v,
+                                                   ", X=", x,
+                                                   " (division by zero or a shift by >= 64)"));
+  if (width_bytes >= 8) return *r;
+  return *r & ((uint64_t{1} << (width_bytes * 8)) - 1);
+}
+
+}  // namespace sie::artifact

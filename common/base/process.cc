@@ -1,4 +1,4 @@
-#include "runtime/base/process.h"
+#include "common/base/process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -15,7 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "runtime/base/unique_fd.h"
+#include "common/base/unique_fd.h"
 
 extern char** environ;
 

@@ -1,13 +1,16 @@
 // The data model of a synthesized constant: what synth produces and the runtime consumes
-// (serialized as DIR/<id>/const.json). Offsets are function-relative, taken from the baseline
-// (shipped-value) build and mapped onto the shipped binary.
+// (serialized as DIR/<id>/const.json by common/artifact/const_json.h). Offsets are
+// function-relative, taken from the baseline (shipped-value) build and mapped onto the shipped
+// binary.
 #pragma once
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
-namespace sie::synth {
+#include "absl/strings/string_view.h"
+
+namespace sie::artifact {
 
 // How the runtime makes the new value take effect at one Critical Span.
 enum class SpanKind {
@@ -39,14 +42,34 @@ struct MemOperand {
   int64_t disp = 0;
 };
 
-// A DWARF location of a variable visible at the probe.
+// Where a variable's value is at the probe (DWARF, resolved exactly by synth). const.json
+// spells it "reg:bx" (in the register), "breg:sp+28" (in memory at register + offset: a stack
+// slot, DW_OP_fbreg resolved through the CFA), "val:bx+1344" (the value is register + offset)
+// or "entry:di" (in the register at function entry). Anything else read from a file is kept as
+// kOther with its text, so it can be reported but never used.
+struct Location {
+  enum class Kind { kNone, kReg, kMem, kValue, kEntry, kOther };
+  Kind kind = Kind::kNone;
+  std::string reg;     // pt_regs name ("bx", "r12")
+  int64_t offset = 0;  // kMem, kValue
+  std::string text;    // kOther: as read
+
+  static Location Reg(std::string r) { return {Kind::kReg, std::move(r), 0, ""}; }
+  static Location Mem(std::string r, int64_t k) { return {Kind::kMem, std::move(r), k, ""}; }
+  static Location Value(std::string r, int64_t k) { return {Kind::kValue, std::move(r), k, ""}; }
+  static Location Entry(std::string r) { return {Kind::kEntry, std::move(r), 0, ""}; }
+  // Never fails: text that is not one of the four forms gives kOther (kNone for "").
+  static Location Parse(absl::string_view text);
+  std::string ToString() const;  // the const.json spelling; Parse(ToString()) == *this
+  bool empty() const { return kind == Kind::kNone; }
+  bool operator==(const Location&) const = default;
+};
+
+// A variable visible at the probe.
 struct VarLocation {
   std::string name;
   std::string type;  // C type name as in BTF/DWARF ("struct sock *", "u32")
-  // At the probe: "reg:bx" (the value is in the register), "breg:sp+28" (in memory at
-  // register + offset: a stack slot, DW_OP_fbreg resolved through the CFA), "val:bx+1344" (the
-  // value is register + offset), "entry:di" (in the register at function entry).
-  std::string location;
+  Location location;
 };
 
 struct CriticalSpan {
@@ -113,4 +136,4 @@ struct SynthesizedConst {
   std::vector<std::string> warnings;
 };
 
-}  // namespace sie::synth
+}  // namespace sie::artifact

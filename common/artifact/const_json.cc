@@ -1,21 +1,25 @@
-#include "synth/stubgen/const_reader.h"
+#include "common/artifact/const_json.h"
 
 #include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/base/diag.h"
-#include "runtime/base/files.h"
+#include "absl/strings/strip.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/status_macros.h"
 
-namespace sie::stubgen {
+namespace sie::artifact {
 namespace fs = std::filesystem;
+using artifact::CriticalSpan;
+using artifact::SynthesizedConst;
 using nlohmann::json;
-using synth::CriticalSpan;
-using synth::SynthesizedConst;
 
 namespace {
 
@@ -71,20 +75,14 @@ class Reader {
   std::string origin_;
 };
 
-#define SIE_RETURN_IF_ERROR(expr) \
-  do {                            \
-    absl::Status _s = (expr);     \
-    if (!_s.ok()) return _s;      \
-  } while (0)
-
-absl::StatusOr<synth::MemOperand> ParseMem(const Reader& r, const json& j,
-                                           const std::string& path) {
+absl::StatusOr<artifact::MemOperand> ParseMem(const Reader& r, const json& j,
+                                              const std::string& path) {
   if (!j.is_object()) return r.Bad(path, "must be a memory operand object");
-  synth::MemOperand m;
-  SIE_RETURN_IF_ERROR(r.Str(j, path + ".", "base", &m.base, false));
-  SIE_RETURN_IF_ERROR(r.Str(j, path + ".", "index", &m.index, false));
-  SIE_RETURN_IF_ERROR(r.Int(j, path + ".", "scale", &m.scale, false));
-  SIE_RETURN_IF_ERROR(r.Int(j, path + ".", "disp", &m.disp, false));
+  artifact::MemOperand m;
+  RETURN_IF_ERROR(r.Str(j, path + ".", "base", &m.base, false));
+  RETURN_IF_ERROR(r.Str(j, path + ".", "index", &m.index, false));
+  RETURN_IF_ERROR(r.Int(j, path + ".", "scale", &m.scale, false));
+  RETURN_IF_ERROR(r.Int(j, path + ".", "disp", &m.disp, false));
   if (m.scale != 1 && m.scale != 2 && m.scale != 4 && m.scale != 8)
     return r.Bad(path + ".scale", "must be 1, 2, 4 or 8");
   for (auto* reg : {&m.base, &m.index}) {
@@ -101,11 +99,11 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
   if (!j.is_object()) return r.Bad(p, "must be an object");
   CriticalSpan s;
   std::string pre = p + ".";
-  SIE_RETURN_IF_ERROR(r.Str(j, pre, "function", &s.function));
+  RETURN_IF_ERROR(r.Str(j, pre, "function", &s.function));
   if (s.function.empty()) return r.Bad(pre + "function", "is empty");
-  SIE_RETURN_IF_ERROR(r.Int(j, pre, "cs_start", &s.cs_start));
-  SIE_RETURN_IF_ERROR(r.Int(j, pre, "cs_end", &s.cs_end));
-  SIE_RETURN_IF_ERROR(r.Int(j, pre, "probe_offset", &s.probe_offset));
+  RETURN_IF_ERROR(r.Int(j, pre, "cs_start", &s.cs_start));
+  RETURN_IF_ERROR(r.Int(j, pre, "cs_end", &s.cs_end));
+  RETURN_IF_ERROR(r.Int(j, pre, "probe_offset", &s.probe_offset));
   if (auto c = j.find("candidates"); c != j.end() && !c->is_null()) {
     if (!c->is_array()) return r.Bad(pre + "candidates", "must be an array of offsets");
     for (const auto& e : *c) {
@@ -115,12 +113,12 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
     }
   }
   std::string kind;
-  SIE_RETURN_IF_ERROR(r.Str(j, pre, "kind", &kind));
-  static const std::map<std::string, synth::SpanKind> kinds = {
-      {"reg", synth::SpanKind::kReg},
-      {"mem", synth::SpanKind::kMem},
-      {"flags", synth::SpanKind::kFlags},
-      {"recompute", synth::SpanKind::kRecompute}};
+  RETURN_IF_ERROR(r.Str(j, pre, "kind", &kind));
+  static const std::map<std::string, artifact::SpanKind> kinds = {
+      {"reg", artifact::SpanKind::kReg},
+      {"mem", artifact::SpanKind::kMem},
+      {"flags", artifact::SpanKind::kFlags},
+      {"recompute", artifact::SpanKind::kRecompute}};
   auto k = kinds.find(kind);
   if (k == kinds.end()) return r.Bad(pre + "kind", "must be reg, mem, flags or recompute");
   s.kind = k->second;
@@ -142,28 +140,28 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
     if (!m.ok()) return m.status();
     s.target_mem = *m;
   }
-  SIE_RETURN_IF_ERROR(r.Int(j, pre, "width", &s.width));
+  RETURN_IF_ERROR(r.Int(j, pre, "width", &s.width));
   if (s.width != 1 && s.width != 2 && s.width != 4 && s.width != 8)
     return r.Bad(pre + "width", "must be 1, 2, 4 or 8");
-  SIE_RETURN_IF_ERROR(r.Str(j, pre, "formula", &s.formula));
+  RETURN_IF_ERROR(r.Str(j, pre, "formula", &s.formula));
   uint64_t save = 0;
   auto so = r.Get(j, pre, "save_offset", false);
   if (!so.ok()) return so.status();
   if (*so) {
-    SIE_RETURN_IF_ERROR(r.Int(j, pre, "save_offset", &save));
+    RETURN_IF_ERROR(r.Int(j, pre, "save_offset", &save));
     s.save_offset = save;
   }
-  SIE_RETURN_IF_ERROR(r.Str(j, pre, "save_reg", &s.save_reg, false));
+  RETURN_IF_ERROR(r.Str(j, pre, "save_reg", &s.save_reg, false));
   if (!s.save_reg.empty()) {
     std::string n = NormalizeReg(s.save_reg);
     if (n.empty()) return r.Bad(pre + "save_reg", "names an unknown register");
     s.save_reg = n;
   }
-  SIE_RETURN_IF_ERROR(r.Str(j, pre, "flags_cc", &s.flags_cc, false));
-  SIE_RETURN_IF_ERROR(r.Str(j, pre, "flags_op", &s.flags_op, false));
-  SIE_RETURN_IF_ERROR(r.Str(j, pre, "x_from_probe", &s.x_from_probe, false));
-  SIE_RETURN_IF_ERROR(r.Str(j, pre, "source", &s.source, false));
-  SIE_RETURN_IF_ERROR(r.Str(j, pre, "expect_bytes", &s.expect_bytes));
+  RETURN_IF_ERROR(r.Str(j, pre, "flags_cc", &s.flags_cc, false));
+  RETURN_IF_ERROR(r.Str(j, pre, "flags_op", &s.flags_op, false));
+  RETURN_IF_ERROR(r.Str(j, pre, "x_from_probe", &s.x_from_probe, false));
+  RETURN_IF_ERROR(r.Str(j, pre, "source", &s.source, false));
+  RETURN_IF_ERROR(r.Str(j, pre, "expect_bytes", &s.expect_bytes));
   if (s.expect_bytes.empty() || s.expect_bytes.size() % 2)
     return r.Bad(pre + "expect_bytes", "must be a non-empty even-length hex string");
   for (char c : s.expect_bytes)
@@ -174,20 +172,21 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
   if (auto v = j.find("vars"); v != j.end() && v->is_array())
     for (const auto& e : *v)
       if (e.is_object())
-        s.vars.push_back({e.value("name", ""), e.value("type", ""), e.value("location", "")});
+        s.vars.push_back(
+            {e.value("name", ""), e.value("type", ""), Location::Parse(e.value("location", ""))});
   // Kind-specific requirements.
   switch (s.kind) {
-    case synth::SpanKind::kReg:
+    case artifact::SpanKind::kReg:
       if (s.target_reg.empty()) return r.Bad(pre + "target", "must name a register (kind reg)");
       break;
-    case synth::SpanKind::kMem:
+    case artifact::SpanKind::kMem:
       if (!s.target_mem) return r.Bad(pre + "target", "must be a memory operand (kind mem)");
       break;
-    case synth::SpanKind::kFlags:
+    case artifact::SpanKind::kFlags:
       if (s.target_reg.empty() && !s.target_mem)
         return r.Bad(pre + "target", "must name the compared operand (kind flags)");
       break;
-    case synth::SpanKind::kRecompute:
+    case artifact::SpanKind::kRecompute:
       if (s.target_reg.empty()) return r.Bad(pre + "target", "must name a register (recompute)");
       if (s.save_reg.empty()) return r.Bad(pre + "save_reg", "is missing (kind recompute)");
       if (!s.save_offset && s.x_from_probe.empty())
@@ -197,7 +196,164 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
   return s;
 }
 
+json MemToJson(const MemOperand& m) {
+  return json{{"base", m.base}, {"index", m.index}, {"scale", m.scale}, {"disp", m.disp}};
+}
+
+json SpanToJson(const CriticalSpan& s) {
+  json j;
+  j["function"] = s.function;
+  j["cs_start"] = s.cs_start;
+  j["cs_end"] = s.cs_end;
+  j["probe_offset"] = s.probe_offset;
+  j["candidates"] = s.candidates;
+  j["kind"] = SpanKindName(s.kind);
+  // target: a register name, or the memory operand the span wrote/compared.
+  if (s.target_mem && (s.kind == SpanKind::kMem || s.target_reg.empty()))
+    j["target"] = MemToJson(*s.target_mem);
+  else
+    j["target"] = s.target_reg;
+  if (s.target_mem) j["target_mem"] = MemToJson(*s.target_mem);
+  j["width"] = s.width;
+  j["formula"] = s.formula;
+  j["save_offset"] = s.save_offset ? json(*s.save_offset) : json(nullptr);
+  // The register holding X: for recompute, saved at save_offset; for reg, read at the probe
+  // (the analysis checked it is still intact there). Without it a reg formula in X is ambiguous.
+  if (!s.save_reg.empty()) j["save_reg"] = s.save_reg;
+  if (s.kind == SpanKind::kRecompute && !s.x_from_probe.empty()) j["x_from_probe"] = s.x_from_probe;
+  if (s.kind == SpanKind::kFlags) {
+    j["flags_cc"] = s.flags_cc;
+    if (!s.flags_op.empty()) j["flags_op"] = s.flags_op;
+  }
+  j["source"] = s.source;
+  j["expect_bytes"] = s.expect_bytes;
+  json vars = json::array();
+  for (const auto& v : s.vars)
+    vars.push_back({{"name", v.name}, {"type", v.type}, {"location", v.location.ToString()}});
+  j["vars"] = vars;
+  return j;
+}
+
+// "bx+1344" / "sp-8" -> ("bx", 1344) / ("sp", -8).
+std::optional<std::pair<std::string, int64_t>> RegOffset(absl::string_view s) {
+  size_t k = s.find_first_of("+-");
+  if (k == absl::string_view::npos || k == 0) return std::nullopt;
+  uint64_t off = 0;
+  std::string reg(s.substr(0, k));
+  if (NormalizeReg(reg) != reg || !absl::SimpleAtoi(s.substr(k + 1), &off) ||
+      !absl::ascii_isdigit(s[k + 1]) || off > uint64_t{INT64_MAX})
+    return std::nullopt;
+  return std::make_pair(reg, s[k] == '-' ? -static_cast<int64_t>(off) : static_cast<int64_t>(off));
+}
+
+std::string RegPlus(const std::string& reg, int64_t k) {
+  return absl::StrCat(reg, k < 0 ? "-" : "+", k < 0 ? -static_cast<uint64_t>(k) : k);
+}
+
 }  // namespace
+
+Location Location::Parse(absl::string_view text) {
+  if (text.empty()) return {};
+  absl::string_view rest = text;
+  auto reg_only = [&](Kind k) -> Location {
+    std::string r(rest);
+    if (NormalizeReg(r) == r) return {k, r, 0, ""};
+    return {Kind::kOther, "", 0, std::string(text)};
+  };
+  auto reg_offset = [&](Kind k) -> Location {
+    if (auto ro = RegOffset(rest)) return {k, ro->first, ro->second, ""};
+    return {Kind::kOther, "", 0, std::string(text)};
+  };
+  if (absl::ConsumePrefix(&rest, "reg:")) return reg_only(Kind::kReg);
+  if (absl::ConsumePrefix(&rest, "entry:")) return reg_only(Kind::kEntry);
+  if (absl::ConsumePrefix(&rest, "breg:")) return reg_offset(Kind::kMem);
+  if (absl::ConsumePrefix(&rest, "val:")) return reg_offset(Kind::kValue);
+  return {Kind::kOther, "", 0, std::string(text)};
+}
+
+std::string Location::ToString() const {
+  switch (kind) {
+    case Kind::kNone:
+      return "";
+    case Kind::kReg:
+      return "reg:" + reg;
+    case Kind::kEntry:
+      return "entry:" + reg;
+    case Kind::kMem:
+      return "breg:" + RegPlus(reg, offset);
+    case Kind::kValue:
+      return "val:" + RegPlus(reg, offset);
+    case Kind::kOther:
+      return text;
+  }
+  return text;
+}
+
+const char* SafeSpanHowName(SafeSpanHow h) {
+  switch (h) {
+    case SafeSpanHow::kSlice:
+      return "slice";
+    case SafeSpanHow::kManual:
+      return "manual";
+    case SafeSpanHow::kWholeFunction:
+      return "whole_function";
+  }
+  return "?";
+}
+
+nlohmann::json ConstToJson(const SynthesizedConst& c) {
+  json j;
+  j["_generated"] = kGeneratedBanner;
+  j["format_version"] = kConstFormatVersion;
+  j["id"] = c.id;
+  j["name"] = c.name;
+  j["description"] = c.description;
+  j["values"] = c.values;
+  j["range"] = {c.range_min, c.range_max};
+  j["target"] = {{"binary", c.target.binary},
+                 {"kernel_release", c.target.kernel_release},
+                 {"build_id", c.target.build_id}};
+  std::vector<const CriticalSpan*> spans;
+  for (const auto& s : c.spans) spans.push_back(&s);
+  std::stable_sort(spans.begin(), spans.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->function, a->cs_start, a->probe_offset) <
+           std::tie(b->function, b->cs_start, b->probe_offset);
+  });
+  j["spans"] = json::array();
+  for (const auto* s : spans) j["spans"].push_back(SpanToJson(*s));
+  std::vector<SafeSpan> ss = c.safe_spans;
+  std::stable_sort(ss.begin(), ss.end(), [](const SafeSpan& a, const SafeSpan& b) {
+    return std::tie(a.function, a.start, a.end) < std::tie(b.function, b.start, b.end);
+  });
+  j["safe_spans"] = json::array();
+  for (const auto& s : ss)
+    j["safe_spans"].push_back({{"function", s.function},
+                               {"start", s.start},
+                               {"end", s.end},
+                               {"how", SafeSpanHowName(s.how)}});
+  std::vector<DataInitializer> di = c.data_initializers;
+  std::stable_sort(di.begin(), di.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.symbol, a.offset) < std::tie(b.symbol, b.offset);
+  });
+  j["data_initializers"] = json::array();
+  for (const auto& d : di)
+    j["data_initializers"].push_back(
+        {{"symbol", d.symbol}, {"offset", d.offset}, {"width", d.width}, {"values", d.values}});
+  j["warnings"] = c.warnings;
+  return j;
+}
+
+std::string JsonText(const nlohmann::json& j) { return j.dump(2) + "\n"; }
+
+absl::Status WriteConst(const fs::path& out_dir, const SynthesizedConst& c) {
+  fs::path dir = out_dir / absl::StrCat(c.id);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    return FailedWithHint(absl::StrCat("cannot create ", dir.string(), ": ", ec.message()),
+                          "choose a writable --out directory");
+  return WriteFileAtomic(dir / "const.json", JsonText(ConstToJson(c)));
+}
 
 std::string NormalizeReg(absl::string_view reg_in) {
   std::string reg = absl::AsciiStrToLower(reg_in);
@@ -229,19 +385,20 @@ absl::StatusOr<SynthesizedConst> ParseConstJson(absl::string_view text, absl::st
     return InvalidWithHint(absl::StrCat(origin, " is not valid JSON"),
                            "regenerate it with 'sie synth'");
   int version = 0;
-  SIE_RETURN_IF_ERROR(r.Int(j, "", "format_version", &version));
-  if (version != 1)
-    return InvalidWithHint(absl::StrCat(origin, ": format_version ", version,
-                                        " is not supported (this sie reads version 1)"),
-                           "regenerate it with this sie's 'sie synth'");
+  RETURN_IF_ERROR(r.Int(j, "", "format_version", &version));
+  if (version != kConstFormatVersion)
+    return InvalidWithHint(
+        absl::StrCat(origin, ": format_version ", version,
+                     " is not supported (this sie reads version ", kConstFormatVersion, ")"),
+        "regenerate it with this sie's 'sie synth'");
   SynthesizedConst c;
-  SIE_RETURN_IF_ERROR(r.Int(j, "", "id", &c.id));
-  SIE_RETURN_IF_ERROR(r.Str(j, "", "name", &c.name));
+  RETURN_IF_ERROR(r.Int(j, "", "id", &c.id));
+  RETURN_IF_ERROR(r.Str(j, "", "name", &c.name));
   if (c.name.empty()) return r.Bad("name", "is empty");
   for (char ch : c.name)
     if (!absl::ascii_isalnum(ch) && ch != '_')
       return r.Bad("name", "may only hold letters, digits and '_'");
-  SIE_RETURN_IF_ERROR(r.Str(j, "", "description", &c.description, false));
+  RETURN_IF_ERROR(r.Str(j, "", "description", &c.description, false));
   if (auto v = j.find("values"); v != j.end() && v->is_array())
     for (const auto& e : *v) {
       if (!e.is_number_integer()) return r.Bad("values", "must hold integers");
@@ -258,9 +415,9 @@ absl::StatusOr<SynthesizedConst> ParseConstJson(absl::string_view text, absl::st
   auto target = r.Get(j, "", "target");
   if (!target.ok()) return target.status();
   if (!(*target)->is_object()) return r.Bad("target", "must be an object");
-  SIE_RETURN_IF_ERROR(r.Str(**target, "target.", "binary", &c.target.binary));
-  SIE_RETURN_IF_ERROR(r.Str(**target, "target.", "kernel_release", &c.target.kernel_release));
-  SIE_RETURN_IF_ERROR(r.Str(**target, "target.", "build_id", &c.target.build_id, false));
+  RETURN_IF_ERROR(r.Str(**target, "target.", "binary", &c.target.binary));
+  RETURN_IF_ERROR(r.Str(**target, "target.", "kernel_release", &c.target.kernel_release));
+  RETURN_IF_ERROR(r.Str(**target, "target.", "build_id", &c.target.build_id, false));
   auto spans = r.Get(j, "", "spans");
   if (!spans.ok()) return spans.status();
   if (!(*spans)->is_array()) return r.Bad("spans", "must be an array");
@@ -273,15 +430,15 @@ absl::StatusOr<SynthesizedConst> ParseConstJson(absl::string_view text, absl::st
     for (size_t i = 0; i < ss->size(); ++i) {
       const json& e = (*ss)[i];
       std::string p = absl::StrCat("safe_spans[", i, "].");
-      synth::SafeSpan s;
-      SIE_RETURN_IF_ERROR(r.Str(e, p, "function", &s.function));
-      SIE_RETURN_IF_ERROR(r.Int(e, p, "start", &s.start));
-      SIE_RETURN_IF_ERROR(r.Int(e, p, "end", &s.end));
+      artifact::SafeSpan s;
+      RETURN_IF_ERROR(r.Str(e, p, "function", &s.function));
+      RETURN_IF_ERROR(r.Int(e, p, "start", &s.start));
+      RETURN_IF_ERROR(r.Int(e, p, "end", &s.end));
       std::string how;
-      SIE_RETURN_IF_ERROR(r.Str(e, p, "how", &how, false));
-      s.how = how == "manual"           ? synth::SafeSpanHow::kManual
-              : how == "whole_function" ? synth::SafeSpanHow::kWholeFunction
-                                        : synth::SafeSpanHow::kSlice;
+      RETURN_IF_ERROR(r.Str(e, p, "how", &how, false));
+      s.how = how == "manual"           ? artifact::SafeSpanHow::kManual
+              : how == "whole_function" ? artifact::SafeSpanHow::kWholeFunction
+                                        : artifact::SafeSpanHow::kSlice;
       if (s.end < s.start) return r.Bad(p + "end", "is before start");
       c.safe_spans.push_back(s);
     }
@@ -299,42 +456,4 @@ absl::StatusOr<SynthesizedConst> ReadConstFile(const fs::path& path) {
   return ParseConstJson(*text, path.string());
 }
 
-absl::StatusOr<std::vector<ConstEntry>> ListConsts(const fs::path& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    return FailedWithHint(absl::StrCat("constants directory ", dir.string(), " does not exist"),
-                          "pass --consts DIR (the directory 'sie synth --out' wrote)");
-  std::vector<ConstEntry> out;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    fs::path p = e.path() / "const.json";
-    if (!e.is_directory() || !fs::exists(p)) continue;
-    auto c = ReadConstFile(p);
-    if (!c.ok()) return c.status();
-    out.push_back({p, std::move(*c)});
-  }
-  std::sort(out.begin(), out.end(),
-            [](const ConstEntry& a, const ConstEntry& b) { return a.c.name < b.c.name; });
-  return out;
-}
-
-absl::StatusOr<ConstEntry> FindConst(const fs::path& dir, absl::string_view name_or_id) {
-  auto all = ListConsts(dir);
-  if (!all.ok()) return all.status();
-  int id = 0;
-  bool numeric = absl::SimpleAtoi(name_or_id, &id);
-  std::vector<std::string> names;
-  for (auto& e : *all) {
-    if ((numeric && e.c.id == id) || absl::EqualsIgnoreCase(e.c.name, name_or_id))
-      return std::move(e);
-    names.push_back(e.c.name);
-  }
-  std::string known = names.empty() ? "none" : "";
-  for (size_t i = 0; i < names.size() && i < 8; ++i)
-    absl::StrAppend(&known, i ? ", " : "", names[i]);
-  if (names.size() > 8) absl::StrAppend(&known, ", ...");
-  return absl::NotFoundError(absl::StrCat("unknown constant '", name_or_id, "' in ", dir.string(),
-                                          "\nhint: known constants: ", known,
-                                          " (see 'sie consts')"));
-}
-
-}  // namespace sie::stubgen
+}  // namespace sie::artifact

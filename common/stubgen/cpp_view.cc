@@ -1,4 +1,4 @@
-#include "synth/stubgen/cpp_view.h"
+#include "common/stubgen/cpp_view.h"
 
 #include <climits>
 #include <cstdio>
@@ -293,14 +293,16 @@ std::string CamelIdent(const std::string& name) {
   return out;
 }
 
-std::string SkeletonName(const synth::SynthesizedConst& c) { return LowerIdent(c.name) + "_stub"; }
+std::string SkeletonName(const artifact::SynthesizedConst& c) {
+  return LowerIdent(c.name) + "_stub";
+}
 
-std::string GenerateCppView(const synth::SynthesizedConst& c, const StubFiles& stub) {
+std::string GenerateCppView(const artifact::SynthesizedConst& c, const StubFiles& stub) {
   std::string spans, apply, save;
   for (size_t i = 0; i < c.spans.size(); ++i) {
     const auto& s = c.spans[i];
     absl::StrAppend(&spans, "      {", Lit(s.function), ", ", s.probe_offset, ", ",
-                    Lit(synth::SpanKindName(s.kind)), ", ", Lit(s.formula), ", ", Lit(s.source),
+                    Lit(artifact::SpanKindName(s.kind)), ", ", Lit(s.formula), ", ", Lit(s.source),
                     "},\n");
     absl::StrAppend(&apply, "      case ", i, ": return skel_->progs.sie_apply_", i, ";\n");
   }

@@ -1,5 +1,5 @@
-// Status macros of the programs that run in the guest (tests/vm, tests/consistency, benchmarks).
-// ASSERT_OK / ASSERT_OK_AND_ASSIGN need GoogleTest at the point of use.
+// absl::Status propagation macros used across sie (and ASSERT_OK* for GoogleTest users:
+// those need GoogleTest at the point of use and are only expanded there).
 #pragma once
 #include <utility>
 

@@ -5,7 +5,11 @@ pkg_check_modules(CAPSTONE REQUIRED IMPORTED_TARGET capstone)
 pkg_check_modules(Z3 REQUIRED IMPORTED_TARGET z3)
 pkg_check_modules(LIBELF REQUIRED IMPORTED_TARGET libelf)
 pkg_check_modules(LIBDW REQUIRED IMPORTED_TARGET libdw)
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
 find_package(yaml-cpp REQUIRED)
+# Zydis: the runtime's x86 decoder for live kernel code (lengths, branches); Capstone is the
+# synthesizer's full disassembler and stays on the build host.
+find_package(zydis REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(absl REQUIRED)
 find_package(GTest REQUIRED)

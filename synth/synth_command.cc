@@ -19,6 +19,7 @@
 #include "common/base/args.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
+#include "common/elf/elf_file.h"
 #include "common/stubgen/stub_build.h"
 #include "synth/artifact_types.h"
 #include "synth/output/output.h"
@@ -211,7 +212,7 @@ int Run(const Options& o) {
     shipped.path = files.dbg_vmlinux;
     shipped.target.binary = "vmlinux";
     shipped.target.kernel_release = files.release;
-    if (auto id = ReadBuildId(files.dbg_vmlinux); id.ok()) shipped.target.build_id = *id;
+    if (auto id = elf::ReadBuildId(files.dbg_vmlinux); id.ok()) shipped.target.build_id = *id;
   } else if (spec->kind == TargetKind::kModule) {
     ctx.source_root = (spec->source_dir / spec->module_dir).lexically_normal();
     ctx.headers_dir = files.headers_dir;
@@ -349,7 +350,7 @@ int Run(const Options& o) {
         sh.target = osh.target;
       }
       if (osh.target.build_id.empty() && !osh.path.empty())
-        if (auto id = ReadBuildId(osh.path); id.ok()) osh.target.build_id = *id;
+        if (auto id = elf::ReadBuildId(osh.path); id.ok()) osh.target.build_id = *id;
       c.target = osh.target;
       if (auto s = AnalyzeObject(t, ov, osh, o.verbose, &c); !s.ok()) {
         failed = WithContext(s, absl::StrCat("analysing ", ov.object, " for ", t.name));

@@ -9,6 +9,7 @@
 #include "common/artifact/const_json.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
+#include "common/base/hash.h"
 
 namespace sie::artifact {
 namespace fs = std::filesystem;

@@ -73,16 +73,6 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
-uint64_t Fnv1a64(absl::string_view data, uint64_t h) {
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-std::string Hex64(uint64_t v) { return absl::StrFormat("%016x", v); }
-
 fs::path SelfDir() {
   std::error_code ec;
   fs::path p = fs::read_symlink("/proc/self/exe", ec);

@@ -32,10 +32,6 @@ class TempDir {
   bool keep_ = false;
 };
 
-// FNV-1a 64: a stable content hash for caches (not cryptographic).
-uint64_t Fnv1a64(absl::string_view data, uint64_t seed = 14695981039346656037ULL);
-std::string Hex64(uint64_t v);
-
 // The directory holding the running executable (e.g. build/bin).
 std::filesystem::path SelfDir();
 

@@ -10,6 +10,7 @@
 #include "common/artifact/const_json.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
+#include "common/base/hash.h"
 #include "common/base/process.h"
 #include "common/stubgen/cpp_view.h"
 
@@ -72,8 +73,8 @@ absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_co
     key += *t;
   }
   StubObject so;
-  so.hash = Fnv1a64(key);
-  const std::string stem = absl::StrCat("stub-", Hex64(so.hash), ".bpf.o");
+  so.hash = ContentHash(key);
+  const std::string stem = absl::StrCat("stub-", so.hash, ".bpf.o");
   fs::path const_dir = e.path.parent_path();
   fs::path cache = CacheDir() / LowerIdent(e.c.name);
   std::error_code ec;

@@ -18,7 +18,7 @@ namespace sie::stubgen {
 struct StubObject {
   std::filesystem::path object;  // the .bpf.o to open
   bool compiled_now = false;     // false: taken from a cache
-  uint64_t hash = 0;
+  std::string hash;              // ContentHash of everything that goes into the object
 };
 
 // Where compiled objects are cached when DIR/<id>/ has none: $SIE_CACHE_DIR, else

@@ -54,140 +54,133 @@ std::string LowerIdent(const std::string& name) {
   return s;
 }
 
-absl::StatusOr<StubFiles> GenerateStub(const artifact::SynthesizedConst& c) {
-  if (c.spans.empty())
-    return InvalidWithHint(absl::StrCat(c.name, " has no critical spans"),
-                           "synth found no place where the constant enters the kernel's state");
-  if (c.spans.size() > 64)
-    return InvalidWithHint(absl::StrCat(c.name, " has ", c.spans.size(), " spans (max 64)"),
-                           "split the constant's spec");
-  StubFiles f;
-  const std::string l = LowerIdent(c.name);
-  const std::string up = absl::AsciiStrToUpper(l);
-  f.decide_fn = "sie_decide_" + l;
-  f.header_name = l + ".h";
+namespace {
 
-  std::string progs;
-  int nsaves = 0;
-  for (size_t i = 0; i < c.spans.size(); ++i) {
-    const CriticalSpan& s = c.spans[i];
-    const bool recompute = s.kind == SpanKind::kRecompute;
-    auto formula = artifact::Formula::Parse(s.formula, "VX");
-    if (!formula.ok())
-      return SpanError(c, i, formula.status().message(), "fix the span's formula in const.json");
-    std::optional<artifact::Formula> xr;
-    if (recompute && !s.x_from_probe.empty()) {
-      auto f2 = artifact::Formula::Parse(s.x_from_probe, "R");
-      if (!f2.ok()) return SpanError(c, i, f2.status().message(), "fix x_from_probe in const.json");
-      xr = std::move(*f2);
-    }
-    for (const std::string* reg : {&s.target_reg, &s.save_reg})
-      if (*reg == "sp" &&
-          (reg == &s.save_reg ? recompute : s.kind != SpanKind::kFlags && s.kind != SpanKind::kMem))
-        return SpanError(c, i, "the stack pointer cannot be rewritten", "");
-    if (s.kind == SpanKind::kFlags && !s.flags_op.empty() && s.flags_op != "cmp")
-      return absl::UnimplementedError(
-          absl::StrCat(c.name, " span ", i, ": flags of '", s.flags_op,
-                       "' cannot be recomputed yet (sie_set_flags emulates cmp only)\nhint: "
-                       "sie_kfuncs needs a 'test' variant; see the runtime report"));
-    const bool uses_x = formula->Uses('X');
-    if (uses_x && s.kind == SpanKind::kReg && s.save_reg.empty())
-      return SpanError(c, i,
-                       "a reg formula in X needs save_reg (the register holding X at the probe)",
-                       "re-run sie synth; a hand-written const.json must name save_reg");
-    const artifact::MemOperand* mem = s.target_mem ? &*s.target_mem : nullptr;
-    if (uses_x && mem && mem->base == "ip" &&
-        (s.kind == SpanKind::kMem || (s.kind == SpanKind::kFlags && s.target_reg.empty())))
-      return SpanError(c, i, "X of a RIP-relative operand is not supported",
-                       "use a formula in V only");
+// A span's formulas, parsed and checked against what its kind can do.
+struct SpanFormulas {
+  artifact::Formula formula;            // in V and X
+  std::optional<artifact::Formula> xr;  // recompute: X from the register R at the probe
+};
 
-    std::string body;
-    absl::StrAppendFormat(&body,
-                          "/*\n * span %d: %s+0x%x, kind %s, width %d, formula \"%s\"\n"
-                          " * CS [0x%x, 0x%x)%s%s\n */\n",
-                          i, s.function, s.probe_offset, artifact::SpanKindName(s.kind), s.width,
-                          s.formula, s.cs_start, s.cs_end, s.source.empty() ? "" : ", ", s.source);
-    int slot = -1;
-    if (recompute && !xr) {
-      slot = nsaves++;
-      f.save_spans.push_back(static_cast<int>(i));
-      absl::StrAppendFormat(&body,
-                            "SEC(\"kprobe\")\nint sie_save_%d(struct pt_regs *ctx)\n{\n"
-                            "\t/* %s+0x%x, before the CS: X is %s */\n"
-                            "\tsie_save(%d, %d, ctx->%s);\n\treturn 0;\n}\n\n",
-                            i, s.function, *s.save_offset, s.save_reg, i, slot, s.save_reg);
-    }
-    absl::StrAppendFormat(&body,
-                          "SEC(\"kprobe\")\nint sie_apply_%d(struct pt_regs *ctx)\n{\n"
-                          "\t__u64 V, X = 0, R = 0, nv;\n\t__s64 value;\n\tint bad = 0, ret;\n\n"
-                          "\tsie_count(%d, SIE_STAT_HITS);\n"
-                          "\tif (!sie_gate(&value)) {\n\t\tsie_count(%d, SIE_STAT_GATED);\n"
-                          "\t\treturn 0;\n\t}\n"
-                          "\tvalue = %s(ctx, %d, value);\n"
-                          "\tif (value < SIE_%s_MIN || value > SIE_%s_MAX) {\n"
-                          "\t\tsie_count(%d, SIE_STAT_REJECTED);\n\t\treturn 0;\n\t}\n"
-                          "\tV = (__u64)value;\n",
-                          i, i, i, f.decide_fn, i, up, up, i);
-    // X: the instruction's input, per kind.
-    switch (s.kind) {
-      case SpanKind::kReg:
-        // X is the instruction's input, still intact at the probe in save_reg (the target
-        // register already holds the result, so reading X there would be wrong).
-        if (uses_x) absl::StrAppend(&body, "\tX = ctx->", s.save_reg, ";\n");
-        break;
-      case SpanKind::kMem:
-        if (uses_x)
-          absl::StrAppend(&body, "\tX = sie_read_mem(", AddrExpr(*mem), ", ", s.width,
-                          ", &bad);\n");
-        break;
-      case SpanKind::kFlags:
-        // X is the compared operand (the lhs of `cmp $imm, operand`).
-        if (!s.target_reg.empty())
-          absl::StrAppend(&body, "\tX = ctx->", s.target_reg, ";\n");
-        else
-          absl::StrAppend(&body, "\tX = sie_read_mem(", AddrExpr(*mem), ", ", s.width,
-                          ", &bad);\n");
-        break;
-      case SpanKind::kRecompute:
-        if (xr) {
-          absl::StrAppend(&body, "\tR = ctx->", s.save_reg, ";\n\tX = ", xr->EmitC(), ";\n");
-        } else {
-          absl::StrAppendFormat(&body,
-                                "\tif (!sie_take_saved(%d, &X)) {\n"
-                                "\t\tsie_count(%d, SIE_STAT_NOSAVE);\n\t\treturn 0;\n\t}\n",
-                                slot, i);
-        }
-        break;
-    }
-    absl::StrAppend(&body, "\tnv = ", formula->EmitC(), ";\n\t(void)R;\n");
-    absl::StrAppendFormat(&body,
-                          "\tif (bad) {\n\t\tsie_count(%d, SIE_STAT_REJECTED);\n"
-                          "\t\treturn 0;\n\t}\n",
-                          i);
-    switch (s.kind) {
-      case SpanKind::kReg:
-      case SpanKind::kRecompute:
-        absl::StrAppendFormat(&body, "\tret = sie_set_reg(ctx, %s, nv, %d);\n",
-                              SieRegEnum(s.target_reg), s.width);
-        break;
-      case SpanKind::kMem:
-        // The cell id is the attachment's cookie: the loader registers the cell (the kernel
-        // computes the address from the descriptor) and attaches with that cookie.
-        absl::StrAppend(&body,
-                        "\tret = sie_write_cell(ctx, (__u32)bpf_get_attach_cookie(ctx), nv);\n");
-        break;
-      case SpanKind::kFlags:
-        absl::StrAppendFormat(&body, "\tret = sie_set_flags(ctx, X, nv, %d);\n", s.width);
-        break;
-    }
-    absl::StrAppendFormat(&body,
-                          "\tsie_count(%d, ret ? SIE_STAT_FAILED : SIE_STAT_APPLIED);\n"
-                          "\treturn 0;\n}\n\n",
-                          i);
-    progs += body;
+absl::StatusOr<SpanFormulas> CheckSpan(const artifact::SynthesizedConst& c, size_t i) {
+  const CriticalSpan& s = c.spans[i];
+  const bool recompute = s.kind == SpanKind::kRecompute;
+  auto formula = artifact::Formula::Parse(s.formula, "VX");
+  if (!formula.ok())
+    return SpanError(c, i, formula.status().message(), "fix the span's formula in const.json");
+  SpanFormulas p{std::move(*formula), std::nullopt};
+  if (recompute && !s.x_from_probe.empty()) {
+    auto f2 = artifact::Formula::Parse(s.x_from_probe, "R");
+    if (!f2.ok()) return SpanError(c, i, f2.status().message(), "fix x_from_probe in const.json");
+    p.xr = std::move(*f2);
   }
-  f.nsaves = nsaves;
+  for (const std::string* reg : {&s.target_reg, &s.save_reg})
+    if (*reg == "sp" &&
+        (reg == &s.save_reg ? recompute : s.kind != SpanKind::kFlags && s.kind != SpanKind::kMem))
+      return SpanError(c, i, "the stack pointer cannot be rewritten", "");
+  if (s.kind == SpanKind::kFlags && !s.flags_op.empty() && s.flags_op != "cmp")
+    return ErrorWithHint(absl::StatusCode::kUnimplemented,
+                         absl::StrCat(c.name, " span ", i, ": flags of '", s.flags_op,
+                                      "' cannot be recomputed yet (sie_set_flags emulates cmp "
+                                      "only)"),
+                         "sie_kfuncs needs a 'test' variant; see the runtime report");
+  const bool uses_x = p.formula.Uses('X');
+  if (uses_x && s.kind == SpanKind::kReg && s.save_reg.empty())
+    return SpanError(c, i,
+                     "a reg formula in X needs save_reg (the register holding X at the probe)",
+                     "re-run sie synth; a hand-written const.json must name save_reg");
+  const artifact::MemOperand* mem = s.target_mem ? &*s.target_mem : nullptr;
+  if (uses_x && mem && mem->base == "ip" &&
+      (s.kind == SpanKind::kMem || (s.kind == SpanKind::kFlags && s.target_reg.empty())))
+    return SpanError(c, i, "X of a RIP-relative operand is not supported",
+                     "use a formula in V only");
+  return p;
+}
 
+// Statements setting X, the instruction's input, per kind (`slot`: the save slot, recompute).
+std::string ReadX(const CriticalSpan& s, const SpanFormulas& p, int slot, size_t i) {
+  switch (s.kind) {
+    case SpanKind::kReg:
+      // X is the instruction's input, still intact at the probe in save_reg (the target
+      // register already holds the result, so reading X there would be wrong).
+      return p.formula.Uses('X') ? absl::StrCat("\tX = ctx->", s.save_reg, ";\n") : "";
+    case SpanKind::kMem:
+      return p.formula.Uses('X') ? absl::StrCat("\tX = sie_read_mem(", AddrExpr(*s.target_mem),
+                                                ", ", s.width, ", &bad);\n")
+                                 : "";
+    case SpanKind::kFlags:
+      // X is the compared operand (the lhs of `cmp $imm, operand`).
+      if (!s.target_reg.empty()) return absl::StrCat("\tX = ctx->", s.target_reg, ";\n");
+      return absl::StrCat("\tX = sie_read_mem(", AddrExpr(*s.target_mem), ", ", s.width,
+                          ", &bad);\n");
+    case SpanKind::kRecompute:
+      if (p.xr) return absl::StrCat("\tR = ctx->", s.save_reg, ";\n\tX = ", p.xr->EmitC(), ";\n");
+      return absl::StrFormat(
+          "\tif (!sie_take_saved(%d, &X)) {\n\t\tsie_count(%d, SIE_STAT_NOSAVE);\n"
+          "\t\treturn 0;\n\t}\n",
+          slot, i);
+  }
+  return "";
+}
+
+// The statement writing the new value nv, per kind.
+std::string WriteNew(const CriticalSpan& s) {
+  switch (s.kind) {
+    case SpanKind::kReg:
+    case SpanKind::kRecompute:
+      return absl::StrFormat("\tret = sie_set_reg(ctx, %s, nv, %d);\n", SieRegEnum(s.target_reg),
+                             s.width);
+    case SpanKind::kMem:
+      // The cell id is the attachment's cookie: the loader registers the cell (the kernel
+      // computes the address from the descriptor) and attaches with that cookie.
+      return "\tret = sie_write_cell(ctx, (__u32)bpf_get_attach_cookie(ctx), nv);\n";
+    case SpanKind::kFlags:
+      return absl::StrFormat("\tret = sie_set_flags(ctx, X, nv, %d);\n", s.width);
+  }
+  return "";
+}
+
+// The programs of span i: its save program (recompute without x_from_probe) and its apply.
+std::string SpanPrograms(const CriticalSpan& s, size_t i, const SpanFormulas& p, int slot,
+                         const std::string& decide_fn, const std::string& up) {
+  std::string body;
+  absl::StrAppendFormat(&body,
+                        "/*\n * span %d: %s+0x%x, kind %s, width %d, formula \"%s\"\n"
+                        " * CS [0x%x, 0x%x)%s%s\n */\n",
+                        i, s.function, s.probe_offset, artifact::SpanKindName(s.kind), s.width,
+                        s.formula, s.cs_start, s.cs_end, s.source.empty() ? "" : ", ", s.source);
+  if (slot >= 0)
+    absl::StrAppendFormat(&body,
+                          "SEC(\"kprobe\")\nint sie_save_%d(struct pt_regs *ctx)\n{\n"
+                          "\t/* %s+0x%x, before the CS: X is %s */\n"
+                          "\tsie_save(%d, %d, ctx->%s);\n\treturn 0;\n}\n\n",
+                          i, s.function, *s.save_offset, s.save_reg, i, slot, s.save_reg);
+  absl::StrAppendFormat(&body,
+                        "SEC(\"kprobe\")\nint sie_apply_%d(struct pt_regs *ctx)\n{\n"
+                        "\t__u64 V, X = 0, R = 0, nv;\n\t__s64 value;\n\tint bad = 0, ret;\n\n"
+                        "\tsie_count(%d, SIE_STAT_HITS);\n"
+                        "\tif (!sie_gate(&value)) {\n\t\tsie_count(%d, SIE_STAT_GATED);\n"
+                        "\t\treturn 0;\n\t}\n"
+                        "\tvalue = %s(ctx, %d, value);\n"
+                        "\tif (value < SIE_%s_MIN || value > SIE_%s_MAX) {\n"
+                        "\t\tsie_count(%d, SIE_STAT_REJECTED);\n\t\treturn 0;\n\t}\n"
+                        "\tV = (__u64)value;\n",
+                        i, i, i, decide_fn, i, up, up, i);
+  absl::StrAppend(&body, ReadX(s, p, slot, i), "\tnv = ", p.formula.EmitC(), ";\n\t(void)R;\n");
+  absl::StrAppendFormat(&body,
+                        "\tif (bad) {\n\t\tsie_count(%d, SIE_STAT_REJECTED);\n"
+                        "\t\treturn 0;\n\t}\n",
+                        i);
+  absl::StrAppend(&body, WriteNew(s));
+  absl::StrAppendFormat(&body,
+                        "\tsie_count(%d, ret ? SIE_STAT_FAILED : SIE_STAT_APPLIED);\n"
+                        "\treturn 0;\n}\n\n",
+                        i);
+  return body;
+}
+
+std::string StubSource(const artifact::SynthesizedConst& c, const StubFiles& f,
+                       const std::string& progs) {
   std::string src;
   absl::StrAppendFormat(&src,
                         "/* SPDX-License-Identifier: GPL-2.0 */\n"
@@ -195,7 +188,7 @@ absl::StatusOr<StubFiles> GenerateStub(const artifact::SynthesizedConst& c) {
                         "#define SIE_NSPANS %d\n#define SIE_NSAVES %d\n"
                         "#include \"sie/stub.bpf.h\"\n#include \"%s\"\n\n"
                         "char LICENSE[] SEC(\"license\") = \"GPL\";\n\n",
-                        kStubBanner, c.name, c.id, c.spans.size(), nsaves > 0 ? nsaves : 1,
+                        kStubBanner, c.name, c.id, c.spans.size(), f.nsaves > 0 ? f.nsaves : 1,
                         f.header_name);
   absl::StrAppendFormat(&src,
                         "/*\n * The default decision: the value set with `sie set` (a fixed-value "
@@ -203,9 +196,11 @@ absl::StatusOr<StubFiles> GenerateStub(const artifact::SynthesizedConst& c) {
                         " */\n__attribute__((weak)) __noinline __s64 %s(struct pt_regs *ctx, "
                         "__u32 span, __s64 value)\n{\n\treturn value;\n}\n\n",
                         f.decide_fn, f.decide_fn);
-  src += progs;
-  f.source = std::move(src);
+  return src + progs;
+}
 
+std::string PolicyHeader(const artifact::SynthesizedConst& c, const StubFiles& f,
+                         const std::string& up) {
   std::string h;
   absl::StrAppendFormat(&h,
                         "/* SPDX-License-Identifier: GPL-2.0 */\n/* %s. Constant %s: %s */\n"
@@ -222,7 +217,36 @@ absl::StatusOr<StubFiles> GenerateStub(const artifact::SynthesizedConst& c) {
                         "policy object to replace the default.\n */\n"
                         "__s64 %s(struct pt_regs *ctx, __u32 span, __s64 value);\n\n#endif\n",
                         f.decide_fn);
-  f.header = std::move(h);
+  return h;
+}
+
+}  // namespace
+
+absl::StatusOr<StubFiles> GenerateStub(const artifact::SynthesizedConst& c) {
+  if (c.spans.empty())
+    return InvalidWithHint(absl::StrCat(c.name, " has no critical spans"),
+                           "synth found no place where the constant enters the kernel's state");
+  if (c.spans.size() > 64)
+    return InvalidWithHint(absl::StrCat(c.name, " has ", c.spans.size(), " spans (max 64)"),
+                           "split the constant's spec");
+  StubFiles f;
+  const std::string l = LowerIdent(c.name);
+  const std::string up = absl::AsciiStrToUpper(l);
+  f.decide_fn = "sie_decide_" + l;
+  f.header_name = l + ".h";
+  std::string progs;
+  for (size_t i = 0; i < c.spans.size(); ++i) {
+    auto p = CheckSpan(c, i);
+    if (!p.ok()) return p.status();
+    int slot = -1;
+    if (c.spans[i].kind == SpanKind::kRecompute && !p->xr) {
+      slot = f.nsaves++;
+      f.save_spans.push_back(static_cast<int>(i));
+    }
+    progs += SpanPrograms(c.spans[i], i, *p, slot, f.decide_fn, up);
+  }
+  f.source = StubSource(c, f, progs);
+  f.header = PolicyHeader(c, f, up);
   return f;
 }
 

@@ -37,6 +37,7 @@
 #include <asm/unwind.h>
 
 #include "sie/consistency.h"
+#include "sie/control.h"
 
 struct sie_cons_span {
 	unsigned long start, end, entry;
@@ -622,17 +623,12 @@ static int sie_cons_command(char *cmd)
 	char *argv[4 + SIE_CONS_MAX_EXITS];
 	u64 v[ARRAY_SIZE(argv)];
 	struct sie_cons_inst *inst;
-	int argc = 0, i, ret;
-	char *tok;
+	int argc, i, ret;
 	u32 id;
 
-	while ((tok = strsep(&cmd, " \t")) != NULL) {
-		if (!*tok)
-			continue;
-		if (argc == ARRAY_SIZE(argv))
-			return -EINVAL;
-		argv[argc++] = tok;
-	}
+	argc = sie_ctl_split(cmd, argv, ARRAY_SIZE(argv));
+	if (argc < 0)
+		return argc;
 	if (argc < 2)
 		return -EINVAL;
 	for (i = 1; i < argc; i++)
@@ -686,17 +682,12 @@ out:
 static ssize_t sie_cons_control_write(struct file *file, const char __user *ubuf, size_t len,
 				      loff_t *ppos)
 {
-	char buf[512];
+	char buf[512], *cmd = sie_ctl_copy(buf, sizeof(buf), ubuf, len);
 	int ret;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
-	if (len >= sizeof(buf))
-		return -EINVAL;
-	if (copy_from_user(buf, ubuf, len))
-		return -EFAULT;
-	buf[len] = '\0';
-	ret = sie_cons_command(strim(buf));
+	if (IS_ERR(cmd))
+		return PTR_ERR(cmd);
+	ret = sie_cons_command(cmd);
 	return ret ? ret : len;
 }
 

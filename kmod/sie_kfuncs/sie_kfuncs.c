@@ -30,6 +30,7 @@
 #include <asm/processor.h>
 #include <asm/vsyscall.h>
 
+#include "sie/control.h"
 #include "sie/kfuncs.h"
 #include "sie/kstore.h"
 #include "sie/kfuncs_logic.h"
@@ -230,16 +231,11 @@ static int sie_apply(struct sie_table *t, char *cmd)
 	char *argv[8];
 	u64 v[8];
 	s64 disp;
-	int argc = 0, i;
-	char *tok;
+	int argc, i;
 
-	while ((tok = strsep(&cmd, " \t")) != NULL) {
-		if (!*tok)
-			continue;
-		if (argc == ARRAY_SIZE(argv))
-			return -EINVAL;
-		argv[argc++] = tok;
-	}
+	argc = sie_ctl_split(cmd, argv, ARRAY_SIZE(argv));
+	if (argc < 0)
+		return argc;
 	if (argc == 1 && !strcmp(argv[0], "clear")) {
 		memset(t->sites, 0, sizeof(t->sites));
 		memset(t->cells, 0, sizeof(t->cells));
@@ -288,16 +284,11 @@ static ssize_t sie_control_write(struct file *file, const char __user *ubuf, siz
 				 loff_t *ppos)
 {
 	struct sie_table *old, *t;
-	char buf[256];
+	char buf[256], *cmd = sie_ctl_copy(buf, sizeof(buf), ubuf, len);
 	int ret;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
-	if (len >= sizeof(buf))
-		return -EINVAL;
-	if (copy_from_user(buf, ubuf, len))
-		return -EFAULT;
-	buf[len] = '\0';
+	if (IS_ERR(cmd))
+		return PTR_ERR(cmd);
 
 	mutex_lock(&sie_table_lock);
 	old = rcu_dereference_protected(sie_table, lockdep_is_held(&sie_table_lock));
@@ -306,7 +297,7 @@ static ssize_t sie_control_write(struct file *file, const char __user *ubuf, siz
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = sie_apply(t, strim(buf));
+	ret = sie_apply(t, cmd);
 	if (ret) {
 		kfree(t);
 		goto out;

@@ -53,6 +53,7 @@
 #include <asm/processor.h>
 #include <asm/vsyscall.h>
 
+#include "sie/control.h"
 #include "sie/kfuncs.h"
 #include "sie/kstore.h"
 #include "sie/kfuncs_logic.h"
@@ -283,17 +284,12 @@ static int sie_native_apply(char *cmd)
 	struct sie_native_probe *p;
 	unsigned long offset;
 	char *argv[9];
-	int argc = 0;
-	char *tok;
+	int argc;
 	u64 v;
 
-	while ((tok = strsep(&cmd, " \t")) != NULL) {
-		if (!*tok)
-			continue;
-		if (argc == ARRAY_SIZE(argv))
-			return -EINVAL;
-		argv[argc++] = tok;
-	}
+	argc = sie_ctl_split(cmd, argv, ARRAY_SIZE(argv));
+	if (argc < 0)
+		return argc;
 	if (argc == 1 && !strcmp(argv[0], "clear")) {
 		sie_native_clear();
 		return 0;
@@ -325,18 +321,13 @@ static int sie_native_apply(char *cmd)
 static ssize_t sie_native_control_write(struct file *file, const char __user *ubuf, size_t len,
 					loff_t *ppos)
 {
-	char buf[256];
+	char buf[256], *cmd = sie_ctl_copy(buf, sizeof(buf), ubuf, len);
 	int ret;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
-	if (len >= sizeof(buf))
-		return -EINVAL;
-	if (copy_from_user(buf, ubuf, len))
-		return -EFAULT;
-	buf[len] = '\0';
+	if (IS_ERR(cmd))
+		return PTR_ERR(cmd);
 	mutex_lock(&sie_native_lock);
-	ret = sie_native_apply(strim(buf));
+	ret = sie_native_apply(cmd);
 	mutex_unlock(&sie_native_lock);
 	return ret ? ret : len;
 }

@@ -1,6 +1,6 @@
 #include "runtime/loader/global_spans.h"
 
-#include <capstone/capstone.h>
+#include <Zydis/Zydis.h>
 
 #include <algorithm>
 #include <memory>
@@ -27,56 +27,49 @@ struct Insn {
   Flow flow = Flow::kNext;
 };
 
-struct CsCloser {
-  void operator()(csh* h) const {
-    cs_close(h);
-    delete h;
-  }
-};
-using Capstone = std::unique_ptr<csh, CsCloser>;
+// Zydis: a decoder only (lengths, branch kinds and targets), which is all a walk of live code
+// needs; the synthesizer's full disassembler (Capstone) stays on the build host.
+class Decoder {
+ public:
+  Decoder() { ZydisDecoderInit(&d_, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64); }
 
-absl::StatusOr<Capstone> OpenCapstone() {
-  auto* h = new csh;
-  if (cs_open(CS_ARCH_X86, CS_MODE_64, h) != CS_ERR_OK) {
-    delete h;
-    return absl::InternalError("capstone: cs_open failed");
-  }
-  cs_option(*h, CS_OPT_DETAIL, CS_OPT_ON);
-  return Capstone(h);
-}
-
-// Decodes the instruction at `addr` (an error when the bytes are not code).
-absl::StatusOr<Insn> Decode(csh h, absl::string_view code, uint64_t code_addr, uint64_t addr) {
-  if (addr < code_addr || addr >= code_addr + code.size())
-    return absl::OutOfRangeError(absl::StrCat("0x", absl::Hex(addr), " is outside the code read"));
-  const size_t off = addr - code_addr;
-  cs_insn* ci = nullptr;
-  const size_t n = cs_disasm(h, reinterpret_cast<const uint8_t*>(code.data()) + off,
-                             code.size() - off, addr, 1, &ci);
-  if (n != 1) {
-    if (n) cs_free(ci, n);
-    return absl::DataLossError(
-        absl::StrCat("cannot decode the instruction at 0x", absl::Hex(addr)));
-  }
-  Insn in;
-  in.addr = addr;
-  in.size = ci->size;
-  const cs_x86& x = ci->detail->x86;
-  if (cs_insn_group(h, ci, CS_GRP_RET) || cs_insn_group(h, ci, CS_GRP_IRET)) {
-    in.flow = Flow::kRet;
-  } else if (ci->id == X86_INS_INT3 || ci->id == X86_INS_UD2 || ci->id == X86_INS_INT) {
-    in.flow = Flow::kStop;
-  } else if (cs_insn_group(h, ci, CS_GRP_JUMP)) {
-    if (x.op_count == 1 && x.operands[0].type == X86_OP_IMM) {
-      in.flow = ci->id == X86_INS_JMP ? Flow::kJmp : Flow::kJcc;
-      in.target = static_cast<uint64_t>(x.operands[0].imm);
-    } else {
-      in.flow = Flow::kIndirect;
+  // Decodes the instruction at `addr` (an error when the bytes are not code).
+  absl::StatusOr<Insn> Decode(absl::string_view code, uint64_t code_addr, uint64_t addr) const {
+    if (addr < code_addr || addr >= code_addr + code.size())
+      return absl::OutOfRangeError(
+          absl::StrCat("0x", absl::Hex(addr), " is outside the code read"));
+    const size_t off = addr - code_addr;
+    ZydisDecodedInstruction zi;
+    ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+    if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&d_, code.data() + off, code.size() - off, &zi, ops)))
+      return absl::DataLossError(
+          absl::StrCat("cannot decode the instruction at 0x", absl::Hex(addr)));
+    Insn in;
+    in.addr = addr;
+    in.size = zi.length;
+    const bool branch =
+        zi.meta.category == ZYDIS_CATEGORY_COND_BR || zi.meta.category == ZYDIS_CATEGORY_UNCOND_BR;
+    if (zi.meta.category == ZYDIS_CATEGORY_RET || zi.mnemonic == ZYDIS_MNEMONIC_IRETQ) {
+      in.flow = Flow::kRet;
+    } else if (zi.mnemonic == ZYDIS_MNEMONIC_INT3 || zi.mnemonic == ZYDIS_MNEMONIC_UD2 ||
+               zi.mnemonic == ZYDIS_MNEMONIC_INT) {
+      in.flow = Flow::kStop;
+    } else if (branch) {
+      ZyanU64 target = 0;
+      if (zi.operand_count_visible == 1 && ops[0].type == ZYDIS_OPERAND_TYPE_IMMEDIATE &&
+          ZYAN_SUCCESS(ZydisCalcAbsoluteAddress(&zi, &ops[0], addr, &target))) {
+        in.flow = zi.meta.category == ZYDIS_CATEGORY_UNCOND_BR ? Flow::kJmp : Flow::kJcc;
+        in.target = target;
+      } else {
+        in.flow = Flow::kIndirect;
+      }
     }
+    return in;
   }
-  cs_free(ci, 1);
-  return in;
-}
+
+ private:
+  ZydisDecoder d_;
+};
 
 }  // namespace
 
@@ -88,9 +81,7 @@ absl::StatusOr<GlobalSpan> AnalyzeGlobalSpan(absl::string_view code, uint64_t co
         absl::StrCat("span [0x", absl::Hex(start), ", 0x", absl::Hex(end),
                      ") is not inside the function's code [0x", absl::Hex(code_addr), ", 0x",
                      absl::Hex(code_end), ")"));
-  auto cs = OpenCapstone();
-  if (!cs.ok()) return cs.status();
-  const csh h = **cs;
+  const Decoder dec;
   auto inside = [&](uint64_t a) { return a >= start && a < end; };
   auto where = [&](uint64_t a) {
     return a >= code_addr && a < code_end ? absl::StrCat("+0x", absl::Hex(a - code_addr))
@@ -119,7 +110,7 @@ absl::StatusOr<GlobalSpan> AnalyzeGlobalSpan(absl::string_view code, uint64_t co
     const uint64_t a = work.back();
     work.pop_back();
     if (!seen.insert(a).second) continue;
-    auto in = Decode(h, code, code_addr, a);
+    auto in = dec.Decode(code, code_addr, a);
     if (!in.ok()) return FailedWithHint(std::string(in.status().message()), kHint);
     if (a + in->size > end)
       return FailedWithHint(
@@ -176,7 +167,7 @@ absl::StatusOr<GlobalSpan> AnalyzeGlobalSpan(absl::string_view code, uint64_t co
     const uint64_t a = work.back();
     work.pop_back();
     if (a < code_addr || a >= code_end || !seen.insert(a).second) continue;
-    auto in = Decode(h, code, code_addr, a);
+    auto in = dec.Decode(code, code_addr, a);
     if (!in.ok()) continue;
     std::vector<uint64_t> next;
     if (in->flow == Flow::kNext || in->flow == Flow::kJcc) next.push_back(a + in->size);

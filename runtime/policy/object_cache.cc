@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
+#include "common/base/hash.h"
 #include "common/stubgen/stub_build.h"
 
 namespace sie::policy {
@@ -22,11 +23,6 @@ namespace {
 
 constexpr char kFormat[] = "sie-policy-cache v1";
 constexpr char kIncludePlaceholder[] = "@SIE_INCLUDE@";
-
-std::string ContentHash(absl::string_view data) {
-  // Two FNV-1a passes with different seeds: 128 bits, cheap enough for vmlinux.h under TCG.
-  return absl::StrCat(Hex64(Fnv1a64(data)), Hex64(Fnv1a64(data, 0x84222325cbf29ce4ULL)));
-}
 
 bool Under(const fs::path& p, const fs::path& dir) {
   return absl::StartsWith(fs::path(p).lexically_normal().string(),

@@ -146,6 +146,130 @@ absl::StatusOr<std::vector<std::string>> AccelArgs(const std::string& accel, int
       "-icount", absl::StrCat("shift=", icount)};
 }
 
+namespace {
+
+// The output share: the caller's folder, or a temporary one removed with the holder.
+struct OutShare {
+  std::optional<TempDir> tmp;
+  fs::path dir;
+};
+
+absl::StatusOr<OutShare> MakeOutShare(const GuestOptions& opts, const fs::path& cache) {
+  OutShare o;
+  if (opts.out_dir.empty()) {
+    auto t = TempDir::Create(cache / "runs", "out-");
+    if (!t.ok()) return t.status();
+    o.tmp.emplace(std::move(*t));
+    o.dir = o.tmp->path();
+    return o;
+  }
+  o.dir = fs::absolute(opts.out_dir);
+  std::error_code ec;
+  fs::create_directories(o.dir, ec);
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot create --out ", o.dir.string(), ": ", ec.message()));
+  return o;
+}
+
+// Host folders under tmpfs-shadowed paths (a clone in /tmp) get their own shares.
+absl::StatusOr<std::vector<fs::path>> HiddenBinds(const std::string& cwd) {
+  std::vector<fs::path> binds;
+  for (const fs::path& p : {fs::path(cwd), SelfDir().parent_path(), fs::path(SIE_SOURCE_DIR)}) {
+    fs::path c = fs::weakly_canonical(p);
+    if (!HiddenInGuest(c) || !fs::is_directory(c)) continue;
+    if (c.string().find_first_of(" ,\t\n'\"") != std::string::npos)
+      return InvalidWithHint(absl::StrCat("cannot share ", c.string(), " with the guest"),
+                             "use a path without spaces or commas");
+    bool covered = false;
+    for (const auto& b : binds)
+      if (absl::StartsWith(c.string() + "/", b.string() + "/")) covered = true;
+    if (!covered) binds.push_back(c);
+  }
+  return binds;
+}
+
+// The guest kernel's command line: console, PATH and the shares guest_init.sh mounts.
+std::string KernelCommandLine(const GuestOptions& opts, const std::vector<fs::path>& binds) {
+  std::vector<std::string> path = opts.extra_path;
+  path.push_back((SelfDir()).string());
+  for (const char* p :
+       {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"})
+    path.push_back(p);
+  std::vector<std::string> append = {"console=ttyS0", "panic=-1", "quiet", "loglevel=1",
+                                     "SIE_PATH=" + absl::StrJoin(path, ":")};
+  if (opts.verbose) append.push_back("SIE_VERBOSE=1");
+  if (!opts.add_dir.empty()) append.push_back("SIE_ADD=1");
+  if (!binds.empty()) {
+    std::vector<std::string> b;
+    for (const auto& p : binds) b.push_back(p.string());
+    append.push_back("SIE_BINDS=" + absl::StrJoin(b, ","));
+  }
+  return absl::StrJoin(append, " ");
+}
+
+std::vector<std::string> QemuArgv(const GuestOptions& opts, const std::vector<std::string>& accel,
+                                  const std::string& kernel, const fs::path& initrd,
+                                  const fs::path& out_dir, const std::vector<fs::path>& binds) {
+  std::vector<std::string> argv = {"qemu-system-x86_64"};
+  argv.insert(argv.end(), accel.begin(), accel.end());
+  argv.insert(argv.end(),
+              {"-m", absl::StrCat(opts.memory_mb, "M"), "-display", "none", "-serial", "stdio",
+               "-monitor", "none", "-no-reboot", "-nic", "none", "-kernel", kernel, "-initrd",
+               initrd.string(), "-append", KernelCommandLine(opts, binds)});
+  argv.insert(
+      argv.end(),
+      {"-virtfs",
+       "local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap,id=root",
+       "-virtfs",
+       absl::StrCat("local,path=", out_dir.string(), ",mount_tag=out,security_model=none,id=out")});
+  if (!opts.add_dir.empty())
+    argv.insert(argv.end(),
+                {"-virtfs", absl::StrCat("local,path=", fs::absolute(opts.add_dir).string(),
+                                         ",mount_tag=add,security_model=none,readonly=on,id=add")});
+  for (size_t i = 0; i < binds.size(); ++i)
+    argv.insert(argv.end(),
+                {"-virtfs", absl::StrCat("local,path=", binds[i].string(), ",mount_tag=bind", i,
+                                         ",security_model=none,multidevs=remap,id=bind", i)});
+  return argv;
+}
+
+// The command's exit code, the dmesg scan, and what the runner's own exit code is.
+void Conclude(const GuestOptions& opts, const fs::path& ctl, const RunResult& run,
+              const ConsoleFilter& console, GuestResult& result) {
+  auto rc_file = ReadFile(ctl / "rc");
+  int rc;
+  if (rc_file.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*rc_file), &rc)) {
+    result.command_exit_code = rc;
+  } else if (console.rc()) {
+    result.command_exit_code = *console.rc();
+  }
+  if (auto d = ReadFile(ctl / "dmesg"); d.ok()) {
+    result.dmesg = *d;
+    result.splats = ScanDmesg(result.dmesg);
+  } else {
+    // No saved dmesg (the guest died): scan what the console showed.
+    result.splats = ScanDmesg(console.tail());
+  }
+  if (run.timed_out) {
+    result.exit_code = kExitTimeout;
+    result.failure = absl::StrCat("the guest did not finish within ", opts.timeout_seconds,
+                                  " s (raise --timeout); last console lines:\n", console.tail());
+  } else if (result.command_exit_code < 0) {
+    result.exit_code = kExitGuestFailed;
+    result.failure =
+        absl::StrCat(console.init_failed() ? "the guest's init failed"
+                                           : "the guest stopped before the command finished",
+                     " (qemu ", run.Describe(), "); last console lines:\n", console.tail());
+  } else if (!result.splats.empty() && result.command_exit_code == 0) {
+    result.exit_code = kExitKernelSplat;
+  } else {
+    result.exit_code = result.command_exit_code;
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
   if (opts.command.empty())
     return InvalidWithHint("no command to run in the guest", "write: sie vm -- CMD ARGS...");
@@ -163,24 +287,9 @@ absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
   auto initrd = EnsureInitramfs(rel, cache);
   if (!initrd.ok()) return initrd.status();
   result.initramfs_seconds = initrd->build_seconds;
-
-  // The output share: the caller's folder, or a temporary one removed afterwards.
-  std::optional<TempDir> tmp_out;
-  fs::path out_dir;
-  if (opts.out_dir.empty()) {
-    auto t = TempDir::Create(cache / "runs", "out-");
-    if (!t.ok()) return t.status();
-    tmp_out.emplace(std::move(*t));
-    out_dir = tmp_out->path();
-  } else {
-    out_dir = fs::absolute(opts.out_dir);
-    std::error_code ec;
-    fs::create_directories(out_dir, ec);
-    if (ec)
-      return absl::InternalError(
-          absl::StrCat("cannot create --out ", out_dir.string(), ": ", ec.message()));
-  }
-  fs::path ctl = out_dir / ".sie";
+  auto out = MakeOutShare(opts, cache);
+  if (!out.ok()) return out.status();
+  fs::path ctl = out->dir / ".sie";
   std::error_code ec;
   fs::remove_all(ctl, ec);
   fs::create_directories(ctl);
@@ -190,75 +299,15 @@ absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
   std::string script = absl::StrCat("cd ", ShellQuote(cwd), " 2>/dev/null || cd /\n", "exec ",
                                     ShellJoin(opts.command), "\n");
   if (auto s = WriteFileAtomic(ctl / "cmd.sh", script, 0755); !s.ok()) return s;
-
-  // Host folders under tmpfs-shadowed paths (a clone in /tmp) get their own shares.
-  std::vector<fs::path> binds;
-  for (const fs::path& p : {fs::path(cwd), SelfDir().parent_path(), fs::path(SIE_SOURCE_DIR)}) {
-    fs::path c = fs::weakly_canonical(p);
-    if (!HiddenInGuest(c) || !fs::is_directory(c)) continue;
-    if (c.string().find_first_of(" ,\t\n'\"") != std::string::npos)
-      return InvalidWithHint(absl::StrCat("cannot share ", c.string(), " with the guest"),
-                             "use a path without spaces or commas");
-    bool covered = false;
-    for (const auto& b : binds)
-      if (absl::StartsWith(c.string() + "/", b.string() + "/")) covered = true;
-    if (!covered) binds.push_back(c);
-  }
-
-  std::vector<std::string> path = opts.extra_path;
-  path.push_back((SelfDir()).string());
-  for (const char* p :
-       {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"})
-    path.push_back(p);
-
-  std::vector<std::string> append = {"console=ttyS0", "panic=-1", "quiet", "loglevel=1",
-                                     "SIE_PATH=" + absl::StrJoin(path, ":")};
-  if (opts.verbose) append.push_back("SIE_VERBOSE=1");
-  if (!opts.add_dir.empty()) append.push_back("SIE_ADD=1");
-  if (!binds.empty()) {
-    std::vector<std::string> b;
-    for (const auto& p : binds) b.push_back(p.string());
-    append.push_back("SIE_BINDS=" + absl::StrJoin(b, ","));
-  }
+  auto binds = HiddenBinds(cwd);
+  if (!binds.ok()) return binds.status();
 
   result.accel = ChooseAccel();
   if (!opts.icount.empty() && result.accel == "kvm")
     std::fprintf(stderr, "sie vm: --icount ignored under KVM (the guest runs on the real CPU)\n");
   auto accel_args = AccelArgs(result.accel, opts.cpus, opts.icount);
   if (!accel_args.ok()) return accel_args.status();
-  std::vector<std::string> argv = {"qemu-system-x86_64"};
-  argv.insert(argv.end(), accel_args->begin(), accel_args->end());
-  argv.insert(
-      argv.end(),
-      {"-m",
-       absl::StrCat(opts.memory_mb, "M"),
-       "-display",
-       "none",
-       "-serial",
-       "stdio",
-       "-monitor",
-       "none",
-       "-no-reboot",
-       "-nic",
-       "none",
-       "-kernel",
-       kernel,
-       "-initrd",
-       initrd->path.string(),
-       "-append",
-       absl::StrJoin(append, " "),
-       "-virtfs",
-       "local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap,id=root",
-       "-virtfs",
-       absl::StrCat("local,path=", out_dir.string(), ",mount_tag=out,security_model=none,id=out")});
-  if (!opts.add_dir.empty())
-    argv.insert(argv.end(),
-                {"-virtfs", absl::StrCat("local,path=", fs::absolute(opts.add_dir).string(),
-                                         ",mount_tag=add,security_model=none,readonly=on,id=add")});
-  for (size_t i = 0; i < binds.size(); ++i)
-    argv.insert(argv.end(),
-                {"-virtfs", absl::StrCat("local,path=", binds[i].string(), ",mount_tag=bind", i,
-                                         ",security_model=none,multidevs=remap,id=bind", i)});
+  const auto argv = QemuArgv(opts, *accel_args, kernel, initrd->path, out->dir, *binds);
   if (opts.verbose) std::fprintf(stderr, "sie vm: %s\n", ShellJoin(argv).c_str());
 
   ConsoleFilter console(opts.verbose);
@@ -273,37 +322,7 @@ absl::StatusOr<GuestResult> RunInGuest(const GuestOptions& opts) {
   if (!run.ok()) return WithContext(run.status(), "cannot start qemu (run scripts/setup)");
   console.Flush();
   result.boot_to_poweroff_seconds = run->elapsed.count() / 1000.0;
-
-  auto rc_file = ReadFile(ctl / "rc");
-  int rc;
-  if (rc_file.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*rc_file), &rc)) {
-    result.command_exit_code = rc;
-  } else if (console.rc()) {
-    result.command_exit_code = *console.rc();
-  }
-  if (auto d = ReadFile(ctl / "dmesg"); d.ok()) {
-    result.dmesg = *d;
-    result.splats = ScanDmesg(result.dmesg);
-  } else {
-    // No saved dmesg (the guest died): scan what the console showed.
-    result.splats = ScanDmesg(console.tail());
-  }
-
-  if (run->timed_out) {
-    result.exit_code = kExitTimeout;
-    result.failure = absl::StrCat("the guest did not finish within ", opts.timeout_seconds,
-                                  " s (raise --timeout); last console lines:\n", console.tail());
-  } else if (result.command_exit_code < 0) {
-    result.exit_code = kExitGuestFailed;
-    result.failure =
-        absl::StrCat(console.init_failed() ? "the guest's init failed"
-                                           : "the guest stopped before the command finished",
-                     " (qemu ", run->Describe(), "); last console lines:\n", console.tail());
-  } else if (!result.splats.empty() && result.command_exit_code == 0) {
-    result.exit_code = kExitKernelSplat;
-  } else {
-    result.exit_code = result.command_exit_code;
-  }
+  Conclude(opts, ctl, *run, console, result);
   return result;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
+#include "common/base/hash.h"
 #include "common/base/process.h"
 #include "runtime/vm/guest_init_script.h"  // generated from guest_init.sh
 
@@ -63,7 +64,7 @@ absl::StatusOr<Initramfs> EnsureInitramfs(const std::string& release, const fs::
 
   std::string key = absl::StrCat(release, "\n", GuestInitScript(), "\n", FileStamp(kBusybox));
   for (const auto& m : *modules) absl::StrAppend(&key, "\n", m, "@", FileStamp(m));
-  fs::path out = cache_dir / absl::StrCat("initramfs-", release, "-", Hex64(Fnv1a64(key)), ".cpio");
+  fs::path out = cache_dir / absl::StrCat("initramfs-", release, "-", ContentHash(key), ".cpio");
   Initramfs result{out, false, 0};
   if (fs::exists(out)) return result;
 

@@ -13,12 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/elf/elf_file.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/dwarf_info.h"
-#include "synth/analysis/elf_file.h"
 #include "synth/analysis/semantics.h"
 #include "synth/analysis/slice.h"
 

@@ -9,9 +9,16 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "synth/analysis/elf_file.h"
+#include "common/elf/elf_file.h"
 
 namespace sie::synth::analysis {
+
+// The ELF reader (common/elf) under the names the analysis stages use.
+using elf::ElfFile;
+using elf::ElfReloc;
+using elf::ElfSection;
+using elf::ElfSymbol;
+using elf::NormalizeSymbolName;
 
 enum class OpType { kReg, kImm, kMem };
 

@@ -10,9 +10,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/elf/elf_file.h"
 #include "synth/analysis/analyze.h"
 #include "synth/analysis/disasm.h"
-#include "synth/analysis/elf_file.h"
 
 namespace sie::synth {
 namespace {

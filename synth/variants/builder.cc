@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
+#include "common/base/hash.h"
 #include "common/base/process.h"
 #include "synth/variants/edit.h"
 
@@ -215,8 +216,7 @@ class VariantBuilder {
             ctx_.kind == TargetKind::kModule ? std::string("module")
                                              : objects_[j.tunable][j.object],
             "\n",
-            *edited == *original ? "pristine"
-                                 : absl::StrCat(t.file, "\n", Hex64(Fnv1a64(*edited))));
+            *edited == *original ? "pristine" : absl::StrCat(t.file, "\n", ContentHash(*edited)));
         auto [it, inserted] = primary.emplace(key, j);
         if (inserted)
           unique.push_back(j);

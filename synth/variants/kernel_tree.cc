@@ -17,6 +17,7 @@
 #include "common/base/files.h"
 #include "common/base/process.h"
 #include "common/base/unique_fd.h"
+#include "common/elf/elf_file.h"
 
 #ifndef SIE_DEFAULT_KERNEL_RELEASE
 #define SIE_DEFAULT_KERNEL_RELEASE ""
@@ -47,32 +48,6 @@ class FileLock {
   UniqueFd fd_;  // closing it drops the lock
 };
 
-// libelf handle for one file.
-class ElfFile {
- public:
-  static absl::StatusOr<ElfFile> Open(const fs::path& path) {
-    if (elf_version(EV_CURRENT) == EV_NONE) return absl::InternalError("libelf init failed");
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
-    Elf* e = elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr);
-    if (!e || elf_kind(e) != ELF_K_ELF) {
-      if (e) elf_end(e);
-      return absl::InvalidArgumentError(absl::StrCat(path.string(), " is not an ELF file"));
-    }
-    return ElfFile(std::move(fd), e);
-  }
-  ElfFile(ElfFile&& o) noexcept : fd_(std::move(o.fd_)), elf_(std::exchange(o.elf_, nullptr)) {}
-  ~ElfFile() {
-    if (elf_) elf_end(elf_);
-  }
-  Elf* get() const { return elf_; }
-
- private:
-  ElfFile(UniqueFd fd, Elf* e) : fd_(std::move(fd)), elf_(e) {}
-  UniqueFd fd_;
-  Elf* elf_;
-};
-
 }  // namespace
 
 GuestKernelFiles GuestKernelFiles::ForRelease(std::string release) {
@@ -96,48 +71,6 @@ fs::path DefaultCacheRoot() {
   return fs::path(home && *home ? home : "/tmp") / ".cache/sie";
 }
 
-absl::StatusOr<std::string> ReadElfSection(const fs::path& path, const std::string& name) {
-  auto elf = ElfFile::Open(path);
-  if (!elf.ok()) return elf.status();
-  size_t shstrndx;
-  if (elf_getshdrstrndx(elf->get(), &shstrndx) != 0)
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": no section names"));
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf->get(), scn)) != nullptr;) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(scn, &sh)) continue;
-    const char* n = elf_strptr(elf->get(), shstrndx, sh.sh_name);
-    if (!n || name != n) continue;
-    Elf_Data* d = elf_getdata(scn, nullptr);
-    if (!d || !d->d_buf) return std::string();
-    return std::string(static_cast<const char*>(d->d_buf), d->d_size);
-  }
-  return absl::NotFoundError(absl::StrCat(path.string(), " has no ", name, " section"));
-}
-
-absl::StatusOr<std::string> ReadBuildId(const fs::path& path) {
-  auto elf = ElfFile::Open(path);
-  if (!elf.ok()) return elf.status();
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf->get(), scn)) != nullptr;) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE) continue;
-    Elf_Data* d = elf_getdata(scn, nullptr);
-    if (!d) continue;
-    GElf_Nhdr nh;
-    size_t off = 0, name_off, desc_off;
-    while ((off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
-      const char* base = static_cast<const char*>(d->d_buf);
-      if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-          absl::string_view(base + name_off, 3) == "GNU") {
-        std::string hex;
-        for (size_t i = 0; i < nh.n_descsz; ++i)
-          absl::StrAppendFormat(&hex, "%02x", static_cast<unsigned char>(base[desc_off + i]));
-        return hex;
-      }
-    }
-  }
-  return std::string();
-}
-
 std::string CompilerIdentity(absl::string_view line) {
   // Both "GCC: (Debian 12.2.0-14+deb12u1) 12.2.0" and "x86_64-linux-gnu-gcc-12 (Debian
   // 12.2.0-14+deb12u1) 12.2.0" carry the same "(vendor version) version" part.
@@ -149,7 +82,7 @@ std::string CompilerIdentity(absl::string_view line) {
 }
 
 absl::Status CheckCompilerMatches(const GuestKernelFiles& files) {
-  auto comment = ReadElfSection(files.dbg_vmlinux, ".comment");
+  auto comment = elf::ReadElfSection(files.dbg_vmlinux, ".comment");
   if (!comment.ok())
     return FailedWithHint(
         absl::StrCat("cannot read the shipped kernel's compiler: ", comment.status().message()),

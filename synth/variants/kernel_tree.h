@@ -37,12 +37,6 @@ absl::Status CheckCompilerMatches(const GuestKernelFiles& files);
 // The "(Debian 12.2.0-14+deb12u1) 12.2.0" part of a "GCC: ..." comment or a --version line.
 std::string CompilerIdentity(absl::string_view line);
 
-// Reads the ELF section `name` of `path` (libelf), e.g. ".comment".
-absl::StatusOr<std::string> ReadElfSection(const std::filesystem::path& path,
-                                           const std::string& name);
-// The GNU build-id note as hex, or "" when the file has none.
-absl::StatusOr<std::string> ReadBuildId(const std::filesystem::path& path);
-
 class KernelTree {
  public:
   // Prepares (or reuses) the cached tree for `files`: extract, copy .config, olddefconfig,

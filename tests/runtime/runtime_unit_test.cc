@@ -15,6 +15,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/artifact/consts_dir.h"
 #include "common/artifact/formula.h"
+#include "common/base/diag.h"
 #include "common/base/files.h"
 #include "common/base/process.h"
 #include "common/stubgen/stub_build.h"
@@ -57,7 +58,7 @@ TEST(Formula, RefusesAnythingElse) {
                           "99999999999999999999", "1.5", "\"s\"", "V[0]", "X->y", ""}) {
     auto f = Formula::Parse(bad);
     EXPECT_FALSE(f.ok()) << bad;
-    if (!f.ok()) EXPECT_TRUE(absl::StrContains(f.status().message(), "hint:")) << bad;
+    if (!f.ok()) EXPECT_TRUE(absl::StrContains(MessageWithHint(f.status()), "hint:")) << bad;
   }
   EXPECT_FALSE(Formula::Parse("X + V", "V").ok());  // X not allowed where it is not defined
   EXPECT_TRUE(Formula::Parse("R - 3", "R").ok());
@@ -234,7 +235,7 @@ TEST(GlobalSpans, ConditionalExitsAndFallThroughEnd) {
   auto g = loader::AnalyzeGlobalSpan(code, b, b + 9, b + 15, 8);
   ASSERT_FALSE(g.ok());
   EXPECT_TRUE(absl::StrContains(g.status().message(), "past its entry")) << g.status();
-  EXPECT_TRUE(absl::StrContains(g.status().message(), "hint: use --mode 1")) << g.status();
+  EXPECT_TRUE(absl::StrContains(MessageWithHint(g.status()), "hint: use --mode 1")) << g.status();
   // An exit cap.
   EXPECT_FALSE(loader::AnalyzeGlobalSpan(code, b, b + 1, b + 9, 1).ok());
 }

@@ -1,9 +1,7 @@
 #include "tests/support/guest_code.h"
 
 #include <capstone/capstone.h>
-#include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
+#include <elf.h>
 
 #include <cerrno>
 #include <chrono>
@@ -18,49 +16,27 @@
 #include "absl/strings/strip.h"
 #include "common/base/files.h"
 #include "common/base/unique_fd.h"
+#include "common/elf/elf_file.h"
 #include "tests/support/guest_files.h"
 
 namespace sie::guest {
-namespace {
-
-struct ElfCloser {
-  void operator()(Elf* e) const { elf_end(e); }
-};
-
-}  // namespace
 
 absl::StatusOr<std::vector<Insn>> DisassembleFunction(const std::filesystem::path& ko,
                                                       const std::string& func) {
-  elf_version(EV_CURRENT);
-  UniqueFd fd(open(ko.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + ko.string());
-  std::unique_ptr<Elf, ElfCloser> elf(elf_begin(fd.get(), ELF_C_READ, nullptr));
-  if (!elf) return absl::InternalError(absl::StrCat("elf_begin: ", elf_errmsg(-1)));
-  std::optional<GElf_Sym> sym;
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr && !sym;) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_SYMTAB) continue;
-    Elf_Data* data = elf_getdata(scn, nullptr);
-    for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
-      GElf_Sym s;
-      if (!gelf_getsym(data, i, &s) || GELF_ST_TYPE(s.st_info) != STT_FUNC) continue;
-      if (func == elf_strptr(elf.get(), sh.sh_link, s.st_name)) {
-        sym = s;
-        break;
-      }
-    }
-  }
+  auto elf = elf::ElfFile::Open(ko.string());
+  if (!elf.ok()) return elf.status();
+  const elf::ElfSymbol* sym = nullptr;
+  for (const auto& s : (*elf)->symbols())
+    if (s.type == STT_FUNC && s.name == func) sym = &s;
   if (!sym) return absl::NotFoundError(absl::StrCat(func, " not in ", ko.string()));
-  Elf_Scn* text = elf_getscn(elf.get(), sym->st_shndx);
-  Elf_Data* bytes = text ? elf_getdata(text, nullptr) : nullptr;
-  if (!bytes || sym->st_value + sym->st_size > bytes->d_size)
-    return absl::InternalError(absl::StrCat(func, ": bad section"));
+  auto code = (*elf)->SymbolBytes(*sym);
+  if (!code.ok()) return code.status();
   csh cs;
   if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK) return absl::InternalError("cs_open");
   cs_option(cs, CS_OPT_DETAIL, CS_OPT_ON);
   cs_insn* insn = nullptr;
-  const size_t n = cs_disasm(cs, static_cast<const uint8_t*>(bytes->d_buf) + sym->st_value,
-                             sym->st_size, 0, 0, &insn);
+  const size_t n =
+      cs_disasm(cs, reinterpret_cast<const uint8_t*>(code->data()), code->size(), 0, 0, &insn);
   std::vector<Insn> out;
   for (size_t i = 0; i < n; i++) {
     const std::string m = insn[i].mnemonic;
@@ -68,7 +44,7 @@ absl::StatusOr<std::vector<Insn>> DisassembleFunction(const std::filesystem::pat
     if (m == "jmp" && insn[i].detail->x86.op_count == 1 &&
         insn[i].detail->x86.operands[0].type == X86_OP_IMM) {
       const uint64_t t = insn[i].detail->x86.operands[0].imm;
-      leaves = t >= sym->st_size;
+      leaves = t >= code->size();
     }
     out.push_back({insn[i].address, insn[i].size, absl::StrCat(m, " ", insn[i].op_str), leaves});
   }

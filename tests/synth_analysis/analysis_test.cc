@@ -16,10 +16,10 @@
 #include "common/artifact/formula.h"
 #include "common/base/files.h"
 #include "common/base/process.h"
+#include "common/elf/elf_file.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/analyze.h"
 #include "synth/analysis/disasm.h"
-#include "synth/analysis/elf_file.h"
 
 namespace sie::synth {
 namespace {

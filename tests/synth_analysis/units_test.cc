@@ -2,11 +2,11 @@
 #include <gtest/gtest.h>
 
 #include "common/artifact/formula.h"
+#include "common/elf/elf_file.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/disasm.h"
-#include "synth/analysis/elf_file.h"
 
 namespace sie::synth::analysis {
 using artifact::EvalFormula;

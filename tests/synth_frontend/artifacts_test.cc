@@ -8,6 +8,7 @@
 #include <map>
 
 #include "common/artifact/consts_dir.h"
+#include "common/base/diag.h"
 #include "common/base/files.h"
 #include "common/stubgen/stub_build.h"
 #include "common/stubgen/stubgen.h"
@@ -156,7 +157,7 @@ TEST_F(ArtifactsTest, CompileFailureCarriesClangOutputAndHint) {
   ASSERT_TRUE(c.ok());
   auto a = stubgen::WriteArtifacts({d / "const.json", *c}, o);
   ASSERT_FALSE(a.ok());
-  const std::string msg(a.status().message());
+  const std::string msg = MessageWithHint(a.status());
   EXPECT_THAT(msg, HasSubstr("compiling the stub of SIE_TARGET_CALL_ARG"));
   EXPECT_THAT(msg, HasSubstr("stub.bpf.c"));  // clang's diagnostic names the line
   EXPECT_THAT(msg, HasSubstr("error:"));

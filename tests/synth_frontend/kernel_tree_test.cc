@@ -7,6 +7,7 @@
 
 #include "common/base/files.h"
 #include "common/base/process.h"
+#include "common/elf/elf_file.h"
 #include "synth/variants/builder.h"
 #include "synth/variants/find_objects.h"
 
@@ -36,7 +37,7 @@ TEST_F(KernelTreeTest, CompilerMatchesShippedKernel) {
   EXPECT_TRUE(CheckCompilerMatches(*files_).ok());
   EXPECT_EQ(CompilerIdentity("GCC: (Debian 12.2.0-14+deb12u1) 12.2.0"),
             CompilerIdentity("x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0\nCopy"));
-  auto id = ReadBuildId(files_->dbg_vmlinux);
+  auto id = elf::ReadBuildId(files_->dbg_vmlinux);
   ASSERT_TRUE(id.ok());
   EXPECT_EQ(id->size(), 40u);
 }
@@ -79,9 +80,9 @@ TEST_F(KernelTreeTest, RebuildsOneObjectWithoutTouchingTheTree) {
   ASSERT_TRUE(
       RunChecked({tree_->objtool().string(), "--hacks=jump_label", "--link", ref.string()}).ok());
   const auto& v = (*r)[0].objects[0].variant;
-  auto text_ref = ReadElfSection(ref, ".text");
-  auto text_v1 = ReadElfSection(v[0], ".text");
-  auto text_v2 = ReadElfSection(v[1], ".text");
+  auto text_ref = elf::ReadElfSection(ref, ".text");
+  auto text_v1 = elf::ReadElfSection(v[0], ".text");
+  auto text_v2 = elf::ReadElfSection(v[1], ".text");
   ASSERT_TRUE(text_ref.ok() && text_v1.ok() && text_v2.ok());
   EXPECT_EQ(*text_v1, *text_ref);
   EXPECT_NE(*text_v2, *text_ref);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/diag.h"
 
 namespace sie::synth {
 namespace {
@@ -103,7 +104,7 @@ TEST_P(BadSpecTest, NamesLineAndFix) {
   const BadCase& c = GetParam();
   auto s = ParseSpecText(c.yaml, "spec.yaml");
   ASSERT_FALSE(s.ok()) << c.label;
-  std::string msg(s.status().message());
+  std::string msg = MessageWithHint(s.status());
   EXPECT_THAT(msg, HasSubstr(c.where)) << msg;
   EXPECT_THAT(msg, HasSubstr(c.message)) << msg;
   EXPECT_THAT(msg, HasSubstr("\nhint: ")) << msg;

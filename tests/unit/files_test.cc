@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/base/hash.h"
+
 namespace sie {
 namespace {
 namespace fs = std::filesystem;
@@ -32,9 +34,13 @@ TEST(FilesTest, TempDirIsRemovedUnlessKept) {
   fs::remove_all(kept);
 }
 
-TEST(FilesTest, HashIsStable) {
+TEST(HashTest, HashIsStable) {
   EXPECT_EQ(Hex64(Fnv1a64("")), "cbf29ce484222325");
   EXPECT_EQ(Hex64(Fnv1a64("a")), "af63dc4c8601ec8c");
+  // XXH3-128 reference values (xxhash 0.8 test vectors: empty input, seed 0).
+  EXPECT_EQ(ContentHash(""), "99aa06d3014798d86001c324468d497f");
+  EXPECT_EQ(ContentHash("a").size(), 32u);
+  EXPECT_NE(ContentHash("a"), ContentHash("b"));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
+#include "common/base/diag.h"
 #include "runtime/vm/guest_runner.h"
 
 namespace sie::vm {
@@ -35,7 +36,7 @@ TEST(AccelArgsTest, BadIcountIsAnErrorWithHint) {
     if (!*bad) continue;
     auto a = AccelArgs("tcg", 0, bad);
     ASSERT_FALSE(a.ok()) << bad;
-    EXPECT_NE(std::string(a.status().message()).find("hint:"), std::string::npos) << a.status();
+    EXPECT_NE(MessageWithHint(a.status()).find("hint:"), std::string::npos) << a.status();
   }
   auto two = AccelArgs("tcg", 2, "1");
   ASSERT_FALSE(two.ok());

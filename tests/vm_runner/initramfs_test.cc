@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "common/base/diag.h"
 #include "common/base/files.h"
 #include "common/base/process.h"
 
@@ -47,7 +48,7 @@ TEST(InitramfsTest, UnknownKernelIsAClearError) {
   ASSERT_TRUE(cache.ok());
   auto r = EnsureInitramfs("0.0.0-nonexistent", cache->path());
   ASSERT_FALSE(r.ok());
-  EXPECT_TRUE(absl::StrContains(r.status().message(), "scripts/setup"));
+  EXPECT_TRUE(absl::StrContains(MessageWithHint(r.status()), "scripts/setup"));
 }
 
 }  // namespace

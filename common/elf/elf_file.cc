@@ -1,4 +1,4 @@
-#include "synth/analysis/elf_file.h"
+#include "common/elf/elf_file.h"
 
 #include <elf.h>
 #include <fcntl.h>
@@ -10,10 +10,11 @@
 #include <cctype>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/base/unique_fd.h"
 
-namespace sie::synth::analysis {
+namespace sie::elf {
 namespace {
 
 struct ElfCloser {
@@ -191,4 +192,67 @@ absl::StatusOr<std::string> ElfFile::SymbolBytes(const ElfSymbol& sym) const {
   return s.data.substr(off, sym.size);
 }
 
-}  // namespace sie::synth::analysis
+namespace {
+// A libelf handle with its file, for the readers that need one section and not the whole file
+// (vmlinux with debug info is hundreds of MB).
+struct Handle {
+  UniqueFd fd;
+  ElfPtr elf;
+  Elf* get() const { return elf.get(); }
+};
+
+absl::StatusOr<Handle> OpenHandle(const std::string& path) {
+  if (elf_version(EV_CURRENT) == EV_NONE) return absl::InternalError("libelf init failed");
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  ElfPtr e(elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr));
+  if (!e || elf_kind(e.get()) != ELF_K_ELF)
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not an ELF file"));
+  return Handle{std::move(fd), std::move(e)};
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadElfSection(const std::string& path, const std::string& name) {
+  auto elf = OpenHandle(path);
+  if (!elf.ok()) return elf.status();
+  size_t shstrndx;
+  if (elf_getshdrstrndx(elf->get(), &shstrndx) != 0)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no section names"));
+  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf->get(), scn)) != nullptr;) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh)) continue;
+    const char* n = elf_strptr(elf->get(), shstrndx, sh.sh_name);
+    if (!n || name != n) continue;
+    Elf_Data* d = elf_getdata(scn, nullptr);
+    if (!d || !d->d_buf) return std::string();
+    return std::string(static_cast<const char*>(d->d_buf), d->d_size);
+  }
+  return absl::NotFoundError(absl::StrCat(path, " has no ", name, " section"));
+}
+
+absl::StatusOr<std::string> ReadBuildId(const std::string& path) {
+  auto elf = OpenHandle(path);
+  if (!elf.ok()) return elf.status();
+  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf->get(), scn)) != nullptr;) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE) continue;
+    Elf_Data* d = elf_getdata(scn, nullptr);
+    if (!d) continue;
+    GElf_Nhdr nh;
+    size_t off = 0, name_off, desc_off;
+    while ((off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+      const char* base = static_cast<const char*>(d->d_buf);
+      if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+          absl::string_view(base + name_off, 3) == "GNU") {
+        std::string hex;
+        for (size_t i = 0; i < nh.n_descsz; ++i)
+          absl::StrAppendFormat(&hex, "%02x", static_cast<unsigned char>(base[desc_off + i]));
+        return hex;
+      }
+    }
+  }
+  return std::string();
+}
+
+}  // namespace sie::elf

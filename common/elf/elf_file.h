@@ -1,7 +1,7 @@
-// Stage 1a: reading ELF objects (relocatable .o/.ko and linked vmlinux) with libelf: sections,
-// symbols and relocations. Relocations are resolved to a symbol name + addend (section symbols
-// are rewritten to the covering object/function symbol, as kpatch does) so variants compare by
-// what they point at, not by offsets that move with layout.
+// Reading ELF files (relocatable .o/.ko and linked vmlinux) with libelf, the one ELF reader of
+// sie: sections, symbols and relocations, one section, the build id. Relocations are resolved to a
+// symbol name + addend (section symbols are rewritten to the covering object/function symbol, as
+// kpatch does) so variants compare by what they point at, not by offsets that move with layout.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace sie::synth::analysis {
+namespace sie::elf {
 
 struct ElfSection {
   int index = 0;
@@ -66,8 +66,13 @@ class ElfFile {
   std::map<int, std::vector<ElfReloc>> relocs_;
 };
 
+// Reads the section `name` of `path` (e.g. ".comment") without loading the rest of the file.
+absl::StatusOr<std::string> ReadElfSection(const std::string& path, const std::string& name);
+// The GNU build-id note as hex, or "" when the file has none.
+absl::StatusOr<std::string> ReadBuildId(const std::string& path);
+
 // Normalizes a function name for matching across builds: numeric clone suffixes are dropped
 // ("foo.isra.0" -> "foo.isra", "bar.constprop.3.cold" -> "bar.constprop.cold", "x.123" -> "x").
 std::string NormalizeSymbolName(const std::string& name);
 
-}  // namespace sie::synth::analysis
+}  // namespace sie::elf

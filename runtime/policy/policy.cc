@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "bpf/include/sie/abi.h"
 #include "runtime/base/diag.h"
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
@@ -46,24 +47,15 @@ double MsSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-// The SDK's shared maps (sdk/include/sie/policy.bpf.h), pinned by name under the default root.
+// The SDK's shared maps (sdk/include/sie/policy.bpf.h), pinned by name under the default root;
+// names and record layouts are in bpf/include/sie/abi.h.
 constexpr char kPinRoot[] = "/sys/fs/bpf";
-constexpr char kTxnMap[] = "sie_run_txn";
-constexpr char kLogMap[] = "sie_run_log";
-constexpr char kCounterMap[] = "sie_run_counters";
-constexpr int kCounterName = 32;
-constexpr int kLogMsg = 224;
-
-struct TxnVal {
-  uint64_t active;
-  uint64_t log_dropped;
-};
-struct LogRec {
-  uint64_t ts_ns;
-  uint32_t level;
-  uint32_t tid;
-  char msg[kLogMsg];
-};
+constexpr char kTxnMap[] = SIE_RUN_MAP_TXN;
+constexpr char kLogMap[] = SIE_RUN_MAP_LOG;
+constexpr char kCounterMap[] = SIE_RUN_MAP_COUNTERS;
+constexpr int kCounterName = SIE_COUNTER_NAME;
+using TxnVal = sie_run_txn_val;
+using LogRec = sie_log_rec;
 
 // libbpf's own messages (CO-RE failures, pin reuse...), kept for errors and -v.
 std::string& LibbpfLog() {
@@ -193,6 +185,7 @@ Toolchain Toolchain::FromBuild() {
   t.clang = "clang";
 #endif
   t.sdk_include = fs::path(SIE_SOURCE_DIR) / "sdk" / "include";
+  t.abi_include = fs::path(SIE_SOURCE_DIR) / "bpf" / "include";
 #ifdef SIE_VMLINUX_H_DIR
   t.vmlinux_dir = SIE_VMLINUX_H_DIR;
 #endif
@@ -246,6 +239,8 @@ absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc, const fs::path&
       // sie_log formats go to bpf_snprintf: a mismatch misprints.
       "-Werror=format", "-Wno-unused-function", "-Wno-compare-distinct-pointer-types", "-I",
       include_dir.string(), "-I", tc.sdk_include.string(), "-I", tc.vmlinux_dir.string()};
+  // The SDK header includes sie/abi.h, the records it shares with sie-run.
+  flags.insert(flags.end(), {"-I", tc.abi_include.string()});
   flags.insert(flags.end(), tc.sys_includes.begin(), tc.sys_includes.end());
   CompileResult cr;
   cr.object = out_obj;

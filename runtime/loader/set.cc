@@ -25,8 +25,7 @@ using nlohmann::json;
 using synth::SpanKind;
 
 void LoadPlan::Mark(const char* what) const {
-  static const bool trace = getenv("SIE_TRACE") != nullptr;
-  if (trace) std::fprintf(stderr, "sie set: %8.1f ms  %s\n", MsSince(t0), what);
+  if (getenv("SIE_TRACE")) std::fprintf(stderr, "sie set: %8.1f ms  %s\n", MsSince(t0), what);
 }
 
 json LoadPlan::BaseState() const {
@@ -73,7 +72,7 @@ absl::Status UpdateNative(const synth::SynthesizedConst& c, const json& old, int
   }
   // The probes' current offsets (a candidate move changed some) from the state.
   for (NativeProbe& p : *np)
-    for (const auto& n : old["native"])
+    for (const auto& n : old.value("native", json::array()))
       if (n.value("span", -1) == p.span) p.offset = n.value("offset", uint64_t{0});
   for (size_t i = 0; i < np->size(); ++i)
     if (auto st = NativeCommand(NativeValueCommand((*np)[i], vals[i])); !st.ok()) {

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "kmod/include/sie/consistency.h"
 #include "runtime/base/diag.h"
 #include "runtime/base/files.h"
 #include "runtime/loader/engine.h"
@@ -23,6 +24,10 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+// Modes 1 and 2 both write their safe spans into sie_safe.
+static_assert(SIE_MAX_SAFE_CHECKED <= SIE_MAX_SAFE && SIE_CONS_MAX_SPANS <= SIE_MAX_SAFE,
+              "sie_safe holds every safe span the loader writes");
 
 // The maps a loaded stub pins (bpf/include/sie/abi.h).
 constexpr const char* kPinnedMaps[] = {SIE_MAP_CTL, SIE_MAP_STATS, SIE_MAP_TASK, SIE_MAP_SAFE,

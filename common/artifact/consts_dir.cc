@@ -140,9 +140,9 @@ absl::StatusOr<ConstEntry> FindConst(const fs::path& dir, absl::string_view name
   for (size_t i = 0; i < names.size() && i < 8; ++i)
     absl::StrAppend(&known, i ? ", " : "", names[i]);
   if (names.size() > 8) absl::StrAppend(&known, ", ...");
-  return absl::NotFoundError(absl::StrCat("unknown constant '", name_or_id, "' in ", dir.string(),
-                                          "\nhint: known constants: ", known,
-                                          " (see 'sie consts')"));
+  return ErrorWithHint(absl::StatusCode::kNotFound,
+                       absl::StrCat("unknown constant '", name_or_id, "' in ", dir.string()),
+                       absl::StrCat("known constants: ", known, " (see 'sie consts')"));
 }
 
 }  // namespace sie::artifact

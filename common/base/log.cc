@@ -20,8 +20,8 @@ LogLevel LevelFromEnv() {
     return LogLevel::kTrace;
   const char* e = std::getenv("SIE_LOG");
   const std::string v = absl::AsciiStrToLower(e ? e : "");
-  for (LogLevel l : {LogLevel::kError, LogLevel::kWarn, LogLevel::kInfo, LogLevel::kDebug,
-                     LogLevel::kTrace})
+  for (LogLevel l :
+       {LogLevel::kError, LogLevel::kWarn, LogLevel::kInfo, LogLevel::kDebug, LogLevel::kTrace})
     if (v == LogLevelName(l)) return l;
   return LogLevel::kInfo;
 }

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "bpf/include/sie/abi.h"
 
 namespace sie::stubgen {
 namespace {
@@ -178,6 +179,7 @@ $SPANS  };
     if (absl::Status st = NeedLoaded("reading counters"); !st.ok()) return st;
     Counters c;
     uint64_t* fields[] = {&c.hits, &c.applied, &c.rejected, &c.failed, &c.gated, &c.nosave};
+    static_assert($STAT_NOSAVE == 5, "Counters lists the first six stats in abi.h's order");
     for (uint32_t stat = 0; stat < 6; ++stat) {
       auto v = Stat(span * kStatNr + stat);
       if (!v.ok()) return v.status();
@@ -221,8 +223,9 @@ $SAVE_CASES      default: break;
   bpf_object* object() const { return skel_->obj; }
 
  private:
-  static constexpr uint32_t kCtlValue = 0, kCtlActive = 1, kCtlMode = 2;  // enum sie_ctl_key
-  static constexpr uint32_t kStatNr = 11;                                 // enum sie_stat
+  // bpf/include/sie/abi.h, as this sie generated the view.
+  static constexpr uint32_t kCtlValue = $CTL_VALUE, kCtlActive = $CTL_ACTIVE, kCtlMode = $CTL_MODE;
+  static constexpr uint32_t kStatNr = $STAT_NR;
 
   explicit $CLASS($SKEL* s) : skel_(s) {}
   void Reset() {
@@ -322,7 +325,12 @@ std::string GenerateCppView(const artifact::SynthesizedConst& c, const StubFiles
                                          {"$SAVE_CASES", save},
                                          {"$CLASS", CamelIdent(c.name)},
                                          {"$SKEL", SkeletonName(c)},
-                                         {"$LNAME", LowerIdent(c.name)}});
+                                         {"$LNAME", LowerIdent(c.name)},
+                                         {"$CTL_VALUE", absl::StrCat(SIE_CTL_VALUE)},
+                                         {"$CTL_ACTIVE", absl::StrCat(SIE_CTL_ACTIVE)},
+                                         {"$CTL_MODE", absl::StrCat(SIE_CTL_MODE)},
+                                         {"$STAT_NR", absl::StrCat(SIE_STAT_NR)},
+                                         {"$STAT_NOSAVE", absl::StrCat(SIE_STAT_NOSAVE)}});
 }
 
 }  // namespace sie::stubgen

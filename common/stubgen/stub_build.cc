@@ -25,7 +25,8 @@ namespace {
 
 // Headers that every stub includes: a change in any of them must invalidate cached objects.
 const char* const kStubHeaders[] = {
-    "bpf/include/sie/stub.bpf.h", "bpf/include/sie/kfuncs.bpf.h", "kmod/include/sie/kfuncs.h",
+    "bpf/include/sie/stub.bpf.h",        "bpf/include/sie/abi.h",
+    "bpf/include/sie/kfuncs.bpf.h",      "kmod/include/sie/kfuncs.h",
     "bpf/include/sie/consistency.bpf.h", "kmod/include/sie/consistency.h"};
 
 // Bumped when the compile recipe below changes in a way that changes the object's bytes.

@@ -13,6 +13,7 @@
 #include "common/artifact/consts_dir.h"
 #include "common/base/args.h"
 #include "common/base/diag.h"
+#include "common/base/log.h"
 #include "common/stubgen/stub_build.h"
 #include "common/stubgen/stubgen.h"
 #include "nlohmann/json.hpp"
@@ -65,10 +66,12 @@ int SetCommand(const std::vector<std::string>& args) {
          "keep the synthesized offsets (skip the jump-optimization search)");
   p.String("--engine", "E", &engine,
            "auto (default), bpf or native: what applies the value in the kernel");
-  p.Flag("-v,--verbose", &verbose, "say which engine applies the value, and why");
+  p.Flag("-v,--verbose", &verbose,
+         "say which engine applies the value, and why (and show libbpf's messages)");
   p.Flag("--json", &as_json, "machine-readable output");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie set", s);
   if (p.help_requested()) return 0;
+  if (verbose) RaiseLogLevel(LogLevel::kDebug);
   loader::SetOptions o;
   o.consts_dir = consts;
   o.name = pos[0];

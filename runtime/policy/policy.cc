@@ -21,11 +21,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "bpf/include/sie/abi.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
 #include "common/base/process.h"
 #include "common/stubgen/stub_build.h"
 #include "common/stubgen/stubgen.h"
+#include "runtime/loader/libbpf_log.h"
 #include "runtime/loader/loader.h"
 #include "runtime/policy/consts_header.h"
 #include "runtime/policy/object_cache.h"
@@ -46,38 +48,15 @@ double MsSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-// The SDK's shared maps (sdk/include/sie/policy.bpf.h), pinned by name under the default root.
+// The SDK's shared maps (sdk/include/sie/policy.bpf.h), pinned by name under the default root;
+// names and record layouts are in bpf/include/sie/abi.h.
 constexpr char kPinRoot[] = "/sys/fs/bpf";
-constexpr char kTxnMap[] = "sie_run_txn";
-constexpr char kLogMap[] = "sie_run_log";
-constexpr char kCounterMap[] = "sie_run_counters";
-constexpr int kCounterName = 32;
-constexpr int kLogMsg = 224;
-
-struct TxnVal {
-  uint64_t active;
-  uint64_t log_dropped;
-};
-struct LogRec {
-  uint64_t ts_ns;
-  uint32_t level;
-  uint32_t tid;
-  char msg[kLogMsg];
-};
-
-// libbpf's own messages (CO-RE failures, pin reuse...), kept for errors and -v.
-std::string& LibbpfLog() {
-  static auto* s = new std::string;
-  return *s;
-}
-int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list ap) {
-  if (level == LIBBPF_DEBUG) return 0;
-  char buf[2048];
-  int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-  LibbpfLog() += buf;
-  if (LibbpfLog().size() > 256 * 1024) LibbpfLog().erase(0, 128 * 1024);
-  return n;
-}
+constexpr char kTxnMap[] = SIE_RUN_MAP_TXN;
+constexpr char kLogMap[] = SIE_RUN_MAP_LOG;
+constexpr char kCounterMap[] = SIE_RUN_MAP_COUNTERS;
+constexpr int kCounterName = SIE_COUNTER_NAME;
+using TxnVal = sie_run_txn_val;
+using LogRec = sie_log_rec;
 
 struct ObjDeleter {
   void operator()(bpf_object* o) const { bpf_object__close(o); }
@@ -193,6 +172,7 @@ Toolchain Toolchain::FromBuild() {
   t.clang = "clang";
 #endif
   t.sdk_include = fs::path(SIE_SOURCE_DIR) / "sdk" / "include";
+  t.abi_include = fs::path(SIE_SOURCE_DIR) / "bpf" / "include";
 #ifdef SIE_VMLINUX_H_DIR
   t.vmlinux_dir = SIE_VMLINUX_H_DIR;
 #endif
@@ -214,11 +194,12 @@ absl::StatusOr<std::vector<artifact::ConstEntry>> ResolveConsts(
       std::vector<std::string> known;
       if (auto all = artifact::ListConsts(consts_dir); all.ok())
         for (const auto& k : *all) known.push_back(absl::StrCat(k.c.name, " (", k.c.id, ")"));
-      return absl::NotFoundError(absl::StrCat(
-          "unknown constant '", n, "' in ", consts_dir.string(), "\nhint: ",
-          known.empty() ? absl::StrCat("no constants there: run 'sie synth SPEC --out ",
-                                       consts_dir.string(), "' or pass --consts DIR")
-                        : absl::StrCat("known constants: ", absl::StrJoin(known, ", "))));
+      return ErrorWithHint(absl::StatusCode::kNotFound,
+                           absl::StrCat("unknown constant '", n, "' in ", consts_dir.string()),
+                           known.empty()
+                               ? absl::StrCat("no constants there: run 'sie synth SPEC --out ",
+                                              consts_dir.string(), "' or pass --consts DIR")
+                               : absl::StrCat("known constants: ", absl::StrJoin(known, ", ")));
     }
     if (!seen.insert(e->c.name).second)
       return InvalidWithHint(absl::StrCat("constant ", e->c.name, " is given twice"),
@@ -234,9 +215,9 @@ absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc, const fs::path&
                                             const CacheOptions* cache) {
   std::error_code ec;
   if (!fs::exists(source, ec))
-    return absl::NotFoundError(absl::StrCat("policy ", source.string(),
-                                            " does not exist\nhint: give the path of a "
-                                            ".bpf.c file"));
+    return ErrorWithHint(absl::StatusCode::kNotFound,
+                         absl::StrCat("policy ", source.string(), " does not exist"),
+                         "give the path of a .bpf.c file");
   if (auto st = WritePolicyHeaders(consts, tc.vmlinux_dir / "vmlinux.h", include_dir); !st.ok())
     return st;
   std::vector<std::string> flags = {
@@ -246,6 +227,8 @@ absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc, const fs::path&
       // sie_log formats go to bpf_snprintf: a mismatch misprints.
       "-Werror=format", "-Wno-unused-function", "-Wno-compare-distinct-pointer-types", "-I",
       include_dir.string(), "-I", tc.sdk_include.string(), "-I", tc.vmlinux_dir.string()};
+  // The SDK header includes sie/abi.h, the records it shares with sie-run.
+  flags.insert(flags.end(), {"-I", tc.abi_include.string()});
   flags.insert(flags.end(), tc.sys_includes.begin(), tc.sys_includes.end());
   CompileResult cr;
   cr.object = out_obj;
@@ -308,12 +291,12 @@ absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc, const fs::path&
 }
 
 absl::Status VerifyObject(const fs::path& obj_path, const fs::path& source, std::string* raw_log) {
-  libbpf_set_print(LibbpfPrint);
-  LibbpfLog().clear();
+  loader::RouteLibbpfLog();
+  loader::ClearLibbpfLog();
   ObjPtr obj(bpf_object__open_file(obj_path.c_str(), nullptr));
   if (!obj)
-    return absl::InternalError(
-        absl::StrCat("opening ", obj_path.string(), ": ", strerror(errno), "\n", LibbpfLog()));
+    return absl::InternalError(absl::StrCat("opening ", obj_path.string(), ": ", strerror(errno),
+                                            "\n", loader::LibbpfLogText()));
   bpf_map* m;
   bpf_object__for_each_map(m, obj.get()) bpf_map__set_pin_path(m, nullptr);
   struct Log {
@@ -335,7 +318,7 @@ absl::Status VerifyObject(const fs::path& obj_path, const fs::path& source, std:
   // libbpf stops at the first program the kernel refused and names it in its own log.
   static const std::regex kFailed(R"(prog '(\w+)': failed to load)");
   std::smatch fm;
-  const std::string lbl = LibbpfLog();
+  const std::string lbl = loader::LibbpfLogText();
   if (std::regex_search(lbl, fm, kFailed))
     for (const Log& l : logs) {
       if (fm[1].str() != bpf_program__name(l.prog)) continue;
@@ -346,7 +329,7 @@ absl::Status VerifyObject(const fs::path& obj_path, const fs::path& source, std:
       return absl::InvalidArgumentError(Explain(v, source, bpf_program__name(l.prog)));
     }
   // No verifier log: a libbpf-side failure (CO-RE relocation, missing kfunc, map creation).
-  std::string lb = LibbpfLog();
+  std::string lb = loader::LibbpfLogText();
   std::string hint = "run with -v for libbpf's messages";
   static const std::regex kCore(R"(failed to resolve CO-RE relocation ([^\n]*))");
   std::smatch m2;
@@ -355,9 +338,9 @@ absl::Status VerifyObject(const fs::path& obj_path, const fs::path& source, std:
   else if (absl::StrContains(lb, "extern (func ksym)"))
     hint = "a kfunc is missing: load sie_kfuncs (sie-run does it in the guest)";
   if (raw_log) *raw_log = lb;
-  return absl::InvalidArgumentError(absl::StrCat("loading the policy failed: ", strerror(err), "\n",
-                                                 lb.substr(lb.size() > 1500 ? lb.size() - 1500 : 0),
-                                                 "\nhint: ", hint));
+  return InvalidWithHint(absl::StrCat("loading the policy failed: ", strerror(err), "\n",
+                                      lb.substr(lb.size() > 1500 ? lb.size() - 1500 : 0)),
+                         hint);
 }
 
 namespace {
@@ -428,12 +411,12 @@ absl::Status Session::CheckFree() {
 // The policy's own object: creates the shared maps (pinned by name; the per-constant objects
 // reuse them) and holds the policy's own programs (kretprobes...).
 absl::Status Session::LoadOwn() {
-  libbpf_set_print(LibbpfPrint);
-  LibbpfLog().clear();
+  loader::RouteLibbpfLog();
+  loader::ClearLibbpfLog();
   own_.reset(bpf_object__open_file(policy_obj_.c_str(), nullptr));
   if (!own_)
-    return absl::InternalError(
-        absl::StrCat("opening ", policy_obj_.string(), ": ", strerror(errno), "\n", LibbpfLog()));
+    return absl::InternalError(absl::StrCat("opening ", policy_obj_.string(), ": ", strerror(errno),
+                                            "\n", loader::LibbpfLogText()));
   bpf_map* m;
   bpf_object__for_each_map(m, own_.get()) {
     if (IsInternalMap(m) || bpf_map__pin_path(m)) continue;
@@ -457,7 +440,8 @@ absl::Status Session::LoadOwn() {
     std::string raw;
     absl::Status st = VerifyObject(policy_obj_, o_.source, &raw);
     if (o_.verbose) std::fprintf(stderr, "%s\n", raw.c_str());
-    return st.ok() ? absl::InternalError("loading the policy failed:\n" + LibbpfLog()) : st;
+    return st.ok() ? absl::InternalError("loading the policy failed:\n" + loader::LibbpfLogText())
+                   : st;
   }
   bpf_object__for_each_map(m, own_.get()) {
     if (bpf_map__is_pinned(m)) shared_pins_.push_back(bpf_map__pin_path(m));
@@ -570,7 +554,7 @@ absl::Status Session::Start() {
     so.optimize = o_.optimize;
     so.policy_objects = {policy_obj_};
     auto r = loader::SetConst(so);
-    libbpf_set_print(LibbpfPrint);  // the loader installs its own printer
+    loader::RouteLibbpfLog();
     if (!r.ok()) {
       if (absl::StrContains(r.status().message(), "refused the stub")) {
         // Explain with our own load of the same composition (per-program logs).
@@ -722,8 +706,10 @@ fs::path StatePath() { return loader::RunDir() / "sie-run.json"; }
 absl::Status StopPinned(double reverse_timeout_s) {
   auto text = ReadFile(StatePath());
   if (!text.ok())
-    return absl::NotFoundError(absl::StrCat("no policy is pinned (", StatePath().string(),
-                                            " does not exist)\nhint: see 'sie status'"));
+    return ErrorWithHint(
+        absl::StatusCode::kNotFound,
+        absl::StrCat("no policy is pinned (", StatePath().string(), " does not exist)"),
+        "see 'sie status'");
   json s = json::parse(*text, nullptr, false);
   if (s.is_discarded()) return absl::DataLossError(StatePath().string() + " is corrupt");
   // Defaults first, for every constant at once; then detach.

@@ -24,6 +24,7 @@ namespace sie::policy {
 struct Toolchain {
   std::string clang;
   std::filesystem::path sdk_include;
+  std::filesystem::path abi_include;  // bpf/include: sie/abi.h, which the SDK header includes
   std::filesystem::path vmlinux_dir;
   std::vector<std::string> sys_includes;  // "-idirafter", "/usr/include/...", ...
   static Toolchain FromBuild();

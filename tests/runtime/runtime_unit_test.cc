@@ -76,7 +76,7 @@ TEST(ConstReader, ReadsEveryFixture) {
   EXPECT_TRUE(artifact::FindConst(kFixtures, "105").ok());
   auto missing = artifact::FindConst(kFixtures, "NOPE");
   ASSERT_FALSE(missing.ok());
-  EXPECT_TRUE(absl::StrContains(missing.status().message(), "SIE_TARGET_CALL_ARG"));
+  EXPECT_TRUE(absl::StrContains(MessageWithHint(missing.status()), "SIE_TARGET_CALL_ARG"));
 }
 
 TEST(ConstReader, NamesTheBadField) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "bpf/include/sie/abi.h"
 #include "sie_target_batch.hpp"
 #include "sie_target_scale.hpp"
 
@@ -69,7 +70,7 @@ TEST(CppView, OpenGivesTheProgramOfEachSpan) {
   // Maps exist only once loaded: clear errors, not crashes.
   absl::Status st = s->SetValue(5);
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
-  EXPECT_NE(st.message().find("hint:"), absl::string_view::npos);
+  EXPECT_NE(st.message().find("hint:"), absl::string_view::npos);  // the view is standalone
   EXPECT_EQ(s->SpanCounters(0).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(s->SpanCounters(7).status().code(), absl::StatusCode::kOutOfRange);
 
@@ -131,7 +132,7 @@ TEST(CppView, LoadedOnTheHostSetValueAndCounters) {
                                 v.size() * sizeof(uint64_t), 0);
   };
   const uint64_t n = ncpus, tri = n * (n - 1) / 2;  // sum of base + c over the CPUs
-  constexpr uint32_t kStatNr = 11;                  // enum sie_stat in bpf/include/sie/stub.bpf.h
+  constexpr uint32_t kStatNr = SIE_STAT_NR;         // bpf/include/sie/abi.h
   ASSERT_EQ(put(0 * kStatNr + 0, 10), 0);           // span 0 hits
   ASSERT_EQ(put(0 * kStatNr + 1, 7), 0);            // span 0 applied
   ASSERT_EQ(put(1 * kStatNr + 2, 3), 0);            // span 1 rejected

@@ -22,6 +22,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+/* Control keys, counter ids, sie_range: shared with the loader. */
+#include "sie/abi.h"
+
 #ifdef SIE_NO_KFUNCS
 /*
  * Host verifier tests: the host has no sie_kfuncs module, so the kfuncs become stubs that fail
@@ -54,39 +57,6 @@ static __always_inline int sie_global_active(__u32 instance)
 #error "define SIE_NSPANS before including sie/stub.bpf.h"
 #endif
 
-/* Control words; user space (runtime/loader) writes them, the programs only read. */
-enum sie_ctl_key {
-	SIE_CTL_VALUE = 0,  /* the policy value V (s64), used by the default decision */
-	SIE_CTL_ACTIVE = 1, /* 0: nothing is applied (kill switch), 1: the gate decides */
-	SIE_CTL_MODE = 2,   /* 0 immediate, 1 per-task, 2 global (sie_consistency decides when) */
-	SIE_CTL_TARGET = 3, /* mode 1: 1 = tasks move to the new value, 0 = back to the original */
-	SIE_CTL_NSAFE = 4,  /* mode 1: valid entries of sie_safe */
-	SIE_CTL_INSTANCE = 5, /* mode 2: the sie_consistency instance (the constant's id) */
-	SIE_CTL_EPOCH_NS = 6, /* mode 1: CLOCK_MONOTONIC ns of the last request (target or value) */
-	SIE_CTL_NR = 8,
-};
-
-enum sie_stat {
-	SIE_STAT_HITS = 0,     /* probe hits */
-	SIE_STAT_APPLIED = 1,  /* new value written */
-	SIE_STAT_REJECTED = 2, /* decision out of range, or the formula failed (x / 0, huge shift) */
-	SIE_STAT_FAILED = 3,   /* the kfunc refused (not a registered site, fault...) */
-	SIE_STAT_GATED = 4,    /* hit while inactive, or the task has not transitioned (mode 1) */
-	SIE_STAT_NOSAVE = 5,   /* recompute: apply without a saved input in this task */
-	SIE_STAT_TRANSITIONS = 6, /* guard: tasks switched to the target state (span 0 only) */
-	SIE_STAT_UNSAFE = 7,   /* guard: stack check found a safe-span frame (or was truncated) */
-	/*
-	 * Per-task transition latency since the last request (span 0 only; the loader zeroes them
-	 * when it writes SIE_CTL_EPOCH_NS): tasks switched, the sum and the per-CPU maximum of
-	 * their time from the request to their switch, ns.
-	 */
-	SIE_STAT_EPOCH_TASKS = 8,
-	SIE_STAT_EPOCH_SUM_NS = 9,
-	SIE_STAT_EPOCH_MAX_NS = 10,
-	SIE_STAT_NR = 11,
-};
-
-#define SIE_MAX_SAFE 32
 #define SIE_STACK_DEPTH 32
 #ifndef SIE_NSAVES
 #define SIE_NSAVES 1
@@ -119,11 +89,6 @@ struct {
 	__type(key, int);
 	__type(value, struct sie_task_state);
 } sie_task SEC(".maps");
-
-struct sie_range {
-	__u64 start; /* absolute address of the first instruction */
-	__u64 end;   /* one past the last instruction */
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -224,14 +189,14 @@ static __always_inline int sie_gate(__s64 *value)
 static __always_inline int sie_stack_clean(struct pt_regs *ctx)
 {
 	__u64 buf[SIE_STACK_DEPTH];
-	struct sie_range ranges[8];
+	struct sie_range ranges[SIE_MAX_SAFE_CHECKED];
 	__u32 nsafe = sie_ctl_get(SIE_CTL_NSAFE);
 	long n;
 	int i, j;
 
-	if (nsafe > 8) /* the loader caps it; more would need a bigger local copy */
+	if (nsafe > SIE_MAX_SAFE_CHECKED) /* the loader caps it; more need a bigger copy */
 		return 0;
-	for (j = 0; j < 8; j++) {
+	for (j = 0; j < SIE_MAX_SAFE_CHECKED; j++) {
 		__u32 k = j;
 		struct sie_range *r = bpf_map_lookup_elem(&sie_safe, &k);
 
@@ -248,7 +213,7 @@ static __always_inline int sie_stack_clean(struct pt_regs *ctx)
 			break;
 		ra = buf[i];
 		/* A return address ra belongs to the call ending at ra: inside (start, end]. */
-		for (j = 0; j < 8; j++)
+		for (j = 0; j < SIE_MAX_SAFE_CHECKED; j++)
 			if (ra > ranges[j].start && ra <= ranges[j].end)
 				return 0;
 	}

@@ -39,6 +39,9 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 
+/* sie_run_txn_val, sie_log_rec and friends: shared with sie-run (bpf/include/sie/abi.h). */
+#include "sie/abi.h"
+
 /*
  * Both objects a policy ends up in need a GPL license (bpf_probe_read_kernel, bpf_snprintf);
  * weak, so the stub's own LICENSE wins at link time without a duplicate-symbol error.
@@ -53,11 +56,6 @@ char LICENSE[] SEC("license") __weak = "GPL";
 
 /* ---- transaction word and log/counter channels (shared with sie-run; layout is ABI) ---- */
 
-struct sie_run_txn_val {
-	__u64 active;      /* 1: decisions apply; 0: every constant of the file keeps its default */
-	__u64 log_dropped; /* log records lost to a full ring buffer */
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -66,27 +64,11 @@ struct {
 	__sie_shared;
 } sie_run_txn SEC(".maps");
 
-#define SIE_LOG_MSG 224
-
-enum sie_log_level {
-	SIE_LOG_INFO = 0,
-	SIE_LOG_ERROR = 1, /* sie-run stops the policy (restores defaults) and exits 1 */
-};
-
-struct sie_log_rec {
-	__u64 ts_ns;
-	__u32 level;
-	__u32 tid;
-	char msg[SIE_LOG_MSG]; /* "file.bpf.c:LINE: formatted message" */
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 	__sie_shared;
 } sie_run_log SEC(".maps");
-
-#define SIE_COUNTER_NAME 32
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -1,0 +1,272 @@
+#include "runtime/loader/attach.h"
+
+#include <bpf/bpf.h>
+#include <linux/perf_event.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <set>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "kmod/include/sie/kfuncs.h"
+#include "runtime/loader/state.h"
+
+namespace sie::loader {
+namespace fs = std::filesystem;
+using artifact::SpanKind;
+
+namespace {
+
+std::string LinkName(const ProbeInfo& p) { return absl::StrCat("link_", p.role, "_", p.span); }
+
+// The kprobe PMU's perf type (/sys/bus/event_source/devices/kprobe/type).
+absl::StatusOr<uint32_t> KprobePmuType() {
+  static int type = -1;
+  if (type >= 0) return static_cast<uint32_t>(type);
+  auto t = ReadFile("/sys/bus/event_source/devices/kprobe/type");
+  int v = 0;
+  if (!t.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*t), &v))
+    return FailedWithHint("the kernel has no kprobe PMU (/sys/bus/event_source/devices/kprobe)",
+                          "the kernel needs CONFIG_KPROBE_EVENTS and CONFIG_PERF_EVENTS");
+  type = v;
+  return static_cast<uint32_t>(v);
+}
+
+// perf_event_open of a kprobe at `name`+`offset`, or at the address `offset` when name is null.
+int OpenKprobeEvent(uint32_t type, const char* name, uint64_t offset) {
+  perf_event_attr attr{};
+  attr.size = sizeof(attr);
+  attr.type = type;
+  attr.config1 = reinterpret_cast<uint64_t>(name);  // kprobe_func
+  attr.config2 = offset;                            // probe_offset, or kprobe_addr
+  return static_cast<int>(syscall(SYS_perf_event_open, &attr, -1 /*pid*/, 0 /*cpu*/, -1 /*group*/,
+                                  PERF_FLAG_FD_CLOEXEC));
+}
+
+// x86-64 register number in sie_kfuncs' cell command (enum sie_reg), 255 for none, -1 unknown.
+int RegNum(const std::string& r) {
+  static const char* order[] = {"ax", "bx",  "cx",  "dx",  "si",  "di",  "bp",  "r8",
+                                "r9", "r10", "r11", "r12", "r13", "r14", "r15", "sp"};
+  if (r.empty()) return 255;
+  for (int i = 0; i < 16; ++i)
+    if (r == order[i]) return i;
+  return -1;
+}
+
+}  // namespace
+
+ProbeInfo MakeProbe(const char* role, int span, const std::string& fn, uint64_t off,
+                    uint64_t func_addr) {
+  ProbeInfo p;
+  p.role = role;
+  p.span = span;
+  p.function = fn;
+  p.offset = off;
+  p.address = func_addr + off;
+  return p;
+}
+
+absl::Status Attach(Attached& a, const std::string& pin_dir) {
+  auto type = KprobePmuType();
+  if (!type.ok()) return type.status();
+  // The exact address whose bytes were verified: the kernel's name lookup would refuse
+  // duplicate names, and a name could resolve to vmlinux before the module.
+  UniqueFd pfd(OpenKprobeEvent(*type, nullptr, a.info.address));
+  if (!pfd.valid()) {
+    const int err = errno;
+    pfd.reset(OpenKprobeEvent(*type, a.info.function.c_str(), a.info.offset));
+    if (!pfd.valid())
+      return FailedWithHint(
+          absl::StrCat("attaching a kprobe at ", a.info.function, "+0x", absl::Hex(a.info.offset),
+                       " failed: ", strerror(err)),
+          "the function may be blacklisted for kprobes (NOKPROBE), or the offset is not on an "
+          "instruction boundary (EILSEQ)");
+  }
+  LIBBPF_OPTS(bpf_link_create_opts, lo);
+  lo.perf_event.bpf_cookie = a.info.cell >= 0 ? static_cast<uint64_t>(a.info.cell) : 0;
+  UniqueFd lfd(bpf_link_create(bpf_program__fd(a.prog), pfd.get(), BPF_PERF_EVENT, &lo));
+  if (!lfd.valid())
+    return absl::InternalError(absl::StrCat("linking the program to the kprobe at ",
+                                            a.info.function, "+0x", absl::Hex(a.info.offset), ": ",
+                                            strerror(errno)));
+  const std::string pin = (fs::path(pin_dir) / LinkName(a.info)).string();
+  if (bpf_obj_pin(lfd.get(), pin.c_str()) != 0)
+    return absl::InternalError(absl::StrCat("pinning ", pin, ": ", strerror(errno)));
+  a.perf_fd = std::move(pfd);
+  a.link_fd = std::move(lfd);
+  a.pin = pin;
+  return absl::OkStatus();
+}
+
+void Detach(Attached& a) {
+  if (!a.pin.empty()) unlink(a.pin.c_str());
+  HandOver(a);
+}
+
+void HandOver(Attached& a) {
+  a.pin.clear();
+  a.link_fd.reset();
+  a.perf_fd.reset();
+}
+
+absl::Status Register(const Attached& a, const artifact::CriticalSpan& s) {
+  if (a.info.role != "apply") return absl::OkStatus();
+  if (a.info.cell < 0) return KfuncsCommand(absl::StrCat("site 0x", absl::Hex(a.info.address)));
+  const artifact::MemOperand& m = *s.target_mem;
+  int base = RegNum(m.base), index = RegNum(m.index);
+  int64_t disp = m.disp;
+  if (m.base == "ip") {
+    // RIP-relative: relative to the end of the storing instruction, the CS end.
+    base = 255;
+    disp = static_cast<int64_t>(a.func_addr + s.cs_end) + m.disp;
+  }
+  if (base < 0 || index < 0)
+    return InvalidWithHint("memory operand with an unsupported register", "");
+  return KfuncsCommand(absl::StrCat("cell ", a.info.cell, " 0x", absl::Hex(a.info.address), " ",
+                                    base, " ", index, " ", m.scale, " ", disp, " ", s.width));
+}
+
+void UnregisterSites(const std::string& name, const std::vector<uint64_t>& addrs) {
+  if (addrs.empty() || !ModuleLoaded("sie_kfuncs")) return;
+  const std::set<uint64_t> others = AddressesOfOthers(name);
+  for (uint64_t a : std::set<uint64_t>(addrs.begin(), addrs.end()))
+    if (!others.count(a)) (void)KfuncsCommand(absl::StrCat("unsite 0x", absl::Hex(a)));
+}
+
+absl::Status AssignCells(const artifact::SynthesizedConst& c, std::vector<Attached>& probes) {
+  bool need = false;
+  for (const Attached& a : probes)
+    need |= a.info.role == "apply" && c.spans[a.info.span].kind == SpanKind::kMem;
+  if (!need) return absl::OkStatus();
+  auto used = KfuncsUsedCells();
+  if (!used.ok()) return used.status();
+  const std::set<int> taken(used->begin(), used->end());
+  int next = 0;
+  for (Attached& a : probes) {
+    if (a.info.role != "apply" || c.spans[a.info.span].kind != SpanKind::kMem) continue;
+    while (next < SIE_MAX_CELLS && taken.count(next)) ++next;
+    if (next >= SIE_MAX_CELLS)
+      return FailedWithHint("no free sie_kfuncs memory cell",
+                            "unload other constants (sie unload --all)");
+    a.info.cell = next++;
+  }
+  return absl::OkStatus();
+}
+
+void RefreshProbeStates(std::vector<Attached>& probes) {
+  auto list = ReadKprobeList();
+  if (!list.ok()) return;
+  for (auto& a : probes)
+    for (const auto& e : *list)
+      if (e.addr == a.info.address) {
+        a.info.optimized = e.optimized;
+        a.info.kprobe_flags = e.optimized ? "[OPTIMIZED]" : e.ftrace ? "[FTRACE]" : "";
+      }
+}
+
+std::string DescribeKprobe(const KprobeEntry& e) {
+  std::string s = e.where;
+  if (e.type == "r") absl::StrAppend(&s, " (kretprobe)");
+  if (e.optimized) absl::StrAppend(&s, " [OPTIMIZED]");
+  if (e.ftrace) absl::StrAppend(&s, " [FTRACE]");
+  if (e.disabled) absl::StrAppend(&s, " [DISABLED]");
+  return s;
+}
+
+absl::Status WaitKprobesGone(const std::vector<uint64_t>& addrs, double timeout_s,
+                             const std::map<uint64_t, int>& keep) {
+  if (addrs.empty()) return absl::OkStatus();
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  for (;;) {
+    auto list = ReadKprobeList();
+    if (!list.ok()) return list.status();
+    std::map<uint64_t, int> here;
+    std::map<uint64_t, std::string> where;
+    for (const auto& e : *list)
+      if (std::find(addrs.begin(), addrs.end(), e.addr) != addrs.end()) {
+        here[e.addr]++;
+        where[e.addr] = e.where;
+      }
+    std::vector<std::string> left;
+    for (const auto& [addr, n] : here) {
+      auto k = keep.find(addr);
+      if (n > (k == keep.end() ? 0 : k->second)) left.push_back(where[addr]);
+    }
+    if (left.empty()) return absl::OkStatus();
+    if (Clock::now() > deadline)
+      return FailedWithHint(absl::StrCat("kprobes still present after ", timeout_s, " s: ", left[0],
+                                         left.size() > 1 ? " ..." : ""),
+                            "another program may hold the links (bpftool link list)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::map<uint64_t, int> ForeignKprobes(const std::vector<uint64_t>& addrs,
+                                       const std::map<uint64_t, int>& own) {
+  std::map<uint64_t, int> out;
+  auto list = ReadKprobeList();
+  if (!list.ok()) return out;
+  for (const auto& e : *list)
+    if (std::find(addrs.begin(), addrs.end(), e.addr) != addrs.end()) out[e.addr]++;
+  for (auto& [addr, n] : out) {
+    auto o = own.find(addr);
+    n = std::max(0, n - (o == own.end() ? 0 : o->second));
+  }
+  return out;
+}
+
+absl::Status EnsureBpffs() {
+  std::error_code ec;
+  if (!fs::exists("/sys/fs/bpf/", ec))
+    return FailedWithHint("/sys/fs/bpf does not exist", "the kernel needs CONFIG_BPF_SYSCALL");
+  // A bpffs mount has its own magic; checking for an existing sie dir or mounting is enough.
+  if (fs::exists(kPinRoot, ec)) return absl::OkStatus();
+  if (mkdir(kPinRoot, 0700) == 0) return absl::OkStatus();
+  if (errno == EPERM || errno == EACCES || errno == EROFS) {
+    if (mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr) == 0 && mkdir(kPinRoot, 0700) == 0)
+      return absl::OkStatus();
+  }
+  return FailedWithHint(absl::StrCat("cannot create ", kPinRoot, ": ", strerror(errno)),
+                        "mount bpffs: mount -t bpf bpf /sys/fs/bpf (and run as root)");
+}
+
+absl::Status RemovePins(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return absl::OkStatus();
+  // Links first, so no probe runs with half of its maps' pins gone (harmless, but tidy).
+  std::vector<fs::path> links, rest;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    (absl::StartsWith(e.path().filename().string(), "link_") ? links : rest).push_back(e.path());
+  for (const auto* v : {&links, &rest})
+    for (const auto& p : *v)
+      if (unlink(p.c_str()) != 0 && errno != ENOENT)
+        return absl::InternalError(absl::StrCat("unlink ", p.string(), ": ", strerror(errno)));
+  if (rmdir(dir.c_str()) != 0 && errno != ENOENT)
+    return absl::InternalError(absl::StrCat("rmdir ", dir.string(), ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::Status LoadModuleIfNeeded(const std::string& name, std::vector<std::string>* notes) {
+  if (ModuleLoaded(name)) return absl::OkStatus();
+  fs::path ko = SelfDir().parent_path() / "kmod" / (name + ".ko");
+  if (!fs::exists(ko))
+    return FailedWithHint(
+        absl::StrCat("module ", name, " is not loaded and ", ko.string(), " does not exist"),
+        absl::StrCat("load it (modprobe ", name, ") or build it"));
+  if (auto st = InsertModule(ko.string()); !st.ok()) return st;
+  notes->push_back(absl::StrCat("loaded module ", name, " from ", ko.string()));
+  return absl::OkStatus();
+}
+
+}  // namespace sie::loader

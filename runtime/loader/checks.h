@@ -1,0 +1,85 @@
+// The decisions of `sie set` that need no kernel: argument checks, the engine choice, refusal
+// reasons, the code-byte verdict and the mode-2 placement rules. Inputs that come from the
+// kernel (listings, lookups) are passed in, so each decision has host unit tests
+// (tests/runtime/loader_checks_test.cc).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/artifact/model.h"
+#include "runtime/loader/attach.h"
+#include "runtime/loader/global_spans.h"
+#include "runtime/loader/kernel.h"
+#include "runtime/loader/loader.h"
+#include "runtime/loader/native.h"
+
+namespace sie::loader {
+
+// Range, mode and (mode 2) the instance id: refusals that need nothing from the kernel.
+absl::Status ValidateRequest(const artifact::SynthesizedConst& c, const SetOptions& o);
+absl::Status ValidateEngineName(const std::string& engine);
+
+// A loaded constant (its state file `old`) may only change its value: refused when it is
+// half-loaded, or the request names another engine or mode. `loaded_engine` is its engine.
+absl::Status CheckUpdate(const std::string& name, const nlohmann::json& old, const SetOptions& o);
+
+// Why sie_native cannot apply this request ("" when it can): native.h's rules, a known shipped
+// value (probes start inert), and a formula that evaluates at the new value on every span.
+std::string NativeWhyNot(const artifact::SynthesizedConst& c, const SetOptions& o);
+
+struct EngineChoice {
+  bool native = false;
+  std::string reason;  // for `sie set -v`
+};
+// --engine auto|bpf|native against NativeWhyNot's answer; --engine native refuses when it
+// cannot be used.
+absl::StatusOr<EngineChoice> ChooseEngine(const std::string& name, const std::string& engine,
+                                          const std::string& why_not);
+// sie_native turned out unusable after the choice (module missing, place taken): --engine
+// native fails with `refusal`, auto falls back to BPF with `reason`.
+absl::Status FallBackToBpf(EngineChoice& ch, const std::string& engine, absl::Status refusal,
+                           std::string reason);
+// Why the native engine cannot take `probes` now: the first place sie_native already probes
+// (in `listing`), with its owner (`owner_of` by NativeKey, "" unknown); "" when all are free.
+std::string NativePlaceTaken(const std::vector<NativeProbe>& probes,
+                             const std::map<std::string, NativeCounters>& listing,
+                             const std::function<std::string(const std::string&)>& owner_of);
+// The refusal/fallback pair for a taken place.
+absl::Status NativePlaceRefusal(EngineChoice& ch, const std::string& name,
+                                const std::string& engine, const std::string& taken);
+
+// Is the code at span s's probe place (`bytes`, read at its address) what synth analyzed?
+// Exactly, or under a probe that cannot hide a difference: another loaded constant's probe
+// that verified the same bytes (`verified_by`, asked only on a mismatch), or another kprobe's
+// int3 on the first byte (`int3_here`), the rest still compared. Returns "" or a note saying
+// which; otherwise the refusal, naming `const_path` and the expected bytes.
+absl::StatusOr<std::string> CheckProbeBytes(const artifact::CriticalSpan& s,
+                                            const std::string& bytes, bool in_module,
+                                            const std::string& const_path,
+                                            const std::function<std::string()>& verified_by,
+                                            const std::function<bool()>& int3_here);
+
+// The safe spans of mode 1 and 2: synth's, or the whole functions of the Critical Spans.
+std::vector<artifact::SafeSpan> SafeSpansOf(const artifact::SynthesizedConst& c);
+// Mode 1 checks at most SIE_MAX_SAFE_CHECKED safe spans, mode 2 SIE_CONS_MAX_SPANS.
+absl::Status CheckSafeSpanCount(const std::string& name, size_t n, int mode);
+// Mode 2 disassembles each safe span's function: refused when another kprobe patches it
+// (`foreign`: armed, not ftrace) within [addr, addr + size).
+absl::Status CheckUnpatched(const std::string& where, const std::vector<KprobeEntry>& foreign,
+                            uint64_t addr, uint64_t size);
+// Mode 2: the unguard of an exit runs before a CS probe at the same address
+// (consistency.h), so the last task out would see the new value at that use only: refused when
+// the span has other uses. Candidate offsets on any exit are dropped for the same reason.
+absl::Status CheckExitUses(const std::string& name, const std::vector<GlobalSpan>& spans,
+                           std::vector<Attached>& probes);
+// Other kprobes at our probe addresses (another tool, another constant) run on the same hits:
+// not refused, but noted on each probe and told as warnings.
+void NoteOtherKprobes(const std::vector<KprobeEntry>& list, std::vector<Attached>& probes,
+                      std::vector<std::string>& warnings);
+
+}  // namespace sie::loader

@@ -1,0 +1,173 @@
+// The native engine (native.h): every probe is registered INERT first (writing the shipped
+// value's result, which the Critical Span has just computed, changes nothing), its address is
+// checked in the kprobe list, jump-optimizable candidates are tried while still inert, and only
+// then each probe gets the new value. Any failure removes every probe (they were inert), so the
+// kernel is left as it was.
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/diag.h"
+#include "runtime/loader/engine.h"
+#include "runtime/loader/kernel.h"
+#include "runtime/loader/native.h"
+
+namespace sie::loader {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+class NativeEngine : public Engine {
+ public:
+  NativeEngine(LoadPlan& plan, bool allow_place_taken)
+      : plan_(plan), c_(plan.c()), allow_place_taken_(allow_place_taken) {}
+
+  // Each probe's inert value (the shipped value's) and new value.
+  absl::Status Load(SetResult&) override {
+    auto np = NativeProbes(c_, plan_.binary());
+    if (!np.ok()) return np.status();
+    np_ = std::move(*np);
+    for (const NativeProbe& p : np_) {
+      auto o = NativeValue(*p.cs, c_.values[0]);
+      auto v = NativeValue(*p.cs, plan_.opts->value);
+      if (!o.ok()) return o.status();
+      if (!v.ok()) return v.status();
+      inert_.push_back(*o);
+      vals_.push_back(*v);
+    }
+    // probes[i] is span i's apply probe (mode 0, kinds reg/mem: no save or guard probes).
+    if (plan_.probes.size() != np_.size()) return absl::InternalError("native: probe count");
+    return absl::OkStatus();
+  }
+
+  absl::Status AttachAll(Transaction& txn) override {
+    state_ = plan_.BaseState();
+    state_["engine"] = "native";
+    state_["mode"] = 0;
+    state_["native"] = json::array();
+    state_["attached_addresses"] = json::array();
+    if (auto st = WriteState(c_.name, state_); !st.ok()) return st;
+    txn.OnRollback([name = c_.name] { RemoveState(name); });
+    txn.OnRollback([this] {
+      for (const auto& [sym, off] : mine_) (void)NativeCommand(NativeRemoveCommand(sym, off));
+    });
+    auto before = ReadKprobeList();
+    if (!before.ok()) return before.status();
+    before_ = std::move(*before);
+    for (size_t i = 0; i < np_.size(); ++i) {
+      if (auto st = Record(i); !st.ok()) return st;
+      if (auto st = Add(i); !st.ok()) {
+        if (add_err_ != EEXIST || !allow_place_taken_) return st;
+        return PlaceTaken(st);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Unplace(size_t i) override {
+    NativeProbe& p = np_[i];
+    absl::Status st = NativeCommand(NativeRemoveCommand(p.symbol, p.offset));
+    if (st.ok()) mine_.erase({p.symbol, p.offset});
+    return st;
+  }
+
+  absl::Status PlaceMoved(size_t i) override {
+    if (auto st = Record(i); !st.ok()) return st;
+    return Add(i);
+  }
+
+  void AbandonMove(size_t) override {}  // a failed add left nothing
+  absl::Status PlaceBack(size_t i) override { return Add(i); }
+
+  absl::Status Activate(SetResult& res) override {
+    if (auto st = CheckLanded(); !st.ok()) return st;
+    for (size_t i = 0; i < np_.size(); ++i)
+      if (auto st = NativeCommand(NativeValueCommand(np_[i], vals_[i])); !st.ok()) return st;
+    RecordLoaded(plan_.probes, state_, res);
+    json places = json::array();  // where the probes are now (status, value changes, unload)
+    for (const NativeProbe& p : np_)
+      places.push_back({{"span", p.span}, {"symbol", p.symbol}, {"offset", p.offset}});
+    state_["native"] = places;
+    return WriteState(c_.name, state_);
+  }
+
+  bool place_taken() const override { return place_taken_; }
+
+ private:
+  // Probe i's place (the driver may have moved it to a candidate) goes into the state before
+  // it is registered, so an unload after a kill -9 finds it.
+  absl::Status Record(size_t i) {
+    np_[i].offset = plan_.probes[i].info.offset;
+    state_["native"].push_back(
+        {{"span", np_[i].span}, {"symbol", np_[i].symbol}, {"offset", np_[i].offset}});
+    state_["attached_addresses"].push_back(plan_.probes[i].info.address);
+    return WriteState(c_.name, state_);
+  }
+
+  // Registers probe i, inert. The places registered now are this load's (never another
+  // constant's: a place whose add failed, e.g. EEXIST, is not ours to remove).
+  absl::Status Add(size_t i) {
+    NativeProbe& p = np_[i];
+    p.offset = plan_.probes[i].info.offset;
+    absl::Status st = NativeCommand(NativeAddCommand(p, inert_[i]), &add_err_);
+    if (st.ok()) mine_.insert({p.symbol, p.offset});
+    return st;
+  }
+
+  // Taken meanwhile: remove what this load added (inert, so nothing changed), then let the
+  // driver use BPF. A probe that cannot be removed is an error, not a fallback.
+  absl::Status PlaceTaken(absl::Status refusal) {
+    absl::Status undo = absl::OkStatus();
+    for (const auto& [sym, off] : std::set(mine_))
+      if (auto rm = NativeCommand(NativeRemoveCommand(sym, off)); rm.ok())
+        mine_.erase({sym, off});
+      else if (undo.ok())
+        undo = rm;
+    if (!undo.ok()) return undo;
+    place_taken_ = true;
+    return refusal;
+  }
+
+  // sie_native resolved each probe by name: it must sit at the address whose bytes were
+  // verified (one more kprobe there than before), else it probes something else.
+  absl::Status CheckLanded() {
+    auto after = ReadKprobeList();
+    if (!after.ok()) return after.status();
+    std::map<uint64_t, int> want;
+    for (const auto& a : plan_.probes) want[a.info.address]++;
+    for (const auto& [addr, n] : want) {
+      auto count = [&](const std::vector<KprobeEntry>& l) {
+        return static_cast<int>(std::count_if(
+            l.begin(), l.end(), [&](const KprobeEntry& e) { return e.addr == addr; }));
+      };
+      if (count(*after) - count(before_) != n)
+        return FailedWithHint(
+            absl::StrCat("sie_native's probe did not land at 0x", absl::Hex(addr),
+                         ", the verified address (the symbol name resolves elsewhere?)"),
+            "use --engine bpf (it attaches at the exact address)");
+    }
+    return absl::OkStatus();
+  }
+
+  LoadPlan& plan_;
+  const artifact::SynthesizedConst& c_;
+  const bool allow_place_taken_;
+  std::vector<NativeProbe> np_;
+  std::vector<uint64_t> inert_, vals_;
+  json state_;
+  std::vector<KprobeEntry> before_;  // the kprobe list before this load's adds
+  std::set<std::pair<std::string, uint64_t>> mine_;
+  int add_err_ = 0;
+  bool place_taken_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> MakeNativeEngine(LoadPlan& plan, bool allow_place_taken) {
+  return std::make_unique<NativeEngine>(plan, allow_place_taken);
+}
+
+}  // namespace sie::loader

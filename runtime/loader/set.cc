@@ -1,0 +1,507 @@
+// `sie set`: the driver, written once for both engines (engine.h): validate -> choose engine ->
+// verify kernel bytes -> load -> attach all -> optimize probes -> activate. A constant that is
+// loaded already only changes its value (UpdateLoaded).
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/log.h"
+#include "kmod/include/sie/consistency.h"
+#include "runtime/loader/checks.h"
+#include "runtime/loader/engine.h"
+#include "runtime/loader/global_transition.h"
+#include "runtime/loader/kernel.h"
+#include "runtime/loader/native.h"
+#include "runtime/loader/stub_maps.h"
+
+namespace sie::loader {
+namespace fs = std::filesystem;
+using artifact::SpanKind;
+using nlohmann::json;
+
+// The time of each load step (SIE_LOG=trace or SIE_TRACE=1: load latency investigations).
+void LoadPlan::Mark(const char* what) const {
+  Logf(LogLevel::kTrace, "sie set: %8.1f ms  %s", MsSince(t0), what);
+}
+
+json LoadPlan::BaseState() const {
+  return json{{"name", c().name},
+              {"id", c().id},
+              {"const_path", fs::absolute(entry->path).string()},
+              {"kernel_release", release},
+              {"binary", c().target.binary},
+              {"mode", opts->mode},
+              {"value", opts->value},
+              {"nspans", c().spans.size()},
+              {"state", "loading"},
+              {"pid", getpid()},
+              {"loaded_at", static_cast<int64_t>(time(nullptr))}};
+}
+
+void RecordLoaded(const std::vector<Attached>& probes, json& state, SetResult& res) {
+  json pj = json::array();
+  for (const auto& a : probes) {
+    pj.push_back(ProbeToJson(a.info));
+    res.probes.push_back(a.info);
+  }
+  state["probes"] = pj;
+  state["state"] = "loaded";
+  state["pid"] = 0;
+}
+
+namespace {
+
+// ---- a loaded constant: only the value changes ----
+
+// Native: each probe's value command; on a failure the probes changed so far get the old one.
+absl::Status UpdateNative(const artifact::SynthesizedConst& c, const json& old, int64_t value,
+                          int64_t old_value) {
+  auto np = NativeProbes(c, old.value("binary", "vmlinux"));
+  if (!np.ok()) return np.status();
+  std::vector<uint64_t> vals, olds;
+  for (const NativeProbe& p : *np) {
+    auto v = NativeValue(*p.cs, value);
+    auto o = NativeValue(*p.cs, old_value);
+    if (!v.ok()) return v.status();
+    vals.push_back(*v);
+    olds.push_back(o.ok() ? *o : 0);
+  }
+  // The probes' current offsets (a candidate move changed some) from the state.
+  for (NativeProbe& p : *np)
+    for (const auto& n : old.value("native", json::array()))
+      if (n.value("span", -1) == p.span) p.offset = n.value("offset", uint64_t{0});
+  for (size_t i = 0; i < np->size(); ++i)
+    if (auto st = NativeCommand(NativeValueCommand((*np)[i], vals[i])); !st.ok()) {
+      for (size_t j = 0; j < i; ++j) (void)NativeCommand(NativeValueCommand((*np)[j], olds[j]));
+      return st;
+    }
+  return absl::OkStatus();
+}
+
+// Mode 2: a global constant changes value through the original one: a reverse transition, the
+// map update while the gate is closed, a forward transition. Each switch happens at an instant
+// with no task inside a span, so no span ever sees two of the values. (Writing the map while
+// active would switch at once, mid-span, like mode 0.)
+absl::Status UpdateGlobal(const artifact::SynthesizedConst& c, const SetOptions& opts, int ctl,
+                          int64_t old_value, SetResult& res) {
+  auto rv = RunGlobal(c.id, false, opts.timeout_s);
+  if (!rv.ok()) return rv.status();
+  if (StatusValue(*rv, "state") != "off")
+    return FailedWithHint(
+        absl::StrCat("the reverse transition of ", c.name, " did not finish within ",
+                     opts.timeout_s, " s: ", DescribeBlockers(*rv), "; the value stays ",
+                     old_value),
+        "retry with a larger --timeout, or reload in mode 1 (sie unload, then sie set "
+        "--mode 1)");
+  if (auto st = CtlSet(ctl, SIE_CTL_VALUE, static_cast<uint64_t>(opts.value)); !st.ok()) return st;
+  auto fw = RunGlobal(c.id, true, opts.timeout_s);
+  if (!fw.ok() || StatusValue(*fw, "state") != "active") {
+    // At the original value now: unload the rest, so nothing stays attached for nothing.
+    (void)UnloadOne(c.name, opts.timeout_s);
+    return FailedWithHint(
+        absl::StrCat("the global transition of ", c.name, " to ", opts.value,
+                     " did not finish within ", opts.timeout_s,
+                     " s: ", fw.ok() ? DescribeBlockers(*fw) : std::string(fw.status().message()),
+                     "; it is back at its original value and unloaded"),
+        "use --mode 1 (per-task), or give the tasks more time: --timeout S");
+  }
+  res.transition_ms = ElapsedMs(*fw);
+  res.transition_result = StatusValue(*fw, "result");
+  return absl::OkStatus();
+}
+
+// BPF: one control-word write (mode 1: a new epoch first; mode 2: UpdateGlobal).
+absl::Status UpdateBpf(const artifact::SynthesizedConst& c, const SetOptions& opts,
+                       SetResult& res) {
+  auto ctl = OpenPinned(c.name, SIE_MAP_CTL);
+  if (!ctl.ok()) return ctl.status();
+  res.old_value = static_cast<int64_t>(CtlGet(ctl->get(), SIE_CTL_VALUE));
+  if (opts.mode == 2 && *res.old_value != opts.value)
+    return UpdateGlobal(c, opts, ctl->get(), *res.old_value, res);
+  if (opts.mode == 1) {
+    // Tasks move to the new value at their next clean guard: a new epoch to measure.
+    auto stats = OpenPinned(c.name, SIE_MAP_STATS);
+    if (!stats.ok()) return stats.status();
+    if (auto st = BeginEpoch(ctl->get(), stats->get()); !st.ok()) return st;
+  }
+  return CtlSet(ctl->get(), SIE_CTL_VALUE, static_cast<uint64_t>(opts.value));
+}
+
+// The value changed in place: record it, journal it, report the probes as they are.
+absl::StatusOr<SetResult> UpdateLoaded(const artifact::SynthesizedConst& c, const SetOptions& opts,
+                                       json old, SetResult res, json& journal,
+                                       Clock::time_point t0) {
+  if (auto st = CheckUpdate(c.name, old, opts); !st.ok()) return st;
+  const std::string engine = old.value("engine", "bpf");
+  if (engine == "native") {
+    res.old_value = old.value("value", int64_t{0});
+    if (auto st = UpdateNative(c, old, opts.value, *res.old_value); !st.ok()) return st;
+  } else if (auto st = UpdateBpf(c, opts, res); !st.ok()) {
+    return st;
+  }
+  old["value"] = opts.value;
+  (void)WriteState(c.name, old);
+  for (const auto& p : old["probes"]) res.probes.push_back(ProbeFromJson(p));
+  res.updated_only = true;
+  res.engine = engine;
+  res.latency_ms = MsSince(t0);
+  journal["old_value"] = *res.old_value;
+  journal["engine"] = engine;
+  journal["outcome"] = "updated";
+  Journal(journal);
+  return res;
+}
+
+// ---- verification: nothing attached yet ----
+
+// Is an armed, unoptimized kprobe (its int3 in the code) registered at addr?
+bool Int3KprobeAt(uint64_t addr) {
+  auto list = ReadKprobeList();
+  if (!list.ok()) return false;
+  for (const KprobeEntry& e : *list)
+    if (e.addr == addr && !e.optimized && !e.ftrace && !e.disabled) return true;
+  return false;
+}
+
+// Refuses when one of `functions` of `object` ("vmlinux" or a module) is replaced by a
+// livepatch that is enabled or switching: its callers reach the replacement through ftrace, so
+// probes inside it would never fire and the new value would silently not apply.
+absl::Status CheckLivepatches(const std::set<std::string>& functions, const std::string& object) {
+  auto lps = ReadLivepatches();
+  if (!lps.ok()) return lps.status();
+  for (const std::string& fn : functions) {
+    const LivepatchedFunction* lf = ActiveLivepatch(*lps, fn, object);
+    if (!lf) continue;
+    return FailedWithHint(
+        absl::StrCat(lf->function, " (", object, ") is replaced by livepatch '", lf->patch, "' (",
+                     lf->transition ? "in transition" : "enabled",
+                     "): its callers run the patch's copy, so sie's probes inside the original "
+                     "would never fire; nothing was attached"),
+        absl::StrCat("disable the patch first (echo 0 > /sys/kernel/livepatch/", lf->patch,
+                     "/enabled), or synthesize the constant against the patched code"));
+  }
+  return absl::OkStatus();
+}
+
+// The running kernel is the one synthesized for, with the constant's functions in place.
+absl::StatusOr<Kallsyms> VerifyKernel(LoadPlan& plan, SetResult& res) {
+  const artifact::SynthesizedConst& c = plan.c();
+  plan.release = KernelRelease();
+  if (c.target.kernel_release != plan.release)
+    return FailedWithHint(
+        absl::StrCat(plan.entry->path.string(), " was synthesized for kernel ",
+                     c.target.kernel_release, ", but this kernel is ", plan.release),
+        "run 'sie synth' for the running kernel; offsets and bytes differ between builds");
+  if (auto st = EnsureDebugfs(); !st.ok()) return st;
+  if (auto st = EnsureBpffs(); !st.ok()) return st;
+  plan.Mark("fs ready");
+  plan.in_module = !c.target.binary.empty() && c.target.binary != "vmlinux";
+  if (plan.in_module)
+    if (auto st = LoadModuleIfNeeded(c.target.binary, &res.notes); !st.ok()) return st;
+  std::set<std::string> wanted;
+  for (const auto& s : c.spans) wanted.insert(s.function);
+  for (const auto& s : c.safe_spans) wanted.insert(s.function);
+  auto ksyms = Kallsyms::Load(wanted);
+  if (!ksyms.ok()) return ksyms.status();
+  plan.Mark("kallsyms");
+  if (auto st = CheckLivepatches(wanted, plan.binary()); !st.ok()) return st;
+  return ksyms;
+}
+
+// sie_native keeps one probe per place: one of another constant there makes it refuse ours.
+// SIE_NATIVE_NO_PRECHECK=1 skips this check (tests of the race it cannot see, NativeEngine).
+absl::Status PrecheckNativePlaces(const LoadPlan& plan, EngineChoice& ch) {
+  if (getenv("SIE_NATIVE_NO_PRECHECK")) return absl::OkStatus();
+  auto np = NativeProbes(plan.c(), plan.binary());
+  if (!np.ok()) return np.status();
+  auto listing = ReadFile(kNativeControl);
+  if (!listing.ok()) return absl::OkStatus();  // a refused add still falls back (NativeEngine)
+  const std::string taken = NativePlaceTaken(*np, ParseNativeListing(*listing), NativeOwner);
+  if (taken.empty()) return absl::OkStatus();
+  return NativePlaceRefusal(ch, plan.c().name, plan.opts->engine, taken);
+}
+
+// The engine falls back to BPF when sie_native cannot be used after all (module, places).
+absl::Status SettleEngine(const LoadPlan& plan, EngineChoice& ch, SetResult& res) {
+  if (ch.native)
+    if (auto st = LoadModuleIfNeeded("sie_native", &res.notes); !st.ok())
+      if (auto fb = FallBackToBpf(ch, plan.opts->engine, st,
+                                  absl::StrCat("sie_native is not available: ",
+                                               st.message().substr(0, st.message().find('\n'))));
+          !fb.ok())
+        return fb;
+  if (ch.native)
+    if (auto st = PrecheckNativePlaces(plan, ch); !st.ok()) return st;
+  res.engine = ch.native ? "native" : "bpf";
+  res.engine_reason = ch.reason;
+  return absl::OkStatus();
+}
+
+// The modules the engine and mode need.
+absl::Status LoadEngineModules(const LoadPlan& plan, const EngineChoice& ch, SetResult& res) {
+  if (!ch.native)
+    if (auto st = LoadModuleIfNeeded("sie_kfuncs", &res.notes); !st.ok()) return st;
+  if (plan.opts->mode != 2) return absl::OkStatus();
+  if (auto st = LoadModuleIfNeeded("sie_consistency", &res.notes); !st.ok()) return st;
+  // No state file, so an instance of this id is a leftover of a killed `sie set`: its spans
+  // may be stale, and its counting probes would look like foreign kprobes below.
+  const int id = plan.c().id;
+  if (!ConsistencyStatus(id).empty()) {
+    if (auto st = ConsistencyCommand(absl::StrCat("remove ", id)); !st.ok()) return st;
+    res.notes.push_back(absl::StrCat("removed a leftover sie_consistency instance ", id));
+  }
+  return absl::OkStatus();
+}
+
+// The apply (and save) probes, each at a place whose code bytes are what synth analyzed.
+absl::Status ResolveProbes(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res) {
+  const artifact::SynthesizedConst& c = plan.c();
+  for (size_t i = 0; i < c.spans.size(); ++i) {
+    const auto& s = c.spans[i];
+    auto sym = ksyms.Find(s.function, plan.binary());
+    if (!sym.ok()) return WithContext(sym.status(), absl::StrCat("span ", i));
+    Attached a;
+    a.info = MakeProbe("apply", static_cast<int>(i), s.function, s.probe_offset, sym->addr);
+    a.func_addr = sym->addr;
+    const uint64_t addr = a.info.address;
+    auto bytes = ReadKernelBytes(addr, s.expect_bytes.size() / 2);
+    if (!bytes.ok()) return bytes.status();
+    auto covered = CheckProbeBytes(
+        s, *bytes, plan.in_module, plan.entry->path.string(),
+        [&] {
+          return VerifiedUnderProbeOf(c.name, addr, s.function, s.probe_offset, s.expect_bytes);
+        },
+        [&] { return Int3KprobeAt(addr); });
+    if (!covered.ok()) return covered.status();
+    if (!covered->empty()) res.notes.push_back(absl::StrCat("span ", i, ": ", *covered));
+    if (s.kind == SpanKind::kReg)
+      for (uint64_t off : s.candidates)
+        if (off != s.probe_offset) a.candidates.push_back(off);
+    plan.probes.push_back(std::move(a));
+    if (s.kind == SpanKind::kRecompute && s.x_from_probe.empty()) {
+      Attached sv;
+      sv.info = MakeProbe("save", static_cast<int>(i), s.function, *s.save_offset, sym->addr);
+      sv.func_addr = sym->addr;
+      plan.probes.push_back(std::move(sv));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Mode 2: the safe span j at [addr+start, addr+end) of a function, with exits from the live
+// code (refused where another kprobe patches the code read).
+absl::Status AddGlobalSpan(LoadPlan& plan, const artifact::SafeSpan& s, size_t j, const KSym& sym,
+                           uint64_t end, const std::vector<KprobeEntry>& foreign) {
+  const std::string where = absl::StrCat("safe span ", j, " (", s.function, "+0x",
+                                         absl::Hex(s.start), "..0x", absl::Hex(end), ")");
+  const uint64_t fn_size = std::min<uint64_t>(std::max(sym.size, end), 1 << 20);
+  if (auto st = CheckUnpatched(where, foreign, sym.addr, fn_size); !st.ok()) return st;
+  auto code = ReadKernelBytes(sym.addr, fn_size);
+  if (!code.ok()) return WithContext(code.status(), where);
+  auto g =
+      AnalyzeGlobalSpan(*code, sym.addr, sym.addr + s.start, sym.addr + end, SIE_CONS_MAX_EXITS);
+  if (!g.ok()) return WithContext(g.status(), where);
+  plan.global_spans.push_back(std::move(*g));
+  return absl::OkStatus();
+}
+
+// Safe spans (whole CS functions when synth gave none). Mode 1: guards at their entries.
+// Mode 2: sie_consistency's spans, with exits from the live code.
+absl::Status PlanSafeSpans(LoadPlan& plan, const Kallsyms& ksyms) {
+  const int mode = plan.opts->mode;
+  if (mode != 1 && mode != 2) return absl::OkStatus();
+  const std::vector<artifact::SafeSpan> ss = SafeSpansOf(plan.c());
+  if (auto st = CheckSafeSpanCount(plan.c().name, ss.size(), mode); !st.ok()) return st;
+  std::vector<KprobeEntry> foreign;  // mode 2: kprobes that patch code we disassemble
+  if (mode == 2) {
+    auto list = ReadKprobeList();
+    if (!list.ok()) return list.status();
+    for (const auto& e : *list)
+      if (!e.ftrace && !e.disabled) foreign.push_back(e);
+  }
+  for (size_t j = 0; j < ss.size(); ++j) {
+    auto sym = ksyms.Find(ss[j].function, plan.binary());
+    if (!sym.ok()) return WithContext(sym.status(), absl::StrCat("safe span ", j));
+    uint64_t end = ss[j].how == artifact::SafeSpanHow::kWholeFunction || ss[j].end == 0 ? sym->size
+                                                                                        : ss[j].end;
+    plan.safe_ranges.push_back({sym->addr + ss[j].start, sym->addr + end});
+    if (mode == 2) {
+      if (auto st = AddGlobalSpan(plan, ss[j], j, *sym, end, foreign); !st.ok()) return st;
+      continue;
+    }
+    Attached g;
+    g.info = MakeProbe("guard", static_cast<int>(j), ss[j].function, ss[j].start, sym->addr);
+    g.func_addr = sym->addr;
+    plan.probes.push_back(std::move(g));
+  }
+  return absl::OkStatus();
+}
+
+// Everything checked before anything is attached; the engine may still fall back to BPF.
+absl::Status Verify(LoadPlan& plan, EngineChoice& ch, SetResult& res, json& journal) {
+  auto ksyms = VerifyKernel(plan, res);
+  if (!ksyms.ok()) return ksyms.status();
+  if (auto st = SettleEngine(plan, ch, res); !st.ok()) return st;
+  journal["engine"] = res.engine;
+  if (auto st = LoadEngineModules(plan, ch, res); !st.ok()) return st;
+  if (auto st = ResolveProbes(plan, *ksyms, res); !st.ok()) return st;
+  if (!ch.native)
+    if (auto st = AssignCells(plan.c(), plan.probes); !st.ok()) return st;
+  if (auto st = PlanSafeSpans(plan, *ksyms); !st.ok()) return st;
+  if (auto st = CheckExitUses(plan.c().name, plan.global_spans, plan.probes); !st.ok()) return st;
+  if (auto list = ReadKprobeList(); list.ok()) NoteOtherKprobes(*list, plan.probes, res.warnings);
+  res.verify_ms = MsSince(plan.t0);
+  plan.Mark("verified");
+  return absl::OkStatus();
+}
+
+// ---- load, attach all, optimize, activate ----
+
+void SleepS(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
+
+// One round of moves: each unoptimized apply probe with candidates left goes to the next one
+// (the engine detaches and reattaches it); a candidate that cannot be probed puts it back.
+absl::StatusOr<bool> MoveProbesOnce(LoadPlan& plan, Engine& engine) {
+  bool moved = false;
+  for (size_t i = 0; i < plan.probes.size(); ++i) {
+    Attached& a = plan.probes[i];
+    if (a.info.role != "apply" || a.info.optimized || a.next_candidate >= a.candidates.size())
+      continue;
+    const ProbeInfo before = a.info;
+    if (auto st = engine.Unplace(i); !st.ok()) return st;
+    a.info.offset = a.candidates[a.next_candidate++];
+    a.info.address = a.func_addr + a.info.offset;
+    const uint64_t cand_addr = a.info.address;
+    if (auto st = engine.PlaceMoved(i); !st.ok()) {  // back to the previous offset
+      engine.AbandonMove(i);
+      a.info = before;
+      if (auto st2 = engine.PlaceBack(i); !st2.ok()) return st2;
+      engine.Left(cand_addr);
+      continue;
+    }
+    // The old offset is no probe of this constant any more.
+    engine.Left(before.address);
+    moved = true;
+  }
+  return moved;
+}
+
+// Jump optimization: while the probes have no effect yet, move unoptimized apply probes of
+// kind reg to other equivalent offsets. The kernel optimizes probes from delayed work.
+absl::Status OptimizeProbes(LoadPlan& plan, Engine& engine, SetResult& res) {
+  const SetOptions& opts = *plan.opts;
+  if (!opts.optimize) {
+    RefreshProbeStates(plan.probes);
+    return absl::OkStatus();
+  }
+  SleepS(opts.opt_wait_s);
+  RefreshProbeStates(plan.probes);
+  for (int round = 0; round < 3; ++round) {
+    auto moved = MoveProbesOnce(plan, engine);
+    if (!moved.ok()) return moved.status();
+    if (!*moved) break;
+    SleepS(opts.opt_wait_s);
+    RefreshProbeStates(plan.probes);
+  }
+  const artifact::SynthesizedConst& c = plan.c();
+  for (auto& a : plan.probes)
+    if (a.info.role == "apply" && a.info.offset != c.spans[a.info.span].probe_offset)
+      res.notes.push_back(absl::StrCat("span ", a.info.span, ": probe moved to ", a.info.function,
+                                       "+0x", absl::Hex(a.info.offset),
+                                       a.info.optimized ? " (jump-optimized)" : ""));
+  return absl::OkStatus();
+}
+
+// Load -> attach all -> optimize -> activate with one engine. On an error the transaction has
+// undone every step when this returns.
+absl::Status RunEngine(LoadPlan& plan, Engine& engine, SetResult& res) {
+  if (auto st = engine.Load(res); !st.ok()) return st;
+  Transaction txn;
+  auto ta = Clock::now();
+  if (auto st = engine.AttachAll(txn); !st.ok()) return st;
+  res.attach_ms = MsSince(ta);
+  auto to = Clock::now();
+  if (auto st = OptimizeProbes(plan, engine, res); !st.ok()) return st;
+  res.optimize_ms = MsSince(to);
+  if (auto st = engine.Activate(res); !st.ok()) return st;
+  txn.Commit();
+  engine.Commit();
+  return absl::OkStatus();
+}
+
+// A constant that is not loaded: verify, then load with the chosen engine (native, falling back
+// to BPF when sie_native refused a place another probe took meanwhile).
+absl::Status LoadNew(LoadPlan& plan, EngineChoice ch, SetResult& res, json& journal) {
+  if (auto st = Verify(plan, ch, res, journal); !st.ok()) return st;
+  if (ch.native) {
+    auto native = MakeNativeEngine(plan, plan.opts->engine == "auto");
+    absl::Status st = RunEngine(plan, *native, res);
+    if (!native->place_taken()) return st;
+    // A race: BPF shares places with any kprobe.
+    res.engine = "bpf";
+    journal["engine"] = "bpf";
+    const absl::string_view msg = st.message();
+    res.engine_reason =
+        absl::StrCat("sie_native refused a place taken meanwhile (", msg.substr(0, msg.find('\n')),
+                     "); its probes of this load were removed");
+    if (auto st2 = LoadModuleIfNeeded("sie_kfuncs", &res.notes); !st2.ok()) return st2;
+    if (auto st2 = AssignCells(plan.c(), plan.probes); !st2.ok()) return st2;
+    plan.Mark("native place taken: bpf");
+  }
+  auto bpf = MakeBpfEngine(plan);
+  return RunEngine(plan, *bpf, res);
+}
+
+}  // namespace
+
+absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
+  LoadPlan plan;
+  plan.t0 = Clock::now();
+  plan.opts = &opts;
+  RouteLibbpfLog();
+  auto entry = artifact::FindConst(opts.consts_dir, opts.name);
+  if (!entry.ok()) return entry.status();
+  plan.entry = &*entry;
+  plan.Mark("const.json read");
+  const artifact::SynthesizedConst& c = entry->c;
+  SetResult res;
+  res.name = c.name;
+  res.value = opts.value;
+  res.mode = opts.mode;
+  json journal{{"const", c.name}, {"new_value", opts.value}, {"mode", opts.mode}};
+  // Refusals that need nothing from the kernel come first: nothing is touched.
+  if (auto st = ValidateRequest(c, opts); !st.ok()) return JournalRefusal(journal, st);
+  if (geteuid() != 0)
+    return JournalRefusal(
+        journal, FailedWithHint("sie set changes the running kernel and needs root",
+                                "run it as root (or in the guest: sie vm -- sie set ...)"));
+  auto lock = RunLock::Take();
+  if (!lock.ok()) return JournalRefusal(journal, lock.status());
+  plan.Mark("locked");
+  if (auto st = ValidateEngineName(opts.engine); !st.ok()) return JournalRefusal(journal, st);
+  if (auto old = ReadState(StatePath(c.name)); old.ok()) {
+    auto r = UpdateLoaded(c, opts, std::move(*old), res, journal, plan.t0);
+    if (!r.ok()) return JournalRefusal(journal, r.status());
+    return r;
+  }
+  if (!c.values.empty()) res.old_value = c.values[0];
+  if (res.old_value) journal["old_value"] = *res.old_value;
+  auto ch = ChooseEngine(c.name, opts.engine, NativeWhyNot(c, opts));
+  if (!ch.ok()) return JournalRefusal(journal, ch.status());
+  res.engine_reason = ch->reason;
+  if (auto st = LoadNew(plan, *ch, res, journal); !st.ok()) return JournalRefusal(journal, st);
+  res.latency_ms = MsSince(plan.t0);
+  journal["outcome"] = "loaded";
+  journal["latency_ms"] = res.latency_ms;
+  if (opts.mode == 2) journal["transition_ms"] = res.transition_ms;
+  Journal(journal);
+  return res;
+}
+
+}  // namespace sie::loader

@@ -1,0 +1,203 @@
+#include "runtime/loader/state.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/artifact/consts_dir.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "runtime/loader/native.h"
+
+namespace sie::loader {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string UserName() {
+  struct passwd* pw = getpwuid(getuid());
+  const char* sudo = getenv("SUDO_USER");
+  return absl::StrCat(pw ? pw->pw_name : std::to_string(getuid()),
+                      sudo ? absl::StrCat(" (sudo by ", sudo, ")") : "");
+}
+
+}  // namespace
+
+fs::path RunDir() {
+  if (const char* d = getenv("SIE_RUN_DIR"); d && *d) return d;
+  return "/run/sie";
+}
+
+fs::path JournalPath() {
+  if (const char* d = getenv("SIE_JOURNAL"); d && *d) return d;
+  std::error_code ec;
+  fs::create_directories("/var/log/sie", ec);
+  if (!ec && access("/var/log/sie", W_OK) == 0) return "/var/log/sie/journal.jsonl";
+  return RunDir() / "journal.jsonl";
+}
+
+absl::StatusOr<RunLock> RunLock::Take() {
+  std::error_code ec;
+  fs::create_directories(RunDir(), ec);
+  UniqueFd fd(open((RunDir() / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd.valid())
+    return FailedWithHint(
+        absl::StrCat("cannot open ", (RunDir() / "lock").string(), ": ", strerror(errno)),
+        "sie must run as root");
+  if (flock(fd.get(), LOCK_EX) != 0) return absl::InternalError("flock failed");
+  RunLock l;
+  l.fd_ = std::move(fd);
+  return l;
+}
+
+fs::path StatePath(const std::string& name) { return RunDir() / (name + ".json"); }
+fs::path PinDir(const std::string& name) { return fs::path(kPinRoot) / name; }
+
+void Journal(const json& entry) {
+  json e = entry;
+  e["time"] = static_cast<int64_t>(time(nullptr));
+  e["pid"] = getpid();
+  e["user"] = UserName();
+  fs::path p = JournalPath();
+  std::error_code ec;
+  fs::create_directories(p.parent_path(), ec);
+  UniqueFd fd(open(p.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+  if (!fd.valid()) return;  // the journal never blocks a change; status shows the state
+  std::string line = e.dump() + "\n";
+  // O_APPEND + one write: concurrent writers never interleave within a line.
+  (void)!write(fd.get(), line.data(), line.size());
+}
+
+absl::Status JournalRefusal(json journal, absl::Status st) {
+  journal["outcome"] = "refused";
+  journal["error"] = std::string(st.message().substr(0, st.message().find('\n')));
+  Journal(journal);
+  return st;
+}
+
+absl::Status WriteState(const std::string& name, const json& s) {
+  return WriteFileAtomic(StatePath(name), s.dump(2) + "\n", 0600);
+}
+
+absl::StatusOr<json> ReadState(const fs::path& p) {
+  auto t = ReadFile(p);
+  if (!t.ok()) return t.status();
+  json j = json::parse(*t, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return absl::DataLossError(absl::StrCat(p.string(), " is corrupt"));
+  return j;
+}
+
+void RemoveState(const std::string& name) {
+  std::error_code ec;
+  fs::remove(StatePath(name), ec);
+}
+
+std::vector<json> StatesExcept(const std::string& except) {
+  std::vector<json> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(RunDir(), ec)) {
+    if (e.path().extension() != ".json" || e.path().stem() == except) continue;
+    auto st = ReadState(e.path());
+    if (!st.ok()) continue;
+    if (!st->contains("name")) (*st)["name"] = e.path().stem().string();
+    out.push_back(std::move(*st));
+  }
+  return out;
+}
+
+std::set<uint64_t> AddressesOfOthers(const std::string& except) {
+  std::set<uint64_t> out;
+  for (const json& st : StatesExcept(except)) {
+    for (const auto& a : st.value("attached_addresses", json::array()))
+      if (a.is_number_unsigned()) out.insert(a.get<uint64_t>());
+    for (const auto& p : st.value("probes", json::array()))
+      out.insert(p.value("address", uint64_t{0}));
+  }
+  return out;
+}
+
+std::string NativeOwner(const std::string& key) {
+  for (const json& st : StatesExcept("")) {
+    if (st.value("engine", "bpf") != "native") continue;
+    for (const auto& np : st.value("native", json::array()))
+      if (NativeKey(np.value("symbol", ""), np.value("offset", uint64_t{0})) == key)
+        return st.value("name", "");
+  }
+  return "";
+}
+
+// A probe (int3, or the jump of an optimized probe) covers the code at its address, so
+// /proc/kcore shows the patch, not the instruction. When that probe is another loaded constant's
+// apply probe whose span expects the same bytes at the same place, that constant verified them
+// before its probe covered them.
+std::string VerifiedUnderProbeOf(const std::string& self, uint64_t addr,
+                                 const std::string& function, uint64_t offset,
+                                 const std::string& expect) {
+  for (const json& st : StatesExcept(self)) {
+    if (st.value("state", "") != "loaded") continue;
+    for (const auto& p : st.value("probes", json::array())) {
+      if (p.value("role", "") != "apply" || p.value("address", uint64_t{0}) != addr) continue;
+      auto other = artifact::ReadConstFile(st.value("const_path", ""));
+      const int span = p.value("span", -1);
+      if (!other.ok() || span < 0 || span >= static_cast<int>(other->spans.size())) continue;
+      const artifact::CriticalSpan& s = other->spans[span];
+      if (s.function == function && s.probe_offset == offset &&
+          p.value("offset", uint64_t{0}) == offset && s.expect_bytes == expect)
+        return st.value("name", "");
+    }
+  }
+  return "";
+}
+
+json ProbeToJson(const ProbeInfo& p) {
+  return json{{"role", p.role},           {"span", p.span},         {"function", p.function},
+              {"offset", p.offset},       {"address", p.address},   {"cell", p.cell},
+              {"optimized", p.optimized}, {"flags", p.kprobe_flags}};
+}
+
+ProbeInfo ProbeFromJson(const json& j) {
+  ProbeInfo p;
+  p.role = j.value("role", "");
+  p.span = j.value("span", 0);
+  p.function = j.value("function", "");
+  p.offset = j.value("offset", uint64_t{0});
+  p.address = j.value("address", uint64_t{0});
+  p.cell = j.value("cell", -1);
+  p.optimized = j.value("optimized", false);
+  p.kprobe_flags = j.value("flags", "");
+  return p;
+}
+
+absl::StatusOr<std::vector<json>> ReadJournal() {
+  std::vector<json> out;
+  std::vector<fs::path> paths;
+  if (const char* d = getenv("SIE_JOURNAL"); d && *d)
+    paths.push_back(d);
+  else
+    paths = {"/var/log/sie/journal.jsonl", RunDir() / "journal.jsonl"};
+  for (const fs::path& p : paths) {
+    auto t = ReadFile(p);
+    if (!t.ok()) continue;
+    size_t pos = 0;
+    while (pos < t->size()) {
+      size_t nl = t->find('\n', pos);
+      if (nl == std::string::npos) nl = t->size();
+      json j = json::parse(t->substr(pos, nl - pos), nullptr, false);
+      if (!j.is_discarded()) out.push_back(j);
+      pos = nl + 1;
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const json& a, const json& b) {
+    return a.value("time", int64_t{0}) < b.value("time", int64_t{0});
+  });
+  return out;
+}
+
+}  // namespace sie::loader

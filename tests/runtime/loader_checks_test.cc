@@ -1,0 +1,272 @@
+// Host unit tests of the `sie set` decisions that need no kernel (runtime/loader/checks.h) and
+// of the transaction guard that undoes a failed load (runtime/loader/transaction.h): argument
+// refusals, the engine choice and its fallbacks, the code-byte verdict, the safe-span and
+// mode-2 placement rules, and the other-kprobe warnings. Kernel inputs are given as samples.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/artifact/consts_dir.h"
+#include "common/base/diag.h"
+#include "gtest/gtest.h"
+#include "runtime/loader/checks.h"
+#include "runtime/loader/transaction.h"
+
+namespace sie::loader {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const fs::path kConsts = fs::path(SIE_SOURCE_DIR) / "tests/runtime/fixtures/sie_target";
+
+// 102 SIE_TARGET_CALL_ARG: one reg span (range 0..2^32-1, shipped 4660, id 102).
+artifact::SynthesizedConst Const(const std::string& id) {
+  auto c = artifact::ReadConstFile(kConsts / id / "const.json");
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *c : artifact::SynthesizedConst{};
+}
+
+SetOptions Opts(int64_t value, int mode = 0, std::string engine = "auto") {
+  SetOptions o;
+  o.value = value;
+  o.mode = mode;
+  o.engine = std::move(engine);
+  return o;
+}
+
+// What the user reads: the message and its hint.
+bool Has(const absl::Status& st, absl::string_view text) {
+  return absl::StrContains(MessageWithHint(st), text);
+}
+
+TEST(ValidateRequest, RefusesOutOfRangeValuesUnknownModesAndUnnumberableInstances) {
+  artifact::SynthesizedConst c = Const("102");
+  EXPECT_TRUE(ValidateRequest(c, Opts(7)).ok());
+  absl::Status st = ValidateRequest(c, Opts(-1));
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Has(st, "value -1 is outside the range of SIE_TARGET_CALL_ARG [0, 4294967295]"));
+  EXPECT_TRUE(Has(st, "hint: the range comes from the constant's spec")) << st;
+  EXPECT_TRUE(Has(ValidateRequest(c, Opts(7, 3)), "unknown mode 3"));
+  c.id = 5000;  // sie_consistency numbers instances 0..4095
+  st = ValidateRequest(c, Opts(7, 2));
+  EXPECT_TRUE(Has(st, "has id 5000; sie_consistency numbers instances 0..4095")) << st;
+  EXPECT_TRUE(ValidateRequest(c, Opts(7, 1)).ok());
+  EXPECT_TRUE(ValidateEngineName("native").ok());
+  EXPECT_TRUE(Has(ValidateEngineName("ebpf"), "unknown engine 'ebpf'"));
+}
+
+TEST(CheckUpdate, OnlyTheValueOfALoadedConstantChanges) {
+  const json bpf1{{"state", "loaded"}, {"mode", 1}};
+  const json native{{"state", "loaded"}, {"engine", "native"}, {"mode", 0}};
+  EXPECT_TRUE(CheckUpdate("C", bpf1, Opts(1, 1)).ok());
+  EXPECT_TRUE(CheckUpdate("C", bpf1, Opts(1, 1, "bpf")).ok());
+  EXPECT_TRUE(CheckUpdate("C", native, Opts(1, 0)).ok());
+  EXPECT_TRUE(Has(CheckUpdate("C", json{{"state", "loading"}, {"pid", 42}}, Opts(1)),
+                  "C was left half-loaded by process 42"));
+  absl::Status st = CheckUpdate("C", bpf1, Opts(1, 1, "native"));
+  EXPECT_TRUE(Has(st, "C is loaded with the bpf engine"));
+  EXPECT_TRUE(Has(st, "sie set --engine native"));
+  EXPECT_TRUE(Has(CheckUpdate("C", bpf1, Opts(1, 0)), "C is loaded in mode 1"));
+  EXPECT_TRUE(Has(CheckUpdate("C", native, Opts(1, 1)), "loaded in mode 0 (native engine)"));
+}
+
+TEST(ChooseEngine, AutoPicksNativeWhereItCoversEverySpanAndForcedEnginesAreObeyed) {
+  auto ch = ChooseEngine("C", "auto", "");
+  ASSERT_TRUE(ch.ok());
+  EXPECT_TRUE(ch->native);
+  EXPECT_TRUE(absl::StartsWith(ch->reason, "sie_native covers every span"));
+  ch = ChooseEngine("C", "auto", "kind flags");
+  ASSERT_TRUE(ch.ok());
+  EXPECT_FALSE(ch->native);
+  EXPECT_EQ(ch->reason, "sie_native cannot: kind flags");
+  ch = ChooseEngine("C", "bpf", "");
+  ASSERT_TRUE(ch.ok());
+  EXPECT_FALSE(ch->native);
+  EXPECT_EQ(ch->reason, "forced by --engine bpf");
+  ch = ChooseEngine("C", "native", "");
+  ASSERT_TRUE(ch.ok());
+  EXPECT_TRUE(ch->native);
+  EXPECT_TRUE(Has(ChooseEngine("C", "native", "kind flags").status(),
+                  "C cannot use the native engine: kind flags"));
+}
+
+TEST(ChooseEngine, NativeWhyNotNeedsTheShippedValueAndAFormulaDefinedAtTheValue) {
+  artifact::SynthesizedConst c = Const("102");
+  EXPECT_EQ(NativeWhyNot(c, Opts(7)), "");
+  EXPECT_NE(NativeWhyNot(c, Opts(7, 1)), "");  // per-task guards
+  c.spans[0].formula = "100 / V";
+  EXPECT_NE(NativeWhyNot(c, Opts(0)), "");
+  c.spans[0].formula = "V";
+  c.values.clear();
+  EXPECT_TRUE(absl::StrContains(NativeWhyNot(c, Opts(7)), "the shipped value is unknown"));
+}
+
+TEST(ChooseEngine, FallsBackToBpfUnlessNativeWasForced) {
+  EngineChoice ch{true, "x"};
+  absl::Status refusal = absl::FailedPreconditionError("no module");
+  EXPECT_EQ(FallBackToBpf(ch, "native", refusal, "why"), refusal);
+  EXPECT_TRUE(ch.native);
+  EXPECT_TRUE(FallBackToBpf(ch, "auto", refusal, "why").ok());
+  EXPECT_FALSE(ch.native);
+  EXPECT_EQ(ch.reason, "why");
+}
+
+TEST(NativePlaces, NamesTheFirstTakenPlaceAndItsOwner) {
+  artifact::SynthesizedConst c = Const("107");  // two mem spans in one function
+  auto np = NativeProbes(c, "sie_target");
+  ASSERT_TRUE(np.ok()) << np.status();
+  const std::string second = NativeKey((*np)[1].symbol, (*np)[1].offset);
+  auto owner = [&](const std::string& key) { return key == second ? "OTHER" : ""; };
+  EXPECT_EQ(NativePlaceTaken(*np, {}, owner), "");
+  auto listing = ParseNativeListing(second + " mem-cell di 8 4 0x40 hits=5 faults=0\n");
+  const std::string taken = NativePlaceTaken(*np, listing, owner);
+  EXPECT_EQ(taken, absl::StrCat("span 1 (", second,
+                                ") is already probed natively by OTHER (sie_native keeps one "
+                                "probe per place)"));
+  EXPECT_TRUE(
+      absl::StrContains(NativePlaceTaken(*np, listing, [](const std::string&) { return ""; }),
+                        "by another constant or tool"));
+  EngineChoice ch{true, ""};
+  EXPECT_TRUE(
+      Has(NativePlaceRefusal(ch, "C", "native", taken), "C cannot use the native engine: span 1"));
+  EXPECT_TRUE(NativePlaceRefusal(ch, "C", "auto", taken).ok());
+  EXPECT_FALSE(ch.native);
+  EXPECT_EQ(ch.reason, "sie_native cannot: " + taken);
+}
+
+TEST(CheckProbeBytes, AcceptsExactBytesAndBytesUnderAProbeThatCannotHideADifference) {
+  const artifact::SynthesizedConst c = Const("102");  // expects "ebd0" at +0xe
+  const artifact::CriticalSpan& s = c.spans[0];
+  int asked = 0;
+  auto nobody = [&] {
+    ++asked;
+    return std::string();
+  };
+  auto no_int3 = [] { return false; };
+  auto r = CheckProbeBytes(s, "\xeb\xd0", true, "D/const.json", nobody, no_int3);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, "");
+  EXPECT_EQ(asked, 0);  // the state files are read only on a mismatch
+  r = CheckProbeBytes(
+      s, "\xcc\xd0", true, "D/const.json", [] { return std::string("OTHER"); }, no_int3);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r,
+            "the code at sie_target_call_arg+0xe is under OTHER's probe, which verified the "
+            "same bytes");
+  r = CheckProbeBytes(s, "\xcc\xd0", true, "D/const.json", nobody, [] { return true; });
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r,
+            "the first byte at sie_target_call_arg+0xe is another kprobe's int3 "
+            "(kprobes/list); the other 1 byte(s) match");
+  // An int3 with the rest different, or no int3 kprobe registered there: refused.
+  r = CheckProbeBytes(s, "\xcc\xd1", true, "D/const.json", nobody, [] { return true; });
+  EXPECT_TRUE(Has(r.status(),
+                  "the code at sie_target_call_arg+0xe is ccd1, but D/const.json "
+                  "expects ebd0"));
+  EXPECT_TRUE(Has(r.status(), "hint: the running kernel is not the build synth analyzed"));
+  EXPECT_FALSE(CheckProbeBytes(s, "\xcc\xd0", true, "D", nobody, no_int3).ok());
+}
+
+TEST(SafeSpans, DefaultToTheWholeCriticalSpanFunctionsAndAreBoundedPerMode) {
+  artifact::SynthesizedConst c = Const("102");  // no safe spans from synth
+  auto ss = SafeSpansOf(c);
+  ASSERT_EQ(ss.size(), 1u);
+  EXPECT_EQ(ss[0].function, c.spans[0].function);
+  EXPECT_EQ(ss[0].how, artifact::SafeSpanHow::kWholeFunction);
+  ss = SafeSpansOf(Const("107"));  // synth's own (manual) span
+  ASSERT_EQ(ss.size(), 1u);
+  EXPECT_EQ(ss[0].how, artifact::SafeSpanHow::kManual);
+  EXPECT_EQ(ss[0].end, 85u);
+  EXPECT_TRUE(CheckSafeSpanCount("C", 8, 1).ok());
+  absl::Status st = CheckSafeSpanCount("C", 9, 1);
+  EXPECT_TRUE(Has(st, "C has 9 safe spans; mode 1 supports 8"));
+  EXPECT_TRUE(Has(st, "use --mode 0"));
+  EXPECT_TRUE(CheckSafeSpanCount("C", 16, 2).ok());
+  EXPECT_TRUE(Has(CheckSafeSpanCount("C", 17, 2), "use --mode 1 or 0"));
+}
+
+TEST(GlobalMode, RefusesCodePatchedByAnotherKprobe) {
+  KprobeEntry e;
+  e.addr = 0x1010;
+  e.where = "f+0x10";
+  EXPECT_TRUE(CheckUnpatched("safe span 0", {e}, 0x1000, 0x10).ok());
+  EXPECT_TRUE(Has(CheckUnpatched("safe span 0", {e}, 0x1000, 0x11),
+                  "safe span 0: the code is patched by a kprobe at f+0x10"));
+}
+
+Attached Apply(int span, uint64_t func, uint64_t off, std::vector<uint64_t> candidates = {}) {
+  Attached a;
+  a.info = MakeProbe("apply", span, "f", off, func);
+  a.func_addr = func;
+  a.candidates = std::move(candidates);
+  return a;
+}
+
+TEST(GlobalMode, RefusesAProbeOnAnExitOfASpanWithOtherUsesAndDropsExitCandidates) {
+  GlobalSpan g;
+  g.start = 0x1000;
+  g.end = 0x1040;
+  g.entry = 0x1000;
+  g.exits = {0x1040};
+  // One use on the exit alone is fine; candidates on an exit are dropped.
+  std::vector<Attached> probes;
+  probes.push_back(Apply(0, 0x1000, 0x40));
+  probes.push_back(Apply(1, 0x2000, 0x0, {0x10}));
+  probes.push_back(Apply(2, 0x1000, 0x60, {0x40, 0x50}));
+  ASSERT_TRUE(CheckExitUses("C", {g}, probes).ok());
+  EXPECT_EQ(probes[2].candidates, std::vector<uint64_t>{0x50});
+  EXPECT_EQ(probes[1].candidates, std::vector<uint64_t>{0x10});
+  // A second use inside the span: the exit probe would apply for the last task out only.
+  probes.push_back(Apply(3, 0x1000, 0x8));
+  absl::Status st = CheckExitUses("C", {g}, probes);
+  EXPECT_TRUE(Has(st, "span 0 of C is probed at f+0x40, an exit of a safe span with 2 uses"));
+  EXPECT_TRUE(Has(st, "use --mode 1 (per-task)"));
+}
+
+TEST(OtherKprobes, AreNotedOnEachProbeAndWarned) {
+  std::vector<Attached> probes;
+  probes.push_back(Apply(0, 0x1000, 0xe));
+  probes.push_back(Apply(1, 0x2000, 0x4));
+  KprobeEntry a{0x100e, "k", "f+0xe", true, false, false};
+  KprobeEntry b{0x100e, "r", "f+0xe", false, false, true};
+  std::vector<std::string> warnings;
+  NoteOtherKprobes({a, b}, probes, warnings);
+  EXPECT_EQ(probes[0].info.others_count, 2);
+  EXPECT_EQ(probes[0].info.others,
+            (std::vector<std::string>{"f+0xe [OPTIMIZED]", "f+0xe (kretprobe) [DISABLED]"}));
+  EXPECT_EQ(probes[1].info.others_count, 0);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0],
+            "apply probe of span 0 at f+0xe: 2 other kprobe(s) already registered there (f+0xe "
+            "[OPTIMIZED]; f+0xe (kretprobe) [DISABLED]); they run on the same hits");
+}
+
+TEST(Transaction, UndoesEveryRecordedStepNewestFirstUnlessCommitted) {
+  std::vector<int> undone;
+  {
+    Transaction t;
+    t.OnRollback([&] { undone.push_back(1); });
+    t.OnRollback([&] { undone.push_back(2); });
+    t.OnRollback([&] { undone.push_back(3); });
+  }
+  EXPECT_EQ(undone, (std::vector<int>{3, 2, 1}));
+  undone.clear();
+  {
+    Transaction t;
+    t.OnRollback([&] { undone.push_back(1); });
+    t.Commit();
+  }
+  EXPECT_TRUE(undone.empty());
+  {
+    Transaction t;
+    t.OnRollback([&] { undone.push_back(1); });
+    t.Rollback();
+    EXPECT_EQ(undone, std::vector<int>{1});
+  }
+  EXPECT_EQ(undone, std::vector<int>{1});  // each undo runs once
+}
+
+}  // namespace
+}  // namespace sie::loader

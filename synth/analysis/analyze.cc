@@ -21,6 +21,7 @@
 #include "synth/analysis/elf_file.h"
 #include "synth/analysis/semantics.h"
 #include "synth/analysis/slice.h"
+#include "synth/refusal.h"
 
 namespace sie::synth {
 namespace {
@@ -31,16 +32,20 @@ std::string Where(const Function& fn, uint64_t off) {
   return absl::StrFormat("%s+0x%x", fn.name, off);
 }
 
-absl::Status Refuse(const Function& fn, uint64_t off, absl::string_view why) {
-  return absl::FailedPreconditionError(
-      absl::StrCat(Where(fn, off), ": ", why,
-                   "\nhint: scope the constant out of this function (spec `functions`) or "
-                   "restrict its value range"));
+// A final refusal of the span at fn+off, of class `cls` (see synth/refusal.h).
+absl::Status Refuse(const Function& fn, uint64_t off, absl::string_view why, Refusal cls) {
+  return Classified(absl::FailedPreconditionError(absl::StrCat(
+                        Where(fn, off), ": ", why,
+                        "\nhint: scope the constant out of this function (spec `functions`) or "
+                        "restrict its value range")),
+                    cls);
 }
 
 // A refusal that a larger region may resolve (an input copied just before the hunk, a result
 // finished just after it): the driver grows the region over common neighbours and retries.
-absl::Status Growable(const absl::Status& st) { return absl::InvalidArgumentError(st.message()); }
+absl::Status Growable(const absl::Status& st) {
+  return KeepClass(absl::StatusCode::kInvalidArgument, st.message(), st);
+}
 
 MemOperand ToMem(const Operand& o) {
   MemOperand m;
@@ -112,7 +117,8 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
   if (r.b[0] == r.e[0])
     return Growable(Refuse(fb, cs_start,
                            "the shipped build has no instruction for the constant here (e.g. x*1 "
-                           "folded away) but other builds do: no span to probe"));
+                           "folded away) but other builds do: no span to probe",
+                           Refusal::kShapeChange));
   uint64_t cs_end = fb.insns[r.e[0] - 1].offset + fb.insns[r.e[0] - 1].size;
   int end_idx = r.e[0];
   z3::context ctx;
@@ -122,9 +128,10 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     st.push_back(std::make_unique<SymState>(ctx, zext));
     for (int i = r.b[k]; i < r.e[k]; ++i) {
       if (!st[k]->Step(cx.fn[k]->insns[i]))
-        return absl::InvalidArgumentError(absl::StrCat(cx.fn[k]->name, " (V=", cx.vs[k],
-                                                       "): cannot model instruction `",
-                                                       st[k]->unsupported(), "` in the span"));
+        return Classified(absl::InvalidArgumentError(absl::StrCat(
+                              cx.fn[k]->name, " (V=", cx.vs[k], "): cannot model instruction `",
+                              st[k]->unsupported(), "` in the span")),
+                          Refusal::kUnmodelledInstruction);
     }
   }
   auto input_of = [&](const std::vector<z3::expr>& o) -> absl::StatusOr<std::optional<z3::expr>> {
@@ -148,46 +155,50 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
       absl::StrAppend(&code, "; `", fb.insns[i].Text(), "`");
     if (r.e[0] - r.b[0] > 4) absl::StrAppend(&code, " ...");
     if (in.size() > 1)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "is computed by ", code, " from ", in.size(), " live inputs (", absl::StrJoin(regs, ", "),
-          regs.empty() || mems.empty() ? "" : ", ",
-          mems.empty() ? "" : absl::StrCat("memory ", absl::StrJoin(mems, ", ")),
-          ") together with the constant: a formula has one input X, so a recompute of two "
-          "inputs cannot be expressed"));
+      return Classified(
+          absl::InvalidArgumentError(absl::StrCat(
+              "is computed by ", code, " from ", in.size(), " live inputs (",
+              absl::StrJoin(regs, ", "), regs.empty() || mems.empty() ? "" : ", ",
+              mems.empty() ? "" : absl::StrCat("memory ", absl::StrJoin(mems, ", ")),
+              ") together with the constant: a formula has one input X, so a recompute of two "
+              "inputs cannot be expressed")),
+          Refusal::kTwoInputs);
     std::string n = *in.begin();
     if (n.rfind("in:", 0) != 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat("is computed by ", code, " from a value loaded inside the span (memory ",
-                       mems[0], "): X must be a register live at the span's start"));
+      return Classified(
+          absl::InvalidArgumentError(
+              absl::StrCat("is computed by ", code, " from a value loaded inside the span (memory ",
+                           mems[0], "): X must be a register live at the span's start")),
+          Refusal::kInputInSpan);
     std::string fam = n.substr(3);
     return std::optional<z3::expr>(ctx.bv_const(n.c_str(), zext.count(fam) ? 32 : 64));
   };
-  auto finish = [&](CriticalSpan sp, const std::vector<Loc>& locs,
-                    std::string* err) -> std::optional<CriticalSpan> {
+  auto finish = [&](CriticalSpan sp, const std::vector<Loc>& locs) -> absl::StatusOr<CriticalSpan> {
     sp.function = fb.name;
     sp.cs_start = cs_start;
     sp.cs_end = cs_end;
-    if (end_idx >= static_cast<int>(fb.insns.size())) {
-      *err = "the span ends the function: no probe location after it";
-      return std::nullopt;
-    }
+    if (end_idx >= static_cast<int>(fb.insns.size()))
+      return Refuse(fb, cs_start, "the span ends the function: no probe location after it",
+                    Refusal::kUnsafe);
     sp.probe_offset = fb.insns[end_idx].offset;
-    if (fb.branch_targets.count(sp.probe_offset)) {
-      *err = absl::StrFormat(
-          "the first instruction after the span (+0x%x) is also reached by a jump that bypasses "
-          "the span: a probe there would rewrite state on the other path too",
-          sp.probe_offset);
-      return std::nullopt;
-    }
+    if (fb.branch_targets.count(sp.probe_offset))
+      return Refuse(fb, cs_start,
+                    absl::StrFormat("the first instruction after the span (+0x%x) is also reached "
+                                    "by a jump that bypasses the span: a probe there would "
+                                    "rewrite state on the other path too",
+                                    sp.probe_offset),
+                    Refusal::kJoinBypass);
     ProbeWindow w = ProbeCandidates(fb, end_idx, locs);
     sp.candidates = w.candidates;
     if (w.first_reader >= 0) {
       const Insn& rd = fb.insns[w.first_reader];
       if (rd.is_call && IsAllocCall(rd.call_target) && !sp.target_reg.empty() &&
           ArgRegs().count(sp.target_reg)) {
-        *err = absl::StrCat("the constant is an allocation size (argument of ", rd.call_target,
-                            "): changing it at run time would corrupt memory");
-        return std::nullopt;
+        return Refuse(
+            fb, cs_start,
+            absl::StrCat("the constant is an allocation size (argument of ", rd.call_target,
+                         "): changing it at run time would corrupt memory"),
+            Refusal::kUnsafe);
       }
       if (sp.kind == SpanKind::kFlags) sp.flags_cc = rd.mnemonic;
     }
@@ -202,8 +213,8 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     if (AllEqual(ctx, o)) continue;
     auto x = input_of(o);
     if (!x.ok())
-      return Growable(
-          Refuse(fb, cs_start, absl::StrCat("register ", f, " ", x.status().message())));
+      return Growable(Refuse(fb, cs_start, absl::StrCat("register ", f, " ", x.status().message()),
+                             RefusalOf(x.status())));
     int width = st[0]->LastWriteWidth(f);
     // Only the bits the code reads afterwards must agree ("cmp ax,dx" after "add eax,64" in
     // one build and "sub ax,-128" in another): fit on those, write the span's full width.
@@ -216,10 +227,11 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     auto fit = FitOutput(ctx, o, *x, cx.vs, fit_width * 8,
                          x->has_value() && zext.count(x->value().decl().name().str().substr(3)));
     if (!fit.ok())
-      return absl::InvalidArgumentError(
-          absl::StrCat(Where(fb, cs_start), ": register ", f, " after `", fb.insns[r.b[0]].Text(),
-                       "`", r.e[0] - r.b[0] > 1 ? " ..." : "",
-                       ": transformation outside the family: ", fit.status().message()));
+      return Classified(absl::InvalidArgumentError(absl::StrCat(
+                            Where(fb, cs_start), ": register ", f, " after `",
+                            fb.insns[r.b[0]].Text(), "`", r.e[0] - r.b[0] > 1 ? " ..." : "",
+                            ": transformation outside the family: ", fit.status().message())),
+                        Refusal::kFormulaFamily);
     CriticalSpan sp;
     sp.kind = SpanKind::kReg;
     sp.target_reg = f;
@@ -239,9 +251,8 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
     }
     cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
     cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
-    std::string err;
-    auto done = finish(sp, locs, &err);
-    if (!done) return Refuse(fb, cs_start, err);
+    auto done = finish(sp, locs);
+    if (!done.ok()) return done.status();
     out.push_back(*done);
   }
   // Stores.
@@ -257,33 +268,35 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
       if (!found)
         return Refuse(fb, cs_start,
                       absl::StrCat("the build with V=", cx.vs[k], " does not store to ", key,
-                                   ": memory layout depends on the constant"));
+                                   ": memory layout depends on the constant"),
+                      Refusal::kLayout);
       o.push_back(found->value);
     }
     if (AllEqual(ctx, o)) continue;
     auto x = input_of(o);
     if (!x.ok())
-      return Growable(Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message())));
+      return Growable(Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message()),
+                             RefusalOf(x.status())));
     auto fit = FitOutput(ctx, o, *x, cx.vs, s0.width * 8, false);
     if (!fit.ok())
-      return absl::InvalidArgumentError(
-          absl::StrCat(Where(fb, cs_start), ": store `", fb.insns[r.b[0]].Text(),
-                       "`: transformation outside the family: ", fit.status().message()));
+      return Classified(absl::InvalidArgumentError(absl::StrCat(
+                            Where(fb, cs_start), ": store `", fb.insns[r.b[0]].Text(),
+                            "`: transformation outside the family: ", fit.status().message())),
+                        Refusal::kFormulaFamily);
     CriticalSpan sp;
     sp.kind = SpanKind::kMem;
     sp.target_mem = ToMem(s0.op);
     sp.width = s0.width;
     sp.formula = fit->formula;
     if (fit->uses_x) sp.save_reg = x->value().decl().name().str().substr(3);
-    std::string err;
-    auto done = finish(sp, {Loc{"", s0.op}}, &err);
-    if (!done) return Refuse(fb, cs_start, err);
+    auto done = finish(sp, {Loc{"", s0.op}});
+    if (!done.ok()) return done.status();
     out.push_back(*done);
   }
   // Flags consumed after the span.
   if (st[0]->flags() && LiveAt(fb, end_idx, Loc{"flags"})) {
     bool all = st[1]->flags() && st[2]->flags();
-    if (!all) return Refuse(fb, cs_start, "flags are set in one build only");
+    if (!all) return Refuse(fb, cs_start, "flags are set in one build only", Refusal::kShapeChange);
     std::vector<z3::expr> a, b;
     for (int k = 0; k < 3; ++k) {
       a.push_back(st[k]->flags()->a);
@@ -298,21 +311,24 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
         return Refuse(fb, fi.offset,
                       absl::StrCat("the comparison `", fi.Text(),
                                    "` changes shape with the constant (not a compare of an "
-                                   "unchanged operand against an immediate)"));
+                                   "unchanged operand against an immediate)"),
+                      Refusal::kShapeChange);
       std::vector<uint64_t> cs;
       for (const z3::expr& e : b) {
         uint64_t v = 0;
         if (!e.simplify().is_numeral_u64(v))
           return Refuse(fb, fi.offset,
-                        absl::StrCat("`", fi.Text(), "` compares against a computed value"));
+                        absl::StrCat("`", fi.Text(), "` compares against a computed value"),
+                        Refusal::kShapeChange);
         cs.push_back(v);
       }
       int width = st[0]->flags()->width;
       auto fam = FitFamily(cx.vs, cs, width * 8);
       if (!fam.ok())
-        return absl::InvalidArgumentError(
-            absl::StrCat(Where(fb, fi.offset), ": compare `", fi.Text(),
-                         "`: transformation outside the family: ", fam.status().message()));
+        return Classified(absl::InvalidArgumentError(absl::StrCat(
+                              Where(fb, fi.offset), ": compare `", fi.Text(),
+                              "`: transformation outside the family: ", fam.status().message())),
+                          Refusal::kFormulaFamily);
       CriticalSpan sp;
       sp.kind = SpanKind::kFlags;
       sp.width = width;
@@ -327,9 +343,8 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
       if (lhs.type == OpType::kReg) locs.push_back(Loc{sp.target_reg});
       cx.res->range_min = std::max(cx.res->range_min, fam->vmin);
       cx.res->range_max = std::min(cx.res->range_max, fam->vmax);
-      std::string err;
-      auto done = finish(sp, locs, &err);
-      if (!done) return Refuse(fb, cs_start, err);
+      auto done = finish(sp, locs);
+      if (!done.ok()) return done.status();
       out.push_back(*done);
     }
   }
@@ -355,10 +370,12 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const Ctx& cx, const Hunk&
         return Refuse(
             fb, at,
             absl::StrCat("control flow depends on the constant (V=", cx.vs[k], " has `", in.Text(),
-                         "` at +0x", absl::Hex(in.offset), " where other builds differ)"));
+                         "` at +0x", absl::Hex(in.offset), " where other builds differ)"),
+            Refusal::kControlFlow);
       if (in.writes.count("sp") && in.mnemonic != "push" && in.mnemonic != "pop")
         return Refuse(fb, at,
-                      absl::StrCat("stack frame size depends on the constant (`", in.Text(), "`)"));
+                      absl::StrCat("stack frame size depends on the constant (`", in.Text(), "`)"),
+                      Refusal::kControlFlow);
     }
   }
   int len = whole.e[0] - whole.b[0];
@@ -385,7 +402,8 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const Ctx& cx, const Hunk&
                                      stack ? "stack layout"
                                            : "a memory offset (struct field or "
                                              "array index)",
-                                     " depends on the constant"));
+                                     " depends on the constant"),
+                        Refusal::kLayout);
         }
       }
       Range one;
@@ -470,12 +488,14 @@ void DataInitializers(const std::vector<std::unique_ptr<ElfFile>>& elfs,
 absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>& variants,
                                                const AnalyzeOptions& opts) {
   if (variants.size() != 3)
-    return absl::InvalidArgumentError(
-        absl::StrCat("need exactly three builds (V1 shipped, V2, V3), got ", variants.size()));
+    return Classified(absl::InvalidArgumentError(absl::StrCat(
+                          "need exactly three builds (V1 shipped, V2, V3), got ", variants.size())),
+                      Refusal::kSpec);
   std::vector<int64_t> vs;
   for (const auto& v : variants) vs.push_back(v.value);
   if (vs[0] == vs[1] || vs[0] == vs[2] || vs[1] == vs[2])
-    return absl::InvalidArgumentError("the three builds must use distinct values");
+    return Classified(absl::InvalidArgumentError("the three builds must use distinct values"),
+                      Refusal::kSpec);
   AnalysisResult res;
   res.range_min = opts.range_min;
   res.range_max = opts.range_max;
@@ -496,8 +516,9 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
     bool found = std::any_of(fns[0].begin(), fns[0].end(),
                              [&](const Function& f) { return f.norm_name == want; });
     if (!found)
-      return absl::NotFoundError(
-          absl::StrCat("function ", want, " not found in ", variants[0].path));
+      return Classified(
+          absl::NotFoundError(absl::StrCat("function ", want, " not found in ", variants[0].path)),
+          Refusal::kSpec);
   }
   // Pair functions by normalized name (n-th occurrence with n-th occurrence).
   auto index = [](const std::vector<Function>& v) {
@@ -508,6 +529,7 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   auto i1 = index(fns[1]), i2 = index(fns[2]);
   std::map<std::string, int> seen;
   std::vector<std::string> errors;
+  Refusal first_class = Refusal::kUnclassified;  // of errors[0]: the run's reported class
   for (const Function& fb : fns[0]) {
     int n = seen[fb.norm_name]++;
     auto a = i1.find(fb.norm_name), b = i2.find(fb.norm_name);
@@ -603,6 +625,7 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
         last = cur;
         last_spans = 0;
         if (!spans.ok()) {
+          if (errors.empty()) first_class = RefusalOf(spans.status());
           errors.push_back(std::string(spans.status().message()));
           continue;
         }
@@ -620,22 +643,27 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
         res.warnings.push_back(absl::StrCat(
             "function ", f.name, " exists only in the build with V=", vs[k], "; not analyzed"));
     }
-  if (!errors.empty()) return absl::FailedPreconditionError(absl::StrJoin(errors, "\n"));
+  if (!errors.empty())
+    return Classified(absl::FailedPreconditionError(absl::StrJoin(errors, "\n")), first_class);
   DataInitializers(elfs, vs, &res);
   if (res.spans.empty())
-    return absl::NotFoundError(absl::StrCat(
-        "no instruction differs between the builds (V=", absl::StrJoin(vs, ", "), ") in ",
-        only.empty() ? "any function" : absl::StrJoin(only, ", "),
-        res.data_initializers.empty() ? "" : " (only data initializers differ)",
-        "\nhint: check that the constant is used in this object and that the variants were "
-        "really rebuilt with different values"));
+    return Classified(
+        absl::NotFoundError(absl::StrCat(
+            "no instruction differs between the builds (V=", absl::StrJoin(vs, ", "), ") in ",
+            only.empty() ? "any function" : absl::StrJoin(only, ", "),
+            res.data_initializers.empty() ? "" : " (only data initializers differ)",
+            "\nhint: check that the constant is used in this object and that the variants were "
+            "really rebuilt with different values")),
+        Refusal::kNoSpan);
   if (res.range_min > opts.range_min || res.range_max < opts.range_max)
     res.warnings.push_back(absl::StrCat("value range narrowed to [", res.range_min, ", ",
                                         res.range_max,
                                         "] (shift counts must stay below the "
                                         "operand width, divisors non-zero)"));
   if (res.range_min > res.range_max)
-    return absl::FailedPreconditionError("no value of the requested range is valid for every span");
+    return Classified(
+        absl::FailedPreconditionError("no value of the requested range is valid for every span"),
+        Refusal::kRange);
   // Safe spans from the data-dependency slice of each CS.
   std::map<std::string, const Function*> by_name;
   for (const Function& f : fns[0]) by_name[f.name] = &f;

@@ -10,9 +10,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "synth/analysis/align.h"
 #include "synth/analysis/analyze.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/elf_file.h"
+#include "synth/refusal.h"
 
 namespace sie::synth {
 namespace {
@@ -39,35 +41,8 @@ bool SameInsn(const Insn& a, const Insn& b) {
 }
 
 std::vector<int> Align(const Function& a, const Function& b) {
-  size_t n = a.insns.size(), m = b.insns.size();
-  std::vector<int> match(n, -1);
-  size_t pre = 0;
-  while (pre < n && pre < m && SameInsn(a.insns[pre], b.insns[pre])) match[pre] = pre, ++pre;
-  size_t suf = 0;
-  while (suf + pre < n && suf + pre < m && SameInsn(a.insns[n - 1 - suf], b.insns[m - 1 - suf])) {
-    match[n - 1 - suf] = m - 1 - suf;
-    ++suf;
-  }
-  size_t N = n - pre - suf, M = m - pre - suf;
-  if (N && M) {
-    std::vector<std::vector<uint32_t>> L(N + 1, std::vector<uint32_t>(M + 1, 0));
-    for (size_t i = N; i-- > 0;)
-      for (size_t j = M; j-- > 0;)
-        L[i][j] = SameInsn(a.insns[pre + i], b.insns[pre + j]) ? L[i + 1][j + 1] + 1
-                                                               : std::max(L[i + 1][j], L[i][j + 1]);
-    size_t i = 0, j = 0;
-    while (i < N && j < M) {
-      if (SameInsn(a.insns[pre + i], b.insns[pre + j])) {
-        match[pre + i] = pre + j;
-        ++i, ++j;
-      } else if (L[i + 1][j] >= L[i][j + 1]) {
-        ++i;
-      } else {
-        ++j;
-      }
-    }
-  }
-  return match;
+  return analysis::AlignLcs(a.insns.size(), b.insns.size(),
+                            [&](size_t i, size_t j) { return SameInsn(a.insns[i], b.insns[j]); });
 }
 
 struct Mapping {
@@ -77,9 +52,11 @@ struct Mapping {
     if (off == obj.size) return shipped.size;
     int i = obj.IndexAt(off);
     if (i < 0 || match[i] < 0)
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "%s+0x%x (%s): no matching instruction in the shipped binary (`%s`)", obj.name, off, what,
-          i < 0 ? "not an instruction boundary" : obj.insns[i].Text()));
+      return Classified(
+          absl::FailedPreconditionError(absl::StrFormat(
+              "%s+0x%x (%s): no matching instruction in the shipped binary (`%s`)", obj.name, off,
+              what, i < 0 ? "not an instruction boundary" : obj.insns[i].Text())),
+          Refusal::kShippedMismatch);
     return shipped.insns[match[i]].offset;
   }
 };
@@ -103,9 +80,11 @@ absl::StatusOr<Mapping> MapFunction(const ElfFile& obj, const ElfFile& ship,
   for (const ElfSymbol& s : ship.symbols())
     if (s.type == STT_FUNC && s.name == name && s.size > 0) cands.push_back(&s);
   if (cands.empty())
-    return absl::NotFoundError(absl::StrCat(
-        name, ": no such function in ", ship.path(),
-        "\nhint: the shipped kernel may inline or rename it; scope the spec to its callers"));
+    return Classified(
+        absl::NotFoundError(absl::StrCat(
+            name, ": no such function in ", ship.path(),
+            "\nhint: the shipped kernel may inline or rename it; scope the spec to its callers")),
+        Refusal::kObjectNotMapped);
   // Equal size first: the rebuilt object should be byte-identical up to relocations.
   std::stable_sort(cands.begin(), cands.end(), [&](const ElfSymbol* a, const ElfSymbol* b) {
     return (a->size == mp.obj.size) > (b->size == mp.obj.size);
@@ -132,12 +111,15 @@ absl::StatusOr<Mapping> MapFunction(const ElfFile& obj, const ElfFile& ship,
     }
   }
   if (good == 0)
-    return absl::FailedPreconditionError(absl::StrCat(
-        name, ": the shipped function differs from the rebuilt object (", why,
-        ")\nhint: the kernel tree, config or compiler do not match the shipped kernel"));
+    return Classified(
+        absl::FailedPreconditionError(absl::StrCat(
+            name, ": the shipped function differs from the rebuilt object (", why,
+            ")\nhint: the kernel tree, config or compiler do not match the shipped kernel")),
+        Refusal::kShippedMismatch);
   if (good > 1)
-    return absl::FailedPreconditionError(
-        absl::StrCat(name, ": several functions of this name match in ", ship.path()));
+    return Classified(absl::FailedPreconditionError(absl::StrCat(
+                          name, ": several functions of this name match in ", ship.path())),
+                      Refusal::kShippedMismatch);
   return best;
 }
 
@@ -166,10 +148,12 @@ absl::Status MapToShipped(const std::string& baseline_obj, const std::string& sh
          i >= 0 && i < static_cast<int>(mp.obj.insns.size()) && mp.obj.insns[i].offset < sp.cs_end;
          ++i) {
       if (mp.match[i] < 0)
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "%s+0x%x: the CS instruction `%s` is not in the shipped binary (different value "
-            "shipped?)",
-            sp.function, mp.obj.insns[i].offset, mp.obj.insns[i].Text()));
+        return Classified(
+            absl::FailedPreconditionError(absl::StrFormat(
+                "%s+0x%x: the CS instruction `%s` is not in the shipped binary (different value "
+                "shipped?)",
+                sp.function, mp.obj.insns[i].offset, mp.obj.insns[i].Text())),
+            Refusal::kShippedMismatch);
     }
     CriticalSpan out = sp;
     auto a = mp.Map(sp.cs_start, "CS start");

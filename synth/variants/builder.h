@@ -30,6 +30,7 @@ struct TunableVariants {
   std::vector<ObjectVariants> objects;
   std::filesystem::path module_ko;  // kModule: the V1 build's .ko
   std::string module_name;          // kModule: its name (without .ko)
+  absl::Status status;              // the first build error of this tunable (classified)
 };
 
 struct BuildContext {
@@ -54,7 +55,13 @@ std::filesystem::path BuildRoot(const BuildContext& ctx);
 absl::StatusOr<std::vector<std::string>> CheckEdit(const BuildContext& ctx, const Spec& spec,
                                                    const TunableSpec& t);
 
-// Builds all variants of `objects` for every tunable (objects[i] belongs to tunables[i]).
+// Builds all variants of `objects` for every tunable (objects[i] belongs to tunables[i]). A
+// failed build fails only the tunables it belongs to (their `status`); the others are built.
+std::vector<TunableVariants> BuildVariantsEach(
+    const BuildContext& ctx, const std::vector<const TunableSpec*>& tunables,
+    const std::vector<std::vector<std::string>>& objects);
+
+// As BuildVariantsEach, but the first failed tunable's error fails the whole call.
 absl::StatusOr<std::vector<TunableVariants>> BuildVariants(
     const BuildContext& ctx, const std::vector<const TunableSpec*>& tunables,
     const std::vector<std::vector<std::string>>& objects);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "runtime/base/diag.h"
+#include "synth/refusal.h"
 
 namespace sie::synth {
 namespace {
@@ -72,13 +73,16 @@ absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view ma
       return InvalidWithHint(
           absl::StrCat("macro ", macro, " in ", file, ":", function_like[0], " takes arguments"),
           "only object-like macros can be rewritten; use 'match:'/'replace:'");
-    return absl::NotFoundError(absl::StrCat("macro ", macro, " not defined in ", file));
+    return Classified(absl::NotFoundError(absl::StrCat("macro ", macro, " not defined in ", file)),
+                      Refusal::kMacroNotFound);
   }
   if (sites.size() > 1)
-    return InvalidWithHint(
-        absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ", file, " (lines ",
-                     sites[0].line, " and ", sites[1].line, ")"),
-        "pick one definition with 'match:' (its exact text) and 'replace:' ('...{V}...')");
+    return Classified(
+        InvalidWithHint(
+            absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ", file,
+                         " (lines ", sites[0].line, " and ", sites[1].line, ")"),
+            "pick one definition with 'match:' (its exact text) and 'replace:' ('...{V}...')"),
+        Refusal::kMacroAmbiguous);
   if (sites[0].value_begin == sites[0].value_end)
     return InvalidWithHint(
         absl::StrCat(file, ":", sites[0].line, ": macro ", macro, " has no value"),
@@ -140,9 +144,10 @@ absl::StatusOr<std::string> ApplyMacroEdit(absl::string_view text, absl::string_
   auto site = FindMacro(text, macro, file);
   if (!site.ok()) {
     if (absl::IsNotFound(site.status()))
-      return InvalidWithHint(site.status().message(),
-                             "check 'macro:' and 'file:' in the spec (the file must contain "
-                             "'#define NAME VALUE')");
+      return Classified(InvalidWithHint(site.status().message(),
+                                        "check 'macro:' and 'file:' in the spec (the file must "
+                                        "contain '#define NAME VALUE')"),
+                        Refusal::kMacroNotFound);
     return site.status();
   }
   absl::string_view v = text.substr(site->value_begin, site->value_end - site->value_begin);

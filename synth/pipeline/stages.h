@@ -1,0 +1,86 @@
+// The stages of Synthesize (pipeline.h) and the state they share. Each stage is one file:
+//   target.cc   the spec's target: compiler check, kernel tree or module/source directory
+//   objects.cc  per tunable: the edit applies, the affected objects
+//   analyze.cc  per tunable: spans of every object, mapped onto the shipped binary
+//   output.cc   per tunable: const.json and the runtime artifacts; the index
+// A stage that fails for one tunable records it in that tunable's Entry and moves on.
+#pragma once
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "synth/model.h"
+#include "synth/output/const_json.h"
+#include "synth/pipeline/pipeline.h"
+#include "synth/variants/builder.h"
+
+namespace sie::synth::pipeline {
+
+using Clock = std::chrono::steady_clock;
+int64_t Ms(Clock::duration d);
+
+// The binary whose code the spans are mapped onto.
+struct Shipped {
+  std::filesystem::path path;
+  TargetBinary target;
+};
+
+// One selected tunable on its way through the stages.
+struct Entry {
+  const TunableSpec* t = nullptr;
+  int id = 0;
+  std::vector<std::string> objects;
+  std::vector<std::string> warnings;
+  TunableVariants variants;
+  std::optional<SynthesizedConst> result;  // set by the analysis
+  absl::Status status;                     // the first error (classified), OK so far
+  int64_t ms = 0;
+
+  // Records the first error, with `cls` when the refusing code set no class.
+  void Fail(const absl::Status& s, Refusal cls);
+};
+
+// What every stage reads: options, the spec, the target and its build context.
+struct State {
+  const SynthOptions& opts;
+  Progress progress;
+  Spec spec;
+  IdIndex ids;
+  std::filesystem::path out_dir;
+  GuestKernelFiles files;
+  std::filesystem::path cache_root;
+  std::optional<KernelTree> tree;
+  BuildContext ctx;
+  Shipped shipped;
+  std::vector<Entry> entries;  // selected tunables, spec order
+};
+
+// target.cc: the ids, the selection (--only), then the tree/directories of the spec's target.
+absl::Status SelectTunables(State* st);
+absl::Status PrepareTarget(State* st);
+
+// objects.cc: the edit of every entry, its objects (given or searched).
+void FindObjects(State* st);
+
+// analyze.cc: every entry still OK through the analysis core.
+void AnalyzeAll(State* st);
+
+// output.cc: const.json and artifacts of every analysed entry, then index.json.
+absl::Status WriteAll(State* st);
+
+// A progress counter for long loops: "[3/12, 1m05s, ~3m20s left]".
+class Meter {
+ public:
+  explicit Meter(size_t total) : total_(total), start_(Clock::now()) {}
+  // Counts one more item done and describes where the loop stands.
+  std::string Tick();
+
+ private:
+  size_t total_, done_ = 0;
+  Clock::time_point start_;
+};
+
+}  // namespace sie::synth::pipeline

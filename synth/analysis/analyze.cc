@@ -110,31 +110,54 @@ bool AllEqual(z3::context& c, const std::vector<z3::expr>& a) {
   return s.check() == z3::unsat;
 }
 
-absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Range& r) {
-  const Function& fb = *cx.fn[0];
-  std::vector<CriticalSpan> out;
-  uint64_t cs_start = fb.insns[r.b[0]].offset;
-  if (r.b[0] == r.e[0])
-    return Growable(Refuse(fb, cs_start,
-                           "the shipped build has no instruction for the constant here (e.g. x*1 "
-                           "folded away) but other builds do: no span to probe",
-                           Refusal::kShapeChange));
-  uint64_t cs_end = fb.insns[r.e[0] - 1].offset + fb.insns[r.e[0] - 1].size;
-  int end_idx = r.e[0];
+// One region (the same instructions' counterparts in the three builds) executed symbolically;
+// each output that differs between the builds becomes a span with a proved formula.
+struct RegionAnalysis {
+  const Ctx& cx;
+  const Range& r;
+  const Function& fb;
   z3::context ctx;
-  std::set<std::string> zext = Zext32At(fb, r.b[0]);
+  std::set<std::string> zext;
   std::vector<std::unique_ptr<SymState>> st;
-  for (int k = 0; k < 3; ++k) {
-    st.push_back(std::make_unique<SymState>(ctx, zext));
-    for (int i = r.b[k]; i < r.e[k]; ++i) {
-      if (!st[k]->Step(cx.fn[k]->insns[i]))
-        return Classified(absl::InvalidArgumentError(absl::StrCat(
-                              cx.fn[k]->name, " (V=", cx.vs[k], "): cannot model instruction `",
-                              st[k]->unsupported(), "` in the span")),
-                          Refusal::kUnmodelledInstruction);
-    }
+  uint64_t cs_start = 0, cs_end = 0;
+  int end_idx = 0;
+  std::vector<CriticalSpan> out;
+
+  RegionAnalysis(const Ctx& c, const Range& range) : cx(c), r(range), fb(*c.fn[0]) {}
+
+  absl::StatusOr<std::vector<CriticalSpan>> Run() {
+    if (auto s = Execute(); !s.ok()) return s;
+    if (auto s = Registers(); !s.ok()) return s;
+    if (auto s = Stores(); !s.ok()) return s;
+    if (auto s = Flags(); !s.ok()) return s;
+    return std::move(out);
   }
-  auto input_of = [&](const std::vector<z3::expr>& o) -> absl::StatusOr<std::optional<z3::expr>> {
+
+  absl::Status Execute() {
+    cs_start = fb.insns[r.b[0]].offset;
+    if (r.b[0] == r.e[0])
+      return Growable(Refuse(fb, cs_start,
+                             "the shipped build has no instruction for the constant here (e.g. x*1 "
+                             "folded away) but other builds do: no span to probe",
+                             Refusal::kShapeChange));
+    cs_end = fb.insns[r.e[0] - 1].offset + fb.insns[r.e[0] - 1].size;
+    end_idx = r.e[0];
+    zext = Zext32At(fb, r.b[0]);
+    for (int k = 0; k < 3; ++k) {
+      st.push_back(std::make_unique<SymState>(ctx, zext));
+      for (int i = r.b[k]; i < r.e[k]; ++i) {
+        if (!st[k]->Step(cx.fn[k]->insns[i]))
+          return Classified(absl::InvalidArgumentError(absl::StrCat(
+                                cx.fn[k]->name, " (V=", cx.vs[k], "): cannot model instruction `",
+                                st[k]->unsupported(), "` in the span")),
+                            Refusal::kUnmodelledInstruction);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // The one input X the outputs `o` are computed from (nullopt: none), or why there is none.
+  absl::StatusOr<std::optional<z3::expr>> InputOf(const std::vector<z3::expr>& o) {
     std::set<std::string> in;
     for (const z3::expr& e : o) {
       auto f = FreeInputs(e);
@@ -172,8 +195,10 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
           Refusal::kInputInSpan);
     std::string fam = n.substr(3);
     return std::optional<z3::expr>(ctx.bv_const(n.c_str(), zext.count(fam) ? 32 : 64));
-  };
-  auto finish = [&](CriticalSpan sp, const std::vector<Loc>& locs) -> absl::StatusOr<CriticalSpan> {
+  }
+
+  // Places the probe after the span (locations `locs` must survive up to it) or refuses.
+  absl::StatusOr<CriticalSpan> Finish(CriticalSpan sp, const std::vector<Loc>& locs) {
     sp.function = fb.name;
     sp.cs_start = cs_start;
     sp.cs_end = cs_end;
@@ -203,152 +228,168 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Ran
       if (sp.kind == SpanKind::kFlags) sp.flags_cc = rd.mnemonic;
     }
     return sp;
-  };
+  }
 
-  // Registers written in the shipped build and used after the span.
-  for (const std::string& f : st[0]->written()) {
-    if (!LiveAt(fb, end_idx, Loc{f})) continue;
-    std::vector<z3::expr> o;
-    for (int k = 0; k < 3; ++k) o.push_back(st[k]->Reg(f));
-    if (AllEqual(ctx, o)) continue;
-    auto x = input_of(o);
-    if (!x.ok())
-      return Growable(Refuse(fb, cs_start, absl::StrCat("register ", f, " ", x.status().message()),
-                             RefusalOf(x.status())));
-    int width = st[0]->LastWriteWidth(f);
-    // Only the bits the code reads afterwards must agree ("cmp ax,dx" after "add eax,64" in
-    // one build and "sub ax,-128" in another): fit on those, write the span's full width.
-    int fit_width = width;
-    if (int used = ReadWidthAt(fb, end_idx, f); used > 0 && used < width) {
-      fit_width = used;
-      for (z3::expr& e : o) e = z3::zext(e.extract(used * 8 - 1, 0), 64 - used * 8);
+  absl::Status Registers() {
+    // Registers written in the shipped build and used after the span.
+    for (const std::string& f : st[0]->written()) {
+      if (!LiveAt(fb, end_idx, Loc{f})) continue;
+      std::vector<z3::expr> o;
+      for (int k = 0; k < 3; ++k) o.push_back(st[k]->Reg(f));
       if (AllEqual(ctx, o)) continue;
-    }
-    auto fit = FitOutput(ctx, o, *x, cx.vs, fit_width * 8,
-                         x->has_value() && zext.count(x->value().decl().name().str().substr(3)));
-    if (!fit.ok())
-      return Classified(absl::InvalidArgumentError(absl::StrCat(
-                            Where(fb, cs_start), ": register ", f, " after `",
-                            fb.insns[r.b[0]].Text(), "`", r.e[0] - r.b[0] > 1 ? " ..." : "",
-                            ": transformation outside the family: ", fit.status().message())),
-                        Refusal::kFormulaFamily);
-    CriticalSpan sp;
-    sp.kind = SpanKind::kReg;
-    sp.target_reg = f;
-    sp.width = width;
-    sp.formula = fit->formula;
-    std::vector<Loc> locs = {Loc{f}};
-    if (fit->uses_x) {
-      std::string xf = x->value().decl().name().str().substr(3);
-      sp.save_reg = xf;
-      if (xf == f || st[0]->written().count(xf)) {
-        sp.kind = SpanKind::kRecompute;
-        sp.save_offset = cs_start;
-        if (fit->invertible && xf == f) sp.x_from_probe = fit->x_from_output;
-      } else {
-        locs.push_back(Loc{xf});  // X is read at the probe: it must still be intact
+      auto x = InputOf(o);
+      if (!x.ok())
+        return Growable(Refuse(fb, cs_start,
+                               absl::StrCat("register ", f, " ", x.status().message()),
+                               RefusalOf(x.status())));
+      int width = st[0]->LastWriteWidth(f);
+      // Only the bits the code reads afterwards must agree ("cmp ax,dx" after "add eax,64" in
+      // one build and "sub ax,-128" in another): fit on those, write the span's full width.
+      int fit_width = width;
+      if (int used = ReadWidthAt(fb, end_idx, f); used > 0 && used < width) {
+        fit_width = used;
+        for (z3::expr& e : o) e = z3::zext(e.extract(used * 8 - 1, 0), 64 - used * 8);
+        if (AllEqual(ctx, o)) continue;
       }
-    }
-    cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
-    cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
-    auto done = finish(sp, locs);
-    if (!done.ok()) return done.status();
-    out.push_back(*done);
-  }
-  // Stores.
-  std::map<std::string, size_t> last_store;
-  for (size_t i = 0; i < st[0]->stores().size(); ++i) last_store[st[0]->stores()[i].key] = i;
-  for (auto& [key, i] : last_store) {
-    const SymStore& s0 = st[0]->stores()[i];
-    std::vector<z3::expr> o = {s0.value};
-    for (int k = 1; k < 3; ++k) {
-      const SymStore* found = nullptr;
-      for (const SymStore& s : st[k]->stores())
-        if (s.key == key) found = &s;
-      if (!found)
-        return Refuse(fb, cs_start,
-                      absl::StrCat("the build with V=", cx.vs[k], " does not store to ", key,
-                                   ": memory layout depends on the constant"),
-                      Refusal::kLayout);
-      o.push_back(found->value);
-    }
-    if (AllEqual(ctx, o)) continue;
-    auto x = input_of(o);
-    if (!x.ok())
-      return Growable(Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message()),
-                             RefusalOf(x.status())));
-    auto fit = FitOutput(ctx, o, *x, cx.vs, s0.width * 8, false);
-    if (!fit.ok())
-      return Classified(absl::InvalidArgumentError(absl::StrCat(
-                            Where(fb, cs_start), ": store `", fb.insns[r.b[0]].Text(),
-                            "`: transformation outside the family: ", fit.status().message())),
-                        Refusal::kFormulaFamily);
-    CriticalSpan sp;
-    sp.kind = SpanKind::kMem;
-    sp.target_mem = ToMem(s0.op);
-    sp.width = s0.width;
-    sp.formula = fit->formula;
-    if (fit->uses_x) sp.save_reg = x->value().decl().name().str().substr(3);
-    auto done = finish(sp, {Loc{"", s0.op}});
-    if (!done.ok()) return done.status();
-    out.push_back(*done);
-  }
-  // Flags consumed after the span.
-  if (st[0]->flags() && LiveAt(fb, end_idx, Loc{"flags"})) {
-    bool all = st[1]->flags() && st[2]->flags();
-    if (!all) return Refuse(fb, cs_start, "flags are set in one build only", Refusal::kShapeChange);
-    std::vector<z3::expr> a, b;
-    for (int k = 0; k < 3; ++k) {
-      a.push_back(st[k]->flags()->a);
-      b.push_back(st[k]->flags()->b);
-    }
-    bool same_a = AllEqual(ctx, a), same_b = AllEqual(ctx, b);
-    bool same_kind = st[0]->flags()->kind == st[1]->flags()->kind &&
-                     st[0]->flags()->kind == st[2]->flags()->kind;
-    if (!(same_a && same_b && same_kind)) {
-      const Insn& fi = *st[0]->flags()->insn;
-      if (!same_kind || !same_a || !(fi.mnemonic == "cmp" || fi.mnemonic == "test"))
-        return Refuse(fb, fi.offset,
-                      absl::StrCat("the comparison `", fi.Text(),
-                                   "` changes shape with the constant (not a compare of an "
-                                   "unchanged operand against an immediate)"),
-                      Refusal::kShapeChange);
-      std::vector<uint64_t> cs;
-      for (const z3::expr& e : b) {
-        uint64_t v = 0;
-        if (!e.simplify().is_numeral_u64(v))
-          return Refuse(fb, fi.offset,
-                        absl::StrCat("`", fi.Text(), "` compares against a computed value"),
-                        Refusal::kShapeChange);
-        cs.push_back(v);
-      }
-      int width = st[0]->flags()->width;
-      auto fam = FitFamily(cx.vs, cs, width * 8);
-      if (!fam.ok())
+      auto fit = FitOutput(ctx, o, *x, cx.vs, fit_width * 8,
+                           x->has_value() && zext.count(x->value().decl().name().str().substr(3)));
+      if (!fit.ok())
         return Classified(absl::InvalidArgumentError(absl::StrCat(
-                              Where(fb, fi.offset), ": compare `", fi.Text(),
-                              "`: transformation outside the family: ", fam.status().message())),
+                              Where(fb, cs_start), ": register ", f, " after `",
+                              fb.insns[r.b[0]].Text(), "`", r.e[0] - r.b[0] > 1 ? " ..." : "",
+                              ": transformation outside the family: ", fit.status().message())),
                           Refusal::kFormulaFamily);
       CriticalSpan sp;
-      sp.kind = SpanKind::kFlags;
+      sp.kind = SpanKind::kReg;
+      sp.target_reg = f;
       sp.width = width;
-      sp.formula = fam->formula;
-      sp.flags_op = fi.mnemonic;
-      const Operand& lhs = fi.ops[0];
-      if (lhs.type == OpType::kReg)
-        sp.target_reg = RegFamily(lhs.reg);
-      else
-        sp.target_mem = ToMem(lhs);
-      std::vector<Loc> locs = {Loc{"flags"}};
-      if (lhs.type == OpType::kReg) locs.push_back(Loc{sp.target_reg});
-      cx.res->range_min = std::max(cx.res->range_min, fam->vmin);
-      cx.res->range_max = std::min(cx.res->range_max, fam->vmax);
-      auto done = finish(sp, locs);
+      sp.formula = fit->formula;
+      std::vector<Loc> locs = {Loc{f}};
+      if (fit->uses_x) {
+        std::string xf = x->value().decl().name().str().substr(3);
+        sp.save_reg = xf;
+        if (xf == f || st[0]->written().count(xf)) {
+          sp.kind = SpanKind::kRecompute;
+          sp.save_offset = cs_start;
+          if (fit->invertible && xf == f) sp.x_from_probe = fit->x_from_output;
+        } else {
+          locs.push_back(Loc{xf});  // X is read at the probe: it must still be intact
+        }
+      }
+      cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
+      cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
+      auto done = Finish(sp, locs);
       if (!done.ok()) return done.status();
       out.push_back(*done);
     }
+    return absl::OkStatus();
   }
-  return out;
+
+  absl::Status Stores() {
+    // Stores.
+    std::map<std::string, size_t> last_store;
+    for (size_t i = 0; i < st[0]->stores().size(); ++i) last_store[st[0]->stores()[i].key] = i;
+    for (auto& [key, i] : last_store) {
+      const SymStore& s0 = st[0]->stores()[i];
+      std::vector<z3::expr> o = {s0.value};
+      for (int k = 1; k < 3; ++k) {
+        const SymStore* found = nullptr;
+        for (const SymStore& s : st[k]->stores())
+          if (s.key == key) found = &s;
+        if (!found)
+          return Refuse(fb, cs_start,
+                        absl::StrCat("the build with V=", cx.vs[k], " does not store to ", key,
+                                     ": memory layout depends on the constant"),
+                        Refusal::kLayout);
+        o.push_back(found->value);
+      }
+      if (AllEqual(ctx, o)) continue;
+      auto x = InputOf(o);
+      if (!x.ok())
+        return Growable(Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message()),
+                               RefusalOf(x.status())));
+      auto fit = FitOutput(ctx, o, *x, cx.vs, s0.width * 8, false);
+      if (!fit.ok())
+        return Classified(absl::InvalidArgumentError(absl::StrCat(
+                              Where(fb, cs_start), ": store `", fb.insns[r.b[0]].Text(),
+                              "`: transformation outside the family: ", fit.status().message())),
+                          Refusal::kFormulaFamily);
+      CriticalSpan sp;
+      sp.kind = SpanKind::kMem;
+      sp.target_mem = ToMem(s0.op);
+      sp.width = s0.width;
+      sp.formula = fit->formula;
+      if (fit->uses_x) sp.save_reg = x->value().decl().name().str().substr(3);
+      auto done = Finish(sp, {Loc{"", s0.op}});
+      if (!done.ok()) return done.status();
+      out.push_back(*done);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Flags() {
+    // Flags consumed after the span.
+    if (st[0]->flags() && LiveAt(fb, end_idx, Loc{"flags"})) {
+      bool all = st[1]->flags() && st[2]->flags();
+      if (!all)
+        return Refuse(fb, cs_start, "flags are set in one build only", Refusal::kShapeChange);
+      std::vector<z3::expr> a, b;
+      for (int k = 0; k < 3; ++k) {
+        a.push_back(st[k]->flags()->a);
+        b.push_back(st[k]->flags()->b);
+      }
+      bool same_a = AllEqual(ctx, a), same_b = AllEqual(ctx, b);
+      bool same_kind = st[0]->flags()->kind == st[1]->flags()->kind &&
+                       st[0]->flags()->kind == st[2]->flags()->kind;
+      if (!(same_a && same_b && same_kind)) {
+        const Insn& fi = *st[0]->flags()->insn;
+        if (!same_kind || !same_a || !(fi.mnemonic == "cmp" || fi.mnemonic == "test"))
+          return Refuse(fb, fi.offset,
+                        absl::StrCat("the comparison `", fi.Text(),
+                                     "` changes shape with the constant (not a compare of an "
+                                     "unchanged operand against an immediate)"),
+                        Refusal::kShapeChange);
+        std::vector<uint64_t> cs;
+        for (const z3::expr& e : b) {
+          uint64_t v = 0;
+          if (!e.simplify().is_numeral_u64(v))
+            return Refuse(fb, fi.offset,
+                          absl::StrCat("`", fi.Text(), "` compares against a computed value"),
+                          Refusal::kShapeChange);
+          cs.push_back(v);
+        }
+        int width = st[0]->flags()->width;
+        auto fam = FitFamily(cx.vs, cs, width * 8);
+        if (!fam.ok())
+          return Classified(absl::InvalidArgumentError(absl::StrCat(
+                                Where(fb, fi.offset), ": compare `", fi.Text(),
+                                "`: transformation outside the family: ", fam.status().message())),
+                            Refusal::kFormulaFamily);
+        CriticalSpan sp;
+        sp.kind = SpanKind::kFlags;
+        sp.width = width;
+        sp.formula = fam->formula;
+        sp.flags_op = fi.mnemonic;
+        const Operand& lhs = fi.ops[0];
+        if (lhs.type == OpType::kReg)
+          sp.target_reg = RegFamily(lhs.reg);
+        else
+          sp.target_mem = ToMem(lhs);
+        std::vector<Loc> locs = {Loc{"flags"}};
+        if (lhs.type == OpType::kReg) locs.push_back(Loc{sp.target_reg});
+        cx.res->range_min = std::max(cx.res->range_min, fam->vmin);
+        cx.res->range_max = std::min(cx.res->range_max, fam->vmax);
+        auto done = Finish(sp, locs);
+        if (!done.ok()) return done.status();
+        out.push_back(*done);
+      }
+    }
+    return absl::OkStatus();
+  }
+};
+
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const Ctx& cx, const Range& r) {
+  return RegionAnalysis(cx, r).Run();
 }
 
 absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const Ctx& cx, const Hunk& h) {
@@ -483,6 +524,229 @@ void DataInitializers(const std::vector<std::unique_ptr<ElfFile>>& elfs,
   }
 }
 
+// The refusals of one object's functions; the first one's class is the object's.
+struct ObjectErrors {
+  std::vector<std::string> msgs;
+  Refusal first = Refusal::kUnclassified;
+  void Add(const absl::Status& s) {
+    if (msgs.empty()) first = RefusalOf(s);
+    msgs.push_back(std::string(s.message()));
+  }
+};
+
+// A refusal that growing the region may resolve (see Growable).
+bool MayGrow(const absl::StatusOr<std::vector<CriticalSpan>>& spans) {
+  return !spans.ok() && spans.status().code() != absl::StatusCode::kFailedPrecondition;
+}
+
+// The hunks of one function, each analysed and, when the analysis cannot explain it, grown
+// over the instructions common to all builds around it and retried: the next hunk a few
+// instructions on (a magic divisor loaded by "movabs", the common "mul", then a build-specific
+// shift), one instruction after it (the result finished by a common "sub rax,rdx") or one
+// before it (the input copied by a common "mov eax,edi"), and last the previous region if that
+// was explained on its own (a quotient in one hunk, its product with V/7 in the next: only
+// together are they a remainder). Never over a branch, call, return or an instruction a jump
+// reaches.
+class FunctionAnalysis {
+ public:
+  FunctionAnalysis(const Ctx& cx, std::vector<Hunk> hunks, ObjectErrors* errors)
+      : cx_(cx), fb_(*cx.fn[0]), hunks_(std::move(hunks)), errors_(errors) {}
+
+  void Run() {
+    for (hi_ = 0; hi_ < hunks_.size(); ++hi_) {
+      try {
+        AnalyzeAt();
+      } catch (const z3::exception& e) {
+        errors_->Add(absl::InternalError(absl::StrCat(fb_.name, ": z3: ", e.msg())));
+      }
+    }
+  }
+
+ private:
+  void AnalyzeAt() {
+    Hunk cur = hunks_[hi_];
+    auto spans = AnalyzeHunk(cx_, cur);
+    const int prev_end = last_ ? last_->base_end : 0;
+    bool took_last = false;
+    for (int step = 0; step < 12 && MayGrow(spans); ++step) {
+      Hunk g = cur;
+      bool merged = MergeNext(cur, &g);
+      if (!merged && !Widen(cur, prev_end, &took_last, &g)) break;
+      auto again = AnalyzeHunk(cx_, g);
+      if (!again.ok() && again.status().code() == absl::StatusCode::kFailedPrecondition) break;
+      if (took_last && g.base_begin == last_->base_begin && again.ok()) {
+        cx_.res->spans.resize(cx_.res->spans.size() - last_spans_);  // replaced by the merge
+        last_spans_ = 0;
+      }
+      cur = g;
+      if (merged) hunks_[++hi_] = g;
+      spans = std::move(again);
+    }
+    // The region analyzed last (grown or not) and the spans it produced (0: refused).
+    last_ = cur;
+    last_spans_ = 0;
+    if (!spans.ok()) {
+      errors_->Add(spans.status());
+      return;
+    }
+    last_spans_ = spans->size();
+    cx_.res->spans.insert(cx_.res->spans.end(), spans->begin(), spans->end());
+  }
+
+  // `cur` up to the end of the next hunk when only a few branch-free instructions separate them.
+  bool MergeNext(const Hunk& cur, Hunk* g) const {
+    if (hi_ + 1 >= hunks_.size() || hunks_[hi_ + 1].base_begin - cur.base_end > 3) return false;
+    const Hunk& next = hunks_[hi_ + 1];
+    for (int i = cur.base_end; i < next.base_begin; ++i)
+      if (fb_.insns[i].is_branch) return false;
+    g->base_end = next.base_end;
+    g->var_end = next.var_end;
+    return true;
+  }
+
+  // `cur` one common instruction longer at its end or its start, or merged with the previous
+  // region; false when none applies.
+  bool Widen(const Hunk& cur, int prev_end, bool* took_last, Hunk* g) const {
+    int nb = hi_ + 1 < hunks_.size() ? hunks_[hi_ + 1].base_begin : INT32_MAX;
+    if (cur.base_end < nb && Common(cur.base_end, cur.var_end[0], cur.var_end[1]) &&
+        !fb_.branch_targets.count(fb_.insns[cur.base_end].offset)) {
+      ++g->base_end, ++g->var_end[0], ++g->var_end[1];
+    } else if (cur.base_begin - 1 >= prev_end &&
+               Common(cur.base_begin - 1, cur.var_begin[0] - 1, cur.var_begin[1] - 1) &&
+               cur.base_begin < static_cast<int>(fb_.insns.size()) &&
+               !fb_.branch_targets.count(fb_.insns[cur.base_begin].offset)) {
+      --g->base_begin, --g->var_begin[0], --g->var_begin[1];
+    } else if (!*took_last && last_ && last_spans_ > 0 && cur.base_begin - last_->base_end <= 3 &&
+               std::none_of(fb_.insns.begin() + last_->base_end, fb_.insns.begin() + cur.base_begin,
+                            [](const Insn& in) { return in.is_branch; })) {
+      g->base_begin = last_->base_begin;
+      g->var_begin = last_->var_begin;
+      *took_last = true;
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  // Instruction b0 of the base and its counterparts v0, v1 exist and are the same, no branch.
+  bool Common(int b0, int v0, int v1) const {
+    if (b0 < 0 || v0 < 0 || v1 < 0 || b0 >= static_cast<int>(fb_.insns.size()) ||
+        v0 >= static_cast<int>(cx_.fn[1]->insns.size()) ||
+        v1 >= static_cast<int>(cx_.fn[2]->insns.size()))
+      return false;
+    const Insn& in = fb_.insns[b0];
+    return !in.is_branch && in.sig == cx_.fn[1]->insns[v0].sig &&
+           in.sig == cx_.fn[2]->insns[v1].sig;
+  }
+
+  const Ctx& cx_;
+  const Function& fb_;
+  std::vector<Hunk> hunks_;
+  ObjectErrors* errors_;
+  size_t hi_ = 0;
+  std::optional<Hunk> last_;
+  size_t last_spans_ = 0;
+};
+
+// The three builds, disassembled (only the `functions:` scope when given).
+struct Builds {
+  std::vector<std::unique_ptr<ElfFile>> elfs;
+  std::vector<std::vector<Function>> fns;
+};
+
+absl::StatusOr<Builds> LoadBuilds(const std::vector<VariantObject>& variants,
+                                  const std::set<std::string>& only_norm) {
+  Builds b;
+  for (const auto& v : variants) {
+    auto e = ElfFile::Open(v.path);
+    if (!e.ok()) return e.status();
+    auto f = DisassembleFunctions(**e, only_norm);
+    if (!f.ok()) return f.status();
+    b.elfs.push_back(std::move(*e));
+    b.fns.push_back(std::move(*f));
+  }
+  for (const auto& want : only_norm) {
+    bool found = std::any_of(b.fns[0].begin(), b.fns[0].end(),
+                             [&](const Function& f) { return f.norm_name == want; });
+    if (!found)
+      return Classified(
+          absl::NotFoundError(absl::StrCat("function ", want, " not found in ", variants[0].path)),
+          Refusal::kSpec);
+  }
+  return b;
+}
+
+// Pairs the base build's functions with the others' by normalized name (n-th occurrence with
+// n-th occurrence) and analyses each pair.
+void AnalyzeFunctions(const Builds& b, const std::vector<int64_t>& vs, AnalysisResult* res,
+                      ObjectErrors* errors) {
+  auto index = [](const std::vector<Function>& v) {
+    std::map<std::string, std::vector<const Function*>> m;
+    for (const Function& f : v) m[f.norm_name].push_back(&f);
+    return m;
+  };
+  auto i1 = index(b.fns[1]), i2 = index(b.fns[2]);
+  std::map<std::string, int> seen;
+  for (const Function& fb : b.fns[0]) {
+    int n = seen[fb.norm_name]++;
+    auto x = i1.find(fb.norm_name), y = i2.find(fb.norm_name);
+    if (x == i1.end() || y == i2.end() || static_cast<int>(x->second.size()) <= n ||
+        static_cast<int>(y->second.size()) <= n) {
+      res->warnings.push_back(absl::StrCat("function ", fb.name,
+                                           " is missing from some builds (inlining or cloning "
+                                           "depends on the constant); not analyzed"));
+      continue;
+    }
+    Ctx cx{{&fb, x->second[n], y->second[n]}, vs, res};
+    // Blocks laid out in another order are not a control-flow change: diff in base order.
+    std::optional<Function> relaid[2];
+    for (int k = 1; k < 3; ++k) {
+      relaid[k - 1] = RelayoutLike(fb, *cx.fn[k]);
+      if (relaid[k - 1]) cx.fn[k] = &*relaid[k - 1];
+    }
+    FunctionAnalysis(cx, DiffFunctions(fb, {cx.fn[1], cx.fn[2]}), errors).Run();
+  }
+  auto i0 = index(b.fns[0]);
+  for (int k = 1; k < 3; ++k)
+    for (const Function& f : b.fns[k])
+      if (!i0.count(f.norm_name))
+        res->warnings.push_back(absl::StrCat(
+            "function ", f.name, " exists only in the build with V=", vs[k], "; not analyzed"));
+}
+
+// After the spans: the range check, safe spans from each span's slice, source lines.
+absl::Status Conclude(const Builds& b, const std::vector<VariantObject>& variants,
+                      const std::set<std::string>& only, const AnalyzeOptions& opts,
+                      const std::vector<int64_t>& vs, AnalysisResult* res) {
+  if (res->spans.empty())
+    return Classified(absl::NotFoundError(absl::StrCat(
+                          "no instruction differs between the builds (V=", absl::StrJoin(vs, ", "),
+                          ") in ", only.empty() ? "any function" : absl::StrJoin(only, ", "),
+                          res->data_initializers.empty() ? "" : " (only data initializers differ)",
+                          "\nhint: check that the constant is used in this object and that the "
+                          "variants were really rebuilt with different values")),
+                      Refusal::kNoSpan);
+  if (res->range_min > opts.range_min || res->range_max < opts.range_max)
+    res->warnings.push_back(absl::StrCat("value range narrowed to [", res->range_min, ", ",
+                                         res->range_max,
+                                         "] (shift counts must stay below the "
+                                         "operand width, divisors non-zero)"));
+  if (res->range_min > res->range_max)
+    return Classified(
+        absl::FailedPreconditionError("no value of the requested range is valid for every span"),
+        Refusal::kRange);
+  // Safe spans from the data-dependency slice of each CS.
+  std::map<std::string, const Function*> by_name;
+  for (const Function& f : b.fns[0]) by_name[f.name] = &f;
+  for (const CriticalSpan& sp : res->spans)
+    res->safe_spans.push_back(SliceSafeSpan(*by_name[sp.function], sp));
+  res->safe_spans = MergeSafeSpans(res->safe_spans);
+  // Source lines and variables (best effort: warn when DWARF is missing).
+  if (auto s = AnnotateFromDwarf(variants[0].path, &res->spans); !s.ok())
+    res->warnings.push_back(absl::StrCat("DWARF: ", s.message()));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>& variants,
@@ -496,185 +760,21 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   if (vs[0] == vs[1] || vs[0] == vs[2] || vs[1] == vs[2])
     return Classified(absl::InvalidArgumentError("the three builds must use distinct values"),
                       Refusal::kSpec);
-  AnalysisResult res;
-  res.range_min = opts.range_min;
-  res.range_max = opts.range_max;
-  std::vector<std::unique_ptr<ElfFile>> elfs;
-  std::vector<std::vector<Function>> fns;
   std::set<std::string> only(opts.functions.begin(), opts.functions.end());
   std::set<std::string> only_norm;
   for (const auto& f : only) only_norm.insert(NormalizeSymbolName(f));
-  for (const auto& v : variants) {
-    auto e = ElfFile::Open(v.path);
-    if (!e.ok()) return e.status();
-    auto f = DisassembleFunctions(**e, only_norm);
-    if (!f.ok()) return f.status();
-    elfs.push_back(std::move(*e));
-    fns.push_back(std::move(*f));
-  }
-  for (const auto& want : only_norm) {
-    bool found = std::any_of(fns[0].begin(), fns[0].end(),
-                             [&](const Function& f) { return f.norm_name == want; });
-    if (!found)
-      return Classified(
-          absl::NotFoundError(absl::StrCat("function ", want, " not found in ", variants[0].path)),
-          Refusal::kSpec);
-  }
-  // Pair functions by normalized name (n-th occurrence with n-th occurrence).
-  auto index = [](const std::vector<Function>& v) {
-    std::map<std::string, std::vector<const Function*>> m;
-    for (const Function& f : v) m[f.norm_name].push_back(&f);
-    return m;
-  };
-  auto i1 = index(fns[1]), i2 = index(fns[2]);
-  std::map<std::string, int> seen;
-  std::vector<std::string> errors;
-  Refusal first_class = Refusal::kUnclassified;  // of errors[0]: the run's reported class
-  for (const Function& fb : fns[0]) {
-    int n = seen[fb.norm_name]++;
-    auto a = i1.find(fb.norm_name), b = i2.find(fb.norm_name);
-    if (a == i1.end() || b == i2.end() || static_cast<int>(a->second.size()) <= n ||
-        static_cast<int>(b->second.size()) <= n) {
-      res.warnings.push_back(absl::StrCat("function ", fb.name,
-                                          " is missing from some builds (inlining or cloning "
-                                          "depends on the constant); not analyzed"));
-      continue;
-    }
-    Ctx cx{{&fb, a->second[n], b->second[n]}, vs, &res};
-    // Blocks laid out in another order are not a control-flow change: diff in base order.
-    std::optional<Function> relaid[2];
-    for (int k = 1; k < 3; ++k) {
-      relaid[k - 1] = RelayoutLike(fb, *cx.fn[k]);
-      if (relaid[k - 1]) cx.fn[k] = &*relaid[k - 1];
-    }
-    std::vector<Hunk> hunks = DiffFunctions(fb, {cx.fn[1], cx.fn[2]});
-    // The region analyzed last (grown or not) and the spans it produced (0: refused).
-    std::optional<Hunk> last;
-    size_t last_spans = 0;
-    for (size_t hi = 0; hi < hunks.size(); ++hi) {
-      const Hunk& h = hunks[hi];
-      try {
-        auto spans = AnalyzeHunk(cx, h);
-        // Grow a region the analysis could not explain over the instructions common to all
-        // builds around it, and retry: the next hunk a few instructions on (a magic divisor
-        // loaded by "movabs", the common "mul", then a build-specific shift), one instruction
-        // after it (the result finished by a common "sub rax,rdx") or one before it (the
-        // input copied by a common "mov eax,edi"), and last the previous region if that was
-        // explained on its own (a quotient in one hunk, its product with V/7 in the next: only
-        // together are they a remainder). Never over a branch, call, return or an
-        // instruction a jump reaches.
-        Hunk cur = h;
-        const int prev_end = last ? last->base_end : 0;
-        bool took_last = false;
-        auto common = [&](int b0, int v0, int v1) {
-          if (b0 < 0 || v0 < 0 || v1 < 0 || b0 >= static_cast<int>(fb.insns.size()) ||
-              v0 >= static_cast<int>(cx.fn[1]->insns.size()) ||
-              v1 >= static_cast<int>(cx.fn[2]->insns.size()))
-            return false;
-          const Insn& in = fb.insns[b0];
-          return !in.is_branch && in.sig == cx.fn[1]->insns[v0].sig &&
-                 in.sig == cx.fn[2]->insns[v1].sig;
-        };
-        for (int step = 0; step < 12 && !spans.ok() &&
-                           spans.status().code() != absl::StatusCode::kFailedPrecondition;
-             ++step) {
-          Hunk g = cur;
-          bool merged = false;
-          if (hi + 1 < hunks.size() && hunks[hi + 1].base_begin - cur.base_end <= 3) {
-            const Hunk& next = hunks[hi + 1];
-            bool branchy = false;
-            for (int i = cur.base_end; i < next.base_begin; ++i) branchy |= fb.insns[i].is_branch;
-            if (!branchy) {
-              g.base_end = next.base_end;
-              g.var_end = next.var_end;
-              merged = true;
-            }
-          }
-          if (!merged) {
-            int nb = hi + 1 < hunks.size() ? hunks[hi + 1].base_begin : INT32_MAX;
-            if (cur.base_end < nb && common(cur.base_end, cur.var_end[0], cur.var_end[1]) &&
-                !fb.branch_targets.count(fb.insns[cur.base_end].offset)) {
-              ++g.base_end, ++g.var_end[0], ++g.var_end[1];
-            } else if (cur.base_begin - 1 >= prev_end &&
-                       common(cur.base_begin - 1, cur.var_begin[0] - 1, cur.var_begin[1] - 1) &&
-                       cur.base_begin < static_cast<int>(fb.insns.size()) &&
-                       !fb.branch_targets.count(fb.insns[cur.base_begin].offset)) {
-              --g.base_begin, --g.var_begin[0], --g.var_begin[1];
-            } else if (!took_last && last && last_spans > 0 &&
-                       cur.base_begin - last->base_end <= 3 &&
-                       std::none_of(fb.insns.begin() + last->base_end,
-                                    fb.insns.begin() + cur.base_begin,
-                                    [](const Insn& in) { return in.is_branch; })) {
-              g.base_begin = last->base_begin;
-              g.var_begin = last->var_begin;
-              took_last = true;
-            } else {
-              break;
-            }
-          }
-          auto again = AnalyzeHunk(cx, g);
-          if (!again.ok() && again.status().code() == absl::StatusCode::kFailedPrecondition) break;
-          if (took_last && g.base_begin == last->base_begin && again.ok()) {
-            res.spans.resize(res.spans.size() - last_spans);  // replaced by the merged region
-            last_spans = 0;
-          }
-          cur = g;
-          if (merged) hunks[++hi] = g;
-          spans = std::move(again);
-        }
-        last = cur;
-        last_spans = 0;
-        if (!spans.ok()) {
-          if (errors.empty()) first_class = RefusalOf(spans.status());
-          errors.push_back(std::string(spans.status().message()));
-          continue;
-        }
-        last_spans = spans->size();
-        res.spans.insert(res.spans.end(), spans->begin(), spans->end());
-      } catch (const z3::exception& e) {
-        errors.push_back(absl::StrCat(fb.name, ": z3: ", e.msg()));
-      }
-    }
-  }
-  for (int k = 1; k < 3; ++k)
-    for (const Function& f : fns[k]) {
-      auto m = index(fns[0]);
-      if (!m.count(f.norm_name))
-        res.warnings.push_back(absl::StrCat(
-            "function ", f.name, " exists only in the build with V=", vs[k], "; not analyzed"));
-    }
-  if (!errors.empty())
-    return Classified(absl::FailedPreconditionError(absl::StrJoin(errors, "\n")), first_class);
-  DataInitializers(elfs, vs, &res);
-  if (res.spans.empty())
-    return Classified(
-        absl::NotFoundError(absl::StrCat(
-            "no instruction differs between the builds (V=", absl::StrJoin(vs, ", "), ") in ",
-            only.empty() ? "any function" : absl::StrJoin(only, ", "),
-            res.data_initializers.empty() ? "" : " (only data initializers differ)",
-            "\nhint: check that the constant is used in this object and that the variants were "
-            "really rebuilt with different values")),
-        Refusal::kNoSpan);
-  if (res.range_min > opts.range_min || res.range_max < opts.range_max)
-    res.warnings.push_back(absl::StrCat("value range narrowed to [", res.range_min, ", ",
-                                        res.range_max,
-                                        "] (shift counts must stay below the "
-                                        "operand width, divisors non-zero)"));
-  if (res.range_min > res.range_max)
-    return Classified(
-        absl::FailedPreconditionError("no value of the requested range is valid for every span"),
-        Refusal::kRange);
-  // Safe spans from the data-dependency slice of each CS.
-  std::map<std::string, const Function*> by_name;
-  for (const Function& f : fns[0]) by_name[f.name] = &f;
-  for (const CriticalSpan& sp : res.spans) {
-    auto ss = SliceSafeSpan(*by_name[sp.function], sp);
-    res.safe_spans.push_back(ss);
-  }
-  res.safe_spans = MergeSafeSpans(res.safe_spans);
-  // Source lines and variables (best effort: warn when DWARF is missing).
-  if (auto s = AnnotateFromDwarf(variants[0].path, &res.spans); !s.ok())
-    res.warnings.push_back(absl::StrCat("DWARF: ", s.message()));
+  auto builds = LoadBuilds(variants, only_norm);
+  if (!builds.ok()) return builds.status();
+  AnalysisResult res;
+  res.range_min = opts.range_min;
+  res.range_max = opts.range_max;
+  ObjectErrors errors;
+  AnalyzeFunctions(*builds, vs, &res, &errors);
+  if (!errors.msgs.empty())
+    return Classified(absl::FailedPreconditionError(absl::StrJoin(errors.msgs, "\n")),
+                      errors.first);
+  DataInitializers(builds->elfs, vs, &res);
+  if (auto s = Conclude(*builds, variants, only, opts, vs, &res); !s.ok()) return s;
   return res;
 }
 

@@ -21,6 +21,14 @@ bool Selected(const SynthOptions& o, const TunableSpec& t, const IdIndex& ids) {
   return false;
 }
 
+// The configuration the target was built with, from the tree's autoconf.h (`make prepare`
+// writes it; the headers package ships it). Without it a macro defined under several #if
+// branches stays ambiguous.
+void LoadConfig(State* st, const fs::path& tree) {
+  auto c = ReadAutoconf((tree / "include/generated/autoconf.h").string());
+  if (c.ok()) st->ctx.config = std::move(*c);
+}
+
 absl::Status PrepareKernel(State* st) {
   std::string src = st->opts.kernel_src;
   if (src.empty())
@@ -36,6 +44,7 @@ absl::Status PrepareKernel(State* st) {
   st->shipped.target.kernel_release = st->files.release;
   if (auto id = ReadBuildId(st->files.dbg_vmlinux); id.ok()) st->shipped.target.build_id = *id;
   if (st->opts.verbose) st->progress(absl::StrCat("kernel tree: ", st->tree->root().string()));
+  LoadConfig(st, st->tree->root());
   return absl::OkStatus();
 }
 
@@ -44,6 +53,7 @@ absl::Status PrepareModule(State* st) {
   st->ctx.source_root = (spec.source_dir / spec.module_dir).lexically_normal();
   st->ctx.headers_dir = st->files.headers_dir;
   st->shipped.target.kernel_release = st->files.release;
+  LoadConfig(st, st->files.headers_dir);
   if (!fs::is_directory(st->ctx.source_root))
     return InvalidWithHint(
         absl::StrCat("module directory ", st->ctx.source_root.string(), " not found"),

@@ -79,6 +79,8 @@ struct Job {
   int variant = 0;     // 0..2
 };
 
+const KernelConfig* Config(const BuildContext& ctx) { return ctx.config ? &*ctx.config : nullptr; }
+
 std::string VariantLabel(const TunableSpec& t, int v) {
   return absl::StrCat("V", v + 1, "=", t.values[v]);
 }
@@ -152,11 +154,11 @@ absl::StatusOr<std::vector<std::string>> CheckEdit(const BuildContext& ctx, cons
                            "write the path relative to the source tree");
   std::string where = absl::StrCat(spec.Where(t.line), ": ", t.name);
   for (int v = 0; v < 3; ++v) {
-    auto edited = ApplyTunableEdit(*text, t, t.values[v], file.string());
+    auto edited = ApplyTunableEdit(*text, t, t.values[v], file.string(), Config(ctx));
     if (!edited.ok()) return Classified(InContext(edited.status(), where), Refusal::kSpec);
   }
   if (!t.macro.empty()) {
-    auto value_text = MacroValueText(*text, t.macro, file.string());
+    auto value_text = MacroValueText(*text, t.macro, file.string(), Config(ctx));
     if (value_text.ok()) {
       auto v = MacroLiteralValue(*value_text);
       if (v.ok() && *v != t.values[0])
@@ -307,7 +309,7 @@ class VariantBuilder {
     fs::path file = BuildRoot(ctx_) / t.file;
     auto text = ReadFile(file);
     if (!text.ok()) return text.status();
-    return ApplyTunableEdit(*text, t, t.values[v], file.string());
+    return ApplyTunableEdit(*text, t, t.values[v], file.string(), Config(ctx_));
   }
 
   absl::Status CompileFailed(const TunableSpec& t, int v, const std::string& what,

@@ -11,11 +11,13 @@
 #pragma once
 #include <array>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "synth/spec/spec.h"
+#include "synth/variants/config_if.h"
 #include "synth/variants/kernel_tree.h"
 
 namespace sie::synth {
@@ -40,6 +42,9 @@ struct BuildContext {
   std::string build_command;          // kGeneric
   std::filesystem::path headers_dir;  // kModule: kbuild of the guest kernel
   std::string cc = "x86_64-linux-gnu-gcc-12";  // kModule/kKernel compiler
+  // kKernel/kModule: the guest kernel's configuration (autoconf.h), which selects the active
+  // definition of a macro defined under several #if branches. Absent: such a macro is refused.
+  std::optional<KernelConfig> config;
   std::filesystem::path work_dir;              // variants are built below this directory
   std::vector<std::filesystem::path> exclude;  // kGeneric/kModule: never copied (e.g. --out)
   int jobs = 2;

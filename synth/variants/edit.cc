@@ -24,8 +24,40 @@ struct MacroSite {
   int line = 0;
 };
 
+// Of several definitions, the one `config` compiles; an error saying which lines remain
+// possible when that is not exactly one known-active definition.
+absl::StatusOr<MacroSite> SelectByConfig(absl::string_view text, absl::string_view macro,
+                                         absl::string_view file,
+                                         const std::vector<MacroSite>& sites,
+                                         const KernelConfig& config) {
+  std::vector<LineState> state = ActiveLines(text, config);
+  std::vector<const MacroSite*> possible;
+  bool unknown = false;
+  for (const MacroSite& s : sites) {
+    LineState st = state[s.line - 1];
+    if (st == LineState::kInactive) continue;
+    possible.push_back(&s);
+    unknown |= st == LineState::kUnknown;
+  }
+  if (possible.size() == 1 && !unknown) return *possible[0];
+  std::string lines;
+  for (const MacroSite* s : possible) absl::StrAppend(&lines, lines.empty() ? "" : ", ", s->line);
+  return Classified(
+      InvalidWithHint(
+          absl::StrCat(
+              "macro ", macro, " is defined ", sites.size(), " times in ", file,
+              possible.empty()
+                  ? " and the kernel's configuration compiles none of them"
+                  : absl::StrCat(" and the kernel's configuration may compile line(s) ", lines,
+                                 unknown ? " (an #if there depends on more than "
+                                           "CONFIG_ options)"
+                                         : "")),
+          "pick one definition with 'match:' (its exact text) and 'replace:' ('...{V}...')"),
+      Refusal::kMacroAmbiguous);
+}
+
 absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view macro,
-                                    absl::string_view file) {
+                                    absl::string_view file, const KernelConfig* config) {
   std::vector<MacroSite> sites;
   std::vector<int> function_like;
   size_t pos = 0;
@@ -75,6 +107,11 @@ absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view ma
           "only object-like macros can be rewritten; use 'match:'/'replace:'");
     return Classified(absl::NotFoundError(absl::StrCat("macro ", macro, " not defined in ", file)),
                       Refusal::kMacroNotFound);
+  }
+  if (sites.size() > 1 && config) {
+    auto one = SelectByConfig(text, macro, file, sites, *config);
+    if (!one.ok()) return one.status();
+    sites = {*one};
   }
   if (sites.size() > 1)
     return Classified(
@@ -126,8 +163,8 @@ bool ParseLiteral(absl::string_view v, Literal* lit) {
 }  // namespace
 
 absl::StatusOr<std::string> MacroValueText(absl::string_view text, absl::string_view macro,
-                                           absl::string_view file) {
-  auto site = FindMacro(text, macro, file);
+                                           absl::string_view file, const KernelConfig* config) {
+  auto site = FindMacro(text, macro, file, config);
   if (!site.ok()) return site.status();
   return std::string(text.substr(site->value_begin, site->value_end - site->value_begin));
 }
@@ -140,8 +177,9 @@ absl::StatusOr<int64_t> MacroLiteralValue(absl::string_view value_text) {
 }
 
 absl::StatusOr<std::string> ApplyMacroEdit(absl::string_view text, absl::string_view macro,
-                                           int64_t value, absl::string_view file) {
-  auto site = FindMacro(text, macro, file);
+                                           int64_t value, absl::string_view file,
+                                           const KernelConfig* config) {
+  auto site = FindMacro(text, macro, file, config);
   if (!site.ok()) {
     if (absl::IsNotFound(site.status()))
       return Classified(InvalidWithHint(site.status().message(),
@@ -192,8 +230,9 @@ absl::StatusOr<std::string> ApplyMatchEdit(absl::string_view text, absl::string_
 }
 
 absl::StatusOr<std::string> ApplyTunableEdit(absl::string_view text, const TunableSpec& t,
-                                             int64_t value, absl::string_view file) {
-  if (!t.macro.empty()) return ApplyMacroEdit(text, t.macro, value, file);
+                                             int64_t value, absl::string_view file,
+                                             const KernelConfig* config) {
+  if (!t.macro.empty()) return ApplyMacroEdit(text, t.macro, value, file, config);
   return ApplyMatchEdit(text, t.match, t.replace, value, file);
 }
 

@@ -123,6 +123,63 @@ absl::StatusOr<Mapping> MapFunction(const ElfFile& obj, const ElfFile& ship,
   return best;
 }
 
+// `sp` carried from the object onto the shipped function: every CS instruction must be
+// there with the shipped value's encoding; expect_bytes are the shipped probe instruction's.
+absl::StatusOr<CriticalSpan> MapSpan(const Mapping& mp, const CriticalSpan& sp) {
+  for (int i = mp.obj.IndexAt(sp.cs_start);
+       i >= 0 && i < static_cast<int>(mp.obj.insns.size()) && mp.obj.insns[i].offset < sp.cs_end;
+       ++i) {
+    if (mp.match[i] < 0)
+      return Classified(
+          absl::FailedPreconditionError(absl::StrFormat(
+              "%s+0x%x: the CS instruction `%s` is not in the shipped binary (different value "
+              "shipped?)",
+              sp.function, mp.obj.insns[i].offset, mp.obj.insns[i].Text())),
+          Refusal::kShippedMismatch);
+  }
+  CriticalSpan out = sp;
+  auto a = mp.Map(sp.cs_start, "CS start");
+  if (!a.ok()) return a.status();
+  out.cs_start = *a;
+  int last = mp.obj.IndexAt(sp.cs_end) >= 0 ? mp.obj.IndexAt(sp.cs_end) - 1
+                                            : static_cast<int>(mp.obj.insns.size()) - 1;
+  out.cs_end = mp.shipped.insns[mp.match[last]].offset + mp.shipped.insns[mp.match[last]].size;
+  auto p = mp.Map(sp.probe_offset, "probe");
+  if (!p.ok()) return p.status();
+  out.probe_offset = *p;
+  if (sp.save_offset) {
+    auto s = mp.Map(*sp.save_offset, "save");
+    if (!s.ok()) return s.status();
+    out.save_offset = *s;
+  }
+  out.candidates.clear();
+  for (uint64_t c : sp.candidates) {
+    auto x = mp.Map(c, "candidate");
+    if (!x.ok()) break;  // later candidates are optional
+    out.candidates.push_back(*x);
+  }
+  int pi = mp.shipped.IndexAt(out.probe_offset);
+  out.expect_bytes = absl::BytesToHexString(mp.shipped.insns[pi].bytes);
+  return out;
+}
+
+// A safe span carried over, widened to the nearest matched instructions: it may only grow.
+void MapSafeSpan(const Mapping& mp, SafeSpan* ss) {
+  if (ss->how == SafeSpanHow::kWholeFunction) {
+    ss->start = 0;
+    ss->end = mp.shipped.size;
+    return;
+  }
+  int i = mp.obj.IndexAt(ss->start);
+  while (i > 0 && mp.match[i] < 0) --i;
+  ss->start = i >= 0 && mp.match[i] >= 0 ? mp.shipped.insns[mp.match[i]].offset : 0;
+  int j = mp.obj.IndexAt(ss->end);
+  if (j < 0) j = mp.obj.insns.size();
+  while (j < static_cast<int>(mp.obj.insns.size()) && mp.match[j] < 0) ++j;
+  ss->end = j < static_cast<int>(mp.obj.insns.size()) ? mp.shipped.insns[mp.match[j]].offset
+                                                      : mp.shipped.size;
+}
+
 }  // namespace
 
 absl::Status MapToShipped(const std::string& baseline_obj, const std::string& shipped_elf,
@@ -142,64 +199,15 @@ absl::Status MapToShipped(const std::string& baseline_obj, const std::string& sh
   for (CriticalSpan& sp : *spans) {
     auto m = get(sp.function);
     if (!m.ok()) return m.status();
-    const Mapping& mp = **m;
-    // Every instruction of the CS must be there, with the shipped value's encoding.
-    for (int i = mp.obj.IndexAt(sp.cs_start);
-         i >= 0 && i < static_cast<int>(mp.obj.insns.size()) && mp.obj.insns[i].offset < sp.cs_end;
-         ++i) {
-      if (mp.match[i] < 0)
-        return Classified(
-            absl::FailedPreconditionError(absl::StrFormat(
-                "%s+0x%x: the CS instruction `%s` is not in the shipped binary (different value "
-                "shipped?)",
-                sp.function, mp.obj.insns[i].offset, mp.obj.insns[i].Text())),
-            Refusal::kShippedMismatch);
-    }
-    CriticalSpan out = sp;
-    auto a = mp.Map(sp.cs_start, "CS start");
-    if (!a.ok()) return a.status();
-    out.cs_start = *a;
-    int last = mp.obj.IndexAt(sp.cs_end) >= 0 ? mp.obj.IndexAt(sp.cs_end) - 1
-                                              : static_cast<int>(mp.obj.insns.size()) - 1;
-    out.cs_end = mp.shipped.insns[mp.match[last]].offset + mp.shipped.insns[mp.match[last]].size;
-    auto p = mp.Map(sp.probe_offset, "probe");
-    if (!p.ok()) return p.status();
-    out.probe_offset = *p;
-    if (sp.save_offset) {
-      auto s = mp.Map(*sp.save_offset, "save");
-      if (!s.ok()) return s.status();
-      out.save_offset = *s;
-    }
-    out.candidates.clear();
-    for (uint64_t c : sp.candidates) {
-      auto x = mp.Map(c, "candidate");
-      if (!x.ok()) break;  // later candidates are optional
-      out.candidates.push_back(*x);
-    }
-    int pi = mp.shipped.IndexAt(out.probe_offset);
-    out.expect_bytes = absl::BytesToHexString(mp.shipped.insns[pi].bytes);
-    sp = out;
+    auto out = MapSpan(**m, sp);
+    if (!out.ok()) return out.status();
+    sp = std::move(*out);
   }
-  if (safe_spans) {
-    for (SafeSpan& ss : *safe_spans) {
-      auto m = get(ss.function);
-      if (!m.ok()) return m.status();
-      const Mapping& mp = **m;
-      if (ss.how == SafeSpanHow::kWholeFunction) {
-        ss.start = 0;
-        ss.end = mp.shipped.size;
-        continue;
-      }
-      // Widen to the nearest matched instructions: a safe span may only grow.
-      int i = mp.obj.IndexAt(ss.start);
-      while (i > 0 && mp.match[i] < 0) --i;
-      ss.start = i >= 0 && mp.match[i] >= 0 ? mp.shipped.insns[mp.match[i]].offset : 0;
-      int j = mp.obj.IndexAt(ss.end);
-      if (j < 0) j = mp.obj.insns.size();
-      while (j < static_cast<int>(mp.obj.insns.size()) && mp.match[j] < 0) ++j;
-      ss.end = j < static_cast<int>(mp.obj.insns.size()) ? mp.shipped.insns[mp.match[j]].offset
-                                                         : mp.shipped.size;
-    }
+  if (!safe_spans) return absl::OkStatus();
+  for (SafeSpan& ss : *safe_spans) {
+    auto m = get(ss.function);
+    if (!m.ok()) return m.status();
+    MapSafeSpan(**m, &ss);
   }
   return absl::OkStatus();
 }

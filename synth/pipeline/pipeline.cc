@@ -31,24 +31,6 @@ void Entry::Fail(const absl::Status& s, Refusal cls) {
   if (!s.ok() && status.ok()) status = Classified(s, cls);
 }
 
-namespace {
-
-std::string Duration(int64_t s) {
-  return s >= 60 ? absl::StrFormat("%dm%02ds", s / 60, s % 60) : absl::StrCat(s, "s");
-}
-
-}  // namespace
-
-std::string Meter::Tick() {
-  ++done_;
-  int64_t elapsed = Ms(Clock::now() - start_) / 1000;
-  std::string s = absl::StrCat("[", done_, "/", total_, ", ", Duration(elapsed));
-  // The estimate assumes the remaining items take as long as the average so far.
-  if (done_ < total_)
-    absl::StrAppend(&s, ", ~", Duration(elapsed * (total_ - done_) / done_), " left");
-  return s + "]";
-}
-
 }  // namespace pipeline
 
 namespace {
@@ -154,7 +136,7 @@ absl::StatusOr<SynthReport> Synthesize(const SynthOptions& opts, const Progress&
   auto t_start = Clock::now();
   auto spec = ParseSpecFile(opts.spec);
   if (!spec.ok()) return spec.status();
-  State st{opts, progress ? progress : [](const std::string&) {}, std::move(*spec)};
+  State st(opts, progress ? progress : [](const std::string&) {}, std::move(*spec));
   st.out_dir = fs::absolute(opts.out).lexically_normal();
   st.files = GuestKernelFiles::ForRelease();
   st.cache_root = DefaultCacheRoot();

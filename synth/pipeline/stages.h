@@ -15,6 +15,7 @@
 #include "synth/model.h"
 #include "synth/output/const_json.h"
 #include "synth/pipeline/pipeline.h"
+#include "synth/progress.h"
 #include "synth/variants/builder.h"
 
 namespace sie::synth::pipeline {
@@ -45,6 +46,9 @@ struct Entry {
 
 // What every stage reads: options, the spec, the target and its build context.
 struct State {
+  State(const SynthOptions& o, Progress p, Spec s)
+      : opts(o), progress(std::move(p)), spec(std::move(s)) {}
+
   const SynthOptions& opts;
   Progress progress;
   Spec spec;
@@ -70,17 +74,5 @@ void AnalyzeAll(State* st);
 
 // output.cc: const.json and artifacts of every analysed entry, then index.json.
 absl::Status WriteAll(State* st);
-
-// A progress counter for long loops: "[3/12, 1m05s, ~3m20s left]".
-class Meter {
- public:
-  explicit Meter(size_t total) : total_(total), start_(Clock::now()) {}
-  // Counts one more item done and describes where the loop stands.
-  std::string Tick();
-
- private:
-  size_t total_, done_ = 0;
-  Clock::time_point start_;
-};
 
 }  // namespace sie::synth::pipeline

@@ -1,6 +1,7 @@
 #include "synth/variants/builder.h"
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "runtime/base/diag.h"
 #include "runtime/base/files.h"
 #include "runtime/base/process.h"
+#include "synth/progress.h"
 #include "synth/refusal.h"
 #include "synth/variants/edit.h"
 
@@ -281,8 +283,15 @@ class VariantBuilder {
   std::vector<absl::Status> RunJobs(const std::vector<Job>& jobs) {
     std::vector<absl::Status> status(jobs.size());
     std::atomic<size_t> next{0};
+    meter_ = std::make_unique<Meter>(jobs.size());
     auto worker = [&] {
-      for (size_t i; (i = next.fetch_add(1)) < jobs.size();) status[i] = RunJob(jobs[i]);
+      for (size_t i; (i = next.fetch_add(1)) < jobs.size();) {
+        status[i] = RunJob(jobs[i]);
+        const TunableSpec& t = *tunables_[jobs[i].tunable];
+        if (!status[i].ok())
+          Log(absl::StrCat("  ", meter_->Tick(), " failed: ", t.name, " ",
+                           VariantLabel(t, jobs[i].variant)));
+      }
     };
     std::vector<std::thread> threads;
     int n = std::max(1, std::min<int>(ctx_.jobs, static_cast<int>(jobs.size())));
@@ -384,8 +393,8 @@ class VariantBuilder {
       return FailedWithHint(absl::StrCat("objtool failed on ", final_obj.string(), " (",
                                          o->Describe(), "):\n", Tail(o->err)),
                             "the prepared tree's tools/objtool/objtool must work on this host");
-    Log(absl::StrCat("  built ", object, " ", t.name, " ", VariantLabel(t, j.variant), " (",
-                     r->elapsed.count(), " ms)"));
+    Log(absl::StrCat("  ", meter_->Tick(), " built ", object, " ", t.name, " ",
+                     VariantLabel(t, j.variant), " (", r->elapsed.count(), " ms)"));
     result_[j.tunable].objects[j.object].variant[j.variant] = final_obj;
     return absl::OkStatus();
   }
@@ -420,8 +429,8 @@ class VariantBuilder {
     if (!fs::exists(out))
       return FailedWithHint(absl::StrCat("the build command did not write ", out.string()),
                             "the command must write the object to {obj}");
-    Log(absl::StrCat("  built ", object, " ", t.name, " ", VariantLabel(t, j.variant), " (",
-                     r->elapsed.count(), " ms)"));
+    Log(absl::StrCat("  ", meter_->Tick(), " built ", object, " ", t.name, " ",
+                     VariantLabel(t, j.variant), " (", r->elapsed.count(), " ms)"));
     result_[j.tunable].objects[j.object].variant[j.variant] = out;
     return absl::OkStatus();
   }
@@ -465,8 +474,8 @@ class VariantBuilder {
     if (!r.ok()) return r.status();
     if (!r->ok()) return CompileFailed(t, j.variant, "the module", *r, ShellJoin(argv));
     if (auto s = ModuleResult(j, copy); !s.ok()) return s;
-    Log(absl::StrCat("  built module ", t.name, " ", VariantLabel(t, j.variant), " (",
-                     r->elapsed.count(), " ms)"));
+    Log(absl::StrCat("  ", meter_->Tick(), " built module ", t.name, " ",
+                     VariantLabel(t, j.variant), " (", r->elapsed.count(), " ms)"));
     return absl::OkStatus();
   }
 
@@ -498,6 +507,7 @@ class VariantBuilder {
   std::map<std::string, std::string> savedcmd_;
   std::vector<TunableVariants> result_;  // slots written by distinct jobs only
   std::mutex log_mu_;
+  std::unique_ptr<Meter> meter_;  // the builds of RunJobs
 };
 
 }  // namespace

@@ -31,7 +31,9 @@ enum class Refusal {
   kLayout,                 // a memory offset, store set or data layout depends on the value
   kUnsafe,                 // tuning would be unsafe (allocation size, no probe location)
   kRange,                  // no value of the requested range is valid for every span
+  kStub,                   // the stub generator refused the spans (e.g. flags it cannot emit)
 };
+inline constexpr Refusal kLastRefusal = Refusal::kStub;  // update when adding a class
 
 // The name used in the summary table and in --json ("formula-family"): part of the output.
 constexpr const char* RefusalName(Refusal r) {
@@ -72,6 +74,8 @@ constexpr const char* RefusalName(Refusal r) {
       return "unsafe";
     case Refusal::kRange:
       return "range";
+    case Refusal::kStub:
+      return "stub";
   }
   return "other";
 }
@@ -90,7 +94,7 @@ inline absl::Status Classified(absl::Status s, Refusal r) {
 inline Refusal RefusalOf(const absl::Status& s) {
   auto p = s.GetPayload(kRefusalPayload);
   if (!p) return Refusal::kUnclassified;
-  for (int i = 0; i <= static_cast<int>(Refusal::kRange); ++i)
+  for (int i = 0; i <= static_cast<int>(kLastRefusal); ++i)
     if (*p == RefusalName(static_cast<Refusal>(i))) return static_cast<Refusal>(i);
   return Refusal::kUnclassified;
 }

@@ -8,12 +8,14 @@ namespace sie::synth::pipeline {
 namespace fs = std::filesystem;
 namespace {
 
+// const.json, then the stub and its artifacts from it; a stub generator's refusal (or a
+// failed stub compile) is classified as such.
 absl::Status WriteOne(const State& st, const SynthesizedConst& c) {
   if (auto s = WriteConst(st.out_dir, c); !s.ok()) return s;
   stubgen::ArtifactOptions ao;
   ao.compile = st.opts.compile_stubs;
   ao.progress = st.progress;
-  return EmitRuntimeArtifacts(st.out_dir / absl::StrCat(c.id), ao);
+  return Classified(EmitRuntimeArtifacts(st.out_dir / absl::StrCat(c.id), ao), Refusal::kStub);
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <set>
+
 #include "runtime/base/files.h"
 #include "synth/output/const_json.h"
 #include "synth/stubgen/const_reader.h"
@@ -123,6 +125,23 @@ TEST_F(PipelineTest, OnlySelectsAndUnknownNamesAreErrors) {
   rep = Synthesize(o, nullptr);
   ASSERT_FALSE(rep.ok());
   EXPECT_THAT(std::string(rep.status().message()), HasSubstr("--only NOPE"));
+}
+
+TEST(RefusalTest, ClassesRoundTripAndSurviveContext) {
+  std::set<std::string> names;
+  for (int i = 0; i <= static_cast<int>(kLastRefusal); ++i) {
+    Refusal r = static_cast<Refusal>(i);
+    names.insert(RefusalName(r));
+    absl::Status s = InContext(Classified(absl::InternalError("x"), r), "while testing");
+    EXPECT_EQ(RefusalOf(s), r) << RefusalName(r);
+    EXPECT_EQ(s.message(), "while testing: x");
+  }
+  EXPECT_EQ(names.size(), static_cast<size_t>(kLastRefusal) + 1);  // distinct names
+  // The innermost class wins; an unclassified status reads as kUnclassified.
+  absl::Status inner = Classified(absl::InternalError("x"), Refusal::kTwoInputs);
+  EXPECT_EQ(RefusalOf(Classified(inner, Refusal::kSpec)), Refusal::kTwoInputs);
+  EXPECT_EQ(RefusalOf(absl::InternalError("x")), Refusal::kUnclassified);
+  EXPECT_TRUE(Classified(absl::OkStatus(), Refusal::kSpec).ok());
 }
 
 TEST(ConstReaderTest, EmptyExpectBytesOnlyForPlainObjects) {

@@ -1,16 +1,10 @@
 // Synthesize: the stages of stages.h in order, timed, and the report built from their state.
 #include "synth/pipeline/pipeline.h"
 
-#include <signal.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <set>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "runtime/base/diag.h"
 #include "synth/pipeline/stages.h"
 
@@ -34,51 +28,6 @@ void Entry::Fail(const absl::Status& s, Refusal cls) {
 }  // namespace pipeline
 
 namespace {
-
-// Work directories live under the cache as work/<pid>; ones whose process is gone were left by
-// an interrupted run and are removed here.
-absl::StatusOr<fs::path> MakeWorkDir(const fs::path& cache_root, bool keep) {
-  // Kept work dirs go elsewhere so the sweep below never removes them.
-  fs::path base = cache_root / (keep ? "kept" : "work");
-  std::error_code ec;
-  fs::create_directories(base, ec);
-  if (ec)
-    return FailedWithHint(absl::StrCat("cannot create ", base.string(), ": ", ec.message()),
-                          "set SIE_CACHE to a writable directory");
-  for (const auto& e : fs::directory_iterator(base, ec)) {
-    if (keep) break;
-    int pid;
-    if (absl::SimpleAtoi(e.path().filename().string(), &pid) && pid > 0 && ::kill(pid, 0) != 0 &&
-        errno == ESRCH)
-      fs::remove_all(e.path(), ec);
-  }
-  fs::path dir = base / absl::StrCat(::getpid());
-  fs::remove_all(dir, ec);
-  fs::create_directories(dir, ec);
-  return dir;
-}
-
-// Stage 3: three builds of every object of every tunable still OK, in parallel.
-void BuildAll(State* st) {
-  std::vector<const TunableSpec*> tunables;
-  std::vector<std::vector<std::string>> objects;
-  std::vector<Entry*> building;
-  size_t n_builds = 0;
-  for (Entry& e : st->entries) {
-    if (!e.status.ok()) continue;
-    tunables.push_back(e.t);
-    objects.push_back(e.objects);
-    building.push_back(&e);
-    n_builds += 3 * e.objects.size();
-  }
-  st->progress(absl::StrCat("building ", n_builds, " object variant(s) for ", tunables.size(),
-                            " tunable(s), ", st->ctx.jobs, " at a time"));
-  std::vector<TunableVariants> built = BuildVariantsEach(st->ctx, tunables, objects);
-  for (size_t i = 0; i < building.size(); ++i) {
-    building[i]->Fail(built[i].status, Refusal::kBuild);
-    building[i]->variants = std::move(built[i]);
-  }
-}
 
 std::vector<std::string> ArtifactFiles(const fs::path& dir) {
   std::vector<std::string> files;
@@ -136,7 +85,8 @@ absl::StatusOr<SynthReport> Synthesize(const SynthOptions& opts, const Progress&
   auto t_start = Clock::now();
   auto spec = ParseSpecFile(opts.spec);
   if (!spec.ok()) return spec.status();
-  State st(opts, progress ? progress : [](const std::string&) {}, std::move(*spec));
+  State st(
+      opts, progress ? progress : [](const std::string&) {}, std::move(*spec));
   st.out_dir = fs::absolute(opts.out).lexically_normal();
   st.files = GuestKernelFiles::ForRelease();
   st.cache_root = DefaultCacheRoot();
@@ -147,12 +97,12 @@ absl::StatusOr<SynthReport> Synthesize(const SynthOptions& opts, const Progress&
   rep.timing.prepare_ms = Ms(Clock::now() - t_prep);
   pipeline::FindObjects(&st);
 
-  auto work = MakeWorkDir(st.cache_root, opts.keep_work);
+  auto work = pipeline::MakeWorkDir(st.cache_root, opts.keep_work);
   if (!work.ok()) return work.status();
   st.ctx.work_dir = *work;
   WorkCleanup cleanup{*work, opts.keep_work};
   auto t_compile = Clock::now();
-  BuildAll(&st);
+  pipeline::BuildAll(&st);
   rep.timing.compile_ms = Ms(Clock::now() - t_compile);
   if (opts.keep_work) st.progress(absl::StrCat("variants kept in ", work->string()));
 

@@ -1,6 +1,7 @@
 // The stages of Synthesize (pipeline.h) and the state they share. Each stage is one file:
 //   target.cc   the spec's target: compiler check, kernel tree or module/source directory
 //   objects.cc  per tunable: the edit applies, the affected objects
+//   build.cc    the work directory; three builds per object, in parallel
 //   analyze.cc  per tunable: spans of every object, mapped onto the shipped binary
 //   output.cc   per tunable: const.json and the runtime artifacts; the index
 // A stage that fails for one tunable records it in that tunable's Entry and moves on.
@@ -68,6 +69,12 @@ absl::Status PrepareTarget(State* st);
 
 // objects.cc: the edit of every entry, its objects (given or searched).
 void FindObjects(State* st);
+
+// build.cc: the work directory (work/<pid> under the cache; ones of dead processes are
+// removed), then the variants of every entry still OK.
+absl::StatusOr<std::filesystem::path> MakeWorkDir(const std::filesystem::path& cache_root,
+                                                  bool keep);
+void BuildAll(State* st);
 
 // analyze.cc: every entry still OK through the analysis core.
 void AnalyzeAll(State* st);

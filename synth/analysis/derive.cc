@@ -58,36 +58,47 @@ bool CheckedByEval(const std::string& f, const std::vector<int64_t>& vs,
   return true;
 }
 
+using Template = std::function<z3::expr(const z3::expr&, const z3::expr&, int64_t)>;
+
+// Coefficients a, b with h(a, b, V_i) == c_i for every build, or nullopt. small_a / small_b
+// keep them within +-65536; the smallest |a| is preferred.
+std::optional<std::pair<uint64_t, uint64_t>> SolveCoefficients(z3::context& c,
+                                                               const std::vector<int64_t>& vs,
+                                                               const std::vector<uint64_t>& cs,
+                                                               int bits, const Template& h,
+                                                               bool small_a, bool small_b) {
+  z3::solver s(c);
+  z3::expr a = c.bv_const("a", bits), b = c.bv_const("b", bits);
+  for (size_t i = 0; i < vs.size(); ++i) s.add(h(a, b, vs[i]) == Bv(c, cs[i], bits));
+  // Prefer small coefficients: modular arithmetic admits aliases like a + 2^31.
+  z3::expr lim = c.bv_val(65536, bits), nlim = c.bv_val(-65536, bits);
+  if (small_a && bits > 17) s.add(z3::sle(a, lim) && z3::sge(a, nlim));
+  if (small_b && bits > 17) s.add(z3::sle(b, lim) && z3::sge(b, nlim));
+  if (s.check() != z3::sat) return std::nullopt;
+  z3::model m = s.get_model();
+  std::pair<uint64_t, uint64_t> best(Num(m.eval(a, true)), Num(m.eval(b, true)));
+  // The smallest |a|: at narrow widths aliases also fit the three builds (at 16 bits,
+  // 4095*V == -V for multiples of 16) but not other values, which the runtime must handle.
+  auto abs_a = [&](const z3::expr& e) { return z3::ite(z3::slt(e, 0), -e, e); };
+  for (int round = 0; small_a && round < 24; ++round) {
+    int64_t cur = Signed(best.first, bits);
+    if (cur == 0 || cur == 1 || cur == -1) break;
+    s.add(z3::ult(abs_a(a), Bv(c, static_cast<uint64_t>(cur < 0 ? -cur : cur), bits)));
+    if (s.check() != z3::sat) break;
+    m = s.get_model();
+    best = {Num(m.eval(a, true)), Num(m.eval(b, true))};
+  }
+  return best;
+}
+
 }  // namespace
 
 absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
                                     int bits) {
   try {
     z3::context c;
-    auto solve = [&](const std::function<z3::expr(const z3::expr&, const z3::expr&, int64_t)>& h,
-                     bool small_a, bool small_b) -> std::optional<std::pair<uint64_t, uint64_t>> {
-      z3::solver s(c);
-      z3::expr a = c.bv_const("a", bits), b = c.bv_const("b", bits);
-      for (size_t i = 0; i < vs.size(); ++i) s.add(h(a, b, vs[i]) == Bv(c, cs[i], bits));
-      // Prefer small coefficients: modular arithmetic admits aliases like a + 2^31.
-      z3::expr lim = c.bv_val(65536, bits), nlim = c.bv_val(-65536, bits);
-      if (small_a && bits > 17) s.add(z3::sle(a, lim) && z3::sge(a, nlim));
-      if (small_b && bits > 17) s.add(z3::sle(b, lim) && z3::sge(b, nlim));
-      if (s.check() != z3::sat) return std::nullopt;
-      z3::model m = s.get_model();
-      std::pair<uint64_t, uint64_t> best(Num(m.eval(a, true)), Num(m.eval(b, true)));
-      // The smallest |a|: at narrow widths aliases also fit the three builds (at 16 bits,
-      // 4095*V == -V for multiples of 16) but not other values, which the runtime must handle.
-      auto abs_a = [&](const z3::expr& e) { return z3::ite(z3::slt(e, 0), -e, e); };
-      for (int round = 0; small_a && round < 24; ++round) {
-        int64_t cur = Signed(best.first, bits);
-        if (cur == 0 || cur == 1 || cur == -1) break;
-        s.add(z3::ult(abs_a(a), Bv(c, static_cast<uint64_t>(cur < 0 ? -cur : cur), bits)));
-        if (s.check() != z3::sat) break;
-        m = s.get_model();
-        best = {Num(m.eval(a, true)), Num(m.eval(b, true))};
-      }
-      return best;
+    auto solve = [&](const Template& h, bool small_a, bool small_b) {
+      return SolveCoefficients(c, vs, cs, bits, h, small_a, small_b);
     };
     auto v_bv = [&](int64_t v) { return Bv(c, static_cast<uint64_t>(v), bits); };
     // Tried in order; the first that reproduces every build wins (and the later, slower

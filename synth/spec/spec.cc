@@ -153,6 +153,13 @@ class Parser {
     if (sd.is_relative()) sd = spec_->spec_dir / sd;
     spec_->source_dir = sd.lexically_normal();
 
+    if (auto s = ParseTarget(root); !s.ok()) return s;
+    return ParseTunables(root);
+  }
+
+  // 'build:' (a plain C project) or 'module:' / 'module_ko:' (an out-of-tree module); neither:
+  // the guest kernel.
+  absl::Status ParseTarget(const YAML::Node& root) {
     if (YAML::Node b = root["build"]; b.IsDefined() && !b.IsNull()) {
       if (!b.IsMap())
         return Error(b, "'build' must be a mapping with a 'command'",
@@ -192,7 +199,10 @@ class Parser {
       if (kp.is_relative()) kp = spec_->spec_dir / kp;
       spec_->module_ko = kp.lexically_normal();
     }
+    return absl::OkStatus();
+  }
 
+  absl::Status ParseTunables(const YAML::Node& root) {
     YAML::Node t = root["tunables"];
     if (!t.IsDefined() || t.IsNull())
       return Error(root, "the spec has no 'tunables'",

@@ -56,50 +56,73 @@ absl::StatusOr<MacroSite> SelectByConfig(absl::string_view text, absl::string_vi
       Refusal::kMacroAmbiguous);
 }
 
-absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view macro,
-                                    absl::string_view file, const KernelConfig* config) {
-  std::vector<MacroSite> sites;
-  std::vector<int> function_like;
+// What one source line says about `macro`.
+enum class DefineKind { kNone, kObjectLike, kFunctionLike, kMultiLine };
+
+// For kObjectLike, the value's [*begin, *end) in `l` (comments and outer spaces excluded).
+DefineKind ParseDefine(absl::string_view l, absl::string_view macro, size_t* begin, size_t* end) {
+  size_t i = 0;
+  auto skip_ws = [&] {
+    while (i < l.size() && (l[i] == ' ' || l[i] == '\t')) ++i;
+  };
+  skip_ws();
+  if (i >= l.size() || l[i] != '#') return DefineKind::kNone;
+  ++i;
+  skip_ws();
+  if (!(l.substr(i, 6) == "define" && i + 6 < l.size() && !IsIdent(l[i + 6])))
+    return DefineKind::kNone;
+  i += 6;
+  skip_ws();
+  if (!(l.substr(i, macro.size()) == macro &&
+        (i + macro.size() == l.size() || !IsIdent(l[i + macro.size()]))))
+    return DefineKind::kNone;
+  i += macro.size();
+  if (i < l.size() && l[i] == '(') return DefineKind::kFunctionLike;
+  if (!l.empty() && l.back() == '\\') return DefineKind::kMultiLine;
+  skip_ws();
+  size_t e = l.size();
+  for (absl::string_view c : {"/*", "//"})
+    if (size_t k = l.find(c, i); k != absl::string_view::npos && k < e) e = k;
+  while (e > i && absl::ascii_isspace(l[e - 1])) --e;
+  *begin = i;
+  *end = e;
+  return DefineKind::kObjectLike;
+}
+
+// Every object-like definition of `macro` in `text` (and the lines of function-like ones).
+absl::Status ScanDefines(absl::string_view text, absl::string_view macro, absl::string_view file,
+                         std::vector<MacroSite>* sites, std::vector<int>* function_like) {
   size_t pos = 0;
   int line = 0;
   while (pos <= text.size()) {
     size_t eol = text.find('\n', pos);
     if (eol == absl::string_view::npos) eol = text.size();
     ++line;
-    absl::string_view l = text.substr(pos, eol - pos);
-    size_t i = 0;
-    auto skip_ws = [&] {
-      while (i < l.size() && (l[i] == ' ' || l[i] == '\t')) ++i;
-    };
-    skip_ws();
-    if (i < l.size() && l[i] == '#') {
-      ++i;
-      skip_ws();
-      if (l.substr(i, 6) == "define" && i + 6 < l.size() && !IsIdent(l[i + 6])) {
-        i += 6;
-        skip_ws();
-        if (l.substr(i, macro.size()) == macro &&
-            (i + macro.size() == l.size() || !IsIdent(l[i + macro.size()]))) {
-          i += macro.size();
-          if (i < l.size() && l[i] == '(') {
-            function_like.push_back(line);
-          } else {
-            if (!l.empty() && l.back() == '\\')
-              return InvalidWithHint(
-                  absl::StrCat(file, ":", line, ": macro ", macro, " spans several lines"),
-                  "use 'match:'/'replace:' on the exact text of the value instead of 'macro:'");
-            skip_ws();
-            size_t end = l.size();
-            for (absl::string_view c : {"/*", "//"})
-              if (size_t k = l.find(c, i); k != absl::string_view::npos && k < end) end = k;
-            while (end > i && absl::ascii_isspace(l[end - 1])) --end;
-            sites.push_back({pos + i, pos + end, line});
-          }
-        }
-      }
+    size_t b = 0, e = 0;
+    switch (ParseDefine(text.substr(pos, eol - pos), macro, &b, &e)) {
+      case DefineKind::kNone:
+        break;
+      case DefineKind::kFunctionLike:
+        function_like->push_back(line);
+        break;
+      case DefineKind::kMultiLine:
+        return InvalidWithHint(
+            absl::StrCat(file, ":", line, ": macro ", macro, " spans several lines"),
+            "use 'match:'/'replace:' on the exact text of the value instead of 'macro:'");
+      case DefineKind::kObjectLike:
+        sites->push_back({pos + b, pos + e, line});
+        break;
     }
     pos = eol + 1;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view macro,
+                                    absl::string_view file, const KernelConfig* config) {
+  std::vector<MacroSite> sites;
+  std::vector<int> function_like;
+  if (auto s = ScanDefines(text, macro, file, &sites, &function_like); !s.ok()) return s;
   if (sites.empty()) {
     if (!function_like.empty())
       return InvalidWithHint(

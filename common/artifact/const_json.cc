@@ -162,8 +162,9 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
   RETURN_IF_ERROR(r.Str(j, pre, "x_from_probe", &s.x_from_probe, false));
   RETURN_IF_ERROR(r.Str(j, pre, "source", &s.source, false));
   RETURN_IF_ERROR(r.Str(j, pre, "expect_bytes", &s.expect_bytes));
-  if (s.expect_bytes.empty() || s.expect_bytes.size() % 2)
-    return r.Bad(pre + "expect_bytes", "must be a non-empty even-length hex string");
+  // Empty only for a plain object (no shipped binary to check): ParseConstJson enforces that.
+  if (s.expect_bytes.size() % 2)
+    return r.Bad(pre + "expect_bytes", "must be an even-length hex string");
   for (char c : s.expect_bytes)
     if (!absl::ascii_isxdigit(c) && c != '?')
       return r.Bad(pre + "expect_bytes",
@@ -424,6 +425,11 @@ absl::StatusOr<SynthesizedConst> ParseConstJson(absl::string_view text, absl::st
   for (size_t i = 0; i < (*spans)->size(); ++i) {
     auto s = ParseSpan(r, (**spans)[i], absl::StrCat("spans[", i, "]"));
     if (!s.ok()) return s.status();
+    // A kernel or module target always has shipped bytes the loader must verify; only a plain
+    // object (target without kernel_release: synthesized from source_dir + build) has none.
+    if (s->expect_bytes.empty() && !c.target.kernel_release.empty())
+      return r.Bad(absl::StrCat("spans[", i, "].expect_bytes"),
+                   "must be a non-empty even-length hex string (the target is a kernel binary)");
     c.spans.push_back(std::move(*s));
   }
   if (auto ss = j.find("safe_spans"); ss != j.end() && ss->is_array())

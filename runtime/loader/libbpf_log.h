@@ -9,7 +9,7 @@ namespace sie::loader {
 
 void RouteLibbpfLog();  // installs the print callback (again after a library replaced it)
 void ClearLibbpfLog();
-std::string LibbpfLogText();                    // everything kept since the last clear
+std::string LibbpfLogText();                   // everything kept since the last clear
 std::string LibbpfLogTail(size_t max = 3000);  // its end
 
 }  // namespace sie::loader

@@ -6,28 +6,26 @@
 
 namespace sie::synth::analysis {
 
-std::vector<int> AlignInsns(const std::vector<Insn>& a, const std::vector<Insn>& b) {
-  std::vector<int> match(a.size(), -1);
+std::vector<int> AlignLcs(size_t n, size_t m, absl::FunctionRef<bool(size_t, size_t)> same) {
+  std::vector<int> match(n, -1);
   // Common prefix and suffix first: the differing middle is usually tiny.
   size_t pre = 0;
-  while (pre < a.size() && pre < b.size() && a[pre].sig == b[pre].sig) match[pre] = pre, ++pre;
+  while (pre < n && pre < m && same(pre, pre)) match[pre] = pre, ++pre;
   size_t suf = 0;
-  while (suf + pre < a.size() && suf + pre < b.size() &&
-         a[a.size() - 1 - suf].sig == b[b.size() - 1 - suf].sig) {
-    match[a.size() - 1 - suf] = b.size() - 1 - suf;
+  while (suf + pre < n && suf + pre < m && same(n - 1 - suf, m - 1 - suf)) {
+    match[n - 1 - suf] = m - 1 - suf;
     ++suf;
   }
-  size_t n = a.size() - pre - suf, m = b.size() - pre - suf;
-  if (n == 0 || m == 0) return match;
+  const size_t N = n - pre - suf, M = m - pre - suf;
+  if (N == 0 || M == 0) return match;
   // Classic LCS table over the middle.
-  std::vector<std::vector<uint32_t>> L(n + 1, std::vector<uint32_t>(m + 1, 0));
-  for (size_t i = n; i-- > 0;)
-    for (size_t j = m; j-- > 0;)
-      L[i][j] = a[pre + i].sig == b[pre + j].sig ? L[i + 1][j + 1] + 1
-                                                 : std::max(L[i + 1][j], L[i][j + 1]);
+  std::vector<std::vector<uint32_t>> L(N + 1, std::vector<uint32_t>(M + 1, 0));
+  for (size_t i = N; i-- > 0;)
+    for (size_t j = M; j-- > 0;)
+      L[i][j] = same(pre + i, pre + j) ? L[i + 1][j + 1] + 1 : std::max(L[i + 1][j], L[i][j + 1]);
   size_t i = 0, j = 0;
-  while (i < n && j < m) {
-    if (a[pre + i].sig == b[pre + j].sig) {
+  while (i < N && j < M) {
+    if (same(pre + i, pre + j)) {
       match[pre + i] = pre + j;
       ++i, ++j;
     } else if (L[i + 1][j] >= L[i][j + 1]) {
@@ -37,6 +35,10 @@ std::vector<int> AlignInsns(const std::vector<Insn>& a, const std::vector<Insn>&
     }
   }
   return match;
+}
+
+std::vector<int> AlignInsns(const std::vector<Insn>& a, const std::vector<Insn>& b) {
+  return AlignLcs(a.size(), b.size(), [&](size_t i, size_t j) { return a[i].sig == b[j].sig; });
 }
 
 namespace {

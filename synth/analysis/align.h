@@ -2,14 +2,21 @@
 // normalized signatures that ignore branch displacements and relocation fields), then cutting
 // the differences into hunks: maximal runs between instructions that match in all builds.
 #pragma once
+#include <cstddef>
 #include <optional>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "synth/analysis/disasm.h"
 
 namespace sie::synth::analysis {
 
-// match[i] = index in `b` aligned with a[i], or -1. Monotone (an LCS).
+// The one LCS aligner: sequences of n and m elements where same(i, j) says whether element i of
+// the first equals element j of the second. match[i] = the j aligned with i, or -1; monotone.
+// Common prefix and suffix are matched first, so the table covers only the differing middle.
+std::vector<int> AlignLcs(size_t n, size_t m, absl::FunctionRef<bool(size_t, size_t)> same);
+
+// match[i] = index in `b` aligned with a[i], or -1, comparing normalized signatures.
 std::vector<int> AlignInsns(const std::vector<Insn>& a, const std::vector<Insn>& b);
 
 // gcc may lay out the same basic blocks in another order in another build (cold blocks swapped

@@ -58,36 +58,47 @@ bool CheckedByEval(const std::string& f, const std::vector<int64_t>& vs,
   return true;
 }
 
+using Template = std::function<z3::expr(const z3::expr&, const z3::expr&, int64_t)>;
+
+// Coefficients a, b with h(a, b, V_i) == c_i for every build, or nullopt. small_a / small_b
+// keep them within +-65536; the smallest |a| is preferred.
+std::optional<std::pair<uint64_t, uint64_t>> SolveCoefficients(z3::context& c,
+                                                               const std::vector<int64_t>& vs,
+                                                               const std::vector<uint64_t>& cs,
+                                                               int bits, const Template& h,
+                                                               bool small_a, bool small_b) {
+  z3::solver s(c);
+  z3::expr a = c.bv_const("a", bits), b = c.bv_const("b", bits);
+  for (size_t i = 0; i < vs.size(); ++i) s.add(h(a, b, vs[i]) == Bv(c, cs[i], bits));
+  // Prefer small coefficients: modular arithmetic admits aliases like a + 2^31.
+  z3::expr lim = c.bv_val(65536, bits), nlim = c.bv_val(-65536, bits);
+  if (small_a && bits > 17) s.add(z3::sle(a, lim) && z3::sge(a, nlim));
+  if (small_b && bits > 17) s.add(z3::sle(b, lim) && z3::sge(b, nlim));
+  if (s.check() != z3::sat) return std::nullopt;
+  z3::model m = s.get_model();
+  std::pair<uint64_t, uint64_t> best(Num(m.eval(a, true)), Num(m.eval(b, true)));
+  // The smallest |a|: at narrow widths aliases also fit the three builds (at 16 bits,
+  // 4095*V == -V for multiples of 16) but not other values, which the runtime must handle.
+  auto abs_a = [&](const z3::expr& e) { return z3::ite(z3::slt(e, 0), -e, e); };
+  for (int round = 0; small_a && round < 24; ++round) {
+    int64_t cur = Signed(best.first, bits);
+    if (cur == 0 || cur == 1 || cur == -1) break;
+    s.add(z3::ult(abs_a(a), Bv(c, static_cast<uint64_t>(cur < 0 ? -cur : cur), bits)));
+    if (s.check() != z3::sat) break;
+    m = s.get_model();
+    best = {Num(m.eval(a, true)), Num(m.eval(b, true))};
+  }
+  return best;
+}
+
 }  // namespace
 
 absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
                                     int bits) {
   try {
     z3::context c;
-    auto solve = [&](const std::function<z3::expr(const z3::expr&, const z3::expr&, int64_t)>& h,
-                     bool small_a, bool small_b) -> std::optional<std::pair<uint64_t, uint64_t>> {
-      z3::solver s(c);
-      z3::expr a = c.bv_const("a", bits), b = c.bv_const("b", bits);
-      for (size_t i = 0; i < vs.size(); ++i) s.add(h(a, b, vs[i]) == Bv(c, cs[i], bits));
-      // Prefer small coefficients: modular arithmetic admits aliases like a + 2^31.
-      z3::expr lim = c.bv_val(65536, bits), nlim = c.bv_val(-65536, bits);
-      if (small_a && bits > 17) s.add(z3::sle(a, lim) && z3::sge(a, nlim));
-      if (small_b && bits > 17) s.add(z3::sle(b, lim) && z3::sge(b, nlim));
-      if (s.check() != z3::sat) return std::nullopt;
-      z3::model m = s.get_model();
-      std::pair<uint64_t, uint64_t> best(Num(m.eval(a, true)), Num(m.eval(b, true)));
-      // The smallest |a|: at narrow widths aliases also fit the three builds (at 16 bits,
-      // 4095*V == -V for multiples of 16) but not other values, which the runtime must handle.
-      auto abs_a = [&](const z3::expr& e) { return z3::ite(z3::slt(e, 0), -e, e); };
-      for (int round = 0; small_a && round < 24; ++round) {
-        int64_t cur = Signed(best.first, bits);
-        if (cur == 0 || cur == 1 || cur == -1) break;
-        s.add(z3::ult(abs_a(a), Bv(c, static_cast<uint64_t>(cur < 0 ? -cur : cur), bits)));
-        if (s.check() != z3::sat) break;
-        m = s.get_model();
-        best = {Num(m.eval(a, true)), Num(m.eval(b, true))};
-      }
-      return best;
+    auto solve = [&](const Template& h, bool small_a, bool small_b) {
+      return SolveCoefficients(c, vs, cs, bits, h, small_a, small_b);
     };
     auto v_bv = [&](int64_t v) { return Bv(c, static_cast<uint64_t>(v), bits); };
     // Tried in order; the first that reproduces every build wins (and the later, slower
@@ -305,7 +316,318 @@ bool ProveMagicByAbstraction(z3::context& ctx, const z3::expr& o64, const z3::ex
   return false;
 }
 
-enum class XOp { kAdd, kXor, kOr, kAnd, kShl, kShr, kMul, kUDiv, kURem };
+// The output of one build as a function of a concrete X (masked to the input's width).
+using EvalAt = std::function<uint64_t(uint64_t)>;
+
+// One template "X op c": how c is read back from an output, how the template is evaluated on
+// a concrete X and built for Z3, how it is written in a formula, and what it requires of V.
+// The table below lists them in the order they are tried (the first that fits wins).
+struct XOpInfo {
+  enum Op { kAdd, kXor, kOr, kAnd, kShl, kShr, kMul, kUDiv, kURem } op;
+  const char* sym;      // " + ": between X and the constant in the formula
+  bool divides;         // udiv/urem: only tried when the code divides or multiplies
+  bool shift;           // V is a shift count (V >= 0; V < width when the constant is V)
+  bool mask_narrow_x;   // X is masked to the width when high bits would leak in
+  const char* inverse;  // invertible (add, xor): X = R <inverse> c, else nullptr
+  // c from the output at a few X; false when the output does not have this shape.
+  bool (*read)(const EvalAt& out, int wx, uint64_t* c);
+  uint64_t (*apply)(uint64_t x, uint64_t c, uint64_t mask);  // x already masked to the width
+  z3::expr (*build)(const z3::expr& x, const z3::expr& c);
+};
+
+bool ReadAt0(const EvalAt& o, int wx, uint64_t* c) { return *c = o(0) & Mask(wx), true; }
+bool ReadAtOnes(const EvalAt& o, int wx, uint64_t* c) { return *c = o(Mask(wx)) & Mask(wx), true; }
+bool ReadAt1(const EvalAt& o, int wx, uint64_t* c) { return *c = o(1) & Mask(wx), true; }
+// X << c maps 1 to the power of two 2^c.
+bool ReadShl(const EvalAt& o, int wx, uint64_t* c) {
+  uint64_t r = o(1) & Mask(wx);
+  bool ok = r && !(r & (r - 1));
+  *c = ok ? __builtin_ctzll(r) : 0;
+  return ok;
+}
+// X >> c maps the top bit to 2^(wx-1-c).
+bool ReadShr(const EvalAt& o, int wx, uint64_t* c) {
+  uint64_t r = o(uint64_t{1} << (wx - 1)) & Mask(wx);
+  bool ok = r && !(r & (r - 1));
+  *c = ok ? (wx - 1 - __builtin_ctzll(r)) : 0;
+  return ok;
+}
+bool ReadUDiv(const EvalAt& o, int wx, uint64_t* c) {
+  uint64_t M = Mask(wx), q = o(M) & M;
+  bool ok = q != 0 && q != M;     // q == M: the output is X itself (q + 1 would wrap)
+  *c = ok ? M / (q + 1) + 1 : 0;  // the smallest divisor giving q
+  return ok;
+}
+// X % c == X exactly for X < c: c is the first X where the output differs.
+bool ReadURem(const EvalAt& o, int wx, uint64_t* c) {
+  uint64_t M = Mask(wx);
+  bool ok = (o(M) & M) != M;
+  uint64_t lo = 1, hi = M;  // out(lo - 1) == lo - 1, out(hi) != hi
+  while (ok && lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    if ((o(mid) & M) == mid)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *c = lo;
+  return ok && lo >= 2;
+}
+
+const XOpInfo kXOps[] = {
+    {XOpInfo::kAdd, " + ", false, false, false, " - ", ReadAt0,
+     [](uint64_t x, uint64_t c, uint64_t M) { return (x + c) & M; },
+     [](const z3::expr& x, const z3::expr& c) { return x + c; }},
+    {XOpInfo::kXor, " ^ ", false, false, false, " ^ ", ReadAt0,
+     [](uint64_t x, uint64_t c, uint64_t M) { return (x ^ c) & M; },
+     [](const z3::expr& x, const z3::expr& c) { return x ^ c; }},
+    {XOpInfo::kOr, " | ", false, false, false, nullptr, ReadAt0,
+     [](uint64_t x, uint64_t c, uint64_t M) { return (x | c) & M; },
+     [](const z3::expr& x, const z3::expr& c) { return x | c; }},
+    {XOpInfo::kAnd, " & ", false, false, false, nullptr, ReadAtOnes,
+     [](uint64_t x, uint64_t c, uint64_t) { return x & c; },
+     [](const z3::expr& x, const z3::expr& c) { return x & c; }},
+    {XOpInfo::kShl, " << ", false, true, false, nullptr, ReadShl,
+     [](uint64_t x, uint64_t c, uint64_t M) { return c >= 64 ? 0 : (x << c) & M; },
+     [](const z3::expr& x, const z3::expr& c) { return z3::shl(x, c); }},
+    {XOpInfo::kShr, " >> ", false, true, true, nullptr, ReadShr,
+     [](uint64_t x, uint64_t c, uint64_t) { return c >= 64 ? 0 : x >> c; },
+     [](const z3::expr& x, const z3::expr& c) { return z3::lshr(x, c); }},
+    {XOpInfo::kMul, " * ", false, false, false, nullptr, ReadAt1,
+     [](uint64_t x, uint64_t c, uint64_t M) { return (x * c) & M; },
+     [](const z3::expr& x, const z3::expr& c) { return x * c; }},
+    {XOpInfo::kUDiv, " / ", true, false, true, nullptr, ReadUDiv,
+     [](uint64_t x, uint64_t c, uint64_t) { return c ? x / c : 0; },
+     [](const z3::expr& x, const z3::expr& c) { return z3::udiv(x, c); }},
+    {XOpInfo::kURem, " % ", true, false, true, nullptr, ReadURem,
+     [](uint64_t x, uint64_t c, uint64_t) { return c ? x % c : x; },
+     [](const z3::expr& x, const z3::expr& c) { return z3::urem(x, c); }},
+};
+
+const XOpInfo& XOpOf(XOpInfo::Op op) {
+  for (const XOpInfo& i : kXOps)
+    if (i.op == op) return i;
+  return kXOps[0];
+}
+
+// What FitOutput's templates share: the outputs, the input X and how to evaluate them.
+struct FitCtx {
+  z3::context& ctx;
+  const std::vector<z3::expr>& outs;
+  const z3::expr& x;
+  const std::vector<int64_t>& vs;
+  int out_bits;
+  bool x_zext32;
+  unsigned xs;  // X's width
+  std::string last_err = "no template X op c matched";
+
+  uint64_t Eval(const z3::expr& o, uint64_t xv) const {
+    z3::expr_vector from(ctx), to(ctx);
+    from.push_back(x);
+    to.push_back(ctx.bv_val(xs >= 64 ? xv : xv & Mask(xs), xs));
+    return Num(z3::expr(o).substitute(from, to));
+  }
+  // X at width wx: truncated or zero-extended.
+  z3::expr XAt(int wx) const {
+    return xs >= static_cast<unsigned>(wx) ? x.extract(wx - 1, 0) : z3::zext(x, wx - xs);
+  }
+  z3::expr Out64(size_t i) const {
+    unsigned n = outs[i].get_sort().bv_size();
+    return n < 64 ? z3::zext(outs[i], 64 - n) : outs[i];
+  }
+  uint64_t OutMask() const { return out_bits >= 64 ? ~0ull : Mask(out_bits); }
+  uint64_t XMask() const { return xs >= 64 ? ~0ull : Mask(xs); }
+};
+
+// Concrete samples first: refuting a wrong template by Z3 takes seconds when the code
+// multiplies (a 64x64 multiplier is bit-blasted), evaluating it takes microseconds.
+bool SamplesAgree(const FitCtx& f, const XOpInfo& op, int wx, const std::vector<uint64_t>& cs) {
+  uint64_t M = Mask(wx), msb = uint64_t{1} << (wx - 1);
+  for (size_t i = 0; i < f.outs.size(); ++i)
+    for (uint64_t xv : {uint64_t{3}, uint64_t{1000}, uint64_t{0x12345}, uint64_t{0xdeadbeef},
+                        uint64_t{0x7fffffff}, M, M - 1, msb + 5})
+      if ((f.Eval(f.outs[i], xv) & f.OutMask()) !=
+          (op.apply(xv & f.XMask() & M, cs[i], M) & f.OutMask()))
+        return false;
+  return true;
+}
+
+// Proves out_i(X) == zext(X op c_i) for every X of build i.
+bool ProveOneOp(FitCtx& f, const XOpInfo& op, int wx, uint64_t c_val, size_t i) {
+  z3::context& ctx = f.ctx;
+  z3::expr xw = f.XAt(wx), c = ctx.bv_val(c_val, wx);
+  z3::expr g = op.build(xw, c);
+  z3::expr full = wx < 64 ? z3::zext(g, 64 - wx) : g;
+  z3::expr o64 = f.Out64(i);
+  const bool udiv = op.op == XOpInfo::kUDiv, urem = op.op == XOpInfo::kURem;
+  // Multiply-high sequences (every magic-number form, 65-bit ones included): proved by
+  // abstracting the multiplication, in milliseconds.
+  if (op.divides && ProveMagicByAbstraction(ctx, o64, xw, wx, c_val, urem)) return true;
+  // A multiplying span that is not one of those forms is refused here: the generic
+  // proofs below would bit-blast the multiplier for minutes (signed division, ...).
+  if (urem || (udiv && o64.to_string().find("bvmul") != std::string::npos)) {
+    f.last_err = absl::StrCat(
+        "the output matches X ", urem ? "%" : "/", " ", c_val,
+        " on sampled inputs but is not a multiply-high sequence that could be proved for "
+        "every X (an unsigned one-word, 65-bit or pre-shifted magic number for ",
+        c_val, ")");
+    return false;
+  }
+  z3::solver s(ctx);
+  z3::params p(ctx);
+  p.set("timeout", udiv ? 3000u : 20000u);
+  s.set(p);
+  if (udiv) {
+    // q = X / c as q*c <= X < q*c + c: avoids bit-blasting a divider (magic-number
+    // sequences otherwise take minutes to prove).
+    unsigned W = 2 * wx + 2;
+    z3::expr q = o64.extract(wx - 1, 0);
+    z3::expr qc = z3::zext(q, W - wx) * z3::zext(c, W - wx);
+    z3::expr xx = z3::zext(xw, W - wx);
+    z3::expr ok = z3::ule(qc, xx) && z3::ult(xx, qc + z3::zext(c, W - wx));
+    if (wx < 64) ok = ok && o64.extract(63, wx) == ctx.bv_val(0, 64 - wx);
+    s.add(!ok);
+  } else {
+    s.add(o64 != full);
+  }
+  // At 64 bits the bounds check (130-bit products) always times out: go to the
+  // magic-number proof directly.
+  bool proved = !(udiv && wx >= 64) && s.check() == z3::unsat;
+  if (!proved && udiv) proved = ProveMagicDivision(ctx, o64, xw, wx, c_val);
+  return proved;
+}
+
+// The formula of a proved "X op h(V)" and the range of V it holds for.
+OutputFit OneOpFormula(const FitCtx& f, const XOpInfo& op, int wx, const FamilyFit& fam,
+                       uint64_t c0) {
+  // X as the formula sees it: the full register; mask when high bits would leak in.
+  std::string X = "X";
+  if (wx < 64 && !f.x_zext32 && op.mask_narrow_x) X = absl::StrFormat("(X & 0x%x)", Mask(wx));
+  OutputFit r;
+  r.uses_x = true;
+  r.vmin = fam.vmin;
+  r.vmax = fam.vmax;
+  r.formula = absl::StrCat(X, op.sym, Paren(fam.formula));
+  if (op.op == XOpInfo::kAdd && fam.formula[0] == '-' && Atom(fam.formula.substr(1)))
+    r.formula = absl::StrCat(X, " - ", fam.formula.substr(1));
+  if (op.inverse) {
+    r.invertible = true;
+    std::string lit = Lit(c0, wx);
+    r.x_from_output = absl::StrCat("R", op.inverse, op.op == XOpInfo::kAdd ? Paren(lit) : lit);
+  }
+  if (op.divides) r.vmin = std::max<int64_t>(r.vmin, 1);  // V must stay a divisor
+  if (op.shift) {
+    r.vmin = std::max<int64_t>(r.vmin, 0);
+    // keep h(V) < wx: only checked for the plain h = V case.
+    if (fam.formula == "V") r.vmax = std::min<int64_t>(r.vmax, wx - 1);
+  }
+  return r;
+}
+
+// One operation: X op c, c a family member of V, at the write's width or 32/64 bits.
+std::optional<OutputFit> FitOneOp(FitCtx& f, const std::vector<int>& widths) {
+  bool may_divide = false;
+  for (const z3::expr& o : f.outs) {
+    std::string t = o.to_string();
+    may_divide |= t.find("bvudiv") != std::string::npos || t.find("bvmul") != std::string::npos ||
+                  t.find("bvlshr") != std::string::npos;
+  }
+  for (int wx : widths) {
+    for (const XOpInfo& op : kXOps) {
+      // A division is only worth proving (seconds of Z3 time) when the code divides or
+      // multiplies-and-shifts; "and eax,-32; add eax,64" never is one.
+      if (op.divides && !may_divide) continue;
+      std::vector<uint64_t> cs;
+      bool ok = true;
+      for (const z3::expr& o : f.outs) {
+        uint64_t c = 0;
+        ok = op.read([&](uint64_t xv) { return f.Eval(o, xv); }, wx, &c);
+        if (!ok) break;
+        cs.push_back(c);
+      }
+      if (!ok || !SamplesAgree(f, op, wx, cs)) continue;
+      bool proved = true;
+      for (size_t i = 0; i < f.outs.size() && proved; ++i) proved = ProveOneOp(f, op, wx, cs[i], i);
+      if (!proved) continue;
+      // The constant part must itself be a family member of V.
+      auto fam = FitFamily(f.vs, cs, wx);
+      if (!fam.ok()) {
+        f.last_err = std::string(fam.status().message());
+        continue;
+      }
+      return OneOpFormula(f, op, wx, *fam, cs[0]);
+    }
+  }
+  return std::nullopt;
+}
+
+// The constants c1, c2 of "(X op c1) + c2" per build. 0 op c1 == 0, so c2 = out(0) and c1
+// is read from out(X) - c2 as for one operation.
+bool ReadTwoOps(const FitCtx& f, const XOpInfo& op, int wx, std::vector<uint64_t>* c1s,
+                std::vector<uint64_t>* c2s) {
+  uint64_t M = Mask(wx);
+  for (const z3::expr& o : f.outs) {
+    uint64_t c2 = f.Eval(o, 0) & M, c1 = 0;
+    if (!op.read([&](uint64_t xv) { return (f.Eval(o, xv) - c2) & M; }, wx, &c1)) return false;
+    c1s->push_back(c1);
+    c2s->push_back(c2);
+  }
+  // Concrete samples first, as for one operation: a wrong template over a multiplying
+  // span otherwise costs seconds of Z3 time to refute.
+  for (size_t i = 0; i < f.outs.size(); ++i)
+    for (uint64_t xv : {uint64_t{3}, uint64_t{1000}, uint64_t{0x12345}, uint64_t{0xdeadbeef},
+                        uint64_t{0x7fffffff}, M, M - 1}) {
+      uint64_t g = op.apply(xv & M & f.XMask(), (*c1s)[i], M);
+      if ((f.Eval(f.outs[i], xv) & f.OutMask()) != (((g + (*c2s)[i]) & M) & f.OutMask()))
+        return false;
+    }
+  return true;
+}
+
+bool ProveTwoOps(const FitCtx& f, const XOpInfo& op, int wx, const std::vector<uint64_t>& c1s,
+                 const std::vector<uint64_t>& c2s) {
+  for (size_t i = 0; i < f.outs.size(); ++i) {
+    z3::expr c1 = f.ctx.bv_val(c1s[i], wx), c2 = f.ctx.bv_val(c2s[i], wx);
+    z3::expr g = op.build(f.XAt(wx), c1) + c2;
+    z3::expr full = wx < 64 ? z3::zext(g, 64 - wx) : g;
+    z3::solver s(f.ctx);
+    z3::params p(f.ctx);
+    p.set("timeout", 20000u);
+    s.set(p);
+    s.add(f.Out64(i) != full);
+    if (s.check() != z3::unsat) return false;
+  }
+  return true;
+}
+
+// Two operations: (X op c1) + c2 with op in {and, mul, shl}. gcc selects between two values
+// of the constant with "sbb eax,eax; and eax,-V; add eax,2*V" (X is 0 or -1: V or 2*V), and
+// "lea eax,[rdi*8+V]" folds a scale and an offset. The whole is proved for every X.
+std::optional<OutputFit> FitTwoOps(FitCtx& f, const std::vector<int>& widths) {
+  for (int wx : widths) {
+    for (XOpInfo::Op o : {XOpInfo::kAnd, XOpInfo::kMul, XOpInfo::kShl}) {
+      const XOpInfo& op = XOpOf(o);
+      std::vector<uint64_t> c1s, c2s;
+      if (!ReadTwoOps(f, op, wx, &c1s, &c2s) || !ProveTwoOps(f, op, wx, c1s, c2s)) continue;
+      auto f1 = FitFamily(f.vs, c1s, wx), f2 = FitFamily(f.vs, c2s, wx);
+      if (!f1.ok() || !f2.ok()) {
+        f.last_err = std::string((f1.ok() ? f2 : f1).status().message());
+        continue;
+      }
+      OutputFit r;
+      r.uses_x = true;
+      r.formula = absl::StrCat("(X", op.sym, Paren(f1->formula), ") + ", Paren(f2->formula));
+      r.vmin = std::max(f1->vmin, f2->vmin);
+      r.vmax = std::min(f1->vmax, f2->vmax);
+      if (op.shift) {
+        r.vmin = std::max<int64_t>(r.vmin, 0);
+        if (f1->formula == "V") r.vmax = std::min<int64_t>(r.vmax, wx - 1);
+      }
+      return r;
+    }
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -324,337 +646,13 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
     if (!fam.ok()) return fam.status();
     return OutputFit{fam->formula, false, false, "", fam->vmin, fam->vmax};
   }
-  unsigned xs = x->get_sort().bv_size();
-  auto eval_at = [&](z3::expr o, uint64_t xv) {
-    z3::expr_vector from(ctx), to(ctx);
-    from.push_back(*x);
-    to.push_back(ctx.bv_val(xs >= 64 ? xv : xv & Mask(xs), xs));
-    return Num(o.substitute(from, to));
-  };
-  std::string last_err = "no template X op c matched";
-  bool may_divide = false;
-  for (const z3::expr& o : outs) {
-    std::string t = o.to_string();
-    may_divide |= t.find("bvudiv") != std::string::npos || t.find("bvmul") != std::string::npos ||
-                  t.find("bvlshr") != std::string::npos;
-  }
+  FitCtx f{ctx, outs, *x, vs, out_bits, x_zext32, x->get_sort().bv_size()};
   std::vector<int> widths = {out_bits};
   for (int w : {32, 64})
     if (w != out_bits) widths.push_back(w);
-  for (int wx : widths) {
-    uint64_t M = Mask(wx), msb = uint64_t{1} << (wx - 1);
-    z3::expr xw = xs >= static_cast<unsigned>(wx) ? x->extract(wx - 1, 0) : z3::zext(*x, wx - xs);
-    for (XOp op : {XOp::kAdd, XOp::kXor, XOp::kOr, XOp::kAnd, XOp::kShl, XOp::kShr, XOp::kMul,
-                   XOp::kUDiv, XOp::kURem}) {
-      // A division is only worth proving (seconds of Z3 time) when the code divides or
-      // multiplies-and-shifts; "and eax,-32; add eax,64" never is one.
-      if ((op == XOp::kUDiv || op == XOp::kURem) && !may_divide) continue;
-      std::vector<uint64_t> cs;
-      bool ok = true;
-      for (const z3::expr& o : outs) {
-        uint64_t c = 0;
-        switch (op) {
-          case XOp::kAdd:
-          case XOp::kXor:
-          case XOp::kOr:
-            c = eval_at(o, 0) & M;
-            break;
-          case XOp::kAnd:
-            c = eval_at(o, M) & M;
-            break;
-          case XOp::kMul:
-            c = eval_at(o, 1) & M;
-            break;
-          case XOp::kShl: {
-            uint64_t r = eval_at(o, 1) & M;
-            ok = r && !(r & (r - 1));
-            c = ok ? __builtin_ctzll(r) : 0;
-            break;
-          }
-          case XOp::kShr: {
-            uint64_t r = eval_at(o, msb) & M;
-            ok = r && !(r & (r - 1));
-            c = ok ? (wx - 1 - __builtin_ctzll(r)) : 0;
-            break;
-          }
-          case XOp::kUDiv: {
-            uint64_t q = eval_at(o, M) & M;
-            ok = q != 0 && q != M;         // q == M: the output is X itself (q + 1 would wrap)
-            c = ok ? M / (q + 1) + 1 : 0;  // the smallest divisor giving q
-            break;
-          }
-          case XOp::kURem: {
-            // X % c == X exactly for X < c: c is the first X where the output differs.
-            ok = (eval_at(o, M) & M) != M;
-            uint64_t lo = 1, hi = M;  // out(lo - 1) == lo - 1, out(hi) != hi
-            while (ok && lo < hi) {
-              uint64_t mid = lo + (hi - lo) / 2;
-              if ((eval_at(o, mid) & M) == mid)
-                lo = mid + 1;
-              else
-                hi = mid;
-            }
-            c = lo;
-            ok = ok && c >= 2;
-            break;
-          }
-        }
-        if (!ok) break;
-        cs.push_back(c);
-      }
-      if (!ok) continue;
-      // Concrete samples first: refuting a wrong template by Z3 takes seconds when the code
-      // multiplies (a 64x64 multiplier is bit-blasted), evaluating it takes microseconds.
-      auto apply = [&](uint64_t xv, uint64_t c) -> uint64_t {
-        xv &= M;
-        switch (op) {
-          case XOp::kAdd:
-            return (xv + c) & M;
-          case XOp::kXor:
-            return (xv ^ c) & M;
-          case XOp::kOr:
-            return (xv | c) & M;
-          case XOp::kAnd:
-            return xv & c;
-          case XOp::kShl:
-            return c >= 64 ? 0 : (xv << c) & M;
-          case XOp::kShr:
-            return c >= 64 ? 0 : xv >> c;
-          case XOp::kMul:
-            return (xv * c) & M;
-          case XOp::kUDiv:
-            return c ? xv / c : 0;
-          case XOp::kURem:
-            return c ? xv % c : xv;
-        }
-        return 0;
-      };
-      bool sampled_ok = true;
-      for (size_t i = 0; i < outs.size() && sampled_ok; ++i)
-        for (uint64_t xv : {uint64_t{3}, uint64_t{1000}, uint64_t{0x12345}, uint64_t{0xdeadbeef},
-                            uint64_t{0x7fffffff}, M, M - 1, msb + 5})
-          if ((eval_at(outs[i], xv) & (out_bits >= 64 ? ~0ull : Mask(out_bits))) !=
-              (apply(xv & (xs >= 64 ? ~0ull : Mask(xs)), cs[i]) &
-               (out_bits >= 64 ? ~0ull : Mask(out_bits)))) {
-            sampled_ok = false;
-            break;
-          }
-      if (!sampled_ok) continue;
-      // Prove out_i(X) == zext(X op c_i) for every X, in every build.
-      bool proved = true;
-      for (size_t i = 0; i < outs.size() && proved; ++i) {
-        z3::expr c = ctx.bv_val(cs[i], wx);
-        z3::expr g = xw;
-        switch (op) {
-          case XOp::kAdd:
-            g = xw + c;
-            break;
-          case XOp::kXor:
-            g = xw ^ c;
-            break;
-          case XOp::kOr:
-            g = xw | c;
-            break;
-          case XOp::kAnd:
-            g = xw & c;
-            break;
-          case XOp::kShl:
-            g = z3::shl(xw, c);
-            break;
-          case XOp::kShr:
-            g = z3::lshr(xw, c);
-            break;
-          case XOp::kMul:
-            g = xw * c;
-            break;
-          case XOp::kUDiv:
-            g = z3::udiv(xw, c);
-            break;
-          case XOp::kURem:
-            g = z3::urem(xw, c);
-            break;
-        }
-        z3::expr full = wx < 64 ? z3::zext(g, 64 - wx) : g;
-        z3::expr o64 = outs[i].get_sort().bv_size() < 64
-                           ? z3::zext(outs[i], 64 - outs[i].get_sort().bv_size())
-                           : outs[i];
-        // Multiply-high sequences (every magic-number form, 65-bit ones included): proved by
-        // abstracting the multiplication, in milliseconds.
-        if ((op == XOp::kUDiv || op == XOp::kURem) &&
-            ProveMagicByAbstraction(ctx, o64, xw, wx, cs[i], op == XOp::kURem))
-          continue;
-        // A multiplying span that is not one of those forms is refused here: the generic
-        // proofs below would bit-blast the multiplier for minutes (signed division, ...).
-        if (op == XOp::kURem ||
-            (op == XOp::kUDiv && o64.to_string().find("bvmul") != std::string::npos)) {
-          proved = false;
-          last_err = absl::StrCat(
-              "the output matches X ", op == XOp::kURem ? "%" : "/", " ", cs[i],
-              " on sampled inputs but is not a multiply-high sequence that could be proved for "
-              "every X (an unsigned one-word, 65-bit or pre-shifted magic number for ",
-              cs[i], ")");
-          break;
-        }
-        z3::solver s(ctx);
-        z3::params p(ctx);
-        p.set("timeout", op == XOp::kUDiv ? 3000u : 20000u);
-        s.set(p);
-        if (op == XOp::kUDiv) {
-          // q = X / c as q*c <= X < q*c + c: avoids bit-blasting a divider (magic-number
-          // sequences otherwise take minutes to prove).
-          unsigned W = 2 * wx + 2;
-          z3::expr q = o64.extract(wx - 1, 0);
-          z3::expr qc = z3::zext(q, W - wx) * z3::zext(c, W - wx);
-          z3::expr xx = z3::zext(xw, W - wx);
-          z3::expr ok = z3::ule(qc, xx) && z3::ult(xx, qc + z3::zext(c, W - wx));
-          if (wx < 64) ok = ok && o64.extract(63, wx) == ctx.bv_val(0, 64 - wx);
-          s.add(!ok);
-        } else {
-          s.add(o64 != full);
-        }
-        // At 64 bits the bounds check (130-bit products) always times out: go to the
-        // magic-number proof directly.
-        proved = !(op == XOp::kUDiv && wx >= 64) && s.check() == z3::unsat;
-        if (!proved && op == XOp::kUDiv) proved = ProveMagicDivision(ctx, o64, xw, wx, cs[i]);
-      }
-      if (!proved) continue;
-      // The constant part must itself be a family member of V.
-      auto fam = FitFamily(vs, cs, wx);
-      if (!fam.ok()) {
-        last_err = std::string(fam.status().message());
-        continue;
-      }
-      // X as the formula sees it: the full register; mask when high bits would leak in.
-      std::string X = "X";
-      if (wx < 64 && !x_zext32 && (op == XOp::kShr || op == XOp::kUDiv || op == XOp::kURem))
-        X = absl::StrFormat("(X & 0x%x)", M);
-      std::string h = Paren(fam->formula);
-      OutputFit f;
-      f.uses_x = true;
-      f.vmin = fam->vmin;
-      f.vmax = fam->vmax;
-      switch (op) {
-        case XOp::kAdd:
-          f.formula = fam->formula[0] == '-' && Atom(fam->formula.substr(1))
-                          ? absl::StrCat(X, " - ", fam->formula.substr(1))
-                          : absl::StrCat(X, " + ", h);
-          f.invertible = true;
-          f.x_from_output = absl::StrCat("R - ", Paren(Lit(cs[0], wx)));
-          break;
-        case XOp::kXor:
-          f.formula = absl::StrCat(X, " ^ ", h);
-          f.invertible = true;
-          f.x_from_output = absl::StrCat("R ^ ", Lit(cs[0], wx));
-          break;
-        case XOp::kOr:
-          f.formula = absl::StrCat(X, " | ", h);
-          break;
-        case XOp::kAnd:
-          f.formula = absl::StrCat(X, " & ", h);
-          break;
-        case XOp::kShl:
-          f.formula = absl::StrCat(X, " << ", h);
-          break;
-        case XOp::kShr:
-          f.formula = absl::StrCat(X, " >> ", h);
-          break;
-        case XOp::kMul:
-          f.formula = absl::StrCat(X, " * ", h);
-          break;
-        case XOp::kUDiv:
-          f.formula = absl::StrCat(X, " / ", h);
-          f.vmin = std::max<int64_t>(f.vmin, 1);  // V must stay a divisor
-          break;
-        case XOp::kURem:
-          f.formula = absl::StrCat(X, " % ", h);
-          f.vmin = std::max<int64_t>(f.vmin, 1);
-          break;
-      }
-      if (op == XOp::kShl || op == XOp::kShr) {
-        f.vmin = std::max<int64_t>(f.vmin, 0);
-        // keep h(V) < wx: only checked for the plain h = V case.
-        if (fam->formula == "V") f.vmax = std::min<int64_t>(f.vmax, wx - 1);
-      }
-      return f;
-    }
-  }
-  // Two operations: (X op c1) + c2 with op in {and, mul, shl}. gcc selects between two values
-  // of the constant with "sbb eax,eax; and eax,-V; add eax,2*V" (X is 0 or -1: V or 2*V), and
-  // "lea eax,[rdi*8+V]" folds a scale and an offset. 0 op c1 == 0, so c2 = out(0) and c1 is
-  // read from out(X) - c2 as for one operation; the whole is then proved for every X.
-  for (int wx : widths) {
-    uint64_t M = Mask(wx);
-    z3::expr xw = xs >= static_cast<unsigned>(wx) ? x->extract(wx - 1, 0) : z3::zext(*x, wx - xs);
-    for (XOp op : {XOp::kAnd, XOp::kMul, XOp::kShl}) {
-      std::vector<uint64_t> c1s, c2s;
-      bool ok = true;
-      for (const z3::expr& o : outs) {
-        uint64_t c2 = eval_at(o, 0) & M, c1 = 0;
-        if (op == XOp::kAnd) c1 = (eval_at(o, M) - c2) & M;
-        if (op == XOp::kMul) c1 = (eval_at(o, 1) - c2) & M;
-        if (op == XOp::kShl) {
-          uint64_t r = (eval_at(o, 1) - c2) & M;
-          ok = r && !(r & (r - 1));
-          c1 = ok ? __builtin_ctzll(r) : 0;
-        }
-        if (!ok) break;
-        c1s.push_back(c1);
-        c2s.push_back(c2);
-      }
-      if (!ok) continue;
-      // Concrete samples first, as for one operation: a wrong template over a multiplying
-      // span otherwise costs seconds of Z3 time to refute.
-      const uint64_t out_mask = out_bits >= 64 ? ~0ull : Mask(out_bits);
-      for (size_t i = 0; i < outs.size() && ok; ++i)
-        for (uint64_t xv : {uint64_t{3}, uint64_t{1000}, uint64_t{0x12345}, uint64_t{0xdeadbeef},
-                            uint64_t{0x7fffffff}, M, M - 1}) {
-          uint64_t xm = xv & M & (xs >= 64 ? ~0ull : Mask(xs));
-          uint64_t g = op == XOp::kAnd   ? (xm & c1s[i])
-                       : op == XOp::kMul ? xm * c1s[i]
-                       : c1s[i] >= 64    ? 0
-                                         : xm << c1s[i];
-          if ((eval_at(outs[i], xv) & out_mask) != (((g + c2s[i]) & M) & out_mask)) {
-            ok = false;
-            break;
-          }
-        }
-      if (!ok) continue;
-      bool proved = true;
-      for (size_t i = 0; i < outs.size() && proved; ++i) {
-        z3::expr c1 = ctx.bv_val(c1s[i], wx), c2 = ctx.bv_val(c2s[i], wx);
-        z3::expr g = op == XOp::kAnd ? (xw & c1) : op == XOp::kMul ? xw * c1 : z3::shl(xw, c1);
-        g = g + c2;
-        z3::expr full = wx < 64 ? z3::zext(g, 64 - wx) : g;
-        z3::expr o64 = outs[i].get_sort().bv_size() < 64
-                           ? z3::zext(outs[i], 64 - outs[i].get_sort().bv_size())
-                           : outs[i];
-        z3::solver s(ctx);
-        z3::params p(ctx);
-        p.set("timeout", 20000u);
-        s.set(p);
-        s.add(o64 != full);
-        proved = s.check() == z3::unsat;
-      }
-      if (!proved) continue;
-      auto f1 = FitFamily(vs, c1s, wx), f2 = FitFamily(vs, c2s, wx);
-      if (!f1.ok() || !f2.ok()) {
-        last_err = std::string((f1.ok() ? f2 : f1).status().message());
-        continue;
-      }
-      const char* sym = op == XOp::kAnd ? " & " : op == XOp::kMul ? " * " : " << ";
-      OutputFit f;
-      f.uses_x = true;
-      f.formula = absl::StrCat("(X", sym, Paren(f1->formula), ") + ", Paren(f2->formula));
-      f.vmin = std::max(f1->vmin, f2->vmin);
-      f.vmax = std::min(f1->vmax, f2->vmax);
-      if (op == XOp::kShl) {
-        f.vmin = std::max<int64_t>(f.vmin, 0);
-        if (f1->formula == "V") f.vmax = std::min<int64_t>(f.vmax, wx - 1);
-      }
-      return f;
-    }
-  }
-  return absl::InvalidArgumentError(last_err);
+  if (auto r = FitOneOp(f, widths)) return *r;
+  if (auto r = FitTwoOps(f, widths)) return *r;
+  return absl::InvalidArgumentError(f.last_err);
 }
 
 }  // namespace sie::synth::analysis

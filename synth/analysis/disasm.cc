@@ -88,6 +88,146 @@ int Function::IndexAt(uint64_t offset) const {
   return static_cast<int>(it - insns.begin());
 }
 
+namespace {
+
+// The relocations whose patched field lies inside `in`.
+void AttachRelocs(const std::vector<ElfReloc>& relocs, uint64_t reloc_base, Insn* in) {
+  auto rit = std::lower_bound(relocs.begin(), relocs.end(), reloc_base + in->offset,
+                              [](const ElfReloc& r, uint64_t o) { return r.offset < o; });
+  for (; rit != relocs.end() && rit->offset < reloc_base + in->offset + in->size; ++rit)
+    in->relocs.push_back({static_cast<int>(rit->offset - reloc_base - in->offset), rit->width,
+                          rit->target, rit->addend});
+}
+
+const Insn::Reloc* RelocAt(const Insn& in, int at) {
+  for (const auto& r : in.relocs)
+    if (r.at == at) return &r;
+  return nullptr;
+}
+
+// An immediate operand; its signature ignores layout: branch displacements compare by
+// symbol or as "L" (inside the function) / "X" (outside), relocated fields by symbol+addend.
+void ImmOperand(const cs_x86& x, const cs_x86_op& o, size_t fn_size, Insn* in, Operand* op,
+                std::string* sig, std::string* shape) {
+  op->type = OpType::kImm;
+  op->imm = o.imm;
+  const Insn::Reloc* r = x.encoding.imm_offset ? RelocAt(*in, x.encoding.imm_offset) : nullptr;
+  if (in->is_branch && (in->is_call || in->is_jump)) {
+    if (!in->relocs.empty()) {
+      in->call_target = in->relocs.back().target;
+      *sig += in->call_target;
+      *shape += in->call_target;
+    } else if (o.imm >= 0 && static_cast<uint64_t>(o.imm) < fn_size) {
+      in->target = o.imm;
+      *sig += "L";
+      *shape += "L";
+    } else {
+      in->call_target = absl::StrCat("@", Hex(o.imm));
+      *sig += "X";
+      *shape += "X";
+    }
+  } else if (r) {
+    *sig += absl::StrCat(r->target, "+", r->addend);
+    *shape += r->target;
+  } else {
+    in->implicit_imm = x.encoding.imm_offset == 0;
+    *sig += Hex(o.imm);
+    *shape += "I";
+  }
+}
+
+void MemoryOperand(csh cs, const cs_x86& x, const cs_x86_op& o, const Insn& in, Operand* op,
+                   std::string* sig, std::string* shape) {
+  op->type = OpType::kMem;
+  if (o.mem.base != X86_REG_INVALID) op->base = cs_reg_name(cs, o.mem.base);
+  if (o.mem.index != X86_REG_INVALID) op->index = cs_reg_name(cs, o.mem.index);
+  op->scale = o.mem.scale;
+  op->disp = o.mem.disp;
+  const Insn::Reloc* r = x.encoding.disp_offset ? RelocAt(in, x.encoding.disp_offset) : nullptr;
+  std::string d = r ? absl::StrCat(r->target, "+", r->addend)
+                    : (op->base == "rip" ? std::string("rip?") : Hex(op->disp));
+  *sig += absl::StrCat("[", op->base, "+", op->index, "*", op->scale, "+", d, "]s", op->size);
+  *shape += absl::StrCat("[", op->base, "+", op->index, "]s", op->size);
+  // A rip-relative operand without relocation (linked binary) is position-dependent.
+  if (!r && op->base == "rip") op->disp = 0;
+}
+
+// The operands of `ci` and the instruction's signature (exact, layout-independent) and
+// shape (operand kinds only).
+void AddOperands(csh cs, const cs_insn& ci, size_t fn_size, Insn* in) {
+  const cs_x86& x = ci.detail->x86;
+  std::string sig = in->mnemonic, shape = in->mnemonic;
+  for (int i = 0; i < x.op_count; ++i) {
+    const cs_x86_op& o = x.operands[i];
+    Operand op;
+    op.size = o.size;
+    op.read = o.access & CS_AC_READ;
+    op.write = o.access & CS_AC_WRITE;
+    sig += i ? "," : " ";
+    shape += i ? "," : " ";
+    if (o.type == X86_OP_REG) {
+      op.type = OpType::kReg;
+      op.reg = cs_reg_name(cs, o.reg);
+      sig += op.reg;
+      shape += op.reg;
+    } else if (o.type == X86_OP_IMM) {
+      ImmOperand(x, o, fn_size, in, &op, &sig, &shape);
+    } else if (o.type == X86_OP_MEM) {
+      MemoryOperand(cs, x, o, *in, &op, &sig, &shape);
+    }
+    in->ops.push_back(op);
+  }
+  in->sig = sig;
+  in->shape = shape;
+}
+
+// The register families `ci` reads and writes, and whether it reads or writes the flags.
+void AddRegisterAccess(csh cs, const cs_insn& ci, Insn* in) {
+  cs_regs rr, ww;
+  uint8_t nr = 0, nw = 0;
+  if (cs_regs_access(cs, &ci, rr, &nr, ww, &nw) == CS_ERR_OK) {
+    for (int i = 0; i < nr; ++i) {
+      std::string f = RegFamily(cs_reg_name(cs, rr[i]));
+      if (f == "flags")
+        in->reads_flags = true;
+      else if (!f.empty())
+        in->reads.insert(f);
+    }
+    for (int i = 0; i < nw; ++i) {
+      std::string f = RegFamily(cs_reg_name(cs, ww[i]));
+      if (f == "flags")
+        in->writes_flags = true;
+      else if (!f.empty())
+        in->writes.insert(f);
+    }
+  }
+  if (ci.detail->x86.eflags & (X86_EFLAGS_TEST_OF | X86_EFLAGS_TEST_SF | X86_EFLAGS_TEST_ZF |
+                               X86_EFLAGS_TEST_PF | X86_EFLAGS_TEST_CF | X86_EFLAGS_TEST_AF))
+    in->reads_flags = true;
+}
+
+Insn Decode(csh cs, const cs_insn& ci, const std::vector<ElfReloc>& relocs, uint64_t reloc_base,
+            size_t fn_size) {
+  Insn in;
+  in.offset = ci.address;
+  in.size = ci.size;
+  in.bytes.assign(reinterpret_cast<const char*>(ci.bytes), ci.size);
+  in.id = ci.id;
+  in.mnemonic = ci.mnemonic;
+  in.op_str = ci.op_str;
+  AttachRelocs(relocs, reloc_base, &in);
+  in.is_call = cs_insn_group(cs, &ci, CS_GRP_CALL);
+  in.is_ret = cs_insn_group(cs, &ci, CS_GRP_RET) || in.mnemonic == "ud2";
+  in.is_jump = cs_insn_group(cs, &ci, CS_GRP_JUMP);
+  in.is_cond = in.is_jump && in.mnemonic != "jmp";
+  in.is_branch = in.is_call || in.is_ret || in.is_jump;
+  AddOperands(cs, ci, fn_size, &in);
+  AddRegisterAccess(cs, ci, &in);
+  return in;
+}
+
+}  // namespace
+
 absl::StatusOr<Function> DisassembleBytes(const std::string& name, const std::string& bytes,
                                           const std::vector<ElfReloc>& relocs,
                                           uint64_t reloc_base) {
@@ -103,114 +243,8 @@ absl::StatusOr<Function> DisassembleBytes(const std::string& name, const std::st
   std::unique_ptr<cs_insn, InsnDeleter> owner(raw, InsnDeleter{n});
   uint64_t covered = 0;
   for (size_t k = 0; k < n; ++k) {
-    const cs_insn& ci = raw[k];
-    const cs_x86& x = ci.detail->x86;
-    Insn in;
-    in.offset = ci.address;
-    in.size = ci.size;
-    in.bytes.assign(reinterpret_cast<const char*>(ci.bytes), ci.size);
-    in.id = ci.id;
-    in.mnemonic = ci.mnemonic;
-    in.op_str = ci.op_str;
-    covered = ci.address + ci.size;
-    // Relocations whose patched field lies inside this instruction.
-    auto rit = std::lower_bound(relocs.begin(), relocs.end(), reloc_base + in.offset,
-                                [](const ElfReloc& r, uint64_t o) { return r.offset < o; });
-    for (; rit != relocs.end() && rit->offset < reloc_base + in.offset + in.size; ++rit)
-      in.relocs.push_back({static_cast<int>(rit->offset - reloc_base - in.offset), rit->width,
-                           rit->target, rit->addend});
-    auto reloc_at = [&](int at) -> const Insn::Reloc* {
-      for (const auto& r : in.relocs)
-        if (r.at == at) return &r;
-      return nullptr;
-    };
-    in.is_call = cs_insn_group(cs.get(), &ci, CS_GRP_CALL);
-    in.is_ret = cs_insn_group(cs.get(), &ci, CS_GRP_RET) || in.mnemonic == "ud2";
-    in.is_jump = cs_insn_group(cs.get(), &ci, CS_GRP_JUMP);
-    in.is_cond = in.is_jump && in.mnemonic != "jmp";
-    in.is_branch = in.is_call || in.is_ret || in.is_jump;
-
-    std::string sig = in.mnemonic, shape = in.mnemonic;
-    for (int i = 0; i < x.op_count; ++i) {
-      const cs_x86_op& o = x.operands[i];
-      Operand op;
-      op.size = o.size;
-      op.read = o.access & CS_AC_READ;
-      op.write = o.access & CS_AC_WRITE;
-      sig += i ? "," : " ";
-      shape += i ? "," : " ";
-      if (o.type == X86_OP_REG) {
-        op.type = OpType::kReg;
-        op.reg = cs_reg_name(cs.get(), o.reg);
-        sig += op.reg;
-        shape += op.reg;
-      } else if (o.type == X86_OP_IMM) {
-        op.type = OpType::kImm;
-        op.imm = o.imm;
-        const Insn::Reloc* r = x.encoding.imm_offset ? reloc_at(x.encoding.imm_offset) : nullptr;
-        if (in.is_branch && (in.is_call || in.is_jump)) {
-          // Branch displacements are layout, not code: compare targets by symbol or as "L".
-          if (!in.relocs.empty()) {
-            in.call_target = in.relocs.back().target;
-            sig += in.call_target;
-            shape += in.call_target;
-          } else if (o.imm >= 0 && static_cast<uint64_t>(o.imm) < bytes.size()) {
-            in.target = o.imm;
-            sig += "L";
-            shape += "L";
-          } else {
-            in.call_target = absl::StrCat("@", Hex(o.imm));
-            sig += "X";
-            shape += "X";
-          }
-        } else if (r) {
-          sig += absl::StrCat(r->target, "+", r->addend);
-          shape += r->target;
-        } else {
-          in.implicit_imm = x.encoding.imm_offset == 0;
-          sig += Hex(o.imm);
-          shape += "I";
-        }
-      } else if (o.type == X86_OP_MEM) {
-        op.type = OpType::kMem;
-        if (o.mem.base != X86_REG_INVALID) op.base = cs_reg_name(cs.get(), o.mem.base);
-        if (o.mem.index != X86_REG_INVALID) op.index = cs_reg_name(cs.get(), o.mem.index);
-        op.scale = o.mem.scale;
-        op.disp = o.mem.disp;
-        const Insn::Reloc* r = x.encoding.disp_offset ? reloc_at(x.encoding.disp_offset) : nullptr;
-        std::string d = r ? absl::StrCat(r->target, "+", r->addend)
-                          : (op.base == "rip" ? std::string("rip?") : Hex(op.disp));
-        sig += absl::StrCat("[", op.base, "+", op.index, "*", op.scale, "+", d, "]s", op.size);
-        shape += absl::StrCat("[", op.base, "+", op.index, "]s", op.size);
-        // A rip-relative operand without relocation (linked binary) is position-dependent.
-        if (!r && op.base == "rip") op.disp = 0;
-      }
-      in.ops.push_back(op);
-    }
-    in.sig = sig;
-    in.shape = shape;
-    cs_regs rr, ww;
-    uint8_t nr = 0, nw = 0;
-    if (cs_regs_access(cs.get(), &ci, rr, &nr, ww, &nw) == CS_ERR_OK) {
-      for (int i = 0; i < nr; ++i) {
-        std::string f = RegFamily(cs_reg_name(cs.get(), rr[i]));
-        if (f == "flags")
-          in.reads_flags = true;
-        else if (!f.empty())
-          in.reads.insert(f);
-      }
-      for (int i = 0; i < nw; ++i) {
-        std::string f = RegFamily(cs_reg_name(cs.get(), ww[i]));
-        if (f == "flags")
-          in.writes_flags = true;
-        else if (!f.empty())
-          in.writes.insert(f);
-      }
-    }
-    if (x.eflags & (X86_EFLAGS_TEST_OF | X86_EFLAGS_TEST_SF | X86_EFLAGS_TEST_ZF |
-                    X86_EFLAGS_TEST_PF | X86_EFLAGS_TEST_CF | X86_EFLAGS_TEST_AF))
-      in.reads_flags = true;
-    fn.insns.push_back(std::move(in));
+    fn.insns.push_back(Decode(cs.get(), raw[k], relocs, reloc_base, bytes.size()));
+    covered = raw[k].address + raw[k].size;
   }
   if (covered < bytes.size()) {
     // Trailing bytes capstone cannot decode (padding or data): keep as opaque.

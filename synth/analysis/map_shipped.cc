@@ -10,9 +10,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/base/diag.h"
 #include "common/elf/elf_file.h"
+#include "synth/analysis/align.h"
 #include "synth/analysis/analyze.h"
 #include "synth/analysis/disasm.h"
+#include "synth/refusal.h"
 
 namespace sie::synth {
 namespace {
@@ -39,35 +42,8 @@ bool SameInsn(const Insn& a, const Insn& b) {
 }
 
 std::vector<int> Align(const Function& a, const Function& b) {
-  size_t n = a.insns.size(), m = b.insns.size();
-  std::vector<int> match(n, -1);
-  size_t pre = 0;
-  while (pre < n && pre < m && SameInsn(a.insns[pre], b.insns[pre])) match[pre] = pre, ++pre;
-  size_t suf = 0;
-  while (suf + pre < n && suf + pre < m && SameInsn(a.insns[n - 1 - suf], b.insns[m - 1 - suf])) {
-    match[n - 1 - suf] = m - 1 - suf;
-    ++suf;
-  }
-  size_t N = n - pre - suf, M = m - pre - suf;
-  if (N && M) {
-    std::vector<std::vector<uint32_t>> L(N + 1, std::vector<uint32_t>(M + 1, 0));
-    for (size_t i = N; i-- > 0;)
-      for (size_t j = M; j-- > 0;)
-        L[i][j] = SameInsn(a.insns[pre + i], b.insns[pre + j]) ? L[i + 1][j + 1] + 1
-                                                               : std::max(L[i + 1][j], L[i][j + 1]);
-    size_t i = 0, j = 0;
-    while (i < N && j < M) {
-      if (SameInsn(a.insns[pre + i], b.insns[pre + j])) {
-        match[pre + i] = pre + j;
-        ++i, ++j;
-      } else if (L[i + 1][j] >= L[i][j + 1]) {
-        ++i;
-      } else {
-        ++j;
-      }
-    }
-  }
-  return match;
+  return analysis::AlignLcs(a.insns.size(), b.insns.size(),
+                            [&](size_t i, size_t j) { return SameInsn(a.insns[i], b.insns[j]); });
 }
 
 struct Mapping {
@@ -77,9 +53,11 @@ struct Mapping {
     if (off == obj.size) return shipped.size;
     int i = obj.IndexAt(off);
     if (i < 0 || match[i] < 0)
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "%s+0x%x (%s): no matching instruction in the shipped binary (`%s`)", obj.name, off, what,
-          i < 0 ? "not an instruction boundary" : obj.insns[i].Text()));
+      return Classified(
+          absl::FailedPreconditionError(absl::StrFormat(
+              "%s+0x%x (%s): no matching instruction in the shipped binary (`%s`)", obj.name, off,
+              what, i < 0 ? "not an instruction boundary" : obj.insns[i].Text())),
+          Refusal::kShippedMismatch);
     return shipped.insns[match[i]].offset;
   }
 };
@@ -103,9 +81,11 @@ absl::StatusOr<Mapping> MapFunction(const ElfFile& obj, const ElfFile& ship,
   for (const ElfSymbol& s : ship.symbols())
     if (s.type == STT_FUNC && s.name == name && s.size > 0) cands.push_back(&s);
   if (cands.empty())
-    return absl::NotFoundError(absl::StrCat(
-        name, ": no such function in ", ship.path(),
-        "\nhint: the shipped kernel may inline or rename it; scope the spec to its callers"));
+    return Classified(
+        ErrorWithHint(absl::StatusCode::kNotFound,
+                      absl::StrCat(name, ": no such function in ", ship.path()),
+                      "the shipped kernel may inline or rename it; scope the spec to its callers"),
+        Refusal::kObjectNotMapped);
   // Equal size first: the rebuilt object should be byte-identical up to relocations.
   std::stable_sort(cands.begin(), cands.end(), [&](const ElfSymbol* a, const ElfSymbol* b) {
     return (a->size == mp.obj.size) > (b->size == mp.obj.size);
@@ -132,13 +112,75 @@ absl::StatusOr<Mapping> MapFunction(const ElfFile& obj, const ElfFile& ship,
     }
   }
   if (good == 0)
-    return absl::FailedPreconditionError(absl::StrCat(
-        name, ": the shipped function differs from the rebuilt object (", why,
-        ")\nhint: the kernel tree, config or compiler do not match the shipped kernel"));
+    return Classified(
+        FailedWithHint(absl::StrCat(name,
+                                    ": the shipped function differs from the rebuilt "
+                                    "object (",
+                                    why, ")"),
+                       "the kernel tree, config or compiler do not match the shipped kernel"),
+        Refusal::kShippedMismatch);
   if (good > 1)
-    return absl::FailedPreconditionError(
-        absl::StrCat(name, ": several functions of this name match in ", ship.path()));
+    return Classified(absl::FailedPreconditionError(absl::StrCat(
+                          name, ": several functions of this name match in ", ship.path())),
+                      Refusal::kShippedMismatch);
   return best;
+}
+
+// `sp` carried from the object onto the shipped function: every CS instruction must be
+// there with the shipped value's encoding; expect_bytes are the shipped probe instruction's.
+absl::StatusOr<CriticalSpan> MapSpan(const Mapping& mp, const CriticalSpan& sp) {
+  for (int i = mp.obj.IndexAt(sp.cs_start);
+       i >= 0 && i < static_cast<int>(mp.obj.insns.size()) && mp.obj.insns[i].offset < sp.cs_end;
+       ++i) {
+    if (mp.match[i] < 0)
+      return Classified(
+          absl::FailedPreconditionError(absl::StrFormat(
+              "%s+0x%x: the CS instruction `%s` is not in the shipped binary (different value "
+              "shipped?)",
+              sp.function, mp.obj.insns[i].offset, mp.obj.insns[i].Text())),
+          Refusal::kShippedMismatch);
+  }
+  CriticalSpan out = sp;
+  auto a = mp.Map(sp.cs_start, "CS start");
+  if (!a.ok()) return a.status();
+  out.cs_start = *a;
+  int last = mp.obj.IndexAt(sp.cs_end) >= 0 ? mp.obj.IndexAt(sp.cs_end) - 1
+                                            : static_cast<int>(mp.obj.insns.size()) - 1;
+  out.cs_end = mp.shipped.insns[mp.match[last]].offset + mp.shipped.insns[mp.match[last]].size;
+  auto p = mp.Map(sp.probe_offset, "probe");
+  if (!p.ok()) return p.status();
+  out.probe_offset = *p;
+  if (sp.save_offset) {
+    auto s = mp.Map(*sp.save_offset, "save");
+    if (!s.ok()) return s.status();
+    out.save_offset = *s;
+  }
+  out.candidates.clear();
+  for (uint64_t c : sp.candidates) {
+    auto x = mp.Map(c, "candidate");
+    if (!x.ok()) break;  // later candidates are optional
+    out.candidates.push_back(*x);
+  }
+  int pi = mp.shipped.IndexAt(out.probe_offset);
+  out.expect_bytes = absl::BytesToHexString(mp.shipped.insns[pi].bytes);
+  return out;
+}
+
+// A safe span carried over, widened to the nearest matched instructions: it may only grow.
+void MapSafeSpan(const Mapping& mp, SafeSpan* ss) {
+  if (ss->how == SafeSpanHow::kWholeFunction) {
+    ss->start = 0;
+    ss->end = mp.shipped.size;
+    return;
+  }
+  int i = mp.obj.IndexAt(ss->start);
+  while (i > 0 && mp.match[i] < 0) --i;
+  ss->start = i >= 0 && mp.match[i] >= 0 ? mp.shipped.insns[mp.match[i]].offset : 0;
+  int j = mp.obj.IndexAt(ss->end);
+  if (j < 0) j = mp.obj.insns.size();
+  while (j < static_cast<int>(mp.obj.insns.size()) && mp.match[j] < 0) ++j;
+  ss->end = j < static_cast<int>(mp.obj.insns.size()) ? mp.shipped.insns[mp.match[j]].offset
+                                                      : mp.shipped.size;
 }
 
 }  // namespace
@@ -160,62 +202,15 @@ absl::Status MapToShipped(const std::string& baseline_obj, const std::string& sh
   for (CriticalSpan& sp : *spans) {
     auto m = get(sp.function);
     if (!m.ok()) return m.status();
-    const Mapping& mp = **m;
-    // Every instruction of the CS must be there, with the shipped value's encoding.
-    for (int i = mp.obj.IndexAt(sp.cs_start);
-         i >= 0 && i < static_cast<int>(mp.obj.insns.size()) && mp.obj.insns[i].offset < sp.cs_end;
-         ++i) {
-      if (mp.match[i] < 0)
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "%s+0x%x: the CS instruction `%s` is not in the shipped binary (different value "
-            "shipped?)",
-            sp.function, mp.obj.insns[i].offset, mp.obj.insns[i].Text()));
-    }
-    CriticalSpan out = sp;
-    auto a = mp.Map(sp.cs_start, "CS start");
-    if (!a.ok()) return a.status();
-    out.cs_start = *a;
-    int last = mp.obj.IndexAt(sp.cs_end) >= 0 ? mp.obj.IndexAt(sp.cs_end) - 1
-                                              : static_cast<int>(mp.obj.insns.size()) - 1;
-    out.cs_end = mp.shipped.insns[mp.match[last]].offset + mp.shipped.insns[mp.match[last]].size;
-    auto p = mp.Map(sp.probe_offset, "probe");
-    if (!p.ok()) return p.status();
-    out.probe_offset = *p;
-    if (sp.save_offset) {
-      auto s = mp.Map(*sp.save_offset, "save");
-      if (!s.ok()) return s.status();
-      out.save_offset = *s;
-    }
-    out.candidates.clear();
-    for (uint64_t c : sp.candidates) {
-      auto x = mp.Map(c, "candidate");
-      if (!x.ok()) break;  // later candidates are optional
-      out.candidates.push_back(*x);
-    }
-    int pi = mp.shipped.IndexAt(out.probe_offset);
-    out.expect_bytes = absl::BytesToHexString(mp.shipped.insns[pi].bytes);
-    sp = out;
+    auto out = MapSpan(**m, sp);
+    if (!out.ok()) return out.status();
+    sp = std::move(*out);
   }
-  if (safe_spans) {
-    for (SafeSpan& ss : *safe_spans) {
-      auto m = get(ss.function);
-      if (!m.ok()) return m.status();
-      const Mapping& mp = **m;
-      if (ss.how == SafeSpanHow::kWholeFunction) {
-        ss.start = 0;
-        ss.end = mp.shipped.size;
-        continue;
-      }
-      // Widen to the nearest matched instructions: a safe span may only grow.
-      int i = mp.obj.IndexAt(ss.start);
-      while (i > 0 && mp.match[i] < 0) --i;
-      ss.start = i >= 0 && mp.match[i] >= 0 ? mp.shipped.insns[mp.match[i]].offset : 0;
-      int j = mp.obj.IndexAt(ss.end);
-      if (j < 0) j = mp.obj.insns.size();
-      while (j < static_cast<int>(mp.obj.insns.size()) && mp.match[j] < 0) ++j;
-      ss.end = j < static_cast<int>(mp.obj.insns.size()) ? mp.shipped.insns[mp.match[j]].offset
-                                                         : mp.shipped.size;
-    }
+  if (!safe_spans) return absl::OkStatus();
+  for (SafeSpan& ss : *safe_spans) {
+    auto m = get(ss.function);
+    if (!m.ok()) return m.status();
+    MapSafeSpan(**m, &ss);
   }
   return absl::OkStatus();
 }

@@ -152,134 +152,170 @@ std::optional<z3::expr> SymState::Cond(const std::string& cc0) {
   return std::nullopt;
 }
 
-bool SymState::Step(const Insn& in) {
-  cur_ = &in;
+bool SymState::Fail(const Insn& in) {
+  if (unsupported_.empty()) unsupported_ = absl::StrCat(in.Text(), " at +0x", absl::Hex(in.offset));
+  return false;
+}
+
+namespace {
+unsigned Bits(const Insn& in, int i) { return static_cast<unsigned>(in.ops[i].size * 8); }
+}  // namespace
+
+// Moves, extensions, address computation and no-ops.
+std::optional<bool> SymState::StepMove(const Insn& in) {
   const std::string& m = in.mnemonic;
   const auto& ops = in.ops;
-  auto fail = [&] {
-    if (unsupported_.empty())
-      unsupported_ = absl::StrCat(in.Text(), " at +0x", absl::Hex(in.offset));
-    return false;
-  };
-  auto bits = [&](int i) { return static_cast<unsigned>(ops[i].size * 8); };
   if (m == "nop" || m == "endbr64" || absl::StartsWith(m, "prefetch")) return true;
   if ((m == "mov" || m == "movabs") && ops.size() == 2) {
-    Write(ops[0], Fit(Read(ops[1]), bits(0)));
+    Write(ops[0], Fit(Read(ops[1]), Bits(in, 0)));
     return true;
   }
   if ((m == "movzx" || m == "movsx" || m == "movsxd") && ops.size() == 2) {
     z3::expr v = Read(ops[1]);
-    unsigned extra = bits(0) - bits(1);
+    unsigned extra = Bits(in, 0) - Bits(in, 1);
     Write(ops[0], m == "movzx" ? z3::zext(v, extra) : z3::sext(v, extra));
     return true;
   }
   if (m == "lea" && ops.size() == 2) {
-    Write(ops[0], Address(ops[1]).extract(bits(0) - 1, 0));
+    Write(ops[0], Address(ops[1]).extract(Bits(in, 0) - 1, 0));
     return true;
   }
   if (m == "cdqe") {
     Write(Operand{OpType::kReg, 8, "rax"}, z3::sext(Reg("ax").extract(31, 0), 32));
     return true;
   }
+  return std::nullopt;
+}
+
+// Two-operand arithmetic and logic, compares and tests.
+std::optional<bool> SymState::StepAlu(const Insn& in) {
+  const auto& ops = in.ops;
   static const std::map<std::string, int> kBin = {{"add", 0}, {"sub", 1}, {"and", 2}, {"or", 3},
                                                   {"xor", 4}, {"cmp", 5}, {"test", 6}};
-  auto bin = kBin.find(m);
-  if (bin != kBin.end() && ops.size() == 2) {
-    z3::expr a = Read(ops[0]);
-    z3::expr b = Fit(Read(ops[1]), bits(0));
-    // xor/sub of a register with itself is a zeroing idiom, not a use of the old value.
-    bool self =
-        ops[0].type == OpType::kReg && ops[1].type == OpType::kReg && ops[0].reg == ops[1].reg;
-    z3::expr r = a;
-    switch (bin->second) {
-      case 0:
-        r = a + b;
-        break;
-      case 1:
-      case 5:
-        r = self ? a.ctx().bv_val(0, bits(0)) : a - b;
-        break;
-      case 2:
-      case 6:
-        r = a & b;
-        break;
-      case 3:
-        r = a | b;
-        break;
-      case 4:
-        r = self ? a.ctx().bv_val(0, bits(0)) : a ^ b;
-        break;
-    }
-    const char* kind = bin->second == 0                         ? "add"
-                       : (bin->second == 1 || bin->second == 5) ? "sub"
-                                                                : "logic";
-    SetFlags(kind, a, b, r, ops[0].size, in);
-    if (bin->second < 5) Write(ops[0], r);
-    return true;
+  auto bin = kBin.find(in.mnemonic);
+  if (bin == kBin.end() || ops.size() != 2) return std::nullopt;
+  z3::expr a = Read(ops[0]);
+  z3::expr b = Fit(Read(ops[1]), Bits(in, 0));
+  // xor/sub of a register with itself is a zeroing idiom, not a use of the old value.
+  bool self =
+      ops[0].type == OpType::kReg && ops[1].type == OpType::kReg && ops[0].reg == ops[1].reg;
+  z3::expr r = a;
+  switch (bin->second) {
+    case 0:
+      r = a + b;
+      break;
+    case 1:
+    case 5:
+      r = self ? a.ctx().bv_val(0, Bits(in, 0)) : a - b;
+      break;
+    case 2:
+    case 6:
+      r = a & b;
+      break;
+    case 3:
+      r = a | b;
+      break;
+    case 4:
+      r = self ? a.ctx().bv_val(0, Bits(in, 0)) : a ^ b;
+      break;
   }
-  if ((m == "inc" || m == "dec" || m == "neg" || m == "not") && ops.size() == 1) {
-    z3::expr a = Read(ops[0]);
-    z3::expr one = ctx_.bv_val(1, bits(0));
-    z3::expr r = m == "inc" ? a + one : m == "dec" ? a - one : m == "neg" ? -a : ~a;
-    if (m == "dec") SetFlags("sub", a, one, r, ops[0].size, in);
-    if (m == "inc") SetFlags("add", a, one, r, ops[0].size, in);
-    if (m == "neg") SetFlags("sub", ctx_.bv_val(0, bits(0)), a, r, ops[0].size, in);
-    Write(ops[0], r);
-    return true;
-  }
-  if ((m == "shl" || m == "sal" || m == "shr" || m == "sar") && !ops.empty()) {
-    z3::expr a = Read(ops[0]);
-    unsigned w = bits(0);
-    z3::expr cnt = ops.size() == 2 ? Fit(Read(ops[1]), w) : ctx_.bv_val(1, w);
-    cnt = cnt & ctx_.bv_val(w == 64 ? 63 : 31, w);  // hardware masks the count
-    z3::expr r = (m == "shr")   ? z3::lshr(a, cnt)
-                 : (m == "sar") ? z3::ashr(a, cnt)
-                                : z3::shl(a, cnt);
-    SetFlags("logic", a, cnt, r, ops[0].size, in);  // CF/OF after shifts are rarely consumed
-    Write(ops[0], r);
-    return true;
-  }
-  if (m == "imul" || m == "mul") {
-    if (ops.size() == 1) {  // rdx:rax = rax * src
-      unsigned w = bits(0);
-      z3::expr a = Reg("ax").extract(w - 1, 0), b = Read(ops[0]);
-      z3::expr wide =
-          m == "mul" ? z3::zext(a, w) * z3::zext(b, w) : z3::sext(a, w) * z3::sext(b, w);
-      const char* lo = w == 64 ? "rax" : "eax";
-      const char* hi = w == 64 ? "rdx" : "edx";
-      if (w < 32) return fail();
-      Write(Operand{OpType::kReg, static_cast<int>(w / 8), lo}, wide.extract(w - 1, 0));
-      Write(Operand{OpType::kReg, static_cast<int>(w / 8), hi}, wide.extract(2 * w - 1, w));
-      flags_.reset();
-      return true;
-    }
-    z3::expr a = ops.size() == 3 ? Read(ops[1]) : Read(ops[0]);
-    z3::expr b = Fit(ops.size() == 3 ? Read(ops[2]) : Read(ops[1]), bits(0));
-    Write(ops[0], a * b);
+  const char* kind = bin->second == 0                         ? "add"
+                     : (bin->second == 1 || bin->second == 5) ? "sub"
+                                                              : "logic";
+  SetFlags(kind, a, b, r, ops[0].size, in);
+  if (bin->second < 5) Write(ops[0], r);
+  return true;
+}
+
+std::optional<bool> SymState::StepUnary(const Insn& in) {
+  const std::string& m = in.mnemonic;
+  const auto& ops = in.ops;
+  if (!(m == "inc" || m == "dec" || m == "neg" || m == "not") || ops.size() != 1)
+    return std::nullopt;
+  z3::expr a = Read(ops[0]);
+  z3::expr one = ctx_.bv_val(1, Bits(in, 0));
+  z3::expr r = m == "inc" ? a + one : m == "dec" ? a - one : m == "neg" ? -a : ~a;
+  if (m == "dec") SetFlags("sub", a, one, r, ops[0].size, in);
+  if (m == "inc") SetFlags("add", a, one, r, ops[0].size, in);
+  if (m == "neg") SetFlags("sub", ctx_.bv_val(0, Bits(in, 0)), a, r, ops[0].size, in);
+  Write(ops[0], r);
+  return true;
+}
+
+std::optional<bool> SymState::StepShift(const Insn& in) {
+  const std::string& m = in.mnemonic;
+  const auto& ops = in.ops;
+  if (!(m == "shl" || m == "sal" || m == "shr" || m == "sar") || ops.empty()) return std::nullopt;
+  z3::expr a = Read(ops[0]);
+  unsigned w = Bits(in, 0);
+  z3::expr cnt = ops.size() == 2 ? Fit(Read(ops[1]), w) : ctx_.bv_val(1, w);
+  cnt = cnt & ctx_.bv_val(w == 64 ? 63 : 31, w);  // hardware masks the count
+  z3::expr r = (m == "shr") ? z3::lshr(a, cnt) : (m == "sar") ? z3::ashr(a, cnt) : z3::shl(a, cnt);
+  SetFlags("logic", a, cnt, r, ops[0].size, in);  // CF/OF after shifts are rarely consumed
+  Write(ops[0], r);
+  return true;
+}
+
+std::optional<bool> SymState::StepMul(const Insn& in) {
+  const std::string& m = in.mnemonic;
+  const auto& ops = in.ops;
+  if (m != "imul" && m != "mul") return std::nullopt;
+  if (ops.size() == 1) {  // rdx:rax = rax * src
+    unsigned w = Bits(in, 0);
+    z3::expr a = Reg("ax").extract(w - 1, 0), b = Read(ops[0]);
+    z3::expr wide = m == "mul" ? z3::zext(a, w) * z3::zext(b, w) : z3::sext(a, w) * z3::sext(b, w);
+    const char* lo = w == 64 ? "rax" : "eax";
+    const char* hi = w == 64 ? "rdx" : "edx";
+    if (w < 32) return Fail(in);
+    Write(Operand{OpType::kReg, static_cast<int>(w / 8), lo}, wide.extract(w - 1, 0));
+    Write(Operand{OpType::kReg, static_cast<int>(w / 8), hi}, wide.extract(2 * w - 1, w));
     flags_.reset();
     return true;
   }
+  z3::expr a = ops.size() == 3 ? Read(ops[1]) : Read(ops[0]);
+  z3::expr b = Fit(ops.size() == 3 ? Read(ops[2]) : Read(ops[1]), Bits(in, 0));
+  Write(ops[0], a * b);
+  flags_.reset();
+  return true;
+}
+
+// Instructions that consume the flags: cmovcc, setcc and the sbb r,r idiom.
+std::optional<bool> SymState::StepConditional(const Insn& in) {
+  const std::string& m = in.mnemonic;
+  const auto& ops = in.ops;
   if (absl::StartsWith(m, "cmov") && ops.size() == 2) {
     auto c = Cond(m.substr(4));
-    if (!c) return fail();
+    if (!c) return Fail(in);
     Write(ops[0], z3::ite(*c, Read(ops[1]), Read(ops[0])));
     return true;
   }
   if (absl::StartsWith(m, "set") && ops.size() == 1) {
     auto c = Cond(m.substr(3));
-    if (!c) return fail();
+    if (!c) return Fail(in);
     Write(ops[0], z3::ite(*c, ctx_.bv_val(1, 8), ctx_.bv_val(0, 8)));
     return true;
   }
   if (m == "sbb" && ops.size() == 2 && ops[0].type == OpType::kReg && ops[1].type == OpType::kReg &&
       ops[0].reg == ops[1].reg) {
     auto c = Cond("b");
-    if (!c) return fail();
-    unsigned w = bits(0);
+    if (!c) return Fail(in);
+    unsigned w = Bits(in, 0);
     Write(ops[0], z3::ite(*c, ctx_.bv_val(-1, w), ctx_.bv_val(0, w)));
     return true;
   }
-  return fail();
+  return std::nullopt;
+}
+
+bool SymState::Step(const Insn& in) {
+  cur_ = &in;
+  // One handler per instruction family, tried in turn; new instructions go in one of them.
+  using Handler = std::optional<bool> (SymState::*)(const Insn&);
+  static constexpr Handler kHandlers[] = {&SymState::StepMove,  &SymState::StepAlu,
+                                          &SymState::StepUnary, &SymState::StepShift,
+                                          &SymState::StepMul,   &SymState::StepConditional};
+  for (Handler h : kHandlers)
+    if (std::optional<bool> done = (this->*h)(in)) return *done;
+  return Fail(in);
 }
 
 std::set<std::string> FreeInputs(const z3::expr& e) {

@@ -59,6 +59,16 @@ class SymState {
   void SetFlags(const std::string& kind, const z3::expr& a, const z3::expr& b, const z3::expr& r,
                 int width, const Insn& in);
 
+  // Step's instruction families: each executes `in` and returns true, returns false when it
+  // recognizes `in` but cannot model it (Fail), or nullopt when `in` is not of its family.
+  std::optional<bool> StepMove(const Insn& in);
+  std::optional<bool> StepAlu(const Insn& in);
+  std::optional<bool> StepUnary(const Insn& in);
+  std::optional<bool> StepShift(const Insn& in);
+  std::optional<bool> StepMul(const Insn& in);
+  std::optional<bool> StepConditional(const Insn& in);
+  bool Fail(const Insn& in);  // records `in` as unsupported; false
+
   z3::context& ctx_;
   std::set<std::string> zext32_;
   std::map<std::string, z3::expr> regs_;

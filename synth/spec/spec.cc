@@ -153,6 +153,13 @@ class Parser {
     if (sd.is_relative()) sd = spec_->spec_dir / sd;
     spec_->source_dir = sd.lexically_normal();
 
+    if (auto s = ParseTarget(root); !s.ok()) return s;
+    return ParseTunables(root);
+  }
+
+  // 'build:' (a plain C project) or 'module:' / 'module_ko:' (an out-of-tree module); neither:
+  // the guest kernel.
+  absl::Status ParseTarget(const YAML::Node& root) {
     if (YAML::Node b = root["build"]; b.IsDefined() && !b.IsNull()) {
       if (!b.IsMap())
         return Error(b, "'build' must be a mapping with a 'command'",
@@ -192,7 +199,10 @@ class Parser {
       if (kp.is_relative()) kp = spec_->spec_dir / kp;
       spec_->module_ko = kp.lexically_normal();
     }
+    return absl::OkStatus();
+  }
 
+  absl::Status ParseTunables(const YAML::Node& root) {
     YAML::Node t = root["tunables"];
     if (!t.IsDefined() || t.IsNull())
       return Error(root, "the spec has no 'tunables'",
@@ -245,6 +255,22 @@ class Parser {
     if (auto s = GetString(n, "match", &t->match, false, what, "\"x >> 3\""); !s.ok()) return s;
     if (auto s = GetString(n, "replace", &t->replace, false, what, "\"x >> {V}\""); !s.ok())
       return s;
+    if (auto s = ParseEdit(n, what, t); !s.ok()) return s;
+    if (auto s = GetStringList(n, "objects", &t->objects, "block/blk-mq.o"); !s.ok()) return s;
+    for (size_t i = 0; i < t->objects.size(); ++i)
+      if (!absl::EndsWith(t->objects[i], ".o"))
+        return Error(n["objects"], absl::StrCat("object '", t->objects[i], "' does not end in .o"),
+                     "list object files, e.g. 'objects: [block/blk-mq.o]'");
+    if (auto s = GetStringList(n, "functions", &t->functions, "blk_add_rq_to_plug"); !s.ok())
+      return s;
+    if (auto s = ParseValues(n, what, t); !s.ok()) return s;
+    if (auto s = ParseRange(n, what, t); !s.ok()) return s;
+    if (auto s = ParseSafeSpans(n, what, t); !s.ok()) return s;
+    return absl::OkStatus();
+  }
+
+  // Exactly one of 'macro:' / 'match:' + 'replace:'.
+  absl::Status ParseEdit(const YAML::Node& n, const std::string& what, TunableSpec* t) {
     bool has_macro = n["macro"].IsDefined(), has_match = n["match"].IsDefined();
     if (has_macro && has_match)
       return Error(n["match"], absl::StrCat(what, " has both 'macro' and 'match'"),
@@ -272,14 +298,11 @@ class Parser {
                      absl::StrCat("write where the value goes, e.g. 'replace: \"", t->match,
                                   "\"' with the number replaced by {V}"));
     }
-    if (auto s = GetStringList(n, "objects", &t->objects, "block/blk-mq.o"); !s.ok()) return s;
-    for (size_t i = 0; i < t->objects.size(); ++i)
-      if (!absl::EndsWith(t->objects[i], ".o"))
-        return Error(n["objects"], absl::StrCat("object '", t->objects[i], "' does not end in .o"),
-                     "list object files, e.g. 'objects: [block/blk-mq.o]'");
-    if (auto s = GetStringList(n, "functions", &t->functions, "blk_add_rq_to_plug"); !s.ok())
-      return s;
+    return absl::OkStatus();
+  }
 
+  // 'values': three distinct integers, the shipped one first.
+  absl::Status ParseValues(const YAML::Node& n, const std::string& what, TunableSpec* t) {
     YAML::Node v = n["values"];
     if (!v.IsDefined() || v.IsNull())
       return Error(n, absl::StrCat(what, " has no 'values'"),
@@ -297,7 +320,11 @@ class Parser {
         t->values[1] == t->values[2])
       return Error(v, "'values' are not all distinct",
                    "three different values are needed to tell the constant's effect apart");
+    return absl::OkStatus();
+  }
 
+  // 'range': [MIN, MAX] holding every value.
+  absl::Status ParseRange(const YAML::Node& n, const std::string& what, TunableSpec* t) {
     YAML::Node r = n["range"];
     if (!r.IsDefined() || r.IsNull())
       return Error(n, absl::StrCat(what, " has no 'range'"),
@@ -314,7 +341,11 @@ class Parser {
                      absl::StrCat("range [", t->range_min, ", ", t->range_max,
                                   "] does not contain value ", val),
                      "widen the range or pick values inside it");
+    return absl::OkStatus();
+  }
 
+  // 'safe_spans' (optional): manual {function, start, end} overrides.
+  absl::Status ParseSafeSpans(const YAML::Node& n, const std::string& what, TunableSpec* t) {
     if (YAML::Node ss = n["safe_spans"]; ss.IsDefined() && !ss.IsNull()) {
       if (!ss.IsSequence())
         return Error(ss, "'safe_spans' must be a list",

@@ -1,6 +1,7 @@
 #include "synth/variants/builder.h"
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -13,6 +14,8 @@
 #include "common/base/files.h"
 #include "common/base/hash.h"
 #include "common/base/process.h"
+#include "synth/progress.h"
+#include "synth/refusal.h"
 #include "synth/variants/edit.h"
 
 namespace sie::synth {
@@ -78,6 +81,8 @@ struct Job {
   size_t object = 0;   // index into objects[tunable] (kModule: all objects at once)
   int variant = 0;     // 0..2
 };
+
+const KernelConfig* Config(const BuildContext& ctx) { return ctx.config ? &*ctx.config : nullptr; }
 
 std::string VariantLabel(const TunableSpec& t, int v) {
   return absl::StrCat("V", v + 1, "=", t.values[v]);
@@ -152,11 +157,11 @@ absl::StatusOr<std::vector<std::string>> CheckEdit(const BuildContext& ctx, cons
                            "write the path relative to the source tree");
   std::string where = absl::StrCat(spec.Where(t.line), ": ", t.name);
   for (int v = 0; v < 3; ++v) {
-    auto edited = ApplyTunableEdit(*text, t, t.values[v], file.string());
-    if (!edited.ok()) return WithContext(edited.status(), where);
+    auto edited = ApplyTunableEdit(*text, t, t.values[v], file.string(), Config(ctx));
+    if (!edited.ok()) return Classified(WithContext(edited.status(), where), Refusal::kSpec);
   }
   if (!t.macro.empty()) {
-    auto value_text = MacroValueText(*text, t.macro, file.string());
+    auto value_text = MacroValueText(*text, t.macro, file.string(), Config(ctx));
     if (value_text.ok()) {
       auto v = MacroLiteralValue(*value_text);
       if (v.ok() && *v != t.values[0])
@@ -187,8 +192,37 @@ class VariantBuilder {
                  const std::vector<std::vector<std::string>>& objects)
       : ctx_(ctx), tunables_(tunables), objects_(objects) {}
 
-  absl::StatusOr<std::vector<TunableVariants>> Run() {
+  // Every tunable's variants; a tunable whose builds failed carries the first error in
+  // `status` and the others are still built.
+  std::vector<TunableVariants> Run() {
     result_.resize(tunables_.size());
+    std::vector<Job> jobs = AllJobs();
+    std::vector<std::pair<Job, size_t>> aliases = ShareIdenticalBuilds(&jobs);
+    if (!aliases.empty())
+      ctx_.progress(absl::StrCat("  ", jobs.size(), " build(s): ", aliases.size(),
+                                 " have the same source as another and are shared"));
+    if (ctx_.kind == TargetKind::kKernel) SavedCommands();
+    std::vector<absl::Status> status = RunJobs(jobs);
+    for (size_t i = 0; i < jobs.size(); ++i) Fail(jobs[i].tunable, status[i]);
+    for (const auto& [dup, prim] : aliases) {
+      if (!status[prim].ok()) {
+        Fail(dup.tunable, status[prim]);
+        continue;
+      }
+      const Job& p = jobs[prim];
+      if (ctx_.kind != TargetKind::kModule) {
+        result_[dup.tunable].objects[dup.object].variant[dup.variant] =
+            result_[p.tunable].objects[p.object].variant[p.variant];
+        continue;
+      }
+      // The primary's module copy holds every object of the module, this tunable's too.
+      Fail(dup.tunable, ModuleResult(dup, VariantDir(p) / "module"));
+    }
+    return std::move(result_);
+  }
+
+ private:
+  std::vector<Job> AllJobs() {
     std::vector<Job> jobs;
     for (size_t t = 0; t < tunables_.size(); ++t) {
       result_[t].tunable = tunables_[t];
@@ -197,82 +231,82 @@ class VariantBuilder {
       for (size_t o = 0; o < per_variant; ++o)
         for (int v = 0; v < 3; ++v) jobs.push_back({t, o, v});
     }
-    // Builds whose sources come out identical are done once: V1 is the shipped source for
-    // every tunable, so tunables sharing an object (kernel, generic) or a module share its V1
-    // build. A module job builds the whole module, so its key is the module's edited source.
-    std::vector<std::pair<Job, Job>> aliases;  // (duplicate, primary)
-    {
-      std::map<std::string, Job> primary;
-      std::vector<Job> unique;
-      for (const Job& j : jobs) {
-        const TunableSpec& t = *tunables_[j.tunable];
-        auto original = ReadFile(BuildRoot(ctx_) / t.file);
-        auto edited = EditedText(t, j.variant);
-        if (!original.ok() || !edited.ok()) {
-          unique.push_back(j);  // the job itself reports the error
+    return jobs;
+  }
+
+  // Builds whose sources come out identical are done once: V1 is the shipped source for
+  // every tunable, so tunables sharing an object (kernel, generic) or a module share its V1
+  // build. A module job builds the whole module, so its key is the module's edited source.
+  // Leaves the unique jobs in `jobs`; returns (duplicate, index of its primary in `jobs`).
+  std::vector<std::pair<Job, size_t>> ShareIdenticalBuilds(std::vector<Job>* jobs) {
+    std::vector<std::pair<Job, size_t>> aliases;
+    std::map<std::string, size_t> primary;
+    std::vector<Job> unique;
+    for (const Job& j : *jobs) {
+      const TunableSpec& t = *tunables_[j.tunable];
+      auto original = ReadFile(BuildRoot(ctx_) / t.file);
+      auto edited = EditedText(t, j.variant);
+      if (!original.ok() || !edited.ok()) {
+        unique.push_back(j);  // the job itself reports the error
+        continue;
+      }
+      std::string key = absl::StrCat(
+          ctx_.kind == TargetKind::kModule ? std::string("module") : objects_[j.tunable][j.object],
+          "\n",
+          *edited == *original ? "pristine" : absl::StrCat(t.file, "\n", ContentHash(*edited)));
+      auto [it, inserted] = primary.emplace(key, unique.size());
+      if (inserted)
+        unique.push_back(j);
+      else
+        aliases.push_back({j, it->second});
+    }
+    *jobs = std::move(unique);
+    return aliases;
+  }
+
+  // kbuild commands first, serially: the first request for an object runs make in the
+  // prepared tree, which must not run twice at once. An object without one fails only the
+  // tunables that use it (their jobs then find no command).
+  void SavedCommands() {
+    for (size_t t = 0; t < tunables_.size(); ++t)
+      for (const auto& o : objects_[t]) {
+        if (savedcmd_.count(o)) continue;
+        auto cmd = ctx_.tree->SavedCommand(o, ctx_.progress);
+        if (!cmd.ok()) {
+          Fail(t,
+               Classified(WithContext(cmd.status(), absl::StrCat("object ", o)), Refusal::kSpec));
           continue;
         }
-        std::string key = absl::StrCat(
-            ctx_.kind == TargetKind::kModule ? std::string("module")
-                                             : objects_[j.tunable][j.object],
-            "\n",
-            *edited == *original ? "pristine" : absl::StrCat(t.file, "\n", ContentHash(*edited)));
-        auto [it, inserted] = primary.emplace(key, j);
-        if (inserted)
-          unique.push_back(j);
-        else
-          aliases.push_back({j, it->second});
+        savedcmd_[o] = *cmd;
       }
-      jobs = std::move(unique);
-    }
-    if (!aliases.empty())
-      ctx_.progress(absl::StrCat("  ", jobs.size(), " build(s): ", aliases.size(),
-                                 " have the same source as another and are shared"));
-    if (ctx_.kind == TargetKind::kKernel) {
-      // kbuild commands first, serially: the first request for an object runs make in the
-      // prepared tree, which must not run twice at once.
-      for (size_t t = 0; t < tunables_.size(); ++t)
-        for (const auto& o : objects_[t]) {
-          if (savedcmd_.count(o)) continue;
-          auto cmd = ctx_.tree->SavedCommand(o, ctx_.progress);
-          if (!cmd.ok()) return WithContext(cmd.status(), absl::StrCat("object ", o));
-          savedcmd_[o] = *cmd;
-        }
-    }
+  }
+
+  // Runs `jobs` on ctx_.jobs threads; one status per job.
+  std::vector<absl::Status> RunJobs(const std::vector<Job>& jobs) {
+    std::vector<absl::Status> status(jobs.size());
     std::atomic<size_t> next{0};
-    std::mutex mu;
-    absl::Status first_error;
+    meter_ = std::make_unique<Meter>(jobs.size());
     auto worker = [&] {
       for (size_t i; (i = next.fetch_add(1)) < jobs.size();) {
-        {
-          std::lock_guard<std::mutex> l(mu);
-          if (!first_error.ok()) return;  // stop early: one failure fails the run
-        }
-        absl::Status s = RunJob(jobs[i]);
-        if (!s.ok()) {
-          std::lock_guard<std::mutex> l(mu);
-          if (first_error.ok()) first_error = s;
-        }
+        status[i] = RunJob(jobs[i]);
+        const TunableSpec& t = *tunables_[jobs[i].tunable];
+        if (!status[i].ok())
+          Log(absl::StrCat("  ", meter_->Tick(), " failed: ", t.name, " ",
+                           VariantLabel(t, jobs[i].variant)));
       }
     };
     std::vector<std::thread> threads;
     int n = std::max(1, std::min<int>(ctx_.jobs, static_cast<int>(jobs.size())));
     for (int i = 0; i < n; ++i) threads.emplace_back(worker);
     for (auto& th : threads) th.join();
-    if (!first_error.ok()) return first_error;
-    for (const auto& [dup, prim] : aliases) {
-      if (ctx_.kind != TargetKind::kModule) {
-        result_[dup.tunable].objects[dup.object].variant[dup.variant] =
-            result_[prim.tunable].objects[prim.object].variant[prim.variant];
-        continue;
-      }
-      // The primary's module copy holds every object of the module, this tunable's too.
-      if (auto s = ModuleResult(dup, VariantDir(prim) / "module"); !s.ok()) return s;
-    }
-    return std::move(result_);
+    return status;
   }
 
- private:
+  // Records the first failure of tunable `t` (a build that did not compile by default).
+  void Fail(size_t t, const absl::Status& s) {
+    if (!s.ok() && result_[t].status.ok()) result_[t].status = Classified(s, Refusal::kBuild);
+  }
+
   fs::path VariantDir(const Job& j) const {
     return ctx_.work_dir / tunables_[j.tunable]->name / absl::StrCat("v", j.variant + 1);
   }
@@ -286,7 +320,7 @@ class VariantBuilder {
     fs::path file = BuildRoot(ctx_) / t.file;
     auto text = ReadFile(file);
     if (!text.ok()) return text.status();
-    return ApplyTunableEdit(*text, t, t.values[v], file.string());
+    return ApplyTunableEdit(*text, t, t.values[v], file.string(), Config(ctx_));
   }
 
   absl::Status CompileFailed(const TunableSpec& t, int v, const std::string& what,
@@ -323,7 +357,10 @@ class VariantBuilder {
     fs::create_directories(raw.parent_path(), ec);
     fs::create_directories(final_obj.parent_path(), ec);
 
-    const std::string& savedcmd = savedcmd_.at(object);
+    auto saved = savedcmd_.find(object);
+    if (saved == savedcmd_.end())  // already reported by SavedCommands()
+      return absl::FailedPreconditionError(absl::StrCat("no kbuild command for ", object));
+    const std::string& savedcmd = saved->second;
     fs::path src_rel = fs::path(KbuildSource(savedcmd)).lexically_normal();
     // The overlay mirrors the tree: the object's .c and the headers next to it (so quoted
     // includes between siblings see the edited one), then the edited file on top.
@@ -358,8 +395,8 @@ class VariantBuilder {
       return FailedWithHint(absl::StrCat("objtool failed on ", final_obj.string(), " (",
                                          o->Describe(), "):\n", Tail(o->err)),
                             "the prepared tree's tools/objtool/objtool must work on this host");
-    Log(absl::StrCat("  built ", object, " ", t.name, " ", VariantLabel(t, j.variant), " (",
-                     r->elapsed.count(), " ms)"));
+    Log(absl::StrCat("  ", meter_->Tick(), " built ", object, " ", t.name, " ",
+                     VariantLabel(t, j.variant), " (", r->elapsed.count(), " ms)"));
     result_[j.tunable].objects[j.object].variant[j.variant] = final_obj;
     return absl::OkStatus();
   }
@@ -394,8 +431,8 @@ class VariantBuilder {
     if (!fs::exists(out))
       return FailedWithHint(absl::StrCat("the build command did not write ", out.string()),
                             "the command must write the object to {obj}");
-    Log(absl::StrCat("  built ", object, " ", t.name, " ", VariantLabel(t, j.variant), " (",
-                     r->elapsed.count(), " ms)"));
+    Log(absl::StrCat("  ", meter_->Tick(), " built ", object, " ", t.name, " ",
+                     VariantLabel(t, j.variant), " (", r->elapsed.count(), " ms)"));
     result_[j.tunable].objects[j.object].variant[j.variant] = out;
     return absl::OkStatus();
   }
@@ -439,8 +476,8 @@ class VariantBuilder {
     if (!r.ok()) return r.status();
     if (!r->ok()) return CompileFailed(t, j.variant, "the module", *r, ShellJoin(argv));
     if (auto s = ModuleResult(j, copy); !s.ok()) return s;
-    Log(absl::StrCat("  built module ", t.name, " ", VariantLabel(t, j.variant), " (",
-                     r->elapsed.count(), " ms)"));
+    Log(absl::StrCat("  ", meter_->Tick(), " built module ", t.name, " ",
+                     VariantLabel(t, j.variant), " (", r->elapsed.count(), " ms)"));
     return absl::OkStatus();
   }
 
@@ -472,15 +509,25 @@ class VariantBuilder {
   std::map<std::string, std::string> savedcmd_;
   std::vector<TunableVariants> result_;  // slots written by distinct jobs only
   std::mutex log_mu_;
+  std::unique_ptr<Meter> meter_;  // the builds of RunJobs
 };
 
 }  // namespace
 
-absl::StatusOr<std::vector<TunableVariants>> BuildVariants(
+std::vector<TunableVariants> BuildVariantsEach(
     const BuildContext& ctx, const std::vector<const TunableSpec*>& tunables,
     const std::vector<std::vector<std::string>>& objects) {
   VariantBuilder b(ctx, tunables, objects);
   return b.Run();
+}
+
+absl::StatusOr<std::vector<TunableVariants>> BuildVariants(
+    const BuildContext& ctx, const std::vector<const TunableSpec*>& tunables,
+    const std::vector<std::vector<std::string>>& objects) {
+  std::vector<TunableVariants> r = BuildVariantsEach(ctx, tunables, objects);
+  for (const auto& tv : r)
+    if (!tv.status.ok()) return tv.status;
+  return r;
 }
 
 }  // namespace sie::synth

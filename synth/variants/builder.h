@@ -11,11 +11,13 @@
 #pragma once
 #include <array>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "synth/spec/spec.h"
+#include "synth/variants/config_if.h"
 #include "synth/variants/kernel_tree.h"
 
 namespace sie::synth {
@@ -30,6 +32,7 @@ struct TunableVariants {
   std::vector<ObjectVariants> objects;
   std::filesystem::path module_ko;  // kModule: the V1 build's .ko
   std::string module_name;          // kModule: its name (without .ko)
+  absl::Status status;              // the first build error of this tunable (classified)
 };
 
 struct BuildContext {
@@ -39,6 +42,9 @@ struct BuildContext {
   std::string build_command;          // kGeneric
   std::filesystem::path headers_dir;  // kModule: kbuild of the guest kernel
   std::string cc = "x86_64-linux-gnu-gcc-12";  // kModule/kKernel compiler
+  // kKernel/kModule: the guest kernel's configuration (autoconf.h), which selects the active
+  // definition of a macro defined under several #if branches. Absent: such a macro is refused.
+  std::optional<KernelConfig> config;
   std::filesystem::path work_dir;              // variants are built below this directory
   std::vector<std::filesystem::path> exclude;  // kGeneric/kModule: never copied (e.g. --out)
   int jobs = 2;
@@ -54,7 +60,13 @@ std::filesystem::path BuildRoot(const BuildContext& ctx);
 absl::StatusOr<std::vector<std::string>> CheckEdit(const BuildContext& ctx, const Spec& spec,
                                                    const TunableSpec& t);
 
-// Builds all variants of `objects` for every tunable (objects[i] belongs to tunables[i]).
+// Builds all variants of `objects` for every tunable (objects[i] belongs to tunables[i]). A
+// failed build fails only the tunables it belongs to (their `status`); the others are built.
+std::vector<TunableVariants> BuildVariantsEach(
+    const BuildContext& ctx, const std::vector<const TunableSpec*>& tunables,
+    const std::vector<std::vector<std::string>>& objects);
+
+// As BuildVariantsEach, but the first failed tunable's error fails the whole call.
 absl::StatusOr<std::vector<TunableVariants>> BuildVariants(
     const BuildContext& ctx, const std::vector<const TunableSpec*>& tunables,
     const std::vector<std::vector<std::string>>& objects);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "common/base/diag.h"
+#include "synth/refusal.h"
 
 namespace sie::synth {
 namespace {
@@ -23,62 +24,125 @@ struct MacroSite {
   int line = 0;
 };
 
-absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view macro,
-                                    absl::string_view file) {
-  std::vector<MacroSite> sites;
-  std::vector<int> function_like;
+// Of several definitions, the one `config` compiles; an error saying which lines remain
+// possible when that is not exactly one known-active definition.
+absl::StatusOr<MacroSite> SelectByConfig(absl::string_view text, absl::string_view macro,
+                                         absl::string_view file,
+                                         const std::vector<MacroSite>& sites,
+                                         const KernelConfig& config) {
+  std::vector<LineState> state = ActiveLines(text, config);
+  std::vector<const MacroSite*> possible;
+  bool unknown = false;
+  for (const MacroSite& s : sites) {
+    LineState st = state[s.line - 1];
+    if (st == LineState::kInactive) continue;
+    possible.push_back(&s);
+    unknown |= st == LineState::kUnknown;
+  }
+  if (possible.size() == 1 && !unknown) return *possible[0];
+  std::string lines;
+  for (const MacroSite* s : possible) absl::StrAppend(&lines, lines.empty() ? "" : ", ", s->line);
+  return Classified(
+      InvalidWithHint(
+          absl::StrCat(
+              "macro ", macro, " is defined ", sites.size(), " times in ", file,
+              possible.empty()
+                  ? " and the kernel's configuration compiles none of them"
+                  : absl::StrCat(" and the kernel's configuration may compile line(s) ", lines,
+                                 unknown ? " (an #if there depends on more than "
+                                           "CONFIG_ options)"
+                                         : "")),
+          "pick one definition with 'match:' (its exact text) and 'replace:' ('...{V}...')"),
+      Refusal::kMacroAmbiguous);
+}
+
+// What one source line says about `macro`.
+enum class DefineKind { kNone, kObjectLike, kFunctionLike, kMultiLine };
+
+// For kObjectLike, the value's [*begin, *end) in `l` (comments and outer spaces excluded).
+DefineKind ParseDefine(absl::string_view l, absl::string_view macro, size_t* begin, size_t* end) {
+  size_t i = 0;
+  auto skip_ws = [&] {
+    while (i < l.size() && (l[i] == ' ' || l[i] == '\t')) ++i;
+  };
+  skip_ws();
+  if (i >= l.size() || l[i] != '#') return DefineKind::kNone;
+  ++i;
+  skip_ws();
+  if (!(l.substr(i, 6) == "define" && i + 6 < l.size() && !IsIdent(l[i + 6])))
+    return DefineKind::kNone;
+  i += 6;
+  skip_ws();
+  if (!(l.substr(i, macro.size()) == macro &&
+        (i + macro.size() == l.size() || !IsIdent(l[i + macro.size()]))))
+    return DefineKind::kNone;
+  i += macro.size();
+  if (i < l.size() && l[i] == '(') return DefineKind::kFunctionLike;
+  if (!l.empty() && l.back() == '\\') return DefineKind::kMultiLine;
+  skip_ws();
+  size_t e = l.size();
+  for (absl::string_view c : {"/*", "//"})
+    if (size_t k = l.find(c, i); k != absl::string_view::npos && k < e) e = k;
+  while (e > i && absl::ascii_isspace(l[e - 1])) --e;
+  *begin = i;
+  *end = e;
+  return DefineKind::kObjectLike;
+}
+
+// Every object-like definition of `macro` in `text` (and the lines of function-like ones).
+absl::Status ScanDefines(absl::string_view text, absl::string_view macro, absl::string_view file,
+                         std::vector<MacroSite>* sites, std::vector<int>* function_like) {
   size_t pos = 0;
   int line = 0;
   while (pos <= text.size()) {
     size_t eol = text.find('\n', pos);
     if (eol == absl::string_view::npos) eol = text.size();
     ++line;
-    absl::string_view l = text.substr(pos, eol - pos);
-    size_t i = 0;
-    auto skip_ws = [&] {
-      while (i < l.size() && (l[i] == ' ' || l[i] == '\t')) ++i;
-    };
-    skip_ws();
-    if (i < l.size() && l[i] == '#') {
-      ++i;
-      skip_ws();
-      if (l.substr(i, 6) == "define" && i + 6 < l.size() && !IsIdent(l[i + 6])) {
-        i += 6;
-        skip_ws();
-        if (l.substr(i, macro.size()) == macro &&
-            (i + macro.size() == l.size() || !IsIdent(l[i + macro.size()]))) {
-          i += macro.size();
-          if (i < l.size() && l[i] == '(') {
-            function_like.push_back(line);
-          } else {
-            if (!l.empty() && l.back() == '\\')
-              return InvalidWithHint(
-                  absl::StrCat(file, ":", line, ": macro ", macro, " spans several lines"),
-                  "use 'match:'/'replace:' on the exact text of the value instead of 'macro:'");
-            skip_ws();
-            size_t end = l.size();
-            for (absl::string_view c : {"/*", "//"})
-              if (size_t k = l.find(c, i); k != absl::string_view::npos && k < end) end = k;
-            while (end > i && absl::ascii_isspace(l[end - 1])) --end;
-            sites.push_back({pos + i, pos + end, line});
-          }
-        }
-      }
+    size_t b = 0, e = 0;
+    switch (ParseDefine(text.substr(pos, eol - pos), macro, &b, &e)) {
+      case DefineKind::kNone:
+        break;
+      case DefineKind::kFunctionLike:
+        function_like->push_back(line);
+        break;
+      case DefineKind::kMultiLine:
+        return InvalidWithHint(
+            absl::StrCat(file, ":", line, ": macro ", macro, " spans several lines"),
+            "use 'match:'/'replace:' on the exact text of the value instead of 'macro:'");
+      case DefineKind::kObjectLike:
+        sites->push_back({pos + b, pos + e, line});
+        break;
     }
     pos = eol + 1;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view macro,
+                                    absl::string_view file, const KernelConfig* config) {
+  std::vector<MacroSite> sites;
+  std::vector<int> function_like;
+  if (auto s = ScanDefines(text, macro, file, &sites, &function_like); !s.ok()) return s;
   if (sites.empty()) {
     if (!function_like.empty())
       return InvalidWithHint(
           absl::StrCat("macro ", macro, " in ", file, ":", function_like[0], " takes arguments"),
           "only object-like macros can be rewritten; use 'match:'/'replace:'");
-    return absl::NotFoundError(absl::StrCat("macro ", macro, " not defined in ", file));
+    return Classified(absl::NotFoundError(absl::StrCat("macro ", macro, " not defined in ", file)),
+                      Refusal::kMacroNotFound);
+  }
+  if (sites.size() > 1 && config) {
+    auto one = SelectByConfig(text, macro, file, sites, *config);
+    if (!one.ok()) return one.status();
+    sites = {*one};
   }
   if (sites.size() > 1)
-    return InvalidWithHint(
-        absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ", file, " (lines ",
-                     sites[0].line, " and ", sites[1].line, ")"),
-        "pick one definition with 'match:' (its exact text) and 'replace:' ('...{V}...')");
+    return Classified(
+        InvalidWithHint(
+            absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ", file,
+                         " (lines ", sites[0].line, " and ", sites[1].line, ")"),
+            "pick one definition with 'match:' (its exact text) and 'replace:' ('...{V}...')"),
+        Refusal::kMacroAmbiguous);
   if (sites[0].value_begin == sites[0].value_end)
     return InvalidWithHint(
         absl::StrCat(file, ":", sites[0].line, ": macro ", macro, " has no value"),
@@ -122,8 +186,8 @@ bool ParseLiteral(absl::string_view v, Literal* lit) {
 }  // namespace
 
 absl::StatusOr<std::string> MacroValueText(absl::string_view text, absl::string_view macro,
-                                           absl::string_view file) {
-  auto site = FindMacro(text, macro, file);
+                                           absl::string_view file, const KernelConfig* config) {
+  auto site = FindMacro(text, macro, file, config);
   if (!site.ok()) return site.status();
   return std::string(text.substr(site->value_begin, site->value_end - site->value_begin));
 }
@@ -136,13 +200,15 @@ absl::StatusOr<int64_t> MacroLiteralValue(absl::string_view value_text) {
 }
 
 absl::StatusOr<std::string> ApplyMacroEdit(absl::string_view text, absl::string_view macro,
-                                           int64_t value, absl::string_view file) {
-  auto site = FindMacro(text, macro, file);
+                                           int64_t value, absl::string_view file,
+                                           const KernelConfig* config) {
+  auto site = FindMacro(text, macro, file, config);
   if (!site.ok()) {
     if (absl::IsNotFound(site.status()))
-      return InvalidWithHint(site.status().message(),
-                             "check 'macro:' and 'file:' in the spec (the file must contain "
-                             "'#define NAME VALUE')");
+      return Classified(InvalidWithHint(site.status().message(),
+                                        "check 'macro:' and 'file:' in the spec (the file must "
+                                        "contain '#define NAME VALUE')"),
+                        Refusal::kMacroNotFound);
     return site.status();
   }
   absl::string_view v = text.substr(site->value_begin, site->value_end - site->value_begin);
@@ -187,8 +253,9 @@ absl::StatusOr<std::string> ApplyMatchEdit(absl::string_view text, absl::string_
 }
 
 absl::StatusOr<std::string> ApplyTunableEdit(absl::string_view text, const TunableSpec& t,
-                                             int64_t value, absl::string_view file) {
-  if (!t.macro.empty()) return ApplyMacroEdit(text, t.macro, value, file);
+                                             int64_t value, absl::string_view file,
+                                             const KernelConfig* config) {
+  if (!t.macro.empty()) return ApplyMacroEdit(text, t.macro, value, file, config);
   return ApplyMatchEdit(text, t.match, t.replace, value, file);
 }
 

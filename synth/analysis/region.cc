@@ -1,0 +1,454 @@
+// Stages 3-5 on one region of one function: symbolic execution of the three builds' versions
+// (semantics), the formula of every output that differs (derive), the probe placed after the
+// span (dataflow). Refusals are classified (synth/refusal.h).
+#include "synth/analysis/region.h"
+
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/base/diag.h"
+#include "synth/analysis/dataflow.h"
+#include "synth/analysis/derive.h"
+#include "synth/analysis/semantics.h"
+#include "synth/refusal.h"
+
+namespace sie::synth::analysis {
+namespace {
+
+std::string Where(const Function& fn, uint64_t off) {
+  return absl::StrFormat("%s+0x%x", fn.name, off);
+}
+
+// A final refusal of the span at fn+off, of class `cls` (see synth/refusal.h).
+absl::Status Refuse(const Function& fn, uint64_t off, absl::string_view why, Refusal cls) {
+  return Classified(FailedWithHint(absl::StrCat(Where(fn, off), ": ", why),
+                                   "scope the constant out of this function (spec `functions`) "
+                                   "or restrict its value range"),
+                    cls);
+}
+
+// A refusal that a larger region may resolve (an input copied just before the hunk, a result
+// finished just after it): the driver grows the region over common neighbours and retries.
+absl::Status Growable(const absl::Status& st) {
+  return KeepClass(absl::StatusCode::kInvalidArgument, st.message(), st);
+}
+
+MemOperand ToMem(const Operand& o) {
+  MemOperand m;
+  m.base = RegFamily(o.base);
+  if (o.base == "rip") m.base = "ip";
+  m.index = RegFamily(o.index);
+  m.scale = o.scale;
+  m.disp = o.disp;
+  return m;
+}
+
+bool IsAllocCall(const std::string& sym) {
+  static const std::regex re(
+      "(^|_)(k[mvz]?alloc|kcalloc|kvmalloc|vmalloc|vzalloc|alloc_pages|"
+      "kmem_cache_alloc|krealloc|kmalloc_array)");
+  return std::regex_search(sym, re);
+}
+
+struct Range {
+  int b[3], e[3];  // per build [begin, end) instruction indices
+};
+
+// The uninterpreted constants (inputs) of the expressions.
+z3::expr_vector Inputs(z3::context& c, const std::vector<z3::expr>& a) {
+  z3::expr_vector out(c);
+  std::set<unsigned> seen;
+  std::function<void(const z3::expr&)> walk = [&](const z3::expr& x) {
+    if (!x.is_app() || !seen.insert(x.id()).second) return;
+    if (x.num_args() == 0 && x.decl().decl_kind() == Z3_OP_UNINTERPRETED) {
+      out.push_back(x);
+      return;
+    }
+    for (unsigned i = 0; i < x.num_args(); ++i) walk(x.arg(i));
+  };
+  for (const z3::expr& e : a) walk(e);
+  return out;
+}
+
+// Proves a[0] == a[1] == a[2] for every input.
+bool AllEqual(z3::context& c, const std::vector<z3::expr>& a) {
+  // Outputs that differ almost always differ on a few concrete inputs: evaluating them takes
+  // microseconds where the solver needs seconds to find a witness over a multiplier.
+  z3::expr_vector in = Inputs(c, a);
+  for (uint64_t sample : {uint64_t{0x12345678}, uint64_t{0xfedcba9876543210}, uint64_t{1000}}) {
+    z3::expr_vector to(c);
+    for (unsigned i = 0; i < in.size(); ++i)
+      to.push_back(c.bv_val(sample * (i + 1), in[i].get_sort().bv_size()));
+    z3::expr v0 = z3::expr(a[0]).substitute(in, to).simplify();
+    for (size_t k = 1; k < a.size(); ++k) {
+      z3::expr vk = z3::expr(a[k]).substitute(in, to).simplify();
+      if (v0.is_numeral() && vk.is_numeral() && !z3::eq(v0, vk)) return false;
+    }
+  }
+  z3::solver s(c);
+  s.add(a[0] != a[1] || a[0] != a[2]);
+  return s.check() == z3::unsat;
+}
+
+// One region (the same instructions' counterparts in the three builds) executed symbolically;
+// each output that differs between the builds becomes a span with a proved formula.
+struct RegionAnalysis {
+  const HunkContext& cx;
+  const Range& r;
+  const Function& fb;
+  z3::context ctx;
+  std::set<std::string> zext;
+  std::vector<std::unique_ptr<SymState>> st;
+  uint64_t cs_start = 0, cs_end = 0;
+  int end_idx = 0;
+  std::vector<CriticalSpan> out;
+
+  RegionAnalysis(const HunkContext& c, const Range& range) : cx(c), r(range), fb(*c.fn[0]) {}
+
+  absl::StatusOr<std::vector<CriticalSpan>> Run() {
+    if (auto s = Execute(); !s.ok()) return s;
+    if (auto s = Registers(); !s.ok()) return s;
+    if (auto s = Stores(); !s.ok()) return s;
+    if (auto s = Flags(); !s.ok()) return s;
+    return std::move(out);
+  }
+
+  absl::Status Execute() {
+    cs_start = fb.insns[r.b[0]].offset;
+    if (r.b[0] == r.e[0])
+      return Growable(Refuse(fb, cs_start,
+                             "the shipped build has no instruction for the constant here (e.g. x*1 "
+                             "folded away) but other builds do: no span to probe",
+                             Refusal::kShapeChange));
+    cs_end = fb.insns[r.e[0] - 1].offset + fb.insns[r.e[0] - 1].size;
+    end_idx = r.e[0];
+    zext = Zext32At(fb, r.b[0]);
+    for (int k = 0; k < 3; ++k) {
+      st.push_back(std::make_unique<SymState>(ctx, zext));
+      for (int i = r.b[k]; i < r.e[k]; ++i) {
+        if (!st[k]->Step(cx.fn[k]->insns[i]))
+          return Classified(absl::InvalidArgumentError(absl::StrCat(
+                                cx.fn[k]->name, " (V=", cx.vs[k], "): cannot model instruction `",
+                                st[k]->unsupported(), "` in the span")),
+                            Refusal::kUnmodelledInstruction);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // The one input X the outputs `o` are computed from (nullopt: none), or why there is none.
+  absl::StatusOr<std::optional<z3::expr>> InputOf(const std::vector<z3::expr>& o) {
+    std::set<std::string> in;
+    for (const z3::expr& e : o) {
+      auto f = FreeInputs(e);
+      in.insert(f.begin(), f.end());
+    }
+    if (in.empty()) return std::optional<z3::expr>();
+    // What the span computes from, named as a user reads the code: registers as at the span's
+    // entry, memory as the operand loaded inside the span.
+    std::vector<std::string> regs, mems;
+    for (const std::string& n : in) {
+      if (n.rfind("in:", 0) == 0)
+        regs.push_back(n.substr(3));
+      else
+        mems.push_back(n.substr(0, n.rfind(':')).substr(4));
+    }
+    std::string code = absl::StrCat("`", fb.insns[r.b[0]].Text(), "`");
+    for (int i = r.b[0] + 1; i < r.e[0] && i < r.b[0] + 4; ++i)
+      absl::StrAppend(&code, "; `", fb.insns[i].Text(), "`");
+    if (r.e[0] - r.b[0] > 4) absl::StrAppend(&code, " ...");
+    if (in.size() > 1)
+      return Classified(
+          absl::InvalidArgumentError(absl::StrCat(
+              "is computed by ", code, " from ", in.size(), " live inputs (",
+              absl::StrJoin(regs, ", "), regs.empty() || mems.empty() ? "" : ", ",
+              mems.empty() ? "" : absl::StrCat("memory ", absl::StrJoin(mems, ", ")),
+              ") together with the constant: a formula has one input X, so a recompute of two "
+              "inputs cannot be expressed")),
+          Refusal::kTwoInputs);
+    std::string n = *in.begin();
+    if (n.rfind("in:", 0) != 0)
+      return Classified(
+          absl::InvalidArgumentError(
+              absl::StrCat("is computed by ", code, " from a value loaded inside the span (memory ",
+                           mems[0], "): X must be a register live at the span's start")),
+          Refusal::kInputInSpan);
+    std::string fam = n.substr(3);
+    return std::optional<z3::expr>(ctx.bv_const(n.c_str(), zext.count(fam) ? 32 : 64));
+  }
+
+  // Places the probe after the span (locations `locs` must survive up to it) or refuses.
+  absl::StatusOr<CriticalSpan> Finish(CriticalSpan sp, const std::vector<Loc>& locs) {
+    sp.function = fb.name;
+    sp.cs_start = cs_start;
+    sp.cs_end = cs_end;
+    if (end_idx >= static_cast<int>(fb.insns.size()))
+      return Refuse(fb, cs_start, "the span ends the function: no probe location after it",
+                    Refusal::kUnsafe);
+    sp.probe_offset = fb.insns[end_idx].offset;
+    if (fb.branch_targets.count(sp.probe_offset))
+      return Refuse(fb, cs_start,
+                    absl::StrFormat("the first instruction after the span (+0x%x) is also reached "
+                                    "by a jump that bypasses the span: a probe there would "
+                                    "rewrite state on the other path too",
+                                    sp.probe_offset),
+                    Refusal::kJoinBypass);
+    ProbeWindow w = ProbeCandidates(fb, end_idx, locs);
+    sp.candidates = w.candidates;
+    if (w.first_reader >= 0) {
+      const Insn& rd = fb.insns[w.first_reader];
+      if (rd.is_call && IsAllocCall(rd.call_target) && !sp.target_reg.empty() &&
+          ArgRegs().count(sp.target_reg)) {
+        return Refuse(
+            fb, cs_start,
+            absl::StrCat("the constant is an allocation size (argument of ", rd.call_target,
+                         "): changing it at run time would corrupt memory"),
+            Refusal::kUnsafe);
+      }
+      if (sp.kind == SpanKind::kFlags) sp.flags_cc = rd.mnemonic;
+    }
+    return sp;
+  }
+
+  absl::Status Registers() {
+    // Registers written in the shipped build and used after the span.
+    for (const std::string& f : st[0]->written()) {
+      if (!LiveAt(fb, end_idx, Loc{f})) continue;
+      std::vector<z3::expr> o;
+      for (int k = 0; k < 3; ++k) o.push_back(st[k]->Reg(f));
+      if (AllEqual(ctx, o)) continue;
+      auto x = InputOf(o);
+      if (!x.ok())
+        return Growable(Refuse(fb, cs_start,
+                               absl::StrCat("register ", f, " ", x.status().message()),
+                               RefusalOf(x.status())));
+      int width = st[0]->LastWriteWidth(f);
+      // Only the bits the code reads afterwards must agree ("cmp ax,dx" after "add eax,64" in
+      // one build and "sub ax,-128" in another): fit on those, write the span's full width.
+      int fit_width = width;
+      if (int used = ReadWidthAt(fb, end_idx, f); used > 0 && used < width) {
+        fit_width = used;
+        for (z3::expr& e : o) e = z3::zext(e.extract(used * 8 - 1, 0), 64 - used * 8);
+        if (AllEqual(ctx, o)) continue;
+      }
+      auto fit = FitOutput(ctx, o, *x, cx.vs, fit_width * 8,
+                           x->has_value() && zext.count(x->value().decl().name().str().substr(3)));
+      if (!fit.ok())
+        return Classified(absl::InvalidArgumentError(absl::StrCat(
+                              Where(fb, cs_start), ": register ", f, " after `",
+                              fb.insns[r.b[0]].Text(), "`", r.e[0] - r.b[0] > 1 ? " ..." : "",
+                              ": transformation outside the family: ", fit.status().message())),
+                          Refusal::kFormulaFamily);
+      CriticalSpan sp;
+      sp.kind = SpanKind::kReg;
+      sp.target_reg = f;
+      sp.width = width;
+      sp.formula = fit->formula;
+      std::vector<Loc> locs = {Loc{f}};
+      if (fit->uses_x) {
+        std::string xf = x->value().decl().name().str().substr(3);
+        sp.save_reg = xf;
+        if (xf == f || st[0]->written().count(xf)) {
+          sp.kind = SpanKind::kRecompute;
+          sp.save_offset = cs_start;
+          if (fit->invertible && xf == f) sp.x_from_probe = fit->x_from_output;
+        } else {
+          locs.push_back(Loc{xf});  // X is read at the probe: it must still be intact
+        }
+      }
+      cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
+      cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
+      auto done = Finish(sp, locs);
+      if (!done.ok()) return done.status();
+      out.push_back(*done);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Stores() {
+    // Stores.
+    std::map<std::string, size_t> last_store;
+    for (size_t i = 0; i < st[0]->stores().size(); ++i) last_store[st[0]->stores()[i].key] = i;
+    for (auto& [key, i] : last_store) {
+      const SymStore& s0 = st[0]->stores()[i];
+      std::vector<z3::expr> o = {s0.value};
+      for (int k = 1; k < 3; ++k) {
+        const SymStore* found = nullptr;
+        for (const SymStore& s : st[k]->stores())
+          if (s.key == key) found = &s;
+        if (!found)
+          return Refuse(fb, cs_start,
+                        absl::StrCat("the build with V=", cx.vs[k], " does not store to ", key,
+                                     ": memory layout depends on the constant"),
+                        Refusal::kLayout);
+        o.push_back(found->value);
+      }
+      if (AllEqual(ctx, o)) continue;
+      auto x = InputOf(o);
+      if (!x.ok())
+        return Growable(Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message()),
+                               RefusalOf(x.status())));
+      auto fit = FitOutput(ctx, o, *x, cx.vs, s0.width * 8, false);
+      if (!fit.ok())
+        return Classified(absl::InvalidArgumentError(absl::StrCat(
+                              Where(fb, cs_start), ": store `", fb.insns[r.b[0]].Text(),
+                              "`: transformation outside the family: ", fit.status().message())),
+                          Refusal::kFormulaFamily);
+      CriticalSpan sp;
+      sp.kind = SpanKind::kMem;
+      sp.target_mem = ToMem(s0.op);
+      sp.width = s0.width;
+      sp.formula = fit->formula;
+      if (fit->uses_x) sp.save_reg = x->value().decl().name().str().substr(3);
+      auto done = Finish(sp, {Loc{"", s0.op}});
+      if (!done.ok()) return done.status();
+      out.push_back(*done);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Flags() {
+    // Flags consumed after the span.
+    if (st[0]->flags() && LiveAt(fb, end_idx, Loc{"flags"})) {
+      bool all = st[1]->flags() && st[2]->flags();
+      if (!all)
+        return Refuse(fb, cs_start, "flags are set in one build only", Refusal::kShapeChange);
+      std::vector<z3::expr> a, b;
+      for (int k = 0; k < 3; ++k) {
+        a.push_back(st[k]->flags()->a);
+        b.push_back(st[k]->flags()->b);
+      }
+      bool same_a = AllEqual(ctx, a), same_b = AllEqual(ctx, b);
+      bool same_kind = st[0]->flags()->kind == st[1]->flags()->kind &&
+                       st[0]->flags()->kind == st[2]->flags()->kind;
+      if (!(same_a && same_b && same_kind)) {
+        const Insn& fi = *st[0]->flags()->insn;
+        if (!same_kind || !same_a || !(fi.mnemonic == "cmp" || fi.mnemonic == "test"))
+          return Refuse(fb, fi.offset,
+                        absl::StrCat("the comparison `", fi.Text(),
+                                     "` changes shape with the constant (not a compare of an "
+                                     "unchanged operand against an immediate)"),
+                        Refusal::kShapeChange);
+        std::vector<uint64_t> cs;
+        for (const z3::expr& e : b) {
+          uint64_t v = 0;
+          if (!e.simplify().is_numeral_u64(v))
+            return Refuse(fb, fi.offset,
+                          absl::StrCat("`", fi.Text(), "` compares against a computed value"),
+                          Refusal::kShapeChange);
+          cs.push_back(v);
+        }
+        int width = st[0]->flags()->width;
+        auto fam = FitFamily(cx.vs, cs, width * 8);
+        if (!fam.ok())
+          return Classified(absl::InvalidArgumentError(absl::StrCat(
+                                Where(fb, fi.offset), ": compare `", fi.Text(),
+                                "`: transformation outside the family: ", fam.status().message())),
+                            Refusal::kFormulaFamily);
+        CriticalSpan sp;
+        sp.kind = SpanKind::kFlags;
+        sp.width = width;
+        sp.formula = fam->formula;
+        sp.flags_op = fi.mnemonic;
+        const Operand& lhs = fi.ops[0];
+        if (lhs.type == OpType::kReg)
+          sp.target_reg = RegFamily(lhs.reg);
+        else
+          sp.target_mem = ToMem(lhs);
+        std::vector<Loc> locs = {Loc{"flags"}};
+        if (lhs.type == OpType::kReg) locs.push_back(Loc{sp.target_reg});
+        cx.res->range_min = std::max(cx.res->range_min, fam->vmin);
+        cx.res->range_max = std::min(cx.res->range_max, fam->vmax);
+        auto done = Finish(sp, locs);
+        if (!done.ok()) return done.status();
+        out.push_back(*done);
+      }
+    }
+    return absl::OkStatus();
+  }
+};
+
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const HunkContext& cx, const Range& r) {
+  return RegionAnalysis(cx, r).Run();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const HunkContext& cx, const Hunk& h) {
+  const Function& fb = *cx.fn[0];
+  Range whole;
+  whole.b[0] = h.base_begin;
+  whole.e[0] = h.base_end;
+  for (int k = 1; k < 3; ++k) {
+    whole.b[k] = h.var_begin[k - 1];
+    whole.e[k] = h.var_end[k - 1];
+  }
+  uint64_t at =
+      h.base_begin < static_cast<int>(fb.insns.size()) ? fb.insns[h.base_begin].offset : fb.size;
+  // Value contracts: control flow and the stack frame must not depend on the constant.
+  for (int k = 0; k < 3; ++k) {
+    for (int i = whole.b[k]; i < whole.e[k]; ++i) {
+      const Insn& in = cx.fn[k]->insns[i];
+      if (in.is_branch)
+        return Refuse(
+            fb, at,
+            absl::StrCat("control flow depends on the constant (V=", cx.vs[k], " has `", in.Text(),
+                         "` at +0x", absl::Hex(in.offset), " where other builds differ)"),
+            Refusal::kControlFlow);
+      if (in.writes.count("sp") && in.mnemonic != "push" && in.mnemonic != "pop")
+        return Refuse(fb, at,
+                      absl::StrCat("stack frame size depends on the constant (`", in.Text(), "`)"),
+                      Refusal::kControlFlow);
+    }
+  }
+  int len = whole.e[0] - whole.b[0];
+  bool same_shape = len > 0 && whole.e[1] - whole.b[1] == len && whole.e[2] - whole.b[2] == len;
+  for (int i = 0; same_shape && i < len; ++i)
+    for (int k = 1; k < 3; ++k)
+      same_shape &= cx.fn[k]->insns[whole.b[k] + i].shape == fb.insns[whole.b[0] + i].shape;
+  if (same_shape) {
+    // Same instructions, different operands: each differing instruction is its own span.
+    std::vector<CriticalSpan> spans;
+    bool ok = true;
+    for (int i = 0; i < len && ok; ++i) {
+      const Insn& b0 = fb.insns[whole.b[0] + i];
+      const Insn& b1 = cx.fn[1]->insns[whole.b[1] + i];
+      const Insn& b2 = cx.fn[2]->insns[whole.b[2] + i];
+      if (b0.sig == b1.sig && b0.sig == b2.sig) continue;
+      for (size_t j = 0; j < b0.ops.size(); ++j) {
+        if (b0.ops[j].type != OpType::kMem || b0.mnemonic == "lea") continue;
+        if (b0.ops[j].disp != b1.ops[j].disp || b0.ops[j].disp != b2.ops[j].disp ||
+            b0.ops[j].scale != b1.ops[j].scale || b0.ops[j].scale != b2.ops[j].scale) {
+          bool stack = b0.ops[j].base == "rsp" || b0.ops[j].base == "rbp";
+          return Refuse(fb, b0.offset,
+                        absl::StrCat("`", b0.Text(), "`: ",
+                                     stack ? "stack layout"
+                                           : "a memory offset (struct field or "
+                                             "array index)",
+                                     " depends on the constant"),
+                        Refusal::kLayout);
+        }
+      }
+      Range one;
+      for (int k = 0; k < 3; ++k) one.b[k] = whole.b[k] + i, one.e[k] = whole.b[k] + i + 1;
+      auto r = AnalyzeRegion(cx, one);
+      if (!r.ok()) {
+        if (r.status().code() == absl::StatusCode::kFailedPrecondition) return r.status();
+        ok = false;  // e.g. a magic-number constant: retry the hunk as one region
+        break;
+      }
+      spans.insert(spans.end(), r->begin(), r->end());
+    }
+    if (ok) return spans;
+  }
+  return AnalyzeRegion(cx, whole);
+}
+
+}  // namespace sie::synth::analysis

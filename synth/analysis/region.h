@@ -1,0 +1,26 @@
+// One hunk of one function (the instructions that differ between the three builds, see
+// align.h) turned into Critical Spans with proved formulas, or a classified refusal. A refusal
+// with code InvalidArgument may be resolved by a larger region (the caller grows the hunk over
+// common neighbours and retries); FailedPrecondition is final.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "synth/analysis/align.h"
+#include "synth/analysis/analyze.h"
+#include "synth/analysis/disasm.h"
+#include "synth/artifact_types.h"
+
+namespace sie::synth::analysis {
+
+// The three builds' versions of one function (fn[0] the baseline) and their values.
+struct HunkContext {
+  const Function* fn[3];
+  std::vector<int64_t> vs;
+  AnalysisResult* res;  // its range is narrowed where a formula holds on part of it only
+};
+
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const HunkContext& cx, const Hunk& h);
+
+}  // namespace sie::synth::analysis

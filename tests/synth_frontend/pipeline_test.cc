@@ -1,0 +1,176 @@
+// Synthesize() on a plain-object spec (source_dir + build:, compiled with gcc): every tunable
+// is attempted, one failing never stops the others, each refusal has its class, and the
+// written const.json (no shipped binary: empty expect_bytes) reads back.
+#include "synth/pipeline/pipeline.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <set>
+
+#include "common/artifact/const_json.h"
+#include "common/artifact/consts_dir.h"
+#include "common/base/diag.h"
+#include "common/base/files.h"
+#include "synth/artifact_types.h"
+
+namespace sie::synth {
+namespace {
+
+namespace fs = std::filesystem;
+using artifact::ConstToJson;
+using artifact::JsonText;
+using artifact::ReadIdIndex;
+using ::testing::HasSubstr;
+
+constexpr char kSource[] =
+    "#define LIMIT 16\n"
+    "#define TWICE 3\n"
+    "#define TWICE 3\n"
+    "#define SIZE 8\n"
+    "int a(int x) { return x * LIMIT; }\n"
+    "int t(int x) { return x + TWICE; }\n"
+    "char buf[SIZE];\n";
+
+// LIMIT is good; the others fail in the spec check, the edit and the build.
+constexpr char kSpec[] = R"(source_dir: src
+build:
+  command: "gcc -O2 -c {src} -o {obj}"
+tunables:
+  - name: MISSING
+    file: a.c
+    macro: NOT_THERE
+    objects: [a.o]
+    values: [1, 2, 3]
+    range: [1, 100]
+  - name: TWICE
+    file: a.c
+    macro: TWICE
+    objects: [a.o]
+    values: [3, 2, 1]
+    range: [1, 100]
+  - name: LIMIT
+    file: a.c
+    macro: LIMIT
+    objects: [a.o]
+    values: [16, 8, 32]
+    range: [1, 100]
+  - name: SIZE
+    file: a.c
+    macro: SIZE
+    objects: [a.o]
+    values: [8, 4, -1]
+    range: [-1, 100]
+)";
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = TempDir::Create(fs::temp_directory_path(), "sie-pipeline-");
+    ASSERT_TRUE(d.ok());
+    dir_.emplace(std::move(*d));
+    fs::create_directories(dir_->path() / "src");
+    ASSERT_TRUE(WriteFileAtomic(dir_->path() / "src/a.c", kSource).ok());
+    ASSERT_TRUE(WriteFileAtomic(dir_->path() / "spec.yaml", kSpec).ok());
+    // Work dirs go below the cache root: keep them in the test's directory.
+    ::setenv("SIE_CACHE", (dir_->path() / "cache").c_str(), 1);
+  }
+  std::optional<TempDir> dir_;
+};
+
+TEST_F(PipelineTest, EveryTunableIsAttemptedAndTheGoodOneWritten) {
+  SynthOptions o;
+  o.spec = dir_->path() / "spec.yaml";
+  o.out = dir_->path() / "out";
+  o.compile_stubs = false;  // no clang/bpftool needed
+  std::vector<std::string> lines;
+  auto rep = Synthesize(o, [&](const std::string& l) { lines.push_back(l); });
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  ASSERT_EQ(rep->tunables.size(), 4u);
+  EXPECT_EQ(rep->failed(), 3u);
+  std::map<std::string, const TunableReport*> by_name;
+  for (const auto& t : rep->tunables) by_name[t.name] = &t;
+  EXPECT_EQ(rep->tunables[0].name, "MISSING");  // spec order
+  EXPECT_EQ(by_name["MISSING"]->reason, Refusal::kMacroNotFound);
+  EXPECT_EQ(by_name["TWICE"]->reason, Refusal::kMacroAmbiguous);
+  EXPECT_EQ(by_name["SIZE"]->reason, Refusal::kBuild);
+  EXPECT_THAT(std::string(by_name["SIZE"]->status.message()), HasSubstr("V3=-1 failed"));
+
+  const TunableReport& limit = *by_name["LIMIT"];
+  ASSERT_TRUE(limit.ok()) << limit.status;
+  EXPECT_EQ(limit.spans, 1u);
+  EXPECT_EQ(limit.kinds, std::vector<std::string>{"reg"});
+  EXPECT_EQ(limit.formulas, std::vector<std::string>{"X * V"});
+  // A plain object has no shipped binary: no bytes to check, and the file is still valid.
+  auto c = artifact::ReadConstFile(limit.const_json);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->spans.size(), 1u);
+  EXPECT_EQ(c->spans[0].expect_bytes, "");
+  EXPECT_TRUE(c->target.kernel_release.empty());
+  EXPECT_TRUE(fs::exists(limit.const_json.parent_path() / "stub.bpf.c"));
+  // The index names every tunable, failed ones too (their ids stay reserved).
+  auto index = ReadIdIndex(o.out);
+  ASSERT_TRUE(index.ok());
+  EXPECT_EQ(index->ids.size(), 4u);
+  EXPECT_THAT(lines, ::testing::Contains(HasSubstr("[1/1")));
+}
+
+TEST_F(PipelineTest, OnlySelectsAndUnknownNamesAreErrors) {
+  SynthOptions o;
+  o.spec = dir_->path() / "spec.yaml";
+  o.out = dir_->path() / "out";
+  o.compile_stubs = false;
+  o.only = {"MISSING"};
+  auto rep = Synthesize(o, nullptr);
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  ASSERT_EQ(rep->tunables.size(), 1u);
+  EXPECT_EQ(rep->tunables[0].reason, Refusal::kMacroNotFound);
+  o.only = {"NOPE"};
+  rep = Synthesize(o, nullptr);
+  ASSERT_FALSE(rep.ok());
+  EXPECT_THAT(std::string(rep.status().message()), HasSubstr("--only NOPE"));
+}
+
+TEST(RefusalTest, ClassesRoundTripAndSurviveContext) {
+  std::set<std::string> names;
+  for (int i = 0; i <= static_cast<int>(kLastRefusal); ++i) {
+    Refusal r = static_cast<Refusal>(i);
+    names.insert(RefusalName(r));
+    absl::Status s = WithContext(Classified(absl::InternalError("x"), r), "while testing");
+    EXPECT_EQ(RefusalOf(s), r) << RefusalName(r);
+    EXPECT_EQ(s.message(), "while testing: x");
+  }
+  EXPECT_EQ(names.size(), static_cast<size_t>(kLastRefusal) + 1);  // distinct names
+  // The innermost class wins; an unclassified status reads as kUnclassified.
+  absl::Status inner = Classified(absl::InternalError("x"), Refusal::kTwoInputs);
+  EXPECT_EQ(RefusalOf(Classified(inner, Refusal::kSpec)), Refusal::kTwoInputs);
+  EXPECT_EQ(RefusalOf(absl::InternalError("x")), Refusal::kUnclassified);
+  EXPECT_TRUE(Classified(absl::OkStatus(), Refusal::kSpec).ok());
+}
+
+TEST(ConstReaderTest, EmptyExpectBytesOnlyForPlainObjects) {
+  SynthesizedConst c;
+  c.id = 7;
+  c.name = "X";
+  c.values = {1, 2, 3};
+  c.range_min = 0;
+  c.range_max = 9;
+  c.target.binary = "a.o";
+  CriticalSpan s;
+  s.function = "f";
+  s.kind = SpanKind::kReg;
+  s.target_reg = "ax";
+  s.formula = "V";
+  c.spans.push_back(s);
+  auto plain = artifact::ParseConstJson(JsonText(ConstToJson(c)), "const.json");
+  EXPECT_TRUE(plain.ok()) << plain.status();
+  c.target.binary = "vmlinux";
+  c.target.kernel_release = "6.12.117+deb12-amd64";
+  auto kernel = artifact::ParseConstJson(JsonText(ConstToJson(c)), "const.json");
+  ASSERT_FALSE(kernel.ok());
+  EXPECT_THAT(std::string(kernel.status().message()), HasSubstr("spans[0].expect_bytes"));
+}
+
+}  // namespace
+}  // namespace sie::synth

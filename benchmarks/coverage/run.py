@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""Kernel coverage benchmark: `sie synth` on every tunable of benchmarks/coverage/*.yaml.
+
+Each tunable runs alone (its spec is split into single-tunable temporary specs that keep the
+top-level keys), so one tunable's failure never hides another's; N run at a time, each with a
+timeout. Per constant it records status (ok / refused), built-in or module, spans, kinds,
+formulas, wall time and, for refusals, the first line of the error and a reason class. Writes
+docs/coverage.md and docs/coverage.json (the raw results).
+
+    benchmarks/coverage/run.sh [--only REGEX] [--jobs N] [--out DIR] [--timeout S]
+"""
+
+import argparse
+import concurrent.futures as cf
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import kbuild  # noqa: E402
+
+# Reason classes, tried in this order on the tunable's error text; the first that matches the
+# *first* error of the tunable is its class (later errors of the same run are kept as `also`).
+CLASSES = [
+    ("timeout", r"^timeout after"),
+    ("macro-under-#if", r"is defined \d+ times in"),
+    ("spec-error", r"text not found in|occurs more than once in|values\[0\] is|'file' .* not found"
+                   r"|is not a macro name|takes arguments|no built object uses|spans several lines"
+                   r"|--only .*: no such tunable|has no value|: (yaml|YAML)|'match'|'replace'"),
+    ("module-not-mapped", r"no such function in \S*vmlinux"),
+    ("shipped-mismatch", r"shipped function differs|instructions match|is not in the shipped binary"
+                         r"|no matching instruction in the shipped binary|shipped build has no "
+                         r"instruction|do not match the shipped kernel"),
+    ("join-bypass", r"reached by a jump that bypasses|bypasses the span"),
+    ("two-inputs", r"live inputs"),
+    ("unmodelled-instruction", r"cannot model instruction"),
+    ("shape-change", r"changes shape with the constant|control flow depends on the constant"
+                     r"|stack frame size depends on the constant"),
+    ("formula-family", r"transformation outside the family|no formula in the family|no template X op c"
+                       r"|multiply-high sequence|no value of the requested range is valid"),
+    ("stub-error", r"cannot be recomputed yet|stub generator|compiling the stub|bpftool|clang"),
+    ("build-failed", r"build failed|error: .*\.c:\d+|the build command did not write|kbuild command"
+                     r"|objtool failed"),
+    ("no-span", r"no Critical Span found|synth found no place|no instruction differs between"),
+]
+CLASS_NAMES = [c for c, _ in CLASSES] + ["module-mapped-to-vmlinux", "other"]
+
+
+def classify(text):
+    for name, rx in CLASSES:
+        if re.search(rx, text):
+            return name
+    return "other"
+
+
+def sh(cmd, cwd=None):
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except Exception:  # noqa: BLE001 -- best effort metadata
+        return ""
+
+
+def host_info():
+    cpu = ""
+    try:
+        for l in open("/proc/cpuinfo"):
+            if l.startswith("model name"):
+                cpu = l.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = sh(["git", "rev-parse", "--short=12", "HEAD"], REPO)
+    dirty = sh(["git", "status", "--porcelain", "--untracked-files=no"], REPO)
+    branch = sh(["git", "rev-parse", "--abbrev-ref", "HEAD"], REPO)
+    return {
+        "host": platform.node(),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "sie_commit": commit + ("-dirty" if dirty else ""),
+        "sie_branch": branch,
+        "gcc": sh(["gcc", "--version"]).splitlines()[0] if sh(["gcc", "--version"]) else "",
+    }
+
+
+def load_tasks(spec_paths, only):
+    tasks = []
+    for sp in spec_paths:
+        with open(sp) as f:
+            doc = yaml.safe_load(f)
+        top = {k: v for k, v in doc.items() if k != "tunables"}
+        # Paths in the spec are relative to its directory: make them absolute in the copy.
+        for k in ("source_dir", "module_ko"):
+            if k in top and top[k] and not os.path.isabs(str(top[k])):
+                top[k] = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(sp)),
+                                                       str(top[k])))
+        with open(sp) as f:
+            lines = f.read().splitlines()
+        for t in doc["tunables"]:
+            if only and not re.search(only, t["name"]):
+                continue
+            line = next((i + 1 for i, l in enumerate(lines)
+                         if re.match(r"\s*-\s*name:\s*" + re.escape(t["name"]) + r"\s*$", l)), 0)
+            tasks.append({"spec": os.path.relpath(sp, REPO), "top": top, "tunable": t,
+                          "line": line})
+    return tasks
+
+
+def error_blocks(stderr):
+    """The 'sie synth: error:' messages (with their continuation lines), minus the summary."""
+    blocks, cur = [], None
+    for l in stderr.splitlines():
+        if l.startswith("sie synth: error:"):
+            cur = [l[len("sie synth: error:"):].strip()]
+            blocks.append(cur)
+        elif l.startswith("sie synth:"):
+            cur = None
+        elif cur is not None:
+            cur.append(l)
+    out = ["\n".join(b) for b in blocks]
+    return [b for b in out if not re.match(r"\d+ of \d+ tunable\(s\) could not be synthesized", b)]
+
+
+def parse_times(stderr):
+    m = re.search(r"time: tree preparation (\d+) ms, compilation (\d+) ms, analysis (\d+) ms, "
+                  r"output \(stubs\) (\d+) ms, total (\d+) ms", stderr)
+    if not m:
+        return None
+    keys = ["prepare", "compile", "analysis", "output", "total"]
+    return {k: int(v) / 1000.0 for k, v in zip(keys, m.groups())}
+
+
+class Runner:
+    def __init__(self, args, kb):
+        self.a = args
+        self.kb = kb
+        self.lock = threading.Lock()
+        self.done = 0
+        self.t0 = time.time()
+
+    def run_one(self, task, total):
+        t = task["tunable"]
+        name = t["name"]
+        specdir = os.path.join(self.a.out, "specs")
+        outdir = os.path.join(self.a.out, "out", name)
+        logdir = os.path.join(self.a.out, "logs")
+        for d in (specdir, logdir):
+            os.makedirs(d, exist_ok=True)
+        tmp_spec = os.path.join(specdir, f"{name}.yaml")
+        with open(tmp_spec, "w") as f:
+            f.write(f"# {name} from {task['spec']} (generated by benchmarks/coverage/run.py)\n")
+            yaml.safe_dump({**task["top"], "tunables": [t]}, f, sort_keys=False)
+        subprocess.run(["rm", "-rf", outdir])
+        cmd = [self.a.sie, "synth", tmp_spec, "--out", outdir, "--json", "-v"]
+        start = time.time()
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True, cwd=REPO)
+        timed_out = False
+        try:
+            stdout, stderr = p.communicate(timeout=self.a.timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(p.pid, signal.SIGKILL)  # sie and the compilers it started
+            stdout, stderr = p.communicate()
+        wall = time.time() - start
+        with open(os.path.join(logdir, f"{name}.log"), "w") as f:
+            f.write(f"$ {' '.join(cmd)}\n# rc={p.returncode} wall={wall:.1f}s\n{stderr}\n{stdout}")
+        kind, det = self.kb.classify_tunable(t["objects"])
+        modules = sorted({d["module"] for d in det.values() if d["kind"] == "module"})
+        rec = {
+            "name": name,
+            "spec": task["spec"],
+            "file": t["file"],
+            "edit": "macro" if "macro" in t else "match",
+            "objects": t["objects"],
+            "values": t["values"],
+            "kind": kind,
+            "modules": modules,
+            "composite": any(d["composite"] for d in det.values() if d["kind"] == "module"),
+            "rc": p.returncode,
+            "wall_s": round(wall, 1),
+            "times": parse_times(stderr),
+            "status": "refused",
+            "class": None,
+            "error": None,
+            "also": [],
+            "spans": [],
+            "target": None,
+            "warnings": [],
+        }
+        errs = error_blocks(stderr)
+        try:
+            js = json.loads(stdout) if stdout.strip().startswith("{") else None
+        except ValueError:
+            js = None
+        if js and js.get("failed"):
+            errs = [f["error"] for f in js["failed"]] + errs[len(js["failed"]):]
+        const = None
+        idx = os.path.join(outdir, "index.json")
+        if os.path.exists(idx):
+            with open(idx) as f:
+                ids = {c["name"]: c["dir"] for c in json.load(f).get("constants", [])}
+            cj = os.path.join(outdir, str(ids.get(name, "")), "const.json")
+            if name in ids and os.path.exists(cj):
+                with open(cj) as f:
+                    const = json.load(f)
+        if const:
+            rec["spans"] = [{"function": s.get("function"), "probe": s.get("probe_offset"),
+                             "kind": s.get("kind"), "formula": s.get("formula"),
+                             "width": s.get("width"), "source": s.get("source")}
+                            for s in const.get("spans", [])]
+            rec["target"] = const.get("target", {}).get("binary")
+            rec["warnings"] = const.get("warnings", [])
+            rec["range"] = const.get("range")
+        if timed_out:
+            rec["class"] = "timeout"
+            rec["error"] = f"timeout after {self.a.timeout} s"
+        elif p.returncode == 0 and const is not None:
+            if not rec["spans"]:
+                rec["class"] = "no-span"
+                rec["error"] = "no Critical Span found (const.json written without spans)"
+            elif kind == "module" and rec["target"] == "vmlinux":
+                # Spans of module code mapped onto vmlinux would be wrong addresses.
+                rec["class"] = "module-mapped-to-vmlinux"
+                rec["error"] = "module code mapped onto vmlinux"
+            else:
+                rec["status"] = "ok"
+        else:
+            text = errs[0] if errs else (stderr.strip().splitlines() or ["(no message)"])[-1]
+            rec["class"] = classify(text)
+            rec["error"] = text.splitlines()[0]
+            rec["error_text"] = "\n\n".join(errs)[:4000]
+            # Other classes among the remaining messages (one line each, hints skipped).
+            lines = [l for e in errs for l in e.splitlines()[0:1] + e.splitlines()[1:]
+                     if l.strip() and not l.strip().startswith("hint:")]
+            rec["also"] = sorted({classify(l) for l in lines[1:]} - {rec["class"], "other"})
+        if rec["error"]:
+            # Messages name the temporary spec and its line: point at the original spec instead.
+            rec["error"] = re.sub(re.escape(tmp_spec) + r":\d+", f"{task['spec']}:{task['line']}",
+                                  rec["error"]).replace(tmp_spec, task["spec"])
+        with self.lock:
+            self.done += 1
+            el = time.time() - self.t0
+            eta = el / self.done * (total - self.done)
+            print(f"[{self.done}/{total}] {name}: {rec['status']}"
+                  f"{' (' + rec['class'] + ')' if rec['class'] else ''} {wall:.1f}s"
+                  f"  elapsed {el / 60:.1f} min, eta {eta / 60:.1f} min", flush=True)
+        return rec
+
+
+def esc(s):
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def pct(a, b):
+    return f"{100.0 * a / b:.0f} %" if b else "-"
+
+
+def write_md(path, meta, recs):
+    by_kind = {}
+    for r in recs:
+        by_kind.setdefault("module" if r["kind"] == "module" else
+                           "built-in" if r["kind"] == "builtin" else r["kind"], []).append(r)
+    ok = [r for r in recs if r["status"] == "ok"]
+    L = []
+    L.append("# Kernel coverage of `sie synth`")
+    L.append("")
+    L.append("Generated by `benchmarks/coverage/run.sh` (do not edit by hand): every tunable of "
+             "`benchmarks/coverage/*.yaml` synthesized alone with `sie synth`, "
+             f"{meta['jobs']} at a time, {meta['timeout_s']} s timeout each. A constant counts as "
+             "**ok** when `sie synth` exits 0 and writes a const.json with at least one span mapped "
+             "onto the binary that runs the code (vmlinux, or the module's .ko for module code).")
+    L.append("")
+    L.append("| | |")
+    L.append("|---|---|")
+    L.append(f"| date | {meta['date']} |")
+    L.append(f"| host | {meta['host']}: {meta['nproc']} CPUs, {meta['cpu']} |")
+    L.append(f"| guest kernel | {meta['kernel_release']} |")
+    L.append(f"| sie | commit {meta['sie_commit']} ({meta['sie_branch']}), `{meta['sie']}` |")
+    L.append(f"| compiler | {meta['gcc']} |")
+    L.append(f"| sweep | {len(recs)} tunables{' matching `' + meta['only'] + '`' if meta['only'] else ''}, "
+             f"wall time {meta['wall_s'] / 60:.1f} min (sum of per-tunable times "
+             f"{sum(r['wall_s'] for r in recs) / 60:.1f} min) |")
+    L.append("")
+    L.append("## Totals")
+    L.append("")
+    L.append("| code | constants | ok | refused | ok share |")
+    L.append("|---|---:|---:|---:|---:|")
+    for k in sorted(by_kind):
+        rs = by_kind[k]
+        n_ok = sum(r["status"] == "ok" for r in rs)
+        L.append(f"| {k} | {len(rs)} | {n_ok} | {len(rs) - n_ok} | {pct(n_ok, len(rs))} |")
+    L.append(f"| **all** | {len(recs)} | {len(ok)} | {len(recs) - len(ok)} | "
+             f"**{pct(len(ok), len(recs))}** |")
+    n_span = sum(len(r["spans"]) for r in ok)
+    L.append("")
+    L.append(f"The {len(ok)} synthesized constants have {n_span} Critical Spans. "
+             f"{sum(1 for r in recs if r['edit'] == 'match')} tunables use `match:`/`replace:`, "
+             f"the others `macro:`.")
+    L.append("")
+    L.append("## Refusals by class")
+    L.append("")
+    L.append("| class | refused | built-in | module | constants |")
+    L.append("|---|---:|---:|---:|---|")
+    classes = {}
+    for r in recs:
+        if r["status"] != "ok":
+            classes.setdefault(r["class"], []).append(r)
+    for c in sorted(classes, key=lambda c: (-len(classes[c]), c)):
+        rs = classes[c]
+        L.append(f"| {c} | {len(rs)} | {sum(r['kind'] == 'builtin' for r in rs)} | "
+                 f"{sum(r['kind'] == 'module' for r in rs)} | "
+                 f"{', '.join(r['name'] for r in rs)} |")
+    L.append("")
+    L.append("Class of a refusal = the first error `sie synth` reports for that constant; a later "
+             "error of another class is listed under *also* in the table below. Classes: "
+             + ", ".join(f"`{c}`" for c in CLASS_NAMES) + ".")
+    L.append("")
+    L.append("## Per constant")
+    L.append("")
+    L.append("| constant | spec | code | edit | status | class | spans | kinds | formulas | time | "
+             "functions / first line of the error |")
+    L.append("|---|---|---|---|---|---|---:|---|---|---:|---|")
+    for r in sorted(recs, key=lambda r: (r["spec"], r["name"])):
+        code = "built-in" if r["kind"] == "builtin" else (
+            f"module {','.join(r['modules'])}{' (composite)' if r['composite'] else ''}"
+            if r["kind"] == "module" else r["kind"])
+        kinds = sorted({s["kind"] for s in r["spans"] if s["kind"]})
+        forms = sorted({s["formula"] for s in r["spans"] if s["formula"]})
+        if r["status"] == "ok":
+            fns = sorted({f"{s['function']}+{hex(s['probe']) if isinstance(s['probe'], int) else s['probe']}"
+                          for s in r["spans"]})
+            detail = ", ".join(fns[:4]) + (f" (+{len(fns) - 4})" if len(fns) > 4 else "")
+            cls = ""
+        else:
+            detail = r["error"] or ""
+            if len(detail) > 220:
+                detail = detail[:217] + "..."
+            cls = r["class"] + (f" (also {', '.join(r['also'])})" if r["also"] else "")
+        L.append(f"| {r['name']} | {os.path.basename(r['spec'])} | {esc(code)} | {r['edit']} | "
+                 f"{r['status']} | {esc(cls)} | {len(r['spans']) if r['status'] == 'ok' else ''} | "
+                 f"{esc(', '.join(kinds)) if r['status'] == 'ok' else ''} | "
+                 f"{esc('; '.join('`' + f + '`' for f in forms)) if r['status'] == 'ok' else ''} | "
+                 f"{r['wall_s']:.1f} s | {esc(detail)} |")
+    L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="regex on tunable names")
+    ap.add_argument("--jobs", type=int, default=2, help="tunables synthesized at once (default 2)")
+    ap.add_argument("--out", default=os.path.join(REPO, "build", "coverage"),
+                    help="work dir: temporary specs, sie outputs, logs (default build/coverage)")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per tunable (default 900)")
+    ap.add_argument("--sie", default=os.path.join(REPO, "build", "bin", "sie"))
+    ap.add_argument("--specs", nargs="*", help="spec files (default benchmarks/coverage/*.yaml)")
+    ap.add_argument("--md", default=os.path.join(REPO, "docs", "coverage.md"))
+    ap.add_argument("--json", default=os.path.join(REPO, "docs", "coverage.json"))
+    ap.add_argument("--tree", help="kernel source tree for Makefile lookups (default: sie's cache)")
+    a = ap.parse_args()
+    a.out = os.path.abspath(a.out)
+    if not os.access(a.sie, os.X_OK):
+        sys.exit(f"run.py: {a.sie} not found; build it: ninja -C build sie")
+    rel = kbuild.release(REPO)
+    tree = a.tree or os.path.expanduser(f"~/.cache/sie/kernel-{rel}/linux")
+    specs = a.specs or sorted(glob.glob(os.path.join(HERE, "*.yaml")))
+    tasks = load_tasks(specs, a.only)
+    if not tasks:
+        sys.exit("run.py: no tunable selected")
+    if not os.path.isdir(tree):
+        # The first synth run prepares sie's kernel tree cache; do one alone before the sweep.
+        print("run.py: preparing sie's kernel tree cache first (once, ~1-2 min)", flush=True)
+    kb = kbuild.Kbuild(rel, tree)
+    runner = Runner(a, kb)
+    meta = {**host_info(), "date": datetime.datetime.now(datetime.timezone.utc)
+            .strftime("%Y-%m-%d %H:%M UTC"), "kernel_release": rel, "jobs": a.jobs,
+            "timeout_s": a.timeout, "only": a.only, "sie": os.path.relpath(a.sie, REPO)}
+    print(f"run.py: {len(tasks)} tunables, {a.jobs} at a time, timeout {a.timeout} s, "
+          f"work dir {a.out}", flush=True)
+    t0 = time.time()
+    recs = []
+    first = []
+    if not os.path.isdir(tree):
+        first, tasks = tasks[:1], tasks[1:]
+        recs.append(runner.run_one(first[0], len(tasks) + 1))
+        kb = kbuild.Kbuild(rel, tree)  # the tree (Makefiles) and CU list exist now
+        runner.kb = kb
+    with cf.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
+        futs = [ex.submit(runner.run_one, t, len(tasks) + len(first)) for t in tasks]
+        for f in futs:
+            recs.append(f.result())
+    meta["wall_s"] = round(time.time() - t0, 1)
+    order = {t["tunable"]["name"]: i for i, t in enumerate(first + tasks)}
+    recs.sort(key=lambda r: order[r["name"]])
+    os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+    with open(a.json, "w") as f:
+        json.dump({"meta": meta, "constants": recs}, f, indent=1, sort_keys=True)
+        f.write("\n")
+    write_md(a.md, meta, recs)
+    n_ok = sum(r["status"] == "ok" for r in recs)
+    print(f"run.py: {n_ok}/{len(recs)} ok in {meta['wall_s'] / 60:.1f} min; wrote "
+          f"{os.path.relpath(a.md, REPO)} and {os.path.relpath(a.json, REPO)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -65,6 +65,14 @@ def classify(text):
     return "other"
 
 
+def classify_record(rec):
+    """class = that of the first message line; also = the classes of the other lines."""
+    rec["class"] = classify(rec["error"])
+    lines = [l.strip() for l in (rec.get("error_text") or rec["error"]).splitlines()]
+    lines = [l for l in lines if l and not l.startswith("hint:")]
+    rec["also"] = sorted({classify(l) for l in lines[1:]} - {rec["class"], "other"})
+
+
 def sh(cmd, cwd=None):
     try:
         return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=30).stdout.strip()
@@ -238,13 +246,9 @@ class Runner:
                 rec["status"] = "ok"
         else:
             text = errs[0] if errs else (stderr.strip().splitlines() or ["(no message)"])[-1]
-            rec["class"] = classify(text)
             rec["error"] = text.splitlines()[0]
-            rec["error_text"] = "\n\n".join(errs)[:4000]
-            # Other classes among the remaining messages (one line each, hints skipped).
-            lines = [l for e in errs for l in e.splitlines()[0:1] + e.splitlines()[1:]
-                     if l.strip() and not l.strip().startswith("hint:")]
-            rec["also"] = sorted({classify(l) for l in lines[1:]} - {rec["class"], "other"})
+            rec["error_text"] = "\n\n".join(errs)[:20000]
+            classify_record(rec)
         if rec["error"]:
             # Messages name the temporary spec and its line: point at the original spec instead.
             rec["error"] = re.sub(re.escape(tmp_spec) + r":\d+", f"{task['spec']}:{task['line']}",
@@ -370,7 +374,31 @@ def main():
     ap.add_argument("--md", default=os.path.join(REPO, "docs", "coverage.md"))
     ap.add_argument("--json", default=os.path.join(REPO, "docs", "coverage.json"))
     ap.add_argument("--tree", help="kernel source tree for Makefile lookups (default: sie's cache)")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="no run: re-classify the results of FILE and rewrite --md/--json")
     a = ap.parse_args()
+    if a.from_json:
+        with open(a.from_json) as f:
+            d = json.load(f)
+        for r in d["constants"]:
+            if r["status"] != "ok" and r["class"] not in ("timeout", "no-span",
+                                                          "module-mapped-to-vmlinux"):
+                log = os.path.join(a.out, "logs", f"{r['name']}.log")
+                if os.path.exists(log):  # the full messages (the JSON may hold a prefix)
+                    text = open(log).read()
+                    k = text.rfind("\n{\n")
+                    try:
+                        errs = [f["error"] for f in json.loads(text[k + 1:])["failed"]]
+                    except (ValueError, KeyError):
+                        errs = error_blocks(text)
+                    if errs:
+                        r["error_text"] = "\n\n".join(errs)[:20000]
+                classify_record(r)
+        with open(a.json, "w") as f:
+            json.dump(d, f, indent=1, sort_keys=True)
+            f.write("\n")
+        write_md(a.md, d["meta"], d["constants"])
+        return
     a.out = os.path.abspath(a.out)
     if not os.access(a.sie, os.X_OK):
         sys.exit(f"run.py: {a.sie} not found; build it: ninja -C build sie")

@@ -42,6 +42,8 @@ def literal(v):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree")
+    ap.add_argument("--min-count", type=int, default=110,
+                    help="fail when the specs hold fewer tunables (the benchmark's floor)")
     ap.add_argument("specs", nargs="*")
     a = ap.parse_args()
     rel = kbuild.release(REPO)
@@ -88,8 +90,8 @@ def main():
             if len(set(vs)) != 3:
                 notes.append("ERROR: values not distinct")
             lo, hi = t["range"]
-            if not lo <= vs[0] <= hi:
-                notes.append("ERROR: V1 outside range")
+            if not all(lo <= v <= hi for v in vs):
+                notes.append("ERROR: a value lies outside the range (sie refuses that)")
             word = t.get("macro") or None
             hdr = os.path.basename(t["file"])
             for o in t["objects"]:
@@ -120,6 +122,10 @@ def main():
                   f"{' ' + ','.join(mods) + ('(composite)' if comp else '') if mods else ''}"
                   + "".join(f"\n      {x}" for x in notes))
     print(f"\n{sum(counts.values())} tunables: {counts}; {problems} with errors")
+    total = sum(counts.values())
+    if not a.specs and total < a.min_count:
+        print(f"ERROR: {total} tunables, fewer than the floor {a.min_count}")
+        return 1
     return 1 if problems else 0
 
 

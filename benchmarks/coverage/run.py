@@ -38,6 +38,7 @@ CLASSES = [
     ("macro-under-#if", r"is defined \d+ times in"),
     ("spec-error", r"text not found in|occurs more than once in|values\[0\] is|'file' .* not found"
                    r"|is not a macro name|takes arguments|no built object uses|spans several lines"
+                   r"|does not contain value|must use distinct values"
                    r"|--only .*: no such tunable|has no value|: (yaml|YAML)|'match'|'replace'"),
     ("module-not-mapped", r"no such function in \S*vmlinux"),
     ("shipped-mismatch", r"shipped function differs|instructions match|is not in the shipped binary"
@@ -45,13 +46,14 @@ CLASSES = [
                          r"instruction|do not match the shipped kernel"),
     ("join-bypass", r"reached by a jump that bypasses|bypasses the span"),
     ("two-inputs", r"live inputs"),
+    ("loaded-input", r"X must be a register live at the span's start|from a value loaded inside"),
     ("unmodelled-instruction", r"cannot model instruction"),
     ("shape-change", r"changes shape with the constant|control flow depends on the constant"
                      r"|stack frame size depends on the constant"),
     ("formula-family", r"transformation outside the family|no formula in the family|no template X op c"
                        r"|multiply-high sequence|no value of the requested range is valid"),
     ("stub-error", r"cannot be recomputed yet|stub generator|compiling the stub|bpftool|clang"),
-    ("build-failed", r"build failed|error: .*\.c:\d+|the build command did not write|kbuild command"
+    ("build-failed", r"build failed|compiling \S+ with \S+ V\d=\S+ failed|error: .*\.c:\d+|the build command did not write|kbuild command"
                      r"|objtool failed"),
     ("no-span", r"no Critical Span found|synth found no place|no instruction differs between"),
 ]
@@ -296,6 +298,9 @@ def write_md(path, meta, recs):
     L.append(f"| sweep | {len(recs)} tunables{' matching `' + meta['only'] + '`' if meta['only'] else ''}, "
              f"wall time {meta['wall_s'] / 60:.1f} min (sum of per-tunable times "
              f"{sum(r['wall_s'] for r in recs) / 60:.1f} min) |")
+    for rr in meta.get("reruns", []):
+        L.append(f"| re-run | {rr['date']}, sie {rr['sie_commit']}: {', '.join(rr['names'])} "
+                 f"({rr['wall_s']:.0f} s) |")
     L.append("")
     L.append("## Totals")
     L.append("")
@@ -374,6 +379,8 @@ def main():
     ap.add_argument("--md", default=os.path.join(REPO, "docs", "coverage.md"))
     ap.add_argument("--json", default=os.path.join(REPO, "docs", "coverage.json"))
     ap.add_argument("--tree", help="kernel source tree for Makefile lookups (default: sie's cache)")
+    ap.add_argument("--merge", action="store_true",
+                    help="update only the selected tunables' records in the existing --json")
     ap.add_argument("--from-json", metavar="FILE",
                     help="no run: re-classify the results of FILE and rewrite --md/--json")
     a = ap.parse_args()
@@ -434,6 +441,16 @@ def main():
     order = {t["tunable"]["name"]: i for i, t in enumerate(first + tasks)}
     recs.sort(key=lambda r: order[r["name"]])
     os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+    if a.merge and os.path.exists(a.json):
+        # Replace only the records of the tunables run now; keep the sweep's meta.
+        with open(a.json) as f:
+            old = json.load(f)
+        new = {r["name"]: r for r in recs}
+        merged = [new.pop(r["name"], r) for r in old["constants"]] + list(new.values())
+        old["meta"].setdefault("reruns", []).append(
+            {"date": meta["date"], "sie_commit": meta["sie_commit"], "wall_s": meta["wall_s"],
+             "names": [r["name"] for r in recs]})
+        meta, recs = old["meta"], merged
     with open(a.json, "w") as f:
         json.dump({"meta": meta, "constants": recs}, f, indent=1, sort_keys=True)
         f.write("\n")

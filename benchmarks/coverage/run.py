@@ -42,13 +42,14 @@ CLASSES = [
                    r"|--only .*: no such tunable|has no value|: (yaml|YAML)|'match'|'replace'"),
     ("module-not-mapped", r"no such function in \S*vmlinux"),
     ("shipped-mismatch", r"shipped function differs|instructions match|is not in the shipped binary"
-                         r"|no matching instruction in the shipped binary|shipped build has no "
-                         r"instruction|do not match the shipped kernel"),
+                         r"|no matching instruction in the shipped binary"
+                         r"|do not match the shipped kernel"),
     ("join-bypass", r"reached by a jump that bypasses|bypasses the span"),
     ("two-inputs", r"live inputs"),
     ("loaded-input", r"X must be a register live at the span's start|from a value loaded inside"),
     ("unmodelled-instruction", r"cannot model instruction"),
     ("shape-change", r"changes shape with the constant|control flow depends on the constant"
+                     r"|shipped build has no instruction for the constant here"
                      r"|stack frame size depends on the constant"),
     ("formula-family", r"transformation outside the family|no formula in the family|no template X op c"
                        r"|multiply-high sequence|no value of the requested range is valid"),
@@ -92,6 +93,9 @@ def host_info():
     except OSError:
         pass
     commit = sh(["git", "rev-parse", "--short=12", "HEAD"], REPO)
+    # The last commit that changed sie's own code (the benchmark's commits do not).
+    src = sh(["git", "log", "-1", "--format=%h", "--abbrev=12", "--", "synth", "runtime", "common",
+              "cmake", "CMakeLists.txt", "bpf", "kmod", "sdk"], REPO)
     dirty = sh(["git", "status", "--porcelain", "--untracked-files=no"], REPO)
     branch = sh(["git", "rev-parse", "--abbrev-ref", "HEAD"], REPO)
     return {
@@ -100,6 +104,7 @@ def host_info():
         "cpu": cpu,
         "sie_commit": commit + ("-dirty" if dirty else ""),
         "sie_branch": branch,
+        "sie_source_commit": src,
         "gcc": sh(["gcc", "--version"]).splitlines()[0] if sh(["gcc", "--version"]) else "",
     }
 
@@ -293,7 +298,8 @@ def write_md(path, meta, recs):
     L.append(f"| date | {meta['date']} |")
     L.append(f"| host | {meta['host']}: {meta['nproc']} CPUs, {meta['cpu']} |")
     L.append(f"| guest kernel | {meta['kernel_release']} |")
-    L.append(f"| sie | commit {meta['sie_commit']} ({meta['sie_branch']}), `{meta['sie']}` |")
+    L.append(f"| sie | commit {meta['sie_commit']} ({meta['sie_branch']}); sie's code as of "
+             f"{meta.get('sie_source_commit', '?')}; `{meta['sie']}` |")
     L.append(f"| compiler | {meta['gcc']} |")
     L.append(f"| sweep | {len(recs)} tunables{' matching `' + meta['only'] + '`' if meta['only'] else ''}, "
              f"wall time {meta['wall_s'] / 60:.1f} min (sum of per-tunable times "
@@ -446,7 +452,13 @@ def main():
         with open(a.json) as f:
             old = json.load(f)
         new = {r["name"]: r for r in recs}
-        merged = [new.pop(r["name"], r) for r in old["constants"]] + list(new.values())
+        current = {t["tunable"]["name"] for t in load_tasks(specs, None)}
+        dropped = [r["name"] for r in old["constants"] if r["name"] not in current]
+        merged = [new.pop(r["name"], r) for r in old["constants"] if r["name"] in current]
+        merged += list(new.values())
+        if dropped:
+            print(f"run.py: dropped records of tunables no longer in the specs: "
+                  f"{', '.join(dropped)}", flush=True)
         old["meta"].setdefault("reruns", []).append(
             {"date": meta["date"], "sie_commit": meta["sie_commit"], "wall_s": meta["wall_s"],
              "names": [r["name"] for r in recs]})

@@ -45,11 +45,13 @@ CLASSES = [
                          r"|no matching instruction in the shipped binary"
                          r"|do not match the shipped kernel"),
     ("join-bypass", r"reached by a jump that bypasses|bypasses the span"),
+    ("unsafe-size", r"is an allocation size|memory offset \(struct field or array index\) depends"),
     ("two-inputs", r"live inputs"),
     ("loaded-input", r"X must be a register live at the span's start|from a value loaded inside"),
     ("unmodelled-instruction", r"cannot model instruction"),
     ("shape-change", r"changes shape with the constant|control flow depends on the constant"
                      r"|shipped build has no instruction for the constant here"
+                     r"|memory layout depends on the constant|stack layout depends on the constant"
                      r"|stack frame size depends on the constant"),
     ("formula-family", r"transformation outside the family|no formula in the family|no template X op c"
                        r"|multiply-high sequence|no value of the requested range is valid"),
@@ -167,16 +169,39 @@ def fourth_value(t):
 
 
 def compare_spans(orig, check):
-    """'same' when every span of the original run has the same formula in the check run."""
-    cm = {(s["function"], s["probe"], s["kind"]): s["formula"] for s in check}
+    """Differences between the spans of the original run and of the V4 run: a span with the same
+    boundaries (same instructions of the shipped code) must have the same formula; a span that is
+    cut or merged differently at V4 cannot be compared ("regrouped")."""
+    key = lambda s: (s["function"], s.get("cs_start", s["probe"]), s.get("cs_end", s["probe"]),
+                     s["kind"])
+    cm = {key(s): s["formula"] for s in check}
     diffs = []
     for s in orig:
-        k = (s["function"], s["probe"], s["kind"])
+        k = key(s)
         if k not in cm:
-            diffs.append(f"{s['function']}+{s['probe']:#x} {s['kind']}: no such span with V4")
+            diffs.append(f"{s['function']}+{s['probe']:#x} {s['kind']}: span regrouped or gone with V4")
         elif cm[k] != s["formula"]:
             diffs.append(f"{s['function']}+{s['probe']:#x}: `{s['formula']}` vs `{cm[k]}` with V4")
     return diffs
+
+
+def load_spans(outdir, name):
+    idx = os.path.join(outdir, name, "index.json")
+    if not os.path.exists(idx):
+        return None
+    with open(idx) as f:
+        ids = {c["name"]: c["dir"] for c in json.load(f).get("constants", [])}
+    cj = os.path.join(outdir, name, str(ids.get(name, "")), "const.json")
+    if not os.path.exists(cj):
+        return None
+    with open(cj) as f:
+        return [span_record(s) for s in json.load(f).get("spans", [])]
+
+
+def span_record(s):
+    return {"function": s.get("function"), "probe": s.get("probe_offset"), "kind": s.get("kind"),
+            "formula": s.get("formula"), "width": s.get("width"), "source": s.get("source"),
+            "cs_start": s.get("cs_start"), "cs_end": s.get("cs_end")}
 
 
 class Runner:
@@ -259,10 +284,7 @@ class Runner:
                 with open(cj) as f:
                     const = json.load(f)
         if const:
-            rec["spans"] = [{"function": s.get("function"), "probe": s.get("probe_offset"),
-                             "kind": s.get("kind"), "formula": s.get("formula"),
-                             "width": s.get("width"), "source": s.get("source")}
-                            for s in const.get("spans", [])]
+            rec["spans"] = [span_record(s) for s in const.get("spans", [])]
             rec["target"] = const.get("target", {}).get("binary")
             rec["warnings"] = const.get("warnings", [])
             rec["range"] = const.get("range")
@@ -299,14 +321,28 @@ class Runner:
         return rec
 
 
+def check_kind(c):
+    """same / formula (a common span got another formula) / shape (spans appear or vanish) /
+    refused / no-v4."""
+    if not c:
+        return None
+    if c["status"] != "differs":
+        return c["status"]
+    return "formula" if any(" vs `" in d for d in c["diffs"]) else "shape"
+
+
+
 def check_cell(r):
     c = r.get("formula_check")
     if r["status"] != "ok" or not c:
         return ""
-    if c["status"] == "same":
+    k = check_kind(c)
+    if k == "same":
         return f"same at V4={c['v4']}"
-    if c["status"] == "differs":
-        return f"**differs** at V4={c['v4']}: " + "; ".join(c["diffs"][:2])
+    if k == "formula":
+        return f"**formula differs** at V4={c['v4']}: " + "; ".join(c["diffs"][:2])
+    if k == "shape":
+        return f"spans regrouped at V4={c['v4']}: " + "; ".join(c["diffs"][:2])
     if c["status"] == "refused":
         return f"refused at V4={c['v4']} ({c['class']})"
     return c["status"]
@@ -365,19 +401,18 @@ def write_md(path, meta, recs):
     L.append(f"The {len(ok)} synthesized constants have {n_span} Critical Spans. "
              f"{sum(1 for r in recs if r['edit'] == 'match')} tunables use `match:`/`replace:`, "
              f"the others `macro:`.")
-    fcs = [r.get("formula_check") for r in ok]
+    fcs = [check_kind(r.get("formula_check")) for r in ok]
     if any(fcs):
-        n_same = sum(1 for c in fcs if c and c["status"] == "same")
-        bad = [r for r in ok if r.get("formula_check", {}).get("status") == "differs"]
-        n_ref = sum(1 for c in fcs if c and c["status"] == "refused")
-        n_none = sum(1 for c in fcs if not c or c["status"] == "no-v4")
+        names = lambda k: ", ".join(r["name"] for r, f in zip(ok, fcs) if f == k) or "none"
         L.append("")
-        L.append(f"**Formula check at a value never compiled** (each ok constant rebuilt with V1, V2 "
-                 f"and a fourth value V4 from its range; the formulas of the same spans must not "
-                 f"change): {n_same} of {len(ok)} unchanged, **{len(bad)} changed** "
-                 f"({', '.join(r['name'] for r in bad) or 'none'}: a formula that fits V1..V3 but "
-                 f"not V4 is wrong for part of the range), {n_ref} refused with V4, "
-                 f"{n_none} not checked.")
+        L.append(f"**Formula check at a value never compiled**: each ok constant is rebuilt with V1, "
+                 f"V2 and a fourth value V4 of its range, and the spans' formulas must come out the "
+                 f"same on the spans both runs cut alike. {fcs.count('same')} of {len(ok)} unchanged; "
+                 f"**{fcs.count('formula')} with a formula that V4 contradicts** ({names('formula')}: "
+                 f"the formula fits V1..V3 but not V4, so it is wrong for part of the range unless "
+                 f"the span's input also changed with V4); {fcs.count('shape')} whose spans are cut "
+                 f"differently or vanish at V4 ({names('shape')}: not comparable, unverified); {fcs.count('refused')} refused with V4 "
+                 f"({names('refused')}); {fcs.count('no-v4') + fcs.count(None)} not checked.")
     L.append("")
     L.append("## Refusals by class")
     L.append("")
@@ -464,6 +499,16 @@ def main():
                     if errs:
                         r["error_text"] = "\n\n".join(errs)[:20000]
                 classify_record(r)
+            fc = r.get("formula_check")
+            if r["status"] == "ok" and fc and fc.get("status") == "refused" and fc.get("error"):
+                fc["class"] = classify(fc["error"])
+            if r["status"] == "ok" and fc and fc.get("status") in ("same", "differs"):
+                o = load_spans(os.path.join(a.out, "out"), r["name"])
+                c = load_spans(os.path.join(a.out, "out.v4"), r["name"])
+                if o is not None and c is not None:
+                    r["spans"] = o
+                    fc["diffs"] = compare_spans(o, c)
+                    fc["status"] = "differs" if fc["diffs"] else "same"
         with open(a.json, "w") as f:
             json.dump(d, f, indent=1, sort_keys=True)
             f.write("\n")

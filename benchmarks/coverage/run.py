@@ -381,7 +381,9 @@ def write_md(path, meta, recs):
     L.append(f"| compiler | {meta['gcc']} |")
     L.append(f"| sweep | {len(recs)} tunables{' matching `' + meta['only'] + '`' if meta['only'] else ''}, "
              f"wall time {meta['wall_s'] / 60:.1f} min (sum of per-tunable times "
-             f"{sum(r['wall_s'] for r in recs) / 60:.1f} min) |")
+             f"{sum(r['wall_s'] for r in recs) / 60:.1f} min)"
+             + (f"; V4 formula check {meta['check_wall_s'] / 60:.1f} min more"
+                if meta.get("check_wall_s") else "") + " |")
     for rr in meta.get("reruns", []):
         L.append(f"| re-run | {rr['date']}, sie {rr['sie_commit']}: {', '.join(rr['names'])} "
                  f"({rr['wall_s']:.0f} s) |")

@@ -517,8 +517,8 @@ absl::Status Conclude(const Builds& b, const std::vector<VariantObject>& variant
 namespace {
 
 bool IsPrime(int64_t n) {
-  if (n < 0) n = -n;
-  if (n < 2) return false;
+  if (n < 0) n = n == INT64_MIN ? 0 : -n;
+  if (n < 2 || n > (int64_t{1} << 40)) return false;  // trial division stays under 2^20 steps
   for (int64_t d = 2; d <= n / d; ++d)
     if (n % d == 0) return false;
   return true;
@@ -563,9 +563,12 @@ std::vector<int64_t> CheckValues(const std::vector<int64_t>& values, int64_t ran
   });
   std::vector<std::pair<int64_t, int64_t>> gaps;
   if (!inner.empty()) gaps.push_back(inner[0]);
-  // The range's ends themselves are never picked (0, 1: degenerate for many folds).
-  gaps.push_back({range_min, s.front()});
-  gaps.push_back({s.back(), range_max});
+  // The range's ends themselves are never picked (0, 1: degenerate for many folds), nor values
+  // further from the spec's than they span (a huge range would give absurd ones).
+  __int128 span = static_cast<__int128>(s.back()) - s.front() + 1;
+  gaps.push_back(
+      {static_cast<int64_t>(std::max<__int128>(range_min, s.front() - span)), s.front()});
+  gaps.push_back({s.back(), static_cast<int64_t>(std::min<__int128>(range_max, s.back() + span))});
   for (size_t i = 1; i < inner.size(); ++i) gaps.push_back(inner[i]);
   std::vector<int64_t> out, taken = values;
   for (const auto& [lo, hi] : gaps) {

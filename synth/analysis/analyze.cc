@@ -296,7 +296,7 @@ std::string SpanKey(const CriticalSpan& s) {
     mem = absl::StrCat(s.target_mem->base, ",", s.target_mem->index, ",", s.target_mem->scale, ",",
                        s.target_mem->disp);
   return absl::StrCat(s.function, "+", s.cs_start, "-", s.cs_end, " ", SpanKindName(s.kind), " ",
-                      s.target_reg, " ", mem, " ", s.width, " ", s.flags_op);
+                      s.target_reg, " ", mem, " ", s.width, " ", s.flags_op, " X=", s.save_reg);
 }
 
 std::string SpanWhere(const CriticalSpan& s) {
@@ -312,8 +312,9 @@ absl::Status CheckRefusal(const std::string& msg, Refusal cls) {
                     cls);
 }
 
-// `fitted` (from V1..V3) against `seen` (the same span derived with the check value v, exact
-// for v's code): the two must give the same value at v, for every X sampled.
+// `fitted` (from V1..V3) against `seen` (the same span derived with V1, V2 and the check value
+// v, so proved exact for v's code): the same text is the same function; otherwise the two must
+// give the same value at v (for formulas in X: at every X sampled).
 absl::Status SameAt(const CriticalSpan& fitted, const CriticalSpan& seen, int64_t v,
                     const std::vector<int64_t>& vs) {
   if (fitted.formula == seen.formula) return absl::OkStatus();

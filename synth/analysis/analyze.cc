@@ -400,9 +400,12 @@ absl::Status CheckRunFailed(const ObjectErrors& errors, int64_t v, const std::ve
   }
   Refusal cls = errors.first == Refusal::kUnclassified ? Refusal::kFormulaFamily : errors.first;
   return CheckRefusal(
-      absl::StrCat("checked at V=", v, " (never fitted): the builds with V=", vs[0], ", ", vs[1],
-                   ", ", v, " are not explained alike (", errors.msgs[0], ")", predicted, " at V=",
-                   v, "; formulas fitted from V=", absl::StrJoin(vs, ", "), " do not hold there"),
+      absl::StrCat(
+          "checked at V=", v, " (never fitted): the builds with V=", vs[0], ", ", vs[1], ", ", v,
+          " are not explained alike (", errors.msgs[0], ")",
+          predicted.empty() ? "" : absl::StrCat("; at V=", v, predicted),
+          "; the formulas fitted from V=", absl::StrJoin(vs, ", "),
+          cls == Refusal::kFormulaFamily ? " do not hold there" : " cannot be checked there"),
       cls);
 }
 

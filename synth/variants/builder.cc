@@ -330,6 +330,11 @@ class VariantBuilder {
     std::string msg = absl::StrCat("compiling ", what, " with ", t.name, " ", VariantLabel(t, v),
                                    " failed (", r.Describe(), "):\n", Tail(r.err + r.out));
     if (ctx_.verbose) absl::StrAppend(&msg, "\ncommand: ", cmd);
+    if (v >= 3)  // a check value synth chose inside the range, not one of the spec's
+      return FailedWithHint(
+          absl::StrCat(msg, "\n(", VariantLabel(t, v),
+                       " is a check value inside the spec's range, built to test the formulas)"),
+          "the code rejects a value of `range:`: narrow the range to the values it accepts");
     return FailedWithHint(msg,
                           "the compiler's message above says why; check the values "
                           "(does the code accept them?) and the edit");

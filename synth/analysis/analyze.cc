@@ -305,11 +305,16 @@ std::string SpanWhere(const CriticalSpan& s) {
 }
 
 absl::Status CheckRefusal(const std::string& msg, Refusal cls) {
-  return Classified(FailedWithHint(msg,
-                                   "three builds fit a formula the compiler's folding does not "
-                                   "follow over the range: restrict the range, scope the "
-                                   "function out (spec `functions`) or tune the code by hand"),
-                    cls);
+  const char* why = cls == Refusal::kFormulaFamily
+                        ? "three builds fit a formula the compiler's folding does not follow "
+                          "over the range"
+                        : "the code at a value inside the range is not shaped like the three "
+                          "builds'";
+  return Classified(
+      FailedWithHint(msg, absl::StrCat(why,
+                                       ": restrict the range, scope the function out (spec "
+                                       "`functions`) or tune the code by hand")),
+      cls);
 }
 
 // `fitted` (from V1..V3) against `seen` (the same span derived with V1, V2 and the check value
@@ -403,7 +408,7 @@ absl::Status CheckRunFailed(const ObjectErrors& errors, int64_t v, const std::ve
       absl::StrCat(
           "checked at V=", v, " (never fitted): the builds with V=", vs[0], ", ", vs[1], ", ", v,
           " are not explained alike (", errors.msgs[0], ")",
-          predicted.empty() ? "" : absl::StrCat("; at V=", v, predicted),
+          predicted.empty() ? "" : absl::StrCat("; at V=", v, ": ", predicted.substr(2)),
           "; the formulas fitted from V=", absl::StrJoin(vs, ", "),
           cls == Refusal::kFormulaFamily ? " do not hold there" : " cannot be checked there"),
       cls);

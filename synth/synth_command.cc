@@ -80,6 +80,7 @@ nlohmann::json Json(const SynthReport& rep) {
     } else {
       row["reason"] = RefusalName(t.reason);
       row["error"] = std::string(t.status.message());
+      if (std::string hint = Hint(t.status); !hint.empty()) row["hint"] = hint;
       j["failed"].push_back(row);
     }
   }

@@ -4,14 +4,17 @@
 #include <z3++.h>
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/artifact/formula.h"
 #include "common/base/diag.h"
 #include "common/elf/elf_file.h"
 #include "synth/analysis/align.h"
@@ -246,16 +249,18 @@ absl::StatusOr<Builds> LoadBuilds(const std::vector<VariantObject>& variants,
 
 // Pairs the base build's functions with the others' by normalized name (n-th occurrence with
 // n-th occurrence) and analyses each pair.
-void AnalyzeFunctions(const Builds& b, const std::vector<int64_t>& vs, AnalysisResult* res,
+using FunctionSets = std::array<const std::vector<Function>*, 3>;
+
+void AnalyzeFunctions(const FunctionSets& fns, const std::vector<int64_t>& vs, AnalysisResult* res,
                       ObjectErrors* errors) {
   auto index = [](const std::vector<Function>& v) {
     std::map<std::string, std::vector<const Function*>> m;
     for (const Function& f : v) m[f.norm_name].push_back(&f);
     return m;
   };
-  auto i1 = index(b.fns[1]), i2 = index(b.fns[2]);
+  auto i1 = index(*fns[1]), i2 = index(*fns[2]);
   std::map<std::string, int> seen;
-  for (const Function& fb : b.fns[0]) {
+  for (const Function& fb : *fns[0]) {
     int n = seen[fb.norm_name]++;
     auto x = i1.find(fb.norm_name), y = i2.find(fb.norm_name);
     if (x == i1.end() || y == i2.end() || static_cast<int>(x->second.size()) <= n ||
@@ -274,12 +279,211 @@ void AnalyzeFunctions(const Builds& b, const std::vector<int64_t>& vs, AnalysisR
     }
     FunctionAnalysis(cx, DiffFunctions(fb, {cx.fn[1], cx.fn[2]}), errors).Run();
   }
-  auto i0 = index(b.fns[0]);
+  auto i0 = index(*fns[0]);
   for (int k = 1; k < 3; ++k)
-    for (const Function& f : b.fns[k])
+    for (const Function& f : *fns[k])
       if (!i0.count(f.norm_name))
         res->warnings.push_back(absl::StrCat(
             "function ", f.name, " exists only in the build with V=", vs[k], "; not analyzed"));
+}
+
+// --- The check at values never fitted (AnalyzeOptions::check) ---
+
+// What a span writes and where: spans of two runs are the same span when these agree.
+std::string SpanKey(const CriticalSpan& s) {
+  std::string mem;
+  if (s.target_mem)
+    mem = absl::StrCat(s.target_mem->base, ",", s.target_mem->index, ",", s.target_mem->scale, ",",
+                       s.target_mem->disp);
+  return absl::StrCat(s.function, "+", s.cs_start, "-", s.cs_end, " ", SpanKindName(s.kind), " ",
+                      s.target_reg, " ", mem, " ", s.width, " ", s.flags_op, " X=", s.save_reg);
+}
+
+std::string SpanWhere(const CriticalSpan& s) {
+  return absl::StrFormat("%s+0x%x (%s%s%s)", s.function, s.cs_start, SpanKindName(s.kind),
+                         s.target_reg.empty() ? "" : " ", s.target_reg);
+}
+
+absl::Status CheckRefusal(const std::string& msg, Refusal cls) {
+  const char* why = cls == Refusal::kFormulaFamily
+                        ? "three builds fit a formula the compiler's folding does not follow "
+                          "over the range"
+                        : "the code at a value inside the range is not shaped like the three "
+                          "builds'";
+  return Classified(
+      FailedWithHint(msg, absl::StrCat(why,
+                                       ": restrict the range, scope the function out (spec "
+                                       "`functions`) or tune the code by hand")),
+      cls);
+}
+
+// `fitted` (from V1..V3) against `seen` (the same span derived with V1, V2 and the check value
+// v, so proved exact for v's code): the same text is the same function; otherwise the two must
+// give the same value at v (for formulas in X: at every X sampled).
+absl::Status SameAt(const CriticalSpan& fitted, const CriticalSpan& seen, int64_t v,
+                    const std::vector<int64_t>& vs) {
+  if (fitted.formula == seen.formula) return absl::OkStatus();
+  static constexpr uint64_t kXs[] = {
+      0, 1, 2, 3, 7, 100, 255, 4096, 0x12345678, 0xffffffff, ~uint64_t{0}, uint64_t{1} << 63};
+  for (uint64_t x : kXs) {
+    auto want = artifact::EvalFormula(fitted.formula, v, x, fitted.width);
+    auto got = artifact::EvalFormula(seen.formula, v, x, seen.width);
+    if (want.ok() && got.ok() && *want == *got) continue;
+    std::string at_x =
+        absl::StrContains(fitted.formula + seen.formula, "X") ? absl::StrCat(" (X=", x, ")") : "";
+    return CheckRefusal(
+        absl::StrCat(SpanWhere(fitted), ": formula `", fitted.formula,
+                     "` fitted from V=", absl::StrJoin(vs, ", "), " gives ",
+                     want.ok() ? absl::StrCat(*want) : std::string(want.status().message()),
+                     " at V=", v, at_x, ", but the build with V=", v, " computes ",
+                     got.ok() ? absl::StrCat(*got) : std::string(got.status().message()), " (`",
+                     seen.formula, "`): the formula is wrong for part of the range"),
+        Refusal::kFormulaFamily);
+  }
+  return absl::OkStatus();
+}
+
+// The counterpart in `var` of base instructions [b, e): between the counterparts of the common
+// instructions around them; false when those are not common to both.
+bool MapRange(const Function& base, const Function& var, int b, int e, int* vb, int* ve) {
+  std::vector<int> m = AlignInsns(base.insns, var.insns);
+  const int n = static_cast<int>(base.insns.size());
+  if ((b > 0 && m[b - 1] < 0) || (e < n && m[e] < 0)) return false;
+  *vb = b == 0 ? 0 : m[b - 1] + 1;
+  *ve = e == n ? static_cast<int>(var.insns.size()) : m[e];
+  return *vb <= *ve;
+}
+
+// Span `s` derived again from exactly its region in V1, V2 and the check build: the check run
+// may cut its hunks otherwise (V3's `sub ax,-128` for `add eax,64` makes one region of `and;
+// add`, which V1, V2 and V4 sharing a shape split into two one-instruction spans).
+absl::StatusOr<CriticalSpan> Rederive(const FunctionSets& fns, const CriticalSpan& s,
+                                      const std::vector<int64_t>& vs) {
+  const Function* f[3] = {nullptr, nullptr, nullptr};
+  for (const Function& fn : *fns[0])
+    if (fn.name == s.function) f[0] = &fn;
+  for (int k = 1; k < 3 && f[0]; ++k)
+    for (const Function& fn : *fns[k])
+      if (!f[k] && fn.norm_name == f[0]->norm_name) f[k] = &fn;
+  if (!f[0] || !f[1] || !f[2]) return absl::NotFoundError("the function is not in every build");
+  std::optional<Function> relaid[2];
+  for (int k = 1; k < 3; ++k)
+    if ((relaid[k - 1] = RelayoutLike(*f[0], *f[k]))) f[k] = &*relaid[k - 1];
+  const int n = static_cast<int>(f[0]->insns.size());
+  Hunk h;
+  h.base_begin = f[0]->IndexAt(s.cs_start);
+  h.base_end = s.cs_end >= f[0]->size ? n : f[0]->IndexAt(s.cs_end);
+  h.var_begin.resize(2);
+  h.var_end.resize(2);
+  bool mapped = h.base_begin >= 0 && h.base_end > h.base_begin;
+  for (int k = 1; k < 3 && mapped; ++k)
+    mapped =
+        MapRange(*f[0], *f[k], h.base_begin, h.base_end, &h.var_begin[k - 1], &h.var_end[k - 1]);
+  if (!mapped) return absl::NotFoundError("the instructions around the span are not common");
+  AnalysisResult scratch;
+  HunkContext cx{{f[0], f[1], f[2]}, vs, &scratch};
+  try {
+    auto spans = AnalyzeWholeRegion(cx, h);
+    if (!spans.ok()) return spans.status();
+    for (const CriticalSpan& sp : *spans)
+      if (SpanKey(sp) == SpanKey(s)) return sp;
+  } catch (const z3::exception& e) {
+    return absl::InternalError(absl::StrCat("z3: ", e.msg()));
+  }
+  return absl::NotFoundError("the region yields no such span");
+}
+
+// The check run's refusal, with what the fitted formulas of that function predicted.
+absl::Status CheckRunFailed(const ObjectErrors& errors, int64_t v, const std::vector<int64_t>& vs,
+                            const AnalysisResult& res) {
+  std::string predicted;
+  for (const CriticalSpan& s : res.spans) {
+    if (!absl::StrContains(errors.msgs[0], absl::StrCat(s.function, "+"))) continue;
+    auto want = artifact::EvalFormula(s.formula, v, 0, s.width);
+    if (want.ok() && !absl::StrContains(s.formula, "X"))
+      absl::StrAppend(&predicted, "; ", SpanWhere(s), ": `", s.formula, "` gives ", *want);
+  }
+  Refusal cls = errors.first == Refusal::kUnclassified ? Refusal::kFormulaFamily : errors.first;
+  return CheckRefusal(
+      absl::StrCat(
+          "checked at V=", v, " (never fitted): the builds with V=", vs[0], ", ", vs[1], ", ", v,
+          " are not explained alike (", errors.msgs[0], ")",
+          predicted.empty() ? "" : absl::StrCat("; at V=", v, ": ", predicted.substr(2)),
+          "; the formulas fitted from V=", absl::StrJoin(vs, ", "),
+          cls == Refusal::kFormulaFamily ? " do not hold there" : " cannot be checked there"),
+      cls);
+}
+
+// Analyses V1, V2 and the check build `c`; every span of `res` must come out cut alike with a
+// formula that agrees at c's value, and no other span may appear.
+absl::Status CheckAt(const Builds& b, const VariantObject& c,
+                     const std::set<std::string>& only_norm, const std::vector<int64_t>& vs,
+                     AnalysisResult* res) {
+  auto elf = ElfFile::Open(c.path);
+  if (!elf.ok()) return elf.status();
+  auto fns = DisassembleFunctions(**elf, only_norm);
+  if (!fns.ok()) return fns.status();
+  AnalysisResult other;
+  other.range_min = res->range_min;
+  other.range_max = res->range_max;
+  ObjectErrors errors;
+  AnalyzeFunctions({&b.fns[0], &b.fns[1], &*fns}, {vs[0], vs[1], c.value}, &other, &errors);
+  if (!errors.msgs.empty()) return CheckRunFailed(errors, c.value, vs, *res);
+  std::map<std::string, const CriticalSpan*> seen;
+  for (const CriticalSpan& s : other.spans) seen[SpanKey(s)] = &s;
+  const FunctionSets fs = {&b.fns[0], &b.fns[1], &*fns};
+  for (const CriticalSpan& s : res->spans) {
+    auto it = seen.find(SpanKey(s));
+    if (it != seen.end()) {
+      if (auto st = SameAt(s, *it->second, c.value, vs); !st.ok()) return st;
+      seen.erase(it);
+      continue;
+    }
+    auto again = Rederive(fs, s, {vs[0], vs[1], c.value});
+    if (!again.ok())
+      return CheckRefusal(absl::StrCat(SpanWhere(s), ": with V=", c.value,
+                                       " (never fitted) this span cannot be derived again (",
+                                       again.status().message(), "): the formula `", s.formula,
+                                       "` is unchecked there"),
+                          Refusal::kShapeChange);
+    if (auto st = SameAt(s, *again, c.value, vs); !st.ok()) return st;
+  }
+  // What is left was cut differently inside a span checked whole above, or is new code.
+  for (const auto& [key, o] : seen) {
+    bool inside = std::any_of(res->spans.begin(), res->spans.end(), [&](const CriticalSpan& s) {
+      return s.function == o->function && o->cs_start >= s.cs_start && o->cs_end <= s.cs_end;
+    });
+    if (!inside)
+      return CheckRefusal(absl::StrCat(SpanWhere(*o), ": with V=", c.value,
+                                       " (never fitted) the code also differs here, where V=",
+                                       absl::StrJoin(vs, ", "),
+                                       " agree: the value reaches code the three builds did not "
+                                       "show"),
+                          Refusal::kShapeChange);
+  }
+  return absl::OkStatus();
+}
+
+// Every check build inside the (narrowed) range; the values checked are noted in warnings.
+absl::Status CheckAll(const Builds& b, const AnalyzeOptions& opts,
+                      const std::set<std::string>& only_norm, const std::vector<int64_t>& vs,
+                      AnalysisResult* res) {
+  std::vector<int64_t> checked, skipped;
+  for (const VariantObject& c : opts.check) {
+    if (c.value < res->range_min || c.value > res->range_max) {
+      skipped.push_back(c.value);
+      continue;
+    }
+    if (auto s = CheckAt(b, c, only_norm, vs, res); !s.ok()) return s;
+    checked.push_back(c.value);
+  }
+  if (!checked.empty())
+    res->warnings.push_back(absl::StrCat("formula checked at V=", absl::StrJoin(checked, ", "),
+                                         " (builds never used to fit)"));
+  if (!skipped.empty())
+    res->warnings.push_back(absl::StrCat("formula not checked at V=", absl::StrJoin(skipped, ", "),
+                                         ": outside the narrowed range"));
+  return absl::OkStatus();
 }
 
 // After the spans: the range check, safe spans from each span's slice, source lines.
@@ -319,6 +523,73 @@ absl::Status Conclude(const Builds& b, const std::vector<VariantObject>& variant
 
 }  // namespace
 
+namespace {
+
+bool IsPrime(int64_t n) {
+  if (n < 0) n = n == INT64_MIN ? 0 : -n;
+  if (n < 2 || n > (int64_t{1} << 40)) return false;  // trial division stays under 2^20 steps
+  for (int64_t d = 2; d <= n / d; ++d)
+    if (n % d == 0) return false;
+  return true;
+}
+
+bool PowerOfTwo(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
+
+// A value strictly inside (lo, hi), not in `taken`, never a power of two: the prime nearest
+// the middle (searched outward, above first), else the nearest non-power of two.
+std::optional<int64_t> PickBetween(int64_t lo, int64_t hi, const std::vector<int64_t>& taken) {
+  __int128 width = static_cast<__int128>(hi) - lo;  // ranges may span all of int64
+  if (width < 2) return std::nullopt;
+  int64_t mid = static_cast<int64_t>(lo + width / 2);
+  auto usable = [&](int64_t v) {
+    return v > lo && v < hi && !PowerOfTwo(v) &&
+           std::find(taken.begin(), taken.end(), v) == taken.end();
+  };
+  std::optional<int64_t> fallback;
+  for (int64_t d = 0; d <= width / 2 + 1 && d < 4096; ++d)
+    for (__int128 w : {static_cast<__int128>(mid) + d, static_cast<__int128>(mid) - d}) {
+      if (w <= lo || w >= hi) continue;
+      auto v = static_cast<int64_t>(w);
+      if (!usable(v)) continue;
+      if (IsPrime(v)) return v;
+      if (!fallback) fallback = v;
+    }
+  return fallback;
+}
+
+}  // namespace
+
+std::vector<int64_t> CheckValues(const std::vector<int64_t>& values, int64_t range_min,
+                                 int64_t range_max) {
+  std::vector<int64_t> s = values;
+  std::sort(s.begin(), s.end());
+  if (s.empty()) return {};
+  // The gaps in order of preference: the wider inner gap, below the values, above, the other.
+  std::vector<std::pair<int64_t, int64_t>> inner;
+  for (size_t i = 0; i + 1 < s.size(); ++i) inner.push_back({s[i], s[i + 1]});
+  std::stable_sort(inner.begin(), inner.end(), [](const auto& a, const auto& b) {
+    return a.second - a.first > b.second - b.first;
+  });
+  std::vector<std::pair<int64_t, int64_t>> gaps;
+  if (!inner.empty()) gaps.push_back(inner[0]);
+  // The range's ends themselves are never picked (0, 1: degenerate for many folds), nor values
+  // further from the spec's than they span (a huge range would give absurd ones).
+  __int128 span = static_cast<__int128>(s.back()) - s.front() + 1;
+  gaps.push_back(
+      {static_cast<int64_t>(std::max<__int128>(range_min, s.front() - span)), s.front()});
+  gaps.push_back({s.back(), static_cast<int64_t>(std::min<__int128>(range_max, s.back() + span))});
+  for (size_t i = 1; i < inner.size(); ++i) gaps.push_back(inner[i]);
+  std::vector<int64_t> out, taken = values;
+  for (const auto& [lo, hi] : gaps) {
+    if (out.size() == 2) break;
+    auto v = PickBetween(std::max(lo, range_min), std::min(hi, range_max), taken);
+    if (!v) continue;
+    out.push_back(*v);
+    taken.push_back(*v);
+  }
+  return out;
+}
+
 absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>& variants,
                                                const AnalyzeOptions& opts) {
   if (variants.size() != 3)
@@ -339,11 +610,12 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   res.range_min = opts.range_min;
   res.range_max = opts.range_max;
   ObjectErrors errors;
-  AnalyzeFunctions(*builds, vs, &res, &errors);
+  AnalyzeFunctions({&builds->fns[0], &builds->fns[1], &builds->fns[2]}, vs, &res, &errors);
   if (!errors.msgs.empty())
     return WithHint(
         Classified(absl::FailedPreconditionError(absl::StrJoin(errors.msgs, "\n")), errors.first),
         errors.hint);
+  if (auto s = CheckAll(*builds, opts, only_norm, vs, &res); !s.ok()) return s;
   DataInitializers(builds->elfs, vs, &res);
   if (auto s = Conclude(*builds, variants, only, opts, vs, &res); !s.ok()) return s;
   return res;

@@ -23,6 +23,11 @@ struct VariantObject {
 struct AnalyzeOptions {
   std::vector<std::string> functions;  // optional scope (names, clone suffixes normalized)
   int64_t range_min = INT64_MIN, range_max = INT64_MAX;
+  // Builds with values never used to fit (see CheckValues). Three samples do not single out a
+  // function (DIV_ROUND_UP(250, V) folds to 1, 2, 1 at 250, 125, 500: so does 125 / V + 1), so
+  // each is analysed with V1 and V2 and every span must come out cut alike with a formula that
+  // agrees at its value; otherwise the object is refused (formula-family, shape-change, ...).
+  std::vector<VariantObject> check;
 };
 
 struct AnalysisResult {
@@ -34,6 +39,13 @@ struct AnalysisResult {
   // narrowing is explained in warnings).
   int64_t range_min = INT64_MIN, range_max = INT64_MAX;
 };
+
+// Up to two values to check the derived formulas at, deterministic: inside the range, distinct
+// from `values`, never a power of two, preferably prime; the first near the middle of the wider
+// gap between the spec's values, the second between the range's low end and the lowest value
+// (else above the highest, else in the other gap). Fewer when the range has no room.
+std::vector<int64_t> CheckValues(const std::vector<int64_t>& values, int64_t range_min,
+                                 int64_t range_max);
 
 // variants[0] is the baseline (shipped value); exactly three, distinct values.
 absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>& variants,

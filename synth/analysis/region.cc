@@ -381,6 +381,23 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const HunkContext& cx, c
 
 }  // namespace
 
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeWholeRegion(const HunkContext& cx, const Hunk& h) {
+  Range whole;
+  whole.b[0] = h.base_begin;
+  whole.e[0] = h.base_end;
+  for (int k = 1; k < 3; ++k) {
+    whole.b[k] = h.var_begin[k - 1];
+    whole.e[k] = h.var_end[k - 1];
+  }
+  for (int k = 0; k < 3; ++k)
+    for (int i = whole.b[k]; i < whole.e[k]; ++i)
+      if (cx.fn[k]->insns[i].is_branch)
+        return Refuse(*cx.fn[0], cx.fn[0]->insns[whole.b[0]].offset,
+                      absl::StrCat("control flow depends on the constant (V=", cx.vs[k], ")"),
+                      Refusal::kControlFlow);
+  return AnalyzeRegion(cx, whole);
+}
+
 absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const HunkContext& cx, const Hunk& h) {
   const Function& fb = *cx.fn[0];
   Range whole;

@@ -23,4 +23,8 @@ struct HunkContext {
 
 absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const HunkContext& cx, const Hunk& h);
 
+// `h` as one region, never split per instruction nor grown: the check of a span at another
+// value (analyze.cc) re-derives exactly the region the span was derived from.
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeWholeRegion(const HunkContext& cx, const Hunk& h);
+
 }  // namespace sie::synth::analysis

@@ -21,6 +21,9 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
   opts.functions = t.functions;
   opts.range_min = t.range_min;
   opts.range_max = t.range_max;
+  // `t` is the tunable as built: its values after V1..V3 are the check values.
+  for (size_t i = 3; i < t.values.size() && i < kMaxBuilds; ++i)
+    opts.check.push_back({t.values[i], ov.variant[i].string()});
   auto r = AnalyzeVariants(vs, opts);
   if (!r.ok()) return r.status();
   // A generic target has no separate shipped binary: the V1 object already is the target.
@@ -114,7 +117,7 @@ absl::StatusOr<SynthesizedConst> AnalyzeTunable(const State& st, const Entry& e)
     if (osh.target.build_id.empty() && !osh.path.empty())
       if (auto id = elf::ReadBuildId(osh.path); id.ok()) osh.target.build_id = *id;
     c.target = osh.target;
-    if (auto s = AnalyzeObject(t, ov, osh, st, &c); !s.ok())
+    if (auto s = AnalyzeObject(e.built, ov, osh, st, &c); !s.ok())
       return WithContext(s, absl::StrCat("analysing ", ov.object, " for ", t.name));
   }
   ApplyFunctionScope(t, &c);

@@ -1,5 +1,6 @@
-// Stage 3: the work directory, then three builds of every object of every tunable still OK,
-// in parallel (synth/variants/builder.h). A failed build fails only its tunables.
+// Stage 3: the work directory, then the builds of every object of every tunable still OK, in
+// parallel (synth/variants/builder.h): V1..V3 and two check values the formulas derived from
+// V1..V3 must also hold at (synth/analysis/analyze.h). A failed build fails only its tunables.
 #include <signal.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/diag.h"
+#include "synth/analysis/analyze.h"
 #include "synth/pipeline/stages.h"
 
 namespace sie::synth::pipeline {
@@ -43,10 +45,13 @@ void BuildAll(State* st) {
   size_t n_builds = 0;
   for (Entry& e : st->entries) {
     if (!e.status.ok()) continue;
-    tunables.push_back(e.t);
+    e.built = *e.t;
+    for (int64_t v : CheckValues(e.t->values, e.t->range_min, e.t->range_max))
+      e.built.values.push_back(v);
+    tunables.push_back(&e.built);
     objects.push_back(e.objects);
     building.push_back(&e);
-    n_builds += 3 * e.objects.size();
+    n_builds += e.built.values.size() * e.objects.size();
   }
   st->progress(absl::StrCat("building ", n_builds, " object variant(s) for ", tunables.size(),
                             " tunable(s), ", st->ctx.jobs, " at a time"));

@@ -1,7 +1,7 @@
 // The stages of Synthesize (pipeline.h) and the state they share. Each stage is one file:
 //   target.cc   the spec's target: compiler check, kernel tree or module/source directory
 //   objects.cc  per tunable: the edit applies, the affected objects
-//   build.cc    the work directory; three builds per object, in parallel
+//   build.cc    the work directory; five builds per object (V1..V3, two check values), in parallel
 //   analyze.cc  per tunable: spans of every object, mapped onto the shipped binary
 //   output.cc   per tunable: const.json and the runtime artifacts; the index
 // A stage that fails for one tunable records it in that tunable's Entry and moves on.
@@ -40,6 +40,8 @@ struct Entry {
   int id = 0;
   std::vector<std::string> objects;
   std::vector<std::string> warnings;
+  // The spec's tunable with the check values (CheckValues) after V1..V3: what is built.
+  TunableSpec built;
   TunableVariants variants;
   std::optional<SynthesizedConst> result;  // set by the analysis
   absl::Status status;                     // the first error (classified), OK so far

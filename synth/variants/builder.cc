@@ -1,5 +1,6 @@
 #include "synth/variants/builder.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -79,7 +80,7 @@ absl::Status CopyTree(const fs::path& from, const fs::path& to,
 struct Job {
   size_t tunable = 0;  // index into tunables
   size_t object = 0;   // index into objects[tunable] (kModule: all objects at once)
-  int variant = 0;     // 0..2
+  int variant = 0;     // index into the tunable's values (0..kMaxBuilds-1)
 };
 
 const KernelConfig* Config(const BuildContext& ctx) { return ctx.config ? &*ctx.config : nullptr; }
@@ -229,7 +230,8 @@ class VariantBuilder {
       for (const auto& o : objects_[t]) result_[t].objects.push_back({o, {}});
       size_t per_variant = ctx_.kind == TargetKind::kModule ? 1 : objects_[t].size();
       for (size_t o = 0; o < per_variant; ++o)
-        for (int v = 0; v < 3; ++v) jobs.push_back({t, o, v});
+        for (size_t v = 0; v < std::min(tunables_[t]->values.size(), kMaxBuilds); ++v)
+          jobs.push_back({t, o, static_cast<int>(v)});
     }
     return jobs;
   }
@@ -328,6 +330,11 @@ class VariantBuilder {
     std::string msg = absl::StrCat("compiling ", what, " with ", t.name, " ", VariantLabel(t, v),
                                    " failed (", r.Describe(), "):\n", Tail(r.err + r.out));
     if (ctx_.verbose) absl::StrAppend(&msg, "\ncommand: ", cmd);
+    if (v >= 3)  // a check value synth chose inside the range, not one of the spec's
+      return FailedWithHint(
+          absl::StrCat(msg, "\n(", VariantLabel(t, v),
+                       " is a check value inside the spec's range, built to test the formulas)"),
+          "the code rejects a value of `range:`: narrow the range to the values it accepts");
     return FailedWithHint(msg,
                           "the compiler's message above says why; check the values "
                           "(does the code accept them?) and the edit");

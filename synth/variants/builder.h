@@ -1,4 +1,5 @@
-// Builds V1, V2 and V3 of the objects a tunable affects, and nothing else.
+// Builds V1, V2 and V3 of the objects a tunable affects (and the check values V4, V5 when the
+// tunable passed in lists them after the three), and nothing else.
 //
 // Nothing is ever written into the user's tree or the prepared kernel tree: each variant gets
 // its own directory under the work dir holding
@@ -22,9 +23,12 @@
 
 namespace sie::synth {
 
+// V1, V2, V3 and up to two check values (never fitted, see AnalyzeOptions::check).
+inline constexpr size_t kMaxBuilds = 5;
+
 struct ObjectVariants {
-  std::string object;                            // relative to the build root, e.g. block/blk-mq.o
-  std::array<std::filesystem::path, 3> variant;  // V1, V2, V3 object files
+  std::string object;  // relative to the build root, e.g. block/blk-mq.o
+  std::array<std::filesystem::path, kMaxBuilds> variant;  // V1, V2, V3 (V4, V5) object files
 };
 
 struct TunableVariants {

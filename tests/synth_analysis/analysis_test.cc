@@ -20,6 +20,7 @@
 #include "synth/analysis/align.h"
 #include "synth/analysis/analyze.h"
 #include "synth/analysis/disasm.h"
+#include "synth/refusal.h"
 
 namespace sie::synth {
 namespace {
@@ -64,11 +65,13 @@ class AnalysisTest : public ::testing::TestWithParam<std::string> {
     return h;
   }
   absl::StatusOr<AnalysisResult> Analyze(const std::string& fx, std::vector<int64_t> vs,
-                                         std::vector<std::string> fns = {}) {
+                                         std::vector<std::string> fns = {},
+                                         std::vector<int64_t> check = {}) {
     std::vector<VariantObject> v;
     for (int64_t x : vs) v.push_back({x, Obj(fx, x)});
     AnalyzeOptions o;
     o.functions = fns;
+    for (int64_t x : check) o.check.push_back({x, Obj(fx, x)});
     return AnalyzeVariants(v, o);
   }
   static std::vector<const CriticalSpan*> In(const AnalysisResult& r, const std::string& fn) {
@@ -461,6 +464,51 @@ TEST_P(AnalysisTest, StackFrameDependenceIsRefused) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("fx_stack"), std::string::npos) << r.status();
   EXPECT_NE(r.status().message().find("stack"), std::string::npos) << r.status();
+}
+
+// DIV_ROUND_UP(250, V) is 1, 2, 1 at V = 250, 125, 500: so is 125 / V + 1, which three builds
+// cannot tell apart. The check builds (never fitted) must catch it: at V=61 the code adds 5
+// where that formula gives 3.
+TEST_P(AnalysisTest, FoldedExpressionIsRefusedAtACheckValue) {
+  auto unchecked = Analyze("round_up", {250, 125, 500});
+  ASSERT_TRUE(unchecked.ok()) << unchecked.status();
+  ASSERT_EQ(unchecked->spans.size(), 1u) << Dump(*unchecked);
+  const CriticalSpan& s = unchecked->spans[0];
+  EXPECT_NE(Eval(s, 61, 0), 5u) << "three points happened to single out the function: "
+                                << s.formula;
+  std::vector<int64_t> check = CheckValues({250, 125, 500}, 1, 1000);
+  ASSERT_EQ(check, (std::vector<int64_t>{373, 61}));
+  auto r = Analyze("round_up", {250, 125, 500}, {}, check);
+  ASSERT_FALSE(r.ok()) << Dump(*r);
+  const std::string m(r.status().message());
+  EXPECT_EQ(RefusalOf(r.status()), Refusal::kFormulaFamily) << m;
+  EXPECT_NE(m.find("fx_round_up+0x"), std::string::npos) << m;
+  EXPECT_NE(m.find("V=61"), std::string::npos) << m;
+  EXPECT_NE(m.find(absl::StrCat("gives ", Eval(s, 61, 0))), std::string::npos) << m;
+  EXPECT_NE(m.find("computes 5"), std::string::npos) << m;
+}
+
+// A formula the compiler really follows passes the check and says where it was checked.
+TEST_P(AnalysisTest, RightFormulaPassesTheCheck) {
+  auto r = Analyze("mul", {4, 2, 8}, {}, CheckValues({4, 2, 8}, 1, 64));
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto plain = Analyze("mul", {4, 2, 8});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_EQ(r->spans.size(), plain->spans.size());
+  for (size_t i = 0; i < r->spans.size(); ++i)
+    EXPECT_EQ(r->spans[i].formula, plain->spans[i].formula);
+  EXPECT_NE(absl::StrJoin(r->warnings, "\n").find("formula checked at V=7, 11"), std::string::npos)
+      << absl::StrJoin(r->warnings, "\n");
+}
+
+TEST(CheckValuesTest, InsideTheGapsNeverAPowerOfTwo) {
+  EXPECT_EQ(CheckValues({128, 64, 256}, 1, 4096), (std::vector<int64_t>{193, 31}));
+  EXPECT_EQ(CheckValues({32, 16, 64}, 1, 1024), (std::vector<int64_t>{47, 7}));
+  // No room below the values: above them.
+  EXPECT_EQ(CheckValues({1, 2, 4}, 1, 100), (std::vector<int64_t>{3, 7}));
+  // No room at all.
+  EXPECT_TRUE(CheckValues({1, 2, 3}, 1, 3).empty());
+  EXPECT_EQ(CheckValues({0, 1, 2}, INT64_MIN, INT64_MAX).size(), 2u);
 }
 
 TEST_P(AnalysisTest, BadArguments) {

@@ -306,6 +306,10 @@ class Runner:
             rec["error"] = text.splitlines()[0]
             rec["error_text"] = "\n\n".join(errs)[:20000]
             classify_record(rec)
+            # sie's own class, set by the code that refused (synth/refusal.h), wins over text.
+            reason = (js or {}).get("failed", [{}])[0].get("reason") if js and js.get("failed") else None
+            if reason and reason != "unclassified":
+                rec["class"] = reason
         if rec["error"]:
             # Messages name the temporary spec and its line: point at the original spec instead.
             rec["error"] = re.sub(re.escape(tmp_spec) + r":\d+", f"{task['spec']}:{task['line']}",
@@ -430,9 +434,10 @@ def write_md(path, meta, recs):
                  f"{sum(r['kind'] == 'module' for r in rs)} | "
                  f"{', '.join(r['name'] for r in rs)} |")
     L.append("")
-    L.append("Class of a refusal = the first error `sie synth` reports for that constant; a later "
-             "error of another class is listed under *also* in the table below. Classes: "
-             + ", ".join(f"`{c}`" for c in CLASS_NAMES) + ".")
+    L.append("Class of a refusal = the class `sie synth --json` reports (`reason`, set by the code "
+             "that refused: synth/refusal.h); without one, the class of its first error line "
+             "(text classes: " + ", ".join(f"`{c}`" for c in CLASS_NAMES) + "). A later "
+             "error of another class is listed under *also* in the table below.")
     L.append("")
     L.append("## Per constant")
     L.append("")

@@ -379,9 +379,8 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const HunkContext& cx, c
   return RegionAnalysis(cx, r).Run();
 }
 
-}  // namespace
-
-absl::StatusOr<std::vector<CriticalSpan>> AnalyzeWholeRegion(const HunkContext& cx, const Hunk& h) {
+// The hunk's instructions in each of the three builds.
+Range WholeRange(const Hunk& h) {
   Range whole;
   whole.b[0] = h.base_begin;
   whole.e[0] = h.base_end;
@@ -389,6 +388,13 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeWholeRegion(const HunkContext& 
     whole.b[k] = h.var_begin[k - 1];
     whole.e[k] = h.var_end[k - 1];
   }
+  return whole;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeWholeRegion(const HunkContext& cx, const Hunk& h) {
+  const Range whole = WholeRange(h);
   for (int k = 0; k < 3; ++k)
     for (int i = whole.b[k]; i < whole.e[k]; ++i)
       if (cx.fn[k]->insns[i].is_branch)
@@ -400,13 +406,7 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeWholeRegion(const HunkContext& 
 
 absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const HunkContext& cx, const Hunk& h) {
   const Function& fb = *cx.fn[0];
-  Range whole;
-  whole.b[0] = h.base_begin;
-  whole.e[0] = h.base_end;
-  for (int k = 1; k < 3; ++k) {
-    whole.b[k] = h.var_begin[k - 1];
-    whole.e[k] = h.var_end[k - 1];
-  }
+  const Range whole = WholeRange(h);
   uint64_t at =
       h.base_begin < static_cast<int>(fb.insns.size()) ? fb.insns[h.base_begin].offset : fb.size;
   // Value contracts: control flow and the stack frame must not depend on the constant.

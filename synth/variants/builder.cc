@@ -163,6 +163,10 @@ absl::StatusOr<std::vector<std::string>> CheckEdit(const BuildContext& ctx, cons
   }
   if (!t.macro.empty()) {
     auto value_text = MacroValueText(*text, t.macro, file.string(), Config(ctx));
+    if (!value_text.ok())
+      warnings.push_back(absl::StrCat(value_text.status().message(),
+                                      "; V1 is assumed to be the value the kernel compiles (the "
+                                      "V1 build is compared with the shipped binary)"));
     if (value_text.ok()) {
       auto v = MacroLiteralValue(*value_text);
       if (v.ok() && *v != t.values[0])

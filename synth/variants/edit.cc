@@ -24,35 +24,40 @@ struct MacroSite {
   int line = 0;
 };
 
-// Of several definitions, the one `config` compiles; an error saying which lines remain
-// possible when that is not exactly one known-active definition.
-absl::StatusOr<MacroSite> SelectByConfig(absl::string_view text, absl::string_view macro,
-                                         absl::string_view file,
-                                         const std::vector<MacroSite>& sites,
-                                         const KernelConfig& config) {
+// Of several definitions, those `config` may compile. One known-active definition is the
+// one; when an #if above some of them depends on more than CONFIG_ options (`#if HZ >= 100`),
+// every definition that may be compiled is returned: the branches are exclusive, so editing
+// all of them alike gives V to whichever one the compiler takes (the V1 build's mapping onto
+// the shipped binary then checks that V1 is its value). An error when none is compiled.
+absl::StatusOr<std::vector<MacroSite>> SelectByConfig(absl::string_view text,
+                                                      absl::string_view macro,
+                                                      absl::string_view file,
+                                                      const std::vector<MacroSite>& sites,
+                                                      const KernelConfig& config) {
   std::vector<LineState> state = ActiveLines(text, config);
-  std::vector<const MacroSite*> possible;
-  bool unknown = false;
+  std::vector<MacroSite> possible;
+  int active = 0;
   for (const MacroSite& s : sites) {
     LineState st = state[s.line - 1];
     if (st == LineState::kInactive) continue;
-    possible.push_back(&s);
-    unknown |= st == LineState::kUnknown;
+    possible.push_back(s);
+    active += st == LineState::kActive;
   }
-  if (possible.size() == 1 && !unknown) return *possible[0];
-  std::string lines;
-  for (const MacroSite* s : possible) absl::StrAppend(&lines, lines.empty() ? "" : ", ", s->line);
+  if (!possible.empty() && (active <= 1 || possible.size() == 1)) {
+    if (active == 1 && possible.size() > 1)
+      std::erase_if(possible, [&](const MacroSite& s) {
+        return state[s.line - 1] != LineState::kActive;
+      });
+    return possible;
+  }
   return Classified(
-      InvalidWithHint(
-          absl::StrCat(
-              "macro ", macro, " is defined ", sites.size(), " times in ", file,
-              possible.empty()
-                  ? " and the kernel's configuration compiles none of them"
-                  : absl::StrCat(" and the kernel's configuration may compile line(s) ", lines,
-                                 unknown ? " (an #if there depends on more than "
-                                           "CONFIG_ options)"
-                                         : "")),
-          "pick one definition with 'match:' (its exact text) and 'replace:' ('...{V}...')"),
+      InvalidWithHint(absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ",
+                                   file,
+                                   possible.empty()
+                                       ? " and the kernel's configuration compiles none of them"
+                                       : " and the kernel's configuration compiles several"),
+                      "pick one definition with 'match:' (its exact text) and 'replace:' "
+                      "('...{V}...')"),
       Refusal::kMacroAmbiguous);
 }
 
@@ -118,7 +123,7 @@ absl::Status ScanDefines(absl::string_view text, absl::string_view macro, absl::
   return absl::OkStatus();
 }
 
-absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view macro,
+absl::StatusOr<std::vector<MacroSite>> FindMacro(absl::string_view text, absl::string_view macro,
                                     absl::string_view file, const KernelConfig* config) {
   std::vector<MacroSite> sites;
   std::vector<int> function_like;
@@ -132,22 +137,22 @@ absl::StatusOr<MacroSite> FindMacro(absl::string_view text, absl::string_view ma
                       Refusal::kMacroNotFound);
   }
   if (sites.size() > 1 && config) {
-    auto one = SelectByConfig(text, macro, file, sites, *config);
-    if (!one.ok()) return one.status();
-    sites = {*one};
+    auto some = SelectByConfig(text, macro, file, sites, *config);
+    if (!some.ok()) return some.status();
+    sites = std::move(*some);
   }
-  if (sites.size() > 1)
+  if (sites.size() > 1 && !config)
     return Classified(
         InvalidWithHint(
             absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ", file,
                          " (lines ", sites[0].line, " and ", sites[1].line, ")"),
             "pick one definition with 'match:' (its exact text) and 'replace:' ('...{V}...')"),
         Refusal::kMacroAmbiguous);
-  if (sites[0].value_begin == sites[0].value_end)
-    return InvalidWithHint(
-        absl::StrCat(file, ":", sites[0].line, ": macro ", macro, " has no value"),
-        "only macros defined as a value can be tuned");
-  return sites[0];
+  for (const MacroSite& s : sites)
+    if (s.value_begin == s.value_end)
+      return InvalidWithHint(absl::StrCat(file, ":", s.line, ": macro ", macro, " has no value"),
+                             "only macros defined as a value can be tuned");
+  return sites;
 }
 
 // A plain integer literal, possibly parenthesized and suffixed: "(16000U)", "0x20", "-1".
@@ -183,13 +188,37 @@ bool ParseLiteral(absl::string_view v, Literal* lit) {
   return true;
 }
 
+// The value text of one definition rewritten to `value`, keeping its literal's form.
+std::string NewMacroValue(absl::string_view v, int64_t value) {
+  Literal lit;
+  if (!ParseLiteral(v, &lit) || (value < 0 && lit.hex)) return absl::StrCat("(", value, ")");
+  uint64_t mag = value < 0 ? -static_cast<uint64_t>(value) : static_cast<uint64_t>(value);
+  std::string digits = lit.hex ? absl::StrFormat("%x", mag) : absl::StrCat(mag);
+  // The sign lives just before the (optional) radix prefix.
+  size_t sign_pos = lit.num_begin - (lit.hex ? 2 : 0) - (lit.negative ? 1 : 0);
+  std::string prefix(v.substr(0, sign_pos));
+  std::string radix = lit.hex ? std::string(v.substr(lit.num_begin - 2, 2)) : "";
+  return absl::StrCat(prefix, value < 0 ? "-" : "", radix, digits, v.substr(lit.num_end));
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> MacroValueText(absl::string_view text, absl::string_view macro,
                                            absl::string_view file, const KernelConfig* config) {
-  auto site = FindMacro(text, macro, file, config);
-  if (!site.ok()) return site.status();
-  return std::string(text.substr(site->value_begin, site->value_end - site->value_begin));
+  auto sites = FindMacro(text, macro, file, config);
+  if (!sites.ok()) return sites.status();
+  auto value_of = [&](const MacroSite& s) {
+    return std::string(text.substr(s.value_begin, s.value_end - s.value_begin));
+  };
+  for (const MacroSite& s : *sites)
+    if (value_of(s) != value_of(sites->front()))
+      return Classified(
+          absl::FailedPreconditionError(absl::StrCat(
+              "macro ", macro, " has ", sites->size(), " definitions in ", file,
+              " under #if conditions sie cannot evaluate (lines ", sites->front().line, " and ",
+              s.line, "): each is edited alike")),
+          Refusal::kMacroAmbiguous);
+  return value_of(sites->front());
 }
 
 absl::StatusOr<int64_t> MacroLiteralValue(absl::string_view value_text) {
@@ -202,32 +231,20 @@ absl::StatusOr<int64_t> MacroLiteralValue(absl::string_view value_text) {
 absl::StatusOr<std::string> ApplyMacroEdit(absl::string_view text, absl::string_view macro,
                                            int64_t value, absl::string_view file,
                                            const KernelConfig* config) {
-  auto site = FindMacro(text, macro, file, config);
-  if (!site.ok()) {
-    if (absl::IsNotFound(site.status()))
-      return Classified(InvalidWithHint(site.status().message(),
+  auto sites = FindMacro(text, macro, file, config);
+  if (!sites.ok()) {
+    if (absl::IsNotFound(sites.status()))
+      return Classified(InvalidWithHint(sites.status().message(),
                                         "check 'macro:' and 'file:' in the spec (the file must "
                                         "contain '#define NAME VALUE')"),
                         Refusal::kMacroNotFound);
-    return site.status();
+    return sites.status();
   }
-  absl::string_view v = text.substr(site->value_begin, site->value_end - site->value_begin);
-  std::string new_value;
-  Literal lit;
-  if (ParseLiteral(v, &lit) && (value >= 0 || !lit.hex)) {
-    uint64_t mag = value < 0 ? -static_cast<uint64_t>(value) : static_cast<uint64_t>(value);
-    std::string digits = lit.hex ? absl::StrFormat("%x", mag) : absl::StrCat(mag);
-    // The sign lives just before the (optional) radix prefix.
-    size_t sign_pos = lit.num_begin - (lit.hex ? 2 : 0) - (lit.negative ? 1 : 0);
-    std::string prefix(v.substr(0, sign_pos));
-    std::string radix = lit.hex ? std::string(v.substr(lit.num_begin - 2, 2)) : "";
-    new_value = absl::StrCat(prefix, value < 0 ? "-" : "", radix, digits, v.substr(lit.num_end));
-    // "-5" written bare after the macro name is fine; "(-5)" keeps its parentheses.
-  } else {
-    new_value = absl::StrCat("(", value, ")");
-  }
-  std::string out(text.substr(0, site->value_begin));
-  absl::StrAppend(&out, new_value, text.substr(site->value_end));
+  // From the last definition back, so earlier offsets stay valid.
+  std::string out(text);
+  for (auto it = sites->rbegin(); it != sites->rend(); ++it)
+    out.replace(it->value_begin, it->value_end - it->value_begin,
+                NewMacroValue(text.substr(it->value_begin, it->value_end - it->value_begin), value));
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -114,6 +115,9 @@ absl::StatusOr<RunResult> Run(const std::vector<std::string>& argv, const RunOpt
   if (pid == 0) {
     // Child: only async-signal-safe calls from here on.
     if (opts.new_process_group) setpgid(0, 0);
+    // Its own group escapes a signal to ours: die with the caller (a killed `sie vm` must not
+    // leave QEMU running). Run() waits in the forking thread, so that thread outlives the child.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(in_r.get(), 0);
     dup2(out_w.get(), 1);
     dup2(err_w.get(), 2);

@@ -45,19 +45,17 @@ absl::StatusOr<std::vector<MacroSite>> SelectByConfig(absl::string_view text,
   }
   if (!possible.empty() && (active <= 1 || possible.size() == 1)) {
     if (active == 1 && possible.size() > 1)
-      std::erase_if(possible, [&](const MacroSite& s) {
-        return state[s.line - 1] != LineState::kActive;
-      });
+      std::erase_if(possible,
+                    [&](const MacroSite& s) { return state[s.line - 1] != LineState::kActive; });
     return possible;
   }
   return Classified(
-      InvalidWithHint(absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ",
-                                   file,
-                                   possible.empty()
-                                       ? " and the kernel's configuration compiles none of them"
-                                       : " and the kernel's configuration compiles several"),
-                      "pick one definition with 'match:' (its exact text) and 'replace:' "
-                      "('...{V}...')"),
+      InvalidWithHint(
+          absl::StrCat("macro ", macro, " is defined ", sites.size(), " times in ", file,
+                       possible.empty() ? " and the kernel's configuration compiles none of them"
+                                        : " and the kernel's configuration compiles several"),
+          "pick one definition with 'match:' (its exact text) and 'replace:' "
+          "('...{V}...')"),
       Refusal::kMacroAmbiguous);
 }
 
@@ -124,7 +122,8 @@ absl::Status ScanDefines(absl::string_view text, absl::string_view macro, absl::
 }
 
 absl::StatusOr<std::vector<MacroSite>> FindMacro(absl::string_view text, absl::string_view macro,
-                                    absl::string_view file, const KernelConfig* config) {
+                                                 absl::string_view file,
+                                                 const KernelConfig* config) {
   std::vector<MacroSite> sites;
   std::vector<int> function_like;
   if (auto s = ScanDefines(text, macro, file, &sites, &function_like); !s.ok()) return s;
@@ -212,12 +211,11 @@ absl::StatusOr<std::string> MacroValueText(absl::string_view text, absl::string_
   };
   for (const MacroSite& s : *sites)
     if (value_of(s) != value_of(sites->front()))
-      return Classified(
-          absl::FailedPreconditionError(absl::StrCat(
-              "macro ", macro, " has ", sites->size(), " definitions in ", file,
-              " under #if conditions sie cannot evaluate (lines ", sites->front().line, " and ",
-              s.line, "): each is edited alike")),
-          Refusal::kMacroAmbiguous);
+      return Classified(absl::FailedPreconditionError(absl::StrCat(
+                            "macro ", macro, " has ", sites->size(), " definitions in ", file,
+                            " under #if conditions sie cannot evaluate (lines ",
+                            sites->front().line, " and ", s.line, "): each is edited alike")),
+                        Refusal::kMacroAmbiguous);
   return value_of(sites->front());
 }
 
@@ -243,8 +241,9 @@ absl::StatusOr<std::string> ApplyMacroEdit(absl::string_view text, absl::string_
   // From the last definition back, so earlier offsets stay valid.
   std::string out(text);
   for (auto it = sites->rbegin(); it != sites->rend(); ++it)
-    out.replace(it->value_begin, it->value_end - it->value_begin,
-                NewMacroValue(text.substr(it->value_begin, it->value_end - it->value_begin), value));
+    out.replace(
+        it->value_begin, it->value_end - it->value_begin,
+        NewMacroValue(text.substr(it->value_begin, it->value_end - it->value_begin), value));
   return out;
 }
 

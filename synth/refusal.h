@@ -32,8 +32,10 @@ enum class Refusal {
   kUnsafe,                 // tuning would be unsafe (allocation size, no probe location)
   kRange,                  // no value of the requested range is valid for every span
   kStub,                   // the stub generator refused the spans (e.g. flags it cannot emit)
+  kInitOnly,               // only boot/module-init (or exit) code uses the value
+  kNotrace,                // a span needs BPF in a function kprobe events refuse (notrace)
 };
-inline constexpr Refusal kLastRefusal = Refusal::kStub;  // update when adding a class
+inline constexpr Refusal kLastRefusal = Refusal::kNotrace;  // update when adding a class
 
 // The name used in the summary table and in --json ("formula-family"): part of the output.
 constexpr const char* RefusalName(Refusal r) {
@@ -76,6 +78,10 @@ constexpr const char* RefusalName(Refusal r) {
       return "range";
     case Refusal::kStub:
       return "stub";
+    case Refusal::kInitOnly:
+      return "init-only";
+    case Refusal::kNotrace:
+      return "notrace";
   }
   return "other";
 }

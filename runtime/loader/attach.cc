@@ -90,8 +90,10 @@ absl::Status Attach(Attached& a, const std::string& pin_dir) {
       return FailedWithHint(
           absl::StrCat("attaching a kprobe at ", a.info.function, "+0x", absl::Hex(a.info.offset),
                        " failed: ", strerror(err)),
-          "the function may be blacklisted for kprobes (NOKPROBE), or the offset is not on an "
-          "instruction boundary (EILSEQ)");
+          "EINVAL: the function is notrace (no ftrace site: kprobe events refuse it without "
+          "CONFIG_KPROBE_EVENTS_ON_NOTRACE; re-synthesize: sie synth refuses or marks such "
+          "spans) or blacklisted for kprobes (NOKPROBE); EILSEQ: the offset is not on an "
+          "instruction boundary");
   }
   LIBBPF_OPTS(bpf_link_create_opts, lo);
   lo.perf_event.bpf_cookie = a.info.cell >= 0 ? static_cast<uint64_t>(a.info.cell) : 0;

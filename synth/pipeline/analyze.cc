@@ -2,14 +2,61 @@
 // mapped onto the binary the guest runs, the spec's scope and overrides applied.
 #include "synth/analysis/analyze.h"
 
-#include <algorithm>
+#include <elf.h>
 
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/status_macros.h"
+#include "common/elf/elf_file.h"
 #include "synth/pipeline/stages.h"
+#include "synth/pipeline/traceable.h"
+#include "synth/refusal.h"
 
 namespace sie::synth::pipeline {
 namespace fs = std::filesystem;
 namespace {
+
+// Functions of `object` in init or exit text: the kernel runs them once (boot, module load or
+// unload) and frees init text afterwards, so a value they use can never change at runtime.
+absl::StatusOr<std::set<std::string>> OneShotFunctions(const fs::path& object) {
+  ASSIGN_OR_RETURN(elf, elf::ElfFile::Open(object.string()));
+  std::set<std::string> out;
+  for (const auto& sym : elf->symbols()) {
+    if (sym.type != STT_FUNC || sym.shndx <= 0 ||
+        sym.shndx >= static_cast<int>(elf->sections().size()))
+      continue;
+    const std::string& sec = elf->sections()[sym.shndx].name;
+    if (absl::StartsWith(sec, ".init.") || absl::StartsWith(sec, ".exit.")) out.insert(sym.name);
+  }
+  return out;
+}
+
+// Drops the spans (and their safe spans) in one-shot functions; refuses when none is left.
+absl::Status DropOneShotSpans(const fs::path& object, AnalysisResult* r,
+                              std::vector<std::string>* warnings) {
+  ASSIGN_OR_RETURN(once, OneShotFunctions(object));
+  std::set<std::string> dropped;
+  auto one_shot = [&](const std::string& f) { return once.count(f) > 0; };
+  for (const auto& s : r->spans)
+    if (one_shot(s.function)) dropped.insert(s.function);
+  if (dropped.empty()) return absl::OkStatus();
+  std::erase_if(r->spans, [&](const auto& s) { return one_shot(s.function); });
+  std::erase_if(r->safe_spans, [&](const auto& s) { return one_shot(s.function); });
+  std::string names = absl::StrJoin(dropped, ", ");
+  if (r->spans.empty())
+    return Classified(
+        FailedWithHint(absl::StrCat("only init/exit code uses the value (", names,
+                                    "): it runs once and cannot be tuned at runtime"),
+                       "set the value on the kernel command line or at build time instead"),
+        Refusal::kInitOnly);
+  warnings->push_back(absl::StrCat("span(s) in init/exit code left out (", names,
+                                   "): that code runs once, before any value can be set"));
+  return absl::OkStatus();
+}
 
 // The analysis core's part for one object: spans in the baseline build, mapped onto the
 // shipped binary, merged into `out`.
@@ -26,6 +73,7 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
     opts.check.push_back({t.values[i], ov.variant[i].string()});
   auto r = AnalyzeVariants(vs, opts);
   if (!r.ok()) return r.status();
+  RETURN_IF_ERROR(DropOneShotSpans(ov.variant[0], &*r, &r->warnings));
   // A generic target has no separate shipped binary: the V1 object already is the target.
   if (shipped.path != ov.variant[0]) {
     if (auto s =
@@ -33,6 +81,8 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
         !s.ok())
       return WithContext(s, absl::StrCat("mapping onto ", shipped.path.string()));
   }
+  ASSIGN_OR_RETURN(traceable, TraceableFunctions(shipped.path.string()));
+  if (traceable) RETURN_IF_ERROR(CheckTraceable(*traceable, r->spans, &r->warnings));
   if (st.opts.verbose)
     st.progress(absl::StrCat("  ", ov.object, ": ", r->spans.size(), " span(s), ",
                              r->safe_spans.size(), " safe span(s), ", r->data_initializers.size(),

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/base/diag.h"
 #include "synth/refusal.h"
 
 namespace sie::synth::pipeline {
@@ -27,8 +28,7 @@ TEST(TraceableTest, TraceableFunctionsPass) {
 
 TEST(TraceableTest, RegAndMemSpansInNotraceCodeAreLeftToTheNativeEngine) {
   std::vector<std::string> warnings;
-  auto s = CheckTraceable({"f"}, {Span("g", SpanKind::kReg), Span("h", SpanKind::kMem)},
-                          &warnings);
+  auto s = CheckTraceable({"f"}, {Span("g", SpanKind::kReg), Span("h", SpanKind::kMem)}, &warnings);
   EXPECT_TRUE(s.ok()) << s;
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_THAT(warnings[0], HasSubstr("no ftrace site in g, h"));

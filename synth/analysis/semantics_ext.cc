@@ -49,7 +49,8 @@ std::atomic<int> undef_ids{0};  // undefined values are distinct across states
 z3::expr SymState::PackedFlags() {
   SymFlags f = CurrentFlags();
   auto bit = [&](const z3::expr& b) { return z3::ite(b, ctx_.bv_val(1, 1), ctx_.bv_val(0, 1)); };
-  return z3::concat(bit(f.cf), z3::concat(bit(f.zf), z3::concat(bit(f.sf), z3::concat(bit(f.of), bit(f.pf)))))
+  return z3::concat(bit(f.cf),
+                    z3::concat(bit(f.zf), z3::concat(bit(f.sf), z3::concat(bit(f.of), bit(f.pf)))))
       .simplify();
 }
 
@@ -224,12 +225,18 @@ std::optional<bool> SymState::StepRotate(const Insn& in) {
 std::optional<bool> SymState::StepConvert(const Insn& in) {
   const std::string& m = in.mnemonic;
   z3::expr ax = Reg("ax");
-  if (m == "cbw") Write(RegOp("ax", 2), z3::sext(ax.extract(7, 0), 8));
-  else if (m == "cwde") Write(RegOp("eax", 4), z3::sext(ax.extract(15, 0), 16));
-  else if (m == "cwd") Write(RegOp("dx", 2), z3::sext(ax.extract(15, 0), 16).extract(31, 16));
-  else if (m == "cdq") Write(RegOp("edx", 4), z3::sext(ax.extract(31, 0), 32).extract(63, 32));
-  else if (m == "cqo") Write(RegOp("rdx", 8), z3::sext(ax, 64).extract(127, 64));
-  else return std::nullopt;
+  if (m == "cbw")
+    Write(RegOp("ax", 2), z3::sext(ax.extract(7, 0), 8));
+  else if (m == "cwde")
+    Write(RegOp("eax", 4), z3::sext(ax.extract(15, 0), 16));
+  else if (m == "cwd")
+    Write(RegOp("dx", 2), z3::sext(ax.extract(15, 0), 16).extract(31, 16));
+  else if (m == "cdq")
+    Write(RegOp("edx", 4), z3::sext(ax.extract(31, 0), 32).extract(63, 32));
+  else if (m == "cqo")
+    Write(RegOp("rdx", 8), z3::sext(ax, 64).extract(127, 64));
+  else
+    return std::nullopt;
   return true;
 }
 

@@ -3,6 +3,8 @@
 // every architecturally defined flag must agree; flags the SDM leaves undefined must stay
 // unknown. Then the unknown values: an unmodelled instruction outside the constant's data
 // flow must not block a span, one inside it must be named.
+#include "synth/analysis/semantics.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -13,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "synth/analysis/disasm.h"
-#include "synth/analysis/semantics.h"
+#include "synth/analysis/slice.h"
 #include "synth/refusal.h"
 
 namespace sie::synth::analysis {
@@ -27,24 +29,23 @@ struct Regs {
 };
 
 // Runs `code` (Intel syntax) on the host with `r` in rax..rdi; the flags after it in r.flags.
-#define NATIVE(code, r)                                                                      \
-  do {                                                                                       \
-    register uint64_t f asm("r8");                                                           \
-    asm volatile(".intel_syntax noprefix\n lea rsp, [rsp-128]\n " code                       \
-                 "\n pushfq\n pop r8\n lea rsp, [rsp+128]\n .att_syntax prefix"              \
-                 : "+a"(r.ax), "+b"(r.bx), "+c"(r.cx), "+d"(r.dx), "+S"(r.si), "+D"(r.di),   \
-                   "=r"(f)                                                                   \
-                 :                                                                           \
-                 : "memory", "cc");                                                          \
-    r.flags = f;                                                                             \
+#define NATIVE(code, r)                                                                            \
+  do {                                                                                             \
+    register uint64_t f asm("r8");                                                                 \
+    asm volatile(".intel_syntax noprefix\n lea rsp, [rsp-128]\n " code                             \
+                 "\n pushfq\n pop r8\n lea rsp, [rsp+128]\n .att_syntax prefix"                    \
+                 : "+a"(r.ax), "+b"(r.bx), "+c"(r.cx), "+d"(r.dx), "+S"(r.si), "+D"(r.di), "=r"(f) \
+                 :                                                                                 \
+                 : "memory", "cc");                                                                \
+    r.flags = f;                                                                                   \
   } while (0)
 
 // Assembles Intel-syntax `code` with GNU as.
 Function Assemble(const std::string& code) {
   std::string base = absl::StrCat(::testing::TempDir(), "/sem_", getpid());
   std::ofstream(base + ".s") << ".intel_syntax noprefix\n" << code << "\n";
-  std::string cmd = absl::StrCat("as --64 -o ", base, ".o ", base, ".s && objcopy -O binary -j .text ",
-                                 base, ".o ", base, ".bin");
+  std::string cmd = absl::StrCat("as --64 -o ", base, ".o ", base,
+                                 ".s && objcopy -O binary -j .text ", base, ".o ", base, ".bin");
   EXPECT_EQ(system(cmd.c_str()), 0) << code;
   std::ifstream bin(base + ".bin", std::ios::binary);
   std::stringstream bytes;
@@ -86,7 +87,8 @@ void Check(const std::string& code, const Regs& in, const Regs& out, const std::
     ASSERT_TRUE(got.has_value()) << f << " = " << st.Reg(f).simplify();
     EXPECT_EQ(*got, v) << f;
   }
-  const std::pair<const char*, int> flags[] = {{"CF", 0}, {"PF", 2}, {"ZF", 6}, {"SF", 7}, {"OF", 11}};
+  const std::pair<const char*, int> flags[] = {
+      {"CF", 0}, {"PF", 2}, {"ZF", 6}, {"SF", 7}, {"OF", 11}};
   const std::map<std::string, std::string> cc = {
       {"CF", "b"}, {"PF", "p"}, {"ZF", "e"}, {"SF", "s"}, {"OF", "o"}};
   for (auto [f, bit] : flags) {
@@ -103,17 +105,17 @@ void Check(const std::string& code, const Regs& in, const Regs& out, const std::
 // No flag is set by the snippet: all are the flags before it.
 constexpr const char* kUnset = "CF PF ZF SF OF";
 
-#define SAME(code, undefined, ...)            \
-  do {                                        \
-    Regs in(__VA_ARGS__);                     \
-    Regs out = in;                            \
-    NATIVE(code, out);                        \
-    Check(code, in, out, undefined);          \
+#define SAME(code, undefined, ...)   \
+  do {                               \
+    Regs in(__VA_ARGS__);            \
+    Regs out = in;                   \
+    NATIVE(code, out);               \
+    Check(code, in, out, undefined); \
   } while (0)
 
 TEST(Semantics, StackPushPop) {
-  SAME("cmp eax, ebx\n push rbx\n push rcx\n push -5\n pop rsi\n pop rax\n pop rdx", "",
-       1, 2, 3, 4, 5, 6);
+  SAME("cmp eax, ebx\n push rbx\n push rcx\n push -5\n pop rsi\n pop rax\n pop rdx", "", 1, 2, 3, 4,
+       5, 6);
 }
 
 TEST(Semantics, BitScans) {
@@ -131,7 +133,7 @@ TEST(Semantics, ZeroSourceOfABitScanIsUndefined) {
   Function fn;
   Execute(st, "bsr rdx, rcx", Regs{0, 0, 0, 7, 0, 0}, &fn);
   EXPECT_FALSE(Value(st.Reg("dx")).has_value()) << st.Reg("dx");  // not "unchanged"
-  EXPECT_EQ(Value(*st.Cond("e")), 1u);                             // ZF = source is 0
+  EXPECT_EQ(Value(*st.Cond("e")), 1u);                            // ZF = source is 0
 }
 
 TEST(Semantics, BitTests) {
@@ -193,7 +195,8 @@ TEST(Semantics, SignExtensions) {
   SAME("cdqe", kUnset, 0xffff0000ffffff00, 0, 0, 0, 0, 0);
   SAME("cwde\n cwd", kUnset, 0x8000, 0, 0, 0x123456789, 0, 0);
   SAME("cbw", kUnset, 0x1111180, 0, 0, 0, 0, 0);
-  SAME("movsx rax, bl\n movzx ecx, dx\n movsxd rsi, edi", kUnset, 0, 0x80, 0, 0xfff0ff, 0, 0xffffffff);
+  SAME("movsx rax, bl\n movzx ecx, dx\n movsxd rsi, edi", kUnset, 0, 0x80, 0, 0xfff0ff, 0,
+       0xffffffff);
 }
 
 TEST(Semantics, NegNot) {
@@ -205,7 +208,7 @@ TEST(Semantics, ShiftsAndRotatesByCl) {
   SAME("sar edx, cl", "OF", 0, 0, 3, 0x80000010, 0, 0);
   SAME("shl rdx, cl", "", 0, 0, 1, 0xc000000000000000, 0, 0);
   SAME("shr ax, cl", "", 0x8001, 0, 1, 0, 0, 0);
-  SAME("shl bl, cl", "CF OF", 0, 0xff, 9, 0, 0, 0);  // count past a byte: CF undefined
+  SAME("shl bl, cl", "CF OF", 0, 0xff, 9, 0, 0, 0);           // count past a byte: CF undefined
   SAME("cmp eax, ebx\n shl edx, cl", "", 1, 2, 32, 5, 0, 0);  // masked count 0: flags kept
   SAME("cmp eax, ebx\n rol edx, cl", "", 1, 2, 1, 0x80000001, 0, 0);
   SAME("cmp eax, ebx\n ror rdx, cl", "OF", 1, 2, 5, 0x31, 0, 0);
@@ -299,6 +302,28 @@ TEST(Semantics, HiddenEffectsStillStopExecution) {
   ASSERT_EQ(fn.insns.size(), 1u);
   EXPECT_FALSE(st.Step(fn.insns[0]));
   EXPECT_NE(st.unsupported().find("rep stos"), std::string::npos) << st.unsupported();
+}
+
+// The Safe Span follows the value only through named locations: a value pushed and popped
+// elsewhere makes the whole function the span.
+TEST(Slice, ValueThroughPushIsNotLost) {
+  Function fn =
+      Assemble("imul eax, edi, 5\n nop\n push rax\n pop rcx\n mov [rsi], ecx\n xor eax, eax\n ret");
+  fn.size = fn.insns.back().offset + fn.insns.back().size;
+  CriticalSpan cs;
+  cs.kind = SpanKind::kReg;
+  cs.target_reg = "ax";
+  cs.cs_start = 0;
+  cs.cs_end = cs.probe_offset = fn.insns[1].offset;
+  SafeSpan s = SliceSafeSpan(fn, cs);
+  EXPECT_EQ(s.how, SafeSpanHow::kWholeFunction) << s.start << "-" << s.end;
+  // Without the push the slice ends at the last use of eax.
+  Function plain = Assemble("imul eax, edi, 5\n nop\n mov [rsi], eax\n xor eax, eax\n ret");
+  plain.size = plain.insns.back().offset + plain.insns.back().size;
+  cs.cs_end = cs.probe_offset = plain.insns[1].offset;
+  s = SliceSafeSpan(plain, cs);
+  EXPECT_EQ(s.how, SafeSpanHow::kSlice);
+  EXPECT_EQ(s.end, plain.insns[2].offset + plain.insns[2].size);
 }
 
 }  // namespace

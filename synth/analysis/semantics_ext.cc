@@ -361,7 +361,9 @@ absl::Status CheckModelled(z3::context& c, std::vector<z3::expr>* o,
   // Unknown but equal in every build: the constant does not reach this output.
   if (o->size() == 3 && Proved(c, (*o)[0] == (*o)[1] && (*o)[0] == (*o)[2]))
     return absl::OkStatus();
-  const std::string& name = left.begin()->first;
+  std::string name = left.begin()->first;  // an unmodelled instruction first: the likely cause
+  for (const auto& [n, x] : left)
+    if (absl::StartsWith(n, "unk|")) name = n;
   std::string desc = name;
   for (const SymState* s : st)
     if (s->Describe(name) != name) desc = s->Describe(name);

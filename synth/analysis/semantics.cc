@@ -374,11 +374,11 @@ bool SymState::Step(const Insn& in) {
   // One handler per instruction family, tried in turn; new instructions go in one of them.
   using Handler = std::optional<bool> (SymState::*)(const Insn&);
   static constexpr Handler kHandlers[] = {
-      &SymState::StepMove,    &SymState::StepAlu,     &SymState::StepUnary,
-      &SymState::StepShift,   &SymState::StepMul,     &SymState::StepConditional,
-      &SymState::StepStack,   &SymState::StepBitScan, &SymState::StepBitTest,
-      &SymState::StepCarry,   &SymState::StepRotate,  &SymState::StepConvert,
-      &SymState::StepExchange};
+      &SymState::StepMove,     &SymState::StepAlu,     &SymState::StepUnary,
+      &SymState::StepShift,    &SymState::StepMul,     &SymState::StepConditional,
+      &SymState::StepStack,    &SymState::StepBitScan, &SymState::StepBitTest,
+      &SymState::StepCarry,    &SymState::StepRotate,  &SymState::StepConvert,
+      &SymState::StepExchange, &SymState::StepDivide};
   why_.clear();
   for (Handler h : kHandlers) {
     std::optional<bool> done = (this->*h)(in);

@@ -97,6 +97,7 @@ class SymState {
   std::optional<bool> StepRotate(const Insn& in);
   std::optional<bool> StepConvert(const Insn& in);
   std::optional<bool> StepExchange(const Insn& in);
+  std::optional<bool> StepDivide(const Insn& in);
   bool Havoc(const Insn& in);  // results of `in` become unknown; false when it cannot be
   bool Fail(const Insn& in, const std::string& why = "");  // records why `in` is not modelled
 

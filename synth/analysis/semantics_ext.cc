@@ -240,6 +240,32 @@ std::optional<bool> SymState::StepConvert(const Insn& in) {
   return true;
 }
 
+// div/idiv: the dividend is rdx:rax (ax for a byte divisor), quotient to rax, remainder to
+// rdx (al, ah); all flags undefined. A zero divisor or a quotient that does not fit raises #DE:
+// the span never completes, so no output is observed and the values there are don't-cares.
+std::optional<bool> SymState::StepDivide(const Insn& in) {
+  const std::string& m = in.mnemonic;
+  if (!(m == "div" || m == "idiv") || in.ops.size() != 1) return std::nullopt;
+  unsigned w = Bits(in, 0);
+  z3::expr ax = Reg("ax"), dx = Reg("dx");
+  z3::expr dividend =
+      w == 8 ? ax.extract(15, 0) : z3::concat(dx.extract(w - 1, 0), ax.extract(w - 1, 0));
+  z3::expr d = m == "div" ? z3::zext(Read(in.ops[0]), w) : z3::sext(Read(in.ops[0]), w);
+  z3::expr q = (m == "div" ? z3::udiv(dividend, d) : dividend / d).extract(w - 1, 0);
+  z3::expr r = (m == "div" ? z3::urem(dividend, d) : z3::srem(dividend, d)).extract(w - 1, 0);
+  if (w == 8) {
+    Write(RegOp("ax", 2), z3::concat(r, q).simplify());
+  } else {
+    static const char* kLo[] = {"", "", "ax", "", "eax", "", "", "", "rax"};
+    static const char* kHi[] = {"", "", "dx", "", "edx", "", "", "", "rdx"};
+    Write(RegOp(kLo[w / 8], static_cast<int>(w / 8)), q.simplify());
+    Write(RegOp(kHi[w / 8], static_cast<int>(w / 8)), r.simplify());
+  }
+  SetFlagBits(Undef(in, 0, "CF"), Undef(in, 0, "ZF"), Undef(in, 0, "SF"), Undef(in, 0, "OF"),
+              Undef(in, 0, "PF"), in.ops[0].size, in);
+  return true;
+}
+
 // xchg and xadd (flags of the addition).
 std::optional<bool> SymState::StepExchange(const Insn& in) {
   const std::string m = Mnemonic(in);

@@ -182,6 +182,17 @@ TEST(Semantics, Multiplications) {
   SAME("mul si", "ZF SF PF", 0x4000, 0, 0, 0x7777, 4, 0);
 }
 
+TEST(Semantics, Divisions) {
+  const char* all = "CF PF ZF SF OF";
+  SAME("div rcx", all, 1000003, 0, 7, 5, 0, 0);  // rdx:rax = 5 * 2^64 + 1000003
+  SAME("div ecx", all, 0xffffffff12345678, 0, 0x10000, 0xffffffff00000003, 0, 0);
+  SAME("idiv esi", all, -1000, 0, 0, -1, 7, 0);  // truncates toward 0, remainder -6
+  SAME("idiv rbx", all, -7, -2, 0, -1, 0, 0);
+  SAME("div bl", all, 0x1234, 0x99, 0, 0, 0, 0);
+  SAME("idiv cl", all, -300, 0, 7, 0, 0, 0);
+  SAME("div si", all, 0x5678, 0, 0, 0x12, 0x100, 0);
+}
+
 TEST(Semantics, Carries) {
   SAME("add rax, rbx\n adc rcx, rdx", "", -1, 1, 5, 7, 0, 0);
   SAME("cmp eax, ebx\n sbb ecx, ecx", "", 1, 2, 0, 0, 0, 0);

@@ -120,6 +120,8 @@ struct RegionAnalysis {
     return std::move(out);
   }
 
+  std::vector<const SymState*> States() const { return {st[0].get(), st[1].get(), st[2].get()}; }
+
   absl::Status Execute() {
     cs_start = fb.insns[r.b[0]].offset;
     if (r.b[0] == r.e[0])
@@ -223,6 +225,8 @@ struct RegionAnalysis {
       if (!LiveAt(fb, end_idx, Loc{f})) continue;
       std::vector<z3::expr> o;
       for (int k = 0; k < 3; ++k) o.push_back(st[k]->Reg(f));
+      if (auto m = CheckModelled(ctx, &o, States(), absl::StrCat("register ", f)); !m.ok())
+        return Growable(Refuse(fb, cs_start, m.message(), Refusal::kUnmodelledInstruction));
       if (AllEqual(ctx, o)) continue;
       auto x = InputOf(o);
       if (!x.ok())
@@ -290,7 +294,15 @@ struct RegionAnalysis {
                         Refusal::kLayout);
         o.push_back(found->value);
       }
+      if (auto m = CheckModelled(ctx, &o, States(), absl::StrCat("the store to ", key)); !m.ok())
+        return Growable(Refuse(fb, cs_start, m.message(), Refusal::kUnmodelledInstruction));
       if (AllEqual(ctx, o)) continue;
+      if (!s0.exact_op)
+        return Refuse(fb, cs_start,
+                      absl::StrCat("the store to ", key, " (`", fb.insns[r.b[0]].Text(),
+                                   "` ...) depends on the constant and its address is not an "
+                                   "operand a probe can rewrite"),
+                      Refusal::kUnmodelledInstruction);
       auto x = InputOf(o);
       if (!x.ok())
         return Growable(Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message()),
@@ -325,6 +337,9 @@ struct RegionAnalysis {
         a.push_back(st[k]->flags()->a);
         b.push_back(st[k]->flags()->b);
       }
+      for (auto* v : {&a, &b})
+        if (auto m = CheckModelled(ctx, v, States(), "the flags"); !m.ok())
+          return Growable(Refuse(fb, cs_start, m.message(), Refusal::kUnmodelledInstruction));
       bool same_a = AllEqual(ctx, a), same_b = AllEqual(ctx, b);
       bool same_kind = st[0]->flags()->kind == st[1]->flags()->kind &&
                        st[0]->flags()->kind == st[2]->flags()->kind;

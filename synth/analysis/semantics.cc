@@ -1,5 +1,6 @@
 #include "synth/analysis/semantics.h"
 
+#include <atomic>
 #include <functional>
 
 #include "absl/strings/match.h"
@@ -100,31 +101,72 @@ void SymState::Write(const Operand& op, const z3::expr& v0) {
   }
 }
 
+namespace {
+z3::expr Bit(const z3::expr& v, unsigned i) { return v.extract(i, i) == v.ctx().bv_val(1, 1); }
+// PF: the low byte of the result has an even number of set bits.
+z3::expr Parity(const z3::expr& r) {
+  z3::expr x = r.extract(0, 0);
+  for (unsigned i = 1; i < 8 && i < r.get_sort().bv_size(); ++i) x = x ^ r.extract(i, i);
+  return x == r.ctx().bv_val(0, 1);
+}
+z3::expr Pack(const z3::expr& b) { return z3::ite(b, b.ctx().bv_val(1, 1), b.ctx().bv_val(0, 1)); }
+}  // namespace
+
 void SymState::SetFlags(const std::string& kind, const z3::expr& a, const z3::expr& b,
                         const z3::expr& r, int width, const Insn& in) {
-  flags_.emplace(SymFlags{kind, a, b, r, width, &in});
+  unsigned w = width * 8;
+  z3::expr cf = ctx_.bool_val(false), of = ctx_.bool_val(false);
+  if (kind == "sub") {
+    cf = z3::ult(a, b);
+    of = (Bit(a, w - 1) != Bit(b, w - 1)) && (Bit(r, w - 1) != Bit(a, w - 1));
+  } else if (kind == "add") {
+    cf = z3::ult(r, a);
+    of = (Bit(a, w - 1) == Bit(b, w - 1)) && (Bit(r, w - 1) != Bit(a, w - 1));
+  }
+  flags_.emplace(SymFlags{kind, a, b, r, width, &in, cf, r == ctx_.bv_val(0, w), Bit(r, w - 1), of,
+                          Parity(r)});
+}
+
+void SymState::SetFlagBits(const z3::expr& cf, const z3::expr& zf, const z3::expr& sf,
+                           const z3::expr& of, const z3::expr& pf, int width, const Insn& in) {
+  z3::expr packed =
+      z3::concat(Pack(cf),
+                 z3::concat(Pack(zf), z3::concat(Pack(sf), z3::concat(Pack(of), Pack(pf)))))
+          .simplify();
+  flags_.emplace(SymFlags{"bits", packed, ctx_.bv_val(0, 1), packed, width, &in, cf.simplify(),
+                          zf.simplify(), sf.simplify(), of.simplify(), pf.simplify()});
+}
+
+SymFlags SymState::CurrentFlags() {
+  if (flags_) return *flags_;
+  auto entry = [&](const char* f) {
+    std::string n = absl::StrCat("entry|", f);
+    unknowns_[n] = absl::StrCat("the flag ", f, " as set before the span");
+    return ctx_.bool_const(n.c_str());
+  };
+  SetFlagBits(entry("CF"), entry("ZF"), entry("SF"), entry("OF"), entry("PF"), 8, *cur_);
+  SymFlags f = *flags_;
+  flags_.reset();
+  return f;
+}
+
+z3::expr SymState::Undef(const Insn& in, unsigned bits, const std::string& what) {
+  static std::atomic<int> ids{0};  // distinct in every state: builds may differ here
+  std::string n = absl::StrCat("undef|", ids++);
+  unknowns_[n] = absl::StrCat(what, " of `", in.Text(), "` at +0x", absl::Hex(in.offset),
+                              ", architecturally undefined");
+  return bits ? ctx_.bv_const(n.c_str(), bits) : ctx_.bool_const(n.c_str());
+}
+
+std::string SymState::Describe(const std::string& name) const {
+  auto it = unknowns_.find(name);
+  return it == unknowns_.end() ? name : it->second;
 }
 
 std::optional<z3::expr> SymState::Cond(const std::string& cc0) {
-  if (!flags_) return std::nullopt;
-  const SymFlags& f = *flags_;
+  const SymFlags f = CurrentFlags();
   std::string cc = cc0;
-  unsigned w = f.width * 8;
-  z3::expr zero = ctx_.bv_val(0, w);
-  z3::expr zf = f.result == zero;
-  z3::expr sf = f.result.extract(w - 1, w - 1) == ctx_.bv_val(1, 1);
-  z3::expr cf = ctx_.bool_val(false), of = ctx_.bool_val(false);
-  if (f.kind == "sub") {
-    cf = z3::ult(f.a, f.b);
-    z3::expr sa = f.a.extract(w - 1, w - 1), sb = f.b.extract(w - 1, w - 1);
-    z3::expr sr = f.result.extract(w - 1, w - 1);
-    of = (sa != sb) && (sr != sa);
-  } else if (f.kind == "add") {
-    cf = z3::ult(f.result, f.a);
-    z3::expr sa = f.a.extract(w - 1, w - 1), sb = f.b.extract(w - 1, w - 1);
-    z3::expr sr = f.result.extract(w - 1, w - 1);
-    of = (sa == sb) && (sr != sa);
-  }
+  const z3::expr &zf = f.zf, &sf = f.sf, &cf = f.cf, &of = f.of;
   if (cc == "z") cc = "e";
   if (cc == "nz") cc = "ne";
   if (cc == "nb" || cc == "nc") cc = "ae";
@@ -135,6 +177,8 @@ std::optional<z3::expr> SymState::Cond(const std::string& cc0) {
   if (cc == "nge") cc = "l";
   if (cc == "ng") cc = "le";
   if (cc == "nle") cc = "g";
+  if (cc == "pe") cc = "p";
+  if (cc == "po") cc = "np";
   if (cc == "e") return zf;
   if (cc == "ne") return !zf;
   if (cc == "b") return cf;
@@ -149,11 +193,14 @@ std::optional<z3::expr> SymState::Cond(const std::string& cc0) {
   if (cc == "ns") return !sf;
   if (cc == "o") return of;
   if (cc == "no") return !of;
+  if (cc == "p") return f.pf;
+  if (cc == "np") return !f.pf;
   return std::nullopt;
 }
 
-bool SymState::Fail(const Insn& in) {
-  if (unsupported_.empty()) unsupported_ = absl::StrCat(in.Text(), " at +0x", absl::Hex(in.offset));
+bool SymState::Fail(const Insn& in, const std::string& why) {
+  (void)in;
+  why_ = why;
   return false;
 }
 
@@ -235,8 +282,11 @@ std::optional<bool> SymState::StepUnary(const Insn& in) {
   z3::expr a = Read(ops[0]);
   z3::expr one = ctx_.bv_val(1, Bits(in, 0));
   z3::expr r = m == "inc" ? a + one : m == "dec" ? a - one : m == "neg" ? -a : ~a;
-  if (m == "dec") SetFlags("sub", a, one, r, ops[0].size, in);
-  if (m == "inc") SetFlags("add", a, one, r, ops[0].size, in);
+  if (m == "inc" || m == "dec") {  // like add/sub 1, but CF is left as it was
+    z3::expr cf = CurrentFlags().cf;
+    SetFlags(m == "inc" ? "add" : "sub", a, one, r, ops[0].size, in);
+    SetFlagBits(cf, flags_->zf, flags_->sf, flags_->of, flags_->pf, ops[0].size, in);
+  }
   if (m == "neg") SetFlags("sub", ctx_.bv_val(0, Bits(in, 0)), a, r, ops[0].size, in);
   Write(ops[0], r);
   return true;
@@ -249,37 +299,58 @@ std::optional<bool> SymState::StepShift(const Insn& in) {
   z3::expr a = Read(ops[0]);
   unsigned w = Bits(in, 0);
   z3::expr cnt = ops.size() == 2 ? Fit(Read(ops[1]), w) : ctx_.bv_val(1, w);
-  cnt = cnt & ctx_.bv_val(w == 64 ? 63 : 31, w);  // hardware masks the count
+  cnt = (cnt & ctx_.bv_val(w == 64 ? 63 : 31, w)).simplify();  // hardware masks the count
+  bool left = m == "shl" || m == "sal";
   z3::expr r = (m == "shr") ? z3::lshr(a, cnt) : (m == "sar") ? z3::ashr(a, cnt) : z3::shl(a, cnt);
-  SetFlags("logic", a, cnt, r, ops[0].size, in);  // CF/OF after shifts are rarely consumed
+  // CF: the last bit shifted out, undefined for shl/shr by the operand width or more (only
+  // reachable for byte/word operands); OF: for a count of 1 only; a zero count keeps the flags.
+  z3::expr wv = ctx_.bv_val(w, w), one = ctx_.bv_val(1, w);
+  z3::expr cf = left ? Bit(z3::lshr(a, wv - cnt), 0)
+                     : Bit(m == "sar" ? z3::ashr(a, cnt - one) : z3::lshr(a, cnt - one), 0);
+  if (m != "sar" && w < 32) cf = z3::ite(z3::uge(cnt, wv), Undef(in, 0, "CF"), cf);
+  z3::expr of1 = left ? Bit(r, w - 1) != cf : m == "shr" ? Bit(a, w - 1) : ctx_.bool_val(false);
+  z3::expr of = z3::ite(cnt == one, of1, Undef(in, 0, "OF"));
+  SymFlags old = CurrentFlags();
+  z3::expr zero = cnt == ctx_.bv_val(0, w);
+  SetFlagBits(z3::ite(zero, old.cf, cf), z3::ite(zero, old.zf, r == ctx_.bv_val(0, w)),
+              z3::ite(zero, old.sf, Bit(r, w - 1)), z3::ite(zero, old.of, of),
+              z3::ite(zero, old.pf, Parity(r)), ops[0].size, in);
   Write(ops[0], r);
   return true;
 }
 
+// mul/imul: CF = OF = the full product does not fit the destination; SF/ZF/PF undefined.
 std::optional<bool> SymState::StepMul(const Insn& in) {
   const std::string& m = in.mnemonic;
   const auto& ops = in.ops;
   if (m != "imul" && m != "mul") return std::nullopt;
-  if (ops.size() == 1) {  // rdx:rax = rax * src
-    unsigned w = Bits(in, 0);
-    z3::expr a = Reg("ax").extract(w - 1, 0), b = Read(ops[0]);
-    z3::expr wide = m == "mul" ? z3::zext(a, w) * z3::zext(b, w) : z3::sext(a, w) * z3::sext(b, w);
-    const char* lo = w == 64 ? "rax" : "eax";
-    const char* hi = w == 64 ? "rdx" : "edx";
-    if (w < 32) return Fail(in);
-    Write(Operand{OpType::kReg, static_cast<int>(w / 8), lo}, wide.extract(w - 1, 0));
-    Write(Operand{OpType::kReg, static_cast<int>(w / 8), hi}, wide.extract(2 * w - 1, w));
-    flags_.reset();
-    return true;
+  unsigned w = Bits(in, 0);
+  z3::expr a = ops.size() == 1   ? Reg("ax").extract(w - 1, 0)
+               : ops.size() == 3 ? Read(ops[1])
+                                 : Read(ops[0]);
+  z3::expr b = Fit(ops.size() == 1   ? Read(ops[0])
+                   : ops.size() == 3 ? Read(ops[2])
+                                     : Read(ops[1]),
+                   w);
+  z3::expr wide = m == "mul" ? z3::zext(a, w) * z3::zext(b, w) : z3::sext(a, w) * z3::sext(b, w);
+  z3::expr lo = wide.extract(w - 1, 0), hi = wide.extract(2 * w - 1, w);
+  z3::expr overflow = m == "mul" ? hi != ctx_.bv_val(0, w) : z3::sext(lo, w) != wide;
+  if (ops.size() == 1 && w == 8) {
+    Write(Operand{OpType::kReg, 2, "ax"}, wide);  // ax = al * src
+  } else if (ops.size() == 1) {                   // rdx:rax = rax * src
+    static const char* kLo[] = {"", "", "ax", "", "eax", "", "", "", "rax"};
+    static const char* kHi[] = {"", "", "dx", "", "edx", "", "", "", "rdx"};
+    Write(Operand{OpType::kReg, static_cast<int>(w / 8), kLo[w / 8]}, lo);
+    Write(Operand{OpType::kReg, static_cast<int>(w / 8), kHi[w / 8]}, hi);
+  } else {
+    Write(ops[0], lo);
   }
-  z3::expr a = ops.size() == 3 ? Read(ops[1]) : Read(ops[0]);
-  z3::expr b = Fit(ops.size() == 3 ? Read(ops[2]) : Read(ops[1]), Bits(in, 0));
-  Write(ops[0], a * b);
-  flags_.reset();
+  SetFlagBits(overflow, Undef(in, 0, "ZF"), Undef(in, 0, "SF"), overflow, Undef(in, 0, "PF"),
+              ops[0].size, in);
   return true;
 }
 
-// Instructions that consume the flags: cmovcc, setcc and the sbb r,r idiom.
+// Instructions that consume the flags: cmovcc and setcc (adc/sbb: StepCarry).
 std::optional<bool> SymState::StepConditional(const Insn& in) {
   const std::string& m = in.mnemonic;
   const auto& ops = in.ops;
@@ -295,14 +366,6 @@ std::optional<bool> SymState::StepConditional(const Insn& in) {
     Write(ops[0], z3::ite(*c, ctx_.bv_val(1, 8), ctx_.bv_val(0, 8)));
     return true;
   }
-  if (m == "sbb" && ops.size() == 2 && ops[0].type == OpType::kReg && ops[1].type == OpType::kReg &&
-      ops[0].reg == ops[1].reg) {
-    auto c = Cond("b");
-    if (!c) return Fail(in);
-    unsigned w = Bits(in, 0);
-    Write(ops[0], z3::ite(*c, ctx_.bv_val(-1, w), ctx_.bv_val(0, w)));
-    return true;
-  }
   return std::nullopt;
 }
 
@@ -310,12 +373,19 @@ bool SymState::Step(const Insn& in) {
   cur_ = &in;
   // One handler per instruction family, tried in turn; new instructions go in one of them.
   using Handler = std::optional<bool> (SymState::*)(const Insn&);
-  static constexpr Handler kHandlers[] = {&SymState::StepMove,  &SymState::StepAlu,
-                                          &SymState::StepUnary, &SymState::StepShift,
-                                          &SymState::StepMul,   &SymState::StepConditional};
-  for (Handler h : kHandlers)
-    if (std::optional<bool> done = (this->*h)(in)) return *done;
-  return Fail(in);
+  static constexpr Handler kHandlers[] = {
+      &SymState::StepMove,     &SymState::StepAlu,     &SymState::StepUnary,
+      &SymState::StepShift,    &SymState::StepMul,     &SymState::StepConditional,
+      &SymState::StepStack,    &SymState::StepBitScan, &SymState::StepBitTest,
+      &SymState::StepCarry,    &SymState::StepRotate,  &SymState::StepConvert,
+      &SymState::StepExchange, &SymState::StepDivide};
+  why_.clear();
+  for (Handler h : kHandlers) {
+    std::optional<bool> done = (this->*h)(in);
+    if (done && *done) return true;
+    if (done) break;
+  }
+  return Havoc(in);
 }
 
 std::set<std::string> FreeInputs(const z3::expr& e) {

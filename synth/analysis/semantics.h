@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "synth/analysis/disasm.h"
 
 namespace sie::synth::analysis {
@@ -20,15 +21,22 @@ struct SymStore {
   Operand op;       // the destination operand (for base/index/disp)
   int width = 0;    // bytes
   z3::expr value;
+  // False when the address is not `op` (a bit-string store "bts [rax], rdx" at a computed
+  // offset from it): the store is only usable when it agrees across builds.
+  bool exact_op = true;
 };
 
-// The last flag-setting operation: flags are kept as the operation and its operands and
-// evaluated lazily per condition code.
+// The flags after the last flag-setting operation. cf/zf/sf/of/pf are exact Boolean values; a
+// flag the architecture leaves undefined is an "undef|" constant (see CheckModelled), a flag
+// set before the span an "entry|" constant. For kind "sub" (cmp/sub/neg), "add" and "logic"
+// (test/and/or/xor) a, b are the operands; for kind "bits" (every other setter) a is the five
+// flags packed (cf zf sf of pf) and b is 0, so equal (kind, a, b) always means equal flags.
 struct SymFlags {
-  std::string kind;  // "sub" (cmp/sub/dec/...), "logic" (test/and/or/xor), "add"
+  std::string kind;
   z3::expr a, b, result;
   int width = 0;
   const Insn* insn = nullptr;
+  z3::expr cf, zf, sf, of, pf;
 };
 
 class SymState {
@@ -36,7 +44,10 @@ class SymState {
   // zext32: register families known to hold a zero-extended 32-bit value at entry.
   SymState(z3::context& ctx, std::set<std::string> zext32 = {});
 
-  // Executes one instruction; false (with unsupported() set) for an unmodelled instruction.
+  // Executes one instruction. An instruction the executor cannot model exactly leaves its
+  // results unknown (an uninterpreted function of everything it reads, see CheckModelled)
+  // unless it may touch state outside its operands (branches, stack, rep): then false, with
+  // unsupported() set.
   bool Step(const Insn& in);
 
   z3::context& ctx() { return ctx_; }
@@ -46,8 +57,10 @@ class SymState {
   const std::vector<SymStore>& stores() const { return stores_; }
   const std::optional<SymFlags>& flags() const { return flags_; }
   const std::string& unsupported() const { return unsupported_; }
-  // Condition `cc` ("e", "be", "g", ...) over the current flags.
+  // Condition `cc` ("e", "be", "g", ...) over the current flags; nullopt for an unknown cc.
   std::optional<z3::expr> Cond(const std::string& cc);
+  // What the unknown value `name` ("unk|..", "undef|..", "entry|..") stands for, for messages.
+  std::string Describe(const std::string& name) const;
   // The input variable for a register family ("in:ax") or memory key ("mem:...").
   static std::string InputName(const std::string& family) { return "in:" + family; }
 
@@ -58,6 +71,15 @@ class SymState {
   std::string MemKey(const Operand& op);
   void SetFlags(const std::string& kind, const z3::expr& a, const z3::expr& b, const z3::expr& r,
                 int width, const Insn& in);
+  // Sets every flag explicitly (kind "bits").
+  void SetFlagBits(const z3::expr& cf, const z3::expr& zf, const z3::expr& sf, const z3::expr& of,
+                   const z3::expr& pf, int width, const Insn& in);
+  SymFlags CurrentFlags();  // the flags now (entry flags when none was set in the span)
+  z3::expr PackedFlags();   // cf zf sf of pf as 5 bits
+  // A fresh value the architecture leaves undefined (`bits` wide, 0: Boolean).
+  z3::expr Undef(const Insn& in, unsigned bits, const std::string& what);
+  z3::expr ReadAt(const z3::expr& addr, int size);
+  void WriteAt(const z3::expr& addr, const Operand& op, const z3::expr& v, bool exact_op);
 
   // Step's instruction families: each executes `in` and returns true, returns false when it
   // recognizes `in` but cannot model it (Fail), or nullopt when `in` is not of its family.
@@ -67,7 +89,17 @@ class SymState {
   std::optional<bool> StepShift(const Insn& in);
   std::optional<bool> StepMul(const Insn& in);
   std::optional<bool> StepConditional(const Insn& in);
-  bool Fail(const Insn& in);  // records `in` as unsupported; false
+  // semantics_ext.cc
+  std::optional<bool> StepStack(const Insn& in);
+  std::optional<bool> StepBitScan(const Insn& in);
+  std::optional<bool> StepBitTest(const Insn& in);
+  std::optional<bool> StepCarry(const Insn& in);
+  std::optional<bool> StepRotate(const Insn& in);
+  std::optional<bool> StepConvert(const Insn& in);
+  std::optional<bool> StepExchange(const Insn& in);
+  std::optional<bool> StepDivide(const Insn& in);
+  bool Havoc(const Insn& in);  // results of `in` become unknown; false when it cannot be
+  bool Fail(const Insn& in, const std::string& why = "");  // records why `in` is not modelled
 
   z3::context& ctx_;
   std::set<std::string> zext32_;
@@ -77,11 +109,21 @@ class SymState {
   std::set<std::string> written_;
   std::vector<SymStore> stores_;
   std::optional<SymFlags> flags_;
-  std::string unsupported_;
+  std::string unsupported_, why_;
+  std::map<std::string, std::string> unknowns_;  // unknown value name -> description
   const Insn* cur_ = nullptr;
 };
 
 // Uninterpreted constants ("in:ax", "mem:...") an expression depends on.
 std::set<std::string> FreeInputs(const z3::expr& e);
+
+// The outputs `o` of the three builds (`st`) checked for unknown values. An architecturally
+// undefined value an output provably does not depend on is replaced by 0. Any other unknown
+// value (an unmodelled instruction's result, an undefined value that matters, a flag set
+// before the span) is only acceptable when the outputs provably agree (then the constant does
+// not reach them); otherwise an InvalidArgument status of class kUnmodelledInstruction naming
+// the instruction. `what` names the output ("register ax").
+absl::Status CheckModelled(z3::context& c, std::vector<z3::expr>* o,
+                           const std::vector<const SymState*>& st, const std::string& what);
 
 }  // namespace sie::synth::analysis

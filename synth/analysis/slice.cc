@@ -53,6 +53,8 @@ SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs) {
       if (o.read && !StackKey(o).empty() && t.count(StackKey(o))) uses = true;
     bool tail = ins.is_jump && !ins.is_cond && !ins.call_target.empty();
     if (uses && (ins.is_call || ins.is_ret || tail)) return whole;  // escapes the function
+    // push/pop/leave move the value through stack slots no operand names: not followed.
+    if (uses && ins.writes.count("sp")) return whole;
     // Kill what is overwritten, then taint what a tainted instruction writes.
     for (const std::string& w : FullWrites(ins)) t.erase(w);
     if (ins.writes_flags) t.erase("flags");

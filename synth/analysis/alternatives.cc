@@ -22,9 +22,7 @@ std::optional<uint64_t> At(const artifact::Formula& f, int width, int64_t v, uin
   return r;
 }
 
-std::string Show(const std::optional<uint64_t>& r) {
-  return r ? absl::StrCat(*r) : "undefined";
-}
+std::string Show(const std::optional<uint64_t>& r) { return r ? absl::StrCat(*r) : "undefined"; }
 
 // The first sampled X where two candidates differ at V=v, if any.
 std::optional<uint64_t> DifferAt(const artifact::Formula& a, const artifact::Formula& b, int width,
@@ -64,8 +62,8 @@ struct Candidates {
 
 // One span: refused when its candidates differ between the builds' values, else the range
 // [*lo, *hi] cut to where they agree.
-absl::Status Resolve(const std::vector<int64_t>& values, CriticalSpan* s, int64_t* lo,
-                     int64_t* hi, std::vector<std::string>* warnings) {
+absl::Status Resolve(const std::vector<int64_t>& values, CriticalSpan* s, int64_t* lo, int64_t* hi,
+                     std::vector<std::string>* warnings) {
   Candidates c;
   c.width = s->width;
   c.texts = {s->formula};
@@ -77,8 +75,9 @@ absl::Status Resolve(const std::vector<int64_t>& values, CriticalSpan* s, int64_
   }
   auto [vmin, vmax] = std::minmax_element(values.begin(), values.end());
   const int64_t b_lo = std::max(*vmin, *lo), b_hi = std::min(*vmax, *hi);
-  const std::string fit = absl::StrCat(c.texts.size(), " formulas fit every build (V=",
-                                       absl::StrJoin(values, ", "), "): ", List(c.texts));
+  const std::string fit =
+      absl::StrCat(c.texts.size(), " formulas fit every build (V=", absl::StrJoin(values, ", "),
+                   "): ", List(c.texts));
   auto refuse = [&](const std::string& why) {
     return Classified(FailedWithHint(absl::StrCat(Where(*s), ": ", fit, "; ", why),
                                      "more builds are needed to tell them apart: restrict the "
@@ -117,14 +116,14 @@ bool AgreesAt(const std::string& formula, int width, const std::string& seen_for
     auto want = artifact::EvalFormula(formula, v, x, width);
     auto got = artifact::EvalFormula(seen_formula, v, x, seen_width);
     if (want.ok() && got.ok() && *want == *got) continue;
-    std::string at_x = formula.find('X') != std::string::npos ||
-                               seen_formula.find('X') != std::string::npos
-                           ? absl::StrCat(" (X=", x, ")")
-                           : "";
+    std::string at_x =
+        formula.find('X') != std::string::npos || seen_formula.find('X') != std::string::npos
+            ? absl::StrCat(" (X=", x, ")")
+            : "";
     *why = absl::StrCat("gives ", want.ok() ? absl::StrCat(*want) : want.status().message(),
                         " at V=", v, at_x, ", but the build with V=", v, " computes ",
-                        got.ok() ? absl::StrCat(*got) : got.status().message(), " (`",
-                        seen_formula, "`)");
+                        got.ok() ? absl::StrCat(*got) : got.status().message(), " (`", seen_formula,
+                        "`)");
     return false;
   }
   return true;

@@ -29,7 +29,8 @@ bool KeepAgreeing(CriticalSpan* fitted, const CriticalSpan& seen, int64_t v, std
 // After every check: the range [*lo, *hi] narrowed to where each span's remaining candidates
 // all agree (scanned outward from the values built, `values`); refused (formula-family) when
 // they differ between those values. Clears the alternatives; notes each narrowing in warnings.
-absl::Status ResolveAlternatives(const std::vector<int64_t>& values, std::vector<CriticalSpan>* spans,
-                                 int64_t* lo, int64_t* hi, std::vector<std::string>* warnings);
+absl::Status ResolveAlternatives(const std::vector<int64_t>& values,
+                                 std::vector<CriticalSpan>* spans, int64_t* lo, int64_t* hi,
+                                 std::vector<std::string>* warnings);
 
 }  // namespace sie::synth::analysis

@@ -328,9 +328,10 @@ absl::Status SameAt(CriticalSpan& fitted, const CriticalSpan& seen, int64_t v,
   std::string why;
   if (KeepAgreeing(&fitted, seen, v, &why)) return absl::OkStatus();
   return CheckRefusal(
-      absl::StrCat(SpanWhere(fitted), ": formula `", formula, "` fitted from V=",
-                   absl::StrJoin(vs, ", "), " ", why, ": the formula is wrong for part of the range",
-                   others ? absl::StrCat(" (so are the ", others, " other formulas that fit)") : ""),
+      absl::StrCat(
+          SpanWhere(fitted), ": formula `", formula, "` fitted from V=", absl::StrJoin(vs, ", "),
+          " ", why, ": the formula is wrong for part of the range",
+          others ? absl::StrCat(" (so are the ", others, " other formulas that fit)") : ""),
       Refusal::kFormulaFamily);
 }
 
@@ -611,8 +612,8 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   std::vector<int64_t> built = vs;
   for (const VariantObject& c : opts.check)
     if (c.value >= res.range_min && c.value <= res.range_max) built.push_back(c.value);
-  if (auto s = ResolveAlternatives(built, &res.spans, &res.range_min, &res.range_max,
-                                   &res.warnings);
+  if (auto s =
+          ResolveAlternatives(built, &res.spans, &res.range_min, &res.range_max, &res.warnings);
       !s.ok())
     return s;
   DataInitializers(builds->elfs, vs, &res);

@@ -92,7 +92,6 @@ std::optional<std::pair<uint64_t, uint64_t>> SolveCoefficients(z3::context& c,
   return best;
 }
 
-
 // More members of one family than this fitting the builds: the family is refused, the
 // builds say too little about it.
 constexpr size_t kMaxCandidates = 256;
@@ -114,8 +113,7 @@ std::optional<FamilyFit> FitShiftedLinear(const std::vector<int64_t>& vs,
 // Every a / V + b (V > 0, 0 <= a < 2^(bits-1), |b| <= 65536) reproducing the builds: for
 // each b, a lies in the intersection of [q_i * V_i, q_i * V_i + V_i - 1], q_i = c_i - b.
 std::vector<std::string> ReciprocalFits(const std::vector<int64_t>& vs,
-                                        const std::vector<uint64_t>& cs, int bits,
-                                        bool* too_many) {
+                                        const std::vector<uint64_t>& cs, int bits, bool* too_many) {
   std::vector<std::string> out;
   const i128 amax = (i128{1} << (bits - 1)) - 1;
   for (int64_t b = 65536; b >= -65536; --b) {
@@ -140,40 +138,42 @@ std::string RationalText(int64_t a, int64_t d, i128 B, int bits) {
   i128 b = ((B % d) + d) % d, e = (B - b) / d;
   std::string num = a == 1 ? "V" : absl::StrCat(a, " * V");
   if (b) num = absl::StrCat(num, " + ", static_cast<int64_t>(b));
-  std::string q = (d & (d - 1)) == 0
-                      ? absl::StrCat(Paren(num), " >> ", __builtin_ctzll(d))
-                      : absl::StrCat(Paren(num), " / ", d);
+  std::string q = (d & (d - 1)) == 0 ? absl::StrCat(Paren(num), " >> ", __builtin_ctzll(d))
+                                     : absl::StrCat(Paren(num), " / ", d);
   return e == 0 ? q : PlusConst(Paren(q), static_cast<uint64_t>(static_cast<int64_t>(e)), bits);
 }
 
-// Every floor((a*V + B) / d) (1 <= a <= 4, 2 <= d <= 2^16, a/d reduced, V >= 0) reproducing
-// the builds: rounding divisions (DIV_ROUND_UP(V, d), msecs_to_jiffies at HZ=250 is
-// (V + 3) / 4), V >> k, V * 3 / 4. For each (a, d), B lies in the intersection of
-// [d*c_i - a*V_i, d*c_i - a*V_i + d - 1]. Valid while a*V + b stays below 2^31 (the
-// compiler may have folded it in int).
+// Numerators of the rational families: each larger one multiplies the members that three
+// builds and two checks cannot tell apart ((3*V + 5) / 11 agrees with (V + 3) / 4 at 2, 8, 13,
+// 20, 29), so each numerator is a family of its own, tried in increasing order.
+constexpr int64_t kMaxNumerator = 3;
+
+// Every floor((a*V + B) / d) (2 <= d <= 2^16, a/d reduced, V >= 0) reproducing the builds:
+// rounding divisions (DIV_ROUND_UP(V, d), msecs_to_jiffies at HZ=250 is (V + 3) / 4), V >> k,
+// V * 3 / 4. For each d, B lies in the intersection of [d*c_i - a*V_i, d*c_i - a*V_i + d - 1].
+// Valid while a*V + b stays below 2^31 (the compiler may have folded it in int).
 std::vector<std::string> RationalFits(const std::vector<int64_t>& vs,
-                                      const std::vector<uint64_t>& cs, int bits, bool* too_many,
-                                      int64_t* vmax) {
+                                      const std::vector<uint64_t>& cs, int bits, int64_t a,
+                                      bool* too_many, int64_t* vmax) {
   std::vector<std::string> out;
   if (std::any_of(vs.begin(), vs.end(), [](int64_t v) { return v < 0 || v > INT32_MAX; }) ||
       std::any_of(cs.begin(), cs.end(), [](uint64_t c) { return c > INT32_MAX; }))
     return out;
   *vmax = INT32_MAX;
-  for (int64_t a = 1; a <= 4; ++a)
-    for (int64_t d = 2; d <= 65536; ++d) {
-      if (std::gcd(a, d) != 1) continue;
-      i128 lo = INT64_MIN, hi = INT64_MAX;
-      for (size_t i = 0; i < vs.size() && lo <= hi; ++i) {
-        i128 base = i128{d} * static_cast<i128>(cs[i]) - i128{a} * vs[i];
-        lo = std::max(lo, base);
-        hi = std::min(hi, base + d - 1);
-      }
-      for (i128 B = lo; B <= hi; ++B) {
-        if (out.size() == kMaxCandidates) return *too_many = true, out;
-        out.push_back(RationalText(a, d, B, bits));
-        *vmax = std::min<int64_t>(*vmax, (INT32_MAX - static_cast<int64_t>(((B % d) + d) % d)) / a);
-      }
+  for (int64_t d = 2; d <= 65536; ++d) {
+    if (std::gcd(a, d) != 1) continue;
+    i128 lo = INT64_MIN, hi = INT64_MAX;
+    for (size_t i = 0; i < vs.size() && lo <= hi; ++i) {
+      i128 base = i128{d} * static_cast<i128>(cs[i]) - i128{a} * vs[i];
+      lo = std::max(lo, base);
+      hi = std::min(hi, base + d - 1);
     }
+    for (i128 B = lo; B <= hi; ++B) {
+      if (out.size() == kMaxCandidates) return *too_many = true, out;
+      out.push_back(RationalText(a, d, B, bits));
+      *vmax = std::min<int64_t>(*vmax, (INT32_MAX - static_cast<int64_t>(((B % d) + d) % d)) / a);
+    }
+  }
   return out;
 }
 
@@ -201,8 +201,8 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
 
 // Two fields stored by one instruction (bits split in halves, "movabs rax, 0x90000000c":
 // V * 3 / 4 above V): each half is a family member of V on its own.
-std::optional<FamilyFit> FitPacked(const std::vector<int64_t>& vs,
-                                   const std::vector<uint64_t>& cs, int bits) {
+std::optional<FamilyFit> FitPacked(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
+                                   int bits) {
   if (bits != 64 && bits != 32) return std::nullopt;
   const int s = bits / 2;
   std::vector<uint64_t> lo, hi;
@@ -259,8 +259,8 @@ std::optional<FamilyFit> FitPlain(const std::vector<int64_t>& vs, const std::vec
       if (CheckedByEval(f, vs, cs, bits)) return FamilyFit{f, 0, bits - 1};
     }
     // 3. (a >> V) + b
-    if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::lshr(a, v_bv(v)) + b; },
-                       false, true)) {
+    if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::lshr(a, v_bv(v)) + b; }, false,
+                       true)) {
       std::string f = PlusConst(absl::StrCat("(", Lit(r->first, bits), " >> V)"), r->second, bits);
       if (CheckedByEval(f, vs, cs, bits)) return FamilyFit{f, 0, bits - 1};
     }
@@ -295,14 +295,17 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
     } else {
       // (V << k) + b; (a*V + b) / d, every member that fits; two packed fields.
       if (auto r = FitShiftedLinear(vs, cs, bits)) return *r;
-      bool many = false;
-      int64_t vmax = INT64_MAX;
-      auto fits = RationalFits(vs, cs, bits, &many, &vmax);
-      if (many)
-        ambiguous = absl::StrCat("; more than ", kMaxCandidates,
-                                 " formulas (a*V+b)/d fit (too few builds to tell them apart)");
-      else if (auto r = FromCandidates(fits, vs, cs, bits, 0, vmax))
-        return *r;
+      for (int64_t a = 1; a <= kMaxNumerator; ++a) {
+        bool many = false;
+        int64_t vmax = INT64_MAX;
+        auto fits = RationalFits(vs, cs, bits, a, &many, &vmax);
+        if (many) {
+          ambiguous = absl::StrCat("; more than ", kMaxCandidates, " formulas (", a,
+                                   "*V+b)/d fit (too few builds to tell them apart)");
+          break;
+        }
+        if (auto r = FromCandidates(fits, vs, cs, bits, 0, vmax)) return *r;
+      }
       if (packed)
         if (auto r = FitPacked(vs, cs, bits)) return *r;
     }
@@ -312,11 +315,11 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
   std::vector<std::string> pts;
   for (size_t i = 0; i < vs.size(); ++i)
     pts.push_back(absl::StrFormat("V=%d -> 0x%x", vs[i], cs[i] & Mask(bits)));
-  return absl::InvalidArgumentError(absl::StrCat(
-      "no formula in the family (",
-      level == 0 ? "a*V+b, (a<<V)+b, (a>>V)+b, a/V+b"
-                 : absl::StrCat("(V<<k)+b, (a*V+b)/d, (H<<", bits / 2, ")|L"),
-      ") fits ", absl::StrJoin(pts, ", "), ambiguous));
+  return absl::InvalidArgumentError(
+      absl::StrCat("no formula in the family (",
+                   level == 0 ? "a*V+b, (a<<V)+b, (a>>V)+b, a/V+b"
+                              : absl::StrCat("(V<<k)+b, (a*V+b)/d, (H<<", bits / 2, ")|L"),
+                   ") fits ", absl::StrJoin(pts, ", "), ambiguous));
 }
 
 // Multiply-high division: Z3 cannot bit-blast x*M == x/d in reasonable time, so the proof is
@@ -710,6 +713,10 @@ std::optional<OutputFit> FitOneOp(FitCtx& f, const std::vector<int>& widths) {
       // A division is only worth proving (seconds of Z3 time) when the code divides or
       // multiplies-and-shifts; "and eax,-32; add eax,64" never is one.
       if (op.divides && !may_divide) continue;
+      // The wider families only as an added constant (jiffies + msecs_to_jiffies(V)): a shift
+      // count or multiplier (V + 2) >> 3 is a part of a longer sequence (x % 14 computes
+      // x << 1 on the way), which must fail here so that the region grows to all of it.
+      if (f.level > 0 && op.op != XOpInfo::kAdd) continue;
       std::vector<uint64_t> cs;
       bool ok = true;
       for (const z3::expr& o : f.outs) {
@@ -830,8 +837,7 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
     }
     auto fam = FitFamily(vs, cs, out_bits);
     if (!fam.ok()) return fam.status();
-    return OutputFit{fam->formula, false,     false,         "",
-                     fam->vmin,    fam->vmax, fam->alternatives};
+    return OutputFit{fam->formula, false, false, "", fam->vmin, fam->vmax, fam->alternatives};
   }
   FitCtx f{ctx, outs, *x, vs, out_bits, x_zext32, x->get_sort().bv_size()};
   std::vector<int> widths = {out_bits};
@@ -839,7 +845,8 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
     if (w != out_bits) widths.push_back(w);
   for (f.level = 0; f.level < 2; ++f.level) {
     if (auto r = FitOneOp(f, widths)) return *r;
-    if (auto r = FitTwoOps(f, widths)) return *r;
+    if (f.level == 0)
+      if (auto r = FitTwoOps(f, widths)) return *r;
   }
   return absl::InvalidArgumentError(f.last_err);
 }

@@ -496,7 +496,8 @@ absl::Status Conclude(const Builds& b, const std::vector<VariantObject>& variant
     res->warnings.push_back(absl::StrCat("value range narrowed to [", res->range_min, ", ",
                                          res->range_max,
                                          "] (shift counts must stay below the "
-                                         "operand width, divisors non-zero)"));
+                                         "operand width, divisors non-zero, a*V+b of a "
+                                         "rational formula below 2^31, candidates agree)"));
   if (res->range_min > res->range_max)
     return Classified(
         absl::FailedPreconditionError("no value of the requested range is valid for every span"),

@@ -85,6 +85,9 @@ struct CriticalSpan {
   // C expression in V (the policy's value) and, where the result depends on the instruction's
   // input, X (that input: read at the probe, or saved at save_offset for kRecompute).
   std::string formula;
+  // synth only, never written to const.json: other formulas that fit the builds as well
+  // (derive.h), ruled out by the check builds or refused; empty once the span is final.
+  std::vector<std::string> formula_alternatives;
   std::optional<uint64_t> save_offset;  // kRecompute: where X is saved (before the CS)
   // The register holding X: kRecompute: at save_offset; kReg: at the probe (still intact there).
   std::string save_reg;

@@ -18,6 +18,7 @@
 #include "common/base/diag.h"
 #include "common/elf/elf_file.h"
 #include "synth/analysis/align.h"
+#include "synth/analysis/alternatives.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/dwarf_info.h"
 #include "synth/analysis/region.h"
@@ -318,29 +319,20 @@ absl::Status CheckRefusal(const std::string& msg, Refusal cls) {
 }
 
 // `fitted` (from V1..V3) against `seen` (the same span derived with V1, V2 and the check value
-// v, so proved exact for v's code): the same text is the same function; otherwise the two must
-// give the same value at v (for formulas in X: at every X sampled).
-absl::Status SameAt(const CriticalSpan& fitted, const CriticalSpan& seen, int64_t v,
+// v, so proved exact for v's code): they must give the same value at v (for formulas in X: at
+// every X sampled). Of a fit with alternatives, only the candidates that do are kept.
+absl::Status SameAt(CriticalSpan& fitted, const CriticalSpan& seen, int64_t v,
                     const std::vector<int64_t>& vs) {
-  if (fitted.formula == seen.formula) return absl::OkStatus();
-  static constexpr uint64_t kXs[] = {
-      0, 1, 2, 3, 7, 100, 255, 4096, 0x12345678, 0xffffffff, ~uint64_t{0}, uint64_t{1} << 63};
-  for (uint64_t x : kXs) {
-    auto want = artifact::EvalFormula(fitted.formula, v, x, fitted.width);
-    auto got = artifact::EvalFormula(seen.formula, v, x, seen.width);
-    if (want.ok() && got.ok() && *want == *got) continue;
-    std::string at_x =
-        absl::StrContains(fitted.formula + seen.formula, "X") ? absl::StrCat(" (X=", x, ")") : "";
-    return CheckRefusal(
-        absl::StrCat(SpanWhere(fitted), ": formula `", fitted.formula,
-                     "` fitted from V=", absl::StrJoin(vs, ", "), " gives ",
-                     want.ok() ? absl::StrCat(*want) : std::string(want.status().message()),
-                     " at V=", v, at_x, ", but the build with V=", v, " computes ",
-                     got.ok() ? absl::StrCat(*got) : std::string(got.status().message()), " (`",
-                     seen.formula, "`): the formula is wrong for part of the range"),
-        Refusal::kFormulaFamily);
-  }
-  return absl::OkStatus();
+  const std::string formula = fitted.formula;
+  const size_t others = fitted.formula_alternatives.size();
+  std::string why;
+  if (KeepAgreeing(&fitted, seen, v, &why)) return absl::OkStatus();
+  return CheckRefusal(
+      absl::StrCat(
+          SpanWhere(fitted), ": formula `", formula, "` fitted from V=", absl::StrJoin(vs, ", "),
+          " ", why, ": the formula is wrong for part of the range",
+          others ? absl::StrCat(" (so are the ", others, " other formulas that fit)") : ""),
+      Refusal::kFormulaFamily);
 }
 
 // The counterpart in `var` of base instructions [b, e): between the counterparts of the common
@@ -432,7 +424,7 @@ absl::Status CheckAt(const Builds& b, const VariantObject& c,
   std::map<std::string, const CriticalSpan*> seen;
   for (const CriticalSpan& s : other.spans) seen[SpanKey(s)] = &s;
   const FunctionSets fs = {&b.fns[0], &b.fns[1], &*fns};
-  for (const CriticalSpan& s : res->spans) {
+  for (CriticalSpan& s : res->spans) {
     auto it = seen.find(SpanKey(s));
     if (it != seen.end()) {
       if (auto st = SameAt(s, *it->second, c.value, vs); !st.ok()) return st;
@@ -504,7 +496,8 @@ absl::Status Conclude(const Builds& b, const std::vector<VariantObject>& variant
     res->warnings.push_back(absl::StrCat("value range narrowed to [", res->range_min, ", ",
                                          res->range_max,
                                          "] (shift counts must stay below the "
-                                         "operand width, divisors non-zero)"));
+                                         "operand width, divisors non-zero, a*V+b of a "
+                                         "rational formula below 2^31, candidates agree)"));
   if (res->range_min > res->range_max)
     return Classified(
         absl::FailedPreconditionError("no value of the requested range is valid for every span"),
@@ -616,6 +609,14 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
         Classified(absl::FailedPreconditionError(absl::StrJoin(errors.msgs, "\n")), errors.first),
         errors.hint);
   if (auto s = CheckAll(*builds, opts, only_norm, vs, &res); !s.ok()) return s;
+  // Fits the builds could not single out: narrowed to where the candidates left agree.
+  std::vector<int64_t> built = vs;
+  for (const VariantObject& c : opts.check)
+    if (c.value >= res.range_min && c.value <= res.range_max) built.push_back(c.value);
+  if (auto s =
+          ResolveAlternatives(built, &res.spans, &res.range_min, &res.range_max, &res.warnings);
+      !s.ok())
+    return s;
   DataInitializers(builds->elfs, vs, &res);
   if (auto s = Conclude(*builds, variants, only, opts, vs, &res); !s.ok()) return s;
   return res;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 
@@ -91,56 +92,223 @@ std::optional<std::pair<uint64_t, uint64_t>> SolveCoefficients(z3::context& c,
   return best;
 }
 
+// More members of one family than this fitting the builds: the family is refused, the
+// builds say too little about it.
+constexpr size_t kMaxCandidates = 256;
+
+using i128 = __int128;
+
+// a * V + b with a = 2^k beyond the small coefficients: a field of V stored above another
+// field in one immediate ("movabs rdi, 0x10000004e2": V << 32 | 1250).
+std::optional<FamilyFit> FitShiftedLinear(const std::vector<int64_t>& vs,
+                                          const std::vector<uint64_t>& cs, int bits) {
+  for (int k = 17; k < bits; ++k) {
+    uint64_t b = (cs[0] - (static_cast<uint64_t>(vs[0]) << k)) & Mask(bits);
+    FamilyFit f{PlusConst(absl::StrCat("(V << ", k, ")"), b, bits)};
+    if (CheckedByEval(f.formula, vs, cs, bits)) return f;
+  }
+  return std::nullopt;
+}
+
+// Every a / V + b (V > 0, 0 <= a < 2^(bits-1), |b| <= 65536) reproducing the builds: for
+// each b, a lies in the intersection of [q_i * V_i, q_i * V_i + V_i - 1], q_i = c_i - b.
+std::vector<std::string> ReciprocalFits(const std::vector<int64_t>& vs,
+                                        const std::vector<uint64_t>& cs, int bits, bool* too_many) {
+  std::vector<std::string> out;
+  const i128 amax = (i128{1} << (bits - 1)) - 1;
+  for (int64_t b = 65536; b >= -65536; --b) {
+    i128 lo = 0, hi = amax;
+    for (size_t i = 0; i < vs.size() && lo <= hi; ++i) {
+      i128 q = static_cast<i128>(Signed(cs[i], bits)) - b;
+      if (q < 0) hi = -1;
+      lo = std::max(lo, q * vs[i]);
+      hi = std::min(hi, q * vs[i] + vs[i] - 1);
+    }
+    for (i128 a = lo; a <= hi; ++a) {
+      if (out.size() == kMaxCandidates) return *too_many = true, out;
+      out.push_back(PlusConst(absl::StrCat(Lit(static_cast<uint64_t>(a), 64), " / V"),
+                              static_cast<uint64_t>(b), bits));
+    }
+  }
+  return out;
+}
+
+// (a * V + b) / d + e as written in a formula: 0 <= b < d, a power-of-two d as a shift.
+std::string RationalText(int64_t a, int64_t d, i128 B, int bits) {
+  i128 b = ((B % d) + d) % d, e = (B - b) / d;
+  std::string num = a == 1 ? "V" : absl::StrCat(a, " * V");
+  if (b) num = absl::StrCat(num, " + ", static_cast<int64_t>(b));
+  std::string q = (d & (d - 1)) == 0 ? absl::StrCat(Paren(num), " >> ", __builtin_ctzll(d))
+                                     : absl::StrCat(Paren(num), " / ", d);
+  return e == 0 ? q : PlusConst(Paren(q), static_cast<uint64_t>(static_cast<int64_t>(e)), bits);
+}
+
+// Numerators of the rational families: each larger one multiplies the members that three
+// builds and two checks cannot tell apart ((3*V + 5) / 11 agrees with (V + 3) / 4 at 2, 8, 13,
+// 20, 29), so each numerator is a family of its own, tried in increasing order.
+constexpr int64_t kMaxNumerator = 3;
+
+// Every floor((a*V + B) / d) (2 <= d <= 2^16, a/d reduced, V >= 0) reproducing the builds:
+// rounding divisions (DIV_ROUND_UP(V, d), msecs_to_jiffies at HZ=250 is (V + 3) / 4), V >> k,
+// V * 3 / 4. For each d, B lies in the intersection of [d*c_i - a*V_i, d*c_i - a*V_i + d - 1].
+// Valid while a*V + b stays below 2^31 (the compiler may have folded it in int).
+std::vector<std::string> RationalFits(const std::vector<int64_t>& vs,
+                                      const std::vector<uint64_t>& cs, int bits, int64_t a,
+                                      bool* too_many, int64_t* vmax) {
+  std::vector<std::string> out;
+  if (std::any_of(vs.begin(), vs.end(), [](int64_t v) { return v < 0 || v > INT32_MAX; }) ||
+      std::any_of(cs.begin(), cs.end(), [](uint64_t c) { return c > INT32_MAX; }))
+    return out;
+  *vmax = INT32_MAX;
+  for (int64_t d = 2; d <= 65536; ++d) {
+    if (std::gcd(a, d) != 1) continue;
+    i128 lo = INT64_MIN, hi = INT64_MAX;
+    for (size_t i = 0; i < vs.size() && lo <= hi; ++i) {
+      i128 base = i128{d} * static_cast<i128>(cs[i]) - i128{a} * vs[i];
+      lo = std::max(lo, base);
+      hi = std::min(hi, base + d - 1);
+    }
+    for (i128 B = lo; B <= hi; ++B) {
+      if (out.size() == kMaxCandidates) return *too_many = true, out;
+      out.push_back(RationalText(a, d, B, bits));
+      *vmax = std::min<int64_t>(*vmax, (INT32_MAX - static_cast<int64_t>(((B % d) + d) % d)) / a);
+    }
+  }
+  return out;
+}
+
+// A fit from a list of candidates (all verified by evaluation): the first, the others as
+// alternatives.
+std::optional<FamilyFit> FromCandidates(const std::vector<std::string>& fits,
+                                        const std::vector<int64_t>& vs,
+                                        const std::vector<uint64_t>& cs, int bits, int64_t vmin,
+                                        int64_t vmax) {
+  std::vector<std::string> ok;
+  for (const std::string& f : fits)
+    if (CheckedByEval(f, vs, cs, bits)) ok.push_back(f);
+  if (ok.empty()) return std::nullopt;
+  FamilyFit r{ok[0], vmin, vmax};
+  r.alternatives.assign(ok.begin() + 1, ok.end());
+  return r;
+}
+
+// level 0: the plain families (a*V+b, (a<<V)+b, (a>>V)+b, a/V+b); level 1: the wider ones
+// (V << k, rational, packed fields), tried only when no output template fits at level 0 (V*X
+// must stay `X * V`, not `X << (V + 2) / 3`); packed halves are not split again.
+absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
+                                      const std::vector<uint64_t>& cs, int bits, int level,
+                                      bool packed = true);
+
+// Two fields stored by one instruction (bits split in halves, "movabs rax, 0x90000000c":
+// V * 3 / 4 above V): each half is a family member of V on its own.
+std::optional<FamilyFit> FitPacked(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
+                                   int bits) {
+  if (bits != 64 && bits != 32) return std::nullopt;
+  const int s = bits / 2;
+  std::vector<uint64_t> lo, hi;
+  for (uint64_t c : cs) {
+    lo.push_back(c & Mask(s));
+    hi.push_back((c >> s) & Mask(s));
+  }
+  if (std::all_of(hi.begin(), hi.end(), [](uint64_t h) { return h == 0; })) return std::nullopt;
+  auto fit = [&](const std::vector<uint64_t>& half) {
+    auto r = FitFamilyAt(vs, half, s, 0, false);
+    return r.ok() ? r : FitFamilyAt(vs, half, s, 1, false);
+  };
+  auto l = fit(lo), h = fit(hi);
+  if (!l.ok() || !h.ok()) return std::nullopt;
+  auto join = [&](const std::string& hf, const std::string& lf) {
+    std::string high = absl::StrCat(Paren(hf), " << ", s);
+    if (lf == "0") return high;
+    bool small_lit = lf.find('V') == std::string::npos && !lf.empty() && lf[0] != '-';
+    return absl::StrCat("(", high, ") | ",
+                        small_lit ? lf : absl::StrFormat("(%s & 0x%x)", Paren(lf), Mask(s)));
+  };
+  std::vector<std::string> his = {h->formula}, los = {l->formula};
+  his.insert(his.end(), h->alternatives.begin(), h->alternatives.end());
+  los.insert(los.end(), l->alternatives.begin(), l->alternatives.end());
+  if (his.size() * los.size() > kMaxCandidates) return std::nullopt;
+  std::vector<std::string> all;
+  for (const std::string& hf : his)
+    for (const std::string& lf : los) all.push_back(join(hf, lf));
+  return FromCandidates(all, vs, cs, bits, std::max(l->vmin, h->vmin), std::min(l->vmax, h->vmax));
+}
+
+// Level 0 (see FitFamilyAt): tried in order, the first that reproduces every build wins (and
+// the later, slower solves are skipped); a/V+b with every member that fits. Throws
+// z3::exception.
+std::optional<FamilyFit> FitPlain(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
+                                  int bits, std::string* ambiguous) {
+  z3::context c;
+  auto solve = [&](const Template& h, bool small_a, bool small_b) {
+    return SolveCoefficients(c, vs, cs, bits, h, small_a, small_b);
+  };
+  auto v_bv = [&](int64_t v) { return Bv(c, static_cast<uint64_t>(v), bits); };
+  // 1. a*V + b
+  if (auto r = solve([&](auto& a, auto& b, int64_t v) { return a * v_bv(v) + b; }, true, false)) {
+    int64_t a = Signed(r->first, bits);
+    std::string t = a == 1 ? "V" : a == -1 ? "-V" : a == 0 ? "" : absl::StrCat(a, " * V");
+    std::string f = t.empty() ? Lit(r->second, bits) : PlusConst(t, r->second, bits);
+    if (CheckedByEval(f, vs, cs, bits)) return FamilyFit{f};
+  }
+  if (std::all_of(vs.begin(), vs.end(), [&](int64_t v) { return v >= 0 && v < bits; })) {
+    // 2. (a << V) + b: masks such as (1 << V) - 1.
+    if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::shl(a, v_bv(v)) + b; }, true,
+                       true)) {
+      std::string f = PlusConst(absl::StrCat("(", Lit(r->first, bits), " << V)"), r->second, bits);
+      if (CheckedByEval(f, vs, cs, bits)) return FamilyFit{f, 0, bits - 1};
+    }
+    // 3. (a >> V) + b
+    if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::lshr(a, v_bv(v)) + b; }, false,
+                       true)) {
+      std::string f = PlusConst(absl::StrCat("(", Lit(r->first, bits), " >> V)"), r->second, bits);
+      if (CheckedByEval(f, vs, cs, bits)) return FamilyFit{f, 0, bits - 1};
+    }
+  }
+  // 4. a / V + b
+  if (std::all_of(vs.begin(), vs.end(), [](int64_t v) { return v > 0; })) {
+    bool many = false;
+    auto fits = ReciprocalFits(vs, cs, bits, &many);
+    if (many) *ambiguous = absl::StrCat("; more than ", kMaxCandidates, " formulas a/V+b fit");
+    if (!many) return FromCandidates(fits, vs, cs, bits, 1, INT64_MAX);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
                                     int bits) {
+  auto r = FitFamilyAt(vs, cs, bits, 0);
+  return r.ok() ? r : FitFamilyAt(vs, cs, bits, 1);
+}
+
+namespace {
+
+absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
+                                      const std::vector<uint64_t>& cs, int bits, int level,
+                                      bool packed) {
+  std::string ambiguous;  // a family refused for fitting in too many ways
   try {
-    z3::context c;
-    auto solve = [&](const Template& h, bool small_a, bool small_b) {
-      return SolveCoefficients(c, vs, cs, bits, h, small_a, small_b);
-    };
-    auto v_bv = [&](int64_t v) { return Bv(c, static_cast<uint64_t>(v), bits); };
-    // Tried in order; the first that reproduces every build wins (and the later, slower
-    // solves, e.g. a/V with a symbolic dividend, are skipped).
-    std::vector<FamilyFit> tries;
-    // 1. a*V + b
-    if (auto r = solve([&](auto& a, auto& b, int64_t v) { return a * v_bv(v) + b; }, true, false)) {
-      int64_t a = Signed(r->first, bits);
-      std::string t = a == 1 ? "V" : a == -1 ? "-V" : a == 0 ? "" : absl::StrCat(a, " * V");
-      std::string f = t.empty() ? Lit(r->second, bits) : PlusConst(t, r->second, bits);
-      tries.push_back({f});
-      if (CheckedByEval(tries.back().formula, vs, cs, bits)) return tries.back();
-    }
-    bool shiftable =
-        std::all_of(vs.begin(), vs.end(), [&](int64_t v) { return v >= 0 && v < bits; });
-    // 2. (a << V) + b: masks such as (1 << V) - 1.
-    if (shiftable) {
-      if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::shl(a, v_bv(v)) + b; }, true,
-                         true)) {
-        std::string f =
-            PlusConst(absl::StrCat("(", Lit(r->first, bits), " << V)"), r->second, bits);
-        tries.push_back({f, 0, bits - 1});
-        if (CheckedByEval(tries.back().formula, vs, cs, bits)) return tries.back();
+    if (level == 0) {
+      if (auto r = FitPlain(vs, cs, bits, &ambiguous)) return *r;
+    } else {
+      // (V << k) + b; (a*V + b) / d, every member that fits; two packed fields.
+      if (auto r = FitShiftedLinear(vs, cs, bits)) return *r;
+      for (int64_t a = 1; a <= kMaxNumerator; ++a) {
+        bool many = false;
+        int64_t vmax = INT64_MAX;
+        auto fits = RationalFits(vs, cs, bits, a, &many, &vmax);
+        if (many) {
+          ambiguous = absl::StrCat("; more than ", kMaxCandidates, " formulas (", a,
+                                   "*V+b)/d fit (too few builds to tell them apart)");
+          break;
+        }
+        if (auto r = FromCandidates(fits, vs, cs, bits, 0, vmax)) return *r;
       }
-      // 3. (a >> V) + b
-      if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::lshr(a, v_bv(v)) + b; },
-                         false, true)) {
-        std::string f =
-            PlusConst(absl::StrCat("(", Lit(r->first, bits), " >> V)"), r->second, bits);
-        tries.push_back({f, 0, bits - 1});
-      }
+      if (packed)
+        if (auto r = FitPacked(vs, cs, bits)) return *r;
     }
-    // 4. a / V + b
-    if (std::all_of(vs.begin(), vs.end(), [](int64_t v) { return v > 0; })) {
-      if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::udiv(a, v_bv(v)) + b; },
-                         false, true)) {
-        std::string f = PlusConst(absl::StrCat(Lit(r->first, bits), " / V"), r->second, bits);
-        tries.push_back({f, 1, INT64_MAX});
-      }
-    }
-    for (FamilyFit& t : tries)
-      if (CheckedByEval(t.formula, vs, cs, bits)) return t;
   } catch (const z3::exception& e) {
     return absl::InternalError(absl::StrCat("z3: ", e.msg()));
   }
@@ -148,11 +316,11 @@ absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::v
   for (size_t i = 0; i < vs.size(); ++i)
     pts.push_back(absl::StrFormat("V=%d -> 0x%x", vs[i], cs[i] & Mask(bits)));
   return absl::InvalidArgumentError(
-      absl::StrCat("no formula in the family (a*V+b, (a<<V)+b, (a>>V)+b, a/V+b) fits ",
-                   absl::StrJoin(pts, ", ")));
+      absl::StrCat("no formula in the family (",
+                   level == 0 ? "a*V+b, (a<<V)+b, (a>>V)+b, a/V+b"
+                              : absl::StrCat("(V<<k)+b, (a*V+b)/d, (H<<", bits / 2, ")|L"),
+                   ") fits ", absl::StrJoin(pts, ", "), ambiguous));
 }
-
-namespace {
 
 // Multiply-high division: Z3 cannot bit-blast x*M == x/d in reasonable time, so the proof is
 // split. Z3 proves the output is floor(x*M / 2^s) for some (M, s) with M = ceil(2^s/d) (an
@@ -418,7 +586,8 @@ struct FitCtx {
   const std::vector<int64_t>& vs;
   int out_bits;
   bool x_zext32;
-  unsigned xs;  // X's width
+  unsigned xs;    // X's width
+  int level = 0;  // of the families the constants are fitted to (FitFamilyAt)
   std::string last_err = "no template X op c matched";
 
   uint64_t Eval(const z3::expr& o, uint64_t xv) const {
@@ -497,19 +666,26 @@ bool ProveOneOp(FitCtx& f, const XOpInfo& op, int wx, uint64_t c_val, size_t i) 
   return proved;
 }
 
+// "X op h" as written in a formula. X as the formula sees it: the full register; masked when
+// high bits would leak in.
+std::string OneOpText(const FitCtx& f, const XOpInfo& op, int wx, const std::string& h) {
+  std::string X = "X";
+  if (wx < 64 && !f.x_zext32 && op.mask_narrow_x) X = absl::StrFormat("(X & 0x%x)", Mask(wx));
+  if (op.op == XOpInfo::kAdd && h[0] == '-' && Atom(h.substr(1)))
+    return absl::StrCat(X, " - ", h.substr(1));
+  return absl::StrCat(X, op.sym, Paren(h));
+}
+
 // The formula of a proved "X op h(V)" and the range of V it holds for.
 OutputFit OneOpFormula(const FitCtx& f, const XOpInfo& op, int wx, const FamilyFit& fam,
                        uint64_t c0) {
-  // X as the formula sees it: the full register; mask when high bits would leak in.
-  std::string X = "X";
-  if (wx < 64 && !f.x_zext32 && op.mask_narrow_x) X = absl::StrFormat("(X & 0x%x)", Mask(wx));
   OutputFit r;
   r.uses_x = true;
   r.vmin = fam.vmin;
   r.vmax = fam.vmax;
-  r.formula = absl::StrCat(X, op.sym, Paren(fam.formula));
-  if (op.op == XOpInfo::kAdd && fam.formula[0] == '-' && Atom(fam.formula.substr(1)))
-    r.formula = absl::StrCat(X, " - ", fam.formula.substr(1));
+  r.formula = OneOpText(f, op, wx, fam.formula);
+  for (const std::string& alt : fam.alternatives)
+    r.alternatives.push_back(OneOpText(f, op, wx, alt));
   if (op.inverse) {
     r.invertible = true;
     std::string lit = Lit(c0, wx);
@@ -537,6 +713,10 @@ std::optional<OutputFit> FitOneOp(FitCtx& f, const std::vector<int>& widths) {
       // A division is only worth proving (seconds of Z3 time) when the code divides or
       // multiplies-and-shifts; "and eax,-32; add eax,64" never is one.
       if (op.divides && !may_divide) continue;
+      // The wider families only as an added constant (jiffies + msecs_to_jiffies(V)): a shift
+      // count or multiplier (V + 2) >> 3 is a part of a longer sequence (x % 14 computes
+      // x << 1 on the way), which must fail here so that the region grows to all of it.
+      if (f.level > 0 && op.op != XOpInfo::kAdd) continue;
       std::vector<uint64_t> cs;
       bool ok = true;
       for (const z3::expr& o : f.outs) {
@@ -550,7 +730,7 @@ std::optional<OutputFit> FitOneOp(FitCtx& f, const std::vector<int>& widths) {
       for (size_t i = 0; i < f.outs.size() && proved; ++i) proved = ProveOneOp(f, op, wx, cs[i], i);
       if (!proved) continue;
       // The constant part must itself be a family member of V.
-      auto fam = FitFamily(f.vs, cs, wx);
+      auto fam = FitFamilyAt(f.vs, cs, wx, f.level);
       if (!fam.ok()) {
         f.last_err = std::string(fam.status().message());
         continue;
@@ -609,14 +789,27 @@ std::optional<OutputFit> FitTwoOps(FitCtx& f, const std::vector<int>& widths) {
       const XOpInfo& op = XOpOf(o);
       std::vector<uint64_t> c1s, c2s;
       if (!ReadTwoOps(f, op, wx, &c1s, &c2s) || !ProveTwoOps(f, op, wx, c1s, c2s)) continue;
-      auto f1 = FitFamily(f.vs, c1s, wx), f2 = FitFamily(f.vs, c2s, wx);
+      auto f1 = FitFamilyAt(f.vs, c1s, wx, f.level), f2 = FitFamilyAt(f.vs, c2s, wx, f.level);
       if (!f1.ok() || !f2.ok()) {
         f.last_err = std::string((f1.ok() ? f2 : f1).status().message());
         continue;
       }
       OutputFit r;
       r.uses_x = true;
-      r.formula = absl::StrCat("(X", op.sym, Paren(f1->formula), ") + ", Paren(f2->formula));
+      auto text = [&](const std::string& h1, const std::string& h2) {
+        return absl::StrCat("(X", op.sym, Paren(h1), ") + ", Paren(h2));
+      };
+      r.formula = text(f1->formula, f2->formula);
+      std::vector<std::string> h1s = {f1->formula}, h2s = {f2->formula};
+      h1s.insert(h1s.end(), f1->alternatives.begin(), f1->alternatives.end());
+      h2s.insert(h2s.end(), f2->alternatives.begin(), f2->alternatives.end());
+      if (h1s.size() * h2s.size() > kMaxCandidates) {
+        f.last_err = "too many formulas of the family fit the two constants";
+        continue;
+      }
+      for (const std::string& h1 : h1s)
+        for (const std::string& h2 : h2s)
+          if (h1 != f1->formula || h2 != f2->formula) r.alternatives.push_back(text(h1, h2));
       r.vmin = std::max(f1->vmin, f2->vmin);
       r.vmax = std::min(f1->vmax, f2->vmax);
       if (op.shift) {
@@ -644,14 +837,17 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
     }
     auto fam = FitFamily(vs, cs, out_bits);
     if (!fam.ok()) return fam.status();
-    return OutputFit{fam->formula, false, false, "", fam->vmin, fam->vmax};
+    return OutputFit{fam->formula, false, false, "", fam->vmin, fam->vmax, fam->alternatives};
   }
   FitCtx f{ctx, outs, *x, vs, out_bits, x_zext32, x->get_sort().bv_size()};
   std::vector<int> widths = {out_bits};
   for (int w : {32, 64})
     if (w != out_bits) widths.push_back(w);
-  if (auto r = FitOneOp(f, widths)) return *r;
-  if (auto r = FitTwoOps(f, widths)) return *r;
+  for (f.level = 0; f.level < 2; ++f.level) {
+    if (auto r = FitOneOp(f, widths)) return *r;
+    if (f.level == 0)
+      if (auto r = FitTwoOps(f, widths)) return *r;
+  }
   return absl::InvalidArgumentError(f.last_err);
 }
 

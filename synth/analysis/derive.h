@@ -1,6 +1,14 @@
 // Stage 3b: deriving the compiler's transformation. Constants c_i seen in the builds are fit
-// to a family h(V) (a*V+b, (a<<V)+b, (a>>V)+b, a/V+b) by solving over bit-vectors with Z3;
-// outputs that depend on an input X are matched to X op c (c = h(V)) and proved equal for
+// to a family h(V), tried in this order: a*V+b (small a, or a = 2^k: a field packed above
+// another), two fields packed in one immediate ((H << 32) | L, each half a family member
+// itself), (a<<V)+b, (a>>V)+b, a/V+b and the rational (a*V+b)/d, one family per numerator
+// a = 1, 2, 3 (rounding divisions such as DIV_ROUND_UP or msecs_to_jiffies, V >> k, V*3/4).
+// Coefficients are solved over bit-vectors with Z3 or, for the division families, exactly by
+// interval arithmetic; the first family that fits wins (simplest first: the plain families
+// for every output template before the wider ones). Inside a family three builds may not single out
+// one member (125/V+1 and 249/V+1 agree at 125, 250, 500): every other member that fits is returned
+// as an alternative, to be ruled out by builds at more values (the V4/V5 check) or refused, never
+// dropped; outputs that depend on an input X are matched to X op c (c = h(V)) and proved equal for
 // every X in each build. X / c and X % c compiled to multiply-high sequences (one-word,
 // 65-bit "add" and pre-shifted magic numbers) are proved by abstracting the multiplication
 // plus the Granlund-Montgomery bound of the magic number (derive.cc, ProveMagicByAbstraction).
@@ -19,6 +27,8 @@ namespace sie::synth::analysis {
 struct FamilyFit {
   std::string formula;                         // in V
   int64_t vmin = INT64_MIN, vmax = INT64_MAX;  // where the family is valid (shift/div limits)
+  // Other members of the same family that reproduce every build as well but differ elsewhere.
+  std::vector<std::string> alternatives;
 };
 
 // Fits c_i = h(V_i) at `bits` bits (c_i compared modulo 2^bits).
@@ -31,6 +41,7 @@ struct OutputFit {
   bool invertible = false;    // X can be recomputed from the output (add/sub/xor)
   std::string x_from_output;  // then: X as an expression of R (the output's value), baseline
   int64_t vmin = INT64_MIN, vmax = INT64_MAX;
+  std::vector<std::string> alternatives;  // as FamilyFit's, written like `formula`
 };
 
 // outs[i]: the 64-bit output of build i as a Z3 expression over at most one input `x` (pass

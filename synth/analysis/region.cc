@@ -255,6 +255,7 @@ struct RegionAnalysis {
       sp.target_reg = f;
       sp.width = width;
       sp.formula = fit->formula;
+      sp.formula_alternatives = fit->alternatives;
       std::vector<Loc> locs = {Loc{f}};
       if (fit->uses_x) {
         std::string xf = x->value().decl().name().str().substr(3);
@@ -318,6 +319,7 @@ struct RegionAnalysis {
       sp.target_mem = ToMem(s0.op);
       sp.width = s0.width;
       sp.formula = fit->formula;
+      sp.formula_alternatives = fit->alternatives;
       if (fit->uses_x) sp.save_reg = x->value().decl().name().str().substr(3);
       auto done = Finish(sp, {Loc{"", s0.op}});
       if (!done.ok()) return done.status();
@@ -371,6 +373,7 @@ struct RegionAnalysis {
         sp.kind = SpanKind::kFlags;
         sp.width = width;
         sp.formula = fam->formula;
+        sp.formula_alternatives = fam->alternatives;
         sp.flags_op = fi.mnemonic;
         const Operand& lhs = fi.ops[0];
         if (lhs.type == OpType::kReg)

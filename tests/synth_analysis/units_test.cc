@@ -1,9 +1,11 @@
 // Stage-level unit tests: formula language, family fitting, names, alignment, disassembly.
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_join.h"
 #include "common/artifact/formula.h"
 #include "common/elf/elf_file.h"
 #include "synth/analysis/align.h"
+#include "synth/analysis/alternatives.h"
 #include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/disasm.h"
@@ -136,6 +138,147 @@ TEST(FitFamily, PrefersTheSmallestCoefficient) {
   auto f = FitFamily({32, 16, 64}, {0xffe0, 0xfff0, 0xffc0}, 16);
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(*EvalFormula(f->formula, 17, 0, 2), 0xffefu) << f->formula;
+}
+
+// The formula and every alternative, each reproducing the builds.
+std::vector<std::string> Candidates(const FamilyFit& f) {
+  std::vector<std::string> all = {f.formula};
+  all.insert(all.end(), f.alternatives.begin(), f.alternatives.end());
+  return all;
+}
+void ExpectAllFit(const FamilyFit& f, const std::vector<int64_t>& vs,
+                  const std::vector<uint64_t>& cs, int width) {
+  for (const std::string& c : Candidates(f))
+    for (size_t i = 0; i < vs.size(); ++i)
+      EXPECT_EQ(*EvalFormula(c, vs[i], 0, width), cs[i]) << c << " at V=" << vs[i];
+}
+// A span of `width` bytes with the fit's candidates, checked at V=v against the build computing
+// `truth` there: what KeepAgreeing leaves.
+std::vector<std::string> AfterCheck(const FamilyFit& f, int width,
+                                    const std::vector<std::pair<int64_t, std::string>>& checks,
+                                    std::string* why = nullptr) {
+  CriticalSpan s;
+  s.width = width;
+  s.formula = f.formula;
+  s.formula_alternatives = f.alternatives;
+  for (const auto& [v, truth] : checks) {
+    CriticalSpan seen;
+    seen.width = width;
+    seen.formula = truth;
+    std::string w;
+    if (!KeepAgreeing(&s, seen, v, &w)) {
+      if (why) *why = w;
+      return {};
+    }
+  }
+  std::vector<std::string> left = {s.formula};
+  left.insert(left.end(), s.formula_alternatives.begin(), s.formula_alternatives.end());
+  return left;
+}
+
+// mq-deadline: `movabs rdi, 0x10000004e2` stores fifo_batch = V above another field (1250).
+TEST(FitFamily, FieldShiftedAboveAnother) {
+  std::vector<int64_t> vs = {16, 8, 32};
+  std::vector<uint64_t> cs = {0x10000004e2, 0x8000004e2, 0x20000004e2};
+  auto f = FitFamily(vs, cs, 64);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->formula, "(V << 32) + 1250");
+  EXPECT_TRUE(f->alternatives.empty());
+  EXPECT_EQ(*EvalFormula(f->formula, 100), (uint64_t{100} << 32) | 1250);
+  EXPECT_EQ(artifact::Formula::Parse(f->formula)->EmitC(), "(sie_shl(V, 32ULL, &bad) + 1250ULL)");
+}
+
+// fuse: max_background = V and congestion_threshold = V * 3 / 4 in one 64-bit store. Three
+// builds leave 3*V/4 .. (3*V+2)/4 (and more); V=19 and V=5 leave 3*V/4 alone.
+TEST(FitFamily, TwoPackedFields) {
+  std::vector<int64_t> vs = {12, 8, 24};
+  std::vector<uint64_t> cs = {0x90000000c, 0x600000008, 0x1200000018};
+  auto f = FitFamily(vs, cs, 64);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_FALSE(f->alternatives.empty()) << f->formula;
+  ExpectAllFit(*f, vs, cs, 8);
+  const std::string truth = "((V * 3 / 4) << 32) | V";
+  auto left = AfterCheck(*f, 8, {{19, truth}, {5, truth}});
+  ASSERT_EQ(left.size(), 1u) << absl::StrJoin(left, "; ");
+  EXPECT_EQ(*EvalFormula(left[0], 100), (uint64_t{75} << 32) | 100) << left[0];
+  EXPECT_EQ(*EvalFormula(left[0], 7), (uint64_t{5} << 32) | 7) << left[0];
+  EXPECT_NE(artifact::Formula::Parse(left[0])->EmitC().find("sie_shr("), std::string::npos);
+}
+
+// softirq: msecs_to_jiffies(V) at HZ=250 is (V + 3) / 4: 1, 2, 5 at V = 2, 8, 20. Several
+// roundings fit; the check builds (13 -> 4, 29 -> 8) single it out, and a build computing
+// something else at V=13 rejects every candidate.
+TEST(FitFamily, RoundingUpDivision) {
+  std::vector<int64_t> vs = {2, 8, 20};
+  std::vector<uint64_t> cs = {1, 2, 5};
+  auto f = FitFamily(vs, cs, 64);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_GT(f->alternatives.size(), 1u);
+  EXPECT_EQ(f->vmin, 0);
+  ExpectAllFit(*f, vs, cs, 8);
+  auto left = AfterCheck(*f, 8, {{13, "(V * 250 + 999) / 1000"}, {29, "(V * 250 + 999) / 1000"}});
+  ASSERT_EQ(left, (std::vector<std::string>{"(V + 3) >> 2"}));
+  EXPECT_EQ(artifact::Formula::Parse(left[0])->EmitC(), "sie_shr((V + 3ULL), 2ULL, &bad)");
+  for (int64_t v = 0; v < 2000; ++v)
+    EXPECT_EQ(*EvalFormula(left[0], v), static_cast<uint64_t>((v * 250 + 999) / 1000)) << v;
+  std::string why;
+  EXPECT_TRUE(AfterCheck(*f, 8, {{13, "5"}}, &why).empty());
+  EXPECT_NE(why.find("the build with V=13 computes 5"), std::string::npos) << why;
+}
+
+// btrfs: `cmp eax, 0x3f` for items < V / 2: V/2 - 1 at even V; (V + 1)/2 - 1 fits as well
+// until the odd check value 193.
+TEST(FitFamily, ShiftRightMinusOne) {
+  std::vector<int64_t> vs = {128, 64, 256};
+  std::vector<uint64_t> cs = {63, 31, 127};
+  auto f = FitFamily(vs, cs, 32);
+  ASSERT_TRUE(f.ok()) << f.status();
+  ExpectAllFit(*f, vs, cs, 4);
+  auto left = AfterCheck(*f, 4, {{193, "V / 2 - 1"}, {31, "V / 2 - 1"}});
+  ASSERT_EQ(left, (std::vector<std::string>{"(V >> 1) - 1"}));
+  EXPECT_EQ(*EvalFormula(left[0], 1001, 0, 4), 499u);
+}
+
+// Values no member fits (V^2) are still refused, naming the families tried.
+TEST(FitFamily, OutsideEveryFamily) {
+  auto f = FitFamily({2, 3, 5}, {4, 9, 25}, 32);
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("(a*V+b)/d"), std::string::npos) << f.status();
+}
+
+// 250/V and 251/V agree at every build (10, 5, 20, 17, 3) and everywhere but V=1: the range is
+// narrowed to [2, 250], with a warning; candidates differing between the builds are refused.
+TEST(Alternatives, NarrowOrRefuse) {
+  CriticalSpan s;
+  s.function = "f";
+  s.width = 4;
+  s.formula = "250 / V";
+  s.formula_alternatives = {"251 / V"};
+  std::vector<CriticalSpan> spans = {s};
+  int64_t lo = 1, hi = 250;
+  std::vector<std::string> warnings;
+  ASSERT_TRUE(ResolveAlternatives({10, 5, 20, 17, 3}, &spans, &lo, &hi, &warnings).ok());
+  EXPECT_EQ(lo, 2);
+  EXPECT_EQ(hi, 250);
+  EXPECT_TRUE(spans[0].formula_alternatives.empty());
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("agree on [2, 250] only"), std::string::npos) << warnings[0];
+  spans[0].formula_alternatives = {"249 / V"};
+  lo = 1;
+  auto st = ResolveAlternatives({10, 5, 20, 17, 3}, &spans, &lo, &hi, &warnings);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("they differ at V=5: `250 / V` gives 50, `249 / V` gives 49"),
+            std::string::npos)
+      << st.message();
+}
+
+TEST(Formula, NewShapesParseEvaluateAndEmit) {
+  auto f = artifact::Formula::Parse("(((3 * V) >> 2) << 32) | (V & 0xffffffff)");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(*f->Eval(8), (uint64_t{6} << 32) | 8);
+  EXPECT_EQ(f->EmitC(),
+            "(sie_shl(sie_shr((3ULL * V), 2ULL, &bad), 32ULL, &bad) | (V & 4294967295ULL))");
+  EXPECT_EQ(*EvalFormula("(V + 3) / 4 - 1", 5), 1u);
 }
 
 }  // namespace

@@ -1,0 +1,154 @@
+#include "synth/analysis/alternatives.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/artifact/formula.h"
+#include "common/base/diag.h"
+#include "synth/refusal.h"
+
+namespace sie::synth::analysis {
+namespace {
+
+// Values compared on each side of the builds' (and between them): beyond, the range is cut.
+constexpr int64_t kScan = int64_t{1} << 18;
+
+std::optional<uint64_t> At(const artifact::Formula& f, int width, int64_t v, uint64_t x) {
+  auto r = f.Eval(static_cast<uint64_t>(v), x);
+  if (r && width < 8) *r &= (uint64_t{1} << (width * 8)) - 1;
+  return r;
+}
+
+std::string Show(const std::optional<uint64_t>& r) { return r ? absl::StrCat(*r) : "undefined"; }
+
+// The first sampled X where two candidates differ at V=v, if any.
+std::optional<uint64_t> DifferAt(const artifact::Formula& a, const artifact::Formula& b, int width,
+                                 int64_t v) {
+  for (uint64_t x : SampleXs())
+    if (At(a, width, v, x) != At(b, width, v, x)) return x;
+  return std::nullopt;
+}
+
+std::string Where(const CriticalSpan& s) {
+  return absl::StrFormat("%s+0x%x", s.function, s.cs_start);
+}
+
+std::string List(const std::vector<std::string>& fs) {
+  std::vector<std::string> shown;
+  for (size_t i = 0; i < fs.size() && i < 4; ++i) shown.push_back(absl::StrCat("`", fs[i], "`"));
+  std::string more = fs.size() > 4 ? absl::StrCat(" and ", fs.size() - 4, " more") : "";
+  return absl::StrCat(absl::StrJoin(shown, ", "), more);
+}
+
+struct Candidates {
+  std::vector<std::string> texts;
+  std::vector<artifact::Formula> fs;
+  int width = 8;
+  // The first pair differing at V=v, as "`a` gives 1, `b` gives 2 (X=0)"; empty if all agree.
+  std::string Differ(int64_t v) const {
+    for (size_t k = 1; k < fs.size(); ++k)
+      if (auto x = DifferAt(fs[0], fs[k], width, v)) {
+        bool in_x = fs[0].Uses('X') || fs[k].Uses('X');
+        return absl::StrCat("`", texts[0], "` gives ", Show(At(fs[0], width, v, *x)), ", `",
+                            texts[k], "` gives ", Show(At(fs[k], width, v, *x)),
+                            in_x ? absl::StrCat(" (X=", *x, ")") : "");
+      }
+    return "";
+  }
+};
+
+// One span: refused when its candidates differ between the builds' values, else the range
+// [*lo, *hi] cut to where they agree.
+absl::Status Resolve(const std::vector<int64_t>& values, CriticalSpan* s, int64_t* lo, int64_t* hi,
+                     std::vector<std::string>* warnings) {
+  Candidates c;
+  c.width = s->width;
+  c.texts = {s->formula};
+  c.texts.insert(c.texts.end(), s->formula_alternatives.begin(), s->formula_alternatives.end());
+  for (const std::string& t : c.texts) {
+    auto f = artifact::Formula::Parse(t, "VX");
+    if (!f.ok()) return f.status();
+    c.fs.push_back(*std::move(f));
+  }
+  auto [vmin, vmax] = std::minmax_element(values.begin(), values.end());
+  const int64_t b_lo = std::max(*vmin, *lo), b_hi = std::min(*vmax, *hi);
+  const std::string fit =
+      absl::StrCat(c.texts.size(), " formulas fit every build (V=", absl::StrJoin(values, ", "),
+                   "): ", List(c.texts));
+  auto refuse = [&](const std::string& why) {
+    return Classified(FailedWithHint(absl::StrCat(Where(*s), ": ", fit, "; ", why),
+                                     "more builds are needed to tell them apart: restrict the "
+                                     "range or tune the code by hand"),
+                      Refusal::kFormulaFamily);
+  };
+  if (static_cast<__int128>(b_hi) - b_lo > kScan)
+    return refuse("the values between the builds' are too many to compare them at each");
+  for (int64_t v = b_lo; v <= b_hi; ++v)
+    if (std::string d = c.Differ(v); !d.empty())
+      return refuse(absl::StrCat("they differ at V=", v, ": ", d));
+  int64_t new_lo = b_lo, new_hi = b_hi;
+  while (new_lo > *lo && b_lo - new_lo < kScan && c.Differ(new_lo - 1).empty()) --new_lo;
+  while (new_hi < *hi && new_hi - b_hi < kScan && c.Differ(new_hi + 1).empty()) ++new_hi;
+  if (new_lo > *lo || new_hi < *hi)
+    warnings->push_back(absl::StrCat(Where(*s), ": ", fit, "; they agree on [", new_lo, ", ",
+                                     new_hi, "] only: value range narrowed to it"));
+  *lo = std::max(*lo, new_lo);
+  *hi = std::min(*hi, new_hi);
+  s->formula_alternatives.clear();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const std::vector<uint64_t>& SampleXs() {
+  static const auto* xs = new std::vector<uint64_t>{
+      0, 1, 2, 3, 7, 100, 255, 4096, 0x12345678, 0xffffffff, ~uint64_t{0}, uint64_t{1} << 63};
+  return *xs;
+}
+
+bool AgreesAt(const std::string& formula, int width, const std::string& seen_formula,
+              int seen_width, int64_t v, std::string* why) {
+  if (formula == seen_formula && width == seen_width) return true;
+  for (uint64_t x : SampleXs()) {
+    auto want = artifact::EvalFormula(formula, v, x, width);
+    auto got = artifact::EvalFormula(seen_formula, v, x, seen_width);
+    if (want.ok() && got.ok() && *want == *got) continue;
+    std::string at_x =
+        formula.find('X') != std::string::npos || seen_formula.find('X') != std::string::npos
+            ? absl::StrCat(" (X=", x, ")")
+            : "";
+    *why = absl::StrCat("gives ", want.ok() ? absl::StrCat(*want) : want.status().message(),
+                        " at V=", v, at_x, ", but the build with V=", v, " computes ",
+                        got.ok() ? absl::StrCat(*got) : got.status().message(), " (`", seen_formula,
+                        "`)");
+    return false;
+  }
+  return true;
+}
+
+bool KeepAgreeing(CriticalSpan* fitted, const CriticalSpan& seen, int64_t v, std::string* why) {
+  std::vector<std::string> keep;
+  if (AgreesAt(fitted->formula, fitted->width, seen.formula, seen.width, v, why))
+    keep.push_back(fitted->formula);
+  std::string ignored;
+  for (const std::string& alt : fitted->formula_alternatives)
+    if (AgreesAt(alt, fitted->width, seen.formula, seen.width, v, &ignored)) keep.push_back(alt);
+  if (keep.empty()) return false;
+  fitted->formula = keep[0];
+  fitted->formula_alternatives.assign(keep.begin() + 1, keep.end());
+  return true;
+}
+
+absl::Status ResolveAlternatives(const std::vector<int64_t>& values,
+                                 std::vector<CriticalSpan>* spans, int64_t* lo, int64_t* hi,
+                                 std::vector<std::string>* warnings) {
+  for (CriticalSpan& s : *spans)
+    if (!s.formula_alternatives.empty())
+      if (auto st = Resolve(values, &s, lo, hi, warnings); !st.ok()) return st;
+  return absl::OkStatus();
+}
+
+}  // namespace sie::synth::analysis

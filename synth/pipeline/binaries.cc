@@ -16,7 +16,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // modules.order of the release (kbuild's list of every module, as installed), read once.
-absl::StatusOr<const std::string*> ModulesOrder(const State& st, std::optional<std::string>* cache) {
+absl::StatusOr<const std::string*> ModulesOrder(const State& st,
+                                                std::optional<std::string>* cache) {
   if (*cache) return &**cache;
   const fs::path p = st.files.modules_dir / "modules.order";
   auto text = ReadFile(p);
@@ -42,10 +43,9 @@ absl::StatusOr<Shipped> BinaryOf(State* st, const std::string& object,
   Shipped sh;
   sh.path = st->files.dbg_modules_dir / *rel;
   if (!fs::is_regular_file(sh.path))
-    return FailedWithHint(
-        absl::StrCat(object, " is built into module ", (*mod)->name, ", but ", sh.path.string(),
-                     " (its unstripped code) does not exist"),
-        absl::StrCat("install linux-image-", st->files.release, "-dbg"));
+    return FailedWithHint(absl::StrCat(object, " is built into module ", (*mod)->name, ", but ",
+                                       sh.path.string(), " (its unstripped code) does not exist"),
+                          absl::StrCat("install linux-image-", st->files.release, "-dbg"));
   sh.target.binary = (*mod)->name;
   sh.target.kernel_release = st->files.release;
   if (auto id = elf::ReadBuildId(sh.path); id.ok()) sh.target.build_id = *id;

@@ -86,10 +86,10 @@ absl::StatusOr<std::string> ModulePathInOrder(absl::string_view modules_order,
                      ", which modules.order does not list"),
         "the kernel's modules (/lib/modules/<release>) must be the ones of the synthesized "
         "release: install its linux-image package");
-  return FailedWithHint(absl::StrCat(object, " is built into module ", m.name,
-                                     ", which modules.order lists several times: ",
-                                     absl::StrJoin(found, ", ")),
-                        "list the objects of one module only with 'objects:'");
+  return FailedWithHint(
+      absl::StrCat(object, " is built into module ", m.name,
+                   ", which modules.order lists several times: ", absl::StrJoin(found, ", ")),
+      "list the objects of one module only with 'objects:'");
 }
 
 }  // namespace sie::synth

@@ -72,27 +72,6 @@ void ApplyFunctionScope(const TunableSpec& t, SynthesizedConst* c,
         absl::StrCat(before - c->spans.size(), " span(s) outside 'functions:' were left out"));
 }
 
-// One const.json has one target binary: spans of objects built into different binaries
-// (vmlinux and a module, or two modules) cannot be written together.
-absl::Status CheckOneBinary(const std::vector<size_t>& span_object,
-                            const std::vector<ObjectVariants>& objects,
-                            const std::vector<Shipped>& shipped) {
-  for (size_t i : span_object) {
-    const Shipped& a = shipped[span_object[0]];
-    const Shipped& b = shipped[i];
-    if (a.target.binary == b.target.binary) continue;
-    return Classified(
-        FailedWithHint(
-            absl::StrCat("the spans are in two binaries: ", objects[span_object[0]].object,
-                         " is built into ", a.target.binary, ", ", objects[i].object, " into ",
-                         b.target.binary, "; a constant has one target binary"),
-            "restrict the tunable to the objects of one binary with 'objects:' (or to its "
-            "functions with 'functions:'), and make another tunable for the other"),
-        Refusal::kSeveralBinaries);
-  }
-  return absl::OkStatus();
-}
-
 // The binary the spans of `e` are mapped onto.
 Shipped ShippedFor(const State& st, const Entry& e) {
   Shipped sh = st.shipped;
@@ -189,6 +168,25 @@ absl::StatusOr<SynthesizedConst> AnalyzeTunable(const State& st, const Entry& e)
 }
 
 }  // namespace
+
+absl::Status CheckOneBinary(const std::vector<size_t>& span_object,
+                            const std::vector<ObjectVariants>& objects,
+                            const std::vector<Shipped>& shipped) {
+  for (size_t i : span_object) {
+    const Shipped& a = shipped[span_object[0]];
+    const Shipped& b = shipped[i];
+    if (a.target.binary == b.target.binary) continue;
+    return Classified(
+        FailedWithHint(
+            absl::StrCat("the spans are in two binaries: ", objects[span_object[0]].object,
+                         " is built into ", a.target.binary, ", ", objects[i].object, " into ",
+                         b.target.binary, "; a constant has one target binary"),
+            "restrict the tunable to the objects of one binary with 'objects:' (or to its "
+            "functions with 'functions:'), and make another tunable for the other"),
+        Refusal::kSeveralBinaries);
+  }
+  return absl::OkStatus();
+}
 
 void AnalyzeAll(State* st) {
   size_t todo = std::count_if(st->entries.begin(), st->entries.end(),

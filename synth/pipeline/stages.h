@@ -91,6 +91,12 @@ void FindBinaries(State* st);
 
 // analyze.cc: every entry still OK through the analysis core.
 void AnalyzeAll(State* st);
+// One const.json has one target binary: refuses (several-binaries) spans of objects built into
+// different binaries (vmlinux and a module, or two modules). span_object[i]: the index into
+// `objects` and `shipped` of span i's object.
+absl::Status CheckOneBinary(const std::vector<size_t>& span_object,
+                            const std::vector<ObjectVariants>& objects,
+                            const std::vector<Shipped>& shipped);
 
 // output.cc: const.json and artifacts of every analysed entry, then index.json.
 absl::Status WriteAll(State* st);

@@ -20,6 +20,8 @@ enum class Refusal {
   kBuild,                  // a variant did not compile
   kNoSpan,                 // no instruction differs between the builds
   kObjectNotMapped,        // the function is not in the shipped binary
+  kModuleNotFound,         // the object is built into a module whose shipped file is not found
+  kSeveralBinaries,        // spans in two binaries (vmlinux and a module, or two modules)
   kShippedMismatch,        // the shipped function differs from the V1 rebuild
   kFormulaFamily,          // the transformation is outside the formula family
   kUnmodelledInstruction,  // the symbolic executor cannot model an instruction of the span
@@ -54,6 +56,10 @@ constexpr const char* RefusalName(Refusal r) {
       return "no-span";
     case Refusal::kObjectNotMapped:
       return "object-not-mapped";
+    case Refusal::kModuleNotFound:
+      return "module-not-found";
+    case Refusal::kSeveralBinaries:
+      return "several-binaries";
     case Refusal::kShippedMismatch:
       return "shipped-mismatch";
     case Refusal::kFormulaFamily:

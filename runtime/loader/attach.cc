@@ -261,11 +261,13 @@ absl::Status RemovePins(const fs::path& dir) {
 
 absl::Status LoadModuleIfNeeded(const std::string& name, std::vector<std::string>* notes) {
   if (ModuleLoaded(name)) return absl::OkStatus();
+  // sie's own modules (sie_target) are loaded from the build; the kernel's are the user's to
+  // load: sie never loads a module the system did not.
   fs::path ko = SelfDir().parent_path() / "kmod" / (name + ".ko");
   if (!fs::exists(ko))
     return FailedWithHint(
-        absl::StrCat("module ", name, " is not loaded and ", ko.string(), " does not exist"),
-        absl::StrCat("load it (modprobe ", name, ") or build it"));
+        absl::StrCat("the constant's code is in module ", name, ", which is not loaded"),
+        absl::StrCat("modprobe ", name, ", then sie set again"));
   if (auto st = InsertModule(ko.string()); !st.ok()) return st;
   notes->push_back(absl::StrCat("loaded module ", name, " from ", ko.string()));
   return absl::OkStatus();

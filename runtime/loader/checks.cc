@@ -211,4 +211,24 @@ void NoteOtherKprobes(const std::vector<KprobeEntry>& list, std::vector<Attached
   }
 }
 
+std::optional<TargetGone> ModuleTargetGone(const std::string& name, const std::string& binary,
+                                           bool module_loaded, int probes, int probes_gone) {
+  if (binary.empty() || binary == "vmlinux") return std::nullopt;
+  if (!module_loaded)
+    return TargetGone{"module unloaded",
+                      absl::StrCat("module ", binary, " was unloaded after 'sie set': its ", probes,
+                                   " probe(s) went with it, so ", name, " no longer applies"),
+                      absl::StrCat("sie unload ", name, "; to tune it again: modprobe ", binary,
+                                   ", then sie set ", name, " VALUE")};
+  if (probes_gone > 0)
+    return TargetGone{
+        "module reloaded",
+        absl::StrCat("module ", binary,
+                     " was unloaded and loaded again after 'sie set': ", probes_gone, " of its ",
+                     probes, " probe(s) are gone (the kernel never re-arms them), so ", name,
+                     " no longer applies"),
+        absl::StrCat("sie unload ", name, ", then sie set ", name, " VALUE again")};
+  return std::nullopt;
+}
+
 }  // namespace sie::loader

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,20 @@ std::string NativePlaceTaken(const std::vector<NativeProbe>& probes,
 // The refusal/fallback pair for a taken place.
 absl::Status NativePlaceRefusal(EngineChoice& ch, const std::string& name,
                                 const std::string& engine, const std::string& taken);
+
+// A loaded constant whose code is in a module (`binary`, not vmlinux) and whose probes no longer
+// fire: the module was unloaded after `sie set` (`module_loaded` false), or unloaded and loaded
+// again (`probes_gone` of its `probes` kprobes are [GONE]: the kernel never re-arms them).
+// nullopt while the probes are in place. `state` is what `sie status` shows instead of "loaded".
+struct TargetGone {
+  std::string state, message, hint;
+};
+std::optional<TargetGone> ModuleTargetGone(const std::string& name, const std::string& binary,
+                                           bool module_loaded, int probes, int probes_gone);
+// The same for the constant `name` of state file `state`, asked of the kernel now: /sys/module
+// and `list` (the kprobes list) for its probes' [GONE] flags. Defined in status.cc.
+std::optional<TargetGone> TargetGoneNow(const std::string& name, const nlohmann::json& state,
+                                        const absl::StatusOr<std::vector<KprobeEntry>>& list);
 
 // Is the code at span s's probe place (`bytes`, read at its address) what synth analyzed?
 // Exactly, or under a probe that cannot hide a difference: another loaded constant's probe

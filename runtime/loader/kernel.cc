@@ -202,6 +202,7 @@ std::vector<KprobeEntry> ParseKprobeList(absl::string_view text) {
     e.optimized = absl::StrContains(line, "[OPTIMIZED]");
     e.ftrace = absl::StrContains(line, "[FTRACE]");
     e.disabled = absl::StrContains(line, "[DISABLED]");
+    e.gone = absl::StrContains(line, "[GONE]");
     out.push_back(e);
   }
   return out;

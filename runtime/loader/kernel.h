@@ -60,6 +60,7 @@ struct KprobeEntry {
   bool optimized = false;
   bool ftrace = false;
   bool disabled = false;
+  bool gone = false;  // [GONE]: its module was unloaded; the kernel never re-arms it
 };
 // /sys/kernel/debug/kprobes/list (mounts debugfs if needed). One entry per registered probe:
 // probes sharing an address (an aggregated kprobe) are listed once each.

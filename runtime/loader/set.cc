@@ -138,6 +138,9 @@ absl::StatusOr<SetResult> UpdateLoaded(const artifact::SynthesizedConst& c, cons
                                        json old, SetResult res, json& journal,
                                        Clock::time_point t0) {
   if (auto st = CheckUpdate(c.name, old, opts); !st.ok()) return st;
+  // A new value for probes that went with their module would apply nowhere.
+  if (auto gone = TargetGoneNow(c.name, old, ReadKprobeList()))
+    return FailedWithHint(absl::StrCat(c.name, " is loaded, but ", gone->message), gone->hint);
   const std::string engine = old.value("engine", "bpf");
   if (engine == "native") {
     res.old_value = old.value("value", int64_t{0});

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/base/files.h"
 #include "runtime/loader/attach.h"
+#include "runtime/loader/checks.h"
 #include "runtime/loader/kernel.h"
 #include "runtime/loader/native.h"
 #include "runtime/loader/state.h"
@@ -76,7 +77,10 @@ ProbeInfo ProbeNow(const json& p, const absl::StatusOr<std::vector<KprobeEntry>>
   for (const auto& e : *list)
     if (e.addr == pi.address) {
       pi.optimized = e.optimized;
-      pi.kprobe_flags = e.optimized ? "[OPTIMIZED]" : e.ftrace ? "[FTRACE]" : "";
+      pi.kprobe_flags = e.gone        ? "[GONE]"
+                        : e.optimized ? "[OPTIMIZED]"
+                        : e.ftrace    ? "[FTRACE]"
+                                      : "";
       here.push_back(DescribeKprobe(e));
     }
   auto o = own.find(pi.address);
@@ -128,6 +132,22 @@ void ReadProbes(LoadedConst& lc, const std::string& n,
 
 }  // namespace
 
+std::optional<TargetGone> TargetGoneNow(const std::string& name, const json& state,
+                                        const absl::StatusOr<std::vector<KprobeEntry>>& list) {
+  const std::string binary = state.value("binary", "");
+  if (binary.empty() || binary == "vmlinux") return std::nullopt;
+  std::set<uint64_t> gone;
+  if (list.ok())
+    for (const auto& e : *list)
+      if (e.gone) gone.insert(e.addr);
+  int probes = 0, probes_gone = 0;
+  for (const auto& p : state.value("probes", json::array())) {
+    ++probes;
+    probes_gone += gone.count(p.value("address", uint64_t{0}));
+  }
+  return ModuleTargetGone(name, binary, ModuleLoaded(binary), probes, probes_gone);
+}
+
 absl::StatusOr<std::vector<LoadedConst>> Status() {
   std::set<std::string> names;
   std::error_code ec;
@@ -150,6 +170,11 @@ absl::StatusOr<std::vector<LoadedConst>> Status() {
     if (lc.engine == "native") ReadNativeCounters(lc, nspans);
     if (lc.engine == "bpf" && lc.pins_present && nspans > 0) ReadBpfCounters(lc, n, nspans);
     if (lc.state.contains("probes")) ReadProbes(lc, n, list, lps);
+    // A module unloaded since `sie set` took the probes with it: say so, not "loaded".
+    if (auto gone = TargetGoneNow(n, lc.state, list)) {
+      lc.state["state"] = gone->state;
+      lc.warnings.push_back({gone->message, gone->hint});
+    }
     out.push_back(std::move(lc));
   }
   return out;

@@ -98,17 +98,25 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
   return absl::OkStatus();
 }
 
-// Keeps only spans in the spec's `functions:` (when given). Functions may carry compiler
-// suffixes (.isra.0, .constprop.0) in the binary, so the base name is compared.
-void ApplyFunctionScope(const TunableSpec& t, SynthesizedConst* c) {
+// Keeps only spans in the spec's `functions:` (when given), and their entries of `span_object`
+// (the object each span came from). Functions may carry compiler suffixes (.isra.0,
+// .constprop.0) in the binary, so the base name is compared.
+void ApplyFunctionScope(const TunableSpec& t, SynthesizedConst* c,
+                        std::vector<size_t>* span_object) {
   if (t.functions.empty()) return;
   auto in_scope = [&](const std::string& f) {
     std::string base = f.substr(0, f.find('.'));
     return std::find(t.functions.begin(), t.functions.end(), base) != t.functions.end() ||
            std::find(t.functions.begin(), t.functions.end(), f) != t.functions.end();
   };
-  size_t before = c->spans.size();
-  std::erase_if(c->spans, [&](const CriticalSpan& s) { return !in_scope(s.function); });
+  size_t before = c->spans.size(), kept = 0;
+  for (size_t i = 0; i < c->spans.size(); ++i) {
+    if (!in_scope(c->spans[i].function)) continue;
+    c->spans[kept] = std::move(c->spans[i]);
+    (*span_object)[kept++] = (*span_object)[i];
+  }
+  c->spans.resize(kept);
+  span_object->resize(kept);
   if (c->spans.size() != before)
     c->warnings.push_back(
         absl::StrCat(before - c->spans.size(), " span(s) outside 'functions:' were left out"));
@@ -153,9 +161,10 @@ SynthesizedConst Skeleton(const Entry& e) {
   return c;
 }
 
-absl::StatusOr<SynthesizedConst> AnalyzeTunable(const State& st, const Entry& e) {
-  const TunableSpec& t = *e.t;
-  SynthesizedConst c = Skeleton(e);
+// The binary each object's spans are mapped onto.
+std::vector<Shipped> ShippedOf(const State& st, const Entry& e) {
+  if (e.shipped.size() == e.variants.objects.size()) return e.shipped;
+  std::vector<Shipped> out;
   Shipped sh = ShippedFor(st, e);
   for (const auto& ov : e.variants.objects) {
     Shipped osh = sh;
@@ -166,11 +175,32 @@ absl::StatusOr<SynthesizedConst> AnalyzeTunable(const State& st, const Entry& e)
     }
     if (osh.target.build_id.empty() && !osh.path.empty())
       if (auto id = elf::ReadBuildId(osh.path); id.ok()) osh.target.build_id = *id;
-    c.target = osh.target;
-    if (auto s = AnalyzeObject(e.built, ov, osh, st, &c); !s.ok())
-      return WithContext(s, absl::StrCat("analysing ", ov.object, " for ", t.name));
+    out.push_back(std::move(osh));
   }
-  ApplyFunctionScope(t, &c);
+  return out;
+}
+
+absl::StatusOr<SynthesizedConst> AnalyzeTunable(const State& st, const Entry& e) {
+  const TunableSpec& t = *e.t;
+  SynthesizedConst c = Skeleton(e);
+  const std::vector<Shipped> shipped = ShippedOf(st, e);
+  std::vector<size_t> span_object;  // the object each span of `c` came from
+  for (size_t i = 0; i < e.variants.objects.size(); ++i) {
+    const ObjectVariants& ov = e.variants.objects[i];
+    if (auto s = AnalyzeObject(e.built, ov, shipped[i], st, &c); !s.ok())
+      return WithContext(s, absl::StrCat("analysing ", ov.object, " for ", t.name));
+    span_object.resize(c.spans.size(), i);
+  }
+  ApplyFunctionScope(t, &c, &span_object);
+  if (st.spec.kind == TargetKind::kGeneric) {
+    // Each object is its own target there: the last one names it, as it always did.
+    if (!shipped.empty()) c.target = shipped.back().target;
+  } else {
+    if (auto s = CheckOneBinary(span_object, e.variants.objects, shipped); !s.ok())
+      return WithContext(s, t.name);
+    // The target is the binary holding the spans (the first object's when there is none).
+    if (!shipped.empty()) c.target = shipped[span_object.empty() ? 0 : span_object[0]].target;
+  }
   // DWARF names the files of the variant build in the work dir: point into the user's tree.
   SourceRoots sources = Sources(st);
   for (auto& span : c.spans) span.source = RelativeSource(span.source, sources);
@@ -188,6 +218,25 @@ absl::StatusOr<SynthesizedConst> AnalyzeTunable(const State& st, const Entry& e)
 }
 
 }  // namespace
+
+absl::Status CheckOneBinary(const std::vector<size_t>& span_object,
+                            const std::vector<ObjectVariants>& objects,
+                            const std::vector<Shipped>& shipped) {
+  for (size_t i : span_object) {
+    const Shipped& a = shipped[span_object[0]];
+    const Shipped& b = shipped[i];
+    if (a.target.binary == b.target.binary) continue;
+    return Classified(
+        FailedWithHint(
+            absl::StrCat("the spans are in two binaries: ", objects[span_object[0]].object,
+                         " is built into ", a.target.binary, ", ", objects[i].object, " into ",
+                         b.target.binary, "; a constant has one target binary"),
+            "restrict the tunable to the objects of one binary with 'objects:' (or to its "
+            "functions with 'functions:'), and make another tunable for the other"),
+        Refusal::kSeveralBinaries);
+  }
+  return absl::OkStatus();
+}
 
 void AnalyzeAll(State* st) {
   size_t todo = std::count_if(st->entries.begin(), st->entries.end(),

@@ -103,6 +103,7 @@ absl::StatusOr<SynthReport> Synthesize(const SynthOptions& opts, const Progress&
   WorkCleanup cleanup{*work, opts.keep_work};
   auto t_compile = Clock::now();
   pipeline::BuildAll(&st);
+  pipeline::FindBinaries(&st);
   rep.timing.compile_ms = Ms(Clock::now() - t_compile);
   if (opts.keep_work) st.progress(absl::StrCat("variants kept in ", work->string()));
 

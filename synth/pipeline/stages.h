@@ -2,6 +2,7 @@
 //   target.cc   the spec's target: compiler check, kernel tree or module/source directory
 //   objects.cc  per tunable: the edit applies, the affected objects
 //   build.cc    the work directory; five builds per object (V1..V3, two check values), in parallel
+//   binaries.cc kernel targets: vmlinux or the module each object is built into
 //   analyze.cc  per tunable: spans of every object, mapped onto the shipped binary
 //   output.cc   per tunable: const.json and the runtime artifacts; the index
 // A stage that fails for one tunable records it in that tunable's Entry and moves on.
@@ -43,6 +44,8 @@ struct Entry {
   // The spec's tunable with the check values (CheckValues) after V1..V3: what is built.
   TunableSpec built;
   TunableVariants variants;
+  // kKernel: the binary each object of `variants` is built into (vmlinux or a module).
+  std::vector<Shipped> shipped;
   std::optional<SynthesizedConst> result;  // set by the analysis
   absl::Status status;                     // the first error (classified), OK so far
   int64_t ms = 0;
@@ -82,8 +85,18 @@ absl::StatusOr<std::filesystem::path> MakeWorkDir(const std::filesystem::path& c
                                                   bool keep);
 void BuildAll(State* st);
 
+// binaries.cc: kernel targets: the binary kbuild builds each object of every entry still OK
+// into (vmlinux or a module, from the object's saved command), with its shipped file.
+void FindBinaries(State* st);
+
 // analyze.cc: every entry still OK through the analysis core.
 void AnalyzeAll(State* st);
+// One const.json has one target binary: refuses (several-binaries) spans of objects built into
+// different binaries (vmlinux and a module, or two modules). span_object[i]: the index into
+// `objects` and `shipped` of span i's object.
+absl::Status CheckOneBinary(const std::vector<size_t>& span_object,
+                            const std::vector<ObjectVariants>& objects,
+                            const std::vector<Shipped>& shipped);
 
 // output.cc: const.json and artifacts of every analysed entry, then index.json.
 absl::Status WriteAll(State* st);

@@ -61,6 +61,8 @@ GuestKernelFiles GuestKernelFiles::ForRelease(std::string release) {
   f.source_tarball = absl::StrCat("/usr/src/linux-source-", major_minor, ".tar.xz");
   f.headers_dir = absl::StrCat("/usr/src/linux-headers-", release);
   f.dbg_vmlinux = absl::StrCat("/usr/lib/debug/boot/vmlinux-", release);
+  f.modules_dir = absl::StrCat("/lib/modules/", release);
+  f.dbg_modules_dir = absl::StrCat("/usr/lib/debug/lib/modules/", release);
   return f;
 }
 

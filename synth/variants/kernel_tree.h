@@ -19,10 +19,12 @@ using Progress = std::function<void(const std::string&)>;
 
 // Where the guest kernel's pieces live on the host (Debian package layout).
 struct GuestKernelFiles {
-  std::string release;                   // 6.12.117+deb12-amd64
-  std::filesystem::path source_tarball;  // /usr/src/linux-source-6.12.tar.xz
-  std::filesystem::path headers_dir;     // /usr/src/linux-headers-<release> (its .config)
-  std::filesystem::path dbg_vmlinux;     // /usr/lib/debug/boot/vmlinux-<release>
+  std::string release;                    // 6.12.117+deb12-amd64
+  std::filesystem::path source_tarball;   // /usr/src/linux-source-6.12.tar.xz
+  std::filesystem::path headers_dir;      // /usr/src/linux-headers-<release> (its .config)
+  std::filesystem::path dbg_vmlinux;      // /usr/lib/debug/boot/vmlinux-<release>
+  std::filesystem::path modules_dir;      // /lib/modules/<release> (modules.order, the .ko.xz)
+  std::filesystem::path dbg_modules_dir;  // /usr/lib/debug/lib/modules/<release> (unstripped .ko)
   std::string cc = "x86_64-linux-gnu-gcc-12";
 
   // Default paths for `release` ($SIE_KERNEL_RELEASE, else the one sie was configured for).

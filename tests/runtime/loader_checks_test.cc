@@ -268,5 +268,42 @@ TEST(Transaction, UndoesEveryRecordedStepNewestFirstUnlessCommitted) {
   EXPECT_EQ(undone, std::vector<int>{1});  // each undo runs once
 }
 
+// `sie status` of a constant in a module: live while the module is loaded with its probes armed;
+// "module unloaded" once it is gone; "module reloaded" when a new copy runs without the probes.
+TEST(ModuleTargetGone, SaysWhatBecameOfTheModule) {
+  EXPECT_FALSE(ModuleTargetGone("SHRINK_BATCH", "vmlinux", false, 1, 0).has_value());
+  EXPECT_FALSE(ModuleTargetGone("SHRINK_BATCH", "", false, 1, 0).has_value());
+  EXPECT_FALSE(ModuleTargetGone("FQ_DEFAULT_LIMIT", "sch_fq", true, 2, 0).has_value());
+  auto unloaded = ModuleTargetGone("FQ_DEFAULT_LIMIT", "sch_fq", false, 2, 2);
+  ASSERT_TRUE(unloaded.has_value());
+  EXPECT_EQ(unloaded->state, "module unloaded");
+  EXPECT_EQ(unloaded->message,
+            "module sch_fq was unloaded after 'sie set': its 2 probe(s) went with it, so "
+            "FQ_DEFAULT_LIMIT no longer applies");
+  EXPECT_TRUE(absl::StrContains(unloaded->hint, "sie unload FQ_DEFAULT_LIMIT"));
+  EXPECT_TRUE(absl::StrContains(unloaded->hint, "modprobe sch_fq"));
+  auto reloaded = ModuleTargetGone("FQ_DEFAULT_LIMIT", "sch_fq", true, 2, 1);
+  ASSERT_TRUE(reloaded.has_value());
+  EXPECT_EQ(reloaded->state, "module reloaded");
+  EXPECT_TRUE(absl::StrContains(reloaded->message, "1 of its 2 probe(s) are gone"));
+}
+
+// The decision from the state file and the kprobes list as the kernel shows them.
+TEST(TargetGoneNow, CountsTheConstantsGoneProbes) {
+  json state = {{"binary", "sie_no_such_module"},
+                {"probes", json::array({{{"address", 0x1000u}}, {{"address", 0x2000u}}})}};
+  std::vector<KprobeEntry> list(2);
+  list[0].addr = 0x1000;
+  list[0].gone = true;
+  list[1].addr = 0x3000;
+  list[1].gone = true;  // someone else's
+  auto g = TargetGoneNow("X", state, list);
+  ASSERT_TRUE(g.has_value());
+  EXPECT_EQ(g->state, "module unloaded");  // no /sys/module/sie_no_such_module
+  EXPECT_TRUE(absl::StrContains(g->message, "its 2 probe(s)"));
+  state["binary"] = "vmlinux";
+  EXPECT_FALSE(TargetGoneNow("X", state, list).has_value());
+}
+
 }  // namespace
 }  // namespace sie::loader

@@ -44,6 +44,19 @@ TEST(KprobeList, ParsesTypesFlagsAndSharedAddresses) {
   EXPECT_TRUE(loader::ParseKprobeList("garbage\n\nzz k x\n").empty());
 }
 
+// A kprobe in a module that was unloaded: the kernel keeps it registered (its perf event holds
+// it), no longer resolves the address to a symbol and flags it [GONE] (report_probe, 6.12).
+TEST(KprobeList, FlagsProbesOfAnUnloadedModuleAsGone) {
+  auto l = loader::ParseKprobeList(
+      "ffffffffc0b3a02d  k  0xffffffffc0b3a02d  [GONE]\n"
+      "ffffffffc0b3a02d  k  fq_init+0x2d  sch_fq\n");
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_TRUE(l[0].gone);
+  EXPECT_EQ(l[0].where, "0xffffffffc0b3a02d");
+  EXPECT_FALSE(l[1].gone);
+  EXPECT_EQ(l[1].where, "fq_init+0x2d [sch_fq]");
+}
+
 // Recreates the saved /sys/kernel/livepatch tree under a temp dir.
 fs::path LivepatchTree() {
   fs::path root = fs::temp_directory_path() / ("sie-lp-" + std::to_string(getpid()));

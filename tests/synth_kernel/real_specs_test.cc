@@ -64,6 +64,8 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
       {"SIE_TARGET_THRESHOLD", {{"sie_target_cmp", "flags", 777, 0, 777}}},
       {"SIE_TARGET_SCALE", {{"sie_target_mul", "reg", 3, 7, 21}}},      // X * V, V not 2^n
       {"SIE_TARGET_DIVISOR", {{"sie_target_div", "reg", 19, 100, 5}}},  // X / V, never compiled
+      // sch_fq.ko: fq_init stores the limit into sch->limit.
+      {"FQ_DEFAULT_LIMIT", {{"fq_init", "mem", 777, 0, 777}}},
       {"SIE_TARGET_BATCH",
        {{"sie_target_batch_cycle", "mem", 50, 0, 50},
         {"sie_target_batch_cycle", "mem", 50, 0, 50}}},
@@ -136,7 +138,9 @@ Json Synthesize(const std::string& spec, fs::path* out) {
   return j;
 }
 
-void CheckSpec(const std::string& spec, const std::string& shipped) {
+// `binary`: the target binary const.json must name ("vmlinux" or the module's name).
+void CheckSpec(const std::string& spec, const std::string& shipped,
+               const std::string& binary = "vmlinux") {
   fs::path out;
   Json sum = Synthesize(spec, &out);
   ASSERT_FALSE(sum.is_discarded());
@@ -160,6 +164,8 @@ void CheckSpec(const std::string& spec, const std::string& shipped) {
     std::ifstream in(c["const_json"].get<std::string>());
     Json cj = Json::parse(in, nullptr, false);
     ASSERT_FALSE(cj.is_discarded());
+    EXPECT_EQ(cj["target"]["binary"], binary);
+    EXPECT_FALSE(cj["target"]["build_id"].get<std::string>().empty());
     const Json& spans = cj["spans"];
     ASSERT_GE(spans.size(), 1u);
     for (const auto& sp : spans) {
@@ -207,10 +213,16 @@ TEST(RealSpecs, SieTarget) {
   CheckSpec("sie_target", (fs::path(SIE_SPECS_DIR) / "../../build/kmod/sie_target.ko").string());
 }
 
+// An in-tree module of a kernel spec (CONFIG_NET_SCH_FQ=m): the spans are in the -dbg package's
+// unstripped sch_fq.ko, and the target is the module as /proc/kallsyms names it.
+TEST(RealSpecs, SchFqModule) {
+  CheckSpec("sch_fq", SIE_GUEST_DBG_MODULES "/kernel/net/sched/sch_fq.ko", "sch_fq");
+}
+
 // Every spec has a test above: a new spec must get one.
 TEST(RealSpecs, EverySpecIsCovered) {
   std::vector<std::string> known = {"blk_max_request_count", "max_softirq_restart", "shrink_batch",
-                                    "tcp_cubic_hystart", "sie_target"};
+                                    "tcp_cubic_hystart",     "sie_target",          "sch_fq"};
   for (const auto& e : fs::directory_iterator(SIE_SPECS_DIR))
     if (e.path().extension() == ".yaml")
       EXPECT_NE(std::find(known.begin(), known.end(), e.path().stem().string()), known.end())

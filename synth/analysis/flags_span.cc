@@ -18,8 +18,8 @@ std::string ConsumerCc(const std::string& m) {
 
 std::string CanonicalCc(std::string cc) {
   static const std::pair<const char*, const char*> kSyn[] = {
-      {"z", "e"},   {"nz", "ne"}, {"nb", "ae"}, {"nc", "ae"}, {"c", "b"},    {"nae", "b"},
-      {"na", "be"}, {"nbe", "a"}, {"nl", "ge"}, {"nge", "l"}, {"ng", "le"},  {"nle", "g"}};
+      {"z", "e"},   {"nz", "ne"}, {"nb", "ae"}, {"nc", "ae"}, {"c", "b"},   {"nae", "b"},
+      {"na", "be"}, {"nbe", "a"}, {"nl", "ge"}, {"nge", "l"}, {"ng", "le"}, {"nle", "g"}};
   for (const auto& [from, to] : kSyn)
     if (cc == from) return to;
   return cc;
@@ -98,11 +98,11 @@ absl::StatusOr<std::string> XFromProbe(z3::context& ctx, SymState& st, const std
   z3::solver s(ctx);
   s.add(r != f.result || x != f.a);
   if (s.check() != z3::unsat)
-    return absl::InvalidArgumentError(absl::StrCat("register ", reg, " at the probe is not `",
-                                                   f.insn->Text(), "`'s result"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("register ", reg, " at the probe is not `", f.insn->Text(), "`'s result"));
   // The immediate as the signed value the instruction encodes.
-  int64_t sv = w == 64 ? static_cast<int64_t>(imm)
-                       : static_cast<int64_t>(imm << (64 - w)) >> (64 - w);
+  int64_t sv =
+      w == 64 ? static_cast<int64_t>(imm) : static_cast<int64_t>(imm << (64 - w)) >> (64 - w);
   if (sv == INT64_MIN) return absl::InvalidArgumentError("immediate INT64_MIN");
   bool minus = (op == "add") == (sv >= 0);
   return absl::StrCat("R ", minus ? "- " : "+ ", sv < 0 ? -sv : sv);

@@ -587,7 +587,7 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
       }
       std::vector<VariantObject> trial = first.variants;
       trial[idx] = c;
-      tried.push_back(c.value);
+      if (std::find(tried.begin(), tried.end(), c.value) == tried.end()) tried.push_back(c.value);
       auto f = FitBuilds(trial, opts, only_norm);
       if (!f.ok() || !f->errors.msgs.empty()) continue;
       std::erase_if(*checks, [&](const VariantObject& o) { return o.value == c.value; });

@@ -221,7 +221,9 @@ json SpanToJson(const CriticalSpan& s) {
   // The register holding X: for recompute, saved at save_offset; for reg, read at the probe
   // (the analysis checked it is still intact there). Without it a reg formula in X is ambiguous.
   if (!s.save_reg.empty()) j["save_reg"] = s.save_reg;
-  if (s.kind == SpanKind::kRecompute && !s.x_from_probe.empty()) j["x_from_probe"] = s.x_from_probe;
+  // kRecompute and kFlags of add/sub: X from the register's value R at the probe.
+  if ((s.kind == SpanKind::kRecompute || s.kind == SpanKind::kFlags) && !s.x_from_probe.empty())
+    j["x_from_probe"] = s.x_from_probe;
   if (s.kind == SpanKind::kFlags) {
     j["flags_cc"] = s.flags_cc;
     if (!s.flags_op.empty()) j["flags_op"] = s.flags_op;

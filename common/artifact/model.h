@@ -95,10 +95,12 @@ struct CriticalSpan {
   std::string source;             // file:line from DWARF
   std::string expect_bytes;       // hex of the instruction bytes at probe_offset (shipped binary)
   std::vector<VarLocation> vars;  // parameters and in-scope variables at the probe
-  // kFlags: the comparing instruction ("cmp": flags of operand - value; "test": operand & value).
+  // kFlags: the instruction whose flags are recomputed with the new immediate value ("cmp":
+  // operand - value; "test": operand & value; "add"/"sub": also writes target_reg).
   std::string flags_op;
   // kRecompute, optional: X recovered from save_reg's value R at the probe when the CS is
-  // invertible ("R - 3" for add $3), letting the runtime skip the save probe.
+  // invertible ("R - 3" for add $3), letting the runtime skip the save probe. kFlags of
+  // add/sub (flags_op): X from target_reg's value R at the probe, which holds the result.
   std::string x_from_probe;
 };
 

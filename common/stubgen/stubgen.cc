@@ -11,6 +11,7 @@
 #include "common/artifact/formula.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
+#include "common/base/status_macros.h"
 
 namespace sie::stubgen {
 namespace fs = std::filesystem;
@@ -62,6 +63,39 @@ struct SpanFormulas {
   std::optional<artifact::Formula> xr;  // recompute: X from the register R at the probe
 };
 
+// The instructions whose flags the stub recomputes (sie_set_flags_op), by flags_op.
+const char* FlagsOpEnum(const std::string& op) {
+  if (op == "add") return "SIE_FLAGS_OP_ADD";
+  if (op == "test" || op == "and") return "SIE_FLAGS_OP_AND";
+  if (op == "sub" || op == "cmp" || op.empty()) return "SIE_FLAGS_OP_SUB";
+  return nullptr;
+}
+
+// An instruction that writes its register (add/sub/and): the probe sees the result, so X (the
+// register before it) is recovered through x_from_probe, and the result is written again.
+bool FlagsOpWrites(const std::string& op) { return op == "add" || op == "sub" || op == "and"; }
+
+absl::Status CheckFlagsSpan(const artifact::SynthesizedConst& c, size_t i, SpanFormulas* p) {
+  const CriticalSpan& s = c.spans[i];
+  if (!FlagsOpEnum(s.flags_op))
+    return ErrorWithHint(absl::StatusCode::kUnimplemented,
+                         absl::StrCat(c.name, " span ", i, ": flags of '", s.flags_op,
+                                      "' cannot be recomputed (sie_set_flags_op emulates "
+                                      "cmp, sub, add, test and and)"),
+                         "re-run sie synth: it emits flags spans of those instructions only");
+  if (!FlagsOpWrites(s.flags_op)) return absl::OkStatus();
+  if (s.target_reg.empty() || s.x_from_probe.empty())
+    return SpanError(c, i,
+                     absl::StrCat("a flags span of '", s.flags_op,
+                                  "' needs its register (target_reg) and x_from_probe (the "
+                                  "register before the instruction, from its value R after it)"),
+                     "re-run sie synth");
+  auto xr = artifact::Formula::Parse(s.x_from_probe, "R");
+  if (!xr.ok()) return SpanError(c, i, xr.status().message(), "fix x_from_probe in const.json");
+  p->xr = std::move(*xr);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<SpanFormulas> CheckSpan(const artifact::SynthesizedConst& c, size_t i) {
   const CriticalSpan& s = c.spans[i];
   const bool recompute = s.kind == SpanKind::kRecompute;
@@ -78,12 +112,7 @@ absl::StatusOr<SpanFormulas> CheckSpan(const artifact::SynthesizedConst& c, size
     if (*reg == "sp" &&
         (reg == &s.save_reg ? recompute : s.kind != SpanKind::kFlags && s.kind != SpanKind::kMem))
       return SpanError(c, i, "the stack pointer cannot be rewritten", "");
-  if (s.kind == SpanKind::kFlags && !s.flags_op.empty() && s.flags_op != "cmp")
-    return ErrorWithHint(absl::StatusCode::kUnimplemented,
-                         absl::StrCat(c.name, " span ", i, ": flags of '", s.flags_op,
-                                      "' cannot be recomputed yet (sie_set_flags emulates cmp "
-                                      "only)"),
-                         "sie_kfuncs needs a 'test' variant; see the runtime report");
+  if (s.kind == SpanKind::kFlags) RETURN_IF_ERROR(CheckFlagsSpan(c, i, &p));
   const bool uses_x = p.formula.Uses('X');
   if (uses_x && s.kind == SpanKind::kReg && s.save_reg.empty())
     return SpanError(c, i,
@@ -109,7 +138,9 @@ std::string ReadX(const CriticalSpan& s, const SpanFormulas& p, int slot, size_t
                                                 ", ", s.width, ", &bad);\n")
                                  : "";
     case SpanKind::kFlags:
-      // X is the compared operand (the lhs of `cmp $imm, operand`).
+      // X is the compared operand (the lhs of `cmp $imm, operand`); after add/sub/and the
+      // register holds the result, X is recovered from it.
+      if (p.xr) return absl::StrCat("\tR = ctx->", s.target_reg, ";\n\tX = ", p.xr->EmitC(), ";\n");
       if (!s.target_reg.empty()) return absl::StrCat("\tX = ctx->", s.target_reg, ";\n");
       return absl::StrCat("\tX = sie_read_mem(", AddrExpr(*s.target_mem), ", ", s.width,
                           ", &bad);\n");
@@ -135,7 +166,20 @@ std::string WriteNew(const CriticalSpan& s) {
       // computes the address from the descriptor) and attaches with that cookie.
       return "\tret = sie_write_cell(ctx, (__u32)bpf_get_attach_cookie(ctx), nv);\n";
     case SpanKind::kFlags:
-      return absl::StrFormat("\tret = sie_set_flags(ctx, X, nv, %d);\n", s.width);
+      if (s.flags_op.empty() || s.flags_op == "cmp")
+        return absl::StrFormat("\tret = sie_set_flags(ctx, X, nv, %d);\n", s.width);
+      if (!FlagsOpWrites(s.flags_op))
+        return absl::StrFormat("\tret = sie_set_flags_op(ctx, %s, X, nv, %d);\n",
+                               FlagsOpEnum(s.flags_op), s.width);
+      // The instruction with the new immediate: its flags, then its result.
+      return absl::StrFormat(
+          "\tret = sie_set_flags_op(ctx, %s, X, nv, %d);\n"
+          "\tif (!ret)\n\t\tret = sie_set_reg(ctx, %s, X %s nv, %d);\n",
+          FlagsOpEnum(s.flags_op), s.width, SieRegEnum(s.target_reg),
+          s.flags_op == "add"   ? "+"
+          : s.flags_op == "sub" ? "-"
+                                : "&",
+          s.width);
   }
   return "";
 }

@@ -133,6 +133,22 @@ __bpf_kfunc int sie_set_flags(struct pt_regs *regs, u64 lhs, u64 rhs, u32 width)
 	return ret;
 }
 
+__bpf_kfunc int sie_set_flags_op(struct pt_regs *regs, u32 op, u64 lhs, u64 rhs, u32 width)
+{
+	unsigned long site;
+	int ret = -EPERM;
+
+	if (!sie_width_valid(width) || op >= SIE_FLAGS_OP_NR)
+		return -EINVAL;
+	rcu_read_lock();
+	if (sie_at_site(rcu_dereference(sie_table), regs, &site)) {
+		regs->flags = (regs->flags & ~SIE_FLAGS_ARITH) | sie_op_flags(op, lhs, rhs, width);
+		ret = 0;
+	}
+	rcu_read_unlock();
+	return ret;
+}
+
 __bpf_kfunc int sie_write_cell(struct pt_regs *regs, u32 cell_id, u64 val)
 {
 	const struct sie_table *t;
@@ -172,6 +188,7 @@ __bpf_kfunc_end_defs();
 BTF_KFUNCS_START(sie_kfunc_ids)
 BTF_ID_FLAGS(func, sie_set_reg)
 BTF_ID_FLAGS(func, sie_set_flags)
+BTF_ID_FLAGS(func, sie_set_flags_op)
 BTF_ID_FLAGS(func, sie_write_cell)
 BTF_KFUNCS_END(sie_kfunc_ids)
 

@@ -123,6 +123,69 @@ TEST(CmpFlags, MatchesHardwareOnRandomValues) {
   }
 }
 
+// EFLAGS after the instruction `op` (sub, add, and, test: AT&T `op rhs, lhs`) at `width` bytes.
+#define SIE_HW_FLAGS(insn, sfx, mod, lhsc, rhsc)                                            \
+  asm(insn sfx " %" mod "2, %" mod "1\n\tlea -128(%%rsp), %%rsp\n\tpushfq\n\tpopq %0\n\t" \
+      "lea 128(%%rsp), %%rsp"                                                              \
+      : "=r"(flags), "+" lhsc(lhs)                                                         \
+      : rhsc(rhs)                                                                          \
+      : "cc")
+#define SIE_HW_WIDTHS(insn)                       \
+  switch (width) {                                \
+    case 1:                                       \
+      SIE_HW_FLAGS(insn, "b", "b", "q", "q");     \
+      break;                                      \
+    case 2:                                       \
+      SIE_HW_FLAGS(insn, "w", "w", "r", "r");     \
+      break;                                      \
+    case 4:                                       \
+      SIE_HW_FLAGS(insn, "l", "k", "r", "r");     \
+      break;                                      \
+    default:                                      \
+      SIE_HW_FLAGS(insn, "q", "q", "r", "r");     \
+      break;                                      \
+  }
+
+uint64_t HardwareOpFlags(unsigned op, uint64_t lhs, uint64_t rhs, unsigned width, bool test) {
+  uint64_t flags = 0;
+  if (op == SIE_FLAGS_OP_SUB) {
+    SIE_HW_WIDTHS("sub");
+  } else if (op == SIE_FLAGS_OP_ADD) {
+    SIE_HW_WIDTHS("add");
+  } else if (test) {
+    SIE_HW_WIDTHS("test");
+  } else {
+    SIE_HW_WIDTHS("and");
+  }
+  return flags;
+}
+
+// sub/add/and/test with the immediate the stub recomputes: the same flags as the CPU's
+// instruction, on edge values (carries, sign changes, zero results at every width) and random.
+TEST(OpFlags, MatchesHardwareForEveryOp) {
+  const std::vector<uint64_t> values = InterestingValues();
+  std::mt19937_64 rng(777);
+  for (unsigned op : {SIE_FLAGS_OP_SUB, SIE_FLAGS_OP_ADD, SIE_FLAGS_OP_AND}) {
+    for (bool test : {false, true}) {
+      if (test && op != SIE_FLAGS_OP_AND) continue;
+      for (unsigned w : kWidths) {
+        for (uint64_t a : values)
+          for (uint64_t b : values)
+            ASSERT_EQ(sie_op_flags(op, a, b, w),
+                      HardwareOpFlags(op, a, b, w, test) & SIE_FLAGS_ARITH)
+                << "op " << op << (test ? " (test)" : "") << " width " << w << " lhs 0x"
+                << std::hex << a << " rhs 0x" << b;
+        for (int i = 0; i < 20000; i++) {
+          uint64_t a = rng(), b = i % 2 ? rng() : (0 - a) + (rng() % 5) - 2;  // sums near 0
+          ASSERT_EQ(sie_op_flags(op, a, b, w), HardwareOpFlags(op, a, b, w, test) & SIE_FLAGS_ARITH)
+              << "op " << op << " width " << w << " lhs 0x" << std::hex << a << " rhs 0x" << b;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(sie_op_flags(SIE_FLAGS_OP_NR, 1, 2, 8), ~0ULL);
+}
+
 TEST(FlagsMerge, KeepsNonArithmeticBits) {
   // IF | reserved bit 1 | DF | TF, plus every arithmetic flag set beforehand.
   const uint64_t old = 0x200 | 0x2 | 0x400 | 0x100 | SIE_FLAGS_ARITH;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "common/artifact/formula.h"
 #include "common/base/diag.h"
+#include "common/base/status_macros.h"
 #include "common/elf/elf_file.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/alternatives.h"
@@ -97,7 +98,9 @@ struct ObjectErrors {
   std::vector<std::string> msgs;
   Refusal first = Refusal::kUnclassified;
   std::string hint;  // the first error's
+  std::set<Refusal> classes;
   void Add(const absl::Status& s) {
+    classes.insert(RefusalOf(s));
     if (msgs.empty()) {
       first = RefusalOf(s);
       hint = Hint(s);
@@ -456,26 +459,156 @@ absl::Status CheckAt(const Builds& b, const VariantObject& c,
   return absl::OkStatus();
 }
 
+// Builds of other values, on demand (AnalyzeOptions::build), each value once.
+struct ValueBuilds {
+  const std::function<absl::StatusOr<std::string>(int64_t)>* build = nullptr;
+  std::map<int64_t, absl::StatusOr<std::string>> done;
+  absl::StatusOr<std::string> Get(int64_t v) {
+    if (!build || !*build) return absl::UnavailableError("no builder");
+    auto it = done.find(v);
+    if (it == done.end()) it = done.emplace(v, (*build)(v)).first;
+    return it->second;
+  }
+};
+
+bool AllPowersOfTwo(const std::vector<int64_t>& vs) {
+  return std::all_of(vs.begin(), vs.end(), [](int64_t v) { return v > 0 && (v & (v - 1)) == 0; });
+}
+
+// The check at `c` failed with `failed` because the code there has another shape (not because
+// a formula disagrees): nearby values are checked instead, the first that agrees replaces c.
+absl::Status CheckNearby(const Builds& b, const VariantObject& c, const absl::Status& failed,
+                         const std::set<std::string>& only_norm, const std::vector<int64_t>& vs,
+                         std::vector<int64_t>* taken, ValueBuilds* more, AnalysisResult* res) {
+  std::vector<int64_t> tried;
+  for (int64_t v : ReplacementValues(c.value, res->range_min, res->range_max, *taken, true, 2)) {
+    taken->push_back(v);
+    auto path = more->Get(v);
+    if (!path.ok()) continue;
+    tried.push_back(v);
+    absl::Status st = CheckAt(b, {v, *path}, only_norm, vs, res);
+    if (st.ok()) {
+      res->checked.push_back(v);
+      res->warnings.push_back(absl::StrCat("the code at the check value V=", c.value,
+                                           " has another shape (", failed.message().substr(0, 200),
+                                           "); checked at V=", v, " instead"));
+      return absl::OkStatus();
+    }
+    if (RefusalOf(st) == Refusal::kFormulaFamily) return st;  // a formula disagrees there
+  }
+  std::string note = tried.empty() ? ""
+                                   : absl::StrCat("; nearby V=", absl::StrJoin(tried, ", "),
+                                                  " have another shape too");
+  if (AllPowersOfTwo(vs))
+    absl::StrAppend(&note, "; V=", absl::StrJoin(vs, ", "),
+                    " are all powers of two: the code may hold for powers of two only, which a "
+                    "range cannot express");
+  return CheckRefusal(absl::StrCat(failed.message(), note), RefusalOf(failed));
+}
+
 // Every check build inside the (narrowed) range; the values checked are noted in warnings.
-absl::Status CheckAll(const Builds& b, const AnalyzeOptions& opts,
+absl::Status CheckAll(const Builds& b, const std::vector<VariantObject>& checks,
                       const std::set<std::string>& only_norm, const std::vector<int64_t>& vs,
-                      AnalysisResult* res) {
-  std::vector<int64_t> checked, skipped;
-  for (const VariantObject& c : opts.check) {
+                      const std::vector<int64_t>& avoid, ValueBuilds* more, AnalysisResult* res) {
+  std::vector<int64_t> skipped, taken = vs;
+  taken.insert(taken.end(), avoid.begin(), avoid.end());
+  for (const VariantObject& c : checks) taken.push_back(c.value);
+  for (const VariantObject& c : checks) {
     if (c.value < res->range_min || c.value > res->range_max) {
       skipped.push_back(c.value);
       continue;
     }
-    if (auto s = CheckAt(b, c, only_norm, vs, res); !s.ok()) return s;
-    checked.push_back(c.value);
+    absl::Status s = CheckAt(b, c, only_norm, vs, res);
+    if (s.ok()) {
+      res->checked.push_back(c.value);
+      continue;
+    }
+    if (RefusalOf(s) == Refusal::kFormulaFamily) return s;
+    RETURN_IF_ERROR(CheckNearby(b, c, s, only_norm, vs, &taken, more, res));
   }
-  if (!checked.empty())
-    res->warnings.push_back(absl::StrCat("formula checked at V=", absl::StrJoin(checked, ", "),
+  if (!res->checked.empty())
+    res->warnings.push_back(absl::StrCat("formula checked at V=", absl::StrJoin(res->checked, ", "),
                                          " (builds never used to fit)"));
   if (!skipped.empty())
     res->warnings.push_back(absl::StrCat("formula not checked at V=", absl::StrJoin(skipped, ", "),
                                          ": outside the narrowed range"));
   return absl::OkStatus();
+}
+
+// The fit: three builds, their functions and what the analysis made of them.
+struct Fit {
+  std::vector<VariantObject> variants;
+  std::vector<int64_t> vs;
+  Builds builds;
+  AnalysisResult res;
+  ObjectErrors errors;
+};
+
+absl::StatusOr<Fit> FitBuilds(const std::vector<VariantObject>& variants,
+                              const AnalyzeOptions& opts, const std::set<std::string>& only_norm) {
+  Fit f;
+  f.variants = variants;
+  for (const auto& v : variants) f.vs.push_back(v.value);
+  auto builds = LoadBuilds(variants, only_norm);
+  if (!builds.ok()) return builds.status();
+  f.builds = std::move(*builds);
+  f.res.range_min = opts.range_min;
+  f.res.range_max = opts.range_max;
+  AnalyzeFunctions({&f.builds.fns[0], &f.builds.fns[1], &f.builds.fns[2]}, f.vs, &f.res, &f.errors);
+  return f;
+}
+
+// The code has another shape at V2 or V3 (`first`: why): that value is replaced by one at which
+// the three builds agree, first a check build (already built; then removed from `checks`), else
+// a nearby value built on demand. NotFound when none agrees.
+absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts,
+                                    const std::set<std::string>& only_norm,
+                                    std::vector<VariantObject>* checks, ValueBuilds* more) {
+  std::vector<int64_t> taken = first.vs, tried;
+  for (const VariantObject& c : *checks) taken.push_back(c.value);
+  for (int idx : {2, 1}) {
+    std::vector<VariantObject> cands = *checks;
+    for (int64_t v :
+         ReplacementValues(first.vs[idx], opts.range_min, opts.range_max, taken, false, 2))
+      cands.push_back({v, ""});
+    for (VariantObject c : cands) {
+      if (c.path.empty()) {
+        auto path = more->Get(c.value);
+        if (!path.ok()) continue;
+        c.path = *path;
+      }
+      std::vector<VariantObject> trial = first.variants;
+      trial[idx] = c;
+      if (std::find(tried.begin(), tried.end(), c.value) == tried.end()) tried.push_back(c.value);
+      auto f = FitBuilds(trial, opts, only_norm);
+      if (!f.ok() || !f->errors.msgs.empty()) continue;
+      std::erase_if(*checks, [&](const VariantObject& o) { return o.value == c.value; });
+      f->res.warnings.push_back(absl::StrCat(
+          "the code at V=", first.vs[idx], " has another shape (",
+          first.errors.msgs[0].substr(0, 200), "); fitted from V=", absl::StrJoin(f->vs, ", "),
+          " instead (V=", first.vs[idx],
+          " stays in the range: the formula is the code's at V1 "
+          "with the new value)"));
+      return f;
+    }
+  }
+  return absl::NotFoundError(
+      tried.empty() ? "no other value to try"
+                    : absl::StrCat("V=", absl::StrJoin(tried, ", "),
+                                   " tried in place of V2 or V3: the code has other shapes there "
+                                   "too"));
+}
+
+// Check builds to replace those FitAnotherValue used, so two values are still checked.
+void RefillChecks(const Fit& fit, const Fit& first, const AnalyzeOptions& opts, ValueBuilds* more,
+                  std::vector<VariantObject>* checks) {
+  std::vector<int64_t> taken = fit.vs;
+  for (int64_t v : first.vs) taken.push_back(v);
+  for (const VariantObject& c : *checks) taken.push_back(c.value);
+  for (int64_t v : CheckValues(taken, opts.range_min, opts.range_max)) {
+    if (checks->size() >= opts.check.size()) break;
+    if (auto path = more->Get(v); path.ok()) checks->push_back({v, *path});
+  }
 }
 
 // After the spans: the range check, safe spans from each span's slice, source lines.
@@ -552,6 +685,20 @@ std::optional<int64_t> PickBetween(int64_t lo, int64_t hi, const std::vector<int
 
 }  // namespace
 
+std::vector<int64_t> ReplacementValues(int64_t v, int64_t range_min, int64_t range_max,
+                                       const std::vector<int64_t>& taken, bool no_pow2, size_t n) {
+  std::vector<int64_t> out;
+  for (__int128 d = 1; d <= 64 && out.size() < n; ++d)
+    for (__int128 w : {static_cast<__int128>(v) + d, static_cast<__int128>(v) - d}) {
+      if (w < range_min || w > range_max || out.size() >= n) continue;
+      auto x = static_cast<int64_t>(w);
+      if ((no_pow2 && PowerOfTwo(x)) || std::find(taken.begin(), taken.end(), x) != taken.end())
+        continue;
+      out.push_back(x);
+    }
+  return out;
+}
+
 std::vector<int64_t> CheckValues(const std::vector<int64_t>& values, int64_t range_min,
                                  int64_t range_max) {
   std::vector<int64_t> s = values;
@@ -597,28 +744,39 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   std::set<std::string> only(opts.functions.begin(), opts.functions.end());
   std::set<std::string> only_norm;
   for (const auto& f : only) only_norm.insert(NormalizeSymbolName(f));
-  auto builds = LoadBuilds(variants, only_norm);
-  if (!builds.ok()) return builds.status();
-  AnalysisResult res;
-  res.range_min = opts.range_min;
-  res.range_max = opts.range_max;
-  ObjectErrors errors;
-  AnalyzeFunctions({&builds->fns[0], &builds->fns[1], &builds->fns[2]}, vs, &res, &errors);
+  ValueBuilds more{&opts.build, {}};
+  std::vector<VariantObject> checks = opts.check;
+  auto fit = FitBuilds(variants, opts, only_norm);
+  if (!fit.ok()) return fit.status();
+  // Values whose code has another shape: never used again, to fit or to check.
+  std::vector<int64_t> avoid;
+  if (fit->errors.classes.count(Refusal::kControlFlow)) {
+    auto other = FitAnotherValue(*fit, opts, only_norm, &checks, &more);
+    if (!other.ok()) fit->errors.msgs.back() += absl::StrCat(" (", other.status().message(), ")");
+    if (other.ok()) {
+      for (int64_t v : fit->vs)
+        if (std::find(other->vs.begin(), other->vs.end(), v) == other->vs.end()) avoid.push_back(v);
+      RefillChecks(*other, *fit, opts, &more, &checks);
+      fit = std::move(other);
+    }
+  }
+  const ObjectErrors& errors = fit->errors;
   if (!errors.msgs.empty())
     return WithHint(
         Classified(absl::FailedPreconditionError(absl::StrJoin(errors.msgs, "\n")), errors.first),
         errors.hint);
-  if (auto s = CheckAll(*builds, opts, only_norm, vs, &res); !s.ok()) return s;
+  AnalysisResult res = std::move(fit->res);
+  vs = fit->vs;
+  res.fitted = vs;
+  const Builds& b = fit->builds;
+  if (auto s = CheckAll(b, checks, only_norm, vs, avoid, &more, &res); !s.ok()) return s;
   // Fits the builds could not single out: narrowed to where the candidates left agree.
   std::vector<int64_t> built = vs;
-  for (const VariantObject& c : opts.check)
-    if (c.value >= res.range_min && c.value <= res.range_max) built.push_back(c.value);
-  if (auto s =
-          ResolveAlternatives(built, &res.spans, &res.range_min, &res.range_max, &res.warnings);
-      !s.ok())
-    return s;
-  DataInitializers(builds->elfs, vs, &res);
-  if (auto s = Conclude(*builds, variants, only, opts, vs, &res); !s.ok()) return s;
+  built.insert(built.end(), res.checked.begin(), res.checked.end());
+  RETURN_IF_ERROR(
+      ResolveAlternatives(built, &res.spans, &res.range_min, &res.range_max, &res.warnings));
+  DataInitializers(b.elfs, vs, &res);
+  if (auto s = Conclude(b, fit->variants, only, opts, vs, &res); !s.ok()) return s;
   return res;
 }
 

@@ -7,6 +7,7 @@
 // map_shipped (onto vmlinux / .ko). No exception crosses this API.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,9 @@ struct AnalyzeOptions {
   // each is analysed with V1 and V2 and every span must come out cut alike with a formula that
   // agrees at its value; otherwise the object is refused (formula-family, shape-change, ...).
   std::vector<VariantObject> check;
+  // Builds the object with another value (optional). When the code has another shape at one of
+  // V2, V3 or a check value, nearby values are tried instead (ReplacementValues).
+  std::function<absl::StatusOr<std::string>(int64_t value)> build;
 };
 
 struct AnalysisResult {
@@ -38,7 +42,16 @@ struct AnalysisResult {
   // The requested range, narrowed where a formula is only valid on part of it (each
   // narrowing is explained in warnings).
   int64_t range_min = INT64_MIN, range_max = INT64_MAX;
+  // The values the formulas were fitted from (V1, V2, V3 after any replacement, see
+  // AnalyzeOptions::build) and the values they were checked at.
+  std::vector<int64_t> fitted, checked;
 };
+
+// Up to `n` values to build instead of `v` when the code at `v` has another shape: the nearest
+// to v inside [range_min, range_max] (above first), not in `taken`, never a power of two when
+// `no_pow2` (check values), deterministic.
+std::vector<int64_t> ReplacementValues(int64_t v, int64_t range_min, int64_t range_max,
+                                       const std::vector<int64_t>& taken, bool no_pow2, size_t n);
 
 // Up to two values to check the derived formulas at, deterministic: inside the range, distinct
 // from `values`, never a power of two, preferably prime; the first near the middle of the wider

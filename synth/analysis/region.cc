@@ -16,6 +16,7 @@
 #include "common/base/diag.h"
 #include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
+#include "synth/analysis/flags_span.h"
 #include "synth/analysis/semantics.h"
 #include "synth/refusal.h"
 
@@ -95,6 +96,13 @@ bool AllEqual(z3::context& c, const std::vector<z3::expr>& a) {
   z3::solver s(c);
   s.add(a[0] != a[1] || a[0] != a[2]);
   return s.check() == z3::unsat;
+}
+
+// Why an `and`/`test` mask V - 1 fitted from powers of two is no flags span for other values.
+std::string MaskNote(const Insn& fi, const FamilyFit& fam) {
+  if ((fi.mnemonic == "and" || fi.mnemonic == "test") && fam.formula == "V - 1")
+    return "; the mask V - 1 stands for `% V` only when V is a power of two";
+  return "";
 }
 
 // One region (the same instructions' counterparts in the three builds) executed symbolically;
@@ -347,11 +355,17 @@ struct RegionAnalysis {
                        st[0]->flags()->kind == st[2]->flags()->kind;
       if (!(same_a && same_b && same_kind)) {
         const Insn& fi = *st[0]->flags()->insn;
-        if (!same_kind || !same_a || !(fi.mnemonic == "cmp" || fi.mnemonic == "test"))
+        if (!same_kind || !same_a || !FlagsSpanOp(fi.mnemonic))
           return Refuse(fb, fi.offset,
                         absl::StrCat("the comparison `", fi.Text(),
-                                     "` changes shape with the constant (not a compare of an "
-                                     "unchanged operand against an immediate)"),
+                                     "` changes shape with the "
+                                     "constant (",
+                                     !same_kind ? "the builds set the flags with other operations"
+                                     : !same_a  ? "its operand is computed from the constant, "
+                                                  "not compared with an immediate"
+                                                : "only cmp, test, add, sub and and of an "
+                                                  "immediate are recomputed",
+                                     ")"),
                         Refusal::kShapeChange);
         std::vector<uint64_t> cs;
         for (const z3::expr& e : b) {
@@ -380,12 +394,37 @@ struct RegionAnalysis {
           sp.target_reg = RegFamily(lhs.reg);
         else
           sp.target_mem = ToMem(lhs);
+        if (fi.mnemonic != "cmp" && fi.mnemonic != "test") {
+          // add/sub/and: the stub recomputes the instruction (flags and result) from X.
+          auto xr = lhs.type == OpType::kReg
+                        ? XFromProbe(ctx, *st[0], sp.target_reg, cs[0])
+                        : absl::StatusOr<std::string>(
+                              absl::InvalidArgumentError("its destination is memory"));
+          if (!xr.ok())
+            return Refuse(
+                fb, fi.offset,
+                absl::StrCat("the flags of `", fi.Text(), "` cannot be recomputed at the probe: ",
+                             xr.status().message(), MaskNote(fi, *fam)),
+                Refusal::kShapeChange);
+          sp.x_from_probe = *xr;
+        }
         std::vector<Loc> locs = {Loc{"flags"}};
         if (lhs.type == OpType::kReg) locs.push_back(Loc{sp.target_reg});
         cx.res->range_min = std::max(cx.res->range_min, fam->vmin);
         cx.res->range_max = std::min(cx.res->range_max, fam->vmax);
         auto done = Finish(sp, locs);
         if (!done.ok()) return done.status();
+        std::vector<SymState*> builds = {st[0].get(), st[1].get(), st[2].get()};
+        if (auto pr = ProveFlagsEmulation(ctx, builds, cs, done->flags_cc); !pr.ok())
+          return Refuse(fb, fi.offset, absl::StrCat("flags span: ", pr.message()),
+                        Refusal::kShapeChange);
+        // The stub writes the result of add/sub itself: a span of the same register at the
+        // same probe (Registers) would rewrite it a second time from the rewritten value.
+        if (!sp.x_from_probe.empty())
+          std::erase_if(out, [&](const CriticalSpan& o) {
+            return o.kind != SpanKind::kFlags && o.kind != SpanKind::kMem &&
+                   o.target_reg == sp.target_reg && o.probe_offset == done->probe_offset;
+          });
         out.push_back(*done);
       }
     }

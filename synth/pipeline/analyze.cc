@@ -71,6 +71,13 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
   // `t` is the tunable as built: its values after V1..V3 are the check values.
   for (size_t i = 3; i < t.values.size() && i < kMaxBuilds; ++i)
     opts.check.push_back({t.values[i], ov.variant[i].string()});
+  opts.build = [&](int64_t v) -> absl::StatusOr<std::string> {
+    st.progress(absl::StrCat("  ", ov.object, ": building ", t.name, "=", v,
+                             " (the code has another shape at a planned value)"));
+    auto p = BuildOtherValue(st.ctx, t, ov.object, v);
+    if (!p.ok()) return p.status();
+    return p->string();
+  };
   auto r = AnalyzeVariants(vs, opts);
   if (!r.ok()) return r.status();
   RETURN_IF_ERROR(DropOneShotSpans(ov.variant[0], &*r, &r->warnings));
@@ -92,6 +99,10 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
   out->data_initializers.insert(out->data_initializers.end(), r->data_initializers.begin(),
                                 r->data_initializers.end());
   for (const auto& w : r->warnings) out->warnings.push_back(absl::StrCat(ov.object, ": ", w));
+  // The values fitted, when the analysis replaced one (see AnalyzeOptions::build).
+  if (!r->fitted.empty() &&
+      r->fitted != std::vector<int64_t>(t.values.begin(), t.values.begin() + 3))
+    out->values = r->fitted;
   // The policy may only set values every object's formulas are valid for.
   out->range_min = std::max(out->range_min, r->range_min);
   out->range_max = std::min(out->range_max, r->range_max);

@@ -541,4 +541,19 @@ absl::StatusOr<std::vector<TunableVariants>> BuildVariants(
   return r;
 }
 
+absl::StatusOr<fs::path> BuildOtherValue(const BuildContext& ctx, const TunableSpec& t,
+                                         const std::string& object, int64_t value) {
+  // One build of its own directory (never a V1..V5 one), with `value` as the only value.
+  BuildContext one = ctx;
+  one.work_dir = ctx.work_dir / "other" / absl::StrCat(t.name, "=", value);
+  one.progress = [](const std::string&) {};
+  TunableSpec tv = t;
+  tv.values = {value};
+  std::vector<TunableVariants> r = BuildVariantsEach(one, {&tv}, {{object}});
+  if (!r[0].status.ok()) return r[0].status;
+  if (r[0].objects.empty() || r[0].objects[0].variant[0].empty())
+    return absl::NotFoundError(absl::StrCat(object, " was not built with ", t.name, "=", value));
+  return r[0].objects[0].variant[0];
+}
+
 }  // namespace sie::synth

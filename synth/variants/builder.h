@@ -75,6 +75,11 @@ absl::StatusOr<std::vector<TunableVariants>> BuildVariants(
     const BuildContext& ctx, const std::vector<const TunableSpec*>& tunables,
     const std::vector<std::vector<std::string>>& objects);
 
+// One more build of `object` with `t` set to `value` (the analysis asks for it when the code has
+// another shape at one of the planned values), in a directory of its own under the work dir.
+absl::StatusOr<std::filesystem::path> BuildOtherValue(const BuildContext& ctx, const TunableSpec& t,
+                                                      const std::string& object, int64_t value);
+
 // Rewrites a kbuild command to compile `overlay_src` into `out`, searching `overlay` before
 // every -I directory that exists in it and the original source directory via -iquote.
 // Exposed for tests.

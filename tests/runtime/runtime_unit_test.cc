@@ -126,6 +126,52 @@ TEST(StubGen, DeterministicWithBannerAndWeakHook) {
   EXPECT_FALSE(stubgen::GenerateStub(e->c).ok());
 }
 
+// Flags spans of add/sub/test: the stub recomputes that instruction with the new immediate
+// (sie_set_flags_op); add/sub also rewrite their register, from X recovered at the probe.
+TEST(StubGen, FlagsSpansOfArithmeticInstructions) {
+  auto e = artifact::FindConst(kFixtures, "SIE_TARGET_THRESHOLD");
+  ASSERT_TRUE(e.ok()) << e.status();
+  artifact::SynthesizedConst c = e->c;
+  ASSERT_EQ(c.spans[0].kind, artifact::SpanKind::kFlags);
+  ASSERT_EQ(c.spans[0].target_reg, "di");
+  auto cmp = stubgen::GenerateStub(c);
+  ASSERT_TRUE(cmp.ok()) << cmp.status();
+  EXPECT_TRUE(absl::StrContains(cmp->source, "\tX = ctx->di;\n"));
+  EXPECT_TRUE(absl::StrContains(cmp->source, "sie_set_flags(ctx, X, nv,"));
+
+  c.spans[0].flags_op = "add";
+  c.spans[0].x_from_probe = "R - 10";
+  auto add = stubgen::GenerateStub(c);
+  ASSERT_TRUE(add.ok()) << add.status();
+  EXPECT_TRUE(absl::StrContains(add->source, "\tR = ctx->di;\n\tX = (R - 10ULL);\n"))
+      << add->source;
+  const std::string w = absl::StrCat(c.spans[0].width);
+  EXPECT_TRUE(absl::StrContains(add->source,
+                                absl::StrCat("sie_set_flags_op(ctx, SIE_FLAGS_OP_ADD, X, nv, ", w)))
+      << add->source;
+  EXPECT_TRUE(
+      absl::StrContains(add->source, absl::StrCat("sie_set_reg(ctx, SIE_REG_DI, X + nv, ", w)))
+      << add->source;
+
+  c.spans[0].flags_op = "sub";
+  c.spans[0].x_from_probe = "";
+  auto sub = stubgen::GenerateStub(c);
+  ASSERT_FALSE(sub.ok());
+  EXPECT_TRUE(absl::StrContains(sub.status().message(), "x_from_probe")) << sub.status();
+
+  c.spans[0].flags_op = "test";
+  auto test = stubgen::GenerateStub(c);
+  ASSERT_TRUE(test.ok()) << test.status();
+  EXPECT_TRUE(absl::StrContains(test->source, "sie_set_flags_op(ctx, SIE_FLAGS_OP_AND, X, nv,"));
+  EXPECT_FALSE(absl::StrContains(test->source, "sie_set_reg("));
+
+  c.spans[0].flags_op = "imul";
+  auto imul = stubgen::GenerateStub(c);
+  ASSERT_FALSE(imul.ok());
+  EXPECT_TRUE(absl::StrContains(imul.status().message(), "'imul' cannot be recomputed"))
+      << imul.status();
+}
+
 TEST(KernelBytes, ExactWildcardAndRelocated) {
   using loader::BytesMatch;
   EXPECT_TRUE(BytesMatch("ebd0", "\xeb\xd0", false));

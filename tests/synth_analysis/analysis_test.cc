@@ -17,6 +17,7 @@
 #include "common/base/files.h"
 #include "common/base/process.h"
 #include "common/elf/elf_file.h"
+#include "sie/kfuncs_logic.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/analyze.h"
 #include "synth/analysis/disasm.h"
@@ -515,6 +516,97 @@ TEST_P(AnalysisTest, RightFormulaPassesTheCheck) {
     EXPECT_EQ(r->spans[i].formula, plain->spans[i].formula);
   EXPECT_NE(absl::StrJoin(r->warnings, "\n").find("formula checked at V=7, 11"), std::string::npos)
       << absl::StrJoin(r->warnings, "\n");
+}
+
+// time_after(now, t + V) style: `add rdi, V; js`. The add is the compare: a flags span of
+// `add` whose stub recomputes the add with the new immediate from X = R - V1 (R: the register
+// at the probe). Checked against C's own answer at a value never built.
+TEST_P(AnalysisTest, AddUsedAsACompareIsAFlagsSpan) {
+  auto r = Analyze("add_cmp", {3, 2, 9}, {}, CheckValues({3, 2, 9}, 1, 1000));
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_add_js");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kFlags);
+  EXPECT_EQ(s[0]->flags_op, "add");
+  EXPECT_EQ(s[0]->target_reg, "di");
+  EXPECT_EQ(s[0]->flags_cc, "js");
+  EXPECT_EQ(s[0]->x_from_probe, "R - 3");
+  auto xr = artifact::Formula::Parse(s[0]->x_from_probe, "R");
+  ASSERT_TRUE(xr.ok()) << xr.status();
+  for (int64_t v4 : {40, 1000, 100000})
+    for (uint64_t t : {uint64_t{0}, uint64_t{1} << 62, ~uint64_t{0} - 50, uint64_t{1} << 63,
+                       (uint64_t{1} << 63) - 41, uint64_t{12345}}) {
+      uint64_t x = *xr->Eval(0, 0, t + 3);  // the probe sees the V1 build's result
+      uint64_t sf = sie_op_flags(SIE_FLAGS_OP_ADD, x, Eval(*s[0], v4), 8) & SIE_FLAG_SF;
+      EXPECT_EQ(sf != 0, static_cast<int64_t>(t + v4) < 0) << "t=" << t << " V=" << v4;
+    }
+}
+
+// The loop is unrolled at V=5 (no compare left) where 100 and 200 keep it: the formula is
+// fitted from a value whose code has the others' shape (a check build), said in the warnings
+// and in `fitted`; another check value is built in its place.
+TEST_P(AnalysisTest, ValueWithAnotherShapeIsReplaced) {
+  std::vector<int64_t> built;
+  std::vector<VariantObject> v;
+  for (int64_t x : {100, 200, 5}) v.push_back({x, Obj("loop", x)});
+  // clang unrolls the loop up to ~20 iterations: its range starts above (gcc's: 5 iterations).
+  const int64_t unrolled = GetParam() == "gcc" ? 5 : 20;
+  AnalyzeOptions o;
+  o.range_min = GetParam() == "gcc" ? 1 : 21;
+  for (int64_t x : CheckValues({100, 200, 5}, o.range_min, 1000))
+    o.check.push_back({x, Obj("loop", x)});
+  o.range_max = 1000;
+  o.build = [&](int64_t x) -> absl::StatusOr<std::string> {
+    built.push_back(x);
+    return Obj("loop", x);
+  };
+  auto r = AnalyzeVariants(v, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->fitted.size(), 3u);
+  EXPECT_EQ(r->fitted[0], 100);
+  EXPECT_EQ(r->fitted[1], 200);
+  EXPECT_EQ(r->fitted[2], o.check[0].value) << "the free check build comes first";
+  const std::string w = absl::StrJoin(r->warnings, "\n");
+  EXPECT_NE(w.find("the code at V=5 has another shape"), std::string::npos) << w;
+  EXPECT_NE(w.find(absl::StrCat("fitted from V=100, 200, ", o.check[0].value)), std::string::npos)
+      << w;
+  // Two values checked, none where the loop is unrolled (gcc: up to 5, clang: further).
+  EXPECT_EQ(r->checked.size(), 2u) << w;
+  for (int64_t c : r->checked) EXPECT_TRUE(c > unrolled && c != 100 && c != 200) << c << "\n" << w;
+  EXPECT_LE(built.size(), 5u);
+  auto s = In(*r, "fx_loop");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(Eval(*s[0], 700), 700u);
+}
+
+// gcc unrolls the loop at V=5 but not at 6: a check value at 5 is replaced by 6.
+TEST_P(AnalysisTest, CheckValueWithAnotherShapeIsReplaced) {
+  if (GetParam() != "gcc") GTEST_SKIP() << "clang unrolls this loop up to larger bounds";
+  std::vector<VariantObject> v;
+  for (int64_t x : {100, 200, 300}) v.push_back({x, Obj("loop", x)});
+  AnalyzeOptions o;
+  o.check.push_back({5, Obj("loop", 5)});
+  o.range_min = 1;
+  o.range_max = 1000;
+  auto refused = AnalyzeVariants(v, o);  // no builder: refused at 5
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("V=5"), std::string::npos) << refused.status();
+  o.build = [&](int64_t x) -> absl::StatusOr<std::string> { return Obj("loop", x); };
+  auto r = AnalyzeVariants(v, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->checked, (std::vector<int64_t>{6}));
+  const std::string w = absl::StrJoin(r->warnings, "\n");
+  EXPECT_NE(w.find("the code at the check value V=5 has another shape"), std::string::npos) << w;
+  EXPECT_NE(w.find("checked at V=6 instead"), std::string::npos) << w;
+}
+
+TEST(ReplacementValuesTest, NearestInsideTheRange) {
+  EXPECT_EQ(ReplacementValues(50, 1, 100, {49}, false, 2), (std::vector<int64_t>{51, 52}));
+  EXPECT_EQ(ReplacementValues(7, 1, 100, {}, true, 3), (std::vector<int64_t>{6, 9, 5}));
+  EXPECT_EQ(ReplacementValues(1000, 1, 1000, {}, false, 2), (std::vector<int64_t>{999, 998}));
+  EXPECT_TRUE(ReplacementValues(1, 1, 2, {2}, false, 2).empty());
+  EXPECT_EQ(ReplacementValues(INT64_MAX, 0, INT64_MAX, {}, false, 1),
+            (std::vector<int64_t>{INT64_MAX - 1}));
 }
 
 TEST(CheckValuesTest, InsideTheGapsNeverAPowerOfTwo) {

@@ -9,6 +9,7 @@
 #include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/disasm.h"
+#include "synth/analysis/flags_span.h"
 
 namespace sie::synth::analysis {
 using artifact::EvalFormula;
@@ -134,6 +135,31 @@ TEST(FitOutput, AndThenAdd) {
 }
 
 // At 16 bits 4095*V also reproduces V in {16, 32, 64} as -V; the smallest coefficient is -1.
+// The stub's flags model (flags_span.cc, as sie_op_flags) against the conditions' meaning,
+// proved by Z3 for every 32-bit a and b: add's CF is the carry out, sub's signed conditions
+// compare as signed, test's ZF is "no common bit".
+TEST(FlagsSpan, EmulatedConditionsMeanWhatTheyShould) {
+  z3::context c;
+  z3::expr a = c.bv_const("a", 32), b = c.bv_const("b", 32);
+  auto proved = [&](const z3::expr& claim) {
+    z3::solver s(c);
+    s.add(!claim);
+    return s.check() == z3::unsat;
+  };
+  auto cond = [&](const char* op, const char* cc) { return *EmulatedCond(c, op, a, b, cc); };
+  z3::expr carry = z3::ugt(z3::zext(a, 1) + z3::zext(b, 1), c.bv_val(uint64_t{0xffffffff}, 33));
+  EXPECT_TRUE(proved(cond("add", "b") == carry));
+  EXPECT_TRUE(proved(cond("add", "s") == (a + b < 0)));
+  EXPECT_TRUE(proved(cond("sub", "l") == (a < b)));
+  EXPECT_TRUE(proved(cond("cmp", "a") == z3::ugt(a, b)));
+  EXPECT_TRUE(proved(cond("sub", "g") == (a > b)));
+  EXPECT_TRUE(proved(cond("test", "e") == ((a & b) == 0)));
+  EXPECT_TRUE(proved(cond("and", "le") == ((a & b) <= 0)));
+  EXPECT_FALSE(proved(cond("add", "l") == (a + b < 0)));        // OF matters: not the same
+  EXPECT_FALSE(EmulatedCond(c, "add", a, b, "p").has_value());  // PF consumers: refused
+  EXPECT_TRUE(FlagsSpanOp("sub") && FlagsSpanOp("test") && !FlagsSpanOp("imul"));
+}
+
 TEST(FitFamily, PrefersTheSmallestCoefficient) {
   auto f = FitFamily({32, 16, 64}, {0xffe0, 0xfff0, 0xffc0}, 16);
   ASSERT_TRUE(f.ok()) << f.status();

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -280,6 +281,44 @@ TEST_F(SmokeTest, SetFlagsMovesTheThreshold) {
     EXPECT_EQ(got, x > kNew ? 1u : 0u) << "x=" << x;
     EXPECT_EQ(skel->bss->flags_ret, 0);
   }
+}
+
+// sie_set_flags_op at the same `ja`: the branch follows the flags of sub, add and test of %rdi
+// and the immediate as the CPU sets them (add carries out exactly when x >= 2^64 - rhs; ja is
+// CF = 0 and ZF = 0), so flags spans of add/sub/test are exact in the kernel too.
+TEST_F(SmokeTest, SetFlagsOpFollowsAddSubAndTest) {
+  const std::string func = "sie_target_cmp";
+  ASSERT_OK_AND_ASSIGN(off, FindOffset(func, absl::StrFormat("cmp rdi, 0x%x", SIE_TARGET_THRESHOLD),
+                                       /*after=*/true));
+  ASSERT_OK_AND_ASSIGN(base, KallsymsAddress(func, "sie_target"));
+  ASSERT_OK_AND_ASSIGN(skel, OpenSkeleton());
+  ASSERT_OK_AND_ASSIGN(link, AttachAt(skel->progs.sie_setflagsop, func, off));
+  ASSERT_OK(WriteOnce(kKfuncsControl, absl::StrFormat("site 0x%x", base + off)));
+  constexpr uint64_t kNew = 100;
+  struct Case {
+    uint32_t op;
+    uint64_t rhs;
+    std::function<bool(uint64_t)> ja;
+  };
+  const Case cases[] = {
+      {SIE_FLAGS_OP_SUB, kNew, [](uint64_t x) { return x > kNew; }},
+      // x + (2^64 - 101) carries for x >= 101: ja (no carry, non-zero) exactly for x <= 100.
+      {SIE_FLAGS_OP_ADD, ~kNew, [](uint64_t x) { return x <= kNew; }},
+      {SIE_FLAGS_OP_AND, 0xf0, [](uint64_t x) { return (x & 0xf0) != 0; }},
+  };
+  for (const Case& c : cases) {
+    skel->bss->flags_op = c.op;
+    skel->bss->flags_rhs = c.rhs;
+    for (uint64_t x : {0, 15, 16, 99, 100, 101, 255, 256, 500, 1000, 1001, 5000}) {
+      ASSERT_OK_AND_ASSIGN(got, RunPath("cmp", x));
+      EXPECT_EQ(got, c.ja(x) ? 1u : 0u) << "op " << c.op << " x=" << x;
+      EXPECT_EQ(skel->bss->flags_op_ret, 0);
+    }
+  }
+  skel->bss->flags_op = SIE_FLAGS_OP_NR;  // unknown op: refused, flags untouched
+  ASSERT_OK_AND_ASSIGN(got, RunPath("cmp", 5000));
+  EXPECT_EQ(got, 5000u > SIE_TARGET_THRESHOLD ? 1u : 0u);
+  EXPECT_EQ(skel->bss->flags_op_ret, -EINVAL);
 }
 
 // sie_set_flags at the loop's back edge after `cmp $LOOP_BOUND, %ebx`: the loop runs the new

@@ -13,6 +13,8 @@
 
 extern int sie_set_reg(struct pt_regs *regs, __u32 reg, __u64 val, __u32 width) __ksym;
 extern int sie_set_flags(struct pt_regs *regs, __u64 lhs, __u64 rhs, __u32 width) __ksym;
+extern int sie_set_flags_op(struct pt_regs *regs, __u32 op, __u64 lhs, __u64 rhs,
+			    __u32 width) __ksym;
 extern int sie_write_cell(struct pt_regs *regs, __u32 cell_id, __u64 val) __ksym;
 
 #endif /* SIE_KFUNCS_BPF_H */

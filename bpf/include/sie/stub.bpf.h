@@ -39,6 +39,11 @@ static __always_inline int sie_set_flags(struct pt_regs *regs, __u64 lhs, __u64 
 {
 	return -95;
 }
+static __always_inline int sie_set_flags_op(struct pt_regs *regs, __u32 op, __u64 lhs, __u64 rhs,
+					    __u32 width)
+{
+	return -95;
+}
 static __always_inline int sie_write_cell(struct pt_regs *regs, __u32 cell_id, __u64 val)
 {
 	return -95;

@@ -28,7 +28,7 @@
  *
  * Control file: /sys/kernel/debug/sie_kfuncs/control (0600, writes need CAP_SYS_ADMIN). One
  * command per write(2), numbers in C syntax (0x.. hex, decimal, leading - for displacements):
- *   site ADDR                                  allow sie_set_reg/sie_set_flags at probe ADDR
+ *   site ADDR                                  allow sie_set_reg/sie_set_flags(_op) at ADDR
  *   cell ID ADDR BASE INDEX SCALE DISP WIDTH   define cell ID (< SIE_MAX_CELLS) valid only at
  *                                              probe ADDR (also registers ADDR as a site);
  *                                              BASE/INDEX are SIE_REG_* numbers or
@@ -78,6 +78,14 @@ enum sie_reg {
 #define SIE_FLAGS_ARITH                                                                 \
 	(SIE_FLAG_CF | SIE_FLAG_PF | SIE_FLAG_AF | SIE_FLAG_ZF | SIE_FLAG_SF | SIE_FLAG_OF)
 
+/* The instruction whose flags sie_set_flags_op() recomputes. */
+enum sie_flags_op {
+	SIE_FLAGS_OP_SUB = 0, /* cmp and sub: lhs - rhs */
+	SIE_FLAGS_OP_ADD = 1, /* add: lhs + rhs */
+	SIE_FLAGS_OP_AND = 2, /* test and and: lhs & rhs */
+	SIE_FLAGS_OP_NR = 3,
+};
+
 /*
  * The kfuncs (all return 0 on success or a negative errno; on error nothing was changed):
  *
@@ -95,6 +103,12 @@ enum sie_reg {
  *   other bit of regs->flags (IF, TF, DF, ...) is kept. For `cmp $imm, %reg` pass
  *   lhs = the register's value, rhs = the new immediate (sign-extended to the operand width the
  *   way the instruction encodes it). -EINVAL: bad width. -EPERM: not a registered site.
+ *
+ * int sie_set_flags_op(struct pt_regs *regs, u32 op, u64 lhs, u64 rhs, u32 width)
+ *   As sie_set_flags, for the instruction `op` (enum sie_flags_op): the flags that
+ *   `sub`/`cmp`, `add` or `and`/`test` of rhs (the immediate) to lhs (the destination's value
+ *   before the instruction) compute at `width` bytes, as the CPU does (AF cleared for and/test).
+ *   -EINVAL: bad op or width. -EPERM: not a registered site.
  *
  * int sie_write_cell(struct pt_regs *regs, u32 cell_id, u64 val)
  *   Stores the low `width` bytes of val to the memory cell `cell_id`, with one store of exactly

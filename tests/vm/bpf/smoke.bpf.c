@@ -59,6 +59,18 @@ int sie_setflags(struct pt_regs *ctx)
 	return 0;
 }
 
+/* Recomputes the flags of instruction flags_op (enum sie_flags_op) on %rdi and flags_rhs. */
+__u32 flags_op;
+__s32 flags_op_ret;
+
+SEC("kprobe")
+int sie_setflagsop(struct pt_regs *ctx)
+{
+	flags_op_ret = sie_set_flags_op(ctx, flags_op, ctx->di, flags_rhs, 8);
+	__sync_fetch_and_add(&flags_calls, 1);
+	return 0;
+}
+
 /* Rewrites registered memory cell cell_id. */
 __u32 cell_id;
 __u64 cell_val;

@@ -1,0 +1,111 @@
+#include "synth/analysis/flags_span.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/diag.h"
+
+namespace sie::synth::analysis {
+namespace {
+
+// The condition code a consumer reads: "ja" -> "a", "cmovge" -> "ge", "setne" -> "ne"; the
+// sbb/adc idioms read CF.
+std::string ConsumerCc(const std::string& m) {
+  if (m == "sbb" || m == "adc") return "b";
+  for (const char* p : {"cmov", "set", "j"})
+    if (absl::StartsWith(m, p)) return m.substr(std::string(p).size());
+  return m;
+}
+
+std::string CanonicalCc(std::string cc) {
+  static const std::pair<const char*, const char*> kSyn[] = {
+      {"z", "e"},   {"nz", "ne"}, {"nb", "ae"}, {"nc", "ae"}, {"c", "b"},   {"nae", "b"},
+      {"na", "be"}, {"nbe", "a"}, {"nl", "ge"}, {"nge", "l"}, {"ng", "le"}, {"nle", "g"}};
+  for (const auto& [from, to] : kSyn)
+    if (cc == from) return to;
+  return cc;
+}
+
+}  // namespace
+
+bool FlagsSpanOp(const std::string& m) {
+  return m == "cmp" || m == "test" || m == "add" || m == "sub" || m == "and";
+}
+
+std::optional<z3::expr> EmulatedCond(z3::context& ctx, const std::string& op, const z3::expr& a,
+                                     const z3::expr& b, const std::string& cc0) {
+  // As sie_op_flags (kmod/include/sie/kfuncs_logic.h), written from the architecture manual.
+  const unsigned w = a.get_sort().bv_size();
+  z3::expr r = op == "add" ? a + b : (op == "and" || op == "test") ? (a & b) : a - b;
+  auto sign = [&](const z3::expr& e) { return e.extract(w - 1, w - 1) == ctx.bv_val(1, 1); };
+  z3::expr zf = r == ctx.bv_val(0, w), sf = sign(r);
+  z3::expr cf = ctx.bool_val(false), of = ctx.bool_val(false);
+  if (op == "add") {
+    cf = z3::ult(r, a);
+    of = sign(~(a ^ b) & (a ^ r));
+  } else if (op == "sub" || op == "cmp") {
+    cf = z3::ult(a, b);
+    of = sign((a ^ b) & (a ^ r));
+  }
+  const std::string cc = CanonicalCc(cc0);
+  if (cc == "e") return zf;
+  if (cc == "ne") return !zf;
+  if (cc == "b") return cf;
+  if (cc == "ae") return !cf;
+  if (cc == "be") return cf || zf;
+  if (cc == "a") return !cf && !zf;
+  if (cc == "l") return sf != of;
+  if (cc == "ge") return sf == of;
+  if (cc == "le") return zf || (sf != of);
+  if (cc == "g") return !zf && (sf == of);
+  if (cc == "s") return sf;
+  if (cc == "ns") return !sf;
+  if (cc == "o") return of;
+  if (cc == "no") return !of;
+  return std::nullopt;
+}
+
+absl::Status ProveFlagsEmulation(z3::context& ctx, const std::vector<SymState*>& builds,
+                                 const std::vector<uint64_t>& imms, const std::string& consumer) {
+  const std::string cc = ConsumerCc(consumer);
+  for (size_t k = 0; k < builds.size(); ++k) {
+    const SymFlags& f = *builds[k]->flags();
+    const unsigned w = f.a.get_sort().bv_size();
+    auto want = builds[k]->Cond(cc);
+    auto got = EmulatedCond(ctx, f.insn->mnemonic, f.a, ctx.bv_val(imms[k], w), cc);
+    if (!want || !got)
+      return absl::InvalidArgumentError(
+          absl::StrCat("the condition `", consumer, "` (", cc, ") is not modelled"));
+    z3::solver s(ctx);
+    s.add(*want != *got);
+    if (s.check() != z3::unsat)
+      return absl::InvalidArgumentError(
+          absl::StrCat("build ", k + 1, ": `", f.insn->Text(), "` then `", consumer,
+                       "` is not what the recomputed flags give for immediate ", imms[k]));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> XFromProbe(z3::context& ctx, SymState& st, const std::string& reg,
+                                       uint64_t imm) {
+  const SymFlags& f = *st.flags();
+  const std::string& op = f.insn->mnemonic;
+  if (op != "add" && op != "sub")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`", f.insn->Text(), "` overwrites its input, which the stub needs to recompute it"));
+  const unsigned w = f.a.get_sort().bv_size();
+  z3::expr r = st.Reg(reg).extract(w - 1, 0), c = ctx.bv_val(imm, w);
+  z3::expr x = op == "add" ? r - c : r + c;
+  z3::solver s(ctx);
+  s.add(r != f.result || x != f.a);
+  if (s.check() != z3::unsat)
+    return absl::InvalidArgumentError(
+        absl::StrCat("register ", reg, " at the probe is not `", f.insn->Text(), "`'s result"));
+  // The immediate as the signed value the instruction encodes.
+  int64_t sv =
+      w == 64 ? static_cast<int64_t>(imm) : static_cast<int64_t>(imm << (64 - w)) >> (64 - w);
+  if (sv == INT64_MIN) return absl::InvalidArgumentError("immediate INT64_MIN");
+  bool minus = (op == "add") == (sv >= 0);
+  return absl::StrCat("R ", minus ? "- " : "+ ", sv < 0 ? -sv : sv);
+}
+
+}  // namespace sie::synth::analysis

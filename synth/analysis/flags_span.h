@@ -1,0 +1,39 @@
+// Flags spans of arithmetic instructions: the constant is the immediate of `cmp`, `test`, `add`,
+// `sub` (time_after(jiffies, t + V) compiles to `add rax, V; sub ...; js`, `x > V` may be
+// `sub edi, V; jg`) whose flags a following jcc/setcc/cmovcc consumes. The stub recomputes that
+// exact instruction with the new immediate (sie_set_flags_op: kmod/include/sie/kfuncs_logic.h)
+// and, for add/sub, its register result. This file proves, with Z3, that this emulation is what
+// each build computes, and how the stub recovers the instruction's input X at the probe.
+#pragma once
+#include <z3++.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "synth/analysis/semantics.h"
+
+namespace sie::synth::analysis {
+
+// The instructions a flags span may recompute.
+bool FlagsSpanOp(const std::string& mnemonic);
+
+// Proves, for every input, that the condition `cc` ("ja", "cmovg", "sete", ...: the consumer)
+// of each build's flags equals the condition of the stub's emulation (sie_op_flags's ZF, SF, CF,
+// OF model) of the flags instruction on (X, imm[k]). The refusal names the build that differs.
+absl::Status ProveFlagsEmulation(z3::context& ctx, const std::vector<SymState*>& builds,
+                                 const std::vector<uint64_t>& imms, const std::string& cc);
+
+// add/sub writing register `reg`: X from the register's value R at the probe of the baseline
+// build (st: after the span, imm: its immediate), e.g. "R - 750", proved for every X; and that
+// the register at the probe is the instruction's result. Refused for `and` (X is lost).
+absl::StatusOr<std::string> XFromProbe(z3::context& ctx, SymState& st, const std::string& reg,
+                                       uint64_t imm);
+
+// The stub's model of the flags (ZF, SF, CF, OF) of `op` on a, b at their width, and the
+// condition `cc` over them; exposed for tests.
+std::optional<z3::expr> EmulatedCond(z3::context& ctx, const std::string& op, const z3::expr& a,
+                                     const z3::expr& b, const std::string& cc);
+
+}  // namespace sie::synth::analysis

@@ -289,6 +289,18 @@ void AnalyzeFunctions(const FunctionSets& fns, const std::vector<int64_t>& vs, A
 
 // --- The check at values never fitted (AnalyzeOptions::check) ---
 
+// The further inputs and where the stub reads them ("" for a span without any).
+std::string InputsKey(const CriticalSpan& s) {
+  std::string k;
+  for (const artifact::SpanInput& in : s.inputs) {
+    absl::StrAppend(&k, " ", in.name, "=", in.reg);
+    if (in.mem)
+      absl::StrAppend(&k, "[", in.mem->base, ",", in.mem->index, ",", in.mem->scale, ",",
+                      in.mem->disp, "]/", in.width);
+  }
+  return k;
+}
+
 // What a span writes and where: spans of two runs are the same span when these agree.
 std::string SpanKey(const CriticalSpan& s) {
   std::string mem;
@@ -296,7 +308,8 @@ std::string SpanKey(const CriticalSpan& s) {
     mem = absl::StrCat(s.target_mem->base, ",", s.target_mem->index, ",", s.target_mem->scale, ",",
                        s.target_mem->disp);
   return absl::StrCat(s.function, "+", s.cs_start, "-", s.cs_end, " ", SpanKindName(s.kind), " ",
-                      s.target_reg, " ", mem, " ", s.width, " ", s.flags_op, " X=", s.save_reg);
+                      s.target_reg, " ", mem, " ", s.width, " ", s.flags_op, " X=", s.save_reg,
+                      InputsKey(s));
 }
 
 std::string SpanWhere(const CriticalSpan& s) {
@@ -326,8 +339,10 @@ absl::Status SameAt(const CriticalSpan& fitted, const CriticalSpan& seen, int64_
   static constexpr uint64_t kXs[] = {
       0, 1, 2, 3, 7, 100, 255, 4096, 0x12345678, 0xffffffff, ~uint64_t{0}, uint64_t{1} << 63};
   for (uint64_t x : kXs) {
-    auto want = artifact::EvalFormula(fitted.formula, v, x, fitted.width);
-    auto got = artifact::EvalFormula(seen.formula, v, x, seen.width);
+    // Further inputs (Y, Z, W) take other values than X, so a swap of two inputs shows.
+    const artifact::FormulaVars at{static_cast<uint64_t>(v), x, 0, x * 3 + 1, x ^ 0x5a5a, x + 7};
+    auto want = artifact::EvalFormula(fitted.formula, at, fitted.width);
+    auto got = artifact::EvalFormula(seen.formula, at, seen.width);
     if (want.ok() && got.ok() && *want == *got) continue;
     std::string at_x =
         absl::StrContains(fitted.formula + seen.formula, "X") ? absl::StrCat(" (X=", x, ")") : "";

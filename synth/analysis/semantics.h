@@ -20,6 +20,14 @@ struct SymStore {
   Operand op;       // the destination operand (for base/index/disp)
   int width = 0;    // bytes
   z3::expr value;
+  std::optional<z3::expr> addr;  // the effective address (none for RIP-relative operands)
+};
+
+// A value loaded inside the run (the input "mem:...", first read of that operand).
+struct SymLoad {
+  Operand op;
+  std::optional<z3::expr> addr;  // the effective address (none for RIP-relative operands)
+  const Insn* insn = nullptr;
 };
 
 // The last flag-setting operation: flags are kept as the operation and its operands and
@@ -44,6 +52,7 @@ class SymState {
   const std::set<std::string>& written() const { return written_; }
   int LastWriteWidth(const std::string& family) const;
   const std::vector<SymStore>& stores() const { return stores_; }
+  const std::map<std::string, SymLoad>& loads() const { return loads_; }  // by input name
   const std::optional<SymFlags>& flags() const { return flags_; }
   const std::string& unsupported() const { return unsupported_; }
   // Condition `cc` ("e", "be", "g", ...) over the current flags.
@@ -55,6 +64,7 @@ class SymState {
   z3::expr Read(const Operand& op);
   void Write(const Operand& op, const z3::expr& v);  // v has op.size*8 bits
   z3::expr Address(const Operand& op);
+  std::optional<z3::expr> OptAddress(const Operand& op);
   std::string MemKey(const Operand& op);
   void SetFlags(const std::string& kind, const z3::expr& a, const z3::expr& b, const z3::expr& r,
                 int width, const Insn& in);
@@ -76,6 +86,7 @@ class SymState {
   std::map<std::string, z3::expr> mem_;
   std::set<std::string> written_;
   std::vector<SymStore> stores_;
+  std::map<std::string, SymLoad> loads_;
   std::optional<SymFlags> flags_;
   std::string unsupported_;
   const Insn* cur_ = nullptr;

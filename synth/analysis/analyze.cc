@@ -153,6 +153,18 @@ class FunctionAnalysis {
       if (merged) hunks_[++hi_] = g;
       spans = std::move(again);
     }
+    // Several inputs or a loaded one: the region as grown, now with multi-input spans.
+    if (!spans.ok() && (RefusalOf(spans.status()) == Refusal::kTwoInputs ||
+                        RefusalOf(spans.status()) == Refusal::kInputInSpan)) {
+      HunkContext multi = cx_;
+      multi.multi_input = true;
+      auto again = AnalyzeHunk(multi, cur);
+      if (again.ok() && took_last && cur.base_begin == last_->base_begin) {
+        cx_.res->spans.resize(cx_.res->spans.size() - last_spans_);
+        last_spans_ = 0;
+      }
+      spans = std::move(again);
+    }
     // The region analyzed last (grown or not) and the spans it produced (0: refused).
     last_ = cur;
     last_spans_ = 0;
@@ -277,6 +289,7 @@ void AnalyzeFunctions(const FunctionSets& fns, const std::vector<int64_t>& vs, A
       relaid[k - 1] = RelayoutLike(fb, *cx.fn[k]);
       if (relaid[k - 1]) cx.fn[k] = &*relaid[k - 1];
     }
+    cx.multi_input = false;  // FunctionAnalysis retries a refused region with them
     FunctionAnalysis(cx, DiffFunctions(fb, {cx.fn[1], cx.fn[2]}), errors).Run();
   }
   auto i0 = index(*fns[0]);

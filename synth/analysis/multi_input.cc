@@ -17,9 +17,7 @@ using artifact::FormulaNode;
 
 uint64_t Mask(unsigned bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1; }
 
-std::string Lit(uint64_t v) {
-  return v < 65536 ? absl::StrCat(v) : absl::StrFormat("0x%x", v);
-}
+std::string Lit(uint64_t v) { return v < 65536 ? absl::StrCat(v) : absl::StrFormat("0x%x", v); }
 
 unsigned Width(const z3::expr& e) { return e.get_sort().bv_size(); }
 
@@ -27,9 +25,7 @@ bool IsInput(const z3::expr& e) {
   return e.is_app() && e.num_args() == 0 && e.decl().decl_kind() == Z3_OP_UNINTERPRETED;
 }
 
-int Param(const z3::expr& e, unsigned i) {
-  return Z3_get_decl_int_parameter(e.ctx(), e.decl(), i);
-}
+int Param(const z3::expr& e, unsigned i) { return Z3_get_decl_int_parameter(e.ctx(), e.decl(), i); }
 
 // Z3 term -> formula text with value == zext64(term); one argument position on `path` may be
 // replaced by fixed text (the fitted hole).
@@ -74,7 +70,8 @@ class Translator {
     return s + ")";
   }
 
-  std::optional<std::string> Node(const z3::expr& e, unsigned w, const std::vector<std::string>& a) {
+  std::optional<std::string> Node(const z3::expr& e, unsigned w,
+                                  const std::vector<std::string>& a) {
     uint64_t k = 0;
     const bool k_num = e.num_args() == 2 && e.arg(1).is_numeral_u64(k);
     switch (e.decl().decl_kind()) {
@@ -350,9 +347,9 @@ absl::StatusOr<OutputFit> FitHole(z3::context& ctx, std::vector<z3::expr> holes,
   std::optional<z3::expr> x;
   std::string t_text;
   if (terms.size() > 1)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the part that depends on the constant combines ", terms.size(),
-        " separate terms of the inputs (not V and one term of them)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the part that depends on the constant combines ", terms.size(),
+                     " separate terms of the inputs (not V and one term of them)"));
   if (terms.size() == 1) {
     auto t = Translator(names).Go(terms[0]);
     if (!t) return absl::InvalidArgumentError("an input term uses an operation formulas lack");
@@ -363,14 +360,16 @@ absl::StatusOr<OutputFit> FitHole(z3::context& ctx, std::vector<z3::expr> holes,
     to.push_back(*x);
     for (z3::expr& h : holes) {
       h = Zext64(h.substitute(from, to));
-      if (FreeInputs(h).size() > 1 || (!FreeInputs(h).empty() && !FreeInputs(h).count("sie_multi_t")))
+      if (FreeInputs(h).size() > 1 ||
+          (!FreeInputs(h).empty() && !FreeInputs(h).count("sie_multi_t")))
         return absl::InvalidArgumentError("the differing part reads inputs outside one term");
     }
   } else {
     for (z3::expr& h : holes) h = Zext64(h).simplify();
   }
   auto fit = FitOutput(ctx, holes, x, vs, static_cast<int>(hw), false);
-  if (!fit.ok() && x && PowerOfTwoShifts(holes, *x, vs)) fit = OutputFit{"X / V", true, false, "", 1};
+  if (!fit.ok() && x && PowerOfTwoShifts(holes, *x, vs))
+    fit = OutputFit{"X / V", true, false, "", 1};
   if (!fit.ok()) return fit.status();
   if (fit->uses_x) {
     std::string f;
@@ -423,13 +422,17 @@ absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::e
   // 32 or 64 bits): masked to its width, or to 32 bits, whichever the proof accepts.
   std::vector<std::string> texts;
   for (unsigned m : {hw, 32u})
-    if (m <= hw) texts.push_back(m < 64 ? absl::StrFormat("((%s) & 0x%x)", hole->formula, Mask(m))
-                                        : "(" + hole->formula + ")");
+    if (m <= hw)
+      texts.push_back(m < 64 ? absl::StrFormat("((%s) & 0x%x)", hole->formula, Mask(m))
+                             : "(" + hole->formula + ")");
   for (const std::string& h : texts) {
     auto text = Translator(names, path, h).Root(o[0]);
-    if (!text) return absl::InvalidArgumentError("the output uses an operation formulas lack "
-                                                 "(sign extension, a conditional, a wide product)");
-    if (text->size() > 1024) return absl::InvalidArgumentError("the formula would exceed 1024 characters");
+    if (!text)
+      return absl::InvalidArgumentError(
+          "the output uses an operation formulas lack "
+          "(sign extension, a conditional, a wide product)");
+    if (text->size() > 1024)
+      return absl::InvalidArgumentError("the formula would exceed 1024 characters");
     bool proved = true;
     for (size_t k = 0; k < o.size() && proved; ++k)
       proved = ProveFormulaAt(ctx, *text, vs[k], o[k], names, out_bits);

@@ -113,7 +113,14 @@ struct RegionAnalysis {
   int end_idx = 0;
   std::vector<CriticalSpan> out;
 
-  RegionAnalysis(const HunkContext& c, const Range& range) : cx(c), r(range), fb(*c.fn[0]) {}
+  // multi: outputs of several inputs may become spans (MultiInputSpan). Not when a hunk is
+  // split per instruction: a multi-input span there could read, as an input, a result that
+  // the previous instruction's span rewrites at the same offset (its probe and this save
+  // would race), where the whole hunk is one span (x % V as one span, not x / V then x - q*V).
+  bool multi = true;
+
+  RegionAnalysis(const HunkContext& c, const Range& range, bool allow_multi)
+      : cx(c), r(range), fb(*c.fn[0]), multi(allow_multi) {}
 
   absl::StatusOr<std::vector<CriticalSpan>> Run() {
     if (auto s = Execute(); !s.ok()) return s;
@@ -236,6 +243,7 @@ struct RegionAnalysis {
                                               const std::vector<z3::expr>& o,
                                               const std::string& target, int width, int fit_width,
                                               const SymStore* store) {
+    if (!multi) return why;
     auto fail = [&](const absl::Status& st, Refusal cls) {
       return Classified(absl::InvalidArgumentError(absl::StrCat(why.message(), "; ", st.message())),
                         cls);
@@ -302,7 +310,13 @@ struct RegionAnalysis {
     }
     cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
     cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
-    return Finish(sp, locs);
+    auto done = Finish(sp, locs);
+    // A later candidate could follow a store that aliases a memory input: the probe stays
+    // where the aliasing was checked.
+    bool mem_input = false;
+    for (const artifact::SpanInput& in : sp.inputs) mem_input |= in.mem.has_value();
+    if (done.ok() && mem_input) done->candidates.resize(1);
+    return done;
   }
 
   absl::Status Registers() {
@@ -324,6 +338,7 @@ struct RegionAnalysis {
       auto x = InputOf(o);
       if (!x.ok()) {
         auto multi = MultiInputSpan(x.status(), o, f, width, fit_width, nullptr);
+        if (multi.status().code() == absl::StatusCode::kFailedPrecondition) return multi.status();
         if (!multi.ok())
           return Growable(Refuse(fb, cs_start,
                                  absl::StrCat("register ", f, " ", multi.status().message()),
@@ -387,6 +402,7 @@ struct RegionAnalysis {
       auto x = InputOf(o);
       if (!x.ok()) {
         auto multi = MultiInputSpan(x.status(), o, "", s0.width, s0.width, &s0);
+        if (multi.status().code() == absl::StatusCode::kFailedPrecondition) return multi.status();
         if (!multi.ok())
           return Growable(Refuse(fb, cs_start,
                                  absl::StrCat("stored value ", multi.status().message()),
@@ -474,8 +490,9 @@ struct RegionAnalysis {
   }
 };
 
-absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const HunkContext& cx, const Range& r) {
-  return RegionAnalysis(cx, r).Run();
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const HunkContext& cx, const Range& r,
+                                                        bool multi = true) {
+  return RegionAnalysis(cx, r, multi && cx.multi_input).Run();
 }
 
 // The hunk's instructions in each of the three builds.
@@ -554,7 +571,7 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const HunkContext& cx, con
       }
       Range one;
       for (int k = 0; k < 3; ++k) one.b[k] = whole.b[k] + i, one.e[k] = whole.b[k] + i + 1;
-      auto r = AnalyzeRegion(cx, one);
+      auto r = AnalyzeRegion(cx, one, false);
       if (!r.ok()) {
         if (r.status().code() == absl::StatusCode::kFailedPrecondition) return r.status();
         ok = false;  // e.g. a magic-number constant: retry the hunk as one region

@@ -11,7 +11,7 @@ namespace sie::synth::analysis {
 namespace {
 
 // Registers the stub may read (pt_regs names; never sp or ip).
-constexpr const char* kRegs[] = {"ax", "bx", "cx", "dx", "si", "di", "bp", "r8",
+constexpr const char* kRegs[] = {"ax", "bx",  "cx",  "dx",  "si",  "di",  "bp", "r8",
                                  "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
 
 z3::expr Zext64(const z3::expr& e) {
@@ -79,8 +79,8 @@ std::optional<std::string> MemoryUnavailable(const Function& fn, int begin, int 
                                              const std::vector<z3::expr>& live_uses) {
   auto ld = st.loads().find(sym);
   if (ld == st.loads().end()) return "it is not loaded in the shipped build";
-  std::string by = absl::StrFormat("loaded by `%s` at +0x%x", ld->second.insn->Text(),
-                                   ld->second.insn->offset);
+  std::string by =
+      absl::StrFormat("loaded by `%s` at +0x%x", ld->second.insn->Text(), ld->second.insn->offset);
   if (!ld->second.addr)
     return absl::StrCat(by, " from a global (RIP-relative): the stub has no address for it");
   for (const std::string& a : FreeInputs(*ld->second.addr)) {
@@ -95,8 +95,9 @@ std::optional<std::string> MemoryUnavailable(const Function& fn, int begin, int 
     return absl::StrCat(by, ": ", why);
   for (const z3::expr& u : live_uses)
     if (FreeInputs(u).count(sym))
-      return absl::StrCat(by, ": it also feeds another result live after the span, which a "
-                              "re-read at the probe could contradict under a concurrent write");
+      return absl::StrCat(by,
+                          ": it also feeds another result live after the span, which a "
+                          "re-read at the probe could contradict under a concurrent write");
   return std::nullopt;
 }
 
@@ -122,14 +123,17 @@ absl::StatusOr<std::vector<ProbeInput>> LocateInputs(const Function& fn, int beg
       in.reg = sym.substr(3);
       in.saved = true;
       out.push_back(in);
-      dead.push_back(absl::StrCat(in.reg, " (overwritten by ",
-                                  LastWriter(fn, begin, end, in.reg), ")"));
+      dead.push_back(
+          absl::StrCat(in.reg, " (overwritten by ", LastWriter(fn, begin, end, in.reg), ")"));
       continue;
     }
     auto why = MemoryUnavailable(fn, begin, end, st, sym, e, live_uses);
     std::string name = absl::StrCat("memory ", sym.substr(4, sym.rfind(':') - 4));
-    if (why) return absl::InvalidArgumentError(absl::StrCat("input ", name, " is not available "
-                                                            "at the probe: ", *why));
+    if (why)
+      return absl::InvalidArgumentError(absl::StrCat("input ", name,
+                                                     " is not available "
+                                                     "at the probe: ",
+                                                     *why));
     const SymLoad& ld = st.loads().at(sym);
     in.mem = ld.op;
     in.width = ld.op.size;

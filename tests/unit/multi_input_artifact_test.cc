@@ -102,8 +102,8 @@ TEST(MultiInputStub, ReadsEachInputAtTheProbe) {
       << f->source;
   EXPECT_TRUE(absl::StrContains(f->source, "\tX = ctx->di;\n")) << f->source;
   EXPECT_TRUE(absl::StrContains(f->source, "\tY = ctx->si;\n")) << f->source;
-  EXPECT_TRUE(absl::StrContains(f->source,
-                                "\tZ = sie_read_mem((__u64)(ctx->bx + (1740LL)), 4, &bad);\n"))
+  EXPECT_TRUE(
+      absl::StrContains(f->source, "\tZ = sie_read_mem((__u64)(ctx->bx + (1740LL)), 4, &bad);\n"))
       << f->source;
   EXPECT_TRUE(absl::StrContains(f->source, "nv = ((((X * V) + Y) + (Z & 4294967295ULL)));") ||
               absl::StrContains(f->source, "nv = (((X * V) + Y) + (Z & 4294967295ULL));"))

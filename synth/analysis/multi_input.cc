@@ -365,7 +365,13 @@ absl::StatusOr<OutputFit> FitHole(z3::context& ctx, std::vector<z3::expr> holes,
         return absl::InvalidArgumentError("the differing part reads inputs outside one term");
     }
   } else {
-    for (z3::expr& h : holes) h = Zext64(h).simplify();
+    for (z3::expr& h : holes) {
+      if (!FreeInputs(h).empty())
+        return absl::InvalidArgumentError(
+            "the part that depends on the constant holds no term of the inputs common to all "
+            "builds");
+      h = Zext64(h).simplify();
+    }
   }
   auto fit = FitOutput(ctx, holes, x, vs, static_cast<int>(hw), false);
   if (!fit.ok() && x && PowerOfTwoShifts(holes, *x, vs))

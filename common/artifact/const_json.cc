@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/artifact/formula.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
 #include "common/base/status_macros.h"
@@ -95,6 +96,51 @@ absl::StatusOr<artifact::MemOperand> ParseMem(const Reader& r, const json& j,
   return m;
 }
 
+// One of a span's further inputs: {"name": "Y", "reg": "si"} or {"name": "Z", "mem": {...},
+// "width": 4}.
+absl::StatusOr<artifact::SpanInput> ParseInput(const Reader& r, const json& j,
+                                               const std::string& p) {
+  if (!j.is_object()) return r.Bad(p, "must be an object");
+  artifact::SpanInput in;
+  RETURN_IF_ERROR(r.Str(j, p + ".", "name", &in.name));
+  if (in.name.size() != 1 || artifact::kExtraInputs.find(in.name[0]) == absl::string_view::npos)
+    return r.Bad(p + ".name", absl::StrCat("must be one of ", artifact::kExtraInputs));
+  RETURN_IF_ERROR(r.Str(j, p + ".", "reg", &in.reg, false));
+  if (auto m = j.find("mem"); m != j.end() && !m->is_null()) {
+    auto mem = ParseMem(r, *m, p + ".mem");
+    if (!mem.ok()) return mem.status();
+    if (mem->base == "ip") return r.Bad(p + ".mem", "must not be RIP-relative");
+    in.mem = *mem;
+  }
+  if (in.reg.empty() == !in.mem) return r.Bad(p, "must name exactly one of reg and mem");
+  if (!in.reg.empty()) {
+    std::string n = NormalizeReg(in.reg);
+    if (n.empty() || n == "sp" || n == "ip") return r.Bad(p + ".reg", "names an unusable register");
+    in.reg = n;
+  }
+  RETURN_IF_ERROR(r.Int(j, p + ".", "width", &in.width, false));
+  if (in.width != 1 && in.width != 2 && in.width != 4 && in.width != 8)
+    return r.Bad(p + ".width", "must be 1, 2, 4 or 8");
+  return in;
+}
+
+absl::Status ParseInputs(const Reader& r, const json& j, const std::string& pre, CriticalSpan* s) {
+  auto v = j.find("inputs");
+  if (v == j.end() || v->is_null()) return absl::OkStatus();
+  if (!v->is_array()) return r.Bad(pre + "inputs", "must be an array");
+  for (size_t i = 0; i < v->size(); ++i) {
+    auto in = ParseInput(r, (*v)[i], absl::StrCat(pre, "inputs[", i, "]"));
+    if (!in.ok()) return in.status();
+    for (const artifact::SpanInput& o : s->inputs)
+      if (o.name == in->name)
+        return r.Bad(pre + "inputs", absl::StrCat("names ", o.name, " twice"));
+    s->inputs.push_back(*in);
+  }
+  if (!s->inputs.empty() && s->kind == artifact::SpanKind::kFlags)
+    return r.Bad(pre + "inputs", "are not read by flags spans");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std::string& p) {
   if (!j.is_object()) return r.Bad(p, "must be an object");
   CriticalSpan s;
@@ -160,6 +206,7 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
   RETURN_IF_ERROR(r.Str(j, pre, "flags_cc", &s.flags_cc, false));
   RETURN_IF_ERROR(r.Str(j, pre, "flags_op", &s.flags_op, false));
   RETURN_IF_ERROR(r.Str(j, pre, "x_from_probe", &s.x_from_probe, false));
+  RETURN_IF_ERROR(ParseInputs(r, j, pre, &s));
   RETURN_IF_ERROR(r.Str(j, pre, "source", &s.source, false));
   RETURN_IF_ERROR(r.Str(j, pre, "expect_bytes", &s.expect_bytes));
   // Empty only for a plain object (no shipped binary to check): ParseConstJson enforces that.
@@ -224,6 +271,19 @@ json SpanToJson(const CriticalSpan& s) {
   // kRecompute and kFlags of add/sub: X from the register's value R at the probe.
   if ((s.kind == SpanKind::kRecompute || s.kind == SpanKind::kFlags) && !s.x_from_probe.empty())
     j["x_from_probe"] = s.x_from_probe;
+  if (!s.inputs.empty()) {
+    json ins = json::array();
+    for (const artifact::SpanInput& in : s.inputs) {
+      json e{{"name", in.name}};
+      if (in.mem)
+        e["mem"] = MemToJson(*in.mem);
+      else
+        e["reg"] = in.reg;
+      e["width"] = in.width;
+      ins.push_back(e);
+    }
+    j["inputs"] = ins;
+  }
   if (s.kind == SpanKind::kFlags) {
     j["flags_cc"] = s.flags_cc;
     if (!s.flags_op.empty()) j["flags_op"] = s.flags_op;

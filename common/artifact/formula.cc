@@ -217,10 +217,27 @@ std::string Emit(const Node& n) {
   return "0";
 }
 
-std::optional<uint64_t> EvalNode(const Node& n, uint64_t v, uint64_t x, uint64_t r) {
+uint64_t VarValue(char var, const FormulaVars& in) {
+  switch (var) {
+    case 'V':
+      return in.v;
+    case 'X':
+      return in.x;
+    case 'Y':
+      return in.y;
+    case 'Z':
+      return in.z;
+    case 'W':
+      return in.w;
+    default:
+      return in.r;
+  }
+}
+
+std::optional<uint64_t> EvalNode(const Node& n, const FormulaVars& in) {
   if (n.op == Op::kLit) return n.lit;
-  if (n.op == Op::kVar) return n.var == 'V' ? v : n.var == 'X' ? x : r;
-  auto a = EvalNode(*n.a, v, x, r);
+  if (n.op == Op::kVar) return VarValue(n.var, in);
+  auto a = EvalNode(*n.a, in);
   if (!a) return std::nullopt;
   switch (n.op) {
     case Op::kNeg:
@@ -232,7 +249,7 @@ std::optional<uint64_t> EvalNode(const Node& n, uint64_t v, uint64_t x, uint64_t
     default:
       break;
   }
-  auto b = EvalNode(*n.b, v, x, r);
+  auto b = EvalNode(*n.b, in);
   if (!b) return std::nullopt;
   switch (n.op) {
     case Op::kAdd:
@@ -282,7 +299,11 @@ absl::StatusOr<Formula> Formula::Parse(absl::string_view text, absl::string_view
 std::string Formula::EmitC() const { return Emit(*root_); }
 
 std::optional<uint64_t> Formula::Eval(uint64_t v, uint64_t x, uint64_t r) const {
-  return EvalNode(*root_, v, x, r);
+  return EvalNode(*root_, FormulaVars{v, x, r});
+}
+
+std::optional<uint64_t> Formula::Eval(const FormulaVars& vars) const {
+  return EvalNode(*root_, vars);
 }
 
 bool Formula::Uses(char var) const { return UsesNode(*root_, var); }
@@ -291,11 +312,21 @@ absl::StatusOr<uint64_t> EvalFormula(absl::string_view formula, int64_t v, uint6
                                      int width_bytes) {
   auto f = Formula::Parse(formula, "VX");
   if (!f.ok()) return f.status();
-  auto r = f->Eval(static_cast<uint64_t>(v), x);
+  return EvalFormula(formula, FormulaVars{static_cast<uint64_t>(v), x}, width_bytes);
+}
+
+absl::StatusOr<uint64_t> EvalFormula(absl::string_view formula, const FormulaVars& vars,
+                                     int width_bytes) {
+  auto f = Formula::Parse(formula, absl::StrCat("VX", kExtraInputs));
+  if (!f.ok()) return f.status();
+  auto r = f->Eval(vars);
   if (!r)
-    return absl::InvalidArgumentError(absl::StrCat("formula '", formula, "' is undefined at V=", v,
-                                                   ", X=", x,
-                                                   " (division by zero or a shift by >= 64)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("formula '", formula, "' is undefined at V=", static_cast<int64_t>(vars.v),
+                     ", X=", vars.x, f->Uses('Y') ? absl::StrCat(", Y=", vars.y) : "",
+                     f->Uses('Z') ? absl::StrCat(", Z=", vars.z) : "",
+                     f->Uses('W') ? absl::StrCat(", W=", vars.w) : "",
+                     " (division by zero or a shift by >= 64)"));
   if (width_bytes >= 8) return *r;
   return *r & ((uint64_t{1} << (width_bytes * 8)) - 1);
 }

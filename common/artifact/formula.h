@@ -2,7 +2,8 @@
 // emitter) used by synth's derivation, the stub generator, the native engine and the tests.
 // Formulas ("V", "X * V", "(V << 3) + X", ...) are pasted into generated BPF C, so they are
 // parsed and validated first: only integer literals, the variables a span may use
-// (V the policy value, X the instruction's input, R the saved register at the probe), the
+// (V the policy value, X the instruction's input, R the saved register at the probe, Y Z W a
+// span's further inputs, read at the probe: CriticalSpan::inputs), the
 // operators + - * / % << >> & | ^ ~ (unary - and + too) and parentheses. Anything else (a
 // function call, a cast, `;`) is refused, so a const.json can never inject code into a stub.
 // Semantics are those of u64 arithmetic in C (wrapping), / % >> unsigned; / % by zero and
@@ -40,8 +41,16 @@ struct FormulaNode {
   };
   Op op = Op::kLit;
   uint64_t lit = 0;
-  char var = 0;  // 'V', 'X' or 'R'
+  char var = 0;  // 'V', 'X', 'R' or a further input 'Y', 'Z', 'W'
   std::unique_ptr<FormulaNode> a, b;
+};
+
+// The names of a span's inputs besides X, in the order synth assigns them.
+inline constexpr absl::string_view kExtraInputs = "YZW";
+
+// The variables' values for Formula::Eval.
+struct FormulaVars {
+  uint64_t v = 0, x = 0, r = 0, y = 0, z = 0, w = 0;
 };
 
 class Formula {
@@ -55,8 +64,10 @@ class Formula {
   std::string EmitC() const;
   // Evaluates with the given variables; nullopt on division by zero or an oversized shift.
   std::optional<uint64_t> Eval(uint64_t v, uint64_t x = 0, uint64_t r = 0) const;
+  std::optional<uint64_t> Eval(const FormulaVars& vars) const;
   bool Uses(char var) const;
   const std::string& text() const { return text_; }
+  const FormulaNode& root() const { return *root_; }  // the parsed tree (synth's proofs)
 
  private:
   std::string text_;
@@ -66,6 +77,9 @@ class Formula {
 // Parses `formula` (variables V and X) and evaluates it, truncated to `width_bytes`: what the
 // runtime writes at a span of that width. Errors: a parse error, or an undefined operation.
 absl::StatusOr<uint64_t> EvalFormula(absl::string_view formula, int64_t v, uint64_t x = 0,
+                                     int width_bytes = 8);
+// The same over V, X and the further inputs Y, Z, W.
+absl::StatusOr<uint64_t> EvalFormula(absl::string_view formula, const FormulaVars& vars,
                                      int width_bytes = 8);
 
 }  // namespace sie::artifact

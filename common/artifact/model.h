@@ -40,6 +40,7 @@ struct MemOperand {
   std::string index;  // empty: none
   int scale = 1;
   int64_t disp = 0;
+  bool operator==(const MemOperand&) const = default;
 };
 
 // Where a variable's value is at the probe (DWARF, resolved exactly by synth). const.json
@@ -72,6 +73,17 @@ struct VarLocation {
   Location location;
 };
 
+// A formula input besides X ("Y", "Z", "W"; common/artifact/formula.h), read by the stub at the
+// probe: in a register synth checked is intact there, or in memory at an address computed from
+// such registers that no store of the span can alias (zero-extended from `width` bytes).
+struct SpanInput {
+  std::string name;
+  std::string reg;                // in this register (pt_regs name) at the probe, or
+  std::optional<MemOperand> mem;  // loaded from this operand at the probe (never RIP-relative)
+  int width = 8;                  // bytes
+  bool operator==(const SpanInput&) const = default;
+};
+
 struct CriticalSpan {
   std::string function;              // symbol name in the shipped binary (may be .isra/.constprop)
   uint64_t cs_start = 0;             // function-relative, first instruction of the CS
@@ -102,6 +114,9 @@ struct CriticalSpan {
   // invertible ("R - 3" for add $3), letting the runtime skip the save probe. kFlags of
   // add/sub (flags_op): X from target_reg's value R at the probe, which holds the result.
   std::string x_from_probe;
+  // Further inputs of the formula (kReg, kRecompute, kMem), read at the probe; empty in const.json
+  // files that predate them.
+  std::vector<SpanInput> inputs;
 };
 
 enum class SafeSpanHow { kSlice, kManual, kWholeFunction };

@@ -99,7 +99,13 @@ absl::Status CheckFlagsSpan(const artifact::SynthesizedConst& c, size_t i, SpanF
 absl::StatusOr<SpanFormulas> CheckSpan(const artifact::SynthesizedConst& c, size_t i) {
   const CriticalSpan& s = c.spans[i];
   const bool recompute = s.kind == SpanKind::kRecompute;
-  auto formula = artifact::Formula::Parse(s.formula, "VX");
+  // The span's further inputs are variables of its formula (and only those it declares).
+  std::string vars = "VX";
+  for (const artifact::SpanInput& in : s.inputs) vars += in.name;
+  if (!s.inputs.empty() && s.kind == SpanKind::kFlags)
+    return SpanError(c, i, "a flags span reads no further inputs",
+                     "fix the span's inputs in const.json");
+  auto formula = artifact::Formula::Parse(s.formula, vars);
   if (!formula.ok())
     return SpanError(c, i, formula.status().message(), "fix the span's formula in const.json");
   SpanFormulas p{std::move(*formula), std::nullopt};
@@ -124,6 +130,26 @@ absl::StatusOr<SpanFormulas> CheckSpan(const artifact::SynthesizedConst& c, size
     return SpanError(c, i, "X of a RIP-relative operand is not supported",
                      "use a formula in V only");
   return p;
+}
+
+// Statements setting the span's further inputs (Y, Z, W), read at the probe.
+std::string ReadInputs(const CriticalSpan& s) {
+  std::string out;
+  for (const artifact::SpanInput& in : s.inputs) {
+    if (in.mem)
+      absl::StrAppend(&out, "\t", in.name, " = sie_read_mem(", AddrExpr(*in.mem), ", ", in.width,
+                      ", &bad);\n");
+    else
+      absl::StrAppend(&out, "\t", in.name, " = ctx->", in.reg, ";\n");
+  }
+  return out;
+}
+
+// The declarations of the further inputs ("Y = 0, "), empty for a span without any.
+std::string DeclareInputs(const CriticalSpan& s) {
+  std::string out;
+  for (const artifact::SpanInput& in : s.inputs) absl::StrAppend(&out, in.name, " = 0, ");
+  return out;
 }
 
 // Statements setting X, the instruction's input, per kind (`slot`: the save slot, recompute).
@@ -201,7 +227,7 @@ std::string SpanPrograms(const CriticalSpan& s, size_t i, const SpanFormulas& p,
                           i, s.function, *s.save_offset, s.save_reg, i, slot, s.save_reg);
   absl::StrAppendFormat(&body,
                         "SEC(\"kprobe\")\nint sie_apply_%d(struct pt_regs *ctx)\n{\n"
-                        "\t__u64 V, X = 0, R = 0, nv;\n\t__s64 value;\n\tint bad = 0, ret;\n\n"
+                        "\t__u64 V, X = 0, %sR = 0, nv;\n\t__s64 value;\n\tint bad = 0, ret;\n\n"
                         "\tsie_count(%d, SIE_STAT_HITS);\n"
                         "\tif (!sie_gate(&value)) {\n\t\tsie_count(%d, SIE_STAT_GATED);\n"
                         "\t\treturn 0;\n\t}\n"
@@ -209,8 +235,9 @@ std::string SpanPrograms(const CriticalSpan& s, size_t i, const SpanFormulas& p,
                         "\tif (value < SIE_%s_MIN || value > SIE_%s_MAX) {\n"
                         "\t\tsie_count(%d, SIE_STAT_REJECTED);\n\t\treturn 0;\n\t}\n"
                         "\tV = (__u64)value;\n",
-                        i, i, i, decide_fn, i, up, up, i);
-  absl::StrAppend(&body, ReadX(s, p, slot, i), "\tnv = ", p.formula.EmitC(), ";\n\t(void)R;\n");
+                        i, DeclareInputs(s), i, i, decide_fn, i, up, up, i);
+  absl::StrAppend(&body, ReadX(s, p, slot, i), ReadInputs(s), "\tnv = ", p.formula.EmitC(),
+                  ";\n\t(void)R;\n");
   absl::StrAppendFormat(&body,
                         "\tif (bad) {\n\t\tsie_count(%d, SIE_STAT_REJECTED);\n"
                         "\t\treturn 0;\n\t}\n",

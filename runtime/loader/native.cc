@@ -21,9 +21,11 @@ using artifact::SpanKind;
 namespace {
 
 absl::StatusOr<artifact::Formula> FixedFormula(const artifact::CriticalSpan& s) {
-  auto f = artifact::Formula::Parse(s.formula, "VXR");
+  auto f = artifact::Formula::Parse(s.formula, absl::StrCat("VXR", artifact::kExtraInputs));
   if (!f.ok()) return f.status();
-  if (f->Uses('X') || f->Uses('R'))
+  bool inputs = f->Uses('X') || f->Uses('R');
+  for (char in : artifact::kExtraInputs) inputs |= f->Uses(in);
+  if (inputs)
     return absl::FailedPreconditionError(
         absl::StrCat("its formula '", s.formula, "' reads the instruction's input per hit"));
   return f;

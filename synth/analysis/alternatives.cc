@@ -16,8 +16,13 @@ namespace {
 // Values compared on each side of the builds' (and between them): beyond, the range is cut.
 constexpr int64_t kScan = int64_t{1} << 18;
 
+// Further inputs (Y, Z, W) take other values than X, so a swap of two inputs shows.
+artifact::FormulaVars SampleVars(int64_t v, uint64_t x) {
+  return {static_cast<uint64_t>(v), x, 0, x * 3 + 1, x ^ 0x5a5a, x + 7};
+}
+
 std::optional<uint64_t> At(const artifact::Formula& f, int width, int64_t v, uint64_t x) {
-  auto r = f.Eval(static_cast<uint64_t>(v), x);
+  auto r = f.Eval(SampleVars(v, x));
   if (r && width < 8) *r &= (uint64_t{1} << (width * 8)) - 1;
   return r;
 }
@@ -113,8 +118,8 @@ bool AgreesAt(const std::string& formula, int width, const std::string& seen_for
               int seen_width, int64_t v, std::string* why) {
   if (formula == seen_formula && width == seen_width) return true;
   for (uint64_t x : SampleXs()) {
-    auto want = artifact::EvalFormula(formula, v, x, width);
-    auto got = artifact::EvalFormula(seen_formula, v, x, seen_width);
+    auto want = artifact::EvalFormula(formula, SampleVars(v, x), width);
+    auto got = artifact::EvalFormula(seen_formula, SampleVars(v, x), seen_width);
     if (want.ok() && got.ok() && *want == *got) continue;
     std::string at_x =
         formula.find('X') != std::string::npos || seen_formula.find('X') != std::string::npos

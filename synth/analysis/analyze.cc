@@ -157,6 +157,18 @@ class FunctionAnalysis {
       if (merged) hunks_[++hi_] = g;
       spans = std::move(again);
     }
+    // Several inputs or a loaded one: the region as grown, now with multi-input spans.
+    if (!spans.ok() && (RefusalOf(spans.status()) == Refusal::kTwoInputs ||
+                        RefusalOf(spans.status()) == Refusal::kInputInSpan)) {
+      HunkContext multi = cx_;
+      multi.multi_input = true;
+      auto again = AnalyzeHunk(multi, cur);
+      if (again.ok() && took_last && cur.base_begin == last_->base_begin) {
+        cx_.res->spans.resize(cx_.res->spans.size() - last_spans_);
+        last_spans_ = 0;
+      }
+      spans = std::move(again);
+    }
     // The region analyzed last (grown or not) and the spans it produced (0: refused).
     last_ = cur;
     last_spans_ = 0;
@@ -281,6 +293,7 @@ void AnalyzeFunctions(const FunctionSets& fns, const std::vector<int64_t>& vs, A
       relaid[k - 1] = RelayoutLike(fb, *cx.fn[k]);
       if (relaid[k - 1]) cx.fn[k] = &*relaid[k - 1];
     }
+    cx.multi_input = false;  // FunctionAnalysis retries a refused region with them
     FunctionAnalysis(cx, DiffFunctions(fb, {cx.fn[1], cx.fn[2]}), errors).Run();
   }
   auto i0 = index(*fns[0]);
@@ -293,6 +306,18 @@ void AnalyzeFunctions(const FunctionSets& fns, const std::vector<int64_t>& vs, A
 
 // --- The check at values never fitted (AnalyzeOptions::check) ---
 
+// The further inputs and where the stub reads them ("" for a span without any).
+std::string InputsKey(const CriticalSpan& s) {
+  std::string k;
+  for (const artifact::SpanInput& in : s.inputs) {
+    absl::StrAppend(&k, " ", in.name, "=", in.reg);
+    if (in.mem)
+      absl::StrAppend(&k, "[", in.mem->base, ",", in.mem->index, ",", in.mem->scale, ",",
+                      in.mem->disp, "]/", in.width);
+  }
+  return k;
+}
+
 // What a span writes and where: spans of two runs are the same span when these agree.
 std::string SpanKey(const CriticalSpan& s) {
   std::string mem;
@@ -300,7 +325,8 @@ std::string SpanKey(const CriticalSpan& s) {
     mem = absl::StrCat(s.target_mem->base, ",", s.target_mem->index, ",", s.target_mem->scale, ",",
                        s.target_mem->disp);
   return absl::StrCat(s.function, "+", s.cs_start, "-", s.cs_end, " ", SpanKindName(s.kind), " ",
-                      s.target_reg, " ", mem, " ", s.width, " ", s.flags_op, " X=", s.save_reg);
+                      s.target_reg, " ", mem, " ", s.width, " ", s.flags_op, " X=", s.save_reg,
+                      InputsKey(s));
 }
 
 std::string SpanWhere(const CriticalSpan& s) {

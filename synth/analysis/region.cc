@@ -13,11 +13,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/artifact/formula.h"
 #include "common/base/diag.h"
 #include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/flags_span.h"
+#include "synth/analysis/multi_input.h"
 #include "synth/analysis/semantics.h"
+#include "synth/analysis/span_inputs.h"
 #include "synth/refusal.h"
 
 namespace sie::synth::analysis {
@@ -118,7 +121,14 @@ struct RegionAnalysis {
   int end_idx = 0;
   std::vector<CriticalSpan> out;
 
-  RegionAnalysis(const HunkContext& c, const Range& range) : cx(c), r(range), fb(*c.fn[0]) {}
+  // multi: outputs of several inputs may become spans (MultiInputSpan). Not when a hunk is
+  // split per instruction: a multi-input span there could read, as an input, a result that
+  // the previous instruction's span rewrites at the same offset (its probe and this save
+  // would race), where the whole hunk is one span (x % V as one span, not x / V then x - q*V).
+  bool multi = true;
+
+  RegionAnalysis(const HunkContext& c, const Range& range, bool allow_multi)
+      : cx(c), r(range), fb(*c.fn[0]), multi(allow_multi) {}
 
   absl::StatusOr<std::vector<CriticalSpan>> Run() {
     if (auto s = Execute(); !s.ok()) return s;
@@ -153,7 +163,8 @@ struct RegionAnalysis {
     return absl::OkStatus();
   }
 
-  // The one input X the outputs `o` are computed from (nullopt: none), or why there is none.
+  // The one input X, live at the span's start, the outputs `o` are computed from (nullopt:
+  // none), or what they are computed from instead (MultiInputSpan's case).
   absl::StatusOr<std::optional<z3::expr>> InputOf(const std::vector<z3::expr>& o) {
     std::set<std::string> in;
     for (const z3::expr& e : o) {
@@ -175,21 +186,18 @@ struct RegionAnalysis {
       absl::StrAppend(&code, "; `", fb.insns[i].Text(), "`");
     if (r.e[0] - r.b[0] > 4) absl::StrAppend(&code, " ...");
     if (in.size() > 1)
-      return Classified(
-          absl::InvalidArgumentError(absl::StrCat(
-              "is computed by ", code, " from ", in.size(), " live inputs (",
-              absl::StrJoin(regs, ", "), regs.empty() || mems.empty() ? "" : ", ",
-              mems.empty() ? "" : absl::StrCat("memory ", absl::StrJoin(mems, ", ")),
-              ") together with the constant: a formula has one input X, so a recompute of two "
-              "inputs cannot be expressed")),
-          Refusal::kTwoInputs);
+      return Classified(absl::InvalidArgumentError(absl::StrCat(
+                            "is computed by ", code, " from ", in.size(), " live inputs (",
+                            absl::StrJoin(regs, ", "), regs.empty() || mems.empty() ? "" : ", ",
+                            mems.empty() ? "" : absl::StrCat("memory ", absl::StrJoin(mems, ", ")),
+                            ") together with the constant")),
+                        Refusal::kTwoInputs);
     std::string n = *in.begin();
     if (n.rfind("in:", 0) != 0)
-      return Classified(
-          absl::InvalidArgumentError(
-              absl::StrCat("is computed by ", code, " from a value loaded inside the span (memory ",
-                           mems[0], "): X must be a register live at the span's start")),
-          Refusal::kInputInSpan);
+      return Classified(absl::InvalidArgumentError(absl::StrCat(
+                            "is computed by ", code,
+                            " from a value loaded inside the span (memory ", mems[0], ")")),
+                        Refusal::kInputInSpan);
     std::string fam = n.substr(3);
     return std::optional<z3::expr>(ctx.bv_const(n.c_str(), zext.count(fam) ? 32 : 64));
   }
@@ -227,6 +235,100 @@ struct RegionAnalysis {
     return sp;
   }
 
+  // The other results live after the span (a memory input re-read at the probe must feed
+  // none of them): registers other than `target`, stores other than `store`.
+  std::vector<z3::expr> LiveUses(const std::string& target, const std::string& store_key) {
+    std::vector<z3::expr> uses;
+    for (const std::string& g : st[0]->written())
+      if (g != target && LiveAt(fb, end_idx, Loc{g})) uses.push_back(st[0]->Reg(g));
+    for (const SymStore& s : st[0]->stores())
+      if (s.key != store_key) uses.push_back(s.value);
+    return uses;
+  }
+
+  // An output of several inputs, or of a value loaded in the span (`why`: InputOf's refusal):
+  // every input is located at the probe (span_inputs.h), the formula fitted and proved over
+  // all of them (multi_input.h). Target: register `target`, or the store to `store`.
+  absl::StatusOr<CriticalSpan> MultiInputSpan(const absl::Status& why,
+                                              const std::vector<z3::expr>& o,
+                                              const std::string& target, int width, int fit_width,
+                                              const SymStore* store) {
+    if (!multi) return why;
+    auto fail = [&](const absl::Status& st, Refusal cls) {
+      return Classified(absl::InvalidArgumentError(absl::StrCat(why.message(), "; ", st.message())),
+                        cls);
+    };
+    auto ins = LocateInputs(fb, r.b[0], end_idx, *st[0], o, target,
+                            LiveUses(target, store ? store->key : ""));
+    if (!ins.ok()) return fail(ins.status(), RefusalOf(why));
+    // X: the saved input (a recompute), else a register read at the probe (reg spans only: a
+    // mem span's X is the stored cell); the others Y, Z, W.
+    std::map<std::string, char> names;
+    const ProbeInput* xin = nullptr;
+    for (const ProbeInput& in : *ins)
+      if (in.saved || (!xin && !store && in.mem == std::nullopt)) xin = &in;
+    if (xin) names[xin->sym] = 'X';
+    size_t next = 0;
+    for (const ProbeInput& in : *ins) {
+      if (&in == xin) continue;
+      if (next == artifact::kExtraInputs.size())
+        return fail(
+            absl::InvalidArgumentError(absl::StrCat(ins->size(), " inputs: a formula has at most ",
+                                                    artifact::kExtraInputs.size() + 1)),
+            RefusalOf(why));
+      names[in.sym] = artifact::kExtraInputs[next++];
+    }
+    auto fit = FitMultiInput(ctx, o, names, cx.vs, fit_width * 8);
+    if (!fit.ok()) return fail(fit.status(), Refusal::kFormulaFamily);
+    CriticalSpan sp;
+    sp.kind = store ? SpanKind::kMem : SpanKind::kReg;
+    sp.width = width;
+    sp.formula = fit->formula;
+    std::vector<Loc> locs;
+    if (store) {
+      sp.target_mem = ToMem(store->op);
+      locs.push_back(Loc{"", store->op});
+    } else {
+      sp.target_reg = target;
+      locs.push_back(Loc{target});
+    }
+    for (const ProbeInput& in : *ins) {
+      char name = names.at(in.sym);
+      if (sp.formula.find(name) == std::string::npos) continue;
+      if (name == 'X') {
+        sp.save_reg = in.reg;
+        if (in.saved) {
+          sp.kind = SpanKind::kRecompute;
+          sp.save_offset = cs_start;
+          continue;
+        }
+      }
+      if (in.mem) {
+        for (const std::string& a : {in.mem->base, in.mem->index})
+          if (!a.empty()) locs.push_back(Loc{RegFamily(a)});
+        locs.push_back(Loc{"", *in.mem});
+      } else {
+        locs.push_back(Loc{in.reg});
+      }
+      if (name == 'X') continue;
+      artifact::SpanInput si;
+      si.name = std::string(1, name);
+      si.reg = in.reg;
+      if (in.mem) si.mem = ToMem(*in.mem);
+      si.width = in.mem ? in.width : 8;
+      sp.inputs.push_back(si);
+    }
+    cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
+    cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
+    auto done = Finish(sp, locs);
+    // A later candidate could follow a store that aliases a memory input: the probe stays
+    // where the aliasing was checked.
+    bool mem_input = false;
+    for (const artifact::SpanInput& in : sp.inputs) mem_input |= in.mem.has_value();
+    if (done.ok() && mem_input) done->candidates.resize(1);
+    return done;
+  }
+
   absl::Status Registers() {
     // Registers written in the shipped build and used after the span.
     for (const std::string& f : st[0]->written()) {
@@ -236,11 +338,6 @@ struct RegionAnalysis {
       if (auto m = CheckModelled(ctx, &o, States(), absl::StrCat("register ", f)); !m.ok())
         return Growable(Refuse(fb, cs_start, m.message(), Refusal::kUnmodelledInstruction));
       if (AllEqual(ctx, o)) continue;
-      auto x = InputOf(o);
-      if (!x.ok())
-        return Growable(Refuse(fb, cs_start,
-                               absl::StrCat("register ", f, " ", x.status().message()),
-                               RefusalOf(x.status())));
       int width = st[0]->LastWriteWidth(f);
       // Only the bits the code reads afterwards must agree ("cmp ax,dx" after "add eax,64" in
       // one build and "sub ax,-128" in another): fit on those, write the span's full width.
@@ -249,6 +346,17 @@ struct RegionAnalysis {
         fit_width = used;
         for (z3::expr& e : o) e = z3::zext(e.extract(used * 8 - 1, 0), 64 - used * 8);
         if (AllEqual(ctx, o)) continue;
+      }
+      auto x = InputOf(o);
+      if (!x.ok()) {
+        auto multi = MultiInputSpan(x.status(), o, f, width, fit_width, nullptr);
+        if (multi.status().code() == absl::StatusCode::kFailedPrecondition) return multi.status();
+        if (!multi.ok())
+          return Growable(Refuse(fb, cs_start,
+                                 absl::StrCat("register ", f, " ", multi.status().message()),
+                                 RefusalOf(multi.status())));
+        out.push_back(*multi);
+        continue;
       }
       auto fit = FitOutput(ctx, o, *x, cx.vs, fit_width * 8,
                            x->has_value() && zext.count(x->value().decl().name().str().substr(3)));
@@ -313,9 +421,16 @@ struct RegionAnalysis {
                                    "operand a probe can rewrite"),
                       Refusal::kUnmodelledInstruction);
       auto x = InputOf(o);
-      if (!x.ok())
-        return Growable(Refuse(fb, cs_start, absl::StrCat("stored value ", x.status().message()),
-                               RefusalOf(x.status())));
+      if (!x.ok()) {
+        auto multi = MultiInputSpan(x.status(), o, "", s0.width, s0.width, &s0);
+        if (multi.status().code() == absl::StatusCode::kFailedPrecondition) return multi.status();
+        if (!multi.ok())
+          return Growable(Refuse(fb, cs_start,
+                                 absl::StrCat("stored value ", multi.status().message()),
+                                 RefusalOf(multi.status())));
+        out.push_back(*multi);
+        continue;
+      }
       auto fit = FitOutput(ctx, o, *x, cx.vs, s0.width * 8, false);
       if (!fit.ok())
         return Classified(absl::InvalidArgumentError(absl::StrCat(
@@ -432,8 +547,9 @@ struct RegionAnalysis {
   }
 };
 
-absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const HunkContext& cx, const Range& r) {
-  return RegionAnalysis(cx, r).Run();
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeRegion(const HunkContext& cx, const Range& r,
+                                                        bool multi = true) {
+  return RegionAnalysis(cx, r, multi && cx.multi_input).Run();
 }
 
 // The hunk's instructions in each of the three builds.
@@ -512,7 +628,7 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const HunkContext& cx, con
       }
       Range one;
       for (int k = 0; k < 3; ++k) one.b[k] = whole.b[k] + i, one.e[k] = whole.b[k] + i + 1;
-      auto r = AnalyzeRegion(cx, one);
+      auto r = AnalyzeRegion(cx, one, false);
       if (!r.ok()) {
         if (r.status().code() == absl::StatusCode::kFailedPrecondition) return r.status();
         ok = false;  // e.g. a magic-number constant: retry the hunk as one region

@@ -19,6 +19,10 @@ struct HunkContext {
   const Function* fn[3];
   std::vector<int64_t> vs;
   AnalysisResult* res;  // its range is narrowed where a formula holds on part of it only
+  // Outputs of several inputs (or of a value loaded in the span) may become spans
+  // (region.cc, MultiInputSpan); the driver first tries without, so what one-input spans
+  // explain (a remainder as one span after growing) stays as it was.
+  bool multi_input = true;
 };
 
 absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const HunkContext& cx, const Hunk& h);

@@ -44,6 +44,11 @@ z3::expr SymState::Address(const Operand& op) {
   return a.simplify();
 }
 
+std::optional<z3::expr> SymState::OptAddress(const Operand& op) {
+  if (op.base == "rip") return std::nullopt;
+  return Address(op);
+}
+
 std::string SymState::MemKey(const Operand& op) {
   if (op.base == "rip") {
     std::string k = "rip";
@@ -70,6 +75,7 @@ z3::expr SymState::Read(const Operand& op) {
       if (it != mem_.end()) return it->second;
       z3::expr v = ctx_.bv_const(k.c_str(), bits);
       mem_.emplace(k, v);
+      loads_.emplace(k, SymLoad{op, OptAddress(op), cur_});
       return v;
     }
   }
@@ -97,7 +103,7 @@ void SymState::Write(const Operand& op, const z3::expr& v0) {
   } else if (op.type == OpType::kMem) {
     std::string k = MemKey(op);
     mem_.insert_or_assign(k, v);
-    stores_.push_back(SymStore{k, op, op.size, v});
+    stores_.push_back(SymStore{k, op, op.size, v, true, OptAddress(op)});
   }
 }
 

@@ -24,6 +24,14 @@ struct SymStore {
   // False when the address is not `op` (a bit-string store "bts [rax], rdx" at a computed
   // offset from it): the store is only usable when it agrees across builds.
   bool exact_op = true;
+  std::optional<z3::expr> addr;  // the effective address (none for RIP-relative operands)
+};
+
+// A value loaded inside the run (the input "mem:...", first read of that operand).
+struct SymLoad {
+  Operand op;
+  std::optional<z3::expr> addr;  // the effective address (none for RIP-relative operands)
+  const Insn* insn = nullptr;
 };
 
 // The flags after the last flag-setting operation. cf/zf/sf/of/pf are exact Boolean values; a
@@ -55,6 +63,7 @@ class SymState {
   const std::set<std::string>& written() const { return written_; }
   int LastWriteWidth(const std::string& family) const;
   const std::vector<SymStore>& stores() const { return stores_; }
+  const std::map<std::string, SymLoad>& loads() const { return loads_; }  // by input name
   const std::optional<SymFlags>& flags() const { return flags_; }
   const std::string& unsupported() const { return unsupported_; }
   // Condition `cc` ("e", "be", "g", ...) over the current flags; nullopt for an unknown cc.
@@ -68,6 +77,7 @@ class SymState {
   z3::expr Read(const Operand& op);
   void Write(const Operand& op, const z3::expr& v);  // v has op.size*8 bits
   z3::expr Address(const Operand& op);
+  std::optional<z3::expr> OptAddress(const Operand& op);
   std::string MemKey(const Operand& op);
   void SetFlags(const std::string& kind, const z3::expr& a, const z3::expr& b, const z3::expr& r,
                 int width, const Insn& in);
@@ -108,6 +118,7 @@ class SymState {
   std::map<std::string, z3::expr> mem_;
   std::set<std::string> written_;
   std::vector<SymStore> stores_;
+  std::map<std::string, SymLoad> loads_;
   std::optional<SymFlags> flags_;
   std::string unsupported_, why_;
   std::map<std::string, std::string> unknowns_;  // unknown value name -> description

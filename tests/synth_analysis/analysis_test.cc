@@ -447,17 +447,70 @@ TEST_P(AnalysisTest, OutsideTheFamilyNamesTheInstruction) {
   EXPECT_NE(r.status().message().find("outside the family"), std::string::npos) << r.status();
 }
 
-// lea rax,[rsi+rdi*V]: the result combines two registers with the constant. Formulas have one
-// input, so the span is refused, naming the registers, the instruction and why.
-TEST_P(AnalysisTest, TwoInputSpanIsRefusedNamingTheRegisters) {
+// The value a register named in a span (save_reg or a further input) holds in a call
+// f(di, si): the fixtures' two arguments.
+uint64_t ArgReg(const std::string& reg, uint64_t di, uint64_t si) {
+  EXPECT_TRUE(reg == "di" || reg == "si") << reg;
+  return reg == "di" ? di : si;
+}
+
+// lea rax,[rsi+rdi*V]: the result combines two live registers with the constant. Both are
+// intact at the probe: the formula reads X and Y there, proved for every value of both.
+TEST_P(AnalysisTest, TwoInputSpanReadsBothRegistersAtTheProbe) {
   auto r = Analyze("two_inputs", {4, 2, 8});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_lea2");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kReg) << Dump(*r);
+  EXPECT_EQ(s[0]->target_reg, "ax");
+  ASSERT_EQ(s[0]->inputs.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->inputs[0].name, "Y");
+  EXPECT_TRUE(s[0]->inputs[0].reg == "di" || s[0]->inputs[0].reg == "si") << Dump(*r);
+  EXPECT_NE(s[0]->save_reg, s[0]->inputs[0].reg);
+  // x * V + y at values never compiled, for many x and y.
+  for (int64_t v : {3, 5, 16})
+    for (uint64_t x : {uint64_t{0}, uint64_t{7}, uint64_t{0x123456789}, ~uint64_t{0}})
+      for (uint64_t y : {uint64_t{1}, uint64_t{1000}, uint64_t{1} << 63}) {
+        artifact::FormulaVars in{static_cast<uint64_t>(v), ArgReg(s[0]->save_reg, x, y), 0,
+                                 ArgReg(s[0]->inputs[0].reg, x, y)};
+        auto got = artifact::EvalFormula(s[0]->formula, in, s[0]->width);
+        ASSERT_TRUE(got.ok()) << got.status();
+        EXPECT_EQ(*got, x * v + y) << s[0]->formula << " V=" << v;
+      }
+}
+
+// Both inputs of the span's first result are overwritten inside it: the refusal names each
+// input and the instruction that overwrote it.
+TEST_P(AnalysisTest, TwoDeadInputsAreRefusedNamingBoth) {
+  auto r = Analyze("two_dead", {4, 2, 8});
   ASSERT_FALSE(r.ok()) << Dump(*r);
   const std::string m(r.status().message());
-  EXPECT_NE(m.find("fx_lea2+0x0"), std::string::npos) << m;
-  EXPECT_NE(m.find("register ax"), std::string::npos) << m;
-  EXPECT_NE(m.find("lea rax, [rsi + rdi*4]"), std::string::npos) << m;
-  EXPECT_NE(m.find("2 live inputs (di, si)"), std::string::npos) << m;
-  EXPECT_NE(m.find("one input X"), std::string::npos) << m;
+  EXPECT_NE(m.find("fx_two_dead+0x"), std::string::npos) << m;
+  EXPECT_NE(m.find("2 live inputs"), std::string::npos) << m;
+  EXPECT_NE(m.find("are not available at the probe"), std::string::npos) << m;
+  EXPECT_NE(m.find("di (overwritten by `lea"), std::string::npos) << m;
+  EXPECT_NE(m.find("si (overwritten by `imul"), std::string::npos) << m;
+  EXPECT_EQ(RefusalOf(r.status()), Refusal::kTwoInputs) << m;
+}
+
+// imul rax,[rdi+8],V: a value loaded inside the span, whose address register is intact and
+// which no store can alias, is re-read by the stub at the probe (a further input in memory).
+TEST_P(AnalysisTest, LoadedInputIsReadFromMemoryAtTheProbe) {
+  auto r = Analyze("load_input", {11, 13, 19});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_load_input");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kReg);
+  ASSERT_EQ(s[0]->inputs.size(), 1u) << Dump(*r);
+  ASSERT_TRUE(s[0]->inputs[0].mem.has_value());
+  EXPECT_EQ(s[0]->inputs[0].mem->base, "di");
+  EXPECT_EQ(s[0]->inputs[0].mem->disp, 8);
+  EXPECT_EQ(s[0]->inputs[0].width, 8);
+  for (uint64_t y : {uint64_t{0}, uint64_t{3}, uint64_t{0xfedcba9876543210}}) {
+    auto got = artifact::EvalFormula(s[0]->formula, artifact::FormulaVars{23, 0, 0, y});
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, y * 23) << s[0]->formula;
+  }
 }
 
 TEST_P(AnalysisTest, StackFrameDependenceIsRefused) {

@@ -1,0 +1,451 @@
+#include "synth/analysis/multi_input.h"
+
+#include <functional>
+#include <optional>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/artifact/formula.h"
+#include "synth/analysis/derive.h"
+#include "synth/analysis/semantics.h"
+
+namespace sie::synth::analysis {
+namespace {
+
+using artifact::FormulaNode;
+
+uint64_t Mask(unsigned bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1; }
+
+std::string Lit(uint64_t v) { return v < 65536 ? absl::StrCat(v) : absl::StrFormat("0x%x", v); }
+
+unsigned Width(const z3::expr& e) { return e.get_sort().bv_size(); }
+
+bool IsInput(const z3::expr& e) {
+  return e.is_app() && e.num_args() == 0 && e.decl().decl_kind() == Z3_OP_UNINTERPRETED;
+}
+
+int Param(const z3::expr& e, unsigned i) { return Z3_get_decl_int_parameter(e.ctx(), e.decl(), i); }
+
+// Z3 term -> formula text with value == zext64(term); one argument position on `path` may be
+// replaced by fixed text (the fitted hole).
+class Translator {
+ public:
+  Translator(const std::map<std::string, char>& names, std::vector<unsigned> path = {},
+             std::string hole = "")
+      : names_(names), path_(std::move(path)), hole_(std::move(hole)) {}
+
+  std::optional<std::string> Go(const z3::expr& e, size_t depth = 0, bool on_path = false) {
+    if (on_path && depth == path_.size()) return hole_;
+    if (!e.is_bv() || Width(e) > 64) return std::nullopt;
+    const unsigned w = Width(e);
+    uint64_t num = 0;
+    if (e.is_numeral_u64(num)) return Lit(num);
+    if (IsInput(e)) {
+      auto it = names_.find(e.decl().name().str());
+      if (it == names_.end()) return std::nullopt;
+      std::string v(1, it->second);
+      return w < 64 ? absl::StrFormat("(%s & 0x%x)", v, Mask(w)) : v;
+    }
+    if (!e.is_app()) return std::nullopt;
+    std::vector<std::string> a;
+    for (unsigned i = 0; i < e.num_args(); ++i) {
+      bool child_on = on_path && path_[depth] == i;
+      auto s = Go(e.arg(i), depth + 1, child_on);
+      if (!s) return std::nullopt;
+      a.push_back(*s);
+    }
+    return Node(e, w, a);
+  }
+
+  std::optional<std::string> Root(const z3::expr& e) { return Go(e, 0, true); }
+
+ private:
+  static std::string Masked(const std::string& s, unsigned w) {
+    return w < 64 ? absl::StrFormat("(%s & 0x%x)", s, Mask(w)) : s;
+  }
+  static std::string Join(const std::vector<std::string>& a, const char* op) {
+    std::string s = "(" + a[0];
+    for (size_t i = 1; i < a.size(); ++i) absl::StrAppend(&s, " ", op, " ", a[i]);
+    return s + ")";
+  }
+
+  std::optional<std::string> Node(const z3::expr& e, unsigned w,
+                                  const std::vector<std::string>& a) {
+    uint64_t k = 0;
+    const bool k_num = e.num_args() == 2 && e.arg(1).is_numeral_u64(k);
+    switch (e.decl().decl_kind()) {
+      case Z3_OP_BADD:
+        return Masked(Join(a, "+"), w);
+      case Z3_OP_BSUB:
+        return Masked(Join(a, "-"), w);
+      case Z3_OP_BMUL:
+        return Masked(Join(a, "*"), w);
+      case Z3_OP_BNEG:
+        return Masked("(-" + a[0] + ")", w);
+      case Z3_OP_BNOT:
+        return Masked("(~" + a[0] + ")", w);
+      case Z3_OP_BAND:
+        return Join(a, "&");
+      case Z3_OP_BOR:
+        return Join(a, "|");
+      case Z3_OP_BXOR:
+        return Join(a, "^");
+      case Z3_OP_BSHL:
+        if (!k_num) return std::nullopt;
+        return k >= w ? "0" : Masked(absl::StrCat("(", a[0], " << ", k, ")"), w);
+      case Z3_OP_BLSHR:
+        if (!k_num) return std::nullopt;
+        return k >= w ? "0" : absl::StrCat("(", a[0], " >> ", k, ")");
+      case Z3_OP_BUDIV:
+      case Z3_OP_BUDIV_I:
+        if (!k_num || k == 0) return std::nullopt;
+        return absl::StrCat("(", a[0], " / ", Lit(k), ")");
+      case Z3_OP_BUREM:
+      case Z3_OP_BUREM_I:
+        if (!k_num || k == 0) return std::nullopt;
+        return absl::StrCat("(", a[0], " % ", Lit(k), ")");
+      case Z3_OP_ZERO_EXT:
+        return a[0];
+      case Z3_OP_EXTRACT: {
+        int hi = Param(e, 0), lo = Param(e, 1);
+        std::string s = lo ? absl::StrCat("(", a[0], " >> ", lo, ")") : a[0];
+        return hi + 1 < static_cast<int>(Width(e.arg(0))) ? Masked(s, hi - lo + 1) : s;
+      }
+      case Z3_OP_CONCAT: {
+        std::string s;
+        for (unsigned i = 0; i < e.num_args(); ++i) {
+          unsigned below = 0;
+          for (unsigned j = i + 1; j < e.num_args(); ++j) below += Width(e.arg(j));
+          uint64_t z = 1;
+          if (e.arg(i).is_numeral_u64(z) && z == 0) continue;
+          std::string part = below ? absl::StrCat("(", a[i], " << ", below, ")") : a[i];
+          s = s.empty() ? part : absl::StrCat("(", s, " | ", part, ")");
+        }
+        return s.empty() ? "0" : s;
+      }
+      default:
+        return std::nullopt;
+    }
+  }
+
+  const std::map<std::string, char>& names_;
+  std::vector<unsigned> path_;
+  std::string hole_;
+};
+
+// Every input constant of the expressions, by name.
+std::map<std::string, z3::expr> InputConsts(const std::vector<z3::expr>& es) {
+  std::map<std::string, z3::expr> out;
+  std::set<unsigned> seen;
+  std::function<void(const z3::expr&)> walk = [&](const z3::expr& e) {
+    if (!e.is_app() || !seen.insert(e.id()).second) return;
+    if (IsInput(e)) out.emplace(e.decl().name().str(), e);
+    for (unsigned i = 0; i < e.num_args(); ++i) walk(e.arg(i));
+  };
+  for (const z3::expr& e : es) walk(e);
+  return out;
+}
+
+z3::expr Zext64(const z3::expr& e) {
+  unsigned w = Width(e);
+  return w < 64 ? z3::zext(e, 64 - w) : e;
+}
+
+// The formula at V = v as a Z3 term over the inputs, and when it is defined.
+struct Built {
+  z3::expr e, ok;
+};
+Built Build(z3::context& c, const FormulaNode& n, int64_t v, const std::map<char, z3::expr>& vars) {
+  using Op = FormulaNode::Op;
+  if (n.op == Op::kLit) return {c.bv_val(n.lit, 64), c.bool_val(true)};
+  if (n.op == Op::kVar) {
+    if (n.var == 'V') return {c.bv_val(static_cast<uint64_t>(v), 64), c.bool_val(true)};
+    auto it = vars.find(n.var);
+    return {it != vars.end() ? it->second : c.bv_val(0, 64), c.bool_val(it != vars.end())};
+  }
+  Built a = Build(c, *n.a, v, vars);
+  if (n.op == Op::kNeg) return {-a.e, a.ok};
+  if (n.op == Op::kPlus) return a;
+  if (n.op == Op::kNot) return {~a.e, a.ok};
+  Built b = Build(c, *n.b, v, vars);
+  z3::expr ok = a.ok && b.ok;
+  switch (n.op) {
+    case Op::kAdd:
+      return {a.e + b.e, ok};
+    case Op::kSub:
+      return {a.e - b.e, ok};
+    case Op::kMul:
+      return {a.e * b.e, ok};
+    case Op::kAnd:
+      return {a.e & b.e, ok};
+    case Op::kOr:
+      return {a.e | b.e, ok};
+    case Op::kXor:
+      return {a.e ^ b.e, ok};
+    case Op::kDiv:
+      return {z3::udiv(a.e, b.e), ok && b.e != 0};
+    case Op::kMod:
+      return {z3::urem(a.e, b.e), ok && b.e != 0};
+    case Op::kShl:
+      return {z3::shl(a.e, b.e), ok && z3::ult(b.e, 64)};
+    case Op::kShr:
+      return {z3::lshr(a.e, b.e), ok && z3::ult(b.e, 64)};
+    default:
+      return {c.bv_val(0, 64), c.bool_val(false)};
+  }
+}
+
+// A few concrete inputs first: a wrong candidate is refuted in microseconds.
+bool SamplesAgree(z3::context& c, const artifact::Formula& f, int64_t v, const z3::expr& out,
+                  const std::map<std::string, z3::expr>& consts,
+                  const std::map<std::string, char>& names, int out_bits) {
+  for (uint64_t seed : {uint64_t{3}, uint64_t{0x12345}, uint64_t{0xdeadbeefcafe1}, ~uint64_t{0}}) {
+    artifact::FormulaVars fv{static_cast<uint64_t>(v)};
+    z3::expr_vector from(c), to(c);
+    uint64_t k = 0;
+    for (const auto& [name, e] : consts) {
+      uint64_t val = (seed * (2 * ++k + 1)) & Mask(Width(e));
+      from.push_back(e);
+      to.push_back(c.bv_val(val, Width(e)));
+      switch (names.at(name)) {
+        case 'X':
+          fv.x = val;
+          break;
+        case 'Y':
+          fv.y = val;
+          break;
+        case 'Z':
+          fv.z = val;
+          break;
+        default:
+          fv.w = val;
+      }
+    }
+    auto got = f.Eval(fv);
+    uint64_t want = 0;
+    if (!z3::expr(out).substitute(from, to).simplify().is_numeral_u64(want)) return true;
+    if (got && ((*got ^ want) & Mask(out_bits))) return false;
+  }
+  return true;
+}
+
+bool Commutative(const z3::expr& e) {
+  switch (e.decl().decl_kind()) {
+    case Z3_OP_BADD:
+    case Z3_OP_BMUL:
+    case Z3_OP_BAND:
+    case Z3_OP_BOR:
+    case Z3_OP_BXOR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The argument where `b` differs from `a` (same operator and arity): the one position whose
+// arguments differ, or for a commutative operator (Z3 orders its arguments per term) the one
+// argument of each not found among the other's. `ai`/`bi`: the positions; false if none or
+// several differ.
+bool OneDifferingArg(const z3::expr& a, const z3::expr& b, unsigned* ai, unsigned* bi) {
+  int n = 0;
+  if (!Commutative(a)) {
+    for (unsigned i = 0; i < a.num_args(); ++i)
+      if (!z3::eq(a.arg(i), b.arg(i))) *ai = *bi = i, ++n;
+    return n == 1;
+  }
+  auto only = [&](const z3::expr& x, const z3::expr& y, unsigned* pos) {
+    int m = 0;
+    for (unsigned i = 0; i < x.num_args(); ++i) {
+      bool found = false;
+      for (unsigned j = 0; j < y.num_args() && !found; ++j) found = z3::eq(x.arg(i), y.arg(j));
+      if (!found) *pos = i, ++m;
+    }
+    return m == 1;
+  };
+  return only(a, b, ai) && only(b, a, bi);
+}
+
+// The path to where the three outputs differ: down while they apply the same operator and
+// differ in one argument only.
+std::vector<unsigned> HolePath(std::vector<z3::expr>* o) {
+  std::vector<unsigned> path;
+  for (;;) {
+    const z3::expr a = (*o)[0];
+    if (!a.is_app() || a.num_args() == 0) return path;
+    std::vector<unsigned> pos(o->size(), 0);
+    for (size_t k = 1; k < o->size(); ++k) {
+      const z3::expr& b = (*o)[k];
+      if (!b.is_app() || b.num_args() != a.num_args() ||
+          !Z3_is_eq_func_decl(a.ctx(), a.decl(), b.decl()))
+        return path;
+      unsigned ai = 0;
+      if (!OneDifferingArg(a, b, &ai, &pos[k])) return path;
+      if (k > 1 && ai != pos[0]) return path;
+      pos[0] = ai;
+    }
+    path.push_back(pos[0]);
+    for (size_t k = 0; k < o->size(); ++k) (*o)[k] = (*o)[k].arg(pos[k]);
+  }
+}
+
+std::set<unsigned> SubtermIds(const z3::expr& root) {
+  std::set<unsigned> ids;
+  std::function<void(const z3::expr&)> walk = [&](const z3::expr& e) {
+    if (!e.is_app() || !ids.insert(e.id()).second || ids.size() > 20000) return;
+    for (unsigned i = 0; i < e.num_args(); ++i) walk(e.arg(i));
+  };
+  walk(root);
+  return ids;
+}
+
+// The largest subterms of holes[0] that hold inputs and occur unchanged in every hole: the
+// V-independent terms the constant's part of the code works on.
+std::vector<z3::expr> CommonTerms(const std::vector<z3::expr>& holes) {
+  std::vector<std::set<unsigned>> ids;
+  for (size_t k = 1; k < holes.size(); ++k) ids.push_back(SubtermIds(holes[k]));
+  std::vector<z3::expr> out;
+  std::set<unsigned> seen;
+  std::function<void(const z3::expr&)> walk = [&](const z3::expr& e) {
+    if (!e.is_app() || !seen.insert(e.id()).second || FreeInputs(e).empty()) return;
+    bool common = true;
+    for (const auto& s : ids) common &= s.count(e.id()) > 0;
+    if (common) {
+      out.push_back(e);
+      return;
+    }
+    for (unsigned i = 0; i < e.num_args(); ++i) walk(e.arg(i));
+  };
+  walk(holes[0]);
+  return out;
+}
+
+// X >> log2(V) in every build, V a power of two: "X / V", what the compiler made of a
+// division by V (FitOutput only tries divisions where the code multiplies or divides). The
+// composed formula is proved per build, and the check at values that are never a power of two
+// (analyze.cc) sees the division the compiler emits there.
+bool PowerOfTwoShifts(const std::vector<z3::expr>& holes, const z3::expr& x,
+                      const std::vector<int64_t>& vs) {
+  for (size_t k = 0; k < holes.size(); ++k) {
+    if (vs[k] <= 0 || (vs[k] & (vs[k] - 1))) return false;
+    z3::expr want = z3::lshr(Zext64(x), Zext64(x).ctx().bv_val(__builtin_ctzll(vs[k]), 64));
+    z3::solver s(x.ctx());
+    s.add(Zext64(holes[k]) != want);
+    if (s.check() != z3::unsat) return false;
+  }
+  return true;
+}
+
+// The hole's formula: FitOutput over the one common term T (abstracted as X), X then written
+// as T's formula; or a formula in V alone when the hole holds no input.
+absl::StatusOr<OutputFit> FitHole(z3::context& ctx, std::vector<z3::expr> holes,
+                                  const std::vector<int64_t>& vs,
+                                  const std::map<std::string, char>& names) {
+  const unsigned hw = Width(holes[0]);
+  if (hw > 64) return absl::InvalidArgumentError("the differing part is wider than 64 bits");
+  std::vector<z3::expr> terms = CommonTerms(holes);
+  std::optional<z3::expr> x;
+  std::string t_text;
+  if (terms.size() > 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the part that depends on the constant combines ", terms.size(),
+                     " separate terms of the inputs (not V and one term of them)"));
+  if (terms.size() == 1) {
+    auto t = Translator(names).Go(terms[0]);
+    if (!t) return absl::InvalidArgumentError("an input term uses an operation formulas lack");
+    t_text = *t;
+    x = ctx.bv_const("sie_multi_t", Width(terms[0]));
+    z3::expr_vector from(ctx), to(ctx);
+    from.push_back(terms[0]);
+    to.push_back(*x);
+    for (z3::expr& h : holes) {
+      h = Zext64(h.substitute(from, to));
+      if (FreeInputs(h).size() > 1 ||
+          (!FreeInputs(h).empty() && !FreeInputs(h).count("sie_multi_t")))
+        return absl::InvalidArgumentError("the differing part reads inputs outside one term");
+    }
+  } else {
+    for (z3::expr& h : holes) {
+      if (!FreeInputs(h).empty())
+        return absl::InvalidArgumentError(
+            "the part that depends on the constant holds no term of the inputs common to all "
+            "builds");
+      h = Zext64(h).simplify();
+    }
+  }
+  auto fit = FitOutput(ctx, holes, x, vs, static_cast<int>(hw), false);
+  if (!fit.ok() && x && PowerOfTwoShifts(holes, *x, vs))
+    fit = OutputFit{"X / V", true, false, "", 1};
+  if (!fit.ok()) return fit.status();
+  if (fit->uses_x) {
+    std::string f;
+    for (char ch : fit->formula) f += ch == 'X' ? "(" + t_text + ")" : std::string(1, ch);
+    fit->formula = f;
+  }
+  return fit;
+}
+
+}  // namespace
+
+std::optional<std::string> FormulaOfExpr(const z3::expr& e,
+                                         const std::map<std::string, char>& names) {
+  return Translator(names).Go(e);
+}
+
+bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, const z3::expr& out,
+                    const std::map<std::string, char>& names, int out_bits) {
+  auto f = artifact::Formula::Parse(formula, absl::StrCat("VX", artifact::kExtraInputs));
+  if (!f.ok()) return false;
+  auto consts = InputConsts({out});
+  std::map<char, z3::expr> vars;
+  for (const auto& [name, e] : consts) {
+    auto it = names.find(name);
+    if (it == names.end()) return false;
+    vars.emplace(it->second, Zext64(e));
+  }
+  if (!SamplesAgree(ctx, *f, v, out, consts, names, out_bits)) return false;
+  Built b = Build(ctx, f->root(), v, vars);
+  z3::expr o64 = Zext64(out);
+  z3::solver s(ctx);
+  z3::params p(ctx);
+  p.set("timeout", 20000u);
+  s.set(p);
+  s.add(b.ok && o64.extract(out_bits - 1, 0) != b.e.extract(out_bits - 1, 0));
+  return s.check() == z3::unsat;
+}
+
+absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::expr>& outs,
+                                       const std::map<std::string, char>& names,
+                                       const std::vector<int64_t>& vs, int out_bits) {
+  std::vector<z3::expr> o;
+  for (const z3::expr& e : outs) o.push_back(Zext64(e).simplify());
+  std::vector<z3::expr> holes = o;
+  std::vector<unsigned> path = HolePath(&holes);
+  auto hole = FitHole(ctx, holes, vs, names);
+  if (!hole.ok()) return hole.status();
+  const unsigned hw = Width(holes[0]);
+  // The hole's formula is right on the hole's low bits (FitOutput fits at the write's width,
+  // 32 or 64 bits): masked to its width, or to 32 bits, whichever the proof accepts.
+  std::vector<std::string> texts;
+  for (unsigned m : {hw, 32u})
+    if (m <= hw)
+      texts.push_back(m < 64 ? absl::StrFormat("((%s) & 0x%x)", hole->formula, Mask(m))
+                             : "(" + hole->formula + ")");
+  for (const std::string& h : texts) {
+    auto text = Translator(names, path, h).Root(o[0]);
+    if (!text)
+      return absl::InvalidArgumentError(
+          "the output uses an operation formulas lack "
+          "(sign extension, a conditional, a wide product)");
+    if (text->size() > 1024)
+      return absl::InvalidArgumentError("the formula would exceed 1024 characters");
+    bool proved = true;
+    for (size_t k = 0; k < o.size() && proved; ++k)
+      proved = ProveFormulaAt(ctx, *text, vs[k], o[k], names, out_bits);
+    if (proved) return MultiFit{*text, hole->vmin, hole->vmax};
+  }
+  return absl::InvalidArgumentError(
+      "no formula over the inputs could be proved for every input value in every build");
+}
+
+}  // namespace sie::synth::analysis

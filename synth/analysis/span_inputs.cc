@@ -1,0 +1,150 @@
+#include "synth/analysis/span_inputs.h"
+
+#include <functional>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace sie::synth::analysis {
+namespace {
+
+// Registers the stub may read (pt_regs names; never sp or ip).
+constexpr const char* kRegs[] = {"ax", "bx",  "cx",  "dx",  "si",  "di",  "bp", "r8",
+                                 "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
+
+z3::expr Zext64(const z3::expr& e) {
+  unsigned w = e.get_sort().bv_size();
+  return w < 64 ? z3::zext(e, 64 - w) : e;
+}
+
+std::map<std::string, z3::expr> Consts(const std::vector<z3::expr>& es) {
+  std::map<std::string, z3::expr> out;
+  std::set<unsigned> seen;
+  std::function<void(const z3::expr&)> walk = [&](const z3::expr& e) {
+    if (!e.is_app() || !seen.insert(e.id()).second) return;
+    if (e.num_args() == 0 && e.decl().decl_kind() == Z3_OP_UNINTERPRETED)
+      out.emplace(e.decl().name().str(), e);
+    for (unsigned i = 0; i < e.num_args(); ++i) walk(e.arg(i));
+  };
+  for (const z3::expr& e : es) walk(e);
+  return out;
+}
+
+// A register holding `value` (zero-extended) after the span, other than `target`.
+std::optional<std::string> HeldIn(SymState& st, const z3::expr& value, const std::string& target) {
+  z3::expr v = Zext64(value).simplify();
+  for (const char* r : kRegs)
+    if (r != target && z3::eq(st.Reg(r).simplify(), v)) return std::string(r);
+  return std::nullopt;
+}
+
+// The last instruction of [begin, end) that writes register family `f`.
+std::string LastWriter(const Function& fn, int begin, int end, const std::string& f) {
+  for (int i = end - 1; i >= begin; --i)
+    for (const std::string& w : fn.insns[i].writes)
+      if (RegFamily(w) == f)
+        return absl::StrFormat("`%s` at +0x%x", fn.insns[i].Text(), fn.insns[i].offset);
+  return "the span";
+}
+
+// True when no store of the span can overlap the `width` bytes loaded at `addr`.
+bool NoStoreAliases(z3::context& c, const z3::expr& addr, int width, SymState& st,
+                    std::string* why) {
+  for (const SymStore& s : st.stores()) {
+    if (!s.addr) {
+      *why = absl::StrCat("the span stores to ", s.key.substr(4), ", which may alias it");
+      return false;
+    }
+    // Disjoint on the address ring: the store starts at least `width` past the load, and the
+    // load at least the store's width past the store.
+    z3::solver sv(c);
+    z3::params p(c);
+    p.set("timeout", 5000u);
+    sv.set(p);
+    sv.add(!(z3::uge(*s.addr - addr, c.bv_val(width, 64)) &&
+             z3::uge(addr - *s.addr, c.bv_val(s.width, 64))));
+    if (sv.check() != z3::unsat) {
+      *why = absl::StrCat("the span's store to ", s.key.substr(4), " may alias it");
+      return false;
+    }
+  }
+  return true;
+}
+
+// Where a value loaded inside the span can be re-read at the probe, or why it cannot.
+std::optional<std::string> MemoryUnavailable(const Function& fn, int begin, int end, SymState& st,
+                                             const std::string& sym, const z3::expr& value,
+                                             const std::vector<z3::expr>& live_uses) {
+  auto ld = st.loads().find(sym);
+  if (ld == st.loads().end()) return "it is not loaded in the shipped build";
+  std::string by =
+      absl::StrFormat("loaded by `%s` at +0x%x", ld->second.insn->Text(), ld->second.insn->offset);
+  if (!ld->second.addr)
+    return absl::StrCat(by, " from a global (RIP-relative): the stub has no address for it");
+  for (const std::string& a : FreeInputs(*ld->second.addr)) {
+    if (a.rfind("in:", 0) != 0) return absl::StrCat(by, ": its address is loaded in the span");
+    std::string r = a.substr(3);
+    if (st.written().count(r))
+      return absl::StrCat(by, ": address register ", r, " is overwritten by ",
+                          LastWriter(fn, begin, end, r));
+  }
+  std::string why;
+  if (!NoStoreAliases(value.ctx(), *ld->second.addr, ld->second.op.size, st, &why))
+    return absl::StrCat(by, ": ", why);
+  for (const z3::expr& u : live_uses)
+    if (FreeInputs(u).count(sym))
+      return absl::StrCat(by,
+                          ": it also feeds another result live after the span, which a "
+                          "re-read at the probe could contradict under a concurrent write");
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ProbeInput>> LocateInputs(const Function& fn, int begin, int end,
+                                                     SymState& st,
+                                                     const std::vector<z3::expr>& outs,
+                                                     const std::string& target,
+                                                     const std::vector<z3::expr>& live_uses) {
+  std::vector<ProbeInput> out;
+  std::vector<std::string> dead;
+  for (const auto& [sym, e] : Consts(outs)) {
+    ProbeInput in;
+    in.sym = sym;
+    if (auto r = HeldIn(st, e, target)) {
+      in.reg = *r;
+      out.push_back(in);
+      continue;
+    }
+    if (sym.rfind("in:", 0) == 0) {
+      // Overwritten in the span: only a recompute's X can be saved at the span's start.
+      in.reg = sym.substr(3);
+      in.saved = true;
+      out.push_back(in);
+      dead.push_back(
+          absl::StrCat(in.reg, " (overwritten by ", LastWriter(fn, begin, end, in.reg), ")"));
+      continue;
+    }
+    auto why = MemoryUnavailable(fn, begin, end, st, sym, e, live_uses);
+    std::string name = absl::StrCat("memory ", sym.substr(4, sym.rfind(':') - 4));
+    if (why)
+      return absl::InvalidArgumentError(absl::StrCat("input ", name,
+                                                     " is not available "
+                                                     "at the probe: ",
+                                                     *why));
+    const SymLoad& ld = st.loads().at(sym);
+    in.mem = ld.op;
+    in.width = ld.op.size;
+    out.push_back(in);
+  }
+  if (dead.size() > 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("inputs ", absl::StrJoin(dead, ", "),
+                     " are not available at the probe and only one can be saved at the span's "
+                     "start"));
+  return out;
+}
+
+}  // namespace sie::synth::analysis

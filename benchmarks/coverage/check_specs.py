@@ -24,8 +24,12 @@ import kbuild  # noqa: E402
 
 
 def default_tree(release):
-    cached = os.path.expanduser(f"~/.cache/sie/kernel-{release}/linux")
-    return cached if os.path.isdir(cached) else "/work/cov-src/linux-source-6.12"
+    cache = os.environ.get("SIE_CACHE", os.path.expanduser("~/.cache/sie"))
+    cached = os.path.join(cache, f"kernel-{release}", "linux")
+    if not os.path.isdir(cached):
+        sys.exit(f"check_specs: no kernel tree at {cached}\n"
+                 "hint: `sie synth` prepares it on first use, or pass --tree DIR")
+    return cached
 
 
 def literal(v):

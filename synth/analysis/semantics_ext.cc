@@ -119,9 +119,12 @@ std::optional<bool> SymState::StepBitScan(const Insn& in) {
     unsigned i = m == "bsr" ? k : w - 1 - k;
     r = z3::ite(Bit(src, i), ctx_.bv_val(i, w), r);
   }
-  // On a zero source the whole register is undefined (even the upper half of a 32-bit one).
+  // On a zero source the whole register is undefined (even the upper half of a 32-bit one),
+  // except that a 64-bit bsf/bsr leaves it unchanged: AMD documents it, Intel's CPUs do it, and
+  // the kernel relies on it (fls64/__ffs64 preload the destination, asm/bitops.h).
   std::string fam = RegFamily(in.ops[0].reg);
-  z3::expr full = z3::ite(Zero(src), Undef(in, 64, "the destination"), z3::zext(r, 64 - w));
+  z3::expr kept = w == 64 && m != "tzcnt" ? Read(in.ops[0]) : Undef(in, 64, "the destination");
+  z3::expr full = z3::ite(Zero(src), kept, z3::zext(r, 64 - w));
   if (w == 16)
     Write(in.ops[0], z3::ite(Zero(src), Undef(in, 16, "the destination"), r));
   else

@@ -23,6 +23,7 @@
 #include "common/base/diag.h"
 #include "common/base/files.h"
 #include "common/base/unique_fd.h"
+#include "kmod/include/sie/kfuncs.h"
 
 namespace sie::loader {
 namespace fs = std::filesystem;
@@ -287,8 +288,16 @@ absl::Status KfuncsCommand(const std::string& cmd) {
   if (!fd.valid())
     return FailedWithHint(absl::StrCat("cannot open ", kKfuncsControl, ": ", strerror(errno)),
                           "is sie_kfuncs.ko loaded and debugfs mounted?");
-  if (write(fd.get(), cmd.data(), cmd.size()) != static_cast<ssize_t>(cmd.size()))
-    return absl::InternalError(absl::StrCat("sie_kfuncs rejected '", cmd, "': ", strerror(errno)));
+  if (write(fd.get(), cmd.data(), cmd.size()) != static_cast<ssize_t>(cmd.size())) {
+    int err = errno;
+    std::string what = absl::StrCat("sie_kfuncs rejected '", cmd, "': ", strerror(err));
+    if (err == ENOSPC)
+      return FailedWithHint(what, absl::StrCat("every loaded constant's probe sites and memory "
+                                               "cells share one table (",
+                                               SIE_MAX_SITES, " sites, ", SIE_MAX_CELLS,
+                                               " cells): unload constants you no longer tune"));
+    return absl::InternalError(what);
+  }
   return absl::OkStatus();
 }
 

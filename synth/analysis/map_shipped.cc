@@ -41,6 +41,17 @@ bool SameInsn(const Insn& a, const Insn& b) {
   return ma == mb;
 }
 
+// The probe instruction's bytes as the runtime checks them. A relocatable binary (a module)
+// leaves relocation fields unresolved on disk ('??': the loader fills them in, so the live
+// bytes differ); vmlinux's are final.
+std::string ExpectBytes(const Insn& in, bool relocatable) {
+  std::string hex = absl::BytesToHexString(in.bytes);
+  if (!relocatable) return hex;
+  for (const auto& r : in.relocs)
+    for (int k = r.at; k < r.at + r.width && k < in.size; ++k) hex.replace(2 * k, 2, "??");
+  return hex;
+}
+
 std::vector<int> Align(const Function& a, const Function& b) {
   return analysis::AlignLcs(a.insns.size(), b.insns.size(),
                             [&](size_t i, size_t j) { return SameInsn(a.insns[i], b.insns[j]); });
@@ -49,6 +60,7 @@ std::vector<int> Align(const Function& a, const Function& b) {
 struct Mapping {
   Function obj, shipped;
   std::vector<int> match;
+  bool relocatable = false;  // the shipped binary is a module (.ko): relocations unresolved
   absl::StatusOr<uint64_t> Map(uint64_t off, const std::string& what) const {
     if (off == obj.size) return shipped.size;
     int i = obj.IndexAt(off);
@@ -106,6 +118,7 @@ absl::StatusOr<Mapping> MapFunction(const ElfFile& obj, const ElfFile& ship,
         best.obj = mp.obj;
         best.shipped = std::move(*f);
         best.match = std::move(match);
+        best.relocatable = ship.relocatable();
       }
     } else {
       why = absl::StrFormat("only %d of %d instructions match", matched, mp.obj.insns.size());
@@ -161,8 +174,8 @@ absl::StatusOr<CriticalSpan> MapSpan(const Mapping& mp, const CriticalSpan& sp) 
     if (!x.ok()) break;  // later candidates are optional
     out.candidates.push_back(*x);
   }
-  int pi = mp.shipped.IndexAt(out.probe_offset);
-  out.expect_bytes = absl::BytesToHexString(mp.shipped.insns[pi].bytes);
+  out.expect_bytes =
+      ExpectBytes(mp.shipped.insns[mp.shipped.IndexAt(out.probe_offset)], mp.relocatable);
   return out;
 }
 

@@ -27,7 +27,7 @@ enum class Refusal {
   kUnmodelledInstruction,  // the symbolic executor cannot model an instruction of the span
   kTwoInputs,              // the span combines two live inputs with the constant
   kInputInSpan,            // X is loaded inside the span, not live at its start
-  kJoinBypass,             // the first instruction after the span is also a jump target
+  kJoinBypass,             // the span ends at a jump target and no path token can mark it
   kShapeChange,            // a comparison changes shape with the value
   kControlFlow,            // control flow or the stack frame depends on the value
   kLayout,                 // a memory offset, store set or data layout depends on the value

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "common/artifact/formula.h"
 #include "common/base/diag.h"
@@ -141,6 +142,30 @@ absl::Status ParseInputs(const Reader& r, const json& j, const std::string& pre,
   return absl::OkStatus();
 }
 
+// The path token: "path_token": true with "mark_offset", the CS's first instruction (the mark
+// must run on every path through the CS and on none that bypasses it).
+absl::Status ParsePathToken(const Reader& r, const json& j, const std::string& pre,
+                            CriticalSpan* s) {
+  auto t = j.find("path_token");
+  const bool token = t != j.end() && !t->is_null();
+  if (token && !t->is_boolean()) return r.Bad(pre + "path_token", "must be true or false");
+  auto m = r.Get(j, pre, "mark_offset", false);
+  if (!m.ok()) return m.status();
+  if (!token || !t->get<bool>()) {
+    if (*m) return r.Bad(pre + "mark_offset", "is set without \"path_token\": true");
+    return absl::OkStatus();
+  }
+  uint64_t off = 0;
+  RETURN_IF_ERROR(r.Int(j, pre, "mark_offset", &off));
+  if (off != s->cs_start || s->cs_start >= s->cs_end || s->cs_end > s->probe_offset)
+    return r.Bad(pre + "mark_offset",
+                 absl::StrFormat("must be the CS's first instruction cs_start (0x%x), before "
+                                 "cs_end (0x%x) and the probe (0x%x); it is 0x%x",
+                                 s->cs_start, s->cs_end, s->probe_offset, off));
+  s->mark_offset = off;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std::string& p) {
   if (!j.is_object()) return r.Bad(p, "must be an object");
   CriticalSpan s;
@@ -207,6 +232,7 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
   RETURN_IF_ERROR(r.Str(j, pre, "flags_op", &s.flags_op, false));
   RETURN_IF_ERROR(r.Str(j, pre, "x_from_probe", &s.x_from_probe, false));
   RETURN_IF_ERROR(ParseInputs(r, j, pre, &s));
+  RETURN_IF_ERROR(ParsePathToken(r, j, pre, &s));
   RETURN_IF_ERROR(r.Str(j, pre, "source", &s.source, false));
   RETURN_IF_ERROR(r.Str(j, pre, "expect_bytes", &s.expect_bytes));
   // Empty only for a plain object (no shipped binary to check): ParseConstJson enforces that.
@@ -283,6 +309,10 @@ json SpanToJson(const CriticalSpan& s) {
       ins.push_back(e);
     }
     j["inputs"] = ins;
+  }
+  if (s.mark_offset) {  // optional: older readers never see it on spans without a token
+    j["path_token"] = true;
+    j["mark_offset"] = *s.mark_offset;
   }
   if (s.kind == SpanKind::kFlags) {
     j["flags_cc"] = s.flags_cc;

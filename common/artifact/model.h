@@ -117,6 +117,12 @@ struct CriticalSpan {
   // Further inputs of the formula (kReg, kRecompute, kMem), read at the probe; empty in const.json
   // files that predate them.
   std::vector<SpanInput> inputs;
+  // Path token (const.json "path_token": true, "mark_offset"): probe_offset is also reached by
+  // a jump that bypasses the CS. A mark probe at mark_offset (the CS's first instruction)
+  // records the frame (stack pointer) passing through the CS; the apply probe writes only for
+  // that frame and clears the mark, so the bypass path keeps its own state. Absent in older
+  // files and for spans whose probe is reached only through the CS.
+  std::optional<uint64_t> mark_offset;
 };
 
 enum class SafeSpanHow { kSlice, kManual, kWholeFunction };

@@ -210,7 +210,18 @@ std::string WriteNew(const CriticalSpan& s) {
   return "";
 }
 
-// The programs of span i: its save program (recompute without x_from_probe) and its apply.
+// A path token span's apply writes only in the frame its mark probe saw (the bypass path,
+// which joins at the probe, keeps its own state).
+std::string TakeMark(const CriticalSpan& s, size_t i) {
+  if (!s.mark_offset) return "";
+  return absl::StrFormat(
+      "\tif (!sie_take_mark(%d, ctx)) {\n\t\tsie_count(%d, SIE_STAT_BYPASS);\n"
+      "\t\treturn 0;\n\t}\n",
+      i, i);
+}
+
+// The programs of span i: its mark program (path token), its save program (recompute without
+// x_from_probe) and its apply.
 std::string SpanPrograms(const CriticalSpan& s, size_t i, const SpanFormulas& p, int slot,
                          const std::string& decide_fn, const std::string& up) {
   std::string body;
@@ -225,17 +236,24 @@ std::string SpanPrograms(const CriticalSpan& s, size_t i, const SpanFormulas& p,
                           "\t/* %s+0x%x, before the CS: X is %s */\n"
                           "\tsie_save(%d, %d, ctx->%s);\n\treturn 0;\n}\n\n",
                           i, s.function, *s.save_offset, s.save_reg, i, slot, s.save_reg);
+  if (s.mark_offset)
+    absl::StrAppendFormat(&body,
+                          "SEC(\"kprobe\")\nint sie_mark_%d(struct pt_regs *ctx)\n{\n"
+                          "\t/* %s+0x%x, the CS's start: this frame takes the CS */\n"
+                          "\tsie_mark(%d, ctx);\n\treturn 0;\n}\n\n",
+                          i, s.function, *s.mark_offset, i);
   absl::StrAppendFormat(&body,
                         "SEC(\"kprobe\")\nint sie_apply_%d(struct pt_regs *ctx)\n{\n"
                         "\t__u64 V, X = 0, %sR = 0, nv;\n\t__s64 value;\n\tint bad = 0, ret;\n\n"
                         "\tsie_count(%d, SIE_STAT_HITS);\n"
+                        "%s"
                         "\tif (!sie_gate(&value)) {\n\t\tsie_count(%d, SIE_STAT_GATED);\n"
                         "\t\treturn 0;\n\t}\n"
                         "\tvalue = %s(ctx, %d, value);\n"
                         "\tif (value < SIE_%s_MIN || value > SIE_%s_MAX) {\n"
                         "\t\tsie_count(%d, SIE_STAT_REJECTED);\n\t\treturn 0;\n\t}\n"
                         "\tV = (__u64)value;\n",
-                        i, DeclareInputs(s), i, i, decide_fn, i, up, up, i);
+                        i, DeclareInputs(s), i, TakeMark(s, i), i, decide_fn, i, up, up, i);
   absl::StrAppend(&body, ReadX(s, p, slot, i), ReadInputs(s), "\tnv = ", p.formula.EmitC(),
                   ";\n\t(void)R;\n");
   absl::StrAppendFormat(&body,

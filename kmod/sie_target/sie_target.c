@@ -8,7 +8,7 @@
  *
  * Every pattern is driven through debugfs, /sys/kernel/debug/sie_target/:
  *
- *   loop call_arg field cmp mul div opt fan
+ *   loop call_arg field cmp mul div opt fan join
  *                                     write a decimal input to run the path once,
  *                                     read the result of the last run (decimal)
  *   workers                           write N (0..SIE_TARGET_MAX_WORKERS) to run N kthreads
@@ -28,6 +28,7 @@
  *   div      = x / DIVISOR
  *   opt      = 8 * x + 3 + OPT_ADD
  *   fan      = 15 * FAN + 30 * x + 105   (sum over n = 0..14 of FAN + 2 * x + n)
+ *   join     = x odd ? JOIN + 1 : x + 1  (the even path bypasses the constant)
  *
  * Disassembly (gcc 12.2 -O2 with the Debian 6.12.117 kbuild flags; objdump -d sie_target.ko).
  * Offsets are function-relative. Functions whose address is taken (the debugfs paths) start with
@@ -42,6 +43,7 @@
  *   (g) sie_target_batch_cycle  +0x13 movl $0x40,0x8(%rdi) (use 1) ; +0x1f call
  *                               usleep_range_state ; +0x24 movl $0x40,0xc(%rbx) (use 2)
  *   (i) sie_target_fan_0 .. sie_target_fan_14: +0x5 mov $0x2468,%eax, then shl/lea (boostable)
+ *   (j) sie_target_join         +0x10 je +0x17 ; +0x12 mov $0x300,%eax ; +0x17 add $0x1,%rax (join)
  * (tests/vm/smoke_test.cc finds these instructions again with a disassembler, so a change in code
  * generation shows up as a test failure rather than as a probe at a wrong place.)
  */
@@ -190,6 +192,26 @@ static u64 sie_target_fan(u64 x)
 }
 
 /*
+ * (j) a span that ends at a control-flow join: odd inputs load the constant, even inputs jump
+ * over it with their own value to the same next instruction. A probe there sees both paths;
+ * only the one through the constant may take the new value (sie's path token). In asm so the
+ * jump is not turned into a cmov.
+ */
+static sie_pattern u64 sie_target_join(u64 x)
+{
+	u64 r;
+
+	asm volatile("movq %%rdi, %%rax\n\t"	/* the bypass path's own value */
+		     "testb $1, %%dil\n\t"
+		     "jz 1f\n\t"
+		     "movl %[c], %%eax\n"	/* the constant (CS) */
+		     "1:\taddq $1, %%rax\n\t"	/* the join: first reader of %rax */
+		     : "=&a"(r)
+		     : "D"(x), [c] "i"(SIE_TARGET_JOIN));
+	return r;
+}
+
+/*
  * (g) one constant used twice with a sleep in between: a "reservation" and its "release". If the
  * constant changes while a thread sleeps between the two uses, the thread sees a mixed pair; that
  * is what sie's consistency modes must prevent, so it is counted.
@@ -323,6 +345,7 @@ static struct sie_target_path sie_target_paths[] = {
 	{ .name = "div", .run = sie_target_div },
 	{ .name = "opt", .run = sie_target_opt },
 	{ .name = "fan", .run = sie_target_fan },
+	{ .name = "join", .run = sie_target_join },
 };
 
 static int sie_target_path_get(void *data, u64 *val)

@@ -208,7 +208,9 @@ int StatusCommand(const std::vector<std::string>& args) {
                          {"rejected", c.rejected},
                          {"failed", c.failed},
                          {"gated", c.gated},
-                         {"nosave", c.nosave}});
+                         {"nosave", c.nosave},
+                         {"bypass", c.bypass},
+                         {"markfail", c.markfail}});
       j["spans"] = spans;
       if (!lc.global.empty()) j["global"] = lc.global;
       a.push_back(j);
@@ -238,6 +240,9 @@ int StatusCommand(const std::vector<std::string>& args) {
                     (unsigned long long)c.hits, (unsigned long long)c.applied,
                     (unsigned long long)c.rejected, (unsigned long long)c.failed,
                     (unsigned long long)c.gated);
+        if (c.bypass || c.markfail)  // path token: hits of the bypass path, marks lost
+          std::printf(" bypass %llu markfail %llu", (unsigned long long)c.bypass,
+                      (unsigned long long)c.markfail);
       }
       std::printf("\n");
       if (pr.others_count > 0)

@@ -51,7 +51,7 @@ struct SetOptions {
 };
 
 struct ProbeInfo {
-  std::string role;  // "apply", "save", "guard"
+  std::string role;  // "apply", "save", "mark" (path token), "guard"
   int span = 0;      // span index (guard: safe-span index)
   std::string function;
   uint64_t offset = 0;
@@ -94,6 +94,8 @@ absl::StatusOr<SetResult> SetConst(const SetOptions& opts);
 
 struct SpanCounters {
   uint64_t hits = 0, applied = 0, rejected = 0, failed = 0, gated = 0, nosave = 0;
+  // Path token spans: apply hits on the bypass path (no mark: nothing written), marks lost.
+  uint64_t bypass = 0, markfail = 0;
 };
 
 // Mode 1: how tasks moved since the last request (new target or value): how many switched at a

@@ -49,6 +49,10 @@ std::string NativeUnsupported(const artifact::SynthesizedConst& c, int mode, boo
                             "one probe per place)");
     const std::string sp =
         absl::StrCat("span ", i, " (", s.function, "+0x", absl::Hex(s.probe_offset), "): ");
+    if (s.mark_offset)
+      return sp +
+             "it ends at a join and applies only in the frame its mark saw (path token), "
+             "which only the BPF stub tracks";
     switch (s.kind) {
       case SpanKind::kReg:
         if (s.target_reg.empty() || s.target_reg == "sp")

@@ -283,7 +283,8 @@ absl::Status ResolveProbes(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
         [&] { return Int3KprobeAt(addr); });
     if (!covered.ok()) return covered.status();
     if (!covered->empty()) res.notes.push_back(absl::StrCat("span ", i, ": ", *covered));
-    if (s.kind == SpanKind::kReg)
+    // A path token's apply stays at the join its marks are consumed at.
+    if (s.kind == SpanKind::kReg && !s.mark_offset)
       for (uint64_t off : s.candidates)
         if (off != s.probe_offset) a.candidates.push_back(off);
     plan.probes.push_back(std::move(a));
@@ -292,6 +293,14 @@ absl::Status ResolveProbes(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
       sv.info = MakeProbe("save", static_cast<int>(i), s.function, *s.save_offset, sym->addr);
       sv.func_addr = sym->addr;
       plan.probes.push_back(std::move(sv));
+    }
+    // After the apply: attached in plan order, so no mark is set before its apply can take it
+    // (a mark left over would let a later bypass of the same frame apply).
+    if (s.mark_offset) {
+      Attached mk;
+      mk.info = MakeProbe("mark", static_cast<int>(i), s.function, *s.mark_offset, sym->addr);
+      mk.func_addr = sym->addr;
+      plan.probes.push_back(std::move(mk));
     }
   }
   return absl::OkStatus();

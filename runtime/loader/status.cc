@@ -48,7 +48,8 @@ void ReadBpfCounters(LoadedConst& lc, const std::string& n, uint32_t nspans) {
     for (uint32_t i = 0; i < nspans; ++i) {
       const uint64_t* s = &v[i * SIE_STAT_NR];
       lc.spans.push_back({s[SIE_STAT_HITS], s[SIE_STAT_APPLIED], s[SIE_STAT_REJECTED],
-                          s[SIE_STAT_FAILED], s[SIE_STAT_GATED], s[SIE_STAT_NOSAVE]});
+                          s[SIE_STAT_FAILED], s[SIE_STAT_GATED], s[SIE_STAT_NOSAVE],
+                          s[SIE_STAT_BYPASS], s[SIE_STAT_MARKFAIL]});
     }
     lc.transitions = v[SIE_STAT_TRANSITIONS];
     lc.unsafe = v[SIE_STAT_UNSAFE];

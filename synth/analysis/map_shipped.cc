@@ -15,6 +15,7 @@
 #include "synth/analysis/align.h"
 #include "synth/analysis/analyze.h"
 #include "synth/analysis/disasm.h"
+#include "synth/analysis/path_token.h"
 #include "synth/refusal.h"
 
 namespace sie::synth {
@@ -167,6 +168,18 @@ absl::StatusOr<CriticalSpan> MapSpan(const Mapping& mp, const CriticalSpan& sp) 
     auto s = mp.Map(*sp.save_offset, "save");
     if (!s.ok()) return s.status();
     out.save_offset = *s;
+  }
+  if (sp.mark_offset) {
+    // The path token's conditions hold on the shipped code too (its jumps decide them).
+    out.mark_offset = out.cs_start;
+    int b = mp.shipped.IndexAt(out.cs_start), e = mp.shipped.IndexAt(out.probe_offset);
+    absl::Status t = b >= 0 && e > b ? CheckPathToken(mp.shipped, b, e)
+                                     : absl::FailedPreconditionError("the span is not contiguous");
+    if (!t.ok())
+      return Classified(absl::FailedPreconditionError(absl::StrFormat(
+                            "%s+0x%x: the span ends at a join and, in the shipped binary, %s",
+                            sp.function, out.cs_start, t.message())),
+                        Refusal::kJoinBypass);
   }
   out.candidates.clear();
   for (uint64_t c : sp.candidates) {

@@ -19,6 +19,7 @@
 #include "synth/analysis/derive.h"
 #include "synth/analysis/flags_span.h"
 #include "synth/analysis/multi_input.h"
+#include "synth/analysis/path_token.h"
 #include "synth/analysis/semantics.h"
 #include "synth/analysis/span_inputs.h"
 #include "synth/refusal.h"
@@ -211,15 +212,22 @@ struct RegionAnalysis {
       return Refuse(fb, cs_start, "the span ends the function: no probe location after it",
                     Refusal::kUnsafe);
     sp.probe_offset = fb.insns[end_idx].offset;
-    if (fb.branch_targets.count(sp.probe_offset))
-      return Refuse(fb, cs_start,
-                    absl::StrFormat("the first instruction after the span (+0x%x) is also reached "
-                                    "by a jump that bypasses the span: a probe there would "
-                                    "rewrite state on the other path too",
-                                    sp.probe_offset),
-                    Refusal::kJoinBypass);
+    if (fb.branch_targets.count(sp.probe_offset)) {
+      // A jump bypassing the span joins at the probe: a path token separates the paths.
+      if (absl::Status t = CheckPathToken(fb, r.b[0], end_idx); !t.ok())
+        return Refuse(fb, cs_start,
+                      absl::StrFormat("the first instruction after the span (+0x%x) is also "
+                                      "reached by a jump that bypasses the span, and no path "
+                                      "token can tell the paths apart: %s",
+                                      sp.probe_offset, t.message()),
+                      Refusal::kJoinBypass);
+      sp.mark_offset = cs_start;
+    }
     ProbeWindow w = ProbeCandidates(fb, end_idx, locs);
     sp.candidates = w.candidates;
+    // The apply must stay where the mark's paths join (moving it while the mark is attached
+    // would leave marks unconsumed).
+    if (sp.mark_offset && sp.candidates.size() > 1) sp.candidates.resize(1);
     if (w.first_reader >= 0) {
       const Insn& rd = fb.insns[w.first_reader];
       if (rd.is_call && IsAllocCall(rd.call_target) && !sp.target_reg.empty() &&

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/artifact/formula.h"
@@ -21,6 +22,7 @@
 #include "synth/analysis/align.h"
 #include "synth/analysis/analyze.h"
 #include "synth/analysis/disasm.h"
+#include "synth/analysis/path_token.h"
 #include "synth/refusal.h"
 
 namespace sie::synth {
@@ -705,6 +707,88 @@ TEST_P(AnalysisTest, MapsOntoALinkedBinary) {
   auto st = MapToShipped(base, other, &spans, nullptr);
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.message().find("fx_cmp"), std::string::npos) << st;
+}
+
+TEST_P(AnalysisTest, SpanEndingAtAJoinCarriesAPathToken) {
+  // `if (x > 3) q->batch = CONST; q->head = x;`: the store's next instruction is where the
+  // path that skips the store joins. The span gets a path token instead of a refusal.
+  std::string base = Obj("join", 8);
+  auto r = Analyze("join", {8, 16, 32});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_join");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kMem);
+  EXPECT_EQ(s[0]->formula, "V");
+  ASSERT_TRUE(s[0]->mark_offset.has_value()) << Dump(*r);
+  EXPECT_EQ(*s[0]->mark_offset, s[0]->cs_start);
+  EXPECT_LE(s[0]->candidates.size(), 1u);
+  auto b = analysis::ElfFile::Open(base);
+  auto fb = analysis::DisassembleFunctions(**b, {"fx_join"});
+  ASSERT_TRUE(fb.ok()) << fb.status();
+  EXPECT_TRUE((*fb)[0].branch_targets.count(s[0]->probe_offset));
+  EXPECT_FALSE((*fb)[0].branch_targets.count(s[0]->cs_start));
+  // What the token separates: at V=100 the marked path stores 100, the bypass path leaves
+  // the cell as it was (an apply there would store 100 too).
+  struct Q {
+    int head, batch;
+  } q{0, 55};
+  auto f4 = reinterpret_cast<void (*)(Q*, int)>(dlsym(So("join", 100), "fx_join"));
+  f4(&q, 1);
+  EXPECT_EQ(q.batch, 55);
+  f4(&q, 9);
+  EXPECT_EQ(static_cast<uint64_t>(q.batch), Eval(*s[0], 100));
+  // The mark survives mapping onto a linked binary (re-checked on its code).
+  std::string exe = (tmp_->path() / "linked_join").string();
+  ASSERT_TRUE(RunChecked({GetParam(), "-nostdlib", "-static", "-Wl,-e,fx_join",
+                          "-Wl,--unresolved-symbols=ignore-all", base, "-o", exe})
+                  .ok());
+  std::vector<CriticalSpan> spans = r->spans;
+  std::vector<SafeSpan> safe = r->safe_spans;
+  ASSERT_TRUE(MapToShipped(base, exe, &spans, &safe).ok());
+  ASSERT_TRUE(spans[0].mark_offset.has_value());
+  EXPECT_EQ(*spans[0].mark_offset, spans[0].cs_start);
+}
+
+// A function of instructions at offsets 0, 1, 2, ... (one byte each) and these jump targets.
+analysis::Function Straight(std::vector<analysis::Insn> insns, std::set<uint64_t> targets) {
+  analysis::Function f;
+  f.name = "f";
+  for (size_t i = 0; i < insns.size(); ++i) {
+    insns[i].offset = i;
+    insns[i].size = 1;
+  }
+  f.insns = std::move(insns);
+  f.branch_targets = std::move(targets);
+  return f;
+}
+
+analysis::Insn I(const std::string& mnemonic, const std::string& ops = "") {
+  analysis::Insn in;
+  in.mnemonic = mnemonic;
+  in.op_str = ops;
+  return in;
+}
+
+TEST(PathTokenTest, AcceptsAStraightSpanEvenWhenItsStartIsAJoin) {
+  // Every path reaching the start runs the whole span: a jump there is harmless.
+  auto f =
+      Straight({I("cmp", "esi, 3"), I("mov", "eax, 8"), I("add", "eax, edi"), I("ret")}, {1, 3});
+  EXPECT_TRUE(analysis::CheckPathToken(f, 1, 3).ok());
+}
+
+TEST(PathTokenTest, RefusesWhatAMarkCannotFollow) {
+  auto jump_in = Straight({I("mov", "eax, 8"), I("add", "eax, edi"), I("ret")}, {1, 2});
+  auto st = analysis::CheckPathToken(jump_in, 0, 2);
+  EXPECT_TRUE(absl::StrContains(st.message(), "+0x1 inside the span is a jump target")) << st;
+  analysis::Insn call = I("call", "foo");
+  call.is_call = call.is_branch = true;
+  auto calls = Straight({I("mov", "eax, 8"), call, I("ret")}, {2});
+  st = analysis::CheckPathToken(calls, 0, 2);
+  EXPECT_TRUE(absl::StrContains(st.message(), "`call foo` at +0x1 inside the span transfers"))
+      << st;
+  auto pushes = Straight({I("mov", "eax, 8"), I("push", "rax"), I("ret")}, {2});
+  st = analysis::CheckPathToken(pushes, 0, 2);
+  EXPECT_TRUE(absl::StrContains(st.message(), "`push rax` at +0x1 moves the stack pointer")) << st;
 }
 
 INSTANTIATE_TEST_SUITE_P(Compilers, AnalysisTest, ::testing::Values("gcc", "clang"),

@@ -31,6 +31,16 @@
 #define SIE_MAP_TASK "sie_task"
 #define SIE_MAP_SAFE "sie_safe"
 #define SIE_MAP_BLOCKED "sie_blocked"
+#define SIE_MAP_MARKS "sie_marks"
+
+/* A key of sie_marks: a path token span's mark of the frame whose stack pointer is sp. */
+struct sie_mark_key {
+	__u64 sp;   /* the stack pointer at the CS's first instruction (and at its apply probe) */
+	__u32 span;
+	__u32 pad;  /* zero */
+};
+
+#define SIE_MAX_MARKS 4096 /* frames between a mark and its apply at one time */
 
 /* Control words, keys of sie_ctl (u64 each); user space writes them, the programs only read. */
 enum sie_ctl_key {
@@ -62,7 +72,14 @@ enum sie_stat {
 	SIE_STAT_EPOCH_TASKS = 8,
 	SIE_STAT_EPOCH_SUM_NS = 9,
 	SIE_STAT_EPOCH_MAX_NS = 10,
-	SIE_STAT_NR = 11,
+	/*
+	 * Path token spans: the apply probe was reached without this frame's mark (the path
+	 * bypassing the CS: nothing is written), and marks the mark probe could not record (a
+	 * full sie_marks: that pass keeps the original value).
+	 */
+	SIE_STAT_BYPASS = 11,
+	SIE_STAT_MARKFAIL = 12,
+	SIE_STAT_NR = 13,
 };
 
 /* An entry of sie_safe: a safe span's address range [start, end) (mode 1). */
@@ -108,6 +125,7 @@ struct sie_log_rec {
 SIE_ABI_ASSERT(SIE_CTL_EPOCH_NS < SIE_CTL_NR, "sie_ctl too small");
 SIE_ABI_ASSERT(SIE_MAX_SAFE_CHECKED <= SIE_MAX_SAFE, "stack check reads past sie_safe");
 SIE_ABI_ASSERT(sizeof(struct sie_range) == 16, "sie_range layout");
+SIE_ABI_ASSERT(sizeof(struct sie_mark_key) == 16, "sie_mark_key layout");
 SIE_ABI_ASSERT(__builtin_offsetof(struct sie_range, end) == 8, "sie_range layout");
 SIE_ABI_ASSERT(sizeof(struct sie_run_txn_val) == 16, "sie_run_txn_val layout");
 SIE_ABI_ASSERT(__builtin_offsetof(struct sie_run_txn_val, log_dropped) == 8,

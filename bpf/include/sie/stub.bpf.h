@@ -14,6 +14,8 @@
  *              preempted and migrated (the reference's per-CPU slots break there).
  *   sie_safe   ARRAY of safe-span address ranges [start, end) for the mode-1 stack check.
  *   sie_blocked LRU_HASH of tasks whose last mode-1 guard found an unsafe stack.
+ *   sie_marks  HASH of path token marks (span, stack pointer) -> task, set at a CS's start and
+ *              taken by its apply probe (spans ending at a join; see sie_mark).
  */
 #ifndef SIE_STUB_BPF_H
 #define SIE_STUB_BPF_H
@@ -264,6 +266,44 @@ int sie_guard(struct pt_regs *ctx)
 	if (epoch && now >= epoch)
 		sie_count_latency(now - epoch);
 	return 0;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SIE_MAX_MARKS);
+	__type(key, struct sie_mark_key);
+	__type(value, __u64);
+} sie_marks SEC(".maps");
+
+/*
+ * Path token, at the first instruction of a CS whose end is also reached by a jump bypassing
+ * it. Keyed by the stack pointer, not by task or CPU: a stack address belongs to one live frame
+ * at a time, so an interrupt that runs the same code on the same task (deeper on its stack, or
+ * on the CPU's interrupt stack) has another key and neither consumes nor overwrites this
+ * frame's mark. synth proved the CS has no jump, call, return or stack pointer change and no
+ * jump into its middle, so every marked frame reaches the apply probe with the same sp and
+ * consumes its mark there; the loader attaches the apply before the mark, so no mark is left
+ * behind unconsumed for a later bypass of the same frame to find.
+ */
+static __always_inline void sie_mark(__u32 span, struct pt_regs *ctx)
+{
+	struct sie_mark_key k = { .sp = ctx->sp, .span = span, .pad = 0 };
+	__u64 task = (__u64)bpf_get_current_task();
+
+	if (bpf_map_update_elem(&sie_marks, &k, &task, BPF_ANY))
+		sie_count(span, SIE_STAT_MARKFAIL);
+}
+
+/* Takes this frame's mark of `span` (one use): 1 on the marked path, 0 on the bypass. */
+static __always_inline int sie_take_mark(__u32 span, struct pt_regs *ctx)
+{
+	struct sie_mark_key k = { .sp = ctx->sp, .span = span, .pad = 0 };
+	__u64 *task = bpf_map_lookup_elem(&sie_marks, &k);
+	int mine = task && *task == (__u64)bpf_get_current_task();
+
+	if (task)
+		bpf_map_delete_elem(&sie_marks, &k);
+	return mine;
 }
 
 /* Saves input X of a recompute span in the current task (slot `slot`). */

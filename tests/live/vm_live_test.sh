@@ -75,10 +75,10 @@ srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
 c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()
 print(c.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))'
 }
-# A field of the default fq_codel qdisc as `tc` reports it.
-fq_codel_field() {
-  tc qdisc replace dev lo root fq_codel || { echo "tc failed"; return; }
-  tc qdisc show dev lo | tr ' ' '\n' | grep -A1 -x "$1" | tail -1
+# A field of a new qdisc ($1) with its defaults, as `tc` reports it ($2).
+qdisc_field() {
+  tc qdisc replace dev lo root "$1" || { echo "tc failed"; return; }
+  tc qdisc show dev lo | tr ' ' '\n' | grep -A1 -x "$2" | tail -1
   tc qdisc del dev lo root
 }
 
@@ -89,11 +89,17 @@ case "$NAME" in
   RESERVED_PIDS) LIVE=500; obs() { wrapped_pid; }; want() { echo $LIVE; } ;;
   UDP_MAX_SEGMENTS_SHIFT) LIVE=4; obs() { udp_max_segments; }; want() { echo $((1 << LIVE)); } ;;
   TCP_SNDBUF_EXPAND_FACTOR) LIVE=1; obs() { tcp_sndbuf; }; want() { echo $(($1 / 2)); } ;;
-  FQ_CODEL_FLOWS) LIVE=100; obs() { fq_codel_field flows; }; want() { echo $LIVE; } ;;
-  FQ_CODEL_DROP_BATCH) LIVE=10; obs() { fq_codel_field drop_batch; }; want() { echo $LIVE; } ;;
+  FQ_CODEL_FLOWS) LIVE=100; obs() { qdisc_field fq_codel flows; }; want() { echo $LIVE; } ;;
+  FQ_CODEL_DROP_BATCH) LIVE=10; obs() { qdisc_field fq_codel drop_batch; }; want() { echo $LIVE; } ;;
+  # In modules (sch_fq.ko, sch_cake.ko): loaded first, `sie set` refuses otherwise.
+  FQ_DEFAULT_LIMIT) MOD=sch_fq LIVE=777; obs() { qdisc_field fq limit; }; want() { echo ${LIVE}p; } ;;
+  FQ_FLOW_PLIMIT) MOD=sch_fq LIVE=42; obs() { qdisc_field fq flow_limit; }; want() { echo ${LIVE}p; } ;;
+  CAKE_INTERVAL_US) MOD=sch_cake LIVE=30000; obs() { qdisc_field cake rtt; }
+    want() { echo $((LIVE / 1000))ms; } ;;
   *) echo "FAIL - vm_live_test.sh knows no observation of $NAME"; exit 1 ;;
 esac
 
+[ -n "${MOD:-}" ] && { modprobe "$MOD" || bad "modprobe $MOD"; }
 D=$(grep -l "\"$NAME\"" "$ROOT"/*/index.json | head -1)
 [ -n "$D" ] || { echo "FAIL - $NAME is not in any index.json under $ROOT"; exit 1; }
 D=$(dirname "$D")

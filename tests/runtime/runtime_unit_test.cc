@@ -177,6 +177,12 @@ TEST(KernelBytes, ExactWildcardAndRelocated) {
   EXPECT_TRUE(BytesMatch("ebd0", "\xeb\xd0", false));
   EXPECT_FALSE(BytesMatch("ebd0", "\xcc\xd0", false));  // an int3 of someone else's kprobe
   EXPECT_TRUE(BytesMatch("eb??", "\xeb\x11", false));
+  // A module's relocated call/jmp written as '??', and its return thunk patched to ret; int3.
+  EXPECT_TRUE(BytesMatch("e9????????", std::string("\xc3\xcc\xcc\xcc\xcc", 5), true));
+  EXPECT_TRUE(BytesMatch("e8????????", std::string("\xe8\x12\x34\x56\x78", 5), true));
+  // `lock` rewritten to `ds` by the kernel on one CPU; only as the first (prefix) byte.
+  EXPECT_TRUE(BytesMatch("f00fb115", "\x3e\x0f\xb1\x15", false));
+  EXPECT_FALSE(BytesMatch("b8f0000000", std::string("\xb8\x3e\x00\x00\x00", 5), false));
   EXPECT_TRUE(BytesMatch("e900000000", std::string("\xe9\x12\x34\x56\x78", 5), true));
   EXPECT_TRUE(BytesMatch("e900000000", std::string("\xc3\xcc\xcc\xcc\xcc", 5), true));
   EXPECT_FALSE(BytesMatch("e900000000", std::string("\xe9\x12\x34\x56\x78", 5), false));

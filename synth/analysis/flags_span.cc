@@ -16,15 +16,6 @@ std::string ConsumerCc(const std::string& m) {
   return m;
 }
 
-std::string CanonicalCc(std::string cc) {
-  static const std::pair<const char*, const char*> kSyn[] = {
-      {"z", "e"},   {"nz", "ne"}, {"nb", "ae"}, {"nc", "ae"}, {"c", "b"},   {"nae", "b"},
-      {"na", "be"}, {"nbe", "a"}, {"nl", "ge"}, {"nge", "l"}, {"ng", "le"}, {"nle", "g"}};
-  for (const auto& [from, to] : kSyn)
-    if (cc == from) return to;
-  return cc;
-}
-
 }  // namespace
 
 bool FlagsSpanOp(const std::string& m) {
@@ -46,22 +37,7 @@ std::optional<z3::expr> EmulatedCond(z3::context& ctx, const std::string& op, co
     cf = z3::ult(a, b);
     of = sign((a ^ b) & (a ^ r));
   }
-  const std::string cc = CanonicalCc(cc0);
-  if (cc == "e") return zf;
-  if (cc == "ne") return !zf;
-  if (cc == "b") return cf;
-  if (cc == "ae") return !cf;
-  if (cc == "be") return cf || zf;
-  if (cc == "a") return !cf && !zf;
-  if (cc == "l") return sf != of;
-  if (cc == "ge") return sf == of;
-  if (cc == "le") return zf || (sf != of);
-  if (cc == "g") return !zf && (sf == of);
-  if (cc == "s") return sf;
-  if (cc == "ns") return !sf;
-  if (cc == "o") return of;
-  if (cc == "no") return !of;
-  return std::nullopt;
+  return ConditionOf(cc0, cf, zf, sf, of, nullptr);  // the stub's PF is not used by a span
 }
 
 absl::Status ProveFlagsEmulation(z3::context& ctx, const std::vector<SymState*>& builds,

@@ -169,22 +169,15 @@ std::string SymState::Describe(const std::string& name) const {
   return it == unknowns_.end() ? name : it->second;
 }
 
-std::optional<z3::expr> SymState::Cond(const std::string& cc0) {
-  const SymFlags f = CurrentFlags();
+std::optional<z3::expr> ConditionOf(const std::string& cc0, const z3::expr& cf, const z3::expr& zf,
+                                    const z3::expr& sf, const z3::expr& of, const z3::expr* pf) {
+  static const std::pair<const char*, const char*> kSynonyms[] = {
+      {"z", "e"},   {"nz", "ne"}, {"nb", "ae"}, {"nc", "ae"}, {"c", "b"},
+      {"nae", "b"}, {"na", "be"}, {"nbe", "a"}, {"nl", "ge"}, {"nge", "l"},
+      {"ng", "le"}, {"nle", "g"}, {"pe", "p"},  {"po", "np"}};
   std::string cc = cc0;
-  const z3::expr &zf = f.zf, &sf = f.sf, &cf = f.cf, &of = f.of;
-  if (cc == "z") cc = "e";
-  if (cc == "nz") cc = "ne";
-  if (cc == "nb" || cc == "nc") cc = "ae";
-  if (cc == "c" || cc == "nae") cc = "b";
-  if (cc == "na") cc = "be";
-  if (cc == "nbe") cc = "a";
-  if (cc == "nl") cc = "ge";
-  if (cc == "nge") cc = "l";
-  if (cc == "ng") cc = "le";
-  if (cc == "nle") cc = "g";
-  if (cc == "pe") cc = "p";
-  if (cc == "po") cc = "np";
+  for (const auto& [from, to] : kSynonyms)
+    if (cc == from) cc = to;
   if (cc == "e") return zf;
   if (cc == "ne") return !zf;
   if (cc == "b") return cf;
@@ -199,9 +192,14 @@ std::optional<z3::expr> SymState::Cond(const std::string& cc0) {
   if (cc == "ns") return !sf;
   if (cc == "o") return of;
   if (cc == "no") return !of;
-  if (cc == "p") return f.pf;
-  if (cc == "np") return !f.pf;
+  if (pf && cc == "p") return *pf;
+  if (pf && cc == "np") return !*pf;
   return std::nullopt;
+}
+
+std::optional<z3::expr> SymState::Cond(const std::string& cc) {
+  const SymFlags f = CurrentFlags();
+  return ConditionOf(cc, f.cf, f.zf, f.sf, f.of, &f.pf);
 }
 
 bool SymState::Fail(const Insn& in, const std::string& why) {

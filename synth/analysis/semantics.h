@@ -16,6 +16,11 @@
 
 namespace sie::synth::analysis {
 
+// The value of condition code `cc` (e, ne, b, ..., with synonyms like z, nc, nge) over the
+// flags; nullopt for an unknown code, or for p/np when `pf` is null.
+std::optional<z3::expr> ConditionOf(const std::string& cc, const z3::expr& cf, const z3::expr& zf,
+                                    const z3::expr& sf, const z3::expr& of, const z3::expr* pf);
+
 struct SymStore {
   std::string key;  // textual address (stable across builds for the same operand)
   Operand op;       // the destination operand (for base/index/disp)

@@ -407,9 +407,12 @@ TEST_F(SmokeTest, SetRegAtOptimizedProbeChangesDivisor) {
 }
 
 TEST_F(SmokeTest, ControlFileRejectsBadCommands) {
-  for (const char* bad : {"site", "site zz", "cell 64 0xffffffff81000000 5 255 1 0 4",
-                          "cell 1 0xffffffff81000000 15 255 3 0 4",
-                          "cell 1 0xffffffff81000000 5 255 1 0 3", "poke 0x1 0x2"}) {
+  const std::string past_last_cell =
+      absl::StrCat("cell ", SIE_MAX_CELLS, " 0xffffffff81000000 5 255 1 0 4");
+  for (const std::string& bad :
+       {std::string("site"), std::string("site zz"), past_last_cell,
+        std::string("cell 1 0xffffffff81000000 15 255 3 0 4"),
+        std::string("cell 1 0xffffffff81000000 5 255 1 0 3"), std::string("poke 0x1 0x2")}) {
     EXPECT_FALSE(WriteOnce(kKfuncsControl, bad).ok()) << bad;
   }
   ASSERT_OK(WriteOnce(kKfuncsControl, "cell 2 0xffffffff81000000 15 255 1 -16 8"));

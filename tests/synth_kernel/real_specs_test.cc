@@ -220,7 +220,8 @@ TEST(RealSpecs, TcpCubicHystart) { CheckSpec("tcp_cubic_hystart", SIE_GUEST_VMLI
 TEST(RealSpecs, TcpMetricsTimeout) { CheckSpec("tcp_metrics_timeout", SIE_GUEST_VMLINUX); }
 // module_ko in the spec: the module CMake builds, which the guest loads.
 TEST(RealSpecs, SieTarget) {
-  CheckSpec("sie_target", (fs::path(SIE_SPECS_DIR) / "../../build/kmod/sie_target.ko").string());
+  CheckSpec("sie_target", (fs::path(SIE_SPECS_DIR) / "../../build/kmod/sie_target.ko").string(),
+            "sie_target");
 }
 
 // An in-tree module of a kernel spec (CONFIG_NET_SCH_FQ=m): the spans are in the -dbg package's

@@ -183,6 +183,7 @@ def main():
     wall = time.time() - t0
     rows = collect(os.path.join(work, "results"), consts)
     meta = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+            "host": f"{os.cpu_count()} CPUs, {cov['meta'].get('cpu', '')}",
             "guest": f"{cov['meta'].get('kernel_release', '')} under QEMU TCG, 1 vCPU",
             "sie vm exit": f"{rc} (0: the command and dmesg were clean)",
             "wall time": f"{wall:.0f} s for the boot, {len(rows)} sets, workload, unloads"}

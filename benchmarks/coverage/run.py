@@ -265,7 +265,6 @@ class Runner:
             rc, wall, stdout, stderr, timed_out = self.execute(cmd, outdir)
             with open(log, "w") as f:
                 f.write(f"$ {' '.join(cmd)}\n# rc={rc} wall={wall:.1f}s\n{stderr}\n{stdout}")
-        p = argparse.Namespace(returncode=rc)
         kind, det = self.kb.classify_tunable(t["objects"])
         modules = sorted({d["module"] for d in det.values() if d["kind"] == "module"})
         rec = {
@@ -278,7 +277,7 @@ class Runner:
             "kind": kind,
             "modules": modules,
             "composite": any(d["composite"] for d in det.values() if d["kind"] == "module"),
-            "rc": p.returncode,
+            "rc": rc,
             "wall_s": round(wall, 1),
             "times": parse_times(stderr),
             "status": "refused",
@@ -313,7 +312,7 @@ class Runner:
         if timed_out:
             rec["class"] = "timeout"
             rec["error"] = f"timeout after {self.a.timeout} s"
-        elif p.returncode == 0 and const is not None:
+        elif rc == 0 and const is not None:
             if not rec["spans"]:
                 rec["class"] = "no-span"
                 rec["error"] = "no Critical Span found (const.json written without spans)"

@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/base/diag.h"
 #include "synth/refusal.h"
 
@@ -187,10 +189,16 @@ bool ParseLiteral(absl::string_view v, Literal* lit) {
   return true;
 }
 
-// The value text of one definition rewritten to `value`, keeping its literal's form.
-std::string NewMacroValue(absl::string_view v, int64_t value) {
+// The value text of one definition rewritten to `value`, keeping its literal's form. A body
+// that is an expression (`((unsigned)(HZ/25))`) keeps its type through __typeof__: a bare
+// `(10)` is an int, and a signed compare (jg) then stands where the shipped code has ja.
+// A macro the preprocessor evaluates (#if) cannot hold __typeof__ and gets a plain `(value)`.
+std::string NewMacroValue(absl::string_view v, int64_t value, bool in_pp_condition) {
   Literal lit;
-  if (!ParseLiteral(v, &lit) || (value < 0 && lit.hex)) return absl::StrCat("(", value, ")");
+  if (!ParseLiteral(v, &lit) && in_pp_condition) return absl::StrCat("(", value, ")");
+  if (!ParseLiteral(v, &lit))
+    return absl::StrCat("((__typeof__(", absl::StripAsciiWhitespace(v), "))(", value, "))");
+  if (value < 0 && lit.hex) return absl::StrCat("(", value, ")");
   uint64_t mag = value < 0 ? -static_cast<uint64_t>(value) : static_cast<uint64_t>(value);
   std::string digits = lit.hex ? absl::StrFormat("%x", mag) : absl::StrCat(mag);
   // The sign lives just before the (optional) radix prefix.
@@ -198,6 +206,22 @@ std::string NewMacroValue(absl::string_view v, int64_t value) {
   std::string prefix(v.substr(0, sign_pos));
   std::string radix = lit.hex ? std::string(v.substr(lit.num_begin - 2, 2)) : "";
   return absl::StrCat(prefix, value < 0 ? "-" : "", radix, digits, v.substr(lit.num_end));
+}
+
+// Whether an #if/#elif line of `text` names `macro` as a whole word.
+bool UsedInPreprocessorCondition(absl::string_view text, absl::string_view macro) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    absl::string_view l = absl::StripLeadingAsciiWhitespace(line);
+    if (!absl::ConsumePrefix(&l, "#")) continue;
+    l = absl::StripLeadingAsciiWhitespace(l);
+    if (!absl::StartsWith(l, "if") && !absl::StartsWith(l, "elif")) continue;
+    for (size_t at = l.find(macro); at != absl::string_view::npos; at = l.find(macro, at + 1)) {
+      bool left = at == 0 || !IsIdent(l[at - 1]);
+      bool right = at + macro.size() >= l.size() || !IsIdent(l[at + macro.size()]);
+      if (left && right) return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -239,11 +263,13 @@ absl::StatusOr<std::string> ApplyMacroEdit(absl::string_view text, absl::string_
     return sites.status();
   }
   // From the last definition back, so earlier offsets stay valid.
+  const bool in_pp = UsedInPreprocessorCondition(text, macro);
   std::string out(text);
   for (auto it = sites->rbegin(); it != sites->rend(); ++it)
     out.replace(
         it->value_begin, it->value_end - it->value_begin,
-        NewMacroValue(text.substr(it->value_begin, it->value_end - it->value_begin), value));
+        NewMacroValue(text.substr(it->value_begin, it->value_end - it->value_begin), value,
+                      in_pp));
   return out;
 }
 

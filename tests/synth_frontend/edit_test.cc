@@ -28,7 +28,20 @@ TEST(EditTest, MacroPlainAndHex) {
   EXPECT_EQ(*r, "# define X 0xffUL // c\n");
   r = ApplyMacroEdit("#define X (1 << 4)\n", "X", 8, "f.h");
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(*r, "#define X (8)\n");
+  EXPECT_EQ(*r, "#define X ((__typeof__((1 << 4)))(8))\n");
+}
+
+// A cast in the body keeps its type: `(unsigned)(HZ/25)` edited to a bare `(10)` turns the
+// shipped `ja` into `jg`, and the rebuild no longer matches the shipped binary.
+TEST(EditTest, MacroExpressionKeepsItsType) {
+  auto r = ApplyMacroEdit("#define TCP_DELACK_MIN\t((unsigned)(HZ/25))\n", "TCP_DELACK_MIN", 5,
+                          "tcp.h");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, "#define TCP_DELACK_MIN\t((__typeof__(((unsigned)(HZ/25))))(5))\n");
+  // The preprocessor cannot evaluate __typeof__: a macro tested by #if stays a plain value.
+  r = ApplyMacroEdit("#define X (1 << 4)\n#if X > 8\n#endif\n", "X", 2, "f.h");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, "#define X (2)\n#if X > 8\n#endif\n");
 }
 
 TEST(EditTest, MacroDoesNotTouchSimilarNames) {

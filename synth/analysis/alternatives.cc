@@ -1,6 +1,7 @@
 #include "synth/analysis/alternatives.h"
 
 #include <algorithm>
+#include <map>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -106,7 +107,68 @@ absl::Status Resolve(const std::vector<int64_t>& values, CriticalSpan* s, int64_
   return absl::OkStatus();
 }
 
+bool Prime(int64_t n) {
+  if (n < 2) return false;
+  for (int64_t d = 2; d * d <= n; ++d)
+    if (n % d == 0) return false;
+  return true;
+}
+
+// Values of [lo, hi] compared when looking for a split: all of a small range, else an evenly
+// strided sample. The stride is prime, so the sample meets every residue of the divisors code
+// has (V / 250 and (V + 4) / 250 differ only at V = 246..249 mod 250).
+std::vector<int64_t> ScanValues(int64_t lo, int64_t hi) {
+  constexpr int64_t kValues = int64_t{1} << 15;
+  std::vector<int64_t> out;
+  const __int128 n = static_cast<__int128>(hi) - lo + 1;
+  int64_t stride = n <= kValues ? 1 : static_cast<int64_t>(n / kValues);
+  while (stride > 1 && !Prime(stride)) ++stride;
+  for (__int128 v = lo; v <= hi; v += stride) out.push_back(static_cast<int64_t>(v));
+  return out;
+}
+
+// The size of the largest group of candidates giving the same results at V=v.
+size_t LargestGroup(const Candidates& c, int64_t v) {
+  std::map<std::vector<std::optional<uint64_t>>, size_t> groups;
+  size_t largest = 0;
+  for (const artifact::Formula& f : c.fs) {
+    std::vector<std::optional<uint64_t>> key;
+    for (uint64_t x : {uint64_t{0}, uint64_t{1}, uint64_t{0x12345678}})
+      key.push_back(At(f, c.width, v, x));
+    largest = std::max(largest, ++groups[key]);
+  }
+  return largest;
+}
+
 }  // namespace
+
+std::optional<int64_t> SplittingValue(const std::vector<CriticalSpan>& spans, int64_t lo,
+                                      int64_t hi, const std::vector<int64_t>& taken) {
+  std::vector<const CriticalSpan*> order;
+  for (const CriticalSpan& s : spans)
+    if (!s.formula_alternatives.empty()) order.push_back(&s);
+  std::stable_sort(order.begin(), order.end(), [](const CriticalSpan* a, const CriticalSpan* b) {
+    return a->formula_alternatives.size() > b->formula_alternatives.size();
+  });
+  for (const CriticalSpan* s : order) {
+    Candidates c;
+    c.width = s->width;
+    c.texts = {s->formula};
+    c.texts.insert(c.texts.end(), s->formula_alternatives.begin(), s->formula_alternatives.end());
+    for (const std::string& t : c.texts)
+      if (auto f = artifact::Formula::Parse(t, "VX"); f.ok()) c.fs.push_back(*std::move(f));
+    if (c.fs.size() < 2) continue;
+    std::optional<int64_t> best;
+    size_t best_group = c.fs.size();
+    for (int64_t v : ScanValues(lo, hi)) {
+      if (std::find(taken.begin(), taken.end(), v) != taken.end()) continue;
+      if (size_t g = LargestGroup(c, v); g < best_group) best = v, best_group = g;
+      if (best_group <= (c.fs.size() + 1) / 2) break;  // an even split: as good as it gets
+    }
+    if (best) return best;
+  }
+  return std::nullopt;
+}
 
 const std::vector<uint64_t>& SampleXs() {
   static const auto* xs = new std::vector<uint64_t>{

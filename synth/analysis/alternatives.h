@@ -5,6 +5,7 @@
 // a span whose candidates differ there is refused. One is never picked silently.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,12 @@ bool AgreesAt(const std::string& formula, int width, const std::string& seen_for
 // first becomes the formula. False, `fitted` unchanged, when none does (`why`: the formula's
 // disagreement).
 bool KeepAgreeing(CriticalSpan* fitted, const CriticalSpan& seen, int64_t v, std::string* why);
+
+// The value in [lo, hi] (none of `taken`) at which the candidates of the span with the most of
+// them split most evenly: building it keeps only the ones its code agrees with. nullopt when
+// no span has candidates that differ anywhere in the range.
+std::optional<int64_t> SplittingValue(const std::vector<CriticalSpan>& spans, int64_t lo,
+                                      int64_t hi, const std::vector<int64_t>& taken);
 
 // After every check: the range [*lo, *hi] narrowed to where each span's remaining candidates
 // all agree (scanned outward from the values built, `values`); refused (formula-family) when

@@ -561,6 +561,37 @@ absl::Status CheckAll(const Builds& b, const std::vector<VariantObject>& checks,
   return absl::OkStatus();
 }
 
+// Rounds of NarrowByBuilds: each halves the candidates at least, so 2^8 of them get settled.
+constexpr int kNarrowBuilds = 8;
+
+// Fits three builds could not single out: each round builds the value where the candidates
+// left split most evenly, and keeps the ones its code agrees with (CheckAt). A value whose
+// code has another shape is skipped; one where no candidate agrees refuses the constant.
+absl::Status NarrowByBuilds(const Builds& b, const std::set<std::string>& only_norm,
+                            const std::vector<int64_t>& vs, const std::vector<int64_t>& avoid,
+                            ValueBuilds* more, AnalysisResult* res) {
+  std::vector<int64_t> taken = vs, used;
+  taken.insert(taken.end(), avoid.begin(), avoid.end());
+  taken.insert(taken.end(), res->checked.begin(), res->checked.end());
+  for (int round = 0; round < kNarrowBuilds; ++round) {
+    auto v = SplittingValue(res->spans, res->range_min, res->range_max, taken);
+    if (!v) break;
+    taken.push_back(*v);
+    auto path = more->Get(*v);
+    if (!path.ok()) break;  // no builder: ResolveAlternatives decides on what there is
+    absl::Status st = CheckAt(b, {*v, *path}, only_norm, vs, res);
+    if (!st.ok() && RefusalOf(st) == Refusal::kFormulaFamily) return st;
+    if (!st.ok()) continue;
+    res->checked.push_back(*v);
+    used.push_back(*v);
+  }
+  if (!used.empty())
+    res->warnings.push_back(absl::StrCat("formulas the builds could not tell apart narrowed by "
+                                         "builds at V=",
+                                         absl::StrJoin(used, ", ")));
+  return absl::OkStatus();
+}
+
 // The fit: three builds, their functions and what the analysis made of them.
 struct Fit {
   std::vector<VariantObject> variants;
@@ -796,6 +827,7 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   res.fitted = vs;
   const Builds& b = fit->builds;
   if (auto s = CheckAll(b, checks, only_norm, vs, avoid, &more, &res); !s.ok()) return s;
+  RETURN_IF_ERROR(NarrowByBuilds(b, only_norm, vs, avoid, &more, &res));
   // Fits the builds could not single out: narrowed to where the candidates left agree.
   std::vector<int64_t> built = vs;
   built.insert(built.end(), res.checked.begin(), res.checked.end());

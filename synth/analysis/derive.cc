@@ -234,9 +234,24 @@ std::optional<FamilyFit> FitPacked(const std::vector<int64_t>& vs, const std::ve
   return FromCandidates(all, vs, cs, bits, std::max(l->vmin, h->vmin), std::min(l->vmax, h->vmax));
 }
 
-// Level 0 (see FitFamilyAt): tried in order, the first that reproduces every build wins (and
-// the later, slower solves are skipped); a/V+b with every member that fits. Throws
-// z3::exception.
+// Every family member of `found` as one fit: the first as the formula, the others (and their
+// own alternatives) as alternatives, valid where all are.
+std::optional<FamilyFit> Joined(const std::vector<FamilyFit>& found) {
+  if (found.empty()) return std::nullopt;
+  FamilyFit r = found[0];
+  for (size_t i = 1; i < found.size(); ++i) {
+    r.vmin = std::max(r.vmin, found[i].vmin);
+    r.vmax = std::min(r.vmax, found[i].vmax);
+    r.alternatives.push_back(found[i].formula);
+    r.alternatives.insert(r.alternatives.end(), found[i].alternatives.begin(),
+                          found[i].alternatives.end());
+  }
+  return r;
+}
+
+// Level 0 (see FitFamilyAt): every plain family that reproduces the builds; when more than
+// one does (5, 3, 2 at V=2, 3, 5 is both (12 >> V) + 2 and 10 / V), the others are
+// alternatives, for further builds to tell apart. Throws z3::exception.
 std::optional<FamilyFit> FitPlain(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
                                   int bits, std::string* ambiguous) {
   z3::context c;
@@ -244,25 +259,27 @@ std::optional<FamilyFit> FitPlain(const std::vector<int64_t>& vs, const std::vec
     return SolveCoefficients(c, vs, cs, bits, h, small_a, small_b);
   };
   auto v_bv = [&](int64_t v) { return Bv(c, static_cast<uint64_t>(v), bits); };
+  std::vector<FamilyFit> found;
   // 1. a*V + b
   if (auto r = solve([&](auto& a, auto& b, int64_t v) { return a * v_bv(v) + b; }, true, false)) {
     int64_t a = Signed(r->first, bits);
     std::string t = a == 1 ? "V" : a == -1 ? "-V" : a == 0 ? "" : absl::StrCat(a, " * V");
     std::string f = t.empty() ? Lit(r->second, bits) : PlusConst(t, r->second, bits);
-    if (CheckedByEval(f, vs, cs, bits)) return FamilyFit{f};
+    if (CheckedByEval(f, vs, cs, bits)) found.push_back(FamilyFit{f});
+    if (a == 0 || a == 1) return Joined(found);  // a constant or V itself: nothing else to tell
   }
   if (std::all_of(vs.begin(), vs.end(), [&](int64_t v) { return v >= 0 && v < bits; })) {
     // 2. (a << V) + b: masks such as (1 << V) - 1.
     if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::shl(a, v_bv(v)) + b; }, true,
                        true)) {
       std::string f = PlusConst(absl::StrCat("(", Lit(r->first, bits), " << V)"), r->second, bits);
-      if (CheckedByEval(f, vs, cs, bits)) return FamilyFit{f, 0, bits - 1};
+      if (CheckedByEval(f, vs, cs, bits)) found.push_back(FamilyFit{f, 0, bits - 1});
     }
     // 3. (a >> V) + b
     if (auto r = solve([&](auto& a, auto& b, int64_t v) { return z3::lshr(a, v_bv(v)) + b; }, false,
                        true)) {
       std::string f = PlusConst(absl::StrCat("(", Lit(r->first, bits), " >> V)"), r->second, bits);
-      if (CheckedByEval(f, vs, cs, bits)) return FamilyFit{f, 0, bits - 1};
+      if (CheckedByEval(f, vs, cs, bits)) found.push_back(FamilyFit{f, 0, bits - 1});
     }
   }
   // 4. a / V + b
@@ -270,9 +287,10 @@ std::optional<FamilyFit> FitPlain(const std::vector<int64_t>& vs, const std::vec
     bool many = false;
     auto fits = ReciprocalFits(vs, cs, bits, &many);
     if (many) *ambiguous = absl::StrCat("; more than ", kMaxCandidates, " formulas a/V+b fit");
-    if (!many) return FromCandidates(fits, vs, cs, bits, 1, INT64_MAX);
+    if (!many)
+      if (auto r = FromCandidates(fits, vs, cs, bits, 1, INT64_MAX)) found.push_back(*r);
   }
-  return std::nullopt;
+  return Joined(found);
 }
 
 }  // namespace

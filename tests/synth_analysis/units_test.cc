@@ -298,6 +298,34 @@ TEST(Alternatives, NarrowOrRefuse) {
       << st.message();
 }
 
+// Two plain families fit 5, 3, 2 at V=2, 3, 5 (AD_MAX_TX_IN_SECOND's `10 / V`): both are kept,
+// for a further build to tell apart, never one picked silently.
+TEST(FitFamily, SeveralFamiliesKeptAsAlternatives) {
+  auto f = FitFamily({2, 3, 5}, {5, 3, 2}, 32);
+  ASSERT_TRUE(f.ok()) << f.status();
+  std::vector<std::string> all = {f->formula};
+  all.insert(all.end(), f->alternatives.begin(), f->alternatives.end());
+  EXPECT_THAT(all, ::testing::Contains("10 / V"));
+  EXPECT_THAT(all, ::testing::Contains("(12 >> V) + 2"));
+  EXPECT_EQ(f->vmax, 31);  // where the shift is defined, while it is a candidate
+}
+
+// The value to build next splits the candidates left: for (V + b) / 250 with b = 0..4 it must
+// be one of 246..249 mod 250, which an evenly strided scan of a wide range has to reach.
+TEST(Alternatives, SplittingValueSeparatesCandidates) {
+  CriticalSpan s;
+  s.function = "gc_worker";
+  s.width = 4;
+  s.formula = "V / 250";
+  s.formula_alternatives = {"(V + 1) / 250", "(V + 2) / 250", "(V + 3) / 250", "(V + 4) / 250"};
+  auto v = SplittingValue({s}, 250, 10000000, {64000, 32000, 128000});
+  ASSERT_TRUE(v.has_value());
+  EXPECT_GE(*v % 250, 246) << *v;
+  // Candidates agreeing everywhere in the range: nothing to build.
+  s.formula_alternatives = {"(V + 0) / 250"};
+  EXPECT_FALSE(SplittingValue({s}, 250, 10000000, {}).has_value());
+}
+
 TEST(Formula, NewShapesParseEvaluateAndEmit) {
   auto f = artifact::Formula::Parse("(((3 * V) >> 2) << 32) | (V & 0xffffffff)");
   ASSERT_TRUE(f.ok()) << f.status();

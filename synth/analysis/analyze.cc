@@ -497,6 +497,8 @@ struct ValueBuilds {
   }
 };
 
+bool PowerOfTwo(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
+
 bool AllPowersOfTwo(const std::vector<int64_t>& vs) {
   return std::all_of(vs.begin(), vs.end(), [](int64_t v) { return v > 0 && (v & (v - 1)) == 0; });
 }
@@ -656,6 +658,42 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
                                    "too"));
 }
 
+// The values fitted are all powers of two and a check failed: code that multiplies or divides
+// by V shifts at those (x << log2(V)), and what fits them fails at every other value. Fitted
+// again with V3 replaced by a value that is none (a check build first); V3 becomes a check.
+absl::StatusOr<Fit> FitNonPowerOfTwo(const Fit& first, const absl::Status& failed,
+                                     const AnalyzeOptions& opts,
+                                     const std::set<std::string>& only_norm,
+                                     std::vector<VariantObject>* checks, ValueBuilds* more) {
+  std::vector<VariantObject> cands;
+  std::vector<int64_t> taken = first.vs;
+  for (const VariantObject& c : *checks) {
+    taken.push_back(c.value);
+    if (!PowerOfTwo(c.value)) cands.push_back(c);
+  }
+  for (int64_t v : ReplacementValues(first.vs[2], opts.range_min, opts.range_max, taken, true, 2))
+    cands.push_back({v, ""});
+  for (VariantObject c : cands) {
+    if (c.path.empty()) {
+      auto path = more->Get(c.value);
+      if (!path.ok()) continue;
+      c.path = *path;
+    }
+    std::vector<VariantObject> trial = first.variants;
+    trial[2] = c;
+    auto f = FitBuilds(trial, opts, only_norm);
+    if (!f.ok() || !f->errors.msgs.empty()) continue;
+    std::erase_if(*checks, [&](const VariantObject& o) { return o.value == c.value; });
+    checks->insert(checks->begin(), first.variants[2]);
+    f->res.warnings.push_back(absl::StrCat(
+        "V=", absl::StrJoin(first.vs, ", "), " are all powers of two and what they fit fails a "
+        "check (", failed.message().substr(0, 200), "); fitted from V=", absl::StrJoin(f->vs, ", "),
+        " instead, V=", first.vs[2], " checked"));
+    return f;
+  }
+  return absl::NotFoundError("no value that is not a power of two fits");
+}
+
 // Check builds to replace those FitAnotherValue used, so two values are still checked.
 void RefillChecks(const Fit& fit, const Fit& first, const AnalyzeOptions& opts, ValueBuilds* more,
                   std::vector<VariantObject>* checks) {
@@ -715,8 +753,6 @@ bool IsPrime(int64_t n) {
     if (n % d == 0) return false;
   return true;
 }
-
-bool PowerOfTwo(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
 
 // A value strictly inside (lo, hi), not in `taken`, never a power of two: the prime nearest
 // the middle (searched outward, above first), else the nearest non-power of two.
@@ -816,6 +852,10 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
       RefillChecks(*other, *fit, opts, &more, &checks);
       fit = std::move(other);
     }
+  } else if (!fit->errors.msgs.empty() && AllPowersOfTwo(fit->vs)) {
+    absl::Status failed = absl::FailedPreconditionError(fit->errors.msgs[0]);
+    if (auto other = FitNonPowerOfTwo(*fit, failed, opts, only_norm, &checks, &more); other.ok())
+      fit = std::move(other);
   }
   const ObjectErrors& errors = fit->errors;
   if (!errors.msgs.empty())
@@ -825,8 +865,17 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   AnalysisResult res = std::move(fit->res);
   vs = fit->vs;
   res.fitted = vs;
+  if (auto s = CheckAll(fit->builds, checks, only_norm, vs, avoid, &more, &res); !s.ok()) {
+    if (!AllPowersOfTwo(vs)) return s;
+    auto other = FitNonPowerOfTwo(*fit, s, opts, only_norm, &checks, &more);
+    if (!other.ok()) return s;
+    fit = std::move(other);
+    res = std::move(fit->res);
+    vs = fit->vs;
+    res.fitted = vs;
+    RETURN_IF_ERROR(CheckAll(fit->builds, checks, only_norm, vs, avoid, &more, &res));
+  }
   const Builds& b = fit->builds;
-  if (auto s = CheckAll(b, checks, only_norm, vs, avoid, &more, &res); !s.ok()) return s;
   RETURN_IF_ERROR(NarrowByBuilds(b, only_norm, vs, avoid, &more, &res));
   // Fits the builds could not single out: narrowed to where the candidates left agree.
   std::vector<int64_t> built = vs;

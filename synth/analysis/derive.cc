@@ -652,7 +652,10 @@ bool ProveOneOp(FitCtx& f, const XOpInfo& op, int wx, uint64_t c_val, size_t i) 
   if (op.divides && ProveMagicByAbstraction(ctx, o64, xw, wx, c_val, urem)) return true;
   // A multiplying span that is not one of those forms is refused here: the generic
   // proofs below would bit-blast the multiplier for minutes (signed division, ...).
-  if (urem || (udiv && o64.to_string().find("bvmul") != std::string::npos)) {
+  // A power-of-two divisor is a mask or a shift (x % 8 is `and eax, 7`): Z3 rewrites it to
+  // bit extraction and proves it at once.
+  const bool pow2 = c_val != 0 && (c_val & (c_val - 1)) == 0;
+  if (!pow2 && (urem || (udiv && o64.to_string().find("bvmul") != std::string::npos))) {
     f.last_err = absl::StrCat(
         "the output matches X ", urem ? "%" : "/", " ", c_val,
         " on sampled inputs but is not a multiply-high sequence that could be proved for "
@@ -664,7 +667,7 @@ bool ProveOneOp(FitCtx& f, const XOpInfo& op, int wx, uint64_t c_val, size_t i) 
   z3::params p(ctx);
   p.set("timeout", udiv ? 3000u : 20000u);
   s.set(p);
-  if (udiv) {
+  if (udiv && !pow2) {
     // q = X / c as q*c <= X < q*c + c: avoids bit-blasting a divider (magic-number
     // sequences otherwise take minutes to prove).
     unsigned W = 2 * wx + 2;
@@ -679,7 +682,7 @@ bool ProveOneOp(FitCtx& f, const XOpInfo& op, int wx, uint64_t c_val, size_t i) 
   }
   // At 64 bits the bounds check (130-bit products) always times out: go to the
   // magic-number proof directly.
-  bool proved = !(udiv && wx >= 64) && s.check() == z3::unsat;
+  bool proved = !(udiv && !pow2 && wx >= 64) && s.check() == z3::unsat;
   if (!proved && udiv) proved = ProveMagicDivision(ctx, o64, xw, wx, c_val);
   return proved;
 }

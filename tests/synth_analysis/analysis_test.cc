@@ -655,6 +655,26 @@ TEST_P(AnalysisTest, CheckValueWithAnotherShapeIsReplaced) {
   EXPECT_NE(w.find("checked at V=6 instead"), std::string::npos) << w;
 }
 
+// x % V at powers of two is `and` (X & (V - 1)), which the check at a value that is none
+// refutes: the fit is redone with V3 replaced by one, the old V3 becomes a check.
+TEST_P(AnalysisTest, PowersOfTwoOnlyAreFittedAgain) {
+  std::vector<VariantObject> v;
+  for (int64_t x : {8, 4, 16}) v.push_back({x, Obj("divmod", x)});
+  AnalyzeOptions o;
+  for (int64_t x : CheckValues({8, 4, 16}, 1, 100)) o.check.push_back({x, Obj("divmod", x)});
+  o.range_min = 1;
+  o.range_max = 100;
+  o.functions = {"fx_mod32"};
+  o.build = [&](int64_t x) -> absl::StatusOr<std::string> { return Obj("divmod", x); };
+  auto r = AnalyzeVariants(v, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string w = absl::StrJoin(r->warnings, "\n");
+  EXPECT_NE(w.find("are all powers of two and what they fit fails a check"), std::string::npos)
+      << w;
+  ASSERT_EQ(r->spans.size(), 1u) << Dump(*r);
+  EXPECT_EQ(Eval(r->spans[0], 7, 1000), 1000u % 7);
+}
+
 TEST(ReplacementValuesTest, NearestInsideTheRange) {
   EXPECT_EQ(ReplacementValues(50, 1, 100, {49}, false, 2), (std::vector<int64_t>{51, 52}));
   EXPECT_EQ(ReplacementValues(7, 1, 100, {}, true, 3), (std::vector<int64_t>{6, 9, 5}));

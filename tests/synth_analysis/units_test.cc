@@ -1,4 +1,5 @@
 // Stage-level unit tests: formula language, family fitting, names, alignment, disassembly.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_join.h"

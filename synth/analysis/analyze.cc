@@ -588,9 +588,10 @@ absl::Status NarrowByBuilds(const Builds& b, const std::set<std::string>& only_n
     used.push_back(*v);
   }
   if (!used.empty())
-    res->warnings.push_back(absl::StrCat("formulas the builds could not tell apart narrowed by "
-                                         "builds at V=",
-                                         absl::StrJoin(used, ", ")));
+    res->warnings.push_back(
+        absl::StrCat("formulas the builds could not tell apart narrowed by "
+                     "builds at V=",
+                     absl::StrJoin(used, ", ")));
   return absl::OkStatus();
 }
 
@@ -685,10 +686,12 @@ absl::StatusOr<Fit> FitNonPowerOfTwo(const Fit& first, const absl::Status& faile
     if (!f.ok() || !f->errors.msgs.empty()) continue;
     std::erase_if(*checks, [&](const VariantObject& o) { return o.value == c.value; });
     checks->insert(checks->begin(), first.variants[2]);
-    f->res.warnings.push_back(absl::StrCat(
-        "V=", absl::StrJoin(first.vs, ", "), " are all powers of two and what they fit fails a "
-        "check (", failed.message().substr(0, 200), "); fitted from V=", absl::StrJoin(f->vs, ", "),
-        " instead, V=", first.vs[2], " checked"));
+    f->res.warnings.push_back(absl::StrCat("V=", absl::StrJoin(first.vs, ", "),
+                                           " are all powers of two and what they fit fails a "
+                                           "check (",
+                                           failed.message().substr(0, 200),
+                                           "); fitted from V=", absl::StrJoin(f->vs, ", "),
+                                           " instead, V=", first.vs[2], " checked"));
     return f;
   }
   return absl::NotFoundError("no value that is not a power of two fits");

@@ -268,8 +268,7 @@ absl::StatusOr<std::string> ApplyMacroEdit(absl::string_view text, absl::string_
   for (auto it = sites->rbegin(); it != sites->rend(); ++it)
     out.replace(
         it->value_begin, it->value_end - it->value_begin,
-        NewMacroValue(text.substr(it->value_begin, it->value_end - it->value_begin), value,
-                      in_pp));
+        NewMacroValue(text.substr(it->value_begin, it->value_end - it->value_begin), value, in_pp));
   return out;
 }
 

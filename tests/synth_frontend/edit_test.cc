@@ -34,8 +34,8 @@ TEST(EditTest, MacroPlainAndHex) {
 // A cast in the body keeps its type: `(unsigned)(HZ/25)` edited to a bare `(10)` turns the
 // shipped `ja` into `jg`, and the rebuild no longer matches the shipped binary.
 TEST(EditTest, MacroExpressionKeepsItsType) {
-  auto r = ApplyMacroEdit("#define TCP_DELACK_MIN\t((unsigned)(HZ/25))\n", "TCP_DELACK_MIN", 5,
-                          "tcp.h");
+  auto r =
+      ApplyMacroEdit("#define TCP_DELACK_MIN\t((unsigned)(HZ/25))\n", "TCP_DELACK_MIN", 5, "tcp.h");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(*r, "#define TCP_DELACK_MIN\t((__typeof__(((unsigned)(HZ/25))))(5))\n");
   // The preprocessor cannot evaluate __typeof__: a macro tested by #if stays a plain value.

@@ -731,9 +731,6 @@ std::optional<OutputFit> FitOneOp(FitCtx& f, const std::vector<int>& widths) {
   }
   for (int wx : widths) {
     for (const XOpInfo& op : kXOps) {
-      // A division is only worth proving (seconds of Z3 time) when the code divides or
-      // multiplies-and-shifts; "and eax,-32; add eax,64" never is one.
-      if (op.divides && !may_divide) continue;
       // The wider families only as an added constant (jiffies + msecs_to_jiffies(V)): a shift
       // count or multiplier (V + 2) >> 3 is a part of a longer sequence (x % 14 computes
       // x << 1 on the way), which must fail here so that the region grows to all of it.
@@ -746,7 +743,12 @@ std::optional<OutputFit> FitOneOp(FitCtx& f, const std::vector<int>& widths) {
         if (!ok) break;
         cs.push_back(c);
       }
-      if (!ok || !SamplesAgree(f, op, wx, cs)) continue;
+      // A division is only worth proving (seconds of Z3 time) when the code divides or
+      // multiplies-and-shifts; "and eax,-32; add eax,64" never is one. By powers of two it is
+      // a shift or a mask (Z3 simplifies x >> 5 to an extract), proved at once.
+      const bool pow2 = std::all_of(cs.begin(), cs.end(),
+                                    [](uint64_t c) { return c != 0 && (c & (c - 1)) == 0; });
+      if (!ok || (op.divides && !may_divide && !pow2) || !SamplesAgree(f, op, wx, cs)) continue;
       bool proved = true;
       for (size_t i = 0; i < f.outs.size() && proved; ++i) proved = ProveOneOp(f, op, wx, cs[i], i);
       if (!proved) continue;

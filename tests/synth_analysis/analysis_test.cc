@@ -3,6 +3,7 @@
 // at a fourth value that was never analyzed: either by running the fourth build on the host
 // or by reading the fourth build's immediate at the span.
 #include <dlfcn.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -673,6 +674,17 @@ TEST_P(AnalysisTest, PowersOfTwoOnlyAreFittedAgain) {
       << w;
   ASSERT_EQ(r->spans.size(), 1u) << Dump(*r);
   EXPECT_EQ(Eval(r->spans[0], 7, 1000), 1000u % 7);
+}
+
+// x / V at powers of two is `shr` (Z3 sees an extract of X): the fit is X / V, the
+// division the source wrote, not a shift by a family member of V (MAX_PLUG_BIO).
+TEST_P(AnalysisTest, DivisionByPowersOfTwoIsDivision) {
+  auto r = Analyze("divmod", {32, 16, 64}, {"fx_div32"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->spans.size(), 1u) << Dump(*r);
+  EXPECT_NE(r->spans[0].formula.find("/ V"), std::string::npos) << Dump(*r);
+  EXPECT_EQ(Eval(r->spans[0], 128, 1000), 1000u / 128);
+  EXPECT_EQ(Eval(r->spans[0], 8, 0xffffffff), 0xffffffffu / 8);
 }
 
 TEST(ReplacementValuesTest, NearestInsideTheRange) {

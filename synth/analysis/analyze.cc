@@ -241,18 +241,31 @@ struct Builds {
   std::vector<std::vector<Function>> fns;
 };
 
+// The functions analysed: only `only` when given, never those of `skip` (normalized names).
+struct Scope {
+  std::set<std::string> only, skip;
+};
+
+// The functions of `elf` in scope.
+absl::StatusOr<std::vector<Function>> ScopedFunctions(const ElfFile& elf, const Scope& scope) {
+  auto f = DisassembleFunctions(elf, scope.only);
+  if (f.ok())
+    std::erase_if(*f, [&](const Function& fn) { return scope.skip.count(fn.norm_name) > 0; });
+  return f;
+}
+
 absl::StatusOr<Builds> LoadBuilds(const std::vector<VariantObject>& variants,
-                                  const std::set<std::string>& only_norm) {
+                                  const Scope& only_norm) {
   Builds b;
   for (const auto& v : variants) {
     auto e = ElfFile::Open(v.path);
     if (!e.ok()) return e.status();
-    auto f = DisassembleFunctions(**e, only_norm);
+    auto f = ScopedFunctions(**e, only_norm);
     if (!f.ok()) return f.status();
     b.elfs.push_back(std::move(*e));
     b.fns.push_back(std::move(*f));
   }
-  for (const auto& want : only_norm) {
+  for (const auto& want : only_norm.only) {
     bool found = std::any_of(b.fns[0].begin(), b.fns[0].end(),
                              [&](const Function& f) { return f.norm_name == want; });
     if (!found)
@@ -437,12 +450,11 @@ absl::Status CheckRunFailed(const ObjectErrors& errors, int64_t v, const std::ve
 
 // Analyses V1, V2 and the check build `c`; every span of `res` must come out cut alike with a
 // formula that agrees at c's value, and no other span may appear.
-absl::Status CheckAt(const Builds& b, const VariantObject& c,
-                     const std::set<std::string>& only_norm, const std::vector<int64_t>& vs,
-                     AnalysisResult* res) {
+absl::Status CheckAt(const Builds& b, const VariantObject& c, const Scope& only_norm,
+                     const std::vector<int64_t>& vs, AnalysisResult* res) {
   auto elf = ElfFile::Open(c.path);
   if (!elf.ok()) return elf.status();
-  auto fns = DisassembleFunctions(**elf, only_norm);
+  auto fns = ScopedFunctions(**elf, only_norm);
   if (!fns.ok()) return fns.status();
   AnalysisResult other;
   other.range_min = res->range_min;
@@ -506,7 +518,7 @@ bool AllPowersOfTwo(const std::vector<int64_t>& vs) {
 // The check at `c` failed with `failed` because the code there has another shape (not because
 // a formula disagrees): nearby values are checked instead, the first that agrees replaces c.
 absl::Status CheckNearby(const Builds& b, const VariantObject& c, const absl::Status& failed,
-                         const std::set<std::string>& only_norm, const std::vector<int64_t>& vs,
+                         const Scope& only_norm, const std::vector<int64_t>& vs,
                          std::vector<int64_t>* taken, ValueBuilds* more, AnalysisResult* res) {
   std::vector<int64_t> tried;
   for (int64_t v : ReplacementValues(c.value, res->range_min, res->range_max, *taken, true, 2)) {
@@ -536,7 +548,7 @@ absl::Status CheckNearby(const Builds& b, const VariantObject& c, const absl::St
 
 // Every check build inside the (narrowed) range; the values checked are noted in warnings.
 absl::Status CheckAll(const Builds& b, const std::vector<VariantObject>& checks,
-                      const std::set<std::string>& only_norm, const std::vector<int64_t>& vs,
+                      const Scope& only_norm, const std::vector<int64_t>& vs,
                       const std::vector<int64_t>& avoid, ValueBuilds* more, AnalysisResult* res) {
   std::vector<int64_t> skipped, taken = vs;
   taken.insert(taken.end(), avoid.begin(), avoid.end());
@@ -569,9 +581,9 @@ constexpr int kNarrowBuilds = 8;
 // Fits three builds could not single out: each round builds the value where the candidates
 // left split most evenly, and keeps the ones its code agrees with (CheckAt). A value whose
 // code has another shape is skipped; one where no candidate agrees refuses the constant.
-absl::Status NarrowByBuilds(const Builds& b, const std::set<std::string>& only_norm,
-                            const std::vector<int64_t>& vs, const std::vector<int64_t>& avoid,
-                            ValueBuilds* more, AnalysisResult* res) {
+absl::Status NarrowByBuilds(const Builds& b, const Scope& only_norm, const std::vector<int64_t>& vs,
+                            const std::vector<int64_t>& avoid, ValueBuilds* more,
+                            AnalysisResult* res) {
   std::vector<int64_t> taken = vs, used;
   taken.insert(taken.end(), avoid.begin(), avoid.end());
   taken.insert(taken.end(), res->checked.begin(), res->checked.end());
@@ -605,7 +617,7 @@ struct Fit {
 };
 
 absl::StatusOr<Fit> FitBuilds(const std::vector<VariantObject>& variants,
-                              const AnalyzeOptions& opts, const std::set<std::string>& only_norm) {
+                              const AnalyzeOptions& opts, const Scope& only_norm) {
   Fit f;
   f.variants = variants;
   for (const auto& v : variants) f.vs.push_back(v.value);
@@ -622,8 +634,8 @@ absl::StatusOr<Fit> FitBuilds(const std::vector<VariantObject>& variants,
 // the three builds agree, first a check build (already built; then removed from `checks`), else
 // a nearby value built on demand. NotFound when none agrees.
 absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts,
-                                    const std::set<std::string>& only_norm,
-                                    std::vector<VariantObject>* checks, ValueBuilds* more) {
+                                    const Scope& only_norm, std::vector<VariantObject>* checks,
+                                    ValueBuilds* more) {
   std::vector<int64_t> taken = first.vs, tried;
   for (const VariantObject& c : *checks) taken.push_back(c.value);
   for (int idx : {2, 1}) {
@@ -663,8 +675,7 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
 // by V shifts at those (x << log2(V)), and what fits them fails at every other value. Fitted
 // again with V3 replaced by a value that is none (a check build first); V3 becomes a check.
 absl::StatusOr<Fit> FitNonPowerOfTwo(const Fit& first, const absl::Status& failed,
-                                     const AnalyzeOptions& opts,
-                                     const std::set<std::string>& only_norm,
+                                     const AnalyzeOptions& opts, const Scope& only_norm,
                                      std::vector<VariantObject>* checks, ValueBuilds* more) {
   std::vector<VariantObject> cands;
   std::vector<int64_t> taken = first.vs;
@@ -838,8 +849,9 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
     return Classified(absl::InvalidArgumentError("the three builds must use distinct values"),
                       Refusal::kSpec);
   std::set<std::string> only(opts.functions.begin(), opts.functions.end());
-  std::set<std::string> only_norm;
-  for (const auto& f : only) only_norm.insert(NormalizeSymbolName(f));
+  Scope only_norm;
+  for (const auto& f : only) only_norm.only.insert(NormalizeSymbolName(f));
+  for (const auto& f : opts.skip) only_norm.skip.insert(NormalizeSymbolName(f));
   ValueBuilds more{&opts.build, {}};
   std::vector<VariantObject> checks = opts.check;
   auto fit = FitBuilds(variants, opts, only_norm);

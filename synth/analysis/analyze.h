@@ -23,6 +23,7 @@ struct VariantObject {
 
 struct AnalyzeOptions {
   std::vector<std::string> functions;  // optional scope (names, clone suffixes normalized)
+  std::vector<std::string> skip;       // functions never analysed (init/exit code)
   int64_t range_min = INT64_MIN, range_max = INT64_MAX;
   // Builds with values never used to fit (see CheckValues). Three samples do not single out a
   // function (DIV_ROUND_UP(250, V) folds to 1, 2, 1 at 250, 125, 500: so does 125 / V + 1), so

@@ -35,6 +35,14 @@ absl::StatusOr<std::set<std::string>> OneShotFunctions(const fs::path& object) {
   return out;
 }
 
+absl::Status InitOnly(const std::string& functions) {
+  return Classified(
+      FailedWithHint(absl::StrCat("only init/exit code uses the value (", functions,
+                                  "): it runs once and cannot be tuned at runtime"),
+                     "set the value on the kernel command line or at build time instead"),
+      Refusal::kInitOnly);
+}
+
 // Drops the spans (and their safe spans) in one-shot functions; refuses when none is left.
 absl::Status DropOneShotSpans(const fs::path& object, AnalysisResult* r,
                               std::vector<std::string>* warnings) {
@@ -47,15 +55,35 @@ absl::Status DropOneShotSpans(const fs::path& object, AnalysisResult* r,
   std::erase_if(r->spans, [&](const auto& s) { return one_shot(s.function); });
   std::erase_if(r->safe_spans, [&](const auto& s) { return one_shot(s.function); });
   std::string names = absl::StrJoin(dropped, ", ");
-  if (r->spans.empty())
-    return Classified(
-        FailedWithHint(absl::StrCat("only init/exit code uses the value (", names,
-                                    "): it runs once and cannot be tuned at runtime"),
-                       "set the value on the kernel command line or at build time instead"),
-        Refusal::kInitOnly);
+  if (r->spans.empty()) return InitOnly(names);
   warnings->push_back(absl::StrCat("span(s) in init/exit code left out (", names,
                                    "): that code runs once, before any value can be set"));
   return absl::OkStatus();
+}
+
+// The analysis refused (`failed`) in init/exit code among others: that code runs once, before
+// any value can be set, so the object is analysed again without it. Refused as init-only when
+// nothing else uses the value; `failed` when no one-shot function was part of the refusal.
+absl::StatusOr<AnalysisResult> AnalyzeWithoutOneShot(const fs::path& object,
+                                                     const std::vector<VariantObject>& vs,
+                                                     const absl::Status& failed,
+                                                     AnalyzeOptions* opts) {
+  ASSIGN_OR_RETURN(once, OneShotFunctions(object));
+  std::vector<std::string> named;
+  for (const std::string& f : once)
+    if (absl::StrContains(failed.message(), absl::StrCat(f, "+0x"))) named.push_back(f);
+  if (named.empty()) return failed;
+  opts->skip.assign(once.begin(), once.end());
+  auto again = AnalyzeVariants(vs, *opts);
+  if (again.ok())
+    again->warnings.push_back(absl::StrCat(
+        "init/exit code also uses the value (", absl::StrJoin(named, ", "),
+        "): left out, it runs once before any value can be set (what it computed keeps the "
+        "shipped value)"));
+  if (again.ok() || !absl::IsNotFound(again.status()) ||
+      RefusalOf(again.status()) == Refusal::kSpec)
+    return again;
+  return InitOnly(absl::StrJoin(named, ", "));
 }
 
 // The analysis core's part for one object: spans in the baseline build, mapped onto the
@@ -79,6 +107,7 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
     return p->string();
   };
   auto r = AnalyzeVariants(vs, opts);
+  if (!r.ok()) r = AnalyzeWithoutOneShot(ov.variant[0], vs, r.status(), &opts);
   if (!r.ok()) return r.status();
   RETURN_IF_ERROR(DropOneShotSpans(ov.variant[0], &*r, &r->warnings));
   // A generic target has no separate shipped binary: the V1 object already is the target.

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/artifact/formula.h"
 #include "common/base/diag.h"
 #include "synth/analysis/dataflow.h"
@@ -401,6 +402,46 @@ struct RegionAnalysis {
     return absl::OkStatus();
   }
 
+  // A store of the cell's own old value changed by the constant (`add qword ptr [rbp-0x180],
+  // 0x20`, SWAP_CLUSTER_MAX): the old value is gone at the probe, but the operation is
+  // invertible, so the stub recovers it from the cell's new value (old = cell - 32) and writes
+  // its formula again: kind mem, X the cell at the probe. nullopt when the store is not one.
+  std::optional<absl::StatusOr<CriticalSpan>> ReadModifyWrite(const std::vector<z3::expr>& o,
+                                                              const SymStore& s0) {
+    std::set<std::string> in;
+    for (const z3::expr& e : o) {
+      auto f = FreeInputs(e);
+      in.insert(f.begin(), f.end());
+    }
+    if (in.size() != 1 || !s0.addr) return std::nullopt;
+    auto ld = st[0]->loads().find(*in.begin());
+    if (ld == st[0]->loads().end() || !ld->second.addr || ld->second.op.size != s0.width ||
+        !z3::eq(ld->second.addr->simplify(), s0.addr->simplify()))
+      return std::nullopt;
+    z3::expr x = ctx.bv_const(in.begin()->c_str(), s0.width * 8);
+    auto fit = FitOutput(ctx, o, x, cx.vs, s0.width * 8, false);
+    if (!fit.ok() || !fit->uses_x || !fit->invertible) return std::nullopt;
+    // X of the formula is the old value: written as the cell's value at the probe.
+    auto at_probe = [&](const std::string& f) {
+      std::string old = absl::StrReplaceAll(fit->x_from_output, {{"R", "X"}}), r;
+      for (char ch : f) r += ch == 'X' ? absl::StrCat("(", old, ")") : std::string(1, ch);
+      return r;
+    };
+    CriticalSpan sp;
+    sp.kind = SpanKind::kMem;
+    sp.target_mem = ToMem(s0.op);
+    sp.width = s0.width;
+    sp.formula = at_probe(fit->formula);
+    for (const std::string& alt : fit->alternatives)
+      sp.formula_alternatives.push_back(at_probe(alt));
+    cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
+    cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
+    // Nothing may touch the cell between the store and the probe: the first candidate only.
+    auto done = Finish(sp, {Loc{"", s0.op}});
+    if (done.ok()) done->candidates.resize(1);
+    return done;
+  }
+
   absl::Status Stores() {
     // Stores.
     std::map<std::string, size_t> last_store;
@@ -428,6 +469,11 @@ struct RegionAnalysis {
                                    "` ...) depends on the constant and its address is not an "
                                    "operand a probe can rewrite"),
                       Refusal::kUnmodelledInstruction);
+      if (auto rmw = ReadModifyWrite(o, s0)) {
+        if (!rmw->ok()) return rmw->status();
+        out.push_back(**rmw);
+        continue;
+      }
       auto x = InputOf(o);
       if (!x.ok()) {
         auto multi = MultiInputSpan(x.status(), o, "", s0.width, s0.width, &s0);

@@ -687,6 +687,25 @@ TEST_P(AnalysisTest, DivisionByPowersOfTwoIsDivision) {
   EXPECT_EQ(Eval(r->spans[0], 8, 0xffffffff), 0xffffffffu / 8);
 }
 
+// A read-modify-write of memory by the constant: a mem span whose stub recovers the old value
+// from the cell at the probe (the shipped V1 added) and writes it advanced by the new value.
+TEST_P(AnalysisTest, ReadModifyWriteOfMemory) {
+  auto r = Analyze("rmw", {32, 16, 64}, {}, CheckValues({32, 16, 64}, 1, 1000));
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_rmw");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kMem);
+  ASSERT_TRUE(s[0]->target_mem);
+  EXPECT_EQ(s[0]->target_mem->base, "di");
+  EXPECT_EQ(s[0]->width, 8);
+  EXPECT_EQ(s[0]->candidates.size(), 1u);
+  // The cell holds old + 32 at the probe; C's own answer at a value never built.
+  unsigned long cell = 1000;
+  auto f = reinterpret_cast<void (*)(unsigned long*)>(dlsym(So("rmw", 77), "fx_rmw"));
+  f(&cell);
+  EXPECT_EQ(Eval(*s[0], 77, 1000 + 32), cell) << s[0]->formula;
+}
+
 TEST(ReplacementValuesTest, NearestInsideTheRange) {
   EXPECT_EQ(ReplacementValues(50, 1, 100, {49}, false, 2), (std::vector<int64_t>{51, 52}));
   EXPECT_EQ(ReplacementValues(7, 1, 100, {}, true, 3), (std::vector<int64_t>{6, 9, 5}));

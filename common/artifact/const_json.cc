@@ -403,6 +403,7 @@ nlohmann::json ConstToJson(const SynthesizedConst& c) {
   j["description"] = c.description;
   j["values"] = c.values;
   j["range"] = {c.range_min, c.range_max};
+  if (c.pow2_only) j["pow2_only"] = true;
   j["target"] = {{"binary", c.target.binary},
                  {"kernel_release", c.target.kernel_release},
                  {"build_id", c.target.build_id}};
@@ -505,6 +506,12 @@ absl::StatusOr<SynthesizedConst> ParseConstJson(absl::string_view text, absl::st
   c.range_min = (**range)[0].get<int64_t>();
   c.range_max = (**range)[1].get<int64_t>();
   if (c.range_min > c.range_max) return r.Bad("range", "has min > max");
+  if (auto p = j.find("pow2_only"); p != j.end() && !p->is_null()) {
+    if (!p->is_boolean()) return r.Bad("pow2_only", "must be true or false");
+    c.pow2_only = p->get<bool>();
+    if (c.pow2_only && c.range_min < 1)
+      return r.Bad("range", "must start at 1 or more when pow2_only is set");
+  }
   auto target = r.Get(j, "", "target");
   if (!target.ok()) return target.status();
   if (!(*target)->is_object()) return r.Bad("target", "must be an object");

@@ -155,6 +155,9 @@ struct SynthesizedConst {
   std::string description;
   std::vector<int64_t> values;  // V1 (shipped), V2, V3
   int64_t range_min = 0, range_max = 0;
+  // Only powers of two in the range are valid values: the code has another shape elsewhere
+  // (x / V compiles to a shift). const.json "pow2_only" (absent: false).
+  bool pow2_only = false;
   TargetBinary target;
   std::vector<CriticalSpan> spans;
   std::vector<SafeSpan> safe_spans;

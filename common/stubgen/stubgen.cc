@@ -250,10 +250,11 @@ std::string SpanPrograms(const CriticalSpan& s, size_t i, const SpanFormulas& p,
                         "\tif (!sie_gate(&value)) {\n\t\tsie_count(%d, SIE_STAT_GATED);\n"
                         "\t\treturn 0;\n\t}\n"
                         "\tvalue = %s(ctx, %d, value);\n"
-                        "\tif (value < SIE_%s_MIN || value > SIE_%s_MAX) {\n"
+                        "\tif (value < SIE_%s_MIN || value > SIE_%s_MAX ||\n"
+                        "\t    (SIE_%s_POW2 && (value & (value - 1)))) {\n"
                         "\t\tsie_count(%d, SIE_STAT_REJECTED);\n\t\treturn 0;\n\t}\n"
                         "\tV = (__u64)value;\n",
-                        i, DeclareInputs(s), i, TakeMark(s, i), i, decide_fn, i, up, up, i);
+                        i, DeclareInputs(s), i, TakeMark(s, i), i, decide_fn, i, up, up, up, i);
   absl::StrAppend(&body, ReadX(s, p, slot, i), ReadInputs(s), "\tnv = ", p.formula.EmitC(),
                   ";\n\t(void)R;\n");
   absl::StrAppendFormat(&body,
@@ -291,18 +292,21 @@ std::string StubSource(const artifact::SynthesizedConst& c, const StubFiles& f,
 std::string PolicyHeader(const artifact::SynthesizedConst& c, const StubFiles& f,
                          const std::string& up) {
   std::string h;
-  absl::StrAppendFormat(&h,
-                        "/* SPDX-License-Identifier: GPL-2.0 */\n/* %s. Constant %s: %s */\n"
-                        "#ifndef SIE_CONST_%s_H\n#define SIE_CONST_%s_H\n\n"
-                        "#define SIE_%s_ID %d\n#define SIE_%s_MIN %s\n#define SIE_%s_MAX %s\n"
-                        "#define SIE_%s_NSPANS %d\n\n",
-                        kStubBanner, c.name, c.description, up, up, up, c.id, up,
-                        I64Lit(c.range_min), up, I64Lit(c.range_max), up, c.spans.size());
+  absl::StrAppendFormat(
+      &h,
+      "/* SPDX-License-Identifier: GPL-2.0 */\n/* %s. Constant %s: %s */\n"
+      "#ifndef SIE_CONST_%s_H\n#define SIE_CONST_%s_H\n\n"
+      "#define SIE_%s_ID %d\n#define SIE_%s_MIN %s\n#define SIE_%s_MAX %s\n"
+      "/* 1: only powers of two in [MIN, MAX] are values (const.json pow2_only) */\n"
+      "#define SIE_%s_POW2 %d\n#define SIE_%s_NSPANS %d\n\n",
+      kStubBanner, c.name, c.description, up, up, up, c.id, up, I64Lit(c.range_min), up,
+      I64Lit(c.range_max), up, c.pow2_only ? 1 : 0, up, c.spans.size());
   absl::StrAppendFormat(&h,
                         "/*\n * Decision hook, called at every active hit of span `span` with "
                         "the value set by\n * `sie set` (or the task's value in per-task mode). "
-                        "Returns the value to apply;\n * a result outside [MIN, MAX] is not "
-                        "applied (counted as rejected). Define it\n * (non-weak, __noinline) in a "
+                        "Returns the value to apply;\n * a result outside [MIN, MAX] (or not a "
+                        "power of two when POW2) is not\n * applied (counted as rejected). Define "
+                        "it\n * (non-weak, __noinline) in a "
                         "policy object to replace the default.\n */\n"
                         "__s64 %s(struct pt_regs *ctx, __u32 span, __s64 value);\n\n#endif\n",
                         f.decide_fn);

@@ -382,6 +382,7 @@ int ConstsCommand(const std::vector<std::string>& args) {
                  {"name", e.c.name},
                  {"description", e.c.description},
                  {"range", {e.c.range_min, e.c.range_max}},
+                 {"pow2_only", e.c.pow2_only},
                  {"values", e.c.values},
                  {"binary", e.c.target.binary},
                  {"kernel_release", e.c.target.kernel_release},
@@ -400,7 +401,9 @@ int ConstsCommand(const std::vector<std::string>& args) {
       absl::StrAppend(&spans, spans.empty() ? "" : " ", k, "=", v.dump());
     std::printf("%-4d %-28s %-22s %-12s %s\n", j["id"].get<int>(),
                 j["name"].get<std::string>().c_str(),
-                absl::StrCat("[", j["range"][0].dump(), ", ", j["range"][1].dump(), "]").c_str(),
+                absl::StrCat("[", j["range"][0].dump(), ", ", j["range"][1].dump(), "]",
+                             j["pow2_only"].get<bool>() ? " 2^k" : "")
+                    .c_str(),
                 j["binary"].get<std::string>().c_str(), spans.c_str());
   }
   return 0;

@@ -16,6 +16,12 @@ absl::Status ValidateRequest(const artifact::SynthesizedConst& c, const SetOptio
     return InvalidWithHint(absl::StrCat("value ", o.value, " is outside the range of ", c.name,
                                         " [", c.range_min, ", ", c.range_max, "]"),
                            "the range comes from the constant's spec (const.json 'range')");
+  if (c.pow2_only && (o.value <= 0 || (o.value & (o.value - 1)) != 0))
+    return InvalidWithHint(absl::StrCat("value ", o.value, " is not a power of two: ", c.name,
+                                        " takes powers of two only (the code synthesized for it "
+                                        "shifts or masks by the value)"),
+                           absl::StrCat("pick one of 1, 2, 4, ... within [", c.range_min, ", ",
+                                        c.range_max, "] (const.json 'pow2_only')"));
   if (o.mode == 2 && (c.id < 0 || c.id >= SIE_CONS_MAX_ID))
     return FailedWithHint(absl::StrCat(c.name, " has id ", c.id,
                                        "; sie_consistency numbers "

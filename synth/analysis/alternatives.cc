@@ -143,7 +143,7 @@ size_t LargestGroup(const Candidates& c, int64_t v) {
 }  // namespace
 
 std::optional<int64_t> SplittingValue(const std::vector<CriticalSpan>& spans, int64_t lo,
-                                      int64_t hi, const std::vector<int64_t>& taken) {
+                                      int64_t hi, const std::vector<int64_t>& taken, bool pow2) {
   std::vector<const CriticalSpan*> order;
   for (const CriticalSpan& s : spans)
     if (!s.formula_alternatives.empty()) order.push_back(&s);
@@ -160,7 +160,14 @@ std::optional<int64_t> SplittingValue(const std::vector<CriticalSpan>& spans, in
     if (c.fs.size() < 2) continue;
     std::optional<int64_t> best;
     size_t best_group = c.fs.size();
-    for (int64_t v : ScanValues(lo, hi)) {
+    std::vector<int64_t> scan;
+    if (pow2) {
+      for (int k = 0; k < 63; ++k)
+        if ((int64_t{1} << k) >= lo && (int64_t{1} << k) <= hi) scan.push_back(int64_t{1} << k);
+    } else {
+      scan = ScanValues(lo, hi);
+    }
+    for (int64_t v : scan) {
       if (std::find(taken.begin(), taken.end(), v) != taken.end()) continue;
       if (size_t g = LargestGroup(c, v); g < best_group) best = v, best_group = g;
       if (best_group <= (c.fs.size() + 1) / 2) break;  // an even split: as good as it gets

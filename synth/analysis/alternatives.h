@@ -29,9 +29,10 @@ bool KeepAgreeing(CriticalSpan* fitted, const CriticalSpan& seen, int64_t v, std
 
 // The value in [lo, hi] (none of `taken`) at which the candidates of the span with the most of
 // them split most evenly: building it keeps only the ones its code agrees with. nullopt when
-// no span has candidates that differ anywhere in the range.
+// no span has candidates that differ anywhere in the range. `pow2`: powers of two only.
 std::optional<int64_t> SplittingValue(const std::vector<CriticalSpan>& spans, int64_t lo,
-                                      int64_t hi, const std::vector<int64_t>& taken);
+                                      int64_t hi, const std::vector<int64_t>& taken,
+                                      bool pow2 = false);
 
 // After every check: the range [*lo, *hi] narrowed to where each span's remaining candidates
 // all agree (scanned outward from the values built, `values`); refused (formula-family) when

@@ -588,7 +588,7 @@ absl::Status NarrowByBuilds(const Builds& b, const Scope& only_norm, const std::
   taken.insert(taken.end(), avoid.begin(), avoid.end());
   taken.insert(taken.end(), res->checked.begin(), res->checked.end());
   for (int round = 0; round < kNarrowBuilds; ++round) {
-    auto v = SplittingValue(res->spans, res->range_min, res->range_max, taken);
+    auto v = SplittingValue(res->spans, res->range_min, res->range_max, taken, res->pow2_only);
     if (!v) break;
     taken.push_back(*v);
     auto path = more->Get(*v);
@@ -708,6 +708,31 @@ absl::StatusOr<Fit> FitNonPowerOfTwo(const Fit& first, const absl::Status& faile
   return absl::NotFoundError("no value that is not a power of two fits");
 }
 
+// Fitted from powers of two only, the formulas failed a check at a value that is none
+// (`failed`), and no such value fits either: the code holds for powers of two only (x / V is
+// `shr` there, a magic-number multiply elsewhere, with other registers). The formulas are
+// checked at two further powers of two instead; if they hold, V is restricted to them.
+absl::Status PowersOfTwoOnly(const Builds& b, const absl::Status& failed, const Scope& only_norm,
+                             const std::vector<int64_t>& vs, const std::vector<int64_t>& avoid,
+                             ValueBuilds* more, AnalysisResult* res) {
+  std::vector<int64_t> taken = vs;
+  taken.insert(taken.end(), avoid.begin(), avoid.end());
+  std::vector<VariantObject> checks;
+  for (int64_t v :
+       PowerOfTwoChecks(vs, std::max<int64_t>(res->range_min, 1), res->range_max, taken))
+    if (auto path = more->Get(v); path.ok()) checks.push_back({v, *path});
+  if (checks.empty()) return failed;
+  res->checked.clear();
+  if (absl::Status s = CheckAll(b, checks, only_norm, vs, avoid, more, res); !s.ok()) return failed;
+  res->pow2_only = true;
+  res->range_min = std::max<int64_t>(res->range_min, 1);
+  res->warnings.push_back(absl::StrCat(
+      "V is restricted to powers of two: the code has another shape or another formula at "
+      "values that are none (",
+      failed.message().substr(0, 200), ")"));
+  return absl::OkStatus();
+}
+
 // Check builds to replace those FitAnotherValue used, so two values are still checked.
 void RefillChecks(const Fit& fit, const Fit& first, const AnalyzeOptions& opts, ValueBuilds* more,
                   std::vector<VariantObject>* checks) {
@@ -806,6 +831,29 @@ std::vector<int64_t> ReplacementValues(int64_t v, int64_t range_min, int64_t ran
   return out;
 }
 
+std::vector<int64_t> PowerOfTwoChecks(const std::vector<int64_t>& values, int64_t range_min,
+                                      int64_t range_max, const std::vector<int64_t>& taken) {
+  std::vector<int64_t> out;
+  if (values.empty()) return out;
+  auto [lo, hi] = std::minmax_element(values.begin(), values.end());
+  auto usable = [&](int64_t v) {
+    return v >= range_min && v <= range_max &&
+           std::find(taken.begin(), taken.end(), v) == taken.end() &&
+           std::find(out.begin(), out.end(), v) == out.end();
+  };
+  std::vector<int64_t> order;
+  for (int k = 0; k < 62; ++k)
+    if ((int64_t{1} << k) > *hi) order.push_back(int64_t{1} << k);
+  for (int k = 61; k >= 0; --k)
+    if ((int64_t{1} << k) < *lo) {
+      order.insert(order.begin() + std::min<size_t>(1, order.size()), int64_t{1} << k);
+      break;
+    }
+  for (int64_t v : order)
+    if (out.size() < 2 && usable(v)) out.push_back(v);
+  return out;
+}
+
 std::vector<int64_t> CheckValues(const std::vector<int64_t>& values, int64_t range_min,
                                  int64_t range_max) {
   std::vector<int64_t> s = values;
@@ -883,12 +931,15 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   if (auto s = CheckAll(fit->builds, checks, only_norm, vs, avoid, &more, &res); !s.ok()) {
     if (!AllPowersOfTwo(vs)) return s;
     auto other = FitNonPowerOfTwo(*fit, s, opts, only_norm, &checks, &more);
-    if (!other.ok()) return s;
-    fit = std::move(other);
-    res = std::move(fit->res);
-    vs = fit->vs;
-    res.fitted = vs;
-    RETURN_IF_ERROR(CheckAll(fit->builds, checks, only_norm, vs, avoid, &more, &res));
+    if (!other.ok()) {
+      RETURN_IF_ERROR(PowersOfTwoOnly(fit->builds, s, only_norm, vs, avoid, &more, &res));
+    } else {
+      fit = std::move(other);
+      res = std::move(fit->res);
+      vs = fit->vs;
+      res.fitted = vs;
+      RETURN_IF_ERROR(CheckAll(fit->builds, checks, only_norm, vs, avoid, &more, &res));
+    }
   }
   const Builds& b = fit->builds;
   RETURN_IF_ERROR(NarrowByBuilds(b, only_norm, vs, avoid, &more, &res));

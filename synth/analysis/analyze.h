@@ -46,6 +46,9 @@ struct AnalysisResult {
   // The values the formulas were fitted from (V1, V2, V3 after any replacement, see
   // AnalyzeOptions::build) and the values they were checked at.
   std::vector<int64_t> fitted, checked;
+  // V must be a power of two: the values fitted all are, and the code has another shape (or
+  // the formulas do not hold) at values that are none, while they hold at other powers of two.
+  bool pow2_only = false;
 };
 
 // Up to `n` values to build instead of `v` when the code at `v` has another shape: the nearest
@@ -53,6 +56,11 @@ struct AnalysisResult {
 // `no_pow2` (check values), deterministic.
 std::vector<int64_t> ReplacementValues(int64_t v, int64_t range_min, int64_t range_max,
                                        const std::vector<int64_t>& taken, bool no_pow2, size_t n);
+
+// Up to two powers of two inside [range_min, range_max] not in `taken`: the nearest above the
+// highest of `values`, then the nearest below the lowest (else further above).
+std::vector<int64_t> PowerOfTwoChecks(const std::vector<int64_t>& values, int64_t range_min,
+                                      int64_t range_max, const std::vector<int64_t>& taken);
 
 // Up to two values to check the derived formulas at, deterministic: inside the range, distinct
 // from `values`, never a power of two, preferably prime; the first near the middle of the wider

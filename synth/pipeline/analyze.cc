@@ -135,6 +135,7 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
   // The policy may only set values every object's formulas are valid for.
   out->range_min = std::max(out->range_min, r->range_min);
   out->range_max = std::min(out->range_max, r->range_max);
+  out->pow2_only |= r->pow2_only;
   return absl::OkStatus();
 }
 

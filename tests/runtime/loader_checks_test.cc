@@ -57,6 +57,25 @@ TEST(ValidateRequest, RefusesOutOfRangeValuesUnknownModesAndUnnumberableInstance
   EXPECT_TRUE(Has(ValidateEngineName("ebpf"), "unknown engine 'ebpf'"));
 }
 
+// A constant synthesized for powers of two only (x / V is a shift there) refuses other values
+// before anything is loaded, and says which values it takes.
+TEST(ValidateRequest, PowersOfTwoOnly) {
+  artifact::SynthesizedConst c = Const("102");
+  c.pow2_only = true;
+  c.range_min = 1;
+  c.range_max = 1024;
+  EXPECT_TRUE(ValidateRequest(c, Opts(64)).ok());
+  EXPECT_TRUE(ValidateRequest(c, Opts(1)).ok());
+  absl::Status st = ValidateRequest(c, Opts(48));
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Has(st,
+                  "value 48 is not a power of two: SIE_TARGET_CALL_ARG takes powers of two "
+                  "only"))
+      << st;
+  EXPECT_TRUE(Has(st, "hint: pick one of 1, 2, 4, ... within [1, 1024]")) << st;
+  EXPECT_TRUE(Has(ValidateRequest(c, Opts(2048)), "outside the range"));
+}
+
 TEST(CheckUpdate, OnlyTheValueOfALoadedConstantChanges) {
   const json bpf1{{"state", "loaded"}, {"mode", 1}};
   const json native{{"state", "loaded"}, {"engine", "native"}, {"mode", 0}};

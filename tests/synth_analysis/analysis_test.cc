@@ -715,6 +715,13 @@ TEST(ReplacementValuesTest, NearestInsideTheRange) {
             (std::vector<int64_t>{INT64_MAX - 1}));
 }
 
+TEST(PowerOfTwoChecksTest, AboveThenBelowTheValues) {
+  EXPECT_EQ(PowerOfTwoChecks({32, 16, 64}, 1, 1024, {32, 16, 64}), (std::vector<int64_t>{128, 8}));
+  // No room below: two above; taken values skipped; none when the range has no other.
+  EXPECT_EQ(PowerOfTwoChecks({1, 2, 4}, 1, 100, {1, 2, 4, 8}), (std::vector<int64_t>{16, 32}));
+  EXPECT_EQ(PowerOfTwoChecks({16, 8, 32}, 8, 32, {16, 8, 32}), std::vector<int64_t>{});
+}
+
 TEST(CheckValuesTest, InsideTheGapsNeverAPowerOfTwo) {
   EXPECT_EQ(CheckValues({128, 64, 256}, 1, 4096), (std::vector<int64_t>{193, 31}));
   EXPECT_EQ(CheckValues({32, 16, 64}, 1, 1024), (std::vector<int64_t>{47, 7}));

@@ -21,13 +21,18 @@
  *   probe SYMBOL OFFSET reg-shl REG WIDTH VALUE    REG := REG << VALUE (VALUE < 8 * WIDTH)
  *   probe SYMBOL OFFSET mem-cell BASE DISP WIDTH VALUE
  *                                                  store VALUE to [BASE + DISP]
+ * Any probe command may end in "mark MARK_OFFSET": the span ends at a control-flow join (path
+ * token). A second kprobe at SYMBOL+MARK_OFFSET (the CS's first instruction) records the frame
+ * (its stack pointer) passing through the CS; the probe then writes only for a frame so marked
+ * and clears the mark, so the path that bypasses the CS keeps its own state (as the BPF stub's
+ * sie_mark/sie_take_mark do). Apply hits without a mark are counted as bypass.
  *   value SYMBOL OFFSET VALUE                      change a probe's VALUE live
  *   remove SYMBOL OFFSET                           unregister one probe
  *   clear                                          unregister all probes
  * Register results follow x86 write semantics at WIDTH (sie_reg_merge: width 4 zero-extends,
  * widths 1 and 2 keep the upper bits), so "reg-add ax 4 V" is what `add $V, %eax` would leave.
  * Reading the file lists one line per probe:
- *   SYMBOL+0xOFFSET KIND REG WIDTH [DISP] VALUE hits=N faults=N
+ *   SYMBOL+0xOFFSET KIND REG WIDTH [DISP] VALUE hits=N faults=N [mark=0xOFF bypass=N]
  *
  * `sie set` uses it by default for the constants it covers with equal safety (mode 0, fixed
  * value, reg/mem spans; runtime/loader/native.h), registering each probe with the shipped
@@ -98,8 +103,16 @@ static const struct {
 	[SIE_REG_SP] = { "sp", offsetof(struct pt_regs, sp) },	/* cell base only */
 };
 
+/* Frames between a path-token probe's mark and its apply at once (one per running pass). */
+#define SIE_NATIVE_MARKS 64
+
 struct sie_native_probe {
 	struct kprobe kp;
+	struct kprobe mark_kp;	/* registered only when has_mark */
+	bool has_mark;
+	unsigned long mark_offset;
+	unsigned long marks[SIE_NATIVE_MARKS];	/* stack pointers of marked frames, 0: free */
+	u64 __percpu *bypass;
 	struct list_head node;
 	char symbol[KSYM_NAME_LEN];
 	unsigned long offset;
@@ -117,6 +130,40 @@ static LIST_HEAD(sie_native_probes);
 static unsigned int sie_native_nr_probes;
 static DEFINE_MUTEX(sie_native_lock);
 
+/* Clears the mark of the frame at sp; false when it has none (it bypassed the CS). */
+static bool sie_native_take_mark(struct sie_native_probe *p, unsigned long sp)
+{
+	int i;
+
+	for (i = 0; i < SIE_NATIVE_MARKS; i++)
+		if (READ_ONCE(p->marks[i]) == sp && cmpxchg(&p->marks[i], sp, 0) == sp)
+			return true;
+	return false;
+}
+NOKPROBE_SYMBOL(sie_native_take_mark);
+
+/*
+ * The mark probe, at the CS's first instruction: records the frame. A full table leaves the
+ * frame unmarked, so its apply counts a bypass and the shipped value stays: never a wrong one.
+ */
+static int sie_native_mark_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct sie_native_probe *p = container_of(kp, struct sie_native_probe, mark_kp);
+	unsigned long sp = regs->sp;
+	int i;
+
+	if (user_mode(regs))
+		return 0;
+	for (i = 0; i < SIE_NATIVE_MARKS; i++)
+		if (READ_ONCE(p->marks[i]) == sp)
+			return 0;
+	for (i = 0; i < SIE_NATIVE_MARKS; i++)
+		if (!cmpxchg(&p->marks[i], 0, sp))
+			return 0;
+	return 0;
+}
+NOKPROBE_SYMBOL(sie_native_mark_pre);
+
 /*
  * Runs on every hit with preemption disabled (int3 handler or optprobe trampoline). Every
  * decision that can be made once (register offset, kind, width) was made at registration.
@@ -130,6 +177,10 @@ static int sie_native_pre(struct kprobe *kp, struct pt_regs *regs)
 	if (user_mode(regs))
 		return 0;
 	this_cpu_inc(*p->hits);
+	if (p->has_mark && !sie_native_take_mark(p, regs->sp)) {
+		this_cpu_inc(*p->bypass);
+		return 0;
+	}
 	switch (p->kind) {
 	case SIE_NATIVE_REG_SET:
 		*r = sie_reg_merge(*r, v, p->width);
@@ -173,6 +224,7 @@ static void sie_native_free(struct sie_native_probe *p)
 {
 	free_percpu(p->hits);
 	free_percpu(p->faults);
+	free_percpu(p->bypass);
 	kfree(p);
 }
 
@@ -181,6 +233,9 @@ static void sie_native_remove(struct sie_native_probe *p)
 {
 	list_del(&p->node);
 	sie_native_nr_probes--;
+	/* The mark first: a mark without its apply is harmless, an apply then sees none. */
+	if (p->has_mark)
+		unregister_kprobe(&p->mark_kp);
 	unregister_kprobe(&p->kp);
 	sie_native_free(p);
 }
@@ -228,11 +283,23 @@ static int sie_native_add(int argc, char **argv)
 	int kind, ret = -EINVAL;
 	unsigned long offset;
 
+	unsigned long mark_offset = 0;
+	bool has_mark = false;
+	int base;
+
 	if (argc < 4 || kstrtoul(argv[2], 0, &offset) || strlen(argv[1]) >= KSYM_NAME_LEN)
 		return -EINVAL;
 	kind = match_string(sie_native_kind_names, ARRAY_SIZE(sie_native_kind_names), argv[3]);
-	if (kind < 0 || argc != 7 + (kind == SIE_NATIVE_MEM_CELL))
+	if (kind < 0)
 		return -EINVAL;
+	base = 7 + (kind == SIE_NATIVE_MEM_CELL);
+	if (argc == base + 2 && !strcmp(argv[base], "mark")) {
+		if (kstrtoul(argv[base + 1], 0, &mark_offset) || mark_offset >= offset)
+			return -EINVAL;
+		has_mark = true;
+	} else if (argc != base) {
+		return -EINVAL;
+	}
 	if (sie_native_find(argv[1], offset))
 		return -EEXIST;
 	if (sie_native_nr_probes >= SIE_NATIVE_MAX_PROBES)
@@ -243,7 +310,8 @@ static int sie_native_add(int argc, char **argv)
 		return -ENOMEM;
 	p->hits = alloc_percpu(u64);
 	p->faults = alloc_percpu(u64);
-	if (!p->hits || !p->faults) {
+	p->bypass = alloc_percpu(u64);
+	if (!p->hits || !p->faults || !p->bypass) {
 		ret = -ENOMEM;
 		goto err;
 	}
@@ -269,9 +337,22 @@ static int sie_native_add(int argc, char **argv)
 	p->kp.symbol_name = p->symbol;
 	p->kp.offset = offset;
 	p->kp.pre_handler = sie_native_pre;
+	p->has_mark = has_mark;
+	p->mark_offset = mark_offset;
 	ret = register_kprobe(&p->kp);
 	if (ret)
 		goto err;
+	/* The apply first: until the mark probe is in, every hit is a bypass (inert). */
+	if (has_mark) {
+		p->mark_kp.symbol_name = p->symbol;
+		p->mark_kp.offset = mark_offset;
+		p->mark_kp.pre_handler = sie_native_mark_pre;
+		ret = register_kprobe(&p->mark_kp);
+		if (ret) {
+			unregister_kprobe(&p->kp);
+			goto err;
+		}
+	}
 	list_add_tail(&p->node, &sie_native_probes);
 	sie_native_nr_probes++;
 	return 0;
@@ -284,7 +365,7 @@ static int sie_native_apply(char *cmd)
 {
 	struct sie_native_probe *p;
 	unsigned long offset;
-	char *argv[9];
+	char *argv[12];
 	int argc;
 	u64 v;
 
@@ -343,8 +424,12 @@ static int sie_native_control_show(struct seq_file *m, void *v)
 			   sie_native_kind_names[p->kind], sie_native_regs[p->reg].name, p->width);
 		if (p->kind == SIE_NATIVE_MEM_CELL)
 			seq_printf(m, "%lld ", p->disp);
-		seq_printf(m, "0x%llx hits=%llu faults=%llu\n", READ_ONCE(p->value),
+		seq_printf(m, "0x%llx hits=%llu faults=%llu", READ_ONCE(p->value),
 			   sie_native_sum(p->hits), sie_native_sum(p->faults));
+		if (p->has_mark)
+			seq_printf(m, " mark=0x%lx bypass=%llu", p->mark_offset,
+				   sie_native_sum(p->bypass));
+		seq_putc(m, '\n');
 	}
 	mutex_unlock(&sie_native_lock);
 	return 0;

@@ -38,8 +38,27 @@ class NativeEngine : public Engine {
       inert_.push_back(*o);
       vals_.push_back(*v);
     }
-    // probes[i] is span i's apply probe (mode 0, kinds reg/mem: no save or guard probes).
-    if (plan_.probes.size() != np_.size()) return absl::InternalError("native: probe count");
+    // Mode 0, kinds reg/mem: each span has its apply probe, a path-token span also its mark
+    // (sie_native registers it with the apply); no save or guard probes.
+    np_of_.assign(plan_.probes.size(), -1);
+    apply_of_.assign(np_.size(), -1);
+    mark_of_.assign(np_.size(), -1);
+    for (size_t k = 0; k < plan_.probes.size(); ++k) {
+      const ProbeInfo& in = plan_.probes[k].info;
+      if (in.span < 0 || static_cast<size_t>(in.span) >= np_.size())
+        return absl::InternalError("native: probe of no span");
+      if (in.role == "apply") {
+        apply_of_[in.span] = static_cast<int>(k);
+        np_of_[k] = in.span;
+      } else if (in.role == "mark") {
+        mark_of_[in.span] = static_cast<int>(k);
+      } else {
+        return absl::InternalError(absl::StrCat("native: a ", in.role, " probe"));
+      }
+    }
+    for (size_t n = 0; n < np_.size(); ++n)
+      if (apply_of_[n] < 0 || np_[n].mark.has_value() != (mark_of_[n] >= 0))
+        return absl::InternalError("native: probes do not match the spans");
     return absl::OkStatus();
   }
 
@@ -67,20 +86,21 @@ class NativeEngine : public Engine {
     return absl::OkStatus();
   }
 
+  // The driver moves apply probes (plan indices); a mark moves with its apply.
   absl::Status Unplace(size_t i) override {
-    NativeProbe& p = np_[i];
+    NativeProbe& p = np_[np_of_[i]];
     absl::Status st = NativeCommand(NativeRemoveCommand(p.symbol, p.offset));
     if (st.ok()) mine_.erase({p.symbol, p.offset});
     return st;
   }
 
   absl::Status PlaceMoved(size_t i) override {
-    if (auto st = Record(i); !st.ok()) return st;
-    return Add(i);
+    if (auto st = Record(np_of_[i]); !st.ok()) return st;
+    return Add(np_of_[i]);
   }
 
   void AbandonMove(size_t) override {}  // a failed add left nothing
-  absl::Status PlaceBack(size_t i) override { return Add(i); }
+  absl::Status PlaceBack(size_t i) override { return Add(np_of_[i]); }
 
   absl::Status Activate(SetResult& res) override {
     if (auto st = CheckLanded(); !st.ok()) return st;
@@ -100,18 +120,21 @@ class NativeEngine : public Engine {
   // Probe i's place (the driver may have moved it to a candidate) goes into the state before
   // it is registered, so an unload after a kill -9 finds it.
   absl::Status Record(size_t i) {
-    np_[i].offset = plan_.probes[i].info.offset;
+    np_[i].offset = plan_.probes[apply_of_[i]].info.offset;
     state_["native"].push_back(
         {{"span", np_[i].span}, {"symbol", np_[i].symbol}, {"offset", np_[i].offset}});
-    state_["attached_addresses"].push_back(plan_.probes[i].info.address);
+    state_["attached_addresses"].push_back(plan_.probes[apply_of_[i]].info.address);
+    if (mark_of_[i] >= 0)
+      state_["attached_addresses"].push_back(plan_.probes[mark_of_[i]].info.address);
     return WriteState(c_.name, state_);
   }
 
-  // Registers probe i, inert. The places registered now are this load's (never another
-  // constant's: a place whose add failed, e.g. EEXIST, is not ours to remove).
+  // Registers span i's probe (and its mark), inert. The places registered now are this
+  // load's (never another constant's: a place whose add failed, e.g. EEXIST, is not ours).
   absl::Status Add(size_t i) {
     NativeProbe& p = np_[i];
-    p.offset = plan_.probes[i].info.offset;
+    p.offset = plan_.probes[apply_of_[i]].info.offset;
+    if (mark_of_[i] >= 0) p.mark = plan_.probes[mark_of_[i]].info.offset;
     absl::Status st = NativeCommand(NativeAddCommand(p, inert_[i]), &add_err_);
     if (st.ok()) mine_.insert({p.symbol, p.offset});
     return st;
@@ -157,6 +180,8 @@ class NativeEngine : public Engine {
   const bool allow_place_taken_;
   std::vector<NativeProbe> np_;
   std::vector<uint64_t> inert_, vals_;
+  // Plan probe index -> span (-1: a mark); span -> its apply's and its mark's plan index.
+  std::vector<int> np_of_, apply_of_, mark_of_;
   json state_;
   std::vector<KprobeEntry> before_;  // the kprobe list before this load's adds
   std::set<std::pair<std::string, uint64_t>> mine_;

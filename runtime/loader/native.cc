@@ -49,10 +49,6 @@ std::string NativeUnsupported(const artifact::SynthesizedConst& c, int mode, boo
                             "one probe per place)");
     const std::string sp =
         absl::StrCat("span ", i, " (", s.function, "+0x", absl::Hex(s.probe_offset), "): ");
-    if (s.mark_offset)
-      return sp +
-             "it ends at a join and applies only in the frame its mark saw (path token), "
-             "which only the BPF stub tracks";
     switch (s.kind) {
       case SpanKind::kReg:
         if (s.target_reg.empty() || s.target_reg == "sp")
@@ -96,6 +92,7 @@ absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const artifact::Synthesize
     p.span = static_cast<int>(i);
     p.symbol = binary == "vmlinux" || binary.empty() ? s.function : binary + ":" + s.function;
     p.offset = s.probe_offset;
+    p.mark = s.mark_offset;
     p.cs = &s;
     if (s.kind == SpanKind::kReg)
       p.add = absl::StrCat("reg-set ", s.target_reg, " ", s.width);
@@ -110,7 +107,8 @@ absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const artifact::Synthesize
 
 std::string NativeAddCommand(const NativeProbe& p, uint64_t value) {
   return absl::StrCat("probe ", p.symbol, " 0x", absl::Hex(p.offset), " ", p.add, " 0x",
-                      absl::Hex(value));
+                      absl::Hex(value),
+                      p.mark ? absl::StrCat(" mark 0x", absl::Hex(*p.mark)) : std::string());
 }
 std::string NativeValueCommand(const NativeProbe& p, uint64_t value) {
   return absl::StrCat("value ", p.symbol, " 0x", absl::Hex(p.offset), " 0x", absl::Hex(value));
@@ -129,13 +127,18 @@ std::map<std::string, NativeCounters> ParseNativeListing(absl::string_view text)
     if (f.size() < 7) continue;
     NativeCounters c;
     bool ok = true;
-    for (absl::string_view w : f) {
+    size_t hits_at = 0;
+    for (size_t i = 0; i < f.size(); ++i) {
+      absl::string_view w = f[i];
       if (absl::ConsumePrefix(&w, "hits="))
-        ok &= absl::SimpleAtoi(w, &c.hits);
+        ok &= absl::SimpleAtoi(w, &c.hits), hits_at = i;
       else if (absl::ConsumePrefix(&w, "faults="))
         ok &= absl::SimpleAtoi(w, &c.faults);
+      else if (absl::ConsumePrefix(&w, "bypass="))
+        ok &= absl::SimpleAtoi(w, &c.bypass);
     }
-    ok &= absl::SimpleHexAtoi(f[f.size() - 3], &c.value);
+    // The value precedes the counters (a path-token probe adds mark= and bypass= after them).
+    ok &= hits_at > 0 && absl::SimpleHexAtoi(f[hits_at - 1], &c.value);
     if (ok) out[std::string(f[0])] = c;
   }
   return out;

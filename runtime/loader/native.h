@@ -16,6 +16,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,8 @@ struct NativeProbe {
   std::string symbol;  // "func" (vmlinux) or "module:func"
   uint64_t offset = 0;
   std::string add;  // "probe SYMBOL OFFSET KIND ..." without the value
+  // Path token: the mark probe's offset (the CS's first instruction), passed as "mark OFF".
+  std::optional<uint64_t> mark;
   const artifact::CriticalSpan* cs = nullptr;
 };
 
@@ -54,8 +57,10 @@ std::string NativeRemoveCommand(const std::string& symbol, uint64_t offset);
 
 struct NativeCounters {
   uint64_t value = 0, hits = 0, faults = 0;
+  uint64_t bypass = 0;  // path token: apply hits whose frame took the bypass (no write)
 };
-// The module's listing ("SYMBOL+0xOFF KIND REG WIDTH [DISP] 0xVALUE hits=N faults=N" per line),
+// The module's listing ("SYMBOL+0xOFF KIND REG WIDTH [DISP] 0xVALUE hits=N faults=N
+// [mark=0xOFF bypass=N]" per line),
 // keyed by "SYMBOL+0xOFF".
 std::map<std::string, NativeCounters> ParseNativeListing(absl::string_view text);
 std::string NativeKey(const std::string& symbol, uint64_t offset);

@@ -21,7 +21,8 @@ using nlohmann::json;
 namespace {
 
 // sie_native's own counters: a fixed value has no range rejections and no gate, so
-// applied = hits - faults, failed = faults. pins_present: every native probe is registered.
+// applied = hits - faults - bypass (path token), failed = faults. pins_present: every native probe
+// is registered.
 void ReadNativeCounters(LoadedConst& lc, uint32_t nspans) {
   auto listing = ReadFile(kNativeControl);
   const auto counters =
@@ -35,8 +36,12 @@ void ReadNativeCounters(LoadedConst& lc, uint32_t nspans) {
       all = false;
       continue;
     }
-    lc.spans[span] = {
-        it->second.hits, it->second.hits - it->second.faults, 0, it->second.faults, 0, 0};
+    const NativeCounters& n = it->second;
+    SpanCounters& sc = lc.spans[span];
+    sc.hits = n.hits;
+    sc.applied = n.hits - n.faults - n.bypass;  // a bypassing frame gets no write
+    sc.failed = n.faults;
+    sc.bypass = n.bypass;
   }
   lc.pins_present = all;
 }

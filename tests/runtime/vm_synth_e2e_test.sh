@@ -32,25 +32,31 @@ check SIE_TARGET_DIVISOR 7 div 12345 1763 1234
 # 15 spans at 15 addresses (sie_target_fan_0..14): fan(x) = 15 * FAN + 30 * x + 105.
 check SIE_TARGET_FAN 100 fan 1 1635 139935
 # (j) a span ending at a join (path token): while set, odd inputs (through the constant) take
-# the new value, even inputs (the path jumping over it to the same probe) keep their own; the
-# native engine is not used (it cannot tell the paths apart) and status shows the mark probe.
+# the new value, even inputs (the path jumping over it to the same probe) keep their own; status
+# shows the mark probe. Both engines: sie_native registers the mark kprobe itself (auto picks
+# it for a fixed value in mode 0), the BPF stub marks the frame in task storage.
 expect_eq "SIE_TARGET_JOIN compiled join(5)" "$(run join 5)" 769
-sie set SIE_TARGET_JOIN 7 -v --consts "$C" > /tmp/join.out 2> /tmp/join.err || bad "sie set SIE_TARGET_JOIN 7"
-cat /tmp/join.out /tmp/join.err
-grep -q "engine bpf: sie_native cannot: span 0 (sie_target_join+0x17): it ends at a join" /tmp/join.err &&
-  ok "auto engine says why not native" || bad "engine choice: $(cat /tmp/join.err)"
-expect_eq "SIE_TARGET_JOIN=7 join(5) (marked path)" "$(run join 5)" 8
-expect_eq "SIE_TARGET_JOIN=7 join(4) (bypass path)" "$(run join 4)" 5
-expect_eq "SIE_TARGET_JOIN=7 join(1001) (marked path)" "$(run join 1001)" 8
-expect_eq "SIE_TARGET_JOIN=7 join(1000) (bypass path)" "$(run join 1000)" 1001
-sie status > /tmp/join.st; cat /tmp/join.st
-grep -q "^  mark   span 0  sie_target_join+0x12 " /tmp/join.st && ok "status lists the mark probe" ||
-  bad "no mark probe in status"
-grep -q "applied 2 .* bypass 2 markfail 0" /tmp/join.st && ok "counters: 2 applied, 2 bypassed" ||
-  bad "join counters: $(grep -A0 'apply  span 0  sie_target_join' /tmp/join.st)"
-sie unload SIE_TARGET_JOIN || bad "sie unload SIE_TARGET_JOIN"
-expect_eq "SIE_TARGET_JOIN restored join(5)" "$(run join 5)" 769
-expect_eq "SIE_TARGET_JOIN restored join(4)" "$(run join 4)" 5
+for engine in auto bpf; do
+  sie set SIE_TARGET_JOIN 7 -v --engine $engine --consts "$C" > /tmp/join.out 2> /tmp/join.err ||
+    bad "sie set SIE_TARGET_JOIN 7 --engine $engine"
+  cat /tmp/join.out /tmp/join.err
+  want=native; [ $engine = bpf ] && want=bpf
+  sie status --json > /tmp/join.json
+  grep -q "\"engine\": \"$want\"" /tmp/join.json && ok "--engine $engine uses $want" ||
+    bad "--engine $engine: $(grep engine /tmp/join.json)"
+  expect_eq "$engine: SIE_TARGET_JOIN=7 join(5) (marked path)" "$(run join 5)" 8
+  expect_eq "$engine: SIE_TARGET_JOIN=7 join(4) (bypass path)" "$(run join 4)" 5
+  expect_eq "$engine: SIE_TARGET_JOIN=7 join(1001) (marked path)" "$(run join 1001)" 8
+  expect_eq "$engine: SIE_TARGET_JOIN=7 join(1000) (bypass path)" "$(run join 1000)" 1001
+  sie status > /tmp/join.st; cat /tmp/join.st
+  grep -q "^  mark   span 0  sie_target_join+0x12 " /tmp/join.st && ok "$engine: status lists the mark probe" ||
+    bad "$engine: no mark probe in status"
+  grep -q "applied 2 .* bypass 2 markfail 0" /tmp/join.st && ok "$engine: counters: 2 applied, 2 bypassed" ||
+    bad "$engine: join counters: $(grep -A0 'apply  span 0  sie_target_join' /tmp/join.st)"
+  sie unload SIE_TARGET_JOIN || bad "sie unload SIE_TARGET_JOIN ($engine)"
+  expect_eq "$engine: SIE_TARGET_JOIN restored join(5)" "$(run join 5)" 769
+  expect_eq "$engine: SIE_TARGET_JOIN restored join(4)" "$(run join 4)" 5
+done
 n=$(grep -c sie_target /sys/kernel/debug/kprobes/list)
 expect_eq "kprobes left" "$n" 0
 rmmod sie_target

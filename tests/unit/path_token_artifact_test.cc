@@ -110,13 +110,29 @@ TEST(PathTokenStub, MarksAtTheStartAndAppliesOnlyWithTheMark) {
   EXPECT_FALSE(absl::StrContains(f->source, "sie_mark")) << f->source;
 }
 
-TEST(PathTokenEngine, NativeIsNotChosenForATokenSpan) {
+// sie_native tracks the mark itself (a second kprobe at the CS's start): a token span is
+// native, its add command names the mark, and the listing's extra counters parse.
+TEST(PathTokenEngine, NativeProbesCarryTheMark) {
   auto c = JoinConst();
-  std::string why = loader::NativeUnsupported(c, 0, false);
-  EXPECT_TRUE(absl::StrContains(why, "span 0 (fx_join+0xc): it ends at a join")) << why;
-  EXPECT_TRUE(absl::StrContains(why, "only the BPF stub tracks")) << why;
-  c.spans[0].mark_offset.reset();
   EXPECT_EQ(loader::NativeUnsupported(c, 0, false), "");
+  auto probes = loader::NativeProbes(c, "vmlinux");
+  ASSERT_TRUE(probes.ok()) << probes.status();
+  ASSERT_EQ(probes->size(), 1u);
+  EXPECT_EQ(loader::NativeAddCommand((*probes)[0], 8),
+            "probe fx_join 0xc mem-cell di 4 4 0x8 mark 0x5");
+  c.spans[0].mark_offset.reset();
+  probes = loader::NativeProbes(c, "vmlinux");
+  ASSERT_TRUE(probes.ok()) << probes.status();
+  EXPECT_EQ(loader::NativeAddCommand((*probes)[0], 8), "probe fx_join 0xc mem-cell di 4 4 0x8");
+  auto listing = loader::ParseNativeListing(
+      "fx_join+0xc mem-cell di 4 4 0x8 hits=7 faults=0 mark=0x5 bypass=3\n"
+      "other+0x10 reg-set ax 4 0x20 hits=2 faults=1\n");
+  ASSERT_EQ(listing.size(), 2u);
+  EXPECT_EQ(listing["fx_join+0xc"].value, 8u);
+  EXPECT_EQ(listing["fx_join+0xc"].hits, 7u);
+  EXPECT_EQ(listing["fx_join+0xc"].bypass, 3u);
+  EXPECT_EQ(listing["other+0x10"].value, 0x20u);
+  EXPECT_EQ(listing["other+0x10"].faults, 1u);
 }
 
 }  // namespace

@@ -62,18 +62,18 @@ TEST(Pow2Domain, ConstJsonRoundTripAndChecks) {
   j["range"] = {0, 1024};
   bad = artifact::ParseConstJson(artifact::JsonText(j), "test");
   ASSERT_FALSE(bad.ok());
-  EXPECT_TRUE(absl::StrContains(bad.status().message(), "must start at 1 or more"))
-      << bad.status();
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "must start at 1 or more")) << bad.status();
 }
 
 TEST(Pow2Domain, StubRejectsOtherValues) {
   auto f = stubgen::GenerateStub(PlugConst());
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_TRUE(absl::StrContains(f->header, "#define SIE_MAX_PLUG_BIO_POW2 1\n")) << f->header;
-  EXPECT_TRUE(absl::StrContains(f->source,
-                                "if (value < SIE_MAX_PLUG_BIO_MIN || value > SIE_MAX_PLUG_BIO_MAX ||\n"
-                                "\t    (SIE_MAX_PLUG_BIO_POW2 && (value & (value - 1)))) {\n"
-                                "\t\tsie_count(0, SIE_STAT_REJECTED);"))
+  EXPECT_TRUE(
+      absl::StrContains(f->source,
+                        "if (value < SIE_MAX_PLUG_BIO_MIN || value > SIE_MAX_PLUG_BIO_MAX ||\n"
+                        "\t    (SIE_MAX_PLUG_BIO_POW2 && (value & (value - 1)))) {\n"
+                        "\t\tsie_count(0, SIE_STAT_REJECTED);"))
       << f->source;
   auto c = PlugConst();
   c.pow2_only = false;

@@ -19,6 +19,8 @@
  *   probe SYMBOL OFFSET reg-set REG WIDTH VALUE    REG := VALUE
  *   probe SYMBOL OFFSET reg-add REG WIDTH VALUE    REG := REG + VALUE
  *   probe SYMBOL OFFSET reg-shl REG WIDTH VALUE    REG := REG << VALUE (VALUE < 8 * WIDTH)
+ *   probe SYMBOL OFFSET flags-cmp REG WIDTH VALUE  flags := those of `cmp REG, VALUE` (the
+ *                                                  arithmetic ones; every other bit kept)
  *   probe SYMBOL OFFSET mem-cell BASE DISP WIDTH VALUE
  *                                                  store VALUE to [BASE + DISP]
  * Any probe command may end in "mark MARK_OFFSET": the span ends at a control-flow join (path
@@ -71,6 +73,7 @@ enum sie_native_kind {
 	SIE_NATIVE_REG_ADD,
 	SIE_NATIVE_REG_SHL,
 	SIE_NATIVE_MEM_CELL,
+	SIE_NATIVE_FLAGS_CMP,
 };
 
 static const char *const sie_native_kind_names[] = {
@@ -78,6 +81,7 @@ static const char *const sie_native_kind_names[] = {
 	[SIE_NATIVE_REG_ADD] = "reg-add",
 	[SIE_NATIVE_REG_SHL] = "reg-shl",
 	[SIE_NATIVE_MEM_CELL] = "mem-cell",
+	[SIE_NATIVE_FLAGS_CMP] = "flags-cmp",
 };
 
 /* SIE_REG_* numbering (kfuncs.h), so user space uses one register vocabulary for both paths. */
@@ -194,6 +198,10 @@ static int sie_native_pre(struct kprobe *kp, struct pt_regs *regs)
 	case SIE_NATIVE_MEM_CELL:
 		if (sie_store_nofault(sie_cell_address(*r, 0, 1, p->disp), v, p->width))
 			this_cpu_inc(*p->faults);
+		break;
+	case SIE_NATIVE_FLAGS_CMP:
+		/* The probe sits on the flags' consumer: it runs with the new comparison. */
+		regs->flags = sie_flags_merge(regs->flags, *r, v, p->width);
 		break;
 	}
 	return 0;

@@ -61,7 +61,13 @@ std::string NativeUnsupported(const artifact::SynthesizedConst& c, int mode, boo
         if (!s.target_mem->index.empty()) return sp + "the cell has an index register";
         break;
       case SpanKind::kFlags:
-        return sp + "kind flags recomputes a comparison per hit";
+        // `cmp reg, imm`: the flags of the register against the new immediate, per hit.
+        if (!(s.flags_op.empty() || s.flags_op == "cmp") || s.target_reg.empty() ||
+            s.target_reg == "sp" || !s.x_from_probe.empty())
+          return sp + "kind flags of an operation other than `cmp REG, IMM` (" +
+                 (s.flags_op.empty() ? "cmp" : s.flags_op) +
+                 (s.target_reg.empty() ? " with a memory operand" : "") + ")";
+        break;
       case SpanKind::kRecompute:
         return sp + "kind recompute saves the input per task";
     }
@@ -98,6 +104,8 @@ absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const artifact::Synthesize
       p.add = absl::StrCat("reg-set ", s.target_reg, " ", s.width);
     else if (s.kind == SpanKind::kMem && s.target_mem)
       p.add = absl::StrCat("mem-cell ", s.target_mem->base, " ", s.target_mem->disp, " ", s.width);
+    else if (s.kind == SpanKind::kFlags)
+      p.add = absl::StrCat("flags-cmp ", s.target_reg, " ", s.width);
     else
       return absl::InternalError(absl::StrCat("span ", i, " is not a native kind"));
     out.push_back(std::move(p));

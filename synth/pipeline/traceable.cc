@@ -64,16 +64,21 @@ absl::Status CheckTraceable(const std::set<std::string>& traceable,
   std::set<std::string> native_only, refused;
   for (const auto& s : spans) {
     if (traceable.count(s.function)) continue;
-    bool native = s.kind == SpanKind::kReg || s.kind == SpanKind::kMem;
+    // What sie_native can probe (runtime/loader/native.cc NativeUnsupported): registers,
+    // cells, and the flags of `cmp REG, IMM`.
+    bool native = s.kind == SpanKind::kReg || s.kind == SpanKind::kMem ||
+                  (s.kind == SpanKind::kFlags && (s.flags_op.empty() || s.flags_op == "cmp") &&
+                   !s.target_reg.empty() && s.x_from_probe.empty());
     (native ? native_only : refused).insert(s.function);
   }
   if (!refused.empty())
     return Classified(
-        FailedWithHint(absl::StrCat("no ftrace site in ", absl::StrJoin(refused, ", "),
-                                    ": the kernel's kprobe events (BPF) refuse to probe it, "
-                                    "and its spans need BPF (flags or recompute)"),
-                       "a kernel built with CONFIG_KPROBE_EVENTS_ON_NOTRACE=y accepts it; or "
-                       "restrict the tunable with 'functions:' to other callers"),
+        FailedWithHint(
+            absl::StrCat("no ftrace site in ", absl::StrJoin(refused, ", "),
+                         ": the kernel's kprobe events (BPF) refuse to probe it, "
+                         "and its spans need BPF (recompute, or flags other than `cmp REG, IMM`)"),
+            "a kernel built with CONFIG_KPROBE_EVENTS_ON_NOTRACE=y accepts it; or "
+            "restrict the tunable with 'functions:' to other callers"),
         Refusal::kNotrace);
   if (!native_only.empty())
     warnings->push_back(absl::StrCat("no ftrace site in ", absl::StrJoin(native_only, ", "),

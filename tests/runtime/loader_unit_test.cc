@@ -143,8 +143,21 @@ TEST(NativeEngine, CoversFixedRegAndMemSpansInModeZeroOnly) {
   EXPECT_NE(loader::NativeUnsupported(c("102"), 2, false).find("sie_consistency"),
             std::string::npos);
   EXPECT_NE(loader::NativeUnsupported(c("102"), 0, true).find("policy"), std::string::npos);
-  // flags (101 LOOP_BOUND) and recompute (105 SCALE, 106 DIVISOR) read the input per hit.
-  EXPECT_NE(loader::NativeUnsupported(c("101"), 0, false).find("kind flags"), std::string::npos);
+  // flags of `cmp REG, IMM` (101 LOOP_BOUND): the register against the new immediate, natively;
+  // other flag operations and memory compares, and recompute (105 SCALE, 106 DIVISOR), not.
+  EXPECT_EQ(loader::NativeUnsupported(c("101"), 0, false), "");
+  auto f = c("101");
+  f.spans[0].flags_op = "add";
+  EXPECT_NE(loader::NativeUnsupported(f, 0, false).find("kind flags of an operation other than"),
+            std::string::npos);
+  f.spans[0].flags_op = "cmp";
+  f.spans[0].target_reg = "";
+  f.spans[0].target_mem = artifact::MemOperand{"di", "", 1, 8};
+  EXPECT_NE(loader::NativeUnsupported(f, 0, false).find("with a memory operand"),
+            std::string::npos);
+  auto fp = loader::NativeProbes(c("101"), "sie_target");
+  ASSERT_TRUE(fp.ok()) << fp.status();
+  EXPECT_NE(loader::NativeAddCommand((*fp)[0], 3).find(" flags-cmp bx "), std::string::npos);
   EXPECT_NE(loader::NativeUnsupported(c("105"), 0, false).find("kind recompute"),
             std::string::npos);
   // A reg span whose formula reads X is not a fixed value.

@@ -129,15 +129,23 @@ expect_eq "native field(1) with 77" "$(run field 1)" "77"
 sie unload SIE_TARGET_FIELD_INIT || bad "unload FIELD_INIT"
 expect_eq "native field restored" "$(run field 1)" "23130"
 sie set SIE_TARGET_LOOP_BOUND 3 -v --consts $C > $W/e.out 2> $W/e.err || bad "set LOOP_BOUND (auto)"
-grep -q "engine bpf: sie_native cannot: span 0 .*kind flags" $W/e.err && ok "flags span falls back: $(grep engine $W/e.err)" ||
+grep -q "engine native" $W/e.err && ok "auto picks native for a cmp flags span" ||
   bad "LOOP_BOUND engine: $(cat $W/e.err)"
-expect_eq "bpf loop(10) with 3" "$(run loop 10)" "33"
+grep -q "flags-cmp" /sys/kernel/debug/sie_native/control && ok "sie_native recomputes the flags" ||
+  bad "no flags-cmp probe: $(cat /sys/kernel/debug/sie_native/control)"
+expect_eq "native loop(10) with 3" "$(run loop 10)" "33"
 sie unload SIE_TARGET_LOOP_BOUND || bad "unload LOOP_BOUND"
+expect_eq "native loop restored" "$(run loop 10)" "108"
+sie set SIE_TARGET_SCALE 7 -v --consts $C > $W/e.out 2> $W/e.err || bad "set SCALE (auto)"
+grep -q "engine bpf: sie_native cannot: span 0 .*kind recompute" $W/e.err && ok "recompute span falls back: $(grep engine $W/e.err)" ||
+  bad "SCALE engine: $(cat $W/e.err)"
+expect_eq "bpf mul(5) with 7" "$(run mul 5)" "35"
+sie unload SIE_TARGET_SCALE || bad "unload SCALE"
 sie set SIE_TARGET_CALL_ARG 7 --mode 1 -v --consts $C > $W/e.out 2> $W/e.err || bad "set CALL_ARG mode 1"
 grep -q "engine bpf: sie_native cannot: mode 1 needs per-task guards" $W/e.err && ok "mode 1 falls back to BPF" ||
   bad "mode 1 engine: $(cat $W/e.err)"
 sie unload SIE_TARGET_CALL_ARG || bad "unload CALL_ARG mode 1"
-refused "--engine native on a flags span" "cannot use the native engine" sie set SIE_TARGET_LOOP_BOUND 3 --engine native --consts $C
+refused "--engine native on a recompute span" "cannot use the native engine" sie set SIE_TARGET_SCALE 7 --engine native --consts $C
 refused "unknown engine" "unknown engine" sie set SIE_TARGET_CALL_ARG 7 --engine jit --consts $C
 nothing_attached "after the engines"
 

@@ -309,6 +309,7 @@ class Runner:
             rec["target"] = const.get("target", {}).get("binary")
             rec["warnings"] = const.get("warnings", [])
             rec["range"] = const.get("range")
+            rec["pow2_only"] = bool(const.get("pow2_only"))
         if timed_out:
             rec["class"] = "timeout"
             rec["error"] = f"timeout after {self.a.timeout} s"
@@ -428,6 +429,11 @@ def write_md(path, meta, recs):
     L.append(f"The {len(ok)} synthesized constants have {n_span} Critical Spans. "
              f"{sum(1 for r in recs if r['edit'] == 'match')} tunables use `match:`/`replace:`, "
              f"the others `macro:`.")
+    pow2 = [r["name"] for r in ok if r.get("pow2_only")]
+    if pow2:
+        L.append("")
+        L.append(f"{len(pow2)} of them take powers of two only (`ok (2^k)`: the code has another "
+                 f"shape at other values, const.json `pow2_only`): {', '.join(pow2)}.")
     fcs = [check_kind(r.get("formula_check")) for r in ok]
     if any(fcs):
         names = lambda k: ", ".join(r["name"] for r, f in zip(ok, fcs) if f == k) or "none"
@@ -482,7 +488,7 @@ def write_md(path, meta, recs):
                 detail = detail[:217] + "..."
             cls = r["class"] + (f" (also {', '.join(r['also'])})" if r["also"] else "")
         L.append(f"| {r['name']} | {os.path.basename(r['spec'])} | {esc(code)} | {r['edit']} | "
-                 f"{r['status']} | {esc(cls)} | {len(r['spans']) if r['status'] == 'ok' else ''} | "
+                 f"{r['status']}{' (2^k)' if r.get('pow2_only') else ''} | {esc(cls)} | {len(r['spans']) if r['status'] == 'ok' else ''} | "
                  f"{esc(', '.join(kinds)) if r['status'] == 'ok' else ''} | "
                  f"{esc('; '.join('`' + f + '`' for f in forms)) if r['status'] == 'ok' else ''} | "
                  f"{esc(check_cell(r))} | {r['wall_s']:.1f} s | {esc(detail)} |")

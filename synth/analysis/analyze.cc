@@ -630,6 +630,29 @@ absl::StatusOr<Fit> FitBuilds(const std::vector<VariantObject>& variants,
   return f;
 }
 
+// The first of `cands` (built on demand) at which the three builds agree with it in place of
+// first.variants[idx]; it leaves `checks`. NotFound when none does; `tried` lists the values.
+absl::StatusOr<Fit> FitInPlace(const Fit& first, int idx, std::vector<VariantObject> cands,
+                               const AnalyzeOptions& opts, const Scope& only_norm,
+                               std::vector<VariantObject>* checks, ValueBuilds* more,
+                               std::vector<int64_t>* tried) {
+  for (VariantObject c : cands) {
+    if (c.path.empty()) {
+      auto path = more->Get(c.value);
+      if (!path.ok()) continue;
+      c.path = *path;
+    }
+    std::vector<VariantObject> trial = first.variants;
+    trial[idx] = c;
+    if (std::find(tried->begin(), tried->end(), c.value) == tried->end()) tried->push_back(c.value);
+    auto f = FitBuilds(trial, opts, only_norm);
+    if (!f.ok() || !f->errors.msgs.empty()) continue;
+    std::erase_if(*checks, [&](const VariantObject& o) { return o.value == c.value; });
+    return f;
+  }
+  return absl::NotFoundError("no value fits");
+}
+
 // The code has another shape at V2 or V3 (`first`: why): that value is replaced by one at which
 // the three builds agree, first a check build (already built; then removed from `checks`), else
 // a nearby value built on demand. NotFound when none agrees.
@@ -643,26 +666,15 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
     for (int64_t v :
          ReplacementValues(first.vs[idx], opts.range_min, opts.range_max, taken, false, 2))
       cands.push_back({v, ""});
-    for (VariantObject c : cands) {
-      if (c.path.empty()) {
-        auto path = more->Get(c.value);
-        if (!path.ok()) continue;
-        c.path = *path;
-      }
-      std::vector<VariantObject> trial = first.variants;
-      trial[idx] = c;
-      if (std::find(tried.begin(), tried.end(), c.value) == tried.end()) tried.push_back(c.value);
-      auto f = FitBuilds(trial, opts, only_norm);
-      if (!f.ok() || !f->errors.msgs.empty()) continue;
-      std::erase_if(*checks, [&](const VariantObject& o) { return o.value == c.value; });
-      f->res.warnings.push_back(absl::StrCat(
-          "the code at V=", first.vs[idx], " has another shape (",
-          first.errors.msgs[0].substr(0, 200), "); fitted from V=", absl::StrJoin(f->vs, ", "),
-          " instead (V=", first.vs[idx],
-          " stays in the range: the formula is the code's at V1 "
-          "with the new value)"));
-      return f;
-    }
+    auto f = FitInPlace(first, idx, cands, opts, only_norm, checks, more, &tried);
+    if (!f.ok()) continue;
+    f->res.warnings.push_back(absl::StrCat("the code at V=", first.vs[idx], " has another shape (",
+                                           first.errors.msgs[0].substr(0, 200),
+                                           "); fitted from V=", absl::StrJoin(f->vs, ", "),
+                                           " instead (V=", first.vs[idx],
+                                           " stays in the range: the formula is the code's at V1 "
+                                           "with the new value)"));
+    return f;
   }
   return absl::NotFoundError(
       tried.empty() ? "no other value to try"
@@ -678,34 +690,23 @@ absl::StatusOr<Fit> FitNonPowerOfTwo(const Fit& first, const absl::Status& faile
                                      const AnalyzeOptions& opts, const Scope& only_norm,
                                      std::vector<VariantObject>* checks, ValueBuilds* more) {
   std::vector<VariantObject> cands;
-  std::vector<int64_t> taken = first.vs;
+  std::vector<int64_t> taken = first.vs, tried;
   for (const VariantObject& c : *checks) {
     taken.push_back(c.value);
     if (!PowerOfTwo(c.value)) cands.push_back(c);
   }
   for (int64_t v : ReplacementValues(first.vs[2], opts.range_min, opts.range_max, taken, true, 2))
     cands.push_back({v, ""});
-  for (VariantObject c : cands) {
-    if (c.path.empty()) {
-      auto path = more->Get(c.value);
-      if (!path.ok()) continue;
-      c.path = *path;
-    }
-    std::vector<VariantObject> trial = first.variants;
-    trial[2] = c;
-    auto f = FitBuilds(trial, opts, only_norm);
-    if (!f.ok() || !f->errors.msgs.empty()) continue;
-    std::erase_if(*checks, [&](const VariantObject& o) { return o.value == c.value; });
-    checks->insert(checks->begin(), first.variants[2]);
-    f->res.warnings.push_back(absl::StrCat("V=", absl::StrJoin(first.vs, ", "),
-                                           " are all powers of two and what they fit fails a "
-                                           "check (",
-                                           failed.message().substr(0, 200),
-                                           "); fitted from V=", absl::StrJoin(f->vs, ", "),
-                                           " instead, V=", first.vs[2], " checked"));
-    return f;
-  }
-  return absl::NotFoundError("no value that is not a power of two fits");
+  auto f = FitInPlace(first, 2, cands, opts, only_norm, checks, more, &tried);
+  if (!f.ok()) return absl::NotFoundError("no value that is not a power of two fits");
+  checks->insert(checks->begin(), first.variants[2]);
+  f->res.warnings.push_back(absl::StrCat("V=", absl::StrJoin(first.vs, ", "),
+                                         " are all powers of two and what they fit fails a "
+                                         "check (",
+                                         failed.message().substr(0, 200),
+                                         "); fitted from V=", absl::StrJoin(f->vs, ", "),
+                                         " instead, V=", first.vs[2], " checked"));
+  return f;
 }
 
 // Fitted from powers of two only, the formulas failed a check at a value that is none

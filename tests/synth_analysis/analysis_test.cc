@@ -549,6 +549,26 @@ TEST_P(AnalysisTest, FoldedExpressionIsRefusedAtACheckValue) {
       << m;
 }
 
+// With a builder, the candidates the checks leave (244..249 / V + 1) are settled by builds at
+// the values that split them: only DIV_ROUND_UP's own 249 / V + 1 stays, right at a value
+// never built.
+TEST_P(AnalysisTest, FurtherBuildsSettleTheCandidates) {
+  std::vector<VariantObject> v;
+  for (int64_t x : {250, 125, 500}) v.push_back({x, Obj("round_up", x)});
+  AnalyzeOptions o;
+  for (int64_t x : CheckValues({250, 125, 500}, 1, 1000))
+    o.check.push_back({x, Obj("round_up", x)});
+  o.range_min = 1;
+  o.range_max = 1000;
+  o.build = [&](int64_t x) -> absl::StatusOr<std::string> { return Obj("round_up", x); };
+  auto r = AnalyzeVariants(v, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->spans.size(), 1u) << Dump(*r);
+  EXPECT_NE(absl::StrJoin(r->warnings, "\n").find("narrowed by builds at V="), std::string::npos)
+      << absl::StrJoin(r->warnings, "\n");
+  for (uint64_t vv : {7, 83, 249, 997}) EXPECT_EQ(Eval(r->spans[0], vv, 10), 10u + (249 + vv) / vv);
+}
+
 // A wrong fit is still caught at a check value: the fixture's code at V=61 adds 5, so the
 // candidates 125..243 / V + 1 must be gone (the refusal lists the survivors only).
 TEST_P(AnalysisTest, CheckValueRulesOutCandidates) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/artifact/formula.h"
 #include "common/base/diag.h"
+#include "common/base/status_macros.h"
 #include "synth/refusal.h"
 
 namespace sie::synth::analysis {
@@ -53,6 +54,19 @@ struct Candidates {
   std::vector<std::string> texts;
   std::vector<artifact::Formula> fs;
   int width = 8;
+  // A span's formula and its alternatives.
+  static absl::StatusOr<Candidates> Of(const CriticalSpan& s) {
+    Candidates c;
+    c.width = s.width;
+    c.texts = {s.formula};
+    c.texts.insert(c.texts.end(), s.formula_alternatives.begin(), s.formula_alternatives.end());
+    for (const std::string& t : c.texts) {
+      auto f = artifact::Formula::Parse(t, "VX");
+      if (!f.ok()) return f.status();
+      c.fs.push_back(*std::move(f));
+    }
+    return c;
+  }
   // The first pair differing at V=v, as "`a` gives 1, `b` gives 2 (X=0)"; empty if all agree.
   std::string Differ(int64_t v) const {
     for (size_t k = 1; k < fs.size(); ++k)
@@ -70,15 +84,7 @@ struct Candidates {
 // [*lo, *hi] cut to where they agree.
 absl::Status Resolve(const std::vector<int64_t>& values, CriticalSpan* s, int64_t* lo, int64_t* hi,
                      std::vector<std::string>* warnings) {
-  Candidates c;
-  c.width = s->width;
-  c.texts = {s->formula};
-  c.texts.insert(c.texts.end(), s->formula_alternatives.begin(), s->formula_alternatives.end());
-  for (const std::string& t : c.texts) {
-    auto f = artifact::Formula::Parse(t, "VX");
-    if (!f.ok()) return f.status();
-    c.fs.push_back(*std::move(f));
-  }
+  ASSIGN_OR_RETURN(c, Candidates::Of(*s));
   auto [vmin, vmax] = std::minmax_element(values.begin(), values.end());
   const int64_t b_lo = std::max(*vmin, *lo), b_hi = std::min(*vmax, *hi);
   const std::string fit =
@@ -114,12 +120,18 @@ bool Prime(int64_t n) {
   return true;
 }
 
-// Values of [lo, hi] compared when looking for a split: all of a small range, else an evenly
-// strided sample. The stride is prime, so the sample meets every residue of the divisors code
-// has (V / 250 and (V + 4) / 250 differ only at V = 246..249 mod 250).
-std::vector<int64_t> ScanValues(int64_t lo, int64_t hi) {
+// Values of [lo, hi] compared when looking for a split: its powers of two (`pow2`), all of a
+// small range, else an evenly strided sample. The stride is prime, so the sample meets every
+// residue of the divisors code has (V / 250 and (V + 4) / 250 differ only at V = 246..249 mod
+// 250).
+std::vector<int64_t> ScanValues(int64_t lo, int64_t hi, bool pow2) {
   constexpr int64_t kValues = int64_t{1} << 15;
   std::vector<int64_t> out;
+  if (pow2) {
+    for (int k = 0; k < 63; ++k)
+      if ((int64_t{1} << k) >= lo && (int64_t{1} << k) <= hi) out.push_back(int64_t{1} << k);
+    return out;
+  }
   const __int128 n = static_cast<__int128>(hi) - lo + 1;
   int64_t stride = n <= kValues ? 1 : static_cast<int64_t>(n / kValues);
   while (stride > 1 && !Prime(stride)) ++stride;
@@ -151,26 +163,14 @@ std::optional<int64_t> SplittingValue(const std::vector<CriticalSpan>& spans, in
     return a->formula_alternatives.size() > b->formula_alternatives.size();
   });
   for (const CriticalSpan* s : order) {
-    Candidates c;
-    c.width = s->width;
-    c.texts = {s->formula};
-    c.texts.insert(c.texts.end(), s->formula_alternatives.begin(), s->formula_alternatives.end());
-    for (const std::string& t : c.texts)
-      if (auto f = artifact::Formula::Parse(t, "VX"); f.ok()) c.fs.push_back(*std::move(f));
-    if (c.fs.size() < 2) continue;
+    auto c = Candidates::Of(*s);
+    if (!c.ok() || c->fs.size() < 2) continue;
     std::optional<int64_t> best;
-    size_t best_group = c.fs.size();
-    std::vector<int64_t> scan;
-    if (pow2) {
-      for (int k = 0; k < 63; ++k)
-        if ((int64_t{1} << k) >= lo && (int64_t{1} << k) <= hi) scan.push_back(int64_t{1} << k);
-    } else {
-      scan = ScanValues(lo, hi);
-    }
-    for (int64_t v : scan) {
+    size_t best_group = c->fs.size();
+    for (int64_t v : ScanValues(lo, hi, pow2)) {
       if (std::find(taken.begin(), taken.end(), v) != taken.end()) continue;
-      if (size_t g = LargestGroup(c, v); g < best_group) best = v, best_group = g;
-      if (best_group <= (c.fs.size() + 1) / 2) break;  // an even split: as good as it gets
+      if (size_t g = LargestGroup(*c, v); g < best_group) best = v, best_group = g;
+      if (best_group <= (c->fs.size() + 1) / 2) break;  // an even split: as good as it gets
     }
     if (best) return best;
   }

@@ -168,11 +168,7 @@ struct RegionAnalysis {
   // The one input X, live at the span's start, the outputs `o` are computed from (nullopt:
   // none), or what they are computed from instead (MultiInputSpan's case).
   absl::StatusOr<std::optional<z3::expr>> InputOf(const std::vector<z3::expr>& o) {
-    std::set<std::string> in;
-    for (const z3::expr& e : o) {
-      auto f = FreeInputs(e);
-      in.insert(f.begin(), f.end());
-    }
+    const std::set<std::string> in = FreeInputs(o);
     if (in.empty()) return std::optional<z3::expr>();
     // What the span computes from, named as a user reads the code: registers as at the span's
     // entry, memory as the operand loaded inside the span.
@@ -408,11 +404,7 @@ struct RegionAnalysis {
   // its formula again: kind mem, X the cell at the probe. nullopt when the store is not one.
   std::optional<absl::StatusOr<CriticalSpan>> ReadModifyWrite(const std::vector<z3::expr>& o,
                                                               const SymStore& s0) {
-    std::set<std::string> in;
-    for (const z3::expr& e : o) {
-      auto f = FreeInputs(e);
-      in.insert(f.begin(), f.end());
-    }
+    const std::set<std::string> in = FreeInputs(o);
     if (in.size() != 1 || !s0.addr) return std::nullopt;
     auto ld = st[0]->loads().find(*in.begin());
     if (ld == st[0]->loads().end() || !ld->second.addr || ld->second.op.size != s0.width ||

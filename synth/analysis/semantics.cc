@@ -409,4 +409,13 @@ std::set<std::string> FreeInputs(const z3::expr& e) {
   return out;
 }
 
+std::set<std::string> FreeInputs(const std::vector<z3::expr>& es) {
+  std::set<std::string> out;
+  for (const z3::expr& e : es) {
+    auto f = FreeInputs(e);
+    out.insert(f.begin(), f.end());
+  }
+  return out;
+}
+
 }  // namespace sie::synth::analysis

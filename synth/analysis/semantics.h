@@ -132,6 +132,8 @@ class SymState {
 
 // Uninterpreted constants ("in:ax", "mem:...") an expression depends on.
 std::set<std::string> FreeInputs(const z3::expr& e);
+// Those of several expressions (one output in each build).
+std::set<std::string> FreeInputs(const std::vector<z3::expr>& es);
 
 // The outputs `o` of the three builds (`st`) checked for unknown values. An architecturally
 // undefined value an output provably does not depend on is replaced by 0. Any other unknown

@@ -12,13 +12,14 @@ namespace {
 using Node = FormulaNode;
 using Op = FormulaNode::Op;
 
-// Recursive descent with C precedence: | ^ & (<< >>) (+ -) (* / %) unary.
+// Recursive descent with C precedence: ?: | ^ & (== !=) (< <= > >=) (<< >>) (+ -) (* / %)
+// unary.
 class Parser {
  public:
   Parser(absl::string_view s, absl::string_view vars) : s_(s), vars_(vars) {}
 
   absl::StatusOr<std::unique_ptr<Node>> ParseAll() {
-    auto n = Binary(0);
+    auto n = Conditional();
     if (!n.ok()) return n;
     Skip();
     if (pos_ != s_.size()) return Error("unexpected character");
@@ -35,6 +36,8 @@ class Parser {
         {{{"|", Op::kOr}}},
         {{{"^", Op::kXor}}},
         {{{"&", Op::kAnd}}},
+        {{{"==", Op::kEq}, {"!=", Op::kNe}}},
+        {{{"<=", Op::kLe}, {">=", Op::kGe}, {"<", Op::kLt}, {">", Op::kGt}}},
         {{{"<<", Op::kShl}, {">>", Op::kShr}}},
         {{{"+", Op::kAdd}, {"-", Op::kSub}}},
         {{{"*", Op::kMul}, {"/", Op::kDiv}, {"%", Op::kMod}}},
@@ -46,7 +49,7 @@ class Parser {
     return InvalidWithHint(
         absl::StrCat("invalid formula '", s_, "': ", what, " at position ", pos_ + 1),
         absl::StrCat("formulas use integer literals, the variables ", vars_,
-                     ", + - * / % << >> & | ^ ~ and parentheses"));
+                     ", + - * / % << >> & | ^ ~, < <= > >= == !=, c ? a : b and parentheses"));
   }
   void Skip() {
     while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
@@ -54,10 +57,35 @@ class Parser {
   bool Accept(absl::string_view tok) {
     Skip();
     if (s_.substr(pos_, tok.size()) != tok) return false;
-    // "<" alone is not an operator here: only "<<" (and never "<<=").
-    if (pos_ + tok.size() < s_.size() && s_[pos_ + tok.size()] == '=') return false;
+    // No assignments ("<<=", "=="'s "="): a token followed by '=' is another token; "<" is not
+    // the start of "<<".
+    const char next = pos_ + tok.size() < s_.size() ? s_[pos_ + tok.size()] : '\0';
+    if (next == '=' || (tok.size() == 1 && (tok[0] == '<' || tok[0] == '>') && next == tok[0]))
+      return false;
     pos_ += tok.size();
     return true;
+  }
+
+  // c ? a : b (right-associative, lowest precedence).
+  absl::StatusOr<std::unique_ptr<Node>> Conditional() {
+    if (++depth_ > 64) return Error("nested too deeply");
+    auto c = Binary(0);
+    if (!c.ok() || !Accept("?")) {
+      --depth_;
+      return c;
+    }
+    auto a = Conditional();
+    if (!a.ok()) return a;
+    if (!Accept(":")) return Error("':' expected");
+    auto b = Conditional();
+    if (!b.ok()) return b;
+    auto n = std::make_unique<Node>();
+    n->op = Op::kCond;
+    n->a = std::move(*c);
+    n->b = std::move(*a);
+    n->c = std::move(*b);
+    --depth_;
+    return n;
   }
 
   absl::StatusOr<std::unique_ptr<Node>> Binary(size_t level) {
@@ -112,7 +140,7 @@ class Parser {
     char c = s_[pos_];
     if (c == '(') {
       ++pos_;
-      auto n = Binary(0);
+      auto n = Conditional();
       if (!n.ok()) return n;
       if (!Accept(")")) return Error("')' expected");
       return n;
@@ -213,6 +241,20 @@ std::string Emit(const Node& n) {
       return call("sie_shl");
     case Op::kShr:
       return call("sie_shr");
+    case Op::kLt:
+      return absl::StrCat("((__u64)", bin("<"), ")");
+    case Op::kLe:
+      return absl::StrCat("((__u64)", bin("<="), ")");
+    case Op::kGt:
+      return absl::StrCat("((__u64)", bin(">"), ")");
+    case Op::kGe:
+      return absl::StrCat("((__u64)", bin(">="), ")");
+    case Op::kEq:
+      return absl::StrCat("((__u64)", bin("=="), ")");
+    case Op::kNe:
+      return absl::StrCat("((__u64)", bin("!="), ")");
+    case Op::kCond:
+      return absl::StrCat("(", Emit(*n.a), " ? ", Emit(*n.b), " : ", Emit(*n.c), ")");
   }
   return "0";
 }
@@ -239,6 +281,7 @@ std::optional<uint64_t> EvalNode(const Node& n, const FormulaVars& in) {
   if (n.op == Op::kVar) return VarValue(n.var, in);
   auto a = EvalNode(*n.a, in);
   if (!a) return std::nullopt;
+  if (n.op == Op::kCond) return EvalNode(*a ? *n.b : *n.c, in);  // the branch taken only
   switch (n.op) {
     case Op::kNeg:
       return 0 - *a;
@@ -272,6 +315,18 @@ std::optional<uint64_t> EvalNode(const Node& n, const FormulaVars& in) {
       return *b < 64 ? std::optional<uint64_t>(*a << *b) : std::nullopt;
     case Op::kShr:
       return *b < 64 ? std::optional<uint64_t>(*a >> *b) : std::nullopt;
+    case Op::kLt:
+      return *a < *b;
+    case Op::kLe:
+      return *a <= *b;
+    case Op::kGt:
+      return *a > *b;
+    case Op::kGe:
+      return *a >= *b;
+    case Op::kEq:
+      return *a == *b;
+    case Op::kNe:
+      return *a != *b;
     default:
       return std::nullopt;
   }
@@ -279,7 +334,8 @@ std::optional<uint64_t> EvalNode(const Node& n, const FormulaVars& in) {
 
 bool UsesNode(const Node& n, char var) {
   if (n.op == Op::kVar) return n.var == var;
-  return (n.a && UsesNode(*n.a, var)) || (n.b && UsesNode(*n.b, var));
+  return (n.a && UsesNode(*n.a, var)) || (n.b && UsesNode(*n.b, var)) ||
+         (n.c && UsesNode(*n.c, var));
 }
 
 }  // namespace

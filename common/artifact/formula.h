@@ -4,9 +4,11 @@
 // parsed and validated first: only integer literals, the variables a span may use
 // (V the policy value, X the instruction's input, R the saved register at the probe, Y Z W a
 // span's further inputs, read at the probe: CriticalSpan::inputs), the
-// operators + - * / % << >> & | ^ ~ (unary - and + too) and parentheses. Anything else (a
-// function call, a cast, `;`) is refused, so a const.json can never inject code into a stub.
-// Semantics are those of u64 arithmetic in C (wrapping), / % >> unsigned; / % by zero and
+// operators + - * / % << >> & | ^ ~ (unary - and + too), the comparisons < <= > >= == != (1 or
+// 0), the conditional c ? a : b (the code's cmov/setcc: min, max, clamps) and parentheses.
+// Anything else (a function call, a cast, `;`) is refused, so a const.json can never inject
+// code into a stub. Semantics are those of u64 arithmetic in C (wrapping), / % >> and the
+// comparisons unsigned, the conditional evaluates only the branch taken; / % by zero and
 // shifts by >= 64 are undefined: an evaluation error here, a rejected hit in the stub
 // (bpf/include/sie/stub.bpf.h sie_shl & co.), never a made-up value. The result written at a
 // span is truncated to the span's width.
@@ -37,12 +39,19 @@ struct FormulaNode {
     kShr,
     kAnd,
     kOr,
-    kXor
+    kXor,
+    kLt,  // unsigned comparisons: 1 or 0
+    kLe,
+    kGt,
+    kGe,
+    kEq,
+    kNe,
+    kCond  // a ? b : c
   };
   Op op = Op::kLit;
   uint64_t lit = 0;
   char var = 0;  // 'V', 'X', 'R' or a further input 'Y', 'Z', 'W'
-  std::unique_ptr<FormulaNode> a, b;
+  std::unique_ptr<FormulaNode> a, b, c;
 };
 
 // The names of a span's inputs besides X, in the order synth assigns them.

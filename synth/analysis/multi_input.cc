@@ -37,8 +37,8 @@ class Translator {
 
   std::optional<std::string> Go(const z3::expr& e, size_t depth = 0, bool on_path = false) {
     if (on_path && depth == path_.size()) return hole_;
-    if (!e.is_bv() || Width(e) > 64) return std::nullopt;
-    const unsigned w = Width(e);
+    if (!(e.is_bool() || (e.is_bv() && Width(e) <= 64))) return std::nullopt;
+    const unsigned w = e.is_bool() ? 1 : Width(e);
     uint64_t num = 0;
     if (e.is_numeral_u64(num)) return Lit(num);
     if (IsInput(e)) {
@@ -60,6 +60,38 @@ class Translator {
 
   std::optional<std::string> Root(const z3::expr& e) { return Go(e, 0, true); }
 
+  // The builds' outputs `o` of one shape, differing only in numerals: the shared text, each
+  // differing numeral written by `leaf` (a formula in V, or nullopt to give up).
+  using Leaf = std::function<std::optional<std::string>(const std::vector<z3::expr>&)>;
+  std::optional<std::string> GoMulti(const std::vector<z3::expr>& o, const Leaf& leaf) {
+    bool same = true;
+    for (size_t k = 1; k < o.size(); ++k) same &= z3::eq(o[0], o[k]);
+    if (same) return Go(o[0]);
+    const z3::expr& e = o[0];
+    if (!(e.is_bool() || (e.is_bv() && Width(e) <= 64)) || !e.is_app()) return std::nullopt;
+    bool nums = true;
+    for (const z3::expr& b : o) nums &= b.is_numeral() && b.is_bv() && Width(b) == Width(e);
+    if (nums) return leaf(o);
+    for (size_t k = 1; k < o.size(); ++k)
+      if (!o[k].is_app() || o[k].num_args() != e.num_args() ||
+          !Z3_is_eq_func_decl(e.ctx(), e.decl(), o[k].decl()))
+        return std::nullopt;
+    if (e.num_args() == 0) return std::nullopt;
+    std::vector<std::vector<z3::expr>> args(e.num_args());
+    for (size_t k = 0; k < o.size(); ++k) {
+      auto order = k == 0 ? std::optional(Identity(e.num_args())) : Pairing(e, o[k]);
+      if (!order) return std::nullopt;
+      for (unsigned i = 0; i < e.num_args(); ++i) args[i].push_back(o[k].arg((*order)[i]));
+    }
+    std::vector<std::string> a;
+    for (const auto& arg : args) {
+      auto t = GoMulti(arg, leaf);
+      if (!t) return std::nullopt;
+      a.push_back(*t);
+    }
+    return Node(e, e.is_bool() ? 1 : Width(e), a);
+  }
+
  private:
   static std::string Masked(const std::string& s, unsigned w) {
     return w < 64 ? absl::StrFormat("(%s & 0x%x)", s, Mask(w)) : s;
@@ -70,11 +102,80 @@ class Translator {
     return s + ")";
   }
 
+  // a and b as w-bit signed values, compared unsigned: the sign bit flipped.
+  static std::string Signed(const std::string& a, const std::string& b, const char* op,
+                            unsigned w) {
+    const uint64_t sign = uint64_t{1} << (w - 1);
+    return absl::StrFormat("((%s ^ 0x%x) %s (%s ^ 0x%x))", a, sign, op, b, sign);
+  }
+  // a (a w-bit value) sign-extended to 64 bits.
+  static std::string Sext64(const std::string& a, unsigned w) {
+    const uint64_t sign = uint64_t{1} << (w - 1);
+    return absl::StrFormat("((%s ^ 0x%x) - 0x%x)", a, sign, sign);
+  }
+
+  // Booleans (comparisons, their combinations, conditionals) as 1 or 0.
+  std::optional<std::string> BoolNode(const z3::expr& e, const std::vector<std::string>& a) {
+    const unsigned aw = e.num_args() > 0 && e.arg(0).is_bv() ? Width(e.arg(0)) : 1;
+    switch (e.decl().decl_kind()) {
+      case Z3_OP_TRUE:
+        return "1";
+      case Z3_OP_FALSE:
+        return "0";
+      case Z3_OP_NOT:
+        return absl::StrCat("(", a[0], " == 0)");
+      case Z3_OP_AND:
+        return Join(a, "&");
+      case Z3_OP_OR:
+        return Join(a, "|");
+      case Z3_OP_XOR:
+        return Join(a, "^");
+      case Z3_OP_EQ:
+      case Z3_OP_IFF:
+        return a.size() == 2 ? std::optional(absl::StrCat("(", a[0], " == ", a[1], ")"))
+                             : std::nullopt;
+      case Z3_OP_DISTINCT:
+        return a.size() == 2 ? std::optional(absl::StrCat("(", a[0], " != ", a[1], ")"))
+                             : std::nullopt;
+      case Z3_OP_ULT:
+        return Join(a, "<");
+      case Z3_OP_ULEQ:
+        return Join(a, "<=");
+      case Z3_OP_UGT:
+        return Join(a, ">");
+      case Z3_OP_UGEQ:
+        return Join(a, ">=");
+      case Z3_OP_SLT:
+        return Signed(a[0], a[1], "<", aw);
+      case Z3_OP_SLEQ:
+        return Signed(a[0], a[1], "<=", aw);
+      case Z3_OP_SGT:
+        return Signed(a[0], a[1], ">", aw);
+      case Z3_OP_SGEQ:
+        return Signed(a[0], a[1], ">=", aw);
+      case Z3_OP_ITE:
+        return absl::StrCat("(", a[0], " ? ", a[1], " : ", a[2], ")");
+      default:
+        return std::nullopt;
+    }
+  }
+
   std::optional<std::string> Node(const z3::expr& e, unsigned w,
                                   const std::vector<std::string>& a) {
+    if (e.is_bool()) return BoolNode(e, a);
     uint64_t k = 0;
     const bool k_num = e.num_args() == 2 && e.arg(1).is_numeral_u64(k);
     switch (e.decl().decl_kind()) {
+      case Z3_OP_ITE:
+        return absl::StrCat("(", a[0], " ? ", a[1], " : ", a[2], ")");
+      case Z3_OP_SIGN_EXT: {
+        const unsigned from = Width(e.arg(0));
+        return from == 0 ? std::nullopt : std::optional(Masked(Sext64(a[0], from), w));
+      }
+      case Z3_OP_BASHR:
+        if (!k_num) return std::nullopt;
+        if (k >= w) k = w - 1;
+        return Masked(absl::StrCat("(", Sext64(a[0], w), " >> ", k, ")"), w);
       case Z3_OP_BADD:
         return Masked(Join(a, "+"), w);
       case Z3_OP_BSUB:
@@ -93,17 +194,21 @@ class Translator {
         return Join(a, "^");
       case Z3_OP_BSHL:
         if (!k_num) return std::nullopt;
+        if (a[1] != Lit(k)) return Masked(absl::StrCat("(", a[0], " << ", a[1], ")"), w);
         return k >= w ? "0" : Masked(absl::StrCat("(", a[0], " << ", k, ")"), w);
       case Z3_OP_BLSHR:
         if (!k_num) return std::nullopt;
+        if (a[1] != Lit(k)) return absl::StrCat("(", a[0], " >> ", a[1], ")");
         return k >= w ? "0" : absl::StrCat("(", a[0], " >> ", k, ")");
       case Z3_OP_BUDIV:
       case Z3_OP_BUDIV_I:
         if (!k_num || k == 0) return std::nullopt;
+        if (a[1] != Lit(k)) return absl::StrCat("(", a[0], " / ", a[1], ")");
         return absl::StrCat("(", a[0], " / ", Lit(k), ")");
       case Z3_OP_BUREM:
       case Z3_OP_BUREM_I:
         if (!k_num || k == 0) return std::nullopt;
+        if (a[1] != Lit(k)) return absl::StrCat("(", a[0], " % ", a[1], ")");
         return absl::StrCat("(", a[0], " % ", Lit(k), ")");
       case Z3_OP_ZERO_EXT:
         return a[0];
@@ -129,6 +234,74 @@ class Translator {
     }
   }
 
+  static std::vector<unsigned> Identity(unsigned n) {
+    std::vector<unsigned> v(n);
+    for (unsigned i = 0; i < n; ++i) v[i] = i;
+    return v;
+  }
+
+  // The term's shape: operators and inputs, numerals as their width only.
+  std::string Shape(const z3::expr& e) {
+    auto it = shapes_.find(e.id());
+    if (it != shapes_.end()) return it->second;
+    std::string s;
+    if (e.is_numeral())
+      s = absl::StrCat("#", e.is_bv() ? Width(e) : 0);
+    else if (!e.is_app() || shapes_.size() > 20000)
+      s = e.to_string();
+    else {
+      s = absl::StrCat("(", e.decl().name().str());
+      for (unsigned i = 0; i < Z3_get_decl_num_parameters(e.ctx(), e.decl()); ++i)
+        if (Z3_get_decl_parameter_kind(e.ctx(), e.decl(), i) == Z3_PARAMETER_INT)
+          absl::StrAppend(&s, ":", Param(e, i));
+      for (unsigned i = 0; i < e.num_args(); ++i) absl::StrAppend(&s, " ", Shape(e.arg(i)));
+      s += ")";
+    }
+    shapes_.emplace(e.id(), s);
+    return s;
+  }
+
+  // Which argument of `b` stands for each argument of `a`: the same position, or for a
+  // commutative operator (Z3 orders its arguments per term) the argument equal to it, else
+  // the first unused one of the same shape; nullopt when the shapes do not pair up.
+  std::optional<std::vector<unsigned>> Pairing(const z3::expr& a, const z3::expr& b) {
+    const unsigned n = a.num_args();
+    if (!Commutative(a)) {
+      for (unsigned i = 0; i < n; ++i)
+        if (Shape(a.arg(i)) != Shape(b.arg(i))) return std::nullopt;
+      return Identity(n);
+    }
+    std::vector<unsigned> order(n, n);
+    std::vector<bool> used(n, false);
+    for (int pass = 0; pass < 2; ++pass)
+      for (unsigned i = 0; i < n; ++i) {
+        for (unsigned j = 0; j < n && order[i] == n; ++j)
+          if (!used[j] &&
+              (pass == 0 ? z3::eq(a.arg(i), b.arg(j)) : Shape(a.arg(i)) == Shape(b.arg(j))))
+            order[i] = j, used[j] = true;
+      }
+    for (unsigned i = 0; i < n; ++i)
+      if (order[i] == n) return std::nullopt;
+    return order;
+  }
+
+  static bool Commutative(const z3::expr& e) {
+    switch (e.decl().decl_kind()) {
+      case Z3_OP_BADD:
+      case Z3_OP_BMUL:
+      case Z3_OP_BAND:
+      case Z3_OP_BOR:
+      case Z3_OP_BXOR:
+      case Z3_OP_AND:
+      case Z3_OP_OR:
+      case Z3_OP_EQ:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  std::map<unsigned, std::string> shapes_;
   const std::map<std::string, char>& names_;
   std::vector<unsigned> path_;
   std::string hole_;
@@ -169,8 +342,26 @@ Built Build(z3::context& c, const FormulaNode& n, int64_t v, const std::map<char
   if (n.op == Op::kPlus) return a;
   if (n.op == Op::kNot) return {~a.e, a.ok};
   Built b = Build(c, *n.b, v, vars);
+  if (n.op == Op::kCond) {
+    Built e = Build(c, *n.c, v, vars);
+    z3::expr take = a.e != 0;
+    return {z3::ite(take, b.e, e.e), a.ok && z3::ite(take, b.ok, e.ok)};
+  }
   z3::expr ok = a.ok && b.ok;
+  auto flag = [&](const z3::expr& p) { return z3::ite(p, c.bv_val(1, 64), c.bv_val(0, 64)); };
   switch (n.op) {
+    case Op::kLt:
+      return {flag(z3::ult(a.e, b.e)), ok};
+    case Op::kLe:
+      return {flag(z3::ule(a.e, b.e)), ok};
+    case Op::kGt:
+      return {flag(z3::ugt(a.e, b.e)), ok};
+    case Op::kGe:
+      return {flag(z3::uge(a.e, b.e)), ok};
+    case Op::kEq:
+      return {flag(a.e == b.e), ok};
+    case Op::kNe:
+      return {flag(a.e != b.e), ok};
     case Op::kAdd:
       return {a.e + b.e, ok};
     case Op::kSub:
@@ -385,6 +576,49 @@ absl::StatusOr<OutputFit> FitHole(z3::context& ctx, std::vector<z3::expr> holes,
   return fit;
 }
 
+// The outputs of one shape that differ only in numerals, each a function of V (FitOutput of
+// V alone): the baseline's expression with those numerals written as their formulas, proved
+// as a whole per build. Covers what HolePath cannot: the constant in several places (a clamp
+// `min(x, V)` and its use), next to several inputs.
+absl::StatusOr<MultiFit> FitByShape(z3::context& ctx, const std::vector<z3::expr>& o,
+                                    const std::map<std::string, char>& names,
+                                    const std::vector<int64_t>& vs, int out_bits) {
+  MultiFit mf;
+  int holes = 0;
+  std::string why;
+  Translator::Leaf leaf = [&](const std::vector<z3::expr>& nums) -> std::optional<std::string> {
+    if (++holes > 8) {
+      why = "the constant shows in more than 8 places";
+      return std::nullopt;
+    }
+    const unsigned w = Width(nums[0]);
+    std::vector<z3::expr> z;
+    for (const z3::expr& n : nums) z.push_back(Zext64(n));
+    auto fit = FitOutput(ctx, z, std::nullopt, vs, static_cast<int>(w), false);
+    if (!fit.ok()) {
+      why = absl::StrCat("a numeral that differs between builds: ", fit.status().message());
+      return std::nullopt;
+    }
+    mf.vmin = std::max(mf.vmin, fit->vmin);
+    mf.vmax = std::min(mf.vmax, fit->vmax);
+    return w < 64 ? absl::StrFormat("((%s) & 0x%x)", fit->formula, Mask(w))
+                  : "(" + fit->formula + ")";
+  };
+  auto text = Translator(names).GoMulti(o, leaf);
+  if (!text)
+    return absl::InvalidArgumentError(
+        why.empty() ? "the builds' outputs differ in shape, not only in numerals" : why);
+  if (holes == 0) return absl::InvalidArgumentError("no numeral depends on the constant");
+  if (text->size() > 1024)
+    return absl::InvalidArgumentError("the formula would exceed 1024 characters");
+  for (size_t k = 0; k < o.size(); ++k)
+    if (!ProveFormulaAt(ctx, *text, vs[k], o[k], names, out_bits))
+      return absl::InvalidArgumentError(
+          absl::StrCat("the formula of one shape does not hold at V=", vs[k]));
+  mf.formula = *text;
+  return mf;
+}
+
 }  // namespace
 
 std::optional<std::string> FormulaOfExpr(const z3::expr& e,
@@ -414,11 +648,11 @@ bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, con
   return s.check() == z3::unsat;
 }
 
-absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::expr>& outs,
-                                       const std::map<std::string, char>& names,
-                                       const std::vector<int64_t>& vs, int out_bits) {
-  std::vector<z3::expr> o;
-  for (const z3::expr& e : outs) o.push_back(Zext64(e).simplify());
+// The hole method: the builds descended together to the one place they differ, that place
+// fitted as a function of V of one input term (FitHole).
+static absl::StatusOr<MultiFit> FitAtHole(z3::context& ctx, const std::vector<z3::expr>& o,
+                                          const std::map<std::string, char>& names,
+                                          const std::vector<int64_t>& vs, int out_bits) {
   std::vector<z3::expr> holes = o;
   std::vector<unsigned> path = HolePath(&holes);
   auto hole = FitHole(ctx, holes, vs, names);
@@ -435,8 +669,7 @@ absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::e
     auto text = Translator(names, path, h).Root(o[0]);
     if (!text)
       return absl::InvalidArgumentError(
-          "the output uses an operation formulas lack "
-          "(sign extension, a conditional, a wide product)");
+          "the output uses an operation formulas lack (signed division, a wide product)");
     if (text->size() > 1024)
       return absl::InvalidArgumentError("the formula would exceed 1024 characters");
     bool proved = true;
@@ -446,6 +679,24 @@ absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::e
   }
   return absl::InvalidArgumentError(
       "no formula over the inputs could be proved for every input value in every build");
+}
+
+absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::expr>& outs,
+                                       const std::map<std::string, char>& names,
+                                       const std::vector<int64_t>& vs, int out_bits) {
+  std::vector<z3::expr> o;
+  for (const z3::expr& e : outs) o.push_back(Zext64(e).simplify());
+  auto hole = FitAtHole(ctx, o, names, vs, out_bits);
+  if (hole.ok()) return hole;
+  // Unsimplified first: the same instructions give the same terms, where simplification
+  // folds special values (V = 1, powers of two) into other shapes.
+  std::vector<z3::expr> raw;
+  for (const z3::expr& e : outs) raw.push_back(Zext64(e));
+  auto shaped = FitByShape(ctx, raw, names, vs, out_bits);
+  if (!shaped.ok()) shaped = FitByShape(ctx, o, names, vs, out_bits);
+  if (shaped.ok()) return shaped;
+  return absl::InvalidArgumentError(
+      absl::StrCat(hole.status().message(), "; as one shape: ", shaped.status().message()));
 }
 
 }  // namespace sie::synth::analysis

@@ -53,15 +53,64 @@ TEST(Formula, GuardsDivisionAndShifts) {
 }
 
 TEST(Formula, RefusesAnythingElse) {
-  for (const char* bad : {"V; bpf_probe_write_user()", "foo(V)", "V && X", "V || 1", "(V", "V +",
-                          "Y", "V = 3", "V < 3", "V <<= 2", "(int)V", "V ? 1 : 2", "0x",
-                          "99999999999999999999", "1.5", "\"s\"", "V[0]", "X->y", ""}) {
+  for (const char* bad : {"V; bpf_probe_write_user()",
+                          "foo(V)",
+                          "V && X",
+                          "V || 1",
+                          "(V",
+                          "V +",
+                          "Y",
+                          "V = 3",
+                          "V <== 3",
+                          "V <<= 2",
+                          "(int)V",
+                          "V ? 1",
+                          "V ? : 2",
+                          "V < < 3",
+                          "V =< 3",
+                          "!V",
+                          "0x",
+                          "99999999999999999999",
+                          "1.5",
+                          "\"s\"",
+                          "V[0]",
+                          "X->y",
+                          ""}) {
     auto f = Formula::Parse(bad);
     EXPECT_FALSE(f.ok()) << bad;
     if (!f.ok()) EXPECT_TRUE(absl::StrContains(MessageWithHint(f.status()), "hint:")) << bad;
   }
   EXPECT_FALSE(Formula::Parse("X + V", "V").ok());  // X not allowed where it is not defined
   EXPECT_TRUE(Formula::Parse("R - 3", "R").ok());
+}
+
+// Comparisons (unsigned, 1 or 0) and the conditional: what min/max/clamp code (cmov, setcc)
+// becomes; only the branch taken is evaluated, so the other may be undefined.
+TEST(Formula, ComparisonsAndConditional) {
+  struct Case {
+    const char* f;
+    uint64_t v, x, want;
+  };
+  for (const Case& c :
+       {Case{"X < V ? X : V", 10, 3, 3}, Case{"X < V ? X : V", 10, 30, 10},
+        Case{"V <= 10", 10, 0, 1}, Case{"V > 10", 10, 0, 0}, Case{"V >= 11 | X == 2", 10, 2, 1},
+        Case{"V != 10", 10, 0, 0}, Case{"V ? X / V : 7", 0, 5, 7}, Case{"V ? X / V : 7", 2, 5, 2},
+        Case{"1 ? 2 : 3 ? 4 : 5", 0, 0, 2}, Case{"0 ? 2 : 0 ? 4 : 5", 0, 0, 5},
+        Case{"(V << 1 < 16) + 1", 7, 0, 2}, Case{"~0 > 1", 0, 0, 1}}) {
+    auto f = Formula::Parse(c.f);
+    ASSERT_TRUE(f.ok()) << c.f << ": " << f.status();
+    auto got = f->Eval(c.v, c.x);
+    ASSERT_TRUE(got.has_value()) << c.f;
+    EXPECT_EQ(*got, c.want) << c.f;
+  }
+  auto f = Formula::Parse("X < V ? X : V");
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->EmitC(), "(((__u64)(X < V)) ? X : V)");
+  EXPECT_TRUE(f->Uses('X'));
+  auto g = Formula::Parse("V ? 1 : X");
+  ASSERT_TRUE(g.ok());
+  EXPECT_TRUE(g->Uses('X'));  // the else branch counts
+  EXPECT_FALSE(Formula::Parse("V ? X / 0 : 1")->Eval(1).has_value());
 }
 
 TEST(ConstReader, ReadsEveryFixture) {

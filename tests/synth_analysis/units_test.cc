@@ -11,6 +11,7 @@
 #include "synth/analysis/derive.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/flags_span.h"
+#include "synth/analysis/multi_input.h"
 
 namespace sie::synth::analysis {
 using artifact::EvalFormula;
@@ -271,6 +272,47 @@ TEST(FitFamily, OutsideEveryFamily) {
   auto f = FitFamily({2, 3, 5}, {4, 9, 25}, 32);
   ASSERT_FALSE(f.ok());
   EXPECT_NE(f.status().message().find("(a*V+b)/d"), std::string::npos) << f.status();
+}
+
+// ms to codel time units, (V * NSEC_PER_MSEC) >> 10, is (15625 * V) >> 4: a numerator far
+// above the small ones, found as the simplest slope the builds allow (the smallest d, and the
+// smallest power of two); every candidate reproduces the builds.
+TEST(FitFamily, LargeNumeratorUnitConversion) {
+  const std::vector<int64_t> vs = {100, 50, 200};
+  const std::vector<uint64_t> cs = {97656, 48828, 195312};
+  auto f = FitFamily(vs, cs, 32);
+  ASSERT_TRUE(f.ok()) << f.status();
+  std::vector<std::string> all = f->alternatives;
+  all.push_back(f->formula);
+  EXPECT_THAT(all, ::testing::Contains("(15625 * V) >> 4")) << absl::StrJoin(all, " | ");
+  for (const std::string& c : all)
+    for (size_t i = 0; i < vs.size(); ++i) EXPECT_EQ(*EvalFormula(c, vs[i]), cs[i]) << c;
+  EXPECT_LE(f->vmax, INT32_MAX / 15625 + 1);  // a * V stays within 31 bits
+}
+
+// The constant in three places, next to two inputs (min(x, V) + y * 3V): no single hole, so the
+// builds are matched as one shape whose numerals are functions of V, and proved.
+TEST(FitMultiInput, OneShapeWithTheConstantInSeveralPlaces) {
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("in:ax", 64), y = ctx.bv_const("in:si", 64);
+  const std::vector<int64_t> vs = {10, 4, 7};
+  std::vector<z3::expr> outs;
+  for (int64_t v : vs) {
+    z3::expr k = ctx.bv_val(v, 64), k3 = ctx.bv_val(3 * v, 64);
+    outs.push_back(z3::ite(z3::ult(x, k), x, k) + y * k3);
+  }
+  auto fit = FitMultiInput(ctx, outs, {{"in:ax", 'X'}, {"in:si", 'Y'}}, vs, 64);
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  for (uint64_t v : {1, 13, 1000})
+    for (uint64_t xv : {uint64_t{0}, uint64_t{5}, uint64_t{999}})
+      for (uint64_t yv : {uint64_t{2}, ~uint64_t{0}}) {
+        auto got = EvalFormula(fit->formula, artifact::FormulaVars{v, xv, 0, yv});
+        ASSERT_TRUE(got.ok()) << got.status();
+        EXPECT_EQ(*got, std::min(xv, v) + yv * 3 * v) << fit->formula;
+      }
+  // Outputs of another shape in one build are refused, never fitted.
+  outs[1] = x + y * ctx.bv_val(12, 64);
+  EXPECT_FALSE(FitMultiInput(ctx, outs, {{"in:ax", 'X'}, {"in:si", 'Y'}}, vs, 64).ok());
 }
 
 // 250/V and 251/V agree at every build (10, 5, 20, 17, 3) and everywhere but V=1: the range is

@@ -122,6 +122,13 @@ absl::StatusOr<artifact::SpanInput> ParseInput(const Reader& r, const json& j,
   RETURN_IF_ERROR(r.Int(j, p + ".", "width", &in.width, false));
   if (in.width != 1 && in.width != 2 && in.width != 4 && in.width != 8)
     return r.Bad(p + ".width", "must be 1, 2, 4 or 8");
+  if (auto so = j.find("save_offset"); so != j.end() && !so->is_null()) {
+    int64_t off = 0;
+    RETURN_IF_ERROR(r.Int(j, p + ".", "save_offset", &off));
+    if (off < 0) return r.Bad(p + ".save_offset", "must not be negative");
+    if (in.reg.empty()) return r.Bad(p + ".save_offset", "saves a register: name reg, not mem");
+    in.save_offset = static_cast<uint64_t>(off);
+  }
   return in;
 }
 
@@ -139,6 +146,12 @@ absl::Status ParseInputs(const Reader& r, const json& j, const std::string& pre,
   }
   if (!s->inputs.empty() && s->kind == artifact::SpanKind::kFlags)
     return r.Bad(pre + "inputs", "are not read by flags spans");
+  // A saved input is taken inside the CS, before the apply probe reads it.
+  for (size_t i = 0; i < s->inputs.size(); ++i)
+    if (const auto& so = s->inputs[i].save_offset;
+        so && (*so < s->cs_start || *so >= s->probe_offset))
+      return r.Bad(absl::StrCat(pre, "inputs[", i, "].save_offset"),
+                   "must lie in [cs_start, probe_offset)");
   return absl::OkStatus();
 }
 
@@ -306,6 +319,7 @@ json SpanToJson(const CriticalSpan& s) {
       else
         e["reg"] = in.reg;
       e["width"] = in.width;
+      if (in.save_offset) e["save_offset"] = *in.save_offset;
       ins.push_back(e);
     }
     j["inputs"] = ins;

@@ -75,12 +75,17 @@ struct VarLocation {
 
 // A formula input besides X ("Y", "Z", "W"; common/artifact/formula.h), read by the stub at the
 // probe: in a register synth checked is intact there, or in memory at an address computed from
-// such registers that no store of the span can alias (zero-extended from `width` bytes).
+// such registers that no store of the span can alias (zero-extended from `width` bytes). Or
+// saved before the probe (`save_offset`): register `reg` as the instruction at save_offset
+// starts, taken per task by a save probe there (an input the span overwrites, saved at its
+// start, or a value the span loads, saved from the register it was loaded into right after
+// the load: the exact value the code used, which no re-read could promise).
 struct SpanInput {
   std::string name;
   std::string reg;                // in this register (pt_regs name) at the probe, or
   std::optional<MemOperand> mem;  // loaded from this operand at the probe (never RIP-relative)
-  int width = 8;                  // bytes
+  int width = 8;                  // bytes (the low `width` bytes, zero-extended)
+  std::optional<uint64_t> save_offset;  // reg is saved there (function-relative, in the CS)
   bool operator==(const SpanInput&) const = default;
 };
 
@@ -124,6 +129,21 @@ struct CriticalSpan {
   // files and for spans whose probe is reached only through the CS.
   std::optional<uint64_t> mark_offset;
 };
+
+// The places a span's saved values are taken, in the order the loader and the stub name their
+// probes (point 0: sie_save_<span>, point k: sie_save_<span>_<k>): a recompute's X at
+// save_offset and the inputs with a save_offset, one point per distinct offset (ascending).
+struct SavedValue {
+  char var = 'X';  // the formula variable
+  std::string reg;
+  int width = 8;  // bytes kept (zero-extended)
+};
+struct SavePoint {
+  uint64_t offset = 0;
+  std::vector<SavedValue> values;
+};
+std::vector<SavePoint> SavePointsOf(const CriticalSpan& s);
+std::string SaveProgramName(int span, int point);
 
 enum class SafeSpanHow { kSlice, kManual, kWholeFunction };
 const char* SafeSpanHowName(SafeSpanHow h);

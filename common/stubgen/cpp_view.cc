@@ -208,9 +208,10 @@ $SPANS  };
 $APPLY_CASES    }
     return nullptr;
   }
-  // sie_save_<span>: saves X before a recompute span (nullptr when the span has none).
-  bpf_program* SaveProgram(uint32_t span) const {
-    switch (span) {
+  // sie_save_<span>[_<point>]: save point `point` of a span (its recompute's X, inputs saved
+  // inside it); nullptr when the span has no such point.
+  bpf_program* SaveProgram(uint32_t span, uint32_t point = 0) const {
+    switch (span * 256 + point) {
 $SAVE_CASES      default: break;
     }
     return nullptr;
@@ -309,8 +310,9 @@ std::string GenerateCppView(const artifact::SynthesizedConst& c, const StubFiles
                     "},\n");
     absl::StrAppend(&apply, "      case ", i, ": return skel_->progs.sie_apply_", i, ";\n");
   }
-  for (int i : stub.save_spans)
-    absl::StrAppend(&save, "      case ", i, ": return skel_->progs.sie_save_", i, ";\n");
+  for (const auto& [i, k] : stub.save_programs)
+    absl::StrAppend(&save, "      case ", i * 256 + k, ": return skel_->progs.",
+                    artifact::SaveProgramName(i, k), ";\n");
   return absl::StrReplaceAll(kTemplate, {{"$BANNER", kStubBanner},
                                          {"$QNAME", Lit(c.name)},
                                          {"$NAME", c.name},

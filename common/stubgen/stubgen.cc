@@ -1,6 +1,7 @@
 #include "common/stubgen/stubgen.h"
 
 #include <climits>
+#include <map>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -118,6 +119,13 @@ absl::StatusOr<SpanFormulas> CheckSpan(const artifact::SynthesizedConst& c, size
     if (*reg == "sp" &&
         (reg == &s.save_reg ? recompute : s.kind != SpanKind::kFlags && s.kind != SpanKind::kMem))
       return SpanError(c, i, "the stack pointer cannot be rewritten", "");
+  if (recompute && !p.xr && !s.save_offset)
+    return SpanError(c, i, "a recompute span without x_from_probe needs save_offset",
+                     "re-run sie synth");
+  for (const artifact::SpanInput& in : s.inputs)
+    if (in.save_offset && (in.reg.empty() || in.reg == "sp"))
+      return SpanError(c, i, absl::StrCat("input ", in.name, " is saved from no usable register"),
+                       "fix the span's inputs in const.json");
   if (s.kind == SpanKind::kFlags) RETURN_IF_ERROR(CheckFlagsSpan(c, i, &p));
   const bool uses_x = p.formula.Uses('X');
   if (uses_x && s.kind == SpanKind::kReg && s.save_reg.empty())
@@ -132,11 +140,25 @@ absl::StatusOr<SpanFormulas> CheckSpan(const artifact::SynthesizedConst& c, size
   return p;
 }
 
-// Statements setting the span's further inputs (Y, Z, W), read at the probe.
-std::string ReadInputs(const CriticalSpan& s) {
+// The save slot of each saved value of a span, by formula variable ('X', 'Y', ...).
+using SaveSlots = std::map<char, int>;
+
+// Statements taking saved value `var` (one use), or counting the hit as NOSAVE and leaving.
+std::string TakeSaved(char var, int slot, size_t i) {
+  return absl::StrFormat(
+      "\tif (!sie_take_saved(%d, &%c)) {\n\t\tsie_count(%d, SIE_STAT_NOSAVE);\n"
+      "\t\treturn 0;\n\t}\n",
+      slot, var, i);
+}
+
+// Statements setting the span's further inputs (Y, Z, W): read at the probe, or taken from
+// the task's save slot.
+std::string ReadInputs(const CriticalSpan& s, const SaveSlots& slots, size_t i) {
   std::string out;
   for (const artifact::SpanInput& in : s.inputs) {
-    if (in.mem)
+    if (in.save_offset)
+      absl::StrAppend(&out, TakeSaved(in.name[0], slots.at(in.name[0]), i));
+    else if (in.mem)
       absl::StrAppend(&out, "\t", in.name, " = sie_read_mem(", AddrExpr(*in.mem), ", ", in.width,
                       ", &bad);\n");
     else
@@ -153,7 +175,7 @@ std::string DeclareInputs(const CriticalSpan& s) {
 }
 
 // Statements setting X, the instruction's input, per kind (`slot`: the save slot, recompute).
-std::string ReadX(const CriticalSpan& s, const SpanFormulas& p, int slot, size_t i) {
+std::string ReadX(const CriticalSpan& s, const SpanFormulas& p, const SaveSlots& slots, size_t i) {
   switch (s.kind) {
     case SpanKind::kReg:
       // X is the instruction's input, still intact at the probe in save_reg (the target
@@ -172,10 +194,7 @@ std::string ReadX(const CriticalSpan& s, const SpanFormulas& p, int slot, size_t
                           ", &bad);\n");
     case SpanKind::kRecompute:
       if (p.xr) return absl::StrCat("\tR = ctx->", s.save_reg, ";\n\tX = ", p.xr->EmitC(), ";\n");
-      return absl::StrFormat(
-          "\tif (!sie_take_saved(%d, &X)) {\n\t\tsie_count(%d, SIE_STAT_NOSAVE);\n"
-          "\t\treturn 0;\n\t}\n",
-          slot, i);
+      return TakeSaved('X', slots.at('X'), i);
   }
   return "";
 }
@@ -220,22 +239,39 @@ std::string TakeMark(const CriticalSpan& s, size_t i) {
       i, i);
 }
 
-// The programs of span i: its mark program (path token), its save program (recompute without
-// x_from_probe) and its apply.
-std::string SpanPrograms(const CriticalSpan& s, size_t i, const SpanFormulas& p, int slot,
-                         const std::string& decide_fn, const std::string& up) {
+// The save programs of span i, one per save point (artifact::SavePointsOf): each saves the
+// low `width` bytes of its registers in the task's slots.
+std::string SavePrograms(const CriticalSpan& s, size_t i, const SaveSlots& slots) {
+  std::string body;
+  const std::vector<artifact::SavePoint> points = artifact::SavePointsOf(s);
+  for (size_t k = 0; k < points.size(); ++k) {
+    absl::StrAppendFormat(&body, "SEC(\"kprobe\")\nint %s(struct pt_regs *ctx)\n{\n",
+                          artifact::SaveProgramName(static_cast<int>(i), static_cast<int>(k)));
+    for (const artifact::SavedValue& v : points[k].values) {
+      absl::StrAppendFormat(&body, "\t/* %s+0x%x: %c is %s%s */\n", s.function, points[k].offset,
+                            v.var, v.reg,
+                            v.width < 8 ? absl::StrCat(" (", v.width, " bytes)") : "");
+      std::string val = absl::StrCat("ctx->", v.reg);
+      if (v.width < 8) val = absl::StrFormat("(%s & 0x%xULL)", val, (1ULL << (8 * v.width)) - 1);
+      absl::StrAppendFormat(&body, "\tsie_save(%d, %d, %s);\n", i, slots.at(v.var), val);
+    }
+    absl::StrAppend(&body, "\treturn 0;\n}\n\n");
+  }
+  return body;
+}
+
+// The programs of span i: its save programs (recompute without x_from_probe, saved inputs),
+// its mark program (path token) and its apply.
+std::string SpanPrograms(const CriticalSpan& s, size_t i, const SpanFormulas& p,
+                         const SaveSlots& slots, const std::string& decide_fn,
+                         const std::string& up) {
   std::string body;
   absl::StrAppendFormat(&body,
                         "/*\n * span %d: %s+0x%x, kind %s, width %d, formula \"%s\"\n"
                         " * CS [0x%x, 0x%x)%s%s\n */\n",
                         i, s.function, s.probe_offset, artifact::SpanKindName(s.kind), s.width,
                         s.formula, s.cs_start, s.cs_end, s.source.empty() ? "" : ", ", s.source);
-  if (slot >= 0)
-    absl::StrAppendFormat(&body,
-                          "SEC(\"kprobe\")\nint sie_save_%d(struct pt_regs *ctx)\n{\n"
-                          "\t/* %s+0x%x, before the CS: X is %s */\n"
-                          "\tsie_save(%d, %d, ctx->%s);\n\treturn 0;\n}\n\n",
-                          i, s.function, *s.save_offset, s.save_reg, i, slot, s.save_reg);
+  absl::StrAppend(&body, SavePrograms(s, i, slots));
   if (s.mark_offset)
     absl::StrAppendFormat(&body,
                           "SEC(\"kprobe\")\nint sie_mark_%d(struct pt_regs *ctx)\n{\n"
@@ -255,8 +291,8 @@ std::string SpanPrograms(const CriticalSpan& s, size_t i, const SpanFormulas& p,
                         "\t\tsie_count(%d, SIE_STAT_REJECTED);\n\t\treturn 0;\n\t}\n"
                         "\tV = (__u64)value;\n",
                         i, DeclareInputs(s), i, TakeMark(s, i), i, decide_fn, i, up, up, up, i);
-  absl::StrAppend(&body, ReadX(s, p, slot, i), ReadInputs(s), "\tnv = ", p.formula.EmitC(),
-                  ";\n\t(void)R;\n");
+  absl::StrAppend(&body, ReadX(s, p, slots, i), ReadInputs(s, slots, i),
+                  "\tnv = ", p.formula.EmitC(), ";\n\t(void)R;\n");
   absl::StrAppendFormat(&body,
                         "\tif (bad) {\n\t\tsie_count(%d, SIE_STAT_REJECTED);\n"
                         "\t\treturn 0;\n\t}\n",
@@ -331,12 +367,16 @@ absl::StatusOr<StubFiles> GenerateStub(const artifact::SynthesizedConst& c) {
   for (size_t i = 0; i < c.spans.size(); ++i) {
     auto p = CheckSpan(c, i);
     if (!p.ok()) return p.status();
-    int slot = -1;
-    if (c.spans[i].kind == SpanKind::kRecompute && !p->xr) {
-      slot = f.nsaves++;
-      f.save_spans.push_back(static_cast<int>(i));
+    SaveSlots slots;
+    const std::vector<artifact::SavePoint> points = artifact::SavePointsOf(c.spans[i]);
+    for (size_t k = 0; k < points.size(); ++k) {
+      f.save_programs.emplace_back(static_cast<int>(i), static_cast<int>(k));
+      for (const artifact::SavedValue& v : points[k].values) slots[v.var] = f.nsaves++;
     }
-    progs += SpanPrograms(c.spans[i], i, *p, slot, f.decide_fn, up);
+    if (f.nsaves > 64)
+      return InvalidWithHint(absl::StrCat(c.name, " saves ", f.nsaves, " values (max 64)"),
+                             "split the constant's spec");
+    progs += SpanPrograms(c.spans[i], i, *p, slots, f.decide_fn, up);
   }
   f.source = StubSource(c, f, progs);
   f.header = PolicyHeader(c, f, up);

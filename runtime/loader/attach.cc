@@ -28,7 +28,9 @@ using artifact::SpanKind;
 
 namespace {
 
-std::string LinkName(const ProbeInfo& p) { return absl::StrCat("link_", p.role, "_", p.span); }
+std::string LinkName(const ProbeInfo& p) {
+  return absl::StrCat("link_", p.role, "_", p.span, p.point ? absl::StrCat("_", p.point) : "");
+}
 
 // The kprobe PMU's perf type (/sys/bus/event_source/devices/kprobe/type).
 absl::StatusOr<uint32_t> KprobePmuType() {

@@ -48,8 +48,9 @@ class BpfEngine : public Engine {
     if (auto st = Open(*obj_path); !st.ok()) return st;
     if (auto st = InitMaps(); !st.ok()) return st;
     for (auto& a : plan_.probes) {
-      std::string pname = a.info.role == "guard"
-                              ? "sie_guard"
+      std::string pname = a.info.role == "guard" ? "sie_guard"
+                          : a.info.role == "save"
+                              ? artifact::SaveProgramName(a.info.span, a.info.point)
                               : absl::StrCat("sie_", a.info.role, "_", a.info.span);
       a.prog = bpf_object__find_program_by_name(obj_.get(), pname.c_str());
       if (!a.prog) return absl::InternalError("stub has no program " + pname);

@@ -53,6 +53,7 @@ struct SetOptions {
 struct ProbeInfo {
   std::string role;  // "apply", "save", "mark" (path token), "guard"
   int span = 0;      // span index (guard: safe-span index)
+  int point = 0;     // "save": the span's save point (artifact::SavePointsOf)
   std::string function;
   uint64_t offset = 0;
   uint64_t address = 0;

@@ -288,9 +288,11 @@ absl::Status ResolveProbes(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
       for (uint64_t off : s.candidates)
         if (off != s.probe_offset) a.candidates.push_back(off);
     plan.probes.push_back(std::move(a));
-    if (s.kind == SpanKind::kRecompute && s.x_from_probe.empty()) {
+    const std::vector<artifact::SavePoint> points = artifact::SavePointsOf(s);
+    for (size_t k = 0; k < points.size(); ++k) {
       Attached sv;
-      sv.info = MakeProbe("save", static_cast<int>(i), s.function, *s.save_offset, sym->addr);
+      sv.info = MakeProbe("save", static_cast<int>(i), s.function, points[k].offset, sym->addr);
+      sv.info.point = static_cast<int>(k);
       sv.func_addr = sym->addr;
       plan.probes.push_back(std::move(sv));
     }

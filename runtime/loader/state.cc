@@ -157,15 +157,18 @@ std::string VerifiedUnderProbeOf(const std::string& self, uint64_t addr,
 }
 
 json ProbeToJson(const ProbeInfo& p) {
-  return json{{"role", p.role},           {"span", p.span},         {"function", p.function},
-              {"offset", p.offset},       {"address", p.address},   {"cell", p.cell},
-              {"optimized", p.optimized}, {"flags", p.kprobe_flags}};
+  json j{{"role", p.role},           {"span", p.span},         {"function", p.function},
+         {"offset", p.offset},       {"address", p.address},   {"cell", p.cell},
+         {"optimized", p.optimized}, {"flags", p.kprobe_flags}};
+  if (p.point) j["point"] = p.point;
+  return j;
 }
 
 ProbeInfo ProbeFromJson(const json& j) {
   ProbeInfo p;
   p.role = j.value("role", "");
   p.span = j.value("span", 0);
+  p.point = j.value("point", 0);
   p.function = j.value("function", "");
   p.offset = j.value("offset", uint64_t{0});
   p.address = j.value("address", uint64_t{0});

@@ -266,12 +266,15 @@ struct RegionAnalysis {
     auto ins = LocateInputs(fb, r.b[0], end_idx, *st[0], o, target,
                             LiveUses(target, store ? store->key : ""));
     if (!ins.ok()) return fail(ins.status(), RefusalOf(why));
-    // X: the saved input (a recompute), else a register read at the probe (reg spans only: a
-    // mem span's X is the stored cell); the others Y, Z, W.
+    // X: a register saved at the span's start (a recompute), else a register read at the
+    // probe (reg spans only: a mem span's X is the stored cell); the others Y, Z, W (read at
+    // the probe or saved in the span).
     std::map<std::string, char> names;
     const ProbeInput* xin = nullptr;
     for (const ProbeInput& in : *ins)
-      if (in.saved || (!xin && !store && in.mem == std::nullopt)) xin = &in;
+      if (!store && in.saved && in.save_index == r.b[0] && !xin) xin = &in;
+    for (const ProbeInput& in : *ins)
+      if (!xin && !store && !in.saved && in.mem == std::nullopt) xin = &in;
     if (xin) names[xin->sym] = 'X';
     size_t next = 0;
     for (const ProbeInput& in : *ins) {
@@ -308,7 +311,9 @@ struct RegionAnalysis {
           continue;
         }
       }
-      if (in.mem) {
+      if (in.saved) {
+        // Taken by a save probe: nothing to keep intact up to the probe.
+      } else if (in.mem) {
         for (const std::string& a : {in.mem->base, in.mem->index})
           if (!a.empty()) locs.push_back(Loc{RegFamily(a)});
         locs.push_back(Loc{"", *in.mem});
@@ -319,8 +324,9 @@ struct RegionAnalysis {
       artifact::SpanInput si;
       si.name = std::string(1, name);
       si.reg = in.reg;
-      if (in.mem) si.mem = ToMem(*in.mem);
-      si.width = in.mem ? in.width : 8;
+      if (in.mem && !in.saved) si.mem = ToMem(*in.mem);
+      si.width = in.mem || in.saved ? in.width : 8;
+      if (in.saved) si.save_offset = fb.insns[in.save_index].offset;
       sp.inputs.push_back(si);
     }
     cx.res->range_min = std::max(cx.res->range_min, fit->vmin);

@@ -101,6 +101,27 @@ std::optional<std::string> MemoryUnavailable(const Function& fn, int begin, int 
   return std::nullopt;
 }
 
+// A value loaded in [begin, end) by a plain load into a register (`mov`, `movzx`, `movsx`,
+// `movsxd`): saved from that register at the next instruction, before the probe; nullopt when
+// the load is of another kind (`sub esi, [mem]`) or ends the span.
+std::optional<ProbeInput> SavedAfterLoad(const Function& fn, int end, const SymLoad& ld) {
+  static const std::set<std::string> kLoads = {"mov", "movzx", "movsx", "movsxd"};
+  const Insn& in = *ld.insn;
+  if (!kLoads.count(in.mnemonic) || in.ops.size() != 2 || in.ops[0].type != OpType::kReg ||
+      in.ops[1].type != OpType::kMem)
+    return std::nullopt;
+  const int idx = static_cast<int>(&in - fn.insns.data());
+  if (idx < 0 || idx + 1 >= end) return std::nullopt;
+  std::string r = RegFamily(in.ops[0].reg);
+  if (r.empty() || r == "sp") return std::nullopt;
+  ProbeInput p;
+  p.reg = r;
+  p.width = ld.op.size;
+  p.saved = true;
+  p.save_index = idx + 1;
+  return p;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<ProbeInput>> LocateInputs(const Function& fn, int begin, int end,
@@ -109,7 +130,6 @@ absl::StatusOr<std::vector<ProbeInput>> LocateInputs(const Function& fn, int beg
                                                      const std::string& target,
                                                      const std::vector<z3::expr>& live_uses) {
   std::vector<ProbeInput> out;
-  std::vector<std::string> dead;
   for (const auto& [sym, e] : Consts(outs)) {
     ProbeInput in;
     in.sym = sym;
@@ -119,31 +139,33 @@ absl::StatusOr<std::vector<ProbeInput>> LocateInputs(const Function& fn, int beg
       continue;
     }
     if (sym.rfind("in:", 0) == 0) {
-      // Overwritten in the span: only a recompute's X can be saved at the span's start.
+      // Overwritten in the span: saved at its start.
       in.reg = sym.substr(3);
       in.saved = true;
+      in.save_index = begin;
+      in.width = e.get_sort().bv_size() / 8;
       out.push_back(in);
-      dead.push_back(
-          absl::StrCat(in.reg, " (overwritten by ", LastWriter(fn, begin, end, in.reg), ")"));
       continue;
     }
     auto why = MemoryUnavailable(fn, begin, end, st, sym, e, live_uses);
     std::string name = absl::StrCat("memory ", sym.substr(4, sym.rfind(':') - 4));
-    if (why)
-      return absl::InvalidArgumentError(absl::StrCat("input ", name,
-                                                     " is not available "
-                                                     "at the probe: ",
-                                                     *why));
+    if (why) {
+      std::optional<ProbeInput> sv;
+      if (auto ld = st.loads().find(sym); ld != st.loads().end())
+        sv = SavedAfterLoad(fn, end, ld->second);
+      if (!sv)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "input ", name, " is not available at the probe: ", *why,
+            ", and it is not loaded into a register inside the span to be saved from"));
+      sv->sym = sym;
+      out.push_back(*sv);
+      continue;
+    }
     const SymLoad& ld = st.loads().at(sym);
     in.mem = ld.op;
     in.width = ld.op.size;
     out.push_back(in);
   }
-  if (dead.size() > 1)
-    return absl::InvalidArgumentError(
-        absl::StrCat("inputs ", absl::StrJoin(dead, ", "),
-                     " are not available at the probe and only one can be saved at the span's "
-                     "start"));
   return out;
 }
 

@@ -1,10 +1,17 @@
 // Formulas over several inputs (X and the further inputs Y, Z, W of a span) through the common
 // layer: the formula language, const.json's `inputs` and the BPF stub that reads them.
+#include <bpf/libbpf.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "common/artifact/const_json.h"
 #include "common/artifact/formula.h"
+#include "common/base/files.h"
+#include "common/stubgen/stub_build.h"
 #include "common/stubgen/stubgen.h"
 
 namespace sie {
@@ -62,8 +69,8 @@ artifact::SynthesizedConst TwoInputConst() {
   s.width = 8;
   s.formula = "(X * V) + Y + (Z & 0xffffffff)";
   s.save_reg = "di";
-  s.inputs.push_back({"Y", "si", std::nullopt, 8});
-  s.inputs.push_back({"Z", "", artifact::MemOperand{"bx", "", 1, 0x6cc}, 4});
+  s.inputs.push_back({"Y", "si", std::nullopt, 8, std::nullopt});
+  s.inputs.push_back({"Z", "", artifact::MemOperand{"bx", "", 1, 0x6cc}, 4, std::nullopt});
   s.expect_bytes = "c3";
   c.spans.push_back(s);
   return c;
@@ -123,6 +130,91 @@ TEST(MultiInputStub, AFormulaMayUseOnlyDeclaredInputs) {
   f = stubgen::GenerateStub(c);
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_TRUE(absl::StrContains(f->source, "__u64 V, X = 0, R = 0, nv;")) << f->source;
+}
+
+// x + y * V with x and y overwritten in the span (saved at its start) and a value the span
+// loads into edx at +0x12 (saved right after the load, 4 bytes).
+artifact::SynthesizedConst SavedInputConst() {
+  auto c = TwoInputConst();
+  artifact::CriticalSpan& s = c.spans[0];
+  s.cs_end = 0x18;
+  s.probe_offset = 0x18;
+  s.kind = artifact::SpanKind::kRecompute;
+  s.save_offset = 0x10;
+  s.formula = "X + Y * V + Z";
+  s.inputs = {{"Y", "si", std::nullopt, 8, 0x10}, {"Z", "dx", std::nullopt, 4, 0x15}};
+  return c;
+}
+
+TEST(SavedInputArtifact, ConstJsonKeepsWhereInputsAreSaved) {
+  auto c = SavedInputConst();
+  std::string text = artifact::JsonText(artifact::ConstToJson(c));
+  EXPECT_TRUE(absl::StrContains(text, "\"save_offset\": 21")) << text;
+  auto back = artifact::ParseConstJson(text, "test");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->spans[0].inputs, c.spans[0].inputs);
+  // One save point per offset, in order: X and Y at the span's start, Z after the load.
+  auto points = artifact::SavePointsOf(back->spans[0]);
+  ASSERT_EQ(points.size(), 2u);
+  EXPECT_EQ(points[0].offset, 0x10u);
+  ASSERT_EQ(points[0].values.size(), 2u);
+  EXPECT_EQ(points[0].values[0].var, 'X');
+  EXPECT_EQ(points[0].values[1].var, 'Y');
+  EXPECT_EQ(points[1].offset, 0x15u);
+  ASSERT_EQ(points[1].values.size(), 1u);
+  EXPECT_EQ(points[1].values[0].reg, "dx");
+  EXPECT_EQ(points[1].values[0].width, 4);
+  EXPECT_EQ(artifact::SaveProgramName(3, 0), "sie_save_3");
+  EXPECT_EQ(artifact::SaveProgramName(3, 1), "sie_save_3_1");
+}
+
+TEST(SavedInputArtifact, ConstJsonRejectsASaveOutsideTheSpan) {
+  for (uint64_t off : {uint64_t{0x8}, uint64_t{0x18}, uint64_t{0x40}}) {
+    auto c = SavedInputConst();
+    c.spans[0].inputs[1].save_offset = off;
+    auto r = artifact::ParseConstJson(artifact::JsonText(artifact::ConstToJson(c)), "test");
+    ASSERT_FALSE(r.ok()) << off;
+    EXPECT_TRUE(absl::StrContains(r.status().message(), "inputs[1].save_offset")) << r.status();
+    EXPECT_TRUE(absl::StrContains(r.status().message(), "[cs_start, probe_offset)")) << r.status();
+  }
+}
+
+TEST(SavedInputStub, SavesEachPointAndTakesEveryValue) {
+  auto f = stubgen::GenerateStub(SavedInputConst());
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->nsaves, 3);
+  ASSERT_EQ(f->save_programs.size(), 2u);
+  EXPECT_TRUE(absl::StrContains(f->source, "#define SIE_NSAVES 3\n")) << f->source;
+  EXPECT_TRUE(absl::StrContains(f->source,
+                                "int sie_save_0(struct pt_regs *ctx)\n{\n"
+                                "\t/* f+0x10: X is di */\n\tsie_save(0, 0, ctx->di);\n"
+                                "\t/* f+0x10: Y is si */\n\tsie_save(0, 1, ctx->si);\n"))
+      << f->source;
+  EXPECT_TRUE(absl::StrContains(f->source,
+                                "int sie_save_0_1(struct pt_regs *ctx)\n{\n"
+                                "\t/* f+0x15: Z is dx (4 bytes) */\n"
+                                "\tsie_save(0, 2, (ctx->dx & 0xffffffffULL));\n"))
+      << f->source;
+  for (const char* take :
+       {"sie_take_saved(0, &X)", "sie_take_saved(1, &Y)", "sie_take_saved(2, &Z)"})
+    EXPECT_TRUE(absl::StrContains(f->source, take)) << take << "\n" << f->source;
+  EXPECT_FALSE(absl::StrContains(f->source, "Y = ctx->si")) << f->source;  // never at the probe
+}
+
+TEST(SavedInputStub, CompilesAndTheHostVerifierAcceptsIt) {
+  auto tmp = TempDir::Create(std::filesystem::temp_directory_path(), "sie-saved-");
+  ASSERT_TRUE(tmp.ok());
+  setenv("SIE_CACHE_DIR", tmp->path().c_str(), 1);
+  artifact::ConstEntry e{tmp->path() / "7/const.json", SavedInputConst()};
+  auto stub = stubgen::BuildStub(e, false, "-DSIE_NO_KFUNCS");
+  ASSERT_TRUE(stub.ok()) << stub.status();
+  if (geteuid() != 0) GTEST_SKIP() << "loading BPF needs root";
+  bpf_object* obj = bpf_object__open_file(stub->object.c_str(), nullptr);
+  ASSERT_NE(obj, nullptr);
+  for (const char* p : {"sie_save_0", "sie_save_0_1", "sie_apply_0"})
+    EXPECT_NE(bpf_object__find_program_by_name(obj, p), nullptr) << p;
+  EXPECT_EQ(bpf_object__load(obj), 0);
+  bpf_object__close(obj);
 }
 
 }  // namespace

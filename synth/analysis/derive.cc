@@ -177,6 +177,55 @@ std::vector<std::string> RationalFits(const std::vector<int64_t>& vs,
   return out;
 }
 
+// floor((a*V + B) / d) with a numerator above kMaxNumerator, a unit conversion (ms to ns >> 10
+// is (15625*V + B) >> 4): the smallest d at which some a fits, the simplest slope the builds
+// allow, with every (a, B) at that d (further builds and the checks settle them). Same
+// validity as RationalFits.
+std::vector<std::string> LargeNumeratorFits(const std::vector<int64_t>& vs,
+                                            const std::vector<uint64_t>& cs, int bits,
+                                            bool* too_many, int64_t* vmax) {
+  std::vector<std::string> out;
+  if (std::any_of(vs.begin(), vs.end(), [](int64_t v) { return v < 0 || v > INT32_MAX; }) ||
+      std::any_of(cs.begin(), cs.end(), [](uint64_t c) { return c > INT32_MAX; }))
+    return out;
+  auto [lo_it, hi_it] = std::minmax_element(vs.begin(), vs.end());
+  const i128 dv = *hi_it - *lo_it;
+  const i128 dc = static_cast<i128>(cs[hi_it - vs.begin()]) - cs[lo_it - vs.begin()];
+  if (dv <= 0 || dc <= 0) return out;
+  *vmax = INT32_MAX;
+  // Two simplest slopes: the smallest d, and the smallest power of two (a shift, as unit
+  // conversions often are: ns >> 10).
+  bool any = false, pow2 = false;
+  for (int64_t d = 2; d <= 65536 && !(any && pow2); ++d) {
+    const bool is_pow2 = (d & (d - 1)) == 0;
+    if (any && !is_pow2) continue;
+    const size_t before = out.size();
+    // a * dv lies within d - 1 of d * dc (both ends are floors of the same line).
+    i128 alo = std::max<i128>(kMaxNumerator + 1, (i128{d} * dc - (d - 1) + dv - 1) / dv);
+    i128 ahi = std::min<i128>(INT32_MAX, (i128{d} * dc + d - 1) / dv);
+    for (i128 a = alo; a <= ahi; ++a) {
+      if (std::gcd(static_cast<int64_t>(a), d) != 1) continue;
+      i128 lo = INT64_MIN, hi = INT64_MAX;
+      for (size_t i = 0; i < vs.size() && lo <= hi; ++i) {
+        i128 base = i128{d} * static_cast<i128>(cs[i]) - a * vs[i];
+        lo = std::max(lo, base);
+        hi = std::min(hi, base + d - 1);
+      }
+      for (i128 B = lo; B <= hi; ++B) {
+        if (out.size() == kMaxCandidates) return *too_many = true, out;
+        out.push_back(RationalText(static_cast<int64_t>(a), d, B, bits));
+        *vmax = std::min<int64_t>(
+            *vmax, (INT32_MAX - static_cast<int64_t>(((B % d) + d) % d)) / static_cast<int64_t>(a));
+      }
+    }
+    if (out.size() > before) {
+      any = true;
+      pow2 |= is_pow2;
+    }
+  }
+  return out;
+}
+
 // A fit from a list of candidates (all verified by evaluation): the first, the others as
 // alternatives.
 std::optional<FamilyFit> FromCandidates(const std::vector<std::string>& fits,
@@ -323,6 +372,13 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
           break;
         }
         if (auto r = FromCandidates(fits, vs, cs, bits, 0, vmax)) return *r;
+      }
+      if (ambiguous.empty()) {
+        bool many = false;
+        int64_t vmax = INT64_MAX;
+        auto fits = LargeNumeratorFits(vs, cs, bits, &many, &vmax);
+        if (!many)
+          if (auto r = FromCandidates(fits, vs, cs, bits, 0, vmax)) return *r;
       }
       if (packed)
         if (auto r = FitPacked(vs, cs, bits)) return *r;

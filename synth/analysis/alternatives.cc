@@ -80,10 +80,13 @@ struct Candidates {
   }
 };
 
+std::vector<int64_t> ScanValues(int64_t lo, int64_t hi, bool pow2);
+
 // One span: refused when its candidates differ between the builds' values, else the range
-// [*lo, *hi] cut to where they agree.
+// [*lo, *hi] cut to where they agree (`pow2`: only powers of two are values, so only those
+// count).
 absl::Status Resolve(const std::vector<int64_t>& values, CriticalSpan* s, int64_t* lo, int64_t* hi,
-                     std::vector<std::string>* warnings) {
+                     bool pow2, std::vector<std::string>* warnings) {
   ASSIGN_OR_RETURN(c, Candidates::Of(*s));
   auto [vmin, vmax] = std::minmax_element(values.begin(), values.end());
   const int64_t b_lo = std::max(*vmin, *lo), b_hi = std::min(*vmax, *hi);
@@ -96,14 +99,28 @@ absl::Status Resolve(const std::vector<int64_t>& values, CriticalSpan* s, int64_
                                      "range or tune the code by hand"),
                       Refusal::kFormulaFamily);
   };
-  if (static_cast<__int128>(b_hi) - b_lo > kScan)
-    return refuse("the values between the builds' are too many to compare them at each");
-  for (int64_t v = b_lo; v <= b_hi; ++v)
-    if (std::string d = c.Differ(v); !d.empty())
-      return refuse(absl::StrCat("they differ at V=", v, ": ", d));
   int64_t new_lo = b_lo, new_hi = b_hi;
-  while (new_lo > *lo && b_lo - new_lo < kScan && c.Differ(new_lo - 1).empty()) --new_lo;
-  while (new_hi < *hi && new_hi - b_hi < kScan && c.Differ(new_hi + 1).empty()) ++new_hi;
+  if (pow2) {
+    // Only powers of two are values: the candidates need to agree at those alone.
+    const std::vector<int64_t> p = ScanValues(*lo, *hi, true);
+    auto first = std::lower_bound(p.begin(), p.end(), b_lo);
+    auto last = std::upper_bound(p.begin(), p.end(), b_hi);
+    for (auto it = first; it != last; ++it)
+      if (std::string d = c.Differ(*it); !d.empty())
+        return refuse(absl::StrCat("they differ at V=", *it, ": ", d));
+    while (first != p.begin() && c.Differ(*(first - 1)).empty()) --first;
+    while (last != p.end() && c.Differ(*last).empty()) ++last;
+    new_lo = first == p.begin() ? *lo : *(first - 1) + 1;
+    new_hi = last == p.end() ? *hi : *last - 1;
+  } else {
+    if (static_cast<__int128>(b_hi) - b_lo > kScan)
+      return refuse("the values between the builds' are too many to compare them at each");
+    for (int64_t v = b_lo; v <= b_hi; ++v)
+      if (std::string d = c.Differ(v); !d.empty())
+        return refuse(absl::StrCat("they differ at V=", v, ": ", d));
+    while (new_lo > *lo && b_lo - new_lo < kScan && c.Differ(new_lo - 1).empty()) --new_lo;
+    while (new_hi < *hi && new_hi - b_hi < kScan && c.Differ(new_hi + 1).empty()) ++new_hi;
+  }
   if (new_lo > *lo || new_hi < *hi)
     warnings->push_back(absl::StrCat(Where(*s), ": ", fit, "; they agree on [", new_lo, ", ",
                                      new_hi, "] only: value range narrowed to it"));
@@ -218,10 +235,10 @@ bool KeepAgreeing(CriticalSpan* fitted, const CriticalSpan& seen, int64_t v, std
 
 absl::Status ResolveAlternatives(const std::vector<int64_t>& values,
                                  std::vector<CriticalSpan>* spans, int64_t* lo, int64_t* hi,
-                                 std::vector<std::string>* warnings) {
+                                 std::vector<std::string>* warnings, bool pow2) {
   for (CriticalSpan& s : *spans)
     if (!s.formula_alternatives.empty())
-      if (auto st = Resolve(values, &s, lo, hi, warnings); !st.ok()) return st;
+      if (auto st = Resolve(values, &s, lo, hi, pow2, warnings); !st.ok()) return st;
   return absl::OkStatus();
 }
 

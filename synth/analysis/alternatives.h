@@ -37,8 +37,10 @@ std::optional<int64_t> SplittingValue(const std::vector<CriticalSpan>& spans, in
 // After every check: the range [*lo, *hi] narrowed to where each span's remaining candidates
 // all agree (scanned outward from the values built, `values`); refused (formula-family) when
 // they differ between those values. Clears the alternatives; notes each narrowing in warnings.
+// `pow2`: only powers of two are values (const.json pow2_only): candidates that differ only
+// elsewhere are equivalent.
 absl::Status ResolveAlternatives(const std::vector<int64_t>& values,
                                  std::vector<CriticalSpan>* spans, int64_t* lo, int64_t* hi,
-                                 std::vector<std::string>* warnings);
+                                 std::vector<std::string>* warnings, bool pow2 = false);
 
 }  // namespace sie::synth::analysis

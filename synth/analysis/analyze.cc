@@ -947,8 +947,8 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   // Fits the builds could not single out: narrowed to where the candidates left agree.
   std::vector<int64_t> built = vs;
   built.insert(built.end(), res.checked.begin(), res.checked.end());
-  RETURN_IF_ERROR(
-      ResolveAlternatives(built, &res.spans, &res.range_min, &res.range_max, &res.warnings));
+  RETURN_IF_ERROR(ResolveAlternatives(built, &res.spans, &res.range_min, &res.range_max,
+                                      &res.warnings, res.pow2_only));
   DataInitializers(b.elfs, vs, &res);
   if (auto s = Conclude(b, fit->variants, only, opts, vs, &res); !s.ok()) return s;
   return res;

@@ -341,6 +341,29 @@ TEST(Alternatives, NarrowOrRefuse) {
       << st.message();
 }
 
+// A constant valid at powers of two only (DIRTY_POLL_THRESH_KB, `(V >> 2) - 1` where other
+// values compile to another shape): candidates that differ only between powers of two are
+// the same knob; the range is cut where they differ at a power of two (V = 2).
+TEST(Alternatives, PowersOfTwoOnlyCompareAtPowersOfTwo) {
+  CriticalSpan s;
+  s.function = "f";
+  s.width = 4;
+  s.formula = "(V >> 2) - 1";
+  s.formula_alternatives = {"((V + 3) >> 2) - 1"};
+  const std::vector<int64_t> built = {128, 64, 256, 512, 32};
+  std::vector<CriticalSpan> spans = {s};
+  int64_t lo = 1, hi = 4096;
+  std::vector<std::string> warnings;
+  auto st = ResolveAlternatives(built, &spans, &lo, &hi, &warnings);
+  ASSERT_FALSE(st.ok());  // every value counts: they differ at V=33
+  EXPECT_NE(st.message().find("they differ at V=33"), std::string::npos) << st.message();
+  ASSERT_TRUE(ResolveAlternatives(built, &spans, &lo, &hi, &warnings, /*pow2=*/true).ok());
+  EXPECT_EQ(spans[0].formula, "(V >> 2) - 1");
+  EXPECT_TRUE(spans[0].formula_alternatives.empty());
+  EXPECT_EQ(lo, 3);  // 2 >> 2 is 0, (2 + 3) >> 2 is 1: 2 is excluded, 4 kept
+  EXPECT_EQ(hi, 4096);
+}
+
 // Two plain families fit 5, 3, 2 at V=2, 3, 5 (AD_MAX_TX_IN_SECOND's `10 / V`): both are kept,
 // for a further build to tell apart, never one picked silently.
 TEST(FitFamily, SeveralFamiliesKeptAsAlternatives) {

@@ -203,6 +203,24 @@ class Parser {
   int depth_ = 0;
 };
 
+// The C operator of a comparison node.
+const char* CompareOp(Op op) {
+  switch (op) {
+    case Op::kLt:
+      return "<";
+    case Op::kLe:
+      return "<=";
+    case Op::kGt:
+      return ">";
+    case Op::kGe:
+      return ">=";
+    case Op::kEq:
+      return "==";
+    default:
+      return "!=";
+  }
+}
+
 std::string Emit(const Node& n) {
   auto bin = [&](const char* op) {
     return absl::StrCat("(", Emit(*n.a), " ", op, " ", Emit(*n.b), ")");
@@ -242,17 +260,12 @@ std::string Emit(const Node& n) {
     case Op::kShr:
       return call("sie_shr");
     case Op::kLt:
-      return absl::StrCat("((__u64)", bin("<"), ")");
     case Op::kLe:
-      return absl::StrCat("((__u64)", bin("<="), ")");
     case Op::kGt:
-      return absl::StrCat("((__u64)", bin(">"), ")");
     case Op::kGe:
-      return absl::StrCat("((__u64)", bin(">="), ")");
     case Op::kEq:
-      return absl::StrCat("((__u64)", bin("=="), ")");
     case Op::kNe:
-      return absl::StrCat("((__u64)", bin("!="), ")");
+      return absl::StrCat("((__u64)", bin(CompareOp(n.op)), ")");
     case Op::kCond:
       return absl::StrCat("(", Emit(*n.a), " ? ", Emit(*n.b), " : ", Emit(*n.c), ")");
   }

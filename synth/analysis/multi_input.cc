@@ -116,43 +116,27 @@ class Translator {
 
   // Booleans (comparisons, their combinations, conditionals) as 1 or 0.
   std::optional<std::string> BoolNode(const z3::expr& e, const std::vector<std::string>& a) {
-    const unsigned aw = e.num_args() > 0 && e.arg(0).is_bv() ? Width(e.arg(0)) : 1;
-    switch (e.decl().decl_kind()) {
+    static const std::map<Z3_decl_kind, const char*> kJoined = {
+        {Z3_OP_AND, "&"},   {Z3_OP_OR, "|"},  {Z3_OP_XOR, "^"},  {Z3_OP_ULT, "<"},
+        {Z3_OP_ULEQ, "<="}, {Z3_OP_UGT, ">"}, {Z3_OP_UGEQ, ">="}};
+    static const std::map<Z3_decl_kind, const char*> kSigned = {
+        {Z3_OP_SLT, "<"}, {Z3_OP_SLEQ, "<="}, {Z3_OP_SGT, ">"}, {Z3_OP_SGEQ, ">="}};
+    const Z3_decl_kind k = e.decl().decl_kind();
+    if (auto it = kJoined.find(k); it != kJoined.end()) return Join(a, it->second);
+    if (auto it = kSigned.find(k); it != kSigned.end())
+      return Signed(a[0], a[1], it->second, Width(e.arg(0)));
+    switch (k) {
       case Z3_OP_TRUE:
         return "1";
       case Z3_OP_FALSE:
         return "0";
       case Z3_OP_NOT:
         return absl::StrCat("(", a[0], " == 0)");
-      case Z3_OP_AND:
-        return Join(a, "&");
-      case Z3_OP_OR:
-        return Join(a, "|");
-      case Z3_OP_XOR:
-        return Join(a, "^");
       case Z3_OP_EQ:
       case Z3_OP_IFF:
-        return a.size() == 2 ? std::optional(absl::StrCat("(", a[0], " == ", a[1], ")"))
-                             : std::nullopt;
       case Z3_OP_DISTINCT:
-        return a.size() == 2 ? std::optional(absl::StrCat("(", a[0], " != ", a[1], ")"))
-                             : std::nullopt;
-      case Z3_OP_ULT:
-        return Join(a, "<");
-      case Z3_OP_ULEQ:
-        return Join(a, "<=");
-      case Z3_OP_UGT:
-        return Join(a, ">");
-      case Z3_OP_UGEQ:
-        return Join(a, ">=");
-      case Z3_OP_SLT:
-        return Signed(a[0], a[1], "<", aw);
-      case Z3_OP_SLEQ:
-        return Signed(a[0], a[1], "<=", aw);
-      case Z3_OP_SGT:
-        return Signed(a[0], a[1], ">", aw);
-      case Z3_OP_SGEQ:
-        return Signed(a[0], a[1], ">=", aw);
+        if (a.size() != 2) return std::nullopt;
+        return absl::StrCat("(", a[0], k == Z3_OP_DISTINCT ? " != " : " == ", a[1], ")");
       case Z3_OP_ITE:
         return absl::StrCat("(", a[0], " ? ", a[1], " : ", a[2], ")");
       default:

@@ -9,7 +9,9 @@ namespace sie::artifact {
 
 std::vector<SavePoint> SavePointsOf(const CriticalSpan& s) {
   std::map<uint64_t, std::vector<SavedValue>> at;
-  if (s.kind == SpanKind::kRecompute && s.x_from_probe.empty() && s.save_offset)
+  // X saved: a recompute's input, or the register a flags span's add/sub/and overwrites.
+  if ((s.kind == SpanKind::kRecompute || s.kind == SpanKind::kFlags) && s.x_from_probe.empty() &&
+      s.save_offset)
     at[*s.save_offset].push_back({'X', s.save_reg, 8});
   for (const SpanInput& in : s.inputs)
     if (in.save_offset && !in.name.empty())
@@ -20,8 +22,7 @@ std::vector<SavePoint> SavePointsOf(const CriticalSpan& s) {
 }
 
 std::string SaveProgramName(int span, int point) {
-  return point == 0 ? absl::StrCat("sie_save_", span)
-                    : absl::StrCat("sie_save_", span, "_", point);
+  return point == 0 ? absl::StrCat("sie_save_", span) : absl::StrCat("sie_save_", span, "_", point);
 }
 
 }  // namespace sie::artifact

@@ -85,12 +85,15 @@ absl::Status CheckFlagsSpan(const artifact::SynthesizedConst& c, size_t i, SpanF
                                       "cmp, sub, add, test and and)"),
                          "re-run sie synth: it emits flags spans of those instructions only");
   if (!FlagsOpWrites(s.flags_op)) return absl::OkStatus();
-  if (s.target_reg.empty() || s.x_from_probe.empty())
+  const bool saved = s.x_from_probe.empty() && s.save_offset && s.save_reg == s.target_reg;
+  if (s.target_reg.empty() || (s.x_from_probe.empty() && !saved))
     return SpanError(c, i,
                      absl::StrCat("a flags span of '", s.flags_op,
                                   "' needs its register (target_reg) and x_from_probe (the "
-                                  "register before the instruction, from its value R after it)"),
+                                  "register before the instruction, from its value R after it) "
+                                  "or save_offset (the register saved as it starts)"),
                      "re-run sie synth");
+  if (saved) return absl::OkStatus();
   auto xr = artifact::Formula::Parse(s.x_from_probe, "R");
   if (!xr.ok()) return SpanError(c, i, xr.status().message(), "fix x_from_probe in const.json");
   p->xr = std::move(*xr);
@@ -189,6 +192,7 @@ std::string ReadX(const CriticalSpan& s, const SpanFormulas& p, const SaveSlots&
       // X is the compared operand (the lhs of `cmp $imm, operand`); after add/sub/and the
       // register holds the result, X is recovered from it.
       if (p.xr) return absl::StrCat("\tR = ctx->", s.target_reg, ";\n\tX = ", p.xr->EmitC(), ";\n");
+      if (slots.count('X')) return TakeSaved('X', slots.at('X'), i);  // overwritten: saved
       if (!s.target_reg.empty()) return absl::StrCat("\tX = ctx->", s.target_reg, ";\n");
       return absl::StrCat("\tX = sie_read_mem(", AddrExpr(*s.target_mem), ", ", s.width,
                           ", &bad);\n");

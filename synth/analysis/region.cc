@@ -567,13 +567,19 @@ struct RegionAnalysis {
                         ? XFromProbe(ctx, *st[0], sp.target_reg, cs[0])
                         : absl::StatusOr<std::string>(
                               absl::InvalidArgumentError("its destination is memory"));
-          if (!xr.ok())
+          if (xr.ok()) {
+            sp.x_from_probe = *xr;
+          } else if (lhs.type == OpType::kReg && sp.target_reg != "sp") {
+            // `and edx, 0xf` overwrites its input: X is saved as the instruction starts.
+            sp.save_offset = fi.offset;
+            sp.save_reg = sp.target_reg;
+          } else {
             return Refuse(
                 fb, fi.offset,
                 absl::StrCat("the flags of `", fi.Text(), "` cannot be recomputed at the probe: ",
                              xr.status().message(), MaskNote(fi, *fam)),
                 Refusal::kShapeChange);
-          sp.x_from_probe = *xr;
+          }
         }
         std::vector<Loc> locs = {Loc{"flags"}};
         if (lhs.type == OpType::kReg) locs.push_back(Loc{sp.target_reg});

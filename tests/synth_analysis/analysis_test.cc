@@ -510,6 +510,25 @@ TEST_P(AnalysisTest, InputsOverwrittenInTheSpanAreSavedAtItsStart) {
     }
 }
 
+TEST_P(AnalysisTest, FlagsOfAnAndThatOverwritesItsInputSaveIt) {
+  auto r = Analyze("and_flags", {15, 7, 31});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const CriticalSpan* f = nullptr;
+  for (const CriticalSpan* s : In(*r, "fx_and_flags"))
+    if (s->kind == SpanKind::kFlags) f = s;
+  ASSERT_NE(f, nullptr) << Dump(*r);
+  EXPECT_EQ(f->flags_op, "and");
+  EXPECT_EQ(f->target_reg, "di");
+  EXPECT_TRUE(f->x_from_probe.empty()) << f->x_from_probe;  // `and` cannot be inverted
+  ASSERT_TRUE(f->save_offset.has_value()) << Dump(*r);
+  EXPECT_EQ(*f->save_offset, f->cs_start);
+  EXPECT_EQ(f->save_reg, "di");
+  auto points = artifact::SavePointsOf(*f);
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].values[0].var, 'X');
+  EXPECT_EQ(*artifact::EvalFormula(f->formula, 63), 63u) << f->formula;
+}
+
 TEST_P(AnalysisTest, LoadedInputFeedingAnotherResultIsSavedAfterTheLoad) {
   auto r = Analyze("load_saved", {11, 13, 19});
   ASSERT_TRUE(r.ok()) << r.status();

@@ -201,6 +201,34 @@ TEST(SavedInputStub, SavesEachPointAndTakesEveryValue) {
   EXPECT_FALSE(absl::StrContains(f->source, "Y = ctx->si")) << f->source;  // never at the probe
 }
 
+// `and edx, 0xf` (flags and result used) overwrites its input: X saved as it starts, then the
+// flags and the register recomputed with the new mask.
+TEST(SavedInputStub, FlagsOfAnAndTakeTheSavedInput) {
+  auto c = TwoInputConst();
+  artifact::CriticalSpan& s = c.spans[0];
+  s.kind = artifact::SpanKind::kFlags;
+  s.flags_op = "and";
+  s.flags_cc = "je";
+  s.target_reg = "dx";
+  s.save_reg = "dx";
+  s.save_offset = 0x10;
+  s.width = 4;
+  s.formula = "V - 1";
+  s.inputs.clear();
+  auto back = artifact::ParseConstJson(artifact::JsonText(artifact::ConstToJson(c)), "test");
+  ASSERT_TRUE(back.ok()) << back.status();
+  auto f = stubgen::GenerateStub(*back);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_TRUE(absl::StrContains(f->source, "sie_save(0, 0, ctx->dx);")) << f->source;
+  EXPECT_TRUE(absl::StrContains(f->source, "sie_take_saved(0, &X)")) << f->source;
+  EXPECT_TRUE(absl::StrContains(f->source, "sie_set_flags_op(ctx, SIE_FLAGS_OP_AND, X, nv, 4)"))
+      << f->source;
+  EXPECT_TRUE(absl::StrContains(f->source, "sie_set_reg(ctx, SIE_REG_DX, X & nv, 4)")) << f->source;
+  // Without the save (and no x_from_probe) the stub cannot know X: refused.
+  back->spans[0].save_offset.reset();
+  EXPECT_FALSE(stubgen::GenerateStub(*back).ok());
+}
+
 TEST(SavedInputStub, CompilesAndTheHostVerifierAcceptsIt) {
   auto tmp = TempDir::Create(std::filesystem::temp_directory_path(), "sie-saved-");
   ASSERT_TRUE(tmp.ok());

@@ -516,9 +516,12 @@ bool PowerOfTwoShifts(const std::vector<z3::expr>& holes, const z3::expr& x,
 absl::StatusOr<OutputFit> FitHole(z3::context& ctx, std::vector<z3::expr> holes,
                                   const std::vector<int64_t>& vs,
                                   const std::map<std::string, char>& names) {
+  if (!holes[0].is_bv()) return absl::InvalidArgumentError("the differing part is a condition");
   const unsigned hw = Width(holes[0]);
   if (hw > 64) return absl::InvalidArgumentError("the differing part is wider than 64 bits");
   std::vector<z3::expr> terms = CommonTerms(holes);
+  if (terms.size() == 1 && !terms[0].is_bv())
+    return absl::InvalidArgumentError("the common term of the inputs is a condition");
   std::optional<z3::expr> x;
   std::string t_text;
   if (terms.size() > 1)
@@ -668,16 +671,25 @@ static absl::StatusOr<MultiFit> FitAtHole(z3::context& ctx, const std::vector<z3
 absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::expr>& outs,
                                        const std::map<std::string, char>& names,
                                        const std::vector<int64_t>& vs, int out_bits) {
+  // A term the methods do not expect (a condition where a value was) is their refusal, not
+  // the function's: the other method, or the region's own refusal, still applies.
+  auto guarded = [](auto&& method) -> absl::StatusOr<MultiFit> {
+    try {
+      return method();
+    } catch (const z3::exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat("z3: ", e.msg()));
+    }
+  };
   std::vector<z3::expr> o;
   for (const z3::expr& e : outs) o.push_back(Zext64(e).simplify());
-  auto hole = FitAtHole(ctx, o, names, vs, out_bits);
+  auto hole = guarded([&] { return FitAtHole(ctx, o, names, vs, out_bits); });
   if (hole.ok()) return hole;
   // Unsimplified first: the same instructions give the same terms, where simplification
   // folds special values (V = 1, powers of two) into other shapes.
   std::vector<z3::expr> raw;
   for (const z3::expr& e : outs) raw.push_back(Zext64(e));
-  auto shaped = FitByShape(ctx, raw, names, vs, out_bits);
-  if (!shaped.ok()) shaped = FitByShape(ctx, o, names, vs, out_bits);
+  auto shaped = guarded([&] { return FitByShape(ctx, raw, names, vs, out_bits); });
+  if (!shaped.ok()) shaped = guarded([&] { return FitByShape(ctx, o, names, vs, out_bits); });
   if (shaped.ok()) return shaped;
   return absl::InvalidArgumentError(
       absl::StrCat(hole.status().message(), "; as one shape: ", shaped.status().message()));

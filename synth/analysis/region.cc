@@ -287,7 +287,10 @@ struct RegionAnalysis {
       names[in.sym] = artifact::kExtraInputs[next++];
     }
     auto fit = FitMultiInput(ctx, o, names, cx.vs, fit_width * 8);
-    if (!fit.ok()) return fail(fit.status(), Refusal::kFormulaFamily);
+    // Keeps the class that brought the region here: in a check build (analyze.cc CheckAll) a
+    // formula-family refusal means a fitted formula disagrees, while an unexplained region of
+    // several inputs may just be another shape of the code at that value.
+    if (!fit.ok()) return fail(fit.status(), RefusalOf(why));
     CriticalSpan sp;
     sp.kind = store ? SpanKind::kMem : SpanKind::kReg;
     sp.width = width;

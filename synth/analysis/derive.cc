@@ -203,6 +203,9 @@ std::vector<std::string> LargeNumeratorFits(const std::vector<int64_t>& vs,
     // a * dv lies within d - 1 of d * dc (both ends are floors of the same line).
     i128 alo = std::max<i128>(kMaxNumerator + 1, (i128{d} * dc - (d - 1) + dv - 1) / dv);
     i128 ahi = std::min<i128>(INT32_MAX, (i128{d} * dc + d - 1) / dv);
+    // Builds too close together to pin the slope at this d (and the search bounded: the
+    // loop over d stays linear).
+    if (ahi - alo >= 16) continue;
     for (i128 a = alo; a <= ahi; ++a) {
       if (std::gcd(static_cast<int64_t>(a), d) != 1) continue;
       i128 lo = INT64_MIN, hi = INT64_MAX;
@@ -373,6 +376,9 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
         }
         if (auto r = FromCandidates(fits, vs, cs, bits, 0, vmax)) return *r;
       }
+      if (packed)
+        if (auto r = FitPacked(vs, cs, bits)) return *r;
+      // Last: a slope the builds pin down only loosely, a guess the checks confirm or refute.
       if (ambiguous.empty()) {
         bool many = false;
         int64_t vmax = INT64_MAX;
@@ -380,8 +386,6 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
         if (!many)
           if (auto r = FromCandidates(fits, vs, cs, bits, 0, vmax)) return *r;
       }
-      if (packed)
-        if (auto r = FitPacked(vs, cs, bits)) return *r;
     }
   } catch (const z3::exception& e) {
     return absl::InternalError(absl::StrCat("z3: ", e.msg()));

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -251,6 +252,28 @@ absl::StatusOr<std::string> ReadBuildId(const std::string& path) {
         return hex;
       }
     }
+  }
+  return std::string();
+}
+
+absl::StatusOr<std::string> BuildIdInNotes(absl::string_view notes) {
+  // Elf64_Nhdr (three u32: namesz, descsz, type), then name and desc, each padded to 4 bytes.
+  auto pad4 = [](size_t n) { return (n + 3) & ~size_t{3}; };
+  size_t off = 0;
+  while (off + 12 <= notes.size()) {
+    uint32_t h[3];
+    std::memcpy(h, notes.data() + off, sizeof h);
+    const size_t name = off + 12, desc = name + pad4(h[0]), end = desc + pad4(h[1]);
+    if (end > notes.size() || end <= off)
+      return absl::InvalidArgumentError(absl::StrCat("truncated ELF note at byte ", off));
+    if (h[2] == NT_GNU_BUILD_ID && h[0] == 4 &&
+        notes.substr(name, 4) == absl::string_view("GNU\0", 4)) {
+      std::string hex;
+      for (size_t i = 0; i < h[1]; ++i)
+        absl::StrAppendFormat(&hex, "%02x", static_cast<unsigned char>(notes[desc + i]));
+      return hex;
+    }
+    off = end;
   }
   return std::string();
 }

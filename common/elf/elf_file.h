@@ -70,6 +70,10 @@ class ElfFile {
 absl::StatusOr<std::string> ReadElfSection(const std::string& path, const std::string& name);
 // The GNU build-id note as hex, or "" when the file has none.
 absl::StatusOr<std::string> ReadBuildId(const std::string& path);
+// The GNU build-id in raw ELF notes (what /sys/kernel/notes and a module's
+// /sys/module/<name>/notes/.note.gnu.build-id hold) as hex, "" when there is none; an error
+// for a truncated note.
+absl::StatusOr<std::string> BuildIdInNotes(absl::string_view notes);
 
 // Normalizes a function name for matching across builds: numeric clone suffixes are dropped
 // ("foo.isra.0" -> "foo.isra", "bar.constprop.3.cold" -> "bar.constprop.cold", "x.123" -> "x").

@@ -8,10 +8,13 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
 #include "common/base/log.h"
+#include "common/elf/elf_file.h"
 #include "kmod/include/sie/consistency.h"
 #include "runtime/loader/checks.h"
 #include "runtime/loader/engine.h"
@@ -192,6 +195,44 @@ absl::Status CheckLivepatches(const std::set<std::string>& functions, const std:
   return absl::OkStatus();
 }
 
+// The build id of the running kernel ("vmlinux") or of a loaded module, from sysfs notes.
+absl::StatusOr<std::string> RunningBuildId(const std::string& binary) {
+  std::string path = "/sys/kernel/notes";
+  if (binary != "vmlinux")
+    path = absl::StrCat("/sys/module/", absl::StrReplaceAll(binary, {{"-", "_"}}),
+                        "/notes/.note.gnu.build-id");
+  auto raw = ReadFile(path);
+  if (!raw.ok()) return WithContext(raw.status(), "reading the running build id");
+  auto id = elf::BuildIdInNotes(*raw);
+  if (!id.ok()) return WithContext(id.status(), path);
+  if (id->empty())
+    return FailedWithHint(absl::StrCat(path, " holds no GNU build id"),
+                          "the binary was linked without --build-id; sie cannot tell it from "
+                          "another build");
+  return id;
+}
+
+// The running binary (kernel or module) is the exact one synth mapped onto: a kernel or
+// module of the same release built again (other code, other compiler) has another build id,
+// even where the bytes at a probe happen to agree. Artifacts without a build id (hand-written)
+// are not compared.
+absl::Status CheckBuildId(const artifact::SynthesizedConst& c, const std::string& file) {
+  if (c.target.build_id.empty()) return absl::OkStatus();
+  const std::string bin = c.target.binary.empty() ? "vmlinux" : c.target.binary;
+  auto id = RunningBuildId(bin);
+  if (!id.ok()) return id.status();
+  if (absl::AsciiStrToLower(*id) == absl::AsciiStrToLower(c.target.build_id))
+    return absl::OkStatus();
+  return FailedWithHint(
+      absl::StrCat(file, " was synthesized for ", bin, " with build id ", c.target.build_id,
+                   ", but the running ", bin == "vmlinux" ? "kernel" : "module", " has ", *id,
+                   ": another build of release ", c.target.kernel_release,
+                   "; nothing was attached"),
+      absl::StrCat("run 'sie synth' against the running ",
+                   bin == "vmlinux" ? "kernel (its -dbg vmlinux)" : "module (its .ko)",
+                   "; code and offsets may differ between builds"));
+}
+
 // The running kernel is the one synthesized for, with the constant's functions in place.
 absl::StatusOr<Kallsyms> VerifyKernel(LoadPlan& plan, SetResult& res) {
   const artifact::SynthesizedConst& c = plan.c();
@@ -207,6 +248,7 @@ absl::StatusOr<Kallsyms> VerifyKernel(LoadPlan& plan, SetResult& res) {
   plan.in_module = !c.target.binary.empty() && c.target.binary != "vmlinux";
   if (plan.in_module)
     if (auto st = LoadModuleIfNeeded(c.target.binary, &res.notes); !st.ok()) return st;
+  if (auto st = CheckBuildId(c, plan.entry->path.string()); !st.ok()) return st;
   std::set<std::string> wanted;
   for (const auto& s : c.spans) wanted.insert(s.function);
   for (const auto& s : c.safe_spans) wanted.insert(s.function);

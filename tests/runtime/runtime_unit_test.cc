@@ -18,6 +18,7 @@
 #include "common/base/diag.h"
 #include "common/base/files.h"
 #include "common/base/process.h"
+#include "common/elf/elf_file.h"
 #include "common/stubgen/stub_build.h"
 #include "common/stubgen/stubgen.h"
 #include "gtest/gtest.h"
@@ -111,6 +112,33 @@ TEST(Formula, ComparisonsAndConditional) {
   ASSERT_TRUE(g.ok());
   EXPECT_TRUE(g->Uses('X'));  // the else branch counts
   EXPECT_FALSE(Formula::Parse("V ? X / 0 : 1")->Eval(1).has_value());
+}
+
+// sie set compares the artifact's build id with the running kernel's (/sys/kernel/notes) or
+// module's (/sys/module/<m>/notes/.note.gnu.build-id): raw notes, parsed here.
+TEST(BuildId, FromRawNotes) {
+  auto note = [](uint32_t type, std::string name, std::string desc) {
+    uint32_t h[3] = {static_cast<uint32_t>(name.size()), static_cast<uint32_t>(desc.size()), type};
+    std::string out(reinterpret_cast<const char*>(h), sizeof h);
+    name.resize((name.size() + 3) & ~size_t{3}, '\0');
+    desc.resize((desc.size() + 3) & ~size_t{3}, '\0');
+    return out + name + desc;
+  };
+  const std::string xen = note(1, std::string("Xen\0", 4), "abcd");
+  const std::string gnu = note(3, std::string("GNU\0", 4), std::string("\x01\x23\xab\xff\x00", 5));
+  auto id = elf::BuildIdInNotes(xen + gnu);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(*id, "0123abff00");
+  EXPECT_EQ(*elf::BuildIdInNotes(xen), "");
+  EXPECT_FALSE(elf::BuildIdInNotes((xen + gnu).substr(0, xen.size() + 14)).ok());
+  // The same id as libelf reads from a file's note section (sie's own binary).
+  const std::string self = "/proc/self/exe";
+  auto raw = elf::ReadElfSection(self, ".note.gnu.build-id");
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  auto want = elf::ReadBuildId(self);
+  ASSERT_TRUE(want.ok());
+  ASSERT_FALSE(want->empty());
+  EXPECT_EQ(*elf::BuildIdInNotes(*raw), *want);
 }
 
 TEST(ConstReader, ReadsEveryFixture) {

@@ -8,7 +8,7 @@
  *
  * Every pattern is driven through debugfs, /sys/kernel/debug/sie_target/:
  *
- *   loop call_arg field cmp mul div opt fan join
+ *   loop call_arg field cmp mul div opt fan join saved
  *                                     write a decimal input to run the path once,
  *                                     read the result of the last run (decimal)
  *   workers                           write N (0..SIE_TARGET_MAX_WORKERS) to run N kthreads
@@ -29,6 +29,7 @@
  *   opt      = 8 * x + 3 + OPT_ADD
  *   fan      = 15 * FAN + 30 * x + 105   (sum over n = 0..14 of FAN + 2 * x + n)
  *   join     = x odd ? JOIN + 1 : x + 1  (the even path bypasses the constant)
+ *   saved    = x * SAVED             (x stored in a cell, loaded inside the span)
  *
  * Disassembly (gcc 12.2 -O2 with the Debian 6.12.117 kbuild flags; objdump -d sie_target.ko).
  * Offsets are function-relative. Functions whose address is taken (the debugfs paths) start with
@@ -44,6 +45,7 @@
  *                               usleep_range_state ; +0x24 movl $0x40,0xc(%rbx) (use 2)
  *   (i) sie_target_fan_0 .. sie_target_fan_14: +0x5 mov $0x2468,%eax, then shl/lea (boostable)
  *   (j) sie_target_join         +0x10 je +0x17 ; +0x12 mov $0x300,%eax ; +0x17 add $0x1,%rax (join)
+ *   (k) sie_target_saved_calc   mov 0x8(%rdi),%rdx ; lea 0x1(%rdx),%rsi ; imul $0x7,%rdx,%rdx
  * (tests/vm/smoke_test.cc finds these instructions again with a disassembler, so a change in code
  * generation shows up as a test failure rather than as a probe at a wrong place.)
  */
@@ -212,6 +214,44 @@ static sie_pattern u64 sie_target_join(u64 x)
 }
 
 /*
+ * (k) a value the code loads and uses twice: m = cell->val feeds m * SAVED (in place) and
+ * m + 1, so no register holds m at the probe, and re-reading the cell there could see another
+ * value than the code used: the stub saves the loaded register right after the load. The build
+ * with SAVED = 13 (one of the spec's values) uses another register, so the load belongs to the
+ * span. In asm so every compiler lays it out the same.
+ */
+struct sie_target_cell {
+	u64 pad, val;
+};
+
+static struct sie_target_cell sie_target_cell;
+static u64 sie_target_saved_next;
+
+static sie_pattern u64 sie_target_saved_calc(const struct sie_target_cell *p)
+{
+	u64 m, n;
+
+	asm volatile(".if %c[c] == 13\n\t"
+		     "movq 8(%[p]), %%rax\n\tleaq 1(%%rax), %[n]\n\t"
+		     "imulq %[c], %%rax, %[m]\n\t"
+		     ".else\n\t"
+		     "movq 8(%[p]), %[m]\n\tleaq 1(%[m]), %[n]\n\t"	/* the load (saved after it) */
+		     "imulq %[c], %[m], %[m]\n\t"			/* the constant (CS) */
+		     ".endif"
+		     : [m] "=&d"(m), [n] "=&S"(n)
+		     : [p] "D"(p), [c] "i"(SIE_TARGET_SAVED)
+		     : "rax", "memory");
+	WRITE_ONCE(sie_target_saved_next, n);
+	return m;
+}
+
+static u64 sie_target_saved(u64 x)
+{
+	WRITE_ONCE(sie_target_cell.val, x);
+	return sie_target_saved_calc(&sie_target_cell);
+}
+
+/*
  * (g) one constant used twice with a sleep in between: a "reservation" and its "release". If the
  * constant changes while a thread sleeps between the two uses, the thread sees a mixed pair; that
  * is what sie's consistency modes must prevent, so it is counted.
@@ -346,6 +386,7 @@ static struct sie_target_path sie_target_paths[] = {
 	{ .name = "opt", .run = sie_target_opt },
 	{ .name = "fan", .run = sie_target_fan },
 	{ .name = "join", .run = sie_target_join },
+	{ .name = "saved", .run = sie_target_saved },
 };
 
 static int sie_target_path_get(void *data, u64 *val)

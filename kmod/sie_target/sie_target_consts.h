@@ -21,5 +21,6 @@
 #define SIE_TARGET_OPT_ADD 0x777       /* (h) mov $imm,%eax; the first probe place is not optimizable */
 #define SIE_TARGET_FAN 0x2468          /* (i) one constant in 15 functions: 15 spans, 15 addresses */
 #define SIE_TARGET_JOIN 0x300          /* (j) loaded on one path; the other joins right after it */
+#define SIE_TARGET_SAVED 7             /* (k) multiplies a loaded value that is also used again */
 
 #endif /* SIE_TARGET_CONSTS_H */

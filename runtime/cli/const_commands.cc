@@ -240,6 +240,9 @@ int StatusCommand(const std::vector<std::string>& args) {
                     (unsigned long long)c.hits, (unsigned long long)c.applied,
                     (unsigned long long)c.rejected, (unsigned long long)c.failed,
                     (unsigned long long)c.gated);
+        bool saves = false;  // hits that found no saved input were not applied
+        for (const auto& o : lc.probes) saves |= o.role == "save" && o.span == pr.span;
+        if (saves || c.nosave) std::printf(" nosave %llu", (unsigned long long)c.nosave);
         if (c.bypass || c.markfail)  // path token: hits of the bypass path, marks lost
           std::printf(" bypass %llu markfail %llu", (unsigned long long)c.bypass,
                       (unsigned long long)c.markfail);

@@ -31,6 +31,20 @@ check SIE_TARGET_DIVISOR 7 div 100 14 10
 check SIE_TARGET_DIVISOR 7 div 12345 1763 1234
 # 15 spans at 15 addresses (sie_target_fan_0..14): fan(x) = 15 * FAN + 30 * x + 105.
 check SIE_TARGET_FAN 100 fan 1 1635 139935
+# (k) the loaded value is saved per task right after its load (a second save probe of the
+# span), then multiplied by the new value at the apply: saved(x) = x * SAVED.
+expect_eq "SIE_TARGET_SAVED compiled saved(9)" "$(run saved 9)" 63
+sie set SIE_TARGET_SAVED 5 --consts "$C" > /tmp/saved.out 2>&1 || bad "sie set SIE_TARGET_SAVED 5"
+cat /tmp/saved.out
+expect_eq "SIE_TARGET_SAVED=5 saved(9)" "$(run saved 9)" 45
+expect_eq "SIE_TARGET_SAVED=5 saved(1000003)" "$(run saved 1000003)" 5000015
+sie status > /tmp/saved.st; cat /tmp/saved.st
+grep -q "^  save   span 0  sie_target_saved_calc+0x" /tmp/saved.st && ok "status lists the save probe" ||
+  bad "no save probe of sie_target_saved_calc in sie status"
+grep -q "applied 2 .*nosave 0" /tmp/saved.st && ok "2 applied, none without a saved input" ||
+  bad "saved counters: $(grep 'apply  span 0  sie_target_saved' /tmp/saved.st)"
+sie unload SIE_TARGET_SAVED || bad "sie unload SIE_TARGET_SAVED"
+expect_eq "SIE_TARGET_SAVED restored saved(9)" "$(run saved 9)" 63
 # (j) a span ending at a join (path token): while set, odd inputs (through the constant) take
 # the new value, even inputs (the path jumping over it to the same probe) keep their own; status
 # shows the mark probe. Both engines: sie_native registers the mark kprobe itself (auto picks
@@ -57,6 +71,22 @@ for engine in auto bpf; do
   expect_eq "$engine: SIE_TARGET_JOIN restored join(5)" "$(run join 5)" 769
   expect_eq "$engine: SIE_TARGET_JOIN restored join(4)" "$(run join 4)" 5
 done
+# An artifact of another build of the module (same release, another build id): refused with
+# both ids and a hint, nothing attached (the kprobe count below), the compiled code unchanged.
+B=/tmp/sie-badid; rm -rf $B; cp -r "$C" $B
+f=$(grep -l '"name": "SIE_TARGET_CALL_ARG"' $B/*/const.json)
+sed -i 's/"build_id": "[0-9a-f]*"/"build_id": "00000000000000000000000000000000deadbeef"/' "$f"
+if sie set SIE_TARGET_CALL_ARG 7 --consts $B > /tmp/badid.out 2>&1; then
+  bad "sie set accepted an artifact of another build"
+else
+  ok "an artifact of another build is refused"
+fi
+cat /tmp/badid.out
+grep -q "build id 00000000000000000000000000000000deadbeef, but the running module has [0-9a-f]" /tmp/badid.out &&
+  ok "the refusal names both build ids" || bad "build id refusal: $(head -c 300 /tmp/badid.out)"
+grep -q "hint: run 'sie synth' against the running module" /tmp/badid.out && ok "with a hint" ||
+  bad "no hint in the build id refusal"
+expect_eq "after the refusal call_arg(100)" "$(run call_arg 100)" 4760
 n=$(grep -c sie_target /sys/kernel/debug/kprobes/list)
 expect_eq "kprobes left" "$n" 0
 rmmod sie_target

@@ -36,6 +36,7 @@ struct SpanExpect {
   int64_t v;
   uint64_t x;
   uint64_t want;
+  uint64_t y = 0;  // the span's first further input (saved or read at the probe)
 };
 
 // SIE_TARGET_FAN: sie_target_fan_0 .. sie_target_fan_14 each load the constant into a register.
@@ -75,6 +76,8 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
       {"SIE_TARGET_FAN", FanSpans()},
       // A span ending at a join: a reg span with a path token (the even inputs bypass it).
       {"SIE_TARGET_JOIN", {{"sie_target_join", "reg", 77, 0, 77}}},
+      // A loaded value saved right after its load (Y), times V.
+      {"SIE_TARGET_SAVED", {{"sie_target_saved_calc", "reg", 5, 0, 35, 7}}},
   };
   return k;
 }
@@ -198,7 +201,9 @@ void CheckSpec(const std::string& spec, const std::string& shipped,
         std::string fn = sp["function"], kind = sp["kind"], f = sp["formula"];
         if (fn.rfind(e.function, 0) != 0 || (!e.kind.empty() && kind != e.kind)) continue;
         if (e.v < cj["range"][0].get<int64_t>() || e.v > cj["range"][1].get<int64_t>()) continue;
-        auto r = sie::artifact::EvalFormula(f, e.v, e.x, sp["width"].get<int>());
+        auto r = sie::artifact::EvalFormula(
+            f, sie::artifact::FormulaVars{static_cast<uint64_t>(e.v), e.x, 0, e.y},
+            sp["width"].get<int>());
         seen += " [" + fn + " " + kind + " " + f + (r.ok() ? " = " + std::to_string(*r) : "") + "]";
         if (r.ok() && *r == e.want && (!used[i] || it->second.size() > spans.size())) {
           found = true;

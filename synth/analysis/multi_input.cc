@@ -27,6 +27,23 @@ bool IsInput(const z3::expr& e) {
 
 int Param(const z3::expr& e, unsigned i) { return Z3_get_decl_int_parameter(e.ctx(), e.decl(), i); }
 
+// Operators whose arguments Z3 orders per term (matched as sets across builds).
+bool Commutative(const z3::expr& e) {
+  switch (e.decl().decl_kind()) {
+    case Z3_OP_BADD:
+    case Z3_OP_BMUL:
+    case Z3_OP_BAND:
+    case Z3_OP_BOR:
+    case Z3_OP_BXOR:
+    case Z3_OP_AND:
+    case Z3_OP_OR:
+    case Z3_OP_EQ:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Z3 term -> formula text with value == zext64(term); one argument position on `path` may be
 // replaced by fixed text (the fitted hole).
 class Translator {
@@ -269,22 +286,6 @@ class Translator {
     return order;
   }
 
-  static bool Commutative(const z3::expr& e) {
-    switch (e.decl().decl_kind()) {
-      case Z3_OP_BADD:
-      case Z3_OP_BMUL:
-      case Z3_OP_BAND:
-      case Z3_OP_BOR:
-      case Z3_OP_BXOR:
-      case Z3_OP_AND:
-      case Z3_OP_OR:
-      case Z3_OP_EQ:
-        return true;
-      default:
-        return false;
-    }
-  }
-
   std::map<unsigned, std::string> shapes_;
   const std::map<std::string, char>& names_;
   std::vector<unsigned> path_;
@@ -403,19 +404,6 @@ bool SamplesAgree(z3::context& c, const artifact::Formula& f, int64_t v, const z
     if (got && ((*got ^ want) & Mask(out_bits))) return false;
   }
   return true;
-}
-
-bool Commutative(const z3::expr& e) {
-  switch (e.decl().decl_kind()) {
-    case Z3_OP_BADD:
-    case Z3_OP_BMUL:
-    case Z3_OP_BAND:
-    case Z3_OP_BOR:
-    case Z3_OP_BXOR:
-      return true;
-    default:
-      return false;
-  }
 }
 
 // The argument where `b` differs from `a` (same operator and arity): the one position whose

@@ -310,6 +310,14 @@ TEST(FitMultiInput, OneShapeWithTheConstantInSeveralPlaces) {
         ASSERT_TRUE(got.ok()) << got.status();
         EXPECT_EQ(*got, std::min(xv, v) + yv * 3 * v) << fit->formula;
       }
+  // Builds that differ only in a condition (the constant compared, its result a flag): a
+  // refusal of the fit, never a Z3 exception out of it.
+  {
+    std::vector<z3::expr> conds;
+    for (int64_t v : vs)
+      conds.push_back(z3::ite(z3::ult(x, ctx.bv_val(v, 64)) && z3::ult(y, x), x, y));
+    EXPECT_NO_THROW((void)FitMultiInput(ctx, conds, {{"in:ax", 'X'}, {"in:si", 'Y'}}, vs, 64));
+  }
   // Outputs of another shape in one build are refused, never fitted.
   outs[1] = x + y * ctx.bv_val(12, 64);
   EXPECT_FALSE(FitMultiInput(ctx, outs, {{"in:ax", 'X'}, {"in:si", 'Y'}}, vs, 64).ok());

@@ -179,8 +179,9 @@ std::vector<std::string> RationalFits(const std::vector<int64_t>& vs,
 
 // floor((a*V + B) / d) with a numerator above kMaxNumerator, a unit conversion (ms to ns >> 10
 // is (15625*V + B) >> 4): the smallest d at which some a fits, the simplest slope the builds
-// allow, with every (a, B) at that d (further builds and the checks settle them). Same
-// validity as RationalFits.
+// allow, and every power of two d (a shift, as unit conversions often are) at which the builds
+// pin the slope, with every (a, B) at those d: three builds fit (1953*V) >> 1 as well as
+// (15625*V) >> 4, further builds and the checks settle them. Same validity as RationalFits.
 std::vector<std::string> LargeNumeratorFits(const std::vector<int64_t>& vs,
                                             const std::vector<uint64_t>& cs, int bits,
                                             bool* too_many, int64_t* vmax) {
@@ -193,13 +194,12 @@ std::vector<std::string> LargeNumeratorFits(const std::vector<int64_t>& vs,
   const i128 dc = static_cast<i128>(cs[hi_it - vs.begin()]) - cs[lo_it - vs.begin()];
   if (dv <= 0 || dc <= 0) return out;
   *vmax = INT32_MAX;
-  // Two simplest slopes: the smallest d, and the smallest power of two (a shift, as unit
-  // conversions often are: ns >> 10).
-  bool any = false, pow2 = false;
-  for (int64_t d = 2; d <= 65536 && !(any && pow2); ++d) {
+  bool any = false;
+  for (int64_t d = 2; d <= 65536; ++d) {
     const bool is_pow2 = (d & (d - 1)) == 0;
     if (any && !is_pow2) continue;
     const size_t before = out.size();
+    const int64_t vmax_before = *vmax;
     // a * dv lies within d - 1 of d * dc (both ends are floors of the same line).
     i128 alo = std::max<i128>(kMaxNumerator + 1, (i128{d} * dc - (d - 1) + dv - 1) / dv);
     i128 ahi = std::min<i128>(INT32_MAX, (i128{d} * dc + d - 1) / dv);
@@ -215,16 +215,18 @@ std::vector<std::string> LargeNumeratorFits(const std::vector<int64_t>& vs,
         hi = std::min(hi, base + d - 1);
       }
       for (i128 B = lo; B <= hi; ++B) {
-        if (out.size() == kMaxCandidates) return *too_many = true, out;
+        if (out.size() == kMaxCandidates && !any) return *too_many = true, out;
+        if (out.size() == kMaxCandidates) {  // larger shifts than these: less simple, left out
+          out.resize(before);
+          *vmax = vmax_before;
+          return out;
+        }
         out.push_back(RationalText(static_cast<int64_t>(a), d, B, bits));
         *vmax = std::min<int64_t>(
             *vmax, (INT32_MAX - static_cast<int64_t>(((B % d) + d) % d)) / static_cast<int64_t>(a));
       }
     }
-    if (out.size() > before) {
-      any = true;
-      pow2 |= is_pow2;
-    }
+    any |= out.size() > before;
   }
   return out;
 }

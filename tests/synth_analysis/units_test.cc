@@ -290,6 +290,21 @@ TEST(FitFamily, LargeNumeratorUnitConversion) {
   EXPECT_LE(f->vmax, INT32_MAX / 15625 + 1);  // a * V stays within 31 bits
 }
 
+// Builds close together also fit a smaller slope ((1953 * V) >> 1 at V = 5, 3, 10): every
+// power-of-two divisor that pins the slope stays a candidate for further builds to settle.
+TEST(FitFamily, LargeNumeratorKeepsEveryShiftThatFits) {
+  const std::vector<int64_t> vs = {5, 3, 10};
+  const std::vector<uint64_t> cs = {4882, 2929, 9765};  // ms to codel time: (V * 10^6) >> 10
+  auto f = FitFamily(vs, cs, 32);
+  ASSERT_TRUE(f.ok()) << f.status();
+  std::vector<std::string> all = f->alternatives;
+  all.push_back(f->formula);
+  EXPECT_THAT(all, ::testing::Contains("(15625 * V) >> 4")) << absl::StrJoin(all, " | ");
+  EXPECT_THAT(all, ::testing::Contains("(1953 * V) >> 1"));
+  for (const std::string& c : all)
+    for (size_t i = 0; i < vs.size(); ++i) EXPECT_EQ(*EvalFormula(c, vs[i]), cs[i]) << c;
+}
+
 // The constant in three places, next to two inputs (min(x, V) + y * 3V): no single hole, so the
 // builds are matched as one shape whose numerals are functions of V, and proved.
 TEST(FitMultiInput, OneShapeWithTheConstantInSeveralPlaces) {

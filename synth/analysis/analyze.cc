@@ -157,9 +157,11 @@ class FunctionAnalysis {
       if (merged) hunks_[++hi_] = g;
       spans = std::move(again);
     }
-    // Several inputs or a loaded one: the region as grown, now with multi-input spans.
+    // Several inputs, a loaded one, or one input in no X op h(V) template: the region as
+    // grown, now with multi-input spans (fitted as one shape over their inputs).
     if (!spans.ok() && (RefusalOf(spans.status()) == Refusal::kTwoInputs ||
-                        RefusalOf(spans.status()) == Refusal::kInputInSpan)) {
+                        RefusalOf(spans.status()) == Refusal::kInputInSpan ||
+                        RefusalOf(spans.status()) == Refusal::kFormulaFamily)) {
       HunkContext multi = cx_;
       multi.multi_input = true;
       auto again = AnalyzeHunk(multi, cur);

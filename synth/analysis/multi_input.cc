@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/artifact/formula.h"
+#include "common/base/log.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/semantics.h"
 
@@ -80,10 +81,11 @@ class Translator {
   // The builds' outputs `o` of one shape, differing only in numerals: the shared text, each
   // differing numeral written by `leaf` (a formula in V, or nullopt to give up).
   using Leaf = std::function<std::optional<std::string>(const std::vector<z3::expr>&)>;
-  std::optional<std::string> GoMulti(const std::vector<z3::expr>& o, const Leaf& leaf) {
+  std::optional<std::string> GoMulti(std::vector<z3::expr> o, const Leaf& leaf) {
     bool same = true;
     for (size_t k = 1; k < o.size(); ++k) same &= z3::eq(o[0], o[k]);
     if (same) return Go(o[0]);
+    AlignIdentities(&o);
     const z3::expr& e = o[0];
     if (!(e.is_bool() || (e.is_bv() && Width(e) <= 64)) || !e.is_app()) return std::nullopt;
     bool nums = true;
@@ -110,6 +112,36 @@ class Translator {
   }
 
  private:
+  // The compiler folds an operation with its identity (3 * x at V=4 is plain x at V=2, x + 0
+  // is x): a build whose term lacks the operation another build applies with a numeral gets
+  // it back with the identity (1 * x), so the numerals line up for the leaf. Exact rewrites.
+  static void AlignIdentities(std::vector<z3::expr>* o) {
+    const z3::expr* op = nullptr;
+    unsigned num_at = 0;
+    for (const z3::expr& e : *o) {
+      if (!e.is_app() || e.num_args() != 2 || !e.is_bv()) continue;
+      const Z3_decl_kind k = e.decl().decl_kind();
+      if (k != Z3_OP_BMUL && k != Z3_OP_BADD && k != Z3_OP_BOR && k != Z3_OP_BXOR &&
+          k != Z3_OP_BSHL && k != Z3_OP_BLSHR && k != Z3_OP_BASHR)
+        continue;
+      for (unsigned i = 0; i < 2 && !op; ++i)
+        if (e.arg(i).is_numeral() && !e.arg(1 - i).is_numeral()) op = &e, num_at = i;
+      if (op) break;
+    }
+    if (!op || (num_at == 0 && !Commutative(*op))) return;
+    const z3::expr tmpl = *op;
+    const uint64_t identity = tmpl.decl().decl_kind() == Z3_OP_BMUL ? 1 : 0;
+    for (z3::expr& e : *o) {
+      if (e.is_app() && Z3_is_eq_func_decl(e.ctx(), e.decl(), tmpl.decl())) continue;
+      if (!e.is_bv() || Width(e) != Width(tmpl) || e.is_numeral()) continue;
+      z3::expr id = e.ctx().bv_val(identity, Width(e));
+      z3::expr_vector args(e.ctx());
+      args.push_back(num_at == 0 ? id : e);
+      args.push_back(num_at == 0 ? e : id);
+      e = tmpl.decl()(args);
+    }
+  }
+
   static std::string Masked(const std::string& s, unsigned w) {
     return w < 64 ? absl::StrFormat("(%s & 0x%x)", s, Mask(w)) : s;
   }
@@ -201,14 +233,18 @@ class Translator {
         if (!k_num) return std::nullopt;
         if (a[1] != Lit(k)) return absl::StrCat("(", a[0], " >> ", a[1], ")");
         return k >= w ? "0" : absl::StrCat("(", a[0], " >> ", k, ")");
+      // By a computed divisor too: where it is 0 the formula is undefined (the stub leaves
+      // the value alone, the proof covers the rest) and the code itself would have trapped.
       case Z3_OP_BUDIV:
       case Z3_OP_BUDIV_I:
-        if (!k_num || k == 0) return std::nullopt;
+        if (!k_num) return absl::StrCat("(", a[0], " / ", a[1], ")");
+        if (k == 0) return std::nullopt;
         if (a[1] != Lit(k)) return absl::StrCat("(", a[0], " / ", a[1], ")");
         return absl::StrCat("(", a[0], " / ", Lit(k), ")");
       case Z3_OP_BUREM:
       case Z3_OP_BUREM_I:
-        if (!k_num || k == 0) return std::nullopt;
+        if (!k_num) return absl::StrCat("(", a[0], " % ", a[1], ")");
+        if (k == 0) return std::nullopt;
         if (a[1] != Lit(k)) return absl::StrCat("(", a[0], " % ", a[1], ")");
         return absl::StrCat("(", a[0], " % ", Lit(k), ")");
       case Z3_OP_ZERO_EXT:
@@ -679,6 +715,9 @@ absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::e
   auto shaped = guarded([&] { return FitByShape(ctx, raw, names, vs, out_bits); });
   if (!shaped.ok()) shaped = guarded([&] { return FitByShape(ctx, o, names, vs, out_bits); });
   if (shaped.ok()) return shaped;
+  if (LogEnabled(LogLevel::kTrace))
+    for (size_t k = 0; k < outs.size(); ++k)
+      Logf(LogLevel::kTrace, "multi-input fit, V=%d: %s", vs[k], Zext64(outs[k]).to_string());
   return absl::InvalidArgumentError(
       absl::StrCat(hole.status().message(), "; as one shape: ", shaped.status().message()));
 }

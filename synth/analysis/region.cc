@@ -374,12 +374,20 @@ struct RegionAnalysis {
       }
       auto fit = FitOutput(ctx, o, *x, cx.vs, fit_width * 8,
                            x->has_value() && zext.count(x->value().decl().name().str().substr(3)));
-      if (!fit.ok())
-        return Classified(absl::InvalidArgumentError(absl::StrCat(
-                              Where(fb, cs_start), ": register ", f, " after `",
-                              fb.insns[r.b[0]].Text(), "`", r.e[0] - r.b[0] > 1 ? " ..." : "",
-                              ": transformation outside the family: ", fit.status().message())),
-                          Refusal::kFormulaFamily);
+      if (!fit.ok()) {
+        absl::Status why =
+            Classified(absl::InvalidArgumentError(absl::StrCat(
+                           Where(fb, cs_start), ": register ", f, " after `",
+                           fb.insns[r.b[0]].Text(), "`", r.e[0] - r.b[0] > 1 ? " ..." : "",
+                           ": transformation outside the family: ", fit.status().message())),
+                       Refusal::kFormulaFamily);
+        // Not X op h(V): the whole output as one shape over its input (a clamp, a compare).
+        if (!x->has_value()) return why;
+        auto shaped = MultiInputSpan(why, o, f, width, fit_width, nullptr);
+        if (!shaped.ok()) return shaped.status();
+        out.push_back(*shaped);
+        continue;
+      }
       CriticalSpan sp;
       sp.kind = SpanKind::kReg;
       sp.target_reg = f;
@@ -487,11 +495,18 @@ struct RegionAnalysis {
         continue;
       }
       auto fit = FitOutput(ctx, o, *x, cx.vs, s0.width * 8, false);
-      if (!fit.ok())
-        return Classified(absl::InvalidArgumentError(absl::StrCat(
-                              Where(fb, cs_start), ": store `", fb.insns[r.b[0]].Text(),
-                              "`: transformation outside the family: ", fit.status().message())),
-                          Refusal::kFormulaFamily);
+      if (!fit.ok()) {
+        absl::Status why =
+            Classified(absl::InvalidArgumentError(absl::StrCat(
+                           Where(fb, cs_start), ": store `", fb.insns[r.b[0]].Text(),
+                           "`: transformation outside the family: ", fit.status().message())),
+                       Refusal::kFormulaFamily);
+        if (!x->has_value()) return why;
+        auto shaped = MultiInputSpan(why, o, "", s0.width, s0.width, &s0);
+        if (!shaped.ok()) return shaped.status();
+        out.push_back(*shaped);
+        continue;
+      }
       CriticalSpan sp;
       sp.kind = SpanKind::kMem;
       sp.target_mem = ToMem(s0.op);

@@ -290,6 +290,28 @@ TEST(FitFamily, LargeNumeratorUnitConversion) {
   EXPECT_LE(f->vmax, INT32_MAX / 15625 + 1);  // a * V stays within 31 bits
 }
 
+// (V - 1) * y / (y - x) in 32 bits (BICTCP_B): at V = 2 the compiler drops the multiplication
+// by 1, so that build lacks the operation the others apply; it is aligned as 1 * y.
+TEST(FitMultiInput, OperationFoldedWithItsIdentityInOneBuild) {
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("in:di", 64), y = ctx.bv_const("in:si", 64);
+  const std::vector<int64_t> vs = {4, 2, 8};
+  std::vector<z3::expr> outs;
+  for (int64_t v : vs) {
+    z3::expr y32 = y.extract(31, 0), x32 = x.extract(31, 0);
+    z3::expr num = v == 2 ? y32 : ctx.bv_val(v - 1, 32) * y32;
+    z3::expr q = z3::udiv(z3::zext(num, 32), z3::zext(y32 - x32, 32)).extract(31, 0);
+    outs.push_back(z3::zext(q, 32).simplify());
+  }
+  auto fit = FitMultiInput(ctx, outs, {{"in:di", 'X'}, {"in:si", 'Y'}}, vs, 64);
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  for (uint64_t v : {3, 5, 100}) {
+    auto got = EvalFormula(fit->formula, artifact::FormulaVars{v, 10, 0, 30});
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, (v - 1) * 30 / 20) << fit->formula << " at V=" << v;
+  }
+}
+
 // Builds close together also fit a smaller slope ((1953 * V) >> 1 at V = 5, 3, 10): every
 // power-of-two divisor that pins the slope stays a candidate for further builds to settle.
 TEST(FitFamily, LargeNumeratorKeepsEveryShiftThatFits) {

@@ -352,7 +352,27 @@ std::optional<FamilyFit> FitPlain(const std::vector<int64_t>& vs, const std::vec
 absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
                                     int bits) {
   auto r = FitFamilyAt(vs, cs, bits, 0);
-  return r.ok() ? r : FitFamilyAt(vs, cs, bits, 1);
+  if (r.ok()) return r;
+  r = FitFamilyAt(vs, cs, bits, 1);
+  if (r.ok()) return r;
+  // A mask or a negated amount of a family member: round_down(x, V / 4) ands with
+  // ~(V/4 - 1) = -(V >> 2). Tried last, on the negated and the complemented numerals.
+  for (const char* op : {"-", "~"}) {
+    std::vector<uint64_t> inv;
+    for (uint64_t c : cs) inv.push_back((op[0] == '-' ? -c : ~c) & Mask(bits));
+    if (std::all_of(inv.begin(), inv.end(), [&](uint64_t c) { return c > (Mask(bits) >> 1); }))
+      continue;  // the numerals were small already: nothing a flip explains
+    auto f = FitFamilyAt(vs, inv, bits, 0);
+    if (!f.ok()) f = FitFamilyAt(vs, inv, bits, 1);
+    if (!f.ok()) continue;
+    auto flip = [&](const std::string& h) { return absl::StrCat("(", op, Paren(h), ")"); };
+    FamilyFit out{flip(f->formula), f->vmin, f->vmax};
+    for (const std::string& a : f->alternatives) out.alternatives.push_back(flip(a));
+    std::vector<std::string> all = out.alternatives;
+    all.insert(all.begin(), out.formula);
+    if (auto checked = FromCandidates(all, vs, cs, bits, out.vmin, out.vmax)) return *checked;
+  }
+  return r;
 }
 
 namespace {

@@ -312,6 +312,19 @@ TEST(FitMultiInput, OperationFoldedWithItsIdentityInOneBuild) {
   }
 }
 
+// round_down(x, V / 4) (MIN_WRITEBACK_KB) ands with ~(V/4 - 1): a negated family member.
+TEST(FitFamily, NegatedMemberForAMask) {
+  const std::vector<int64_t> vs = {4096, 2048, 8192};
+  std::vector<uint64_t> cs;
+  for (int64_t v : vs) cs.push_back(~(static_cast<uint64_t>(v / 4) - 1));
+  auto f = FitFamily(vs, cs, 64);
+  ASSERT_TRUE(f.ok()) << f.status();
+  for (uint64_t v : {1024, 16384, 65536})
+    EXPECT_EQ(*EvalFormula(f->formula, v), ~(v / 4 - 1)) << f->formula << " at V=" << v;
+  // Small numerals are never explained by a flip.
+  EXPECT_FALSE(FitFamily({4, 2, 8}, {7, 1, 3}, 64).ok());
+}
+
 // Builds close together also fit a smaller slope ((1953 * V) >> 1 at V = 5, 3, 10): every
 // power-of-two divisor that pins the slope stays a candidate for further builds to settle.
 TEST(FitFamily, LargeNumeratorKeepsEveryShiftThatFits) {

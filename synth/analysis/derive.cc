@@ -347,32 +347,35 @@ std::optional<FamilyFit> FitPlain(const std::vector<int64_t>& vs, const std::vec
   return Joined(found);
 }
 
+// A mask or a negated amount of a family member: round_down(x, V / 4) ands with
+// ~(V/4 - 1) = -(V >> 2). Tried after the plain families when every numeral reads as negative,
+// on the negated and the complemented numerals (any family, not packed, not flipped again).
+std::optional<FamilyFit> FitFlipped(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
+                                    int bits) {
+  // Only numerals that read as negative: a small one flipped is no mask.
+  if (!std::all_of(cs.begin(), cs.end(),
+                   [&](uint64_t c) { return (c & Mask(bits)) > (Mask(bits) >> 1); }))
+    return std::nullopt;
+  for (const char* op : {"-", "~"}) {
+    std::vector<uint64_t> inv;
+    for (uint64_t c : cs) inv.push_back((op[0] == '-' ? -c : ~c) & Mask(bits));
+    auto f = FitFamilyAt(vs, inv, bits, 0, false);
+    if (!f.ok()) f = FitFamilyAt(vs, inv, bits, 1, false);
+    if (!f.ok()) continue;
+    auto flip = [&](const std::string& h) { return absl::StrCat("(", op, Paren(h), ")"); };
+    std::vector<std::string> all = {flip(f->formula)};
+    for (const std::string& a : f->alternatives) all.push_back(flip(a));
+    if (auto checked = FromCandidates(all, vs, cs, bits, f->vmin, f->vmax)) return checked;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
                                     int bits) {
   auto r = FitFamilyAt(vs, cs, bits, 0);
-  if (r.ok()) return r;
-  r = FitFamilyAt(vs, cs, bits, 1);
-  if (r.ok()) return r;
-  // A mask or a negated amount of a family member: round_down(x, V / 4) ands with
-  // ~(V/4 - 1) = -(V >> 2). Tried last, on the negated and the complemented numerals.
-  for (const char* op : {"-", "~"}) {
-    std::vector<uint64_t> inv;
-    for (uint64_t c : cs) inv.push_back((op[0] == '-' ? -c : ~c) & Mask(bits));
-    if (std::all_of(inv.begin(), inv.end(), [&](uint64_t c) { return c > (Mask(bits) >> 1); }))
-      continue;  // the numerals were small already: nothing a flip explains
-    auto f = FitFamilyAt(vs, inv, bits, 0);
-    if (!f.ok()) f = FitFamilyAt(vs, inv, bits, 1);
-    if (!f.ok()) continue;
-    auto flip = [&](const std::string& h) { return absl::StrCat("(", op, Paren(h), ")"); };
-    FamilyFit out{flip(f->formula), f->vmin, f->vmax};
-    for (const std::string& a : f->alternatives) out.alternatives.push_back(flip(a));
-    std::vector<std::string> all = out.alternatives;
-    all.insert(all.begin(), out.formula);
-    if (auto checked = FromCandidates(all, vs, cs, bits, out.vmin, out.vmax)) return *checked;
-  }
-  return r;
+  return r.ok() ? r : FitFamilyAt(vs, cs, bits, 1);
 }
 
 namespace {
@@ -384,6 +387,9 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
   try {
     if (level == 0) {
       if (auto r = FitPlain(vs, cs, bits, &ambiguous)) return *r;
+      // Here, not with the wider families: X & c templates are tried at level 0 only.
+      if (packed)
+        if (auto r = FitFlipped(vs, cs, bits)) return *r;
     } else {
       // (V << k) + b; (a*V + b) / d, every member that fits; two packed fields.
       if (auto r = FitShiftedLinear(vs, cs, bits)) return *r;

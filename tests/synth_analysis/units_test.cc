@@ -323,6 +323,16 @@ TEST(FitFamily, NegatedMemberForAMask) {
     EXPECT_EQ(*EvalFormula(f->formula, v), ~(v / 4 - 1)) << f->formula << " at V=" << v;
   // Small numerals are never explained by a flip.
   EXPECT_FALSE(FitFamily({4, 2, 8}, {7, 1, 3}, 64).ok());
+  // The mask applied to an input: X & -(V >> 2).
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("in:ax", 64);
+  std::vector<z3::expr> outs;
+  for (uint64_t c : cs) outs.push_back(x & ctx.bv_val(c, 64));
+  auto o = FitOutput(ctx, outs, x, vs, 64, false);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(*EvalFormula(o->formula, artifact::FormulaVars{16384, 0x12345, 0, 0}),
+            0x12345 & ~uint64_t{4095})
+      << o->formula;
 }
 
 // Builds close together also fit a smaller slope ((1953 * V) >> 1 at V = 5, 3, 10): every

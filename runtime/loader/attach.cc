@@ -18,7 +18,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/base/diag.h"
+#include "common/base/fault.h"
 #include "common/base/files.h"
+#include "common/base/status_macros.h"
 #include "kmod/include/sie/kfuncs.h"
 #include "runtime/loader/state.h"
 
@@ -82,6 +84,8 @@ ProbeInfo MakeProbe(const char* role, int span, const std::string& fn, uint64_t 
 absl::Status Attach(Attached& a, const std::string& pin_dir) {
   auto type = KprobePmuType();
   if (!type.ok()) return type.status();
+  const std::string where = absl::StrCat(a.info.function, "+0x", absl::Hex(a.info.offset));
+  RETURN_IF_ERROR(KernelStep(absl::StrCat("kprobe at ", where)));
   // The exact address whose bytes were verified: the kernel's name lookup would refuse
   // duplicate names, and a name could resolve to vmlinux before the module.
   UniqueFd pfd(OpenKprobeEvent(*type, nullptr, a.info.address));
@@ -97,6 +101,7 @@ absl::Status Attach(Attached& a, const std::string& pin_dir) {
           "spans) or blacklisted for kprobes (NOKPROBE); EILSEQ: the offset is not on an "
           "instruction boundary");
   }
+  RETURN_IF_ERROR(KernelStep(absl::StrCat("link the program at ", where)));
   LIBBPF_OPTS(bpf_link_create_opts, lo);
   lo.perf_event.bpf_cookie = a.info.cell >= 0 ? static_cast<uint64_t>(a.info.cell) : 0;
   UniqueFd lfd(bpf_link_create(bpf_program__fd(a.prog), pfd.get(), BPF_PERF_EVENT, &lo));
@@ -105,6 +110,7 @@ absl::Status Attach(Attached& a, const std::string& pin_dir) {
                                             a.info.function, "+0x", absl::Hex(a.info.offset), ": ",
                                             strerror(errno)));
   const std::string pin = (fs::path(pin_dir) / LinkName(a.info)).string();
+  RETURN_IF_ERROR(KernelStep(absl::StrCat("pin the link at ", where)));
   if (bpf_obj_pin(lfd.get(), pin.c_str()) != 0)
     return absl::InternalError(absl::StrCat("pinning ", pin, ": ", strerror(errno)));
   a.perf_fd = std::move(pfd);

@@ -11,7 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/diag.h"
+#include "common/base/fault.h"
 #include "common/base/files.h"
+#include "common/base/status_macros.h"
 #include "common/stubgen/stub_build.h"
 #include "kmod/include/sie/consistency.h"
 #include "runtime/loader/engine.h"
@@ -118,8 +120,10 @@ class BpfEngine : public Engine {
     if (opts_.mode == 1) {
       bpf_map* stats_map = bpf_object__find_map_by_name(obj_.get(), SIE_MAP_STATS);
       if (!stats_map) return absl::InternalError("stub without sie_stats");
+      RETURN_IF_ERROR(KernelStep("new epoch"));
       if (auto st = BeginEpoch(ctl_, bpf_map__fd(stats_map)); !st.ok()) return st;
     }
+    RETURN_IF_ERROR(KernelStep(absl::StrCat("activate ", c_.name)));
     if (auto st = CtlSet(ctl_, SIE_CTL_ACTIVE, 1); !st.ok()) return st;
     if (opts_.mode == 2)
       if (auto st = GlobalSwitch(res); !st.ok()) return st;
@@ -158,6 +162,7 @@ class BpfEngine : public Engine {
     // Only mode-2 stubs call sie_consistency's kfunc (and so need the module loaded).
     if (opts_.mode == 2)
       if (auto st = SetRodataU32(obj_.get(), "sie_global_kfunc", 1); !st.ok()) return st;
+    RETURN_IF_ERROR(KernelStep(absl::StrCat("load the stub of ", c_.name)));
     if (bpf_object__load(obj_.get()) != 0)
       return FailedWithHint(
           absl::StrCat("the kernel refused the stub of ", c_.name, ":\n", LibbpfLogTail()),
@@ -174,15 +179,19 @@ class BpfEngine : public Engine {
     for (size_t j = 0; j < plan_.safe_ranges.size(); ++j) {
       uint32_t k = j;
       const sie_range r = {plan_.safe_ranges[j].first, plan_.safe_ranges[j].second};
-      bpf_map_update_elem(bpf_map__fd(safe_map), &k, &r, BPF_ANY);
+      RETURN_IF_ERROR(KernelStep(absl::StrCat("safe range ", j)));
+      if (bpf_map_update_elem(bpf_map__fd(safe_map), &k, &r, BPF_ANY) != 0)
+        return absl::InternalError(absl::StrCat("writing safe range ", j, ": ", strerror(errno)));
     }
     for (auto [k, v] : {std::pair<uint32_t, uint64_t>{SIE_CTL_VALUE, opts_.value},
                         {SIE_CTL_MODE, opts_.mode},
                         {SIE_CTL_TARGET, 1},
                         {SIE_CTL_NSAFE, plan_.safe_ranges.size()},
                         {SIE_CTL_INSTANCE, c_.id},
-                        {SIE_CTL_ACTIVE, 0}})
+                        {SIE_CTL_ACTIVE, 0}}) {
+      RETURN_IF_ERROR(KernelStep(absl::StrCat("control word ", k)));
       if (auto st = CtlSet(ctl_, k, v); !st.ok()) return st;
+    }
     return absl::OkStatus();
   }
 
@@ -197,8 +206,10 @@ class BpfEngine : public Engine {
     state_["consistency_addresses"] = ca;
     if (auto st = WriteState(c_.name, state_); !st.ok()) return st;
     txn.OnRollback([id = c_.id] { (void)ConsistencyCommand(absl::StrCat("remove ", id)); });
-    for (const GlobalSpan& g : plan_.global_spans)
+    for (const GlobalSpan& g : plan_.global_spans) {
+      RETURN_IF_ERROR(KernelStep("sie_consistency span"));
       if (auto st = ConsistencyCommand(SpanCommand(c_.id, g)); !st.ok()) return st;
+    }
     return absl::OkStatus();
   }
 
@@ -208,6 +219,7 @@ class BpfEngine : public Engine {
     for (const char* m : kPinnedMaps) {
       bpf_map* map = bpf_object__find_map_by_name(obj_.get(), m);
       if (!map) continue;
+      RETURN_IF_ERROR(KernelStep(absl::StrCat("pin map ", m)));
       if (int err = bpf_map__pin(map, (fs::path(pin_dir_) / m).c_str()); err)
         return absl::InternalError(absl::StrCat("pinning ", m, ": ", strerror(-err)));
     }

@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/diag.h"
+#include "common/base/fault.h"
+#include "common/base/status_macros.h"
 #include "runtime/loader/engine.h"
 #include "runtime/loader/kernel.h"
 #include "runtime/loader/native.h"
@@ -104,8 +106,10 @@ class NativeEngine : public Engine {
 
   absl::Status Activate(SetResult& res) override {
     if (auto st = CheckLanded(); !st.ok()) return st;
-    for (size_t i = 0; i < np_.size(); ++i)
+    for (size_t i = 0; i < np_.size(); ++i) {
+      RETURN_IF_ERROR(KernelStep(absl::StrCat("sie_native value of ", np_[i].symbol)));
       if (auto st = NativeCommand(NativeValueCommand(np_[i], vals_[i])); !st.ok()) return st;
+    }
     RecordLoaded(plan_.probes, state_, res);
     json places = json::array();  // where the probes are now (status, value changes, unload)
     for (const NativeProbe& p : np_)
@@ -135,6 +139,7 @@ class NativeEngine : public Engine {
     NativeProbe& p = np_[i];
     p.offset = plan_.probes[apply_of_[i]].info.offset;
     if (mark_of_[i] >= 0) p.mark = plan_.probes[mark_of_[i]].info.offset;
+    RETURN_IF_ERROR(KernelStep(absl::StrCat("sie_native add at ", p.symbol)));
     absl::Status st = NativeCommand(NativeAddCommand(p, inert_[i]), &add_err_);
     if (st.ok()) mine_.insert({p.symbol, p.offset});
     return st;

@@ -12,8 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/base/diag.h"
+#include "common/base/fault.h"
 #include "common/base/files.h"
 #include "common/base/log.h"
+#include "common/base/status_macros.h"
 #include "common/elf/elf_file.h"
 #include "kmod/include/sie/consistency.h"
 #include "runtime/loader/checks.h"
@@ -79,11 +81,14 @@ absl::Status UpdateNative(const artifact::SynthesizedConst& c, const json& old, 
   for (NativeProbe& p : *np)
     for (const auto& n : old.value("native", json::array()))
       if (n.value("span", -1) == p.span) p.offset = n.value("offset", uint64_t{0});
-  for (size_t i = 0; i < np->size(); ++i)
-    if (auto st = NativeCommand(NativeValueCommand((*np)[i], vals[i])); !st.ok()) {
+  for (size_t i = 0; i < np->size(); ++i) {
+    absl::Status st = KernelStep(absl::StrCat("sie_native value of ", (*np)[i].symbol));
+    if (st.ok()) st = NativeCommand(NativeValueCommand((*np)[i], vals[i]));
+    if (!st.ok()) {
       for (size_t j = 0; j < i; ++j) (void)NativeCommand(NativeValueCommand((*np)[j], olds[j]));
       return st;
     }
+  }
   return absl::OkStatus();
 }
 
@@ -131,8 +136,10 @@ absl::Status UpdateBpf(const artifact::SynthesizedConst& c, const SetOptions& op
     // Tasks move to the new value at their next clean guard: a new epoch to measure.
     auto stats = OpenPinned(c.name, SIE_MAP_STATS);
     if (!stats.ok()) return stats.status();
+    RETURN_IF_ERROR(KernelStep("new epoch"));
     if (auto st = BeginEpoch(ctl->get(), stats->get()); !st.ok()) return st;
   }
+  RETURN_IF_ERROR(KernelStep(absl::StrCat("value of ", c.name)));
   return CtlSet(ctl->get(), SIE_CTL_VALUE, static_cast<uint64_t>(opts.value));
 }
 

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/diag.h"
+#include "common/base/fault.h"
 #include "runtime/loader/attach.h"
 #include "runtime/loader/engine.h"
 #include "runtime/loader/global_transition.h"
@@ -171,12 +172,16 @@ absl::Status RemoveFromKernel(const std::string& n, const absl::StatusOr<json>& 
   // Kprobes of other tools at our addresses stay: count them before anything is removed.
   const std::map<uint64_t, int> keep = ForeignKprobes(f.addrs, f.own);
   absl::Status st = absl::OkStatus();
-  if (state.ok() && state->value("engine", "bpf") == "native" && ModuleLoaded("sie_native"))
-    st = RemoveNativeProbes(*state);
+  if (state.ok() && state->value("engine", "bpf") == "native" && ModuleLoaded("sie_native")) {
+    st = KernelStep(absl::StrCat("remove the sie_native probes of ", n));
+    if (st.ok()) st = RemoveNativeProbes(*state);
+  }
+  if (st.ok()) st = KernelStep(absl::StrCat("remove the pins of ", n));
   if (st.ok()) st = RemovePins(PinDir(n));
   // The instance after the stub: its gate is off already; removing it unregisters the counting
   // probes, which may share an address with a CS probe (a use on a span exit), so before the
   // wait for those addresses to leave the kprobe list.
+  if (st.ok() && global_id >= 0) st = KernelStep("remove the sie_consistency instance");
   if (st.ok() && global_id >= 0) {
     int err = 0;
     if (auto rm = ConsistencyCommand(absl::StrCat("remove ", global_id), &err);

@@ -23,8 +23,10 @@
 #include "absl/strings/str_split.h"
 #include "bpf/include/sie/abi.h"
 #include "common/base/diag.h"
+#include "common/base/fault.h"
 #include "common/base/files.h"
 #include "common/base/process.h"
+#include "common/base/status_macros.h"
 #include "common/stubgen/stub_build.h"
 #include "common/stubgen/stubgen.h"
 #include "runtime/loader/libbpf_log.h"
@@ -434,6 +436,7 @@ absl::Status Session::LoadOwn() {
   bpf_object__for_each_program(p, own_.get()) {
     if (std::string(bpf_program__section_name(p)) == ".text") bpf_program__set_autoload(p, false);
   }
+  RETURN_IF_ERROR(KernelStep("load the policy"));
   if (bpf_object__load(own_.get()) != 0) {
     // Explain with a second, unpinned load that keeps each program's log.
     own_.reset();
@@ -590,6 +593,7 @@ absl::Status Session::Start() {
   bpf_program* p;
   bpf_object__for_each_program(p, own_.get()) {
     if (!bpf_program__autoload(p)) continue;
+    RETURN_IF_ERROR(KernelStep(absl::StrCat("attach the policy's ", bpf_program__name(p))));
     bpf_link* l = bpf_program__attach(p);
     if (!l)
       return FailedWithHint(
@@ -685,6 +689,7 @@ absl::Status Session::Pin() {
   json links = json::array();
   for (auto& l : own_links_) {
     std::string path = absl::StrCat(kPinRoot, "/sie_run_link_", links.size());
+    RETURN_IF_ERROR(KernelStep(absl::StrCat("pin ", path)));
     if (int err = bpf_link__pin(l.get(), path.c_str()); err)
       return absl::InternalError(absl::StrCat("pinning ", path, ": ", strerror(-err)));
     links.push_back(path);

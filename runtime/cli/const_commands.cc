@@ -34,6 +34,9 @@ std::string DefaultConsts() {
 const char* kConstsHelp =
     "directory written by 'sie synth --out' (default $SIE_CONSTS, else "
     "/etc/sie/consts)";
+// Commands on loaded constants find them by their state; a directory only narrows an id.
+const char* kIdConstsHelp =
+    "with an id: only constants loaded from this directory (ids are per directory)";
 
 std::string Flags(const loader::ProbeInfo& p) {
   return p.kprobe_flags.empty() ? "[int3]" : p.kprobe_flags;
@@ -46,9 +49,10 @@ int SetCommand(const std::vector<std::string>& args) {
   std::vector<std::string> pos, policies;
   bool as_json = false, no_opt = false, verbose = false;
   ArgParser p("sie set <const> <value> [--consts DIR] [--mode 0|1|2] [--timeout S] [--json]",
-              "Gives a kernel constant a new value, live. The first set of a constant verifies\n"
-              "the kernel (release, symbols, code bytes), attaches every probe or none, and pins\n"
-              "the state under /sys/fs/bpf/sie; later sets only change the value.\n"
+              "Gives a kernel constant a new value, live. <const> is a name (any case) or the id\n"
+              "'sie consts' shows. The first set of a constant verifies the kernel (release,\n"
+              "symbols, code bytes), attaches every probe or none, and pins the state under\n"
+              "/sys/fs/bpf/sie; later sets only change the value.\n"
               "Modes: 0 immediate, 1 per-task (a task switches when it enters a safe span with\n"
               "none on its stack), 2 global (every task at once, at an instant with no task\n"
               "inside a safe span; sie_consistency.ko; fails after --timeout, nothing applied).\n"
@@ -155,17 +159,28 @@ int SetCommand(const std::vector<std::string>& args) {
 
 int StatusCommand(const std::vector<std::string>& args) {
   bool as_json = false;
-  ArgParser p("sie status [--json]",
-              "Lists the constants loaded in the running kernel: mode, value, every probe with\n"
+  std::string consts;
+  std::vector<std::string> pos;
+  ArgParser p("sie status [<const>] [--consts DIR] [--json]",
+              "Lists the constants loaded in the running kernel (or only <const>, a name or an\n"
+              "id): id, mode, value, every probe with\n"
               "its address and [OPTIMIZED] state, and per-span hit/applied/rejected counters.\n"
               "Mode 1: how many tasks moved since the last request and how long they took, and\n"
               "the tasks holding the transition up. Mode 2: the last global transition. Probes\n"
               "whose function a livepatch replaced since 'sie set' are flagged as bypassed.");
+  p.Positionals("const", &pos, 0, 1);
+  p.String("--consts", "DIR", &consts, kIdConstsHelp);
   p.Flag("--json", &as_json, "machine-readable output");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie status", s);
   if (p.help_requested()) return 0;
   auto st = loader::Status();
   if (!st.ok()) return ReportError("sie status", st.status());
+  if (!pos.empty()) {
+    auto name = loader::LoadedName(pos[0], consts);
+    if (!name.ok()) return ReportError("sie status", name.status());
+    std::erase_if(
+        *st, [&](const loader::LoadedConst& lc) { return lc.state.value("name", "") != *name; });
+  }
   if (as_json) {
     json a = json::array();
     for (const auto& lc : *st) {
@@ -224,7 +239,8 @@ int StatusCommand(const std::vector<std::string>& args) {
   }
   for (const auto& lc : *st) {
     const json& s = lc.state;
-    std::printf("%s: value %s, mode %d, %s, engine %s%s\n", s.value("name", "?").c_str(),
+    std::printf("%s (id %s): value %s, mode %d, %s, engine %s%s\n", s.value("name", "?").c_str(),
+                s.contains("id") ? s["id"].dump().c_str() : "?",
                 s.contains("value") ? s["value"].dump().c_str() : "?", s.value("mode", 0),
                 s.value("state", "?").c_str(), lc.engine.c_str(),
                 lc.pins_present         ? ""
@@ -320,16 +336,18 @@ std::string UnloadSummaryLine(const json& j) {
 
 int UnloadCommand(const std::vector<std::string>& args) {
   bool all = false, as_json = false;
-  std::string timeout_s = "5";
+  std::string timeout_s = "5", consts;
   std::vector<std::string> pos;
-  ArgParser p("sie unload <const>|--all [--timeout S] [--json]",
+  ArgParser p("sie unload <const>|--all [--consts DIR] [--timeout S] [--json]",
               "Takes a constant back to its compiled value: reverse transition (per-task mode:\n"
               "each task at its next safe point; global mode: all at once, refused after the\n"
               "timeout, everything kept loaded), then detaches its probes and removes its pins.\n"
               "--all also removes leftovers of an interrupted 'sie set'. Prints what each\n"
-              "constant did while loaded (time, hits, applied, rejected, the reverse transition).");
+              "constant did while loaded (time, hits, applied, rejected, the reverse transition).\n"
+              "<const> is a name (any case) or an id ('sie status' shows both).");
   p.Positionals("const", &pos, 0, 1);
   p.Flag("--all", &all, "unload every constant");
+  p.String("--consts", "DIR", &consts, kIdConstsHelp);
   p.String("--timeout", "S", &timeout_s, "reverse transition limit, seconds (default 5)");
   p.Flag("--json", &as_json, "print each constant's summary (the journal entry) as JSON");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie unload", s);
@@ -341,7 +359,7 @@ int UnloadCommand(const std::vector<std::string>& args) {
   if (!absl::SimpleAtod(timeout_s, &timeout))
     return ReportError("sie unload", InvalidWithHint("--timeout takes seconds", ""));
   std::vector<json> summaries;
-  absl::Status s = loader::Unload(all ? "" : pos[0], all, timeout, &summaries);
+  absl::Status s = loader::Unload(all ? "" : pos[0], all, timeout, &summaries, consts);
   if (as_json)
     std::printf("%s\n", json(summaries).dump(2).c_str());
   else
@@ -369,6 +387,12 @@ int ConstsCommand(const std::vector<std::string>& args) {
   if (p.help_requested()) return 0;
   auto list = artifact::ListConsts(consts);
   if (!list.ok()) return ReportError("sie consts", list.status());
+  if (auto idx = artifact::ReadIdIndex(consts);
+      idx.ok() && idx->scheme < artifact::kIdScheme && fs::exists(fs::path(consts) / "index.json"))
+    std::fprintf(stderr,
+                 "sie consts: note: %s has ids of an older sie (hashes of the names); the next "
+                 "'sie synth SPEC --out %s' renumbers them 1, 2, 3, ...\n",
+                 consts.c_str(), consts.c_str());
   json a = json::array();
   for (const auto& e : *list) {
     std::map<std::string, int> kinds;

@@ -1,7 +1,11 @@
 #include "runtime/loader/checks.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <set>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bpf/include/sie/abi.h"
@@ -22,12 +26,6 @@ absl::Status ValidateRequest(const artifact::SynthesizedConst& c, const SetOptio
                                         "shifts or masks by the value)"),
                            absl::StrCat("pick one of 1, 2, 4, ... within [", c.range_min, ", ",
                                         c.range_max, "] (const.json 'pow2_only')"));
-  if (o.mode == 2 && (c.id < 0 || c.id >= SIE_CONS_MAX_ID))
-    return FailedWithHint(absl::StrCat(c.name, " has id ", c.id,
-                                       "; sie_consistency numbers "
-                                       "instances 0..",
-                                       SIE_CONS_MAX_ID - 1),
-                          "use --mode 1 (per-task)");
   if (o.mode < 0 || o.mode > 2)
     return InvalidWithHint(absl::StrCat("unknown mode ", o.mode), "modes are 0, 1, 2");
   return absl::OkStatus();
@@ -235,6 +233,69 @@ std::optional<TargetGone> ModuleTargetGone(const std::string& name, const std::s
                      " no longer applies"),
         absl::StrCat("sie unload ", name, ", then sie set ", name, " VALUE again")};
   return std::nullopt;
+}
+
+int GlobalInstanceIn(const json& state) {
+  if (state.value("mode", 0) != 2) return -1;
+  if (auto it = state.find("instance"); it != state.end() && it->is_number_integer())
+    return it->get<int>();
+  return state.value("id", -1);
+}
+
+absl::StatusOr<int> FreeGlobalInstance(const std::vector<json>& others) {
+  std::set<int> held;
+  for (const json& s : others) held.insert(GlobalInstanceIn(s));
+  for (int i = 1; i < SIE_CONS_MAX_ID; ++i)
+    if (!held.count(i)) return i;
+  return FailedWithHint(absl::StrCat("all ", SIE_CONS_MAX_ID - 1,
+                                     " sie_consistency instances are held by loaded constants"),
+                        "unload constants loaded in mode 2 (sie status), or use --mode 1");
+}
+
+namespace {
+
+// Was `state` loaded from a const.json inside `consts_dir` (DIR/<id>/const.json)?
+bool LoadedFrom(const json& state, const std::string& consts_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p = state.value("const_path", "");
+  return !p.empty() && fs::weakly_canonical(p.parent_path().parent_path(), ec) ==
+                           fs::weakly_canonical(consts_dir, ec);
+}
+
+std::string Origin(const json& s) {
+  const std::filesystem::path p = s.value("const_path", "");
+  return absl::StrCat(s.value("name", "?"), " (from ", p.parent_path().parent_path().string(), ")");
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ResolveLoaded(const std::string& arg, const std::vector<json>& states,
+                                          const std::string& consts_dir) {
+  for (const json& s : states)
+    if (absl::EqualsIgnoreCase(s.value("name", ""), arg)) return s.value("name", "");
+  int id = 0;
+  if (!absl::SimpleAtoi(arg, &id))
+    return ErrorWithHint(absl::StatusCode::kNotFound, absl::StrCat(arg, " is not loaded"),
+                         "see 'sie status' for the loaded constants");
+  std::vector<const json*> hits;
+  for (const json& s : states)
+    if (s.value("id", -1) == id && (consts_dir.empty() || LoadedFrom(s, consts_dir)))
+      hits.push_back(&s);
+  if (hits.size() == 1) return (*hits[0]).value("name", "");
+  if (hits.empty())
+    return ErrorWithHint(
+        absl::StatusCode::kNotFound,
+        absl::StrCat("no loaded constant has id ", id,
+                     consts_dir.empty() ? "" : absl::StrCat(" in ", consts_dir)),
+        "see 'sie status' for the loaded constants and their ids ('sie consts --consts DIR' "
+        "lists a directory's)");
+  std::vector<std::string> who;
+  for (const json* s : hits) who.push_back(Origin(*s));
+  return InvalidWithHint(
+      absl::StrCat("id ", id, " names ", hits.size(),
+                   " loaded constants (ids are per consts directory): ", absl::StrJoin(who, ", ")),
+      "name the constant, or add --consts DIR");
 }
 
 }  // namespace sie::loader

@@ -21,7 +21,7 @@
 
 namespace sie::loader {
 
-// Range, mode and (mode 2) the instance id: refusals that need nothing from the kernel.
+// Range and mode: refusals that need nothing from the kernel.
 absl::Status ValidateRequest(const artifact::SynthesizedConst& c, const SetOptions& o);
 absl::Status ValidateEngineName(const std::string& engine);
 
@@ -96,5 +96,21 @@ absl::Status CheckExitUses(const std::string& name, const std::vector<GlobalSpan
 // not refused, but noted on each probe and told as warnings.
 void NoteOtherKprobes(const std::vector<KprobeEntry>& list, std::vector<Attached>& probes,
                       std::vector<std::string>& warnings);
+
+// Mode 2: the sie_consistency instance a loaded constant's state file records ("instance";
+// state files of an older sie used the ConstID, "id"); -1 when none.
+int GlobalInstanceIn(const nlohmann::json& state);
+// Mode 2: the instance for a new load: the lowest in [1, SIE_CONS_MAX_ID) no other loaded
+// constant (`others`, their state files) holds. Not the ConstID: ids are per consts directory,
+// so constants loaded from two directories can share one.
+absl::StatusOr<int> FreeGlobalInstance(const std::vector<nlohmann::json>& others);
+
+// `sie unload` and `sie status`: the name of the loaded constant `arg` names, by name (any case)
+// or by ConstID, among the loaded constants' state files. An id is per consts directory: with
+// `consts_dir` only constants loaded from there answer to it, and an id loaded from two
+// directories is refused as ambiguous.
+absl::StatusOr<std::string> ResolveLoaded(const std::string& arg,
+                                          const std::vector<nlohmann::json>& states,
+                                          const std::string& consts_dir);
 
 }  // namespace sie::loader

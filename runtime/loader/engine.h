@@ -31,6 +31,7 @@ struct LoadPlan {
   std::vector<Attached> probes;
   std::vector<std::pair<uint64_t, uint64_t>> safe_ranges;  // modes 1, 2: [start, end)
   std::vector<GlobalSpan> global_spans;                    // mode 2
+  int instance = -1;  // mode 2: the sie_consistency instance (FreeGlobalInstance)
   Clock::time_point t0;
 
   const artifact::SynthesizedConst& c() const { return entry->c; }

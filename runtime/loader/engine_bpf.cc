@@ -187,7 +187,7 @@ class BpfEngine : public Engine {
                         {SIE_CTL_MODE, opts_.mode},
                         {SIE_CTL_TARGET, 1},
                         {SIE_CTL_NSAFE, plan_.safe_ranges.size()},
-                        {SIE_CTL_INSTANCE, c_.id},
+                        {SIE_CTL_INSTANCE, static_cast<uint64_t>(std::max(plan_.instance, 0))},
                         {SIE_CTL_ACTIVE, 0}}) {
       RETURN_IF_ERROR(KernelStep(absl::StrCat("control word ", k)));
       if (auto st = CtlSet(ctl_, k, v); !st.ok()) return st;
@@ -205,10 +205,11 @@ class BpfEngine : public Engine {
     }
     state_["consistency_addresses"] = ca;
     if (auto st = WriteState(c_.name, state_); !st.ok()) return st;
-    txn.OnRollback([id = c_.id] { (void)ConsistencyCommand(absl::StrCat("remove ", id)); });
+    txn.OnRollback(
+        [id = plan_.instance] { (void)ConsistencyCommand(absl::StrCat("remove ", id)); });
     for (const GlobalSpan& g : plan_.global_spans) {
       RETURN_IF_ERROR(KernelStep("sie_consistency span"));
-      if (auto st = ConsistencyCommand(SpanCommand(c_.id, g)); !st.ok()) return st;
+      if (auto st = ConsistencyCommand(SpanCommand(plan_.instance, g)); !st.ok()) return st;
     }
     return absl::OkStatus();
   }
@@ -240,7 +241,7 @@ class BpfEngine : public Engine {
   // inside a span. On timeout the module rolled back (never active): detach everything.
   absl::Status GlobalSwitch(SetResult& res) {
     auto tt = Clock::now();
-    auto fw = RunGlobal(c_.id, true, opts_.timeout_s);
+    auto fw = RunGlobal(plan_.instance, true, opts_.timeout_s);
     if (!fw.ok()) return fw.status();
     if (StatusValue(*fw, "state") != "active")
       return FailedWithHint(

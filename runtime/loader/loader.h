@@ -136,15 +136,21 @@ struct LoadedConst {
 // Every constant with a state file or a pin directory.
 absl::StatusOr<std::vector<LoadedConst>> Status();
 
+// The name of the loaded constant `name_or_id` names: its name in any case, or its ConstID
+// (with `consts_dir` "" any directory's; refused when two loaded constants share the id).
+absl::StatusOr<std::string> LoadedName(const std::string& name_or_id,
+                                       const std::string& consts_dir = "");
+
 // Reverse transition (mode 1: tasks move back at their next clean guard, up to timeout_s; mode
 // 2: one global switch back, refused when it does not happen within timeout_s, keeping
-// everything loaded), then detach (remove the pins) and forget the constant. `name` "" with
-// all=true: everything under /sys/fs/bpf/sie and /run/sie, including leftovers of a killed `sie
-// set`.
+// everything loaded), then detach (remove the pins) and forget the constant. `name` is a name or
+// an id (LoadedName, in `consts_dir`); "" with all=true: everything under /sys/fs/bpf/sie and
+// /run/sie, including leftovers of a killed `sie set`.
 // `summaries` (optional) gets one journal entry per constant: its value, mode, engine, time
 // loaded, counters summed over spans, the reverse transition and the outcome.
 absl::Status Unload(const std::string& name, bool all, double timeout_s = 5,
-                    std::vector<nlohmann::json>* summaries = nullptr);
+                    std::vector<nlohmann::json>* summaries = nullptr,
+                    const std::string& consts_dir = "");
 
 // The journal's entries (one json object per line), oldest first.
 absl::StatusOr<std::vector<nlohmann::json>> ReadJournal();

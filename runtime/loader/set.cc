@@ -36,17 +36,19 @@ void LoadPlan::Mark(const char* what) const {
 }
 
 json LoadPlan::BaseState() const {
-  return json{{"name", c().name},
-              {"id", c().id},
-              {"const_path", fs::absolute(entry->path).string()},
-              {"kernel_release", release},
-              {"binary", c().target.binary},
-              {"mode", opts->mode},
-              {"value", opts->value},
-              {"nspans", c().spans.size()},
-              {"state", "loading"},
-              {"pid", getpid()},
-              {"loaded_at", static_cast<int64_t>(time(nullptr))}};
+  json s{{"name", c().name},
+         {"id", c().id},
+         {"const_path", fs::absolute(entry->path).string()},
+         {"kernel_release", release},
+         {"binary", c().target.binary},
+         {"mode", opts->mode},
+         {"value", opts->value},
+         {"nspans", c().spans.size()},
+         {"state", "loading"},
+         {"pid", getpid()},
+         {"loaded_at", static_cast<int64_t>(time(nullptr))}};
+  if (instance >= 0) s["instance"] = instance;  // mode 2: what unload and status address
+  return s;
 }
 
 void RecordLoaded(const std::vector<Attached>& probes, json& state, SetResult& res) {
@@ -98,7 +100,9 @@ absl::Status UpdateNative(const artifact::SynthesizedConst& c, const json& old, 
 // active would switch at once, mid-span, like mode 0.)
 absl::Status UpdateGlobal(const artifact::SynthesizedConst& c, const SetOptions& opts, int ctl,
                           int64_t old_value, SetResult& res) {
-  auto rv = RunGlobal(c.id, false, opts.timeout_s);
+  // The instance this load was given (not the ConstID: ids are per consts directory).
+  const int instance = static_cast<int>(CtlGet(ctl, SIE_CTL_INSTANCE));
+  auto rv = RunGlobal(instance, false, opts.timeout_s);
   if (!rv.ok()) return rv.status();
   if (StatusValue(*rv, "state") != "off")
     return FailedWithHint(
@@ -108,7 +112,7 @@ absl::Status UpdateGlobal(const artifact::SynthesizedConst& c, const SetOptions&
         "retry with a larger --timeout, or reload in mode 1 (sie unload, then sie set "
         "--mode 1)");
   if (auto st = CtlSet(ctl, SIE_CTL_VALUE, static_cast<uint64_t>(opts.value)); !st.ok()) return st;
-  auto fw = RunGlobal(c.id, true, opts.timeout_s);
+  auto fw = RunGlobal(instance, true, opts.timeout_s);
   if (!fw.ok() || StatusValue(*fw, "state") != "active") {
     // At the original value now: unload the rest, so nothing stays attached for nothing.
     (void)UnloadOne(c.name, opts.timeout_s);
@@ -296,14 +300,17 @@ absl::Status SettleEngine(const LoadPlan& plan, EngineChoice& ch, SetResult& res
 }
 
 // The modules the engine and mode need.
-absl::Status LoadEngineModules(const LoadPlan& plan, const EngineChoice& ch, SetResult& res) {
+absl::Status LoadEngineModules(LoadPlan& plan, const EngineChoice& ch, SetResult& res) {
   if (!ch.native)
     if (auto st = LoadModuleIfNeeded("sie_kfuncs", &res.notes); !st.ok()) return st;
   if (plan.opts->mode != 2) return absl::OkStatus();
   if (auto st = LoadModuleIfNeeded("sie_consistency", &res.notes); !st.ok()) return st;
-  // No state file, so an instance of this id is a leftover of a killed `sie set`: its spans
-  // may be stale, and its counting probes would look like foreign kprobes below.
-  const int id = plan.c().id;
+  auto instance = FreeGlobalInstance(StatesExcept(plan.c().name));
+  if (!instance.ok()) return instance.status();
+  plan.instance = *instance;
+  // No state file claims it, so an instance there is a leftover of a killed `sie set`: its
+  // spans may be stale, and its counting probes would look like foreign kprobes below.
+  const int id = plan.instance;
   if (!ConsistencyStatus(id).empty()) {
     if (auto st = ConsistencyCommand(absl::StrCat("remove ", id)); !st.ok()) return st;
     res.notes.push_back(absl::StrCat("removed a leftover sie_consistency instance ", id));

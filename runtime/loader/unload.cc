@@ -15,6 +15,7 @@
 #include "common/base/diag.h"
 #include "common/base/fault.h"
 #include "runtime/loader/attach.h"
+#include "runtime/loader/checks.h"
 #include "runtime/loader/engine.h"
 #include "runtime/loader/global_transition.h"
 #include "runtime/loader/kernel.h"
@@ -57,8 +58,8 @@ int GlobalInstanceOf(const absl::StatusOr<UniqueFd>& ctl, const absl::StatusOr<j
   int id = -1;
   if (ctl.ok() && CtlGet(ctl->get(), SIE_CTL_MODE) == 2)
     id = static_cast<int>(CtlGet(ctl->get(), SIE_CTL_INSTANCE));
-  else if (!ctl.ok() && state.ok() && state->value("mode", 0) == 2)
-    id = state->value("id", -1);
+  else if (!ctl.ok() && state.ok())
+    id = GlobalInstanceIn(*state);
   if (id >= 0 && !ModuleLoaded("sie_consistency")) id = -1;
   return id;
 }
@@ -226,8 +227,13 @@ absl::Status UnloadOne(const std::string& n, double timeout_s, const LoadedConst
   return finish(st);
 }
 
+absl::StatusOr<std::string> LoadedName(const std::string& name_or_id,
+                                       const std::string& consts_dir) {
+  return ResolveLoaded(name_or_id, StatesExcept(""), consts_dir);
+}
+
 absl::Status Unload(const std::string& name_in, bool all, double timeout_s,
-                    std::vector<json>* summaries) {
+                    std::vector<json>* summaries, const std::string& consts_dir) {
   if (geteuid() != 0)
     return FailedWithHint("sie unload changes the running kernel and needs root", "run as root");
   auto lock = RunLock::Take();
@@ -241,16 +247,12 @@ absl::Status Unload(const std::string& name_in, bool all, double timeout_s,
     for (const auto& e : fs::directory_iterator(kPinRoot, ec))
       if (e.is_directory()) s.insert(e.path().filename().string());
     names.assign(s.begin(), s.end());
+  } else if (auto n = LoadedName(name_in, consts_dir); n.ok()) {
+    names.push_back(*n);
+  } else if (fs::exists(PinDir(name_in), ec)) {
+    names.push_back(name_in);  // pins without a state file: a load killed early
   } else {
-    // Accept the name in any case (state files use the const.json name).
-    for (const auto& e : fs::directory_iterator(RunDir(), ec))
-      if (e.path().extension() == ".json" &&
-          absl::EqualsIgnoreCase(e.path().stem().string(), name_in))
-        names.push_back(e.path().stem().string());
-    if (names.empty() && fs::exists(PinDir(name_in), ec)) names.push_back(name_in);
-    if (names.empty())
-      return ErrorWithHint(absl::StatusCode::kNotFound, absl::StrCat(name_in, " is not loaded"),
-                           "see 'sie status'");
+    return n.status();
   }
   // Counters and lifetimes before anything is removed, for the summaries.
   std::map<std::string, LoadedConst> before;

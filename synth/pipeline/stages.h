@@ -63,6 +63,7 @@ struct State {
   Progress progress;
   Spec spec;
   artifact::IdIndex ids;
+  artifact::IdPlan migration;  // migrate: --out holds ids of the older scheme, to renumber
   std::filesystem::path out_dir;
   GuestKernelFiles files;
   std::filesystem::path cache_root;

@@ -1,7 +1,7 @@
 // Stage 1: which tunables run (ids, --only) and the target they are built for.
 #include <cstdlib>
 
-#include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/diag.h"
@@ -12,13 +12,15 @@ namespace sie::synth::pipeline {
 namespace fs = std::filesystem;
 namespace {
 
+// --only takes a name (any case) or the ConstID `sie consts` shows.
+bool Names(const std::string& arg, const std::string& name, int id) {
+  return absl::EqualsIgnoreCase(arg, name) || arg == absl::StrCat(id);
+}
+
 bool Selected(const SynthOptions& o, const TunableSpec& t, const artifact::IdIndex& ids) {
   if (o.only.empty()) return true;
-  for (const auto& s : o.only) {
-    if (s == t.name) return true;
-    int id;
-    if (absl::SimpleAtoi(s, &id) && ids.ids.count(t.name) && ids.ids.at(t.name) == id) return true;
-  }
+  for (const auto& s : o.only)
+    if (Names(s, t.name, ids.ids.at(t.name))) return true;
   return false;
 }
 
@@ -69,17 +71,17 @@ absl::Status PrepareModule(State* st) {
 }  // namespace
 
 absl::Status SelectTunables(State* st) {
-  // Ids first: they depend only on the spec's names and the index already in --out.
-  auto previous = artifact::ReadIdIndex(st->out_dir);
-  if (!previous.ok()) return previous.status();
+  // Ids first: they depend only on the spec's names and what --out holds. A directory of the
+  // older id scheme is renumbered by WriteAll (nothing is changed before the output stage).
   std::vector<std::string> names;
   for (const auto& t : st->spec.tunables) names.push_back(t.name);
-  auto ids = artifact::AssignConstIds(names, *previous);
-  if (!ids.ok()) return ids.status();
-  st->ids = std::move(*ids);
+  auto plan = artifact::PlanConstIds(st->out_dir, names);
+  if (!plan.ok()) return plan.status();
+  st->ids = plan->index;
+  st->migration = std::move(*plan);
   for (const auto& s : st->opts.only) {
     bool found = false;
-    for (const auto& [n, id] : st->ids.ids) found |= s == n || s == absl::StrCat(id);
+    for (const auto& [n, id] : st->ids.ids) found |= Names(s, n, id);
     if (!found)
       return InvalidWithHint(
           absl::StrCat("--only ", s, ": no such tunable in ", st->spec.path.string()),

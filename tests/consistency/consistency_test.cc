@@ -58,7 +58,7 @@ using guest::kKprobeList;
 using guest::WriteOnce;
 constexpr char kConsDir[] = "/sys/kernel/debug/sie_consistency";
 constexpr char kConsControl[] = "/sys/kernel/debug/sie_consistency/control";
-constexpr uint32_t kBatchId = 107;  // instance ids are constant ids (fixtures/sie_target)
+constexpr uint32_t kBatchId = 107;  // any instance number (sie set gives the lowest free one)
 constexpr uint32_t kArgId = 102;
 constexpr uint64_t kNewBatch = 100;
 

@@ -108,7 +108,7 @@ TEST_F(ObjectCacheTest, VmlinuxHeaderChangeMisses) {
 TEST_F(ObjectCacheTest, ConstantChangeMisses) {
   // The range of HYSTART_DELAY_MAX is in its generated header.
   ExpectMissAfter([&] {
-    fs::path j = dir() / "consts/757/const.json";
+    fs::path j = dir() / "consts/2/const.json";
     auto t = ReadFile(j);
     ASSERT_TRUE(t.ok());
     std::string s = *t;

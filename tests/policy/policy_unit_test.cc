@@ -114,7 +114,28 @@ TEST_F(PolicyTest, UnknownConstantIsAnErrorListingTheKnownOnes) {
   auto r = ResolveConsts(kFixtures / "sie_target", {"NO_SUCH_CONST"});
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("unknown constant 'NO_SUCH_CONST'"));
-  EXPECT_THAT(MessageWithHint(r.status()), HasSubstr("hint: known constants: SIE_TARGET_CALL_ARG"));
+  // The hint lists the names with the ids one can type instead.
+  EXPECT_THAT(
+      MessageWithHint(r.status()),
+      HasSubstr("hint: known constants: SIE_TARGET_CALL_ARG (1), SIE_TARGET_THRESHOLD (2)"));
+  r = ResolveConsts(kFixtures / "sie_target", {"3"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("unknown constant '3'"));
+}
+
+// sie-run --const takes ConstIDs and names in any case, mixed.
+TEST_F(PolicyTest, ConstArgumentsAreIdsOrNames) {
+  auto r = ResolveConsts(kFixtures / "tcp_cubic", {"2", "hystart_delay_shift"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].c.name, "HYSTART_DELAY_MAX");
+  EXPECT_EQ((*r)[0].c.id, 2);
+  EXPECT_EQ((*r)[1].c.name, "HYSTART_DELAY_SHIFT");
+  EXPECT_EQ((*r)[1].c.id, 1);
+  // One constant by id and by name is one constant given twice.
+  r = ResolveConsts(kFixtures / "tcp_cubic", {"1", "HYSTART_DELAY_SHIFT"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("HYSTART_DELAY_SHIFT is given twice"));
 }
 
 TEST_F(PolicyTest, ExamplePoliciesCompileWithWerror) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/artifact/consts_dir.h"
 #include "common/base/diag.h"
+#include "common/base/files.h"
 #include "gtest/gtest.h"
 #include "runtime/loader/checks.h"
 #include "runtime/loader/transaction.h"
@@ -41,7 +42,7 @@ bool Has(const absl::Status& st, absl::string_view text) {
   return absl::StrContains(MessageWithHint(st), text);
 }
 
-TEST(ValidateRequest, RefusesOutOfRangeValuesUnknownModesAndUnnumberableInstances) {
+TEST(ValidateRequest, RefusesOutOfRangeValuesAndUnknownModes) {
   artifact::SynthesizedConst c = Const("102");
   EXPECT_TRUE(ValidateRequest(c, Opts(7)).ok());
   absl::Status st = ValidateRequest(c, Opts(-1));
@@ -49,9 +50,9 @@ TEST(ValidateRequest, RefusesOutOfRangeValuesUnknownModesAndUnnumberableInstance
   EXPECT_TRUE(Has(st, "value -1 is outside the range of SIE_TARGET_CALL_ARG [0, 4294967295]"));
   EXPECT_TRUE(Has(st, "hint: the range comes from the constant's spec")) << st;
   EXPECT_TRUE(Has(ValidateRequest(c, Opts(7, 3)), "unknown mode 3"));
-  c.id = 5000;  // sie_consistency numbers instances 0..4095
-  st = ValidateRequest(c, Opts(7, 2));
-  EXPECT_TRUE(Has(st, "has id 5000; sie_consistency numbers instances 0..4095")) << st;
+  // The ConstID is no sie_consistency instance any more (FreeGlobalInstance gives one).
+  c.id = 5000;
+  EXPECT_TRUE(ValidateRequest(c, Opts(7, 2)).ok());
   EXPECT_TRUE(ValidateRequest(c, Opts(7, 1)).ok());
   EXPECT_TRUE(ValidateEngineName("native").ok());
   EXPECT_TRUE(Has(ValidateEngineName("ebpf"), "unknown engine 'ebpf'"));
@@ -322,6 +323,59 @@ TEST(TargetGoneNow, CountsTheConstantsGoneProbes) {
   EXPECT_TRUE(absl::StrContains(g->message, "its 2 probe(s)"));
   state["binary"] = "vmlinux";
   EXPECT_FALSE(TargetGoneNow("X", state, list).has_value());
+}
+
+// ConstIDs are per consts directory, so mode 2's instance is given per load: the lowest one no
+// loaded constant holds, whatever their ids.
+TEST(GlobalInstance, FreeOneIsNotTheConstIdAndOlderStateFilesCount) {
+  EXPECT_EQ(*FreeGlobalInstance({}), 1);
+  std::vector<json> loaded = {
+      {{"name", "A"}, {"id", 1}, {"mode", 2}, {"instance", 1}},
+      {{"name", "B"}, {"id", 1}, {"mode", 0}},    // mode 0: no instance
+      {{"name", "OLD"}, {"id", 2}, {"mode", 2}},  // an older sie's: instance = id
+      {{"name", "C"}, {"id", 7}, {"mode", 2}, {"instance", 4}}};
+  EXPECT_EQ(GlobalInstanceIn(loaded[0]), 1);
+  EXPECT_EQ(GlobalInstanceIn(loaded[1]), -1);
+  EXPECT_EQ(GlobalInstanceIn(loaded[2]), 2);
+  EXPECT_EQ(*FreeGlobalInstance(loaded), 3);
+  std::vector<json> full;
+  for (int i = 1; i < 4096; ++i) full.push_back({{"mode", 2}, {"instance", i}});
+  auto st = FreeGlobalInstance(full);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Has(st.status(), "all 4095 sie_consistency instances are held")) << st.status();
+  EXPECT_TRUE(Has(st.status(), "hint: unload constants loaded in mode 2"));
+}
+
+// `sie unload` and `sie status` take a name (any case) or an id; ids are per directory.
+TEST(ResolveLoaded, NameOrIdAmongLoadedConstants) {
+  auto t = TempDir::Create(fs::temp_directory_path(), "sie-resolve-");
+  ASSERT_TRUE(t.ok());
+  const fs::path a = t->path() / "a", b = t->path() / "b";
+  fs::create_directories(a / "1");
+  fs::create_directories(b / "1");
+  fs::create_directories(b / "2");
+  std::vector<json> loaded = {
+      {{"name", "SIE_TARGET_CALL_ARG"}, {"id", 1}, {"const_path", (a / "1/const.json").string()}},
+      {{"name", "SHRINK_BATCH"}, {"id", 1}, {"const_path", (b / "1/const.json").string()}},
+      {{"name", "SIE_TARGET_BATCH"}, {"id", 2}, {"const_path", (b / "2/const.json").string()}}};
+  EXPECT_EQ(*ResolveLoaded("shrink_batch", loaded, ""), "SHRINK_BATCH");
+  EXPECT_EQ(*ResolveLoaded("SHRINK_BATCH", loaded, a.string()), "SHRINK_BATCH");  // names: any
+  EXPECT_EQ(*ResolveLoaded("2", loaded, ""), "SIE_TARGET_BATCH");
+  EXPECT_EQ(*ResolveLoaded("1", loaded, a.string()), "SIE_TARGET_CALL_ARG");
+  EXPECT_EQ(*ResolveLoaded("1", loaded, (b / ".").string()), "SHRINK_BATCH");
+  auto amb = ResolveLoaded("1", loaded, "");
+  ASSERT_FALSE(amb.ok());
+  EXPECT_TRUE(Has(amb.status(), "id 1 names 2 loaded constants")) << amb.status();
+  EXPECT_TRUE(Has(amb.status(), "SHRINK_BATCH (from " + b.string() + ")")) << amb.status();
+  EXPECT_TRUE(Has(amb.status(), "hint: name the constant, or add --consts DIR"));
+  auto none = ResolveLoaded("2", loaded, a.string());
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Has(none.status(), "no loaded constant has id 2 in " + a.string()));
+  auto unknown = ResolveLoaded("NOPE", loaded, "");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_TRUE(Has(unknown.status(), "NOPE is not loaded"));
+  EXPECT_TRUE(Has(unknown.status(), "hint: see 'sie status'"));
 }
 
 }  // namespace

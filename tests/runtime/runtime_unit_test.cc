@@ -150,7 +150,11 @@ TEST(ConstReader, ReadsEveryFixture) {
   EXPECT_EQ(e->c.id, 102);
   EXPECT_EQ(e->c.spans[0].target_reg, "si");
   EXPECT_EQ(e->c.spans[0].width, 4);
-  EXPECT_TRUE(artifact::FindConst(kFixtures, "105").ok());
+  // `sie set` and `sie-run --const` take the id as well (the fixtures are hand-numbered).
+  auto by_id = artifact::FindConst(kFixtures, "105");
+  ASSERT_TRUE(by_id.ok()) << by_id.status();
+  EXPECT_EQ(by_id->c.name, "SIE_TARGET_SCALE");
+  EXPECT_FALSE(artifact::FindConst(kFixtures, "110").ok());
   auto missing = artifact::FindConst(kFixtures, "NOPE");
   ASSERT_FALSE(missing.ok());
   EXPECT_TRUE(absl::StrContains(MessageWithHint(missing.status()), "SIE_TARGET_CALL_ARG"));

@@ -40,6 +40,8 @@ refused() { # context expected-message-fragment cmd...
   nothing_attached "$ctx"
 }
 refused_keep() { out=$("$@" 2>&1) && bad "$out" || ok "refused while loaded: $(echo "$out" | head -1)"; }
+# mode 2: sie_consistency's instances (numbered per load, not by ConstID)
+instances() { ls -d /sys/kernel/debug/sie_consistency/[0-9]* 2>/dev/null | tr '\n' ' '; }
 jget() { # json key (flat numbers)
   sed -n "s/^ *\"$2\": \([-0-9.a-z]*\),*$/\1/p" "$1" | head -1
 }
@@ -83,9 +85,10 @@ check_kind SIE_TARGET_SCALE 7 mul 5 35 80
 check_kind SIE_TARGET_DIVISOR 7 div 100 14 10
 nothing_attached "after the kinds"
 
-# --- a loaded constant: set again = map update; status shows counters ---
-sie set SIE_TARGET_CALL_ARG 7 --consts $C > /dev/null || bad "set 7"
-sie set SIE_TARGET_CALL_ARG 4000000000 --consts $C --json > $W/upd.json || bad "set 4e9"
+# --- a loaded constant: set again = map update; status shows counters. Every command takes the
+# ConstID (102) or the name in any case. ---
+sie set 102 7 --consts $C > /dev/null || bad "set 7 by id"
+sie set sie_target_call_arg 4000000000 --consts $C --json > $W/upd.json || bad "set 4e9 by name"
 expect_eq "update only" "$(jget $W/upd.json updated_only)" "true"
 echo "     value update latency $(jget $W/upd.json latency_ms) ms"
 expect_eq "call_arg(1) with 4000000000" "$(run call_arg 1)" "4000000001"
@@ -93,7 +96,11 @@ refused_keep sie set SIE_TARGET_CALL_ARG 5000000000 --consts $C
 expect_eq "value kept after a refusal" "$(run call_arg 1)" "4000000001"
 sie status
 sie status --json | grep -q '"applied": [1-9]' && ok "status shows applied counters" || bad "status counters"
-sie unload SIE_TARGET_CALL_ARG
+sie status 102 > $W/st102 || bad "sie status 102"
+grep -q "^SIE_TARGET_CALL_ARG (id 102): value 4000000000, mode 0, loaded" $W/st102 &&
+  ok "sie status 102: $(head -1 $W/st102)" || bad "sie status 102: $(cat $W/st102)"
+refused_keep sie unload 999
+sie unload 102 || bad "sie unload 102 (by id)"
 expect_eq "call_arg restored" "$(run call_arg 100)" "4760"
 
 # --- engines: native by default where it covers every span, BPF otherwise, -v says why ---
@@ -365,7 +372,7 @@ for mode in 0 1 2; do
     expect_eq "mode $mode mixed pairs" "$mixed" "0"
   fi
 done
-[ -e /sys/kernel/debug/sie_consistency/107 ] && bad "sie_consistency instance 107 left" ||
+[ -n "$(instances)" ] && bad "sie_consistency instance(s) left: $(instances)" ||
   ok "no sie_consistency instance left"
 
 # --- mode 1: a task with a safe-span frame on its stack keeps the old value and is named ---
@@ -409,7 +416,7 @@ if [ $rc -ne 0 ] && echo "$out" | grep -q "did not finish" && echo "$out" | grep
   ok "mode 2 set timeout refused: $(echo "$out" | head -1)"
 else bad "mode 2 set timeout: rc=$rc out=$out"; fi
 nothing_attached "mode 2 set timeout"
-[ -e /sys/kernel/debug/sie_consistency/107 ] && bad "instance left after a set timeout" ||
+[ -n "$(instances)" ] && bad "instance left after a set timeout: $(instances)" ||
   ok "no sie_consistency instance after a set timeout"
 expect_eq "batch value after a set timeout" "$(cat $T/batch_last)" "64"
 # The reverse direction: loaded while nobody is inside, then a 0.3 s unload under 8 workers is
@@ -424,7 +431,7 @@ if out=$(sie unload SIE_TARGET_BATCH --timeout 0.3 2>&1); then
 else
   echo "$out" | grep -q "hint:" && ok "mode 2 unload timeout refused: $(echo "$out" | head -1)" ||
     bad "mode 2 unload timeout: $out"
-  sie status | grep -q "SIE_TARGET_BATCH: value 100, mode 2, loaded" &&
+  sie status | grep -q "SIE_TARGET_BATCH (id 107): value 100, mode 2, loaded" &&
     ok "still loaded after the refused unload" || { bad "state after a refused unload"; sie status; }
   expect_eq "new value kept" "$(cat $T/batch_last)" "100"
   echo 0 > $T/workers

@@ -113,6 +113,11 @@ TEST_F(PipelineTest, EveryTunableIsAttemptedAndTheGoodOneWritten) {
   auto index = ReadIdIndex(o.out);
   ASSERT_TRUE(index.ok());
   EXPECT_EQ(index->ids.size(), 4u);
+  // ConstIDs a person can type: 1, 2, 3, ... in spec order, LIMIT's directory is its id.
+  EXPECT_EQ(index->ids,
+            (std::map<std::string, int>{{"MISSING", 1}, {"TWICE", 2}, {"LIMIT", 3}, {"SIZE", 4}}));
+  EXPECT_EQ(limit.id, 3);
+  EXPECT_EQ(limit.const_json, o.out / "3" / "const.json");
   EXPECT_THAT(lines, ::testing::Contains(HasSubstr("[1/1")));
 }
 
@@ -130,6 +135,60 @@ TEST_F(PipelineTest, OnlySelectsAndUnknownNamesAreErrors) {
   rep = Synthesize(o, nullptr);
   ASSERT_FALSE(rep.ok());
   EXPECT_THAT(std::string(rep.status().message()), HasSubstr("--only NOPE"));
+  // By ConstID (LIMIT is 3, the spec's third) and by name in any case.
+  for (const char* arg : {"3", "limit"}) {
+    o.only = {arg};
+    rep = Synthesize(o, nullptr);
+    ASSERT_TRUE(rep.ok()) << arg << ": " << rep.status();
+    ASSERT_EQ(rep->tunables.size(), 1u) << arg;
+    EXPECT_EQ(rep->tunables[0].name, "LIMIT") << arg;
+    EXPECT_EQ(rep->tunables[0].id, 3) << arg;
+  }
+}
+
+// An --out an older sie wrote (hash ids, no id_scheme in index.json) is renumbered the first
+// time synth writes into it: a constant this run does not select moves to its new id with its
+// stub generated again, and the index is of the new scheme.
+TEST_F(PipelineTest, LegacyOutIsRenumberedAndItsArtifactsGeneratedAgain) {
+  SynthOptions o;
+  o.spec = dir_->path() / "spec.yaml";
+  o.out = dir_->path() / "out";
+  o.compile_stubs = false;
+  o.only = {"LIMIT"};
+  ASSERT_TRUE(Synthesize(o, nullptr).ok());
+  // Make it what an older sie left: LIMIT at its hash id 757, the stub embedding it.
+  fs::rename(o.out / "3", o.out / "757");
+  auto j = nlohmann::json::parse(*ReadFile(o.out / "757/const.json"));
+  j["id"] = 757;
+  ASSERT_TRUE(WriteFileAtomic(o.out / "757/const.json", JsonText(j)).ok());
+  ASSERT_TRUE(
+      WriteFileAtomic(o.out / "757/stub.bpf.c", "/* Stub of constant LIMIT (id 757) */").ok());
+  ASSERT_TRUE(WriteFileAtomic(o.out / "index.json", R"({"format_version": 1, "constants": [
+      {"id": 15, "name": "MISSING"}, {"id": 312, "name": "TWICE"},
+      {"id": 757, "name": "LIMIT", "dir": "757"}, {"id": 943, "name": "SIZE"}], "retired": []})")
+                  .ok());
+
+  o.only = {"TWICE"};  // fails in its edit: LIMIT is not written by this run
+  std::vector<std::string> lines;
+  auto rep = Synthesize(o, [&](const std::string& l) { lines.push_back(l); });
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  EXPECT_EQ(rep->tunables[0].id, 2);
+  EXPECT_THAT(lines, ::testing::Contains(HasSubstr("757 -> 3")));
+  EXPECT_FALSE(fs::exists(o.out / "757"));
+  auto c = artifact::ReadConstFile(o.out / "3/const.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name, "LIMIT");
+  EXPECT_EQ(c->id, 3);
+  auto stub = ReadFile(o.out / "3/stub.bpf.c");
+  ASSERT_TRUE(stub.ok());
+  EXPECT_THAT(*stub, HasSubstr("(id 3)"));
+  EXPECT_THAT(*stub, ::testing::Not(HasSubstr("757")));
+  auto index = ReadIdIndex(o.out);
+  ASSERT_TRUE(index.ok()) << index.status();
+  EXPECT_EQ(index->scheme, artifact::kIdScheme);
+  EXPECT_EQ(index->ids,
+            (std::map<std::string, int>{{"MISSING", 1}, {"TWICE", 2}, {"LIMIT", 3}, {"SIZE", 4}}));
+  EXPECT_EQ(index->next_id, 5);
 }
 
 TEST(RefusalTest, ClassesRoundTripAndSurviveContext) {

@@ -35,8 +35,9 @@ bool Trace() {
 
 absl::Status KernelStep(absl::string_view what) {
   const int n = ++g_steps;
-  if (Trace()) std::fprintf(stderr, "sie: kernel step %d: %.*s\n", n, static_cast<int>(what.size()),
-                            what.data());
+  if (Trace())
+    std::fprintf(stderr, "sie: kernel step %d: %.*s\n", n, static_cast<int>(what.size()),
+                 what.data());
   if (n != FailAt()) return absl::OkStatus();
   return FailedWithHint(absl::StrCat("injected fault at kernel step ", n, " (", what, ")"),
                         "SIE_FAIL_STEP is set: unset it for a real run");

@@ -1,12 +1,12 @@
 // SIE_FAIL_STEP fails exactly the N-th kernel step of a process, with a message that names it.
 #include "common/base/fault.h"
 
-#include "common/base/diag.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+
+#include "common/base/diag.h"
 
 namespace sie {
 namespace {

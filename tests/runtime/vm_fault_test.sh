@@ -103,7 +103,7 @@ fail_unload_steps SIE_TARGET_SAVED
 expect_eq "saved(9) after unload" "$(run saved 9)" 63
 # Global mode: the sie_consistency instance and its spans, then the switch.
 fail_each_step "set BATCH mode 2" 8 SIE_TARGET_BATCH 100 --mode 2 --timeout 30
-sie status | grep -q "SIE_TARGET_BATCH: value 100, mode 2" && ok "BATCH loaded in mode 2" ||
+sie status | grep -q "SIE_TARGET_BATCH (id [0-9]*): value 100, mode 2" && ok "BATCH loaded in mode 2" ||
   bad "BATCH not loaded in mode 2: $(sie status)"
 fail_unload_steps SIE_TARGET_BATCH
 

@@ -736,6 +736,16 @@ absl::Status PowersOfTwoOnly(const Builds& b, const absl::Status& failed, const 
   return absl::OkStatus();
 }
 
+// The refusals another value may avoid: the code has another shape at V2 or V3 (control flow,
+// a comparison, register allocation, a special case such as `test` for V = 1) and the fit of
+// the three builds failed on it. The replacement is fitted and checked like the first three.
+bool ShapeMayDiffer(const ObjectErrors& e) {
+  for (Refusal r : {Refusal::kControlFlow, Refusal::kShapeChange, Refusal::kTwoInputs,
+                    Refusal::kFormulaFamily, Refusal::kInputInSpan})
+    if (e.classes.count(r)) return true;
+  return false;
+}
+
 // Check builds to replace those FitAnotherValue used, so two values are still checked.
 void RefillChecks(const Fit& fit, const Fit& first, const AnalyzeOptions& opts, ValueBuilds* more,
                   std::vector<VariantObject>* checks) {
@@ -909,7 +919,7 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   if (!fit.ok()) return fit.status();
   // Values whose code has another shape: never used again, to fit or to check.
   std::vector<int64_t> avoid;
-  if (fit->errors.classes.count(Refusal::kControlFlow)) {
+  if (ShapeMayDiffer(fit->errors)) {
     auto other = FitAnotherValue(*fit, opts, only_norm, &checks, &more);
     if (!other.ok()) fit->errors.msgs.back() += absl::StrCat(" (", other.status().message(), ")");
     if (other.ok()) {
@@ -918,7 +928,8 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
       RefillChecks(*other, *fit, opts, &more, &checks);
       fit = std::move(other);
     }
-  } else if (!fit->errors.msgs.empty() && AllPowersOfTwo(fit->vs)) {
+  }
+  if (!fit->errors.msgs.empty() && AllPowersOfTwo(fit->vs)) {
     absl::Status failed = absl::FailedPreconditionError(fit->errors.msgs[0]);
     if (auto other = FitNonPowerOfTwo(*fit, failed, opts, only_norm, &checks, &more); other.ok())
       fit = std::move(other);

@@ -714,6 +714,33 @@ TEST_P(AnalysisTest, ValueWithAnotherShapeIsReplaced) {
   EXPECT_EQ(Eval(*s[0], 700), 700u);
 }
 
+// A clamp computed from four inputs: at V=1 the compiler tests the value's sign instead of
+// comparing it with V, so the fit of V=2, 1, 4 fails on that build. V=1 is replaced by a value
+// whose code has the others' shape, and the formula holds at values never compiled.
+TEST_P(AnalysisTest, FitFailingAtOneValueIsRedoneWithAnother) {
+  std::vector<VariantObject> v;
+  for (int64_t x : {2, 1, 4}) v.push_back({x, Obj("clamp_one", x)});
+  AnalyzeOptions o;
+  o.range_min = 1;
+  o.range_max = 250;
+  for (int64_t x : CheckValues({2, 1, 4}, o.range_min, o.range_max))
+    o.check.push_back({x, Obj("clamp_one", x)});
+  o.build = [&](int64_t x) -> absl::StatusOr<std::string> { return Obj("clamp_one", x); };
+  auto r = AnalyzeVariants(v, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string w = absl::StrJoin(r->warnings, "\n");
+  EXPECT_EQ(std::count(r->fitted.begin(), r->fitted.end(), 1), 0) << w;
+  EXPECT_NE(w.find("the code at V=1 has another shape"), std::string::npos) << w;
+  EXPECT_EQ(r->checked.size(), 2u) << w;
+  auto s = In(*r, "fx_clamp_one");
+  ASSERT_FALSE(s.empty()) << Dump(*r);
+  // The register that holds V for the clamp (gcc: also its compare, clang: `cmp x, V + 1`).
+  auto reg = std::find_if(s.begin(), s.end(),
+                          [](const CriticalSpan* c) { return c->kind == SpanKind::kReg; });
+  ASSERT_NE(reg, s.end()) << Dump(*r);
+  EXPECT_EQ(Eval(**reg, 37), 37u) << Dump(*r);
+}
+
 // gcc unrolls the loop at V=5 but not at 6: a check value at 5 is replaced by 6.
 TEST_P(AnalysisTest, CheckValueWithAnotherShapeIsReplaced) {
   if (GetParam() != "gcc") GTEST_SKIP() << "clang unrolls this loop up to larger bounds";

@@ -517,6 +517,40 @@ bool AllPowersOfTwo(const std::vector<int64_t>& vs) {
   return std::all_of(vs.begin(), vs.end(), [](int64_t v) { return v > 0 && (v & (v - 1)) == 0; });
 }
 
+// Where the code has another shape at the check value `bad` and around it, on one side of the
+// fitted values (a loop unrolled for small counts, another instruction for large ones), the
+// range stops where the fitted shape does: bisected with builds between the nearest such value
+// and the fitted ones; the first value of the fitted side that checks becomes the range's end.
+// A formula that disagrees at a bisection value refuses, as any check does.
+absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& failed,
+                           const Scope& only_norm, const std::vector<int64_t>& vs,
+                           const std::vector<int64_t>& tried, ValueBuilds* more,
+                           AnalysisResult* res) {
+  auto [lo_it, hi_it] = std::minmax_element(vs.begin(), vs.end());
+  const bool below = bad < *lo_it;
+  if (!below && bad <= *hi_it) return failed;  // between fitted values: no range to cut
+  int64_t out = bad, in = below ? *lo_it : *hi_it;  // out: another shape; in: the fitted one
+  for (int64_t t : tried)
+    if (below ? t < in && t > out : t > in && t < out) out = t;
+  std::optional<int64_t> checked;
+  for (int round = 0; round < 8 && (below ? in - out : out - in) > 1; ++round) {
+    const int64_t mid = out + (in - out) / 2;
+    auto path = more->Get(mid);
+    if (!path.ok()) return failed;
+    absl::Status st = CheckAt(b, {mid, *path}, only_norm, vs, res);
+    if (RefusalOf(st) == Refusal::kFormulaFamily) return st;
+    (st.ok() ? in : out) = mid;
+    if (st.ok()) checked = mid;
+  }
+  if ((below ? in - out : out - in) > 1) return failed;  // the boundary is not pinned down
+  if (checked) res->checked.push_back(*checked);
+  (below ? res->range_min : res->range_max) = in;
+  res->warnings.push_back(absl::StrCat(
+      "V is restricted to ", below ? ">= " : "<= ", in, ": the code has another shape at V=", out,
+      " and beyond (", failed.message().substr(0, 200), "), where the formula cannot be checked"));
+  return absl::OkStatus();
+}
+
 // The check at `c` failed with `failed` because the code there has another shape (not because
 // a formula disagrees): nearby values are checked instead, the first that agrees replaces c.
 absl::Status CheckNearby(const Builds& b, const VariantObject& c, const absl::Status& failed,
@@ -538,6 +572,9 @@ absl::Status CheckNearby(const Builds& b, const VariantObject& c, const absl::St
     }
     if (RefusalOf(st) == Refusal::kFormulaFamily) return st;  // a formula disagrees there
   }
+  if (auto narrowed = NarrowToShape(b, c.value, failed, only_norm, vs, tried, more, res);
+      narrowed.ok() || RefusalOf(narrowed) == Refusal::kFormulaFamily)
+    return narrowed;
   std::string note = tried.empty() ? ""
                                    : absl::StrCat("; nearby V=", absl::StrJoin(tried, ", "),
                                                   " have another shape too");
@@ -681,8 +718,8 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
   return absl::NotFoundError(
       tried.empty() ? "no other value to try"
                     : absl::StrCat("V=", absl::StrJoin(tried, ", "),
-                                   " tried in place of V2 or V3: the code has other shapes there "
-                                   "too"));
+                                   " tried in place of V2 or V3: the builds are not explained "
+                                   "alike there either"));
 }
 
 // The values fitted are all powers of two and a check failed: code that multiplies or divides

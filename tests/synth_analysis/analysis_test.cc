@@ -762,6 +762,36 @@ TEST_P(AnalysisTest, CheckValueWithAnotherShapeIsReplaced) {
   EXPECT_NE(w.find("checked at V=6 instead"), std::string::npos) << w;
 }
 
+// The check value 2 and its neighbours are all unrolled loops (gcc: up to 5, clang: further):
+// the range is cut where the fitted shape stops, found by bisection with builds, and said.
+TEST_P(AnalysisTest, RangeStopsWhereTheShapeChanges) {
+  std::vector<VariantObject> v;
+  for (int64_t x : {100, 200, 300}) v.push_back({x, Obj("loop", x)});
+  AnalyzeOptions o;
+  o.check.push_back({2, Obj("loop", 2)});
+  o.range_min = 1;
+  o.range_max = 1000;
+  std::vector<int64_t> built;
+  o.build = [&](int64_t x) -> absl::StatusOr<std::string> {
+    built.push_back(x);
+    return Obj("loop", x);
+  };
+  auto r = AnalyzeVariants(v, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string w = absl::StrJoin(r->warnings, "\n");
+  const int64_t unrolled = GetParam() == "gcc" ? 5 : 20;  // the largest unrolled count
+  EXPECT_GT(r->range_min, unrolled) << w;
+  EXPECT_LE(r->range_min, 100) << w;
+  EXPECT_NE(w.find(absl::StrCat("V is restricted to >= ", r->range_min)), std::string::npos) << w;
+  // The range's first value was built and checked (bisection), the one below it has another
+  // shape.
+  EXPECT_NE(std::find(r->checked.begin(), r->checked.end(), r->range_min), r->checked.end()) << w;
+  EXPECT_NE(std::find(built.begin(), built.end(), r->range_min - 1), built.end()) << w;
+  auto s = In(*r, "fx_loop");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(Eval(*s[0], 700), 700u);
+}
+
 // x % V at powers of two is `and` (X & (V - 1)), which the check at a value that is none
 // refutes: the fit is redone with V3 replaced by one, the old V3 becomes a check.
 TEST_P(AnalysisTest, PowersOfTwoOnlyAreFittedAgain) {

@@ -705,6 +705,11 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
     for (int64_t v :
          ReplacementValues(first.vs[idx], opts.range_min, opts.range_max, taken, false, 2))
       cands.push_back({v, ""});
+    // Its mirror across V1: a loop unrolled for small counts has V1's shape above V1.
+    const __int128 mirror = 2 * static_cast<__int128>(first.vs[0]) - first.vs[idx];
+    if (mirror >= opts.range_min && mirror <= opts.range_max &&
+        std::find(taken.begin(), taken.end(), static_cast<int64_t>(mirror)) == taken.end())
+      cands.push_back({static_cast<int64_t>(mirror), ""});
     auto f = FitInPlace(first, idx, cands, opts, only_norm, checks, more, &tried);
     if (!f.ok()) continue;
     f->res.warnings.push_back(absl::StrCat("the code at V=", first.vs[idx], " has another shape (",

@@ -762,6 +762,25 @@ TEST_P(AnalysisTest, CheckValueWithAnotherShapeIsReplaced) {
   EXPECT_NE(w.find("checked at V=6 instead"), std::string::npos) << w;
 }
 
+// V3 = 3 and the values next to it are unrolled loops: its mirror across V1 (197) has V1's
+// shape and replaces it.
+TEST_P(AnalysisTest, MirrorAcrossV1ReplacesAnUnrolledValue) {
+  std::vector<VariantObject> v;
+  for (int64_t x : {100, 200, 3}) v.push_back({x, Obj("loop", x)});
+  AnalyzeOptions o;
+  o.range_min = 1;
+  o.range_max = 1000;
+  o.build = [&](int64_t x) -> absl::StatusOr<std::string> { return Obj("loop", x); };
+  auto r = AnalyzeVariants(v, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->fitted, (std::vector<int64_t>{100, 200, 197}));
+  const std::string w = absl::StrJoin(r->warnings, "\n");
+  EXPECT_NE(w.find("the code at V=3 has another shape"), std::string::npos) << w;
+  auto s = In(*r, "fx_loop");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(Eval(*s[0], 700), 700u);
+}
+
 // The check value 2 and its neighbours are all unrolled loops (gcc: up to 5, clang: further):
 // the range is cut where the fitted shape stops, found by bisection with builds, and said.
 TEST_P(AnalysisTest, RangeStopsWhereTheShapeChanges) {

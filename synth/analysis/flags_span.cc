@@ -41,13 +41,15 @@ std::optional<z3::expr> EmulatedCond(z3::context& ctx, const std::string& op, co
 }
 
 absl::Status ProveFlagsEmulation(z3::context& ctx, const std::vector<SymState*>& builds,
-                                 const std::vector<uint64_t>& imms, const std::string& consumer) {
+                                 const std::vector<uint64_t>& imms, const std::string& consumer,
+                                 const std::vector<z3::expr>* xs) {
   const std::string cc = ConsumerCc(consumer);
   for (size_t k = 0; k < builds.size(); ++k) {
     const SymFlags& f = *builds[k]->flags();
-    const unsigned w = f.a.get_sort().bv_size();
+    const z3::expr& x = xs ? (*xs)[k] : f.a;
+    const unsigned w = x.get_sort().bv_size();
     auto want = builds[k]->Cond(cc);
-    auto got = EmulatedCond(ctx, f.insn->mnemonic, f.a, ctx.bv_val(imms[k], w), cc);
+    auto got = EmulatedCond(ctx, f.insn->mnemonic, x, ctx.bv_val(imms[k], w), cc);
     if (!want || !got)
       return absl::InvalidArgumentError(
           absl::StrCat("the condition `", consumer, "` (", cc, ") is not modelled"));
@@ -59,6 +61,37 @@ absl::Status ProveFlagsEmulation(z3::context& ctx, const std::vector<SymState*>&
                        "` is not what the recomputed flags give for immediate ", imms[k]));
   }
   return absl::OkStatus();
+}
+
+bool NormalizeTests(z3::context& ctx, const std::vector<const SymFlags*>& fs,
+                    std::vector<z3::expr>* a, std::vector<z3::expr>* b) {
+  std::vector<z3::expr> na, nb;
+  unsigned wide = 0;
+  for (size_t k = 0; k < fs.size(); ++k) {
+    if (fs[k]->insn->mnemonic != "test") return false;
+    const unsigned w = (*a)[k].get_sort().bv_size();
+    wide = std::max(wide, w);
+    na.push_back((*a)[k]);
+    // test r, r: the mask is every bit of the width.
+    nb.push_back(z3::eq((*a)[k], (*b)[k])
+                     ? ctx.bv_val(w >= 64 ? ~uint64_t{0} : (uint64_t{1} << w) - 1, w)
+                     : (*b)[k]);
+    if (!nb.back().simplify().is_numeral()) return false;
+  }
+  for (size_t k = 0; k < fs.size(); ++k) {
+    const unsigned w = na[k].get_sort().bv_size();
+    if (w == wide) continue;
+    // The narrow operand must be the low bits of a register (extract w-1..0 of a wider value).
+    const z3::expr& e = na[k];
+    if (!e.is_app() || e.decl().decl_kind() != Z3_OP_EXTRACT || e.lo() != 0 ||
+        e.arg(0).get_sort().bv_size() < wide)
+      return false;
+    na[k] = e.arg(0).extract(wide - 1, 0);
+    nb[k] = z3::zext(nb[k], wide - w);
+  }
+  *a = std::move(na);
+  *b = std::move(nb);
+  return true;
 }
 
 absl::StatusOr<std::string> XFromProbe(z3::context& ctx, SymState& st, const std::string& reg,

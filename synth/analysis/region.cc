@@ -538,6 +538,15 @@ struct RegionAnalysis {
       bool same_a = AllEqual(ctx, a), same_b = AllEqual(ctx, b);
       bool same_kind = st[0]->flags()->kind == st[1]->flags()->kind &&
                        st[0]->flags()->kind == st[2]->flags()->kind;
+      int width = st[0]->flags()->width;
+      // One test of one operand with a mask, encoded per build at another width.
+      bool normalized = false;
+      if (same_kind && !(same_a && same_b) &&
+          NormalizeTests(ctx, {&*st[0]->flags(), &*st[1]->flags(), &*st[2]->flags()}, &a, &b)) {
+        normalized = true;
+        same_a = AllEqual(ctx, a);
+        width = static_cast<int>(a[0].get_sort().bv_size() / 8);
+      }
       if (!(same_a && same_b && same_kind)) {
         const Insn& fi = *st[0]->flags()->insn;
         if (!same_kind || !same_a || !FlagsSpanOp(fi.mnemonic))
@@ -561,7 +570,6 @@ struct RegionAnalysis {
                           Refusal::kShapeChange);
           cs.push_back(v);
         }
-        int width = st[0]->flags()->width;
         auto fam = FitFamily(cx.vs, cs, width * 8);
         if (!fam.ok())
           return Classified(absl::InvalidArgumentError(absl::StrCat(
@@ -606,7 +614,9 @@ struct RegionAnalysis {
         auto done = Finish(sp, locs);
         if (!done.ok()) return done.status();
         std::vector<SymState*> builds = {st[0].get(), st[1].get(), st[2].get()};
-        if (auto pr = ProveFlagsEmulation(ctx, builds, cs, done->flags_cc); !pr.ok())
+        if (auto pr =
+                ProveFlagsEmulation(ctx, builds, cs, done->flags_cc, normalized ? &a : nullptr);
+            !pr.ok())
           return Refuse(fb, fi.offset, absl::StrCat("flags span: ", pr.message()),
                         Refusal::kShapeChange);
         // The stub writes the result of add/sub itself: a span of the same register at the

@@ -811,6 +811,28 @@ TEST_P(AnalysisTest, RangeStopsWhereTheShapeChanges) {
   EXPECT_EQ(Eval(*s[0], 700), 700u);
 }
 
+// x % V == 0 at V = 256, 128, 512: `test bl, bl`, `test bl, 0x7f`, `test ebx, 0x1ff` are one
+// test of ebx with mask V - 1; the other values divide, so V is restricted to powers of two.
+TEST_P(AnalysisTest, TestsOfOneMaskAtAnyWidthAreOneFlagsSpan) {
+  std::vector<VariantObject> v;
+  for (int64_t x : {256, 128, 512}) v.push_back({x, Obj("mod_test", x)});
+  AnalyzeOptions o;
+  o.range_min = 1;
+  o.range_max = 65536;
+  for (int64_t x : CheckValues({256, 128, 512}, o.range_min, o.range_max))
+    o.check.push_back({x, Obj("mod_test", x)});
+  o.build = [&](int64_t x) -> absl::StatusOr<std::string> { return Obj("mod_test", x); };
+  auto r = AnalyzeVariants(v, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_every");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kFlags) << Dump(*r);
+  EXPECT_EQ(s[0]->flags_op, "test");
+  EXPECT_EQ(s[0]->width, 4) << Dump(*r);
+  EXPECT_TRUE(r->pow2_only) << absl::StrJoin(r->warnings, "\n");
+  for (int64_t x : {64, 1024, 4096}) EXPECT_EQ(Eval(*s[0], x), static_cast<uint64_t>(x - 1));
+}
+
 // x % V at powers of two is `and` (X & (V - 1)), which the check at a value that is none
 // refutes: the fit is redone with V3 replaced by one, the old V3 becomes a check.
 TEST_P(AnalysisTest, PowersOfTwoOnlyAreFittedAgain) {

@@ -528,7 +528,7 @@ absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& fai
                            AnalysisResult* res) {
   auto [lo_it, hi_it] = std::minmax_element(vs.begin(), vs.end());
   const bool below = bad < *lo_it;
-  if (!below && bad <= *hi_it) return failed;  // between fitted values: no range to cut
+  if (!below && bad <= *hi_it) return failed;       // between fitted values: no range to cut
   int64_t out = bad, in = below ? *lo_it : *hi_it;  // out: another shape; in: the fitted one
   for (int64_t t : tried)
     if (below ? t < in && t > out : t > in && t < out) out = t;

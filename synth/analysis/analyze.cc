@@ -536,8 +536,9 @@ absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& fai
   for (int round = 0; round < 8 && (below ? in - out : out - in) > 1; ++round) {
     const int64_t mid = out + (in - out) / 2;
     auto path = more->Get(mid);
-    if (!path.ok()) return failed;
-    absl::Status st = CheckAt(b, {mid, *path}, only_norm, vs, res);
+    if (!path.ok() && (!more->build || !*more->build)) return failed;
+    // A value the kernel does not compile with (BUILD_BUG_ON) is outside the range too.
+    absl::Status st = path.ok() ? CheckAt(b, {mid, *path}, only_norm, vs, res) : path.status();
     if (RefusalOf(st) == Refusal::kFormulaFamily) return st;
     (st.ok() ? in : out) = mid;
     if (st.ok()) checked = mid;
@@ -545,9 +546,10 @@ absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& fai
   if ((below ? in - out : out - in) > 1) return failed;  // the boundary is not pinned down
   if (checked) res->checked.push_back(*checked);
   (below ? res->range_min : res->range_max) = in;
-  res->warnings.push_back(absl::StrCat(
-      "V is restricted to ", below ? ">= " : "<= ", in, ": the code has another shape at V=", out,
-      " and beyond (", failed.message().substr(0, 200), "), where the formula cannot be checked"));
+  res->warnings.push_back(
+      absl::StrCat("V is restricted to ", below ? ">= " : "<= ", in,
+                   ": the code has another shape or does not compile at V=", out, " and beyond (",
+                   failed.message().substr(0, 200), "), where the formula cannot be checked"));
   return absl::OkStatus();
 }
 
@@ -597,7 +599,11 @@ absl::Status CheckAll(const Builds& b, const std::vector<VariantObject>& checks,
       skipped.push_back(c.value);
       continue;
     }
-    absl::Status s = CheckAt(b, c, only_norm, vs, res);
+    // No object: the kernel does not compile with that value (the builder said why).
+    absl::Status s =
+        c.path.empty() ? CheckRefusal(absl::StrCat("the kernel does not compile with V=", c.value),
+                                      Refusal::kBuild)
+                       : CheckAt(b, c, only_norm, vs, res);
     if (s.ok()) {
       res->checked.push_back(c.value);
       continue;

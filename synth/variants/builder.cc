@@ -23,6 +23,10 @@ namespace sie::synth {
 namespace fs = std::filesystem;
 namespace {
 
+// Marks the compile error of a check value (CompileFailed), which fails no tunable (Fail).
+constexpr char kCheckValueNote[] =
+    " is a check value inside the spec's range, built to test the formulas";
+
 constexpr auto kCompileTimeout = std::chrono::minutes(10);
 
 std::string Tail(const std::string& s, size_t n = 6000) {
@@ -208,10 +212,10 @@ class VariantBuilder {
                                  " have the same source as another and are shared"));
     if (ctx_.kind == TargetKind::kKernel) SavedCommands();
     std::vector<absl::Status> status = RunJobs(jobs);
-    for (size_t i = 0; i < jobs.size(); ++i) Fail(jobs[i].tunable, status[i]);
+    for (size_t i = 0; i < jobs.size(); ++i) Fail(jobs[i], status[i]);
     for (const auto& [dup, prim] : aliases) {
       if (!status[prim].ok()) {
-        Fail(dup.tunable, status[prim]);
+        Fail(dup, status[prim]);
         continue;
       }
       const Job& p = jobs[prim];
@@ -312,6 +316,19 @@ class VariantBuilder {
   void Fail(size_t t, const absl::Status& s) {
     if (!s.ok() && result_[t].status.ok()) result_[t].status = Classified(s, Refusal::kBuild);
   }
+  // A check value (V4, V5: chosen by sie, not by the spec) the kernel does not compile with
+  // (a BUILD_BUG_ON on the constant) leaves its object unbuilt: the analysis checks elsewhere
+  // and keeps the range clear of it.
+  void Fail(const Job& j, const absl::Status& s) {
+    if (s.ok()) return;
+    if (j.variant >= 3 && absl::StrContains(s.message(), kCheckValueNote)) {
+      Log(absl::StrCat("  ", tunables_[j.tunable]->name, " ",
+                       VariantLabel(*tunables_[j.tunable], j.variant),
+                       " does not compile: checked at other values"));
+      return;
+    }
+    Fail(j.tunable, s);
+  }
 
   fs::path VariantDir(const Job& j) const {
     return ctx_.work_dir / tunables_[j.tunable]->name / absl::StrCat("v", j.variant + 1);
@@ -336,8 +353,7 @@ class VariantBuilder {
     if (ctx_.verbose) absl::StrAppend(&msg, "\ncommand: ", cmd);
     if (v >= 3)  // a check value synth chose inside the range, not one of the spec's
       return FailedWithHint(
-          absl::StrCat(msg, "\n(", VariantLabel(t, v),
-                       " is a check value inside the spec's range, built to test the formulas)"),
+          absl::StrCat(msg, "\n(", VariantLabel(t, v), kCheckValueNote, ")"),
           "the code rejects a value of `range:`: narrow the range to the values it accepts");
     return FailedWithHint(msg,
                           "the compiler's message above says why; check the values "

@@ -781,6 +781,30 @@ TEST_P(AnalysisTest, MirrorAcrossV1ReplacesAnUnrolledValue) {
   EXPECT_EQ(Eval(*s[0], 700), 700u);
 }
 
+// The check value 29 does not compile (a static assertion, as BUILD_BUG_ON): its object is
+// missing, values near it fail too, and the range is cut at the first value that compiles and
+// checks (41), not refused.
+TEST_P(AnalysisTest, RangeStopsWhereTheKernelStopsCompiling) {
+  std::vector<VariantObject> v;
+  for (int64_t x : {48, 64, 88}) v.push_back({x, Obj("build_bug", x)});
+  AnalyzeOptions o;
+  o.check.push_back({29, ""});  // the builder could not compile it
+  o.range_min = 1;
+  o.range_max = 1400;
+  o.build = [&](int64_t x) -> absl::StatusOr<std::string> {
+    if (x <= 40) return absl::FailedPreconditionError("static assertion failed");
+    return Obj("build_bug", x);
+  };
+  auto r = AnalyzeVariants(v, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string w = absl::StrJoin(r->warnings, "\n");
+  EXPECT_EQ(r->range_min, 41) << w;
+  EXPECT_NE(w.find("V is restricted to >= 41"), std::string::npos) << w;
+  EXPECT_NE(w.find("does not compile with V=29"), std::string::npos) << w;
+  auto s = In(*r, "fx_clamp_mss");
+  ASSERT_FALSE(s.empty()) << Dump(*r);
+}
+
 // The check value 2 and its neighbours are all unrolled loops (gcc: up to 5, clang: further):
 // the range is cut where the fitted shape stops, found by bisection with builds, and said.
 TEST_P(AnalysisTest, RangeStopsWhereTheShapeChanges) {

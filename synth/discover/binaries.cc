@@ -33,7 +33,8 @@ const std::set<std::string>& BinaryResolver::CompileUnits(const std::string& ko)
   auto it = ko_units_.find(ko);
   if (it != ko_units_.end()) return it->second;
   std::string key = absl::StrReplaceAll(ko, {{"/", "_"}});
-  auto units = CompileUnitSources(files_.dbg_modules_dir / ko, cache_dir_ / "discover-cu" / absl::StrCat(key, ".cu"));
+  auto units = CompileUnitSources(files_.dbg_modules_dir / ko,
+                                  cache_dir_ / "discover-cu" / absl::StrCat(key, ".cu"));
   return ko_units_[ko] = units.value_or(std::set<std::string>{});
 }
 

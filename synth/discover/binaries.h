@@ -16,10 +16,10 @@
 namespace sie::synth::discover {
 
 struct ObjectBinary {
-  std::string object;   // "net/ipv4/tcp_bbr.o"
-  bool built = false;   // compiled into this kernel at all
+  std::string object;  // "net/ipv4/tcp_bbr.o"
+  bool built = false;  // compiled into this kernel at all
   bool module = false;
-  std::string binary;   // "vmlinux" or "kernel/net/ipv4/tcp_bbr.ko"
+  std::string binary;  // "vmlinux" or "kernel/net/ipv4/tcp_bbr.ko"
 };
 
 class BinaryResolver {

@@ -11,9 +11,9 @@ bool IdentStart(char c) { return absl::ascii_isalpha(c) || c == '_'; }
 bool IdentChar(char c) { return absl::ascii_isalnum(c) || c == '_'; }
 
 // Longest-first punctuators of C.
-const char* const kPuncts[] = {"<<=", ">>=", "...", "->", "++", "--", "<<", ">>", "<=", ">=",
-                               "==",  "!=",  "&&",  "||", "*=", "/=", "%=", "+=", "-=", "&=",
-                               "^=",  "|=",  "##"};
+const char* const kPuncts[] = {"<<=", ">>=", "...", "->", "++", "--", "<<", ">>",
+                               "<=",  ">=",  "==",  "!=", "&&", "||", "*=", "/=",
+                               "%=",  "+=",  "-=",  "&=", "^=", "|=", "##"};
 
 class Lexer {
  public:
@@ -133,19 +133,19 @@ std::vector<Token> Tokenize(absl::string_view src) { return Lexer(src).Run(); }
 
 bool IsTypeWord(absl::string_view w) {
   static const std::set<std::string, std::less<>> k = {
-      "int",    "long",     "short",  "char",   "unsigned", "signed",   "const",  "volatile",
-      "static", "struct",   "union",  "enum",   "void",     "bool",     "_Bool",  "extern",
-      "inline", "register", "u8",     "u16",    "u32",      "u64",      "s8",     "s16",
-      "s32",    "s64",      "__u8",   "__u16",  "__u32",    "__u64",    "__s8",   "__s16",
+      "int",    "long",     "short",  "char",    "unsigned", "signed",        "const", "volatile",
+      "static", "struct",   "union",  "enum",    "void",     "bool",          "_Bool", "extern",
+      "inline", "register", "u8",     "u16",     "u32",      "u64",           "s8",    "s16",
+      "s32",    "s64",      "__u8",   "__u16",   "__u32",    "__u64",         "__s8",  "__s16",
       "__s32",  "__s64",    "size_t", "ssize_t", "atomic_t", "atomic_long_t", "typeof"};
   return k.count(w) > 0;
 }
 
 bool IsKeyword(absl::string_view w) {
   static const std::set<std::string, std::less<>> k = {
-      "if",     "else",   "for",     "while",    "do",     "switch", "case",     "default",
-      "return", "break",  "continue", "goto",    "sizeof", "typeof", "__typeof__", "_Alignof",
-      "alignof", "struct", "union",   "enum",    "static", "const",  "volatile", "extern"};
+      "if",      "else",   "for",      "while", "do",     "switch", "case",       "default",
+      "return",  "break",  "continue", "goto",  "sizeof", "typeof", "__typeof__", "_Alignof",
+      "alignof", "struct", "union",    "enum",  "static", "const",  "volatile",   "extern"};
   return k.count(w) > 0 || IsTypeWord(w);
 }
 

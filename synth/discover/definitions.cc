@@ -13,10 +13,10 @@ namespace sie::synth::discover {
 namespace {
 
 bool IntegerType(const std::vector<std::string>& words) {
-  static const std::set<std::string> k = {
-      "int",  "long", "short", "char", "unsigned", "signed", "u8",    "u16",   "u32",
-      "u64",  "s8",   "s16",   "s32",  "s64",      "__u8",   "__u16", "__u32", "__u64",
-      "__s8", "__s16", "__s32", "__s64", "size_t", "ssize_t"};
+  static const std::set<std::string> k = {"int",  "long",  "short", "char",  "unsigned", "signed",
+                                          "u8",   "u16",   "u32",   "u64",   "s8",       "s16",
+                                          "s32",  "s64",   "__u8",  "__u16", "__u32",    "__u64",
+                                          "__s8", "__s16", "__s32", "__s64", "size_t",   "ssize_t"};
   for (const auto& w : words)
     if (k.count(w)) return true;
   return false;

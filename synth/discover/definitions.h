@@ -21,9 +21,9 @@ struct Definition {
   DefKind kind = DefKind::kMacro;
   std::string file;  // relative to the kernel tree
   int line = 0;
-  std::string body;  // the macro's body, or the static const's initializer text
-  std::string type;  // static const: the declared type ("int", "unsigned long")
-  std::string decl;  // static const: the whole declaration line (the spec's `match:`)
+  std::string body;       // the macro's body, or the static const's initializer text
+  std::string type;       // static const: the declared type ("int", "unsigned long")
+  std::string decl;       // static const: the whole declaration line (the spec's `match:`)
   bool from_cpp = false;  // the compiler's preprocessor (gcc -E -dD) saw it active
   std::optional<int64_t> value;
   std::string excluded;  // why it is not a candidate ("" when it is)

@@ -28,7 +28,8 @@ absl::StatusOr<fs::path> TreeRoot(const DiscoverOptions& o, const GuestKernelFil
   fs::path dir = DefaultCacheRoot() / absl::StrCat("kernel-", files.release);
   if (!fs::exists(dir / "prepared.stamp") || !fs::exists(dir / "linux/Makefile"))
     return FailedWithHint(
-        absl::StrCat("no prepared kernel tree for ", files.release, " at ", (dir / "linux").string()),
+        absl::StrCat("no prepared kernel tree for ", files.release, " at ",
+                     (dir / "linux").string()),
         "prepare it once with 'sie discover --prepare PATH' (extracts linux-source and runs "
         "make prepare, a few minutes), or pass --kernel-src DIR");
   return dir / "linux";
@@ -56,11 +57,11 @@ void ReadDefinitions(Work* w) {
 }
 
 // The compiler's view: the active definition (and line) of every macro a TU sees.
-void MergeCpp(Work* w, const std::string& source) {
+bool MergeCpp(Work* w, const std::string& source) {
   auto defs = PreprocessDefines(w->root, source);
   if (!defs.ok()) {
     w->o.progress(absl::StrCat("warning: ", defs.status().message(), " (text definitions kept)"));
-    return;
+    return false;
   }
   ++w->report.preprocessed;
   std::map<std::string, const CppDefine*> in_targets;
@@ -75,22 +76,34 @@ void MergeCpp(Work* w, const std::string& source) {
     d.line = it->second->line;
     d.from_cpp = true;
   }
+  return true;
 }
 
-// The translation units that show the target's macros to the compiler: the target's .c files,
-// and for each target header one .c file that includes it.
-std::vector<std::string> CppSources(Work* w, const std::vector<std::string>& users,
-                                    IncludeGraph* g) {
-  std::vector<std::string> out;
+// kbuild built it (its own saved command), then near the header, then any other.
+int Preference(const fs::path& root, const std::string& user, const std::string& header) {
+  fs::path obj = fs::path(user).replace_extension(".o");
+  if (fs::exists(root / obj.parent_path() / absl::StrCat(".", obj.filename().string(), ".cmd")))
+    return 0;
+  return absl::StartsWith(user, fs::path(header).parent_path().string()) ? 1 : 2;
+}
+
+// The translation units that show the target's macros to the compiler: each target .c file,
+// and for each target header up to three .c files that include it (tried in turn).
+std::vector<std::vector<std::string>> CppSources(Work* w, const std::vector<std::string>& users,
+                                                 IncludeGraph* g) {
+  std::vector<std::vector<std::string>> out;
   for (const std::string& f : w->report.files)
-    if (!IsHeader(f)) out.push_back(f);
+    if (!IsHeader(f)) out.push_back({f});
   for (const std::string& h : w->report.files) {
     if (!IsHeader(h)) continue;
+    std::vector<std::pair<int, std::string>> ranked;
     for (const std::string& u : users)
-      if (!IsHeader(u) && g->Reaches(u, h)) {
-        if (std::find(out.begin(), out.end(), u) == out.end()) out.push_back(u);
-        break;
-      }
+      if (!IsHeader(u) && g->Reaches(u, h)) ranked.push_back({Preference(w->root, u, h), u});
+    std::stable_sort(ranked.begin(), ranked.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<std::string> tries;
+    for (size_t i = 0; i < ranked.size() && i < 3; ++i) tries.push_back(ranked[i].second);
+    if (!tries.empty()) out.push_back(tries);
   }
   return out;
 }
@@ -227,16 +240,18 @@ absl::StatusOr<DiscoverReport> Discover(const DiscoverOptions& o) {
   for (const Definition& d : w.defs)
     if (IsHeader(d.file)) header_names.insert(d.name);
   if (!header_names.empty())
-    o.progress(absl::StrCat("searching the tree for users of ", header_names.size(),
-                            " header name(s)"));
+    o.progress(
+        absl::StrCat("searching the tree for users of ", header_names.size(), " header name(s)"));
   auto users = FilesMentioning(w.root, header_names);
   if (!users.ok()) return users.status();
   IncludeGraph graph(w.root);
   if (o.use_cpp) {
-    std::vector<std::string> sources = CppSources(&w, *users, &graph);
+    auto sources = CppSources(&w, *users, &graph);
     for (size_t i = 0; i < sources.size(); ++i) {
-      if (sources.size() > 3) o.progress(absl::StrCat("gcc -E -dD ", i + 1, "/", sources.size(), ": ", sources[i]));
-      MergeCpp(&w, sources[i]);
+      if (sources.size() > 3)
+        o.progress(absl::StrCat("gcc -E -dD ", i + 1, "/", sources.size(), ": ", sources[i][0]));
+      for (const std::string& tu : sources[i])
+        if (MergeCpp(&w, tu)) break;
     }
   }
   std::vector<Candidate> cands;

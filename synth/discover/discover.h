@@ -28,14 +28,14 @@ struct DiscoverOptions {
 
 struct Candidate {
   Definition def;
-  std::vector<Use> uses;                 // executed and other uses, direct and through macros
-  std::map<UseKind, int> kinds;          // count per kind
-  int sites = 0;                         // executed use sites
-  int functions = 0;                     // distinct functions with an executed use
-  std::vector<ObjectBinary> objects;     // objects with an executed use
-  std::string verdict;                   // "" = candidate; else why it is ruled out
+  std::vector<Use> uses;              // executed and other uses, direct and through macros
+  std::map<UseKind, int> kinds;       // count per kind
+  int sites = 0;                      // executed use sites
+  int functions = 0;                  // distinct functions with an executed use
+  std::vector<ObjectBinary> objects;  // objects with an executed use
+  std::string verdict;                // "" = candidate; else why it is ruled out
   double score = 0;
-  std::vector<int64_t> values;           // V1 (shipped), V2, V3
+  std::vector<int64_t> values;  // V1 (shipped), V2, V3
   int64_t range_min = 0, range_max = 0;
   bool ok() const { return verdict.empty(); }
 };

@@ -34,7 +34,11 @@ std::string Kinds(const Candidate& c) {
 std::string Objects(const Candidate& c) {
   std::vector<std::string> out;
   for (const auto& o : c.objects)
-    out.push_back(absl::StrCat(o.object, "(", !o.built ? "not built" : o.module ? o.binary : "vmlinux", ")"));
+    out.push_back(absl::StrCat(o.object, "(",
+                               !o.built   ? "not built"
+                               : o.module ? o.binary
+                                          : "vmlinux",
+                               ")"));
   return absl::StrJoin(out, " ");
 }
 
@@ -48,7 +52,8 @@ void PrintTable(const DiscoverReport& r, const CliOptions& o) {
     rows.push_back({c.ok() ? absl::StrCat(++rank) : "-", c.def.name,
                     c.def.kind == DefKind::kMacro ? "macro" : "static const",
                     c.def.value ? absl::StrCat(*c.def.value) : "?", absl::StrCat(c.sites),
-                    absl::StrCat(c.functions), Objects(c), Kinds(c), c.ok() ? "candidate" : c.verdict});
+                    absl::StrCat(c.functions), Objects(c), Kinds(c),
+                    c.ok() ? "candidate" : c.verdict});
   }
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& row : rows)
@@ -56,34 +61,33 @@ void PrintTable(const DiscoverReport& r, const CliOptions& o) {
   for (const auto& row : rows) {
     std::string line;
     for (size_t i = 0; i < row.size(); ++i)
-      absl::StrAppend(&line, row[i], std::string(i + 1 < row.size() ? width[i] - row[i].size() + 2 : 0, ' '));
+      absl::StrAppend(&line, row[i],
+                      std::string(i + 1 < row.size() ? width[i] - row[i].size() + 2 : 0, ' '));
     std::printf("%s\n", line.c_str());
   }
 }
 
 nlohmann::json Json(const DiscoverReport& r) {
-  nlohmann::json j = {{"path", r.path}, {"tree", r.root.string()}, {"files", r.files.size()},
+  nlohmann::json j = {{"path", r.path},
+                      {"tree", r.root.string()},
+                      {"files", r.files.size()},
                       {"preprocessed", r.preprocessed}};
   j["candidates"] = nlohmann::json::array();
   int rank = 0;
   for (const Candidate& c : r.candidates) {
-    nlohmann::json row = {{"name", c.def.name},
-                          {"kind", c.def.kind == DefKind::kMacro ? "macro" : "static_const"},
-                          {"file", c.def.file},
-                          {"line", c.def.line},
-                          {"body", c.def.body},
-                          {"from_cpp", c.def.from_cpp},
-                          {"sites", c.sites},
-                          {"functions", c.functions},
-                          {"score", c.score},
-                          {"verdict", c.ok() ? "candidate" : c.verdict}};
+    nlohmann::json row = {
+        {"name", c.def.name}, {"kind", c.def.kind == DefKind::kMacro ? "macro" : "static_const"},
+        {"file", c.def.file}, {"line", c.def.line},
+        {"body", c.def.body}, {"from_cpp", c.def.from_cpp},
+        {"sites", c.sites},   {"functions", c.functions},
+        {"score", c.score},   {"verdict", c.ok() ? "candidate" : c.verdict}};
     if (c.ok()) row["rank"] = ++rank;
     if (c.def.value) row["value"] = *c.def.value;
     for (const auto& [k, n] : c.kinds) row["uses"][UseKindName(k)] = n;
     row["objects"] = nlohmann::json::array();
     for (const auto& o : c.objects)
-      row["objects"].push_back({{"object", o.object}, {"built", o.built}, {"module", o.module},
-                                {"binary", o.binary}});
+      row["objects"].push_back(
+          {{"object", o.object}, {"built", o.built}, {"module", o.module}, {"binary", o.binary}});
     if (c.values.size() == 3) {
       row["values"] = c.values;
       row["range"] = {c.range_min, c.range_max};
@@ -121,7 +125,8 @@ int DiscoverCommand(const std::vector<std::string>& args) {
   p.String("--kernel-src", "DIR", &o.d.kernel_src,
            "a prepared kernel tree (default: sie's cached guest tree under $SIE_CACHE or "
            "~/.cache/sie)");
-  p.Flag("--no-cpp", &o.no_cpp, "skip gcc -E -dD: macro definitions from the text and .config only");
+  p.Flag("--no-cpp", &o.no_cpp,
+         "skip gcc -E -dD: macro definitions from the text and .config only");
   p.Flag("--prepare", &o.prepare, "prepare sie's cached guest kernel tree first if needed");
   p.Positionals("PATH", &o.positionals, 1, 1);
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie discover", s);

@@ -10,8 +10,8 @@ namespace sie::synth::discover {
 namespace {
 
 bool CastWord(const Token& t) {
-  return t.text == "*" || (t.kind == TokKind::kIdent && (IsTypeWord(t.text) ||
-                                                         absl::EndsWith(t.text, "_t")));
+  return t.text == "*" ||
+         (t.kind == TokKind::kIdent && (IsTypeWord(t.text) || absl::EndsWith(t.text, "_t")));
 }
 
 // Expands object-like macros (each at most once on a path) and the kernel's constant wrappers
@@ -27,8 +27,9 @@ bool Expand(const std::vector<Token>& toks, const MacroTable& macros, std::set<s
                     t.text == "_AC" || t.text == "_BITUL") &&
                    i + 1 < toks.size() && toks[i + 1].text == "(";
     if (wrapper) {  // keep "(x", drop ", T" of _AC
-      if (t.text == "_BITUL") out->push_back({TokKind::kNumber, "1", 0, ""}),
-          out->push_back({TokKind::kPunct, "<<", 0, ""});
+      if (t.text == "_BITUL")
+        out->push_back({TokKind::kNumber, "1", 0, ""}),
+            out->push_back({TokKind::kPunct, "<<", 0, ""});
       size_t j = i + 1;
       out->push_back(toks[j]);
       for (++j; j < toks.size() && toks[j].text != ")" && toks[j].text != ","; ++j)

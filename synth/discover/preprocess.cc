@@ -81,7 +81,8 @@ std::vector<CppDefine> ParseDashDD(absl::string_view out, const fs::path& root) 
       CppDefine d{std::string(l.substr(0, end)), "", file, line, l.substr(end, 1) == "("};
       size_t body = d.function_like ? l.find(')', end) : end;
       if (body != absl::string_view::npos)
-        d.body = std::string(absl::StripAsciiWhitespace(l.substr(body + (d.function_like ? 1 : 0))));
+        d.body =
+            std::string(absl::StripAsciiWhitespace(l.substr(body + (d.function_like ? 1 : 0))));
       defs[d.name] = std::move(d);
     }
     ++line;
@@ -93,7 +94,8 @@ std::vector<CppDefine> ParseDashDD(absl::string_view out, const fs::path& root) 
 
 std::string PreprocessCommand(absl::string_view saved, const std::string& source) {
   std::vector<std::string> argv;
-  std::vector<absl::string_view> toks = absl::StrSplit(saved, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+  std::vector<absl::string_view> toks =
+      absl::StrSplit(saved, absl::ByAnyChar(" \t"), absl::SkipEmpty());
   for (size_t i = 0; i < toks.size(); ++i) {
     absl::string_view t = toks[i];
     if (t == "-o") {

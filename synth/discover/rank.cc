@@ -21,7 +21,8 @@ void Rank(Candidate* c) {
   const int bitwise = c->kinds.count(UseKind::kBitwise) ? c->kinds[UseKind::kBitwise] : 0;
   c->verdict = c->def.excluded;
   for (const auto& [k, n] : c->kinds)
-    if (c->verdict.empty() && IsDisqualifying(k)) c->verdict = absl::StrCat("used as ", UseKindName(k));
+    if (c->verdict.empty() && IsDisqualifying(k))
+      c->verdict = absl::StrCat("used as ", UseKindName(k));
   if (c->verdict.empty() && c->sites == 0)
     c->verdict = bitwise ? "flag or mask (bitwise use)" : "no executed use";
   if (c->verdict.empty() && bitwise >= c->sites) c->verdict = "flag or mask (bitwise use)";

@@ -17,7 +17,8 @@ bool IsSource(const fs::path& p) { return p.extension() == ".c" || p.extension()
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> TargetFiles(const fs::path& root, const std::string& path) {
+absl::StatusOr<std::vector<std::string>> TargetFiles(const fs::path& root,
+                                                     const std::string& path) {
   std::string rel = fs::path(path).lexically_normal().string();
   while (absl::EndsWith(rel, "/") && rel.size() > 1) rel.pop_back();
   const fs::path abs = root / rel;
@@ -32,8 +33,8 @@ absl::StatusOr<std::vector<std::string>> TargetFiles(const fs::path& root, const
     return InvalidWithHint(absl::StrCat(path, " is not in the kernel tree ", root.string()),
                            "paths are relative to the tree, e.g. 'net/ipv4/tcp_bbr.c' or 'mm/'");
   std::vector<std::string> out;
-  for (auto it = fs::recursive_directory_iterator(abs, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(abs, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
     if (it->is_regular_file() && IsSource(it->path()))
       out.push_back(fs::relative(it->path(), root).lexically_normal().string());
@@ -49,10 +50,10 @@ absl::StatusOr<std::vector<std::string>> FilesMentioning(const fs::path& root,
   ro.cwd = root.string();
   ro.timeout = std::chrono::minutes(10);
   ro.stdin_data = absl::StrCat(absl::StrJoin(names, "\n"), "\n");
-  auto r = Run({"grep", "-rlw", "--exclude-dir=.git", "--exclude-dir=tools",
-                "--exclude-dir=Documentation", "--exclude-dir=scripts", "--include=*.c",
-                "--include=*.h", "-F", "-f", "-", "."},
-               ro);
+  auto r = Run(
+      {"grep", "-rlw", "--exclude-dir=.git", "--exclude-dir=tools", "--exclude-dir=Documentation",
+       "--exclude-dir=scripts", "--include=*.c", "--include=*.h", "-F", "-f", "-", "."},
+      ro);
   if (!r.ok()) return r.status();
   if (r->exit_code > 1 || r->timed_out)
     return absl::InternalError(absl::StrCat("grep failed (", r->Describe(), "): ", r->err));

@@ -97,11 +97,11 @@ std::string SpecYaml(const DiscoverReport& r, size_t limit) {
     if (c.def.kind == DefKind::kMacro)
       absl::StrAppend(&out, "    macro: ", c.def.name, "\n");
     else
-      absl::StrAppend(&out, "    match: ", Quoted(c.def.decl), "\n    replace: ",
-                      Quoted(ReplaceText(c.def.decl)), "\n");
-    absl::StrAppend(&out, "    objects: [", absl::StrJoin(objects, ", "), "]\n",
-                    "    values: [", absl::StrJoin(c.values, ", "), "]\n", "    range: [",
-                    c.range_min, ", ", c.range_max, "]\n\n");
+      absl::StrAppend(&out, "    match: ", Quoted(c.def.decl),
+                      "\n    replace: ", Quoted(ReplaceText(c.def.decl)), "\n");
+    absl::StrAppend(&out, "    objects: [", absl::StrJoin(objects, ", "), "]\n", "    values: [",
+                    absl::StrJoin(c.values, ", "), "]\n", "    range: [", c.range_min, ", ",
+                    c.range_max, "]\n\n");
   }
   return out;
 }

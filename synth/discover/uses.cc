@@ -43,11 +43,13 @@ Ctx ParenCtx(const Token* prev) {
   const std::string& w = prev->text;
   if (In(w, {"for", "while"})) return Ctx::kLoop;
   if (In(w, {"if", "switch"})) return Ctx::kControl;
-  if (In(w, {"sizeof", "BUILD_BUG_ON", "BUILD_BUG_ON_MSG", "BUILD_BUG_ON_ZERO", "static_assert",
-             "_Static_assert", "__aligned", "aligned", "ARRAY_SIZE", "DECLARE_BITMAP",
-             "__attribute__", "typeof", "__typeof__", "alignof", "_Alignof", "DECLARE_HASHTABLE",
-             "DEFINE_HASHTABLE", "BITS_TO_LONGS", "offsetof", "__section", "__stringify",
-             "BITS_PER_TYPE", "DECLARE_KFIFO", "DEFINE_PER_CPU", "DECLARE_PER_CPU"}))
+  if (In(w, {"sizeof",           "BUILD_BUG_ON",   "BUILD_BUG_ON_MSG", "BUILD_BUG_ON_ZERO",
+             "static_assert",    "_Static_assert", "__aligned",        "aligned",
+             "ARRAY_SIZE",       "DECLARE_BITMAP", "__attribute__",    "typeof",
+             "__typeof__",       "alignof",        "_Alignof",         "DECLARE_HASHTABLE",
+             "DEFINE_HASHTABLE", "BITS_TO_LONGS",  "offsetof",         "__section",
+             "__stringify",      "BITS_PER_TYPE",  "DECLARE_KFIFO",    "DEFINE_PER_CPU",
+             "DECLARE_PER_CPU"}))
     return Ctx::kCompile;
   if (In(w, {"min", "max", "min_t", "max_t", "clamp", "clamp_t", "clamp_val", "umin", "umax",
              "min3", "max3", "min_not_zero"}))
@@ -57,8 +59,7 @@ Ctx ParenCtx(const Token* prev) {
 
 class Walker {
  public:
-  Walker(const std::vector<Token>& toks, const std::set<std::string>& names)
-      : names_(names) {
+  Walker(const std::vector<Token>& toks, const std::set<std::string>& names) : names_(names) {
     for (const Token& t : toks)
       if (t.directive.empty()) code_.push_back(&t);
     Directives(toks);
@@ -103,8 +104,7 @@ class Walker {
   void Track(size_t i) {
     const std::string& s = Text(i);
     const Token* prev = i ? At(i - 1) : nullptr;
-    if (stack_.empty() && code_[i]->kind == TokKind::kIdent && Text(i + 1) == "(")
-      pending_fn_ = s;
+    if (stack_.empty() && code_[i]->kind == TokKind::kIdent && Text(i + 1) == "(") pending_fn_ = s;
     if (s == "(") stack_.push_back({ParenCtx(prev), ""});
     if (s == "[") stack_.push_back({BracketCtx(i), ""});
     if (s == "{") stack_.push_back(BraceFrame(i));
@@ -117,7 +117,8 @@ class Walker {
   Frame BraceFrame(size_t i) const {
     const std::string& p = i ? Text(i - 1) : "";
     const std::string& pp = i > 1 ? Text(i - 2) : "";
-    if (p == "=" || (!stack_.empty() && InCtx(stack_.back().ctx, {Ctx::kInit, Ctx::kParen, Ctx::kCall, Ctx::kMinMax})))
+    if (p == "=" || (!stack_.empty() &&
+                     InCtx(stack_.back().ctx, {Ctx::kInit, Ctx::kParen, Ctx::kCall, Ctx::kMinMax})))
       return {Ctx::kInit, ""};
     if (p == "enum" || pp == "enum") return {Ctx::kEnum, ""};
     if (In(p, {"struct", "union"}) || In(pp, {"struct", "union"})) return {Ctx::kAggregate, ""};
@@ -139,8 +140,8 @@ class Walker {
     if (i && Text(i - 1) == "]") return last_bracket_;
     if (i < 2 || At(i - 1)->kind != TokKind::kIdent) return Ctx::kIndex;
     const Token* before = At(i - 2);
-    bool decl = (before->kind == TokKind::kIdent && (IsTypeWord(before->text) ||
-                                                    !IsKeyword(before->text))) ||
+    bool decl = (before->kind == TokKind::kIdent &&
+                 (IsTypeWord(before->text) || !IsKeyword(before->text))) ||
                 before->text == "*";
     if (!InFunction() && stack_.empty()) decl = true;
     return decl ? Ctx::kDecl : Ctx::kIndex;
@@ -177,8 +178,8 @@ class Walker {
       --j;
       const Token& t = *code_[j];
       if (t.text == "(") break;
-      if (t.text != "*" && !(t.kind == TokKind::kIdent && (IsTypeWord(t.text) ||
-                                                           EndsWithT(t.text))))
+      if (t.text != "*" &&
+          !(t.kind == TokKind::kIdent && (IsTypeWord(t.text) || EndsWithT(t.text))))
         return i;
     }
     return j;
@@ -236,7 +237,8 @@ class Walker {
 
   UseKind Kind(size_t i, const std::string& p, const std::string& n) const {
     if (OnStack(Ctx::kCompile)) return UseKind::kCompileTime;
-    if (auto b = InnermostBracket()) return *b == Ctx::kDecl ? UseKind::kArraySize : UseKind::kIndex;
+    if (auto b = InnermostBracket())
+      return *b == Ctx::kDecl ? UseKind::kArraySize : UseKind::kIndex;
     if (IsCaseLabel(i)) return UseKind::kCaseLabel;
     if (!InFunction()) {
       if (!stack_.empty() && stack_.back().ctx == Ctx::kAggregate && IsBitField(i))
@@ -273,23 +275,40 @@ class Walker {
 
 const char* UseKindName(UseKind k) {
   switch (k) {
-    case UseKind::kCompare: return "compare";
-    case UseKind::kLoopBound: return "loop-bound";
-    case UseKind::kArith: return "arith";
-    case UseKind::kShift: return "shift";
-    case UseKind::kCallArg: return "call-arg";
-    case UseKind::kAssign: return "assign";
-    case UseKind::kReturn: return "return";
-    case UseKind::kOther: return "expr";
-    case UseKind::kArraySize: return "array-size";
-    case UseKind::kIndex: return "index";
-    case UseKind::kBitField: return "bit-field";
-    case UseKind::kCaseLabel: return "case-label";
-    case UseKind::kBitwise: return "bitwise";
-    case UseKind::kAddress: return "address";
-    case UseKind::kInitializer: return "initializer";
-    case UseKind::kCompileTime: return "compile-time";
-    case UseKind::kMacroBody: return "macro-body";
+    case UseKind::kCompare:
+      return "compare";
+    case UseKind::kLoopBound:
+      return "loop-bound";
+    case UseKind::kArith:
+      return "arith";
+    case UseKind::kShift:
+      return "shift";
+    case UseKind::kCallArg:
+      return "call-arg";
+    case UseKind::kAssign:
+      return "assign";
+    case UseKind::kReturn:
+      return "return";
+    case UseKind::kOther:
+      return "expr";
+    case UseKind::kArraySize:
+      return "array-size";
+    case UseKind::kIndex:
+      return "index";
+    case UseKind::kBitField:
+      return "bit-field";
+    case UseKind::kCaseLabel:
+      return "case-label";
+    case UseKind::kBitwise:
+      return "bitwise";
+    case UseKind::kAddress:
+      return "address";
+    case UseKind::kInitializer:
+      return "initializer";
+    case UseKind::kCompileTime:
+      return "compile-time";
+    case UseKind::kMacroBody:
+      return "macro-body";
   }
   return "?";
 }

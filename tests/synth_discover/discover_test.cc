@@ -1,11 +1,12 @@
 // sie discover's pure stages on small C snippets: how each occurrence of a name is classified,
 // which definitions are candidates with which value, and the spec it writes (parsed back by
 // synth's own spec parser).
+#include "synth/discover/discover.h"
+
 #include <gtest/gtest.h>
 
 #include "synth/discover/ctoken.h"
 #include "synth/discover/definitions.h"
-#include "synth/discover/discover.h"
 #include "synth/discover/preprocess.h"
 #include "synth/discover/uses.h"
 #include "synth/spec/spec.h"
@@ -69,7 +70,8 @@ TEST(Classify, BitFieldCaseLabelFlagAndCompileTime) {
             std::vector<UseKind>{UseKind::kBitField});
   EXPECT_EQ(KindsOf("int f(int x) { switch (x) { case C: return 1; } return 0; }", "C"),
             std::vector<UseKind>{UseKind::kCaseLabel});
-  EXPECT_EQ(KindsOf("int f(int x) { return x & F; }", "F"), std::vector<UseKind>{UseKind::kBitwise});
+  EXPECT_EQ(KindsOf("int f(int x) { return x & F; }", "F"),
+            std::vector<UseKind>{UseKind::kBitwise});
   EXPECT_EQ(KindsOf("int f(void) { BUILD_BUG_ON(N > 4); return 0; }", "N"),
             std::vector<UseKind>{UseKind::kCompileTime});
   EXPECT_EQ(KindsOf("static int v = N;", "N"), std::vector<UseKind>{UseKind::kInitializer});
@@ -80,8 +82,8 @@ TEST(Classify, MemberWithTheSameNameIsNoUse) {
 }
 
 TEST(Classify, UseThroughAFunctionLikeMacro) {
-  auto u = UsesOf("#define SCALED(x) ((x) * K)\nint f(int y) { return SCALED(y) < 3; }\n",
-                  "SCALED");
+  auto u =
+      UsesOf("#define SCALED(x) ((x) * K)\nint f(int y) { return SCALED(y) < 3; }\n", "SCALED");
   ASSERT_EQ(u.size(), 1u);
   EXPECT_EQ(u[0].kind, UseKind::kCompare);
   auto k = UsesOf("#define SCALED(x) ((x) * K)\n", "K");
@@ -169,13 +171,14 @@ Candidate Ranked(const std::string& src, const std::string& name) {
 }
 
 TEST(Rank, VerdictsAndValues) {
-  Candidate loop = Ranked("#define TRIES 8\nvoid f(void) { for (int i = 0; i < TRIES; i++) g(); }\n",
-                          "TRIES");
+  Candidate loop =
+      Ranked("#define TRIES 8\nvoid f(void) { for (int i = 0; i < TRIES; i++) g(); }\n", "TRIES");
   EXPECT_TRUE(loop.ok()) << loop.verdict;
   EXPECT_EQ(loop.values, (std::vector<int64_t>{8, 4, 16}));
   EXPECT_EQ(loop.range_min, 1);
   EXPECT_EQ(loop.range_max, 32);
-  Candidate arr = Ranked("#define NR 8\nstatic int t[NR];\nint f(int x) { return x < NR; }\n", "NR");
+  Candidate arr =
+      Ranked("#define NR 8\nstatic int t[NR];\nint f(int x) { return x < NR; }\n", "NR");
   EXPECT_EQ(arr.verdict, "used as array-size");
   Candidate shift = Ranked("#define S_SHIFT 3\nint f(int x) { return x >> S_SHIFT; }\n", "S_SHIFT");
   EXPECT_EQ(shift.values, (std::vector<int64_t>{3, 2, 4}));

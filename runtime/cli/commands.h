@@ -8,6 +8,8 @@ namespace sie::cli {
 int VmCommand(const std::vector<std::string>& args);
 // Runs the host-side synthesizer, sie-synth, installed next to sie (synth/sie_synth_main.cc).
 int SynthCommand(const std::vector<std::string>& args);
+// `sie discover`: sie-synth's candidate-constant finder (synth/discover/).
+int DiscoverCommand(const std::vector<std::string>& args);
 int InfoCommand(const std::vector<std::string>& args);
 // runtime/cli/const_commands.cc: the runtime (runtime/loader).
 int SetCommand(const std::vector<std::string>& args);

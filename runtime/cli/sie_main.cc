@@ -20,6 +20,8 @@ const std::vector<Subcommand>& Subcommands() {
       {"vm", "run a command as root in the guest kernel (QEMU)", sie::cli::VmCommand},
       {"synth", "synthesize a constant: spans, formulas, safe spans, stubs",
        sie::cli::SynthCommand},
+      {"discover", "candidate constants of a kernel file or directory, and a spec for them",
+       sie::cli::DiscoverCommand},
       {"set", "give a kernel constant a new value, live", sie::cli::SetCommand},
       {"status", "loaded constants: value, mode, probes, counters", sie::cli::StatusCommand},
       {"unload", "restore a constant's compiled value and detach", sie::cli::UnloadCommand},
@@ -36,7 +38,7 @@ void Usage(FILE* f) {
       "usage: sie <command> [options]\n\n"
       "sie turns constants compiled into the running Linux kernel into live, policy-driven\n"
       "knobs (Scoped Indirect Execution).\n\ncommands:\n");
-  for (const auto& c : Subcommands()) std::fprintf(f, "  %-8s %s\n", c.name, c.summary);
+  for (const auto& c : Subcommands()) std::fprintf(f, "  %-9s %s\n", c.name, c.summary);
   std::fprintf(f, "\n'sie <command> --help' describes one command.\n");
 }
 

@@ -130,6 +130,14 @@ struct CriticalSpan {
   std::optional<uint64_t> mark_offset;
 };
 
+// A flags span the native engine (sie_native) recomputes on its own: the flags of
+// `cmp REG, IMM` or `test REG, IMM` for the new immediate (no result to write back).
+inline bool NativeFlagsSpan(const CriticalSpan& s) {
+  return s.kind == SpanKind::kFlags &&
+         (s.flags_op.empty() || s.flags_op == "cmp" || s.flags_op == "test") &&
+         !s.target_reg.empty() && s.target_reg != "sp" && s.x_from_probe.empty();
+}
+
 // The places a span's saved values are taken, in the order the loader and the stub name their
 // probes (point 0: sie_save_<span>, point k: sie_save_<span>_<k>): a recompute's X at
 // save_offset and the inputs with a save_offset, one point per distinct offset (ascending).

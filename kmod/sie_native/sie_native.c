@@ -21,6 +21,7 @@
  *   probe SYMBOL OFFSET reg-shl REG WIDTH VALUE    REG := REG << VALUE (VALUE < 8 * WIDTH)
  *   probe SYMBOL OFFSET flags-cmp REG WIDTH VALUE  flags := those of `cmp REG, VALUE` (the
  *                                                  arithmetic ones; every other bit kept)
+ *   probe SYMBOL OFFSET flags-test REG WIDTH VALUE flags := those of `test REG, VALUE` (same)
  *   probe SYMBOL OFFSET mem-cell BASE DISP WIDTH VALUE
  *                                                  store VALUE to [BASE + DISP]
  * Any probe command may end in "mark MARK_OFFSET": the span ends at a control-flow join (path
@@ -74,6 +75,7 @@ enum sie_native_kind {
 	SIE_NATIVE_REG_SHL,
 	SIE_NATIVE_MEM_CELL,
 	SIE_NATIVE_FLAGS_CMP,
+	SIE_NATIVE_FLAGS_TEST,
 };
 
 static const char *const sie_native_kind_names[] = {
@@ -82,6 +84,7 @@ static const char *const sie_native_kind_names[] = {
 	[SIE_NATIVE_REG_SHL] = "reg-shl",
 	[SIE_NATIVE_MEM_CELL] = "mem-cell",
 	[SIE_NATIVE_FLAGS_CMP] = "flags-cmp",
+	[SIE_NATIVE_FLAGS_TEST] = "flags-test",
 };
 
 /* SIE_REG_* numbering (kfuncs.h), so user space uses one register vocabulary for both paths. */
@@ -202,6 +205,10 @@ static int sie_native_pre(struct kprobe *kp, struct pt_regs *regs)
 	case SIE_NATIVE_FLAGS_CMP:
 		/* The probe sits on the flags' consumer: it runs with the new comparison. */
 		regs->flags = sie_flags_merge(regs->flags, *r, v, p->width);
+		break;
+	case SIE_NATIVE_FLAGS_TEST:
+		regs->flags = (regs->flags & ~SIE_FLAGS_ARITH) |
+			      sie_op_flags(SIE_FLAGS_OP_AND, *r, v, p->width);
 		break;
 	}
 	return 0;

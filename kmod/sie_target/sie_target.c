@@ -8,7 +8,7 @@
  *
  * Every pattern is driven through debugfs, /sys/kernel/debug/sie_target/:
  *
- *   loop call_arg field cmp mul div opt fan join saved
+ *   loop call_arg field cmp mul div opt fan join saved every
  *                                     write a decimal input to run the path once,
  *                                     read the result of the last run (decimal)
  *   workers                           write N (0..SIE_TARGET_MAX_WORKERS) to run N kthreads
@@ -30,6 +30,7 @@
  *   fan      = 15 * FAN + 30 * x + 105   (sum over n = 0..14 of FAN + 2 * x + n)
  *   join     = x odd ? JOIN + 1 : x + 1  (the even path bypasses the constant)
  *   saved    = x * SAVED             (x stored in a cell, loaded inside the span)
+ *   every    = x / EVERY             (steps 1..x counted when step % EVERY == 0)
  *
  * Disassembly (gcc 12.2 -O2 with the Debian 6.12.117 kbuild flags; objdump -d sie_target.ko).
  * Offsets are function-relative. Functions whose address is taken (the debugfs paths) start with
@@ -252,6 +253,27 @@ static u64 sie_target_saved(u64 x)
 }
 
 /*
+ * (l) every EVERY-th step (try_to_unuse's `i % LATENCY_LIMIT == 0`): at powers of two a test of
+ * the low bits, whose encoding depends on the value (test %bl,%bl at 256, test $0x7f,%bl at 128,
+ * test $0x1ff,%ebx at 512); other values divide, so the constant is tunable at powers of two.
+ */
+static sie_pattern u64 sie_target_tick(u64 n)
+{
+	return n + 1;
+}
+
+static sie_pattern u64 sie_target_every(u64 x)
+{
+	u64 n = 0;
+	unsigned int i;
+
+	for (i = 1; i <= x; i++)
+		if ((i % SIE_TARGET_EVERY) == 0)
+			n = sie_target_tick(n);
+	return n;
+}
+
+/*
  * (g) one constant used twice with a sleep in between: a "reservation" and its "release". If the
  * constant changes while a thread sleeps between the two uses, the thread sees a mixed pair; that
  * is what sie's consistency modes must prevent, so it is counted.
@@ -387,6 +409,7 @@ static struct sie_target_path sie_target_paths[] = {
 	{ .name = "fan", .run = sie_target_fan },
 	{ .name = "join", .run = sie_target_join },
 	{ .name = "saved", .run = sie_target_saved },
+	{ .name = "every", .run = sie_target_every },
 };
 
 static int sie_target_path_get(void *data, u64 *val)

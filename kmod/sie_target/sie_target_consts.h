@@ -22,5 +22,6 @@
 #define SIE_TARGET_FAN 0x2468          /* (i) one constant in 15 functions: 15 spans, 15 addresses */
 #define SIE_TARGET_JOIN 0x300          /* (j) loaded on one path; the other joins right after it */
 #define SIE_TARGET_SAVED 7             /* (k) multiplies a loaded value that is also used again */
+#define SIE_TARGET_EVERY 256           /* (l) i % EVERY == 0: test of the low byte, flags span */
 
 #endif /* SIE_TARGET_CONSTS_H */

@@ -61,10 +61,9 @@ std::string NativeUnsupported(const artifact::SynthesizedConst& c, int mode, boo
         if (!s.target_mem->index.empty()) return sp + "the cell has an index register";
         break;
       case SpanKind::kFlags:
-        // `cmp reg, imm`: the flags of the register against the new immediate, per hit.
-        if (!(s.flags_op.empty() || s.flags_op == "cmp") || s.target_reg.empty() ||
-            s.target_reg == "sp" || !s.x_from_probe.empty())
-          return sp + "kind flags of an operation other than `cmp REG, IMM` (" +
+        // `cmp reg, imm` / `test reg, imm`: the flags of the register and the new immediate.
+        if (!artifact::NativeFlagsSpan(s))
+          return sp + "kind flags of an operation other than `cmp REG, IMM` or `test REG, IMM` (" +
                  (s.flags_op.empty() ? "cmp" : s.flags_op) +
                  (s.target_reg.empty() ? " with a memory operand" : "") + ")";
         break;
@@ -105,7 +104,8 @@ absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const artifact::Synthesize
     else if (s.kind == SpanKind::kMem && s.target_mem)
       p.add = absl::StrCat("mem-cell ", s.target_mem->base, " ", s.target_mem->disp, " ", s.width);
     else if (s.kind == SpanKind::kFlags)
-      p.add = absl::StrCat("flags-cmp ", s.target_reg, " ", s.width);
+      p.add = absl::StrCat(s.flags_op == "test" ? "flags-test " : "flags-cmp ", s.target_reg, " ",
+                           s.width);
     else
       return absl::InternalError(absl::StrCat("span ", i, " is not a native kind"));
     out.push_back(std::move(p));

@@ -530,11 +530,19 @@ absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& fai
   const bool below = bad < *lo_it;
   if (!below && bad <= *hi_it) return failed;       // between fitted values: no range to cut
   int64_t out = bad, in = below ? *lo_it : *hi_it;  // out: another shape; in: the fitted one
+  // V restricted to powers of two: bisected over the exponents.
+  const bool pow2 = res->pow2_only && PowerOfTwo(bad) && PowerOfTwo(in);
   for (int64_t t : tried)
-    if (below ? t < in && t > out : t > in && t < out) out = t;
+    if ((below ? t < in && t > out : t > in && t < out) && (!pow2 || PowerOfTwo(t))) out = t;
+  auto mid_of = [&]() -> std::optional<int64_t> {
+    if (!pow2) return std::abs(in - out) > 1 ? std::optional(out + (in - out) / 2) : std::nullopt;
+    const int eo = __builtin_ctzll(out), ei = __builtin_ctzll(in);
+    if (std::abs(ei - eo) <= 1) return std::nullopt;
+    return int64_t{1} << (eo + (ei - eo) / 2);
+  };
   std::optional<int64_t> checked;
-  for (int round = 0; round < 8 && (below ? in - out : out - in) > 1; ++round) {
-    const int64_t mid = out + (in - out) / 2;
+  for (int round = 0; round < 8 && mid_of(); ++round) {
+    const int64_t mid = *mid_of();
     auto path = more->Get(mid);
     if (!path.ok() && (!more->build || !*more->build)) return failed;
     // A value the kernel does not compile with (BUILD_BUG_ON) is outside the range too.
@@ -543,7 +551,7 @@ absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& fai
     (st.ok() ? in : out) = mid;
     if (st.ok()) checked = mid;
   }
-  if ((below ? in - out : out - in) > 1) return failed;  // the boundary is not pinned down
+  if (mid_of()) return failed;  // the boundary is not pinned down
   if (checked) res->checked.push_back(*checked);
   (below ? res->range_min : res->range_max) = in;
   res->warnings.push_back(

@@ -65,18 +65,18 @@ absl::Status CheckTraceable(const std::set<std::string>& traceable,
   for (const auto& s : spans) {
     if (traceable.count(s.function)) continue;
     // What sie_native can probe (runtime/loader/native.cc NativeUnsupported): registers,
-    // cells, and the flags of `cmp REG, IMM`.
-    bool native = s.kind == SpanKind::kReg || s.kind == SpanKind::kMem ||
-                  (s.kind == SpanKind::kFlags && (s.flags_op.empty() || s.flags_op == "cmp") &&
-                   !s.target_reg.empty() && s.x_from_probe.empty());
+    // cells, and the flags of `cmp REG, IMM` and `test REG, IMM`.
+    bool native =
+        s.kind == SpanKind::kReg || s.kind == SpanKind::kMem || artifact::NativeFlagsSpan(s);
     (native ? native_only : refused).insert(s.function);
   }
   if (!refused.empty())
     return Classified(
         FailedWithHint(
-            absl::StrCat("no ftrace site in ", absl::StrJoin(refused, ", "),
-                         ": the kernel's kprobe events (BPF) refuse to probe it, "
-                         "and its spans need BPF (recompute, or flags other than `cmp REG, IMM`)"),
+            absl::StrCat(
+                "no ftrace site in ", absl::StrJoin(refused, ", "),
+                ": the kernel's kprobe events (BPF) refuse to probe it, "
+                "and its spans need BPF (recompute, or flags other than `cmp/test REG, IMM`)"),
             "a kernel built with CONFIG_KPROBE_EVENTS_ON_NOTRACE=y accepts it; or "
             "restrict the tunable with 'functions:' to other callers"),
         Refusal::kNotrace);

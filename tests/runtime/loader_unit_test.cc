@@ -147,6 +147,12 @@ TEST(NativeEngine, CoversFixedRegAndMemSpansInModeZeroOnly) {
   // other flag operations and memory compares, and recompute (105 SCALE, 106 DIVISOR), not.
   EXPECT_EQ(loader::NativeUnsupported(c("101"), 0, false), "");
   auto f = c("101");
+  // `test REG, IMM` too (x % V == 0 at powers of two), as flags-test.
+  f.spans[0].flags_op = "test";
+  EXPECT_EQ(loader::NativeUnsupported(f, 0, false), "");
+  auto ft = loader::NativeProbes(f, "sie_target");
+  ASSERT_TRUE(ft.ok()) << ft.status();
+  EXPECT_NE(loader::NativeAddCommand((*ft)[0], 3).find(" flags-test bx "), std::string::npos);
   f.spans[0].flags_op = "add";
   EXPECT_NE(loader::NativeUnsupported(f, 0, false).find("kind flags of an operation other than"),
             std::string::npos);

@@ -31,6 +31,23 @@ check SIE_TARGET_DIVISOR 7 div 100 14 10
 check SIE_TARGET_DIVISOR 7 div 12345 1763 1234
 # 15 spans at 15 addresses (sie_target_fan_0..14): fan(x) = 15 * FAN + 30 * x + 105.
 check SIE_TARGET_FAN 100 fan 1 1635 139935
+# (l) i % EVERY == 0, a flags span of `test` (test %bl,%bl at 256, test $0x7f,%bl at 128,
+# test $0x1ff,%ebx at 512): set to 2048, a power of two never compiled, on both engines;
+# every(x) = x / EVERY. Other values divide in the compiled code: V takes powers of two only.
+check SIE_TARGET_EVERY 2048 every 10000 4 39
+out=$(sie set SIE_TARGET_EVERY 2048 --engine native --consts "$C" 2>&1) || bad "sie set EVERY native: $out"
+expect_eq "SIE_TARGET_EVERY=2048 native every(10000)" "$(run every 10000)" 4
+grep -q "flags-test" /sys/kernel/debug/sie_native/control && ok "native probe is flags-test" ||
+  bad "no flags-test probe: $(cat /sys/kernel/debug/sie_native/control)"
+sie unload SIE_TARGET_EVERY || bad "sie unload SIE_TARGET_EVERY (native)"
+expect_eq "SIE_TARGET_EVERY restored every(10000)" "$(run every 10000)" 39
+if out=$(sie set SIE_TARGET_EVERY 1000 --consts "$C" 2>&1); then
+  bad "SIE_TARGET_EVERY=1000 accepted (not a power of two)"
+  sie unload SIE_TARGET_EVERY
+else
+  case "$out" in *"not a power of two"*) ok "1000 refused: $out" ;;
+    *) bad "EVERY=1000 refused without saying why: $out" ;; esac
+fi
 # (k) the loaded value is saved per task right after its load (a second save probe of the
 # span), then multiplied by the new value at the apply: saved(x) = x * SAVED.
 expect_eq "SIE_TARGET_SAVED compiled saved(9)" "$(run saved 9)" 63

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -79,7 +80,8 @@ absl::Status ArgParser::Parse(const std::vector<std::string>& args) {
       std::fputs(Help().c_str(), stdout);
       return absl::OkStatus();
     }
-    if (a.size() > 1 && a[0] == '-') {
+    // "-1" is a value, not an option: no option name starts with a digit (sie set NAME -1).
+    if (a.size() > 1 && a[0] == '-' && !absl::ascii_isdigit(static_cast<unsigned char>(a[1]))) {
       std::string name = a, value;
       bool has_value = false;
       if (auto eq = a.find('='); eq != std::string::npos && a.rfind("--", 0) == 0) {

@@ -1,15 +1,18 @@
 // The runtime subcommands: `sie set`, `sie status`, `sie unload`, `sie consts`, `sie log`.
 // Thin wrappers over runtime/loader (the logic) that parse options and print.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <map>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "common/artifact/consts_dir.h"
 #include "common/base/args.h"
 #include "common/base/diag.h"
@@ -81,13 +84,23 @@ int SetCommand(const std::vector<std::string>& args) {
   o.name = pos[0];
   int mode = 0;
   double timeout = 0;
-  if (!absl::SimpleAtoi(pos[1], &o.value))
+  if (!absl::SimpleAtoi(pos[1], &o.value)) {
+    // Digits that overflow are a number, just too large: say so, not "not an integer".
+    const std::string digits(absl::StripPrefix(pos[1], "-"));
+    if (!digits.empty() && std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit))
+      return ReportError(
+          "sie set", InvalidWithHint(absl::StrCat("'", pos[1], "' does not fit a 64-bit integer"),
+                                     "'sie consts' shows each constant's range"));
     return ReportError("sie set", InvalidWithHint(absl::StrCat("'", pos[1], "' is not an integer"),
                                                   "values are decimal integers (e.g. 4096, -1)"));
+  }
   if (!absl::SimpleAtoi(mode_s, &mode))
-    return ReportError("sie set", InvalidWithHint("--mode takes 0, 1 or 2", ""));
+    return ReportError("sie set",
+                       InvalidWithHint("--mode takes 0, 1 or 2",
+                                       "0 immediate, 1 per-task, 2 global (sie set --help)"));
   if (!absl::SimpleAtod(timeout_s, &timeout) || timeout < 0)
-    return ReportError("sie set", InvalidWithHint("--timeout takes seconds (e.g. 5, 0.5)", ""));
+    return ReportError("sie set", InvalidWithHint("--timeout takes seconds (e.g. 5, 0.5)",
+                                                  "a number of seconds >= 0, e.g. --timeout 30"));
   o.mode = mode;
   o.timeout_s = timeout;
   o.optimize = !no_opt;
@@ -357,7 +370,9 @@ int UnloadCommand(const std::vector<std::string>& args) {
                        InvalidWithHint("name one constant, or give --all", "see 'sie status'"));
   double timeout = 5;
   if (!absl::SimpleAtod(timeout_s, &timeout))
-    return ReportError("sie unload", InvalidWithHint("--timeout takes seconds", ""));
+    return ReportError(
+        "sie unload",
+        InvalidWithHint("--timeout takes seconds", "a number of seconds >= 0, e.g. --timeout 30"));
   std::vector<json> summaries;
   absl::Status s = loader::Unload(all ? "" : pos[0], all, timeout, &summaries, consts);
   if (as_json)

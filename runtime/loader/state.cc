@@ -8,10 +8,14 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "common/artifact/consts_dir.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
+#include "common/base/log.h"
 #include "runtime/loader/native.h"
 
 namespace sie::loader {
@@ -25,6 +29,23 @@ std::string UserName() {
   const char* sudo = getenv("SUDO_USER");
   return absl::StrCat(pw ? pw->pw_name : std::to_string(getuid()),
                       sudo ? absl::StrCat(" (sudo by ", sudo, ")") : "");
+}
+
+// The sie command holding the lock, from the pid its holder wrote into it: "pid N: sie set
+// ...", or "" when that process is gone (the lock is then held by something else).
+std::string LockHolder(const fs::path& lock) {
+  auto text = ReadFile(lock);
+  int pid = 0;
+  if (!text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) || pid <= 0)
+    return "";
+  auto cmd = ReadFile(absl::StrCat("/proc/", pid, "/cmdline"));
+  if (!cmd.ok() || cmd->empty()) return "";
+  const std::string nul(1, '\0');
+  std::string line = absl::StrReplaceAll(absl::StripSuffix(*cmd, nul), {{nul, " "}});
+  const std::string argv0 = line.substr(0, line.find(' '));
+  const std::string base = fs::path(argv0).filename().string();
+  if (base != "sie" && base != "sie-run") return "";
+  return absl::StrCat("pid ", pid, ": ", base, line.substr(argv0.size()));
 }
 
 }  // namespace
@@ -50,7 +71,19 @@ absl::StatusOr<RunLock> RunLock::Take() {
     return FailedWithHint(
         absl::StrCat("cannot open ", (RunDir() / "lock").string(), ": ", strerror(errno)),
         "sie must run as root");
-  if (flock(fd.get(), LOCK_EX) != 0) return absl::InternalError("flock failed");
+  // A second command waits for the first (one change at a time); it says so, since a mode 2
+  // transition can hold the lock for its whole --timeout.
+  if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return absl::InternalError(absl::StrCat("flock: ", strerror(errno)));
+    const std::string holder = LockHolder(RunDir() / "lock");
+    Log(LogLevel::kInfo, absl::StrCat("waiting for another sie command to finish (",
+                                      holder.empty() ? "" : absl::StrCat(holder, "; "), "it holds ",
+                                      (RunDir() / "lock").string(), ")"));
+    if (flock(fd.get(), LOCK_EX) != 0) return absl::InternalError("flock failed");
+  }
+  // The holder's pid, for the message above in the next command that has to wait.
+  const std::string pid = absl::StrCat(getpid(), "\n");
+  if (ftruncate(fd.get(), 0) == 0) (void)!pwrite(fd.get(), pid.data(), pid.size(), 0);
   RunLock l;
   l.fd_ = std::move(fd);
   return l;

@@ -6,27 +6,7 @@
 # the value the code computes. Constants as `sie synth` wrote them for sie_target.
 # $1: the synthesized constants.
 C=${1:?usage: vm_fault_test.sh CONSTS_DIR}
-T=/sys/kernel/debug/sie_target
-FAILS=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; FAILS=$((FAILS + 1)); }
-expect_eq() { if [ "$2" = "$3" ]; then ok "$1 = $2"; else bad "$1: got '$2', want '$3'"; fi; }
-expect_in() { case "$2" in *"$3"*) ok "$1 has '$3'" ;; *) bad "$1 lacks '$3': $2" ;; esac; }
-run() { echo "$2" > "$T/$1" && cat "$T/$1"; }
-
-# Everything a command may change, ids left out (a reload gets new ones).
-snapshot() {
-  echo "== kprobes"; sort /sys/kernel/debug/kprobes/list
-  echo "== progs"; bpftool prog show | sed -n 's/^[0-9]*: \([a-z_]*\) *name \([^ ]*\).*/\1 \2/p' | sort
-  echo "== maps"; bpftool map show | sed -n 's/^[0-9]*: \([a-z_]*\) *name \([^ ]*\).*/\1 \2/p' | sort
-  echo "== links"; bpftool link show | sed -n 's/^[0-9]*: \([a-z_]*\).*/\1/p' | sort
-  echo "== pins"; find /sys/fs/bpf/sie 2>/dev/null | sort
-  echo "== state"; ls /run/sie 2>/dev/null | grep '\.json$' | grep -v journal
-  echo "== modules"; lsmod | awk '/^sie_/ {print $1, $3}' | sort
-  echo "== native"; sed 's/ hits=[0-9]*//' /sys/kernel/debug/sie_native/control 2>/dev/null
-  echo "== consistency"; ls /sys/kernel/debug/sie_consistency 2>/dev/null
-  echo "== values"; run call_arg 100; run saved 9; run fan 1
-}
+. "$(dirname "$0")/lib.sh"
 
 insmod "$(dirname "$(command -v sie)")/../kmod/sie_target.ko" || { echo "FAIL - insmod"; exit 1; }
 # The modules sie loads on first use, loaded once, so the baseline has them.
@@ -50,12 +30,7 @@ fail_each_step() { # label, fewest steps expected, then the sie set arguments
       *"injected fault at kernel step $n "*) ;;
       *) bad "$label: step $n failed without the injected fault: $out" ;;
     esac
-    now=$(snapshot)
-    if [ "$now" != "$base" ]; then
-      bad "$label: failing step $n changed the kernel:"
-      echo "$base" > /tmp/fault.base; echo "$now" > /tmp/fault.now
-      diff /tmp/fault.base /tmp/fault.now
-    fi
+    same_as "$label: failing step $n" "$base"
     n=$((n + 1))
   done
   steps=$((n - 1))
@@ -107,11 +82,7 @@ sie status | grep -q "SIE_TARGET_BATCH (id [0-9]*): value 100, mode 2" && ok "BA
   bad "BATCH not loaded in mode 2: $(sie status)"
 fail_unload_steps SIE_TARGET_BATCH
 
-now=$(snapshot)
-if [ "$now" = "$clean" ]; then ok "the kernel is as at the start"; else
-  bad "the kernel differs from the start"
-  echo "$clean" > /tmp/fault.base; echo "$now" > /tmp/fault.now; diff /tmp/fault.base /tmp/fault.now
-fi
+same_as "at the end" "$clean" && ok "the kernel is as at the start"
 echo "fault injection: $STEPS_TOTAL kernel steps failed one at a time"
 rmmod sie_target
 echo "$FAILS failed"

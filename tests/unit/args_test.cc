@@ -48,6 +48,13 @@ TEST(ArgParserTest, UnknownOptionHasAHint) {
   EXPECT_NE(MessageWithHint(s).find("hint:"), std::string::npos);
 }
 
+TEST(ArgParserTest, NegativeNumbersArePositionals) {
+  Parsed p;
+  auto a = MakeParser(p);
+  ASSERT_TRUE(a.Parse({"x", "-1"}).ok());
+  EXPECT_EQ(p.pos, (std::vector<std::string>{"x", "-1"}));
+}
+
 TEST(ArgParserTest, BadValuesAndCountsAreErrors) {
   Parsed p;
   auto a = MakeParser(p);

@@ -373,9 +373,12 @@ absl::StatusOr<Knob> SetLiveKnob(absl::string_view name, absl::string_view value
   for (const Knob& c : knobs)
     if (c.name == name) k = &c;
   if (!k)
-    return InvalidWithHint(absl::StrCat("the running policy has no live knob '", name, "'"),
-                           knobs.empty() ? "it declares none (SIE_KNOB)"
-                                         : absl::StrCat("its live knobs: ", KnobList(knobs)));
+    return InvalidWithHint(
+        absl::StrCat("the running policy has no live knob '", name, "'"),
+        absl::StrCat(knobs.empty() ? "it declares none (SIE_KNOB)"
+                                   : absl::StrCat("its live knobs: ", KnobList(knobs)),
+                     "; start settings (const volatile) are fixed while it "
+                     "runs: restart sie-run with --set NAME=VALUE"));
   auto bytes = EncodeKnobValue(*k, value);
   if (!bytes.ok()) return bytes.status();
   memcpy(l->value.data() + k->offset, bytes->data(), bytes->size());

@@ -195,6 +195,30 @@ absl::Status WriteInitial(bpf_object* obj, const KnobSetting& s) {
   return absl::OkStatus();
 }
 
+// Points the section's map at its pin. A map already pinned must have this object's layout:
+// libbpf would refuse it with a bare "incompatible", and a stub with globals of its own in the
+// section would shift the policy's.
+absl::Status ShareSection(bpf_object* obj, const SharedSection& sh) {
+  bpf_map* m = bpf_object__find_map_by_name(obj, sh.section);
+  if (!m) return absl::OkStatus();
+  UniqueFd pinned(bpf_obj_get(sh.pin));
+  if (pinned.valid()) {
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(pinned.get(), &info, &len) == 0 &&
+        info.value_size != bpf_map__value_size(m))
+      return FailedWithHint(
+          absl::StrCat("the policy's ", sh.section, " is ", info.value_size,
+                       " bytes in its own object but ", bpf_map__value_size(m),
+                       " in a constant's linked object: the globals cannot be shared"),
+          absl::StrCat("the constant's stub must not define ", sh.section,
+                       " variables (rebuild the stubs: sie consts --build)"));
+  }
+  if (bpf_map__set_pin_path(m, sh.pin) != 0)
+    return absl::InternalError(absl::StrCat("pin path for ", sh.section, ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
 struct LiveMap {
   UniqueFd fd;
   std::unique_ptr<btf, BtfDeleter> b;
@@ -347,14 +371,12 @@ absl::StatusOr<std::vector<KnobSetting>> ResolveSettings(const fs::path& obj,
   return ResolveSettings(*knobs, sets, what);
 }
 
-absl::Status PrepareKnobs(bpf_object* obj, const std::vector<KnobSetting>& settings,
-                          bool share_live) {
+absl::Status PrepareKnobs(bpf_object* obj, const std::vector<KnobSetting>& settings, bool share) {
   for (const KnobSetting& s : settings)
     if (auto st = WriteInitial(obj, s); !st.ok()) return st;
-  if (!share_live) return absl::OkStatus();
-  bpf_map* m = bpf_object__find_map_by_name(obj, kKnobSection);
-  if (m && bpf_map__set_pin_path(m, kKnobPin) != 0)
-    return absl::InternalError(absl::StrCat("pin path for ", kKnobSection, ": ", strerror(errno)));
+  if (!share) return absl::OkStatus();
+  for (const SharedSection& sh : kSharedSections)
+    if (auto st = ShareSection(obj, sh); !st.ok()) return st;
   return absl::OkStatus();
 }
 

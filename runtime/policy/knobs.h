@@ -22,6 +22,18 @@ namespace sie::policy {
 inline constexpr char kKnobSection[] = ".data.sie_knobs";
 inline constexpr char kKnobPin[] = "/sys/fs/bpf/sie_run_knobs";
 
+// The policy's writable data sections and where sie-run pins their maps, so that every object
+// of the policy (its own, one per constant) shares them: globals are the policy's, not each
+// constant's. The stubs have no .data/.bss of their own, so a linked object's sections have
+// the policy's layout exactly (PrepareKnobs checks the size).
+struct SharedSection {
+  const char* section;
+  const char* pin;
+};
+inline constexpr SharedSection kSharedSections[] = {{kKnobSection, kKnobPin},
+                                                    {".data", "/sys/fs/bpf/sie_run_data"},
+                                                    {".bss", "/sys/fs/bpf/sie_run_bss"}};
+
 enum class KnobKind { kSetting, kLive };
 
 struct Knob {
@@ -64,10 +76,9 @@ absl::StatusOr<std::vector<KnobSetting>> ResolveSettings(const std::filesystem::
                                                          absl::string_view what);
 
 // Before bpf_object__load of any object of the policy (its own, each constant's): writes the
-// settings into the sections' initial values and, with share_live, points the live-knob map at
-// kKnobPin (created by the first load, reused by every later one).
-absl::Status PrepareKnobs(bpf_object* obj, const std::vector<KnobSetting>& settings,
-                          bool share_live);
+// settings into the sections' initial values and, with share, points the maps of
+// kSharedSections at their pins (created by the first load, reused by every later one).
+absl::Status PrepareKnobs(bpf_object* obj, const std::vector<KnobSetting>& settings, bool share);
 
 // The running policy's live knobs (the pinned map), with current values.
 absl::StatusOr<std::vector<Knob>> LiveKnobs();

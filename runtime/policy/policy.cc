@@ -404,7 +404,8 @@ absl::Status Session::CheckFree() {
     if (IsInternalMap(m) || !bpf_map__pin_path(m)) continue;
     if (fs::exists(bpf_map__pin_path(m))) busy.push_back(bpf_map__pin_path(m));
   }
-  if (fs::exists(kKnobPin)) busy.push_back(kKnobPin);
+  for (const SharedSection& sh : kSharedSections)
+    if (fs::exists(sh.pin)) busy.push_back(sh.pin);
   if (!busy.empty())
     return FailedWithHint(absl::StrCat("another policy holds ", absl::StrJoin(busy, ", "),
                                        " (a run with --pin, or a killed sie-run)"),
@@ -432,7 +433,8 @@ absl::Status Session::LoadOwn() {
                      bpf_map__name(m), ")"));
   }
   if (auto st = CheckFree(); !st.ok()) return st;
-  // Settings into this object; the live-knob map is created here and pinned for the others.
+  // Settings into this object; the maps of its globals are created here and pinned for the
+  // constants' objects.
   if (auto st = PrepareKnobs(own_.get(), settings_, true); !st.ok()) return st;
   // The decision functions are global functions in .text that nothing calls here (the stubs
   // call them in the per-constant objects). libbpf treats a lone .text function as a program

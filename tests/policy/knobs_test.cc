@@ -62,11 +62,12 @@ TEST_F(KnobsTest, BtfListsSettingsAndLiveKnobsWithTypesAndDefaults) {
   ObjPtr o = Open();
   ASSERT_TRUE(o);
   auto k = ByName(o.get());
+  EXPECT_EQ(k.count("last_x"), 0u);  // a plain global is state, not a knob
   std::vector<std::string> names;
   for (auto& [n, v] : k) names.push_back(n);
   // Only the policy's globals: no sie_log format strings, no SDK internals.
-  EXPECT_THAT(names,
-              ElementsAre("addend", "bias", "enabled", "min_x", "mode", "threshold", "trace"));
+  EXPECT_THAT(names, ElementsAre("addend", "bias", "enabled", "follow", "min_x", "mode",
+                                 "threshold", "trace"));
   EXPECT_EQ(k["min_x"].kind, KnobKind::kSetting);
   EXPECT_EQ(k["min_x"].type, "__u64");
   EXPECT_EQ(k["min_x"].value, "100");
@@ -126,7 +127,7 @@ TEST_F(KnobsTest, SetChecksNamesAndValuesWithAHintListingTheKnobs) {
               HasSubstr("--set nope=1: knobs.bpf.c has no knob 'nope'\nhint: its knobs: "
                         "min_x (setting, __u64), mode (setting, enum knob_mode), bias (setting, "
                         "__s16), trace (setting, bool), addend (live, __u32), threshold (live, "
-                        "__u32), enabled (live, bool)"));
+                        "__u32), enabled (live, bool), follow (live, bool)"));
   r = ResolveSettings(Obj(), {"min_x=lots"}, "knobs.bpf.c");
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(MessageWithHint(r.status()), HasSubstr("--set min_x=lots: value 'lots' for knob "
@@ -154,6 +155,11 @@ TEST_F(KnobsTest, PrepareWritesSettingsAndSharesTheLiveSection) {
   ASSERT_NE(live, nullptr);
   ASSERT_NE(bpf_map__pin_path(live), nullptr);
   EXPECT_STREQ(bpf_map__pin_path(live), kKnobPin);
+  // Plain globals are the policy's too: its .bss is shared the same way.
+  bpf_map* bss = bpf_object__find_map_by_name(o.get(), ".bss");
+  ASSERT_NE(bss, nullptr);
+  ASSERT_NE(bpf_map__pin_path(bss), nullptr);
+  EXPECT_STREQ(bpf_map__pin_path(bss), "/sys/fs/bpf/sie_run_bss");
   bpf_map* ro = bpf_object__find_map_by_name(o.get(), ".rodata");
   ASSERT_NE(ro, nullptr);
   EXPECT_EQ(bpf_map__pin_path(ro), nullptr);

@@ -5,7 +5,8 @@
 # SIE_TARGET_THRESHOLD (threshold), both only while `enabled`. Checks: --describe lists the
 # knobs; a bad --set name or value is refused with a hint and loads nothing; --set start
 # values apply; `sie knob` lists and changes live knobs, and one change reaches both
-# constants' objects; bad knob names/values are refused; Ctrl-C removes the knob pin.
+# constants' objects, as do plain globals; bad knob names/values are refused; Ctrl-C removes
+# the pins.
 C=${1:?usage: vm_knobs_test.sh CONSTS_DIR}
 SRC=$(dirname "$0")
 P=$SRC/bpf/knobs.bpf.c
@@ -92,6 +93,13 @@ run cmp 50; expect_eq "cmp(50), enabled false" "$R" 0
 sie knob enabled on >/dev/null
 run call_arg 20; expect_eq "call_arg(20), enabled on" "$R" 120
 run cmp 50; expect_eq "cmp(50), enabled on" "$R" 1
+# Plain globals are shared: with follow, the threshold object reads the last_x the call_arg
+# object wrote (unshared, it would read 0: out of range, rejected, shipped 1000 -> cmp 0).
+sie knob follow true >/dev/null
+run call_arg 40; run cmp 50; expect_eq "cmp(50) after call_arg(40), follow: threshold 40" "$R" 1
+run call_arg 60; run cmp 50; expect_eq "cmp(50) after call_arg(60), follow: threshold 60" "$R" 0
+sie knob follow false >/dev/null
+run cmp 50; expect_eq "cmp(50), follow false: threshold 10" "$R" 1
 expect_out "sie knob --json" '"name":"addend"' sie knob --json
 expect_fail "sie knob unknown" "the running policy has no live knob 'nope'" sie knob nope 1
 expect_fail "sie knob unknown hint" "hint: its live knobs: addend (live, __u32)" sie knob nope 1

@@ -29,10 +29,10 @@
  *    constant of the file gets its shipped value. One map write switches all of them, so the
  *    constants of one file change together or not at all.
  *  - State shared between the per-constant objects and sie-run lives in maps pinned by name
- *    (__sie_shared). Plain global variables are NOT shared: each constant's object has its own
- *    copy. Knobs are: `const volatile` globals (start settings, sie-run --set) are written into
- *    every object before it loads, and SIE_KNOB globals (live knobs, `sie knob`) live in one
- *    section whose map all objects of the policy share.
+ *    (__sie_shared). Global variables are the policy's, not each constant's: sie-run creates
+ *    the .data, .bss and SIE_KNOB sections once (pinned at /sys/fs/bpf/sie_run_data, _bss,
+ *    _knobs) and every constant's object uses them. `const volatile` globals (start settings,
+ *    sie-run --set) are written into every object before it loads.
  */
 #ifndef SIE_POLICY_BPF_H
 #define SIE_POLICY_BPF_H

@@ -8,6 +8,8 @@
  * while it runs and reads sie_target's results. `enabled` is read by both constants' objects,
  * so one `sie knob enabled false` must reach both.
  * bias and trace exist for the unit tests' type checks (signed, bool).
+ * Plain globals are shared too: with `follow`, SIE_TARGET_THRESHOLD takes the last input the
+ * SIE_TARGET_CALL_ARG object saw (last_x, written by the other constant's object).
  */
 #include <sie/policy.bpf.h>
 
@@ -21,11 +23,15 @@ const volatile bool trace = false;
 SIE_KNOB(__u32, addend, 50);
 SIE_KNOB(__u32, threshold, 1000);
 SIE_KNOB(bool, enabled, true);
+SIE_KNOB(bool, follow, false);
+
+__u64 last_x;
 
 SIE_POLICY(sie_target_call_arg, ctx)
 {
 	__u64 x = sie_arg(ctx, x);
 
+	last_x = x;
 	if (!enabled || mode == KNOB_OFF || x < min_x)
 		return sie_default(ctx);
 	if (trace)
@@ -37,5 +43,5 @@ SIE_POLICY(sie_target_threshold, ctx)
 {
 	if (!enabled)
 		return sie_default(ctx);
-	return sie_value(ctx, threshold);
+	return sie_value(ctx, follow ? last_x : threshold);
 }

@@ -6,7 +6,7 @@
 # knobs; a bad --set name or value is refused with a hint and loads nothing; --set start
 # values apply; `sie knob` lists and changes live knobs, and one change reaches both
 # constants' objects, as do plain globals; bad knob names/values are refused; Ctrl-C removes
-# the pins.
+# the pins; the same with --pin and sie-run --stop.
 C=${1:?usage: vm_knobs_test.sh CONSTS_DIR}
 SRC=$(dirname "$0")
 P=$SRC/bpf/knobs.bpf.c
@@ -118,6 +118,15 @@ run call_arg 20; expect_eq "call_arg(20) after SIGINT" "$R" 4680
 run cmp 50; expect_eq "cmp(50) after SIGINT" "$R" 0
 nothing_attached "after SIGINT"
 expect_fail "sie knob after the policy stopped" "no running policy has live knobs" sie knob
+
+# --- --pin: the knobs stay live without sie-run; sie-run --stop removes their pins ---
+$RUN --set min_x=10 --set addend=3 --pin > $W/pin.out 2>&1 || bad "--pin: $(cat $W/pin.out)"
+run call_arg 20; expect_eq "call_arg(20), pinned, --set addend=3" "$R" 23
+expect_out "sie knob, pinned policy" "addend: 3 -> 9" sie knob addend 9
+run call_arg 20; expect_eq "call_arg(20), pinned, addend 9 live" "$R" 29
+sie-run --stop
+run call_arg 20; expect_eq "call_arg(20) after sie-run --stop" "$R" 4680
+nothing_attached "after sie-run --stop"
 
 echo "== $FAILS failure(s)"
 [ $FAILS -eq 0 ]

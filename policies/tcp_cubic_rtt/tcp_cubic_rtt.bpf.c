@@ -11,30 +11,19 @@
  *
  * Both constants are decided in one file: sie-run switches them together (one transaction).
  *
- * Tuning from user space, while it runs (shared map, pinned by name):
- *	bpftool map update pinned /sys/fs/bpf/cubic_rtt_cfg key 0 0 0 0 value hex <u64 LE>
- *   key 0: RTT threshold in usec (0: 40000)      key 1: cap for long flows in usec (0: 100000)
+ * Knobs (sie-run --describe lists them):
+ *	sie-run ... --set long_shift=2			start setting, fixed while it runs
+ *	sie knob rtt_threshold_us 20000			live: which flows are long
+ *	sie knob long_delay_max_us 150000		live: their HYSTART_DELAY_MAX
  */
 #include <sie/policy.bpf.h>
 
-#define RTT_THRESHOLD_US 40000
-#define LONG_DELAY_MAX_US 100000
-#define LONG_SHIFT 1
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u64);
-	__sie_shared;
-} cubic_rtt_cfg SEC(".maps");
-
-static __always_inline __u64 cfg(__u32 key, __u64 def)
-{
-	__u64 *v = bpf_map_lookup_elem(&cubic_rtt_cfg, &key);
-
-	return v && *v ? *v : def;
-}
+/* HYSTART_DELAY_SHIFT for long flows: the exit needs delay_min >> long_shift of extra delay. */
+const volatile __u32 long_shift = 1;
+/* Flows whose minimum RTT is at least this (usec) are long. */
+SIE_KNOB(__u32, rtt_threshold_us, 40000);
+/* HYSTART_DELAY_MAX for long flows (usec). */
+SIE_KNOB(__u32, long_delay_max_us, 100000);
 
 /* The flow's minimum RTT as HyStart tracks it: bictcp.delay_min, in usec (CO-RE, no offsets). */
 static __always_inline __u32 flow_delay_min(struct sock *sk)
@@ -49,7 +38,7 @@ static __always_inline int long_rtt(struct sock *sk)
 {
 	__u32 d = flow_delay_min(sk);
 
-	return d != ~0U && d >= cfg(0, RTT_THRESHOLD_US);
+	return d != ~0U && d >= rtt_threshold_us;
 }
 
 SIE_POLICY(hystart_delay_shift, ctx)
@@ -61,7 +50,7 @@ SIE_POLICY(hystart_delay_shift, ctx)
 		return sie_default(ctx);
 	}
 	sie_count("shift_1_long_rtt");
-	return sie_value(ctx, LONG_SHIFT);
+	return sie_value(ctx, long_shift);
 }
 
 SIE_POLICY(hystart_delay_max, ctx)
@@ -75,5 +64,5 @@ SIE_POLICY(hystart_delay_max, ctx)
 		sie_log("sk %p: RTT sample %u us is twice delay_min %u us", sk, delay,
 			flow_delay_min(sk));
 	sie_count("max_raised_long_rtt");
-	return sie_value(ctx, cfg(1, LONG_DELAY_MAX_US));
+	return sie_value(ctx, long_delay_max_us);
 }

@@ -17,5 +17,7 @@ int StatusCommand(const std::vector<std::string>& args);
 int UnloadCommand(const std::vector<std::string>& args);
 int ConstsCommand(const std::vector<std::string>& args);
 int LogCommand(const std::vector<std::string>& args);
+// runtime/cli/knob_command.cc: the running policy's live knobs (runtime/policy/knobs.h).
+int KnobCommand(const std::vector<std::string>& args);
 
 }  // namespace sie::cli

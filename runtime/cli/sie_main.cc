@@ -26,6 +26,7 @@ const std::vector<Subcommand>& Subcommands() {
       {"status", "loaded constants: value, mode, probes, counters", sie::cli::StatusCommand},
       {"unload", "restore a constant's compiled value and detach", sie::cli::UnloadCommand},
       {"consts", "list synthesized constants", sie::cli::ConstsCommand},
+      {"knob", "list or change the running policy's live knobs", sie::cli::KnobCommand},
       {"log", "journal of changes made with sie", sie::cli::LogCommand},
       {"info", "kernel, BTF, kprobes and tool versions seen by sie", sie::cli::InfoCommand},
   };

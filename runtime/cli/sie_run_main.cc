@@ -29,27 +29,35 @@ std::string DefaultConsts() {
 
 int main(int argc, char** argv) {
   using namespace sie;
-  std::vector<std::string> args(argv + 1, argv + argc), positional, const_args;
+  std::vector<std::string> args(argv + 1, argv + argc), positional, const_args, sets;
   std::string consts = DefaultConsts(), mode = "0", timeout = "5", duration = "0", emit;
   bool pin = false, json = false, verbose = false, stop = false, no_optimize = false,
-       compile_only = false, no_cache = false;
+       compile_only = false, no_cache = false, describe = false;
   ArgParser p(
       "sie-run POLICY.bpf.c --const <id|name>[,...] [--consts DIR] [--mode 0|1|2] [--timeout S] "
-      "[--duration S] [--pin] [--json] [-v]\n       sie-run POLICY.bpf.c --const ... "
-      "[--consts DIR] --compile-only\n       sie-run --stop",
+      "[--duration S] [--set NAME=VALUE]... [--pin] [--json] [-v]\n       sie-run POLICY.bpf.c "
+      "--const ... [--consts DIR] --compile-only\n       sie-run --describe POLICY.bpf.c "
+      "[--const ...] [--json]\n       sie-run --stop",
       "Compiles POLICY.bpf.c (#include <sie/policy.bpf.h>, one SIE_POLICY per constant), links "
       "it over each constant's stub, attaches them all (or none) and switches them together. "
       "Runs until SIGINT/SIGTERM (or --duration), then restores every default and detaches.\n"
       "A compiled policy is cached by content (source, SDK and constants' headers, flags, "
       "clang); sie-run looks in $SIE_POLICY_CACHE, DIR/policy-cache and its own cache before "
       "running clang. --compile-only fills $SIE_POLICY_CACHE (else DIR/policy-cache) ahead, "
-      "e.g. on the build host for a guest.");
+      "e.g. on the build host for a guest.\n"
+      "Knobs: a `const volatile` global of the policy is a start setting and an SIE_KNOB a live "
+      "knob (changed while it runs with 'sie knob NAME VALUE'); --set gives either a start value, "
+      "checked against the policy's BTF. --describe lists them with types and defaults.");
   p.StringList("--const", "ID|NAME[,...]", &const_args, "constants the policy decides");
   p.String("--consts", "DIR", &consts,
            "directory written by 'sie synth --out' (default $SIE_CONSTS, else /etc/sie/consts)");
   p.String("--mode", "0|1|2", &mode, "consistency: 0 immediate, 1 per-task, 2 global");
   p.String("--timeout", "S", &timeout, "mode 1: reverse-transition timeout when stopping (5)");
   p.String("--duration", "S", &duration, "stop by itself after S seconds (0: run until a signal)");
+  p.StringList("--set", "NAME=VALUE", &sets,
+               "start value of a knob (repeatable; sie-run --describe lists the knobs)");
+  p.Flag("--describe", &describe,
+         "list the policy's constants, start settings and live knobs (types, defaults) and exit");
   p.Flag("--pin", &pin, "leave the policy loaded and exit (undo with sie-run --stop)");
   p.Flag("--stop", &stop, "restore the defaults of a policy left loaded with --pin");
   p.Flag("--json", &json, "one JSON object per event on stdout");
@@ -68,6 +76,7 @@ int main(int argc, char** argv) {
   for (const auto& c : const_args)
     for (absl::string_view n : absl::StrSplit(c, ',', absl::SkipEmpty())) o.consts.emplace_back(n);
   o.consts_dir = consts;
+  o.sets = sets;
   char* end = nullptr;
   o.mode = static_cast<int>(strtol(mode.c_str(), &end, 10));
   if (*end || o.mode < 0 || o.mode > 2)
@@ -98,6 +107,10 @@ int main(int argc, char** argv) {
                        InvalidWithHint("no policy given", "sie-run POLICY.bpf.c --const NAME")) +
            1;
   o.source = positional[0];
+  if (describe) {
+    auto st = policy::Describe(o);
+    return st.ok() ? 0 : ReportError("sie-run", st);
+  }
   if (compile_only) {
     if (no_cache)
       return ReportError("sie-run",

@@ -162,6 +162,8 @@ class BpfEngine : public Engine {
     // Only mode-2 stubs call sie_consistency's kfunc (and so need the module loaded).
     if (opts_.mode == 2)
       if (auto st = SetRodataU32(obj_.get(), "sie_global_kfunc", 1); !st.ok()) return st;
+    if (opts_.prepare_object)
+      if (auto st = opts_.prepare_object(obj_.get()); !st.ok()) return st;
     RETURN_IF_ERROR(KernelStep(absl::StrCat("load the stub of ", c_.name)));
     if (bpf_object__load(obj_.get()) != 0)
       return FailedWithHint(

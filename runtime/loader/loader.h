@@ -19,6 +19,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -26,6 +27,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+
+struct bpf_object;
 
 namespace sie::loader {
 
@@ -45,6 +48,8 @@ struct SetOptions {
   bool optimize = true;     // look for jump-optimized probe offsets among the candidates
   double opt_wait_s = 1.5;  // the kernel optimizes probes from delayed work
   std::vector<std::filesystem::path> policy_objects;  // linked over the weak decision hook
+  // Policies: called on the linked object after open, before load (knob values, shared maps).
+  std::function<absl::Status(bpf_object*)> prepare_object;
   // "auto": sie_native where it covers every span with equal safety (runtime/loader/native.h),
   // else BPF; "bpf" or "native" force one (native refuses what it does not cover).
   std::string engine = "auto";

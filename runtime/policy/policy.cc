@@ -32,6 +32,7 @@
 #include "runtime/loader/libbpf_log.h"
 #include "runtime/loader/loader.h"
 #include "runtime/policy/consts_header.h"
+#include "runtime/policy/knobs.h"
 #include "runtime/policy/object_cache.h"
 #include "runtime/policy/verifier_log.h"
 
@@ -376,6 +377,7 @@ class Session {
   std::vector<artifact::ConstEntry> consts_;
   std::optional<TempDir> work_;
   fs::path policy_obj_;
+  std::vector<KnobSetting> settings_;  // --set, checked against the policy's BTF
   ObjPtr own_;
   std::vector<LinkPtr> own_links_;
   std::vector<std::string> shared_pins_;  // pins this run created
@@ -402,6 +404,8 @@ absl::Status Session::CheckFree() {
     if (IsInternalMap(m) || !bpf_map__pin_path(m)) continue;
     if (fs::exists(bpf_map__pin_path(m))) busy.push_back(bpf_map__pin_path(m));
   }
+  for (const SharedSection& sh : kSharedSections)
+    if (fs::exists(sh.pin)) busy.push_back(sh.pin);
   if (!busy.empty())
     return FailedWithHint(absl::StrCat("another policy holds ", absl::StrJoin(busy, ", "),
                                        " (a run with --pin, or a killed sie-run)"),
@@ -429,6 +433,9 @@ absl::Status Session::LoadOwn() {
                      bpf_map__name(m), ")"));
   }
   if (auto st = CheckFree(); !st.ok()) return st;
+  // Settings into this object; the maps of its globals are created here and pinned for the
+  // constants' objects.
+  if (auto st = PrepareKnobs(own_.get(), settings_, true); !st.ok()) return st;
   // The decision functions are global functions in .text that nothing calls here (the stubs
   // call them in the per-constant objects). libbpf treats a lone .text function as a program
   // without a type, so they are excluded from this object's load.
@@ -540,6 +547,10 @@ absl::Status Session::Start() {
   t_.compile_ms = MsSince(tc);
   if (o_.verbose && !cr->cache_note.empty())
     std::fprintf(stderr, "sie-run: %s\n", cr->cache_note.c_str());
+  // --set is checked against the policy's BTF before anything is loaded.
+  auto settings = ResolveSettings(policy_obj_, o_.sets, o_.source.filename().string());
+  if (!settings.ok()) return settings.status();
+  settings_ = std::move(*settings);
 
   // --- the policy's own object: shared maps, own programs ---
   auto tl = Clock::now();
@@ -556,6 +567,7 @@ absl::Status Session::Start() {
     so.timeout_s = o_.reverse_timeout_s;
     so.optimize = o_.optimize;
     so.policy_objects = {policy_obj_};
+    so.prepare_object = [this](bpf_object* obj) { return PrepareKnobs(obj, settings_, true); };
     auto r = loader::SetConst(so);
     loader::RouteLibbpfLog();
     if (!r.ok()) {

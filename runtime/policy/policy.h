@@ -72,6 +72,7 @@ struct RunOptions {
   std::filesystem::path source;
   std::vector<std::string> consts;
   std::filesystem::path consts_dir;
+  std::vector<std::string> sets;  // --set NAME=VALUE: start settings and live knobs' start values
   int mode = 0;
   double reverse_timeout_s = 5;
   double duration_s = 0;  // 0: until SIGINT/SIGTERM
@@ -86,6 +87,15 @@ struct RunOptions {
 // of PolicyCacheDirs(consts_dir) ($SIE_POLICY_CACHE, else <consts>/policy-cache), where a later
 // sie-run, e.g. in the guest, finds it. Needs no root and attaches nothing.
 absl::Status CompileOnly(const RunOptions& opts);
+
+// `sie-run --describe`: the policy's constants (from --const, else its SIE_POLICYs), start
+// settings and live knobs with types and defaults, from the compiled object's BTF. Compiles
+// (or finds in the cache) but loads nothing; no root needed.
+absl::Status Describe(const RunOptions& opts);
+
+// The constants a policy decides, by its SIE_POLICY(<lower-case name>, ...) lines.
+absl::StatusOr<std::vector<std::string>> PolicyConstNames(const std::filesystem::path& source,
+                                                          const std::filesystem::path& consts_dir);
 
 struct Timings {
   double compile_ms = 0, link_ms = 0, load_ms = 0, attach_ms = 0, transition_ms = 0, reverse_ms = 0;

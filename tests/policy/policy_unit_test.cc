@@ -149,6 +149,9 @@ TEST_F(PolicyTest, ExamplePoliciesCompileWithWerror) {
   r = Compile(kSrc / "sdk/examples/tutorial.bpf.c", Consts("sie_target", {"SIE_TARGET_CALL_ARG"}));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->diagnostics, "");
+  r = Compile(kSrc / "sdk/examples/knobs.bpf.c", Consts("sie_target", {"SIE_TARGET_CALL_ARG"}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->diagnostics, "");
 }
 
 TEST_F(PolicyTest, NonCompilingPolicyShowsClangDiagnostics) {

@@ -66,8 +66,9 @@ flows() { # label addr
 flows long_default 10.0.0.2
 flows short_default 10.0.1.2
 
+# The shipped settings, given explicitly: --set long_shift is checked against the policy's BTF.
 sie-run $POLICY --const HYSTART_DELAY_SHIFT,HYSTART_DELAY_MAX --consts $C --no-optimize -v \
-  > $W/run.out 2> $W/run.err &
+  --set long_shift=1 --set rtt_threshold_us=40000 > $W/run.out 2> $W/run.err &
 PID=$!
 i=0
 while ! grep -q "active on" $W/run.out; do
@@ -76,6 +77,11 @@ while ! grep -q "active on" $W/run.out; do
     bad "sie-run did not start"; cat $W/run.out $W/run.err; exit 1; fi
 done
 grep -e timings -e cache $W/run.err
+# The live knobs the README documents, with their defaults.
+sie knob | tee $W/knobs
+grep -q "^rtt_threshold_us  *__u32  *40000$" $W/knobs &&
+  grep -q "^long_delay_max_us  *__u32  *100000$" $W/knobs && ok "sie knob lists the policy's knobs" ||
+  bad "sie knob: $(cat $W/knobs)"
 flows long_policy 10.0.0.2
 flows short_policy 10.0.1.2
 # Did the stubs apply the decisions? (hits / applied / rejected / failed per span)

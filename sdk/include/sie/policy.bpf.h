@@ -29,7 +29,10 @@
  *    constant of the file gets its shipped value. One map write switches all of them, so the
  *    constants of one file change together or not at all.
  *  - State shared between the per-constant objects and sie-run lives in maps pinned by name
- *    (__sie_shared). Global variables are NOT shared: each constant's object has its own copy.
+ *    (__sie_shared). Global variables are the policy's, not each constant's: sie-run creates
+ *    the .data, .bss and SIE_KNOB sections once (pinned at /sys/fs/bpf/sie_run_data, _bss,
+ *    _knobs) and every constant's object uses them. `const volatile` globals (start settings,
+ *    sie-run --set) are written into every object before it loads.
  */
 #ifndef SIE_POLICY_BPF_H
 #define SIE_POLICY_BPF_H
@@ -50,6 +53,20 @@ char LICENSE[] SEC("license") __weak = "GPL";
 
 /* A map every object of this policy (one per constant, plus sie-run's) shares. */
 #define __sie_shared __uint(pinning, LIBBPF_PIN_BY_NAME)
+
+/*
+ * Knobs: settings a user changes without editing the policy (see sdk/README.md, "Knobs").
+ *
+ *	const volatile __u32 long_shift = 1;		// start setting: sie-run --set long_shift=2
+ *	SIE_KNOB(__u32, rtt_threshold_us, 40000);	// live knob: sie knob rtt_threshold_us 20000
+ *
+ * A start setting is fixed when the policy loads (the verifier sees a constant, so branches on
+ * it cost nothing). A live knob is a plain global in section .data.sie_knobs: sie-run creates
+ * that section's map once, pins it at /sys/fs/bpf/sie_run_knobs and makes every object of the
+ * policy (one per constant) use it, so `sie knob` changes the value everywhere at once. Read it
+ * as a variable; the type must be an integer, bool or enum (what the command line can parse).
+ */
+#define SIE_KNOB(type, name, def) type name __attribute__((section(".data.sie_knobs"), used)) = (def)
 
 #define ___SIE_STR2(x) #x
 #define ___SIE_STR(x) ___SIE_STR2(x)

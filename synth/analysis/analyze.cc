@@ -782,8 +782,11 @@ absl::Status PowersOfTwoOnly(const Builds& b, const absl::Status& failed, const 
     if (auto path = more->Get(v); path.ok()) checks.push_back({v, *path});
   if (checks.empty()) return failed;
   res->checked.clear();
-  if (absl::Status s = CheckAll(b, checks, only_norm, vs, avoid, more, res); !s.ok()) return failed;
-  res->pow2_only = true;
+  res->pow2_only = true;  // the checks below (and a range cut among them) are at powers of two
+  if (absl::Status s = CheckAll(b, checks, only_norm, vs, avoid, more, res); !s.ok()) {
+    res->pow2_only = false;
+    return failed;
+  }
   res->range_min = std::max<int64_t>(res->range_min, 1);
   res->warnings.push_back(absl::StrCat(
       "V is restricted to powers of two: the code has another shape or another formula at "

@@ -8,6 +8,7 @@
 #include "common/base/diag.h"
 #include "common/base/files.h"
 #include "common/base/process.h"
+#include "synth/variants/find_objects.h"
 
 namespace sie::synth::discover {
 namespace fs = std::filesystem;
@@ -46,21 +47,13 @@ absl::StatusOr<std::vector<std::string>> TargetFiles(const fs::path& root,
 absl::StatusOr<std::vector<std::string>> FilesMentioning(const fs::path& root,
                                                          const std::set<std::string>& names) {
   if (names.empty()) return std::vector<std::string>{};
-  RunOptions ro;
-  ro.cwd = root.string();
-  ro.timeout = std::chrono::minutes(10);
-  ro.stdin_data = absl::StrCat(absl::StrJoin(names, "\n"), "\n");
-  auto r = Run(
-      {"grep", "-rlw", "--exclude-dir=.git", "--exclude-dir=tools", "--exclude-dir=Documentation",
-       "--exclude-dir=scripts", "--include=*.c", "--include=*.h", "-F", "-f", "-", "."},
-      ro);
-  if (!r.ok()) return r.status();
-  if (r->exit_code > 1 || r->timed_out)
-    return absl::InternalError(absl::StrCat("grep failed (", r->Describe(), "): ", r->err));
-  std::vector<std::string> files;
-  for (absl::string_view l : absl::StrSplit(r->out, '\n', absl::SkipEmpty()))
-    files.push_back(fs::path(std::string(absl::StripPrefix(l, "./"))).lexically_normal().string());
-  std::sort(files.begin(), files.end());
+  auto files =
+      GrepFiles(root,
+                {"-w", "--exclude-dir=tools", "--exclude-dir=Documentation",
+                 "--exclude-dir=scripts", "--include=*.c", "--include=*.h", "-F", "-f", "-"},
+                absl::StrCat(absl::StrJoin(names, "\n"), "\n"));
+  if (!files.ok()) return files.status();
+  std::sort(files->begin(), files->end());
   return files;
 }
 

@@ -17,17 +17,17 @@
 
 namespace sie::synth {
 namespace fs = std::filesystem;
-namespace {
 
-// grep -rl over the tree; exit 1 (no match) is an empty answer, not an error.
 absl::StatusOr<std::vector<std::string>> GrepFiles(const fs::path& root,
-                                                   const std::vector<std::string>& args) {
+                                                   const std::vector<std::string>& args,
+                                                   const std::string& stdin_data) {
   std::vector<std::string> argv = {"grep", "-rl", "--exclude-dir=.git"};
   argv.insert(argv.end(), args.begin(), args.end());
   argv.push_back(".");
   RunOptions ro;
   ro.cwd = root.string();
-  ro.timeout = std::chrono::minutes(5);
+  ro.timeout = std::chrono::minutes(10);
+  ro.stdin_data = stdin_data;
   auto r = Run(argv, ro);
   if (!r.ok()) return r.status();
   if (r->exit_code > 1 || r->timed_out)
@@ -37,6 +37,8 @@ absl::StatusOr<std::vector<std::string>> GrepFiles(const fs::path& root,
     files.push_back(fs::path(std::string(absl::StripPrefix(l, "./"))).lexically_normal().string());
   return files;
 }
+
+namespace {
 
 // Does `c_text` include `header_rel` (by a path that ends the header's path)?
 bool Includes(const std::string& c_text, const std::string& header_rel) {

@@ -18,6 +18,12 @@ struct ObjectSearch {
   std::vector<std::string> skipped;  // candidate .c files not built in this config
 };
 
+// The files under `root` (relative, sorted as grep lists them) `grep -rl ARGS .` names, with
+// `stdin_data` as its input (`-f -` patterns); no match is an empty list, not an error.
+absl::StatusOr<std::vector<std::string>> GrepFiles(const std::filesystem::path& root,
+                                                   const std::vector<std::string>& args,
+                                                   const std::string& stdin_data = "");
+
 // Searches `root` for objects affected by tunable `t`. `built_sources`, when given, is the set
 // of .c paths (relative to root) compiled into the target; other candidates are skipped.
 absl::StatusOr<ObjectSearch> FindAffectedObjects(const std::filesystem::path& root,

@@ -78,6 +78,8 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
       {"SIE_TARGET_JOIN", {{"sie_target_join", "reg", 77, 0, 77}}},
       // A loaded value saved right after its load (Y), times V.
       {"SIE_TARGET_SAVED", {{"sie_target_saved_calc", "reg", 5, 0, 35, 7}}},
+      // i % V == 0 at powers of two: a flags span of test with mask V - 1 (2048: never compiled).
+      {"SIE_TARGET_EVERY", {{"sie_target_every", "flags", 2048, 0, 2047}}},
   };
   return k;
 }

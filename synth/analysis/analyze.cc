@@ -514,7 +514,7 @@ struct ValueBuilds {
 bool PowerOfTwo(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
 
 bool AllPowersOfTwo(const std::vector<int64_t>& vs) {
-  return std::all_of(vs.begin(), vs.end(), [](int64_t v) { return v > 0 && (v & (v - 1)) == 0; });
+  return std::all_of(vs.begin(), vs.end(), PowerOfTwo);
 }
 
 // Where the code has another shape at the check value `bad` and around it, on one side of the
@@ -540,9 +540,9 @@ absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& fai
     if (std::abs(ei - eo) <= 1) return std::nullopt;
     return int64_t{1} << (eo + (ei - eo) / 2);
   };
-  std::optional<int64_t> checked;
-  for (int round = 0; round < 8 && mid_of(); ++round) {
-    const int64_t mid = *mid_of();
+  std::optional<int64_t> checked, next = mid_of();
+  for (int round = 0; round < 8 && next; ++round, next = mid_of()) {
+    const int64_t mid = *next;
     auto path = more->Get(mid);
     if (!path.ok() && (!more->build || !*more->build)) return failed;
     // A value the kernel does not compile with (BUILD_BUG_ON) is outside the range too.
@@ -551,7 +551,7 @@ absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& fai
     (st.ok() ? in : out) = mid;
     if (st.ok()) checked = mid;
   }
-  if (mid_of()) return failed;  // the boundary is not pinned down
+  if (next) return failed;  // the boundary is not pinned down
   if (checked) res->checked.push_back(*checked);
   (below ? res->range_min : res->range_max) = in;
   res->warnings.push_back(

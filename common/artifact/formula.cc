@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <functional>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/diag.h"
@@ -49,7 +50,8 @@ class Parser {
     return InvalidWithHint(
         absl::StrCat("invalid formula '", s_, "': ", what, " at position ", pos_ + 1),
         absl::StrCat("formulas use integer literals, the variables ", vars_,
-                     ", + - * / % << >> & | ^ ~, < <= > >= == !=, c ? a : b and parentheses"));
+                     ", + - * / % << >> & | ^ ~, < <= > >= == !=, c ? a : b, sdiv(a, b), "
+                     "srem(a, b), sar(a, b) and parentheses"));
   }
   void Skip() {
     while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
@@ -152,6 +154,7 @@ class Parser {
              (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_'))
         ++pos_;
       absl::string_view id = s_.substr(start, pos_ - start);
+      if (auto f = SignedOps().find(id); f != SignedOps().end()) return Call(f->second);
       if (id.size() != 1 || vars_.find(id[0]) == absl::string_view::npos) {
         pos_ = start;
         return Error(absl::StrCat("unknown identifier '", id, "'"));
@@ -162,6 +165,27 @@ class Parser {
       return n;
     }
     return Error("unexpected character");
+  }
+
+  // The signed operations, the only names besides the variables: sdiv(a, b) and the like.
+  static const std::map<absl::string_view, Op>& SignedOps() {
+    static const auto* m = new std::map<absl::string_view, Op>{
+        {"sdiv", Op::kSDiv}, {"srem", Op::kSRem}, {"sar", Op::kSar}};
+    return *m;
+  }
+  absl::StatusOr<std::unique_ptr<Node>> Call(Op op) {
+    if (!Accept("(")) return Error("'(' expected after a signed operation's name");
+    auto a = Conditional();
+    if (!a.ok()) return a;
+    if (!Accept(",")) return Error("',' expected between a signed operation's two arguments");
+    auto b = Conditional();
+    if (!b.ok()) return b;
+    if (!Accept(")")) return Error("')' expected");
+    auto n = std::make_unique<Node>();
+    n->op = op;
+    n->a = std::move(*a);
+    n->b = std::move(*b);
+    return n;
   }
 
   absl::StatusOr<std::unique_ptr<Node>> Literal() {
@@ -259,6 +283,12 @@ std::string Emit(const Node& n) {
       return call("sie_shl");
     case Op::kShr:
       return call("sie_shr");
+    case Op::kSDiv:
+      return call("sie_sdiv");
+    case Op::kSRem:
+      return call("sie_srem");
+    case Op::kSar:
+      return call("sie_sar");
     case Op::kLt:
     case Op::kLe:
     case Op::kGt:
@@ -288,6 +318,18 @@ uint64_t VarValue(char var, const FormulaVars& in) {
       return in.r;
   }
 }
+
+// s64 division on u64 bits, defined everywhere but b == 0: the magnitudes' quotient, negated
+// when the signs differ (INT64_MIN / -1 wraps to INT64_MIN, where idiv would trap); the
+// remainder takes a's sign. No signed overflow in C++.
+uint64_t SignedDivide(uint64_t a, uint64_t b, bool rem) {
+  const bool na = a >> 63, nb = b >> 63;
+  const uint64_t ma = na ? 0 - a : a, mb = nb ? 0 - b : b;
+  if (rem) return na ? 0 - ma % mb : ma % mb;
+  return na != nb ? 0 - ma / mb : ma / mb;
+}
+
+uint64_t Sar(uint64_t a, uint64_t b) { return a >> 63 ? ~(~a >> b) : a >> b; }
 
 std::optional<uint64_t> EvalNode(const Node& n, const FormulaVars& in) {
   if (n.op == Op::kLit) return n.lit;
@@ -328,6 +370,11 @@ std::optional<uint64_t> EvalNode(const Node& n, const FormulaVars& in) {
       return *b < 64 ? std::optional<uint64_t>(*a << *b) : std::nullopt;
     case Op::kShr:
       return *b < 64 ? std::optional<uint64_t>(*a >> *b) : std::nullopt;
+    case Op::kSDiv:
+    case Op::kSRem:
+      return *b ? std::optional<uint64_t>(SignedDivide(*a, *b, n.op == Op::kSRem)) : std::nullopt;
+    case Op::kSar:
+      return *b < 64 ? std::optional<uint64_t>(Sar(*a, *b)) : std::nullopt;
     case Op::kLt:
       return *a < *b;
     case Op::kLe:

@@ -5,7 +5,9 @@
 // (V the policy value, X the instruction's input, R the saved register at the probe, Y Z W a
 // span's further inputs, read at the probe: CriticalSpan::inputs), the
 // operators + - * / % << >> & | ^ ~ (unary - and + too), the comparisons < <= > >= == != (1 or
-// 0), the conditional c ? a : b (the code's cmov/setcc: min, max, clamps) and parentheses.
+// 0), the conditional c ? a : b (the code's cmov/setcc: min, max, clamps), the signed
+// operations sdiv(a, b), srem(a, b) and sar(a, b) (idiv and sar: a and b read as s64) and
+// parentheses.
 // Anything else (a function call, a cast, `;`) is refused, so a const.json can never inject
 // code into a stub. Semantics are those of u64 arithmetic in C (wrapping), / % >> and the
 // comparisons unsigned, the conditional evaluates only the branch taken; / % by zero and
@@ -46,7 +48,10 @@ struct FormulaNode {
     kGe,
     kEq,
     kNe,
-    kCond  // a ? b : c
+    kCond,  // a ? b : c
+    kSDiv,  // sdiv(a, b): a / b of s64 values, truncated toward zero (idiv)
+    kSRem,  // srem(a, b): the remainder of sdiv, with a's sign
+    kSar    // sar(a, b): a >> b of an s64 value, sign bits shifted in
   };
   Op op = Op::kLit;
   uint64_t lit = 0;

@@ -50,17 +50,19 @@ bool Commutative(const z3::expr& e) {
 class Translator {
  public:
   Translator(const std::map<std::string, char>& names, std::vector<unsigned> path = {},
-             std::string hole = "")
-      : names_(names), path_(std::move(path)), hole_(std::move(hole)) {}
+             std::string hole = "", std::map<std::string, std::string> texts = {})
+      : names_(names), path_(std::move(path)), hole_(std::move(hole)), texts_(std::move(texts)) {}
 
   std::optional<std::string> Go(const z3::expr& e, size_t depth = 0, bool on_path = false) {
     if (on_path && depth == path_.size()) return hole_;
-    if (!(e.is_bool() || (e.is_bv() && Width(e) <= 64))) return std::nullopt;
+    if (!Expressible(e)) return std::nullopt;
     const unsigned w = e.is_bool() ? 1 : Width(e);
     uint64_t num = 0;
     if (e.is_numeral_u64(num)) return Lit(num);
     if (IsInput(e)) {
-      auto it = names_.find(e.decl().name().str());
+      const std::string n = e.decl().name().str();
+      if (auto t = texts_.find(n); t != texts_.end()) return Masked(t->second, w);
+      auto it = names_.find(n);
       if (it == names_.end()) return std::nullopt;
       std::string v(1, it->second);
       return w < 64 ? absl::StrFormat("(%s & 0x%x)", v, Mask(w)) : v;
@@ -78,6 +80,56 @@ class Translator {
 
   std::optional<std::string> Root(const z3::expr& e) { return Go(e, 0, true); }
 
+  // Booleans and terms of at most 64 bits; wider only where the low 64 bits are known from
+  // 64-bit operations: idiv's double-width dividend (a sign extension of 64 bits or less) and
+  // its signed division (Node checks the arguments); EXTRACT reads no more than the low 64.
+  static bool Expressible(const z3::expr& e) {
+    if (e.is_bool() || (e.is_bv() && Width(e) <= 64)) return true;
+    if (!e.is_bv() || !e.is_app()) return false;
+    switch (e.decl().decl_kind()) {
+      case Z3_OP_SIGN_EXT:
+      case Z3_OP_CONCAT:
+        return SignExtendedFrom64(e);  // idiv's dividend
+      case Z3_OP_BSDIV:
+      case Z3_OP_BSDIV_I:
+      case Z3_OP_BSREM:
+      case Z3_OP_BSREM_I:
+        return true;
+      default:
+        return false;
+    }
+  }
+  static bool SignExtendedFrom64(const z3::expr& e) {
+    auto l = SignExtension(e);
+    return l && l->bits <= 64;
+  }
+  // e as a sign extension of its low `bits`: SIGN_EXT, or Z3's rewritten form
+  // concat(T[h], ..., T[h], L...) whose first `first` arguments repeat T[h], the top bit of
+  // the rest (L's first part is T[h:lo], or T of h + 1 bits); nullopt for anything else.
+  struct SignExt {
+    unsigned first = 0, bits = 0;
+  };
+  static std::optional<SignExt> SignExtension(const z3::expr& e) {
+    if (!e.is_app()) return std::nullopt;
+    if (e.decl().decl_kind() == Z3_OP_SIGN_EXT) return SignExt{0, Width(e.arg(0))};
+    if (e.decl().decl_kind() != Z3_OP_CONCAT || e.num_args() < 2) return std::nullopt;
+    const z3::expr b = e.arg(0);
+    if (!b.is_app() || b.decl().decl_kind() != Z3_OP_EXTRACT || Param(b, 0) != Param(b, 1))
+      return std::nullopt;
+    const int h = Param(b, 0);
+    unsigned first = 1;
+    while (first < e.num_args() && z3::eq(e.arg(first), b)) ++first;
+    if (first == e.num_args()) return std::nullopt;
+    const z3::expr top = e.arg(first);
+    const bool part = top.is_app() && top.decl().decl_kind() == Z3_OP_EXTRACT &&
+                      Param(top, 0) == h && z3::eq(top.arg(0), b.arg(0));
+    if (!part && !(z3::eq(top, b.arg(0)) && static_cast<int>(Width(top)) == h + 1))
+      return std::nullopt;
+    unsigned bits = 0;
+    for (unsigned i = first; i < e.num_args(); ++i) bits += Width(e.arg(i));
+    return SignExt{first, bits};
+  }
+
   // The builds' outputs `o` of one shape, differing only in numerals: the shared text, each
   // differing numeral written by `leaf` (a formula in V, or nullopt to give up).
   using Leaf = std::function<std::optional<std::string>(const std::vector<z3::expr>&)>;
@@ -87,7 +139,7 @@ class Translator {
     if (same) return Go(o[0]);
     AlignIdentities(&o);
     const z3::expr& e = o[0];
-    if (!(e.is_bool() || (e.is_bv() && Width(e) <= 64)) || !e.is_app()) return std::nullopt;
+    if (!Expressible(e) || !e.is_app()) return std::nullopt;
     bool nums = true;
     for (const z3::expr& b : o) nums &= b.is_numeral() && b.is_bv() && Width(b) == Width(e);
     if (nums) return leaf(o);
@@ -159,8 +211,23 @@ class Translator {
   }
   // a (a w-bit value) sign-extended to 64 bits.
   static std::string Sext64(const std::string& a, unsigned w) {
+    if (w >= 64) return a;
     const uint64_t sign = uint64_t{1} << (w - 1);
     return absl::StrFormat("((%s ^ 0x%x) - 0x%x)", a, sign, sign);
+  }
+
+  // A signed operation (sdiv, srem, sar) of w-bit values: on their s64 extensions, masked back
+  // to w bits. Wider than 64 (idiv's rdx:rax dividend) only of values sign-extended from 64
+  // bits or less: the low 64 bits of the quotient are then those of the 64-bit division.
+  static std::optional<std::string> Signed64(const char* op, const z3::expr& e, unsigned w,
+                                             const std::vector<std::string>& a) {
+    if (w > 64) {
+      if (!SignExtendedFrom64(e.arg(0)) || !SignExtendedFrom64(e.arg(1))) return std::nullopt;
+      return absl::StrCat(op, "(", a[0], ", ", a[1], ")");
+    }
+    return Masked(absl::StrCat(op, "(", Sext64(a[0], w), ", ",
+                               std::string(op) == "sar" ? a[1] : Sext64(a[1], w), ")"),
+                  w);
   }
 
   // Booleans (comparisons, their combinations, conditionals) as 1 or 0.
@@ -206,9 +273,15 @@ class Translator {
         return from == 0 ? std::nullopt : std::optional(Masked(Sext64(a[0], from), w));
       }
       case Z3_OP_BASHR:
-        if (!k_num) return std::nullopt;
-        if (k >= w) k = w - 1;
-        return Masked(absl::StrCat("(", Sext64(a[0], w), " >> ", k, ")"), w);
+        // By a numeral (not a fitted hole): a count of w or more leaves only sign bits.
+        if (k_num && a[1] == Lit(k) && k >= w) return Signed64("sar", e, w, {a[0], Lit(w - 1)});
+        return Signed64("sar", e, w, a);
+      case Z3_OP_BSDIV:
+      case Z3_OP_BSDIV_I:
+        return Signed64("sdiv", e, w, a);
+      case Z3_OP_BSREM:
+      case Z3_OP_BSREM_I:
+        return Signed64("srem", e, w, a);
       case Z3_OP_BADD:
         return Masked(Join(a, "+"), w);
       case Z3_OP_BSUB:
@@ -225,13 +298,13 @@ class Translator {
         return Join(a, "|");
       case Z3_OP_BXOR:
         return Join(a, "^");
+      // By a computed count or a fitted hole: a count of w to 63 gives 0 as in Z3, 64 or more
+      // leaves the formula undefined (a rejected hit).
       case Z3_OP_BSHL:
-        if (!k_num) return std::nullopt;
-        if (a[1] != Lit(k)) return Masked(absl::StrCat("(", a[0], " << ", a[1], ")"), w);
+        if (!k_num || a[1] != Lit(k)) return Masked(absl::StrCat("(", a[0], " << ", a[1], ")"), w);
         return k >= w ? "0" : Masked(absl::StrCat("(", a[0], " << ", k, ")"), w);
       case Z3_OP_BLSHR:
-        if (!k_num) return std::nullopt;
-        if (a[1] != Lit(k)) return absl::StrCat("(", a[0], " >> ", a[1], ")");
+        if (!k_num || a[1] != Lit(k)) return absl::StrCat("(", a[0], " >> ", a[1], ")");
         return k >= w ? "0" : absl::StrCat("(", a[0], " >> ", k, ")");
       // By a computed divisor too: where it is 0 the formula is undefined (the stub leaves
       // the value alone, the proof covers the rest) and the code itself would have trapped.
@@ -251,12 +324,16 @@ class Translator {
         return a[0];
       case Z3_OP_EXTRACT: {
         int hi = Param(e, 0), lo = Param(e, 1);
+        if (Width(e.arg(0)) > 64 && hi > 63) return std::nullopt;  // only the low 64 are known
         std::string s = lo ? absl::StrCat("(", a[0], " >> ", lo, ")") : a[0];
         return hi + 1 < static_cast<int>(Width(e.arg(0))) ? Masked(s, hi - lo + 1) : s;
       }
       case Z3_OP_CONCAT: {
+        const auto sx = SignExtension(e);
+        if (sx && sx->bits > 64) return std::nullopt;
+        if (!sx && w > 64) return std::nullopt;
         std::string s;
-        for (unsigned i = 0; i < e.num_args(); ++i) {
+        for (unsigned i = sx ? sx->first : 0; i < e.num_args(); ++i) {
           unsigned below = 0;
           for (unsigned j = i + 1; j < e.num_args(); ++j) below += Width(e.arg(j));
           uint64_t z = 1;
@@ -264,7 +341,8 @@ class Translator {
           std::string part = below ? absl::StrCat("(", a[i], " << ", below, ")") : a[i];
           s = s.empty() ? part : absl::StrCat("(", s, " | ", part, ")");
         }
-        return s.empty() ? "0" : s;
+        if (s.empty()) s = "0";
+        return sx ? Masked(Sext64(s, sx->bits), w) : s;
       }
       default:
         return std::nullopt;
@@ -326,6 +404,7 @@ class Translator {
   const std::map<std::string, char>& names_;
   std::vector<unsigned> path_;
   std::string hole_;
+  std::map<std::string, std::string> texts_;  // symbols written as given text (FitBySymbols)
 };
 
 // Every input constant of the expressions, by name.
@@ -403,6 +482,15 @@ Built Build(z3::context& c, const FormulaNode& n, int64_t v, const std::map<char
       return {z3::shl(a.e, b.e), ok && z3::ult(b.e, 64)};
     case Op::kShr:
       return {z3::lshr(a.e, b.e), ok && z3::ult(b.e, 64)};
+    // As idiv computes them (the low half of a double-width division of sign extensions,
+    // equal to the 64-bit bvsdiv/bvsrem): the builds' terms then simplify to the same form
+    // and the proof does not bit-blast a division per side.
+    case Op::kSDiv:
+      return {(z3::sext(a.e, 64) / z3::sext(b.e, 64)).extract(63, 0), ok && b.e != 0};
+    case Op::kSRem:
+      return {z3::srem(z3::sext(a.e, 64), z3::sext(b.e, 64)).extract(63, 0), ok && b.e != 0};
+    case Op::kSar:
+      return {z3::ashr(a.e, b.e), ok && z3::ult(b.e, 64)};
     default:
       return {c.bv_val(0, 64), c.bool_val(false)};
   }
@@ -631,6 +719,36 @@ absl::StatusOr<MultiFit> FitByShape(z3::context& ctx, const std::vector<z3::expr
 }
 
 }  // namespace
+
+absl::StatusOr<MultiFit> FitBySymbolicImmediates(
+    z3::context& ctx, const z3::expr& sym_out,
+    const std::map<std::string, std::vector<z3::expr>>& imms, const std::vector<z3::expr>& outs,
+    const std::map<std::string, char>& names, const std::vector<int64_t>& vs, int out_bits) {
+  MultiFit mf;
+  std::map<std::string, std::string> texts;
+  for (const auto& [name, nums] : imms) {
+    std::vector<z3::expr> z;
+    for (const z3::expr& n : nums) z.push_back(Zext64(n));
+    auto fit = FitOutput(ctx, z, std::nullopt, vs, static_cast<int>(Width(nums[0])), false);
+    if (!fit.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("an immediate that differs between builds: ", fit.status().message()));
+    mf.vmin = std::max(mf.vmin, fit->vmin);
+    mf.vmax = std::min(mf.vmax, fit->vmax);
+    texts[name] = "(" + fit->formula + ")";
+  }
+  auto text = Translator(names, {}, "", texts).Go(sym_out);
+  if (LogEnabled(LogLevel::kTrace))
+    Logf(LogLevel::kTrace, "symbolic fit: %s -> %s", sym_out.to_string(), text.value_or("-"));
+  if (!text) return absl::InvalidArgumentError("an operation formulas lack");
+  if (text->size() > 1024)
+    return absl::InvalidArgumentError("the formula would exceed 1024 characters");
+  for (size_t k = 0; k < outs.size(); ++k)
+    if (!ProveFormulaAt(ctx, *text, vs[k], outs[k], names, out_bits))
+      return absl::InvalidArgumentError(absl::StrCat("the formula does not hold at V=", vs[k]));
+  mf.formula = *text;
+  return mf;
+}
 
 std::optional<std::string> FormulaOfExpr(const z3::expr& e,
                                          const std::map<std::string, char>& names) {

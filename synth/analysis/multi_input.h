@@ -30,6 +30,17 @@ absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::e
                                        const std::map<std::string, char>& names,
                                        const std::vector<int64_t>& vs, int out_bits);
 
+// A region executed once more with the immediates that differ between the builds as symbols:
+// `sym_out` is the output over the inputs and those symbols, `imms[symbol]` each build's
+// numeral for it. Each symbol becomes its formula in V (the one-input family, FitOutput), and
+// the whole is proved against each build's output `outs[k]`. Unlike FitMultiInput, it needs
+// no common shape of the simplified outputs (a shift by a numeral is rewritten into extracts
+// and concatenations of another shape for each count).
+absl::StatusOr<MultiFit> FitBySymbolicImmediates(
+    z3::context& ctx, const z3::expr& sym_out,
+    const std::map<std::string, std::vector<z3::expr>>& imms, const std::vector<z3::expr>& outs,
+    const std::map<std::string, char>& names, const std::vector<int64_t>& vs, int out_bits);
+
 // `e` (at most 64 bits wide) as formula text whose u64 value is e zero-extended, or nullopt
 // for an operation the formula language cannot express (sign extension, ite, wide products).
 std::optional<std::string> FormulaOfExpr(const z3::expr& e,

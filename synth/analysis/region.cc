@@ -251,6 +251,77 @@ struct RegionAnalysis {
     return uses;
   }
 
+  // The same instruction in two builds up to its numerals: immediates, and a lea's
+  // displacement (an address computed, not accessed: other displacements are another layout).
+  static bool SameButNumerals(const Insn& a, const Insn& b) {
+    if (a.mnemonic != b.mnemonic || a.ops.size() != b.ops.size() ||
+        a.relocs.size() != b.relocs.size())
+      return false;
+    for (size_t j = 0; j < a.ops.size(); ++j) {
+      const Operand &x = a.ops[j], &y = b.ops[j];
+      if (x.type != y.type || x.size != y.size || x.reg != y.reg || x.base != y.base ||
+          x.index != y.index || x.scale != y.scale ||
+          (x.disp != y.disp && (a.mnemonic != "lea" || x.base == "rip")))
+        return false;
+    }
+    for (size_t j = 0; j < a.relocs.size(); ++j)
+      if (a.relocs[j].target != b.relocs[j].target || a.relocs[j].addend != b.relocs[j].addend)
+        return false;
+    return true;
+  }
+
+  // The region executed once more with the numerals that differ between the builds as
+  // symbols, when its instructions differ in nothing else: FitBySymbolicImmediates (a shift
+  // or a divisor by the constant next to several inputs, whose simplified outputs differ in
+  // shape from one count to the next).
+  absl::StatusOr<MultiFit> SymbolicFit(const std::vector<z3::expr>& o, const std::string& target,
+                                       int width, int fit_width, const SymStore* store,
+                                       const std::map<std::string, char>& names) {
+    const int n = r.e[0] - r.b[0];
+    for (int k = 1; k < 3; ++k)
+      if (r.e[k] - r.b[k] != n)
+        return absl::InvalidArgumentError("the builds' spans differ in length");
+    SymState sym(ctx, zext);
+    std::map<std::string, std::vector<z3::expr>> imms;
+    for (int i = 0; i < n; ++i) {
+      const Insn& a = fb.insns[r.b[0] + i];
+      for (int k = 1; k < 3; ++k)
+        if (!SameButNumerals(a, cx.fn[k]->insns[r.b[k] + i]))
+          return absl::InvalidArgumentError(absl::StrCat("`", a.Text(), "` and `",
+                                                         cx.fn[k]->insns[r.b[k] + i].Text(),
+                                                         "` differ in more than numerals"));
+      for (size_t j = 0; j < a.ops.size(); ++j) {
+        if (a.ops[j].type == OpType::kReg) continue;
+        const bool imm = a.ops[j].type == OpType::kImm;
+        const unsigned bits = imm ? a.ops[j].size * 8 : 64;
+        std::vector<z3::expr> nums;
+        for (int k = 0; k < 3; ++k) {
+          const Operand& op = cx.fn[k]->insns[r.b[k] + i].ops[j];
+          nums.push_back(ctx.bv_val(static_cast<uint64_t>(imm ? op.imm : op.disp), 64)
+                             .extract(bits - 1, 0)
+                             .simplify());
+        }
+        if (z3::eq(nums[0], nums[1]) && z3::eq(nums[0], nums[2])) continue;
+        const std::string name = absl::StrCat("imm:", imms.size());
+        sym.OverrideNumeral(&a.ops[j], ctx.bv_const(name.c_str(), bits));
+        imms.emplace(name, nums);
+      }
+    }
+    if (imms.empty()) return absl::InvalidArgumentError("no numeral differs");
+    for (int i = r.b[0]; i < r.e[0]; ++i)
+      if (!sym.Step(fb.insns[i])) return absl::InvalidArgumentError("an unmodelled instruction");
+    std::optional<z3::expr> out;
+    if (store) {
+      for (const SymStore& s : sym.stores())
+        if (s.key == store->key) out = s.value;
+    } else {
+      out = sym.Reg(target);
+      if (fit_width < width) out = z3::zext(out->extract(fit_width * 8 - 1, 0), 64 - fit_width * 8);
+    }
+    if (!out) return absl::InvalidArgumentError("the store is not where it was");
+    return FitBySymbolicImmediates(ctx, *out, imms, o, names, cx.vs, fit_width * 8);
+  }
+
   // An output of several inputs, or of a value loaded in the span (`why`: InputOf's refusal):
   // every input is located at the probe (span_inputs.h), the formula fitted and proved over
   // all of them (multi_input.h). Target: register `target`, or the store to `store`.
@@ -287,6 +358,14 @@ struct RegionAnalysis {
       names[in.sym] = artifact::kExtraInputs[next++];
     }
     auto fit = FitMultiInput(ctx, o, names, cx.vs, fit_width * 8);
+    if (!fit.ok()) {
+      auto sym = SymbolicFit(o, target, width, fit_width, store, names);
+      fit = sym.ok() ? sym
+                     : absl::InvalidArgumentError(absl::StrCat(fit.status().message(),
+                                                               "; with the differing immediates as "
+                                                               "symbols: ",
+                                                               sym.status().message()));
+    }
     // Keeps the class that brought the region here: in a check build (analyze.cc CheckAll) a
     // formula-family refusal means a fitted formula disagrees, while an unexplained region of
     // several inputs may just be another shape of the code at that value.

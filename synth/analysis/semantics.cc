@@ -38,7 +38,8 @@ int SymState::LastWriteWidth(const std::string& f) const {
 }
 
 z3::expr SymState::Address(const Operand& op) {
-  z3::expr a = ctx_.bv_val(static_cast<uint64_t>(op.disp), 64);
+  auto sym = imm_.find(&op);
+  z3::expr a = sym != imm_.end() ? sym->second : ctx_.bv_val(static_cast<uint64_t>(op.disp), 64);
   if (!op.base.empty() && op.base != "rip") a = a + Reg(RegFamily(op.base));
   if (!op.index.empty()) a = a + Reg(RegFamily(op.index)) * ctx_.bv_val(op.scale, 64);
   return a.simplify();
@@ -63,6 +64,7 @@ z3::expr SymState::Read(const Operand& op) {
   unsigned bits = op.size * 8;
   switch (op.type) {
     case OpType::kImm:
+      if (auto it = imm_.find(&op); it != imm_.end()) return it->second;
       return ctx_.bv_val(static_cast<uint64_t>(op.imm), 64).extract(bits - 1, 0);
     case OpType::kReg: {
       z3::expr full = Reg(RegFamily(op.reg));

@@ -77,6 +77,14 @@ class SymState {
   std::string Describe(const std::string& name) const;
   // The input variable for a register family ("in:ax") or memory key ("mem:...").
   static std::string InputName(const std::string& family) { return "in:" + family; }
+  // Reads of the immediate operand `op` (an operand of an instruction stepped later, by
+  // address) give `value` (op.size*8 bits) instead of its numeral, and the address of a
+  // memory operand has the displacement `value` (64 bits): the numerals that differ between
+  // builds as symbols (region.cc). A semantics that reads op.imm directly keeps the numeral,
+  // which the proofs against each build then refuse.
+  void OverrideNumeral(const Operand* op, const z3::expr& value) {
+    imm_.insert_or_assign(op, value);
+  }
 
  private:
   z3::expr Read(const Operand& op);
@@ -128,6 +136,7 @@ class SymState {
   std::string unsupported_, why_;
   std::map<std::string, std::string> unknowns_;  // unknown value name -> description
   const Insn* cur_ = nullptr;
+  std::map<const Operand*, z3::expr> imm_;
 };
 
 // Uninterpreted constants ("in:ax", "mem:...") an expression depends on.

@@ -312,6 +312,78 @@ TEST(FitMultiInput, OperationFoldedWithItsIdentityInOneBuild) {
   }
 }
 
+// (x << V) / y signed, as idiv computes it (RATELIMIT_CALC_SHIFT: shl; cqo; idiv): the
+// dividend rdx:rax is x << V sign-extended; the quotient's and remainder's low 64 bits for
+// any signs. Simplified, each shift count has its own shape: the count is fitted as a symbol.
+TEST(FitBySymbolicImmediates, SignedDivisionOfAShiftedInput) {
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("in:ax", 64), y = ctx.bv_const("in:di", 64);
+  auto region = [&](const z3::expr& cnt, bool rem) {  // as SymState executes it
+    z3::expr ax = z3::shl(x, z3::zext(cnt, 56) & ctx.bv_val(63, 64)).simplify();
+    z3::expr dividend = z3::concat(z3::sext(ax, 64).extract(127, 64).simplify(), ax);
+    z3::expr d = z3::sext(y, 64);
+    return (rem ? z3::srem(dividend, d) : dividend / d).extract(63, 0).simplify();
+  };
+  const std::vector<int64_t> vs = {10, 8, 12};
+  const std::map<std::string, char> names = {{"in:ax", 'X'}, {"in:di", 'Y'}};
+  std::map<std::string, std::vector<z3::expr>> imms;
+  for (int64_t v : vs) imms["imm:0"].push_back(ctx.bv_val(v, 8));
+  std::vector<std::string> formulas;
+  for (bool rem : {false, true}) {
+    std::vector<z3::expr> outs;
+    for (int64_t v : vs) outs.push_back(region(ctx.bv_val(v, 8), rem));
+    auto f = FitBySymbolicImmediates(ctx, region(ctx.bv_const("imm:0", 8), rem), imms, outs, names,
+                                     vs, 64);
+    ASSERT_TRUE(f.ok()) << f.status();
+    formulas.push_back(f->formula);
+  }
+  for (int64_t v : {6, 9, 14})
+    for (int64_t a : {0LL, 5LL, -5LL, 123456789LL, -987654321LL})
+      for (int64_t b : {1LL, 3LL, -3LL, -1000LL, 77777LL}) {
+        const int64_t shifted = static_cast<int64_t>(static_cast<uint64_t>(a) << v);
+        artifact::FormulaVars in{static_cast<uint64_t>(v), static_cast<uint64_t>(a), 0,
+                                 static_cast<uint64_t>(b)};
+        EXPECT_EQ(*EvalFormula(formulas[0], in), static_cast<uint64_t>(shifted / b))
+            << formulas[0] << " V=" << v << " x=" << a << " y=" << b;
+        EXPECT_EQ(*EvalFormula(formulas[1], in), static_cast<uint64_t>(shifted % b))
+            << formulas[1] << " V=" << v << " x=" << a << " y=" << b;
+      }
+  // A zero divisor leaves the formula undefined (the code would trap).
+  EXPECT_FALSE(EvalFormula(formulas[0], artifact::FormulaVars{9, 5, 0, 0}).ok());
+}
+
+// x * y >> V of s64 values (imul; sar by the constant) and of s32 ones (sar of a 32-bit
+// register): the count is the fitted hole, the shift keeps the sign.
+TEST(FitMultiInput, ArithmeticShiftByTheConstant) {
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("in:ax", 64), y = ctx.bv_const("in:dx", 64);
+  const std::vector<int64_t> vs = {10, 8, 12};
+  for (unsigned w : {64u, 32u}) {
+    std::vector<z3::expr> outs;
+    for (int64_t v : vs) {
+      z3::expr p = (x * y).extract(w - 1, 0);
+      outs.push_back(z3::ashr(p, ctx.bv_val(v, w)));
+    }
+    auto f = FitMultiInput(ctx, outs, {{"in:ax", 'X'}, {"in:dx", 'Y'}}, vs, w);
+    ASSERT_TRUE(f.ok()) << w << ": " << f.status();
+    for (int64_t v : {6, 9, 14})
+      for (int64_t a : {0LL, 5LL, -5LL, 123456789LL, -987654321LL})
+        for (int64_t b : {1LL, -3LL, 77777LL}) {
+          const uint64_t prod = static_cast<uint64_t>(a) * static_cast<uint64_t>(b);
+          const uint64_t want =
+              w == 64
+                  ? static_cast<uint64_t>(static_cast<int64_t>(prod) >> v)
+                  : static_cast<uint32_t>(static_cast<int32_t>(static_cast<uint32_t>(prod)) >> v);
+          artifact::FormulaVars in{static_cast<uint64_t>(v), static_cast<uint64_t>(a), 0,
+                                   static_cast<uint64_t>(b)};
+          auto got = EvalFormula(f->formula, in);
+          ASSERT_TRUE(got.ok()) << f->formula;
+          EXPECT_EQ(*got & (w == 64 ? ~0ULL : 0xffffffffULL), want)
+              << f->formula << " V=" << v << " x=" << a << " y=" << b;
+        }
+  }
+}
+
 // round_down(x, V / 4) (MIN_WRITEBACK_KB) ands with ~(V/4 - 1): a negated family member.
 TEST(FitFamily, NegatedMemberForAMask) {
   const std::vector<int64_t> vs = {4096, 2048, 8192};

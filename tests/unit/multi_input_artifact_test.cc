@@ -245,5 +245,52 @@ TEST(SavedInputStub, CompilesAndTheHostVerifierAcceptsIt) {
   bpf_object__close(obj);
 }
 
+// idiv and sar: s64 semantics on u64 bits, defined except for a zero divisor or a count of
+// 64 or more (as / and >>), INT64_MIN / -1 wrapping (idiv would have trapped there).
+TEST(SignedFormula, DividesAndShiftsAsS64) {
+  struct Case {
+    const char* f;
+    int64_t x, y, want;
+  };
+  for (const Case& c :
+       {Case{"sdiv(X, Y)", -7, 2, -3}, Case{"sdiv(X, Y)", 7, -2, -3}, Case{"sdiv(X, Y)", -7, -2, 3},
+        Case{"srem(X, Y)", -7, 2, -1}, Case{"srem(X, Y)", 7, -2, 1},
+        Case{"sar(X, Y)", -256, 4, -16}, Case{"sar(X, Y)", 256, 4, 16},
+        Case{"sar(X, Y)", -1, 63, -1}, Case{"sdiv(X, Y)", INT64_MIN, -1, INT64_MIN},
+        Case{"sdiv(X << V, Y | 1)", -5, 4, -4}}) {
+    auto f = Formula::Parse(c.f, "VXY");
+    ASSERT_TRUE(f.ok()) << c.f << ": " << f.status();
+    auto got = f->Eval(FormulaVars{2, static_cast<uint64_t>(c.x), 0, static_cast<uint64_t>(c.y)});
+    ASSERT_TRUE(got.has_value()) << c.f;
+    EXPECT_EQ(static_cast<int64_t>(*got), c.want) << c.f << " X=" << c.x << " Y=" << c.y;
+  }
+  EXPECT_FALSE(Formula::Parse("sdiv(X, Y)", "VXY")->Eval(FormulaVars{0, 5, 0, 0}).has_value());
+  EXPECT_FALSE(Formula::Parse("sar(X, V)", "VX")->Eval(64, 5).has_value());
+  EXPECT_EQ(Formula::Parse("sar(X, V) + sdiv(X, 3)", "VX")->EmitC(),
+            "(sie_sar(X, V, &bad) + sie_sdiv(X, 3ULL, &bad))");
+  // Only these names, always with two arguments.
+  for (const char* bad : {"sdiv(X)", "sar X, V", "sdiv(X, V, 1)", "udiv(X, V)", "SAR(X, V)"}) {
+    auto g = Formula::Parse(bad, "VX");
+    EXPECT_FALSE(g.ok()) << bad;
+  }
+}
+
+TEST(SignedFormula, StubCompilesAndTheHostVerifierAcceptsIt) {
+  auto tmp = TempDir::Create(std::filesystem::temp_directory_path(), "sie-signed-");
+  ASSERT_TRUE(tmp.ok());
+  setenv("SIE_CACHE_DIR", tmp->path().c_str(), 1);
+  artifact::SynthesizedConst c = TwoInputConst();
+  c.spans[0].formula = "sar(sdiv(X << V, Y | 1), V) + srem(X, Y | 1)";
+  c.spans[0].inputs.pop_back();
+  artifact::ConstEntry e{tmp->path() / "7/const.json", c};
+  auto stub = stubgen::BuildStub(e, false, "-DSIE_NO_KFUNCS");
+  ASSERT_TRUE(stub.ok()) << stub.status();
+  if (geteuid() != 0) GTEST_SKIP() << "loading BPF needs root";
+  bpf_object* obj = bpf_object__open_file(stub->object.c_str(), nullptr);
+  ASSERT_NE(obj, nullptr);
+  EXPECT_EQ(bpf_object__load(obj), 0);
+  bpf_object__close(obj);
+}
+
 }  // namespace
 }  // namespace sie

@@ -337,8 +337,8 @@ static __always_inline int sie_take_saved(__u32 slot, __u64 *x)
 }
 
 /*
- * Formula arithmetic (the generated code calls these for / % << >>): 64-bit two's complement
- * like the kernel's u64 arithmetic; a zero divisor or a shift of 64 or more sets *bad, and the
+ * Formula arithmetic (the generated code calls these for / % << >> sdiv srem sar): 64-bit
+ * two's complement like the kernel's u64 arithmetic; a zero divisor or a shift of 64 or more sets *bad, and the
  * hit is rejected (counted) instead of writing a made-up value.
  */
 static __always_inline __u64 sie_div(__u64 a, __u64 b, int *bad)
@@ -372,6 +372,39 @@ static __always_inline __u64 sie_shr(__u64 a, __u64 b, int *bad)
 		return 0;
 	}
 	return a >> b;
+}
+
+/*
+ * The signed operations (sdiv, srem, sar of s64 values: idiv, sar), on magnitudes so no BPF
+ * signed-division instruction (cpu v4) is needed; INT64_MIN / -1 wraps as in the evaluator.
+ */
+static __always_inline __u64 sie_sdiv(__u64 a, __u64 b, int *bad)
+{
+	__u64 ma = (a >> 63) ? -a : a, mb = (b >> 63) ? -b : b;
+
+	if (!b) {
+		*bad = 1;
+		return 0;
+	}
+	return ((a ^ b) >> 63) ? -(ma / mb) : ma / mb;
+}
+static __always_inline __u64 sie_srem(__u64 a, __u64 b, int *bad)
+{
+	__u64 ma = (a >> 63) ? -a : a, mb = (b >> 63) ? -b : b;
+
+	if (!b) {
+		*bad = 1;
+		return 0;
+	}
+	return (a >> 63) ? -(ma % mb) : ma % mb;
+}
+static __always_inline __u64 sie_sar(__u64 a, __u64 b, int *bad)
+{
+	if (b >= 64) {
+		*bad = 1;
+		return 0;
+	}
+	return (a >> 63) ? ~(~a >> b) : a >> b;
 }
 
 /* Reads a memory operand of the probed code (flags compares against memory, mem X). */

@@ -16,11 +16,14 @@
 #include "common/artifact/consts_dir.h"
 #include "common/base/args.h"
 #include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/hash.h"
 #include "common/base/log.h"
 #include "common/stubgen/stub_build.h"
 #include "common/stubgen/stubgen.h"
 #include "nlohmann/json.hpp"
 #include "runtime/cli/commands.h"
+#include "runtime/loader/journal.h"
 #include "runtime/loader/loader.h"
 
 namespace sie::cli {
@@ -47,8 +50,29 @@ std::string Flags(const loader::ProbeInfo& p) {
 
 }  // namespace
 
+constexpr char kReasonHelp[] =
+    "why: recorded with the change in the journal (sie log) and the system log";
+
+// The journal context of this command: its --reason, and the policy objects it links (name
+// and content hash, so the journal tells which exact code decided).
+void JournalWhy(const std::string& reason, const std::vector<std::string>& policies) {
+  json ctx = json::object();
+  if (!reason.empty()) ctx["reason"] = reason;
+  std::vector<std::string> names, hashes;
+  for (const std::string& p : policies) {
+    names.push_back(std::filesystem::path(p).filename().string());
+    auto bytes = ReadFile(p);
+    hashes.push_back(bytes.ok() ? ContentHash(*bytes) : "unreadable");
+  }
+  if (!names.empty()) {
+    ctx["policy"] = absl::StrJoin(names, ",");
+    ctx["policy_hash"] = absl::StrJoin(hashes, ",");
+  }
+  loader::SetJournalContext(ctx);
+}
+
 int SetCommand(const std::vector<std::string>& args) {
-  std::string consts = DefaultConsts(), mode_s = "0", timeout_s = "5", engine = "auto";
+  std::string consts = DefaultConsts(), mode_s = "0", timeout_s = "5", engine = "auto", reason;
   std::vector<std::string> pos, policies;
   bool as_json = false, no_opt = false, verbose = false;
   ArgParser p("sie set <const> <value> [--consts DIR] [--mode 0|1|2] [--timeout S] [--json]",
@@ -76,8 +100,10 @@ int SetCommand(const std::vector<std::string>& args) {
   p.Flag("-v,--verbose", &verbose,
          "say which engine applies the value, and why (and show libbpf's messages)");
   p.Flag("--json", &as_json, "machine-readable output");
+  p.String("--reason", "TEXT", &reason, kReasonHelp);
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie set", s);
   if (p.help_requested()) return 0;
+  JournalWhy(reason, policies);
   if (verbose) RaiseLogLevel(LogLevel::kDebug);
   loader::SetOptions o;
   o.consts_dir = consts;
@@ -349,7 +375,7 @@ std::string UnloadSummaryLine(const json& j) {
 
 int UnloadCommand(const std::vector<std::string>& args) {
   bool all = false, as_json = false;
-  std::string timeout_s = "5", consts;
+  std::string timeout_s = "5", consts, reason;
   std::vector<std::string> pos;
   ArgParser p("sie unload <const>|--all [--consts DIR] [--timeout S] [--json]",
               "Takes a constant back to its compiled value: reverse transition (per-task mode:\n"
@@ -363,8 +389,10 @@ int UnloadCommand(const std::vector<std::string>& args) {
   p.String("--consts", "DIR", &consts, kIdConstsHelp);
   p.String("--timeout", "S", &timeout_s, "reverse transition limit, seconds (default 5)");
   p.Flag("--json", &as_json, "print each constant's summary (the journal entry) as JSON");
+  p.String("--reason", "TEXT", &reason, kReasonHelp);
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie unload", s);
   if (p.help_requested()) return 0;
+  JournalWhy(reason, {});
   if (all == !pos.empty())
     return ReportError("sie unload",
                        InvalidWithHint("name one constant, or give --all", "see 'sie status'"));
@@ -453,16 +481,43 @@ int ConstsCommand(const std::vector<std::string>& args) {
 
 int LogCommand(const std::vector<std::string>& args) {
   bool as_json = false;
+  std::string name, since, until, consts;
   ArgParser p(
-      "sie log [--json]",
-      "Shows the journal of changes: constant, old/new value, mode, who, when, outcome\n"
-      "(/var/log/sie/journal.jsonl, or /run/sie/journal.jsonl where /var/log is read-only).");
+      "sie log [--const NAME|ID] [--since T] [--until T] [--json]",
+      "Shows the journal of changes: when, constant, old -> new value, mode, outcome, who,\n"
+      "and why (--reason, the policy and its content hash). Stored in\n"
+      "/var/log/sie/journal.jsonl (or /run/sie/journal.jsonl where /var/log is read-only);\n"
+      "each entry also went to the system log (tag 'sie').\n"
+      "Times: seconds since the epoch (@1733400000), a local date and time (2026-12-05,\n"
+      "\"2026-12-05 14:30\") or an age (90s, 10m, 2h, 3d).");
+  p.String("--const", "NAME|ID", &name, "only this constant's entries");
+  p.String("--consts", "DIR", &consts, kIdConstsHelp);
+  p.String("--since", "T", &since, "only entries at or after T");
+  p.String("--until", "T", &until, "only entries at or before T");
   p.Flag("--json", &as_json, "one JSON object per line, as stored");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie log", s);
   if (p.help_requested()) return 0;
+  loader::JournalFilter f;
+  const int64_t now = static_cast<int64_t>(time(nullptr));
+  for (auto [text, out] : {std::pair{&since, &f.since}, std::pair{&until, &f.until}}) {
+    if (text->empty()) continue;
+    auto t = loader::ParseJournalTime(*text, now);
+    if (!t.ok()) return ReportError("sie log", t.status());
+    *out = *t;
+  }
+  if (!name.empty()) {
+    // An id or a name in any case, as elsewhere; a name no longer loaded nor synthesized
+    // still selects its entries.
+    auto loaded = loader::LoadedName(name, consts);
+    auto synthesized = artifact::FindConst(consts.empty() ? DefaultConsts() : consts, name);
+    f.name = loaded.ok()        ? *loaded
+             : synthesized.ok() ? synthesized->c.name
+                                : absl::AsciiStrToUpper(name);
+  }
   auto j = loader::ReadJournal();
   if (!j.ok()) return ReportError("sie log", j.status());
   for (const auto& e : *j) {
+    if (!loader::JournalMatches(e, f)) continue;
     if (as_json) {
       std::printf("%s\n", e.dump().c_str());
       continue;
@@ -470,12 +525,7 @@ int LogCommand(const std::vector<std::string>& args) {
     time_t t = e.value("time", int64_t{0});
     char when[32];
     strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
-    auto v = [&](const char* k) { return e.contains(k) ? e[k].dump() : std::string("-"); };
-    std::printf(
-        "%s  %-24s %s -> %s  mode %s  %-8s pid %s user %s%s\n", when, e.value("const", "?").c_str(),
-        v("old_value").c_str(), v("new_value").c_str(), v("mode").c_str(),
-        e.value("outcome", "?").c_str(), v("pid").c_str(), e.value("user", "?").c_str(),
-        e.contains("error") ? absl::StrCat("  (", e["error"].get<std::string>(), ")").c_str() : "");
+    std::printf("%s  %s\n", when, loader::JournalLine(e).c_str());
   }
   return 0;
 }

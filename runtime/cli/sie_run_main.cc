@@ -5,12 +5,16 @@
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_split.h"
 #include "common/base/args.h"
 #include "common/base/diag.h"
+#include "common/base/files.h"
+#include "common/base/hash.h"
+#include "runtime/loader/journal.h"
 #include "runtime/policy/consts_header.h"
 #include "runtime/policy/policy.h"
 
@@ -30,7 +34,7 @@ std::string DefaultConsts() {
 int main(int argc, char** argv) {
   using namespace sie;
   std::vector<std::string> args(argv + 1, argv + argc), positional, const_args, sets;
-  std::string consts = DefaultConsts(), mode = "0", timeout = "5", duration = "0", emit;
+  std::string consts = DefaultConsts(), mode = "0", timeout = "5", duration = "0", emit, reason;
   bool pin = false, json = false, verbose = false, stop = false, no_optimize = false,
        compile_only = false, no_cache = false, describe = false;
   ArgParser p(
@@ -61,6 +65,8 @@ int main(int argc, char** argv) {
   p.Flag("--pin", &pin, "leave the policy loaded and exit (undo with sie-run --stop)");
   p.Flag("--stop", &stop, "restore the defaults of a policy left loaded with --pin");
   p.Flag("--json", &json, "one JSON object per event on stdout");
+  p.String("--reason", "TEXT", &reason,
+           "why: recorded with every change in the journal (sie log) and the system log");
   p.Flag("--no-optimize", &no_optimize, "do not look for jump-optimizable probe offsets");
   p.Flag("--compile-only", &compile_only,
          "compile into the policy cache and exit (no root needed, nothing attached)");
@@ -91,6 +97,7 @@ int main(int argc, char** argv) {
   o.optimize = !no_optimize;
   o.use_cache = !no_cache;
 
+  if (!reason.empty()) loader::SetJournalContext({{"reason", reason}});
   if (stop) {
     auto st = policy::StopPinned(o.reverse_timeout_s);
     return st.ok() ? 0 : ReportError("sie-run", st);
@@ -120,6 +127,10 @@ int main(int argc, char** argv) {
     return st.ok() ? 0 : ReportError("sie-run", st);
   }
 
+  // Every change this run journals names the policy and its exact source.
+  if (auto text = ReadFile(o.source); text.ok())
+    loader::SetJournalContext({{"policy", std::filesystem::path(o.source).filename().string()},
+                               {"policy_hash", ContentHash(*text)}});
   struct sigaction sa {};
   sa.sa_handler = OnSignal;  // no SA_RESTART: the poll returns and the loop sees the flag
   sigaction(SIGINT, &sa, nullptr);

@@ -157,7 +157,7 @@ absl::Status Unload(const std::string& name, bool all, double timeout_s = 5,
                     std::vector<nlohmann::json>* summaries = nullptr,
                     const std::string& consts_dir = "");
 
-// The journal's entries (one json object per line), oldest first.
+// The journal's entries (one json object per line), oldest first (journal.h).
 absl::StatusOr<std::vector<nlohmann::json>> ReadJournal();
 
 }  // namespace sie::loader

@@ -1,7 +1,6 @@
 #include "runtime/loader/state.h"
 
 #include <fcntl.h>
-#include <pwd.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -23,13 +22,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-std::string UserName() {
-  struct passwd* pw = getpwuid(getuid());
-  const char* sudo = getenv("SUDO_USER");
-  return absl::StrCat(pw ? pw->pw_name : std::to_string(getuid()),
-                      sudo ? absl::StrCat(" (sudo by ", sudo, ")") : "");
-}
 
 // The sie command holding the lock, from the pid its holder wrote into it: "pid N: sie set
 // ...", or "" when that process is gone (the lock is then held by something else).
@@ -53,14 +45,6 @@ std::string LockHolder(const fs::path& lock) {
 fs::path RunDir() {
   if (const char* d = getenv("SIE_RUN_DIR"); d && *d) return d;
   return "/run/sie";
-}
-
-fs::path JournalPath() {
-  if (const char* d = getenv("SIE_JOURNAL"); d && *d) return d;
-  std::error_code ec;
-  fs::create_directories("/var/log/sie", ec);
-  if (!ec && access("/var/log/sie", W_OK) == 0) return "/var/log/sie/journal.jsonl";
-  return RunDir() / "journal.jsonl";
 }
 
 absl::StatusOr<RunLock> RunLock::Take() {
@@ -91,28 +75,6 @@ absl::StatusOr<RunLock> RunLock::Take() {
 
 fs::path StatePath(const std::string& name) { return RunDir() / (name + ".json"); }
 fs::path PinDir(const std::string& name) { return fs::path(kPinRoot) / name; }
-
-void Journal(const json& entry) {
-  json e = entry;
-  e["time"] = static_cast<int64_t>(time(nullptr));
-  e["pid"] = getpid();
-  e["user"] = UserName();
-  fs::path p = JournalPath();
-  std::error_code ec;
-  fs::create_directories(p.parent_path(), ec);
-  UniqueFd fd(open(p.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
-  if (!fd.valid()) return;  // the journal never blocks a change; status shows the state
-  std::string line = e.dump() + "\n";
-  // O_APPEND + one write: concurrent writers never interleave within a line.
-  (void)!write(fd.get(), line.data(), line.size());
-}
-
-absl::Status JournalRefusal(json journal, absl::Status st) {
-  journal["outcome"] = "refused";
-  journal["error"] = std::string(st.message().substr(0, st.message().find('\n')));
-  Journal(journal);
-  return st;
-}
 
 absl::Status WriteState(const std::string& name, const json& s) {
   return WriteFileAtomic(StatePath(name), s.dump(2) + "\n", 0600);
@@ -209,31 +171,6 @@ ProbeInfo ProbeFromJson(const json& j) {
   p.optimized = j.value("optimized", false);
   p.kprobe_flags = j.value("flags", "");
   return p;
-}
-
-absl::StatusOr<std::vector<json>> ReadJournal() {
-  std::vector<json> out;
-  std::vector<fs::path> paths;
-  if (const char* d = getenv("SIE_JOURNAL"); d && *d)
-    paths.push_back(d);
-  else
-    paths = {"/var/log/sie/journal.jsonl", RunDir() / "journal.jsonl"};
-  for (const fs::path& p : paths) {
-    auto t = ReadFile(p);
-    if (!t.ok()) continue;
-    size_t pos = 0;
-    while (pos < t->size()) {
-      size_t nl = t->find('\n', pos);
-      if (nl == std::string::npos) nl = t->size();
-      json j = json::parse(t->substr(pos, nl - pos), nullptr, false);
-      if (!j.is_discarded()) out.push_back(j);
-      pos = nl + 1;
-    }
-  }
-  std::stable_sort(out.begin(), out.end(), [](const json& a, const json& b) {
-    return a.value("time", int64_t{0}) < b.value("time", int64_t{0});
-  });
-  return out;
 }
 
 }  // namespace sie::loader

@@ -1,6 +1,6 @@
 // The loader's records outside the kernel: /run/sie/<name>.json (what a constant loaded, so that
-// status and unload work after the loading process died), the journal (every change, one json
-// line each) and the run lock that serializes sie invocations changing kernel state.
+// status and unload work after the loading process died) and the run lock that serializes sie
+// invocations changing kernel state. The journal is journal.h.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/base/unique_fd.h"
+#include "runtime/loader/journal.h"
 #include "runtime/loader/loader.h"
 
 namespace sie::loader {
@@ -32,12 +33,6 @@ class RunLock {
 
 std::filesystem::path StatePath(const std::string& name);
 std::filesystem::path PinDir(const std::string& name);
-
-// Appends one entry (with time, pid and user) to the journal. Never fails: the journal never
-// blocks a change, and status shows the state.
-void Journal(const nlohmann::json& entry);
-// Journals `journal` as a refusal (its first line as "error") and returns `st`.
-absl::Status JournalRefusal(nlohmann::json journal, absl::Status st);
 
 absl::Status WriteState(const std::string& name, const nlohmann::json& s);
 absl::StatusOr<nlohmann::json> ReadState(const std::filesystem::path& p);

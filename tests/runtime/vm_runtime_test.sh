@@ -87,7 +87,34 @@ nothing_attached "after the kinds"
 
 # --- a loaded constant: set again = map update; status shows counters. Every command takes the
 # ConstID (102) or the name in any case. ---
-sie set 102 7 --consts $C > /dev/null || bad "set 7 by id"
+# The journal says why (--reason), and each entry reaches the system log: a listener on
+# /dev/log (the guest runs no syslog daemon) keeps what arrives.
+python3 - "$W/syslog" <<'PY' &
+import os, socket, sys
+try:
+    os.unlink("/dev/log")
+except FileNotFoundError:
+    pass
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+with open(sys.argv[1], "ab", buffering=0) as out:
+    while True:
+        out.write(s.recv(65536) + b"\n")
+PY
+SYSLOG_PID=$!
+sleep 1
+sie set 102 7 --consts $C --reason "journal check: call_arg to 7" > /dev/null || bad "set 7 by id"
+sie log --const sie_target_call_arg --since 5m --json --consts $C > $W/log.json
+python3 - $W/log.json <<'PY' && ok "sie log --const --since --json: who, old -> new, why" || bad "journal: $(cat $W/log.json)"
+import json, sys
+e = [json.loads(l) for l in open(sys.argv[1])][-1]
+assert e["const"] == "SIE_TARGET_CALL_ARG" and e["new_value"] == 7 and "old_value" in e, e
+assert e["reason"] == "journal check: call_arg to 7" and e["user"] and e["outcome"] == "loaded", e
+PY
+grep -q "sie\[[0-9]*\]: set SIE_TARGET_CALL_ARG .* -> 7 (mode 0.*): loaded; reason: journal check: call_arg to 7; by root" $W/syslog &&
+  ok "the system log got: $(grep -o 'set SIE_TARGET_CALL_ARG.*' $W/syslog | head -1)" ||
+  bad "system log: $(cat $W/syslog)"
+kill $SYSLOG_PID; rm -f /dev/log
 sie set sie_target_call_arg 4000000000 --consts $C --json > $W/upd.json || bad "set 4e9 by name"
 expect_eq "update only" "$(jget $W/upd.json updated_only)" "true"
 echo "     value update latency $(jget $W/upd.json latency_ms) ms"

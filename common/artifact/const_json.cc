@@ -179,6 +179,107 @@ absl::Status ParsePathToken(const Reader& r, const json& j, const std::string& p
   return absl::OkStatus();
 }
 
+absl::Status CheckHexMasked(const Reader& r, const std::string& field, const std::string& hex) {
+  if (hex.size() % 2) return r.Bad(field, "must be an even-length hex string");
+  for (size_t k = 0; k < hex.size(); k += 2) {
+    const bool masked = hex[k] == '?' && hex[k + 1] == '?';
+    if (!masked && !(absl::ascii_isxdigit(hex[k]) && absl::ascii_isxdigit(hex[k + 1])))
+      return r.Bad(field,
+                   "must be hex ('?"
+                   "?' for a byte that may differ)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CodeReloc> ParseCodeReloc(const Reader& r, const json& j, const std::string& p,
+                                         const CodeRange& range) {
+  if (!j.is_object()) return r.Bad(p, "must be an object");
+  CodeReloc c;
+  const std::string pre = p + ".";
+  RETURN_IF_ERROR(r.Int(j, pre, "offset", &c.offset));
+  RETURN_IF_ERROR(r.Int(j, pre, "width", &c.width));
+  if (c.width != 1 && c.width != 2 && c.width != 4 && c.width != 8)
+    return r.Bad(pre + "width", "must be 1, 2, 4 or 8");
+  RETURN_IF_ERROR(r.Str(j, pre, "kind", &c.kind));
+  if (std::none_of(std::begin(kCodeRelocKinds), std::end(kCodeRelocKinds),
+                   [&](const char* k) { return c.kind == k; }))
+    return r.Bad(pre + "kind", "must be pc, abs, kaslr or kaslr_pc");
+  const bool kaslr = absl::StartsWith(c.kind, "kaslr");
+  RETURN_IF_ERROR(r.Str(j, pre, "symbol", &c.symbol, !kaslr));
+  if (!kaslr && c.symbol.empty()) return r.Bad(pre + "symbol", "is empty");
+  if (auto sec = j.find("section"); sec != j.end() && !sec->is_null()) {
+    if (!sec->is_boolean()) return r.Bad(pre + "section", "must be true or false");
+    c.section = sec->get<bool>();
+  }
+  RETURN_IF_ERROR(r.Int(j, pre, "addend", &c.addend, false));
+  if (kaslr && range.link_address == 0)
+    return r.Bad(pre + "kind", "needs the range's link_address");
+  RETURN_IF_ERROR(r.Int(j, pre, "value", &c.value, kaslr));
+  if (c.offset < range.offset || c.offset + c.width > range.end())
+    return r.Bad(pre + "offset", "must lie inside the range");
+  for (uint64_t k = c.offset - range.offset; k < c.offset - range.offset + c.width; ++k)
+    if (range.bytes.compare(2 * k, 2, "??") != 0)
+      return r.Bad(pre + "offset",
+                   "must point at '?"
+                   "?' bytes (a relocated field is not compared literally)");
+  return c;
+}
+
+// "code": [{"offset": N, "bytes": "hex", "link_address": N, "relocs": [...]}], ascending and
+// disjoint. Absent in older files.
+absl::StatusOr<std::vector<CodeRange>> ParseCode(const Reader& r, const json& j,
+                                                 const std::string& pre) {
+  std::vector<CodeRange> out;
+  auto v = j.find("code");
+  if (v == j.end() || v->is_null()) return out;
+  if (!v->is_array()) return r.Bad(pre + "code", "must be an array of code ranges");
+  for (size_t i = 0; i < v->size(); ++i) {
+    const json& e = (*v)[i];
+    const std::string p = absl::StrCat(pre, "code[", i, "]");
+    if (!e.is_object()) return r.Bad(p, "must be an object");
+    CodeRange c;
+    RETURN_IF_ERROR(r.Int(e, p + ".", "offset", &c.offset));
+    RETURN_IF_ERROR(r.Str(e, p + ".", "bytes", &c.bytes));
+    if (c.bytes.empty()) return r.Bad(p + ".bytes", "is empty");
+    RETURN_IF_ERROR(CheckHexMasked(r, p + ".bytes", c.bytes));
+    RETURN_IF_ERROR(r.Int(e, p + ".", "link_address", &c.link_address, false));
+    if (!out.empty() && c.offset < out.back().end())
+      return r.Bad(p + ".offset", "must follow the previous range (ascending, disjoint)");
+    if (auto rl = e.find("relocs"); rl != e.end() && !rl->is_null()) {
+      if (!rl->is_array()) return r.Bad(p + ".relocs", "must be an array");
+      for (size_t k = 0; k < rl->size(); ++k) {
+        auto cr = ParseCodeReloc(r, (*rl)[k], absl::StrCat(p, ".relocs[", k, "]"), c);
+        if (!cr.ok()) return cr.status();
+        c.relocs.push_back(std::move(*cr));
+      }
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+json CodeToJson(const std::vector<CodeRange>& code) {
+  json out = json::array();
+  for (const CodeRange& c : code) {
+    json e{{"offset", c.offset}, {"bytes", c.bytes}};
+    if (c.link_address) e["link_address"] = c.link_address;
+    if (!c.relocs.empty()) {
+      json rl = json::array();
+      for (const CodeReloc& x : c.relocs) {
+        json y{{"offset", x.offset}, {"width", x.width}, {"kind", x.kind}};
+        if (!x.symbol.empty()) y["symbol"] = x.symbol;
+        if (x.section) y["section"] = true;
+        if (x.addend) y["addend"] = x.addend;
+        if (absl::StartsWith(x.kind, "kaslr")) y["value"] = x.value;
+        rl.push_back(y);
+      }
+      e["relocs"] = rl;
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
 absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std::string& p) {
   if (!j.is_object()) return r.Bad(p, "must be an object");
   CriticalSpan s;
@@ -256,6 +357,9 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
       return r.Bad(pre + "expect_bytes",
                    "must be hex ('?"
                    "?' for a byte that may differ)");
+  auto code = ParseCode(r, j, pre);
+  if (!code.ok()) return code.status();
+  s.code = std::move(*code);
   if (auto v = j.find("vars"); v != j.end() && v->is_array())
     for (const auto& e : *v)
       if (e.is_object())
@@ -334,6 +438,7 @@ json SpanToJson(const CriticalSpan& s) {
   }
   j["source"] = s.source;
   j["expect_bytes"] = s.expect_bytes;
+  if (!s.code.empty()) j["code"] = CodeToJson(s.code);
   json vars = json::array();
   for (const auto& v : s.vars)
     vars.push_back({{"name", v.name}, {"type", v.type}, {"location", v.location.ToString()}});
@@ -434,11 +539,14 @@ nlohmann::json ConstToJson(const SynthesizedConst& c) {
     return std::tie(a.function, a.start, a.end) < std::tie(b.function, b.start, b.end);
   });
   j["safe_spans"] = json::array();
-  for (const auto& s : ss)
-    j["safe_spans"].push_back({{"function", s.function},
-                               {"start", s.start},
-                               {"end", s.end},
-                               {"how", SafeSpanHowName(s.how)}});
+  for (const auto& s : ss) {
+    json e{{"function", s.function},
+           {"start", s.start},
+           {"end", s.end},
+           {"how", SafeSpanHowName(s.how)}};
+    if (!s.code.empty()) e["code"] = CodeToJson(s.code);
+    j["safe_spans"].push_back(e);
+  }
   std::vector<DataInitializer> di = c.data_initializers;
   std::stable_sort(di.begin(), di.end(), [](const auto& a, const auto& b) {
     return std::tie(a.symbol, a.offset) < std::tie(b.symbol, b.offset);
@@ -559,6 +667,9 @@ absl::StatusOr<SynthesizedConst> ParseConstJson(absl::string_view text, absl::st
               : how == "whole_function" ? artifact::SafeSpanHow::kWholeFunction
                                         : artifact::SafeSpanHow::kSlice;
       if (s.end < s.start) return r.Bad(p + "end", "is before start");
+      auto code = ParseCode(r, e, p);
+      if (!code.ok()) return code.status();
+      s.code = std::move(*code);
       c.safe_spans.push_back(s);
     }
   if (auto w = j.find("warnings"); w != j.end() && w->is_array())

@@ -89,6 +89,41 @@ struct SpanInput {
   bool operator==(const SpanInput&) const = default;
 };
 
+// A relocated field inside a code range (its bytes are "??" in CodeRange::bytes): the value the
+// live kernel must hold there, computed by the runtime.
+struct CodeReloc {
+  uint64_t offset = 0;  // function-relative, the field's first byte
+  int width = 4;        // bytes: 1, 2, 4 or 8
+  // "pc": S + A - P and "abs": S + A (module code; S is `symbol`'s live address, P the
+  // field's); "kaslr": `value` moved by the kernel's KASLR slide (vmlinux: an absolute address
+  // the boot code relocates); "kaslr_pc": `value` minus the slide (vmlinux: a PC-relative
+  // reference to a per-CPU symbol, which KASLR leaves in place).
+  std::string kind;
+  std::string symbol;  // pc/abs: the target
+  // `symbol` is a section of the module (/sys/module/<m>/sections/<symbol>): a target in the
+  // module itself, `addend` counted from the section's start; else a symbol of vmlinux or of
+  // another module (/proc/kallsyms).
+  bool section = false;
+  int64_t addend = 0;
+  uint64_t value = 0;  // kaslr kinds: the field as linked
+  bool operator==(const CodeReloc&) const = default;
+};
+constexpr const char* kCodeRelocKinds[] = {"pc", "abs", "kaslr", "kaslr_pc"};
+
+// Bytes of the shipped binary the runtime compares with the live kernel before it attaches
+// anything: whole instructions of one function. Bytes the kernel legitimately rewrites (at
+// boot or module load: alternatives, static calls, jump labels, retpolines, return thunks,
+// ftrace's entry call, lock prefixes, sealed endbr, runtime constants) are "??"; relocated
+// fields are "??" too, with a CodeReloc saying what they must hold.
+struct CodeRange {
+  uint64_t offset = 0;        // function-relative
+  std::string bytes;          // hex, two characters a byte, "??" for a byte not compared literally
+  uint64_t link_address = 0;  // vmlinux with kaslr relocs: the range's address as linked
+  std::vector<CodeReloc> relocs;
+  uint64_t end() const { return offset + bytes.size() / 2; }
+  bool operator==(const CodeRange&) const = default;
+};
+
 struct CriticalSpan {
   std::string function;              // symbol name in the shipped binary (may be .isra/.constprop)
   uint64_t cs_start = 0;             // function-relative, first instruction of the CS
@@ -128,6 +163,11 @@ struct CriticalSpan {
   // that frame and clears the mark, so the bypass path keeps its own state. Absent in older
   // files and for spans whose probe is reached only through the CS.
   std::optional<uint64_t> mark_offset;
+  // const.json "code": every byte of [cs_start, cs_end) and of each probe place (the apply
+  // probe and its candidates, save points, the mark), each place widened to the whole
+  // instructions covering [place, place + 5) (what a jump-optimized kprobe replaces); merged,
+  // ascending. Absent in older files (the runtime then checks expect_bytes alone).
+  std::vector<CodeRange> code;
 };
 
 // A flags span the native engine (sie_native) recomputes on its own: the flags of
@@ -161,6 +201,8 @@ struct SafeSpan {
   uint64_t start = 0;
   uint64_t end = 0;
   SafeSpanHow how = SafeSpanHow::kSlice;
+  // const.json "code": the guard probe place at `start` (modes 1 and 2), as CriticalSpan::code.
+  std::vector<CodeRange> code;
 };
 
 // A data initializer computed from the constant (reported, never silently ignored).

@@ -151,6 +151,10 @@ absl::Status ElfFile::Load() {
       if (si < symbols_.size()) {
         const ElfSymbol& s = symbols_[si];
         rel.target = s.name;
+        rel.target_shndx = s.shndx < static_cast<int>(nsec) ? s.shndx : 0;
+        rel.target_section = rel.target_shndx > 0 ? sections_[rel.target_shndx].name : "";
+        rel.target_value = s.value;
+        rel.section_target = s.type == STT_SECTION;
         if (s.type == STT_SECTION) {
           int64_t where = rel.addend + (PcRelative(rel.type) ? 4 : 0);
           for (const ElfSymbol* c : by_sec[s.shndx]) {
@@ -158,6 +162,8 @@ absl::Status ElfFile::Load() {
                 where < static_cast<int64_t>(c->value + c->size)) {
               rel.target = NormalizeSymbolName(c->name);
               rel.addend -= c->value;
+              rel.target_value = c->value;
+              rel.section_target = false;
               break;
             }
           }

@@ -38,6 +38,13 @@ struct ElfReloc {
   std::string target;   // symbol name (section symbols resolved to a covering symbol)
   int64_t addend = 0;   // adjusted when a section symbol was resolved
   int width = 4;        // bytes patched at offset
+  // The symbol `target` names: its section (0: undefined, defined elsewhere), the section's
+  // name and the symbol's value, so target_value + addend is where the relocation points
+  // within section target_shndx (a section offset in ET_REL files).
+  int target_shndx = 0;
+  std::string target_section;
+  uint64_t target_value = 0;
+  bool section_target = false;  // `target` is a section (no covering symbol was found)
 };
 
 class ElfFile {

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -142,6 +143,146 @@ absl::StatusOr<std::string> CheckProbeBytes(const artifact::CriticalSpan& s,
       "the running kernel is not the build synth analyzed (run 'sie synth' again), or another "
       "tool patched the code there (e.g. a jump-optimized kprobe: see "
       "/sys/kernel/debug/kprobes/list)");
+}
+
+namespace {
+
+std::string Where(const std::string& function, uint64_t off) {
+  return absl::StrCat(function, "+0x", absl::Hex(off));
+}
+
+uint64_t FieldMask(int width) {
+  return width >= 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * width)) - 1;
+}
+
+uint64_t LiveField(const std::string& live, size_t at, int width) {
+  uint64_t v = 0;
+  for (int k = width - 1; k >= 0; --k) v = (v << 8) | static_cast<unsigned char>(live[at + k]);
+  return v;
+}
+
+std::string FieldHex(uint64_t v, int width) {
+  std::string bytes;
+  for (int k = 0; k < width; ++k) bytes.push_back(static_cast<char>((v >> (8 * k)) & 0xff));
+  return ToHex(bytes);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> CheckCode(const std::string& what,
+                                                   const std::string& function,
+                                                   const artifact::CodeRange& r,
+                                                   const std::string& live, const CodeContext& ctx,
+                                                   const std::string& const_path) {
+  const size_t n = r.bytes.size() / 2;
+  const uint64_t start = ctx.func_addr + r.offset;
+  std::vector<std::string> notes;
+  if (live.size() < n)
+    return absl::InternalError(
+        absl::StrCat("read ", live.size(), " of ", n, " bytes at ", Where(function, r.offset)));
+  // Bytes another armed kprobe holds: its int3, or an optimized probe's jmp rel32.
+  std::vector<bool> covered(n, false);
+  for (const KprobeEntry& e : ctx.kprobes) {
+    if (e.ftrace || e.disabled || e.gone) continue;
+    const uint64_t len = e.optimized ? 5 : 1;
+    if (e.addr + len <= start || e.addr >= start + n) continue;
+    const uint8_t op = e.optimized ? 0xe9 : 0xcc;
+    if (e.addr >= start && static_cast<unsigned char>(live[e.addr - start]) != op) continue;
+    int k = 0;
+    for (uint64_t a = std::max(e.addr, start); a < std::min(e.addr + len, start + n); ++a, ++k)
+      covered[a - start] = true;
+    const std::string by = ctx.owner ? ctx.owner(e.addr) : "";
+    notes.push_back(absl::StrCat(
+        what, ": ", k, " byte(s) at ", Where(function, e.addr - ctx.func_addr), " are under ",
+        by.empty() ? "another tool's" : absl::StrCat("sie constant ", by, "'s"),
+        e.optimized ? " jump-optimized" : "", " kprobe (", e.where,
+        "), not compared; the other bytes match"));
+  }
+  std::vector<bool> field(n, false);  // bytes of relocated fields
+  for (const artifact::CodeReloc& x : r.relocs)
+    for (int k = 0; k < x.width; ++k) field[x.offset - r.offset + k] = true;
+  // Literal bytes.
+  for (size_t i = 0; i < n; ++i) {
+    if (covered[i] || field[i] || r.bytes.compare(2 * i, 2, "??") == 0) continue;
+    int want = 0;
+    if (!absl::SimpleHexAtoi(r.bytes.substr(2 * i, 2), &want))
+      return absl::InvalidArgumentError(absl::StrCat("bad hex in ", const_path));
+    if (static_cast<unsigned char>(live[i]) == want) continue;
+    const size_t shown = std::min<size_t>(n - i, 8);
+    return FailedWithHint(
+        absl::StrCat("the code at ", Where(function, r.offset + i), " (", what, ") is ",
+                     ToHex(live.substr(i, shown)), ", but ", const_path, " expects ",
+                     r.bytes.substr(2 * i, 2 * shown), " (code range ", Where(function, r.offset),
+                     "..0x", absl::Hex(r.end()), "); nothing was attached"),
+        "the running kernel or module is not the build synth analyzed (run 'sie synth' "
+        "again), or another tool patched the code there (livepatch, a debugger, a kprobe "
+        "not in /sys/kernel/debug/kprobes/list)");
+  }
+  // Relocated fields.
+  int unresolved = 0;
+  std::string unresolved_what;
+  for (const artifact::CodeReloc& x : r.relocs) {
+    const size_t at = x.offset - r.offset;
+    bool hidden = false;
+    for (int k = 0; k < x.width; ++k) hidden |= covered[at + k];
+    if (hidden) continue;
+    const uint64_t p = ctx.func_addr + x.offset;
+    uint64_t want = 0;
+    std::string meaning;
+    if (absl::StartsWith(x.kind, "kaslr")) {
+      const uint64_t slide = start - r.link_address;
+      want = x.kind == "kaslr" ? x.value + slide : x.value - slide;
+      meaning = absl::StrCat("0x", absl::Hex(x.value), " as linked, ",
+                             x.kind == "kaslr" ? "plus" : "minus", " the KASLR slide 0x",
+                             absl::Hex(slide));
+    } else {
+      std::optional<uint64_t> s = ctx.symbol_address ? ctx.symbol_address(x) : std::nullopt;
+      if (!s) {
+        if (unresolved++ == 0) unresolved_what = x.symbol;
+        continue;
+      }
+      want = *s + x.addend - (x.kind == "pc" ? p : 0);
+      meaning = absl::StrCat(x.section ? "section " : "", x.symbol, " (0x", absl::Hex(*s), ")",
+                             x.addend < 0 ? " - " : " + ", "0x",
+                             absl::Hex(x.addend < 0 ? -static_cast<uint64_t>(x.addend)
+                                                    : static_cast<uint64_t>(x.addend)),
+                             x.kind == "pc" ? " - the field's address" : "");
+    }
+    const uint64_t got = LiveField(live, at, x.width);
+    if ((want & FieldMask(x.width)) == got) continue;
+    return FailedWithHint(
+        absl::StrCat("the relocated field at ", Where(function, x.offset), " (", what, ") is ",
+                     ToHex(live.substr(at, x.width)), ", but ", const_path, " expects ",
+                     FieldHex(want, x.width), " (", meaning, "); nothing was attached"),
+        "the running kernel or module is not the build synth analyzed (run 'sie synth' "
+        "again), or its code refers elsewhere than the analyzed code did");
+  }
+  if (unresolved)
+    notes.push_back(absl::StrCat(what, ": ", unresolved, " relocated field(s) in ",
+                                 Where(function, r.offset), "..0x", absl::Hex(r.end()),
+                                 " not compared (", unresolved_what,
+                                 " has no unique address in /proc/kallsyms)"));
+  return notes;
+}
+
+absl::Status CheckExpectAgainstCode(const artifact::CriticalSpan& s, const std::string& what,
+                                    const std::string& const_path) {
+  const uint64_t n = s.expect_bytes.size() / 2, p = s.probe_offset;
+  std::string code;  // the recorded bytes at [p, p + n), "" where no range covers them
+  for (const artifact::CodeRange& r : s.code)
+    if (p >= r.offset && p + n <= r.end()) code = r.bytes.substr(2 * (p - r.offset), 2 * n);
+  bool agree = !code.empty();
+  for (uint64_t k = 0; agree && k < n; ++k) {
+    const std::string a = s.expect_bytes.substr(2 * k, 2), b = code.substr(2 * k, 2);
+    agree = a == "??" || b == "??" || absl::AsciiStrToLower(a) == absl::AsciiStrToLower(b);
+  }
+  if (agree) return absl::OkStatus();
+  return FailedWithHint(
+      absl::StrCat("the code at ", Where(s.function, p), " (", what, ") is ",
+                   code.empty() ? "outside every code range" : code, ", but ", const_path,
+                   " expects ", s.expect_bytes, "; nothing was attached"),
+      "the const.json was edited (probe_offset, expect_bytes or code disagree): run 'sie synth' "
+      "again");
 }
 
 std::vector<artifact::SafeSpan> SafeSpansOf(const artifact::SynthesizedConst& c) {

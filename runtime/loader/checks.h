@@ -79,6 +79,37 @@ absl::StatusOr<std::string> CheckProbeBytes(const artifact::CriticalSpan& s,
                                             const std::function<std::string()>& verified_by,
                                             const std::function<bool()>& int3_here);
 
+// What CheckCode needs from the running kernel, passed in (host unit tests fake it).
+struct CodeContext {
+  uint64_t func_addr = 0;  // the function's live address
+  // The live address of a module relocation's target (CodeReloc::symbol: a section of the
+  // module, or a symbol elsewhere); nullopt when it cannot be known (the field is then not
+  // compared, and a note says so).
+  std::function<std::optional<uint64_t>(const artifact::CodeReloc&)> symbol_address;
+  std::vector<KprobeEntry> kprobes;  // kprobes/list
+  // The other sie constant probing `addr`, "" when none (another tool).
+  std::function<std::string(uint64_t)> owner;
+};
+// Is the live code `live` (read at ctx.func_addr + r.offset) what synth analyzed in range `r`
+// of `function`? Every byte that is not masked is compared; every relocated field is computed
+// (module: from its symbol; vmlinux: moved by the KASLR slide) and compared. Bytes under
+// another armed kprobe (its int3, or the 5-byte jmp of an [OPTIMIZED] one, another sie
+// constant's too) are not compared: a note says whose. Returns the notes, or the refusal
+// naming function+offset, the expected and live bytes and `const_path`; `what` ("span 0",
+// "safe span 1") says whose range it is.
+absl::StatusOr<std::vector<std::string>> CheckCode(const std::string& what,
+                                                   const std::string& function,
+                                                   const artifact::CodeRange& r,
+                                                   const std::string& live, const CodeContext& ctx,
+                                                   const std::string& const_path);
+
+// A span with code ranges: its expect_bytes (the apply probe's instruction) must agree with
+// the code recorded at probe_offset ("??" on either side agrees with anything), so a probe
+// offset edited into the middle of an instruction, or a corrupted expect_bytes, is refused as
+// before: the code there (verified live by CheckCode) is not what const_path expects.
+absl::Status CheckExpectAgainstCode(const artifact::CriticalSpan& s, const std::string& what,
+                                    const std::string& const_path);
+
 // The safe spans of mode 1 and 2: synth's, or the whole functions of the Critical Spans.
 std::vector<artifact::SafeSpan> SafeSpansOf(const artifact::SynthesizedConst& c);
 // Mode 1 checks at most SIE_MAX_SAFE_CHECKED safe spans, mode 2 SIE_CONS_MAX_SPANS.

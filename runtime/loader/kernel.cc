@@ -35,7 +35,8 @@ std::string KernelRelease() {
 }
 
 absl::StatusOr<Kallsyms> Kallsyms::Load(const std::set<std::string>& wanted,
-                                        const std::string& path) {
+                                        const std::string& path,
+                                        const std::set<std::string>& any_type) {
   // /proc/kallsyms has ~200k lines; under emulation a generic split per line costs seconds, so
   // this scans with memchr and keeps only the wanted names.
   auto text = ReadFile(path);
@@ -63,8 +64,9 @@ absl::StatusOr<Kallsyms> Kallsyms::Load(const std::set<std::string>& wanted,
     absl::string_view rest = line.substr(sp1 + 3);
     size_t tab = rest.find('\t');
     absl::string_view name = rest.substr(0, tab);
-    if (type != 't' && type != 'w') continue;
-    if (!wanted.empty() && !wanted.count(std::string(name))) continue;
+    const bool any = !any_type.empty() && any_type.count(std::string(name));
+    if (!any && type != 't' && type != 'w') continue;
+    if (!any && !wanted.empty() && !wanted.count(std::string(name))) continue;
     KSym sym;
     sym.addr = addr;
     if (tab != absl::string_view::npos) {
@@ -106,6 +108,27 @@ absl::StatusOr<KSym> Kallsyms::Find(const std::string& name, const std::string& 
   return FailedWithHint(absl::StrCat("function ", name, " is ambiguous in ", binary, " (",
                                      hits.size(), " symbols of that name)"),
                         "sie cannot tell duplicate static functions apart yet");
+}
+
+std::optional<uint64_t> Kallsyms::FindAnywhere(const std::string& name) const {
+  if (all_zero_) return std::nullopt;
+  std::vector<uint64_t> core, mods;
+  auto [b, e] = syms_.equal_range(name);
+  for (auto it = b; it != e; ++it)
+    (it->second.module.empty() ? core : mods).push_back(it->second.addr);
+  if (core.size() == 1) return core[0];
+  if (core.empty() && mods.size() == 1) return mods[0];
+  return std::nullopt;
+}
+
+std::optional<uint64_t> ModuleSectionAddress(const std::string& module,
+                                             const std::string& section) {
+  auto text = ReadFile(fs::path("/sys/module") / module / "sections" / section);
+  uint64_t addr = 0;
+  absl::string_view v = text.ok() ? absl::StripAsciiWhitespace(*text) : "";
+  absl::ConsumePrefix(&v, "0x");
+  if (!text.ok() || !absl::SimpleHexAtoi(v, &addr) || addr == 0) return std::nullopt;
+  return addr;
 }
 
 absl::StatusOr<std::string> ReadKernelBytes(uint64_t addr, size_t n, const std::string& kcore) {

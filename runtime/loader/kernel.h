@@ -26,13 +26,18 @@ struct KSym {
 // Symbol table of functions (text symbols) of the running kernel.
 class Kallsyms {
  public:
-  // Only the functions named in `wanted` are kept (all when empty).
+  // Only the functions named in `wanted` are kept (all when empty), and the symbols of any
+  // type (data too) named in `any_type`.
   static absl::StatusOr<Kallsyms> Load(const std::set<std::string>& wanted = {},
-                                       const std::string& path = "/proc/kallsyms");
+                                       const std::string& path = "/proc/kallsyms",
+                                       const std::set<std::string>& any_type = {});
   // The function `name` in `binary` ("vmlinux" or a module name). Errors: not found (with a
   // hint when it exists in another binary), ambiguous (duplicate static symbols), or addresses
   // hidden by kptr_restrict.
   absl::StatusOr<KSym> Find(const std::string& name, const std::string& binary) const;
+  // The one symbol `name` in vmlinux, else the one in any module; nullopt when there is none
+  // or several.
+  std::optional<uint64_t> FindAnywhere(const std::string& name) const;
 
  private:
   std::multimap<std::string, KSym> syms_;
@@ -86,6 +91,9 @@ const LivepatchedFunction* ActiveLivepatch(const std::vector<LivepatchedFunction
                                            const std::string& function, const std::string& object);
 
 bool ModuleLoaded(const std::string& name);
+// The live address of section `section` of loaded module `module`
+// (/sys/module/<module>/sections/<section>); nullopt when unknown.
+std::optional<uint64_t> ModuleSectionAddress(const std::string& module, const std::string& section);
 // Loads a .ko with finit_module(2).
 absl::Status InsertModule(const std::string& path);
 

@@ -260,10 +260,18 @@ absl::StatusOr<Kallsyms> VerifyKernel(LoadPlan& plan, SetResult& res) {
   if (plan.in_module)
     if (auto st = LoadModuleIfNeeded(c.target.binary, &res.notes); !st.ok()) return st;
   if (auto st = CheckBuildId(c, plan.entry->path.string()); !st.ok()) return st;
-  std::set<std::string> wanted;
+  std::set<std::string> wanted, targets;
   for (const auto& s : c.spans) wanted.insert(s.function);
   for (const auto& s : c.safe_spans) wanted.insert(s.function);
-  auto ksyms = Kallsyms::Load(wanted);
+  // The targets of relocated fields (module code) the byte check computes.
+  auto add_targets = [&](const std::vector<artifact::CodeRange>& code) {
+    for (const auto& r : code)
+      for (const auto& x : r.relocs)
+        if (!x.section && !x.symbol.empty()) targets.insert(x.symbol);
+  };
+  for (const auto& s : c.spans) add_targets(s.code);
+  for (const auto& s : c.safe_spans) add_targets(s.code);
+  auto ksyms = Kallsyms::Load(wanted, "/proc/kallsyms", targets);
   if (!ksyms.ok()) return ksyms.status();
   plan.Mark("kallsyms");
   if (auto st = CheckLivepatches(wanted, plan.binary()); !st.ok()) return st;
@@ -318,9 +326,39 @@ absl::Status LoadEngineModules(LoadPlan& plan, const EngineChoice& ch, SetResult
   return absl::OkStatus();
 }
 
-// The apply (and save) probes, each at a place whose code bytes are what synth analyzed.
+// The live code of every range synth recorded for one span or safe span (`what`) of `function`
+// at `func_addr` (CheckCode): refused on the first difference, notes for bytes under other
+// kprobes and fields it could not compute.
+absl::Status VerifyCode(const LoadPlan& plan, const Kallsyms& ksyms,
+                        const std::vector<KprobeEntry>& kprobes, const std::string& what,
+                        const std::string& function, uint64_t func_addr,
+                        const std::vector<artifact::CodeRange>& code, SetResult& res) {
+  CodeContext ctx;
+  ctx.func_addr = func_addr;
+  ctx.kprobes = kprobes;
+  const std::string module = absl::StrReplaceAll(plan.binary(), {{"-", "_"}});
+  ctx.symbol_address = [&](const artifact::CodeReloc& x) -> std::optional<uint64_t> {
+    if (x.section) return plan.in_module ? ModuleSectionAddress(module, x.symbol) : std::nullopt;
+    return ksyms.FindAnywhere(x.symbol);
+  };
+  ctx.owner = [&](uint64_t addr) { return ProbeOwnerAt(plan.c().name, addr); };
+  for (const artifact::CodeRange& r : code) {
+    auto live = ReadKernelBytes(func_addr + r.offset, r.bytes.size() / 2);
+    if (!live.ok()) return WithContext(live.status(), what);
+    auto notes = CheckCode(what, function, r, *live, ctx, plan.entry->path.string());
+    if (!notes.ok()) return notes.status();
+    res.notes.insert(res.notes.end(), notes->begin(), notes->end());
+  }
+  return absl::OkStatus();
+}
+
+// The apply (and save) probes, each at a place whose code bytes are what synth analyzed: every
+// code range of the span (const.json "code"), or in older files the apply probe's instruction
+// (expect_bytes).
 absl::Status ResolveProbes(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res) {
   const artifact::SynthesizedConst& c = plan.c();
+  std::vector<KprobeEntry> kprobes;
+  if (auto list = ReadKprobeList(); list.ok()) kprobes = std::move(*list);
   for (size_t i = 0; i < c.spans.size(); ++i) {
     const auto& s = c.spans[i];
     auto sym = ksyms.Find(s.function, plan.binary());
@@ -329,16 +367,23 @@ absl::Status ResolveProbes(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
     a.info = MakeProbe("apply", static_cast<int>(i), s.function, s.probe_offset, sym->addr);
     a.func_addr = sym->addr;
     const uint64_t addr = a.info.address;
-    auto bytes = ReadKernelBytes(addr, s.expect_bytes.size() / 2);
-    if (!bytes.ok()) return bytes.status();
-    auto covered = CheckProbeBytes(
-        s, *bytes, plan.in_module, plan.entry->path.string(),
-        [&] {
-          return VerifiedUnderProbeOf(c.name, addr, s.function, s.probe_offset, s.expect_bytes);
-        },
-        [&] { return Int3KprobeAt(addr); });
-    if (!covered.ok()) return covered.status();
-    if (!covered->empty()) res.notes.push_back(absl::StrCat("span ", i, ": ", *covered));
+    if (!s.code.empty()) {
+      RETURN_IF_ERROR(VerifyCode(plan, ksyms, kprobes, absl::StrCat("span ", i), s.function,
+                                 sym->addr, s.code, res));
+      RETURN_IF_ERROR(
+          CheckExpectAgainstCode(s, absl::StrCat("span ", i), plan.entry->path.string()));
+    } else {
+      auto bytes = ReadKernelBytes(addr, s.expect_bytes.size() / 2);
+      if (!bytes.ok()) return bytes.status();
+      auto covered = CheckProbeBytes(
+          s, *bytes, plan.in_module, plan.entry->path.string(),
+          [&] {
+            return VerifiedUnderProbeOf(c.name, addr, s.function, s.probe_offset, s.expect_bytes);
+          },
+          [&] { return Int3KprobeAt(addr); });
+      if (!covered.ok()) return covered.status();
+      if (!covered->empty()) res.notes.push_back(absl::StrCat("span ", i, ": ", *covered));
+    }
     // A path token's apply stays at the join its marks are consumed at.
     if (s.kind == SpanKind::kReg && !s.mark_offset)
       for (uint64_t off : s.candidates)
@@ -383,7 +428,7 @@ absl::Status AddGlobalSpan(LoadPlan& plan, const artifact::SafeSpan& s, size_t j
 
 // Safe spans (whole CS functions when synth gave none). Mode 1: guards at their entries.
 // Mode 2: sie_consistency's spans, with exits from the live code.
-absl::Status PlanSafeSpans(LoadPlan& plan, const Kallsyms& ksyms) {
+absl::Status PlanSafeSpans(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res) {
   const int mode = plan.opts->mode;
   if (mode != 1 && mode != 2) return absl::OkStatus();
   const std::vector<artifact::SafeSpan> ss = SafeSpansOf(plan.c());
@@ -400,6 +445,12 @@ absl::Status PlanSafeSpans(LoadPlan& plan, const Kallsyms& ksyms) {
     if (!sym.ok()) return WithContext(sym.status(), absl::StrCat("safe span ", j));
     uint64_t end = ss[j].how == artifact::SafeSpanHow::kWholeFunction || ss[j].end == 0 ? sym->size
                                                                                         : ss[j].end;
+    if (!ss[j].code.empty()) {
+      std::vector<KprobeEntry> kprobes;
+      if (auto list = ReadKprobeList(); list.ok()) kprobes = std::move(*list);
+      RETURN_IF_ERROR(VerifyCode(plan, ksyms, kprobes, absl::StrCat("safe span ", j),
+                                 ss[j].function, sym->addr, ss[j].code, res));
+    }
     plan.safe_ranges.push_back({sym->addr + ss[j].start, sym->addr + end});
     if (mode == 2) {
       if (auto st = AddGlobalSpan(plan, ss[j], j, *sym, end, foreign); !st.ok()) return st;
@@ -423,7 +474,7 @@ absl::Status Verify(LoadPlan& plan, EngineChoice& ch, SetResult& res, json& jour
   if (auto st = ResolveProbes(plan, *ksyms, res); !st.ok()) return st;
   if (!ch.native)
     if (auto st = AssignCells(plan.c(), plan.probes); !st.ok()) return st;
-  if (auto st = PlanSafeSpans(plan, *ksyms); !st.ok()) return st;
+  if (auto st = PlanSafeSpans(plan, *ksyms, res); !st.ok()) return st;
   if (auto st = CheckExitUses(plan.c().name, plan.global_spans, plan.probes); !st.ok()) return st;
   if (auto list = ReadKprobeList(); list.ok()) NoteOtherKprobes(*list, plan.probes, res.warnings);
   res.verify_ms = MsSince(plan.t0);

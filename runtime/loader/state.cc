@@ -151,6 +151,13 @@ std::string VerifiedUnderProbeOf(const std::string& self, uint64_t addr,
   return "";
 }
 
+std::string ProbeOwnerAt(const std::string& self, uint64_t addr) {
+  for (const json& st : StatesExcept(self))
+    for (const auto& p : st.value("probes", json::array()))
+      if (p.value("address", uint64_t{0}) == addr) return st.value("name", "");
+  return "";
+}
+
 json ProbeToJson(const ProbeInfo& p) {
   json j{{"role", p.role},           {"span", p.span},         {"function", p.function},
          {"offset", p.offset},       {"address", p.address},   {"cell", p.cell},

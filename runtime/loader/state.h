@@ -52,6 +52,9 @@ std::string VerifiedUnderProbeOf(const std::string& self, uint64_t addr,
                                  const std::string& function, uint64_t offset,
                                  const std::string& expect);
 
+// The loaded constant other than `self` that has a probe at `addr`; "" when none.
+std::string ProbeOwnerAt(const std::string& self, uint64_t addr);
+
 nlohmann::json ProbeToJson(const ProbeInfo& p);
 ProbeInfo ProbeFromJson(const nlohmann::json& j);
 

@@ -96,7 +96,7 @@ void AttachRelocs(const std::vector<ElfReloc>& relocs, uint64_t reloc_base, Insn
                               [](const ElfReloc& r, uint64_t o) { return r.offset < o; });
   for (; rit != relocs.end() && rit->offset < reloc_base + in->offset + in->size; ++rit)
     in->relocs.push_back({static_cast<int>(rit->offset - reloc_base - in->offset), rit->width,
-                          rit->target, rit->addend});
+                          rit->target, rit->addend, rit->type, rit->target_section});
 }
 
 const Insn::Reloc* RelocAt(const Insn& in, int at) {

@@ -53,6 +53,8 @@ struct Insn {
     int width;
     std::string target;
     int64_t addend;
+    uint32_t type = 0;           // R_X86_64_*
+    std::string target_section;  // the target symbol's section ("" undefined here)
   };
   std::vector<Reloc> relocs;  // relocations within the instruction bytes
   std::string sig;            // normalized signature: equal across builds iff same code

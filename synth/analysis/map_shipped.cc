@@ -6,14 +6,18 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/base/diag.h"
 #include "common/elf/elf_file.h"
+#include "common/elf/patch_sites.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/analyze.h"
+#include "synth/analysis/code_ranges.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/path_token.h"
 #include "synth/refusal.h"
@@ -62,6 +66,13 @@ struct Mapping {
   Function obj, shipped;
   std::vector<int> match;
   bool relocatable = false;  // the shipped binary is a module (.ko): relocations unresolved
+  ElfSymbol sym;             // the shipped function's symbol
+  std::string bytes;         // its bytes
+  ShippedCode code;          // for the byte check (MakeShippedCode)
+  // Function-relative static call and jump label sites: the kernel refuses a kprobe there
+  // (kernel/kprobes.c check_kprobe_address_safe: static_call_text_reserved,
+  // jump_label_text_reserved).
+  std::set<uint64_t> kprobe_reserved;
   absl::StatusOr<uint64_t> Map(uint64_t off, const std::string& what) const {
     if (off == obj.size) return shipped.size;
     int i = obj.IndexAt(off);
@@ -120,6 +131,8 @@ absl::StatusOr<Mapping> MapFunction(const ElfFile& obj, const ElfFile& ship,
         best.shipped = std::move(*f);
         best.match = std::move(match);
         best.relocatable = ship.relocatable();
+        best.sym = *s;
+        best.bytes = std::move(*bytes);
       }
     } else {
       why = absl::StrFormat("only %d of %d instructions match", matched, mp.obj.insns.size());
@@ -138,6 +151,42 @@ absl::StatusOr<Mapping> MapFunction(const ElfFile& obj, const ElfFile& ship,
                           name, ": several functions of this name match in ", ship.path())),
                       Refusal::kShippedMismatch);
   return best;
+}
+
+bool CalleeSaved(const std::string& reg) {
+  return reg == "bx" || reg == "bp" || reg == "r12" || reg == "r13" || reg == "r14" || reg == "r15";
+}
+
+// The apply probe of `out` sits on a static call site or jump label, where the kernel refuses
+// kprobes. A reg span whose registers (target, X, inputs read at the probe) are all callee-saved
+// keeps its values across a static call, which returns to the next instruction: the probe moves
+// there when no other path joins it. Anything else is refused here rather than by the kernel.
+absl::Status MoveOffReservedSite(const Mapping& mp, CriticalSpan* out) {
+  const uint64_t p = out->probe_offset;
+  const std::string where = absl::StrFormat("%s+0x%x", out->function, p);
+  auto refuse = [&](const std::string& why) {
+    return Classified(
+        FailedWithHint(absl::StrCat(where,
+                                    ": the probe place is a static call or jump label "
+                                    "site, where the kernel refuses kprobes, and ",
+                                    why),
+                       "the constant cannot be probed there; look for another use of it"),
+        Refusal::kUnsafe);
+  };
+  const int i = mp.shipped.IndexAt(p);
+  if (i < 0 || i + 1 >= static_cast<int>(mp.shipped.insns.size()) || !mp.shipped.insns[i].is_call)
+    return refuse("it is no call the probe could follow");
+  bool regs_ok = out->kind == artifact::SpanKind::kReg && !out->mark_offset &&
+                 CalleeSaved(out->target_reg) &&
+                 (out->save_reg.empty() || CalleeSaved(out->save_reg));
+  for (const auto& in : out->inputs) regs_ok &= !in.mem && (in.save_offset || CalleeSaved(in.reg));
+  if (!regs_ok) return refuse("the span's registers do not all survive the call");
+  const uint64_t next = mp.shipped.insns[i + 1].offset;
+  if (mp.shipped.branch_targets.count(next) || mp.kprobe_reserved.count(next))
+    return refuse("the instruction after the call is joined by another path or reserved too");
+  out->probe_offset = next;
+  out->candidates = {next};
+  return absl::OkStatus();
 }
 
 // `sp` carried from the object onto the shipped function: every CS instruction must be
@@ -187,9 +236,100 @@ absl::StatusOr<CriticalSpan> MapSpan(const Mapping& mp, const CriticalSpan& sp) 
     if (!x.ok()) break;  // later candidates are optional
     out.candidates.push_back(*x);
   }
+  if (mp.kprobe_reserved.count(out.probe_offset))
+    if (auto st = MoveOffReservedSite(mp, &out); !st.ok()) return st;
+  for (auto& in : out.inputs) {
+    if (!in.save_offset) continue;
+    auto x = mp.Map(*in.save_offset, "input save");
+    if (!x.ok()) return x.status();
+    in.save_offset = *x;
+  }
   out.expect_bytes =
       ExpectBytes(mp.shipped.insns[mp.shipped.IndexAt(out.probe_offset)], mp.relocatable);
+  out.code = BuildCodeRanges(mp.code, SpanCover(out));
   return out;
+}
+
+bool AbsoluteReloc(uint32_t type) {
+  return type == R_X86_64_32 || type == R_X86_64_32S || type == R_X86_64_64;
+}
+bool PcReloc(uint32_t type) { return type == R_X86_64_PC32 || type == R_X86_64_PLT32; }
+
+uint64_t FieldValue(absl::string_view bytes, uint64_t at, int width) {
+  uint64_t v = 0;
+  for (int k = width - 1; k >= 0; --k)
+    v = (v << 8) | static_cast<unsigned char>(at + k < bytes.size() ? bytes[at + k] : 0);
+  return v;
+}
+
+// What the byte check needs of one shipped function: the sites the kernel rewrites (from the
+// binary's own tables, `sites`) and the relocated fields. A module's relocations are the .ko's
+// own (resolved at runtime: a module-local target through its section, another one by name).
+// vmlinux's are final but for KASLR's: an absolute address (R_X86_64_32/32S/64) moves with
+// the kernel, a PC-relative reference to a per-CPU symbol moves the other way; the fields are
+// the V1 object's relocations carried over by the instruction alignment (the -dbg vmlinux
+// keeps none), per-CPU targets known from their section (`percpu`: vmlinux's per-CPU names).
+void MakeShippedCode(const ElfFile& ship, const std::vector<elf::PatchSite>& sites,
+                     const std::set<std::string>& percpu, Mapping* mp) {
+  ShippedCode& c = mp->code;
+  c.fn = &mp->shipped;
+  c.bytes = mp->bytes;
+  const uint64_t base = mp->sym.value;  // a section offset (.ko) or an address (vmlinux)
+  const int shndx = ship.relocatable() ? mp->sym.shndx : 0;
+  if (!ship.relocatable()) c.link_address = mp->sym.value;
+  for (const elf::PatchSite& p : sites) {
+    if (p.shndx != shndx || p.at < base || p.at >= base + mp->bytes.size()) continue;
+    c.masks.push_back({p.at - base, p.len});
+    if (p.table == ".static_call_sites" || p.table == "__jump_table")
+      mp->kprobe_reserved.insert(p.at - base);
+  }
+  if (ship.relocatable()) {
+    for (const elf::ElfReloc& r : ship.relocs(mp->sym.shndx)) {
+      if (r.offset < base || r.offset >= base + mp->bytes.size()) continue;
+      const uint64_t off = r.offset - base;
+      // A module's per-CPU data is placed by the loader, not at its section's address.
+      if ((!PcReloc(r.type) && !AbsoluteReloc(r.type)) ||
+          absl::StartsWith(r.target_section, ".data..percpu")) {
+        c.masks.push_back({off, r.width});
+        continue;
+      }
+      artifact::CodeReloc cr;
+      cr.offset = off;
+      cr.width = r.width;
+      cr.kind = PcReloc(r.type) ? "pc" : "abs";
+      if (r.target_shndx > 0) {  // in this module: through its section's address
+        cr.symbol = r.target_section;
+        cr.section = true;
+        cr.addend = static_cast<int64_t>(r.target_value) + r.addend;
+      } else {
+        cr.symbol = r.target;
+        cr.addend = r.addend;
+      }
+      c.relocs.push_back(cr);
+    }
+    return;
+  }
+  std::vector<int> obj_of(mp->shipped.insns.size(), -1);
+  for (size_t i = 0; i < mp->match.size(); ++i)
+    if (mp->match[i] >= 0) obj_of[mp->match[i]] = static_cast<int>(i);
+  for (size_t j = 0; j < mp->shipped.insns.size(); ++j) {
+    if (obj_of[j] < 0) continue;
+    const Insn& si = mp->shipped.insns[j];
+    for (const Insn::Reloc& r : mp->obj.insns[obj_of[j]].relocs) {
+      const bool pcpu = absl::StartsWith(r.target_section, ".data..percpu") ||
+                        (r.target_section.empty() && percpu.count(r.target));
+      std::string kind;
+      if (AbsoluteReloc(r.type) && !pcpu) kind = "kaslr";
+      if (PcReloc(r.type) && pcpu) kind = "kaslr_pc";
+      if (kind.empty()) continue;  // final in vmlinux: compared literally
+      artifact::CodeReloc cr;
+      cr.offset = si.offset + r.at;
+      cr.width = r.width;
+      cr.kind = kind;
+      cr.value = FieldValue(mp->bytes, cr.offset, r.width);
+      c.relocs.push_back(cr);
+    }
+  }
 }
 
 // A safe span carried over, widened to the nearest matched instructions: it may only grow.
@@ -217,13 +357,22 @@ absl::Status MapToShipped(const std::string& baseline_obj, const std::string& sh
   if (!obj.ok()) return obj.status();
   auto ship = ElfFile::Open(shipped_elf);
   if (!ship.ok()) return ship.status();
+  const std::vector<elf::PatchSite> sites = elf::KernelPatchSites(**ship);
+  std::set<std::string> percpu;
+  if (!(*ship)->relocatable())
+    for (const ElfSymbol& s : (*ship)->symbols())
+      if (s.shndx > 0 && s.shndx < static_cast<int>((*ship)->sections().size()) &&
+          absl::StartsWith((*ship)->sections()[s.shndx].name, ".data..percpu"))
+        percpu.insert(s.name);
   std::map<std::string, Mapping> maps;
   auto get = [&](const std::string& fn) -> absl::StatusOr<const Mapping*> {
     auto it = maps.find(fn);
     if (it != maps.end()) return &it->second;
     auto m = MapFunction(**obj, **ship, fn);
     if (!m.ok()) return m.status();
-    return &maps.emplace(fn, std::move(*m)).first->second;
+    Mapping& mp = maps.emplace(fn, std::move(*m)).first->second;
+    MakeShippedCode(**ship, sites, percpu, &mp);
+    return &mp;
   };
   for (CriticalSpan& sp : *spans) {
     auto m = get(sp.function);
@@ -237,6 +386,7 @@ absl::Status MapToShipped(const std::string& baseline_obj, const std::string& sh
     auto m = get(ss.function);
     if (!m.ok()) return m.status();
     MapSafeSpan(**m, &ss);
+    ss.code = BuildCodeRanges((*m)->code, PlaceCover(ss.start));
   }
   return absl::OkStatus();
 }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/artifact/const_json.h"
 #include "common/artifact/consts_dir.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
@@ -376,6 +377,191 @@ TEST(ResolveLoaded, NameOrIdAmongLoadedConstants) {
   ASSERT_FALSE(unknown.ok());
   EXPECT_TRUE(Has(unknown.status(), "NOPE is not loaded"));
   EXPECT_TRUE(Has(unknown.status(), "hint: see 'sie status'"));
+}
+
+// ---- CheckCode: every byte synth recorded (const.json "code") ----
+
+// The function f at 0xffffffffc0001000: a range [0x10, 0x20) with a masked site (2 bytes at
+// 0x13), a module call (pc to printk at 0x18..0x1c) and a kaslr-free literal rest.
+struct CodeCase {
+  artifact::CodeRange r;
+  CodeContext ctx;
+  std::string live;
+  CodeCase() {
+    r.offset = 0x10;
+    //        10 11 12 13 14 15 16 17 18 19 1a 1b 1c 1d 1e 1f
+    r.bytes = "4889c7????31c0e8????????4883c408";
+    artifact::CodeReloc call;
+    call.offset = 0x18;
+    call.width = 4;
+    call.kind = "pc";
+    call.symbol = "printk";
+    r.relocs = {call};
+    ctx.func_addr = 0xffffffffc0001000;
+    ctx.symbol_address = [](const artifact::CodeReloc& x) -> std::optional<uint64_t> {
+      if (x.symbol == "printk") return 0xffffffff81100000;
+      return std::nullopt;
+    };
+    ctx.owner = [](uint64_t) { return std::string(); };
+    // printk - (field + 4): the call's displacement as the module loader wrote it.
+    const uint64_t disp = 0xffffffff81100000 - 4 - (0xffffffffc0001000 + 0x18);
+    live = std::string("\x48\x89\xc7\x66\x90\x31\xc0\xe8", 8);
+    for (int k = 0; k < 4; ++k) live.push_back(static_cast<char>((disp >> (8 * k)) & 0xff));
+    live += std::string("\x48\x83\xc4\x08", 4);
+    call.addend = -4;
+    r.relocs = {call};
+  }
+};
+
+TEST(CheckCode, AcceptsMatchingBytesMaskedSitesAndResolvedRelocations) {
+  CodeCase k;
+  auto notes = CheckCode("span 0", "f", k.r, k.live, k.ctx, "D/const.json");
+  ASSERT_TRUE(notes.ok()) << notes.status();
+  EXPECT_TRUE(notes->empty());
+  // The masked site may hold anything the kernel patched in.
+  k.live[3] = '\xeb';
+  k.live[4] = '\x00';
+  EXPECT_TRUE(CheckCode("span 0", "f", k.r, k.live, k.ctx, "D/const.json").ok());
+}
+
+TEST(CheckCode, RefusesAByteThatDiffersInTheMiddleOfASpan) {
+  CodeCase k;
+  k.live[6] = '\xd2';  // xor eax, eax -> xor edx, eax: another build
+  auto notes = CheckCode("span 0", "f", k.r, k.live, k.ctx, "D/const.json");
+  ASSERT_FALSE(notes.ok());
+  EXPECT_TRUE(Has(notes.status(), "the code at f+0x16 (span 0) is d2e8"));
+  EXPECT_TRUE(Has(notes.status(), "but D/const.json expects c0e8????????4883"));
+  EXPECT_TRUE(Has(notes.status(), "code range f+0x10..0x20); nothing was attached"));
+  EXPECT_TRUE(Has(notes.status(), "hint: the running kernel or module is not the build"));
+}
+
+TEST(CheckCode, ComparesRelocatedFieldsItCanCompute) {
+  CodeCase k;
+  k.live[0x19 - 0x10] ^= 1;  // the call goes elsewhere
+  auto notes = CheckCode("span 0", "f", k.r, k.live, k.ctx, "D/const.json");
+  ASSERT_FALSE(notes.ok());
+  EXPECT_TRUE(Has(notes.status(), "the relocated field at f+0x18 (span 0)"));
+  EXPECT_TRUE(Has(notes.status(), "printk (0xffffffff81100000) - 0x4 - the field's address"));
+  // A target with no unique address is not compared, and said so.
+  k.r.relocs[0].symbol = "dup_static";
+  notes = CheckCode("span 0", "f", k.r, k.live, k.ctx, "D/const.json");
+  ASSERT_TRUE(notes.ok()) << notes.status();
+  ASSERT_EQ(notes->size(), 1u);
+  EXPECT_TRUE(absl::StrContains((*notes)[0],
+                                "1 relocated field(s) in f+0x10..0x20 not compared "
+                                "(dup_static has no unique address"));
+}
+
+TEST(CheckCode, MovesKaslrFieldsByTheSlide) {
+  // mov rdi, 0xffffffff82a0b0c0 (R_X86_64_32S) at 0x20 of a function linked at
+  // 0xffffffff81001000, running 0x2e00000 higher; add r9, gs:[rip + this_cpu_off] at 0x27.
+  artifact::CodeRange r;
+  r.offset = 0x20;
+  r.bytes = "48c7c7????????654c030d????????";
+  r.link_address = 0xffffffff81001020;
+  artifact::CodeReloc a{0x23, 4, "kaslr", "", false, 0, 0x82a0b0c0};
+  artifact::CodeReloc p{0x2b, 4, "kaslr_pc", "", false, 0, 0x7ec3912b};
+  r.relocs = {a, p};
+  CodeContext ctx;
+  ctx.func_addr = 0xffffffff83e01000;
+  const uint64_t slide = 0x2e00000;
+  std::string live("\x48\xc7\xc7", 3);
+  for (uint64_t v : {uint64_t{0x82a0b0c0} + slide})
+    live += std::string(reinterpret_cast<const char*>(&v), 4);
+  live += std::string("\x65\x4c\x03\x0d", 4);
+  for (uint64_t v : {uint64_t{0x7ec3912b} - slide})
+    live += std::string(reinterpret_cast<const char*>(&v), 4);
+  auto notes = CheckCode("span 1", "g", r, live, ctx, "D/const.json");
+  ASSERT_TRUE(notes.ok()) << notes.status();
+  // The file's value, unmoved, is another kernel layout: refused.
+  live.replace(3, 4, std::string("\xc0\xb0\xa0\x82", 4));
+  notes = CheckCode("span 1", "g", r, live, ctx, "D/const.json");
+  ASSERT_FALSE(notes.ok());
+  EXPECT_TRUE(Has(notes.status(), "the relocated field at g+0x23 (span 1) is c0b0a082"));
+  EXPECT_TRUE(Has(notes.status(), "plus the KASLR slide 0x2e00000"));
+}
+
+TEST(CheckCode, BytesUnderAnotherKprobeAreNotComparedButNoted) {
+  CodeCase k;
+  // An int3 on 0x15 (another tool), an optimized probe's jmp on 0x1b..0x1f (a sie constant).
+  k.live[5] = '\xcc';
+  k.live[0xb] = '\xe9';
+  k.live[0xc] = '\x01';
+  k.live[0xd] = '\x02';
+  k.live[0xe] = '\x03';
+  k.live[0xf] = '\x04';
+  k.ctx.kprobes = ParseKprobeList(
+      "ffffffffc0001015  k  f+0x15 [sie_target]\n"
+      "ffffffffc000101b  k  f+0x1b [sie_target] [OPTIMIZED]\n");
+  k.ctx.owner = [](uint64_t a) {
+    return a == 0xffffffffc000101b ? std::string("SIE_TARGET_OTHER") : std::string();
+  };
+  auto notes = CheckCode("span 0", "f", k.r, k.live, k.ctx, "D/const.json");
+  ASSERT_TRUE(notes.ok()) << notes.status();
+  ASSERT_EQ(notes->size(), 2u);
+  EXPECT_TRUE(absl::StrContains((*notes)[0],
+                                "span 0: 1 byte(s) at f+0x15 are under another "
+                                "tool's kprobe (f+0x15 [sie_target])"));
+  EXPECT_TRUE(absl::StrContains((*notes)[1],
+                                "5 byte(s) at f+0x1b are under sie constant "
+                                "SIE_TARGET_OTHER's jump-optimized kprobe"));
+  // An int3 where no kprobe is listed is a difference.
+  k.ctx.kprobes.clear();
+  EXPECT_FALSE(CheckCode("span 0", "f", k.r, k.live, k.ctx, "D/const.json").ok());
+}
+
+TEST(CheckExpectAgainstCode, RefusesAProbeOffsetOrExpectBytesTheCodeDisagreesWith) {
+  artifact::CriticalSpan s;
+  s.function = "f";
+  s.probe_offset = 0x12;
+  s.expect_bytes = "e8????????";
+  artifact::CodeRange r;
+  r.offset = 0x10;
+  r.bytes = "31c0e801020304c3";
+  s.code = {r};
+  EXPECT_TRUE(CheckExpectAgainstCode(s, "span 0", "D/const.json").ok());
+  s.probe_offset = 0x13;  // inside the call
+  absl::Status st = CheckExpectAgainstCode(s, "span 0", "D/const.json");
+  EXPECT_TRUE(Has(st,
+                  "the code at f+0x13 (span 0) is 01020304c3, but D/const.json expects "
+                  "e8????????"))
+      << st;
+  s.probe_offset = 0x30;
+  EXPECT_TRUE(
+      Has(CheckExpectAgainstCode(s, "span 0", "D/const.json"), "is outside every code range"));
+}
+
+TEST(CodeJson, RoundTripsAndRefusesInconsistentRanges) {
+  artifact::SynthesizedConst c = Const("102");
+  artifact::CodeRange r;
+  r.offset = 0x10;
+  r.bytes = "e8????????ebd0";
+  r.relocs = {{0x11, 4, "pc", ".text", true, 0x40, 0}};
+  c.spans[0].code = {r};
+  c.safe_spans.push_back({c.spans[0].function, 0, 0x30, artifact::SafeSpanHow::kSlice, {r}});
+  const std::string text = artifact::JsonText(artifact::ConstToJson(c));
+  auto back = artifact::ParseConstJson(text, "x.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->spans[0].code, c.spans[0].code);
+  EXPECT_EQ(back->safe_spans[0].code, c.safe_spans[0].code);
+  auto refused = [&](const std::string& from, const std::string& to, const std::string& why) {
+    std::string t = text;
+    const size_t at = t.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    t.replace(at, from.size(), to);
+    auto p = artifact::ParseConstJson(t, "x.json");
+    ASSERT_FALSE(p.ok()) << to;
+    EXPECT_TRUE(Has(p.status(), why)) << p.status();
+  };
+  refused("\"bytes\": \"e8????????ebd0\"", "\"bytes\": \"e8????????ebd\"", "even-length hex");
+  refused("\"bytes\": \"e8????????ebd0\"", "\"bytes\": \"e8?1??????ebd0\"", "must be hex");
+  refused("\"bytes\": \"e8????????ebd0\"", "\"bytes\": \"e801020304ebd0\"",
+          "must point at '?"
+          "?' bytes");
+  refused("\"kind\": \"pc\"", "\"kind\": \"got\"", "must be pc, abs, kaslr or kaslr_pc");
+  refused("\"kind\": \"pc\"", "\"kind\": \"kaslr\"", "needs the range's link_address");
+  // An older file without "code" stays valid.
+  EXPECT_TRUE(artifact::ReadConstFile(kConsts / "102" / "const.json").ok());
 }
 
 }  // namespace

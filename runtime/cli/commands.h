@@ -19,5 +19,7 @@ int ConstsCommand(const std::vector<std::string>& args);
 int LogCommand(const std::vector<std::string>& args);
 // runtime/cli/knob_command.cc: the running policy's live knobs (runtime/policy/knobs.h).
 int KnobCommand(const std::vector<std::string>& args);
+// runtime/cli/metrics_command.cc: Prometheus metrics (runtime/policy/metrics.h).
+int MetricsCommand(const std::vector<std::string>& args);
 
 }  // namespace sie::cli

@@ -43,6 +43,7 @@ json LoadPlan::BaseState() const {
          {"binary", c().target.binary},
          {"mode", opts->mode},
          {"value", opts->value},
+         {"shipped_value", c().values.empty() ? json(nullptr) : json(c().values[0])},
          {"nspans", c().spans.size()},
          {"state", "loading"},
          {"pid", getpid()},

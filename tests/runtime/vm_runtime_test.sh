@@ -115,6 +115,14 @@ grep -q "sie\[[0-9]*\]: set SIE_TARGET_CALL_ARG .* -> 7 (mode 0.*): loaded; reas
   ok "the system log got: $(grep -o 'set SIE_TARGET_CALL_ARG.*' $W/syslog | head -1)" ||
   bad "system log: $(cat $W/syslog)"
 kill $SYSLOG_PID; rm -f /dev/log
+# Metrics for node_exporter's textfile collector: the live value, the shipped one, counters.
+mkdir -p $W/prom && sie metrics --textfile $W/prom || bad "sie metrics --textfile"
+grep -q '^sie_const_value{const="SIE_TARGET_CALL_ARG",id="102"} 7$' $W/prom/sie.prom &&
+  grep -q '^sie_const_shipped_value{const="SIE_TARGET_CALL_ARG",id="102"} 4660$' $W/prom/sie.prom &&
+  grep -q '^sie_const_probes{const="SIE_TARGET_CALL_ARG",id="102"} [1-9]' $W/prom/sie.prom &&
+  ok "sie metrics: value 7, shipped 4660, probes" || bad "metrics: $(cat $W/prom/sie.prom)"
+promtool check metrics < $W/prom/sie.prom > $W/promtool.out 2>&1 &&
+  ok "promtool check metrics accepts it" || bad "promtool: $(cat $W/promtool.out)"
 sie set sie_target_call_arg 4000000000 --consts $C --json > $W/upd.json || bad "set 4e9 by name"
 expect_eq "update only" "$(jget $W/upd.json updated_only)" "true"
 echo "     value update latency $(jget $W/upd.json latency_ms) ms"

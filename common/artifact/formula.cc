@@ -401,8 +401,9 @@ bool UsesNode(const Node& n, char var) {
 }  // namespace
 
 absl::StatusOr<Formula> Formula::Parse(absl::string_view text, absl::string_view vars) {
-  if (text.size() > 1024)
-    return InvalidWithHint("formula longer than 1024 characters", "simplify the formula");
+  if (text.size() > kMaxFormulaChars)
+    return InvalidWithHint(absl::StrCat("formula longer than ", kMaxFormulaChars, " characters"),
+                           "simplify the formula");
   Parser p(text, vars);
   auto root = p.ParseAll();
   if (!root.ok()) return root.status();

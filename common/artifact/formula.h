@@ -59,6 +59,10 @@ struct FormulaNode {
   std::unique_ptr<FormulaNode> a, b, c;
 };
 
+// The longest formula text accepted: a span over several inputs with the constant in several
+// places (a division, two products shifted back) takes a few hundred characters per use.
+inline constexpr size_t kMaxFormulaChars = 4096;
+
 // The names of a span's inputs besides X, in the order synth assigns them.
 inline constexpr absl::string_view kExtraInputs = "YZW";
 

@@ -70,8 +70,8 @@ std::optional<int64_t> Age(absl::string_view t, int64_t now) {
 
 // A local date with an optional time: "2026-12-05", "2026-12-05 14:30", "2026-12-05T14:30:05".
 std::optional<int64_t> LocalTime(absl::string_view t) {
-  for (const char* f : {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
-                        "%Y-%m-%dT%H:%M", "%Y-%m-%d"}) {
+  for (const char* f :
+       {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"}) {
     struct tm tm = {};
     const std::string s(t);
     const char* end = strptime(s.c_str(), f, &tm);
@@ -100,9 +100,9 @@ void SetJournalContext(const json& fields) {
 std::string JournalLine(const json& e) {
   const std::string outcome = e.value("outcome", "?");
   std::string verb = outcome == "unloaded" ? "unload" : "set";
-  std::string line = absl::StrCat(verb, " ", e.value("const", "?"), " ", ValueText(e, "old_value"),
-                                  " -> ", ValueText(e, "new_value"), " (mode ",
-                                  ValueText(e, "mode"));
+  std::string line =
+      absl::StrCat(verb, " ", e.value("const", "?"), " ", ValueText(e, "old_value"), " -> ",
+                   ValueText(e, "new_value"), " (mode ", ValueText(e, "mode"));
   if (e.contains("engine")) absl::StrAppend(&line, ", ", e["engine"].get<std::string>());
   absl::StrAppend(&line, "): ", outcome);
   if (e.contains("error")) absl::StrAppend(&line, ": ", e["error"].get<std::string>());

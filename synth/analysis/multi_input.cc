@@ -708,8 +708,9 @@ absl::StatusOr<MultiFit> FitByShape(z3::context& ctx, const std::vector<z3::expr
     return absl::InvalidArgumentError(
         why.empty() ? "the builds' outputs differ in shape, not only in numerals" : why);
   if (holes == 0) return absl::InvalidArgumentError("no numeral depends on the constant");
-  if (text->size() > 1024)
-    return absl::InvalidArgumentError("the formula would exceed 1024 characters");
+  if (text->size() > artifact::kMaxFormulaChars)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the formula would exceed ", artifact::kMaxFormulaChars, " characters"));
   for (size_t k = 0; k < o.size(); ++k)
     if (!ProveFormulaAt(ctx, *text, vs[k], o[k], names, out_bits))
       return absl::InvalidArgumentError(
@@ -741,8 +742,9 @@ absl::StatusOr<MultiFit> FitBySymbolicImmediates(
   if (LogEnabled(LogLevel::kTrace))
     Logf(LogLevel::kTrace, "symbolic fit: %s -> %s", sym_out.to_string(), text.value_or("-"));
   if (!text) return absl::InvalidArgumentError("an operation formulas lack");
-  if (text->size() > 1024)
-    return absl::InvalidArgumentError("the formula would exceed 1024 characters");
+  if (text->size() > artifact::kMaxFormulaChars)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the formula would exceed ", artifact::kMaxFormulaChars, " characters"));
   for (size_t k = 0; k < outs.size(); ++k)
     if (!ProveFormulaAt(ctx, *text, vs[k], outs[k], names, out_bits))
       return absl::InvalidArgumentError(absl::StrCat("the formula does not hold at V=", vs[k]));
@@ -799,8 +801,9 @@ static absl::StatusOr<MultiFit> FitAtHole(z3::context& ctx, const std::vector<z3
     if (!text)
       return absl::InvalidArgumentError(
           "the output uses an operation formulas lack (signed division, a wide product)");
-    if (text->size() > 1024)
-      return absl::InvalidArgumentError("the formula would exceed 1024 characters");
+    if (text->size() > artifact::kMaxFormulaChars)
+      return absl::InvalidArgumentError(
+          absl::StrCat("the formula would exceed ", artifact::kMaxFormulaChars, " characters"));
     bool proved = true;
     for (size_t k = 0; k < o.size() && proved; ++k)
       proved = ProveFormulaAt(ctx, *text, vs[k], o[k], names, out_bits);

@@ -40,10 +40,16 @@ TEST_F(JournalTest, EntriesCarryWhoWhenAndWhy) {
   loader::SetJournalContext({{"reason", "INC-42: pluggging for the batch job"},
                              {"policy", "blk_hint.bpf.c"},
                              {"policy_hash", "0123456789abcdef0123456789abcdef"}});
-  loader::Journal({{"const", "SHRINK_BATCH"}, {"old_value", 128}, {"new_value", 512},
-                   {"mode", 1}, {"engine", "bpf"}, {"outcome", "loaded"}});
+  loader::Journal({{"const", "SHRINK_BATCH"},
+                   {"old_value", 128},
+                   {"new_value", 512},
+                   {"mode", 1},
+                   {"engine", "bpf"},
+                   {"outcome", "loaded"}});
   // An entry's own field wins over the context's.
-  loader::Journal({{"const", "SHRINK_BATCH"}, {"new_value", nullptr}, {"outcome", "unloaded"},
+  loader::Journal({{"const", "SHRINK_BATCH"},
+                   {"new_value", nullptr},
+                   {"outcome", "unloaded"},
                    {"reason", "rollback"}});
   auto j = loader::ReadJournal();
   ASSERT_TRUE(j.ok()) << j.status();
@@ -62,17 +68,29 @@ TEST_F(JournalTest, EntriesCarryWhoWhenAndWhy) {
 }
 
 TEST(JournalLine, SaysWhatChangedAndWhy) {
-  json e{{"const", "SHRINK_BATCH"}, {"old_value", 128}, {"new_value", 512}, {"mode", 1},
-         {"engine", "native"}, {"outcome", "loaded"}, {"reason", "more reclaim per call"},
-         {"policy", "shrink.bpf.c"}, {"policy_hash", "abcdef0123456789ffff"}, {"user", "root"}};
+  json e{{"const", "SHRINK_BATCH"},
+         {"old_value", 128},
+         {"new_value", 512},
+         {"mode", 1},
+         {"engine", "native"},
+         {"outcome", "loaded"},
+         {"reason", "more reclaim per call"},
+         {"policy", "shrink.bpf.c"},
+         {"policy_hash", "abcdef0123456789ffff"},
+         {"user", "root"}};
   EXPECT_EQ(loader::JournalLine(e),
             "set SHRINK_BATCH 128 -> 512 (mode 1, native): loaded; policy shrink.bpf.c "
             "abcdef012345; reason: more reclaim per call; by root");
-  json r{{"const", "X"}, {"new_value", 7}, {"mode", 0}, {"outcome", "refused"},
-         {"error", "7 is outside [8, 64]"}, {"user", "op"}};
+  json r{{"const", "X"},
+         {"new_value", 7},
+         {"mode", 0},
+         {"outcome", "refused"},
+         {"error", "7 is outside [8, 64]"},
+         {"user", "op"}};
   EXPECT_EQ(loader::JournalLine(r), "set X - -> 7 (mode 0): refused: 7 is outside [8, 64]; by op");
   json u{{"const", "X"}, {"old_value", 9}, {"new_value", nullptr}, {"outcome", "unloaded"}};
-  EXPECT_TRUE(absl::StartsWith(loader::JournalLine(u), "unload X 9 -> - ")) << loader::JournalLine(u);
+  EXPECT_TRUE(absl::StartsWith(loader::JournalLine(u), "unload X 9 -> - "))
+      << loader::JournalLine(u);
 }
 
 TEST(JournalTime, EpochDatesAndAges) {
@@ -122,13 +140,13 @@ TEST_F(JournalTest, SieLogSelectsByConstantAndTime) {
   std::string lines;
   for (auto [name, age, reason] : {std::tuple{"FOO", 7200, "old"}, std::tuple{"FOO", 60, "new"},
                                    std::tuple{"BAR", 30, "other"}})
-    lines += json{{"const", name}, {"time", now - age}, {"old_value", 1}, {"new_value", 2},
-                  {"mode", 0}, {"outcome", "loaded"}, {"reason", reason}, {"user", "root"}}
+    lines += json{{"const", name}, {"time", now - age},   {"old_value", 1},   {"new_value", 2},
+                  {"mode", 0},     {"outcome", "loaded"}, {"reason", reason}, {"user", "root"}}
                  .dump() +
              "\n";
   ASSERT_TRUE(WriteFileAtomic(path_, lines).ok());
-  auto r = sie::Run({SIE_BIN, "log", "--const", "foo", "--since", "1h", "--json",
-                "--consts", dir_->path().string()});
+  auto r = sie::Run({SIE_BIN, "log", "--const", "foo", "--since", "1h", "--json", "--consts",
+                     dir_->path().string()});
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(r->ok()) << r->err;
   std::vector<std::string> out = absl::StrSplit(r->out, '\n', absl::SkipEmpty());

@@ -28,6 +28,7 @@ const std::vector<Subcommand>& Subcommands() {
       {"consts", "list synthesized constants", sie::cli::ConstsCommand},
       {"knob", "list or change the running policy's live knobs", sie::cli::KnobCommand},
       {"log", "journal of changes made with sie", sie::cli::LogCommand},
+      {"hint", "hints for the running policy (process, thread, cgroup)", sie::cli::HintCommand},
       {"metrics", "Prometheus metrics of the loaded constants and policy",
        sie::cli::MetricsCommand},
       {"info", "kernel, BTF, kprobes and tool versions seen by sie", sie::cli::InfoCommand},

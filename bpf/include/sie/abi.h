@@ -120,6 +120,28 @@ struct sie_log_rec {
 	char msg[SIE_LOG_MSG]; /* "file.bpf.c:LINE: formatted message" */
 };
 
+/* ---- hints from applications (sdk/include/sie/hint.h, `sie hint`) ---- */
+
+/*
+ * A running policy's hint map, pinned at /sys/fs/bpf/sie_hints (by name, like sie_run_txn):
+ * applications, `sie hint` and operators write it, the policy reads it (sie_hint()). An LRU
+ * hash: hints of threads and processes that exited age out instead of filling it.
+ */
+#define SIE_HINT_MAP "sie_hints"
+#define SIE_HINT_MAX_ENTRIES 4096
+
+enum sie_hint_scope {
+	SIE_HINT_THREAD = 1,  /* id: a thread id (the kernel's pid) */
+	SIE_HINT_PROCESS = 2, /* id: a process id (the kernel's tgid) */
+	SIE_HINT_CGROUP = 3,  /* id: a cgroup v2 id (bpf_get_current_cgroup_id) */
+};
+
+struct sie_hint_key {
+	__u32 scope; /* enum sie_hint_scope */
+	__u32 pad;   /* zero */
+	__u64 id;
+};
+
 /* ---- layouts both sides compile against ---- */
 
 SIE_ABI_ASSERT(SIE_CTL_EPOCH_NS < SIE_CTL_NR, "sie_ctl too small");
@@ -131,6 +153,8 @@ SIE_ABI_ASSERT(sizeof(struct sie_run_txn_val) == 16, "sie_run_txn_val layout");
 SIE_ABI_ASSERT(__builtin_offsetof(struct sie_run_txn_val, log_dropped) == 8,
 	       "sie_run_txn_val layout");
 SIE_ABI_ASSERT(sizeof(struct sie_log_rec) == 16 + SIE_LOG_MSG, "sie_log_rec layout");
+SIE_ABI_ASSERT(sizeof(struct sie_hint_key) == 16, "sie_hint_key layout");
+SIE_ABI_ASSERT(__builtin_offsetof(struct sie_hint_key, id) == 8, "sie_hint_key layout");
 SIE_ABI_ASSERT(__builtin_offsetof(struct sie_log_rec, level) == 8, "sie_log_rec layout");
 SIE_ABI_ASSERT(__builtin_offsetof(struct sie_log_rec, tid) == 12, "sie_log_rec layout");
 SIE_ABI_ASSERT(__builtin_offsetof(struct sie_log_rec, msg) == 16, "sie_log_rec layout");

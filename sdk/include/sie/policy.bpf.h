@@ -95,6 +95,38 @@ struct {
 	__sie_shared;
 } sie_run_counters SEC(".maps");
 
+/* Hints applications give (sdk/include/sie/hint.h): written from user space, read here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SIE_HINT_MAX_ENTRIES);
+	__type(key, struct sie_hint_key);
+	__type(value, __u64);
+	__sie_shared;
+} sie_hints SEC(".maps");
+
+/*
+ * The hint the current task runs under: its thread's, else its process's, else its cgroup's
+ * (the most specific wins); `def` when none was given. See sdk/README.md, "Hints".
+ */
+static __always_inline __u64 sie_hint(__u64 def)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct sie_hint_key k = { .scope = SIE_HINT_THREAD, .id = (__u32)pid_tgid };
+	__u64 *v = bpf_map_lookup_elem(&sie_hints, &k);
+
+	if (v)
+		return *v;
+	k.scope = SIE_HINT_PROCESS;
+	k.id = pid_tgid >> 32;
+	v = bpf_map_lookup_elem(&sie_hints, &k);
+	if (v)
+		return *v;
+	k.scope = SIE_HINT_CGROUP;
+	k.id = bpf_get_current_cgroup_id();
+	v = bpf_map_lookup_elem(&sie_hints, &k);
+	return v ? *v : def;
+}
+
 static __always_inline int sie_txn_active(void)
 {
 	__u32 k = 0;

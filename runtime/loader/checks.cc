@@ -290,7 +290,12 @@ std::vector<artifact::SafeSpan> SafeSpansOf(const artifact::SynthesizedConst& c)
   if (!ss.empty()) return ss;
   std::set<std::string> fns;
   for (const auto& s : c.spans) fns.insert(s.function);
-  for (const auto& f : fns) ss.push_back({f, 0, 0, artifact::SafeSpanHow::kWholeFunction});
+  for (const auto& f : fns) {
+    artifact::SafeSpan whole;
+    whole.function = f;
+    whole.how = artifact::SafeSpanHow::kWholeFunction;
+    ss.push_back(whole);
+  }
   return ss;
 }
 

@@ -57,9 +57,9 @@ absl::StatusOr<PolicyMetrics> ReadPolicyMetrics() {
   UniqueFd txn(bpf_obj_get(absl::StrCat("/sys/fs/bpf/", SIE_RUN_MAP_TXN).c_str()));
   if (!txn.valid()) {
     if (errno == ENOENT) return m;
-    return FailedWithHint(absl::StrCat("cannot open /sys/fs/bpf/", SIE_RUN_MAP_TXN, ": ",
-                                       strerror(errno)),
-                          "run as root (the policy's maps are pinned by sie-run)");
+    return FailedWithHint(
+        absl::StrCat("cannot open /sys/fs/bpf/", SIE_RUN_MAP_TXN, ": ", strerror(errno)),
+        "run as root (the policy's maps are pinned by sie-run)");
   }
   m.running = true;
   uint32_t zero = 0;
@@ -86,8 +86,7 @@ std::string MetricsText(const std::vector<loader::LoadedConst>& consts,
                         const std::map<std::string, int64_t>& shipped, const PolicyMetrics& pol) {
   Family value("sie_const_value", "gauge", "Value sie gives the constant now.");
   Family ship("sie_const_shipped_value", "gauge", "Value the running kernel was compiled with.");
-  Family mode("sie_const_mode", "gauge",
-              "Consistency mode: 0 immediate, 1 per-task, 2 global.");
+  Family mode("sie_const_mode", "gauge", "Consistency mode: 0 immediate, 1 per-task, 2 global.");
   Family engine("sie_const_engine_info", "gauge", "The engine that applies the value (1).");
   Family probes("sie_const_probes", "gauge", "Kprobes the constant uses.");
   Family opt("sie_const_probes_optimized", "gauge", "Of those, jump-optimized ([OPTIMIZED]).");
@@ -106,8 +105,7 @@ std::string MetricsText(const std::vector<loader::LoadedConst>& consts,
     const std::string l = ConstLabels(lc);
     const std::string name = lc.state.value("name", "");
     value.Add(l, lc.state.value("value", int64_t{0}));
-    if (auto it = shipped.find(name); it != shipped.end())
-      ship.Add(l, it->second);
+    if (auto it = shipped.find(name); it != shipped.end()) ship.Add(l, it->second);
     mode.Add(l, lc.state.value("mode", 0));
     engine.Add(absl::StrCat(l, ",engine=\"", Label(lc.engine), "\""), 1);
     int n_opt = 0;
@@ -144,8 +142,7 @@ std::string MetricsText(const std::vector<loader::LoadedConst>& consts,
   if (pol.running) {
     pact.Add("", pol.active ? 1 : 0);
     pdrop.Add("", pol.log_dropped);
-    for (const auto& [k, n] : pol.counters)
-      pcnt.Add(absl::StrCat("name=\"", Label(k), "\""), n);
+    for (const auto& [k, n] : pol.counters) pcnt.Add(absl::StrCat("name=\"", Label(k), "\""), n);
   }
   std::string out;
   for (const Family* f : {&value, &ship, &mode, &engine, &probes, &opt, &loaded, &since, &hits,

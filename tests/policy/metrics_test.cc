@@ -14,8 +14,8 @@ namespace {
 loader::LoadedConst Loaded(const std::string& name, int id, int64_t value, int mode,
                            const std::string& engine) {
   loader::LoadedConst lc;
-  lc.state = {{"name", name}, {"id", id}, {"value", value}, {"mode", mode},
-              {"loaded_at", 1765000000}};
+  lc.state = {
+      {"name", name}, {"id", id}, {"value", value}, {"mode", mode}, {"loaded_at", 1765000000}};
   lc.engine = engine;
   lc.pins_present = true;
   loader::ProbeInfo p;
@@ -41,25 +41,22 @@ TEST(Metrics, ConstantsAndPolicyInTheTextFormat) {
   pol.active = true;
   pol.log_dropped = 3;
   pol.counters = {{"plugged", 41}, {"merge_fail", 2}};
-  const std::string t =
-      policy::MetricsText({sb, fq}, {{"SHRINK_BATCH", 128}}, pol);
-  for (const char* line : {
-           "# TYPE sie_const_value gauge\n",
-           "sie_const_value{const=\"SHRINK_BATCH\",id=\"3\"} 512\n",
-           "sie_const_shipped_value{const=\"SHRINK_BATCH\",id=\"3\"} 128\n",
-           "sie_const_mode{const=\"SHRINK_BATCH\",id=\"3\"} 1\n",
-           "sie_const_engine_info{const=\"FQ_\\\"ODD\\\"\",id=\"7\",engine=\"native\"} 1\n",
-           "sie_const_probes{const=\"SHRINK_BATCH\",id=\"3\"} 2\n",
-           "sie_const_probes_optimized{const=\"SHRINK_BATCH\",id=\"3\"} 1\n",
-           "# TYPE sie_const_hits_total counter\n",
-           "sie_const_hits_total{const=\"SHRINK_BATCH\",id=\"3\"} 9007199254741000\n",
-           "sie_const_rejected_total{const=\"SHRINK_BATCH\",id=\"3\"} 2\n",
-           "sie_const_transition_seconds{const=\"SHRINK_BATCH\",id=\"3\",stat=\"max\"} 0.040000000000000001\n",
-           "sie_const_transition_seconds{const=\"FQ_\\\"ODD\\\"\",id=\"7\",stat=\"global\"} 0.0015\n",
-           "sie_policy_running 1\n",
-           "sie_policy_active 1\n",
-           "sie_policy_log_dropped_total 3\n",
-           "sie_policy_events_total{name=\"plugged\"} 41\n"})
+  const std::string t = policy::MetricsText({sb, fq}, {{"SHRINK_BATCH", 128}}, pol);
+  for (const char* line :
+       {"# TYPE sie_const_value gauge\n", "sie_const_value{const=\"SHRINK_BATCH\",id=\"3\"} 512\n",
+        "sie_const_shipped_value{const=\"SHRINK_BATCH\",id=\"3\"} 128\n",
+        "sie_const_mode{const=\"SHRINK_BATCH\",id=\"3\"} 1\n",
+        "sie_const_engine_info{const=\"FQ_\\\"ODD\\\"\",id=\"7\",engine=\"native\"} 1\n",
+        "sie_const_probes{const=\"SHRINK_BATCH\",id=\"3\"} 2\n",
+        "sie_const_probes_optimized{const=\"SHRINK_BATCH\",id=\"3\"} 1\n",
+        "# TYPE sie_const_hits_total counter\n",
+        "sie_const_hits_total{const=\"SHRINK_BATCH\",id=\"3\"} 9007199254741000\n",
+        "sie_const_rejected_total{const=\"SHRINK_BATCH\",id=\"3\"} 2\n",
+        "sie_const_transition_seconds{const=\"SHRINK_BATCH\",id=\"3\",stat=\"max\"} "
+        "0.040000000000000001\n",
+        "sie_const_transition_seconds{const=\"FQ_\\\"ODD\\\"\",id=\"7\",stat=\"global\"} 0.0015\n",
+        "sie_policy_running 1\n", "sie_policy_active 1\n", "sie_policy_log_dropped_total 3\n",
+        "sie_policy_events_total{name=\"plugged\"} 41\n"})
     EXPECT_TRUE(absl::StrContains(t, line)) << line << "\n" << t;
   // No shipped value known for FQ: no sample rather than a made-up one.
   EXPECT_FALSE(absl::StrContains(t, "sie_const_shipped_value{const=\"FQ_")) << t;
@@ -72,8 +69,9 @@ TEST(Metrics, ConstantsAndPolicyInTheTextFormat) {
 
 TEST(Metrics, NothingLoaded) {
   const std::string t = policy::MetricsText({}, {}, policy::PolicyMetrics{});
-  EXPECT_EQ(t, "# HELP sie_policy_running 1 while a sie-run policy is loaded.\n"
-               "# TYPE sie_policy_running gauge\nsie_policy_running 0\n");
+  EXPECT_EQ(t,
+            "# HELP sie_policy_running 1 while a sie-run policy is loaded.\n"
+            "# TYPE sie_policy_running gauge\nsie_policy_running 0\n");
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <cctype>
 #include <functional>
 #include <map>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/diag.h"
 
@@ -51,7 +53,7 @@ class Parser {
         absl::StrCat("invalid formula '", s_, "': ", what, " at position ", pos_ + 1),
         absl::StrCat("formulas use integer literals, the variables ", vars_,
                      ", + - * / % << >> & | ^ ~, < <= > >= == !=, c ? a : b, sdiv(a, b), "
-                     "srem(a, b), sar(a, b) and parentheses"));
+                     "srem(a, b), sar(a, b), let t0 = a in b and parentheses"));
   }
   void Skip() {
     while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
@@ -155,6 +157,13 @@ class Parser {
         ++pos_;
       absl::string_view id = s_.substr(start, pos_ - start);
       if (auto f = SignedOps().find(id); f != SignedOps().end()) return Call(f->second);
+      if (id == "let") return Let();
+      if (int slot = Bound(id); slot >= 0) {
+        auto n = std::make_unique<Node>();
+        n->op = Op::kRef;
+        n->slot = slot;
+        return n;
+      }
       if (id.size() != 1 || vars_.find(id[0]) == absl::string_view::npos) {
         pos_ = start;
         return Error(absl::StrCat("unknown identifier '", id, "'"));
@@ -185,6 +194,46 @@ class Parser {
     n->op = op;
     n->a = std::move(*a);
     n->b = std::move(*b);
+    return n;
+  }
+
+  // The slot of a name `let` bound in scope ("t3" -> 3), else -1.
+  int Bound(absl::string_view id) const {
+    int n = -1;
+    if (id.size() < 2 || id[0] != 't' || !absl::SimpleAtoi(id.substr(1), &n)) return -1;
+    for (int s : scope_)
+      if (s == n) return n;
+    return -1;
+  }
+  // let tN = E in B: tN is in scope in B only, and bound once.
+  absl::StatusOr<std::unique_ptr<Node>> Let() {
+    Skip();
+    const size_t start = pos_;
+    while (pos_ < s_.size() && std::isalnum(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+    absl::string_view name = s_.substr(start, pos_ - start);
+    int slot = -1;
+    if (name.size() < 2 || name[0] != 't' || !absl::SimpleAtoi(name.substr(1), &slot) || slot < 0 ||
+        slot > 255)
+      return Error("a let names t0 ... t255");
+    for (int s : scope_)
+      if (s == slot) return Error(absl::StrCat("t", slot, " is already bound"));
+    if (!Accept("=")) return Error("'=' expected after the let's name");
+    auto value = Conditional();
+    if (!value.ok()) return value;
+    Skip();
+    if (s_.substr(pos_, 2) != "in" || pos_ + 2 >= s_.size() ||
+        !std::isspace(static_cast<unsigned char>(s_[pos_ + 2])))
+      return Error("'in' expected after the let's value");
+    pos_ += 2;
+    scope_.push_back(slot);
+    auto body = Conditional();
+    scope_.pop_back();
+    if (!body.ok()) return body;
+    auto n = std::make_unique<Node>();
+    n->op = Op::kLet;
+    n->slot = slot;
+    n->a = std::move(*value);
+    n->b = std::move(*body);
     return n;
   }
 
@@ -225,6 +274,7 @@ class Parser {
   absl::string_view s_, vars_;
   size_t pos_ = 0;
   int depth_ = 0;
+  std::vector<int> scope_;  // slots bound by the enclosing lets
 };
 
 // The C operator of a comparison node.
@@ -283,6 +333,11 @@ std::string Emit(const Node& n) {
       return call("sie_shl");
     case Op::kShr:
       return call("sie_shr");
+    case Op::kLet:
+      // A GNU statement expression: the value once, then the body that names it.
+      return absl::StrCat("({ __u64 sie_t", n.slot, " = ", Emit(*n.a), "; ", Emit(*n.b), "; })");
+    case Op::kRef:
+      return absl::StrCat("sie_t", n.slot);
     case Op::kSDiv:
       return call("sie_sdiv");
     case Op::kSRem:
@@ -331,12 +386,21 @@ uint64_t SignedDivide(uint64_t a, uint64_t b, bool rem) {
 
 uint64_t Sar(uint64_t a, uint64_t b) { return a >> 63 ? ~(~a >> b) : a >> b; }
 
-std::optional<uint64_t> EvalNode(const Node& n, const FormulaVars& in) {
+// `env`: the values of the lets in scope, by slot.
+std::optional<uint64_t> EvalNode(const Node& n, const FormulaVars& in,
+                                 std::map<int, uint64_t>& env) {
   if (n.op == Op::kLit) return n.lit;
   if (n.op == Op::kVar) return VarValue(n.var, in);
-  auto a = EvalNode(*n.a, in);
+  if (n.op == Op::kRef) return env.at(n.slot);
+  auto a = EvalNode(*n.a, in, env);
   if (!a) return std::nullopt;
-  if (n.op == Op::kCond) return EvalNode(*a ? *n.b : *n.c, in);  // the branch taken only
+  if (n.op == Op::kCond) return EvalNode(*a ? *n.b : *n.c, in, env);  // the branch taken only
+  if (n.op == Op::kLet) {
+    env[n.slot] = *a;
+    auto b = EvalNode(*n.b, in, env);
+    env.erase(n.slot);
+    return b;
+  }
   switch (n.op) {
     case Op::kNeg:
       return 0 - *a;
@@ -347,7 +411,7 @@ std::optional<uint64_t> EvalNode(const Node& n, const FormulaVars& in) {
     default:
       break;
   }
-  auto b = EvalNode(*n.b, in);
+  auto b = EvalNode(*n.b, in, env);
   if (!b) return std::nullopt;
   switch (n.op) {
     case Op::kAdd:
@@ -416,11 +480,12 @@ absl::StatusOr<Formula> Formula::Parse(absl::string_view text, absl::string_view
 std::string Formula::EmitC() const { return Emit(*root_); }
 
 std::optional<uint64_t> Formula::Eval(uint64_t v, uint64_t x, uint64_t r) const {
-  return EvalNode(*root_, FormulaVars{v, x, r});
+  return Eval(FormulaVars{v, x, r});
 }
 
 std::optional<uint64_t> Formula::Eval(const FormulaVars& vars) const {
-  return EvalNode(*root_, vars);
+  std::map<int, uint64_t> env;
+  return EvalNode(*root_, vars, env);
 }
 
 bool Formula::Uses(char var) const { return UsesNode(*root_, var); }

@@ -7,7 +7,8 @@
 // operators + - * / % << >> & | ^ ~ (unary - and + too), the comparisons < <= > >= == != (1 or
 // 0), the conditional c ? a : b (the code's cmov/setcc: min, max, clamps), the signed
 // operations sdiv(a, b), srem(a, b) and sar(a, b) (idiv and sar: a and b read as s64) and
-// parentheses.
+// parentheses, and `let tN = E in B` (N a number: B may use tN for E's value, evaluated once,
+// before B; synth shares a subterm the code computes once and uses several times).
 // Anything else (a function call, a cast, `;`) is refused, so a const.json can never inject
 // code into a stub. Semantics are those of u64 arithmetic in C (wrapping), / % >> and the
 // comparisons unsigned, the conditional evaluates only the branch taken; / % by zero and
@@ -51,11 +52,14 @@ struct FormulaNode {
     kCond,  // a ? b : c
     kSDiv,  // sdiv(a, b): a / b of s64 values, truncated toward zero (idiv)
     kSRem,  // srem(a, b): the remainder of sdiv, with a's sign
-    kSar    // sar(a, b): a >> b of an s64 value, sign bits shifted in
+    kSar,   // sar(a, b): a >> b of an s64 value, sign bits shifted in
+    kLet,   // let t<slot> = a in b
+    kRef    // t<slot>
   };
   Op op = Op::kLit;
   uint64_t lit = 0;
-  char var = 0;  // 'V', 'X', 'R' or a further input 'Y', 'Z', 'W'
+  char var = 0;   // 'V', 'X', 'R' or a further input 'Y', 'Z', 'W'
+  int slot = -1;  // kLet, kRef: the bound name's number (t3: 3)
   std::unique_ptr<FormulaNode> a, b, c;
 };
 

@@ -40,14 +40,14 @@ struct Target {
 
 absl::Status HintError(int err, const std::string& what) {
   if (err == -ENOENT)
-    return FailedWithHint(absl::StrCat("no running policy reads hints (", sie_hint_map_path(),
-                                       " does not exist)"),
-                          "start one with sie-run POLICY.bpf.c --const ... (every policy has "
-                          "the hint map; sie_hint() reads it)");
+    return FailedWithHint(
+        absl::StrCat("no running policy reads hints (", sie_hint_map_path(), " does not exist)"),
+        "start one with sie-run POLICY.bpf.c --const ... (every policy has "
+        "the hint map; sie_hint() reads it)");
   if (err == -EPERM || err == -EACCES)
-    return FailedWithHint(absl::StrCat("cannot write the hint of ", what, ": ", strerror(-err)),
-                          absl::StrCat("run as root, or ask the operator for access to ",
-                                       sie_hint_map_path()));
+    return FailedWithHint(
+        absl::StrCat("cannot write the hint of ", what, ": ", strerror(-err)),
+        absl::StrCat("run as root, or ask the operator for access to ", sie_hint_map_path()));
   return absl::InternalError(absl::StrCat("the hint of ", what, ": ", strerror(-err)));
 }
 
@@ -63,9 +63,9 @@ absl::StatusOr<Target> ParseTarget(const std::string& pid, const std::string& ti
     t.scope = SIE_HINT_CGROUP;
     t.id = sie_hint_cgroup_id(cgroup.c_str());
     if (!t.id)
-      return FailedWithHint(absl::StrCat("cannot read the cgroup id of ", cgroup, ": ",
-                                         strerror(errno)),
-                            "give a cgroup v2 directory, e.g. /sys/fs/cgroup/system.slice");
+      return FailedWithHint(
+          absl::StrCat("cannot read the cgroup id of ", cgroup, ": ", strerror(errno)),
+          "give a cgroup v2 directory, e.g. /sys/fs/cgroup/system.slice");
     t.what = absl::StrCat("cgroup ", cgroup);
     return t;
   }
@@ -117,8 +117,8 @@ int List(bool as_json) {
 // instruction, for every thread it starts, until it exits; then it is cleared.
 int RunUnder(uint64_t value, const std::vector<std::string>& cmd) {
   if (cmd.empty())
-    return ReportError("sie hint", InvalidWithHint("no command to run",
-                                                   "sie hint run 2 -- fio job.fio"));
+    return ReportError("sie hint",
+                       InvalidWithHint("no command to run", "sie hint run 2 -- fio job.fio"));
   UniqueFd probe(bpf_obj_get(sie_hint_map_path()));
   if (!probe.valid()) return ReportError("sie hint", HintError(-errno, "the command"));
   pid_t child = fork();
@@ -165,17 +165,18 @@ int HintCommand(const std::vector<std::string>& args) {
   const std::string& verb = pos[0];
   const bool takes_value = verb == "set" || verb == "run";
   if (takes_value != (pos.size() == 2))
-    return ReportError("sie hint", InvalidWithHint(absl::StrCat("'", verb, "' takes ",
-                                                                takes_value ? "a value" : "no value"),
-                                                   kUsage));
+    return ReportError(
+        "sie hint",
+        InvalidWithHint(absl::StrCat("'", verb, "' takes ", takes_value ? "a value" : "no value"),
+                        kUsage));
   if (verb == "list") return List(as_json);
   absl::StatusOr<uint64_t> value = uint64_t{0};
   if (takes_value) value = ParseValue(pos[1]);
   if (!value.ok()) return ReportError("sie hint", value.status());
   if (verb == "run") return RunUnder(*value, rest);
   if (verb != "set" && verb != "get" && verb != "clear")
-    return ReportError("sie hint", InvalidWithHint(absl::StrCat("unknown action '", verb, "'"),
-                                                   kUsage));
+    return ReportError("sie hint",
+                       InvalidWithHint(absl::StrCat("unknown action '", verb, "'"), kUsage));
   auto t = ParseTarget(pid, tid, cgroup);
   if (!t.ok()) return ReportError("sie hint", t.status());
   if (verb == "get") {

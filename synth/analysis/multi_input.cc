@@ -55,6 +55,7 @@ class Translator {
 
   std::optional<std::string> Go(const z3::expr& e, size_t depth = 0, bool on_path = false) {
     if (on_path && depth == path_.size()) return hole_;
+    if (auto b = bound_.find(e.id()); b != bound_.end()) return b->second;
     if (!Expressible(e)) return std::nullopt;
     const unsigned w = e.is_bool() ? 1 : Width(e);
     uint64_t num = 0;
@@ -79,6 +80,52 @@ class Translator {
   }
 
   std::optional<std::string> Root(const z3::expr& e) { return Go(e, 0, true); }
+
+  // `root` with the subterms it uses more than once bound by lets, each translated once
+  // ("let t0 = ... in let t1 = ... in body"): a text that grows with the code, not with the
+  // number of paths through it (a clamp repeats its operand in the compare and both arms).
+  // Only subterms every evaluation computes are bound, not ones under one arm of a
+  // conditional only: a let's value is evaluated first, so its division by zero would reject
+  // hits the code itself computes fine.
+  std::optional<std::string> Shared(const z3::expr& root) {
+    std::vector<z3::expr> order;  // post-order, each term once
+    std::set<unsigned> seen;
+    std::function<void(const z3::expr&)> walk = [&](const z3::expr& e) {
+      if (!seen.insert(e.id()).second) return;
+      if (e.is_app())
+        for (unsigned i = 0; i < e.num_args(); ++i) walk(e.arg(i));
+      order.push_back(e);
+    };
+    walk(root);
+    std::map<unsigned, uint64_t> uses = {{root.id(), 1}};
+    std::map<unsigned, bool> always = {{root.id(), true}};
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {  // parents before children
+      if (!it->is_app()) continue;
+      const bool ite = it->decl().decl_kind() == Z3_OP_ITE;
+      for (unsigned i = 0; i < it->num_args(); ++i) {
+        const unsigned c = it->arg(i).id();
+        uses[c] = std::min<uint64_t>(uses[c] + uses[it->id()], 1u << 20);
+        always[c] = always[c] || (always[it->id()] && (!ite || i == 0));
+      }
+    }
+    std::string lets;
+    int n = 0;
+    for (const z3::expr& e : order) {  // children before parents
+      if (n > 255) break;
+      if (e.id() == root.id() || !e.is_app() || e.num_args() == 0 || uses[e.id()] < 2 ||
+          !always[e.id()] || !(e.is_bool() || (e.is_bv() && Width(e) <= 64)))
+        continue;
+      auto t = Go(e);
+      if (!t) return std::nullopt;
+      if (t->size() < 12) continue;  // shorter than a binding: repeat it
+      const std::string name = absl::StrCat("t", n++);
+      absl::StrAppend(&lets, "let ", name, " = ", *t, " in ");
+      bound_[e.id()] = name;
+    }
+    auto body = Go(root);
+    if (!body) return std::nullopt;
+    return lets + *body;
+  }
 
   // Booleans and terms of at most 64 bits; wider only where the low 64 bits are known from
   // 64-bit operations: idiv's double-width dividend (a sign extension of 64 bits or less) and
@@ -405,6 +452,7 @@ class Translator {
   std::vector<unsigned> path_;
   std::string hole_;
   std::map<std::string, std::string> texts_;  // symbols written as given text (FitBySymbols)
+  std::map<unsigned, std::string> bound_;     // Shared: terms (by id) a let names
 };
 
 // Every input constant of the expressions, by name.
@@ -429,21 +477,30 @@ z3::expr Zext64(const z3::expr& e) {
 struct Built {
   z3::expr e, ok;
 };
-Built Build(z3::context& c, const FormulaNode& n, int64_t v, const std::map<char, z3::expr>& vars) {
+Built Build(z3::context& c, const FormulaNode& n, int64_t v, const std::map<char, z3::expr>& vars,
+            std::map<int, Built>& lets) {
   using Op = FormulaNode::Op;
   if (n.op == Op::kLit) return {c.bv_val(n.lit, 64), c.bool_val(true)};
+  if (n.op == Op::kRef) return lets.at(n.slot);
+  if (n.op == Op::kLet) {
+    lets.insert_or_assign(n.slot, Build(c, *n.a, v, vars, lets));
+    Built b = Build(c, *n.b, v, vars, lets);
+    b.ok = b.ok && lets.at(n.slot).ok;  // the value is evaluated, used or not
+    lets.erase(n.slot);
+    return b;
+  }
   if (n.op == Op::kVar) {
     if (n.var == 'V') return {c.bv_val(static_cast<uint64_t>(v), 64), c.bool_val(true)};
     auto it = vars.find(n.var);
     return {it != vars.end() ? it->second : c.bv_val(0, 64), c.bool_val(it != vars.end())};
   }
-  Built a = Build(c, *n.a, v, vars);
+  Built a = Build(c, *n.a, v, vars, lets);
   if (n.op == Op::kNeg) return {-a.e, a.ok};
   if (n.op == Op::kPlus) return a;
   if (n.op == Op::kNot) return {~a.e, a.ok};
-  Built b = Build(c, *n.b, v, vars);
+  Built b = Build(c, *n.b, v, vars, lets);
   if (n.op == Op::kCond) {
-    Built e = Build(c, *n.c, v, vars);
+    Built e = Build(c, *n.c, v, vars, lets);
     z3::expr take = a.e != 0;
     return {z3::ite(take, b.e, e.e), a.ok && z3::ite(take, b.ok, e.ok)};
   }
@@ -739,6 +796,8 @@ absl::StatusOr<MultiFit> FitBySymbolicImmediates(
     texts[name] = "(" + fit->formula + ")";
   }
   auto text = Translator(names, {}, "", texts).Go(sym_out);
+  if (!text || text->size() > artifact::kMaxFormulaChars)
+    text = Translator(names, {}, "", texts).Shared(sym_out);
   if (LogEnabled(LogLevel::kTrace))
     Logf(LogLevel::kTrace, "symbolic fit: %s -> %s", sym_out.to_string(), text.value_or("-"));
   if (!text) return absl::InvalidArgumentError("an operation formulas lack");
@@ -769,7 +828,8 @@ bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, con
     vars.emplace(it->second, Zext64(e));
   }
   if (!SamplesAgree(ctx, *f, v, out, consts, names, out_bits)) return false;
-  Built b = Build(ctx, f->root(), v, vars);
+  std::map<int, Built> lets;
+  Built b = Build(ctx, f->root(), v, vars, lets);
   z3::expr o64 = Zext64(out);
   z3::solver s(ctx);
   z3::params p(ctx);

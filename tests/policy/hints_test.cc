@@ -60,7 +60,7 @@ TEST_F(Hints, NoPolicyIsENOENT) {
 
 TEST_F(Hints, KeysAreWhatThePolicyLooksUp) {
   CreateMap();
-  ASSERT_EQ(sie_hint_set(SIE_HINT_THREAD, 0, 7), 0);  // this thread
+  ASSERT_EQ(sie_hint_set(SIE_HINT_THREAD, 0, 7), 0);   // this thread
   ASSERT_EQ(sie_hint_set(SIE_HINT_PROCESS, 0, 5), 0);  // this process
   ASSERT_EQ(sie_hint_set(SIE_HINT_PROCESS, 4242, 2), 0);
   EXPECT_EQ(Lookup(SIE_HINT_THREAD, gettid()), 7u);

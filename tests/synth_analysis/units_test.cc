@@ -352,6 +352,42 @@ TEST(FitBySymbolicImmediates, SignedDivisionOfAShiftedInput) {
   EXPECT_FALSE(EvalFormula(formulas[0], artifact::FormulaVars{9, 5, 0, 0}).ok());
 }
 
+// Products squared and shifted back ten times over (q = q * q >> V): as a tree the text doubles
+// per step, past any limit; with the repeated subterms bound by lets it stays small, and is
+// still exact at values never compiled.
+TEST(FitBySymbolicImmediates, RepeatedSubtermsAreBoundOnce) {
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("in:ax", 64);
+  auto region = [&](const z3::expr& cnt) {
+    z3::expr q = x;
+    for (int i = 0; i < 10; ++i) q = z3::ashr(q * q, z3::zext(cnt, 56) & ctx.bv_val(63, 64));
+    return z3::ite(z3::sgt(q, ctx.bv_val(100, 64)), ctx.bv_val(100, 64), q).simplify();
+  };
+  const std::vector<int64_t> vs = {10, 8, 12};
+  std::map<std::string, std::vector<z3::expr>> imms;
+  std::vector<z3::expr> outs;
+  for (int64_t v : vs) {
+    imms["imm:0"].push_back(ctx.bv_val(v, 8));
+    outs.push_back(region(ctx.bv_val(v, 8)));
+  }
+  auto f = FitBySymbolicImmediates(ctx, region(ctx.bv_const("imm:0", 8)), imms, outs,
+                                   {{"in:ax", 'X'}}, vs, 64);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_NE(f->formula.find("let t"), std::string::npos) << f->formula;
+  EXPECT_LT(f->formula.size(), 2000u) << f->formula;
+  for (int64_t v : {9, 11})
+    for (int64_t a : {0LL, 3LL, -7LL, 1000LL}) {
+      int64_t q = a;
+      for (int i = 0; i < 10; ++i)
+        q = static_cast<int64_t>(static_cast<uint64_t>(q) * static_cast<uint64_t>(q)) >> v;
+      const int64_t want = q > 100 ? 100 : q;
+      auto got = EvalFormula(
+          f->formula, artifact::FormulaVars{static_cast<uint64_t>(v), static_cast<uint64_t>(a)});
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(static_cast<int64_t>(*got), want) << "V=" << v << " x=" << a;
+    }
+}
+
 // x * y >> V of s64 values (imul; sar by the constant) and of s32 ones (sar of a 32-bit
 // register): the count is the fitted hole, the shift keeps the sign.
 TEST(FitMultiInput, ArithmeticShiftByTheConstant) {

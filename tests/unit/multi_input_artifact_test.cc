@@ -275,12 +275,32 @@ TEST(SignedFormula, DividesAndShiftsAsS64) {
   }
 }
 
+// let tN = E in B: E once, B names it; scoped, bound once, only t0 ... t255.
+TEST(LetFormula, BindsOnceAndScopes) {
+  auto f = Formula::Parse("let t0 = X * V in let t1 = t0 + 1 in t1 * t1 - t0", "VX");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(*f->Eval(3, 5), 16u * 16u - 15u);
+  EXPECT_TRUE(f->Uses('X'));
+  EXPECT_EQ(Formula::Parse("let t0 = X + V in t0 * t0", "VX")->EmitC(),
+            "({ __u64 sie_t0 = (X + V); (sie_t0 * sie_t0); })");
+  // A let's value is evaluated before its body: undefined there, undefined whole.
+  EXPECT_FALSE(Formula::Parse("let t0 = X / V in 1", "VX")->Eval(0, 5).has_value());
+  EXPECT_EQ(*Formula::Parse("(let t0 = V in t0) + 1", "VX")->Eval(4, 0), 5u);
+  for (const char* bad :
+       {"t0 + 1", "let t0 = 1 in t1", "let t0 = 1 in let t0 = 2 in t0", "let x = 1 in x",
+        "let t0 = 1 t0", "let t0 1 in t0", "(let t0 = 1 in t0) + t0", "let t256 = 1 in t256"}) {
+    auto g = Formula::Parse(bad, "VX");
+    EXPECT_FALSE(g.ok()) << bad;
+  }
+}
+
 TEST(SignedFormula, StubCompilesAndTheHostVerifierAcceptsIt) {
   auto tmp = TempDir::Create(std::filesystem::temp_directory_path(), "sie-signed-");
   ASSERT_TRUE(tmp.ok());
   setenv("SIE_CACHE_DIR", tmp->path().c_str(), 1);
   artifact::SynthesizedConst c = TwoInputConst();
-  c.spans[0].formula = "sar(sdiv(X << V, Y | 1), V) + srem(X, Y | 1)";
+  c.spans[0].formula =
+      "let t0 = sdiv(X << V, Y | 1) in sar(t0 * t0, V) + srem(X, Y | 1) + (t0 > V ? t0 : V)";
   c.spans[0].inputs.pop_back();
   artifact::ConstEntry e{tmp->path() / "7/const.json", c};
   auto stub = stubgen::BuildStub(e, false, "-DSIE_NO_KFUNCS");

@@ -10,12 +10,8 @@
 C=${1:?usage: vm_hints_test.sh CONSTS_DIR HINT_APP}
 APP=${2:?usage: vm_hints_test.sh CONSTS_DIR HINT_APP}
 P=$(dirname "$0")/bpf/hints.bpf.c
-T=/sys/kernel/debug/sie_target
+. "$(dirname "$0")/../runtime/lib.sh"
 W=/tmp/sie-hints && mkdir -p $W
-FAILS=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; FAILS=$((FAILS + 1)); }
-expect_eq() { if [ "$2" = "$3" ]; then ok "$1 = $2"; else bad "$1: got '$2', want '$3'"; fi; }
 # Written by this shell itself (sie_target computes at the write), so its pid's hint applies.
 call_arg() { echo "$1" > $T/call_arg; R=$(cat $T/call_arg); }
 expect_fail() { # name pattern cmd...: fails, says pattern, with a hint
@@ -23,11 +19,6 @@ expect_fail() { # name pattern cmd...: fails, says pattern, with a hint
   out=$("$@" 2>&1); rc=$?
   if [ $rc -ne 0 ] && echo "$out" | grep -qF -- "$pat" && echo "$out" | grep -q "hint:"; then
     ok "$name: $(echo "$out" | head -1)"; else bad "$name: rc=$rc out=$out"; fi
-}
-wait_for() { # file pattern seconds
-  i=0
-  while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" && return 0; sleep 0.1; i=$((i + 1)); done
-  return 1
 }
 
 echo "== kernel $(uname -r), consts $C"

@@ -1,4 +1,4 @@
-# Shared by the guest tests in this folder (sourced, POSIX sh): result lines, the sie_target
+# Shared by the guest tests (sourced, POSIX sh; tests/policy's too): result lines, the sie_target
 # paths and a snapshot of everything a sie command may change in the kernel.
 T=/sys/kernel/debug/sie_target
 FAILS=0
@@ -8,6 +8,11 @@ expect_eq() { if [ "$2" = "$3" ]; then ok "$1 = $2"; else bad "$1: got '$2', wan
 expect_in() { case "$2" in *"$3"*) ok "$1 has '$3'" ;; *) bad "$1 lacks '$3': $2" ;; esac; }
 # Builtins only (no cat): a snapshot runs this three times, and every fork is slow under TCG.
 run() { echo "$2" > "$T/$1" && read -r _r < "$T/$1" && echo "$_r"; }
+wait_for() { # file pattern seconds: the file holds the pattern within that time
+  _i=0
+  while [ $_i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" && return 0; sleep 0.1; _i=$((_i + 1)); done
+  return 1
+}
 
 # Everything a command may change, ids left out (a reload gets new ones). Few processes: the
 # refusal and fault tests take one per row or step. BPF objects are listed in id order, which a

@@ -303,6 +303,29 @@ std::optional<FamilyFit> Joined(const std::vector<FamilyFit>& found) {
   return r;
 }
 
+// a * V + b with a slope beyond the small coefficients (V * NSEC_PER_MSEC: 1000000 * V), over
+// the integers: the builds' numerals, read as unsigned or as signed, on one line pin a and b
+// down exactly (a bit-vector solver would also admit modular aliases, hence its small bound).
+std::optional<FamilyFit> FitExactLine(const std::vector<int64_t>& vs,
+                                      const std::vector<uint64_t>& cs, int bits) {
+  for (bool as_signed : {false, true}) {
+    auto at = [&](size_t i) -> i128 {
+      const uint64_t c = cs[i] & Mask(bits);
+      return as_signed ? static_cast<i128>(Signed(c, bits)) : static_cast<i128>(c);
+    };
+    const i128 dv = static_cast<i128>(vs[1]) - vs[0];
+    if (dv == 0 || (at(1) - at(0)) % dv) continue;
+    const i128 a = (at(1) - at(0)) / dv, b = at(0) - a * vs[0];
+    bool line = a != 0 && a >= INT64_MIN && a <= INT64_MAX && b >= INT64_MIN && b <= INT64_MAX;
+    for (size_t i = 2; line && i < vs.size(); ++i) line = a * vs[i] + b == at(i);
+    if (!line) continue;
+    const std::string f =
+        PlusConst(absl::StrCat(static_cast<int64_t>(a), " * V"), static_cast<uint64_t>(b), bits);
+    if (CheckedByEval(f, vs, cs, bits)) return FamilyFit{f};
+  }
+  return std::nullopt;
+}
+
 // Level 0 (see FitFamilyAt): every plain family that reproduces the builds; when more than
 // one does (5, 3, 2 at V=2, 3, 5 is both (12 >> V) + 2 and 10 / V), the others are
 // alternatives, for further builds to tell apart. Throws z3::exception.
@@ -404,8 +427,14 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
         }
         if (auto r = FromCandidates(fits, vs, cs, bits, 0, vmax)) return *r;
       }
+      // A large slope exact over the integers comes first: packed halves reproduce it at the
+      // three builds too (SELECT_MAX_SLACK_MS's V * NSEC_PER_MSEC as two 16-bit fields, rounded
+      // a dozen ways) and stay alternatives for the checks (two fields that are not a line).
+      std::vector<FamilyFit> found;
+      if (auto line = FitExactLine(vs, cs, bits)) found.push_back(*line);
       if (packed)
-        if (auto r = FitPacked(vs, cs, bits)) return *r;
+        if (auto r = FitPacked(vs, cs, bits)) found.push_back(*r);
+      if (auto r = Joined(found)) return *r;
       // Last: a slope the builds pin down only loosely, a guess the checks confirm or refute.
       if (ambiguous.empty()) {
         bool many = false;

@@ -421,6 +421,33 @@ TEST(FitMultiInput, ArithmeticShiftByTheConstant) {
 }
 
 // round_down(x, V / 4) (MIN_WRITEBACK_KB) ands with ~(V/4 - 1): a negated family member.
+// V * NSEC_PER_MSEC (SELECT_MAX_SLACK_MS): a slope beyond the solver's small coefficients is
+// read off the integers, not split into two 16-bit halves that only the three builds share.
+TEST(FitFamily, LargeSlopeOverTheIntegers) {
+  for (int bits : {32, 64}) {
+    const std::vector<int64_t> vs = {100, 50, 151};
+    std::vector<uint64_t> cs;
+    for (int64_t v : vs) cs.push_back(static_cast<uint64_t>(v) * 1000000 - 1);
+    auto f = FitFamily(vs, cs, bits);
+    ASSERT_TRUE(f.ok()) << f.status();
+    // The line is the formula; packed 16-bit halves, which reproduce the three builds too, are
+    // alternatives only.
+    EXPECT_EQ(f->formula, "1000000 * V - 1") << bits;
+    ExpectAllFit(*f, vs, cs, bits / 8);
+    auto left = AfterCheck(*f, bits / 8, {{14, "1000000 * V - 1"}, {7, "1000000 * V - 1"}});
+    ASSERT_FALSE(left.empty());
+    EXPECT_EQ(left[0], "1000000 * V - 1") << bits;
+  }
+  // Read as signed: -3000000 * V + 7 at 32 bits.
+  std::vector<uint64_t> neg;
+  for (int64_t v : {100, 50, 151})
+    neg.push_back(static_cast<uint32_t>(static_cast<int32_t>(-3000000 * v + 7)));
+  auto g = FitFamily({100, 50, 151}, neg, 32);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(*EvalFormula(g->formula, 20, 0, 4), static_cast<uint32_t>(-3000000 * 20 + 7))
+      << g->formula;
+}
+
 TEST(FitFamily, NegatedMemberForAMask) {
   const std::vector<int64_t> vs = {4096, 2048, 8192};
   std::vector<uint64_t> cs;

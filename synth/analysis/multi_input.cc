@@ -736,6 +736,36 @@ absl::StatusOr<OutputFit> FitHole(z3::context& ctx, std::vector<z3::expr> holes,
 // V alone): the baseline's expression with those numerals written as their formulas, proved
 // as a whole per build. Covers what HolePath cannot: the constant in several places (a clamp
 // `min(x, V)` and its use), next to several inputs.
+// A numeral that differs between the builds (one per build) as its formula in V alone, in
+// parentheses; `mf`'s range narrows to where that formula holds.
+absl::StatusOr<std::string> FitNumeral(z3::context& ctx, const std::vector<z3::expr>& nums,
+                                       const std::vector<int64_t>& vs, MultiFit* mf) {
+  std::vector<z3::expr> z;
+  for (const z3::expr& n : nums) z.push_back(Zext64(n));
+  auto fit = FitOutput(ctx, z, std::nullopt, vs, static_cast<int>(Width(nums[0])), false);
+  if (!fit.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("a numeral that differs between builds: ", fit.status().message()));
+  mf->vmin = std::max(mf->vmin, fit->vmin);
+  mf->vmax = std::min(mf->vmax, fit->vmax);
+  return "(" + fit->formula + ")";
+}
+
+// `text` as the formula of `mf`, once it is short enough and proved against each build's output.
+absl::StatusOr<MultiFit> Proved(z3::context& ctx, const std::string& text, MultiFit mf,
+                                const std::vector<z3::expr>& o,
+                                const std::map<std::string, char>& names,
+                                const std::vector<int64_t>& vs, int out_bits) {
+  if (text.size() > artifact::kMaxFormulaChars)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the formula would exceed ", artifact::kMaxFormulaChars, " characters"));
+  for (size_t k = 0; k < o.size(); ++k)
+    if (!ProveFormulaAt(ctx, text, vs[k], o[k], names, out_bits))
+      return absl::InvalidArgumentError(absl::StrCat("the formula does not hold at V=", vs[k]));
+  mf.formula = text;
+  return mf;
+}
+
 absl::StatusOr<MultiFit> FitByShape(z3::context& ctx, const std::vector<z3::expr>& o,
                                     const std::map<std::string, char>& names,
                                     const std::vector<int64_t>& vs, int out_bits) {
@@ -747,33 +777,20 @@ absl::StatusOr<MultiFit> FitByShape(z3::context& ctx, const std::vector<z3::expr
       why = "the constant shows in more than 8 places";
       return std::nullopt;
     }
-    const unsigned w = Width(nums[0]);
-    std::vector<z3::expr> z;
-    for (const z3::expr& n : nums) z.push_back(Zext64(n));
-    auto fit = FitOutput(ctx, z, std::nullopt, vs, static_cast<int>(w), false);
+    auto fit = FitNumeral(ctx, nums, vs, &mf);
     if (!fit.ok()) {
-      why = absl::StrCat("a numeral that differs between builds: ", fit.status().message());
+      why = std::string(fit.status().message());
       return std::nullopt;
     }
-    mf.vmin = std::max(mf.vmin, fit->vmin);
-    mf.vmax = std::min(mf.vmax, fit->vmax);
-    return w < 64 ? absl::StrFormat("((%s) & 0x%x)", fit->formula, Mask(w))
-                  : "(" + fit->formula + ")";
+    const unsigned w = Width(nums[0]);
+    return w < 64 ? absl::StrFormat("(%s & 0x%x)", *fit, Mask(w)) : *fit;
   };
   auto text = Translator(names).GoMulti(o, leaf);
   if (!text)
     return absl::InvalidArgumentError(
         why.empty() ? "the builds' outputs differ in shape, not only in numerals" : why);
   if (holes == 0) return absl::InvalidArgumentError("no numeral depends on the constant");
-  if (text->size() > artifact::kMaxFormulaChars)
-    return absl::InvalidArgumentError(
-        absl::StrCat("the formula would exceed ", artifact::kMaxFormulaChars, " characters"));
-  for (size_t k = 0; k < o.size(); ++k)
-    if (!ProveFormulaAt(ctx, *text, vs[k], o[k], names, out_bits))
-      return absl::InvalidArgumentError(
-          absl::StrCat("the formula of one shape does not hold at V=", vs[k]));
-  mf.formula = *text;
-  return mf;
+  return Proved(ctx, *text, mf, o, names, vs, out_bits);
 }
 
 }  // namespace
@@ -785,15 +802,9 @@ absl::StatusOr<MultiFit> FitBySymbolicImmediates(
   MultiFit mf;
   std::map<std::string, std::string> texts;
   for (const auto& [name, nums] : imms) {
-    std::vector<z3::expr> z;
-    for (const z3::expr& n : nums) z.push_back(Zext64(n));
-    auto fit = FitOutput(ctx, z, std::nullopt, vs, static_cast<int>(Width(nums[0])), false);
-    if (!fit.ok())
-      return absl::InvalidArgumentError(
-          absl::StrCat("an immediate that differs between builds: ", fit.status().message()));
-    mf.vmin = std::max(mf.vmin, fit->vmin);
-    mf.vmax = std::min(mf.vmax, fit->vmax);
-    texts[name] = "(" + fit->formula + ")";
+    auto fit = FitNumeral(ctx, nums, vs, &mf);
+    if (!fit.ok()) return fit.status();
+    texts[name] = *fit;  // the translator masks it to the symbol's width
   }
   auto text = Translator(names, {}, "", texts).Go(sym_out);
   if (!text || text->size() > artifact::kMaxFormulaChars)
@@ -801,14 +812,7 @@ absl::StatusOr<MultiFit> FitBySymbolicImmediates(
   if (LogEnabled(LogLevel::kTrace))
     Logf(LogLevel::kTrace, "symbolic fit: %s -> %s", sym_out.to_string(), text.value_or("-"));
   if (!text) return absl::InvalidArgumentError("an operation formulas lack");
-  if (text->size() > artifact::kMaxFormulaChars)
-    return absl::InvalidArgumentError(
-        absl::StrCat("the formula would exceed ", artifact::kMaxFormulaChars, " characters"));
-  for (size_t k = 0; k < outs.size(); ++k)
-    if (!ProveFormulaAt(ctx, *text, vs[k], outs[k], names, out_bits))
-      return absl::InvalidArgumentError(absl::StrCat("the formula does not hold at V=", vs[k]));
-  mf.formula = *text;
-  return mf;
+  return Proved(ctx, *text, mf, outs, names, vs, out_bits);
 }
 
 std::optional<std::string> FormulaOfExpr(const z3::expr& e,

@@ -1,6 +1,7 @@
 #include "synth/analysis/alternatives.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <optional>
 
@@ -169,29 +170,46 @@ size_t LargestGroup(const Candidates& c, int64_t v) {
   return largest;
 }
 
+// Values compared when choosing a split: the scan's, nearest to a value built first (the
+// code keeps its shape near the builds', and small values often fold away), at most kNearest.
+std::vector<int64_t> NearestScanValues(int64_t lo, int64_t hi, bool pow2,
+                                       const std::vector<int64_t>& taken) {
+  constexpr size_t kNearest = 4096;
+  std::vector<int64_t> vs;
+  for (int64_t v : ScanValues(lo, hi, pow2))
+    if (std::find(taken.begin(), taken.end(), v) == taken.end()) vs.push_back(v);
+  auto distance = [&](int64_t v) {
+    __int128 d = static_cast<__int128>(1) << 64;
+    for (int64_t t : taken) d = std::min<__int128>(d, t > v ? static_cast<__int128>(t) - v
+                                                            : static_cast<__int128>(v) - t);
+    return d;
+  };
+  std::stable_sort(vs.begin(), vs.end(),
+                   [&](int64_t a, int64_t b) { return distance(a) < distance(b); });
+  if (vs.size() > kNearest) vs.resize(kNearest);
+  return vs;
+}
+
 }  // namespace
 
 std::optional<int64_t> SplittingValue(const std::vector<CriticalSpan>& spans, int64_t lo,
                                       int64_t hi, const std::vector<int64_t>& taken, bool pow2) {
-  std::vector<const CriticalSpan*> order;
+  std::vector<Candidates> cands;
   for (const CriticalSpan& s : spans)
-    if (!s.formula_alternatives.empty()) order.push_back(&s);
-  std::stable_sort(order.begin(), order.end(), [](const CriticalSpan* a, const CriticalSpan* b) {
-    return a->formula_alternatives.size() > b->formula_alternatives.size();
-  });
-  for (const CriticalSpan* s : order) {
-    auto c = Candidates::Of(*s);
-    if (!c.ok() || c->fs.size() < 2) continue;
-    std::optional<int64_t> best;
-    size_t best_group = c->fs.size();
-    for (int64_t v : ScanValues(lo, hi, pow2)) {
-      if (std::find(taken.begin(), taken.end(), v) != taken.end()) continue;
-      if (size_t g = LargestGroup(*c, v); g < best_group) best = v, best_group = g;
-      if (best_group <= (c->fs.size() + 1) / 2) break;  // an even split: as good as it gets
-    }
-    if (best) return best;
+    if (!s.formula_alternatives.empty())
+      if (auto c = Candidates::Of(s); c.ok() && c->fs.size() > 1) cands.push_back(*std::move(c));
+  if (cands.empty()) return std::nullopt;
+  // Every span's candidates count: the value whose build settles the most of them (bits of
+  // the candidates' spread removed, summed over spans), the nearest to the builds on a tie.
+  std::optional<int64_t> best;
+  double best_gain = 0;
+  for (int64_t v : NearestScanValues(lo, hi, pow2, taken)) {
+    double gain = 0;
+    for (const Candidates& c : cands)
+      gain += std::log2(static_cast<double>(c.fs.size()) / LargestGroup(c, v));
+    if (gain > best_gain + 1e-9) best = v, best_gain = gain;
   }
-  return std::nullopt;
+  return best;
 }
 
 const std::vector<uint64_t>& SampleXs() {

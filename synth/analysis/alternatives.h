@@ -27,9 +27,10 @@ bool AgreesAt(const std::string& formula, int width, const std::string& seen_for
 // disagreement).
 bool KeepAgreeing(CriticalSpan* fitted, const CriticalSpan& seen, int64_t v, std::string* why);
 
-// The value in [lo, hi] (none of `taken`) at which the candidates of the span with the most of
-// them split most evenly: building it keeps only the ones its code agrees with. nullopt when
-// no span has candidates that differ anywhere in the range. `pow2`: powers of two only.
+// The value in [lo, hi] (none of `taken`) at which the spans' candidates split most (summed
+// over spans, the nearest to `taken` on a tie): building it keeps only the ones its code
+// agrees with. nullopt when no span has candidates that differ anywhere in the range. `pow2`:
+// powers of two only.
 std::optional<int64_t> SplittingValue(const std::vector<CriticalSpan>& spans, int64_t lo,
                                       int64_t hi, const std::vector<int64_t>& taken,
                                       bool pow2 = false);

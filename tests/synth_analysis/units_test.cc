@@ -595,6 +595,23 @@ TEST(Alternatives, SplittingValueSeparatesCandidates) {
   EXPECT_FALSE(SplittingValue({s}, 250, 10000000, {}).has_value());
 }
 
+// Several spans with candidates: the value built splits them all at once where one can, and
+// is taken near the builds (small values often compile to another shape).
+TEST(Alternatives, SplittingValueSplitsEverySpanNearTheBuilds) {
+  CriticalSpan a, b;
+  a.function = b.function = "select_estimate_accuracy";
+  a.width = b.width = 8;
+  a.formula = "V / 5";
+  a.formula_alternatives = {"(V + 1) / 5"};
+  b.formula = "V / 7";
+  b.formula_alternatives = {"(V + 1) / 7"};
+  auto v = SplittingValue({a, b}, 1, 10000, {100, 50, 200});
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(*v % 5, 4) << *v;
+  EXPECT_EQ(*v % 7, 6) << *v;
+  EXPECT_GT(*v, 20) << *v;
+}
+
 TEST(Formula, NewShapesParseEvaluateAndEmit) {
   auto f = artifact::Formula::Parse("(((3 * V) >> 2) << 32) | (V & 0xffffffff)");
   ASSERT_TRUE(f.ok()) << f.status();

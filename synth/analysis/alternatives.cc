@@ -180,8 +180,9 @@ std::vector<int64_t> NearestScanValues(int64_t lo, int64_t hi, bool pow2,
     if (std::find(taken.begin(), taken.end(), v) == taken.end()) vs.push_back(v);
   auto distance = [&](int64_t v) {
     __int128 d = static_cast<__int128>(1) << 64;
-    for (int64_t t : taken) d = std::min<__int128>(d, t > v ? static_cast<__int128>(t) - v
-                                                            : static_cast<__int128>(v) - t);
+    for (int64_t t : taken)
+      d = std::min<__int128>(d,
+                             t > v ? static_cast<__int128>(t) - v : static_cast<__int128>(v) - t);
     return d;
   };
   std::stable_sort(vs.begin(), vs.end(),

@@ -367,6 +367,15 @@ std::optional<FamilyFit> FitPlain(const std::vector<int64_t>& vs, const std::vec
     if (!many)
       if (auto r = FromCandidates(fits, vs, cs, bits, 1, INT64_MAX)) found.push_back(*r);
   }
+  // 5. V >> k: V in larger units (bytes as pages: SZ_128K / PAGE_SIZE). The builds' values
+  // are often multiples of the unit, where (V + b) / d fits in thousands of ways. Only with
+  // every V >> k at 2 or more: small numerals are shift counts of other shapes.
+  if (std::all_of(vs.begin(), vs.end(), [](int64_t v) { return v >= 0; }))
+    for (int k = 1; k < 63; ++k) {
+      if (std::any_of(vs.begin(), vs.end(), [&](int64_t v) { return (v >> k) < 2; })) break;
+      std::string f = absl::StrCat("V >> ", k);
+      if (CheckedByEval(f, vs, cs, bits)) found.push_back(FamilyFit{f, 0, INT64_MAX});
+    }
   return Joined(found);
 }
 

@@ -100,8 +100,9 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
   for (size_t i = 3; i < t.values.size() && i < kMaxBuilds; ++i)
     opts.check.push_back({t.values[i], ov.variant[i].string()});
   opts.build = [&](int64_t v) -> absl::StatusOr<std::string> {
-    st.progress(absl::StrCat("  ", ov.object, ": building ", t.name, "=", v,
-                             " (a further value: another shape at a planned one, or formulas to tell apart)"));
+    st.progress(absl::StrCat(
+        "  ", ov.object, ": building ", t.name, "=", v,
+        " (a further value: another shape at a planned one, or formulas to tell apart)"));
     auto p = BuildOtherValue(st.ctx, t, ov.object, v);
     if (!p.ok()) return p.status();
     return p->string();

@@ -267,6 +267,19 @@ TEST(FitFamily, ShiftRightMinusOne) {
   EXPECT_EQ(*EvalFormula(left[0], 1001, 0, 4), 499u);
 }
 
+// Bytes as pages (SZ_128K / PAGE_SIZE): at multiples of the page size (V + b) / d fits in
+// thousands of ways; V >> 12 is the plain member, and exact at a value never compiled.
+TEST(FitFamily, ShiftedIntoLargerUnits) {
+  const std::vector<int64_t> vs = {131072, 65536, 262144};
+  const std::vector<uint64_t> cs = {32, 16, 64};
+  auto f = FitFamily(vs, cs, 32);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->formula, "V >> 12");
+  EXPECT_THAT(f->alternatives, ::testing::IsEmpty());
+  EXPECT_EQ(*EvalFormula(f->formula, 196613, 0, 4), 48u);
+  EXPECT_GE(f->vmin, 0);
+}
+
 // Values no member fits (V^2) are still refused, naming the families tried.
 TEST(FitFamily, OutsideEveryFamily) {
   auto f = FitFamily({2, 3, 5}, {4, 9, 25}, 32);

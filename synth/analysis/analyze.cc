@@ -264,6 +264,10 @@ absl::StatusOr<Builds> LoadBuilds(const std::vector<VariantObject>& variants,
     if (!e.ok()) return e.status();
     auto f = ScopedFunctions(**e, only_norm);
     if (!f.ok()) return f.status();
+    // Clones (foo.isra.0) may return less than their source function: left at 8 bytes.
+    if (auto sizes = ReturnSizes(v.path); sizes.ok())
+      for (Function& fn : *f)
+        if (auto it = sizes->find(fn.name); it != sizes->end()) fn.return_bytes = it->second;
     b.elfs.push_back(std::move(*e));
     b.fns.push_back(std::move(*f));
   }

@@ -114,6 +114,9 @@ int ReadWidthAt(const Function& fn, int start, const std::string& family) {
                               ? 2
                               : RegWidth(o.reg));
       }
+      // A return hands rax to the caller, which reads the return type's bytes only.
+      if ((in.is_ret || ReturnThunk(in)) && family == "ax")
+        w = fn.return_bytes, explicit_only = true;
       width = std::max(width, explicit_only && w > 0 ? w : 8);
     }
     if (Kills(in, l)) continue;

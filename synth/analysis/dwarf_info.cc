@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
 
 namespace sie::synth::analysis {
 namespace {
@@ -144,21 +145,62 @@ Location VarLocationAt(Dwarf_Die* die, Dwarf_Die* fn, Dwarf_Addr pc, Dwarf_Addr 
   return {};
 }
 
+// `obj` opened offline (a relocatable object's DWARF relocated by libdwfl).
+struct Offline {
+  std::unique_ptr<Dwfl, DwflCloser> dwfl;
+  Dwfl_Module* m = nullptr;
+  static absl::StatusOr<Offline> Open(const std::string& obj) {
+    static const Dwfl_Callbacks cb = {
+        .find_elf = dwfl_build_id_find_elf,
+        .find_debuginfo = dwfl_standard_find_debuginfo,
+        .section_address = dwfl_offline_section_address,
+        .debuginfo_path = nullptr,
+    };
+    Offline o;
+    o.dwfl.reset(dwfl_begin(&cb));
+    if (!o.dwfl) return absl::InternalError("dwfl_begin failed");
+    dwfl_report_begin(o.dwfl.get());
+    o.m = dwfl_report_offline(o.dwfl.get(), "obj", obj.c_str(), -1);
+    dwfl_report_end(o.dwfl.get(), nullptr, nullptr);
+    if (!o.m) return absl::InternalError(absl::StrCat(obj, ": ", dwfl_errmsg(-1)));
+    return o;
+  }
+};
+
+int ReturnSizeOf(Dwarf_Die* fn) {
+  Dwarf_Attribute at;
+  Dwarf_Die t;
+  Dwarf_Word size = 0;
+  if (!dwarf_attr_integrate(fn, DW_AT_type, &at) || !dwarf_formref_die(&at, &t)) return 0;
+  if (dwarf_peel_type(&t, &t) != 0 || dwarf_aggregate_size(&t, &size) != 0) return 0;
+  return size <= 8 ? static_cast<int>(size) : 0;
+}
+
 }  // namespace
 
+absl::StatusOr<std::map<std::string, int>> ReturnSizes(const std::string& obj) {
+  ASSIGN_OR_RETURN(o, Offline::Open(obj));
+  std::map<std::string, int> out;
+  Dwarf_Die* cu = nullptr;
+  Dwarf_Addr bias = 0;
+  while ((cu = dwfl_module_nextcu(o.m, cu, &bias)) != nullptr) {
+    auto each = [](Dwarf_Die* fn, void* arg) {
+      const char* name = dwarf_diename(fn);
+      // Definitions only (an inline-only abstract instance has no code of its own).
+      bool defined = dwarf_hasattr(fn, DW_AT_low_pc) || dwarf_hasattr(fn, DW_AT_ranges);
+      if (name && defined)
+        if (int n = ReturnSizeOf(fn); n > 0)
+          static_cast<std::map<std::string, int>*>(arg)->emplace(name, n);
+      return static_cast<int>(DWARF_CB_OK);
+    };
+    dwarf_getfuncs(cu, each, &out, 0);
+  }
+  return out;
+}
+
 absl::Status AnnotateFromDwarf(const std::string& obj, std::vector<CriticalSpan>* spans) {
-  static const Dwfl_Callbacks cb = {
-      .find_elf = dwfl_build_id_find_elf,
-      .find_debuginfo = dwfl_standard_find_debuginfo,
-      .section_address = dwfl_offline_section_address,
-      .debuginfo_path = nullptr,
-  };
-  std::unique_ptr<Dwfl, DwflCloser> d(dwfl_begin(&cb));
-  if (!d) return absl::InternalError("dwfl_begin failed");
-  dwfl_report_begin(d.get());
-  Dwfl_Module* m = dwfl_report_offline(d.get(), "obj", obj.c_str(), -1);
-  dwfl_report_end(d.get(), nullptr, nullptr);
-  if (!m) return absl::InternalError(absl::StrCat(obj, ": ", dwfl_errmsg(-1)));
+  ASSIGN_OR_RETURN(o, Offline::Open(obj));
+  Dwfl_Module* m = o.m;
   std::map<std::string, GElf_Addr> func_addr;
   int nsym = dwfl_module_getsymtab(m);
   for (int i = 0; i < nsym; ++i) {

@@ -9,6 +9,7 @@
 #include "common/artifact/formula.h"
 #include "common/base/log.h"
 #include "synth/analysis/derive.h"
+#include "synth/analysis/magic_division.h"
 #include "synth/analysis/semantics.h"
 
 namespace sie::synth::analysis {
@@ -799,20 +800,68 @@ absl::StatusOr<MultiFit> FitBySymbolicImmediates(
     z3::context& ctx, const z3::expr& sym_out,
     const std::map<std::string, std::vector<z3::expr>>& imms, const std::vector<z3::expr>& outs,
     const std::map<std::string, char>& names, const std::vector<int64_t>& vs, int out_bits) {
+  // Divisions by magic numbers first: each becomes a division by a new numeral, its divisor.
+  z3::expr out = sym_out;
+  auto nums = imms;
+  std::vector<MagicDivision> magic;
+  for (int i = 0; i < 4; ++i) {
+    auto md = FindMagicDivision(ctx, out, nums, absl::StrCat("imm:div", i));
+    if (!md) break;
+    z3::expr_vector from(ctx), to(ctx);
+    from.push_back(md->sub);
+    to.push_back(md->replacement);
+    out = out.substitute(from, to);
+    if (!md->d.empty()) nums.emplace(md->d, md->divisors);
+    magic.push_back(*std::move(md));
+  }
+  const auto used = InputConsts({out});
   MultiFit mf;
   std::map<std::string, std::string> texts;
-  for (const auto& [name, nums] : imms) {
-    auto fit = FitNumeral(ctx, nums, vs, &mf);
+  for (const auto& [name, ns] : nums) {
+    if (!used.count(name)) continue;  // a magic pair's numerals, now its divisor
+    auto fit = FitNumeral(ctx, ns, vs, &mf);
+    if (!fit.ok() && LogEnabled(LogLevel::kTrace))
+      Logf(LogLevel::kTrace, "symbolic numeral %s unfitted in %s", name, out.to_string());
     if (!fit.ok()) return fit.status();
     texts[name] = *fit;  // the translator masks it to the symbol's width
   }
-  auto text = Translator(names, {}, "", texts).Go(sym_out);
+  auto text = Translator(names, {}, "", texts).Go(out);
   if (!text || text->size() > artifact::kMaxFormulaChars)
-    text = Translator(names, {}, "", texts).Shared(sym_out);
+    text = Translator(names, {}, "", texts).Shared(out);
   if (LogEnabled(LogLevel::kTrace))
-    Logf(LogLevel::kTrace, "symbolic fit: %s -> %s", sym_out.to_string(), text.value_or("-"));
+    Logf(LogLevel::kTrace, "symbolic fit: %s -> %s", out.to_string(), text.value_or("-"));
   if (!text) return absl::InvalidArgumentError("an operation formulas lack");
-  return Proved(ctx, *text, mf, outs, names, vs, out_bits);
+  if (magic.empty()) return Proved(ctx, *text, mf, outs, names, vs, out_bits);
+  // A division the code computes by a multiply-high: proving the formula against the build's
+  // output would bit-blast both. Instead, per build: the symbolic output at its numerals is its
+  // output (the same operations), the formula is the rewritten output at its numerals (the
+  // same division), and the two differ by the magic divisions, exact by the integer bound
+  // FindMagicDivision checked.
+  if (text->size() > artifact::kMaxFormulaChars)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the formula would exceed ", artifact::kMaxFormulaChars, " characters"));
+  for (size_t k = 0; k < outs.size(); ++k) {
+    auto at = [&](const z3::expr& e) {
+      z3::expr_vector from(ctx), to(ctx);
+      for (const auto& [name, ns] : nums) {
+        from.push_back(ctx.bv_const(name.c_str(), Width(ns[k])));
+        to.push_back(ns[k]);
+      }
+      return z3::expr(e).substitute(from, to);
+    };
+    z3::solver s(ctx);
+    z3::params p(ctx);
+    p.set("timeout", 20000u);
+    s.set(p);
+    const unsigned w = std::min(Width(sym_out), Width(outs[k]));
+    s.add(at(sym_out).extract(w - 1, 0) != outs[k].extract(w - 1, 0));
+    const bool same = s.check() == z3::unsat;
+    if (!same || !ProveFormulaAt(ctx, *text, vs[k], at(out), names, out_bits))
+      return absl::InvalidArgumentError(
+          absl::StrCat("the formula with a division by the constant does not hold at V=", vs[k]));
+  }
+  mf.formula = *text;
+  return mf;
 }
 
 std::optional<std::string> FormulaOfExpr(const z3::expr& e,

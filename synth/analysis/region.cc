@@ -19,6 +19,7 @@
 #include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/flags_span.h"
+#include "synth/analysis/magic_division.h"
 #include "synth/analysis/multi_input.h"
 #include "synth/analysis/path_token.h"
 #include "synth/analysis/semantics.h"
@@ -360,7 +361,11 @@ struct RegionAnalysis {
             RefusalOf(why));
       names[in.sym] = artifact::kExtraInputs[next++];
     }
-    auto fit = FitMultiInput(ctx, o, names, cx.vs, fit_width * 8);
+    // A multiply by a magic number is a division by the constant: fitted as that division
+    // first (a shape fit reads its shift count alone as a formula of V, right at three builds).
+    absl::StatusOr<MultiFit> fit = absl::NotFoundError("no magic multiply");
+    if (HasMagicMultiply(o)) fit = SymbolicFit(o, target, width, fit_width, store, names);
+    if (!fit.ok()) fit = FitMultiInput(ctx, o, names, cx.vs, fit_width * 8);
     if (!fit.ok()) {
       auto sym = SymbolicFit(o, target, width, fit_width, store, names);
       fit = sym.ok() ? sym

@@ -310,6 +310,33 @@ TEST_P(AnalysisTest, ReturnValueIsReadAtTheReturnTypesWidth) {
   }
 }
 
+// A division by the constant inside a clamp: the magic multiply-high the compiler emits per
+// value (0xcccccccd >> 35 at V=10, 0xf0f0f0f1 >> 36 at V=17) is a division by V.
+// Unsigned (gcc and clang: shr), signed (gcc: sar and the dividend's sign; clang: a negated
+// multiplier and the product's sign). At V=23, never compiled, the formula over the argument
+// gives what that build returns.
+TEST_P(AnalysisTest, DivisionByTheConstantInsideAnExpression) {
+  void* so = So("div_expr", 23);
+  for (const char* fn : {"fx_udiv_clamp", "fx_sdiv_clamp"}) {
+    auto r = Analyze("div_expr", {10, 5, 20}, {fn}, {17});
+    ASSERT_TRUE(r.ok()) << fn << ": " << r.status();
+    EXPECT_EQ(r->checked, (std::vector<int64_t>{17})) << Dump(*r);
+    auto s = In(*r, fn);
+    ASSERT_EQ(s.size(), 1u) << Dump(*r);
+    ASSERT_EQ(s[0]->save_reg, "di") << Dump(*r);
+    EXPECT_TRUE(s[0]->formula.find(" / ") != std::string::npos ||
+                s[0]->formula.find("sdiv(") != std::string::npos)
+        << s[0]->formula;
+    auto f = reinterpret_cast<int (*)(int)>(dlsym(so, fn));
+    ASSERT_NE(f, nullptr);
+    for (int x : {0, 1, 22, 23, 24, 460, 23000, 99999, -1, -23, -24, -460, INT32_MIN, INT32_MAX}) {
+      auto got = artifact::EvalFormula(s[0]->formula, {23, static_cast<uint32_t>(x)}, 4);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(static_cast<int>(*got), f(x)) << fn << " x=" << x << ": " << s[0]->formula;
+    }
+  }
+}
+
 // (a << V) / b by idiv, then products shifted back by sar (pos_ratio_polynom): the signed
 // operations of the formula language, fitted with the shift count as a symbol where the
 // simplified outputs differ in shape from one count to the next.

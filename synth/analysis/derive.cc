@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/artifact/formula.h"
+#include "synth/analysis/semantics.h"
 
 namespace sie::synth::analysis {
 namespace {
@@ -563,14 +564,7 @@ bool ProveMagicByAbstraction(z3::context& ctx, const z3::expr& o64, const z3::ex
                              uint64_t d, bool remainder) {
   if (N > 64 || d < 2) return false;
   using u128 = unsigned __int128;
-  auto prove = [&](const z3::expr& claim) {
-    z3::solver s(ctx);
-    z3::params p(ctx);
-    p.set("timeout", 10000u);
-    s.set(p);
-    s.add(!claim);
-    return s.check() == z3::unsat;
-  };
+  auto prove = [&](const z3::expr& claim) { return Valid(ctx, claim, 10000); };
   auto to_n = [](const z3::expr& e, int n) {
     int w = static_cast<int>(e.get_sort().bv_size());
     return w == n ? e : w > n ? e.extract(n - 1, 0) : z3::zext(e, n - w);

@@ -3,6 +3,8 @@
 #include <functional>
 #include <set>
 
+#include "synth/analysis/semantics.h"
+
 namespace sie::synth::analysis {
 namespace {
 
@@ -44,20 +46,12 @@ std::optional<uint64_t> At(z3::context& ctx, const z3::expr& e, const Imms& imms
   return std::nullopt;
 }
 
-bool Proved(z3::context& ctx, const z3::expr& claim) {
-  z3::solver s(ctx);
-  z3::params p(ctx);
-  p.set("timeout", 5000u);
-  s.set(p);
-  s.add(!claim);
-  return s.check() == z3::unsat;
-}
-
 // The smallest N of 8, 16, 32 with T an N-bit value: zero-extended (unsigned) or sign-extended.
 int DividendBits(z3::context& ctx, const z3::expr& t, bool is_signed) {
   for (int n : {8, 16, 32}) {
     z3::expr low = t.extract(n - 1, 0);
-    if (Proved(ctx, t == (is_signed ? z3::sext(low, 64 - n) : z3::zext(low, 64 - n)))) return n;
+    if (Valid(ctx, t == (is_signed ? z3::sext(low, 64 - n) : z3::zext(low, 64 - n)), 5000))
+      return n;
   }
   return 0;
 }
@@ -138,8 +132,7 @@ std::optional<MagicDivision> AsMagicDivision(z3::context& ctx, const z3::expr& s
     const z3::expr m = mul.arg(mi), t = mul.arg(1 - mi);
     auto m_syms = Symbols(m, imms, &in_m);
     auto t_syms = Symbols(t, imms, &in_t);
-    if (in_m || m_syms.size() > 1 || m_syms.size() + s_syms.size() == 0 || !t_syms.empty() ||
-        !in_t)
+    if (in_m || m_syms.size() > 1 || m_syms.size() + s_syms.size() == 0 || !t_syms.empty() || !in_t)
       continue;
     const bool is_signed = k == Z3_OP_BASHR;
     const int n = DividendBits(ctx, t, is_signed);

@@ -15,11 +15,11 @@
 namespace sie::synth::analysis {
 
 struct MagicDivision {
-  z3::expr sub;          // (T * m) >> s in the symbolic output
+  z3::expr sub;  // (T * m) >> s in the symbolic output
   // T / D (unsigned); sdiv(T, D) - (T < 0 ? 1 : 0) (signed); or, for a negative multiplier,
   // -sdiv(T, D) - (T > 0 ? 1 : 0)
   z3::expr replacement;
-  std::string d;         // the divisor's new symbol (64 bits); empty for a product's sign
+  std::string d;                   // the divisor's new symbol (64 bits); empty for a product's sign
   std::vector<z3::expr> divisors;  // D in each build, as 64-bit numerals
 };
 

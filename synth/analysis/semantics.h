@@ -141,6 +141,10 @@ class SymState {
 
 // Uninterpreted constants ("in:ax", "mem:...") an expression depends on.
 std::set<std::string> FreeInputs(const z3::expr& e);
+
+// Whether Z3 proves `claim` for every value of its variables (`timeout_ms` 0: no limit; a
+// timeout is no proof).
+bool Valid(z3::context& c, const z3::expr& claim, unsigned timeout_ms = 0);
 // Those of several expressions (one output in each build).
 std::set<std::string> FreeInputs(const std::vector<z3::expr>& es);
 

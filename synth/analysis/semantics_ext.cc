@@ -354,13 +354,18 @@ void Unknowns(const z3::expr& e, std::map<std::string, z3::expr>* out) {
   walk(e);
 }
 
-bool Proved(z3::context& c, const z3::expr& claim) {
+}  // namespace
+
+bool Valid(z3::context& c, const z3::expr& claim, unsigned timeout_ms) {
   z3::solver s(c);
+  if (timeout_ms) {
+    z3::params p(c);
+    p.set("timeout", timeout_ms);
+    s.set(p);
+  }
   s.add(!claim);
   return s.check() == z3::unsat;
 }
-
-}  // namespace
 
 absl::Status CheckModelled(z3::context& c, std::vector<z3::expr>* o,
                            const std::vector<const SymState*>& st, const std::string& what) {
@@ -380,7 +385,7 @@ absl::Status CheckModelled(z3::context& c, std::vector<z3::expr>* o,
       to.push_back(x.is_bool() ? c.bool_const(other.c_str())
                                : c.bv_const(other.c_str(), x.get_sort().bv_size()));
       zero.push_back(x.is_bool() ? c.bool_val(false) : c.bv_val(0, x.get_sort().bv_size()));
-      if (Proved(c, e == z3::expr(e).substitute(from, to)))
+      if (Valid(c, e == z3::expr(e).substitute(from, to)))
         e = z3::expr(e).substitute(from, zero).simplify();
       else
         left.emplace(name, x);
@@ -388,8 +393,7 @@ absl::Status CheckModelled(z3::context& c, std::vector<z3::expr>* o,
   }
   if (left.empty()) return absl::OkStatus();
   // Unknown but equal in every build: the constant does not reach this output.
-  if (o->size() == 3 && Proved(c, (*o)[0] == (*o)[1] && (*o)[0] == (*o)[2]))
-    return absl::OkStatus();
+  if (o->size() == 3 && Valid(c, (*o)[0] == (*o)[1] && (*o)[0] == (*o)[2])) return absl::OkStatus();
   std::string name = left.begin()->first;  // an unmodelled instruction first: the likely cause
   for (const auto& [n, x] : left)
     if (absl::StartsWith(n, "unk|")) name = n;

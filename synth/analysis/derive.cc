@@ -304,6 +304,20 @@ std::optional<FamilyFit> Joined(const std::vector<FamilyFit>& found) {
   return r;
 }
 
+// V >> k: V in larger units (bytes as pages: SZ_128K / PAGE_SIZE), for builds whose values
+// are all multiples of the unit, where (V + b) / d fits in thousands of ways. Only with
+// every V >> k at 2 or more: small numerals are shift counts of other shapes.
+std::optional<FamilyFit> FitUnitShift(const std::vector<int64_t>& vs,
+                                      const std::vector<uint64_t>& cs, int bits) {
+  if (!std::all_of(vs.begin(), vs.end(), [](int64_t v) { return v >= 0; })) return std::nullopt;
+  for (int k = 1; k < 63; ++k) {
+    if (std::any_of(vs.begin(), vs.end(), [&](int64_t v) { return (v >> k) < 2; })) break;
+    std::string f = absl::StrCat("V >> ", k);
+    if (CheckedByEval(f, vs, cs, bits)) return FamilyFit{f, 0, INT64_MAX};
+  }
+  return std::nullopt;
+}
+
 // a * V + b with a slope beyond the small coefficients (V * NSEC_PER_MSEC: 1000000 * V), over
 // the integers: the builds' numerals, read as unsigned or as signed, on one line pin a and b
 // down exactly (a bit-vector solver would also admit modular aliases, hence its small bound).
@@ -368,15 +382,6 @@ std::optional<FamilyFit> FitPlain(const std::vector<int64_t>& vs, const std::vec
     if (!many)
       if (auto r = FromCandidates(fits, vs, cs, bits, 1, INT64_MAX)) found.push_back(*r);
   }
-  // 5. V >> k: V in larger units (bytes as pages: SZ_128K / PAGE_SIZE). The builds' values
-  // are often multiples of the unit, where (V + b) / d fits in thousands of ways. Only with
-  // every V >> k at 2 or more: small numerals are shift counts of other shapes.
-  if (std::all_of(vs.begin(), vs.end(), [](int64_t v) { return v >= 0; }))
-    for (int k = 1; k < 63; ++k) {
-      if (std::any_of(vs.begin(), vs.end(), [&](int64_t v) { return (v >> k) < 2; })) break;
-      std::string f = absl::StrCat("V >> ", k);
-      if (CheckedByEval(f, vs, cs, bits)) found.push_back(FamilyFit{f, 0, INT64_MAX});
-    }
   return Joined(found);
 }
 
@@ -431,6 +436,9 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
         int64_t vmax = INT64_MAX;
         auto fits = RationalFits(vs, cs, bits, a, &many, &vmax);
         if (many) {
+          // Too many to tell apart: the unit conversion when it fits (checked by the builds
+          // never used to fit, like any fit).
+          if (auto r = FitUnitShift(vs, cs, bits)) return *r;
           ambiguous = absl::StrCat("; more than ", kMaxCandidates, " formulas (", a,
                                    "*V+b)/d fit (too few builds to tell them apart)");
           break;

@@ -244,9 +244,8 @@ bool AgreesAt(const std::string& formula, int width, const std::string& seen_for
   auto fa = artifact::Formula::Parse(formula, vars),
        fb = artifact::Formula::Parse(seen_formula, vars);
   for (uint64_t x : CheckXs()) {
-    if (fa.ok() && fb.ok() && At(*fa, width, v, x) &&
-        At(*fa, width, v, x) == At(*fb, seen_width, v, x))
-      continue;
+    if (fa.ok() && fb.ok())
+      if (auto a = At(*fa, width, v, x); a && a == At(*fb, seen_width, v, x)) continue;
     auto want = artifact::EvalFormula(formula, SampleVars(v, x), width);
     auto got = artifact::EvalFormula(seen_formula, SampleVars(v, x), seen_width);
     if (want.ok() && got.ok() && *want == *got) continue;

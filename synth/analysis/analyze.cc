@@ -259,13 +259,16 @@ absl::StatusOr<std::vector<Function>> ScopedFunctions(const ElfFile& elf, const 
 absl::StatusOr<Builds> LoadBuilds(const std::vector<VariantObject>& variants,
                                   const Scope& only_norm) {
   Builds b;
+  if (variants.empty()) return absl::InvalidArgumentError("no build to load");
+  // Return types do not change with the value: read once, from the first build's DWARF.
+  // Clones (foo.isra.0) may return less than their source function: left at 8 bytes.
+  auto sizes = ReturnSizes(variants[0].path);
   for (const auto& v : variants) {
     auto e = ElfFile::Open(v.path);
     if (!e.ok()) return e.status();
     auto f = ScopedFunctions(**e, only_norm);
     if (!f.ok()) return f.status();
-    // Clones (foo.isra.0) may return less than their source function: left at 8 bytes.
-    if (auto sizes = ReturnSizes(v.path); sizes.ok())
+    if (sizes.ok())
       for (Function& fn : *f)
         if (auto it = sizes->find(fn.name); it != sizes->end()) fn.return_bytes = it->second;
     b.elfs.push_back(std::move(*e));

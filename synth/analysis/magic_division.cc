@@ -36,13 +36,28 @@ std::set<std::string> Symbols(const z3::expr& e, const Imms& imms, bool* input) 
 
 // `e`, a term of numeral symbols only, at build k's numerals.
 std::optional<uint64_t> At(z3::context& ctx, const z3::expr& e, const Imms& imms, size_t k) {
-  z3::expr_vector from(ctx), to(ctx);
-  for (const auto& [name, nums] : imms) {
-    from.push_back(ctx.bv_const(name.c_str(), Width(nums[k])));
-    to.push_back(nums[k]);
-  }
   uint64_t v = 0;
-  if (z3::expr r = z3::expr(e).substitute(from, to).simplify(); r.is_numeral_u64(v)) return v;
+  if (z3::expr r = AtBuild(ctx, e, imms, k).simplify(); r.is_numeral_u64(v)) return v;
+  return std::nullopt;
+}
+
+// A product m * T split into its multiplier m (numerals and at most one numeral symbol) and
+// its dividend T (inputs, no numeral symbol), either way round.
+struct Product {
+  z3::expr m, t;
+  size_t m_symbols;
+};
+std::optional<Product> SplitProduct(const z3::expr& mul, const Imms& imms) {
+  if (!mul.is_app() || mul.decl().decl_kind() != Z3_OP_BMUL || mul.num_args() != 2 ||
+      Width(mul) != 64)
+    return std::nullopt;
+  for (unsigned mi = 0; mi < 2; ++mi) {
+    const z3::expr m = mul.arg(mi), t = mul.arg(1 - mi);
+    bool in_m = false, in_t = false;
+    const auto m_syms = Symbols(m, imms, &in_m);
+    if (!in_m && m_syms.size() <= 1 && Symbols(t, imms, &in_t).empty() && in_t)
+      return Product{m, t, m_syms.size()};
+  }
   return std::nullopt;
 }
 
@@ -88,30 +103,19 @@ std::optional<MagicDivision> ProductSign(z3::context& ctx, const z3::expr& sub, 
   const bool shifted = k == Z3_OP_BLSHR && sub.arg(1).is_numeral_u64(count) && count == 63;
   const bool bit = k == Z3_OP_EXTRACT && sub.hi() == 63 && sub.lo() == 63;
   if (!shifted && !bit) return std::nullopt;
-  const z3::expr mul = sub.arg(0);
-  if (Width(mul) != 64 || !mul.is_app() || mul.decl().decl_kind() != Z3_OP_BMUL ||
-      mul.num_args() != 2)
-    return std::nullopt;
-  for (unsigned mi = 0; mi < 2; ++mi) {
-    const z3::expr m = mul.arg(mi), t = mul.arg(1 - mi);
-    bool in_m = false, in_t = false;
-    auto m_syms = Symbols(m, imms, &in_m);
-    auto t_syms = Symbols(t, imms, &in_t);
-    if (in_m || m_syms.size() != 1 || !t_syms.empty() || !in_t || DividendBits(ctx, t, true) != 32)
-      continue;
-    std::set<bool> negative;
-    for (size_t b = 0; b < imms.begin()->second.size(); ++b) {
-      auto mv = At(ctx, m, imms, b);
-      const int64_t v = mv ? static_cast<int64_t>(*mv) : 0;
-      if (v == 0 || v == INT64_MIN || (v < 0 ? -v : v) >= (int64_t{1} << 31)) return std::nullopt;
-      negative.insert(v < 0);
-    }
-    if (negative.size() != 1) return std::nullopt;
-    const z3::expr cond = *negative.begin() ? t > 0 : t < 0;
-    const unsigned w = Width(sub);
-    return MagicDivision{sub, z3::ite(cond, ctx.bv_val(1, w), ctx.bv_val(0, w)), "", {}};
+  const auto p = SplitProduct(sub.arg(0), imms);
+  if (!p || p->m_symbols != 1 || DividendBits(ctx, p->t, true) != 32) return std::nullopt;
+  std::set<bool> negative;
+  for (size_t b = 0; b < imms.begin()->second.size(); ++b) {
+    auto mv = At(ctx, p->m, imms, b);
+    const int64_t v = mv ? static_cast<int64_t>(*mv) : 0;
+    if (v == 0 || v == INT64_MIN || (v < 0 ? -v : v) >= (int64_t{1} << 31)) return std::nullopt;
+    negative.insert(v < 0);
   }
-  return std::nullopt;
+  if (negative.size() != 1) return std::nullopt;
+  const z3::expr cond = *negative.begin() ? p->t > 0 : p->t < 0;
+  const unsigned w = Width(sub);
+  return MagicDivision{sub, z3::ite(cond, ctx.bv_val(1, w), ctx.bv_val(0, w)), "", {}};
 }
 
 // `sub` = (T * m) >> s as a magic division in every build, if it is one.
@@ -119,49 +123,49 @@ std::optional<MagicDivision> AsMagicDivision(z3::context& ctx, const z3::expr& s
                                              const Imms& imms, const std::string& d_name) {
   const Z3_decl_kind k = sub.decl().decl_kind();
   if ((k != Z3_OP_BLSHR && k != Z3_OP_BASHR) || Width(sub) != 64) return std::nullopt;
-  const z3::expr mul = sub.arg(0), shift = sub.arg(1);
-  if (!mul.is_app() || mul.decl().decl_kind() != Z3_OP_BMUL || mul.num_args() != 2)
-    return std::nullopt;
+  const z3::expr shift = sub.arg(1);
   // Each of m and s a numeral or a term of one numeral symbol, at least one of them symbolic
   // (the same multiplier serves V=5, 10 and 20 with shifts 34, 35 and 36).
   bool in_shift = false;
-  auto s_syms = Symbols(shift, imms, &in_shift);
-  if (in_shift || s_syms.size() > 1) return std::nullopt;
-  for (unsigned mi = 0; mi < 2; ++mi) {
-    bool in_m = false, in_t = false;
-    const z3::expr m = mul.arg(mi), t = mul.arg(1 - mi);
-    auto m_syms = Symbols(m, imms, &in_m);
-    auto t_syms = Symbols(t, imms, &in_t);
-    if (in_m || m_syms.size() > 1 || m_syms.size() + s_syms.size() == 0 || !t_syms.empty() || !in_t)
-      continue;
-    const bool is_signed = k == Z3_OP_BASHR;
-    const int n = DividendBits(ctx, t, is_signed);
-    if (n == 0) continue;
-    MagicDivision md{sub, sub, d_name, {}};
-    const size_t builds = imms.begin()->second.size();
-    std::set<bool> negative;  // the multiplier's sign, one for every build
-    for (size_t b = 0; b < builds; ++b) {
-      auto mv = At(ctx, m, imms, b), sv = At(ctx, shift, imms, b);
-      auto d = mv && sv ? Divisor(*mv, *sv, n, is_signed) : std::nullopt;
-      if (!d) break;
-      md.divisors.push_back(ctx.bv_val(*d, 64));
-      negative.insert(is_signed && static_cast<int64_t>(*mv) < 0);
-    }
-    if (md.divisors.size() != builds || negative.size() != 1) continue;
-    const z3::expr dv = ctx.bv_const(d_name.c_str(), 64);
-    const z3::expr one = ctx.bv_val(1, 64), zero = ctx.bv_val(0, 64);
-    if (!is_signed)
-      md.replacement = z3::udiv(t, dv);
-    else if (*negative.begin())
-      md.replacement = zero - (t / dv) - z3::ite(t > 0, one, zero);
-    else
-      md.replacement = (t / dv) - z3::ite(t < 0, one, zero);
-    return md;
+  const auto s_syms = Symbols(shift, imms, &in_shift);
+  const auto p = SplitProduct(sub.arg(0), imms);
+  if (in_shift || s_syms.size() > 1 || !p || p->m_symbols + s_syms.size() == 0) return std::nullopt;
+  const bool is_signed = k == Z3_OP_BASHR;
+  const int n = DividendBits(ctx, p->t, is_signed);
+  if (n == 0) return std::nullopt;
+  MagicDivision md{sub, sub, d_name, {}};
+  const size_t builds = imms.begin()->second.size();
+  std::set<bool> negative;  // the multiplier's sign, one for every build
+  for (size_t b = 0; b < builds; ++b) {
+    auto mv = At(ctx, p->m, imms, b), sv = At(ctx, shift, imms, b);
+    auto d = mv && sv ? Divisor(*mv, *sv, n, is_signed) : std::nullopt;
+    if (!d) return std::nullopt;
+    md.divisors.push_back(ctx.bv_val(*d, 64));
+    negative.insert(is_signed && static_cast<int64_t>(*mv) < 0);
   }
-  return std::nullopt;
+  if (negative.size() != 1) return std::nullopt;
+  const z3::expr& t = p->t;
+  const z3::expr dv = ctx.bv_const(d_name.c_str(), 64);
+  const z3::expr one = ctx.bv_val(1, 64), zero = ctx.bv_val(0, 64);
+  if (!is_signed)
+    md.replacement = z3::udiv(t, dv);
+  else if (*negative.begin())
+    md.replacement = zero - (t / dv) - z3::ite(t > 0, one, zero);
+  else
+    md.replacement = (t / dv) - z3::ite(t < 0, one, zero);
+  return md;
 }
 
 }  // namespace
+
+z3::expr AtBuild(z3::context& ctx, const z3::expr& e, const Imms& imms, size_t k) {
+  z3::expr_vector from(ctx), to(ctx);
+  for (const auto& [name, nums] : imms) {
+    from.push_back(ctx.bv_const(name.c_str(), Width(nums[k])));
+    to.push_back(nums[k]);
+  }
+  return z3::expr(e).substitute(from, to);
+}
 
 bool HasMagicMultiply(const std::vector<z3::expr>& outs) {
   std::set<unsigned> seen;

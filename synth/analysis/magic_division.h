@@ -23,6 +23,10 @@ struct MagicDivision {
   std::vector<z3::expr> divisors;  // D in each build, as 64-bit numerals
 };
 
+// `e` with every numeral symbol of `imms` replaced by build k's numeral (imms[symbol][k]).
+z3::expr AtBuild(z3::context& ctx, const z3::expr& e,
+                 const std::map<std::string, std::vector<z3::expr>>& imms, size_t k);
+
 // Whether an output multiplies by a numeral of more than 16 bits (magnitude), as a division by
 // a constant does.
 bool HasMagicMultiply(const std::vector<z3::expr>& outs);

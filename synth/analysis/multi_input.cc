@@ -841,22 +841,10 @@ absl::StatusOr<MultiFit> FitBySymbolicImmediates(
     return absl::InvalidArgumentError(
         absl::StrCat("the formula would exceed ", artifact::kMaxFormulaChars, " characters"));
   for (size_t k = 0; k < outs.size(); ++k) {
-    auto at = [&](const z3::expr& e) {
-      z3::expr_vector from(ctx), to(ctx);
-      for (const auto& [name, ns] : nums) {
-        from.push_back(ctx.bv_const(name.c_str(), Width(ns[k])));
-        to.push_back(ns[k]);
-      }
-      return z3::expr(e).substitute(from, to);
-    };
-    z3::solver s(ctx);
-    z3::params p(ctx);
-    p.set("timeout", 20000u);
-    s.set(p);
     const unsigned w = std::min(Width(sym_out), Width(outs[k]));
-    s.add(at(sym_out).extract(w - 1, 0) != outs[k].extract(w - 1, 0));
-    const bool same = s.check() == z3::unsat;
-    if (!same || !ProveFormulaAt(ctx, *text, vs[k], at(out), names, out_bits))
+    const bool same = Valid(
+        ctx, AtBuild(ctx, sym_out, nums, k).extract(w - 1, 0) == outs[k].extract(w - 1, 0), 20000);
+    if (!same || !ProveFormulaAt(ctx, *text, vs[k], AtBuild(ctx, out, nums, k), names, out_bits))
       return absl::InvalidArgumentError(
           absl::StrCat("the formula with a division by the constant does not hold at V=", vs[k]));
   }

@@ -608,6 +608,17 @@ TEST(Alternatives, SplittingValueSeparatesCandidates) {
   EXPECT_FALSE(SplittingValue({s}, 250, 10000000, {}).has_value());
 }
 
+// A check compares densely: a wrong divisor under a clamp agrees with the right one at every
+// edge value sampled (0, 1, 2, 3, 7, 100, 255, 4096, ...) and differs at X=34.
+TEST(Alternatives, CheckSeesAWrongDivisorUnderAClamp) {
+  const std::string fitted = "(X / 20) > 8 ? 0 : 8 - (X / 20)";
+  const std::string seen = "(X / 17) > 8 ? 0 : 8 - (X / 17)";
+  std::string why;
+  EXPECT_FALSE(AgreesAt(fitted, 4, seen, 4, 17, &why));
+  EXPECT_NE(why.find("(X="), std::string::npos) << why;
+  EXPECT_TRUE(AgreesAt(seen, 4, seen + " + 0", 4, 17, &why)) << why;
+}
+
 // Several spans with candidates: the value built splits them all at once where one can, and
 // is taken near the builds (small values often compile to another shape).
 TEST(Alternatives, SplittingValueSplitsEverySpanNearTheBuilds) {

@@ -4,6 +4,7 @@
 // can take the message and the hint apart (Hint) without parsing text.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -29,6 +30,10 @@ absl::Status WithContext(const absl::Status& s, absl::string_view context);
 
 // "what" and, when there is one, "\nhint: ..." (for logs and JSON that keep one string).
 std::string MessageWithHint(const absl::Status& s);
+
+// The closest of `candidates` to `word` within a small edit distance (case-insensitive), or
+// "": for "did you mean ...?" hints.
+std::string DidYouMean(absl::string_view word, const std::vector<std::string>& candidates);
 
 // Prints "<tool>: error: what\n  hint: ..." to stderr. Returns the exit code to use (1).
 int ReportError(absl::string_view tool, const absl::Status& s);

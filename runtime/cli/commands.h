@@ -21,6 +21,8 @@ int LogCommand(const std::vector<std::string>& args);
 int KnobCommand(const std::vector<std::string>& args);
 // runtime/cli/metrics_command.cc: Prometheus metrics (runtime/policy/metrics.h).
 int MetricsCommand(const std::vector<std::string>& args);
+// runtime/cli/apply_command.cc: the desired state, all or nothing (runtime/apply).
+int ApplyCommand(const std::vector<std::string>& args);
 // runtime/cli/hint_command.cc: hints for the running policy (libsie-hint, sdk/include/sie/hint.h).
 int HintCommand(const std::vector<std::string>& args);
 

@@ -32,14 +32,9 @@ using nlohmann::json;
 
 namespace {
 
-std::string DefaultConsts() {
-  const char* d = getenv("SIE_CONSTS");
-  return d && *d ? d : "/etc/sie/consts";
-}
-
 const char* kConstsHelp =
     "directory written by 'sie synth --out' (default $SIE_CONSTS, else "
-    "/etc/sie/consts)";
+    "/var/lib/sie/consts/<release> when it exists, else /etc/sie/consts)";
 // Commands on loaded constants find them by their state; a directory only narrows an id.
 const char* kIdConstsHelp =
     "with an id: only constants loaded from this directory (ids are per directory)";
@@ -72,7 +67,8 @@ void JournalWhy(const std::string& reason, const std::vector<std::string>& polic
 }
 
 int SetCommand(const std::vector<std::string>& args) {
-  std::string consts = DefaultConsts(), mode_s = "0", timeout_s = "5", engine = "auto", reason;
+  std::string consts = loader::DefaultConstsDir().string(), mode_s = "0", timeout_s = "5",
+              engine = "auto", reason;
   std::vector<std::string> pos, policies;
   bool as_json = false, no_opt = false, verbose = false;
   ArgParser p("sie set <const> <value> [--consts DIR] [--mode 0|1|2] [--timeout S] [--json]",
@@ -415,7 +411,7 @@ int UnloadCommand(const std::vector<std::string>& args) {
 }
 
 int ConstsCommand(const std::vector<std::string>& args) {
-  std::string consts = DefaultConsts();
+  std::string consts = loader::DefaultConstsDir().string();
   bool as_json = false, build = false;
   ArgParser p(
       "sie consts [--consts DIR] [--json] [--build]",
@@ -509,7 +505,8 @@ int LogCommand(const std::vector<std::string>& args) {
     // An id or a name in any case, as elsewhere; a name no longer loaded nor synthesized
     // still selects its entries.
     auto loaded = loader::LoadedName(name, consts);
-    auto synthesized = artifact::FindConst(consts.empty() ? DefaultConsts() : consts, name);
+    auto synthesized =
+        artifact::FindConst(consts.empty() ? loader::DefaultConstsDir().string() : consts, name);
     f.name = loaded.ok()        ? *loaded
              : synthesized.ok() ? synthesized->c.name
                                 : absl::AsciiStrToUpper(name);

@@ -25,6 +25,8 @@ const std::vector<Subcommand>& Subcommands() {
       {"set", "give a kernel constant a new value, live", sie::cli::SetCommand},
       {"status", "loaded constants: value, mode, probes, counters", sie::cli::StatusCommand},
       {"unload", "restore a constant's compiled value and detach", sie::cli::UnloadCommand},
+      {"apply", "make the kernel match a desired state (YAML), all or nothing",
+       sie::cli::ApplyCommand},
       {"consts", "list synthesized constants", sie::cli::ConstsCommand},
       {"knob", "list or change the running policy's live knobs", sie::cli::KnobCommand},
       {"log", "journal of changes made with sie", sie::cli::LogCommand},

@@ -15,6 +15,7 @@
 #include "common/base/files.h"
 #include "common/base/hash.h"
 #include "runtime/loader/journal.h"
+#include "runtime/loader/loader.h"
 #include "runtime/policy/consts_header.h"
 #include "runtime/policy/policy.h"
 
@@ -24,17 +25,13 @@ std::atomic<bool> g_stop{false};
 
 void OnSignal(int) { g_stop.store(true); }
 
-std::string DefaultConsts() {
-  const char* d = getenv("SIE_CONSTS");
-  return d && *d ? d : "/etc/sie/consts";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace sie;
   std::vector<std::string> args(argv + 1, argv + argc), positional, const_args, sets;
-  std::string consts = DefaultConsts(), mode = "0", timeout = "5", duration = "0", emit, reason;
+  std::string consts = loader::DefaultConstsDir().string(), mode = "0", timeout = "5",
+              duration = "0", emit, reason;
   bool pin = false, json = false, verbose = false, stop = false, no_optimize = false,
        compile_only = false, no_cache = false, describe = false;
   ArgParser p(
@@ -54,7 +51,8 @@ int main(int argc, char** argv) {
       "checked against the policy's BTF. --describe lists them with types and defaults.");
   p.StringList("--const", "ID|NAME[,...]", &const_args, "constants the policy decides");
   p.String("--consts", "DIR", &consts,
-           "directory written by 'sie synth --out' (default $SIE_CONSTS, else /etc/sie/consts)");
+           "directory written by 'sie synth --out' (default $SIE_CONSTS, else "
+           "/var/lib/sie/consts/<release> when it exists, else /etc/sie/consts)");
   p.String("--mode", "0|1|2", &mode, "consistency: 0 immediate, 1 per-task, 2 global");
   p.String("--timeout", "S", &timeout, "mode 1: reverse-transition timeout when stopping (5)");
   p.String("--duration", "S", &duration, "stop by itself after S seconds (0: run until a signal)");

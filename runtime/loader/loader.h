@@ -39,6 +39,18 @@ std::filesystem::path RunDir();
 // /var/log/sie/journal.jsonl when /var/log is writable, else /run/sie/journal.jsonl.
 std::filesystem::path JournalPath();
 
+// Synthesized constants per kernel release (consts_home.cc): /var/lib/sie/consts/<release>/,
+// or under $SIE_CONSTS_ROOT. After a kernel update the old release's directory stays behind and
+// is refused (CheckConstsFor), never used at stale addresses.
+std::filesystem::path ConstsRoot();
+// The default constants directory: $SIE_CONSTS, else ConstsRoot()/<running release> when it
+// exists, else /etc/sie/consts.
+std::filesystem::path DefaultConstsDir();
+// `dir` holds constants synthesized for the running kernel `release`: refused, with the command
+// that regenerates them, when it is missing while other releases' directories exist, or when a
+// constant in it was synthesized for another release.
+absl::Status CheckConstsFor(const std::filesystem::path& dir, const std::string& release);
+
 struct SetOptions {
   std::filesystem::path consts_dir;
   std::string name;  // name or id

@@ -49,6 +49,8 @@ json LoadPlan::BaseState() const {
          {"pid", getpid()},
          {"loaded_at", static_cast<int64_t>(time(nullptr))}};
   if (instance >= 0) s["instance"] = instance;  // mode 2: what unload and status address
+  // Decided by a policy (sie-run, sie set --policy), not a fixed value: sie apply leaves it be.
+  if (!opts->policy_objects.empty() || opts->prepare_object) s["policy"] = true;
   return s;
 }
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include "common/base/diag.h"
 #include "common/base/fault.h"
 #include "common/base/files.h"
+#include "common/base/hash.h"
 #include "common/base/process.h"
 #include "common/base/status_macros.h"
 #include "common/stubgen/stub_build.h"
@@ -706,8 +708,16 @@ absl::Status Session::Pin() {
       return absl::InternalError(absl::StrCat("pinning ", path, ": ", strerror(-err)));
     links.push_back(path);
   }
+  // The file's content hash and the --set values let `sie apply` tell whether a desired policy
+  // is the one running.
+  auto text = ReadFile(o_.source);
+  std::vector<std::string> sets = o_.sets;
+  std::sort(sets.begin(), sets.end());
   json state{{"policy", fs::absolute(o_.source).string()},
+             {"policy_hash", text.ok() ? ContentHash(*text) : ""},
              {"consts", loaded_},
+             {"consts_dir", fs::absolute(o_.consts_dir).string()},
+             {"sets", sets},
              {"map_pins", shared_pins_},
              {"link_pins", links},
              {"mode", o_.mode}};

@@ -36,21 +36,6 @@ std::string Spec::Where(int line) const {
 
 namespace {
 
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t sub =
-          prev[j - 1] + (absl::ascii_tolower(a[i - 1]) == absl::ascii_tolower(b[j - 1]) ? 0 : 1);
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
 bool IsIdentifier(absl::string_view s) {
   if (s.empty() || !(absl::ascii_isalpha(s[0]) || s[0] == '_')) return false;
   return std::all_of(s.begin(), s.end(), [](char c) { return absl::ascii_isalnum(c) || c == '_'; });
@@ -383,16 +368,6 @@ class Parser {
 };
 
 }  // namespace
-
-std::string DidYouMean(absl::string_view word, const std::vector<std::string>& candidates) {
-  std::string best;
-  size_t best_d = std::max<size_t>(2, word.size() / 3) + 1;
-  for (const auto& c : candidates) {
-    size_t d = EditDistance(word, c);
-    if (d < best_d) best_d = d, best = c;
-  }
-  return best;
-}
 
 absl::StatusOr<Spec> ParseSpecText(absl::string_view text, const fs::path& display_path) {
   Spec spec;

@@ -74,7 +74,4 @@ absl::StatusOr<Spec> ParseSpecText(absl::string_view text,
                                    const std::filesystem::path& display_path);
 absl::StatusOr<Spec> ParseSpecFile(const std::filesystem::path& path);
 
-// The closest of `candidates` to `word` within a small edit distance, or "".
-std::string DidYouMean(absl::string_view word, const std::vector<std::string>& candidates);
-
 }  // namespace sie::synth

@@ -117,12 +117,13 @@ class Runner {
     const auto t0 = std::chrono::steady_clock::now();
     absl::Status st = Do(a);
     if (st.ok() && o_.progress)
-      o_.progress(a, "done",
-                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                      .count());
+      o_.progress(
+          a, "done",
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     return st;
   }
   const std::vector<std::string>& undo_failures() const { return undo_failures_; }
+  int undone() const { return undone_; }
 
  private:
   absl::Status Do(const Action& a) {
@@ -136,30 +137,36 @@ class Runner {
         return absl::OkStatus();
       }
       case Op::kUnload:
-        RETURN_IF_ERROR(loader::Unload(a.name, false, o_.timeout_s));
-        Undo(a, [l = *a.before] { return Set(SetOf(l.name, l.value, l.mode, l.engine, l.consts_dir)); });
-        return absl::OkStatus();
-      case Op::kReload: {
-        RETURN_IF_ERROR(loader::Unload(a.name, false, o_.timeout_s));
-        Undo(a, [l = *a.before] { return Set(SetOf(l.name, l.value, l.mode, l.engine, l.consts_dir)); });
+        return Unload(a);
+      case Op::kReload:
+        RETURN_IF_ERROR(Unload(a));
         return Load(a);
-      }
       case Op::kUpdate: {
         const Resolved& r = *a.after;
         RETURN_IF_ERROR(Set(SetOf(r.name, r.want.value, r.want.mode, "auto", r.consts_dir)));
-        Undo(a, [l = *a.before] { return Set(SetOf(l.name, l.value, l.mode, "auto", l.consts_dir)); });
+        Undo(a,
+             [l = *a.before] { return Set(SetOf(l.name, l.value, l.mode, "auto", l.consts_dir)); });
         return absl::OkStatus();
       }
-      case Op::kLoad: return Load(a);
+      case Op::kLoad:
+        return Load(a);
       case Op::kStartPolicy: {
         const ResolvedPolicy& p = *a.policy_after;
-        RETURN_IF_ERROR(StartPolicy(p.want.file, p.consts, p.consts_dir, p.want.mode, p.sets,
-                                    o_.timeout_s));
+        RETURN_IF_ERROR(
+            StartPolicy(p.want.file, p.consts, p.consts_dir, p.want.mode, p.sets, o_.timeout_s));
         Undo(a, [this] { return policy::StopPinned(o_.timeout_s); });
         return absl::OkStatus();
       }
     }
     return absl::InternalError("unknown action");
+  }
+
+  // The undo is recorded first: an unload that fails halfway (the value already back at the
+  // shipped one, the pins not yet removed) is undone too, by setting the old value again.
+  absl::Status Unload(const Action& a) {
+    Undo(a,
+         [l = *a.before] { return Set(SetOf(l.name, l.value, l.mode, l.engine, l.consts_dir)); });
+    return loader::Unload(a.name, false, o_.timeout_s);
   }
 
   absl::Status Load(const Action& a) {
@@ -172,12 +179,12 @@ class Runner {
   void Undo(const Action& a, std::function<absl::Status()> undo) {
     txn_.OnRollback([this, a, undo = std::move(undo)] {
       const auto t0 = std::chrono::steady_clock::now();
+      ++undone_;
       if (absl::Status st = undo(); !st.ok())
         undo_failures_.push_back(absl::StrCat(Describe(a), ": ", st.message()));
       else if (o_.progress)
         o_.progress(a, "undone",
-                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                              t0)
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                         .count());
     });
   }
@@ -185,6 +192,7 @@ class Runner {
   const ApplyOptions& o_;
   loader::Transaction& txn_;
   std::vector<std::string> undo_failures_;
+  int undone_ = 0;
 };
 
 }  // namespace
@@ -256,10 +264,9 @@ absl::StatusOr<ApplyResult> Apply(const DesiredState& d, const ApplyOptions& o) 
   Runner runner(o, txn);
   for (const Action& a : res.plan.actions) {
     if (absl::Status st = runner.Run(a); !st.ok()) {
-      const int undone = res.done;
       txn.Rollback();
-      std::string msg = absl::StrCat(Describe(a), ": ", st.message(), "; ", undone,
-                                     " earlier action(s) undone");
+      std::string msg =
+          absl::StrCat(Describe(a), ": ", st.message(), "; ", runner.undone(), " step(s) undone");
       if (!runner.undo_failures().empty())
         absl::StrAppend(&msg, "; NOT undone: ", absl::StrJoin(runner.undo_failures(), "; "));
       return ErrorWithHint(st.code(), msg,

@@ -199,17 +199,16 @@ absl::Status Merge(DesiredState& into, DesiredState more) {
       continue;
     }
     if (it->value != c.value || it->mode != c.mode || it->engine != c.engine)
-      return InvalidWithHint(
-          absl::StrCat(c.name, " is set twice with different settings: ", it->where, " and ",
-                       c.where),
-          "keep one of them");
+      return InvalidWithHint(absl::StrCat(c.name, " is set twice with different settings: ",
+                                          it->where, " and ", c.where),
+                             "keep one of them");
   }
   if (more.policy) {
     if (into.policy)
-      return InvalidWithHint(absl::StrCat("two policies: ", into.policy->where, " and ",
-                                          more.policy->where),
-                             "sie runs one pinned policy; one SIE_POLICY file may decide many "
-                             "constants");
+      return InvalidWithHint(
+          absl::StrCat("two policies: ", into.policy->where, " and ", more.policy->where),
+          "sie runs one pinned policy; one SIE_POLICY file may decide many "
+          "constants");
     into.policy = std::move(more.policy);
   }
   for (auto& f : more.files) into.files.push_back(std::move(f));

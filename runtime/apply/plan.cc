@@ -14,12 +14,18 @@ using nlohmann::json;
 
 const char* OpName(Op op) {
   switch (op) {
-    case Op::kStopPolicy: return "stop-policy";
-    case Op::kUnload: return "unload";
-    case Op::kReload: return "reload";
-    case Op::kUpdate: return "update";
-    case Op::kLoad: return "load";
-    case Op::kStartPolicy: return "start-policy";
+    case Op::kStopPolicy:
+      return "stop-policy";
+    case Op::kUnload:
+      return "unload";
+    case Op::kReload:
+      return "reload";
+    case Op::kUpdate:
+      return "update";
+    case Op::kLoad:
+      return "load";
+    case Op::kStartPolicy:
+      return "start-policy";
   }
   return "?";
 }
@@ -139,12 +145,14 @@ absl::StatusOr<Plan> MakePlan(const std::vector<Resolved>& want,
 
 std::string Describe(const Action& a) {
   switch (a.op) {
-    case Op::kStopPolicy: return absl::StrCat("- stop policy ", a.name, " (", a.why, ")");
+    case Op::kStopPolicy:
+      return absl::StrCat("- stop policy ", a.name, " (", a.why, ")");
     case Op::kUnload:
       return absl::StrCat("- unload ", a.name, " (now ", a.before->value, "; ", a.why, ")");
     case Op::kReload:
       return absl::StrCat("~ reload ", a.name, " = ", a.after->want.value, " (", a.why, ")");
-    case Op::kUpdate: return absl::StrCat("~ update ", a.name, " ", a.why);
+    case Op::kUpdate:
+      return absl::StrCat("~ update ", a.name, " ", a.why);
     case Op::kLoad:
       return absl::StrCat("+ load ", a.name, " = ", a.after->want.value, " (mode ",
                           a.after->want.mode, ", engine ", a.after->want.engine, ")");

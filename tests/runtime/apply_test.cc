@@ -69,8 +69,7 @@ TEST(Desired, BadInputNamesTheLineAndTheFix) {
       {"constant:\n  A: 1\n", "tune.yaml:1: unknown key 'constant' in the file",
        "did you mean 'constants'?"},
       {"constants:\n  A: many\n", "tune.yaml:2: the value of A is not an integer", "32 or 0x20"},
-      {"constants:\n  A: {value: 1, mode: 3}\n", "the mode of A 3 is not 0, 1 or 2",
-       "1 per-task"},
+      {"constants:\n  A: {value: 1, mode: 3}\n", "the mode of A 3 is not 0, 1 or 2", "1 per-task"},
       {"constants:\n  A: {value: 1, engin: bpf}\n", "unknown key 'engin' in A",
        "did you mean 'engine'?"},
       {"constants:\n  A: {mode: 1}\n", "A has no 'value'", "{value: 64}"},
@@ -102,10 +101,9 @@ TEST(Desired, ADirectoryIsItsYamlFilesInNameOrderAndConflictsNameBothPlaces) {
   ASSERT_OK(WriteFileAtomic(t->path() / "30-c.yaml", "constants:\n  A: 5\n"));
   auto bad = ReadDesired(t->path());
   ASSERT_FALSE(bad.ok());
-  EXPECT_THAT(bad.status().message(),
-              HasSubstr("A is set twice with different settings: " +
-                        (t->path() / "10-a.yaml").string() + ":2 and " +
-                        (t->path() / "30-c.yaml").string() + ":2"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("A is set twice with different settings: " +
+                                                (t->path() / "10-a.yaml").string() + ":2 and " +
+                                                (t->path() / "30-c.yaml").string() + ":2"));
   auto missing = ReadDesired(t->path() / "nope.yaml");
   ASSERT_FALSE(missing.ok());
   EXPECT_THAT(missing.status().message(), HasSubstr("does not exist"));
@@ -127,16 +125,16 @@ std::vector<std::string> Lines(const Plan& p) {
 
 TEST(Plan, OnlyWhatDiffers) {
   ASSERT_OK_AND_ASSIGN(
-      p, MakePlan({Want("A", 1), Want("B", 2), Want("C", 3, 1), Want("D", 4, 0, "native"),
-                   Want("E", 5)},
-                  std::nullopt,
-                  {Have("A", 1), Have("B", 9), Have("C", 3, 0), Have("D", 4, 0, "bpf"),
-                   Have("E", 5, 0, "native"), Have("F", 6)},
-                  std::nullopt));
-  EXPECT_THAT(Lines(p), ElementsAre("- unload F (now 6; not in the desired state)",
-                                    "~ reload C = 3 (mode 0 -> 1)",
-                                    "~ reload D = 4 (engine bpf -> native)",
-                                    "~ update B value 9 -> 2"));
+      p, MakePlan(
+             {Want("A", 1), Want("B", 2), Want("C", 3, 1), Want("D", 4, 0, "native"), Want("E", 5)},
+             std::nullopt,
+             {Have("A", 1), Have("B", 9), Have("C", 3, 0), Have("D", 4, 0, "bpf"),
+              Have("E", 5, 0, "native"), Have("F", 6)},
+             std::nullopt));
+  EXPECT_THAT(
+      Lines(p),
+      ElementsAre("- unload F (now 6; not in the desired state)", "~ reload C = 3 (mode 0 -> 1)",
+                  "~ reload D = 4 (engine bpf -> native)", "~ update B value 9 -> 2"));
   ASSERT_OK_AND_ASSIGN(same, MakePlan({Want("A", 1)}, std::nullopt, {Have("A", 1)}, std::nullopt));
   EXPECT_FALSE(same.changes());
 }
@@ -144,8 +142,8 @@ TEST(Plan, OnlyWhatDiffers) {
 TEST(Plan, NewConstantsLoadAndHalfLoadedOnesReload) {
   Loaded half = Have("B", 2);
   half.complete = false;
-  ASSERT_OK_AND_ASSIGN(p, MakePlan({Want("A", 1), Want("B", 2)}, std::nullopt, {half},
-                                   std::nullopt));
+  ASSERT_OK_AND_ASSIGN(p,
+                       MakePlan({Want("A", 1), Want("B", 2)}, std::nullopt, {half}, std::nullopt));
   EXPECT_THAT(Lines(p), ElementsAre("~ reload B = 2 (left half-loaded by a killed sie set)",
                                     "+ load A = 1 (mode 0, engine auto)"));
 }
@@ -155,9 +153,8 @@ TEST(Plan, RestoreUnloadsEverythingAndStopsThePinnedPolicy) {
   by_policy.by_policy = true;
   PinnedPolicy pinned{"/etc/sie/p.bpf.c", "h1", {"P"}, 0, {}, "/c"};
   ASSERT_OK_AND_ASSIGN(p, MakePlan({}, std::nullopt, {Have("A", 1), by_policy}, pinned));
-  EXPECT_THAT(Lines(p),
-              ElementsAre("- stop policy /etc/sie/p.bpf.c (not in the desired state)",
-                          "- unload A (now 1; not in the desired state)"));
+  EXPECT_THAT(Lines(p), ElementsAre("- stop policy /etc/sie/p.bpf.c (not in the desired state)",
+                                    "- unload A (now 1; not in the desired state)"));
 }
 
 TEST(Plan, APolicyRestartsOnlyWhenItDiffers) {
@@ -173,8 +170,9 @@ TEST(Plan, APolicyRestartsOnlyWhenItDiffers) {
   EXPECT_FALSE(same.changes()) << Lines(same)[0];
   want.sets = {"gain=4"};
   ASSERT_OK_AND_ASSIGN(knob, MakePlan({}, want, {by_policy}, pinned));
-  EXPECT_THAT(Lines(knob), ElementsAre("- stop policy /etc/sie/p.bpf.c (knobs [gain=3] -> [gain=4])",
-                                       "+ start policy /etc/sie/p.bpf.c (knobs [gain=3] -> [gain=4])"));
+  EXPECT_THAT(Lines(knob),
+              ElementsAre("- stop policy /etc/sie/p.bpf.c (knobs [gain=3] -> [gain=4])",
+                          "+ start policy /etc/sie/p.bpf.c (knobs [gain=3] -> [gain=4])"));
   want.sets = {"gain=3"};
   want.hash = "h2";
   ASSERT_OK_AND_ASSIGN(edited, MakePlan({}, want, {by_policy}, pinned));
@@ -253,8 +251,8 @@ TEST(ApplyCommand, DryRunPrintsThePlanForWhatIsLoadedAndChangesNothing) {
                             (kFixtures / "107/const.json").string() + R"("})";
   ASSERT_OK(WriteFileAtomic(t->path() / "SIE_TARGET_BATCH.json", state));
   const std::string env = absl::StrCat("SIE_RUN_DIR=", t->path().string());
-  auto r = sie::Run({"env", env, SIE_BIN, "apply", "--restore", "--dry-run", "--json",
-                       "--detailed-exitcode"});
+  auto r = sie::Run(
+      {"env", env, SIE_BIN, "apply", "--restore", "--dry-run", "--json", "--detailed-exitcode"});
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->exit_code, 2) << r->err;
   auto j = nlohmann::json::parse(r->out);

@@ -41,6 +41,48 @@ expect_eq "restored after the bpf engine" "$(batch)" 128
 expect_eq "kprobes left in do_shrink_slab" "$(probes)" 0
 [ -z "$(ls /sys/fs/bpf/sie 2>/dev/null)" ] && ok "no pins left" || bad "pins left: $(ls /sys/fs/bpf/sie)"
 
+# `sie apply`: the desired state in a file, changed only where it differs, all or nothing.
+A=/tmp/sie-apply && mkdir -p $A
+engine() { # the loaded engine (a bpf state file has no "engine")
+  [ -f /run/sie/SHRINK_BATCH.json ] || return
+  grep -q '"engine": "native"' /run/sie/SHRINK_BATCH.json && echo native || echo bpf; }
+want() { printf 'consts: %s\nconstants:\n  shrink_batch: %s\n' "$C" "$1" > $A/10-shrink.yaml; }
+want 200
+out=$(sie apply $A --json --detailed-exitcode --reason "apply test"); rc=$?
+expect_eq "apply exit status (changed)" $rc 2
+case "$out" in *'"op": "load"'*) ok "apply planned a load" ;; *) bad "apply plan: $out" ;; esac
+expect_eq "SHRINK_BATCH=200 (apply) seen by a shrinker" "$(batch)" 200
+out=$(sie apply $A --detailed-exitcode); rc=$?
+expect_eq "apply again: exit status (nothing to change)" $rc 0
+case "$out" in *"nothing to change"*) ok "apply is idempotent" ;; *) bad "apply again: $out" ;; esac
+want 500
+sie apply $A --dry-run | grep -q "update SHRINK_BATCH value 200 -> 500" && ok "dry run shows the update" || bad "dry run"
+expect_eq "dry run changed nothing" "$(batch)" 200
+sie apply $A >/dev/null || bad "apply update"
+expect_eq "SHRINK_BATCH=500 (apply update) seen by a shrinker" "$(batch)" 500
+want "{value: 500, engine: bpf}"
+sie apply $A | grep -q "reload SHRINK_BATCH = 500 (engine native -> bpf)" && ok "engine change reloads" || bad "engine reload"
+expect_eq "engine after reload" "$(engine)" bpf
+want 9000
+refused=$(sie apply $A 2>&1) && bad "9000 accepted" || ok "out of range refused: $(echo "$refused" | head -1)"
+case "$refused" in *"10-shrink.yaml:3: value 9000 is outside the range"*) ok "refusal names the line" ;; *) bad "refusal: $refused" ;; esac
+expect_eq "value kept after the refused apply" "$(batch)" 500
+# Every kernel step of a reload (bpf 500 -> native 700) fails once in turn: each failure undoes
+# the unload (500 and the bpf engine are back), until the whole reload fits.
+want "{value: 700, engine: native}"
+n=1; while [ $n -le 30 ]; do
+  if out=$(SIE_FAIL_STEP=$n sie apply $A 2>&1); then break; fi
+  case "$out" in *"injected fault"*"step(s) undone"*) ;; *) bad "step $n: $out" ;; esac
+  [ "$(batch)" = 500 ] && [ "$(engine)" = bpf ] || bad "step $n failed and left $(batch) ($(engine)): $out"
+  n=$((n + 1))
+done
+[ $n -gt 2 ] && ok "apply undone at each of $((n - 1)) failing kernel steps" || bad "no step failed ($n)"
+expect_eq "SHRINK_BATCH=700 (native) after the steps" "$(batch)/$(engine)" 700/native
+sie apply --restore --reason "apply test done" | grep -q "unload SHRINK_BATCH" && ok "restore unloads" || bad "restore"
+expect_eq "restored SHRINK_BATCH (apply --restore)" "$(batch)" 128
+expect_eq "kprobes left in do_shrink_slab" "$(probes)" 0
+sie log --const SHRINK_BATCH --json | grep -q '"apply":"/tmp/sie-apply"' && ok "journal names the apply" || bad "journal: $(sie log --const SHRINK_BATCH | tail -3)"
+
 rmmod sie_shrink_observer
 echo "$FAILS failed"
 [ $FAILS = 0 ]

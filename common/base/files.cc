@@ -79,4 +79,11 @@ fs::path SelfDir() {
   return ec ? fs::current_path() : p.parent_path();
 }
 
+std::optional<fs::path> InstalledDataDir() {
+  std::error_code ec;
+  fs::path d = SelfDir().parent_path() / "share" / "sie";
+  if (fs::exists(d / "bpf" / "include" / "sie" / "abi.h", ec)) return d;
+  return std::nullopt;
+}
+
 }  // namespace sie

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -34,5 +35,10 @@ class TempDir {
 
 // The directory holding the running executable (e.g. build/bin).
 std::filesystem::path SelfDir();
+
+// sie's data files when installed (the Debian package): <prefix>/share/sie next to
+// <prefix>/bin, holding bpf/include, kmod/include, sdk/include and vmlinux/vmlinux.h as the
+// source tree and the build hold them. nullopt when running from a build tree.
+std::optional<std::filesystem::path> InstalledDataDir();
 
 }  // namespace sie

@@ -39,6 +39,13 @@ std::string Clang() {
   return "clang";
 }
 
+// The source tree's headers and the build's vmlinux.h, or share/sie when installed.
+fs::path SourceRoot() { return InstalledDataDir().value_or(fs::path(SIE_SOURCE_DIR)); }
+std::string VmlinuxDir() {
+  auto d = InstalledDataDir();
+  return d ? (*d / "vmlinux").string() : SIE_VMLINUX_H_DIR;
+}
+
 std::string Bpftool() {
 #ifdef SIE_BPFTOOL
   if (fs::exists(SIE_BPFTOOL)) return SIE_BPFTOOL;
@@ -67,9 +74,9 @@ absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_co
   auto files = GenerateStub(e.c);
   if (!files.ok()) return files.status();
   std::string key =
-      files->source + files->header + extra_cflags + SIE_VMLINUX_H_DIR + std::string(kRecipe);
+      files->source + files->header + extra_cflags + VmlinuxDir() + std::string(kRecipe);
   for (const char* h : kStubHeaders) {
-    auto t = ReadFile(fs::path(SIE_SOURCE_DIR) / h);
+    auto t = ReadFile(SourceRoot() / h);
     if (!t.ok()) return WithContext(t.status(), "stub headers");
     key += *t;
   }
@@ -110,10 +117,10 @@ absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_co
   fs::path obj = tmp->path() / stem;
   std::vector<std::string> argv = {
       Clang(), "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
-      "-Wno-unused-function", "-Wno-unused-variable", absl::StrCat("-I", SIE_VMLINUX_H_DIR),
-      absl::StrCat("-I", SIE_SOURCE_DIR, "/bpf/include"),
-      absl::StrCat("-I", SIE_SOURCE_DIR, "/kmod/include"), "-I" + tmp->path().string(),
-      "-idirafter", "/usr/include/x86_64-linux-gnu",
+      "-Wno-unused-function", "-Wno-unused-variable", absl::StrCat("-I", VmlinuxDir()),
+      "-I" + (SourceRoot() / "bpf/include").string(),
+      "-I" + (SourceRoot() / "kmod/include").string(), "-I" + tmp->path().string(), "-idirafter",
+      "/usr/include/x86_64-linux-gnu",
       // No temporary path or cwd in the DWARF/BTF: same input, same
       // bytes (synth's output is deterministic).
       absl::StrCat("-fdebug-prefix-map=", tmp->path().string(), "=."), "-fdebug-compilation-dir=."};

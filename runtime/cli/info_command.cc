@@ -14,6 +14,7 @@
 #include "common/base/process.h"
 #include "nlohmann/json.hpp"
 #include "runtime/cli/commands.h"
+#include "runtime/loader/loader.h"
 
 namespace sie::cli {
 namespace fs = std::filesystem;
@@ -22,8 +23,9 @@ int InfoCommand(const std::vector<std::string>& args) {
   bool json = false;
   ArgParser p(
       "sie info [--json]",
-      "Shows the kernel release, BTF, kprobe and optprobe support, the sie kfunc module and\n"
-      "the libbpf/bpftool versions sie uses.");
+      "Shows the kernel release, BTF, kprobe and optprobe support, the sie kfunc module,\n"
+      "the libbpf/bpftool versions sie uses, where its headers are and the default constants\n"
+      "directory.");
   p.Flag("--json", &json, "machine-readable output");
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie info", s);
   if (p.help_requested()) return 0;
@@ -53,6 +55,10 @@ int InfoCommand(const std::vector<std::string>& args) {
   j["sie_kfuncs_loaded"] = fs::exists("/sys/module/sie_kfuncs");
   j["libbpf"] = absl::StrCat(libbpf_major_version(), ".", libbpf_minor_version());
   j["bpftool"] = bpftool;
+  // Where stubs and policies are compiled from: share/sie when installed, else the source tree.
+  const auto installed = InstalledDataDir();
+  j["data_dir"] = installed ? installed->string() : std::string(SIE_SOURCE_DIR) + " (build tree)";
+  j["consts_dir"] = loader::DefaultConstsDir().string();
   if (json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;

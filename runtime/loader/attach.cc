@@ -20,6 +20,7 @@
 #include "common/base/diag.h"
 #include "common/base/fault.h"
 #include "common/base/files.h"
+#include "common/base/process.h"
 #include "common/base/status_macros.h"
 #include "kmod/include/sie/kfuncs.h"
 #include "runtime/loader/state.h"
@@ -272,6 +273,17 @@ absl::Status LoadModuleIfNeeded(const std::string& name, std::vector<std::string
   // sie's own modules (sie_target) are loaded from the build; the kernel's are the user's to
   // load: sie never loads a module the system did not.
   fs::path ko = SelfDir().parent_path() / "kmod" / (name + ".ko");
+  if (!fs::exists(ko) && absl::StartsWith(name, "sie_") && InstalledDataDir()) {
+    // Installed (the Debian package): sie's own modules are DKMS-built for each kernel.
+    auto r = Run({"modprobe", name});
+    if (r.ok() && r->ok() && ModuleLoaded(name)) {
+      notes->push_back(absl::StrCat("loaded module ", name, " (modprobe)"));
+      return absl::OkStatus();
+    }
+    return FailedWithHint(absl::StrCat("cannot load sie's module ", name, ": modprobe ", name,
+                                       r.ok() ? absl::StrCat(": ", r->err) : ""),
+                          "dkms status sie; dkms autoinstall -k $(uname -r) builds it");
+  }
   if (!fs::exists(ko))
     return FailedWithHint(
         absl::StrCat("the constant's code is in module ", name, ", which is not loaded"),

@@ -42,8 +42,8 @@ absl::Status CheckConstsFor(const fs::path& dir, const std::string& release) {
     std::sort(others.begin(), others.end());
     if (!others.empty())
       return FailedWithHint(
-          absl::StrCat("no constants for the running kernel ", release, " in ", dir.string(),
-                       "; ", ConstsRoot().string(), " has only ", absl::StrJoin(others, ", "),
+          absl::StrCat("no constants for the running kernel ", release, " in ", dir.string(), "; ",
+                       ConstsRoot().string(), " has only ", absl::StrJoin(others, ", "),
                        " (left from before a kernel update)"),
           RegenerateHint(release));
     return ErrorWithHint(absl::StatusCode::kNotFound,
@@ -54,11 +54,10 @@ absl::Status CheckConstsFor(const fs::path& dir, const std::string& release) {
   if (!all.ok()) return all.status();
   for (const auto& e : *all)
     if (e.c.target.kernel_release != release)
-      return FailedWithHint(absl::StrCat(e.path.string(), " (", e.c.name,
-                                         ") was synthesized for kernel ",
-                                         e.c.target.kernel_release, ", but this kernel is ",
-                                         release),
-                            RegenerateHint(release));
+      return FailedWithHint(
+          absl::StrCat(e.path.string(), " (", e.c.name, ") was synthesized for kernel ",
+                       e.c.target.kernel_release, ", but this kernel is ", release),
+          RegenerateHint(release));
   return absl::OkStatus();
 }
 

@@ -176,11 +176,15 @@ Toolchain Toolchain::FromBuild() {
 #else
   t.clang = "clang";
 #endif
-  t.sdk_include = fs::path(SIE_SOURCE_DIR) / "sdk" / "include";
-  t.abi_include = fs::path(SIE_SOURCE_DIR) / "bpf" / "include";
+  // The source tree and the build's vmlinux.h, or share/sie when installed.
+  const auto installed = InstalledDataDir();
+  const fs::path root = installed.value_or(fs::path(SIE_SOURCE_DIR));
+  t.sdk_include = root / "sdk" / "include";
+  t.abi_include = root / "bpf" / "include";
 #ifdef SIE_VMLINUX_H_DIR
   t.vmlinux_dir = SIE_VMLINUX_H_DIR;
 #endif
+  if (installed) t.vmlinux_dir = *installed / "vmlinux";
 #ifdef SIE_BPF_SYS_INCLUDES
   t.sys_includes = absl::StrSplit(SIE_BPF_SYS_INCLUDES, ' ', absl::SkipEmpty());
 #endif

@@ -167,18 +167,19 @@ absl::Status RemoveNativeProbes(const json& s) {
 }
 
 // Takes the constant's probes out of the kernel and forgets it.
+// `touched` turns true just before the first removal: a failure before it changed nothing.
 absl::Status RemoveFromKernel(const std::string& n, const absl::StatusOr<json>& state,
-                              int global_id, double timeout_s) {
+                              int global_id, double timeout_s, bool* touched) {
   const Footprint f = state.ok() ? FootprintOf(*state) : Footprint{};
   // Kprobes of other tools at our addresses stay: count them before anything is removed.
   const std::map<uint64_t, int> keep = ForeignKprobes(f.addrs, f.own);
   absl::Status st = absl::OkStatus();
   if (state.ok() && state->value("engine", "bpf") == "native" && ModuleLoaded("sie_native")) {
     st = KernelStep(absl::StrCat("remove the sie_native probes of ", n));
-    if (st.ok()) st = RemoveNativeProbes(*state);
+    if (st.ok()) *touched = true, st = RemoveNativeProbes(*state);
   }
   if (st.ok()) st = KernelStep(absl::StrCat("remove the pins of ", n));
-  if (st.ok()) st = RemovePins(PinDir(n));
+  if (st.ok()) *touched = true, st = RemovePins(PinDir(n));
   // The instance after the stub: its gate is off already; removing it unregisters the counting
   // probes, which may share an address with a CS probe (a use on a span exit), so before the
   // wait for those addresses to leave the kprobe list.
@@ -217,13 +218,26 @@ absl::Status UnloadOne(const std::string& n, double timeout_s, const LoadedConst
   const int global_id = GlobalInstanceOf(ctl, state);
   if (global_id >= 0 && !ConsistencyStatus(global_id).empty())
     if (auto st = ReverseGlobal(n, global_id, timeout_s, journal); !st.ok()) return finish(st);
+  uint64_t was_active = 0, was_target = 0;
   if (ctl.ok()) {
-    if (CtlGet(ctl->get(), SIE_CTL_MODE) == 1 && CtlGet(ctl->get(), SIE_CTL_ACTIVE))
+    was_active = CtlGet(ctl->get(), SIE_CTL_ACTIVE);
+    was_target = CtlGet(ctl->get(), SIE_CTL_TARGET);
+    if (CtlGet(ctl->get(), SIE_CTL_MODE) == 1 && was_active)
       ReversePerTask(n, ctl->get(), state.ok() ? state->value("nspans", 0) : 0, timeout_s, journal);
     (void)CtlSet(ctl->get(), SIE_CTL_ACTIVE, 0);
   }
-  absl::Status st = RemoveFromKernel(n, state, global_id, timeout_s);
-  if (!st.ok()) journal["outcome"] = "failed";
+  bool touched = false;
+  absl::Status st = RemoveFromKernel(n, state, global_id, timeout_s, &touched);
+  if (!st.ok()) {
+    journal["outcome"] = "failed";
+    // Nothing was removed yet: the constant goes back to its value (mode 0 and 1; a mode-2
+    // constant already switched back globally stays at its shipped value, still loaded).
+    if (!touched && ctl.ok() && global_id < 0) {
+      (void)CtlSet(ctl->get(), SIE_CTL_TARGET, was_target);
+      (void)CtlSet(ctl->get(), SIE_CTL_ACTIVE, was_active);
+      st = WithContext(st, absl::StrCat("nothing removed, ", n, " keeps its value"));
+    }
+  }
   return finish(st);
 }
 

@@ -3,9 +3,11 @@
 # scripts and file list are right; it unpacks into a scratch root whose tools find their data
 # there, not in the source tree: the unpacked sie-run compiles a policy against the unpacked SDK
 # and vmlinux.h, and the unpacked unit passes systemd-analyze verify.
-#   $1: build directory, $2: source directory
-B=${1:?usage: package_test.sh BUILD_DIR SOURCE_DIR}
-S=${2:?usage: package_test.sh BUILD_DIR SOURCE_DIR}
+# The DKMS source tree builds the three modules against the guest kernel's headers, as DKMS will.
+#   $1: build directory, $2: source directory, $3: the guest kernel's headers
+B=${1:?usage: package_test.sh BUILD_DIR SOURCE_DIR KERNEL_HEADERS}
+S=${2:?usage: package_test.sh BUILD_DIR SOURCE_DIR KERNEL_HEADERS}
+K=${3:?usage: package_test.sh BUILD_DIR SOURCE_DIR KERNEL_HEADERS}
 W=$(mktemp -d /tmp/sie-pkg.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 FAILS=0
@@ -47,6 +49,16 @@ cp -r "$S/tests/policy/fixtures/sie_target" "$W/consts"
 out=$(SIE_POLICY_CACHE="$W/cache" "$R/usr/bin/sie-run" "$S/tests/policy/bpf/knobs.bpf.c" \
       --const SIE_TARGET_CALL_ARG,SIE_TARGET_THRESHOLD --consts "$W/consts" --compile-only -v 2>&1)
 if [ $? = 0 ]; then ok "the unpacked sie-run compiles a policy: $(echo "$out" | head -1)"; else bad "sie-run --compile-only: $out"; fi
+# DKMS's build of the unpacked module source (its MAKE[0] line), against the guest's headers.
+cp -r "$R/usr/src/sie-$ver" "$W/dkms"
+if out=$(make -s -C "$K" M="$W/dkms" modules 2>&1); then
+  for m in sie_kfuncs sie_native sie_consistency; do
+    [ -f "$W/dkms/$m.ko" ] && ok "DKMS source builds $m.ko" || bad "no $m.ko: $out"
+  done
+  grep -q "BUILT_MODULE_NAME\[2\]=\"sie_consistency\"" "$W/dkms/dkms.conf" && ok "dkms.conf lists the modules" || bad "dkms.conf"
+else
+  bad "make of the DKMS source: $out"
+fi
 # The unit, with its binary path inside the root.
 unit=$R/usr/lib/systemd/system/sie.service
 has "the unit applies /etc/sie at boot" "$(cat "$unit")" "ExecStart=/usr/bin/sie apply /etc/sie"

@@ -227,7 +227,7 @@ std::vector<Loaded> ReadLoaded() {
     l.engine = s.value("engine", "bpf");
     l.consts_dir = fs::path(s.value("const_path", "")).parent_path().parent_path();
     l.complete = s.value("state", "") == "loaded";
-    l.by_policy = s.value("policy", false);
+    l.by_policy = s.contains("policy") && s["policy"] == true;
     out.push_back(std::move(l));
   }
   return out;

@@ -100,7 +100,8 @@ std::vector<json> StatesExcept(const std::string& except) {
   for (const auto& e : fs::directory_iterator(RunDir(), ec)) {
     if (e.path().extension() != ".json" || e.path().stem() == except) continue;
     auto st = ReadState(e.path());
-    if (!st.ok()) continue;
+    // Only constants' states (sie-run.json, the pinned policy's record, lives here too).
+    if (!st.ok() || !st->contains("const_path")) continue;
     if (!st->contains("name")) (*st)["name"] = e.path().stem().string();
     out.push_back(std::move(*st));
   }

@@ -6,7 +6,8 @@
 # knobs; a bad --set name or value is refused with a hint and loads nothing; --set start
 # values apply; `sie knob` lists and changes live knobs, and one change reaches both
 # constants' objects, as do plain globals; bad knob names/values are refused; Ctrl-C removes
-# the pins; the same with --pin and sie-run --stop.
+# the pins; the same with --pin and sie-run --stop; the policy as `sie apply` desired state
+# (started, left alone when unchanged, restarted for a knob, stopped by --restore).
 C=${1:?usage: vm_knobs_test.sh CONSTS_DIR}
 SRC=$(dirname "$0")
 P=$SRC/bpf/knobs.bpf.c
@@ -127,6 +128,29 @@ run call_arg 20; expect_eq "call_arg(20), pinned, addend 9 live" "$R" 29
 sie-run --stop
 run call_arg 20; expect_eq "call_arg(20) after sie-run --stop" "$R" 4680
 nothing_attached "after sie-run --stop"
+
+# --- sie apply: the policy as desired state (pinned), restarted only when it differs ---
+A=$W/apply && mkdir -p $A
+pol() {
+  printf 'consts: %s\npolicy:\n  file: %s\n  consts: [SIE_TARGET_CALL_ARG, SIE_TARGET_THRESHOLD]\n  knobs: {min_x: 10, addend: %s}\n' \
+    "$C" "$(realpath $P)" "$1" > $A/20-policy.yaml
+}
+pol 5
+expect_out "apply starts the policy" "start policy" sie apply $A
+run call_arg 20; expect_eq "call_arg(20), applied policy, addend 5" "$R" 25
+expect_out "apply again: nothing to change" "nothing to change" sie apply $A
+pol 6
+expect_out "apply plans a restart for a knob" "knobs [addend=5 min_x=10] -> [addend=6 min_x=10]" \
+  sie apply $A --dry-run
+sie apply $A > /dev/null || bad "apply of the knob change"
+run call_arg 20; expect_eq "call_arg(20), applied addend 6" "$R" 26
+printf 'constants:\n  SIE_TARGET_THRESHOLD: 5\n' > $A/10-fixed.yaml
+expect_fail "a value and a policy for one constant" "is also decided by the policy" sie apply $A
+run call_arg 20; expect_eq "call_arg(20) after the refusal" "$R" 26
+rm $A/10-fixed.yaml
+expect_out "apply --restore stops the policy" "stop policy" sie apply --restore
+run call_arg 20; expect_eq "call_arg(20) after apply --restore" "$R" 4680
+nothing_attached "after apply --restore"
 
 echo "== $FAILS failure(s)"
 [ $FAILS -eq 0 ]

@@ -263,6 +263,20 @@ TEST(ApplyCommand, DryRunPrintsThePlanForWhatIsLoadedAndChangesNothing) {
   EXPECT_EQ(j["actions"][0]["name"], "SIE_TARGET_BATCH");
   EXPECT_EQ(j["actions"][0]["from"], 32);
   EXPECT_TRUE(fs::exists(t->path() / "SIE_TARGET_BATCH.json"));  // nothing changed
+  // The pinned policy's record lives next to the constants' states: a policy, not a constant.
+  ASSERT_OK(WriteFileAtomic(t->path() / "sie-run.json",
+                            R"({"policy": "/etc/sie/p.bpf.c", "consts": ["SIE_TARGET_SCALE"],
+                                "mode": 0, "link_pins": [], "map_pins": []})"));
+  auto with_policy = sie::Run({"env", env, SIE_BIN, "apply", "--restore", "--dry-run", "--json"});
+  ASSERT_TRUE(with_policy.ok());
+  EXPECT_EQ(with_policy->exit_code, 0) << with_policy->err;
+  auto jp = nlohmann::json::parse(with_policy->out, nullptr, false);
+  ASSERT_FALSE(jp.is_discarded()) << with_policy->out << with_policy->err;
+  ASSERT_EQ(jp["actions"].size(), 2u) << jp.dump();
+  EXPECT_EQ(jp["actions"][0]["op"], "stop-policy");
+  EXPECT_EQ(jp["actions"][0]["name"], "/etc/sie/p.bpf.c");
+  EXPECT_EQ(jp["actions"][1]["name"], "SIE_TARGET_BATCH");
+  fs::remove(t->path() / "sie-run.json");
   fs::remove(t->path() / "SIE_TARGET_BATCH.json");
   auto none = sie::Run({"env", env, SIE_BIN, "apply", "--restore", "--detailed-exitcode"});
   ASSERT_TRUE(none.ok());

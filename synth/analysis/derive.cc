@@ -318,6 +318,33 @@ std::optional<FamilyFit> FitUnitShift(const std::vector<int64_t>& vs,
   return std::nullopt;
 }
 
+// The value kept to its low k bits: it lands in a k-bit field and the compiler keeps only those
+// bits (CYCLE_LEN - 1 - r stored into a 3-bit bit-field: 15 at V=16 is emitted as 7). k is the
+// width of the largest numeral; tried last, when nothing fits the whole numerals. Only V + b, and
+// only when the shipped build's numeral is V1 + b itself (the field holds the shipped value):
+// with any slope, three small numerals would fit by chance too often.
+std::optional<FamilyFit> FitTruncated(const std::vector<int64_t>& vs,
+                                      const std::vector<uint64_t>& cs, int bits) {
+  uint64_t top = 0;
+  for (uint64_t c : cs) top = std::max(top, c & Mask(bits));
+  const int k = top ? 64 - __builtin_clzll(top) : 0;
+  if (k < 2 || k >= std::min(bits, 31)) return std::nullopt;
+  const int64_t m = int64_t{1} << k;
+  const i128 b = static_cast<i128>(cs[0] & Mask(bits)) - vs[0];
+  bool wraps = false;
+  for (size_t i = 0; i < vs.size(); ++i) {
+    const i128 full = vs[i] + b;
+    if ((((full % m) + m) % m) != static_cast<i128>(cs[i] & Mask(bits))) return std::nullopt;
+    wraps |= full < 0 || full >= m;
+  }
+  if (!wraps || b <= -m || b >= m) return std::nullopt;
+  const int64_t bb = static_cast<int64_t>(b);
+  std::string lin = "V";
+  if (bb) absl::StrAppend(&lin, bb > 0 ? " + " : " - ", bb > 0 ? bb : -bb);
+  return FromCandidates({absl::StrFormat("((%s) & 0x%x)", lin, m - 1)}, vs, cs, bits, INT64_MIN,
+                        INT64_MAX);
+}
+
 // a * V + b with a slope beyond the small coefficients (V * NSEC_PER_MSEC: 1000000 * V), over
 // the integers: the builds' numerals, read as unsigned or as signed, on one line pin a and b
 // down exactly (a bit-vector solver would also admit modular aliases, hence its small bound).
@@ -461,6 +488,8 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
         if (!many)
           if (auto r = FromCandidates(fits, vs, cs, bits, 0, vmax)) return *r;
       }
+      if (packed)
+        if (auto r = FitTruncated(vs, cs, bits)) return *r;
     }
   } catch (const z3::exception& e) {
     return absl::InternalError(absl::StrCat("z3: ", e.msg()));

@@ -205,6 +205,19 @@ std::vector<std::string> AfterCheck(const FamilyFit& f, int width,
 }
 
 // mq-deadline: `movabs rdi, 0x10000004e2` stores fifo_batch = V above another field (1250).
+// A value stored into a 3-bit field (CYCLE_LEN - 1 into bbr's cycle_idx:3): the compiler emits
+// (V - 1) & 7, so 15 at V=16 becomes 7.
+TEST(FitFamily, TruncatedToABitField) {
+  auto r = FitFamily({8, 4, 16}, {7, 3, 7}, 32);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->formula, "((V - 1) & 0x7)");
+  EXPECT_TRUE(r->alternatives.empty());
+  EXPECT_EQ(*EvalFormula(r->formula, 12), 3u);
+  // Only the value itself truncated, and only when the shipped numeral is V1 + b unwrapped.
+  EXPECT_FALSE(FitFamily({8, 4, 16}, {7, 2, 5}, 32).ok());
+  EXPECT_FALSE(FitFamily({16, 4, 8}, {7, 3, 7}, 32).ok());
+}
+
 TEST(FitFamily, FieldShiftedAboveAnother) {
   std::vector<int64_t> vs = {16, 8, 32};
   std::vector<uint64_t> cs = {0x10000004e2, 0x8000004e2, 0x20000004e2};

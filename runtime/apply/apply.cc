@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -114,12 +113,9 @@ class Runner {
   Runner(const ApplyOptions& o, loader::Transaction& txn) : o_(o), txn_(txn) {}
 
   absl::Status Run(const Action& a) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = loader::Clock::now();
     absl::Status st = Do(a);
-    if (st.ok() && o_.progress)
-      o_.progress(
-          a, "done",
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (st.ok() && o_.progress) o_.progress(a, "done", loader::MsSince(t0));
     return st;
   }
   const std::vector<std::string>& undo_failures() const { return undo_failures_; }
@@ -178,14 +174,12 @@ class Runner {
 
   void Undo(const Action& a, std::function<absl::Status()> undo) {
     txn_.OnRollback([this, a, undo = std::move(undo)] {
-      const auto t0 = std::chrono::steady_clock::now();
+      const auto t0 = loader::Clock::now();
       ++undone_;
       if (absl::Status st = undo(); !st.ok())
         undo_failures_.push_back(absl::StrCat(Describe(a), ": ", st.message()));
       else if (o_.progress)
-        o_.progress(a, "undone",
-                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                        .count());
+        o_.progress(a, "undone", loader::MsSince(t0));
     });
   }
 

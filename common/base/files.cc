@@ -80,10 +80,14 @@ fs::path SelfDir() {
 }
 
 std::optional<fs::path> InstalledDataDir() {
-  std::error_code ec;
-  fs::path d = SelfDir().parent_path() / "share" / "sie";
-  if (fs::exists(d / "bpf" / "include" / "sie" / "abi.h", ec)) return d;
-  return std::nullopt;
+  // Where the executable sits does not change: looked up once (stub builds ask per header).
+  static const std::optional<fs::path> dir = []() -> std::optional<fs::path> {
+    std::error_code ec;
+    fs::path d = SelfDir().parent_path() / "share" / "sie";
+    if (fs::exists(d / "bpf" / "include" / "sie" / "abi.h", ec)) return d;
+    return std::nullopt;
+  }();
+  return dir;
 }
 
 }  // namespace sie

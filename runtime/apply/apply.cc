@@ -26,12 +26,10 @@ using nlohmann::json;
 
 namespace {
 
-absl::StatusOr<Resolved> ResolveConst(const DesiredConst& w, const fs::path& dir,
-                                      const std::string& release) {
+// The directory's kernel release is checked once for all (CheckConstsFor, in Resolve).
+absl::StatusOr<Resolved> ResolveConst(const DesiredConst& w, const fs::path& dir) {
   auto e = artifact::FindConst(dir, w.name);
   if (!e.ok()) return WithContext(e.status(), w.where);
-  if (e->c.target.kernel_release != release)
-    return WithContext(loader::CheckConstsFor(dir, release), w.where);
   loader::SetOptions so;
   so.value = w.value;
   so.mode = w.mode;
@@ -198,7 +196,7 @@ absl::StatusOr<Target> Resolve(const DesiredState& d, const ApplyOptions& o,
   if (d.constants.empty() && !d.policy) return t;  // nothing wanted: the directory is not needed
   RETURN_IF_ERROR(loader::CheckConstsFor(t.consts_dir, release));
   for (const DesiredConst& w : d.constants) {
-    auto r = ResolveConst(w, t.consts_dir, release);
+    auto r = ResolveConst(w, t.consts_dir);
     if (!r.ok()) return r.status();
     t.consts.push_back(std::move(*r));
   }

@@ -175,8 +175,6 @@ class FileParser {
   fs::path path_;
 };
 
-bool SameName(const std::string& a, const std::string& b) { return absl::EqualsIgnoreCase(a, b); }
-
 }  // namespace
 
 absl::StatusOr<DesiredState> ParseDesiredText(absl::string_view text, const fs::path& path) {
@@ -192,8 +190,9 @@ absl::Status Merge(DesiredState& into, DesiredState more) {
     into.consts_dir = more.consts_dir;
   }
   for (auto& c : more.constants) {
-    auto it = std::find_if(into.constants.begin(), into.constants.end(),
-                           [&](const DesiredConst& o) { return SameName(o.name, c.name); });
+    auto it =
+        std::find_if(into.constants.begin(), into.constants.end(),
+                     [&](const DesiredConst& o) { return absl::EqualsIgnoreCase(o.name, c.name); });
     if (it == into.constants.end()) {
       into.constants.push_back(std::move(c));
       continue;

@@ -1,4 +1,5 @@
 // Where synthesized constants live per kernel release, and the refusal of a stale directory.
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"

@@ -39,13 +39,6 @@ std::string Clang() {
   return "clang";
 }
 
-// The source tree's headers and the build's vmlinux.h, or share/sie when installed.
-fs::path SourceRoot() { return InstalledDataDir().value_or(fs::path(SIE_SOURCE_DIR)); }
-std::string VmlinuxDir() {
-  auto d = InstalledDataDir();
-  return d ? (*d / "vmlinux").string() : SIE_VMLINUX_H_DIR;
-}
-
 std::string Bpftool() {
 #ifdef SIE_BPFTOOL
   if (fs::exists(SIE_BPFTOOL)) return SIE_BPFTOOL;
@@ -62,6 +55,11 @@ absl::Status WriteIfChanged(const fs::path& p, const std::string& text) {
 
 }  // namespace
 
+HeaderDirs FindHeaderDirs() {
+  if (auto d = InstalledDataDir()) return {*d, *d / "vmlinux"};
+  return {SIE_SOURCE_DIR, SIE_VMLINUX_H_DIR};
+}
+
 fs::path CacheDir() {
   if (const char* d = getenv("SIE_CACHE_DIR"); d && *d) return d;
   if (geteuid() == 0) return "/run/sie/cache";
@@ -73,10 +71,11 @@ absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_co
                                      const std::string& extra_cflags) {
   auto files = GenerateStub(e.c);
   if (!files.ok()) return files.status();
+  const HeaderDirs dirs = FindHeaderDirs();
   std::string key =
-      files->source + files->header + extra_cflags + VmlinuxDir() + std::string(kRecipe);
+      files->source + files->header + extra_cflags + dirs.vmlinux.string() + std::string(kRecipe);
   for (const char* h : kStubHeaders) {
-    auto t = ReadFile(SourceRoot() / h);
+    auto t = ReadFile(dirs.root / h);
     if (!t.ok()) return WithContext(t.status(), "stub headers");
     key += *t;
   }
@@ -117,10 +116,9 @@ absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_co
   fs::path obj = tmp->path() / stem;
   std::vector<std::string> argv = {
       Clang(), "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
-      "-Wno-unused-function", "-Wno-unused-variable", absl::StrCat("-I", VmlinuxDir()),
-      "-I" + (SourceRoot() / "bpf/include").string(),
-      "-I" + (SourceRoot() / "kmod/include").string(), "-I" + tmp->path().string(), "-idirafter",
-      "/usr/include/x86_64-linux-gnu",
+      "-Wno-unused-function", "-Wno-unused-variable", "-I" + dirs.vmlinux.string(),
+      "-I" + (dirs.root / "bpf/include").string(), "-I" + (dirs.root / "kmod/include").string(),
+      "-I" + tmp->path().string(), "-idirafter", "/usr/include/x86_64-linux-gnu",
       // No temporary path or cwd in the DWARF/BTF: same input, same
       // bytes (synth's output is deterministic).
       absl::StrCat("-fdebug-prefix-map=", tmp->path().string(), "=."), "-fdebug-compilation-dir=."};

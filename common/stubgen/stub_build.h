@@ -21,6 +21,15 @@ struct StubObject {
   std::string hash;              // ContentHash of everything that goes into the object
 };
 
+// Where BPF code is compiled from: the source tree (bpf/, kmod/, sdk/ include folders) and the
+// build's vmlinux.h, or <prefix>/share/sie when installed (InstalledDataDir). Stubs and policies
+// both use it.
+struct HeaderDirs {
+  std::filesystem::path root;     // holds bpf/include, kmod/include, sdk/include
+  std::filesystem::path vmlinux;  // holds vmlinux.h
+};
+HeaderDirs FindHeaderDirs();
+
 // Where compiled objects are cached when DIR/<id>/ has none: $SIE_CACHE_DIR, else
 // /run/sie/cache (root), else $TMPDIR/sie-cache.
 std::filesystem::path CacheDir();

@@ -38,10 +38,6 @@
 #include "runtime/policy/object_cache.h"
 #include "runtime/policy/verifier_log.h"
 
-#ifndef SIE_SOURCE_DIR
-#error "SIE_SOURCE_DIR must be defined by the build"
-#endif
-
 namespace sie::policy {
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -176,15 +172,10 @@ Toolchain Toolchain::FromBuild() {
 #else
   t.clang = "clang";
 #endif
-  // The source tree and the build's vmlinux.h, or share/sie when installed.
-  const auto installed = InstalledDataDir();
-  const fs::path root = installed.value_or(fs::path(SIE_SOURCE_DIR));
-  t.sdk_include = root / "sdk" / "include";
-  t.abi_include = root / "bpf" / "include";
-#ifdef SIE_VMLINUX_H_DIR
-  t.vmlinux_dir = SIE_VMLINUX_H_DIR;
-#endif
-  if (installed) t.vmlinux_dir = *installed / "vmlinux";
+  const stubgen::HeaderDirs dirs = stubgen::FindHeaderDirs();
+  t.sdk_include = dirs.root / "sdk" / "include";
+  t.abi_include = dirs.root / "bpf" / "include";
+  t.vmlinux_dir = dirs.vmlinux;
 #ifdef SIE_BPF_SYS_INCLUDES
   t.sys_includes = absl::StrSplit(SIE_BPF_SYS_INCLUDES, ' ', absl::SkipEmpty());
 #endif

@@ -31,12 +31,13 @@ int main(int argc, char** argv) {
   using namespace sie;
   std::vector<std::string> args(argv + 1, argv + argc), positional, const_args, sets;
   std::string consts = loader::DefaultConstsDir().string(), mode = "0", timeout = "5",
-              duration = "0", emit, reason;
+              duration = "0", emit, reason, cgroup;
   bool pin = false, json = false, verbose = false, stop = false, no_optimize = false,
-       compile_only = false, no_cache = false, describe = false;
+       compile_only = false, no_cache = false, describe = false, shadow = false;
   ArgParser p(
       "sie-run POLICY.bpf.c --const <id|name>[,...] [--consts DIR] [--mode 0|1|2] [--timeout S] "
-      "[--duration S] [--set NAME=VALUE]... [--pin] [--json] [-v]\n       sie-run POLICY.bpf.c "
+      "[--duration S] [--set NAME=VALUE]... [--shadow] [--cgroup DIR] [--pin] [--json] [-v]\n      "
+      " sie-run POLICY.bpf.c "
       "--const ... [--consts DIR] --compile-only\n       sie-run --describe POLICY.bpf.c "
       "[--const ...] [--json]\n       sie-run --stop",
       "Compiles POLICY.bpf.c (#include <sie/policy.bpf.h>, one SIE_POLICY per constant), links "
@@ -48,7 +49,11 @@ int main(int argc, char** argv) {
       "e.g. on the build host for a guest.\n"
       "Knobs: a `const volatile` global of the policy is a start setting and an SIE_KNOB a live "
       "knob (changed while it runs with 'sie knob NAME VALUE'); --set gives either a start value, "
-      "checked against the policy's BTF. --describe lists them with types and defaults.");
+      "checked against the policy's BTF. --describe lists them with types and defaults.\n"
+      "Trying a policy: --shadow runs it on every hit and counts its decisions by value while "
+      "the shipped values keep applying (the summary at exit says what it would have changed); "
+      "--cgroup DIR applies its decisions only to tasks in that cgroup, the others keep the "
+      "defaults. 'sie metrics' shows the decisions while it runs.");
   p.StringList("--const", "ID|NAME[,...]", &const_args, "constants the policy decides");
   p.String("--consts", "DIR", &consts,
            "directory written by 'sie synth --out' (default $SIE_CONSTS, else "
@@ -60,6 +65,10 @@ int main(int argc, char** argv) {
                "start value of a knob (repeatable; sie-run --describe lists the knobs)");
   p.Flag("--describe", &describe,
          "list the policy's constants, start settings and live knobs (types, defaults) and exit");
+  p.Flag("--shadow", &shadow,
+         "decide and count every hit, but keep the shipped values (what would change?)");
+  p.String("--cgroup", "DIR", &cgroup,
+           "canary: decisions apply only to tasks in this cgroup v2 directory and below");
   p.Flag("--pin", &pin, "leave the policy loaded and exit (undo with sie-run --stop)");
   p.Flag("--stop", &stop, "restore the defaults of a policy left loaded with --pin");
   p.Flag("--json", &json, "one JSON object per event on stdout");
@@ -93,6 +102,8 @@ int main(int argc, char** argv) {
   o.json = json;
   o.verbose = verbose;
   o.optimize = !no_optimize;
+  o.shadow = shadow;
+  o.cgroup = cgroup;
   o.use_cache = !no_cache;
 
   if (!reason.empty()) loader::SetJournalContext({{"reason", reason}});

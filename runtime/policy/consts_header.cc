@@ -141,8 +141,8 @@ std::string VarsHeader(const artifact::SynthesizedConst& c, const std::set<std::
   std::string h = absl::StrCat("/* SPDX-License-Identifier: GPL-2.0 */\n/* ", kBanner,
                                ". Policy view of ", c.name, " (id ", c.id, "). */\n",
                                "#ifndef SIE_VARS_", up, "_H\n#define SIE_VARS_", up, "_H\n\n");
-  absl::StrAppend(&h, "enum { sie_const_known__", l, " = 1 };\n\n", "/* The context of SIE_POLICY(",
-                  l, ", ctx). */\nstruct sie_ctx_", l,
+  absl::StrAppend(&h, "enum { sie_const_known__", l, " = 1, sie_const_id__", l, " = ", c.id,
+                  " };\n\n", "/* The context of SIE_POLICY(", l, ", ctx). */\nstruct sie_ctx_", l,
                   " {\n\tstruct pt_regs *regs;\n\t__u32 span;\n\t__s64 def;\n};\n\n");
   for (size_t i = 0; i < c.spans.size(); ++i)
     absl::StrAppend(&h, "/* span ", i, ": ", c.spans[i].function, "+0x",

@@ -50,6 +50,28 @@ std::string ConstLabels(const loader::LoadedConst& lc) {
                       lc.state.value("id", 0), "\"");
 }
 
+// Decisions by value, labelled with their constant's name (by id, from the loaded states), and
+// per constant the shadow decisions that differ from its shipped value.
+void AddDecisions(const std::vector<loader::LoadedConst>& consts,
+                  const std::map<std::string, int64_t>& shipped, const std::vector<Decision>& all,
+                  Family* dec, Family* diff) {
+  std::map<uint32_t, std::string> names;
+  for (const loader::LoadedConst& lc : consts)
+    names[lc.state.value("id", 0u)] = lc.state.value("name", "");
+  std::map<uint32_t, uint64_t> differ;
+  for (const Decision& d : all) {
+    const std::string& name = names[d.cid];
+    const std::string l = absl::StrCat("const=\"", Label(name), "\",id=\"", d.cid, "\"");
+    dec->Add(absl::StrCat(l, ",kind=\"", DecisionKindName(d.kind), "\",value=\"", d.value, "\""),
+             d.count);
+    if (d.kind != SIE_DECISION_SHADOW) continue;
+    auto it = shipped.find(name);
+    differ[d.cid] += (it == shipped.end() || it->second != d.value) ? d.count : 0;
+  }
+  for (const auto& [cid, n] : differ)
+    diff->Add(absl::StrCat("const=\"", Label(names[cid]), "\",id=\"", cid, "\""), n);
+}
+
 }  // namespace
 
 absl::StatusOr<PolicyMetrics> ReadPolicyMetrics() {
@@ -66,7 +88,15 @@ absl::StatusOr<PolicyMetrics> ReadPolicyMetrics() {
   sie_run_txn_val v{};
   if (bpf_map_lookup_elem(txn.get(), &zero, &v) == 0) {
     m.active = v.active != 0;
+    m.flags = v.flags;
     m.log_dropped = v.log_dropped;
+    m.decisions_dropped = v.decisions_dropped;
+  }
+  UniqueFd dec(bpf_obj_get(absl::StrCat("/sys/fs/bpf/", SIE_RUN_MAP_DECISIONS).c_str()));
+  if (dec.valid()) {
+    auto d = ReadDecisions(dec.get());
+    if (!d.ok()) return d.status();
+    m.decisions = std::move(*d);
   }
   UniqueFd cnt(bpf_obj_get(absl::StrCat("/sys/fs/bpf/", SIE_RUN_MAP_COUNTERS).c_str()));
   if (!cnt.valid()) return m;
@@ -138,15 +168,32 @@ std::string MetricsText(const std::vector<loader::LoadedConst>& consts,
   Family pdrop("sie_policy_log_dropped_total", "counter",
                "Policy log records lost to a full ring buffer.");
   Family pcnt("sie_policy_events_total", "counter", "The policy's named counters (sie_count).");
+  Family pshadow("sie_policy_shadow", "gauge",
+                 "1 in a shadow run (decisions counted, the defaults apply).");
+  Family pcanary("sie_policy_canary", "gauge",
+                 "1 when decisions apply only to the tasks of one cgroup.");
+  Family pdec("sie_policy_decisions_total", "counter",
+              "Decisions by constant, value and kind: applied, shadow (counted only), outside "
+              "(a task outside the canary cgroup, given the default).");
+  Family pdiff("sie_policy_shadow_differences_total", "counter",
+               "Shadow decisions whose value differs from the constant's shipped value.");
+  Family pdecdrop("sie_policy_decisions_dropped_total", "counter",
+                  "Decisions not counted (more distinct values than the map holds).");
   prun.Add("", pol.running ? 1 : 0);
   if (pol.running) {
     pact.Add("", pol.active ? 1 : 0);
     pdrop.Add("", pol.log_dropped);
+    pshadow.Add("", (pol.flags & SIE_RUN_SHADOW) ? 1 : 0);
+    pcanary.Add("", (pol.flags & SIE_RUN_CANARY) ? 1 : 0);
+    pdecdrop.Add("", pol.decisions_dropped);
     for (const auto& [k, n] : pol.counters) pcnt.Add(absl::StrCat("name=\"", Label(k), "\""), n);
+    AddDecisions(consts, shipped, pol.decisions, &pdec, &pdiff);
   }
   std::string out;
-  for (const Family* f : {&value, &ship, &mode, &engine, &probes, &opt, &loaded, &since, &hits,
-                          &applied, &rejected, &failed, &trans, &prun, &pact, &pdrop, &pcnt})
+  for (const Family* f :
+       {&value,   &ship,    &mode,     &engine, &probes, &opt,     &loaded, &since,
+        &hits,    &applied, &rejected, &failed, &trans,  &prun,    &pact,   &pshadow,
+        &pcanary, &pdrop,   &pcnt,     &pdec,   &pdiff,  &pdecdrop})
     f->AppendTo(&out);
   return out;
 }

@@ -2,7 +2,8 @@
 // format (version 0.0.4), for node_exporter's textfile collector: per constant its value, the
 // shipped value, mode, engine, probes and optimized probes, counters summed over spans (hits,
 // applied, rejected, failed) and transition times; per policy whether its decisions apply, the
-// log records it dropped and the named counters it keeps (sie_count(), sdk/README.md).
+// log records it dropped, the named counters it keeps (sie_count(), sdk/README.md), its
+// decisions by constant, kind and value, and in a shadow run how many differ from the default.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -11,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/loader/loader.h"
+#include "runtime/policy/decisions.h"
 
 namespace sie::policy {
 
@@ -18,8 +20,11 @@ namespace sie::policy {
 struct PolicyMetrics {
   bool running = false;  // sie_run_txn is pinned
   bool active = false;   // its decisions apply (else every constant keeps its default)
+  uint64_t flags = 0;    // enum sie_run_flags: shadow, canary
   uint64_t log_dropped = 0;
+  uint64_t decisions_dropped = 0;
   std::map<std::string, uint64_t> counters;
+  std::vector<Decision> decisions;
 };
 
 // The running policy's maps; running = false when there is none. Errors only for maps that

@@ -2,7 +2,9 @@
 
 #include <bpf/bpf.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,11 +31,13 @@
 #include "common/base/hash.h"
 #include "common/base/process.h"
 #include "common/base/status_macros.h"
+#include "common/base/unique_fd.h"
 #include "common/stubgen/stub_build.h"
 #include "common/stubgen/stubgen.h"
 #include "runtime/loader/libbpf_log.h"
 #include "runtime/loader/loader.h"
 #include "runtime/policy/consts_header.h"
+#include "runtime/policy/decisions.h"
 #include "runtime/policy/knobs.h"
 #include "runtime/policy/object_cache.h"
 #include "runtime/policy/verifier_log.h"
@@ -55,6 +59,8 @@ constexpr char kPinRoot[] = "/sys/fs/bpf";
 constexpr char kTxnMap[] = SIE_RUN_MAP_TXN;
 constexpr char kLogMap[] = SIE_RUN_MAP_LOG;
 constexpr char kCounterMap[] = SIE_RUN_MAP_COUNTERS;
+constexpr char kDecisionsMap[] = SIE_RUN_MAP_DECISIONS;
+constexpr char kCgroupMap[] = SIE_RUN_MAP_CGROUP;
 constexpr int kCounterName = SIE_COUNTER_NAME;
 using TxnVal = sie_run_txn_val;
 using LogRec = sie_log_rec;
@@ -345,6 +351,48 @@ absl::Status VerifyObject(const fs::path& obj_path, const fs::path& source, std:
 
 namespace {
 
+// The canary's cgroup directory, opened for sie_run_cgroup (a cgroup v2 directory).
+absl::StatusOr<UniqueFd> OpenCgroup(const fs::path& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  struct statfs sf {};
+  if (!fd.valid() || fstatfs(fd.get(), &sf) != 0 || sf.f_type != CGROUP2_SUPER_MAGIC)
+    return InvalidWithHint(
+        absl::StrCat("--cgroup ", path.string(), " is not a cgroup v2 directory",
+                     fd.valid() ? "" : absl::StrCat(" (", strerror(errno), ")")),
+        "give a directory under /sys/fs/cgroup, e.g. mkdir /sys/fs/cgroup/canary and move the "
+        "workload's pid into its cgroup.procs");
+  return fd;
+}
+
+// What the policy decided for each constant, for the summary at exit: text and JSON.
+void DescribeDecisions(const std::vector<artifact::ConstEntry>& consts,
+                       const std::vector<Decision>& all, bool shadow, std::string* human,
+                       json* out) {
+  for (const auto& e : consts) {
+    const int64_t def = e.c.values.empty() ? 0 : e.c.values[0];
+    const DecisionSummary s = Summarize(all, e.c.id, def);
+    json j{{"total", s.total}, {"differ", s.differ}, {"outside", s.outside}, {"default", def}};
+    std::vector<std::string> parts;
+    for (const auto& [kind, values] : s.by_kind) {
+      json& k = j["values"][DecisionKindName(kind)];
+      for (const auto& [v, n] : values) {
+        k[absl::StrCat(v)] = n;
+        if (kind != SIE_DECISION_OUTSIDE)
+          parts.push_back(absl::StrCat(v, v == def ? " (default)" : "", " x", n));
+      }
+    }
+    (*out)[e.c.name] = j;
+    const uint64_t decided = s.total - s.outside;
+    absl::StrAppend(human, "\n  ", e.c.name, ": ", decided, " decision(s)",
+                    parts.empty() ? "" : absl::StrCat(": ", absl::StrJoin(parts, ", ")));
+    if (decided)
+      absl::StrAppendFormat(human, "; %s %d of %d (%.1f %%)",
+                            shadow ? "would have changed" : "changed", s.differ, decided,
+                            100.0 * s.differ / decided);
+    if (s.outside) absl::StrAppend(human, "; ", s.outside, " hit(s) outside the canary cgroup");
+  }
+}
+
 // Everything one run holds; Teardown() undoes it in reverse (also on every error path).
 class Session {
  public:
@@ -362,12 +410,17 @@ class Session {
   absl::Status CheckFree();
   absl::Status LoadOwn();
   absl::Status SetTxn(uint64_t active);
+  absl::Status SetCanary();
+  uint64_t Flags() const {
+    return (o_.shadow ? SIE_RUN_SHADOW : 0) | (o_.cgroup.empty() ? 0 : SIE_RUN_CANARY);
+  }
   int HandleLog(const LogRec& r);
   static int OnLog(void* ctx, void* data, size_t size) {
     if (size < sizeof(LogRec)) return 0;
     return static_cast<Session*>(ctx)->HandleLog(*static_cast<const LogRec*>(data));
   }
   json Counters();
+  std::vector<Decision> Decisions();
 
   const RunOptions& o_;
   const std::atomic<bool>& stop_;
@@ -460,6 +513,7 @@ absl::Status Session::LoadOwn() {
                            "#include <sie/policy.bpf.h> and write SIE_POLICY(...)");
   txn_fd_ = bpf_map__fd(txn);
   if (auto st = SetTxn(0); !st.ok()) return st;
+  if (auto st = SetCanary(); !st.ok()) return st;
   rb_.reset(ring_buffer__new(bpf_map__fd(log), &Session::OnLog, this, nullptr));
   if (!rb_) return absl::InternalError("ring_buffer__new failed");
   return absl::OkStatus();
@@ -470,8 +524,24 @@ absl::Status Session::SetTxn(uint64_t active) {
   TxnVal v{};
   bpf_map_lookup_elem(txn_fd_, &k, &v);
   v.active = active;
+  v.flags = Flags();
   if (bpf_map_update_elem(txn_fd_, &k, &v, BPF_ANY) != 0)
     return absl::InternalError(absl::StrCat("updating ", kTxnMap, ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+// --cgroup: the canary's directory into sie_run_cgroup[0] (the kernel keeps its own reference).
+absl::Status Session::SetCanary() {
+  if (o_.cgroup.empty()) return absl::OkStatus();
+  bpf_map* m = bpf_object__find_map_by_name(own_.get(), kCgroupMap);
+  if (!m)
+    return FailedWithHint(absl::StrCat("the policy has no ", kCgroupMap, " map"),
+                          "rebuild it against this sie's SDK (sdk/include/sie/policy.bpf.h)");
+  auto cg = OpenCgroup(o_.cgroup);
+  if (!cg.ok()) return cg.status();
+  uint32_t k = 0, fd = static_cast<uint32_t>(cg->get());
+  if (bpf_map_update_elem(bpf_map__fd(m), &k, &fd, BPF_ANY) != 0)
+    return absl::InternalError(absl::StrCat("updating ", kCgroupMap, ": ", strerror(errno)));
   return absl::OkStatus();
 }
 
@@ -506,6 +576,13 @@ json Session::Counters() {
   return c;
 }
 
+std::vector<Decision> Session::Decisions() {
+  bpf_map* m = own_ ? bpf_object__find_map_by_name(own_.get(), kDecisionsMap) : nullptr;
+  if (!m) return {};
+  auto d = ReadDecisions(bpf_map__fd(m));
+  return d.ok() ? std::move(*d) : std::vector<Decision>{};
+}
+
 absl::Status Session::Start() {
   const auto t0 = Clock::now();
   auto consts = ResolveConsts(o_.consts_dir, o_.consts);
@@ -514,6 +591,8 @@ absl::Status Session::Start() {
   if (geteuid() != 0)
     return FailedWithHint("sie-run attaches to the running kernel and needs root",
                           "run it as root (or in the guest: sie vm -- sie-run ...)");
+  if (!o_.cgroup.empty())  // checked before anything is loaded
+    if (auto cg = OpenCgroup(o_.cgroup); !cg.ok()) return cg.status();
   // A constant already loaded (sie set, another policy) would only get a new value.
   if (auto st = loader::Status(); st.ok())
     for (const auto& lc : *st)
@@ -625,13 +704,19 @@ absl::Status Session::Start() {
                {"total_ms", MsSince(t0)}};
   std::vector<std::string> names;
   for (const auto& e : consts_) names.push_back(e.c.name);
+  std::string how;
+  if (o_.shadow) how = "; shadow: decisions are counted, the defaults apply";
+  if (!o_.cgroup.empty())
+    absl::StrAppend(&how, "; canary: only tasks in ", o_.cgroup.string(), " are decided");
   Say({{"event", "active"},
        {"policy", o_.source.string()},
        {"consts", names},
        {"mode", o_.mode},
+       {"shadow", o_.shadow},
+       {"cgroup", o_.cgroup.string()},
        {"timings", timings}},
       absl::StrCat("sie-run: ", o_.source.filename().string(), " active on ",
-                   absl::StrJoin(names, ", "), " (mode ", o_.mode, ")",
+                   absl::StrJoin(names, ", "), " (mode ", o_.mode, ")", how,
                    o_.pin ? "" : "; Ctrl-C restores the defaults"));
   if (o_.verbose)
     std::fprintf(stderr,
@@ -671,11 +756,15 @@ absl::Status Session::Teardown() {
   t_.reverse_ms = MsSince(tr);
   if (rb_) ring_buffer__consume(rb_.get());
   json counters = Counters();
-  uint64_t dropped = 0;
+  const std::vector<Decision> decisions = Decisions();
+  uint64_t dropped = 0, dec_dropped = 0;
   if (txn_fd_ >= 0) {
     uint32_t k = 0;
     TxnVal v{};
-    if (bpf_map_lookup_elem(txn_fd_, &k, &v) == 0) dropped = v.log_dropped;
+    if (bpf_map_lookup_elem(txn_fd_, &k, &v) == 0) {
+      dropped = v.log_dropped;
+      dec_dropped = v.decisions_dropped;
+    }
   }
   rb_.reset();
   own_.reset();
@@ -683,10 +772,16 @@ absl::Status Session::Teardown() {
   if (committed_) {
     std::string human =
         absl::StrFormat("sie-run: stopped; defaults restored in %.1f ms", t_.reverse_ms);
+    json dec = json::object();
+    DescribeDecisions(consts_, decisions, o_.shadow, &human, &dec);
     for (auto& [k, v] : counters.items()) absl::StrAppend(&human, "\n  ", k, ": ", v.dump());
     if (dropped) absl::StrAppend(&human, "\n  log lines dropped: ", dropped);
+    if (dec_dropped) absl::StrAppend(&human, "\n  decisions not counted (map full): ", dec_dropped);
     Say({{"event", "stopped"},
          {"reverse_ms", t_.reverse_ms},
+         {"shadow", o_.shadow},
+         {"decisions", dec},
+         {"decisions_dropped", dec_dropped},
          {"counters", counters},
          {"log_dropped", dropped}},
         human);
@@ -713,6 +808,8 @@ absl::Status Session::Pin() {
              {"consts", loaded_},
              {"consts_dir", fs::absolute(o_.consts_dir).string()},
              {"sets", sets},
+             {"shadow", o_.shadow},
+             {"cgroup", o_.cgroup.empty() ? "" : fs::absolute(o_.cgroup).string()},
              {"map_pins", shared_pins_},
              {"link_pins", links},
              {"mode", o_.mode}};

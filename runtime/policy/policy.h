@@ -79,8 +79,10 @@ struct RunOptions {
   bool pin = false;
   bool json = false;
   bool verbose = false;
-  bool optimize = true;   // let the loader look for jump-optimizable probe offsets
-  bool use_cache = true;  // look for the compiled policy in PolicyCacheDirs(consts_dir)
+  bool shadow = false;           // decide and count, but keep the defaults (--shadow)
+  std::filesystem::path cgroup;  // canary: decide only for tasks in this cgroup v2 (--cgroup)
+  bool optimize = true;          // let the loader look for jump-optimizable probe offsets
+  bool use_cache = true;         // look for the compiled policy in PolicyCacheDirs(consts_dir)
 };
 
 // `sie-run --compile-only`: compiles the policy (or finds it cached) and adds it to the first

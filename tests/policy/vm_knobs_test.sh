@@ -120,6 +120,66 @@ run cmp 50; expect_eq "cmp(50) after SIGINT" "$R" 0
 nothing_attached "after SIGINT"
 expect_fail "sie knob after the policy stopped" "no running policy has live knobs" sie knob
 
+# --- shadow: every hit decided and counted by value, the shipped values keep applying ---
+expect_fail "--shadow with a bad --set" "has no knob 'nope'" $RUN --shadow --set nope=1
+$RUN --set min_x=10 --shadow > $W/shadow.out 2> $W/shadow.err &
+PID=$!
+if wait_for $W/shadow.out "shadow: decisions are counted" 600; then ok "shadow run active"; else
+  bad "shadow run did not become active"; cat $W/shadow.out $W/shadow.err; fi
+for i in 1 2 3; do run call_arg 20; expect_eq "call_arg(20) #$i in the shadow (policy: 70)" "$R" 4680; done
+run call_arg 5; expect_eq "call_arg(5) in the shadow (policy: default)" "$R" 4665
+sie metrics > $W/shadow.prom
+for pat in '^sie_policy_shadow 1$' \
+  '^sie_policy_decisions_total{const="SIE_TARGET_CALL_ARG",id="1",kind="shadow",value="50"} 3$' \
+  '^sie_policy_decisions_total{const="SIE_TARGET_CALL_ARG",id="1",kind="shadow",value="4660"} 1$' \
+  '^sie_policy_shadow_differences_total{const="SIE_TARGET_CALL_ARG",id="1"} 3$'; do
+  if grep -q "$pat" $W/shadow.prom; then ok "sie metrics: $pat"; else
+    bad "sie metrics lacks $pat"; grep sie_policy $W/shadow.prom; fi
+done
+promtool check metrics < $W/shadow.prom && ok "promtool accepts the shadow metrics" ||
+  bad "promtool check metrics"
+kill -INT $PID
+wait $PID
+expect_eq "shadow run exit after SIGINT" $? 0
+cat $W/shadow.out
+grep -qF "SIE_TARGET_CALL_ARG: 4 decision(s): 50 x3, 4660 (default) x1; would have changed 3 of 4 (75.0 %)" \
+  $W/shadow.out && ok "shadow summary: what the policy would have changed" || bad "shadow summary"
+grep -qF "SIE_TARGET_THRESHOLD: 0 decision(s)" $W/shadow.out && ok "shadow summary: no threshold hit" ||
+  bad "shadow summary of SIE_TARGET_THRESHOLD"
+nothing_attached "after the shadow run"
+
+# --- canary: only tasks in one cgroup get the policy's values ---
+mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
+mkdir -p /sys/fs/cgroup/sie-canary
+in_canary() { sh -c "echo \$\$ > /sys/fs/cgroup/sie-canary/cgroup.procs; echo $1 > $T/call_arg; cat $T/call_arg"; }
+expect_fail "--cgroup that is not a cgroup" "--cgroup /tmp is not a cgroup v2 directory" \
+  $RUN --cgroup /tmp
+expect_fail "--cgroup that does not exist" "hint: give a directory under /sys/fs/cgroup" \
+  $RUN --cgroup /sys/fs/cgroup/nope
+nothing_attached "after refused --cgroup"
+$RUN --set min_x=10 --cgroup /sys/fs/cgroup/sie-canary --json > $W/canary.out 2> $W/canary.err &
+PID=$!
+if wait_for $W/canary.out '"event":"active"' 600; then ok "canary run active"; else
+  bad "canary run did not become active"; cat $W/canary.out $W/canary.err; fi
+expect_eq "call_arg(20) in the canary cgroup" "$(in_canary 20)" 70
+run call_arg 20; expect_eq "call_arg(20) outside the canary cgroup" "$R" 4680
+expect_eq "call_arg(20) in the canary cgroup again" "$(in_canary 20)" 70
+kill -INT $PID
+wait $PID
+expect_eq "canary run exit after SIGINT" $? 0
+stopped=$(grep '"event":"stopped"' $W/canary.out)
+echo "$stopped"
+echo "$stopped" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["decisions"]["SIE_TARGET_CALL_ARG"]
+want = {"values": {"applied": {"50": 2}, "outside": {"4660": 1}}, "outside": 1, "differ": 2,
+        "total": 3, "default": 4660}
+got = {k: d.get(k) for k in want}
+sys.exit(0 if got == want else print("got", got) or 1)' &&
+  ok "canary summary: 2 decided in the cgroup, 1 hit outside" || bad "canary summary"
+nothing_attached "after the canary run"
+rmdir /sys/fs/cgroup/sie-canary
+
 # --- --pin: the knobs stay live without sie-run; sie-run --stop removes their pins ---
 $RUN --set min_x=10 --set addend=3 --pin > $W/pin.out 2>&1 || bad "--pin: $(cat $W/pin.out)"
 run call_arg 20; expect_eq "call_arg(20), pinned, --set addend=3" "$R" 23

@@ -98,11 +98,40 @@ struct sie_range {
 #define SIE_RUN_MAP_LOG "sie_run_log"
 #define SIE_RUN_MAP_COUNTERS "sie_run_counters"
 
+#define SIE_RUN_MAP_DECISIONS "sie_run_decisions"
+#define SIE_RUN_MAP_CGROUP "sie_run_cgroup"
+
+/* sie_run_txn_val.flags: how decisions are used (set by sie-run before it commits). */
+enum sie_run_flags {
+	SIE_RUN_SHADOW = 1, /* decide and count, but every hit keeps the default (--shadow) */
+	SIE_RUN_CANARY = 2, /* decide only for tasks in sie_run_cgroup[0] (--cgroup); others default */
+};
+
 /* The value of sie_run_txn's single entry. */
 struct sie_run_txn_val {
 	__u64 active;      /* 1: decisions apply; 0: every constant of the file keeps its default */
 	__u64 log_dropped; /* log records lost to a full ring buffer */
+	__u64 flags;       /* enum sie_run_flags */
+	__u64 decisions_dropped; /* decisions not counted: sie_run_decisions was full */
 };
+
+/*
+ * What became of one decision (a hit that passed the stub's gate), counted per constant, kind
+ * and value in sie_run_decisions (a per-CPU hash: count per CPU, summed by user space).
+ */
+enum sie_decision_kind {
+	SIE_DECISION_APPLIED = 0, /* the policy's value went to the stub (range-checked there) */
+	SIE_DECISION_SHADOW = 1,  /* the policy's value, counted only: the default applied */
+	SIE_DECISION_OUTSIDE = 2, /* a task outside the canary cgroup: the default (value) applied */
+};
+
+struct sie_decision_key {
+	__u32 cid;  /* the constant's id (const.json "id") */
+	__u32 kind; /* enum sie_decision_kind */
+	__s64 value;
+};
+
+#define SIE_RUN_DECISIONS_MAX 4096 /* distinct (constant, kind, value) triples counted */
 
 #define SIE_LOG_MSG 224
 #define SIE_COUNTER_NAME 32 /* key size of sie_run_counters: a NUL-padded name */
@@ -149,9 +178,12 @@ SIE_ABI_ASSERT(SIE_MAX_SAFE_CHECKED <= SIE_MAX_SAFE, "stack check reads past sie
 SIE_ABI_ASSERT(sizeof(struct sie_range) == 16, "sie_range layout");
 SIE_ABI_ASSERT(sizeof(struct sie_mark_key) == 16, "sie_mark_key layout");
 SIE_ABI_ASSERT(__builtin_offsetof(struct sie_range, end) == 8, "sie_range layout");
-SIE_ABI_ASSERT(sizeof(struct sie_run_txn_val) == 16, "sie_run_txn_val layout");
+SIE_ABI_ASSERT(sizeof(struct sie_run_txn_val) == 32, "sie_run_txn_val layout");
 SIE_ABI_ASSERT(__builtin_offsetof(struct sie_run_txn_val, log_dropped) == 8,
 	       "sie_run_txn_val layout");
+SIE_ABI_ASSERT(__builtin_offsetof(struct sie_run_txn_val, flags) == 16, "sie_run_txn_val layout");
+SIE_ABI_ASSERT(sizeof(struct sie_decision_key) == 16, "sie_decision_key layout");
+SIE_ABI_ASSERT(__builtin_offsetof(struct sie_decision_key, value) == 8, "sie_decision_key layout");
 SIE_ABI_ASSERT(sizeof(struct sie_log_rec) == 16 + SIE_LOG_MSG, "sie_log_rec layout");
 SIE_ABI_ASSERT(sizeof(struct sie_hint_key) == 16, "sie_hint_key layout");
 SIE_ABI_ASSERT(__builtin_offsetof(struct sie_hint_key, id) == 8, "sie_hint_key layout");

@@ -27,7 +27,9 @@
  *  - The decision is gated by the policy's transaction word (map sie_run_txn): until sie-run has
  *    attached every constant of the file, and again from the moment it starts tearing down, every
  *    constant of the file gets its shipped value. One map write switches all of them, so the
- *    constants of one file change together or not at all.
+ *    constants of one file change together or not at all. The same word's flags make a run a
+ *    shadow (decide and count, apply the default) or a canary (decide only in one cgroup), and
+ *    every decision is counted by value in sie_run_decisions.
  *  - State shared between the per-constant objects and sie-run lives in maps pinned by name
  *    (__sie_shared). Global variables are the policy's, not each constant's: sie-run creates
  *    the .data, .bss and SIE_KNOB sections once (pinned at /sys/fs/bpf/sie_run_data, _bss,
@@ -95,6 +97,27 @@ struct {
 	__sie_shared;
 } sie_run_counters SEC(".maps");
 
+/*
+ * Every decision, counted per constant, kind and value (sie-run's summary, `sie metrics`): what
+ * a policy did, and in a shadow run what it would have done. Per CPU: no atomics on the hot path.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, SIE_RUN_DECISIONS_MAX);
+	__type(key, struct sie_decision_key);
+	__type(value, __u64);
+	__sie_shared;
+} sie_run_decisions SEC(".maps");
+
+/* The canary cgroup (sie-run --cgroup): with SIE_RUN_CANARY only its tasks get decisions. */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__sie_shared;
+} sie_run_cgroup SEC(".maps");
+
 /* Hints applications give (sdk/include/sie/hint.h): written from user space, read here. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -127,13 +150,64 @@ static __always_inline __u64 sie_hint(__u64 def)
 	return v ? *v : def;
 }
 
-static __always_inline int sie_txn_active(void)
+static __always_inline struct sie_run_txn_val *___sie_txn(void)
 {
 	__u32 k = 0;
-	struct sie_run_txn_val *t = bpf_map_lookup_elem(&sie_run_txn, &k);
+
+	return bpf_map_lookup_elem(&sie_run_txn, &k);
+}
+
+static __always_inline int sie_txn_active(void)
+{
+	struct sie_run_txn_val *t = ___sie_txn();
 
 	return t && t->active;
 }
+
+static __always_inline void ___sie_decision(struct sie_run_txn_val *t, __u32 cid, __u32 kind,
+					    __s64 value)
+{
+	struct sie_decision_key k = { .cid = cid, .kind = kind, .value = value };
+	__u64 one = 1, *n = bpf_map_lookup_elem(&sie_run_decisions, &k);
+
+	if (n) {
+		*n += 1; /* this CPU's count: no other writer */
+		return;
+	}
+	/* A full map (more distinct values than it holds) loses the count, not the decision. */
+	if (bpf_map_update_elem(&sie_run_decisions, &k, &one, BPF_NOEXIST) &&
+	    (n = bpf_map_lookup_elem(&sie_run_decisions, &k)) == 0)
+		__sync_fetch_and_add(&t->decisions_dropped, 1);
+	else if (n)
+		*n += 1;
+}
+
+/*
+ * The decision at one hit, around the policy's body: the defaults until sie-run commits; with
+ * --cgroup only tasks in the canary cgroup are decided; with --shadow the decision is counted
+ * and the default applies. Every outcome is counted by value (sie_run_decisions).
+ */
+#define ___SIE_DECIDE(cid, decide, ctx)                                                    \
+	({                                                                                 \
+		struct sie_run_txn_val *___t = ___sie_txn();                               \
+		__s64 ___v = (ctx)->def;                                                   \
+                                                                                           \
+		if (___t && ___t->active) {                                                \
+			if ((___t->flags & SIE_RUN_CANARY) &&                              \
+			    bpf_current_task_under_cgroup(&sie_run_cgroup, 0) != 1) {      \
+				___sie_decision(___t, cid, SIE_DECISION_OUTSIDE, ___v);    \
+			} else {                                                           \
+				___v = decide(ctx);                                        \
+				if (___t->flags & SIE_RUN_SHADOW) {                        \
+					___sie_decision(___t, cid, SIE_DECISION_SHADOW, ___v); \
+					___v = (ctx)->def;                                 \
+				} else {                                                   \
+					___sie_decision(___t, cid, SIE_DECISION_APPLIED, ___v); \
+				}                                                          \
+			}                                                                  \
+		}                                                                          \
+		___v;                                                                      \
+	})
 
 /* ---- the decision ---- */
 
@@ -154,9 +228,7 @@ static __always_inline int sie_txn_active(void)
 	{                                                                                    \
 		struct sie_ctx_##cname ___ctx = { .regs = regs, .span = span, .def = value }; \
                                                                                              \
-		if (!sie_txn_active())                                                       \
-			return value;                                                        \
-		return ____sie_policy_##cname(&___ctx);                                      \
+		return ___SIE_DECIDE(sie_const_id__##cname, ____sie_policy_##cname, &___ctx); \
 	}                                                                                    \
 	static __always_inline __s64 ____sie_policy_##cname(struct sie_ctx_##cname *ctx)
 

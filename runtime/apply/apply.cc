@@ -89,15 +89,21 @@ class StdoutToStderr {
   int saved_ = -1;
 };
 
-absl::Status StartPolicy(const fs::path& file, const std::vector<std::string>& consts,
-                         const fs::path& dir, int mode, const std::vector<std::string>& sets,
-                         double timeout_s) {
+// The desired policy in the form a pinned one is recorded (what StartPolicy runs).
+PinnedPolicy AsPinned(const ResolvedPolicy& r) {
+  return {r.want.file, r.hash,       r.consts,      r.want.mode,
+          r.sets,      r.consts_dir, r.want.shadow, r.want.cgroup};
+}
+
+absl::Status StartPolicy(const PinnedPolicy& p, double timeout_s) {
   policy::RunOptions ro;
-  ro.source = file;
-  ro.consts = consts;
-  ro.consts_dir = dir;
-  ro.mode = mode;
-  ro.sets = sets;
+  ro.source = p.file;
+  ro.consts = p.consts;
+  ro.consts_dir = p.consts_dir;
+  ro.mode = p.mode;
+  ro.sets = p.sets;
+  ro.shadow = p.shadow;
+  ro.cgroup = p.cgroup;
   ro.pin = true;
   ro.reverse_timeout_s = timeout_s;
   std::atomic<bool> stop{false};
@@ -125,9 +131,7 @@ class Runner {
       case Op::kStopPolicy: {
         RETURN_IF_ERROR(policy::StopPinned(o_.timeout_s));
         const PinnedPolicy p = *a.policy_before;
-        Undo(a, [p, this] {
-          return StartPolicy(p.file, p.consts, p.consts_dir, p.mode, p.sets, o_.timeout_s);
-        });
+        Undo(a, [p, this] { return StartPolicy(p, o_.timeout_s); });
         return absl::OkStatus();
       }
       case Op::kUnload:
@@ -145,9 +149,7 @@ class Runner {
       case Op::kLoad:
         return Load(a);
       case Op::kStartPolicy: {
-        const ResolvedPolicy& p = *a.policy_after;
-        RETURN_IF_ERROR(
-            StartPolicy(p.want.file, p.consts, p.consts_dir, p.want.mode, p.sets, o_.timeout_s));
+        RETURN_IF_ERROR(StartPolicy(AsPinned(*a.policy_after), o_.timeout_s));
         Undo(a, [this] { return policy::StopPinned(o_.timeout_s); });
         return absl::OkStatus();
       }
@@ -238,6 +240,8 @@ std::optional<PinnedPolicy> ReadPinned() {
   p.consts_dir = s.value("consts_dir", "");
   p.mode = s.value("mode", 0);
   p.sets = s.value("sets", std::vector<std::string>{});
+  p.shadow = s.value("shadow", false);
+  p.cgroup = s.value("cgroup", "");
   return p;
 }
 

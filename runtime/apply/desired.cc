@@ -140,7 +140,8 @@ class FileParser {
     pol.where = Where(p);
     if (!p.IsMap())
       return Error(p, "'policy' is not a mapping", "write 'policy: {file: POLICY.bpf.c}'");
-    RETURN_IF_ERROR(CheckKeys(p, {"file", "consts", "mode", "knobs"}, "'policy'"));
+    RETURN_IF_ERROR(
+        CheckKeys(p, {"file", "consts", "mode", "knobs", "shadow", "cgroup"}, "'policy'"));
     std::string file;
     if (!p["file"].IsDefined())
       return Error(p, "'policy' has no 'file'", "write 'file: /etc/sie/policies/NAME.bpf.c'");
@@ -168,6 +169,18 @@ class FileParser {
         RETURN_IF_ERROR(Scalar(it->second, absl::StrCat("knob ", name), &value));
         pol.knobs[name] = value;
       }
+    }
+    if (YAML::Node sh = p["shadow"]; sh.IsDefined() && !sh.IsNull()) {
+      if (!sh.IsScalar() || !YAML::convert<bool>::decode(sh, pol.shadow))
+        return Error(sh, "'shadow' is not true or false", "write 'shadow: true'");
+    }
+    if (YAML::Node cg = p["cgroup"]; cg.IsDefined() && !cg.IsNull()) {
+      std::string dir;
+      RETURN_IF_ERROR(Scalar(cg, "'cgroup'", &dir));
+      if (!fs::path(dir).is_absolute())
+        return Error(cg, absl::StrCat("cgroup '", dir, "' is not an absolute path"),
+                     "write 'cgroup: /sys/fs/cgroup/NAME'");
+      pol.cgroup = dir;
     }
     return pol;
   }

@@ -12,6 +12,8 @@
 //     consts: [HYSTART_DELAY_MIN]                 # optional: default its SIE_POLICY lines
 //     mode: 0
 //     knobs: {min_delay_us: 4000}                 # start settings and live knobs (--set)
+//     shadow: false                               # optional: decide and count only (--shadow)
+//     cgroup: /sys/fs/cgroup/canary               # optional: decide only there (--cgroup)
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -39,6 +41,8 @@ struct DesiredPolicy {
   int mode = 0;
   std::map<std::string, std::string> knobs;  // name -> value, as `sie-run --set` takes them
   std::string where;
+  bool shadow = false;
+  std::filesystem::path cgroup;  // "" for every task
 };
 
 struct DesiredState {

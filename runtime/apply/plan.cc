@@ -65,6 +65,11 @@ std::string PolicyWhy(const std::optional<PinnedPolicy>& p,
   if (p->sets != w->sets)
     return absl::StrCat("knobs [", absl::StrJoin(p->sets, " "), "] -> [",
                         absl::StrJoin(w->sets, " "), "]");
+  if (p->shadow != w->want.shadow)
+    return absl::StrCat("shadow ", p->shadow ? "on" : "off", " -> ", w->want.shadow ? "on" : "off");
+  if (p->cgroup != w->want.cgroup)
+    return absl::StrCat("canary cgroup '", p->cgroup.string(), "' -> '", w->want.cgroup.string(),
+                        "'");
   return "";
 }
 
@@ -178,6 +183,8 @@ json ToJson(const Action& a) {
     j["consts"] = a.policy_after->consts;
     j["mode"] = a.policy_after->want.mode;
     j["knobs"] = a.policy_after->sets;
+    j["shadow"] = a.policy_after->want.shadow;
+    j["cgroup"] = a.policy_after->want.cgroup.string();
   }
   return j;
 }

@@ -39,6 +39,8 @@ struct PinnedPolicy {
   int mode = 0;
   std::vector<std::string> sets;  // NAME=VALUE, sorted
   std::filesystem::path consts_dir;
+  bool shadow = false;
+  std::filesystem::path cgroup;
 };
 
 // A desired constant resolved against its constants directory.

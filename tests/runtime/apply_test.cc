@@ -39,7 +39,9 @@ TEST(Desired, ShortAndLongFormsAndAPolicy) {
                                 "  file: policies/p.bpf.c\n"
                                 "  consts: SIE_TARGET_SCALE\n"
                                 "  mode: 2\n"
-                                "  knobs: {gain: 3}\n"));
+                                "  knobs: {gain: 3}\n"
+                                "  shadow: true\n"
+                                "  cgroup: /sys/fs/cgroup/canary\n"));
   EXPECT_EQ(d.consts_dir, "/var/lib/sie/consts/r");
   ASSERT_EQ(d.constants.size(), 2u);
   EXPECT_EQ(d.constants[0].value, 32);
@@ -54,6 +56,8 @@ TEST(Desired, ShortAndLongFormsAndAPolicy) {
   EXPECT_THAT(d.policy->consts, ElementsAre("SIE_TARGET_SCALE"));
   EXPECT_EQ(d.policy->mode, 2);
   EXPECT_EQ(d.policy->knobs.at("gain"), "3");
+  EXPECT_TRUE(d.policy->shadow);
+  EXPECT_EQ(d.policy->cgroup, "/sys/fs/cgroup/canary");
 }
 
 TEST(Desired, AnEmptyFileAsksForNothing) {
@@ -78,6 +82,9 @@ TEST(Desired, BadInputNamesTheLineAndTheFix) {
       {"constants: [A, B]\n", "'constants' is not a mapping", "NAME: VALUE"},
       {"policy: {consts: [A]}\n", "'policy' has no 'file'", "file:"},
       {"constants:\n  A: 1\n  - B\n", "tune.yaml:", "format"},
+      {"policy: {file: p.bpf.c, shadow: maybe}\n", "'shadow' is not true or false", "shadow: true"},
+      {"policy: {file: p.bpf.c, cgroup: canary}\n", "cgroup 'canary' is not an absolute path",
+       "/sys/fs/cgroup/NAME"},
   };
   for (const auto& c : cases) {
     auto d = Parse(c.text);
@@ -151,7 +158,7 @@ TEST(Plan, NewConstantsLoadAndHalfLoadedOnesReload) {
 TEST(Plan, RestoreUnloadsEverythingAndStopsThePinnedPolicy) {
   Loaded by_policy = Have("P", 7);
   by_policy.by_policy = true;
-  PinnedPolicy pinned{"/etc/sie/p.bpf.c", "h1", {"P"}, 0, {}, "/c"};
+  PinnedPolicy pinned{"/etc/sie/p.bpf.c", "h1", {"P"}, 0, {}, "/c", false, ""};
   ASSERT_OK_AND_ASSIGN(p, MakePlan({}, std::nullopt, {Have("A", 1), by_policy}, pinned));
   EXPECT_THAT(Lines(p), ElementsAre("- stop policy /etc/sie/p.bpf.c (not in the desired state)",
                                     "- unload A (now 1; not in the desired state)"));
@@ -160,12 +167,13 @@ TEST(Plan, RestoreUnloadsEverythingAndStopsThePinnedPolicy) {
 TEST(Plan, APolicyRestartsOnlyWhenItDiffers) {
   Loaded by_policy = Have("P", 7);
   by_policy.by_policy = true;
-  PinnedPolicy pinned{"/etc/sie/p.bpf.c", "h1", {"P"}, 0, {"gain=3"}, "/c"};
-  ResolvedPolicy want{DesiredPolicy{"/etc/sie/p.bpf.c", {}, 0, {{"gain", "3"}}, "f.yaml:4"},
-                      "h1",
-                      {"P"},
-                      {"gain=3"},
-                      "/c"};
+  PinnedPolicy pinned{"/etc/sie/p.bpf.c", "h1", {"P"}, 0, {"gain=3"}, "/c", false, ""};
+  ResolvedPolicy want{
+      DesiredPolicy{"/etc/sie/p.bpf.c", {}, 0, {{"gain", "3"}}, "f.yaml:4", false, ""},
+      "h1",
+      {"P"},
+      {"gain=3"},
+      "/c"};
   ASSERT_OK_AND_ASSIGN(same, MakePlan({}, want, {by_policy}, pinned));
   EXPECT_FALSE(same.changes()) << Lines(same)[0];
   want.sets = {"gain=4"};
@@ -178,6 +186,19 @@ TEST(Plan, APolicyRestartsOnlyWhenItDiffers) {
   ASSERT_OK_AND_ASSIGN(edited, MakePlan({}, want, {by_policy}, pinned));
   EXPECT_EQ(edited.actions.size(), 2u);
   EXPECT_EQ(edited.actions[0].why, "the file's content changed");
+  want.hash = "h1";
+  want.want.shadow = true;
+  ASSERT_OK_AND_ASSIGN(shadow, MakePlan({}, want, {by_policy}, pinned));
+  ASSERT_EQ(shadow.actions.size(), 2u);
+  EXPECT_EQ(shadow.actions[0].why, "shadow off -> on");
+  pinned.shadow = true;
+  want.want.cgroup = "/sys/fs/cgroup/canary";
+  ASSERT_OK_AND_ASSIGN(canary, MakePlan({}, want, {by_policy}, pinned));
+  ASSERT_EQ(canary.actions.size(), 2u);
+  EXPECT_EQ(canary.actions[0].why, "canary cgroup '' -> '/sys/fs/cgroup/canary'");
+  pinned.cgroup = want.want.cgroup;
+  ASSERT_OK_AND_ASSIGN(same_canary, MakePlan({}, want, {by_policy}, pinned));
+  EXPECT_FALSE(same_canary.changes());
   // Its constant may take a fixed value once the policy stops.
   ASSERT_OK_AND_ASSIGN(fixed, MakePlan({Want("P", 9)}, std::nullopt, {by_policy}, pinned));
   EXPECT_THAT(Lines(fixed), ElementsAre("- stop policy /etc/sie/p.bpf.c (not in the desired state)",
@@ -185,7 +206,8 @@ TEST(Plan, APolicyRestartsOnlyWhenItDiffers) {
 }
 
 TEST(Plan, AConstantHasAValueOrAPolicyNotBoth) {
-  ResolvedPolicy want{DesiredPolicy{"/p.bpf.c", {}, 0, {}, "f.yaml:4"}, "h", {"P"}, {}, "/c"};
+  ResolvedPolicy want{
+      DesiredPolicy{"/p.bpf.c", {}, 0, {}, "f.yaml:4", false, ""}, "h", {"P"}, {}, "/c"};
   auto both = MakePlan({Want("P", 1)}, want, {}, std::nullopt);
   ASSERT_FALSE(both.ok());
   EXPECT_THAT(both.status().message(), HasSubstr("P is also decided by the policy /p.bpf.c"));

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,12 +20,15 @@
 #include "common/base/files.h"
 #include "common/base/hash.h"
 #include "common/base/log.h"
+#include "common/base/status_macros.h"
 #include "common/stubgen/stub_build.h"
 #include "common/stubgen/stubgen.h"
 #include "nlohmann/json.hpp"
 #include "runtime/cli/commands.h"
+#include "runtime/loader/checks.h"
 #include "runtime/loader/journal.h"
 #include "runtime/loader/loader.h"
+#include "runtime/loader/transaction.h"
 
 namespace sie::cli {
 namespace fs = std::filesystem;
@@ -66,23 +70,186 @@ void JournalWhy(const std::string& reason, const std::vector<std::string>& polic
   loader::SetJournalContext(ctx);
 }
 
+namespace {
+
+// A value as `sie set` takes it, with errors that say what is wrong.
+absl::Status ParseValue(const std::string& text, int64_t* v) {
+  if (absl::SimpleAtoi(text, v)) return absl::OkStatus();
+  // Digits that overflow are a number, just too large: say so, not "not an integer".
+  const std::string digits(absl::StripPrefix(text, "-"));
+  if (!digits.empty() && std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit))
+    return InvalidWithHint(absl::StrCat("'", text, "' does not fit a 64-bit integer"),
+                           "'sie consts' shows each constant's range");
+  return InvalidWithHint(absl::StrCat("'", text, "' is not an integer"),
+                         "values are decimal integers (e.g. 4096, -1)");
+}
+
+// The constants and values of `sie set`: "<const> <value>", or "NAME=VALUE..." for several.
+absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> ParseAssignments(
+    const std::vector<std::string>& pos) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  const bool pairs = std::all_of(pos.begin(), pos.end(),
+                                 [](const std::string& a) { return absl::StrContains(a, '='); });
+  if (!pairs) {
+    if (pos.size() != 2)
+      return InvalidWithHint("give a constant and its value, or NAME=VALUE for each constant",
+                             "sie set SHRINK_BATCH 256, or sie set SHRINK_BATCH=256 "
+                             "BLK_MAX_REQUEST_COUNT=16");
+    int64_t v = 0;
+    RETURN_IF_ERROR(ParseValue(pos[1], &v));
+    out.emplace_back(pos[0], v);
+    return out;
+  }
+  for (const std::string& a : pos) {
+    const size_t eq = a.find('=');
+    int64_t v = 0;
+    if (auto st = ParseValue(a.substr(eq + 1), &v); !st.ok())
+      return WithContext(st, a.substr(0, eq));
+    for (const auto& [n, _] : out)
+      if (absl::EqualsIgnoreCase(n, a.substr(0, eq)))
+        return InvalidWithHint(absl::StrCat(n, " is given twice"), "give each constant once");
+    out.emplace_back(a.substr(0, eq), v);
+  }
+  return out;
+}
+
+json SetJson(const loader::SetResult& r) {
+  int optimized = 0, applies = 0;
+  for (const auto& pr : r.probes)
+    if (pr.role == "apply") {
+      ++applies;
+      optimized += pr.optimized;
+    }
+  json j{{"const", r.name},
+         {"value", r.value},
+         {"mode", r.mode},
+         {"updated_only", r.updated_only},
+         {"compiled", r.compiled},
+         {"latency_ms", r.latency_ms},
+         {"verify_ms", r.verify_ms},
+         {"build_ms", r.build_ms},
+         {"load_ms", r.load_ms},
+         {"attach_ms", r.attach_ms},
+         {"optimize_ms", r.optimize_ms},
+         {"transition_ms", r.transition_ms},
+         {"transition_result", r.transition_result},
+         {"apply_probes", applies},
+         {"optimized_probes", optimized},
+         {"notes", r.notes},
+         {"warnings", r.warnings},
+         {"engine", r.engine},
+         {"engine_reason", r.engine_reason}};
+  j["old_value"] = r.old_value ? json(*r.old_value) : json(nullptr);
+  return j;
+}
+
+void PrintSet(const loader::SetResult& r, bool verbose) {
+  for (const auto& n : r.notes) std::fprintf(stderr, "sie set: note: %s\n", n.c_str());
+  for (const auto& w : r.warnings) std::fprintf(stderr, "sie set: warning: %s\n", w.c_str());
+  if (verbose && !r.engine.empty())
+    std::fprintf(stderr, "sie set: engine %s%s%s\n", r.engine.c_str(),
+                 r.engine_reason.empty() ? "" : ": ", r.engine_reason.c_str());
+  const std::string old = r.old_value ? absl::StrCat(*r.old_value) : "?";
+  if (r.updated_only) {
+    if (r.mode == 2 && !r.transition_result.empty())
+      std::printf(
+          "%s: %s -> %lld (global transitions back and forth, %.1f ms; the last took "
+          "%.1f ms in the kernel, %s)\n",
+          r.name.c_str(), old.c_str(), static_cast<long long>(r.value), r.latency_ms,
+          r.transition_ms, r.transition_result.c_str());
+    else
+      std::printf("%s: %s -> %lld (%s updated in %.1f ms)\n", r.name.c_str(), old.c_str(),
+                  static_cast<long long>(r.value),
+                  r.engine == "native" ? "native probes" : "value map", r.latency_ms);
+    return;
+  }
+  int optimized = 0, applies = 0;
+  for (const auto& pr : r.probes)
+    if (pr.role == "apply") {
+      ++applies;
+      optimized += pr.optimized;
+    }
+  std::printf(
+      "%s = %lld (mode %d, engine %s): %d probe(s), %d/%d apply probes jump-optimized, "
+      "active in %.0f ms%s\n",
+      r.name.c_str(), static_cast<long long>(r.value), r.mode, r.engine.c_str(),
+      static_cast<int>(r.probes.size()), optimized, applies, r.latency_ms,
+      r.compiled ? " (stub compiled)" : "");
+  if (r.mode == 2)
+    std::printf("  global transition: %s, %.1f ms from request to switch (kernel time)\n",
+                r.transition_result.c_str(), r.transition_ms);
+}
+
+// `s` with what became of the other constants added to its hint.
+absl::Status AddToHint(const absl::Status& s, const std::string& more) {
+  const std::string h = Hint(s);
+  return WithHint(s, h.empty() ? more : absl::StrCat(h, "; ", more));
+}
+
+// Every constant or none. All checks that need no kernel (names, ranges) come first; then each
+// set records its undo before the next starts (a newly loaded constant is unloaded, a loaded
+// one gets its old value back), and a failure undoes the earlier ones, newest first.
+absl::StatusOr<std::vector<loader::SetResult>> SetAll(
+    const loader::SetOptions& base, const std::vector<std::pair<std::string, int64_t>>& want) {
+  // One constant: SetConst's own checks, before it changes anything, say the same.
+  for (size_t i = 0; want.size() > 1 && i < want.size(); ++i) {
+    auto e = artifact::FindConst(base.consts_dir, want[i].first);
+    if (!e.ok()) return AddToHint(e.status(), "nothing was changed");
+    loader::SetOptions o = base;
+    o.value = want[i].second;
+    if (auto st = loader::ValidateRequest(e->c, o); !st.ok())
+      return AddToHint(WithContext(st, e->c.name), "nothing was changed");
+  }
+  loader::Transaction txn;
+  std::vector<loader::SetResult> done;
+  for (const auto& [name, value] : want) {
+    loader::SetOptions o = base;
+    o.name = name;
+    o.value = value;
+    auto r = loader::SetConst(o);
+    if (!r.ok())
+      return want.size() == 1
+                 ? r.status()
+                 : AddToHint(WithContext(r.status(), name),
+                             done.empty() ? "nothing was changed"
+                                          : absl::StrCat("nothing was changed: the ", done.size(),
+                                                         " constant(s) set before it are back"));
+    if (r->updated_only && r->old_value)
+      txn.OnRollback([o, old = *r->old_value]() mutable {
+        o.value = old;
+        (void)loader::SetConst(o);
+      });
+    else
+      txn.OnRollback([n = r->name, t = base.timeout_s] { (void)loader::Unload(n, false, t); });
+    done.push_back(std::move(*r));
+  }
+  txn.Commit();
+  return done;
+}
+
+}  // namespace
+
 int SetCommand(const std::vector<std::string>& args) {
   std::string consts = loader::DefaultConstsDir().string(), mode_s = "0", timeout_s = "5",
               engine = "auto", reason;
   std::vector<std::string> pos, policies;
   bool as_json = false, no_opt = false, verbose = false;
-  ArgParser p("sie set <const> <value> [--consts DIR] [--mode 0|1|2] [--timeout S] [--json]",
-              "Gives a kernel constant a new value, live. <const> is a name (any case) or the id\n"
-              "'sie consts' shows. The first set of a constant verifies the kernel (release,\n"
-              "symbols, code bytes), attaches every probe or none, and pins the state under\n"
-              "/sys/fs/bpf/sie; later sets only change the value.\n"
-              "Modes: 0 immediate, 1 per-task (a task switches when it enters a safe span with\n"
-              "none on its stack), 2 global (every task at once, at an instant with no task\n"
-              "inside a safe span; sie_consistency.ko; fails after --timeout, nothing applied).\n"
-              "Engines: native (sie_native.ko kprobe handlers, no BPF per hit: faster) where it\n"
-              "covers every span as safely as BPF (mode 0, fixed value, reg/mem kinds), else\n"
-              "bpf; -v says which and why.");
-  p.Positionals("const value", &pos, 2, 2);
+  ArgParser p(
+      "sie set <const> <value> | NAME=VALUE... [--consts DIR] [--mode 0|1|2] "
+      "[--timeout S] [--json]",
+      "Gives a kernel constant a new value, live. <const> is a name (any case) or the id\n"
+      "'sie consts' shows. The first set of a constant verifies the kernel (release,\n"
+      "symbols, code bytes), attaches every probe or none, and pins the state under\n"
+      "/sys/fs/bpf/sie; later sets only change the value.\n"
+      "Several constants (NAME=VALUE each) are set all or none: every value is checked\n"
+      "first, and a failure puts back the constants set before it.\n"
+      "Modes: 0 immediate, 1 per-task (a task switches when it enters a safe span with\n"
+      "none on its stack), 2 global (every task at once, at an instant with no task\n"
+      "inside a safe span; sie_consistency.ko; fails after --timeout, nothing applied).\n"
+      "Engines: native (sie_native.ko kprobe handlers, no BPF per hit: faster) where it\n"
+      "covers every span as safely as BPF (mode 0, fixed value, reg/mem kinds), else\n"
+      "bpf; -v says which and why.");
+  p.Positionals("const value | NAME=VALUE...", &pos, 1, 64);
   p.String("--consts", "DIR", &consts, kConstsHelp);
   p.String("--mode", "M", &mode_s, "consistency mode: 0, 1 or 2 (default 0)");
   p.String("--timeout", "S", &timeout_s,
@@ -95,27 +262,18 @@ int SetCommand(const std::vector<std::string>& args) {
            "auto (default), bpf or native: what applies the value in the kernel");
   p.Flag("-v,--verbose", &verbose,
          "say which engine applies the value, and why (and show libbpf's messages)");
-  p.Flag("--json", &as_json, "machine-readable output");
+  p.Flag("--json", &as_json, "machine-readable output (an array for NAME=VALUE...)");
   p.String("--reason", "TEXT", &reason, kReasonHelp);
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie set", s);
   if (p.help_requested()) return 0;
   JournalWhy(reason, policies);
   if (verbose) RaiseLogLevel(LogLevel::kDebug);
+  auto want = ParseAssignments(pos);
+  if (!want.ok()) return ReportError("sie set", want.status());
   loader::SetOptions o;
   o.consts_dir = consts;
-  o.name = pos[0];
   int mode = 0;
   double timeout = 0;
-  if (!absl::SimpleAtoi(pos[1], &o.value)) {
-    // Digits that overflow are a number, just too large: say so, not "not an integer".
-    const std::string digits(absl::StripPrefix(pos[1], "-"));
-    if (!digits.empty() && std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit))
-      return ReportError(
-          "sie set", InvalidWithHint(absl::StrCat("'", pos[1], "' does not fit a 64-bit integer"),
-                                     "'sie consts' shows each constant's range"));
-    return ReportError("sie set", InvalidWithHint(absl::StrCat("'", pos[1], "' is not an integer"),
-                                                  "values are decimal integers (e.g. 4096, -1)"));
-  }
   if (!absl::SimpleAtoi(mode_s, &mode))
     return ReportError("sie set",
                        InvalidWithHint("--mode takes 0, 1 or 2",
@@ -128,67 +286,16 @@ int SetCommand(const std::vector<std::string>& args) {
   o.optimize = !no_opt;
   for (const auto& pol : policies) o.policy_objects.push_back(pol);
   o.engine = engine;
-  auto r = loader::SetConst(o);
-  if (!r.ok()) return ReportError("sie set", r.status());
-  int optimized = 0, applies = 0;
-  for (const auto& pr : r->probes)
-    if (pr.role == "apply") {
-      ++applies;
-      optimized += pr.optimized;
-    }
+  auto rs = SetAll(o, *want);
+  if (!rs.ok()) return ReportError("sie set", rs.status());
+  const bool several = absl::StrContains(pos[0], '=');
   if (as_json) {
-    json j{{"const", r->name},
-           {"value", r->value},
-           {"mode", r->mode},
-           {"updated_only", r->updated_only},
-           {"compiled", r->compiled},
-           {"latency_ms", r->latency_ms},
-           {"verify_ms", r->verify_ms},
-           {"build_ms", r->build_ms},
-           {"load_ms", r->load_ms},
-           {"attach_ms", r->attach_ms},
-           {"optimize_ms", r->optimize_ms},
-           {"transition_ms", r->transition_ms},
-           {"transition_result", r->transition_result},
-           {"apply_probes", applies},
-           {"optimized_probes", optimized},
-           {"notes", r->notes},
-           {"warnings", r->warnings},
-           {"engine", r->engine},
-           {"engine_reason", r->engine_reason}};
-    j["old_value"] = r->old_value ? json(*r->old_value) : json(nullptr);
-    std::printf("%s\n", j.dump(2).c_str());
+    json out = json::array();
+    for (const auto& r : *rs) out.push_back(SetJson(r));
+    std::printf("%s\n", (several ? out : out[0]).dump(2).c_str());
     return 0;
   }
-  for (const auto& n : r->notes) std::fprintf(stderr, "sie set: note: %s\n", n.c_str());
-  for (const auto& w : r->warnings) std::fprintf(stderr, "sie set: warning: %s\n", w.c_str());
-  if (verbose && !r->engine.empty())
-    std::fprintf(stderr, "sie set: engine %s%s%s\n", r->engine.c_str(),
-                 r->engine_reason.empty() ? "" : ": ", r->engine_reason.c_str());
-  if (r->updated_only) {
-    if (r->mode == 2 && !r->transition_result.empty())
-      std::printf(
-          "%s: %s -> %lld (global transitions back and forth, %.1f ms; the last took "
-          "%.1f ms in the kernel, %s)\n",
-          r->name.c_str(), r->old_value ? absl::StrCat(*r->old_value).c_str() : "?",
-          static_cast<long long>(r->value), r->latency_ms, r->transition_ms,
-          r->transition_result.c_str());
-    else
-      std::printf("%s: %s -> %lld (%s updated in %.1f ms)\n", r->name.c_str(),
-                  r->old_value ? absl::StrCat(*r->old_value).c_str() : "?",
-                  static_cast<long long>(r->value),
-                  r->engine == "native" ? "native probes" : "value map", r->latency_ms);
-    return 0;
-  }
-  std::printf(
-      "%s = %lld (mode %d, engine %s): %d probe(s), %d/%d apply probes jump-optimized, "
-      "active in %.0f ms%s\n",
-      r->name.c_str(), static_cast<long long>(r->value), r->mode, r->engine.c_str(),
-      static_cast<int>(r->probes.size()), optimized, applies, r->latency_ms,
-      r->compiled ? " (stub compiled)" : "");
-  if (r->mode == 2)
-    std::printf("  global transition: %s, %.1f ms from request to switch (kernel time)\n",
-                r->transition_result.c_str(), r->transition_ms);
+  for (const auto& r : *rs) PrintSet(r, verbose);
   return 0;
 }
 

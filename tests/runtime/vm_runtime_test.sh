@@ -12,6 +12,7 @@
 # A livepatched function is refused with nothing left attached, and one livepatched after
 # `sie set` is flagged by `sie status`; another kprobe at a probe address is reported by
 # `sie set` and `sie status`. Two constants at one place: auto falls back to BPF for the second.
+# `sie set A=1 B=2` sets both or neither, also when any kernel step fails.
 C=${1:?usage: vm_runtime_test.sh CONSTS_DIR}
 T=/sys/kernel/debug/sie_target
 FAILS=0
@@ -84,6 +85,34 @@ check_kind SIE_TARGET_THRESHOLD 5000 cmp 2000 0 1
 check_kind SIE_TARGET_SCALE 7 mul 5 35 80
 check_kind SIE_TARGET_DIVISOR 7 div 100 14 10
 nothing_attached "after the kinds"
+
+# --- several constants at once: all or none (every value checked first; a failing kernel step
+# puts back the constants set before it) ---
+refused "a bad value among several" "SIE_TARGET_DIVISOR: value 0 is outside the range" \
+  sie set SIE_TARGET_SCALE=7 SIE_TARGET_DIVISOR=0 --consts $C
+refused "an unknown name among several" "unknown constant" \
+  sie set SIE_TARGET_SCALE=7 NO_SUCH=1 --consts $C
+refused "a constant twice" "is given twice" sie set SIE_TARGET_SCALE=7 sie_target_scale=8 --consts $C
+n=1; while [ $n -le 40 ]; do
+  if out=$(SIE_FAIL_STEP=$n sie set SIE_TARGET_SCALE=7 SIE_TARGET_DIVISOR=7 --consts $C 2>&1); then break; fi
+  case "$out" in *"injected fault"*"nothing was changed"*) ;; *) bad "load step $n: $out" ;; esac
+  [ "$(run mul 5)/$(run div 100)" = 80/10 ] || bad "load step $n failed and left mul $(run mul 5) div $(run div 100)"
+  [ "$(ls /sys/fs/bpf/sie 2>/dev/null | wc -l)" = 0 ] || bad "load step $n failed and left pins: $(ls /sys/fs/bpf/sie)"
+  n=$((n + 1))
+done
+[ $n -gt 2 ] && ok "two-constant load undone at each of $((n - 1)) failing kernel steps" || bad "no step failed ($n)"
+expect_eq "SCALE=7 DIVISOR=7 together: mul(5)/div(100)" "$(run mul 5)/$(run div 100)" 35/14
+n=1; while [ $n -le 10 ]; do
+  if out=$(SIE_FAIL_STEP=$n sie set SIE_TARGET_SCALE=3 SIE_TARGET_DIVISOR=50 --consts $C 2>&1); then break; fi
+  [ "$(run mul 5)/$(run div 100)" = 35/14 ] || bad "update step $n failed and left mul $(run mul 5) div $(run div 100): $out"
+  n=$((n + 1))
+done
+[ $n -gt 1 ] && ok "two-constant update undone at each of $((n - 1)) failing steps" || bad "no update step failed"
+expect_eq "SCALE=3 DIVISOR=50 together: mul(5)/div(100)" "$(run mul 5)/$(run div 100)" 15/2
+sie set SIE_TARGET_SCALE=4 SIE_TARGET_DIVISOR=20 --consts $C --json > $W/multi.json || bad "multi --json"
+grep -c '"const":' $W/multi.json | grep -qx 2 && ok "--json: one object per constant" || bad "multi json: $(cat $W/multi.json)"
+sie unload --all > /dev/null || bad "unload after the multi set"
+nothing_attached "after several constants"
 
 # --- a loaded constant: set again = map update; status shows counters. Every command takes the
 # ConstID (102) or the name in any case. ---

@@ -35,6 +35,8 @@ function(sie_bpf_object NAME)
       DEPFILE ${obj}.d
       COMMENT "BPF ${NAME}: ${stem}.bpf.c"
       VERBATIM)
+    sie_bpf_compile_command(${abs} ${obj} ${BPF_CLANG} ${SIE_BPF_CFLAGS} ${incs}
+                            ${SIE_BPF_SYS_INCLUDES} -c ${abs} -o ${obj})
     list(APPEND objs ${obj})
   endforeach()
   set(linked ${out}/${NAME}.bpf.o)

@@ -226,13 +226,10 @@ absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc, const fs::path&
                          "give the path of a .bpf.c file");
   if (auto st = WritePolicyHeaders(consts, tc.vmlinux_dir / "vmlinux.h", include_dir); !st.ok())
     return st;
-  std::vector<std::string> flags = {
-      "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
-      // A missing accessor must be an error, never an implicit int.
-      "-Werror=implicit-function-declaration",
-      // sie_log formats go to bpf_snprintf: a mismatch misprints.
-      "-Werror=format", "-Wno-unused-function", "-Wno-compare-distinct-pointer-types", "-I",
-      include_dir.string(), "-I", tc.sdk_include.string(), "-I", tc.vmlinux_dir.string()};
+  // The flags CMake's sie_policy() compiles with too (cmake/Policy.cmake): one list.
+  std::vector<std::string> flags = absl::StrSplit(SIE_POLICY_CFLAGS, ' ', absl::SkipEmpty());
+  flags.insert(flags.end(), {"-I", include_dir.string(), "-I", tc.sdk_include.string(), "-I",
+                             tc.vmlinux_dir.string()});
   // The SDK header includes sie/abi.h, the records it shares with sie-run.
   flags.insert(flags.end(), {"-I", tc.abi_include.string()});
   flags.insert(flags.end(), tc.sys_includes.begin(), tc.sys_includes.end());

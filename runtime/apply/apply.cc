@@ -41,7 +41,7 @@ absl::StatusOr<ResolvedPolicy> ResolvePolicy(const DesiredPolicy& w, const fs::p
   auto text = ReadFile(w.file);
   if (!text.ok())
     return WithHint(WithContext(text.status(), w.where), "give the policy's .bpf.c file");
-  ResolvedPolicy r{w, ContentHash(*text), {}, {}};
+  ResolvedPolicy r{w, ContentHash(*text), {}, {}, {}};
   std::vector<std::string> names = w.consts;
   if (names.empty()) {
     auto from_file = policy::PolicyConstNames(w.file, dir);

@@ -37,7 +37,10 @@ std::string TypeName(const btf* b, uint32_t id) {
   std::string name = btf__name_by_offset(b, t->name_off);
   if (btf_is_enum(t) || btf_is_enum64(t)) return name.empty() ? "enum" : "enum " + name;
   if (btf_is_struct(t)) return "struct " + name;
-  if (btf_is_array(t)) return "array";
+  if (btf_is_array(t)) {
+    const struct btf_array* a = btf_array(t);
+    return absl::StrCat(TypeName(b, a->type), "[", a->nelems, "]");
+  }
   if (btf_is_ptr(t)) return "pointer";
   return name.empty() ? "?" : name;
 }
@@ -45,6 +48,13 @@ std::string TypeName(const btf* b, uint32_t id) {
 void SetEncoding(const btf* b, uint32_t type_id, Knob& k) {
   const int id = btf__resolve_type(b, type_id);
   const btf_type* t = id < 0 ? nullptr : btf__type_by_id(b, id);
+  if (t && btf_is_array(t) && k.size > 1) {  // char[N]: a string
+    const int el = btf__resolve_type(b, btf_array(t)->type);
+    const btf_type* e = el < 0 ? nullptr : btf__type_by_id(b, el);
+    if (e && btf_is_int(e) && btf_int_bits(e) == 8 && btf_array(t)->nelems == k.size)
+      k.enc = Knob::Enc::kString;
+    return;
+  }
   if (!t || k.size == 0 || k.size > 8) return;
   if (btf_is_int(t)) {
     if (btf_int_offset(t) != 0 || btf_int_bits(t) != k.size * 8) return;
@@ -93,10 +103,12 @@ std::string Accepts(const Knob& k) {
       for (const auto& [n, v] : k.enumerators) names.push_back(absl::StrCat(n, " (", v, ")"));
       return absl::StrCat("one of ", absl::StrJoin(names, ", "), ", or a number");
     }
+    case Knob::Enc::kString:
+      return absl::StrCat("a string of at most ", k.size - 1, " bytes");
     case Knob::Enc::kUnsupported:
       break;
   }
-  return "nothing: only integer, bool and enum knobs can be set from the command line";
+  return "nothing: only integer, bool, enum and string knobs can be set from the command line";
 }
 
 // Decimal or 0x hex, with a sign; false when it is not a number at all.
@@ -144,7 +156,7 @@ absl::StatusOr<uint64_t> ParseKnob(const Knob& k, absl::string_view text) {
   if (k.enc == Knob::Enc::kUnsupported)
     return InvalidWithHint(absl::StrCat("knob ", k.name, " has type ", k.type,
                                         ", which the command line cannot write"),
-                           "declare it as an integer, bool or enum");
+                           "declare it as an integer, bool, enum or char array");
   if (k.enc == Knob::Enc::kBool) {
     for (const char* t : {"true", "1", "yes", "on"})
       if (lower == t) return 1;
@@ -257,12 +269,23 @@ absl::StatusOr<LiveMap> OpenLive() {
 const char* KindName(KnobKind k) { return k == KnobKind::kSetting ? "setting" : "live"; }
 
 absl::StatusOr<std::string> EncodeKnobValue(const Knob& k, absl::string_view text) {
+  if (k.enc == Knob::Enc::kString) {
+    if (text.size() >= k.size) return BadValue(k, text, "is too long");
+    if (absl::StrContains(text, '\0')) return BadValue(k, text, "holds a NUL byte");
+    std::string b(text);
+    b.resize(k.size, '\0');
+    return b;
+  }
   auto v = ParseKnob(k, text);
   if (!v.ok()) return v.status();
   return LittleEndian(*v, k.size);
 }
 
 std::string FormatKnobValue(const Knob& k, const void* bytes) {
+  if (k.enc == Knob::Enc::kString) {
+    const char* s = static_cast<const char*>(bytes);
+    return std::string(s, strnlen(s, k.size));
+  }
   uint64_t v = 0;
   const auto* p = static_cast<const uint8_t*>(bytes);
   for (uint32_t i = 0; i < k.size && i < 8; ++i) v |= uint64_t{p[i]} << (8 * i);
@@ -281,6 +304,7 @@ std::string FormatKnobValue(const Knob& k, const void* bytes) {
       return absl::StrCat(sv);
     case Knob::Enc::kUnsigned:
       return absl::StrCat(v);
+    case Knob::Enc::kString:
     case Knob::Enc::kUnsupported:
       break;
   }

@@ -3,7 +3,8 @@
 //    (`sie-run --set NAME=VALUE`, written into every object of the policy before its load);
 //  - live knobs: SIE_KNOB globals (section .data.sie_knobs), one map shared by every object of
 //    the policy and pinned at /sys/fs/bpf/sie_run_knobs, changed while it runs (`sie knob`).
-// Values are integers, bools and enums, parsed and range-checked for their BTF type.
+// Values are integers, bools and enums, parsed and range-checked for their BTF type, and
+// strings (char arrays: at most size - 1 bytes, NUL-padded).
 #pragma once
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -41,7 +42,14 @@ struct Knob {
   KnobKind kind = KnobKind::kSetting;
   std::string type;  // as the policy spells it: "__u32", "bool", "enum hint"
   uint32_t offset = 0, size = 0;
-  enum class Enc { kUnsigned, kSigned, kBool, kEnum, kUnsupported } enc = Enc::kUnsupported;
+  enum class Enc {
+    kUnsigned,
+    kSigned,
+    kBool,
+    kEnum,
+    kString,
+    kUnsupported
+  } enc = Enc::kUnsupported;
   std::vector<std::pair<std::string, int64_t>> enumerators;  // kEnum
   std::string value;  // the default (policy object) or the current value (running policy)
 };

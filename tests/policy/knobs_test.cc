@@ -66,7 +66,7 @@ TEST_F(KnobsTest, BtfListsSettingsAndLiveKnobsWithTypesAndDefaults) {
   std::vector<std::string> names;
   for (auto& [n, v] : k) names.push_back(n);
   // Only the policy's globals: no sie_log format strings, no SDK internals.
-  EXPECT_THAT(names, ElementsAre("addend", "bias", "enabled", "follow", "min_x", "mode",
+  EXPECT_THAT(names, ElementsAre("addend", "bias", "enabled", "follow", "min_x", "mode", "tag",
                                  "threshold", "trace"));
   EXPECT_EQ(k["min_x"].kind, KnobKind::kSetting);
   EXPECT_EQ(k["min_x"].type, "__u64");
@@ -77,6 +77,8 @@ TEST_F(KnobsTest, BtfListsSettingsAndLiveKnobsWithTypesAndDefaults) {
   EXPECT_EQ(k["bias"].value, "-1");
   EXPECT_EQ(k["trace"].type, "bool");
   EXPECT_EQ(k["trace"].value, "false");
+  EXPECT_EQ(k["tag"].type, "char[8]");
+  EXPECT_EQ(k["tag"].value, "none");
   EXPECT_EQ(k["addend"].kind, KnobKind::kLive);
   EXPECT_EQ(k["addend"].type, "__u32");
   EXPECT_EQ(k["addend"].value, "50");
@@ -102,6 +104,11 @@ TEST_F(KnobsTest, ValuesAreParsedForTheirType) {
   EXPECT_EQ(enc("trace", "false"), "false");
   EXPECT_EQ(enc("mode", "knob_off"), "KNOB_OFF");
   EXPECT_EQ(enc("mode", "1"), "KNOB_ON");
+  EXPECT_EQ(enc("tag", "seven77"), "seven77");
+  EXPECT_EQ(enc("tag", ""), "");
+  EXPECT_THAT(enc("tag", "eight888"),
+              HasSubstr("value 'eight888' for knob tag (char[8]) is too long\n"
+                        "hint: tag takes a string of at most 7 bytes"));
   EXPECT_THAT(enc("addend", "4294967296"), HasSubstr("is out of range"));
   EXPECT_THAT(enc("addend", "-1"), HasSubstr("is out of range"));
   EXPECT_THAT(enc("addend", "12ms"),
@@ -126,7 +133,8 @@ TEST_F(KnobsTest, SetChecksNamesAndValuesWithAHintListingTheKnobs) {
   EXPECT_THAT(MessageWithHint(r.status()),
               HasSubstr("--set nope=1: knobs.bpf.c has no knob 'nope'\nhint: its knobs: "
                         "min_x (setting, __u64), mode (setting, enum knob_mode), bias (setting, "
-                        "__s16), trace (setting, bool), addend (live, __u32), threshold (live, "
+                        "__s16), trace (setting, bool), tag (setting, char[8]), addend (live, "
+                        "__u32), threshold (live, "
                         "__u32), enabled (live, bool), follow (live, bool)"));
   r = ResolveSettings(Obj(), {"min_x=lots"}, "knobs.bpf.c");
   ASSERT_FALSE(r.ok());

@@ -122,7 +122,7 @@ expect_fail "sie knob after the policy stopped" "no running policy has live knob
 
 # --- shadow: every hit decided and counted by value, the shipped values keep applying ---
 expect_fail "--shadow with a bad --set" "has no knob 'nope'" $RUN --shadow --set nope=1
-$RUN --set min_x=10 --shadow > $W/shadow.out 2> $W/shadow.err &
+$RUN --set min_x=10 --shadow --set trace=on --set tag=shadow1 > $W/shadow.out 2> $W/shadow.err &
 PID=$!
 if wait_for $W/shadow.out "shadow: decisions are counted" 600; then ok "shadow run active"; else
   bad "shadow run did not become active"; cat $W/shadow.out $W/shadow.err; fi
@@ -144,6 +144,8 @@ expect_eq "shadow run exit after SIGINT" $? 0
 cat $W/shadow.out
 grep -qF "SIE_TARGET_CALL_ARG: 4 decision(s): 50 x3, 4660 (default) x1; would have changed 3 of 4 (75.0 %)" \
   $W/shadow.out && ok "shadow summary: what the policy would have changed" || bad "shadow summary"
+grep -qF "call_arg(20): addend 50 (bias -1, tag shadow1)" $W/shadow.out &&
+  ok "a string start setting (--set tag=shadow1) reaches the policy's log" || bad "tag in the log"
 grep -qF "SIE_TARGET_THRESHOLD: 0 decision(s)" $W/shadow.out && ok "shadow summary: no threshold hit" ||
   bad "shadow summary of SIE_TARGET_THRESHOLD"
 nothing_attached "after the shadow run"

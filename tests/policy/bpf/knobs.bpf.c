@@ -7,7 +7,7 @@
  * --set); addend, threshold and enabled live knobs (sie knob): the guest test changes them
  * while it runs and reads sie_target's results. `enabled` is read by both constants' objects,
  * so one `sie knob enabled false` must reach both.
- * bias and trace exist for the unit tests' type checks (signed, bool).
+ * bias, trace and tag exist for the unit tests' type checks (signed, bool, string).
  * Plain globals are shared too: with `follow`, SIE_TARGET_THRESHOLD takes the last input the
  * SIE_TARGET_CALL_ARG object saw (last_x, written by the other constant's object).
  */
@@ -19,6 +19,7 @@ const volatile __u64 min_x = 100;
 const volatile enum knob_mode mode = KNOB_ON;
 const volatile __s16 bias = -1;
 const volatile bool trace = false;
+const volatile char tag[8] = "none"; /* a string setting, logged with trace */
 
 SIE_KNOB(__u32, addend, 50);
 SIE_KNOB(__u32, threshold, 1000);
@@ -35,7 +36,7 @@ SIE_POLICY(sie_target_call_arg, ctx)
 	if (!enabled || mode == KNOB_OFF || x < min_x)
 		return sie_default(ctx);
 	if (trace)
-		sie_log("call_arg(%llu): addend %u (bias %d)", x, addend, bias);
+		sie_log("call_arg(%llu): addend %u (bias %d, tag %s)", x, addend, bias, tag);
 	return sie_value(ctx, addend);
 }
 

@@ -14,13 +14,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
+#include "common/elf/dwarf_offline.h"
 
 namespace sie::synth::analysis {
 namespace {
-
-struct DwflCloser {
-  void operator()(Dwfl* d) const { dwfl_end(d); }
-};
 
 const char* kDwarfRegs[] = {"ax", "dx", "cx",  "bx",  "si",  "di",  "bp",  "sp",
                             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
@@ -145,28 +142,6 @@ Location VarLocationAt(Dwarf_Die* die, Dwarf_Die* fn, Dwarf_Addr pc, Dwarf_Addr 
   return {};
 }
 
-// `obj` opened offline (a relocatable object's DWARF relocated by libdwfl).
-struct Offline {
-  std::unique_ptr<Dwfl, DwflCloser> dwfl;
-  Dwfl_Module* m = nullptr;
-  static absl::StatusOr<Offline> Open(const std::string& obj) {
-    static const Dwfl_Callbacks cb = {
-        .find_elf = dwfl_build_id_find_elf,
-        .find_debuginfo = dwfl_standard_find_debuginfo,
-        .section_address = dwfl_offline_section_address,
-        .debuginfo_path = nullptr,
-    };
-    Offline o;
-    o.dwfl.reset(dwfl_begin(&cb));
-    if (!o.dwfl) return absl::InternalError("dwfl_begin failed");
-    dwfl_report_begin(o.dwfl.get());
-    o.m = dwfl_report_offline(o.dwfl.get(), "obj", obj.c_str(), -1);
-    dwfl_report_end(o.dwfl.get(), nullptr, nullptr);
-    if (!o.m) return absl::InternalError(absl::StrCat(obj, ": ", dwfl_errmsg(-1)));
-    return o;
-  }
-};
-
 int ReturnSizeOf(Dwarf_Die* fn) {
   Dwarf_Attribute at;
   Dwarf_Die t;
@@ -179,11 +154,11 @@ int ReturnSizeOf(Dwarf_Die* fn) {
 }  // namespace
 
 absl::StatusOr<std::map<std::string, int>> ReturnSizes(const std::string& obj) {
-  ASSIGN_OR_RETURN(o, Offline::Open(obj));
+  ASSIGN_OR_RETURN(o, OfflineDwarf::Open(obj));
   std::map<std::string, int> out;
   Dwarf_Die* cu = nullptr;
   Dwarf_Addr bias = 0;
-  while ((cu = dwfl_module_nextcu(o.m, cu, &bias)) != nullptr) {
+  while ((cu = dwfl_module_nextcu(o.module(), cu, &bias)) != nullptr) {
     auto each = [](Dwarf_Die* fn, void* arg) {
       const char* name = dwarf_diename(fn);
       // Definitions only (an inline-only abstract instance has no code of its own).
@@ -199,8 +174,8 @@ absl::StatusOr<std::map<std::string, int>> ReturnSizes(const std::string& obj) {
 }
 
 absl::Status AnnotateFromDwarf(const std::string& obj, std::vector<CriticalSpan>* spans) {
-  ASSIGN_OR_RETURN(o, Offline::Open(obj));
-  Dwfl_Module* m = o.m;
+  ASSIGN_OR_RETURN(o, OfflineDwarf::Open(obj));
+  Dwfl_Module* m = o.module();
   std::map<std::string, GElf_Addr> func_addr;
   int nsym = dwfl_module_getsymtab(m);
   for (int i = 0; i < nsym; ++i) {

@@ -33,8 +33,9 @@ const std::set<std::string>& BinaryResolver::CompileUnits(const std::string& ko)
   auto it = ko_units_.find(ko);
   if (it != ko_units_.end()) return it->second;
   std::string key = absl::StrReplaceAll(ko, {{"/", "_"}});
+  // "discover-cu2": the lists of an older sie, read without the .ko's relocations, were wrong.
   auto units = CompileUnitSources(files_.dbg_modules_dir / ko,
-                                  cache_dir_ / "discover-cu" / absl::StrCat(key, ".cu"));
+                                  cache_dir_ / "discover-cu2" / absl::StrCat(key, ".cu"));
   return ko_units_[ko] = units.value_or(std::set<std::string>{});
 }
 

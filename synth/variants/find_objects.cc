@@ -14,6 +14,7 @@
 #include "common/base/files.h"
 #include "common/base/process.h"
 #include "common/base/unique_fd.h"
+#include "common/elf/dwarf_offline.h"
 
 namespace sie::synth {
 namespace fs = std::filesystem;
@@ -119,25 +120,20 @@ absl::StatusOr<std::set<std::string>> CompileUnitSources(const fs::path& binary,
         out.insert(std::string(l));
       if (!out.empty()) return out;
     }
-  UniqueFd fd(::open(binary.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::NotFoundError(absl::StrCat("cannot open ", binary.string()));
-  Dwarf* dw = dwarf_begin(fd.get(), DWARF_C_READ);
-  if (!dw)
-    return absl::InvalidArgumentError(
-        absl::StrCat(binary.string(), " has no DWARF: ", dwarf_errmsg(-1)));
-  Dwarf_Off off = 0, next;
-  size_t hsize;
-  while (dwarf_nextcu(dw, off, &next, &hsize, nullptr, nullptr, nullptr) == 0) {
-    Dwarf_Die die;
-    if (dwarf_offdie(dw, off + hsize, &die)) {
-      if (const char* name = dwarf_diename(&die)) {
-        std::string n = fs::path(name).lexically_normal().string();
-        out.insert(std::string(absl::StripPrefix(n, "./")));
-      }
+  // Through libdwfl: a module's .ko is relocatable, its CU names reached by relocations.
+  if (!fs::exists(binary))
+    return absl::NotFoundError(absl::StrCat("cannot open ", binary.string()));
+  auto dw = OfflineDwarf::Open(binary.string());
+  if (!dw.ok()) return dw.status();
+  Dwarf_Die* cu = nullptr;
+  Dwarf_Addr bias = 0;
+  while ((cu = dwfl_module_nextcu(dw->module(), cu, &bias)) != nullptr)
+    if (const char* name = dwarf_diename(cu)) {
+      std::string n = fs::path(name).lexically_normal().string();
+      out.insert(std::string(absl::StripPrefix(n, "./")));
     }
-    off = next;
-  }
-  dwarf_end(dw);
+  if (out.empty())
+    return absl::InvalidArgumentError(absl::StrCat(binary.string(), " has no DWARF compile units"));
   if (!cache_file.empty() && !out.empty())
     (void)WriteFileAtomic(cache_file, absl::StrCat(absl::StrJoin(out, "\n"), "\n"));
   return out;

@@ -17,6 +17,26 @@ std::string StackKey(const Operand& o) {
   return absl::StrCat(o.base, o.disp);
 }
 
+// A cell outside the frame (a heap object's field, through a pointer register): "m:bx+16",
+// named by its base register's family; "" for stack slots, indexed, rip-relative and absolute
+// operands. The name holds while the base register is unchanged.
+std::string CellKey(const std::string& base_family, int64_t disp) {
+  return absl::StrCat("m:", base_family, "+", disp);
+}
+std::string CellKey(const Operand& o) {
+  if (o.type != OpType::kMem || !o.index.empty() || !StackKey(o).empty()) return "";
+  const std::string fam = RegFamily(o.base);
+  return fam.empty() ? "" : CellKey(fam, o.disp);
+}
+bool IsCell(const std::string& key) { return key.rfind("m:", 0) == 0; }
+std::string CellBase(const std::string& key) { return key.substr(2, key.find('+') - 2); }
+
+// The key a memory operand of the slice is tracked by: a stack slot or a cell.
+std::string MemKey(const Operand& o) {
+  std::string k = StackKey(o);
+  return k.empty() ? CellKey(o) : k;
+}
+
 }  // namespace
 
 SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs) {
@@ -27,12 +47,15 @@ SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs) {
   if (cs.kind == SpanKind::kFlags)
     init.insert("flags");
   else if (cs.kind == SpanKind::kMem) {
-    Operand o;
-    o.type = OpType::kMem;
-    o.base = cs.target_mem->base == "sp" ? "rsp" : cs.target_mem->base == "bp" ? "rbp" : "";
-    o.disp = cs.target_mem->disp;
-    std::string k = StackKey(o);
-    if (!k.empty()) init.insert(k);
+    // A value stored outside the frame lives on after the store: its cell is followed while it
+    // can be named; one that cannot (indexed, rip-relative, absolute) makes the whole function
+    // the span.
+    const MemOperand& m = *cs.target_mem;
+    if (!m.index.empty() || m.base.empty()) return whole;
+    if (m.base == "sp" || m.base == "bp")
+      init.insert(absl::StrCat(m.base == "sp" ? "rsp" : "rbp", m.disp));
+    else
+      init.insert(CellKey(m.base, m.disp));
   } else {
     init.insert(cs.target_reg);
   }
@@ -50,16 +73,22 @@ SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs) {
     for (const std::string& r : EffectiveReads(ins)) uses |= t.count(r) > 0;
     if (ins.reads_flags && t.count("flags")) uses = true;
     for (const Operand& o : ins.ops)
-      if (o.read && !StackKey(o).empty() && t.count(StackKey(o))) uses = true;
+      if (o.read && !MemKey(o).empty() && t.count(MemKey(o))) uses = true;
     bool tail = ins.is_jump && !ins.is_cond && !ins.call_target.empty();
     if (uses && (ins.is_call || ins.is_ret || tail)) return whole;  // escapes the function
     // push/pop/leave move the value through stack slots no operand names: not followed.
     if (uses && ins.writes.count("sp")) return whole;
+    // A cell outside the frame still holding the value: a callee may read it, it outlives a
+    // return, and once its base register changes it can no longer be named. Its readers are
+    // then unbounded here: the whole function is the span.
+    for (const std::string& k : t)
+      if (IsCell(k) && (ins.is_call || ins.is_ret || tail || ins.writes.count(CellBase(k))))
+        return whole;
     // Kill what is overwritten, then taint what a tainted instruction writes.
     for (const std::string& w : FullWrites(ins)) t.erase(w);
     if (ins.writes_flags) t.erase("flags");
     for (const Operand& o : ins.ops)
-      if (o.write && !StackKey(o).empty()) t.erase(StackKey(o));
+      if (o.write && !MemKey(o).empty()) t.erase(MemKey(o));
     if (uses) {
       in_slice[i] = true;
       hi = std::max(hi, ins.offset + ins.size);
@@ -67,7 +96,7 @@ SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs) {
       for (const std::string& w : ins.writes) t.insert(w);
       if (ins.writes_flags) t.insert("flags");
       for (const Operand& o : ins.ops)
-        if (o.write && !StackKey(o).empty()) t.insert(StackKey(o));
+        if (o.write && !MemKey(o).empty()) t.insert(MemKey(o));
       // A loop whose exit depends on the value: the whole loop is in the span.
       if (ins.target && *ins.target < ins.offset) lo = std::min(lo, *ins.target);
     }

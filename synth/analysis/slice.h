@@ -1,6 +1,8 @@
 // Stage 6: the Safe Span of a Critical Span: the forward data-dependency slice of the value it
-// produces (registers, flags, stack slots), over the function's control-flow graph. A value
-// passed to a call or returned escapes the function: the whole function is the span.
+// produces (registers, flags, stack slots, and cells outside the frame named by an unchanged
+// base register), over the function's control-flow graph. A value passed to a call or
+// returned escapes the function, as does one left in a cell outside the frame at a call or
+// return or whose base register changes: the whole function is the span.
 #pragma once
 #include <vector>
 

@@ -43,7 +43,10 @@ absl::StatusOr<Kallsyms> Kallsyms::Load(const std::set<std::string>& wanted,
   if (!text.ok()) return text.status();
   Kallsyms k;
   bool nonzero = false;
-  KSym* pending = nullptr;  // the last kept symbol, waiting for the next address (its size)
+  // Every address, for the sizes: a module's symbols are listed in its symbol table's order,
+  // not by address, so a symbol's size is the distance to the next higher address of all.
+  std::vector<uint64_t> addrs;
+  addrs.reserve(text->size() / 40);
   const char* p = text->data();
   const char* end = p + text->size();
   while (p < end) {
@@ -56,10 +59,7 @@ absl::StatusOr<Kallsyms> Kallsyms::Load(const std::set<std::string>& wanted,
     uint64_t addr = 0;
     if (!absl::SimpleHexAtoi(line.substr(0, sp1), &addr)) continue;
     nonzero |= addr != 0;
-    if (pending) {
-      pending->size = addr > pending->addr ? addr - pending->addr : 0;
-      pending = nullptr;
-    }
+    addrs.push_back(addr);
     char type = absl::ascii_tolower(line[sp1 + 1]);
     absl::string_view rest = line.substr(sp1 + 3);
     size_t tab = rest.find('\t');
@@ -74,8 +74,12 @@ absl::StatusOr<Kallsyms> Kallsyms::Load(const std::set<std::string>& wanted,
       if (mod.size() > 2 && mod.front() == '[')
         sym.module = std::string(mod.substr(1, mod.size() - 2));
     }
-    auto it = k.syms_.emplace(std::string(name), sym);
-    pending = &it->second;
+    k.syms_.emplace(std::string(name), sym);
+  }
+  std::sort(addrs.begin(), addrs.end());
+  for (auto& [name, sym] : k.syms_) {
+    auto next = std::upper_bound(addrs.begin(), addrs.end(), sym.addr);
+    sym.size = next == addrs.end() ? 0 : *next - sym.addr;
   }
   k.all_zero_ = !nonzero;
   return k;

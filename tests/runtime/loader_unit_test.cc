@@ -44,6 +44,35 @@ TEST(KprobeList, ParsesTypesFlagsAndSharedAddresses) {
   EXPECT_TRUE(loader::ParseKprobeList("garbage\n\nzz k x\n").empty());
 }
 
+// A module's symbols come in its symbol table's order, not by address (as in the guest's
+// /proc/kallsyms for sie_target): a function's size is the distance to the next higher
+// address of any symbol, not to the next line.
+TEST(Kallsyms, SizesComeFromTheNextHigherAddressNotTheNextLine) {
+  auto dir = TempDir::Create(fs::temp_directory_path(), "sie-kallsyms-");
+  ASSERT_TRUE(dir.ok());
+  const fs::path f = dir->path() / "kallsyms";
+  std::ofstream(f) << "ffffffff81000000 T _stext\n"
+                      "ffffffff81000100 T vfs_write\n"
+                      "ffffffff81000180 t __pfx_ksys_write\n"
+                      "ffffffff81000190 t ksys_write\n"
+                      "ffffffffc02eb9f0 t sie_target_path_set\t[sie_target]\n"
+                      "ffffffffc02eb980 t sie_target_batch_cycle\t[sie_target]\n"
+                      "ffffffffc02ebaf0 t sie_target_hold_cycle\t[sie_target]\n"
+                      "ffffffffc02ebb30 t sie_target_hold\t[sie_target]\n"
+                      "ffffffffc02eb9e0 t __pfx_sie_target_path_set\t[sie_target]\n"
+                      "ffffffffc02ebb20 t __pfx_sie_target_hold\t[sie_target]\n";
+  auto k = loader::Kallsyms::Load({}, f.string());
+  ASSERT_TRUE(k.ok()) << k.status();
+  auto size = [&](const char* name, const char* bin) {
+    auto s = k->Find(name, bin);
+    return s.ok() ? s->size : ~0ull;
+  };
+  EXPECT_EQ(size("sie_target_batch_cycle", "sie_target"), 0x60u);  // to __pfx_ of path_set
+  EXPECT_EQ(size("sie_target_hold_cycle", "sie_target"), 0x30u);
+  EXPECT_EQ(size("sie_target_path_set", "sie_target"), 0x100u);  // to hold_cycle
+  EXPECT_EQ(size("vfs_write", "vmlinux"), 0x80u);
+}
+
 // A kprobe in a module that was unloaded: the kernel keeps it registered (its perf event holds
 // it), no longer resolves the address to a symbol and flags it [GONE] (report_probe, 6.12).
 TEST(KprobeList, FlagsProbesOfAnUnloadedModuleAsGone) {

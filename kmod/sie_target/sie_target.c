@@ -310,6 +310,27 @@ static sie_pattern void sie_target_batch_cycle(struct sie_target_worker *w)
 	atomic64_inc(&sie_target_ops);
 }
 
+/*
+ * (g') The same two uses, with the calling task asleep for `ms` in between (debugfs "hold"):
+ * a task blocked here has a safe-span frame on its stack for that long, which the mode-1
+ * reverse transition must wait for (or name, at its timeout).
+ */
+static sie_pattern void sie_target_hold_cycle(struct sie_target_worker *w, unsigned int ms)
+{
+	WRITE_ONCE(w->reserved, SIE_TARGET_BATCH);	/* use 1 */
+	msleep(ms);					/* sleepable point */
+	WRITE_ONCE(w->released, SIE_TARGET_BATCH);	/* use 2 */
+}
+
+/* hold(ms): ms at most 10 s; the result is use1 * 1000000 + use2 (64000064 as compiled). */
+static u64 sie_target_hold(u64 ms)
+{
+	static struct sie_target_worker h;
+
+	sie_target_hold_cycle(&h, min_t(u64, ms, 10000));
+	return (u64)READ_ONCE(h.reserved) * 1000000 + READ_ONCE(h.released);
+}
+
 static int sie_target_worker_fn(void *data)
 {
 	struct sie_target_worker *w = data;
@@ -410,6 +431,7 @@ static struct sie_target_path sie_target_paths[] = {
 	{ .name = "join", .run = sie_target_join },
 	{ .name = "saved", .run = sie_target_saved },
 	{ .name = "every", .run = sie_target_every },
+	{ .name = "hold", .run = sie_target_hold },
 };
 
 static int sie_target_path_get(void *data, u64 *val)

@@ -469,6 +469,9 @@ std::string UnloadSummaryLine(const json& j) {
       absl::StrAppend(&line, ", ", j.value("reverse_tasks", uint64_t{0}),
                       " task(s) moved back, the last after ",
                       absl::StrFormat("%.1f", j.value("reverse_max_ms", 0.0)), " ms");
+    if (j.value("reverse_idle_holders", uint64_t{0}) > 0)
+      absl::StrAppend(&line, "; ", j.value("reverse_idle_holders", uint64_t{0}),
+                      " idle task(s) outside every safe span switched at once");
     else if (j.contains("transition_ms"))
       absl::StrAppend(&line, " in ", absl::StrFormat("%.1f", j.value("transition_ms", 0.0)), " ms");
   }
@@ -477,13 +480,15 @@ std::string UnloadSummaryLine(const json& j) {
 }
 
 int UnloadCommand(const std::vector<std::string>& args) {
-  bool all = false, as_json = false;
+  bool all = false, as_json = false, force = false;
   std::string timeout_s = "5", consts, reason;
   std::vector<std::string> pos;
-  ArgParser p("sie unload <const>|--all [--consts DIR] [--timeout S] [--json]",
+  ArgParser p("sie unload <const>|--all [--consts DIR] [--timeout S] [--force] [--json]",
               "Takes a constant back to its compiled value: reverse transition (per-task mode:\n"
-              "each task at its next safe point; global mode: all at once, refused after the\n"
-              "timeout, everything kept loaded), then detaches its probes and removes its pins.\n"
+              "each task at its next safe point, until no task with the new value may be inside\n"
+              "a safe span; global mode: all at once; either refused after the timeout, naming\n"
+              "the tasks, the constant kept loaded), then detaches its probes and removes its\n"
+              "pins.\n"
               "--all also removes leftovers of an interrupted 'sie set'. Prints what each\n"
               "constant did while loaded (time, hits, applied, rejected, the reverse transition).\n"
               "<const> is a name (any case) or an id ('sie status' shows both).");
@@ -491,6 +496,9 @@ int UnloadCommand(const std::vector<std::string>& args) {
   p.Flag("--all", &all, "unload every constant");
   p.String("--consts", "DIR", &consts, kIdConstsHelp);
   p.String("--timeout", "S", &timeout_s, "reverse transition limit, seconds (default 5)");
+  p.Flag("--force", &force,
+         "per-task mode: end the reverse transition at the timeout even with tasks inside a "
+         "safe span (they may see the old and new value mixed)");
   p.Flag("--json", &as_json, "print each constant's summary (the journal entry) as JSON");
   p.String("--reason", "TEXT", &reason, kReasonHelp);
   if (auto s = p.Parse(args); !s.ok()) return ReportError("sie unload", s);
@@ -505,7 +513,7 @@ int UnloadCommand(const std::vector<std::string>& args) {
         "sie unload",
         InvalidWithHint("--timeout takes seconds", "a number of seconds >= 0, e.g. --timeout 30"));
   std::vector<json> summaries;
-  absl::Status s = loader::Unload(all ? "" : pos[0], all, timeout, &summaries, consts);
+  absl::Status s = loader::Unload(all ? "" : pos[0], all, timeout, &summaries, consts, force);
   if (as_json)
     std::printf("%s\n", json(summaries).dump(2).c_str());
   else

@@ -80,6 +80,6 @@ void RecordLoaded(const std::vector<Attached>& probes, nlohmann::json& state, Se
 // Unload of one constant; the caller holds the run lock. `before` (optional): its status
 // before, for the journal's lifetime summary, which also goes to *summary.
 absl::Status UnloadOne(const std::string& n, double timeout_s, const LoadedConst* before = nullptr,
-                       nlohmann::json* summary = nullptr);
+                       nlohmann::json* summary = nullptr, bool force = false);
 
 }  // namespace sie::loader

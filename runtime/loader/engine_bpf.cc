@@ -162,6 +162,9 @@ class BpfEngine : public Engine {
     // Only mode-2 stubs call sie_consistency's kfunc (and so need the module loaded).
     if (opts_.mode == 2)
       if (auto st = SetRodataU32(obj_.get(), "sie_global_kfunc", 1); !st.ok()) return st;
+    // The reverse check (a task iterator) is mode 1's only; other modes do not load it.
+    if (bpf_program* p = bpf_object__find_program_by_name(obj_.get(), SIE_PROG_REVERSE_CHECK))
+      bpf_program__set_autoload(p, opts_.mode == 1);
     if (opts_.prepare_object)
       if (auto st = opts_.prepare_object(obj_.get()); !st.ok()) return st;
     RETURN_IF_ERROR(KernelStep(absl::StrCat("load the stub of ", c_.name)));
@@ -225,6 +228,12 @@ class BpfEngine : public Engine {
       RETURN_IF_ERROR(KernelStep(absl::StrCat("pin map ", m)));
       if (int err = bpf_map__pin(map, (fs::path(pin_dir_) / m).c_str()); err)
         return absl::InternalError(absl::StrCat("pinning ", m, ": ", strerror(-err)));
+    }
+    bpf_program* check = bpf_object__find_program_by_name(obj_.get(), SIE_PROG_REVERSE_CHECK);
+    if (opts_.mode == 1 && check) {
+      RETURN_IF_ERROR(KernelStep("pin the reverse check"));
+      if (int err = bpf_program__pin(check, (fs::path(pin_dir_) / SIE_PROG_REVERSE_CHECK).c_str()))
+        return absl::InternalError(absl::StrCat("pinning the reverse check: ", strerror(-err)));
     }
     return absl::OkStatus();
   }

@@ -158,16 +158,17 @@ absl::StatusOr<std::vector<LoadedConst>> Status();
 absl::StatusOr<std::string> LoadedName(const std::string& name_or_id,
                                        const std::string& consts_dir = "");
 
-// Reverse transition (mode 1: tasks move back at their next clean guard, up to timeout_s; mode
-// 2: one global switch back, refused when it does not happen within timeout_s, keeping
-// everything loaded), then detach (remove the pins) and forget the constant. `name` is a name or
-// an id (LoadedName, in `consts_dir`); "" with all=true: everything under /sys/fs/bpf/sie and
-// /run/sie, including leftovers of a killed `sie set`.
-// `summaries` (optional) gets one journal entry per constant: its value, mode, engine, time
-// loaded, counters summed over spans, the reverse transition and the outcome.
+// Reverse transition (mode 1: tasks move back at their next clean guard until no task holding
+// the new value may be inside a safe span, refused after timeout_s naming those tasks, keeping
+// the constant loaded, unless `force`; mode 2: one global switch back, refused when it does not
+// happen within timeout_s, keeping everything loaded), then detach (remove the pins) and forget the
+// constant. `name` is a name or an id (LoadedName, in `consts_dir`); "" with all=true: everything
+// under /sys/fs/bpf/sie and /run/sie, including leftovers of a killed `sie set`. `summaries`
+// (optional) gets one journal entry per constant: its value, mode, engine, time loaded, counters
+// summed over spans, the reverse transition and the outcome.
 absl::Status Unload(const std::string& name, bool all, double timeout_s = 5,
                     std::vector<nlohmann::json>* summaries = nullptr,
-                    const std::string& consts_dir = "");
+                    const std::string& consts_dir = "", bool force = false);
 
 // The journal's entries (one json object per line), oldest first (journal.h).
 absl::StatusOr<std::vector<nlohmann::json>> ReadJournal();

@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdarg>
@@ -11,7 +12,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
 #include "runtime/loader/state.h"
@@ -106,6 +109,41 @@ std::vector<BlockedTask> ReadBlocked(int blocked_fd, uint64_t epoch_ns) {
   }
   std::sort(out.begin(), out.end(),
             [](const BlockedTask& a, const BlockedTask& b) { return a.last_ms > b.last_ms; });
+  return out;
+}
+
+absl::StatusOr<std::vector<Holder>> ListHolders(const std::string& name) {
+  const std::string pin = (PinDir(name) / SIE_PROG_REVERSE_CHECK).string();
+  UniqueFd prog(bpf_obj_get(pin.c_str()));
+  if (!prog.valid())
+    return ErrorWithHint(absl::StatusCode::kNotFound,
+                         absl::StrCat("no reverse check pinned at ", pin, ": ", strerror(errno)),
+                         "only mode-1 constants have one");
+  UniqueFd link(bpf_link_create(prog.get(), 0, BPF_TRACE_ITER, nullptr));
+  if (!link.valid())
+    return absl::InternalError(absl::StrCat("attaching the task iterator: ", strerror(errno)));
+  UniqueFd it(bpf_iter_create(link.get()));
+  if (!it.valid())
+    return absl::InternalError(absl::StrCat("creating the task iterator: ", strerror(errno)));
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(it.get(), buf, sizeof(buf))) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      return absl::InternalError(absl::StrCat("reading the task iterator: ", strerror(errno)));
+    text.append(buf, n);
+  }
+  std::vector<Holder> out;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, absl::MaxSplits(' ', 2));
+    Holder h;
+    int blocking = 0;
+    if (f.size() != 3 || !absl::SimpleAtoi(f[0], &h.tid) || !absl::SimpleAtoi(f[1], &blocking))
+      continue;
+    h.blocking = blocking != 0;
+    h.comm = std::string(f[2]);
+    out.push_back(std::move(h));
+  }
   return out;
 }
 

@@ -40,6 +40,16 @@ EpochStats ReadEpoch(int stats_fd);
 // stack and that have not switched since (the stub's sie_blocked map), oldest first.
 std::vector<BlockedTask> ReadBlocked(int blocked_fd, uint64_t epoch_ns);
 
+// Mode 1: the tasks that still hold the new value, from the stub's task iterator (pinned at
+// <pin dir>/sie_reverse_check); `blocking` when one may be inside a safe span. NotFound when
+// the constant has no iterator pinned (not mode 1).
+struct Holder {
+  uint32_t tid = 0;
+  bool blocking = false;
+  std::string comm;
+};
+absl::StatusOr<std::vector<Holder>> ListHolders(const std::string& name);
+
 // Sets the u32 .rodata variable `name` of an opened, not yet loaded object (the verifier then
 // knows its value and drops the code it disables).
 absl::Status SetRodataU32(bpf_object* obj, const char* name, uint32_t v);

@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/diag.h"
 #include "common/base/fault.h"
 #include "runtime/loader/attach.h"
@@ -84,11 +85,22 @@ absl::Status ReverseGlobal(const std::string& n, int id, double timeout_s, json&
   return absl::OkStatus();
 }
 
-// Mode 1: tasks go back to the original value at their next guard with a clean stack. Done
-// when no apply hit has used the new value for 200 ms, or at the timeout (then the kill switch
-// ends it for everyone).
-void ReversePerTask(const std::string& n, int ctl, uint32_t nspans, double timeout_s,
-                    json& journal) {
+// "123 (comm), 456 (comm)": tasks for a message.
+std::string TaskList(const std::vector<Holder>& hs) {
+  std::vector<std::string> parts;
+  for (const Holder& h : hs) parts.push_back(absl::StrCat(h.tid, " (", h.comm, ")"));
+  return absl::StrJoin(parts, ", ");
+}
+
+// Mode 1: the target back to 0, so tasks move back at their next guard with a clean stack.
+// The stub's task iterator lists the tasks still holding the new value; once none of them may
+// be inside a safe span, the kill switch (the caller's) ends the transition exactly: a holder
+// outside every safe span takes the original value at its next span, as a consistent pass.
+// At the timeout the blockers are named and the constant stays loaded (target 0, tasks still
+// moving back), unless `force`. A stub without the iterator (loaded by an older sie) falls
+// back to "no apply hit of the new value for 200 ms".
+absl::Status ReversePerTask(const std::string& n, int ctl, uint32_t nspans, double timeout_s,
+                            bool force, json& journal) {
   auto stats = OpenPinned(n, SIE_MAP_STATS);
   if (stats.ok()) (void)BeginEpoch(ctl, stats->get());
   (void)CtlSet(ctl, SIE_CTL_TARGET, 0);
@@ -102,17 +114,24 @@ void ReversePerTask(const std::string& n, int ctl, uint32_t nspans, double timeo
   const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
   uint64_t last = applied();
   auto quiet_since = Clock::now();
-  bool converged = false;
-  while (Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    uint64_t now = applied();
-    if (now != last) {
-      last = now;
-      quiet_since = Clock::now();
-    } else if (MsSince(quiet_since) >= 200) {
-      converged = true;
-      break;
+  bool converged = false, exact = true;
+  std::vector<Holder> holders, blocking;
+  for (;;) {
+    auto hs = ListHolders(n);
+    exact = hs.ok() || !absl::IsNotFound(hs.status());
+    if (hs.ok()) {
+      holders = std::move(*hs);
+      blocking.clear();
+      for (const Holder& h : holders)
+        if (h.blocking) blocking.push_back(h);
+      converged = blocking.empty();
+    } else if (!exact) {
+      const uint64_t now = applied();
+      if (now != last) last = now, quiet_since = Clock::now();
+      converged = MsSince(quiet_since) >= 200;
     }
+    if (converged || Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   journal["reverse_transition"] = converged ? "converged" : "timed out";
   if (stats.ok()) {
@@ -121,6 +140,21 @@ void ReversePerTask(const std::string& n, int ctl, uint32_t nspans, double timeo
     journal["reverse_tasks"] = e.tasks;
     journal["reverse_max_ms"] = e.max_ms;
   }
+  if (exact) journal["reverse_idle_holders"] = holders.size() - blocking.size();
+  if (converged || force || !exact) return absl::OkStatus();
+  json b = json::array();
+  for (const Holder& h : blocking) b.push_back({{"tid", h.tid}, {"comm", h.comm}});
+  journal["reverse_blocking"] = b;
+  return FailedWithHint(
+      absl::StrCat("the reverse transition of ", n, " did not finish within ", timeout_s,
+                   " s: ", blocking.size(),
+                   " task(s) still hold the new value inside a safe span: ", TaskList(blocking),
+                   "; ", n,
+                   " stays loaded, its tasks moving back to the original value at their next "
+                   "guard"),
+      absl::StrCat("run 'sie unload ", n,
+                   "' again once they leave (or give them longer: --timeout S); --force ends it "
+                   "now, and those tasks may then see the old and the new value mixed"));
 }
 
 std::vector<uint64_t> AddressList(const json& s, const char* key) {
@@ -201,7 +235,7 @@ absl::Status RemoveFromKernel(const std::string& n, const absl::StatusOr<json>& 
 }  // namespace
 
 absl::Status UnloadOne(const std::string& n, double timeout_s, const LoadedConst* before,
-                       json* summary) {
+                       json* summary, bool force) {
   auto state = ReadState(StatePath(n));
   json journal{{"const", n}, {"new_value", nullptr}, {"outcome", "unloaded"}};
   if (state.ok()) {
@@ -223,7 +257,12 @@ absl::Status UnloadOne(const std::string& n, double timeout_s, const LoadedConst
     was_active = CtlGet(ctl->get(), SIE_CTL_ACTIVE);
     was_target = CtlGet(ctl->get(), SIE_CTL_TARGET);
     if (CtlGet(ctl->get(), SIE_CTL_MODE) == 1 && was_active)
-      ReversePerTask(n, ctl->get(), state.ok() ? state->value("nspans", 0) : 0, timeout_s, journal);
+      if (auto st = ReversePerTask(n, ctl->get(), state.ok() ? state->value("nspans", 0) : 0,
+                                   timeout_s, force, journal);
+          !st.ok()) {
+        journal["outcome"] = "failed";
+        return finish(st);
+      }
     (void)CtlSet(ctl->get(), SIE_CTL_ACTIVE, 0);
   }
   bool touched = false;
@@ -247,7 +286,7 @@ absl::StatusOr<std::string> LoadedName(const std::string& name_or_id,
 }
 
 absl::Status Unload(const std::string& name_in, bool all, double timeout_s,
-                    std::vector<json>* summaries, const std::string& consts_dir) {
+                    std::vector<json>* summaries, const std::string& consts_dir, bool force) {
   if (geteuid() != 0)
     return FailedWithHint("sie unload changes the running kernel and needs root", "run as root");
   auto lock = RunLock::Take();
@@ -276,7 +315,8 @@ absl::Status Unload(const std::string& name_in, bool all, double timeout_s,
   for (const auto& n : names) {
     auto it = before.find(n);
     json summary;
-    absl::Status st = UnloadOne(n, timeout_s, it == before.end() ? nullptr : &it->second, &summary);
+    absl::Status st =
+        UnloadOne(n, timeout_s, it == before.end() ? nullptr : &it->second, &summary, force);
     if (summaries && summary.is_object()) summaries->push_back(std::move(summary));
     if (first.ok() && !st.ok()) first = st;
   }

@@ -1,7 +1,9 @@
 #!/bin/sh
 # End to end, spec to kernel: every sie_target constant as `sie synth` wrote it (not a
 # hand-written fixture) takes a value never compiled, observed through the module's results,
-# and unload restores the compiled behaviour exactly. $1: the synthesized constants.
+# and unload restores the compiled behaviour exactly; a mode-1 unload waits exactly for the
+# tasks inside a safe span, names them at its timeout (or ends it with --force).
+# $1: the synthesized constants.
 C=${1:?usage: vm_synth_e2e_test.sh CONSTS_DIR}
 T=/sys/kernel/debug/sie_target
 FAILS=0
@@ -88,6 +90,54 @@ for engine in auto bpf; do
   expect_eq "$engine: SIE_TARGET_JOIN restored join(5)" "$(run join 5)" 769
   expect_eq "$engine: SIE_TARGET_JOIN restored join(4)" "$(run join 4)" 5
 done
+# Mode 1 reverse, exact (the synthesized SIE_TARGET_BATCH: spans in the workers' batch cycle and
+# in hold, each function a safe span). hold(ms) uses the constant, sleeps ms inside the span,
+# uses it again: result use1 * 1000000 + use2. The unload waits for the tasks that hold the new
+# value inside a safe span, names them at its timeout and keeps the constant loaded; tasks
+# holding it outside every safe span do not delay it.
+B1=SIE_TARGET_BATCH
+sie set $B1 100 --mode 1 --consts "$C" > /dev/null || bad "sie set $B1 100 --mode 1"
+expect_eq "mode 1: hold(0), the caller took 100" "$(run hold 0)" 100000100
+sh -c "echo 4000 > $T/hold" &
+HP=$!
+sleep 1
+if sie unload $B1 --timeout 1 > /tmp/rev.out 2>&1; then bad "unload finished with a task asleep in the span"
+else ok "unload refused while a task holds the new value inside the span"; fi
+cat /tmp/rev.out
+grep -q "did not finish within 1 s: 1 task(s) still hold the new value inside a safe span: $HP (sh)" \
+  /tmp/rev.out && ok "the refusal names the task" || bad "refusal message"
+grep -q "hint: run 'sie unload $B1' again once they leave" /tmp/rev.out && ok "with a hint" || bad "no hint"
+sie status $B1 > /dev/null && ok "$B1 still loaded" || bad "$B1 not loaded after the refused unload"
+wait $HP
+expect_eq "the holder saw 100 at both uses" "$(cat $T/hold)" 100000100
+sie unload $B1 > /tmp/rev.out || bad "unload once the holder left"
+cat /tmp/rev.out
+grep -q "reverse transition converged" /tmp/rev.out && ok "then the reverse transition converges" ||
+  bad "second unload: $(cat /tmp/rev.out)"
+expect_eq "restored hold(0)" "$(run hold 0)" 64000064
+# An idle holder (took the new value, then sleeps outside every span) does not delay it.
+sie set $B1 100 --mode 1 --consts "$C" > /dev/null || bad "sie set $B1 (idle holder)"
+sh -c "echo 0 > $T/hold; sleep 5" &
+IP=$!
+sleep 1
+t0=$(date +%s%N)
+sie unload $B1 --timeout 3 > /tmp/rev.out 2>&1 || bad "unload with an idle holder: $(cat /tmp/rev.out)"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+cat /tmp/rev.out
+grep -q "1 idle task(s) outside every safe span switched at once" /tmp/rev.out &&
+  ok "the idle holder is switched by the kill switch ($ms ms)" || bad "idle holder summary"
+kill $IP 2>/dev/null; wait $IP 2>/dev/null
+# --force: ends it at the timeout; the task inside the span then sees both values.
+sie set $B1 100 --mode 1 --consts "$C" > /dev/null || bad "sie set $B1 (force)"
+run hold 0 > /dev/null
+sh -c "echo 3000 > $T/hold" &
+HP=$!
+sleep 1
+sie unload $B1 --timeout 0.5 --force > /tmp/rev.out 2>&1 || bad "unload --force: $(cat /tmp/rev.out)"
+grep -q "reverse transition timed out" /tmp/rev.out && ok "--force: timed out, unloaded" || bad "--force: $(cat /tmp/rev.out)"
+wait $HP
+expect_eq "--force: the task in the span saw the new then the old value" "$(cat $T/hold)" 100000064
+
 # An artifact of another build of the module (same release, another build id): refused with
 # both ids and a hint, nothing attached (the kprobe count below), the compiled code unchanged.
 B=/tmp/sie-badid; rm -rf $B; cp -r "$C" $B

@@ -32,6 +32,8 @@
 #define SIE_MAP_SAFE "sie_safe"
 #define SIE_MAP_BLOCKED "sie_blocked"
 #define SIE_MAP_MARKS "sie_marks"
+/* The mode-1 reverse check (a task iterator program), pinned next to the maps in mode 1. */
+#define SIE_PROG_REVERSE_CHECK "sie_reverse_check"
 
 /* A key of sie_marks: a path token span's mark of the frame whose stack pointer is sp. */
 struct sie_mark_key {

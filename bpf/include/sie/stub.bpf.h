@@ -188,18 +188,11 @@ static __always_inline int sie_gate(__s64 *value)
 	return 1;
 }
 
-/*
- * True when no return address on the kernel stack lies inside a safe span. Entry 0 is the
- * probed instruction itself (the span being entered). A stack that fills the buffer may be
- * truncated, so it counts as unsafe: the task retries at its next guard.
- */
-static __always_inline int sie_stack_clean(struct pt_regs *ctx)
+/* The safe ranges the stack checks compare with (a local copy: the verifier needs bounds). */
+static __always_inline int sie_safe_ranges(struct sie_range *ranges)
 {
-	__u64 buf[SIE_STACK_DEPTH];
-	struct sie_range ranges[SIE_MAX_SAFE_CHECKED];
 	__u32 nsafe = sie_ctl_get(SIE_CTL_NSAFE);
-	long n;
-	int i, j;
+	int j;
 
 	if (nsafe > SIE_MAX_SAFE_CHECKED) /* the loader caps it; more need a bigger copy */
 		return 0;
@@ -210,21 +203,46 @@ static __always_inline int sie_stack_clean(struct pt_regs *ctx)
 		ranges[j].start = r && j < nsafe ? r->start : 0;
 		ranges[j].end = r && j < nsafe ? r->end : 0;
 	}
-	n = bpf_get_stack(ctx, buf, sizeof(buf), 0);
-	if (n < 0 || n >= (long)sizeof(buf))
+	return 1;
+}
+
+/*
+ * True when no return address of buf[first..n/8) lies inside a safe span. A return address
+ * ra belongs to the call ending at ra: inside (start, end]. A stack that fills the buffer may
+ * be truncated, so it counts as unsafe.
+ */
+static __always_inline int sie_frames_clean(const __u64 *buf, long n, int first,
+					    const struct sie_range *ranges)
+{
+	int i, j;
+
+	if (n < 0 || n >= SIE_STACK_DEPTH * 8)
 		return 0;
-	for (i = 1; i < SIE_STACK_DEPTH; i++) {
+	for (i = first; i < SIE_STACK_DEPTH; i++) {
 		__u64 ra;
 
 		if (i * 8 >= n)
 			break;
 		ra = buf[i];
-		/* A return address ra belongs to the call ending at ra: inside (start, end]. */
 		for (j = 0; j < SIE_MAX_SAFE_CHECKED; j++)
 			if (ra > ranges[j].start && ra <= ranges[j].end)
 				return 0;
 	}
 	return 1;
+}
+
+/*
+ * True when no return address on the current kernel stack lies inside a safe span. Entry 0 is
+ * the probed instruction itself (the span being entered).
+ */
+static __always_inline int sie_stack_clean(struct pt_regs *ctx)
+{
+	__u64 buf[SIE_STACK_DEPTH];
+	struct sie_range ranges[SIE_MAX_SAFE_CHECKED];
+
+	if (!sie_safe_ranges(ranges))
+		return 0;
+	return sie_frames_clean(buf, bpf_get_stack(ctx, buf, sizeof(buf), 0), 1, ranges);
 }
 
 /*
@@ -265,6 +283,37 @@ int sie_guard(struct pt_regs *ctx)
 	epoch = sie_ctl_get(SIE_CTL_EPOCH_NS);
 	if (epoch && now >= epoch)
 		sie_count_latency(now - epoch);
+	return 0;
+}
+
+/*
+ * Mode 1 reverse check, run by `sie unload` over every task (a task iterator, loaded only in
+ * mode 1): one line "pid blocking comm" per task still holding the new value. blocking is 1
+ * when the task may be inside a safe span (a safe-span frame on its stack, a truncated stack,
+ * or running on another CPU, whose stack cannot be read still). Once no holder blocks, none can
+ * start to: with the target back at 0, a holder entering a safe span moves back at its guard.
+ * So the kill switch then ends the transition exactly, without waiting for idle holders.
+ */
+SEC("iter/task")
+int sie_reverse_check(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct sie_range ranges[SIE_MAX_SAFE_CHECKED];
+	__u64 buf[SIE_STACK_DEPTH];
+	struct sie_task_state *st;
+	int blocking = 1;
+	long n;
+
+	if (!task)
+		return 0;
+	st = bpf_task_storage_get(&sie_task, task, 0, 0);
+	if (!st || !st->applies)
+		return 0;
+	if (!task->on_cpu || task == bpf_get_current_task_btf()) {
+		n = bpf_get_task_stack(task, buf, sizeof(buf), 0);
+		blocking = !sie_safe_ranges(ranges) || !sie_frames_clean(buf, n, 0, ranges);
+	}
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%d %d %s\n", task->pid, blocking, task->comm);
 	return 0;
 }
 

@@ -10,14 +10,7 @@ HINT=$SRC/../../policies/blk_plug_hint/blk_plug_hint.bpf.c
 ADAPT=$SRC/../../policies/blk_plug_adaptive/blk_plug_adaptive.bpf.c
 TR=/sys/kernel/tracing
 W=/tmp/sie-plug && mkdir -p $W
-FAILS=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; FAILS=$((FAILS + 1)); }
-wait_for() { # file pattern seconds
-  i=0
-  while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" && return 0; sleep 0.1; i=$((i + 1)); done
-  return 1
-}
+. "$SRC/../runtime/lib.sh"
 # fio on /dev/nullb0: RW (randread/read), 4 KiB direct reads, io_uring submitting 32 at a time,
 # its job as a thread of the process (so a process hint covers it).
 FIO="fio --name=plug --filename=/dev/nullb0 --bs=4k --direct=1 --ioengine=io_uring --iodepth=32

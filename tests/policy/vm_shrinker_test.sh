@@ -11,19 +11,11 @@ SRC=$(dirname "$0")
 P=$SRC/../../policies/shrinker_batch/shrinker_batch.bpf.c
 O=/sys/kernel/debug/sie_shrink_observer
 W=/tmp/sie-shrinker && mkdir -p $W
-FAILS=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; FAILS=$((FAILS + 1)); }
-expect_eq() { if [ "$2" = "$3" ]; then ok "$1 = $2"; else bad "$1: got '$2', want '$3'"; fi; }
+. "$SRC/../runtime/lib.sh"
 # Fills both shrinkers, drops the slab caches: "A B", the largest scan each was asked for.
 batches() {
   echo 100000 > $O/objects && echo 100000 > $O/b/objects && echo 2 > /proc/sys/vm/drop_caches &&
     echo "$(cat $O/max_scan) $(cat $O/b/max_scan)"
-}
-wait_for() { # file pattern seconds
-  i=0
-  while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" && return 0; sleep 0.1; i=$((i + 1)); done
-  return 1
 }
 RUN="sie-run $P --const SHRINK_BATCH --consts $C"
 

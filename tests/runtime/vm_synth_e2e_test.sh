@@ -138,6 +138,31 @@ grep -q "reverse transition timed out" /tmp/rev.out && ok "--force: timed out, u
 wait $HP
 expect_eq "--force: the task in the span saw the new then the old value" "$(cat $T/hold)" 100000064
 
+# Modes on the synthesized SIE_TARGET_BATCH, whose safe spans synth derived through memory (the
+# value is stored into a worker's fields around a sleep): mode 0 may show the mixed pair, modes
+# 1 and 2 never. Mode 2 needs an instant with no worker in the span: 2 workers and 60 s.
+for mode in 0 1 2; do
+  if [ $mode = 2 ]; then echo 2 > $T/workers; to="--timeout 60"; else echo 4 > $T/workers; to=; fi
+  sleep 0.3
+  echo 0 > $T/mixed
+  sie set $B1 100 --mode $mode $to --consts "$C" > /dev/null || bad "mode $mode: sie set $B1 100"
+  sleep 1
+  sie set $B1 200 --mode $mode $to --consts "$C" > /dev/null || bad "mode $mode: update to 200"
+  sleep 1
+  last=$(cat $T/batch_last)
+  sie unload $B1 $to > /tmp/modes.out 2>&1 || bad "mode $mode: unload: $(cat /tmp/modes.out)"
+  sleep 0.5
+  mixed=$(cat $T/mixed)
+  echo "METRIC synthesized mode$mode mixed=$mixed batch_last=$last ops=$(cat $T/ops)"
+  expect_eq "synthesized, mode $mode: the workers used 200" "$last" 200
+  if [ $mode = 0 ]; then
+    [ "$mixed" -gt 0 ] && ok "mode 0 shows mixed pairs ($mixed)" || echo "note - mode 0 saw no mixed pair"
+  else
+    expect_eq "synthesized, mode $mode: mixed pairs" "$mixed" 0
+  fi
+done
+echo 0 > $T/workers
+
 # An artifact of another build of the module (same release, another build id): refused with
 # both ids and a hint, nothing attached (the kprobe count below), the compiled code unchanged.
 B=/tmp/sie-badid; rm -rf $B; cp -r "$C" $B

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -321,11 +322,10 @@ TEST(Semantics, HiddenEffectsStillStopExecution) {
   EXPECT_NE(st.unsupported().find("rep stos"), std::string::npos) << st.unsupported();
 }
 
-// The Safe Span follows the value only through named locations: a value pushed and popped
-// elsewhere makes the whole function the span.
-TEST(Slice, ValueThroughPushIsNotLost) {
-  Function fn =
-      Assemble("imul eax, edi, 5\n nop\n push rax\n pop rcx\n mov [rsi], ecx\n xor eax, eax\n ret");
+// The Safe Span of a value computed into eax by its first instruction (the CS) and probed at
+// the second, in the function `text`.
+std::pair<Function, SafeSpan> SliceOf(const std::string& text) {
+  Function fn = Assemble(text);
   fn.size = fn.insns.back().offset + fn.insns.back().size;
   CriticalSpan cs;
   cs.kind = SpanKind::kReg;
@@ -333,51 +333,47 @@ TEST(Slice, ValueThroughPushIsNotLost) {
   cs.cs_start = 0;
   cs.cs_end = cs.probe_offset = fn.insns[1].offset;
   SafeSpan s = SliceSafeSpan(fn, cs);
+  return {std::move(fn), s};
+}
+
+// The Safe Span follows the value only through named locations: a value pushed and popped
+// elsewhere makes the whole function the span.
+TEST(Slice, ValueThroughPushIsNotLost) {
+  auto [fn, s] = SliceOf(
+      "imul eax, edi, 5\n nop\n push rax\n pop rcx\n mov [rsi], ecx\n"
+      " xor eax, eax\n ret");
   EXPECT_EQ(s.how, SafeSpanHow::kWholeFunction) << s.start << "-" << s.end;
   // Without the push the slice ends at the last use of eax.
-  Function plain = Assemble("imul eax, edi, 5\n nop\n mov ecx, eax\n xor eax, eax\n ret");
-  plain.size = plain.insns.back().offset + plain.insns.back().size;
-  cs.cs_end = cs.probe_offset = plain.insns[1].offset;
-  s = SliceSafeSpan(plain, cs);
-  EXPECT_EQ(s.how, SafeSpanHow::kSlice);
-  EXPECT_EQ(s.end, plain.insns[2].offset + plain.insns[2].size);
+  auto [plain, p] = SliceOf("imul eax, edi, 5\n nop\n mov ecx, eax\n xor eax, eax\n ret");
+  EXPECT_EQ(p.how, SafeSpanHow::kSlice);
+  EXPECT_EQ(p.end, plain.insns[2].offset + plain.insns[2].size);
 }
 
 // A value stored outside the frame (a field of an object through a pointer) is followed to
 // the loads of the same cell while the base register is unchanged; left in the cell at a call
 // or a return, or with its base register changed, its readers are unbounded: the whole function.
 TEST(Slice, ValueStoredThroughAPointerIsFollowedOrWidened) {
-  auto slice = [](const std::string& text) {
-    Function fn = Assemble(text);
-    fn.size = fn.insns.back().offset + fn.insns.back().size;
-    CriticalSpan cs;
-    cs.kind = SpanKind::kReg;
-    cs.target_reg = "ax";
-    cs.cs_start = 0;
-    cs.cs_end = cs.probe_offset = fn.insns[1].offset;
-    return std::make_pair(fn, SliceSafeSpan(fn, cs));
-  };
   // Read back (add), then the cell is overwritten before the return: the slice ends at the add.
-  auto [fn, s] = slice(
+  auto [fn, s] = SliceOf(
       "imul eax, edi, 5\n nop\n mov [rbx + 8], eax\n mov ecx, [rbx + 8]\n add ecx, 1\n"
       " mov dword ptr [rbx + 8], 0\n xor eax, eax\n ret");
   EXPECT_EQ(s.how, SafeSpanHow::kSlice);
   EXPECT_EQ(s.end, fn.insns[4].offset + fn.insns[4].size);
   // Still in the cell at the return: it outlives the function.
-  EXPECT_EQ(slice("imul eax, edi, 5\n nop\n mov [rsi], eax\n xor eax, eax\n ret").second.how,
+  EXPECT_EQ(SliceOf("imul eax, edi, 5\n nop\n mov [rsi], eax\n xor eax, eax\n ret").second.how,
             SafeSpanHow::kWholeFunction);
   // A call while the cell holds it (a sleep between two uses, as sie_target's batch cycle).
-  EXPECT_EQ(slice("imul eax, edi, 5\n nop\n mov [rbx + 8], eax\n call 0\n mov dword ptr "
-                  "[rbx + 8], 0\n ret")
+  EXPECT_EQ(SliceOf("imul eax, edi, 5\n nop\n mov [rbx + 8], eax\n call 0\n mov dword ptr "
+                    "[rbx + 8], 0\n ret")
                 .second.how,
             SafeSpanHow::kWholeFunction);
   // The base register changes: the cell can no longer be named.
-  EXPECT_EQ(slice("imul eax, edi, 5\n nop\n mov [rbx + 8], eax\n mov rbx, rdi\n mov dword ptr "
-                  "[rdi + 8], 0\n ret")
+  EXPECT_EQ(SliceOf("imul eax, edi, 5\n nop\n mov [rbx + 8], eax\n mov rbx, rdi\n mov dword "
+                    "ptr [rdi + 8], 0\n ret")
                 .second.how,
             SafeSpanHow::kWholeFunction);
   // A stack slot dies with the frame: not widened.
-  EXPECT_EQ(slice("imul eax, edi, 5\n nop\n mov [rsp + 8], eax\n xor eax, eax\n ret").second.how,
+  EXPECT_EQ(SliceOf("imul eax, edi, 5\n nop\n mov [rsp + 8], eax\n xor eax, eax\n ret").second.how,
             SafeSpanHow::kSlice);
 }
 

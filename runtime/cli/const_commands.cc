@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "bpf/include/sie/abi.h"
 #include "common/artifact/consts_dir.h"
 #include "common/base/args.h"
 #include "common/base/diag.h"
@@ -29,6 +30,8 @@
 #include "runtime/loader/journal.h"
 #include "runtime/loader/loader.h"
 #include "runtime/loader/transaction.h"
+#include "runtime/policy/metrics.h"
+#include "runtime/policy/policy.h"
 
 namespace sie::cli {
 namespace fs = std::filesystem;
@@ -299,6 +302,43 @@ int SetCommand(const std::vector<std::string>& args) {
   return 0;
 }
 
+namespace {
+
+// The running policy (sie-run, in the foreground or pinned), from its shared maps: how its
+// decisions apply and what it decided so far, per constant.
+void PrintPolicyStatus(const std::vector<loader::LoadedConst>& consts) {
+  auto pol = policy::ReadPolicyMetrics();
+  if (!pol.ok() || !pol->running) return;
+  std::string how = pol->active ? "active" : "held at the defaults (not committed)";
+  if (pol->flags & SIE_RUN_SHADOW) how += ", shadow (counted only, the defaults apply)";
+  if (pol->flags & SIE_RUN_CANARY) how += ", canary (one cgroup's tasks only)";
+  std::string file = "sie-run";
+  if (auto text = ReadFile(policy::StatePath()); text.ok()) {
+    json pinned = json::parse(*text, nullptr, false);
+    if (!pinned.is_discarded())
+      file = absl::StrCat(fs::path(pinned.value("policy", "")).filename().string(), " (pinned",
+                          pinned.value("cgroup", "").empty()
+                              ? ""
+                              : absl::StrCat(", cgroup ", pinned.value("cgroup", "")),
+                          ")");
+  }
+  std::printf("policy %s: %s\n", file.c_str(), how.c_str());
+  for (const auto& lc : consts) {
+    if (!lc.state.value("policy", false)) continue;
+    const json& sv = lc.state.contains("shipped_value") ? lc.state["shipped_value"] : json();
+    const int64_t shipped = sv.is_number_integer() ? sv.get<int64_t>() : 0;
+    const policy::DecisionSummary d =
+        policy::Summarize(pol->decisions, lc.state.value("id", 0u), shipped);
+    std::printf(
+        "  %s: %llu decision(s), %llu differ from the shipped %lld, %llu outside the "
+        "canary\n",
+        lc.state.value("name", "?").c_str(), (unsigned long long)(d.total - d.outside),
+        (unsigned long long)d.differ, (long long)shipped, (unsigned long long)d.outside);
+  }
+}
+
+}  // namespace
+
 int StatusCommand(const std::vector<std::string>& args) {
   bool as_json = false;
   std::string consts;
@@ -447,6 +487,7 @@ int StatusCommand(const std::vector<std::string>& args) {
       }
     }
   }
+  if (pos.empty()) PrintPolicyStatus(*st);
   return 0;
 }
 

@@ -136,6 +136,11 @@ for pat in '^sie_policy_shadow 1$' \
   if grep -q "$pat" $W/shadow.prom; then ok "sie metrics: $pat"; else
     bad "sie metrics lacks $pat"; grep sie_policy $W/shadow.prom; fi
 done
+sie status > $W/shadow.st
+grep -q "^policy sie-run: active, shadow (counted only, the defaults apply)$" $W/shadow.st &&
+  grep -q "^  SIE_TARGET_CALL_ARG: 4 decision(s), 3 differ from the shipped 4660, 0 outside the canary$" \
+    $W/shadow.st && ok "sie status shows the shadow policy and its decisions" ||
+  { bad "sie status: policy"; cat $W/shadow.st; }
 promtool check metrics < $W/shadow.prom && ok "promtool accepts the shadow metrics" ||
   bad "promtool check metrics"
 kill -INT $PID

@@ -25,13 +25,13 @@
 #include "common/stubgen/stub_build.h"
 #include "common/stubgen/stubgen.h"
 #include "nlohmann/json.hpp"
+#include "runtime/apply/apply.h"
 #include "runtime/cli/commands.h"
 #include "runtime/loader/checks.h"
 #include "runtime/loader/journal.h"
 #include "runtime/loader/loader.h"
 #include "runtime/loader/transaction.h"
 #include "runtime/policy/metrics.h"
-#include "runtime/policy/policy.h"
 
 namespace sie::cli {
 namespace fs = std::filesystem;
@@ -313,15 +313,9 @@ void PrintPolicyStatus(const std::vector<loader::LoadedConst>& consts) {
   if (pol->flags & SIE_RUN_SHADOW) how += ", shadow (counted only, the defaults apply)";
   if (pol->flags & SIE_RUN_CANARY) how += ", canary (one cgroup's tasks only)";
   std::string file = "sie-run";
-  if (auto text = ReadFile(policy::StatePath()); text.ok()) {
-    json pinned = json::parse(*text, nullptr, false);
-    if (!pinned.is_discarded())
-      file = absl::StrCat(fs::path(pinned.value("policy", "")).filename().string(), " (pinned",
-                          pinned.value("cgroup", "").empty()
-                              ? ""
-                              : absl::StrCat(", cgroup ", pinned.value("cgroup", "")),
-                          ")");
-  }
+  if (auto pinned = apply::ReadPinned())
+    file = absl::StrCat(pinned->file.filename().string(), " (pinned",
+                        pinned->cgroup.empty() ? "" : ", cgroup " + pinned->cgroup.string(), ")");
   std::printf("policy %s: %s\n", file.c_str(), how.c_str());
   for (const auto& lc : consts) {
     if (!lc.state.value("policy", false)) continue;

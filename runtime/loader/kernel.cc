@@ -43,10 +43,12 @@ absl::StatusOr<Kallsyms> Kallsyms::Load(const std::set<std::string>& wanted,
   if (!text.ok()) return text.status();
   Kallsyms k;
   bool nonzero = false;
-  // Every address, for the sizes: a module's symbols are listed in its symbol table's order,
-  // not by address, so a symbol's size is the distance to the next higher address of all.
-  std::vector<uint64_t> addrs;
-  addrs.reserve(text->size() / 40);
+  // Sizes: vmlinux's symbols come sorted, so theirs is the distance to the next line; a
+  // module's are listed in its symbol table's order, so theirs is the distance to the next
+  // higher module address (only those few are kept and sorted, not the whole table).
+  KSym* pending = nullptr;  // the last kept vmlinux symbol, waiting for the next address
+  std::vector<uint64_t> module_addrs;
+  std::vector<KSym*> module_syms;
   const char* p = text->data();
   const char* end = p + text->size();
   while (p < end) {
@@ -59,7 +61,13 @@ absl::StatusOr<Kallsyms> Kallsyms::Load(const std::set<std::string>& wanted,
     uint64_t addr = 0;
     if (!absl::SimpleHexAtoi(line.substr(0, sp1), &addr)) continue;
     nonzero |= addr != 0;
-    addrs.push_back(addr);
+    const bool in_module = line.back() == ']';
+    if (in_module) {
+      module_addrs.push_back(addr);
+    } else if (pending) {
+      pending->size = addr > pending->addr ? addr - pending->addr : 0;
+      pending = nullptr;
+    }
     char type = absl::ascii_tolower(line[sp1 + 1]);
     absl::string_view rest = line.substr(sp1 + 3);
     size_t tab = rest.find('\t');
@@ -74,12 +82,16 @@ absl::StatusOr<Kallsyms> Kallsyms::Load(const std::set<std::string>& wanted,
       if (mod.size() > 2 && mod.front() == '[')
         sym.module = std::string(mod.substr(1, mod.size() - 2));
     }
-    k.syms_.emplace(std::string(name), sym);
+    KSym* kept = &k.syms_.emplace(std::string(name), sym)->second;
+    if (in_module)
+      module_syms.push_back(kept);
+    else
+      pending = kept;
   }
-  std::sort(addrs.begin(), addrs.end());
-  for (auto& [name, sym] : k.syms_) {
-    auto next = std::upper_bound(addrs.begin(), addrs.end(), sym.addr);
-    sym.size = next == addrs.end() ? 0 : *next - sym.addr;
+  std::sort(module_addrs.begin(), module_addrs.end());
+  for (KSym* s : module_syms) {
+    auto next = std::upper_bound(module_addrs.begin(), module_addrs.end(), s->addr);
+    s->size = next == module_addrs.end() ? 0 : *next - s->addr;
   }
   k.all_zero_ = !nonzero;
   return k;

@@ -509,6 +509,8 @@ const char* SafeSpanHowName(SafeSpanHow h) {
       return "manual";
     case SafeSpanHow::kWholeFunction:
       return "whole_function";
+    case SafeSpanHow::kCaller:
+      return "caller";
   }
   return "?";
 }
@@ -547,6 +549,7 @@ nlohmann::json ConstToJson(const SynthesizedConst& c) {
     if (!s.code.empty()) e["code"] = CodeToJson(s.code);
     j["safe_spans"].push_back(e);
   }
+  if (!c.safe_spans_unbounded.empty()) j["safe_spans_unbounded"] = c.safe_spans_unbounded;
   std::vector<DataInitializer> di = c.data_initializers;
   std::stable_sort(di.begin(), di.end(), [](const auto& a, const auto& b) {
     return std::tie(a.symbol, a.offset) < std::tie(b.symbol, b.offset);
@@ -665,13 +668,18 @@ absl::StatusOr<SynthesizedConst> ParseConstJson(absl::string_view text, absl::st
       RETURN_IF_ERROR(r.Str(e, p, "how", &how, false));
       s.how = how == "manual"           ? artifact::SafeSpanHow::kManual
               : how == "whole_function" ? artifact::SafeSpanHow::kWholeFunction
+              : how == "caller"         ? artifact::SafeSpanHow::kCaller
                                         : artifact::SafeSpanHow::kSlice;
+      if (!how.empty() && how != "manual" && how != "whole_function" && how != "caller" &&
+          how != "slice")
+        return r.Bad(p + "how", "must be slice, manual, whole_function or caller");
       if (s.end < s.start) return r.Bad(p + "end", "is before start");
       auto code = ParseCode(r, e, p);
       if (!code.ok()) return code.status();
       s.code = std::move(*code);
       c.safe_spans.push_back(s);
     }
+  RETURN_IF_ERROR(r.Str(j, "", "safe_spans_unbounded", &c.safe_spans_unbounded, false));
   if (auto w = j.find("warnings"); w != j.end() && w->is_array())
     for (const auto& e : *w)
       if (e.is_string()) c.warnings.push_back(e.get<std::string>());

@@ -193,8 +193,11 @@ struct SavePoint {
 std::vector<SavePoint> SavePointsOf(const CriticalSpan& s);
 std::string SaveProgramName(int span, int point);
 
-enum class SafeSpanHow { kSlice, kManual, kWholeFunction };
+// kCaller: the part of a caller that uses the value the CS's function returns (the slice of
+// rax from the call's return), synth/analysis/callers.h.
+enum class SafeSpanHow { kSlice, kManual, kWholeFunction, kCaller };
 const char* SafeSpanHowName(SafeSpanHow h);
+inline bool CoversWholeFunction(SafeSpanHow h) { return h == SafeSpanHow::kWholeFunction; }
 
 struct SafeSpan {
   std::string function;
@@ -231,6 +234,11 @@ struct SynthesizedConst {
   TargetBinary target;
   std::vector<CriticalSpan> spans;
   std::vector<SafeSpan> safe_spans;
+  // How the value outlives the safe spans when it does (left in memory outside the frame,
+  // passed to a call, returned to callers sie cannot list), "" when it does not: modes 1 and 2
+  // keep each run of the spans on one value and warn that later readers are not covered.
+  // const.json "safe_spans_unbounded" (absent: "").
+  std::string safe_spans_unbounded;
   std::vector<DataInitializer> data_initializers;
   std::vector<std::string> warnings;
 };

@@ -299,6 +299,14 @@ std::vector<artifact::SafeSpan> SafeSpansOf(const artifact::SynthesizedConst& c)
   return ss;
 }
 
+std::optional<std::string> UnboundedSafeSpans(const artifact::SynthesizedConst& c, int mode) {
+  if (c.safe_spans_unbounded.empty() || (mode != 1 && mode != 2)) return std::nullopt;
+  return absl::StrCat("mode ", mode, " keeps each run of ", c.name,
+                      "'s safe spans on one value, but its value is ", c.safe_spans_unbounded,
+                      ": code that reads it there later is not covered (list the safe spans by "
+                      "hand in the spec to cover it)");
+}
+
 absl::Status CheckSafeSpanCount(const std::string& name, size_t n, int mode) {
   const size_t max_spans = mode == 1 ? SIE_MAX_SAFE_CHECKED : SIE_CONS_MAX_SPANS;
   if (n <= max_spans) return absl::OkStatus();

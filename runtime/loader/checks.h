@@ -114,6 +114,9 @@ absl::Status CheckExpectAgainstCode(const artifact::CriticalSpan& s, const std::
 std::vector<artifact::SafeSpan> SafeSpansOf(const artifact::SynthesizedConst& c);
 // Mode 1 checks at most SIE_MAX_SAFE_CHECKED safe spans, mode 2 SIE_CONS_MAX_SPANS.
 absl::Status CheckSafeSpanCount(const std::string& name, size_t n, int mode);
+// The warning modes 1 and 2 print when synth could not bound the safe spans (the value
+// outlives them: safe_spans_unbounded), nullopt otherwise.
+std::optional<std::string> UnboundedSafeSpans(const artifact::SynthesizedConst& c, int mode);
 // Mode 2 disassembles each safe span's function: refused when another kprobe patches it
 // (`foreign`: armed, not ftrace) within [addr, addr + size).
 absl::Status CheckUnpatched(const std::string& where, const std::vector<KprobeEntry>& foreign,

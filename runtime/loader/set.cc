@@ -446,8 +446,8 @@ absl::Status PlanSafeSpans(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
   for (size_t j = 0; j < ss.size(); ++j) {
     auto sym = ksyms.Find(ss[j].function, plan.binary());
     if (!sym.ok()) return WithContext(sym.status(), absl::StrCat("safe span ", j));
-    uint64_t end = ss[j].how == artifact::SafeSpanHow::kWholeFunction || ss[j].end == 0 ? sym->size
-                                                                                        : ss[j].end;
+    uint64_t end =
+        artifact::CoversWholeFunction(ss[j].how) || ss[j].end == 0 ? sym->size : ss[j].end;
     if (!ss[j].code.empty()) {
       std::vector<KprobeEntry> kprobes;
       if (auto list = ReadKprobeList(); list.ok()) kprobes = std::move(*list);
@@ -480,6 +480,7 @@ absl::Status Verify(LoadPlan& plan, EngineChoice& ch, SetResult& res, json& jour
   if (auto st = PlanSafeSpans(plan, *ksyms, res); !st.ok()) return st;
   if (auto st = CheckExitUses(plan.c().name, plan.global_spans, plan.probes); !st.ok()) return st;
   if (auto list = ReadKprobeList(); list.ok()) NoteOtherKprobes(*list, plan.probes, res.warnings);
+  if (auto w = UnboundedSafeSpans(plan.c(), plan.opts->mode)) res.warnings.push_back(*w);
   res.verify_ms = MsSince(plan.t0);
   plan.Mark("verified");
   return absl::OkStatus();

@@ -20,6 +20,7 @@
 #include "common/elf/elf_file.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/alternatives.h"
+#include "synth/analysis/callers.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/dwarf_info.h"
 #include "synth/analysis/region.h"
@@ -256,21 +257,27 @@ absl::StatusOr<std::vector<Function>> ScopedFunctions(const ElfFile& elf, const 
   return f;
 }
 
+// Each function's return size from DWARF (`sizes`: ReturnSizes). Clones (foo.isra.0) may
+// return less than their source function: left at 8 bytes.
+void SetReturnBytes(const absl::StatusOr<std::map<std::string, int>>& sizes,
+                    std::vector<Function>* fns) {
+  if (!sizes.ok()) return;
+  for (Function& fn : *fns)
+    if (auto it = sizes->find(fn.name); it != sizes->end()) fn.return_bytes = it->second;
+}
+
 absl::StatusOr<Builds> LoadBuilds(const std::vector<VariantObject>& variants,
                                   const Scope& only_norm) {
   Builds b;
   if (variants.empty()) return absl::InvalidArgumentError("no build to load");
   // Return types do not change with the value: read once, from the first build's DWARF.
-  // Clones (foo.isra.0) may return less than their source function: left at 8 bytes.
   auto sizes = ReturnSizes(variants[0].path);
   for (const auto& v : variants) {
     auto e = ElfFile::Open(v.path);
     if (!e.ok()) return e.status();
     auto f = ScopedFunctions(**e, only_norm);
     if (!f.ok()) return f.status();
-    if (sizes.ok())
-      for (Function& fn : *f)
-        if (auto it = sizes->find(fn.name); it != sizes->end()) fn.return_bytes = it->second;
+    SetReturnBytes(sizes, &*f);
     b.elfs.push_back(std::move(*e));
     b.fns.push_back(std::move(*f));
   }
@@ -824,6 +831,58 @@ void RefillChecks(const Fit& fit, const Fit& first, const AnalyzeOptions& opts, 
   }
 }
 
+// The slice of rax in each caller of `fn` from the call's return (the value `fn` returns), or
+// why they cannot be listed or bounded (they pass it on in turn: one level is followed).
+absl::Status CallerSlices(const ElfFile& elf, const std::vector<Function>& all, const Function& fn,
+                          std::vector<SafeSpan>* out) {
+  ASSIGN_OR_RETURN(sites, DirectCallSites(elf, all, fn));
+  for (const CallSite& c : sites) {
+    const Insn& call = c.caller->insns[c.index];
+    if (c.index + 1 >= static_cast<int>(c.caller->insns.size())) continue;  // noreturn
+    CriticalSpan ret;
+    ret.kind = SpanKind::kReg;
+    ret.target_reg = "ax";
+    ret.cs_start = call.offset;
+    ret.cs_end = ret.probe_offset = call.offset + call.size;
+    Escape again;
+    SafeSpan s = SliceSafeSpan(*c.caller, ret, &again);
+    if (again.kind != Escape::kNone)
+      return absl::FailedPreconditionError(
+          absl::StrCat("its caller ", c.caller->name, " passes it on: ", again.why));
+    s.how = SafeSpanHow::kCaller;
+    out->push_back(s);
+  }
+  return absl::OkStatus();
+}
+
+// Safe spans from the data-dependency slice of each CS. A returned value is followed into the
+// callers; one that outlives the spans otherwise (or callers sie cannot list) is reported.
+void SafeSpansOfSlices(const Builds& b, const std::string& base, const std::set<std::string>& only,
+                       AnalysisResult* res) {
+  std::map<std::string, const Function*> by_name;
+  for (const Function& f : b.fns[0]) by_name[f.name] = &f;
+  std::optional<std::vector<Function>> all;  // every function, when `only` scoped b.fns
+  for (const CriticalSpan& sp : res->spans) {
+    Escape escape;
+    const Function& fn = *by_name[sp.function];
+    res->safe_spans.push_back(SliceSafeSpan(fn, sp, &escape));
+    if (escape.kind == Escape::kNone || !res->safe_spans_unbounded.empty()) continue;
+    if (escape.kind == Escape::kOther) {
+      res->safe_spans_unbounded = escape.why;
+      continue;
+    }
+    if (!only.empty() && !all) {
+      auto f = DisassembleFunctions(*b.elfs[0]);
+      all = f.ok() ? std::move(*f) : std::vector<Function>{};
+      SetReturnBytes(ReturnSizes(base), &*all);
+    }
+    if (absl::Status s = CallerSlices(*b.elfs[0], all ? *all : b.fns[0], fn, &res->safe_spans);
+        !s.ok())
+      res->safe_spans_unbounded = absl::StrCat(escape.why, ", and ", s.message());
+  }
+  res->safe_spans = MergeSafeSpans(res->safe_spans);
+}
+
 // After the spans: the range check, safe spans from each span's slice, source lines.
 absl::Status Conclude(const Builds& b, const std::vector<VariantObject>& variants,
                       const std::set<std::string>& only, const AnalyzeOptions& opts,
@@ -848,12 +907,7 @@ absl::Status Conclude(const Builds& b, const std::vector<VariantObject>& variant
     return Classified(
         absl::FailedPreconditionError("no value of the requested range is valid for every span"),
         Refusal::kRange);
-  // Safe spans from the data-dependency slice of each CS.
-  std::map<std::string, const Function*> by_name;
-  for (const Function& f : b.fns[0]) by_name[f.name] = &f;
-  for (const CriticalSpan& sp : res->spans)
-    res->safe_spans.push_back(SliceSafeSpan(*by_name[sp.function], sp));
-  res->safe_spans = MergeSafeSpans(res->safe_spans);
+  SafeSpansOfSlices(b, variants[0].path, only, res);
   // Source lines and variables (best effort: warn when DWARF is missing).
   if (auto s = AnnotateFromDwarf(variants[0].path, &res->spans); !s.ok())
     res->warnings.push_back(absl::StrCat("DWARF: ", s.message()));

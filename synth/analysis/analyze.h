@@ -38,6 +38,8 @@ struct AnalyzeOptions {
 struct AnalysisResult {
   std::vector<CriticalSpan> spans;
   std::vector<SafeSpan> safe_spans;
+  // Why the safe spans cannot be bounded (SynthesizedConst::safe_spans_unbounded), or "".
+  std::string safe_spans_unbounded;
   std::vector<DataInitializer> data_initializers;
   std::vector<std::string> warnings;
   // The requested range, narrowed where a formula is only valid on part of it (each
@@ -75,8 +77,10 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
 
 // Translates spans from the baseline object onto the shipped binary (vmlinux with symbols, or a
 // .ko) by matching the function's instruction sequence with relocation fields masked; fills
-// expect_bytes. Any mismatch is an error naming the function and offset.
+// expect_bytes. Any mismatch is an error naming the function and offset. A caller safe span
+// (SafeSpanHow::kCaller) the shipped binary lacks is dropped and explained in `unbounded`.
 absl::Status MapToShipped(const std::string& baseline_obj, const std::string& shipped_elf,
-                          std::vector<CriticalSpan>* spans, std::vector<SafeSpan>* safe_spans);
+                          std::vector<CriticalSpan>* spans, std::vector<SafeSpan>* safe_spans,
+                          std::string* unbounded = nullptr);
 
 }  // namespace sie::synth

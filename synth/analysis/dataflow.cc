@@ -21,15 +21,15 @@ bool ZeroIdiom(const Insn& in) {
          in.ops[0].reg == in.ops[1].reg;
 }
 bool TailJump(const Insn& in) { return in.is_jump && !in.is_cond && !in.call_target.empty(); }
-// "jmp __x86_return_thunk" is how a retpoline/rethunk kernel returns: it reads the return value.
-bool ReturnThunk(const Insn& in) {
-  return (in.is_jump || in.is_call) && in.call_target.rfind("__x86_return_thunk", 0) == 0;
-}
-
 bool SameMem(const Operand& a, const Operand& b) {
   return a.base == b.base && a.index == b.index && a.scale == b.scale && a.disp == b.disp;
 }
 }  // namespace
+
+// "jmp __x86_return_thunk" is how a retpoline/rethunk kernel returns: it reads the return value.
+bool ReturnThunk(const Insn& in) {
+  return (in.is_jump || in.is_call) && in.call_target.rfind("__x86_return_thunk", 0) == 0;
+}
 
 std::set<std::string> EffectiveReads(const Insn& in) {
   if (ZeroIdiom(in)) return {};

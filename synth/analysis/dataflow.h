@@ -24,6 +24,8 @@ const std::set<std::string>& CallerSaved();
 // Effective register reads of `in` (zeroing idioms such as "xor eax,eax" read nothing; calls
 // read the argument registers; ret reads ax).
 std::set<std::string> EffectiveReads(const Insn& in);
+// `jmp __x86_return_thunk`: a return in a rethunk kernel.
+bool ReturnThunk(const Insn& in);
 // Registers fully overwritten (32/64-bit writes; calls clobber caller-saved registers).
 std::set<std::string> FullWrites(const Insn& in);
 

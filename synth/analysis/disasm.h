@@ -70,7 +70,7 @@ struct Function {
   uint64_t size = 0;
   std::vector<Insn> insns;
   std::set<uint64_t> branch_targets;  // offsets reached by jumps inside the function
-  // Bytes of rax a caller reads after a return: the return type's size (DWARF), else 8.
+  // Bytes of rax a caller reads after a return: the return type's size (DWARF; 0: void), else 8.
   int return_bytes = 8;
   // Index of the instruction starting at `offset`, or -1.
   int IndexAt(uint64_t offset) const;

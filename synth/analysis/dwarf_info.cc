@@ -142,13 +142,15 @@ Location VarLocationAt(Dwarf_Die* die, Dwarf_Die* fn, Dwarf_Addr pc, Dwarf_Addr 
   return {};
 }
 
+// Bytes of rax the return type occupies: 0 for void, -1 when unknown (or wider than rax).
 int ReturnSizeOf(Dwarf_Die* fn) {
   Dwarf_Attribute at;
   Dwarf_Die t;
   Dwarf_Word size = 0;
-  if (!dwarf_attr_integrate(fn, DW_AT_type, &at) || !dwarf_formref_die(&at, &t)) return 0;
-  if (dwarf_peel_type(&t, &t) != 0 || dwarf_aggregate_size(&t, &size) != 0) return 0;
-  return size <= 8 ? static_cast<int>(size) : 0;
+  if (!dwarf_hasattr_integrate(fn, DW_AT_type)) return 0;
+  if (!dwarf_attr_integrate(fn, DW_AT_type, &at) || !dwarf_formref_die(&at, &t)) return -1;
+  if (dwarf_peel_type(&t, &t) != 0 || dwarf_aggregate_size(&t, &size) != 0) return -1;
+  return size <= 8 ? static_cast<int>(size) : -1;
 }
 
 }  // namespace
@@ -164,7 +166,7 @@ absl::StatusOr<std::map<std::string, int>> ReturnSizes(const std::string& obj) {
       // Definitions only (an inline-only abstract instance has no code of its own).
       bool defined = dwarf_hasattr(fn, DW_AT_low_pc) || dwarf_hasattr(fn, DW_AT_ranges);
       if (name && defined)
-        if (int n = ReturnSizeOf(fn); n > 0)
+        if (int n = ReturnSizeOf(fn); n >= 0)
           static_cast<std::map<std::string, int>*>(arg)->emplace(name, n);
       return static_cast<int>(DWARF_CB_OK);
     };

@@ -334,7 +334,7 @@ void MakeShippedCode(const ElfFile& ship, const std::vector<elf::PatchSite>& sit
 
 // A safe span carried over, widened to the nearest matched instructions: it may only grow.
 void MapSafeSpan(const Mapping& mp, SafeSpan* ss) {
-  if (ss->how == SafeSpanHow::kWholeFunction) {
+  if (artifact::CoversWholeFunction(ss->how)) {
     ss->start = 0;
     ss->end = mp.shipped.size;
     return;
@@ -352,7 +352,8 @@ void MapSafeSpan(const Mapping& mp, SafeSpan* ss) {
 }  // namespace
 
 absl::Status MapToShipped(const std::string& baseline_obj, const std::string& shipped_elf,
-                          std::vector<CriticalSpan>* spans, std::vector<SafeSpan>* safe_spans) {
+                          std::vector<CriticalSpan>* spans, std::vector<SafeSpan>* safe_spans,
+                          std::string* unbounded) {
   auto obj = ElfFile::Open(baseline_obj);
   if (!obj.ok()) return obj.status();
   auto ship = ElfFile::Open(shipped_elf);
@@ -382,11 +383,21 @@ absl::Status MapToShipped(const std::string& baseline_obj, const std::string& sh
     sp = std::move(*out);
   }
   if (!safe_spans) return absl::OkStatus();
-  for (SafeSpan& ss : *safe_spans) {
-    auto m = get(ss.function);
+  for (auto it = safe_spans->begin(); it != safe_spans->end();) {
+    auto m = get(it->function);
+    if (!m.ok() && it->how == SafeSpanHow::kCaller && unbounded) {
+      // A caller the shipped binary does not have as such (inlined, renamed): not bounded.
+      if (unbounded->empty())
+        *unbounded =
+            absl::StrCat("read by its caller ", it->function,
+                         ", which the shipped binary does not have (", m.status().message(), ")");
+      it = safe_spans->erase(it);
+      continue;
+    }
     if (!m.ok()) return m.status();
-    MapSafeSpan(**m, &ss);
-    ss.code = BuildCodeRanges((*m)->code, PlaceCover(ss.start));
+    MapSafeSpan(**m, &*it);
+    it->code = BuildCodeRanges((*m)->code, PlaceCover(it->start));
+    ++it;
   }
   return absl::OkStatus();
 }

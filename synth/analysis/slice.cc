@@ -39,8 +39,17 @@ std::string MemKey(const Operand& o) {
 
 }  // namespace
 
-SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs) {
+SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs, Escape* escape) {
   SafeSpan whole{fn.name, 0, fn.size, SafeSpanHow::kWholeFunction};
+  Escape ignored;
+  if (!escape) escape = &ignored;
+  *escape = Escape{};
+  // The whole function, for a value that may be read after it returns (`why` at `ins`).
+  auto escaped = [&](const Insn& ins, Escape::Kind kind, const char* why) {
+    *escape = {kind, absl::StrCat(why, " at ", fn.name, "+0x", absl::Hex(ins.offset), " (`",
+                                  ins.Text(), "`)")};
+    return whole;
+  };
   int start = fn.IndexAt(cs.probe_offset);
   if (start < 0) return whole;
   std::set<std::string> init;
@@ -51,7 +60,11 @@ SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs) {
     // can be named; one that cannot (indexed, rip-relative, absolute) makes the whole function
     // the span.
     const MemOperand& m = *cs.target_mem;
-    if (!m.index.empty() || m.base.empty()) return whole;
+    if (!m.index.empty() || m.base.empty()) {
+      *escape = {Escape::kOther, absl::StrCat("stored where sie cannot name it at ", fn.name, "+0x",
+                                              absl::Hex(cs.cs_start))};
+      return whole;
+    }
     if (m.base == "sp" || m.base == "bp")
       init.insert(absl::StrCat(m.base == "sp" ? "rsp" : "rbp", m.disp));
     else
@@ -70,20 +83,26 @@ SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs) {
     const Insn& ins = fn.insns[i];
     std::set<std::string> t = in[i];
     bool uses = false;
-    for (const std::string& r : EffectiveReads(ins)) uses |= t.count(r) > 0;
+    for (const std::string& r : EffectiveReads(ins))
+      // A void function's return leaves rax unread.
+      uses |= t.count(r) > 0 &&
+              !(r == "ax" && fn.return_bytes == 0 && (ins.is_ret || ReturnThunk(ins)));
     if (ins.reads_flags && t.count("flags")) uses = true;
     for (const Operand& o : ins.ops)
       if (o.read && !MemKey(o).empty() && t.count(MemKey(o))) uses = true;
     bool tail = ins.is_jump && !ins.is_cond && !ins.call_target.empty();
-    if (uses && (ins.is_call || ins.is_ret || tail)) return whole;  // escapes the function
+    if (uses && ins.is_call) return escaped(ins, Escape::kOther, "passed to a call");
+    if (uses && (ins.is_ret || ReturnThunk(ins)))
+      return escaped(ins, Escape::kReturned, "returned");
+    if (uses && tail) return escaped(ins, Escape::kOther, "passed to a tail call");
     // push/pop/leave move the value through stack slots no operand names: not followed.
     if (uses && ins.writes.count("sp")) return whole;
     // A cell outside the frame still holding the value: a callee may read it, it outlives a
-    // return, and once its base register changes it can no longer be named. Its readers are
-    // then unbounded here: the whole function is the span.
+    // return, and once its base register changes it can no longer be named: the whole function
+    // and its callers are the span.
     for (const std::string& k : t)
       if (IsCell(k) && (ins.is_call || ins.is_ret || tail || ins.writes.count(CellBase(k))))
-        return whole;
+        return escaped(ins, Escape::kOther, "left in a cell outside the frame");
     // Kill what is overwritten, then taint what a tainted instruction writes.
     for (const std::string& w : FullWrites(ins)) t.erase(w);
     if (ins.writes_flags) t.erase("flags");
@@ -126,7 +145,7 @@ std::vector<SafeSpan> MergeSafeSpans(std::vector<SafeSpan> spans) {
   for (const SafeSpan& s : spans) {
     if (!out.empty() && out.back().function == s.function && s.start <= out.back().end) {
       out.back().end = std::max(out.back().end, s.end);
-      if (s.how == SafeSpanHow::kWholeFunction) out.back().how = s.how;
+      if (artifact::CoversWholeFunction(s.how)) out.back().how = s.how;
       continue;
     }
     out.push_back(s);

@@ -113,8 +113,8 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
   RETURN_IF_ERROR(DropOneShotSpans(ov.variant[0], &*r, &r->warnings));
   // A generic target has no separate shipped binary: the V1 object already is the target.
   if (shipped.path != ov.variant[0]) {
-    if (auto s =
-            MapToShipped(ov.variant[0].string(), shipped.path.string(), &r->spans, &r->safe_spans);
+    if (auto s = MapToShipped(ov.variant[0].string(), shipped.path.string(), &r->spans,
+                              &r->safe_spans, &r->safe_spans_unbounded);
         !s.ok())
       return WithContext(s, absl::StrCat("mapping onto ", shipped.path.string()));
   }
@@ -126,6 +126,7 @@ absl::Status AnalyzeObject(const TunableSpec& t, const ObjectVariants& ov, const
                              " data initializer(s)"));
   out->spans.insert(out->spans.end(), r->spans.begin(), r->spans.end());
   out->safe_spans.insert(out->safe_spans.end(), r->safe_spans.begin(), r->safe_spans.end());
+  if (out->safe_spans_unbounded.empty()) out->safe_spans_unbounded = r->safe_spans_unbounded;
   out->data_initializers.insert(out->data_initializers.end(), r->data_initializers.begin(),
                                 r->data_initializers.end());
   for (const auto& w : r->warnings) out->warnings.push_back(absl::StrCat(ov.object, ": ", w));
@@ -249,6 +250,7 @@ absl::StatusOr<SynthesizedConst> AnalyzeTunable(const State& st, const Entry& e)
   if (!t.safe_spans.empty()) {
     // A manual override replaces what the analysis derived.
     c.safe_spans.clear();
+    c.safe_spans_unbounded.clear();
     for (const auto& s : t.safe_spans)
       c.safe_spans.push_back({s.function, s.start, s.end, SafeSpanHow::kManual});
   }

@@ -12,6 +12,7 @@
 #include "common/artifact/consts_dir.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/loader/checks.h"
 #include "runtime/loader/transaction.h"
@@ -206,6 +207,36 @@ TEST(SafeSpans, DefaultToTheWholeCriticalSpanFunctionsAndAreBoundedPerMode) {
   EXPECT_TRUE(Has(st, "use --mode 0"));
   EXPECT_TRUE(CheckSafeSpanCount("C", 16, 2).ok());
   EXPECT_TRUE(Has(CheckSafeSpanCount("C", 17, 2), "use --mode 1 or 0"));
+}
+
+// A value that outlives its safe spans (synth's safe_spans_unbounded): modes 1 and 2 say that
+// later readers are not covered; mode 0 has nothing to say. const.json keeps why.
+TEST(SafeSpans, UnboundedAreReportedInModesOneAndTwo) {
+  artifact::SynthesizedConst c = Const("102");
+  c.safe_spans_unbounded =
+      "returned at f+0x10 (`ret`), and f is a global function: callers in other objects are "
+      "unknown";
+  c.safe_spans.push_back({"g", 4, 0x40, artifact::SafeSpanHow::kCaller});
+  auto back = artifact::ParseConstJson(artifact::JsonText(artifact::ConstToJson(c)), "x.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->safe_spans_unbounded, c.safe_spans_unbounded);
+  EXPECT_EQ(back->safe_spans.back().how, artifact::SafeSpanHow::kCaller);
+  EXPECT_FALSE(UnboundedSafeSpans(c, 0));
+  for (int mode : {1, 2}) {
+    auto w = UnboundedSafeSpans(c, mode);
+    ASSERT_TRUE(w);
+    EXPECT_THAT(*w, ::testing::HasSubstr(absl::StrCat(
+                        "mode ", mode, " keeps each run of ", c.name,
+                        "'s safe spans on one value, but its value is returned at f+0x10")));
+    EXPECT_THAT(*w, ::testing::HasSubstr("code that reads it there later is not covered"));
+  }
+  c.safe_spans_unbounded.clear();
+  EXPECT_FALSE(UnboundedSafeSpans(c, 1));
+  std::string text = artifact::JsonText(artifact::ConstToJson(c));
+  EXPECT_EQ(text.find("safe_spans_unbounded"), std::string::npos);  // absent when bounded
+  text.replace(text.find("\"how\": \"caller\""), 15, "\"how\": \"callee\"");
+  EXPECT_TRUE(Has(artifact::ParseConstJson(text, "x.json").status(),
+                  "must be slice, manual, whole_function or caller"));
 }
 
 TEST(GlobalMode, RefusesCodePatchedByAnotherKprobe) {

@@ -41,6 +41,9 @@ class AnalysisTest : public ::testing::TestWithParam<std::string> {
   void TearDown() override {
     for (void* h : handles_) dlclose(h);
   }
+  // -ffunction-sections (off: calls between local functions carry no relocation, as in the
+  // kernel's objects).
+  bool function_sections_ = true;
   std::string Src(const std::string& fx) { return absl::StrCat(SIE_FIXTURE_DIR, "/", fx, ".c"); }
 
   // A kernel-style relocatable object (no PIC, no red zone, function sections, -g, call frame
@@ -51,7 +54,8 @@ class AnalysisTest : public ::testing::TestWithParam<std::string> {
     // 0.188's offline mode; the kernel is built with gcc (DWARF 5 works there).
     auto r = RunChecked({GetParam(), "-O2", GetParam() == "clang" ? "-gdwarf-4" : "-g", "-c",
                          "-fno-pic", "-fno-stack-protector", "-fcf-protection=none",
-                         "-mno-red-zone", "-fno-asynchronous-unwind-tables", "-ffunction-sections",
+                         "-mno-red-zone", "-fno-asynchronous-unwind-tables",
+                         function_sections_ ? "-ffunction-sections" : "-fno-function-sections",
                          absl::StrCat("-DCONST=", v), Src(fx), "-o", out});
     EXPECT_TRUE(r.ok()) << r.status();
     return out;
@@ -1133,6 +1137,51 @@ TEST(PathTokenTest, RefusesWhatAMarkCannotFollow) {
   auto pushes = Straight({I("mov", "eax, 8"), I("push", "rax"), I("ret")}, {2});
   st = analysis::CheckPathToken(pushes, 0, 2);
   EXPECT_TRUE(absl::StrContains(st.message(), "`push rax` at +0x1 moves the stack pointer")) << st;
+}
+
+// A returned value is followed into its callers: the slice of rax from each direct call of a
+// static function joins the safe span; a global function's callers are unknown, and a value
+// left in memory outside the frame outlives every span: both are reported (sie set warns in
+// modes 1 and 2). With and without function sections (the kernel has none: its calls between
+// local functions carry no relocation).
+TEST_P(AnalysisTest, ReturnedValueIsFollowedIntoCallers) {
+  for (bool sections : {true, false}) {
+    function_sections_ = sections;
+    auto r = Analyze("escape", {7, 3, 11}, {"fx_scaled"});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->safe_spans_unbounded, "") << "sections " << sections;
+    std::map<std::string, const SafeSpan*> by;
+    for (const auto& s : r->safe_spans) by[s.function] = &s;
+    ASSERT_EQ(by.size(), 3u) << Dump(*r);
+    EXPECT_EQ(by["fx_scaled"]->how, SafeSpanHow::kWholeFunction);
+    for (const char* c : {"fx_caller_a", "fx_caller_b"}) {
+      ASSERT_TRUE(by[c]) << c;
+      EXPECT_EQ(by[c]->how, SafeSpanHow::kCaller) << c;
+      // From the call to the last use of the result: not the whole caller.
+      auto o = analysis::ElfFile::Open(Obj("escape", 7));
+      auto fns = analysis::DisassembleFunctions(**o, {c});
+      ASSERT_TRUE(fns.ok() && fns->size() == 1);
+      const auto& f = (*fns)[0];
+      int call = -1;
+      for (int i = 0; i < static_cast<int>(f.insns.size()); ++i)
+        if (f.insns[i].is_call && f.insns[i].call_target.find("fx_sink") == std::string::npos)
+          call = i;
+      ASSERT_GE(call, 0) << c;
+      EXPECT_EQ(by[c]->start, f.insns[call].offset) << c;
+      EXPECT_GT(by[c]->end, f.insns[call + 1].offset) << c;
+      EXPECT_LT(by[c]->end, f.size) << c;
+    }
+    auto g = Analyze("escape", {7, 3, 11}, {"fx_scaled_global"});
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_THAT(g->safe_spans_unbounded, ::testing::HasSubstr("returned at fx_scaled_global+0x"));
+    EXPECT_THAT(g->safe_spans_unbounded,
+                ::testing::HasSubstr("fx_scaled_global is a global function: callers in other "
+                                     "objects are unknown"));
+    auto m = Analyze("escape", {7, 3, 11}, {"fx_fill"});
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_THAT(m->safe_spans_unbounded,
+                ::testing::HasSubstr("left in a cell outside the frame at fx_fill+0x"));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Compilers, AnalysisTest, ::testing::Values("gcc", "clang"),

@@ -297,6 +297,17 @@ absl::StatusOr<CriticalSpan> ParseSpan(const Reader& r, const json& j, const std
       s.candidates.push_back(e.get<uint64_t>());
     }
   }
+  if (auto w = j.find("jump_windows"); w != j.end() && !w->is_null()) {
+    auto bad = [&] { return r.Bad(pre + "jump_windows", "must be an array of [offset, limit]"); };
+    if (!w->is_array()) return bad();
+    s.jump_windows.emplace();
+    for (const auto& e : *w) {
+      if (!e.is_array() || e.size() != 2 || !e[0].is_number_unsigned() ||
+          !e[1].is_number_unsigned() || e[1].get<uint64_t>() < 5 || e[1].get<uint64_t>() > 32)
+        return bad();
+      s.jump_windows->push_back({e[0].get<uint64_t>(), e[1].get<int>()});
+    }
+  }
   std::string kind;
   RETURN_IF_ERROR(r.Str(j, pre, "kind", &kind));
   static const std::map<std::string, artifact::SpanKind> kinds = {
@@ -398,6 +409,10 @@ json SpanToJson(const CriticalSpan& s) {
   j["cs_end"] = s.cs_end;
   j["probe_offset"] = s.probe_offset;
   j["candidates"] = s.candidates;
+  if (s.jump_windows) {
+    j["jump_windows"] = json::array();
+    for (const auto& w : *s.jump_windows) j["jump_windows"].push_back({w.offset, w.limit});
+  }
   j["kind"] = SpanKindName(s.kind);
   // target: a register name, or the memory operand the span wrote/compared.
   if (s.target_mem && (s.kind == SpanKind::kMem || s.target_reg.empty()))

@@ -130,6 +130,16 @@ struct CriticalSpan {
   uint64_t cs_end = 0;               // one past the last instruction of the CS
   uint64_t probe_offset = 0;         // where the update runs (after the CS)
   std::vector<uint64_t> candidates;  // equivalent probe offsets up to the first reader
+  // The probe places (probe_offset, candidates) the kernel may jump-optimize as far as the
+  // shipped binary decides, each with how many bytes from it the jump may replace: {offset,
+  // limit} (synth/analysis/optprobe.h; the loader checks the live instructions within limit).
+  // nullopt: not predicted (an older const.json); the loader then attaches and waits to see.
+  struct JumpWindow {
+    uint64_t offset = 0;
+    int limit = 0;
+    bool operator==(const JumpWindow&) const = default;
+  };
+  std::optional<std::vector<JumpWindow>> jump_windows;
   SpanKind kind = SpanKind::kReg;
   std::string target_reg;                // kReg/kRecompute/kFlags: register (pt_regs name)
   std::optional<MemOperand> target_mem;  // kMem, or a kFlags compare with a memory operand

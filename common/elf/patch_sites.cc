@@ -85,9 +85,20 @@ std::vector<PatchSite> SitesInRelocatableTable(const PatchTable& t, absl::string
 }
 
 std::vector<PatchSite> KernelPatchSites(const ElfFile& f) {
+  return SitesOfTables(f, KernelPatchTables());
+}
+
+std::vector<PatchSite> ExceptionTableSites(const ElfFile& f) {
+  // struct exception_table_entry { int insn, fixup, data; } (arch/x86/include/asm/extable.h).
+  static const std::vector<PatchTable> kExTable = {
+      {"__ex_table", "__start___ex_table", "__stop___ex_table", 12, false, 0}};
+  return SitesOfTables(f, kExTable);
+}
+
+std::vector<PatchSite> SitesOfTables(const ElfFile& f, const std::vector<PatchTable>& tables) {
   std::vector<PatchSite> out;
   auto add = [&](std::vector<PatchSite> v) { out.insert(out.end(), v.begin(), v.end()); };
-  for (const PatchTable& t : KernelPatchTables()) {
+  for (const PatchTable& t : tables) {
     if (f.relocatable()) {
       for (const ElfSection& sec : f.sections())
         if (SectionMatches(t, sec.name))

@@ -54,5 +54,11 @@ std::vector<PatchSite> SitesInRelocatableTable(const PatchTable& t, absl::string
                                                const std::vector<ElfReloc>& relocs);
 // Every site of every table `f` has, sorted by (shndx, at).
 std::vector<PatchSite> KernelPatchSites(const ElfFile& f);
+// The same for `tables`.
+std::vector<PatchSite> SitesOfTables(const ElfFile& f, const std::vector<PatchTable>& tables);
+// The instructions the exception table (__ex_table) lists: they may fault and be fixed up. The
+// kernel never jump-optimizes a kprobe in a function holding one (can_optimize). Not rewritten:
+// not part of KernelPatchSites.
+std::vector<PatchSite> ExceptionTableSites(const ElfFile& f);
 
 }  // namespace sie::elf

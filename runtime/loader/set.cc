@@ -21,6 +21,7 @@
 #include "runtime/loader/checks.h"
 #include "runtime/loader/engine.h"
 #include "runtime/loader/global_transition.h"
+#include "runtime/loader/jump_window.h"
 #include "runtime/loader/kernel.h"
 #include "runtime/loader/native.h"
 #include "runtime/loader/stub_maps.h"
@@ -467,6 +468,55 @@ absl::Status PlanSafeSpans(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
   return absl::OkStatus();
 }
 
+// True when another probe (this load's, or any armed kprobe) sits inside the bytes
+// [addr + 1, addr + len) an optimized probe at addr would replace: the kernel then keeps it an
+// int3 (arch_check_optimized_kprobe).
+bool WindowTaken(const LoadPlan& plan, const Attached& self, uint64_t addr, int len,
+                 const std::vector<KprobeEntry>& kprobes) {
+  auto inside = [&](uint64_t a) { return a > addr && a < addr + len; };
+  for (const Attached& p : plan.probes)
+    if (&p != &self && inside(p.info.address)) return true;
+  for (const KprobeEntry& e : kprobes)
+    if (!e.disabled && inside(e.addr)) return true;
+  return false;
+}
+
+// Each apply probe with synth's prediction (jump_windows) goes to the first of its places the
+// kernel will jump-optimize, before anything is attached: no waiting to see. Without a
+// predicted place it stays where it is, as an int3.
+void PlaceForJumps(LoadPlan& plan, const std::vector<KprobeEntry>& kprobes, SetResult& res) {
+  int predicted = 0, jumps = 0;
+  for (Attached& a : plan.probes) {
+    if (a.info.role != "apply") continue;
+    const artifact::CriticalSpan& s = plan.c().spans[a.info.span];
+    if (!s.jump_windows) continue;
+    ++predicted;
+    std::vector<uint64_t> places = {s.probe_offset};
+    places.insert(places.end(), a.candidates.begin(), a.candidates.end());
+    a.predicted = true;
+    a.candidates.clear();
+    for (uint64_t off : places) {
+      auto w = std::find_if(s.jump_windows->begin(), s.jump_windows->end(),
+                            [&](const auto& x) { return x.offset == off; });
+      if (w == s.jump_windows->end()) continue;
+      auto code = ReadKernelBytes(a.func_addr + off, w->limit);
+      std::optional<int> len = code.ok() ? LiveJumpWindow(*code) : std::nullopt;
+      if (!len || WindowTaken(plan, a, a.func_addr + off, *len, kprobes)) continue;
+      if (off != a.info.offset)
+        res.notes.push_back(absl::StrCat("span ", a.info.span, ": probe placed at ", s.function,
+                                         "+0x", absl::Hex(off), " (jump-optimizable)"));
+      a.info.offset = off;
+      a.info.address = a.func_addr + off;
+      ++jumps;
+      break;
+    }
+  }
+  if (predicted)
+    res.notes.push_back(absl::StrCat("jump optimization: ", jumps, " of ", predicted,
+                                     " apply probe(s) placed where the kernel optimizes them "
+                                     "(in the background: sie status shows [OPTIMIZED])"));
+}
+
 // Everything checked before anything is attached; the engine may still fall back to BPF.
 absl::Status Verify(LoadPlan& plan, EngineChoice& ch, SetResult& res, json& journal) {
   auto ksyms = VerifyKernel(plan, res);
@@ -479,7 +529,10 @@ absl::Status Verify(LoadPlan& plan, EngineChoice& ch, SetResult& res, json& jour
     if (auto st = AssignCells(plan.c(), plan.probes); !st.ok()) return st;
   if (auto st = PlanSafeSpans(plan, *ksyms, res); !st.ok()) return st;
   if (auto st = CheckExitUses(plan.c().name, plan.global_spans, plan.probes); !st.ok()) return st;
-  if (auto list = ReadKprobeList(); list.ok()) NoteOtherKprobes(*list, plan.probes, res.warnings);
+  std::vector<KprobeEntry> kprobes;
+  if (auto list = ReadKprobeList(); list.ok()) kprobes = std::move(*list);
+  NoteOtherKprobes(kprobes, plan.probes, res.warnings);
+  if (plan.opts->optimize) PlaceForJumps(plan, kprobes, res);
   if (auto w = UnboundedSafeSpans(plan.c(), plan.opts->mode)) res.warnings.push_back(*w);
   res.verify_ms = MsSince(plan.t0);
   plan.Mark("verified");
@@ -522,6 +575,15 @@ absl::StatusOr<bool> MoveProbesOnce(LoadPlan& plan, Engine& engine) {
 absl::Status OptimizeProbes(LoadPlan& plan, Engine& engine, SetResult& res) {
   const SetOptions& opts = *plan.opts;
   if (!opts.optimize) {
+    RefreshProbeStates(plan.probes);
+    return absl::OkStatus();
+  }
+  // Placed by prediction: the kernel optimizes them from delayed work in the background
+  // (`sie status` shows [OPTIMIZED] once it has).
+  const bool all_predicted = std::all_of(plan.probes.begin(), plan.probes.end(), [](const auto& a) {
+    return a.info.role != "apply" || a.predicted;
+  });
+  if (all_predicted) {
     RefreshProbeStates(plan.probes);
     return absl::OkStatus();
   }

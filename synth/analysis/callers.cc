@@ -59,7 +59,8 @@ absl::StatusOr<std::vector<CallSite>> DirectCallSites(const ElfFile& elf,
       const Insn& ins = g.insns[i];
       const bool direct = ins.is_call || ins.is_jump;
       std::optional<std::string> to;
-      if (direct && !ins.target) to = BranchTarget(g, ins, g.section == fn.section ? &starts : nullptr);
+      if (direct && !ins.target)
+        to = BranchTarget(g, ins, g.section == fn.section ? &starts : nullptr);
       if (to && *to == fn.name) {
         if (!ins.is_call)
           return absl::FailedPreconditionError(

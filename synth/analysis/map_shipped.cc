@@ -19,6 +19,7 @@
 #include "synth/analysis/analyze.h"
 #include "synth/analysis/code_ranges.h"
 #include "synth/analysis/disasm.h"
+#include "synth/analysis/optprobe.h"
 #include "synth/analysis/path_token.h"
 #include "synth/refusal.h"
 
@@ -73,6 +74,8 @@ struct Mapping {
   // (kernel/kprobes.c check_kprobe_address_safe: static_call_text_reserved,
   // jump_label_text_reserved).
   std::set<uint64_t> kprobe_reserved;
+  // What decides whether the kernel jump-optimizes a probe in this function.
+  analysis::OptimizeContext opt;
   absl::StatusOr<uint64_t> Map(uint64_t off, const std::string& what) const {
     if (off == obj.size) return shipped.size;
     int i = obj.IndexAt(off);
@@ -189,6 +192,16 @@ absl::Status MoveOffReservedSite(const Mapping& mp, CriticalSpan* out) {
   return absl::OkStatus();
 }
 
+// Where the apply probe may go: its place, and for a reg span without a path token the
+// equivalent places after it (the loader moves it only among these).
+std::vector<uint64_t> ProbePlaces(const CriticalSpan& s) {
+  std::vector<uint64_t> at = {s.probe_offset};
+  if (s.kind == artifact::SpanKind::kReg && !s.mark_offset)
+    for (uint64_t c : s.candidates)
+      if (c != s.probe_offset) at.push_back(c);
+  return at;
+}
+
 // `sp` carried from the object onto the shipped function: every CS instruction must be
 // there with the shipped value's encoding; expect_bytes are the shipped probe instruction's.
 absl::StatusOr<CriticalSpan> MapSpan(const Mapping& mp, const CriticalSpan& sp) {
@@ -244,6 +257,10 @@ absl::StatusOr<CriticalSpan> MapSpan(const Mapping& mp, const CriticalSpan& sp) 
     if (!x.ok()) return x.status();
     in.save_offset = *x;
   }
+  out.jump_windows.emplace();
+  for (uint64_t at : ProbePlaces(out))
+    if (auto limit = analysis::JumpLimit(mp.opt, at); limit.ok())
+      out.jump_windows->push_back({at, *limit});
   out.expect_bytes =
       ExpectBytes(mp.shipped.insns[mp.shipped.IndexAt(out.probe_offset)], mp.relocatable);
   out.code = BuildCodeRanges(mp.code, SpanCover(out));
@@ -270,6 +287,7 @@ uint64_t FieldValue(absl::string_view bytes, uint64_t at, int width) {
 // the V1 object's relocations carried over by the instruction alignment (the -dbg vmlinux
 // keeps none), per-CPU targets known from their section (`percpu`: vmlinux's per-CPU names).
 void MakeShippedCode(const ElfFile& ship, const std::vector<elf::PatchSite>& sites,
+                     const std::vector<elf::PatchSite>& extable,
                      const std::set<std::string>& percpu, Mapping* mp) {
   ShippedCode& c = mp->code;
   c.fn = &mp->shipped;
@@ -282,7 +300,18 @@ void MakeShippedCode(const ElfFile& ship, const std::vector<elf::PatchSite>& sit
     c.masks.push_back({p.at - base, p.len});
     if (p.table == ".static_call_sites" || p.table == "__jump_table")
       mp->kprobe_reserved.insert(p.at - base);
+    // opt.c copy_optimized_instructions: ftrace, alternatives, jump labels, static calls.
+    if (p.table == ".static_call_sites" || p.table == "__jump_table" ||
+        p.table == ".altinstructions" || p.table == "__mcount_loc")
+      mp->opt.reserved.push_back({p.at - base, p.len});
   }
+  mp->opt.fn = &mp->shipped;
+  mp->opt.entry_text = mp->sym.shndx > 0 &&
+                       mp->sym.shndx < static_cast<int>(ship.sections().size()) &&
+                       ship.sections()[mp->sym.shndx].name == ".entry.text";
+  for (const elf::PatchSite& p : extable)
+    if (p.shndx == shndx && p.at >= base && p.at < base + mp->bytes.size())
+      mp->opt.has_extable = true;
   if (ship.relocatable()) {
     for (const elf::ElfReloc& r : ship.relocs(mp->sym.shndx)) {
       if (r.offset < base || r.offset >= base + mp->bytes.size()) continue;
@@ -359,6 +388,7 @@ absl::Status MapToShipped(const std::string& baseline_obj, const std::string& sh
   auto ship = ElfFile::Open(shipped_elf);
   if (!ship.ok()) return ship.status();
   const std::vector<elf::PatchSite> sites = elf::KernelPatchSites(**ship);
+  const std::vector<elf::PatchSite> extable = elf::ExceptionTableSites(**ship);
   std::set<std::string> percpu;
   if (!(*ship)->relocatable())
     for (const ElfSymbol& s : (*ship)->symbols())
@@ -372,7 +402,7 @@ absl::Status MapToShipped(const std::string& baseline_obj, const std::string& sh
     auto m = MapFunction(**obj, **ship, fn);
     if (!m.ok()) return m.status();
     Mapping& mp = maps.emplace(fn, std::move(*m)).first->second;
-    MakeShippedCode(**ship, sites, percpu, &mp);
+    MakeShippedCode(**ship, sites, extable, percpu, &mp);
     return &mp;
   };
   for (CriticalSpan& sp : *spans) {

@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/loader/checks.h"
+#include "runtime/loader/jump_window.h"
 #include "runtime/loader/transaction.h"
 
 namespace sie::loader {
@@ -237,6 +238,32 @@ TEST(SafeSpans, UnboundedAreReportedInModesOneAndTwo) {
   text.replace(text.find("\"how\": \"caller\""), 15, "\"how\": \"callee\"");
   EXPECT_TRUE(Has(artifact::ParseConstJson(text, "x.json").status(),
                   "must be slice, manual, whole_function or caller"));
+}
+
+// The live half of the prediction: the instructions an optimized probe would copy, as the
+// running kernel has them (a return thunk patched to `ret` at boot can be copied; the jmp to
+// it cannot), and synth's jump_windows in const.json.
+TEST(JumpWindows, LiveInstructionsAndConstJson) {
+  auto live = [](std::initializer_list<uint8_t> b) {
+    return LiveJumpWindow(std::string(b.begin(), b.end()));
+  };
+  EXPECT_EQ(live({0x48, 0x83, 0xc0, 0x01, 0xc3, 0xcc, 0xcc, 0xcc, 0xcc}), 5);  // add; ret
+  EXPECT_EQ(live({0xb8, 0, 3, 0, 0, 0x48, 0x83, 0xc0, 0x01}), 5);              // mov eax, imm
+  EXPECT_EQ(live({0x89, 0xf8, 0x48, 0x83, 0xc0, 0x01, 0xc3}), 6);              // mov; add
+  EXPECT_EQ(live({0x48, 0x83, 0xc0, 0x01, 0xe9, 0, 0, 0, 0}), std::nullopt);   // add; jmp thunk
+  EXPECT_EQ(live({0xcc, 0x83, 0xc0, 0x01, 0xc3}), std::nullopt);  // another probe's int3
+  EXPECT_EQ(live({0x48, 0x83, 0xc0, 0x01}), std::nullopt);        // limit reached before 5
+  artifact::SynthesizedConst c = Const("102");
+  c.spans[0].jump_windows = std::vector<artifact::CriticalSpan::JumpWindow>{{0x10, 7}};
+  const std::string text = artifact::JsonText(artifact::ConstToJson(c));
+  auto back = artifact::ParseConstJson(text, "x.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->spans[0].jump_windows, c.spans[0].jump_windows);
+  nlohmann::json bad = nlohmann::json::parse(text);
+  bad["spans"][0]["jump_windows"] = {{16, 2}};  // fewer than the 5 bytes of a jump
+  EXPECT_TRUE(Has(artifact::ParseConstJson(bad.dump(), "x.json").status(),
+                  "field 'spans[0].jump_windows' must be an array of [offset, limit]"));
+  EXPECT_FALSE(Const("102").spans[0].jump_windows);  // older files: not predicted
 }
 
 TEST(GlobalMode, RefusesCodePatchedByAnotherKprobe) {

@@ -33,6 +33,26 @@ check SIE_TARGET_DIVISOR 7 div 100 14 10
 check SIE_TARGET_DIVISOR 7 div 12345 1763 1234
 # 15 spans at 15 addresses (sie_target_fan_0..14): fan(x) = 15 * FAN + 30 * x + 105.
 check SIE_TARGET_FAN 100 fan 1 1635 139935
+# Jump optimization predicted (synth's jump_windows, the live bytes): sie set places each apply
+# probe where the kernel will optimize it and does not wait; the kernel then does, in the
+# background. FAN: all 15 (mov; shl/lea, copied out of line); CALL_ARG: none (4 bytes before
+# the function's end); JOIN: its one apply probe (add; a return thunk patched to ret).
+optimized() { # function prefix: how many of its kprobes the kernel shows [OPTIMIZED]
+  grep " $1" /sys/kernel/debug/kprobes/list | grep -c OPTIMIZED
+}
+predicted() { # name value want-note function-prefix want-optimized
+  out=$(sie set $1 $2 --consts "$C" 2>&1) || bad "sie set $1 $2: $out"
+  case "$out" in *"jump optimization: $3 apply probe(s) placed where the kernel optimizes them"*)
+    ok "$1: $3 predicted" ;; *) bad "$1: no '$3' prediction: $out" ;; esac
+  n=0; i=0
+  while [ $i -lt 40 ]; do n=$(optimized $4); [ "$n" -ge "$5" ] && break; sleep 0.25; i=$((i + 1)); done
+  sleep 1; n=$(optimized $4)
+  expect_eq "$1: kprobes the kernel optimized" "$n" "$5"
+  sie unload $1 > /dev/null || bad "sie unload $1"
+}
+predicted SIE_TARGET_FAN 100 "15 of 15" sie_target_fan_ 15
+predicted SIE_TARGET_CALL_ARG 7 "0 of 1" sie_target_call_arg 0
+predicted SIE_TARGET_JOIN 7 "1 of 1" sie_target_join 1
 # (l) i % EVERY == 0, a flags span of `test` (test %bl,%bl at 256, test $0x7f,%bl at 128,
 # test $0x1ff,%ebx at 512): set to 2048, a power of two never compiled, on both engines;
 # every(x) = x / EVERY. Other values divide in the compiled code: V takes powers of two only.

@@ -5,6 +5,7 @@
 // flow must not block a span, one inside it must be named.
 #include "synth/analysis/semantics.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -15,7 +16,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/elf/kprobe_rules.h"
 #include "synth/analysis/disasm.h"
+#include "synth/analysis/optprobe.h"
 #include "synth/analysis/slice.h"
 #include "synth/refusal.h"
 
@@ -375,6 +378,67 @@ TEST(Slice, ValueStoredThroughAPointerIsFollowedOrWidened) {
   // A stack slot dies with the frame: not widened.
   EXPECT_EQ(SliceOf("imul eax, edi, 5\n nop\n mov [rsp + 8], eax\n xor eax, eax\n ret").second.how,
             SafeSpanHow::kSlice);
+}
+
+// Where the kernel may jump-optimize a kprobe (opt.c can_optimize, copy_optimized_instructions):
+// not where a jump lands inside the 5 bytes (or on the byte after them), not in a function with
+// an exception-table entry, never over bytes the kernel patches; the limit stops at those.
+TEST(JumpLimit, FollowsTheKernelsRules) {
+  // `je` lands 6 bytes after the mov (one nop between): outside its 5 bytes and the byte after.
+  Function fn = Assemble(
+      "test edi, 1\n je 1f\n mov eax, 0x300\n nop\n 1: add rax, 1\n nop\n nop\n nop\n nop\n"
+      " nop\n nop\n ret");
+  fn.size = fn.insns.back().offset + fn.insns.back().size;
+  OptimizeContext c;
+  c.fn = &fn;
+  const uint64_t mov = fn.insns[2].offset, add = fn.insns[4].offset;
+  ASSERT_EQ(add, mov + 6);
+  auto at_mov = JumpLimit(c, mov);
+  ASSERT_TRUE(at_mov.ok()) << at_mov.status();
+  EXPECT_EQ(*at_mov, static_cast<int>(fn.size - mov));
+  // Without the nop it lands on the byte after the 5: refused, as the kernel does.
+  Function tight = Assemble("test edi, 1\n je 1f\n mov eax, 0x300\n 1: add rax, 1\n nop\n ret");
+  tight.size = tight.insns.back().offset + tight.insns.back().size;
+  OptimizeContext t;
+  t.fn = &tight;
+  EXPECT_THAT(JumpLimit(t, tight.insns[2].offset).status().message(),
+              ::testing::HasSubstr("`je 0xd` at +0x6 jumps into the 5 bytes"));
+  EXPECT_TRUE(JumpLimit(c, add).ok());
+  EXPECT_THAT(JumpLimit(c, fn.insns.back().offset - 1).status().message(),
+              ::testing::HasSubstr("fewer than 5 bytes"));
+  // A patched byte (an alternative, say) 6 bytes after add: the window may use 6 bytes.
+  c.reserved = {{add + 6, 1}};
+  EXPECT_EQ(*JumpLimit(c, add), 6);
+  c.reserved = {{add + 2, 4}};
+  EXPECT_THAT(JumpLimit(c, add).status().message(), ::testing::HasSubstr("patches a byte"));
+  c.reserved.clear();
+  c.has_extable = true;
+  EXPECT_THAT(JumpLimit(c, add).status().message(),
+              ::testing::HasSubstr("exception-table entries"));
+}
+
+// can_boost: what may run out of line in an optimized probe's copy.
+TEST(JumpLimit, BoostableInstructionsAreTheKernels) {
+  auto boost = [](std::initializer_list<uint8_t> b) {
+    return elf::KprobeCanBoost(std::string(b.begin(), b.end()));
+  };
+  EXPECT_TRUE(boost({0x48, 0x83, 0xc0, 0x01}));        // add rax, 1
+  EXPECT_TRUE(boost({0xc3}));                          // ret (a return thunk patched at boot)
+  EXPECT_TRUE(boost({0xb8, 0, 3, 0, 0}));              // mov eax, 0x300
+  EXPECT_TRUE(boost({0x0f, 0xb6, 0xc0}));              // movzx eax, al
+  EXPECT_TRUE(boost({0x0f, 0x1f, 0x44, 0x00, 0x00}));  // nopl
+  EXPECT_TRUE(boost({0xf0, 0x48, 0x01, 0x07}));        // lock add [rdi], rax
+  EXPECT_FALSE(boost({0xe8, 0, 0, 0, 0}));             // call
+  EXPECT_FALSE(boost({0xe9, 0, 0, 0, 0}));             // jmp rel32 (an unpatched return thunk)
+  EXPECT_FALSE(boost({0x74, 0x05}));                   // je
+  EXPECT_FALSE(boost({0x0f, 0x84, 0, 0, 0, 0}));       // je rel32
+  EXPECT_FALSE(boost({0xcc}));                         // int3
+  EXPECT_FALSE(boost({0x2e, 0xe8, 0, 0, 0, 0}));       // cs call (retpoline thunk call)
+  EXPECT_FALSE(boost({0xf6, 0xc8, 0x01}));             // F6 /1: reserved on Intel
+  EXPECT_TRUE(boost({0xf6, 0xc7, 0x01}));              // test bh, 1 (F6 /0)
+  EXPECT_FALSE(boost({0x0f, 0x38, 0xf0, 0x07}));       // three-byte opcode (movbe)
+  EXPECT_FALSE(boost({0xff, 0xd0}));                   // call rax (FF /2)
+  EXPECT_TRUE(boost({0xff, 0xc0}));                    // inc eax (FF /0)
 }
 
 }  // namespace

@@ -15,8 +15,17 @@ constexpr uint16_t kTwoByteBoostable[16] = {
 
 bool IsLegacyPrefix(uint8_t b) {
   switch (b) {
-    case 0x26: case 0x2e: case 0x36: case 0x3e: case 0x64: case 0x65:
-    case 0x66: case 0x67: case 0xf0: case 0xf2: case 0xf3:
+    case 0x26:
+    case 0x2e:
+    case 0x36:
+    case 0x3e:
+    case 0x64:
+    case 0x65:
+    case 0x66:
+    case 0x67:
+    case 0xf0:
+    case 0xf2:
+    case 0xf3:
       return true;
     default:
       return false;

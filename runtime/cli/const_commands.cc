@@ -170,13 +170,17 @@ void PrintSet(const loader::SetResult& r, bool verbose) {
   for (const auto& pr : r.probes)
     if (pr.role == "apply") {
       ++applies;
-      optimized += pr.optimized;
+      optimized += pr.optimized || pr.jump_placed;
     }
+  // Placed by prediction, the kernel optimizes them after the set returns.
+  const bool placed =
+      std::any_of(r.probes.begin(), r.probes.end(), [](const auto& pr) { return pr.jump_placed; });
   std::printf(
-      "%s = %lld (mode %d, engine %s): %d probe(s), %d/%d apply probes jump-optimized, "
+      "%s = %lld (mode %d, engine %s): %d probe(s), %d/%d apply probes %s, "
       "active in %.0f ms%s\n",
       r.name.c_str(), static_cast<long long>(r.value), r.mode, r.engine.c_str(),
-      static_cast<int>(r.probes.size()), optimized, applies, r.latency_ms,
+      static_cast<int>(r.probes.size()), optimized, applies,
+      placed ? "jump-optimized (in the background)" : "jump-optimized", r.latency_ms,
       r.compiled ? " (stub compiled)" : "");
   if (r.mode == 2)
     std::printf("  global transition: %s, %.1f ms from request to switch (kernel time)\n",

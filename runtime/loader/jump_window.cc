@@ -12,9 +12,8 @@ std::optional<int> LiveJumpWindow(absl::string_view code) {
   size_t len = 0;
   while (len < 5) {
     ZydisDecodedInstruction zi;
-    if (len >= code.size() ||
-        !ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&d, nullptr, code.data() + len,
-                                                    code.size() - len, &zi)))
+    if (len >= code.size() || !ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(
+                                  &d, nullptr, code.data() + len, code.size() - len, &zi)))
       return std::nullopt;
     const absl::string_view insn = code.substr(len, zi.length);
     // An int3 is another probe's (or padding): opt.c's __copy_instruction refuses it.

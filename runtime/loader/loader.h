@@ -76,6 +76,9 @@ struct ProbeInfo {
   uint64_t address = 0;
   int cell = -1;  // kMem: the sie_kfuncs cell id
   bool optimized = false;
+  // Apply probes: placed where the kernel will jump-optimize it (synth's jump_windows and the
+  // live bytes); the kernel does so in the background.
+  bool jump_placed = false;
   std::string kprobe_flags;  // "[OPTIMIZED]", "[FTRACE]", "" (from kprobes/list)
   // Other kprobes at this address (another tool or constant), from kprobes/list: at `sie set`
   // those registered before ours; in `sie status` every kprobe there when there are more than

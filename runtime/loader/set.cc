@@ -507,6 +507,7 @@ void PlaceForJumps(LoadPlan& plan, const std::vector<KprobeEntry>& kprobes, SetR
                                          "+0x", absl::Hex(off), " (jump-optimizable)"));
       a.info.offset = off;
       a.info.address = a.func_addr + off;
+      a.info.jump_placed = true;
       ++jumps;
       break;
     }

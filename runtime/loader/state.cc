@@ -164,6 +164,7 @@ json ProbeToJson(const ProbeInfo& p) {
          {"offset", p.offset},       {"address", p.address},   {"cell", p.cell},
          {"optimized", p.optimized}, {"flags", p.kprobe_flags}};
   if (p.point) j["point"] = p.point;
+  if (p.jump_placed) j["jump_placed"] = true;
   return j;
 }
 
@@ -177,6 +178,7 @@ ProbeInfo ProbeFromJson(const json& j) {
   p.address = j.value("address", uint64_t{0});
   p.cell = j.value("cell", -1);
   p.optimized = j.value("optimized", false);
+  p.jump_placed = j.value("jump_placed", false);
   p.kprobe_flags = j.value("flags", "");
   return p;
 }

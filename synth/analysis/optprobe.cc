@@ -8,7 +8,7 @@
 namespace sie::synth::analysis {
 namespace {
 
-constexpr int kJmp32 = 5;     // JMP32_INSN_SIZE
+constexpr int kJmp32 = 5;      // JMP32_INSN_SIZE
 constexpr int kMaxLimit = 32;  // more than any window: five bytes of instructions of <= 15
 
 bool IndirectJump(const Insn& in) {
@@ -45,8 +45,9 @@ absl::StatusOr<int> JumpLimit(const OptimizeContext& c, uint64_t offset) {
     if (end > offset && at < limit) limit = std::max<uint64_t>(at, offset);
   }
   if (limit < offset + kJmp32)
-    return no("the kernel patches a byte within the 5 (ftrace, alternative, jump label or static "
-              "call)");
+    return no(
+        "the kernel patches a byte within the 5 (ftrace, alternative, jump label or static "
+        "call)");
   return static_cast<int>(limit - offset);
 }
 

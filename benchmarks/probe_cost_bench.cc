@@ -37,6 +37,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -278,6 +279,27 @@ class Bench {
     div_fd_.reset(open(TargetFile("div").c_str(), O_RDWR | O_CLOEXEC));
     if (!div_fd_.valid()) return absl::ErrnoToStatus(errno, "open " + TargetFile("div"));
     return absl::OkStatus();
+  }
+
+  // The floor of any `sie set`: libbpf opening, loading (verifier included) and attaching one
+  // kprobe program at the probed place, then detaching it; milliseconds of each of n cycles.
+  absl::StatusOr<std::vector<double>> LoadAttachFloor(int n) const {
+    std::vector<double> ms;
+    for (int i = 0; i < n; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::unique_ptr<sie_bench_probe, SkelDeleter> skel(sie_bench_probe__open());
+      if (!skel) return absl::ErrnoToStatus(errno, "sie_bench_probe__open");
+      if (sie_bench_probe__load(skel.get()) != 0)
+        return absl::ErrnoToStatus(errno, "sie_bench_probe__load");
+      LIBBPF_OPTS(bpf_kprobe_opts, opts, .offset = off_);
+      bpf_link* link =
+          bpf_program__attach_kprobe_opts(skel->progs.sie_bench_setreg, kDivFunc, &opts);
+      if (!link) return absl::ErrnoToStatus(errno, absl::StrCat("attach BPF kprobe ", Where()));
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      bpf_link__destroy(link);
+    }
+    return ms;
   }
 
   absl::Status Enter(Case c) {
@@ -618,6 +640,16 @@ int Main(int argc, char** argv) {
           benchmark::RegisterBenchmark(BenchName(c).c_str(), BM_DivPath, c)
               ->Unit(benchmark::kNanosecond)
               ->UseRealTime();
+      // The load floor first, while nothing else is attached (load latency compares with it).
+      auto floor = bench.LoadAttachFloor(5);
+      if (floor.ok()) {
+        std::sort(floor->begin(), floor->end());
+        std::printf("FLOOR load+attach of one trivial kprobe program (libbpf): median %.1f ms\n",
+                    (*floor)[floor->size() / 2]);
+      } else {
+        std::fprintf(stderr, "probe_cost_bench: floor: %s\n", floor.status().ToString().c_str());
+        g_failed = true;
+      }
       TableReporter reporter;
       benchmark::RunSpecifiedBenchmarks(&reporter);
       if (absl::Status d = bench.Detach(); !d.ok()) g_failed = true;

@@ -32,6 +32,7 @@ rc=$?
 set -e
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 grep -v '^\[' "$out/stdout" || true
+floor_ms=$(sed -n 's/^FLOOR .*median \([0-9.]*\) ms.*/\1/p' "$out/stdout" | head -1)
 if [ $rc -ne 0 ] || [ ! -s "$out/probe_cost.md" ]; then
   echo "run.sh: the benchmark failed (exit $rc); docs/benchmarks.md left unchanged" >&2
   grep -E '^sie vm:|probe_cost_bench' "$out/stderr" >&2 || true
@@ -83,7 +84,8 @@ cycle() { # tag const path engine [flags]; call_arg(5) = 5 + V; fan(1) = 15 V + 
   t=\$1; c=\$2; p=\$3; e=\$4; shift 4
   want() { if [ \$p = fan ]; then echo \$((15 * \$1 + 135)); else echo \$((5 + \$1)); fi; }
   in=5; orig=\$((0x1234)); [ \$p = fan ] && in=1 && orig=\$((0x2468))
-  echo "LOAD \$t \$(sie set \$c 7 --engine \$e "\$@" --consts /mnt/add/c)"; check \$p \$in \$(want 7)
+  echo "LOAD \$t \$(sie set \$c 7 --engine \$e "\$@" --consts /mnt/add/c --json | tr -d '\n ')"
+  check \$p \$in \$(want 7)
   echo "CHANGE \$t \$(sie set \$c 9 --consts /mnt/add/c)"; check \$p \$in \$(want 9)
   sie unload \$c
   check \$p \$in \$(want \$orig)
@@ -105,9 +107,19 @@ GUEST
     if "$sie" vm --timeout 1200 --add "$out/add" --out "$out/lo" -- sh /mnt/add/load.sh \
          >"$out/load.txt" 2>&1; then
       med() { sort -n | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
-      lat() { sed -n "s/^LOAD $1 .*active in \([0-9.]*\) ms.*/\1/p" "$out/load.txt" | med; }
+      # One JSON line per first set (sie set --json): latency_ms is "active in", the phases'
+      # *_ms add up to it with the time between them.
+      key() { sed -n "s/^LOAD $1 .*\"$2\":\([0-9.]*\)[,}].*/\1/p" "$out/load.txt" | med; }
+      lat() { key $1 latency_ms; }
       chg() { sed -n "s/^CHANGE $1 .*updated in \([0-9.]*\) ms.*/\1/p" "$out/load.txt" | med; }
-      optd() { grep "^LOAD $1 " "$out/load.txt" | head -1 | grep -o '[0-9]*/[0-9]* apply probes jump-optimized' || true; }
+      optd() {
+        a=$(key $1 apply_probes); o=$(key $1 optimized_probes); p=$(key $1 jump_placed_probes)
+        if [ "${p:-0}" -gt 0 ]; then echo "$p/$a apply probes placed for jump optimization"
+        else echo "$o/$a apply probes jump-optimized"; fi
+      }
+      phases() { # tag label: a row of the per-phase table
+        echo "| $2 | $(key $1 verify_ms) | $(key $1 build_ms) | $(key $1 load_ms) | $(key $1 attach_ms) | $(key $1 optimize_ms) | $(lat $1) |"
+      }
       row() { # tag label
         echo "| $2; $(optd $1) | $(lat $1) ms | $(lat ${1}noopt) ms | $(chg $1) ms |"
       }
@@ -116,6 +128,12 @@ $(row native1 '1 span (SIE_TARGET_CALL_ARG, synthesized), native engine (sie_nat
 $(row bpf15 '15 spans at 15 addresses (SIE_TARGET_FAN, synthesized), BPF engine')
 $(row native15 '15 spans at 15 addresses (SIE_TARGET_FAN, synthesized), native engine')
 $(row bpf15one '15 spans at one address (SIE_BENCH_X15), BPF engine')"
+      phase_rows="$(phases bpf1 '1 span, BPF')
+$(phases native1 '1 span, native')
+$(phases bpf15 '15 spans, BPF')
+$(phases native15 '15 spans, native')
+$(phases bpf1noopt '1 span, BPF, --no-optimize')
+$(phases bpf15noopt '15 spans, BPF, --no-optimize')"
     else
       echo "run.sh: sie set in the guest failed; load latency stays pending" >&2
       grep -v '^\[' "$out/load.txt" | tail -5 >&2
@@ -293,17 +311,32 @@ if [ -n "$load_rows" ]; then
 cat <<LOAD
 Every step's result is checked through sie_target's debugfs files (\`call_arg\`, \`fan\`).
 Medians of 3 cycles of \`sie set\`'s own "active in" (from its start to the new value being
-active). The default first set includes the jump-optimization search: one wait of 1.5 s for the
-kernel's delayed optimizer, then a move to another candidate offset for each probe that is not
-\`[OPTIMIZED]\` (SIE_TARGET_CALL_ARG's probe is a short \`jmp\`, which optprobes never copy, and
-it has no other candidate); \`--no-optimize\` skips it. A value change of a loaded constant is
-one map update (BPF) or one control write per probe (native). SIE_TARGET_FAN is synthesized
-by this run (\`sie synth synth/specs/sie_target.yaml --only SIE_TARGET_FAN\`): one constant
-loaded in 15 functions, so 15 spans, 15 probes at 15 addresses.
+active; \`sie set --json\` latency_ms). By default each apply probe is placed where synth and the
+live bytes predict the kernel will jump-optimize it, and nothing waits for the optimizer (it
+works in the background); \`--no-optimize\` leaves the probes at their synthesized places.
+SIE_TARGET_CALL_ARG and SIE_TARGET_FAN are synthesized by this run (\`sie synth
+synth/specs/sie_target.yaml --only SIE_TARGET_FAN --only SIE_TARGET_CALL_ARG\`): CALL_ARG's
+place is 4 bytes before its function's end (never optimized), FAN is one constant loaded in 15
+functions, so 15 spans, 15 probes at 15 addresses. SIE_BENCH_X15 comes from a hand-written
+const.json without the prediction: its default set still waits 1.5 s for the optimizer and
+moves what stayed int3. A value change of a loaded constant is one map update (BPF) or one
+control write per probe (native).
 
 | constant | first set (default) | first set, --no-optimize | value change |
 |---|---|---|---|
 $load_rows
+
+Per phase, medians in ms (\`sie set --json\`): verify (artifacts read, bytes of every span and
+probe place compared with the live kernel, symbols), build (stub object: reused from synth),
+load (programs loaded and verified), attach (every probe attached and pinned), optimize (the
+wait for the optimizer, when a probe has no prediction); the total includes the activation.
+The floor is libbpf opening, loading and attaching one trivial kprobe program at
+sie_target_div's probe place in the same guest (sie_probe_cost_bench, median of 5):
+**$floor_ms ms**.
+
+| case | verify | build | load | attach | optimize | total |
+|---|---:|---:|---:|---:|---:|---:|
+$phase_rows
 
 LOAD
 else

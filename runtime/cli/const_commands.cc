@@ -47,6 +47,8 @@ const char* kIdConstsHelp =
     "with an id: only constants loaded from this directory (ids are per directory)";
 
 std::string Flags(const loader::ProbeInfo& p) {
+  // Placed for jump optimization, which the kernel's delayed optimizer has not done yet.
+  if (p.kprobe_flags.empty() && p.jump_placed) return "[int3, optimizing]";
   return p.kprobe_flags.empty() ? "[int3]" : p.kprobe_flags;
 }
 
@@ -117,11 +119,12 @@ absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> ParseAssignments(
 }
 
 json SetJson(const loader::SetResult& r) {
-  int optimized = 0, applies = 0;
+  int optimized = 0, applies = 0, placed = 0;
   for (const auto& pr : r.probes)
     if (pr.role == "apply") {
       ++applies;
       optimized += pr.optimized;
+      placed += pr.jump_placed;
     }
   json j{{"const", r.name},
          {"value", r.value},
@@ -138,6 +141,7 @@ json SetJson(const loader::SetResult& r) {
          {"transition_result", r.transition_result},
          {"apply_probes", applies},
          {"optimized_probes", optimized},
+         {"jump_placed_probes", placed},
          {"notes", r.notes},
          {"warnings", r.warnings},
          {"engine", r.engine},
@@ -385,6 +389,7 @@ int StatusCommand(const std::vector<std::string>& args) {
                           {"offset", pr.offset},
                           {"address", pr.address},
                           {"optimized", pr.optimized},
+                          {"jump_placed", pr.jump_placed},
                           {"flags", pr.kprobe_flags},
                           {"other_kprobes", pr.others_count},
                           {"kprobes_here", pr.others},

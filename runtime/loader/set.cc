@@ -500,8 +500,15 @@ void PlaceForJumps(LoadPlan& plan, const std::vector<KprobeEntry>& kprobes, SetR
                             [&](const auto& x) { return x.offset == off; });
       if (w == s.jump_windows->end()) continue;
       auto code = ReadKernelBytes(a.func_addr + off, w->limit);
-      std::optional<int> len = code.ok() ? LiveJumpWindow(*code) : std::nullopt;
-      if (!len || WindowTaken(plan, a, a.func_addr + off, *len, kprobes)) continue;
+      absl::StatusOr<int> len = code.ok() ? LiveJumpWindow(*code) : code.status();
+      if (len.ok() && WindowTaken(plan, a, a.func_addr + off, *len, kprobes))
+        len = absl::FailedPreconditionError("another kprobe sits in the bytes the jump replaces");
+      if (!len.ok()) {
+        res.notes.push_back(
+            absl::StrCat("span ", a.info.span, ": ", s.function, "+0x", absl::Hex(off),
+                         " is no jump place in the live kernel: ", len.status().message()));
+        continue;
+      }
       if (off != a.info.offset)
         res.notes.push_back(absl::StrCat("span ", a.info.span, ": probe placed at ", s.function,
                                          "+0x", absl::Hex(off), " (jump-optimizable)"));

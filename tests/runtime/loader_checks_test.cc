@@ -247,12 +247,14 @@ TEST(JumpWindows, LiveInstructionsAndConstJson) {
   auto live = [](std::initializer_list<uint8_t> b) {
     return LiveJumpWindow(std::string(b.begin(), b.end()));
   };
-  EXPECT_EQ(live({0x48, 0x83, 0xc0, 0x01, 0xc3, 0xcc, 0xcc, 0xcc, 0xcc}), 5);  // add; ret
-  EXPECT_EQ(live({0xb8, 0, 3, 0, 0, 0x48, 0x83, 0xc0, 0x01}), 5);              // mov eax, imm
-  EXPECT_EQ(live({0x89, 0xf8, 0x48, 0x83, 0xc0, 0x01, 0xc3}), 6);              // mov; add
-  EXPECT_EQ(live({0x48, 0x83, 0xc0, 0x01, 0xe9, 0, 0, 0, 0}), std::nullopt);   // add; jmp thunk
-  EXPECT_EQ(live({0xcc, 0x83, 0xc0, 0x01, 0xc3}), std::nullopt);  // another probe's int3
-  EXPECT_EQ(live({0x48, 0x83, 0xc0, 0x01}), std::nullopt);        // limit reached before 5
+  EXPECT_EQ(*live({0x48, 0x83, 0xc0, 0x01, 0xc3, 0xcc, 0xcc, 0xcc, 0xcc}), 5);  // add; ret
+  EXPECT_EQ(*live({0xb8, 0, 3, 0, 0, 0x48, 0x83, 0xc0, 0x01}), 5);              // mov eax, imm
+  EXPECT_EQ(*live({0x89, 0xf8, 0x48, 0x83, 0xc0, 0x01, 0xc3}), 6);              // mov; add
+  EXPECT_TRUE(Has(live({0x48, 0x83, 0xc0, 0x01, 0xe9, 0, 0, 0, 0}).status(),    // add; jmp thunk
+                  "the instruction at +4 (e900000000) cannot run out of line"));
+  EXPECT_FALSE(live({0xcc, 0x83, 0xc0, 0x01, 0xc3}).ok());  // another probe's int3
+  EXPECT_TRUE(Has(live({0x48, 0x83, 0xc0, 0x01}).status(),  // limit reached before 5
+                  "no whole instructions for the 5 bytes within the 4"));
   artifact::SynthesizedConst c = Const("102");
   c.spans[0].jump_windows = std::vector<artifact::CriticalSpan::JumpWindow>{{0x10, 7}};
   const std::string text = artifact::JsonText(artifact::ConstToJson(c));

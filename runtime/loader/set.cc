@@ -485,6 +485,9 @@ bool WindowTaken(const LoadPlan& plan, const Attached& self, uint64_t addr, int 
 // kernel will jump-optimize, before anything is attached: no waiting to see. Without a
 // predicted place it stays where it is, as an int3.
 void PlaceForJumps(LoadPlan& plan, const std::vector<KprobeEntry>& kprobes, SetResult& res) {
+  // With the optimizer switched off nothing is optimized: no place to look for, nothing to wait.
+  auto sysctl = ReadFile("/proc/sys/debug/kprobes-optimization");
+  const bool off = sysctl.ok() && absl::StripAsciiWhitespace(*sysctl) == "0";
   int predicted = 0, jumps = 0;
   for (Attached& a : plan.probes) {
     if (a.info.role != "apply") continue;
@@ -495,6 +498,7 @@ void PlaceForJumps(LoadPlan& plan, const std::vector<KprobeEntry>& kprobes, SetR
     places.insert(places.end(), a.candidates.begin(), a.candidates.end());
     a.predicted = true;
     a.candidates.clear();
+    if (off) continue;
     for (uint64_t off : places) {
       auto w = std::find_if(s.jump_windows->begin(), s.jump_windows->end(),
                             [&](const auto& x) { return x.offset == off; });
@@ -519,7 +523,9 @@ void PlaceForJumps(LoadPlan& plan, const std::vector<KprobeEntry>& kprobes, SetR
       break;
     }
   }
-  if (predicted)
+  if (predicted && off)
+    res.notes.push_back("jump optimization is off (sysctl debug.kprobes-optimization = 0)");
+  else if (predicted)
     res.notes.push_back(absl::StrCat("jump optimization: ", jumps, " of ", predicted,
                                      " apply probe(s) placed where the kernel optimizes them "
                                      "(in the background: sie status shows [OPTIMIZED])"));

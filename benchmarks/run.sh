@@ -106,7 +106,7 @@ GUEST
     echo "run.sh: load latency of sie set (1 and 15 spans, both engines, 3 cycles)"
     if "$sie" vm --timeout 1200 --add "$out/add" --out "$out/lo" -- sh /mnt/add/load.sh \
          >"$out/load.txt" 2>&1; then
-      med() { sort -n | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
+      med() { sort -n | awk '{v[NR]=$1} END {if (NR) printf "%.1f\n", v[int((NR+1)/2)]}'; }
       # One JSON line per first set (sie set --json): latency_ms is "active in", the phases'
       # *_ms add up to it with the time between them.
       key() { sed -n "s/^LOAD $1 .*\"$2\":\([0-9.]*\)[,}].*/\1/p" "$out/load.txt" | med; }

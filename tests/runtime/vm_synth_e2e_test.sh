@@ -53,6 +53,19 @@ predicted() { # name value want-note function-prefix want-optimized
 predicted SIE_TARGET_FAN 100 "15 of 15" sie_target_fan_ 15
 predicted SIE_TARGET_CALL_ARG 7 "0 of 1" sie_target_call_arg 0
 predicted SIE_TARGET_JOIN 7 "1 of 1" sie_target_join 1
+# Status right after the set: each placed probe is either already optimized or said to be on
+# its way; with the kernel's optimizer switched off nothing is placed and nothing waited for.
+sie set SIE_TARGET_FAN 100 --consts "$C" > /dev/null || bad "sie set FAN (status)"
+n=$(sie status SIE_TARGET_FAN | grep -c "sie_target_fan_.*\(\[OPTIMIZED\]\|\[int3, optimizing\]\)")
+expect_eq "FAN: apply probes optimized or optimizing in sie status" "$n" 15
+sie unload SIE_TARGET_FAN > /dev/null || bad "sie unload FAN (status)"
+echo 0 > /proc/sys/debug/kprobes-optimization
+out=$(sie set SIE_TARGET_FAN 100 --consts "$C" 2>&1) || bad "sie set FAN, optimizer off: $out"
+case "$out" in *"jump optimization is off (sysctl debug.kprobes-optimization = 0)"*)
+  ok "optimizer off: said so" ;; *) bad "optimizer off: $out" ;; esac
+expect_eq "optimizer off: FAN probes not placed" "$(sie status SIE_TARGET_FAN | grep -c 'optimizing')" 0
+sie unload SIE_TARGET_FAN > /dev/null || bad "sie unload FAN (optimizer off)"
+echo 1 > /proc/sys/debug/kprobes-optimization
 # (l) i % EVERY == 0, a flags span of `test` (test %bl,%bl at 256, test $0x7f,%bl at 128,
 # test $0x1ff,%ebx at 512): set to 2048, a power of two never compiled, on both engines;
 # every(x) = x / EVERY. Other values divide in the compiled code: V takes powers of two only.

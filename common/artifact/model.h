@@ -207,7 +207,6 @@ std::string SaveProgramName(int span, int point);
 // rax from the call's return), synth/analysis/callers.h.
 enum class SafeSpanHow { kSlice, kManual, kWholeFunction, kCaller };
 const char* SafeSpanHowName(SafeSpanHow h);
-inline bool CoversWholeFunction(SafeSpanHow h) { return h == SafeSpanHow::kWholeFunction; }
 
 struct SafeSpan {
   std::string function;

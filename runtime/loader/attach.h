@@ -30,9 +30,6 @@ struct Attached {
   std::string pin;                   // the link's pin while attached
   std::vector<uint64_t> candidates;  // apply probes of kind reg: other offsets to try
   size_t next_candidate = 0;
-  // Apply probes: placed where synth predicts jump optimization (or predicts none): nothing to
-  // try or wait for.
-  bool predicted = false;
   uint64_t func_addr = 0;
   bool attached() const { return link_fd.valid(); }
 };

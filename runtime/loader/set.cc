@@ -447,8 +447,8 @@ absl::Status PlanSafeSpans(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
   for (size_t j = 0; j < ss.size(); ++j) {
     auto sym = ksyms.Find(ss[j].function, plan.binary());
     if (!sym.ok()) return WithContext(sym.status(), absl::StrCat("safe span ", j));
-    uint64_t end =
-        artifact::CoversWholeFunction(ss[j].how) || ss[j].end == 0 ? sym->size : ss[j].end;
+    uint64_t end = ss[j].how == artifact::SafeSpanHow::kWholeFunction || ss[j].end == 0 ? sym->size
+                                                                                        : ss[j].end;
     if (!ss[j].code.empty()) {
       std::vector<KprobeEntry> kprobes;
       if (auto list = ReadKprobeList(); list.ok()) kprobes = std::move(*list);
@@ -481,13 +481,24 @@ bool WindowTaken(const LoadPlan& plan, const Attached& self, uint64_t addr, int 
   return false;
 }
 
+// The bytes an optimized probe at `off` of `a`'s function would replace, or why the live kernel
+// keeps it an int3 there (`limit`: synth's bound on those bytes).
+absl::StatusOr<int> LiveJumpPlace(const LoadPlan& plan, const Attached& a, uint64_t off, int limit,
+                                  const std::vector<KprobeEntry>& kprobes) {
+  ASSIGN_OR_RETURN(code, ReadKernelBytes(a.func_addr + off, limit));
+  ASSIGN_OR_RETURN(len, LiveJumpWindow(code));
+  if (WindowTaken(plan, a, a.func_addr + off, len, kprobes))
+    return absl::FailedPreconditionError("another kprobe sits in the bytes the jump replaces");
+  return len;
+}
+
 // Each apply probe with synth's prediction (jump_windows) goes to the first of its places the
 // kernel will jump-optimize, before anything is attached: no waiting to see. Without a
 // predicted place it stays where it is, as an int3.
 void PlaceForJumps(LoadPlan& plan, const std::vector<KprobeEntry>& kprobes, SetResult& res) {
   // With the optimizer switched off nothing is optimized: no place to look for, nothing to wait.
   auto sysctl = ReadFile("/proc/sys/debug/kprobes-optimization");
-  const bool off = sysctl.ok() && absl::StripAsciiWhitespace(*sysctl) == "0";
+  const bool optimizer_off = sysctl.ok() && absl::StripAsciiWhitespace(*sysctl) == "0";
   int predicted = 0, jumps = 0;
   for (Attached& a : plan.probes) {
     if (a.info.role != "apply") continue;
@@ -496,34 +507,29 @@ void PlaceForJumps(LoadPlan& plan, const std::vector<KprobeEntry>& kprobes, SetR
     ++predicted;
     std::vector<uint64_t> places = {s.probe_offset};
     places.insert(places.end(), a.candidates.begin(), a.candidates.end());
-    a.predicted = true;
-    a.candidates.clear();
-    if (off) continue;
-    for (uint64_t off : places) {
+    a.candidates.clear();  // placed once here: nothing to try after attaching
+    if (optimizer_off) continue;
+    for (uint64_t at : places) {
       auto w = std::find_if(s.jump_windows->begin(), s.jump_windows->end(),
-                            [&](const auto& x) { return x.offset == off; });
+                            [&](const auto& x) { return x.offset == at; });
       if (w == s.jump_windows->end()) continue;
-      auto code = ReadKernelBytes(a.func_addr + off, w->limit);
-      absl::StatusOr<int> len = code.ok() ? LiveJumpWindow(*code) : code.status();
-      if (len.ok() && WindowTaken(plan, a, a.func_addr + off, *len, kprobes))
-        len = absl::FailedPreconditionError("another kprobe sits in the bytes the jump replaces");
-      if (!len.ok()) {
+      if (auto len = LiveJumpPlace(plan, a, at, w->limit, kprobes); !len.ok()) {
         res.notes.push_back(
-            absl::StrCat("span ", a.info.span, ": ", s.function, "+0x", absl::Hex(off),
+            absl::StrCat("span ", a.info.span, ": ", s.function, "+0x", absl::Hex(at),
                          " is no jump place in the live kernel: ", len.status().message()));
         continue;
       }
-      if (off != a.info.offset)
+      if (at != a.info.offset)
         res.notes.push_back(absl::StrCat("span ", a.info.span, ": probe placed at ", s.function,
-                                         "+0x", absl::Hex(off), " (jump-optimizable)"));
-      a.info.offset = off;
-      a.info.address = a.func_addr + off;
+                                         "+0x", absl::Hex(at), " (jump-optimizable)"));
+      a.info.offset = at;
+      a.info.address = a.func_addr + at;
       a.info.jump_placed = true;
       ++jumps;
       break;
     }
   }
-  if (predicted && off)
+  if (predicted && optimizer_off)
     res.notes.push_back("jump optimization is off (sysctl debug.kprobes-optimization = 0)");
   else if (predicted)
     res.notes.push_back(absl::StrCat("jump optimization: ", jumps, " of ", predicted,
@@ -594,9 +600,10 @@ absl::Status OptimizeProbes(LoadPlan& plan, Engine& engine, SetResult& res) {
   }
   // Placed by prediction: the kernel optimizes them from delayed work in the background
   // (`sie status` shows [OPTIMIZED] once it has).
-  const bool all_predicted = std::all_of(plan.probes.begin(), plan.probes.end(), [](const auto& a) {
-    return a.info.role != "apply" || a.predicted;
-  });
+  const bool all_predicted =
+      std::all_of(plan.probes.begin(), plan.probes.end(), [&](const auto& a) {
+        return a.info.role != "apply" || plan.c().spans[a.info.span].jump_windows.has_value();
+      });
   if (all_predicted) {
     RefreshProbeStates(plan.probes);
     return absl::OkStatus();

@@ -363,7 +363,7 @@ void MakeShippedCode(const ElfFile& ship, const std::vector<elf::PatchSite>& sit
 
 // A safe span carried over, widened to the nearest matched instructions: it may only grow.
 void MapSafeSpan(const Mapping& mp, SafeSpan* ss) {
-  if (artifact::CoversWholeFunction(ss->how)) {
+  if (ss->how == SafeSpanHow::kWholeFunction) {
     ss->start = 0;
     ss->end = mp.shipped.size;
     return;

@@ -99,7 +99,7 @@ SafeSpan SliceSafeSpan(const Function& fn, const CriticalSpan& cs, Escape* escap
     if (uses && ins.writes.count("sp")) return whole;
     // A cell outside the frame still holding the value: a callee may read it, it outlives a
     // return, and once its base register changes it can no longer be named: the whole function
-    // and its callers are the span.
+    // is the span, and the value outlives it.
     for (const std::string& k : t)
       if (IsCell(k) && (ins.is_call || ins.is_ret || tail || ins.writes.count(CellBase(k))))
         return escaped(ins, Escape::kOther, "left in a cell outside the frame");
@@ -145,7 +145,7 @@ std::vector<SafeSpan> MergeSafeSpans(std::vector<SafeSpan> spans) {
   for (const SafeSpan& s : spans) {
     if (!out.empty() && out.back().function == s.function && s.start <= out.back().end) {
       out.back().end = std::max(out.back().end, s.end);
-      if (artifact::CoversWholeFunction(s.how)) out.back().how = s.how;
+      if (s.how == SafeSpanHow::kWholeFunction) out.back().how = s.how;
       continue;
     }
     out.push_back(s);

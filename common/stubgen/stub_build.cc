@@ -67,20 +67,71 @@ fs::path CacheDir() {
   return fs::path(t && *t ? t : "/tmp") / "sie-cache";
 }
 
-absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_const_dir,
-                                     const std::string& extra_cflags) {
-  auto files = GenerateStub(e.c);
-  if (!files.ok()) return files.status();
-  const HeaderDirs dirs = FindHeaderDirs();
-  std::string key =
-      files->source + files->header + extra_cflags + dirs.vmlinux.string() + std::string(kRecipe);
+namespace {
+
+// The cache key of a compile: its sources and flags, the vmlinux.h it compiles against, the
+// recipe and every header the stubs include.
+absl::StatusOr<std::string> CompileKey(const std::string& sources, const std::string& extra_cflags,
+                                       const HeaderDirs& dirs) {
+  std::string key = sources + extra_cflags + dirs.vmlinux.string() + std::string(kRecipe);
   for (const char* h : kStubHeaders) {
     auto t = ReadFile(dirs.root / h);
     if (!t.ok()) return WithContext(t.status(), "stub headers");
     key += *t;
   }
+  return ContentHash(key);
+}
+
+// Compiles `src_dir`/`main` into `obj` with the stubs' recipe; `what` names it in errors.
+absl::Status CompileStubSource(const fs::path& src_dir, const std::string& main,
+                               const fs::path& obj, const std::string& extra_cflags,
+                               const std::string& what, const HeaderDirs& dirs) {
+  std::vector<std::string> argv = {
+      Clang(), "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
+      "-Wno-unused-function", "-Wno-unused-variable", "-I" + dirs.vmlinux.string(),
+      "-I" + (dirs.root / "bpf/include").string(), "-I" + (dirs.root / "kmod/include").string(),
+      "-I" + src_dir.string(), "-idirafter", "/usr/include/x86_64-linux-gnu",
+      // No temporary path or cwd in the DWARF/BTF: same input, same
+      // bytes (synth's output is deterministic).
+      absl::StrCat("-fdebug-prefix-map=", src_dir.string(), "=."), "-fdebug-compilation-dir=."};
+  for (absl::string_view f : absl::StrSplit(extra_cflags, ' ', absl::SkipEmpty()))
+    argv.emplace_back(f);
+  argv.insert(argv.end(), {"-c", (src_dir / main).string(), "-o", obj.string()});
+  auto r = Run(argv);
+  if (!r.ok())
+    return FailedWithHint(absl::StrCat("cannot run ", argv[0], ": ", r.status().message()),
+                          "install clang (Debian: clang), or use a precompiled const dir");
+  if (!r->ok())
+    return FailedWithHint(
+        absl::StrCat("compiling ", what, " failed (", r->Describe(), "):\n", r->err),
+        "the const.json may hold a span the stub generator cannot express");
+  return absl::OkStatus();
+}
+
+// A temporary directory in `out_dir` to compile in (renamed into place when done).
+absl::StatusOr<TempDir> CompileDir(const fs::path& out_dir) {
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  auto tmp = TempDir::Create(out_dir, ".stub-");
+  if (!tmp.ok())
+    return FailedWithHint(absl::StrCat("cannot write the stub object in ", out_dir.string()),
+                          "set SIE_CACHE_DIR to a writable directory");
+  return tmp;
+}
+
+}  // namespace
+
+std::string StubSuffix(int id) { return absl::StrCat("_", id); }
+
+absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_const_dir,
+                                     const std::string& extra_cflags) {
+  auto files = GenerateStub(e.c);
+  if (!files.ok()) return files.status();
+  const HeaderDirs dirs = FindHeaderDirs();
+  auto hash = CompileKey(files->source + files->header, extra_cflags, dirs);
+  if (!hash.ok()) return hash.status();
   StubObject so;
-  so.hash = ContentHash(key);
+  so.hash = *hash;
   const std::string stem = absl::StrCat("stub-", so.hash, ".bpf.o");
   fs::path const_dir = e.path.parent_path();
   fs::path cache = CacheDir() / LowerIdent(e.c.name);
@@ -105,37 +156,68 @@ absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_co
     }
   }
   fs::path out_dir = into_const_dir ? const_dir : cache;
-  fs::create_directories(out_dir, ec);
-  auto tmp = TempDir::Create(out_dir, ".stub-");
-  if (!tmp.ok())
-    return FailedWithHint(absl::StrCat("cannot write the stub object in ", out_dir.string()),
-                          "set SIE_CACHE_DIR to a writable directory");
+  auto tmp = CompileDir(out_dir);
+  if (!tmp.ok()) return tmp.status();
   if (auto st = WriteFileAtomic(tmp->path() / "stub.bpf.c", files->source); !st.ok()) return st;
   if (auto st = WriteFileAtomic(tmp->path() / files->header_name, files->header); !st.ok())
     return st;
   fs::path obj = tmp->path() / stem;
-  std::vector<std::string> argv = {
-      Clang(), "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
-      "-Wno-unused-function", "-Wno-unused-variable", "-I" + dirs.vmlinux.string(),
-      "-I" + (dirs.root / "bpf/include").string(), "-I" + (dirs.root / "kmod/include").string(),
-      "-I" + tmp->path().string(), "-idirafter", "/usr/include/x86_64-linux-gnu",
-      // No temporary path or cwd in the DWARF/BTF: same input, same
-      // bytes (synth's output is deterministic).
-      absl::StrCat("-fdebug-prefix-map=", tmp->path().string(), "=."), "-fdebug-compilation-dir=."};
-  for (absl::string_view f : absl::StrSplit(extra_cflags, ' ', absl::SkipEmpty()))
-    argv.emplace_back(f);
-  argv.insert(argv.end(), {"-c", (tmp->path() / "stub.bpf.c").string(), "-o", obj.string()});
-  auto r = Run(argv);
-  if (!r.ok())
-    return FailedWithHint(absl::StrCat("cannot run ", argv[0], ": ", r.status().message()),
-                          "install clang (Debian: clang), or use a precompiled const dir");
-  if (!r->ok())
-    return FailedWithHint(absl::StrCat("compiling the stub of ", e.c.name, " failed (",
-                                       r->Describe(), "):\n", r->err),
-                          "the const.json may hold a span the stub generator cannot express");
+  if (auto st = CompileStubSource(tmp->path(), "stub.bpf.c", obj, extra_cflags,
+                                  absl::StrCat("the stub of ", e.c.name), dirs);
+      !st.ok())
+    return st;
   fs::rename(obj, out_dir / stem, ec);
   if (ec) return absl::InternalError(absl::StrCat("rename ", obj.string(), ": ", ec.message()));
   so.object = out_dir / stem;
+  so.compiled_now = true;
+  return so;
+}
+
+absl::StatusOr<StubObject> BuildStubs(const std::vector<artifact::ConstEntry>& entries,
+                                      const std::string& extra_cflags,
+                                      const std::vector<fs::path>& lookup, const fs::path& store) {
+  // One unit including each stub's source under its suffix; the per-stub part of stub.bpf.h is
+  // included again for each (bpf/include/sie/stub.bpf.h, "Names").
+  std::string unit =
+      absl::StrCat("/* ", kStubBanner, ". The stubs of one policy's constants. */\n");
+  std::vector<std::pair<std::string, std::string>> files;  // name, text
+  for (const auto& e : entries) {
+    auto f = GenerateStub(e.c);
+    if (!f.ok()) return WithContext(f.status(), e.c.name);
+    const std::string src = absl::StrCat("stub_", e.c.id, ".bpf.c");
+    absl::StrAppend(&unit, "\n#define SIE_SUFFIX ", StubSuffix(e.c.id), "\n#include \"", src,
+                    "\"\n#undef SIE_SUFFIX\n#undef SIE_NSPANS\n#undef SIE_NSAVES\n");
+    files.emplace_back(src, f->source);
+    files.emplace_back(f->header_name, f->header);
+  }
+  const HeaderDirs dirs = FindHeaderDirs();
+  std::string sources = unit;
+  for (const auto& [name, text] : files) absl::StrAppend(&sources, name, "\n", text);
+  auto hash = CompileKey(sources, extra_cflags, dirs);
+  if (!hash.ok()) return hash.status();
+  StubObject so;
+  so.hash = *hash;
+  const fs::path out_dir = store.empty() ? CacheDir() / "policy-stubs" : store;
+  const std::string stem = absl::StrCat("stubs-", so.hash, ".bpf.o");
+  for (const fs::path& d : lookup)
+    if (fs::exists(d / stem)) {
+      so.object = d / stem;
+      return so;
+    }
+  so.object = out_dir / stem;
+  if (fs::exists(so.object)) return so;
+  auto tmp = CompileDir(out_dir);
+  if (!tmp.ok()) return tmp.status();
+  files.emplace_back("stubs.bpf.c", unit);
+  for (const auto& [name, text] : files)
+    if (auto st = WriteFileAtomic(tmp->path() / name, text); !st.ok()) return st;
+  fs::path obj = tmp->path() / stem;
+  if (auto st = CompileStubSource(tmp->path(), "stubs.bpf.c", obj, extra_cflags, "the stubs", dirs);
+      !st.ok())
+    return st;
+  std::error_code ec;
+  fs::rename(obj, so.object, ec);
+  if (ec) return absl::InternalError(absl::StrCat("rename ", obj.string(), ": ", ec.message()));
   so.compiled_now = true;
   return so;
 }

@@ -39,6 +39,18 @@ std::filesystem::path CacheDir();
 absl::StatusOr<StubObject> BuildStub(const artifact::ConstEntry& e, bool into_const_dir = false,
                                      const std::string& extra_cflags = "");
 
+// The suffix of constant `id`'s names when its stub is one of a policy's (SIE_SUFFIX, "_<id>").
+std::string StubSuffix(int id);
+
+// The stubs of all constants of one policy as ONE object: one translation unit includes each
+// stub's source under its own suffix (bpf/include/sie/stub.bpf.h, "Names"). Cached by content:
+// found in any of `lookup`, else compiled into `store` (default CacheDir()/policy-stubs), e.g.
+// ahead on the host (sie-run --compile-only) for a guest under TCG.
+absl::StatusOr<StubObject> BuildStubs(const std::vector<artifact::ConstEntry>& entries,
+                                      const std::string& extra_cflags = "",
+                                      const std::vector<std::filesystem::path>& lookup = {},
+                                      const std::filesystem::path& store = "");
+
 // Statically links `objects` into `out` (bpf_linker__new/add_file/finalize). A strong
 // definition of sie_decide_<name> in a policy object replaces the stub's __weak default.
 absl::Status LinkObjects(const std::vector<std::filesystem::path>& objects,

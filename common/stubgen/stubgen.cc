@@ -249,7 +249,7 @@ std::string SavePrograms(const CriticalSpan& s, size_t i, const SaveSlots& slots
   std::string body;
   const std::vector<artifact::SavePoint> points = artifact::SavePointsOf(s);
   for (size_t k = 0; k < points.size(); ++k) {
-    absl::StrAppendFormat(&body, "SEC(\"kprobe\")\nint %s(struct pt_regs *ctx)\n{\n",
+    absl::StrAppendFormat(&body, "SEC(\"kprobe\")\nint SIE_PROG(%s)(struct pt_regs *ctx)\n{\n",
                           artifact::SaveProgramName(static_cast<int>(i), static_cast<int>(k)));
     for (const artifact::SavedValue& v : points[k].values) {
       absl::StrAppendFormat(&body, "\t/* %s+0x%x: %c is %s%s */\n", s.function, points[k].offset,
@@ -278,12 +278,12 @@ std::string SpanPrograms(const CriticalSpan& s, size_t i, const SpanFormulas& p,
   absl::StrAppend(&body, SavePrograms(s, i, slots));
   if (s.mark_offset)
     absl::StrAppendFormat(&body,
-                          "SEC(\"kprobe\")\nint sie_mark_%d(struct pt_regs *ctx)\n{\n"
+                          "SEC(\"kprobe\")\nint SIE_PROG(sie_mark_%d)(struct pt_regs *ctx)\n{\n"
                           "\t/* %s+0x%x, the CS's start: this frame takes the CS */\n"
                           "\tsie_mark(%d, ctx);\n\treturn 0;\n}\n\n",
                           i, s.function, *s.mark_offset, i);
   absl::StrAppendFormat(&body,
-                        "SEC(\"kprobe\")\nint sie_apply_%d(struct pt_regs *ctx)\n{\n"
+                        "SEC(\"kprobe\")\nint SIE_PROG(sie_apply_%d)(struct pt_regs *ctx)\n{\n"
                         "\t__u64 V, X = 0, %sR = 0, nv;\n\t__s64 value;\n\tint bad = 0, ret;\n\n"
                         "\tsie_count(%d, SIE_STAT_HITS);\n"
                         "%s"
@@ -316,8 +316,7 @@ std::string StubSource(const artifact::SynthesizedConst& c, const StubFiles& f,
                         "/* SPDX-License-Identifier: GPL-2.0 */\n"
                         "/* %s. Stub of constant %s (id %d), from const.json. */\n"
                         "#define SIE_NSPANS %d\n#define SIE_NSAVES %d\n"
-                        "#include \"sie/stub.bpf.h\"\n#include \"%s\"\n\n"
-                        "char LICENSE[] SEC(\"license\") = \"GPL\";\n\n",
+                        "#include \"sie/stub.bpf.h\"\n#include \"%s\"\n\n",
                         kStubBanner, c.name, c.id, c.spans.size(), f.nsaves > 0 ? f.nsaves : 1,
                         f.header_name);
   absl::StrAppendFormat(&src,

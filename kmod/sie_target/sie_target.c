@@ -331,6 +331,27 @@ static u64 sie_target_hold(u64 ms)
 	return (u64)READ_ONCE(h.reserved) * 1000000 + READ_ONCE(h.released);
 }
 
+/*
+ * (m) Two constants used by one event, with the calling task asleep for `ms` in between (debugfs
+ * "pair"): a policy that decides both must switch them together (sie-run --mode 2), so that no
+ * call sees one new value and one old.
+ */
+static sie_pattern void sie_target_pair_cycle(struct sie_target_worker *w, unsigned int ms)
+{
+	WRITE_ONCE(w->reserved, SIE_TARGET_PAIR_A);	/* use of A */
+	msleep(ms);					/* sleepable point */
+	WRITE_ONCE(w->released, SIE_TARGET_PAIR_B);	/* use of B */
+}
+
+/* pair(ms): ms at most 10 s; the result is A * 1000000 + B (11000022 as compiled). */
+static u64 sie_target_pair(u64 ms)
+{
+	static struct sie_target_worker p;
+
+	sie_target_pair_cycle(&p, min_t(u64, ms, 10000));
+	return (u64)READ_ONCE(p.reserved) * 1000000 + READ_ONCE(p.released);
+}
+
 static int sie_target_worker_fn(void *data)
 {
 	struct sie_target_worker *w = data;
@@ -432,6 +453,7 @@ static struct sie_target_path sie_target_paths[] = {
 	{ .name = "saved", .run = sie_target_saved },
 	{ .name = "every", .run = sie_target_every },
 	{ .name = "hold", .run = sie_target_hold },
+	{ .name = "pair", .run = sie_target_pair },
 };
 
 static int sie_target_path_get(void *data, u64 *val)

@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
       "--const ... [--consts DIR] --compile-only\n       sie-run --describe POLICY.bpf.c "
       "[--const ...] [--json]\n       sie-run --stop",
       "Compiles POLICY.bpf.c (#include <sie/policy.bpf.h>, one SIE_POLICY per constant), links "
-      "it over each constant's stub, attaches them all (or none) and switches them together. "
+      "it with every constant's stub into one BPF object, attaches them all (or none) and "
+      "switches them together (--mode 2: at an instant with no task inside their spans). "
       "Runs until SIGINT/SIGTERM (or --duration), then restores every default and detaches.\n"
       "A compiled policy is cached by content (source, SDK and constants' headers, flags, "
       "clang); sie-run looks in $SIE_POLICY_CACHE, DIR/policy-cache and its own cache before "
@@ -59,7 +60,8 @@ int main(int argc, char** argv) {
            "directory written by 'sie synth --out' (default $SIE_CONSTS, else "
            "/var/lib/sie/consts/<release> when it exists, else /etc/sie/consts)");
   p.String("--mode", "0|1|2", &mode, "consistency: 0 immediate, 1 per-task, 2 global");
-  p.String("--timeout", "S", &timeout, "mode 1: reverse-transition timeout when stopping (5)");
+  p.String("--timeout", "S", &timeout,
+           "modes 1 and 2: limit of the transitions (mode 2: also the start), seconds (5)");
   p.String("--duration", "S", &duration, "stop by itself after S seconds (0: run until a signal)");
   p.StringList("--set", "NAME=VALUE", &sets,
                "start value of a knob (repeatable; sie-run --describe lists the knobs)");

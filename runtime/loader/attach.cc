@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -23,6 +24,7 @@
 #include "common/base/process.h"
 #include "common/base/status_macros.h"
 #include "kmod/include/sie/kfuncs.h"
+#include "runtime/loader/kernel.h"
 #include "runtime/loader/state.h"
 
 namespace sie::loader {
@@ -291,6 +293,23 @@ absl::Status LoadModuleIfNeeded(const std::string& name, std::vector<std::string
   if (auto st = InsertModule(ko.string()); !st.ok()) return st;
   notes->push_back(absl::StrCat("loaded module ", name, " from ", ko.string()));
   return absl::OkStatus();
+}
+
+void RecordOriginalBytes(const std::string& self, uint64_t addr, nlohmann::json& state) {
+  const std::string key = absl::StrCat("0x", absl::Hex(addr));
+  if (state.contains("original_bytes") && state["original_bytes"].contains(key)) return;
+  auto live = ReadKernelBytes(addr, kOriginalBytes);
+  if (!live.ok()) return;
+  std::string bytes = *live;
+  // 0xcc int3, 0xe9 jmp: another probe patched it first; its owner recorded what it replaced.
+  const auto c0 = static_cast<unsigned char>(bytes[0]);
+  if (c0 == 0xcc || c0 == 0xe9) {
+    auto others = OriginalBytesOfOthers(self);
+    auto it = others.find(addr);
+    if (it == others.end()) return;
+    bytes = it->second;
+  }
+  state["original_bytes"][key] = absl::BytesToHexString(bytes);
 }
 
 }  // namespace sie::loader

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,12 @@ absl::Status EnsureBpffs();
 absl::Status RemovePins(const std::filesystem::path& dir);
 
 // Loads kmod/<name>.ko next to the binary unless loaded; says so in *notes.
+// The bytes a probe at `addr` will replace, read before it attaches (kOriginalBytes of them):
+// from the live code, or from the constant that patched it first. Recorded in `state`
+// ("original_bytes"), so code read later under the probe can be restored (mode 2's exits).
+inline constexpr size_t kOriginalBytes = 5;  // an optimized probe's jmp rel32
+void RecordOriginalBytes(const std::string& self, uint64_t addr, nlohmann::json& state);
+
 absl::Status LoadModuleIfNeeded(const std::string& name, std::vector<std::string>* notes);
 
 }  // namespace sie::loader

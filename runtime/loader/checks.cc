@@ -64,7 +64,7 @@ absl::Status CheckUpdate(const std::string& name, const json& old, const SetOpti
 }
 
 std::string NativeWhyNot(const artifact::SynthesizedConst& c, const SetOptions& o) {
-  std::string why_not = NativeUnsupported(c, o.mode, !o.policy_objects.empty());
+  std::string why_not = NativeUnsupported(c, o.mode, !o.policy_objects.empty() || o.shared_object);
   if (why_not.empty() && c.values.empty())
     why_not = "the shipped value is unknown (const.json 'values'), so probes cannot start inert";
   if (why_not.empty())
@@ -404,6 +404,23 @@ absl::StatusOr<int> FreeGlobalInstance(const std::vector<json>& others) {
   return FailedWithHint(absl::StrCat("all ", SIE_CONS_MAX_ID - 1,
                                      " sie_consistency instances are held by loaded constants"),
                         "unload constants loaded in mode 2 (sie status), or use --mode 1");
+}
+
+absl::StatusOr<bool> JoinsSharedSpans(const std::string& name,
+                                      const std::vector<std::pair<uint64_t, uint64_t>>& spans,
+                                      const GlobalSpan& g) {
+  for (auto [start, end] : spans) {
+    if (start == g.start && end == g.end) return false;
+    if (start < g.end && g.start < end)
+      return FailedWithHint(
+          absl::StrCat("a safe span of ", name, " [0x", absl::Hex(g.start), ", 0x",
+                       absl::Hex(g.end), ") overlaps another constant's of the policy [0x",
+                       absl::Hex(start), ", 0x", absl::Hex(end),
+                       ") without being equal to it: their one global switch needs disjoint "
+                       "spans"),
+          "run the policy in mode 1 (--mode 1: per task) or 0");
+  }
+  return true;
 }
 
 namespace {

@@ -138,6 +138,13 @@ int GlobalInstanceIn(const nlohmann::json& state);
 // constant (`others`, their state files) holds. Not the ConstID: ids are per consts directory,
 // so constants loaded from two directories can share one.
 absl::StatusOr<int> FreeGlobalInstance(const std::vector<nlohmann::json>& others);
+// Mode 2 under sie-run: does constant `name`'s span `g` join the policy's shared instance, which
+// holds `spans` ([start, end))? true: add it; false: an equal span is there (a function both
+// constants use); refused when it overlaps one without being equal (the module needs disjoint
+// spans).
+absl::StatusOr<bool> JoinsSharedSpans(const std::string& name,
+                                      const std::vector<std::pair<uint64_t, uint64_t>>& spans,
+                                      const GlobalSpan& g);
 
 // `sie unload` and `sie status`: the name of the loaded constant `arg` names, by name (any case)
 // or by ConstID, among the loaded constants' state files. An id is per consts directory: with

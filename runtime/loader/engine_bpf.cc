@@ -16,6 +16,7 @@
 #include "common/base/status_macros.h"
 #include "common/stubgen/stub_build.h"
 #include "kmod/include/sie/consistency.h"
+#include "runtime/loader/checks.h"
 #include "runtime/loader/engine.h"
 #include "runtime/loader/global_transition.h"
 #include "runtime/loader/kernel.h"
@@ -38,23 +39,31 @@ constexpr const char* kPinnedMaps[] = {SIE_MAP_CTL, SIE_MAP_STATS, SIE_MAP_TASK,
 class BpfEngine : public Engine {
  public:
   explicit BpfEngine(LoadPlan& plan)
-      : plan_(plan), c_(plan.c()), opts_(*plan.opts), pin_dir_(PinDir(plan.c().name)) {}
+      : plan_(plan),
+        c_(plan.c()),
+        opts_(*plan.opts),
+        pin_dir_(PinDir(plan.c().name)),
+        sfx_(opts_.shared_object ? stubgen::StubSuffix(c_.id) : "") {}
 
   absl::Status Load(SetResult& res) override {
-    auto tb = Clock::now();
-    auto obj_path = Build(res);
-    if (!obj_path.ok()) return obj_path.status();
-    res.build_ms = MsSince(tb);
-    plan_.Mark("stub ready");
     auto tl = Clock::now();
-    if (auto st = Open(*obj_path); !st.ok()) return st;
+    if (!opts_.shared_object) {  // else the caller built and loaded the policy's one object
+      auto tb = Clock::now();
+      auto obj_path = Build(res);
+      if (!obj_path.ok()) return obj_path.status();
+      res.build_ms = MsSince(tb);
+      plan_.Mark("stub ready");
+      tl = Clock::now();
+      if (auto st = Open(*obj_path); !st.ok()) return st;
+    }
     if (auto st = InitMaps(); !st.ok()) return st;
     for (auto& a : plan_.probes) {
       std::string pname = a.info.role == "guard" ? "sie_guard"
                           : a.info.role == "save"
                               ? artifact::SaveProgramName(a.info.span, a.info.point)
                               : absl::StrCat("sie_", a.info.role, "_", a.info.span);
-      a.prog = bpf_object__find_program_by_name(obj_.get(), pname.c_str());
+      pname += sfx_;
+      a.prog = bpf_object__find_program_by_name(obj(), pname.c_str());
       if (!a.prog) return absl::InternalError("stub has no program " + pname);
     }
     res.load_ms = MsSince(tl);
@@ -100,6 +109,7 @@ class BpfEngine : public Engine {
     const artifact::CriticalSpan& s = c_.spans[a.info.role == "guard" ? 0 : a.info.span];
     if (a.info.role == "apply") registered_sites_.push_back(a.info.address);
     if (auto st = Register(a, s); !st.ok()) return st;
+    RecordOriginalBytes(c_.name, a.info.address, state_);
     if (auto st = Attach(a, pin_dir_); !st.ok()) return st;
     state_["attached_addresses"].push_back(a.info.address);
     return WriteState(c_.name, state_);
@@ -118,14 +128,14 @@ class BpfEngine : public Engine {
 
   absl::Status Activate(SetResult& res) override {
     if (opts_.mode == 1) {
-      bpf_map* stats_map = bpf_object__find_map_by_name(obj_.get(), SIE_MAP_STATS);
+      bpf_map* stats_map = Map(SIE_MAP_STATS);
       if (!stats_map) return absl::InternalError("stub without sie_stats");
       RETURN_IF_ERROR(KernelStep("new epoch"));
       if (auto st = BeginEpoch(ctl_, bpf_map__fd(stats_map)); !st.ok()) return st;
     }
     RETURN_IF_ERROR(KernelStep(absl::StrCat("activate ", c_.name)));
     if (auto st = CtlSet(ctl_, SIE_CTL_ACTIVE, 1); !st.ok()) return st;
-    if (opts_.mode == 2)
+    if (opts_.mode == 2 && !opts_.shared_instance)  // else sie-run switches all at once
       if (auto st = GlobalSwitch(res); !st.ok()) return st;
     RecordLoaded(plan_.probes, state_, res);
     return WriteState(c_.name, state_);
@@ -159,12 +169,7 @@ class BpfEngine : public Engine {
     if (!obj_)
       return absl::InternalError(absl::StrCat("opening ", obj_path.string(), ": ", strerror(errno),
                                               "\n", LibbpfLogTail()));
-    // Only mode-2 stubs call sie_consistency's kfunc (and so need the module loaded).
-    if (opts_.mode == 2)
-      if (auto st = SetRodataU32(obj_.get(), "sie_global_kfunc", 1); !st.ok()) return st;
-    // The reverse check (a task iterator) is mode 1's only; other modes do not load it.
-    if (bpf_program* p = bpf_object__find_program_by_name(obj_.get(), SIE_PROG_REVERSE_CHECK))
-      bpf_program__set_autoload(p, opts_.mode == 1);
+    if (auto st = PrepareStub(obj_.get(), "", opts_.mode); !st.ok()) return st;
     if (opts_.prepare_object)
       if (auto st = opts_.prepare_object(obj_.get()); !st.ok()) return st;
     RETURN_IF_ERROR(KernelStep(absl::StrCat("load the stub of ", c_.name)));
@@ -177,8 +182,8 @@ class BpfEngine : public Engine {
 
   // The safe ranges and the control words, with the gate closed (active 0).
   absl::Status InitMaps() {
-    bpf_map* ctl_map = bpf_object__find_map_by_name(obj_.get(), SIE_MAP_CTL);
-    bpf_map* safe_map = bpf_object__find_map_by_name(obj_.get(), SIE_MAP_SAFE);
+    bpf_map* ctl_map = Map(SIE_MAP_CTL);
+    bpf_map* safe_map = Map(SIE_MAP_SAFE);
     if (!ctl_map || !safe_map) return absl::InternalError("stub without sie_ctl/sie_safe");
     ctl_ = bpf_map__fd(ctl_map);
     for (size_t j = 0; j < plan_.safe_ranges.size(); ++j) {
@@ -210,6 +215,7 @@ class BpfEngine : public Engine {
     }
     state_["consistency_addresses"] = ca;
     if (auto st = WriteState(c_.name, state_); !st.ok()) return st;
+    if (opts_.shared_instance) return JoinInstance(*opts_.shared_instance);
     txn.OnRollback(
         [id = plan_.instance] { (void)ConsistencyCommand(absl::StrCat("remove ", id)); });
     for (const GlobalSpan& g : plan_.global_spans) {
@@ -219,17 +225,33 @@ class BpfEngine : public Engine {
     return absl::OkStatus();
   }
 
+  // A policy's shared instance: this constant's spans join the others' (the policy removes
+  // the instance if the load fails). The module needs disjoint spans: one equal to a span
+  // already there (two constants used in one function) is there once, an overlap is refused.
+  absl::Status JoinInstance(SharedInstance& shared) {
+    for (const GlobalSpan& g : plan_.global_spans) {
+      auto add = JoinsSharedSpans(c_.name, shared.spans, g);
+      if (!add.ok()) return add.status();
+      if (!*add) continue;
+      RETURN_IF_ERROR(KernelStep("sie_consistency span"));
+      if (auto st = ConsistencyCommand(SpanCommand(plan_.instance, g)); !st.ok()) return st;
+      shared.spans.emplace_back(g.start, g.end);
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status PinMaps() {
     if (mkdir(pin_dir_.c_str(), 0700) != 0 && errno != EEXIST)
       return absl::InternalError(absl::StrCat("mkdir ", pin_dir_, ": ", strerror(errno)));
     for (const char* m : kPinnedMaps) {
-      bpf_map* map = bpf_object__find_map_by_name(obj_.get(), m);
+      bpf_map* map = Map(m);
       if (!map) continue;
       RETURN_IF_ERROR(KernelStep(absl::StrCat("pin map ", m)));
       if (int err = bpf_map__pin(map, (fs::path(pin_dir_) / m).c_str()); err)
         return absl::InternalError(absl::StrCat("pinning ", m, ": ", strerror(-err)));
     }
-    bpf_program* check = bpf_object__find_program_by_name(obj_.get(), SIE_PROG_REVERSE_CHECK);
+    bpf_program* check =
+        bpf_object__find_program_by_name(obj(), (SIE_PROG_REVERSE_CHECK + sfx_).c_str());
     if (opts_.mode == 1 && check) {
       RETURN_IF_ERROR(KernelStep("pin the reverse check"));
       if (int err = bpf_program__pin(check, (fs::path(pin_dir_) / SIE_PROG_REVERSE_CHECK).c_str()))
@@ -269,10 +291,18 @@ class BpfEngine : public Engine {
     return absl::OkStatus();
   }
 
+  // The stub's object: its own, or the policy's one object its names are suffixed in.
+  bpf_object* obj() const { return obj_ ? obj_.get() : opts_.shared_object; }
+  // A map of this stub by its ABI name (abi.h); pinned under that name either way.
+  bpf_map* Map(const char* abi_name) const {
+    return bpf_object__find_map_by_name(obj(), (abi_name + sfx_).c_str());
+  }
+
   LoadPlan& plan_;
   const artifact::SynthesizedConst& c_;
   const SetOptions& opts_;
   const std::string pin_dir_;
+  const std::string sfx_;  // the stub's name suffix in a policy's object (StubSuffix)
   std::optional<TempDir> link_tmp_;
   ObjPtr obj_;
   int ctl_ = -1;

@@ -8,8 +8,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/base/diag.h"
+#include "common/base/fault.h"
+#include "common/base/status_macros.h"
 #include "kmod/include/sie/consistency.h"
+#include "runtime/loader/attach.h"
+#include "runtime/loader/checks.h"
 #include "runtime/loader/kernel.h"
+#include "runtime/loader/loader.h"
 #include "runtime/loader/state.h"
 
 namespace sie::loader {
@@ -68,6 +74,41 @@ std::string SpanCommand(int id, const GlobalSpan& g) {
   std::string cmd = absl::StrFormat("span %d 0x%x 0x%x 0x%x", id, g.start, g.end, g.entry);
   for (uint64_t e : g.exits) absl::StrAppendFormat(&cmd, " 0x%x", e);
   return cmd;
+}
+
+absl::StatusOr<int> NewSharedInstance(std::vector<std::string>* notes) {
+  if (auto st = LoadModuleIfNeeded("sie_consistency", notes); !st.ok()) return st;
+  auto id = FreeGlobalInstance(StatesExcept(""));
+  if (!id.ok()) return id.status();
+  // No state file claims it: an instance there is a leftover of a killed run.
+  if (!ConsistencyStatus(*id).empty()) {
+    if (auto st = ConsistencyCommand(absl::StrCat("remove ", *id)); !st.ok()) return st;
+    notes->push_back(absl::StrCat("removed a leftover sie_consistency instance ", *id));
+  }
+  return *id;
+}
+
+absl::Status SwitchSharedInstance(int id, bool forward, double timeout_s, double* ms) {
+  RETURN_IF_ERROR(KernelStep(forward ? "switch the policy's instance" : "switch it back"));
+  auto st = RunGlobal(id, forward, timeout_s);
+  if (!st.ok()) return st.status();
+  if (StatusValue(*st, "state") != (forward ? "active" : "off"))
+    return FailedWithHint(
+        absl::StrCat(forward ? "the policy's constants did not switch to it"
+                             : "the policy's constants did not switch back",
+                     " within ", timeout_s, " s: ", DescribeBlockers(*st),
+                     forward ? "; nothing applied" : "; its values stay active"),
+        "give the tasks inside more time (--timeout S), or use --mode 1 (per task)");
+  if (ms) *ms = ElapsedMs(*st);
+  return absl::OkStatus();
+}
+
+void RemoveSharedInstance(int id) {
+  if (id < 0) return;
+  for (const auto& s : StatesExcept(""))
+    if (GlobalInstanceIn(s) == id) return;
+  int err = 0;
+  (void)ConsistencyCommand(absl::StrCat("remove ", id), &err);
 }
 
 }  // namespace sie::loader

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -51,6 +52,16 @@ std::filesystem::path DefaultConstsDir();
 // constant in it was synthesized for another release.
 absl::Status CheckConstsFor(const std::filesystem::path& dir, const std::string& release);
 
+// sie-run --mode 2: a policy's constants share one sie_consistency instance, so all of them
+// switch at one instant with no task inside any of their safe spans (no event sees one new
+// value and one old). Each load adds its spans (a span equal to one already there only once;
+// one overlapping another differently is refused: the module needs disjoint spans) and leaves
+// the switch to the policy (SwitchSharedInstance).
+struct SharedInstance {
+  int id = -1;
+  std::vector<std::pair<uint64_t, uint64_t>> spans;  // [start, end) added so far
+};
+
 struct SetOptions {
   std::filesystem::path consts_dir;
   std::string name;  // name or id
@@ -62,10 +73,34 @@ struct SetOptions {
   std::vector<std::filesystem::path> policy_objects;  // linked over the weak decision hook
   // Policies: called on the linked object after open, before load (knob values, shared maps).
   std::function<absl::Status(bpf_object*)> prepare_object;
+  // sie-run: the policy file's one object, already loaded, holding this constant's stub under
+  // stubgen::StubSuffix(id) names next to the file's other constants' (stubgen::BuildStubs).
+  // Not owned; the load uses its maps and programs instead of building a stub of its own.
+  bpf_object* shared_object = nullptr;
+  // sie-run --mode 2: join this instance instead of creating one; Activate does not switch.
+  SharedInstance* shared_instance = nullptr;
   // "auto": sie_native where it covers every span with equal safety (runtime/loader/native.h),
   // else BPF; "bpf" or "native" force one (native refuses what it does not cover).
   std::string engine = "auto";
 };
+
+// Sets up the stub named with `suffix` (stubgen::StubSuffix; "" for sie set's own object) in an
+// opened, not yet loaded object for `mode`: the mode-2 kfunc switch, the mode-1 reverse check's
+// autoload.
+absl::Status PrepareStub(bpf_object* obj, const std::string& suffix, int mode);
+// A free sie_consistency instance for a policy's constants (the module loaded, a leftover of a
+// killed run removed; `notes` says so).
+absl::StatusOr<int> NewSharedInstance(std::vector<std::string>* notes);
+// One transition of a shared instance, run to its end: forward opens the gates of all its
+// constants at once, back closes them. Refused, naming the tasks inside, when it does not happen
+// within timeout_s (forward: never opened; back: still open). *ms: the kernel's time to the flip.
+absl::Status SwitchSharedInstance(int id, bool forward, double timeout_s, double* ms);
+// Removes a shared instance unless a loaded constant still claims it.
+void RemoveSharedInstance(int id);
+
+// The modules a BPF stub of `mode` needs loaded before its object loads (its kfuncs):
+// sie_kfuncs, and for mode 2 sie_consistency; `notes` says which were loaded now.
+absl::Status LoadStubModules(int mode, std::vector<std::string>* notes);
 
 struct ProbeInfo {
   std::string role;  // "apply", "save", "mark" (path token), "guard"

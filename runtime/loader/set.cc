@@ -51,7 +51,8 @@ json LoadPlan::BaseState() const {
          {"loaded_at", static_cast<int64_t>(time(nullptr))}};
   if (instance >= 0) s["instance"] = instance;  // mode 2: what unload and status address
   // Decided by a policy (sie-run, sie set --policy), not a fixed value: sie apply leaves it be.
-  if (!opts->policy_objects.empty() || opts->prepare_object) s["policy"] = true;
+  if (!opts->policy_objects.empty() || opts->prepare_object || opts->shared_object)
+    s["policy"] = true;
   return s;
 }
 
@@ -314,9 +315,13 @@ absl::Status SettleEngine(const LoadPlan& plan, EngineChoice& ch, SetResult& res
 // The modules the engine and mode need.
 absl::Status LoadEngineModules(LoadPlan& plan, const EngineChoice& ch, SetResult& res) {
   if (!ch.native)
-    if (auto st = LoadModuleIfNeeded("sie_kfuncs", &res.notes); !st.ok()) return st;
+    if (auto st = LoadStubModules(plan.opts->mode, &res.notes); !st.ok()) return st;
   if (plan.opts->mode != 2) return absl::OkStatus();
   if (auto st = LoadModuleIfNeeded("sie_consistency", &res.notes); !st.ok()) return st;
+  if (plan.opts->shared_instance) {  // the policy's, created and switched by sie-run
+    plan.instance = plan.opts->shared_instance->id;
+    return absl::OkStatus();
+  }
   auto instance = FreeGlobalInstance(StatesExcept(plan.c().name));
   if (!instance.ok()) return instance.status();
   plan.instance = *instance;
@@ -414,15 +419,25 @@ absl::Status ResolveProbes(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
 }
 
 // Mode 2: the safe span j at [addr+start, addr+end) of a function, with exits from the live
-// code (refused where another kprobe patches the code read).
+// code. Bytes under another loaded constant's probes are restored from what it recorded before
+// patching them (e.g. a policy's other constant in the same function); a kprobe of another tool
+// there is refused.
 absl::Status AddGlobalSpan(LoadPlan& plan, const artifact::SafeSpan& s, size_t j, const KSym& sym,
                            uint64_t end, const std::vector<KprobeEntry>& foreign) {
   const std::string where = absl::StrCat("safe span ", j, " (", s.function, "+0x",
                                          absl::Hex(s.start), "..0x", absl::Hex(end), ")");
   const uint64_t fn_size = std::min<uint64_t>(std::max(sym.size, end), 1 << 20);
-  if (auto st = CheckUnpatched(where, foreign, sym.addr, fn_size); !st.ok()) return st;
+  const std::map<uint64_t, std::string> ours = OriginalBytesOfOthers(plan.c().name);
+  std::vector<KprobeEntry> others;
+  for (const KprobeEntry& e : foreign)
+    if (!ours.count(e.addr)) others.push_back(e);
+  if (auto st = CheckUnpatched(where, others, sym.addr, fn_size); !st.ok()) return st;
   auto code = ReadKernelBytes(sym.addr, fn_size);
   if (!code.ok()) return WithContext(code.status(), where);
+  for (const auto& [addr, bytes] : ours)
+    for (size_t k = 0; k < bytes.size(); ++k)
+      if (addr + k >= sym.addr && addr + k < sym.addr + code->size())
+        (*code)[addr + k - sym.addr] = bytes[k];
   auto g =
       AnalyzeGlobalSpan(*code, sym.addr, sym.addr + s.start, sym.addr + end, SIE_CONS_MAX_EXITS);
   if (!g.ok()) return WithContext(g.status(), where);
@@ -667,6 +682,12 @@ absl::Status LoadNew(LoadPlan& plan, EngineChoice ch, SetResult& res, json& jour
 }
 
 }  // namespace
+
+absl::Status LoadStubModules(int mode, std::vector<std::string>* notes) {
+  if (auto st = LoadModuleIfNeeded("sie_kfuncs", notes); !st.ok()) return st;
+  if (mode == 2) return LoadModuleIfNeeded("sie_consistency", notes);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<SetResult> SetConst(const SetOptions& opts) {
   LoadPlan plan;

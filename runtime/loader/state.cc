@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -104,6 +106,21 @@ std::vector<json> StatesExcept(const std::string& except) {
     if (!st.ok() || !st->contains("const_path")) continue;
     if (!st->contains("name")) (*st)["name"] = e.path().stem().string();
     out.push_back(std::move(*st));
+  }
+  return out;
+}
+
+std::map<uint64_t, std::string> OriginalBytesOfOthers(const std::string& except) {
+  std::map<uint64_t, std::string> out;
+  for (const json& s : StatesExcept(except)) {
+    const json bytes = s.value("original_bytes", json::object());  // outlives the loop
+    for (const auto& [k, v] : bytes.items()) {
+      uint64_t addr = 0;
+      const std::string hex = v.is_string() ? v.get<std::string>() : "";
+      if (absl::SimpleHexAtoi(k, &addr) && !hex.empty() && hex.size() % 2 == 0 &&
+          std::all_of(hex.begin(), hex.end(), absl::ascii_isxdigit))
+        out[addr] = absl::HexStringToBytes(hex);
+    }
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -51,6 +52,10 @@ std::string NativeOwner(const std::string& key);
 std::string VerifiedUnderProbeOf(const std::string& self, uint64_t addr,
                                  const std::string& function, uint64_t offset,
                                  const std::string& expect);
+
+// The code bytes loaded constants other than `except` recorded at their probe addresses before
+// patching them ("original_bytes": what an int3 or a jump-optimized probe replaces), by address.
+std::map<uint64_t, std::string> OriginalBytesOfOthers(const std::string& except);
 
 // The loaded constant other than `self` that has a probe at `addr`; "" when none.
 std::string ProbeOwnerAt(const std::string& self, uint64_t addr);

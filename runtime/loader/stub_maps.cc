@@ -172,4 +172,15 @@ absl::Status SetRodataU32(bpf_object* obj, const char* name, uint32_t v) {
       absl::StrCat("the stub has no .rodata variable ", name, " (built with other sie headers?)"));
 }
 
+absl::Status PrepareStub(bpf_object* obj, const std::string& suffix, int mode) {
+  // Only mode-2 stubs call sie_consistency's kfunc (and so need the module loaded).
+  if (mode == 2)
+    if (auto st = SetRodataU32(obj, ("sie_global_kfunc" + suffix).c_str(), 1); !st.ok()) return st;
+  // The reverse check (a task iterator) is mode 1's only; other modes do not load it.
+  const std::string check = SIE_PROG_REVERSE_CHECK + suffix;
+  if (bpf_program* p = bpf_object__find_program_by_name(obj, check.c_str()))
+    bpf_program__set_autoload(p, mode == 1);
+  return absl::OkStatus();
+}
+
 }  // namespace sie::loader

@@ -204,7 +204,17 @@ absl::Status RemoveNativeProbes(const json& s) {
 // `touched` turns true just before the first removal: a failure before it changed nothing.
 absl::Status RemoveFromKernel(const std::string& n, const absl::StatusOr<json>& state,
                               int global_id, double timeout_s, bool* touched) {
-  const Footprint f = state.ok() ? FootprintOf(*state) : Footprint{};
+  // A policy's shared instance stays while another of its constants is loaded: its counting
+  // probes are then not this constant's to wait for.
+  bool shared = false;
+  if (global_id >= 0)
+    for (const json& s : StatesExcept(n)) shared |= GlobalInstanceIn(s) == global_id;
+  json own = state.ok() ? *state : json::object();
+  if (shared) {
+    own.erase("consistency_addresses");
+    global_id = -1;
+  }
+  const Footprint f = state.ok() ? FootprintOf(own) : Footprint{};
   // Kprobes of other tools at our addresses stay: count them before anything is removed.
   const std::map<uint64_t, int> keep = ForeignKprobes(f.addrs, f.own);
   absl::Status st = absl::OkStatus();

@@ -406,6 +406,7 @@ class Session {
   void Say(const json& event, const std::string& human);
   absl::Status CheckFree();
   absl::Status LoadOwn();
+  absl::StatusOr<fs::path> LinkStubs();
   absl::Status SetTxn(uint64_t active);
   absl::Status SetCanary();
   uint64_t Flags() const {
@@ -427,10 +428,13 @@ class Session {
   std::vector<KnobSetting> settings_;  // --set, checked against the policy's BTF
   ObjPtr own_;
   std::vector<LinkPtr> own_links_;
+  std::set<std::string> stub_progs_;  // the constants' programs in own_ (the loader's to attach)
   std::vector<std::string> shared_pins_;  // pins this run created
   std::vector<std::string> loaded_;       // constants attached through the loader
   std::unique_ptr<ring_buffer, RbDeleter> rb_;
   int txn_fd_ = -1;
+  loader::SharedInstance shared_;  // mode 2: the one sie_consistency instance of all constants
+  bool switched_ = false;          // mode 2: shared_ switched forward
   bool committed_ = false, torn_down_ = false, pinned_ = false, policy_error_ = false;
   Timings t_;
 };
@@ -461,45 +465,42 @@ absl::Status Session::CheckFree() {
   return absl::OkStatus();
 }
 
-// The policy's own object: creates the shared maps (pinned by name; the per-constant objects
-// reuse them) and holds the policy's own programs (kretprobes...).
+// The policy file's one object: the stub of every constant (its names suffixed, StubSuffix)
+// linked with the policy, so the decisions, globals, maps and the policy's own programs
+// (kretprobes...) exist once. Maps marked __sie_shared are pinned by name (sie hint, bpftool).
 absl::Status Session::LoadOwn() {
+  auto linked = LinkStubs();
+  if (!linked.ok()) return linked.status();
   loader::RouteLibbpfLog();
   loader::ClearLibbpfLog();
-  own_.reset(bpf_object__open_file(policy_obj_.c_str(), nullptr));
+  own_.reset(bpf_object__open_file(linked->c_str(), nullptr));
   if (!own_)
-    return absl::InternalError(absl::StrCat("opening ", policy_obj_.string(), ": ", strerror(errno),
+    return absl::InternalError(absl::StrCat("opening ", linked->string(), ": ", strerror(errno),
                                             "\n", loader::LibbpfLogText()));
-  bpf_map* m;
-  bpf_object__for_each_map(m, own_.get()) {
-    if (IsInternalMap(m) || bpf_map__pin_path(m)) continue;
-    Say({{"event", "warning"}, {"map", bpf_map__name(m)}},
-        absl::StrCat("sie-run: warning: map '", bpf_map__name(m),
-                     "' is not shared: each constant's object gets its own copy\n  hint: add "
-                     "__sie_shared to its definition (it is then pinned at /sys/fs/bpf/",
-                     bpf_map__name(m), ")"));
-  }
   if (auto st = CheckFree(); !st.ok()) return st;
-  // Settings into this object; the maps of its globals are created here and pinned for the
-  // constants' objects.
   if (auto st = PrepareKnobs(own_.get(), settings_, true); !st.ok()) return st;
-  // The decision functions are global functions in .text that nothing calls here (the stubs
-  // call them in the per-constant objects). libbpf treats a lone .text function as a program
-  // without a type, so they are excluded from this object's load.
+  for (const auto& e : consts_)
+    if (auto st = loader::PrepareStub(own_.get(), stubgen::StubSuffix(e.c.id), o_.mode); !st.ok())
+      return st;
+  // A .text function nothing calls (a decision of a constant not given) is no program.
   bpf_program* p;
   bpf_object__for_each_program(p, own_.get()) {
     if (std::string(bpf_program__section_name(p)) == ".text") bpf_program__set_autoload(p, false);
   }
+  std::vector<std::string> notes;  // the stubs' kfuncs must exist before the object loads
+  if (auto st = loader::LoadStubModules(o_.mode, &notes); !st.ok()) return st;
+  for (const auto& n : notes) Say({{"event", "note"}, {"note", n}}, "sie-run: " + n);
   RETURN_IF_ERROR(KernelStep("load the policy"));
   if (bpf_object__load(own_.get()) != 0) {
     // Explain with a second, unpinned load that keeps each program's log.
     own_.reset();
     std::string raw;
-    absl::Status st = VerifyObject(policy_obj_, o_.source, &raw);
+    absl::Status st = VerifyObject(*linked, o_.source, &raw);
     if (o_.verbose) std::fprintf(stderr, "%s\n", raw.c_str());
     return st.ok() ? absl::InternalError("loading the policy failed:\n" + loader::LibbpfLogText())
                    : st;
   }
+  bpf_map* m;
   bpf_object__for_each_map(m, own_.get()) {
     if (bpf_map__is_pinned(m)) shared_pins_.push_back(bpf_map__pin_path(m));
   }
@@ -514,6 +515,22 @@ absl::Status Session::LoadOwn() {
   rb_.reset(ring_buffer__new(bpf_map__fd(log), &Session::OnLog, this, nullptr));
   if (!rb_) return absl::InternalError("ring_buffer__new failed");
   return absl::OkStatus();
+}
+
+absl::StatusOr<fs::path> Session::LinkStubs() {
+  const auto t = Clock::now();
+  fs::path out = work_->path() / "linked.bpf.o";
+  CacheOptions cache;  // the stubs object, like the policy's: ahead from the host, or ours
+  if (o_.use_cache) {
+    cache.lookup = PolicyCacheDirs(o_.consts_dir);
+    cache.store = cache.lookup.back();
+  }
+  if (auto st = LinkPolicyObject(consts_, policy_obj_, out, "", &stub_progs_,
+                                 o_.use_cache ? &cache : nullptr);
+      !st.ok())
+    return st;
+  t_.link_ms = MsSince(t);
+  return out;
 }
 
 absl::Status Session::SetTxn(uint64_t active) {
@@ -628,7 +645,16 @@ absl::Status Session::Start() {
   // --- the policy's own object: shared maps, own programs ---
   auto tl = Clock::now();
   if (auto st = LoadOwn(); !st.ok()) return st;
-  const double own_load_ms = MsSince(tl);
+  const double own_load_ms = MsSince(tl) - t_.link_ms;  // LoadOwn links first
+
+  // --- mode 2: one instance for all constants, so they switch at one instant ---
+  if (o_.mode == 2) {
+    std::vector<std::string> notes;
+    auto id = loader::NewSharedInstance(&notes);
+    if (!id.ok()) return id.status();
+    shared_.id = *id;
+    for (const auto& n : notes) Say({{"event", "note"}, {"note", n}}, "sie-run: " + n);
+  }
 
   // --- every constant through the runtime, decisions held at the shipped value ---
   for (const auto& e : consts_) {
@@ -639,26 +665,12 @@ absl::Status Session::Start() {
     so.mode = o_.mode;
     so.timeout_s = o_.reverse_timeout_s;
     so.optimize = o_.optimize;
-    so.policy_objects = {policy_obj_};
-    so.prepare_object = [this](bpf_object* obj) { return PrepareKnobs(obj, settings_, true); };
+    so.shared_object = own_.get();
+    if (o_.mode == 2) so.shared_instance = &shared_;
     auto r = loader::SetConst(so);
     loader::RouteLibbpfLog();
-    if (!r.ok()) {
-      if (absl::StrContains(r.status().message(), "refused the stub")) {
-        // Explain with our own load of the same composition (per-program logs).
-        auto stub = stubgen::BuildStub(e);
-        fs::path linked = work_->path() / "explain.bpf.o";
-        std::string raw;
-        if (stub.ok() && stubgen::LinkObjects({stub->object, policy_obj_}, linked).ok()) {
-          absl::Status v = VerifyObject(linked, o_.source, &raw);
-          if (o_.verbose && !raw.empty()) std::fprintf(stderr, "%s\n", raw.c_str());
-          if (!v.ok()) return WithContext(v, e.c.name);
-        }
-      }
-      return WithContext(r.status(), absl::StrCat("attaching ", e.c.name));
-    }
+    if (!r.ok()) return WithContext(r.status(), absl::StrCat("attaching ", e.c.name));
     loaded_.push_back(e.c.name);
-    t_.link_ms += r->build_ms;
     t_.load_ms += r->load_ms;
     t_.attach_ms += r->attach_ms + r->optimize_ms;
     for (const auto& n : r->notes)
@@ -666,10 +678,10 @@ absl::Status Session::Start() {
           absl::StrCat("sie-run: ", e.c.name, ": ", n));
     if (o_.verbose)
       std::fprintf(stderr,
-                   "sie-run: %s: %zu probe(s), verify %.1f ms, build+link %.1f ms, "
-                   "load %.1f ms, attach %.1f ms, optimize %.1f ms\n",
-                   e.c.name.c_str(), r->probes.size(), r->verify_ms, r->build_ms, r->load_ms,
-                   r->attach_ms, r->optimize_ms);
+                   "sie-run: %s: %zu probe(s), verify %.1f ms, maps %.1f ms, attach %.1f ms, "
+                   "optimize %.1f ms\n",
+                   e.c.name.c_str(), r->probes.size(), r->verify_ms, r->load_ms, r->attach_ms,
+                   r->optimize_ms);
   }
   t_.load_ms += own_load_ms;
 
@@ -677,7 +689,7 @@ absl::Status Session::Start() {
   auto ta = Clock::now();
   bpf_program* p;
   bpf_object__for_each_program(p, own_.get()) {
-    if (!bpf_program__autoload(p)) continue;
+    if (!bpf_program__autoload(p) || stub_progs_.count(bpf_program__name(p))) continue;
     RETURN_IF_ERROR(KernelStep(absl::StrCat("attach the policy's ", bpf_program__name(p))));
     bpf_link* l = bpf_program__attach(p);
     if (!l)
@@ -690,10 +702,17 @@ absl::Status Session::Start() {
   }
   t_.attach_ms += MsSince(ta);
 
-  // --- commit: one map write switches every constant of the file ---
+  // --- commit: one map write switches every constant of the file; in mode 2 their shared
+  // gate then opens at an instant with no task inside any of their safe spans ---
   auto tt = Clock::now();
   if (auto st = SetTxn(1); !st.ok()) return st;
   committed_ = true;
+  if (o_.mode == 2) {
+    if (auto st = loader::SwitchSharedInstance(shared_.id, true, o_.reverse_timeout_s, nullptr);
+        !st.ok())
+      return st;
+    switched_ = true;
+  }
   t_.transition_ms = MsSince(tt);
   json timings{{"compile_ms", t_.compile_ms}, {"compile_cached", cr->cache_hit},
                {"link_ms", t_.link_ms},       {"load_ms", t_.load_ms},
@@ -744,11 +763,17 @@ absl::Status Session::Teardown() {
   torn_down_ = true;
   absl::Status first = absl::OkStatus();
   auto tr = Clock::now();
-  // Reverse transition of the whole file first: every constant back to its default at once.
+  // Reverse transition of the whole file first: every constant back to its default at once
+  // (mode 2: when no task is inside any of their safe spans).
+  if (switched_)
+    if (auto st = loader::SwitchSharedInstance(shared_.id, false, o_.reverse_timeout_s, nullptr);
+        !st.ok())
+      first = st;
   if (txn_fd_ >= 0) (void)SetTxn(0);
   for (auto it = loaded_.rbegin(); it != loaded_.rend(); ++it)
     if (auto st = loader::Unload(*it, false, o_.reverse_timeout_s); !st.ok() && first.ok())
       first = st;
+  loader::RemoveSharedInstance(shared_.id);
   own_links_.clear();
   t_.reverse_ms = MsSince(tr);
   if (rb_) ring_buffer__consume(rb_.get());
@@ -809,6 +834,7 @@ absl::Status Session::Pin() {
              {"cgroup", o_.cgroup.empty() ? "" : fs::absolute(o_.cgroup).string()},
              {"map_pins", shared_pins_},
              {"link_pins", links},
+             {"instance", shared_.id},
              {"mode", o_.mode}};
   if (auto st = WriteFileAtomic(StatePath(), state.dump(2) + "\n", 0600); !st.ok()) return st;
   pinned_ = true;
@@ -816,6 +842,22 @@ absl::Status Session::Pin() {
 }
 
 }  // namespace
+
+absl::Status LinkPolicyObject(const std::vector<artifact::ConstEntry>& consts,
+                              const fs::path& policy_obj, const fs::path& out,
+                              const std::string& stub_cflags, std::set<std::string>* stub_programs,
+                              const CacheOptions* cache) {
+  auto stubs = cache ? stubgen::BuildStubs(consts, stub_cflags, cache->lookup, cache->store)
+                     : stubgen::BuildStubs(consts, stub_cflags);
+  if (!stubs.ok()) return stubs.status();
+  if (stub_programs) {
+    ObjPtr o(bpf_object__open_file(stubs->object.c_str(), nullptr));
+    if (!o) return absl::InternalError(absl::StrCat("opening ", stubs->object.string()));
+    bpf_program* p;
+    bpf_object__for_each_program(p, o.get()) stub_programs->insert(bpf_program__name(p));
+  }
+  return stubgen::LinkObjects({stubs->object, policy_obj}, out);
+}
 
 fs::path StatePath() { return loader::RunDir() / "sie-run.json"; }
 
@@ -828,7 +870,12 @@ absl::Status StopPinned(double reverse_timeout_s) {
         "see 'sie status'");
   json s = json::parse(*text, nullptr, false);
   if (s.is_discarded()) return absl::DataLossError(StatePath().string() + " is corrupt");
-  // Defaults first, for every constant at once; then detach.
+  // Defaults first, for every constant at once (mode 2: their shared gate closes at an instant
+  // with no task inside their spans; if that does not happen in time everything stays); then
+  // detach.
+  if (const int id = s.value("instance", -1); id >= 0)
+    if (auto st = loader::SwitchSharedInstance(id, false, reverse_timeout_s, nullptr); !st.ok())
+      return st;
   int fd = bpf_obj_get(absl::StrCat(kPinRoot, "/", kTxnMap).c_str());
   if (fd >= 0) {
     uint32_t k = 0;
@@ -871,8 +918,12 @@ absl::Status CompileOnly(const RunOptions& opts) {
   if (!cr->cache_hit && !absl::StrContains(cr->cache_note, "cached as"))
     return FailedWithHint(absl::StrCat("compiled ", opts.source.string(), " but ", cr->cache_note),
                           "set SIE_POLICY_CACHE to a writable folder the later run can read");
+  // The constants' stubs as the run links them (one object), into the same folder.
+  auto stubs = stubgen::BuildStubs(*consts, "", cache.lookup, cache.store);
+  if (!stubs.ok()) return stubs.status();
   std::printf("sie-run: %s: %s (%.1f ms)\n", opts.source.filename().string().c_str(),
-              cr->cache_hit ? "already in the policy cache" : "compiled into the policy cache",
+              cr->cache_hit && !stubs->compiled_now ? "already in the policy cache"
+                                                    : "compiled into the policy cache",
               MsSince(t0));
   if (opts.verbose) std::printf("sie-run: %s\n", cr->cache_note.c_str());
   return absl::OkStatus();

@@ -1,9 +1,10 @@
 // The policy plane behind `sie-run`: compile a policy (clang -target bpf against the SDK and the
-// per-run constant headers), link it over each constant's stub (bpf_linker, through the loader),
-// load it with per-program verifier logs translated to the policy's source lines, attach every
-// constant through the runtime with the decisions held at the shipped value, then switch all
-// constants of the file at once (the transaction word), stream the policy's log, and on stop
-// switch them back at once before detaching.
+// per-run constant headers), link it with the stubs of all its constants into one object
+// (bpf_linker; each stub's names suffixed), load that once with per-program verifier logs
+// translated to the policy's source lines, attach every constant through the runtime with the
+// decisions held at the shipped value, then switch all constants of the file at once (the
+// transaction word), stream the policy's log, and on stop switch them back at once before
+// detaching.
 #pragma once
 #include <bpf/libbpf.h>
 
@@ -12,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -67,6 +69,16 @@ absl::StatusOr<CompileResult> CompilePolicy(const Toolchain& tc,
 // -DSIE_NO_KFUNCS) by the unit tests. Nothing stays loaded.
 absl::Status VerifyObject(const std::filesystem::path& obj, const std::filesystem::path& source,
                           std::string* raw_log);
+
+// The policy file's one object: the stubs of all constants as one unit, each under its own
+// names (stubgen::BuildStubs; `stub_cflags` adds flags, e.g. -DSIE_NO_KFUNCS on the host),
+// linked with `policy_obj` into `out`. `stub_programs` (optional) receives the stubs' program
+// names: the loader attaches those, sie-run the policy's own.
+absl::Status LinkPolicyObject(const std::vector<artifact::ConstEntry>& consts,
+                              const std::filesystem::path& policy_obj,
+                              const std::filesystem::path& out, const std::string& stub_cflags,
+                              std::set<std::string>* stub_programs = nullptr,
+                              const CacheOptions* cache = nullptr);
 
 struct RunOptions {
   std::filesystem::path source;

@@ -2,13 +2,17 @@
 // verifier-log translator on logs saved from real rejections, and the bpf_linker composition
 // of a policy with stubs, verified by the host kernel (stubs built with -DSIE_NO_KFUNCS: the
 // host has no sie_kfuncs; nothing is attached).
+#include <bpf/libbpf.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "bpf/include/sie/abi.h"
 #include "common/base/diag.h"
 #include "common/base/files.h"
 #include "common/stubgen/stub_build.h"
@@ -240,6 +244,44 @@ TEST_F(LinkTest, PolicyLinksOverEachStubAndVerifies) {
     absl::Status st = LinkAndVerify(kBpf / "per_task.bpf.c", e);
     EXPECT_TRUE(st.ok()) << e.c.name << ": " << st;
   }
+}
+
+// One object per policy file: both constants' stubs (names suffixed by id) and the policy, with
+// one copy of the policy's maps and globals, and the object passes the verifier as a whole.
+TEST_F(LinkTest, EveryStubOfAPolicyLinksIntoOneObject) {
+  if (!CanLoadBpf()) GTEST_SKIP() << "needs root and kernel BTF to load BPF on this host";
+  setenv("SIE_CACHE_DIR", (tmp_->path() / "cache").c_str(), 1);
+  const auto cs = Target();
+  ASSERT_EQ(cs.size(), 2u);
+  auto r = Compile(kBpf / "per_task.bpf.c", cs);
+  ASSERT_TRUE(r.ok()) << r.status();
+  fs::path linked = tmp_->path() / "one.bpf.o";
+  std::set<std::string> stub_progs;
+  absl::Status st = LinkPolicyObject(cs, r->object, linked, "-DSIE_NO_KFUNCS", &stub_progs);
+  ASSERT_TRUE(st.ok()) << st;
+  std::unique_ptr<bpf_object, void (*)(bpf_object*)> obj(
+      bpf_object__open_file(linked.c_str(), nullptr), bpf_object__close);
+  ASSERT_NE(obj, nullptr);
+  std::multiset<std::string> maps, progs;
+  bpf_map* m;
+  bpf_object__for_each_map(m, obj.get()) maps.insert(bpf_map__name(m));
+  bpf_program* p;
+  bpf_object__for_each_program(p, obj.get()) progs.insert(bpf_program__name(p));
+  for (const auto& e : cs) {
+    const std::string sfx = absl::StrCat("_", e.c.id);
+    for (const char* base : {"sie_ctl", "sie_stats", "sie_task", "sie_safe", "sie_blocked"})
+      EXPECT_EQ(maps.count(base + sfx), 1u) << base << sfx;
+    EXPECT_EQ(progs.count("sie_apply_0" + sfx), 1u) << e.c.name;
+    EXPECT_EQ(progs.count("sie_guard" + sfx), 1u) << e.c.name;
+    EXPECT_TRUE(stub_progs.count("sie_apply_0" + sfx)) << e.c.name;
+  }
+  EXPECT_EQ(maps.count("sie_ctl"), 0u);  // no unsuffixed stub
+  EXPECT_EQ(maps.count("tid_values"), 1u);
+  EXPECT_EQ(maps.count(SIE_RUN_MAP_TXN), 1u);
+  EXPECT_FALSE(stub_progs.count("sie_decide_sie_target_call_arg"));
+  std::string raw;
+  st = VerifyObject(linked, kBpf / "per_task.bpf.c", &raw);
+  EXPECT_TRUE(st.ok()) << st << "\n" << raw;
 }
 
 // A stack-slot variable's accessor (bpf_probe_read_kernel at regs->sp + 24) passes the host

@@ -591,6 +591,31 @@ TEST(CheckExpectAgainstCode, RefusesAProbeOffsetOrExpectBytesTheCodeDisagreesWit
       Has(CheckExpectAgainstCode(s, "span 0", "D/const.json"), "is outside every code range"));
 }
 
+// sie-run --mode 2: the constants of a policy share one sie_consistency instance; a span two
+// constants have in common joins once, an overlapping one is refused with a hint.
+TEST(JoinsSharedSpans, EqualSpansJoinOnceOverlapsAreRefused) {
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  GlobalSpan f{.start = 0x1000, .end = 0x1024, .entry = 0x1000, .exits = {0x1023}};
+  auto a = JoinsSharedSpans("A", spans, f);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(*a);
+  spans.emplace_back(f.start, f.end);
+  auto b = JoinsSharedSpans("B", spans, f);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_FALSE(*b);  // the same function: already there
+  GlobalSpan g{.start = 0x2000, .end = 0x2010, .entry = 0x2000, .exits = {0x200f}};
+  auto c = JoinsSharedSpans("B", spans, g);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(*c);
+  GlobalSpan h{.start = 0x1010, .end = 0x1030, .entry = 0x1010, .exits = {0x102f}};
+  auto d = JoinsSharedSpans("C", spans, h);
+  ASSERT_FALSE(d.ok());
+  EXPECT_THAT(std::string(d.status().message()),
+              ::testing::HasSubstr("a safe span of C [0x1010, 0x1030) overlaps another "
+                                   "constant's of the policy [0x1000, 0x1024)"));
+  EXPECT_THAT(Hint(d.status()), ::testing::HasSubstr("run the policy in mode 1"));
+}
+
 TEST(CodeJson, RoundTripsAndRefusesInconsistentRanges) {
   artifact::SynthesizedConst c = Const("102");
   artifact::CodeRange r;

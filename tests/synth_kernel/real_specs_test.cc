@@ -80,6 +80,9 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
       {"SIE_TARGET_SAVED", {{"sie_target_saved_calc", "reg", 5, 0, 35, 7}}},
       // i % V == 0 at powers of two: a flags span of test with mask V - 1 (2048: never compiled).
       {"SIE_TARGET_EVERY", {{"sie_target_every", "flags", 2048, 0, 2047}}},
+      // Two constants stored around a sleep in one function (a policy switches them together).
+      {"SIE_TARGET_PAIR_A", {{"sie_target_pair_cycle", "mem", 55, 0, 55}}},
+      {"SIE_TARGET_PAIR_B", {{"sie_target_pair_cycle", "mem", 66, 0, 66}}},
   };
   return k;
 }

@@ -186,12 +186,12 @@ TEST(SavedInputStub, SavesEachPointAndTakesEveryValue) {
   ASSERT_EQ(f->save_programs.size(), 2u);
   EXPECT_TRUE(absl::StrContains(f->source, "#define SIE_NSAVES 3\n")) << f->source;
   EXPECT_TRUE(absl::StrContains(f->source,
-                                "int sie_save_0(struct pt_regs *ctx)\n{\n"
+                                "int SIE_PROG(sie_save_0)(struct pt_regs *ctx)\n{\n"
                                 "\t/* f+0x10: X is di */\n\tsie_save(0, 0, ctx->di);\n"
                                 "\t/* f+0x10: Y is si */\n\tsie_save(0, 1, ctx->si);\n"))
       << f->source;
   EXPECT_TRUE(absl::StrContains(f->source,
-                                "int sie_save_0_1(struct pt_regs *ctx)\n{\n"
+                                "int SIE_PROG(sie_save_0_1)(struct pt_regs *ctx)\n{\n"
                                 "\t/* f+0x15: Z is dx (4 bytes) */\n"
                                 "\tsie_save(0, 2, (ctx->dx & 0xffffffffULL));\n"))
       << f->source;

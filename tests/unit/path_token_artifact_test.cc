@@ -93,7 +93,7 @@ TEST(PathTokenStub, MarksAtTheStartAndAppliesOnlyWithTheMark) {
   ASSERT_TRUE(f.ok()) << f.status();
   const std::string& src = f->source;
   EXPECT_TRUE(absl::StrContains(src,
-                                "int sie_mark_0(struct pt_regs *ctx)\n{\n"
+                                "int SIE_PROG(sie_mark_0)(struct pt_regs *ctx)\n{\n"
                                 "\t/* fx_join+0x5, the CS's start: this frame takes the CS */\n"
                                 "\tsie_mark(0, ctx);\n"))
       << src;

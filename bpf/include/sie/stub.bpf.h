@@ -60,11 +60,177 @@ static __always_inline int sie_global_active(__u32 instance)
 #include "sie/consistency.bpf.h"
 #endif
 
+/*
+ * Names. A policy file is one BPF object (sie-run): the stubs of all its constants are one
+ * translation unit (stubgen::BuildStubs) that includes each stub's source under its own
+ * SIE_SUFFIX (_<id>), which gives its maps, programs, helpers and settings names of their own
+ * (sie_ctl_3, sie_apply_0_3), linked with the policy. One unit, not one object per stub: the
+ * libbpf linker of Debian 12 (1.1) cannot link two objects that declare the same kfunc. Without
+ * a suffix (sie set) the names are the ABI's (abi.h); the loader pins each map under its
+ * unsuffixed name either way. Generated programs are named through SIE_PROG().
+ */
+#ifdef SIE_SUFFIX
+#define SIE__CAT2(a, b) a##b
+#define SIE__CAT(a, b) SIE__CAT2(a, b)
+#define SIE_PROG(name) SIE__CAT(name, SIE_SUFFIX)
+#define sie_ctl SIE_PROG(sie_ctl)
+#define sie_stats SIE_PROG(sie_stats)
+#define sie_task SIE_PROG(sie_task)
+#define sie_safe SIE_PROG(sie_safe)
+#define sie_blocked SIE_PROG(sie_blocked)
+#define sie_marks SIE_PROG(sie_marks)
+#define sie_global_kfunc SIE_PROG(sie_global_kfunc)
+#define sie_guard SIE_PROG(sie_guard)
+#define sie_reverse_check SIE_PROG(sie_reverse_check)
+#define sie_task_state SIE_PROG(sie_task_state)
+#define sie_ctl_get SIE_PROG(sie_ctl_get)
+#define sie_count SIE_PROG(sie_count)
+#define sie_count_latency SIE_PROG(sie_count_latency)
+#define sie_gate SIE_PROG(sie_gate)
+#define sie_safe_ranges SIE_PROG(sie_safe_ranges)
+#define sie_stack_clean SIE_PROG(sie_stack_clean)
+#define sie_mark SIE_PROG(sie_mark)
+#define sie_take_mark SIE_PROG(sie_take_mark)
+#define sie_save SIE_PROG(sie_save)
+#define sie_take_saved SIE_PROG(sie_take_saved)
+#else
+#define SIE_PROG(name) name
+#endif
+
+#define SIE_STACK_DEPTH 32
+
+/* The stubs' license (kfuncs, bpf_probe_read_kernel); weak: a policy's object holds one too. */
+char LICENSE[] SEC("license") __weak = "GPL";
+
+/*
+ * True when no return address of buf[first..n/8) lies inside a safe span. A return address
+ * ra belongs to the call ending at ra: inside (start, end]. A stack that fills the buffer may
+ * be truncated, so it counts as unsafe.
+ */
+static __always_inline int sie_frames_clean(const __u64 *buf, long n, int first,
+					    const struct sie_range *ranges)
+{
+	int i, j;
+
+	if (n < 0 || n >= SIE_STACK_DEPTH * 8)
+		return 0;
+	for (i = first; i < SIE_STACK_DEPTH; i++) {
+		__u64 ra;
+
+		if (i * 8 >= n)
+			break;
+		ra = buf[i];
+		for (j = 0; j < SIE_MAX_SAFE_CHECKED; j++)
+			if (ra > ranges[j].start && ra <= ranges[j].end)
+				return 0;
+	}
+	return 1;
+}
+
+/*
+ * Formula arithmetic (the generated code calls these for / % << >> sdiv srem sar): 64-bit
+ * two's complement like the kernel's u64 arithmetic; a zero divisor or a shift of 64 or more sets *bad, and the
+ * hit is rejected (counted) instead of writing a made-up value.
+ */
+static __always_inline __u64 sie_div(__u64 a, __u64 b, int *bad)
+{
+	if (!b) {
+		*bad = 1;
+		return 0;
+	}
+	return a / b;
+}
+static __always_inline __u64 sie_mod(__u64 a, __u64 b, int *bad)
+{
+	if (!b) {
+		*bad = 1;
+		return 0;
+	}
+	return a % b;
+}
+static __always_inline __u64 sie_shl(__u64 a, __u64 b, int *bad)
+{
+	if (b >= 64) {
+		*bad = 1;
+		return 0;
+	}
+	return a << b;
+}
+static __always_inline __u64 sie_shr(__u64 a, __u64 b, int *bad)
+{
+	if (b >= 64) {
+		*bad = 1;
+		return 0;
+	}
+	return a >> b;
+}
+
+/*
+ * The signed operations (sdiv, srem, sar of s64 values: idiv, sar), on magnitudes so no BPF
+ * signed-division instruction (cpu v4) is needed; INT64_MIN / -1 wraps as in the evaluator.
+ */
+static __always_inline __u64 sie_sdiv(__u64 a, __u64 b, int *bad)
+{
+	__u64 ma = (a >> 63) ? -a : a, mb = (b >> 63) ? -b : b;
+
+	if (!b) {
+		*bad = 1;
+		return 0;
+	}
+	return ((a ^ b) >> 63) ? -(ma / mb) : ma / mb;
+}
+static __always_inline __u64 sie_srem(__u64 a, __u64 b, int *bad)
+{
+	__u64 ma = (a >> 63) ? -a : a, mb = (b >> 63) ? -b : b;
+
+	if (!b) {
+		*bad = 1;
+		return 0;
+	}
+	return (a >> 63) ? -(ma % mb) : ma % mb;
+}
+static __always_inline __u64 sie_sar(__u64 a, __u64 b, int *bad)
+{
+	if (b >= 64) {
+		*bad = 1;
+		return 0;
+	}
+	return (a >> 63) ? ~(~a >> b) : a >> b;
+}
+
+/* Reads a memory operand of the probed code (flags compares against memory, mem X). */
+static __always_inline __u64 sie_read_mem(__u64 addr, __u32 width, int *bad)
+{
+	__u64 v = 0;
+
+	if (bpf_probe_read_kernel(&v, width & 15, (void *)addr)) /* width is 1, 2, 4 or 8 */
+		*bad = 1;
+	return v;
+}
+
+/* Sign-extends the low `width` bytes of v (the immediate of a cmp is encoded sign-extended). */
+static __always_inline __u64 sie_sext(__u64 v, __u32 width)
+{
+	int shift = 64 - 8 * (int)width;
+
+	if (width >= 8)
+		return v;
+	return (__u64)(((__s64)(v << shift)) >> shift);
+}
+
+#endif /* SIE_STUB_BPF_H */
+
+/*
+ * The stub's own part: maps, gate, guard, reverse check, marks, saved inputs. Once per stub: a
+ * translation unit of a policy's stubs (sie-run) includes it once per SIE_SUFFIX, each time
+ * under that stub's names.
+ */
+#if defined(SIE_SUFFIX) || !defined(SIE_STUB_OWN_PART)
+#define SIE_STUB_OWN_PART
 #ifndef SIE_NSPANS
 #error "define SIE_NSPANS before including sie/stub.bpf.h"
 #endif
 
-#define SIE_STACK_DEPTH 32
 #ifndef SIE_NSAVES
 #define SIE_NSAVES 1
 #endif
@@ -202,31 +368,6 @@ static __always_inline int sie_safe_ranges(struct sie_range *ranges)
 
 		ranges[j].start = r && j < nsafe ? r->start : 0;
 		ranges[j].end = r && j < nsafe ? r->end : 0;
-	}
-	return 1;
-}
-
-/*
- * True when no return address of buf[first..n/8) lies inside a safe span. A return address
- * ra belongs to the call ending at ra: inside (start, end]. A stack that fills the buffer may
- * be truncated, so it counts as unsafe.
- */
-static __always_inline int sie_frames_clean(const __u64 *buf, long n, int first,
-					    const struct sie_range *ranges)
-{
-	int i, j;
-
-	if (n < 0 || n >= SIE_STACK_DEPTH * 8)
-		return 0;
-	for (i = first; i < SIE_STACK_DEPTH; i++) {
-		__u64 ra;
-
-		if (i * 8 >= n)
-			break;
-		ra = buf[i];
-		for (j = 0; j < SIE_MAX_SAFE_CHECKED; j++)
-			if (ra > ranges[j].start && ra <= ranges[j].end)
-				return 0;
 	}
 	return 1;
 }
@@ -385,95 +526,4 @@ static __always_inline int sie_take_saved(__u32 slot, __u64 *x)
 	return 1;
 }
 
-/*
- * Formula arithmetic (the generated code calls these for / % << >> sdiv srem sar): 64-bit
- * two's complement like the kernel's u64 arithmetic; a zero divisor or a shift of 64 or more sets *bad, and the
- * hit is rejected (counted) instead of writing a made-up value.
- */
-static __always_inline __u64 sie_div(__u64 a, __u64 b, int *bad)
-{
-	if (!b) {
-		*bad = 1;
-		return 0;
-	}
-	return a / b;
-}
-static __always_inline __u64 sie_mod(__u64 a, __u64 b, int *bad)
-{
-	if (!b) {
-		*bad = 1;
-		return 0;
-	}
-	return a % b;
-}
-static __always_inline __u64 sie_shl(__u64 a, __u64 b, int *bad)
-{
-	if (b >= 64) {
-		*bad = 1;
-		return 0;
-	}
-	return a << b;
-}
-static __always_inline __u64 sie_shr(__u64 a, __u64 b, int *bad)
-{
-	if (b >= 64) {
-		*bad = 1;
-		return 0;
-	}
-	return a >> b;
-}
-
-/*
- * The signed operations (sdiv, srem, sar of s64 values: idiv, sar), on magnitudes so no BPF
- * signed-division instruction (cpu v4) is needed; INT64_MIN / -1 wraps as in the evaluator.
- */
-static __always_inline __u64 sie_sdiv(__u64 a, __u64 b, int *bad)
-{
-	__u64 ma = (a >> 63) ? -a : a, mb = (b >> 63) ? -b : b;
-
-	if (!b) {
-		*bad = 1;
-		return 0;
-	}
-	return ((a ^ b) >> 63) ? -(ma / mb) : ma / mb;
-}
-static __always_inline __u64 sie_srem(__u64 a, __u64 b, int *bad)
-{
-	__u64 ma = (a >> 63) ? -a : a, mb = (b >> 63) ? -b : b;
-
-	if (!b) {
-		*bad = 1;
-		return 0;
-	}
-	return (a >> 63) ? -(ma % mb) : ma % mb;
-}
-static __always_inline __u64 sie_sar(__u64 a, __u64 b, int *bad)
-{
-	if (b >= 64) {
-		*bad = 1;
-		return 0;
-	}
-	return (a >> 63) ? ~(~a >> b) : a >> b;
-}
-
-/* Reads a memory operand of the probed code (flags compares against memory, mem X). */
-static __always_inline __u64 sie_read_mem(__u64 addr, __u32 width, int *bad)
-{
-	__u64 v = 0;
-
-	if (bpf_probe_read_kernel(&v, width & 15, (void *)addr)) /* width is 1, 2, 4 or 8 */
-		*bad = 1;
-	return v;
-}
-
-/* Sign-extends the low `width` bytes of v (the immediate of a cmp is encoded sign-extended). */
-static __always_inline __u64 sie_sext(__u64 v, __u32 width)
-{
-	int shift = 64 - 8 * (int)width;
-
-	if (width >= 8)
-		return v;
-	return (__u64)(((__s64)(v << shift)) >> shift);
-}
-
-#endif /* SIE_STUB_BPF_H */
+#endif /* the stub's own part */

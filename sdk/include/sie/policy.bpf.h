@@ -30,11 +30,12 @@
  *    constants of one file change together or not at all. The same word's flags make a run a
  *    shadow (decide and count, apply the default) or a canary (decide only in one cgroup), and
  *    every decision is counted by value in sie_run_decisions.
- *  - State shared between the per-constant objects and sie-run lives in maps pinned by name
- *    (__sie_shared). Global variables are the policy's, not each constant's: sie-run creates
- *    the .data, .bss and SIE_KNOB sections once (pinned at /sys/fs/bpf/sie_run_data, _bss,
- *    _knobs) and every constant's object uses them. `const volatile` globals (start settings,
- *    sie-run --set) are written into every object before it loads.
+ *  - A policy file is one BPF object: sie-run links the stubs of all its constants (each under
+ *    names of its own) with it and loads it once, so its globals, maps and helper programs
+ *    exist once for every decision. Maps marked __sie_shared and the .data, .bss and SIE_KNOB
+ *    sections are pinned by name (/sys/fs/bpf/<map>, sie_run_data, _bss, _knobs) so that
+ *    sie hint, sie knob and bpftool reach them while it runs. `const volatile` globals (start
+ *    settings, sie-run --set) are written before it loads.
  */
 #ifndef SIE_POLICY_BPF_H
 #define SIE_POLICY_BPF_H
@@ -48,12 +49,12 @@
 #include "sie/abi.h"
 
 /*
- * Both objects a policy ends up in need a GPL license (bpf_probe_read_kernel, bpf_snprintf);
- * weak, so the stub's own LICENSE wins at link time without a duplicate-symbol error.
+ * The policy's object needs a GPL license (bpf_probe_read_kernel, bpf_snprintf); weak like the
+ * stubs' own, so linking them keeps one without a duplicate-symbol error.
  */
 char LICENSE[] SEC("license") __weak = "GPL";
 
-/* A map every object of this policy (one per constant, plus sie-run's) shares. */
+/* A map user space reaches while the policy runs (sie hint, bpftool): pinned at /sys/fs/bpf/<name>. */
 #define __sie_shared __uint(pinning, LIBBPF_PIN_BY_NAME)
 
 /*

@@ -5,11 +5,11 @@
  *	SIE_TARGET_THRESHOLD = threshold
  * while `enabled` (else both shipped values). min_x and mode are start settings (sie-run
  * --set); addend, threshold and enabled live knobs (sie knob): the guest test changes them
- * while it runs and reads sie_target's results. `enabled` is read by both constants' objects,
- * so one `sie knob enabled false` must reach both.
+ * while it runs and reads sie_target's results. `enabled` is read by both constants'
+ * decisions, so one `sie knob enabled false` must reach both.
  * bias, trace and tag exist for the unit tests' type checks (signed, bool, string).
- * Plain globals are shared too: with `follow`, SIE_TARGET_THRESHOLD takes the last input the
- * SIE_TARGET_CALL_ARG object saw (last_x, written by the other constant's object).
+ * Plain globals are shared too (one object per policy file): with `follow`,
+ * SIE_TARGET_THRESHOLD takes the last input SIE_TARGET_CALL_ARG's decision saw (last_x).
  */
 #include <sie/policy.bpf.h>
 

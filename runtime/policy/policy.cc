@@ -671,6 +671,7 @@ absl::Status Session::Start() {
     loader::RouteLibbpfLog();
     if (!r.ok()) return WithContext(r.status(), absl::StrCat("attaching ", e.c.name));
     loaded_.push_back(e.c.name);
+    t_.verify_ms += r->verify_ms;  // the live kernel's bytes, per constant
     t_.load_ms += r->load_ms;
     t_.attach_ms += r->attach_ms + r->optimize_ms;
     for (const auto& n : r->notes)
@@ -714,9 +715,13 @@ absl::Status Session::Start() {
     switched_ = true;
   }
   t_.transition_ms = MsSince(tt);
-  json timings{{"compile_ms", t_.compile_ms}, {"compile_cached", cr->cache_hit},
-               {"link_ms", t_.link_ms},       {"load_ms", t_.load_ms},
-               {"attach_ms", t_.attach_ms},   {"transition_ms", t_.transition_ms},
+  json timings{{"compile_ms", t_.compile_ms},
+               {"compile_cached", cr->cache_hit},
+               {"link_ms", t_.link_ms},
+               {"verify_ms", t_.verify_ms},
+               {"load_ms", t_.load_ms},
+               {"attach_ms", t_.attach_ms},
+               {"transition_ms", t_.transition_ms},
                {"total_ms", MsSince(t0)}};
   std::vector<std::string> names;
   for (const auto& e : consts_) names.push_back(e.c.name);
@@ -736,10 +741,10 @@ absl::Status Session::Start() {
                    o_.pin ? "" : "; Ctrl-C restores the defaults"));
   if (o_.verbose)
     std::fprintf(stderr,
-                 "sie-run: timings: compile %.1f ms%s, link %.1f ms, load %.1f ms, attach %.1f ms, "
-                 "transition %.3f ms, total %.1f ms\n",
-                 t_.compile_ms, cr->cache_hit ? " (cached)" : "", t_.link_ms, t_.load_ms,
-                 t_.attach_ms, t_.transition_ms, MsSince(t0));
+                 "sie-run: timings: compile %.1f ms%s, link %.1f ms, verify %.1f ms, load %.1f ms, "
+                 "attach %.1f ms, transition %.3f ms, total %.1f ms\n",
+                 t_.compile_ms, cr->cache_hit ? " (cached)" : "", t_.link_ms, t_.verify_ms,
+                 t_.load_ms, t_.attach_ms, t_.transition_ms, MsSince(t0));
   return absl::OkStatus();
 }
 

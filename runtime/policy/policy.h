@@ -112,7 +112,8 @@ absl::StatusOr<std::vector<std::string>> PolicyConstNames(const std::filesystem:
                                                           const std::filesystem::path& consts_dir);
 
 struct Timings {
-  double compile_ms = 0, link_ms = 0, load_ms = 0, attach_ms = 0, transition_ms = 0, reverse_ms = 0;
+  double compile_ms = 0, link_ms = 0, verify_ms = 0, load_ms = 0, attach_ms = 0, transition_ms = 0,
+         reverse_ms = 0;
 };
 
 // Runs a policy until stopped. Output (log lines, summary) goes to stdout; returns the exit

@@ -6,12 +6,7 @@
 # shipped or both decided values; mode 0 (the control): the same calls see one of each.
 # $1: the synthesized constants (with the pair policy and its stubs precompiled on the host).
 C=${1:?usage: vm_policy_txn_test.sh CONSTS_DIR}
-T=/sys/kernel/debug/sie_target
-FAILS=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; FAILS=$((FAILS + 1)); }
-expect_eq() { if [ "$2" = "$3" ]; then ok "$1 = $2"; else bad "$1: got '$2', want '$3'"; fi; }
-run() { echo "$2" > "$T/$1" && cat "$T/$1"; }
+. "$(dirname "$0")/lib.sh"
 
 insmod "$(dirname "$(command -v sie)")/../kmod/sie_target.ko" || { echo "FAIL - insmod"; exit 1; }
 expect_eq "pair(0) as compiled" "$(run pair 0)" 11000022
@@ -21,7 +16,6 @@ expect_eq "pair(0) as compiled" "$(run pair 0)" 11000022
 # sie_consistency instance (their safe spans are the same function: one span), so its gate opens
 # and closes at an instant with no task inside: a call asleep between its uses while the policy
 # starts or stops sees both values of one side. In mode 0 the same calls see one of each.
-wait_for() { i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" && return 0; sleep 0.1; i=$((i + 1)); done; return 1; }
 PAIR=$(dirname "$0")/../policy/bpf/pair.bpf.c
 for mode in 0 2; do
   # Start while a call sleeps between A and B (10 s: mode 0 is active well before it wakes).

@@ -227,6 +227,13 @@ GUEST
   trans_mixed=$(awk '$1 == "TRANS" && $2 == "mixed" { s = s (s ? ", " : "") $3 "/" $4 ": " $5 } END { print s }' "$out/trans.txt")
 fi
 
+# Synthesis time on the host (warm tree), after the guest runs so the host is quiet.
+echo "run.sh: synthesis time of four constants (benchmarks/synth_time.sh, a few minutes)"
+synth_rows=$("$root/benchmarks/synth_time.sh" "$build" 2>"$out/synth_time.err") || {
+  synth_rows=""
+  echo "run.sh: synthesis time not measured: $(tail -3 "$out/synth_time.err")" >&2
+}
+
 accel=$(sed -n 's/^sie vm: accel \([a-z]*\);.*/\1/p' "$out/stderr" | tail -n1)
 accel_up=$(echo "${accel:-unknown}" | tr a-z A-Z)
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
@@ -343,6 +350,20 @@ else
   echo "Not measured in this run (\`sie set\` missing or failing in the guest: see run.sh's output)."
   echo
 fi
+cat <<'SYN'
+## Synthesis time (`benchmarks/synth_time.sh`, host)
+
+`sie synth SPEC --only NAME` on this host with the guest kernel's tree warm (one untimed run
+first), every affected object rebuilt for each value; median of the timed runs, their range,
+and the peak resident set of the largest process (sie synth or a compiler it ran). The
+reference's times are the performance issue's (same kind of machine, warm tree; it rebuilds one
+object per value and misses a site); the target is at most 0.5x.
+
+| constant | sie | reference | sie / reference | peak RSS |
+|---|---|---|---|---|
+SYN
+if [ -n "$synth_rows" ]; then echo "$synth_rows"; else echo "| not measured in this run (no kernel tree?) | | | | |"; fi
+echo
 cat <<'TR'
 ## Transition latency (mode 1 vs mode 2)
 

@@ -81,7 +81,10 @@ absl::StatusOr<std::string> PolicyCacheKey(const CacheKeyInputs& in) {
   }
   auto src = ReadFile(in.source);
   if (!src.ok()) return src.status();
-  absl::StrAppend(&k, "source ", fs::absolute(in.source).string(), " ", ContentHash(*src), "\n");
+  // One file, one key however it is spelled (tests/x/../p.bpf.c, a symlink, a relative path).
+  std::error_code ec_path;
+  absl::StrAppend(&k, "source ", fs::weakly_canonical(fs::absolute(in.source), ec_path).string(),
+                  " ", ContentHash(*src), "\n");
   std::vector<fs::path> headers;
   std::error_code ec;
   for (const auto& e : fs::recursive_directory_iterator(in.include_dir, ec))

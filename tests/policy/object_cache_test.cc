@@ -47,13 +47,14 @@ class ObjectCacheTest : public ::testing::Test {
   const fs::path& dir() const { return tmp_->path(); }
   fs::path source() const { return dir() / "p.bpf.c"; }
   // One sie-run compile in a fresh work folder (as sie-run does per run).
-  CompileResult Compile() {
+  CompileResult Compile(const fs::path& src = {}) {
     auto cs = ResolveConsts(dir() / "consts", {"HYSTART_DELAY_SHIFT", "HYSTART_DELAY_MAX"});
     EXPECT_TRUE(cs.ok()) << cs.status();
     fs::path work = dir() / ("run" + std::to_string(runs_++));
     fs::create_directories(work);
-    auto r = CompilePolicy(tc_, source(), cs.ok() ? *cs : std::vector<artifact::ConstEntry>{},
-                           work / "include", work / "policy.bpf.o", &cache_);
+    auto r = CompilePolicy(tc_, src.empty() ? source() : src,
+                           cs.ok() ? *cs : std::vector<artifact::ConstEntry>{}, work / "include",
+                           work / "policy.bpf.o", &cache_);
     EXPECT_TRUE(r.ok()) << r.status();
     if (r.ok()) EXPECT_TRUE(fs::file_size(r->object) > 0) << r->cache_note;
     return r.ok() ? *r : CompileResult{};
@@ -91,6 +92,15 @@ TEST_F(ObjectCacheTest, SameInputsHitWithTheSameObject) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(*a, *b);
   EXPECT_NE(first.object, second.object);  // a copy in the run's folder, not the entry
+}
+
+// The guest runs a policy by another spelling of the path --compile-only used on the host.
+TEST_F(ObjectCacheTest, AnotherSpellingOfTheSourcePathHits) {
+  CompileResult first = Compile();
+  EXPECT_FALSE(first.cache_hit);
+  fs::create_directories(dir() / "sub");
+  CompileResult dotdot = Compile(dir() / "sub" / ".." / "p.bpf.c");
+  EXPECT_TRUE(dotdot.cache_hit) << dotdot.cache_note;
 }
 
 TEST_F(ObjectCacheTest, PolicySourceChangeMisses) {

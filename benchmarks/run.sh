@@ -113,7 +113,9 @@ GUEST
       lat() { key $1 latency_ms; }
       chg() { sed -n "s/^CHANGE $1 .*updated in \([0-9.]*\) ms.*/\1/p" "$out/load.txt" | med; }
       optd() {
-        a=$(key $1 apply_probes); o=$(key $1 optimized_probes); p=$(key $1 jump_placed_probes)
+        # Probe counts: the median's integer part (med prints one decimal).
+        a=$(key $1 apply_probes | cut -d. -f1); o=$(key $1 optimized_probes | cut -d. -f1)
+        p=$(key $1 jump_placed_probes | cut -d. -f1)
         if [ "${p:-0}" -gt 0 ]; then echo "$p/$a apply probes placed for jump optimization"
         else echo "$o/$a apply probes jump-optimized"; fi
       }

@@ -316,8 +316,8 @@ absl::Status SettleEngine(const LoadPlan& plan, EngineChoice& ch, SetResult& res
 absl::Status LoadEngineModules(LoadPlan& plan, const EngineChoice& ch, SetResult& res) {
   if (!ch.native)
     if (auto st = LoadStubModules(plan.opts->mode, &res.notes); !st.ok()) return st;
+  // Mode 2 is BPF only (native: mode 0), so LoadStubModules loaded sie_consistency.
   if (plan.opts->mode != 2) return absl::OkStatus();
-  if (auto st = LoadModuleIfNeeded("sie_consistency", &res.notes); !st.ok()) return st;
   if (plan.opts->shared_instance) {  // the policy's, created and switched by sie-run
     plan.instance = plan.opts->shared_instance->id;
     return absl::OkStatus();

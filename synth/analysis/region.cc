@@ -236,7 +236,19 @@ struct RegionAnalysis {
                          "): changing it at run time would corrupt memory"),
             Refusal::kUnsafe);
       }
-      if (sp.kind == SpanKind::kFlags) sp.flags_cc = rd.mnemonic;
+    }
+    // The condition is the first instruction reading the flags, not the first reader of any
+    // location: a `cmp REG, IMM` span also tracks REG, which a `mov` may read before `seta`.
+    if (sp.kind == SpanKind::kFlags) {
+      const Loc flags{"flags"};
+      for (size_t i = end_idx; i < fb.insns.size(); ++i) {
+        const Insn& in = fb.insns[i];
+        if (Reads(in, flags)) {
+          sp.flags_cc = in.mnemonic;
+          break;
+        }
+        if (Kills(in, flags) || in.is_branch) break;
+      }
     }
     return sp;
   }

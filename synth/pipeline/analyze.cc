@@ -155,7 +155,7 @@ void ApplyFunctionScope(const TunableSpec& t, SynthesizedConst* c,
   size_t before = c->spans.size(), kept = 0;
   for (size_t i = 0; i < c->spans.size(); ++i) {
     if (!in_scope(c->spans[i].function)) continue;
-    c->spans[kept] = std::move(c->spans[i]);
+    if (kept != i) c->spans[kept] = std::move(c->spans[i]);  // a self-move would empty it
     (*span_object)[kept++] = (*span_object)[i];
   }
   c->spans.resize(kept);

@@ -177,6 +177,20 @@ TEST_P(AnalysisTest, CompareAndBranch) {
             static_cast<uint64_t>(ImmediateInBuild("cmp_branch", *s[0], base, 40)));
 }
 
+// The condition of a flags span is the first reader of the flags, not of the compared register.
+TEST_P(AnalysisTest, CompareReadBySetccAfterAMove) {
+  std::string base = Obj("cmp_setcc", 2);
+  auto r = Analyze("cmp_setcc", {2, 3, 9});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_setcc");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kFlags);
+  EXPECT_EQ(s[0]->target_reg, "si");
+  EXPECT_TRUE(absl::StartsWith(s[0]->flags_cc, "set")) << Dump(*r);
+  EXPECT_EQ(Eval(*s[0], 40),
+            static_cast<uint64_t>(ImmediateInBuild("cmp_setcc", *s[0], base, 40)));
+}
+
 TEST_P(AnalysisTest, LoopBound) {
   std::string base = Obj("loop", 100);
   auto r = Analyze("loop", {100, 200, 300});

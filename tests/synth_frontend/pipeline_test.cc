@@ -121,6 +121,42 @@ TEST_F(PipelineTest, EveryTunableIsAttemptedAndTheGoodOneWritten) {
   EXPECT_THAT(lines, ::testing::Contains(HasSubstr("[1/1")));
 }
 
+// `functions:` keeps the spans of the functions it names, intact (the first one kept stays at
+// its index: it was once emptied by a self-move).
+TEST_F(PipelineTest, FunctionsFilterKeepsTheSpansItNames) {
+  ASSERT_TRUE(WriteFileAtomic(dir_->path() / "src/f.c",
+                              "#define LIM 16\n"
+                              "int f(int x) { return x * LIM; }\n"
+                              "int g(int x) { return x + LIM; }\n")
+                  .ok());
+  ASSERT_TRUE(WriteFileAtomic(dir_->path() / "f.yaml", R"(source_dir: src
+build:
+  command: "gcc -O2 -c {src} -o {obj}"
+tunables:
+  - name: LIM
+    file: f.c
+    macro: LIM
+    objects: [f.o]
+    functions: [f]
+    values: [16, 8, 32]
+    range: [1, 100]
+)")
+                  .ok());
+  SynthOptions o;
+  o.spec = dir_->path() / "f.yaml";
+  o.out = dir_->path() / "fout";
+  o.compile_stubs = false;
+  auto rep = Synthesize(o, [](const std::string&) {});
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  ASSERT_EQ(rep->tunables.size(), 1u);
+  ASSERT_TRUE(rep->tunables[0].ok()) << rep->tunables[0].status;
+  auto c = artifact::ReadConstFile(rep->tunables[0].const_json);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->spans.size(), 1u);
+  EXPECT_EQ(c->spans[0].function, "f");
+  EXPECT_EQ(c->spans[0].formula, "X * V");
+}
+
 TEST_F(PipelineTest, OnlySelectsAndUnknownNamesAreErrors) {
   SynthOptions o;
   o.spec = dir_->path() / "spec.yaml";

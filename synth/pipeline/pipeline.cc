@@ -100,6 +100,7 @@ absl::StatusOr<SynthReport> Synthesize(const SynthOptions& opts, const Progress&
   auto work = pipeline::MakeWorkDir(st.cache_root, opts.keep_work);
   if (!work.ok()) return work.status();
   st.ctx.work_dir = *work;
+  st.ctx.object_cache = st.cache_root / "objects";
   WorkCleanup cleanup{*work, opts.keep_work};
   auto t_compile = Clock::now();
   pipeline::BuildAll(&st);

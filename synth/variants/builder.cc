@@ -4,6 +4,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -18,6 +19,7 @@
 #include "synth/progress.h"
 #include "synth/refusal.h"
 #include "synth/variants/edit.h"
+#include "synth/variants/object_cache.h"
 
 namespace sie::synth {
 namespace fs = std::filesystem;
@@ -398,6 +400,13 @@ class VariantBuilder {
         if (auto s = CopyFile(e.path(), overlay / src_dir / e.path().filename()); !s.ok()) return s;
     auto edited = EditedText(t, j.variant);
     if (!edited.ok()) return edited.status();
+    const std::optional<std::string> cache_key = PristineKey(t, object, savedcmd, *edited);
+    if (cache_key && FetchCachedObject(ctx_.object_cache, *cache_key, final_obj)) {
+      Log(absl::StrCat("  ", meter_->Tick(), " reused ", object, " ", t.name, " ",
+                       VariantLabel(t, j.variant), " (pristine, from the object cache)"));
+      result_[j.tunable].objects[j.object].variant[j.variant] = final_obj;
+      return absl::OkStatus();
+    }
     if (auto s = WriteFileAtomic(overlay / t.file, *edited); !s.ok()) return s;
     std::string src_check;
     auto cmd = RewriteKbuildCommand(savedcmd, tree, overlay, raw, &src_check);
@@ -422,10 +431,25 @@ class VariantBuilder {
       return FailedWithHint(absl::StrCat("objtool failed on ", final_obj.string(), " (",
                                          o->Describe(), "):\n", Tail(o->err)),
                             "the prepared tree's tools/objtool/objtool must work on this host");
+    if (cache_key)
+      if (auto s = StoreCachedObject(ctx_.object_cache, *cache_key, final_obj); !s.ok())
+        Log(absl::StrCat("  warning: ", s.message()));
     Log(absl::StrCat("  ", meter_->Tick(), " built ", object, " ", t.name, " ",
                      VariantLabel(t, j.variant), " (", r->elapsed.count(), " ms)"));
     result_[j.tunable].objects[j.object].variant[j.variant] = final_obj;
     return absl::OkStatus();
+  }
+
+  // The object cache's key when this build is of the pristine source (the file unedited);
+  // none without a cache or when the key cannot be computed (then it is simply compiled).
+  std::optional<std::string> PristineKey(const TunableSpec& t, const std::string& object,
+                                         const std::string& savedcmd, const std::string& edited) {
+    if (ctx_.object_cache.empty()) return std::nullopt;
+    auto original = ReadFile(BuildRoot(ctx_) / t.file);
+    if (!original.ok() || *original != edited) return std::nullopt;
+    auto key = PristineObjectKey(ctx_.tree->root(), object, savedcmd, ctx_.tree->objtool());
+    if (!key.ok()) return std::nullopt;
+    return *key;
   }
 
   absl::Status GenericJob(const Job& j) {

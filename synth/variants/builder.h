@@ -49,7 +49,10 @@ struct BuildContext {
   // kKernel/kModule: the guest kernel's configuration (autoconf.h), which selects the active
   // definition of a macro defined under several #if branches. Absent: such a macro is refused.
   std::optional<KernelConfig> config;
-  std::filesystem::path work_dir;              // variants are built below this directory
+  std::filesystem::path work_dir;  // variants are built below this directory
+  // kKernel: pristine (V1) objects are cached here across tunables and runs (object_cache.h);
+  // empty: none are.
+  std::filesystem::path object_cache;
   std::vector<std::filesystem::path> exclude;  // kGeneric/kModule: never copied (e.g. --out)
   int jobs = 2;
   bool verbose = false;

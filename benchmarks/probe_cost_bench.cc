@@ -13,6 +13,8 @@
 //   bpf/opt      the same, optimized (the run FAILS unless kprobes/list says [OPTIMIZED])
 //   native/int3  sie_native reg-set (no BPF per hit), kprobes-optimization = 0
 //   native/opt   the same, optimized (must be [OPTIMIZED])
+//   modbpf/opt   the BPF program of bpf/opt run by sie_native's own kprobe handler (module
+//                dispatch: `probe ... bpf FD`), optimized: no perf-event layer per hit
 //   stub/int3    what `sie set SIE_TARGET_DIVISOR 20 --engine bpf` loads: the runtime's
 //                generated stub for the constant's span (save X before the multiply, apply
 //                X / V after the shift: two probes per path run, the gate, per-CPU counters),
@@ -208,7 +210,18 @@ absl::Status SelfCheckNative() {
 
 // ---- the benchmark cases ----
 
-enum class Case { kNone, kBpfInt3, kBpfOpt, kNativeInt3, kNativeOpt, kStubInt3, kStubOpt };
+enum class Case {
+  kNone,
+  kBpfInt3,
+  kBpfOpt,
+  kModBpfOpt,
+  kNopBpfOpt,
+  kNopModOpt,
+  kNativeInt3,
+  kNativeOpt,
+  kStubInt3,
+  kStubOpt
+};
 constexpr char kStubConst[] = "SIE_TARGET_DIVISOR";
 
 struct CaseInfo {
@@ -224,6 +237,13 @@ CaseInfo Info(Case c) {
       return {"bpf_int3", "int3 kprobe + BPF program calling sie_set_reg"};
     case Case::kBpfOpt:
       return {"bpf_opt", "optimized kprobe + BPF program calling sie_set_reg"};
+    case Case::kModBpfOpt:
+      return {"modbpf_opt",
+              "optimized kprobe of sie_native running that BPF program (module dispatch)"};
+    case Case::kNopBpfOpt:
+      return {"nop_bpf_opt", "optimized kprobe + BPF program that only counts (perf floor)"};
+    case Case::kNopModOpt:
+      return {"nop_mod_opt", "that program run by sie_native's kprobe (module dispatch floor)"};
     case Case::kNativeInt3:
       return {"native_int3", "int3 kprobe, sie_native reg-set (no BPF)"};
     case Case::kNativeOpt:
@@ -238,9 +258,11 @@ CaseInfo Info(Case c) {
 
 bool Probed(Case c) { return c != Case::kNone; }
 bool Optimized(Case c) {
-  return c == Case::kBpfOpt || c == Case::kNativeOpt || c == Case::kStubOpt;
+  return c == Case::kBpfOpt || c == Case::kModBpfOpt || c == Case::kNopBpfOpt ||
+         c == Case::kNopModOpt || c == Case::kNativeOpt || c == Case::kStubOpt;
 }
 bool Native(Case c) { return c == Case::kNativeInt3 || c == Case::kNativeOpt; }
+bool Nop(Case c) { return c == Case::kNopBpfOpt || c == Case::kNopModOpt; }
 bool Stub(Case c) { return c == Case::kStubInt3 || c == Case::kStubOpt; }
 
 // A case's probe hits and failed updates so far (BPF: kfunc errors; stub: rejected, failed and
@@ -278,6 +300,24 @@ class Bench {
     skel_->bss->reg_width = 8;
     div_fd_.reset(open(TargetFile("div").c_str(), O_RDWR | O_CLOEXEC));
     if (!div_fd_.valid()) return absl::ErrnoToStatus(errno, "open " + TargetFile("div"));
+    return SelfCheckModuleDispatch();
+  }
+
+  // sie_native's `bpf` probes take only a kprobe program's fd, and no live value.
+  absl::Status SelfCheckModuleDispatch() {
+    for (int fd : {div_fd_.get(), 1 << 20}) {
+      const std::string bad = absl::StrFormat("probe %s 0x%x bpf %d", kDivFunc, off_, fd);
+      RETURN_IF_ERROR(Check(!NativeCommand(bad).ok(), absl::StrCat("accepted: ", bad)));
+    }
+    const int prog = bpf_program__fd(skel_->progs.sie_bench_setreg);
+    RETURN_IF_ERROR(NativeCommand(absl::StrFormat("probe %s 0x%x bpf %d", kDivFunc, off_, prog)));
+    const bool value_refused =
+        !NativeCommand(absl::StrFormat("value %s 0x%x 1", kDivFunc, off_)).ok();
+    ASSIGN_OR_RETURN(got, RunPath("div", 12345));
+    RETURN_IF_ERROR(NativeCommand(absl::StrFormat("remove %s 0x%x", kDivFunc, off_)));
+    RETURN_IF_ERROR(Check(value_refused, "a live value was accepted for a bpf probe"));
+    RETURN_IF_ERROR(Check(got == 12345 / 20, absl::StrCat("module dispatch: div = ", got)));
+    std::printf("self-check: sie_native bpf (module dispatch) ok\n");
     return absl::OkStatus();
   }
 
@@ -306,13 +346,18 @@ class Bench {
     if (current_ == c) return absl::OkStatus();
     RETURN_IF_ERROR(Detach());
     RETURN_IF_ERROR(WriteOnce(kOptimization, Optimized(c) ? "1" : "0"));
-    if (c == Case::kBpfInt3 || c == Case::kBpfOpt) {
+    bpf_program* prog = Nop(c) ? skel_->progs.sie_bench_nop : skel_->progs.sie_bench_setreg;
+    if (c == Case::kBpfInt3 || c == Case::kBpfOpt || c == Case::kNopBpfOpt) {
       LIBBPF_OPTS(bpf_kprobe_opts, opts, .offset = off_);
-      link_.reset(bpf_program__attach_kprobe_opts(skel_->progs.sie_bench_setreg, kDivFunc, &opts));
+      link_.reset(bpf_program__attach_kprobe_opts(prog, kDivFunc, &opts));
       if (!link_) return absl::ErrnoToStatus(errno, absl::StrCat("attach BPF kprobe ", Where()));
     } else if (Native(c)) {
       RETURN_IF_ERROR(NativeCommand(
           absl::StrFormat("probe %s 0x%x reg-set ax 8 0x%x", kDivFunc, off_, kMagic20)));
+      native_attached_ = true;
+    } else if (c == Case::kModBpfOpt || c == Case::kNopModOpt) {
+      RETURN_IF_ERROR(NativeCommand(
+          absl::StrFormat("probe %s 0x%x bpf %d", kDivFunc, off_, bpf_program__fd(prog))));
       native_attached_ = true;
     } else if (Stub(c)) {
       loader::SetOptions o;
@@ -386,6 +431,7 @@ class Bench {
       }
       return absl::NotFoundError(absl::StrCat(kStubConst, " is not loaded (sie status)"));
     }
+    if (Nop(c)) return Counts{skel_->bss->nop_hits, 0};
     return Counts{skel_->bss->hits, skel_->bss->errors};
   }
 
@@ -397,7 +443,7 @@ class Bench {
   absl::StatusOr<uint64_t> LastResult() { return ReadU64(TargetFile("div")); }
 
   static uint64_t Expected(Case c) {
-    return Probed(c) ? kBenchInput / 20 : kBenchInput / SIE_TARGET_DIVISOR;
+    return Probed(c) && !Nop(c) ? kBenchInput / 20 : kBenchInput / SIE_TARGET_DIVISOR;
   }
   std::string Where() const { return absl::StrFormat("%s+0x%x", kDivFunc, off_); }
   const std::map<Case, std::string>& list_lines() const { return list_lines_; }
@@ -511,8 +557,9 @@ class TableReporter : public benchmark::ConsoleReporter {
   std::map<std::string, Row> rows_;
 };
 
-constexpr Case kCases[] = {Case::kNone,      Case::kBpfInt3,  Case::kBpfOpt, Case::kNativeInt3,
-                           Case::kNativeOpt, Case::kStubInt3, Case::kStubOpt};
+constexpr Case kCases[] = {Case::kNone,      Case::kBpfInt3,   Case::kBpfOpt,     Case::kModBpfOpt,
+                           Case::kNopBpfOpt, Case::kNopModOpt, Case::kNativeInt3, Case::kNativeOpt,
+                           Case::kStubInt3,  Case::kStubOpt};
 
 std::string BenchName(Case c) { return absl::StrCat("div/", Info(c).name); }
 

@@ -34,3 +34,17 @@ int sie_bench_setreg(struct pt_regs *ctx)
 	__sync_fetch_and_add(&hits, 1);
 	return 0;
 }
+
+/*
+ * The dispatch floor: a program that only counts its hit (plain increment: the benchmark runs
+ * on one vCPU, and a kprobe handler is not preempted). Run by a perf kprobe link and by
+ * sie_native's module dispatch, it measures what each dispatch costs without any update.
+ */
+__u64 nop_hits;
+
+SEC("kprobe")
+int sie_bench_nop(struct pt_regs *ctx)
+{
+	nop_hits++;
+	return 0;
+}

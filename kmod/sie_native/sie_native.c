@@ -24,6 +24,8 @@
  *   probe SYMBOL OFFSET flags-test REG WIDTH VALUE flags := those of `test REG, VALUE` (same)
  *   probe SYMBOL OFFSET mem-cell BASE DISP WIDTH VALUE
  *                                                  store VALUE to [BASE + DISP]
+ *   probe SYMBOL OFFSET bpf PROG_FD                run a loaded, verified kprobe BPF program
+ *                                                  (fd in the writer's table) on every hit
  * Any probe command may end in "mark MARK_OFFSET": the span ends at a control-flow join (path
  * token). A second kprobe at SYMBOL+MARK_OFFSET (the CS's first instruction) records the frame
  * (its stack pointer) passing through the CS; the probe then writes only for a frame so marked
@@ -36,6 +38,7 @@
  * widths 1 and 2 keep the upper bits), so "reg-add ax 4 V" is what `add $V, %eax` would leave.
  * Reading the file lists one line per probe:
  *   SYMBOL+0xOFFSET KIND REG WIDTH [DISP] VALUE hits=N faults=N [mark=0xOFF bypass=N]
+ *   SYMBOL+0xOFFSET bpf prog=ID hits=N faults=N
  *
  * `sie set` uses it by default for the constants it covers with equal safety (mode 0, fixed
  * value, reg/mem spans; runtime/loader/native.h), registering each probe with the shipped
@@ -44,8 +47,10 @@
  * The probe is a plain register_kprobe() with a pre_handler only (a post_handler would prevent
  * optimization), so the kprobes core turns it into a jump-optimized probe when the site allows.
  */
+#include <linux/bpf.h>
 #include <linux/capability.h>
 #include <linux/debugfs.h>
+#include <linux/filter.h>
 #include <linux/kallsyms.h>
 #include <linux/kprobes.h>
 #include <linux/list.h>
@@ -76,6 +81,7 @@ enum sie_native_kind {
 	SIE_NATIVE_MEM_CELL,
 	SIE_NATIVE_FLAGS_CMP,
 	SIE_NATIVE_FLAGS_TEST,
+	SIE_NATIVE_BPF,
 };
 
 static const char *const sie_native_kind_names[] = {
@@ -85,6 +91,7 @@ static const char *const sie_native_kind_names[] = {
 	[SIE_NATIVE_MEM_CELL] = "mem-cell",
 	[SIE_NATIVE_FLAGS_CMP] = "flags-cmp",
 	[SIE_NATIVE_FLAGS_TEST] = "flags-test",
+	[SIE_NATIVE_BPF] = "bpf",
 };
 
 /* SIE_REG_* numbering (kfuncs.h), so user space uses one register vocabulary for both paths. */
@@ -130,7 +137,8 @@ struct sie_native_probe {
 	s64 disp;		/* mem-cell only */
 	u64 value;		/* READ_ONCE in the handler: `value` may change it live */
 	u64 __percpu *hits;
-	u64 __percpu *faults;
+	u64 __percpu *faults;	/* bpf: runs skipped by the program's recursion guard */
+	struct bpf_prog *prog;	/* bpf only: a reference held until the probe is removed */
 };
 
 static LIST_HEAD(sie_native_probes);
@@ -172,6 +180,36 @@ static int sie_native_mark_pre(struct kprobe *kp, struct pt_regs *regs)
 NOKPROBE_SYMBOL(sie_native_mark_pre);
 
 /*
+ * Module dispatch of a BPF decision: the kernel's contract for running a tracing program
+ * (bpf_prog_run) without the perf-event layer between the kprobe and the program. A kprobe
+ * handler runs with preemption off, so the program cannot migrate; RCU is held for its maps;
+ * the program's own per-CPU guard (the one BPF trampolines use) skips a nested run, counted as
+ * a fault; the run context carries a zero cookie, as a perf kprobe link without one does.
+ * Returns 1 when the program moved ip, as kprobe_perf_func does (no single-step then).
+ */
+static int sie_native_run_bpf(struct sie_native_probe *p, struct pt_regs *regs)
+{
+	struct bpf_trace_run_ctx run_ctx = {};
+	unsigned long ip = instruction_pointer(regs);
+	struct bpf_prog *prog = p->prog;
+	struct bpf_run_ctx *old;
+
+	if (unlikely(this_cpu_inc_return(*prog->active) != 1)) {
+		this_cpu_inc(*p->faults);
+		goto out;
+	}
+	rcu_read_lock();
+	old = bpf_set_run_ctx(&run_ctx.run_ctx);
+	bpf_prog_run(prog, regs);
+	bpf_reset_run_ctx(old);
+	rcu_read_unlock();
+out:
+	this_cpu_dec(*prog->active);
+	return ip != instruction_pointer(regs);
+}
+NOKPROBE_SYMBOL(sie_native_run_bpf);
+
+/*
  * Runs on every hit with preemption disabled (int3 handler or optprobe trampoline). Every
  * decision that can be made once (register offset, kind, width) was made at registration.
  */
@@ -189,6 +227,8 @@ static int sie_native_pre(struct kprobe *kp, struct pt_regs *regs)
 		return 0;
 	}
 	switch (p->kind) {
+	case SIE_NATIVE_BPF:
+		return sie_native_run_bpf(p, regs);
 	case SIE_NATIVE_REG_SET:
 		*r = sie_reg_merge(*r, v, p->width);
 		break;
@@ -237,6 +277,8 @@ static struct sie_native_probe *sie_native_find(const char *symbol, unsigned lon
 
 static void sie_native_free(struct sie_native_probe *p)
 {
+	if (p->prog)
+		bpf_prog_put(p->prog);
 	free_percpu(p->hits);
 	free_percpu(p->faults);
 	free_percpu(p->bypass);
@@ -291,6 +333,29 @@ static int sie_native_parse_width(const char *s, u8 *width)
 	return 0;
 }
 
+/*
+ * The kprobe program behind a file descriptor of the writer. Only what a perf kprobe link
+ * would run with the same context: a plain kprobe program (not multi or session, whose
+ * helpers read another run context) that does not override the probed function's return.
+ */
+static int sie_native_get_prog(const char *fd_text, struct bpf_prog **out)
+{
+	struct bpf_prog *prog;
+	u32 fd;
+
+	if (kstrtou32(fd_text, 0, &fd))
+		return -EINVAL;
+	prog = bpf_prog_get_type_dev(fd, BPF_PROG_TYPE_KPROBE, false);
+	if (IS_ERR(prog))
+		return PTR_ERR(prog);
+	if (prog->kprobe_override || prog->expected_attach_type != 0 || prog->sleepable) {
+		bpf_prog_put(prog);
+		return -EINVAL;
+	}
+	*out = prog;
+	return 0;
+}
+
 /* probe SYMBOL OFFSET KIND ...: argv[0] is "probe". */
 static int sie_native_add(int argc, char **argv)
 {
@@ -307,7 +372,7 @@ static int sie_native_add(int argc, char **argv)
 	kind = match_string(sie_native_kind_names, ARRAY_SIZE(sie_native_kind_names), argv[3]);
 	if (kind < 0)
 		return -EINVAL;
-	base = 7 + (kind == SIE_NATIVE_MEM_CELL);
+	base = kind == SIE_NATIVE_BPF ? 5 : 7 + (kind == SIE_NATIVE_MEM_CELL);
 	if (argc == base + 2 && !strcmp(argv[base], "mark")) {
 		if (kstrtoul(argv[base + 1], 0, &mark_offset) || mark_offset >= offset)
 			return -EINVAL;
@@ -333,7 +398,12 @@ static int sie_native_add(int argc, char **argv)
 	strscpy(p->symbol, argv[1], sizeof(p->symbol));
 	p->offset = offset;
 	p->kind = kind;
-	if (kind == SIE_NATIVE_MEM_CELL) {
+	if (kind == SIE_NATIVE_BPF) {
+		ret = sie_native_get_prog(argv[4], &p->prog);
+		if (ret)
+			goto err;
+		ret = -EINVAL;
+	} else if (kind == SIE_NATIVE_MEM_CELL) {
 		/* mem-cell BASE DISP WIDTH VALUE */
 		if (sie_native_parse_reg(argv[4], true, &p->reg) || kstrtos64(argv[5], 0, &p->disp) ||
 		    sie_native_parse_width(argv[6], &p->width) || kstrtou64(argv[7], 0, &p->value))
@@ -406,7 +476,7 @@ static int sie_native_apply(char *cmd)
 		p = sie_native_find(argv[1], offset);
 		if (!p)
 			return -ENOENT;
-		if (kstrtou64(argv[3], 0, &v) ||
+		if (kstrtou64(argv[3], 0, &v) || p->kind == SIE_NATIVE_BPF ||
 		    (p->kind == SIE_NATIVE_REG_SHL && v >= 8 * p->width))
 			return -EINVAL;
 		WRITE_ONCE(p->value, v);
@@ -435,6 +505,12 @@ static int sie_native_control_show(struct seq_file *m, void *v)
 
 	mutex_lock(&sie_native_lock);
 	list_for_each_entry(p, &sie_native_probes, node) {
+		if (p->kind == SIE_NATIVE_BPF) {
+			seq_printf(m, "%s+0x%lx bpf prog=%u hits=%llu faults=%llu\n", p->symbol,
+				   p->offset, p->prog->aux->id, sie_native_sum(p->hits),
+				   sie_native_sum(p->faults));
+			continue;
+		}
 		seq_printf(m, "%s+0x%lx %s %s %u ", p->symbol, p->offset,
 			   sie_native_kind_names[p->kind], sie_native_regs[p->reg].name, p->width);
 		if (p->kind == SIE_NATIVE_MEM_CELL)

@@ -31,14 +31,17 @@
  * (its stack pointer) passing through the CS; the probe then writes only for a frame so marked
  * and clears the mark, so the path that bypasses the CS keeps its own state (as the BPF stub's
  * sie_mark/sie_take_mark do). Apply hits without a mark are counted as bypass.
+ * Any probe command may end in "disarmed": the kprobe is registered disabled (no hit, nothing
+ * for the optimizer) until the next `arm`.
+ *   arm                                            enable every disarmed probe, back to back
  *   value SYMBOL OFFSET VALUE                      change a probe's VALUE live
  *   remove SYMBOL OFFSET                           unregister one probe
  *   clear                                          unregister all probes
  * Register results follow x86 write semantics at WIDTH (sie_reg_merge: width 4 zero-extends,
  * widths 1 and 2 keep the upper bits), so "reg-add ax 4 V" is what `add $V, %eax` would leave.
  * Reading the file lists one line per probe:
- *   SYMBOL+0xOFFSET KIND REG WIDTH [DISP] VALUE hits=N faults=N [mark=0xOFF bypass=N]
- *   SYMBOL+0xOFFSET bpf prog=ID hits=N faults=N
+ *   SYMBOL+0xOFFSET KIND REG WIDTH [DISP] VALUE hits=N faults=N [mark=0xOFF bypass=N] [disarmed]
+ *   SYMBOL+0xOFFSET bpf prog=ID hits=N faults=N [disarmed]
  *
  * `sie set` uses it by default for the constants it covers with equal safety (mode 0, fixed
  * value, reg/mem spans; runtime/loader/native.h), registering each probe with the shipped
@@ -124,6 +127,7 @@ struct sie_native_probe {
 	struct kprobe kp;
 	struct kprobe mark_kp;	/* registered only when has_mark */
 	bool has_mark;
+	bool disarmed;		/* registered with KPROBE_FLAG_DISABLED, until `arm` */
 	unsigned long mark_offset;
 	unsigned long marks[SIE_NATIVE_MARKS];	/* stack pointers of marked frames, 0: free */
 	u64 __percpu *bypass;
@@ -364,7 +368,7 @@ static int sie_native_add(int argc, char **argv)
 	unsigned long offset;
 
 	unsigned long mark_offset = 0;
-	bool has_mark = false;
+	bool has_mark = false, disarmed = false;
 	int base;
 
 	if (argc < 4 || kstrtoul(argv[2], 0, &offset) || strlen(argv[1]) >= KSYM_NAME_LEN)
@@ -373,6 +377,10 @@ static int sie_native_add(int argc, char **argv)
 	if (kind < 0)
 		return -EINVAL;
 	base = kind == SIE_NATIVE_BPF ? 5 : 7 + (kind == SIE_NATIVE_MEM_CELL);
+	if (argc > base && !strcmp(argv[argc - 1], "disarmed")) {
+		disarmed = true;
+		argc--;
+	}
 	if (argc == base + 2 && !strcmp(argv[base], "mark")) {
 		if (kstrtoul(argv[base + 1], 0, &mark_offset) || mark_offset >= offset)
 			return -EINVAL;
@@ -424,6 +432,8 @@ static int sie_native_add(int argc, char **argv)
 	p->kp.pre_handler = sie_native_pre;
 	p->has_mark = has_mark;
 	p->mark_offset = mark_offset;
+	p->disarmed = disarmed;
+	p->kp.flags = disarmed ? KPROBE_FLAG_DISABLED : 0;
 	ret = register_kprobe(&p->kp);
 	if (ret)
 		goto err;
@@ -432,6 +442,7 @@ static int sie_native_add(int argc, char **argv)
 		p->mark_kp.symbol_name = p->symbol;
 		p->mark_kp.offset = mark_offset;
 		p->mark_kp.pre_handler = sie_native_mark_pre;
+		p->mark_kp.flags = p->kp.flags;
 		ret = register_kprobe(&p->mark_kp);
 		if (ret) {
 			unregister_kprobe(&p->kp);
@@ -446,6 +457,30 @@ err:
 	return ret;
 }
 
+/*
+ * Enables every probe registered `disarmed`, back to back. Registering a kprobe armed kicks
+ * the kernel's optimizer, which holds kprobe_mutex across a tasks-RCU grace period: the next
+ * registration then waits for it. Registered disarmed (nothing armed, nothing queued) and
+ * enabled here, a constant's probes are all in before the optimizer's first run.
+ */
+static int sie_native_arm(void)
+{
+	struct sie_native_probe *p;
+	int ret;
+
+	list_for_each_entry(p, &sie_native_probes, node) {
+		if (!p->disarmed)
+			continue;
+		ret = enable_kprobe(&p->kp);
+		if (!ret && p->has_mark)
+			ret = enable_kprobe(&p->mark_kp);
+		if (ret)
+			return ret;
+		p->disarmed = false;
+	}
+	return 0;
+}
+
 static int sie_native_apply(char *cmd)
 {
 	struct sie_native_probe *p;
@@ -457,6 +492,8 @@ static int sie_native_apply(char *cmd)
 	argc = sie_ctl_split(cmd, argv, ARRAY_SIZE(argv));
 	if (argc < 0)
 		return argc;
+	if (argc == 1 && !strcmp(argv[0], "arm"))
+		return sie_native_arm();
 	if (argc == 1 && !strcmp(argv[0], "clear")) {
 		sie_native_clear();
 		return 0;
@@ -506,9 +543,9 @@ static int sie_native_control_show(struct seq_file *m, void *v)
 	mutex_lock(&sie_native_lock);
 	list_for_each_entry(p, &sie_native_probes, node) {
 		if (p->kind == SIE_NATIVE_BPF) {
-			seq_printf(m, "%s+0x%lx bpf prog=%u hits=%llu faults=%llu\n", p->symbol,
+			seq_printf(m, "%s+0x%lx bpf prog=%u hits=%llu faults=%llu%s\n", p->symbol,
 				   p->offset, p->prog->aux->id, sie_native_sum(p->hits),
-				   sie_native_sum(p->faults));
+				   sie_native_sum(p->faults), p->disarmed ? " disarmed" : "");
 			continue;
 		}
 		seq_printf(m, "%s+0x%lx %s %s %u ", p->symbol, p->offset,
@@ -520,6 +557,8 @@ static int sie_native_control_show(struct seq_file *m, void *v)
 		if (p->has_mark)
 			seq_printf(m, " mark=0x%lx bypass=%llu", p->mark_offset,
 				   sie_native_sum(p->bypass));
+		if (p->disarmed)
+			seq_puts(m, " disarmed");
 		seq_putc(m, '\n');
 	}
 	mutex_unlock(&sie_native_lock);

@@ -78,14 +78,20 @@ class NativeEngine : public Engine {
     auto before = ReadKprobeList();
     if (!before.ok()) return before.status();
     before_ = std::move(*before);
+    // Every place goes into the state first (an unload after a kill -9 finds them all), then
+    // each probe is registered disarmed and one `arm` enables them back to back: registering
+    // armed kicks the kernel's optimizer, which holds kprobe_mutex across a tasks-RCU grace
+    // period, and each next registration waited for it (15 probes: ~1 s instead of ~0.2 s).
+    for (size_t i = 0; i < np_.size(); ++i) RecordPlace(i);
+    if (auto st = WriteState(c_.name, state_); !st.ok()) return st;
     for (size_t i = 0; i < np_.size(); ++i) {
-      if (auto st = Record(i); !st.ok()) return st;
-      if (auto st = Add(i); !st.ok()) {
+      if (auto st = Add(i, /*disarmed=*/true); !st.ok()) {
         if (add_err_ != EEXIST || !allow_place_taken_) return st;
         return PlaceTaken(st);
       }
     }
-    return absl::OkStatus();
+    RETURN_IF_ERROR(KernelStep("sie_native arm"));
+    return NativeCommand(kNativeArmCommand);
   }
 
   // The driver moves apply probes (plan indices); a mark moves with its apply.
@@ -124,23 +130,26 @@ class NativeEngine : public Engine {
   // Probe i's place (the driver may have moved it to a candidate) goes into the state before
   // it is registered, so an unload after a kill -9 finds it.
   absl::Status Record(size_t i) {
+    RecordPlace(i);
+    return WriteState(c_.name, state_);
+  }
+  void RecordPlace(size_t i) {
     np_[i].offset = plan_.probes[apply_of_[i]].info.offset;
     state_["native"].push_back(
         {{"span", np_[i].span}, {"symbol", np_[i].symbol}, {"offset", np_[i].offset}});
     state_["attached_addresses"].push_back(plan_.probes[apply_of_[i]].info.address);
     if (mark_of_[i] >= 0)
       state_["attached_addresses"].push_back(plan_.probes[mark_of_[i]].info.address);
-    return WriteState(c_.name, state_);
   }
 
   // Registers span i's probe (and its mark), inert. The places registered now are this
   // load's (never another constant's: a place whose add failed, e.g. EEXIST, is not ours).
-  absl::Status Add(size_t i) {
+  absl::Status Add(size_t i, bool disarmed = false) {
     NativeProbe& p = np_[i];
     p.offset = plan_.probes[apply_of_[i]].info.offset;
     if (mark_of_[i] >= 0) p.mark = plan_.probes[mark_of_[i]].info.offset;
     RETURN_IF_ERROR(KernelStep(absl::StrCat("sie_native add at ", p.symbol)));
-    absl::Status st = NativeCommand(NativeAddCommand(p, inert_[i]), &add_err_);
+    absl::Status st = NativeCommand(NativeAddCommand(p, inert_[i], disarmed), &add_err_);
     if (st.ok()) mine_.insert({p.symbol, p.offset});
     return st;
   }

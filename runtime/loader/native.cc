@@ -113,10 +113,11 @@ absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const artifact::Synthesize
   return out;
 }
 
-std::string NativeAddCommand(const NativeProbe& p, uint64_t value) {
+std::string NativeAddCommand(const NativeProbe& p, uint64_t value, bool disarmed) {
   return absl::StrCat("probe ", p.symbol, " 0x", absl::Hex(p.offset), " ", p.add, " 0x",
                       absl::Hex(value),
-                      p.mark ? absl::StrCat(" mark 0x", absl::Hex(*p.mark)) : std::string());
+                      p.mark ? absl::StrCat(" mark 0x", absl::Hex(*p.mark)) : std::string(),
+                      disarmed ? " disarmed" : "");
 }
 std::string NativeValueCommand(const NativeProbe& p, uint64_t value) {
   return absl::StrCat("value ", p.symbol, " 0x", absl::Hex(p.offset), " 0x", absl::Hex(value));

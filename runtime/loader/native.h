@@ -51,7 +51,9 @@ absl::StatusOr<std::vector<NativeProbe>> NativeProbes(const artifact::Synthesize
 absl::StatusOr<uint64_t> NativeValue(const artifact::CriticalSpan& s, int64_t v);
 
 // Control commands.
-std::string NativeAddCommand(const NativeProbe& p, uint64_t value);
+// `disarmed`: registered disabled until an `arm` command (kNativeArmCommand) enables all.
+std::string NativeAddCommand(const NativeProbe& p, uint64_t value, bool disarmed = false);
+inline constexpr char kNativeArmCommand[] = "arm";
 std::string NativeValueCommand(const NativeProbe& p, uint64_t value);
 std::string NativeRemoveCommand(const std::string& symbol, uint64_t offset);
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -221,6 +222,9 @@ TEST(NativeEngine, CommandsUseTheModuleQualifiedSymbolAndEvaluatedFormula) {
       loader::NativeAddCommand((*np)[0], 0x3039),
       absl::StrCat("probe sie_target:", s.function, " 0x", absl::Hex(s.probe_offset), " mem-cell ",
                    s.target_mem->base, " ", s.target_mem->disp, " ", s.width, " 0x3039"));
+  // Registered disarmed, the loader arms a constant's probes together (no optimizer between).
+  EXPECT_TRUE(absl::EndsWith(loader::NativeAddCommand((*np)[0], 0x3039, /*disarmed=*/true),
+                             " 0x3039 disarmed"));
   EXPECT_EQ(
       loader::NativeValueCommand((*np)[0], 7),
       absl::StrCat("value sie_target:", s.function, " 0x", absl::Hex(s.probe_offset), " 0x7"));

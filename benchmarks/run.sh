@@ -101,6 +101,10 @@ for i in 1 2 3; do
   cycle bpf15noopt SIE_TARGET_FAN fan bpf --no-optimize
   cycle native15noopt SIE_TARGET_FAN fan native --no-optimize
   cycle bpf15onenoopt SIE_BENCH_X15 call_arg bpf --no-optimize
+  # The kernel's optimizer off: what 15 perf kprobes cost when none waits for it.
+  echo 0 > /proc/sys/debug/kprobes-optimization
+  cycle bpf15nooptimizer SIE_TARGET_FAN fan bpf
+  echo 1 > /proc/sys/debug/kprobes-optimization
 done
 GUEST
     echo "run.sh: load latency of sie set (1 and 15 spans, both engines, 3 cycles)"
@@ -135,7 +139,8 @@ $(phases native1 '1 span, native')
 $(phases bpf15 '15 spans, BPF')
 $(phases native15 '15 spans, native')
 $(phases bpf1noopt '1 span, BPF, --no-optimize')
-$(phases bpf15noopt '15 spans, BPF, --no-optimize')"
+$(phases bpf15noopt '15 spans, BPF, --no-optimize')
+$(phases bpf15nooptimizer '15 spans, BPF, kernel optimizer off (debug.kprobes-optimization=0)')"
     else
       echo "run.sh: sie set in the guest failed; load latency stays pending" >&2
       grep -v '^\[' "$out/load.txt" | tail -5 >&2
@@ -229,6 +234,11 @@ GUEST
   trans_mixed=$(awk '$1 == "TRANS" && $2 == "mixed" { s = s (s ? ", " : "") $3 "/" $4 ": " $5 } END { print s }' "$out/trans.txt")
 fi
 
+# End-to-end overhead on a real hot path (fio io_uring, a constant on the per-I/O path).
+echo "run.sh: end-to-end overhead (benchmarks/e2e_fio.sh, about 5 minutes)"
+"$root/benchmarks/e2e_fio.sh" "$build" "$out/e2e.md" >"$out/e2e.log" 2>&1 ||
+  echo "run.sh: end-to-end overhead: a case failed or was not measured: $(tail -3 "$out/e2e.log")" >&2
+
 # Synthesis time on the host (warm tree), after the guest runs so the host is quiet.
 echo "run.sh: synthesis time of four constants (benchmarks/synth_time.sh, a few minutes)"
 synth_rows=$("$root/benchmarks/synth_time.sh" "$build" 2>"$out/synth_time.err") || {
@@ -303,7 +313,10 @@ Cases: the BPF cases run a kprobe program (`benchmarks/bpf/probe_cost.bpf.c`) th
 `sie_set_reg` kfunc (sie_kfuncs) and counts hits: the floor of the BPF path. The native cases use
 `sie_native` (`probe sie_target_div OFF reg-set ax 8 MAGIC20`): a module kprobe whose pre_handler
 applies a fixed value with no BPF program per hit, the fast path for constants set to a plain
-number. The **stub** cases are what `sie set SIE_TARGET_DIVISOR 20 --engine bpf` really loads
+number. **Module dispatch** runs the same BPF program from sie_native's own kprobe handler
+(`probe sie_target_div OFF bpf PROG_FD`: bpf_prog_run under the kernel's contract for tracing
+programs, without the perf-event layer); the two **dispatch floor** rows run a program that
+only counts its hit, through each dispatch (no update: the result stays x / 10). The **stub** cases are what `sie set SIE_TARGET_DIVISOR 20 --engine bpf` really loads
 (through runtime/loader, in the benchmark's process): the runtime's generated stub for the
 constant's span as described by its const.json, a recompute span `X / V` with two probes per
 path run (save X before the multiply, apply after the shift) and the full stub per hit (gate,
@@ -339,6 +352,11 @@ Per phase, medians in ms (\`sie set --json\`): verify (artifacts read, bytes of 
 probe place compared with the live kernel, symbols), build (stub object: reused from synth),
 load (programs loaded and verified), attach (every probe attached and pinned), optimize (the
 wait for the optimizer, when a probe has no prediction); the total includes the activation.
+Attaching many probes: registering an armed kprobe kicks the kernel's optimizer, which holds
+kprobe_mutex across a tasks-RCU grace period, so the next registration waits for it. The native
+engine registers a constant's probes disarmed and arms them with one command (sie_native
+\`arm\`); a perf kprobe event arms at perf_event_open, so the BPF engine's attach still waits:
+the last row shows the same load with the optimizer off.
 The floor is libbpf opening, loading and attaching one trivial kprobe program at
 sie_target_div's probe place in the same guest (sie_probe_cost_bench, median of 5):
 **$floor_ms ms**.
@@ -352,11 +370,15 @@ else
   echo "Not measured in this run (\`sie set\` missing or failing in the guest: see run.sh's output)."
   echo
 fi
+if [ -s "$out/e2e.md" ]; then cat "$out/e2e.md"; echo; else
+  printf '## End-to-end overhead (fio io_uring, 1-byte writes to /dev/null)\n\nNot measured in this run (see run.sh output).\n\n'
+fi
 cat <<'SYN'
 ## Synthesis time (`benchmarks/synth_time.sh`, host)
 
 `sie synth SPEC --only NAME` on this host with the guest kernel's tree warm (one untimed run
-first), every affected object rebuilt for each value; median of the timed runs, their range,
+first), every affected object rebuilt at V2, V3 and the two check values (its pristine V1 build
+comes from sie synth's object cache, filled by the untimed run); median of the timed runs, their range,
 and the peak resident set of the largest process (sie synth or a compiler it ran). The
 reference's times are the performance issue's (same kind of machine, warm tree; it rebuilds one
 object per value and misses a site); the target is at most 0.5x.
@@ -405,23 +427,6 @@ its next clean guard, so its latency is about one cycle of the slowest worker wh
 With spans short compared to the time threads spend outside them (the passing workload, and
 most kernel code), mode 2 converges too.
 
-### Kernel-side detail (sie_vm_consistency_test, earlier run; not rewritten by run.sh)
-
-`TransitionLatency` in tests/consistency drives sie_consistency directly (no `sie set`),
-timeout 15 s per transition, 2 vCPUs under TCG. (a) counting kprobes registered per
-transition (first version), (b) registered once per instance and enabled per transition
-(current).
-
-| workers | forward (to new) | reverse (to original) | frames found by the scan |
-|---|---|---|---|
-| 0 (nobody inside) | instant: (a) 109–171 ms, (b) 139 ms — arming the probes + 1 stop_machine scan | — | 0 |
-| 1 | (a) 186–290 ms, (b) 73–104 ms (all done) | (a) 148–203 ms, (b) 50–86 ms | 1 |
-| 2 | (b) 72 ms | (b) 131 ms | 2 |
-| 4 | (a) 3.0, 3.7, 4.7, 13.5 s and 1 timeout; (b) 2/2 timeouts at 15 s | (a) 0.48, 5.6, 6.6, 20.2 s | 3–4 |
-| 8 | timeout, 4/4 runs (15–30 s limits) | — | 8 |
-
-Mixed pairs: 0 in every run; an ungated switch under the same load (the control in
-`WaitsForSleepersAndNeverMixes`) gives 4–7.
 TR
 } >"$tmp"
 mv "$tmp" "$doc"

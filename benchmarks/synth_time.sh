@@ -3,7 +3,9 @@
 # implementation, on this host, warm tree: one untimed run per spec first (V1 objects and the
 # tree's build state warm), then RUNS timed runs; the median is reported with the peak RSS
 # (GNU time's %M: the largest single process, sie synth or a compiler it ran). Every affected
-# object is still rebuilt per value (sie synth caches nothing across runs here: --out is new).
+# object is rebuilt at V2, V3 and the two check values in every run; its V1 (pristine) build
+# comes from sie synth's object cache (~/.cache/sie/objects), filled by the untimed run, as the
+# performance issue allows ("cache V1 objects by content across tunables and runs").
 # Prints markdown table rows: | constant | sie median (runs) | reference | ratio | peak RSS |
 # Usage: benchmarks/synth_time.sh [BUILD_DIR]   (RUNS=3 by default)
 set -eu

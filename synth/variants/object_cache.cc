@@ -63,16 +63,16 @@ absl::StatusOr<std::string> PristineObjectKey(const fs::path& tree, const std::s
                                               const std::string& savedcmd,
                                               const fs::path& objtool) {
   const fs::path obj(object);
-  const fs::path cmd_file = tree / obj.parent_path() / absl::StrCat(".", obj.filename().string(), ".cmd");
+  const fs::path cmd_file =
+      tree / obj.parent_path() / absl::StrCat(".", obj.filename().string(), ".cmd");
   ASSIGN_OR_RETURN(cmd_text, ReadFile(cmd_file));
   const std::vector<std::string> deps = KbuildDeps(cmd_text);
   if (deps.empty())
     return absl::NotFoundError(absl::StrCat(cmd_file.string(), " lists no dependencies"));
   ASSIGN_OR_RETURN(config, ReadFile(tree / ".config"));
-  std::string material = absl::StrCat(kKeyVersion, "\n", tree.string(), "\n", object, "\n",
-                                      savedcmd, "\n", ContentHash(config), "\n",
-                                      FileIdentity(CompilerPath(savedcmd)), "\n",
-                                      FileIdentity(objtool), "\n");
+  std::string material = absl::StrCat(
+      kKeyVersion, "\n", tree.string(), "\n", object, "\n", savedcmd, "\n", ContentHash(config),
+      "\n", FileIdentity(CompilerPath(savedcmd)), "\n", FileIdentity(objtool), "\n");
   for (const std::string& d : deps) {
     ASSIGN_OR_RETURN(text, ReadFile(fs::path(d).is_absolute() ? fs::path(d) : tree / d));
     absl::StrAppend(&material, d, " ", ContentHash(text), "\n");
@@ -95,14 +95,15 @@ absl::Status StoreCachedObject(const fs::path& cache, const std::string& key,
                                const fs::path& object) {
   std::error_code ec;
   fs::create_directories(cache, ec);
-  const fs::path tmp = cache / absl::StrCat(".", key, ".", getpid(), ".",
-                                            std::hash<std::thread::id>{}(std::this_thread::get_id()));
+  const fs::path tmp =
+      cache / absl::StrCat(".", key, ".", getpid(), ".",
+                           std::hash<std::thread::id>{}(std::this_thread::get_id()));
   fs::copy_file(object, tmp, fs::copy_options::overwrite_existing, ec);
   if (!ec) fs::rename(tmp, cache / (key + ".o"), ec);
   if (ec) {
     fs::remove(tmp, ec);
-    return absl::InternalError(absl::StrCat("caching ", object.string(), " in ", cache.string(),
-                                            ": ", ec.message()));
+    return absl::InternalError(
+        absl::StrCat("caching ", object.string(), " in ", cache.string(), ": ", ec.message()));
   }
   std::vector<std::pair<fs::file_time_type, fs::path>> entries;
   for (const auto& e : fs::directory_iterator(cache, ec))

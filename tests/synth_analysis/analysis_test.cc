@@ -187,8 +187,7 @@ TEST_P(AnalysisTest, CompareReadBySetccAfterAMove) {
   EXPECT_EQ(s[0]->kind, SpanKind::kFlags);
   EXPECT_EQ(s[0]->target_reg, "si");
   EXPECT_TRUE(absl::StartsWith(s[0]->flags_cc, "set")) << Dump(*r);
-  EXPECT_EQ(Eval(*s[0], 40),
-            static_cast<uint64_t>(ImmediateInBuild("cmp_setcc", *s[0], base, 40)));
+  EXPECT_EQ(Eval(*s[0], 40), static_cast<uint64_t>(ImmediateInBuild("cmp_setcc", *s[0], base, 40)));
 }
 
 TEST_P(AnalysisTest, LoopBound) {

@@ -28,7 +28,7 @@ constexpr char kCmd[] =
     "\n"
     "block/x.o: $(deps_block/x.o)\n";
 
-class ObjectCacheTest : public ::testing::Test {
+class PristineObjectCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto d = TempDir::Create(fs::temp_directory_path(), "sie-objcache-");
@@ -46,8 +46,8 @@ class ObjectCacheTest : public ::testing::Test {
     ASSERT_TRUE(WriteFileAtomic(tree_ / rel, text).ok());
   }
   std::string Key() {
-    auto k = PristineObjectKey(tree_, "block/x.o", "gcc -c -o block/x.o block/x.c",
-                               tree_ / "objtool");
+    auto k =
+        PristineObjectKey(tree_, "block/x.o", "gcc -c -o block/x.o block/x.c", tree_ / "objtool");
     EXPECT_TRUE(k.ok()) << k.status();
     return k.ok() ? *k : "";
   }
@@ -61,7 +61,7 @@ TEST(KbuildDepsTest, ListsEveryDependencyButConfigMarkers) {
   EXPECT_TRUE(KbuildDeps("savedcmd_x.o := gcc\n").empty());
 }
 
-TEST_F(ObjectCacheTest, KeyChangesWithAnyInputOfTheCompile) {
+TEST_F(PristineObjectCacheTest, KeyChangesWithAnyInputOfTheCompile) {
   const std::string k0 = Key();
   EXPECT_EQ(Key(), k0);  // deterministic
   Write("block/x.h", "#define LIMIT 64\n");
@@ -69,15 +69,15 @@ TEST_F(ObjectCacheTest, KeyChangesWithAnyInputOfTheCompile) {
   EXPECT_NE(k1, k0);  // a header the object includes
   Write(".config", "CONFIG_FOO=n\n");
   EXPECT_NE(Key(), k1);  // the configuration
-  auto other = PristineObjectKey(tree_, "block/x.o", "gcc -O1 -c -o block/x.o block/x.c",
-                                 tree_ / "objtool");
+  auto other =
+      PristineObjectKey(tree_, "block/x.o", "gcc -O1 -c -o block/x.o block/x.c", tree_ / "objtool");
   ASSERT_TRUE(other.ok());
   EXPECT_NE(*other, Key());  // the command
   fs::remove(tree_ / "include/linux/a.h");
   EXPECT_FALSE(PristineObjectKey(tree_, "block/x.o", "gcc", tree_ / "objtool").ok());
 }
 
-TEST_F(ObjectCacheTest, StoresFetchesAndStaysBounded) {
+TEST_F(PristineObjectCacheTest, StoresFetchesAndStaysBounded) {
   const fs::path cache = dir_->path() / "cache", obj = dir_->path() / "x.o";
   ASSERT_TRUE(WriteFileAtomic(obj, "ELF...").ok());
   EXPECT_FALSE(FetchCachedObject(cache, "k", dir_->path() / "out/x.o"));

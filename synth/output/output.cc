@@ -16,7 +16,7 @@ std::string RelativeSource(const std::string& source, const SourceRoots& r) {
     line = source.substr(c);
   }
   fs::path p = fs::path(file).lexically_normal();
-  if (!p.is_absolute()) return source;
+  if (!p.is_absolute()) return p.string() + line;  // "./include/x.h" and "include/x.h" alike
   auto under = [&](const fs::path& root) -> std::optional<fs::path> {
     if (root.empty()) return std::nullopt;
     fs::path rel = p.lexically_relative(fs::path(root).lexically_normal());

@@ -317,6 +317,7 @@ TEST(RelativeSourceTest, WorkDirAndTreePathsBecomeRelative) {
   EXPECT_EQ(RelativeSource("/usr/src/linux-headers-6.12.117+deb12-amd64/include/x.h:1", r),
             "include/x.h:1");
   EXPECT_EQ(RelativeSource("net/ipv4/tcp_cubic.c:438", r), "net/ipv4/tcp_cubic.c:438");
+  EXPECT_EQ(RelativeSource("./include/net/codel_impl.h:57", r), "include/net/codel_impl.h:57");
   EXPECT_EQ(RelativeSource("/work/repo/./kmod/../kmod/sie_target/sie_target.c:5", r),
             "kmod/sie_target/sie_target.c:5");
   // Outside every root: unchanged (an absolute path is still a correct one).

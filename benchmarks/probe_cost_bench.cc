@@ -168,6 +168,22 @@ absl::Status SelfCheckNative() {
   RETURN_IF_ERROR(NativeCommand(absl::StrFormat("remove %s 0x%x", kDivFunc, div_off)));
   ASSIGN_OR_RETURN(div10, RunPath("div", 12345));
   RETURN_IF_ERROR(Check(div10 == 12345 / 10, absl::StrCat("after remove: ", div10)));
+  // Registered disarmed: listed so, never hit, until `arm` enables it.
+  RETURN_IF_ERROR(NativeCommand(
+      absl::StrFormat("probe %s 0x%x reg-set ax 8 0x%x disarmed", kDivFunc, div_off, kMagic20)));
+  ASSIGN_OR_RETURN(disarmed_listing, ReadFile(kNativeControl));
+  ASSIGN_OR_RETURN(while_disarmed, RunPath("div", 12345));
+  RETURN_IF_ERROR(NativeCommand("arm"));
+  ASSIGN_OR_RETURN(armed, RunPath("div", 12345));
+  ASSIGN_OR_RETURN(armed_listing, ReadFile(kNativeControl));
+  RETURN_IF_ERROR(NativeCommand(absl::StrFormat("remove %s 0x%x", kDivFunc, div_off)));
+  RETURN_IF_ERROR(Check(absl::StrContains(disarmed_listing, " disarmed"),
+                        "a disarmed probe is not listed so: " + disarmed_listing));
+  RETURN_IF_ERROR(Check(while_disarmed == 12345 / 10,
+                        absl::StrCat("a disarmed probe applied: div = ", while_disarmed)));
+  RETURN_IF_ERROR(Check(armed == 12345 / 20, absl::StrCat("after arm: div = ", armed)));
+  RETURN_IF_ERROR(Check(!absl::StrContains(armed_listing, "disarmed"),
+                        "still disarmed after arm: " + armed_listing));
 
   // reg-add on the call argument (%esi = CALL_ARG, 32-bit): callee sees CALL_ARG + 0x10.
   ASSIGN_OR_RETURN(arg_off, OffsetAfter("sie_target_call_arg",
@@ -204,7 +220,9 @@ absl::Status SelfCheckNative() {
     ASSIGN_OR_RETURN(got, RunPath(path, x));
     RETURN_IF_ERROR(Check(got == want, absl::StrCat("after clear: ", path, " = ", got)));
   }
-  std::printf("self-check: sie_native reg-set/reg-add/reg-shl/mem-cell/value/remove/clear ok\n");
+  std::printf(
+      "self-check: sie_native reg-set/reg-add/reg-shl/mem-cell/value/remove/disarmed/arm/clear "
+      "ok\n");
   return absl::OkStatus();
 }
 

@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "common/base/files.h"
 #include "common/base/hash.h"
+#include "common/base/process.h"
 #include "common/base/status_macros.h"
 
 namespace sie::synth {
@@ -33,11 +34,8 @@ std::string FileIdentity(const fs::path& p) {
 // The compiler the command runs (its first word), found on PATH.
 fs::path CompilerPath(const std::string& savedcmd) {
   const std::string cc(absl::StripAsciiWhitespace(savedcmd.substr(0, savedcmd.find(' '))));
-  if (cc.find('/') != std::string::npos) return cc;
-  const char* path = getenv("PATH");
-  for (absl::string_view dir : absl::StrSplit(path ? path : "/usr/bin", ':'))
-    if (fs::path p = fs::path(std::string(dir)) / cc; fs::exists(p)) return p;
-  return cc;
+  auto found = FindInPath(cc);
+  return found.ok() ? fs::path(*found) : fs::path(cc);
 }
 
 }  // namespace

@@ -525,9 +525,7 @@ bool ProveMagicDivision(z3::context& ctx, const z3::expr& o64, const z3::expr& x
     z3::expr prod = x128 * ctx.bv_val(static_cast<uint64_t>(M), 128);
     z3::expr q = z3::lshr(prod, ctx.bv_val(sh, 128)).extract(63, 0);
     z3::solver s(ctx);
-    z3::params p(ctx);
-    p.set("timeout", 5000u);
-    s.set(p);
+    BoundSolver(s, 5000u);
     s.add(o64 != q);
     if (s.check() == z3::unsat) return true;
   }
@@ -821,9 +819,7 @@ bool ProveOneOp(FitCtx& f, const XOpInfo& op, int wx, uint64_t c_val, size_t i) 
     return false;
   }
   z3::solver s(ctx);
-  z3::params p(ctx);
-  p.set("timeout", udiv ? 3000u : 20000u);
-  s.set(p);
+  BoundSolver(s, udiv ? 3000u : 20000u);
   if (udiv && !pow2) {
     // q = X / c as q*c <= X < q*c + c: avoids bit-blasting a divider (magic-number
     // sequences otherwise take minutes to prove).
@@ -951,9 +947,7 @@ bool ProveTwoOps(const FitCtx& f, const XOpInfo& op, int wx, const std::vector<u
     z3::expr g = op.build(f.XAt(wx), c1) + c2;
     z3::expr full = wx < 64 ? z3::zext(g, 64 - wx) : g;
     z3::solver s(f.ctx);
-    z3::params p(f.ctx);
-    p.set("timeout", 20000u);
-    s.set(p);
+    BoundSolver(s, 20000u);
     s.add(f.Out64(i) != full);
     if (s.check() != z3::unsat) return false;
   }

@@ -873,9 +873,7 @@ bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, con
   Built b = Build(ctx, f->root(), v, vars, lets);
   z3::expr o64 = Zext64(out);
   z3::solver s(ctx);
-  z3::params p(ctx);
-  p.set("timeout", 20000u);
-  s.set(p);
+  BoundSolver(s, 20000u);
   s.add(b.ok && o64.extract(out_bits - 1, 0) != b.e.extract(out_bits - 1, 0));
   return s.check() == z3::unsat;
 }

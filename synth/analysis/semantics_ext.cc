@@ -356,13 +356,17 @@ void Unknowns(const z3::expr& e, std::map<std::string, z3::expr>* out) {
 
 }  // namespace
 
-bool Valid(z3::context& c, const z3::expr& claim, unsigned timeout_ms) {
+void BoundSolver(z3::solver& s, unsigned budget_ms) {
+  z3::params p(s.ctx());
+  // rlimit is relative to the context's count when the check starts (Z3 4.8: scoped).
+  p.set("rlimit", budget_ms * kZ3UnitsPerMs);
+  p.set("timeout", 4 * budget_ms);
+  s.set(p);
+}
+
+bool Valid(z3::context& c, const z3::expr& claim, unsigned budget_ms) {
   z3::solver s(c);
-  if (timeout_ms) {
-    z3::params p(c);
-    p.set("timeout", timeout_ms);
-    s.set(p);
-  }
+  if (budget_ms) BoundSolver(s, budget_ms);
   s.add(!claim);
   return s.check() == z3::unsat;
 }

@@ -60,9 +60,7 @@ bool NoStoreAliases(z3::context& c, const z3::expr& addr, int width, SymState& s
     // Disjoint on the address ring: the store starts at least `width` past the load, and the
     // load at least the store's width past the store.
     z3::solver sv(c);
-    z3::params p(c);
-    p.set("timeout", 5000u);
-    sv.set(p);
+    BoundSolver(sv, 5000u);
     sv.add(!(z3::uge(*s.addr - addr, c.bv_val(width, 64)) &&
              z3::uge(addr - *s.addr, c.bv_val(s.width, 64))));
     if (sv.check() != z3::unsat) {

@@ -453,14 +453,19 @@ absl::Status CheckRunFailed(const ObjectErrors& errors, int64_t v, const std::ve
     if (want.ok() && !absl::StrContains(s.formula, "X"))
       absl::StrAppend(&predicted, "; ", SpanWhere(s), ": `", s.formula, "` gives ", *want);
   }
-  Refusal cls = errors.first == Refusal::kUnclassified ? Refusal::kFormulaFamily : errors.first;
+  // Not explained at all is not a disagreement (SameAt refuses those): the code at v has
+  // another shape (signed x / 3 is `shr rax, 32` where x / 5 is `sar rax, 33`), so the caller
+  // may check nearby values or stop the range short of v instead of refusing.
+  const Refusal cls =
+      errors.first == Refusal::kUnclassified || errors.first == Refusal::kFormulaFamily
+          ? Refusal::kShapeChange
+          : errors.first;
   return CheckRefusal(
-      absl::StrCat(
-          "checked at V=", v, " (never fitted): the builds with V=", vs[0], ", ", vs[1], ", ", v,
-          " are not explained alike (", errors.msgs[0], ")",
-          predicted.empty() ? "" : absl::StrCat("; at V=", v, ": ", predicted.substr(2)),
-          "; the formulas fitted from V=", absl::StrJoin(vs, ", "),
-          cls == Refusal::kFormulaFamily ? " do not hold there" : " cannot be checked there"),
+      absl::StrCat("checked at V=", v, " (never fitted): the builds with V=", vs[0], ", ", vs[1],
+                   ", ", v, " are not explained alike (", errors.msgs[0], ")",
+                   predicted.empty() ? "" : absl::StrCat("; at V=", v, ": ", predicted.substr(2)),
+                   "; the formulas fitted from V=", absl::StrJoin(vs, ", "),
+                   " cannot be checked there"),
       cls);
 }
 

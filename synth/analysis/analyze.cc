@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -571,7 +572,9 @@ absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& fai
     if (st.ok()) checked = mid;
   }
   if (next) return failed;  // the boundary is not pinned down
-  if (checked) res->checked.push_back(*checked);
+  if (checked &&
+      std::find(res->checked.begin(), res->checked.end(), *checked) == res->checked.end())
+    res->checked.push_back(*checked);
   (below ? res->range_min : res->range_max) = in;
   res->warnings.push_back(
       absl::StrCat("V is restricted to ", below ? ">= " : "<= ", in,
@@ -725,6 +728,75 @@ absl::StatusOr<Fit> FitInPlace(const Fit& first, int idx, std::vector<VariantObj
   return absl::NotFoundError("no value fits");
 }
 
+// How far the code built at `path` is from V1's: instructions in the hunks of V1's functions
+// against it (layout-only differences never count), a whole function where one is missing.
+size_t ShapeDistance(const std::vector<Function>& v1, const std::string& path, const Scope& scope) {
+  constexpr size_t kFar = std::numeric_limits<size_t>::max();
+  auto elf = ElfFile::Open(path);
+  if (!elf.ok()) return kFar;
+  auto fns = ScopedFunctions(**elf, scope);
+  if (!fns.ok()) return kFar;
+  std::map<std::string, const Function*> by_name;
+  for (const Function& f : *fns) by_name[f.norm_name] = &f;
+  size_t d = 0;
+  for (const Function& f : v1) {
+    auto it = by_name.find(f.norm_name);
+    if (it == by_name.end()) {
+      d += f.insns.size();
+      continue;
+    }
+    for (const Hunk& h : DiffFunctions(f, {it->second}))
+      d += std::max(h.base_end - h.base_begin, h.var_end[0] - h.var_begin[0]);
+  }
+  return d;
+}
+
+// Both V2 and V3 have another shape than the shipped V1 (register allocation that changes
+// around one value): replacing one of them cannot help. Values around V1 are built, ranked
+// by how close their code is to V1's, and the closest pairs fitted in place of V2 and V3.
+// The fit is checked at further values like any other.
+absl::StatusOr<Fit> FitPairNearV1(const Fit& first, const AnalyzeOptions& opts,
+                                  const Scope& only_norm, std::vector<VariantObject>* checks,
+                                  ValueBuilds* more, std::vector<int64_t>* tried) {
+  constexpr int kAround = 4;  // V1 - 4 .. V1 + 4
+  std::vector<std::pair<size_t, VariantObject>> ranked;
+  for (int k = 1; k <= kAround; ++k)
+    for (__int128 w :
+         {static_cast<__int128>(first.vs[0]) + k, static_cast<__int128>(first.vs[0]) - k}) {
+      const auto v = static_cast<int64_t>(w);
+      if (w < opts.range_min || w > opts.range_max ||
+          std::find(first.vs.begin(), first.vs.end(), v) != first.vs.end())
+        continue;
+      auto path = more->Get(v);
+      if (!path.ok()) continue;
+      ranked.push_back({ShapeDistance(first.builds.fns[0], *path, only_norm), {v, *path}});
+    }
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  const size_t n = std::min<size_t>(ranked.size(), 3);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = i + 1; j < n; ++j) {
+      std::vector<VariantObject> trial = first.variants;
+      trial[1] = ranked[i].second;
+      trial[2] = ranked[j].second;
+      for (const VariantObject& t : {trial[1], trial[2]})
+        if (std::find(tried->begin(), tried->end(), t.value) == tried->end())
+          tried->push_back(t.value);
+      auto f = FitBuilds(trial, opts, only_norm);
+      if (!f.ok() || !f->errors.msgs.empty()) continue;
+      std::erase_if(*checks, [&](const VariantObject& o) {
+        return o.value == trial[1].value || o.value == trial[2].value;
+      });
+      f->res.warnings.push_back(absl::StrCat(
+          "the code at V=", first.vs[1], " and V=", first.vs[2], " has another shape than at V1 (",
+          first.errors.msgs[0].substr(0, 200), "); fitted from V=", absl::StrJoin(f->vs, ", "),
+          ", the values near V1 whose code is closest to V1's, instead (both stay in the "
+          "range: the formula is the code's at V1 with the new value)"));
+      return f;
+    }
+  return absl::NotFoundError("no pair around V1 fits");
+}
+
 // The code has another shape at V2 or V3 (`first`: why): that value is replaced by one at which
 // the three builds agree, first a check build (already built; then removed from `checks`), else
 // a nearby value built on demand. NotFound when none agrees.
@@ -753,11 +825,12 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
                                            "with the new value)"));
     return f;
   }
+  if (auto f = FitPairNearV1(first, opts, only_norm, checks, more, &tried); f.ok()) return f;
   return absl::NotFoundError(
       tried.empty() ? "no other value to try"
                     : absl::StrCat("V=", absl::StrJoin(tried, ", "),
-                                   " tried in place of V2 or V3: the builds are not explained "
-                                   "alike there either"));
+                                   " tried in place of V2 or V3 (or of both): the builds are not "
+                                   "explained alike there either"));
 }
 
 // The values fitted are all powers of two and a check failed: code that multiplies or divides

@@ -91,8 +91,11 @@ bool AllEqual(z3::context& c, const std::vector<z3::expr>& a) {
   z3::expr_vector in = Inputs(c, a);
   for (uint64_t sample : {uint64_t{0x12345678}, uint64_t{0xfedcba9876543210}, uint64_t{1000}}) {
     z3::expr_vector to(c);
+    // Inputs are bit-vectors but for a flag read as a Boolean (`setcc`/`cmovcc` on flags
+    // from before the region).
     for (unsigned i = 0; i < in.size(); ++i)
-      to.push_back(c.bv_val(sample * (i + 1), in[i].get_sort().bv_size()));
+      to.push_back(in[i].is_bool() ? c.bool_val(((sample >> i) & 1) != 0)
+                                   : c.bv_val(sample * (i + 1), in[i].get_sort().bv_size()));
     z3::expr v0 = z3::expr(a[0]).substitute(in, to).simplify();
     for (size_t k = 1; k < a.size(); ++k) {
       z3::expr vk = z3::expr(a[k]).substitute(in, to).simplify();

@@ -56,6 +56,15 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
         {"blk_add_rq_to_plug", "recompute", 100, 0, 200},
         {"blk_start_plug_nr_ios", "reg", 100, 0, 100}}},
       {"MAX_SOFTIRQ_RESTART", {{"handle_softirqs", "reg", 37, 0, 37}}},
+      // tcp_init_cwnd's `if (!cwnd) cwnd = V`; tcp_init_transfer's snd_cwnd * V.
+      {"TCP_INIT_CWND",
+       {{"tcp_init_cwnd", "reg", 7, 0, 7}, {"tcp_init_transfer", "reg", 7, 3, 21}}},
+      // The stored ioprio = max(0, 8 - weight / V) (weight Y, read at the probe) at V=7,
+      // never compiled (another shape again); bfq_ioprio_to_weight's (8 - ioprio) * V.
+      {"BFQ_WEIGHT_CONVERSION_COEFF",
+       {{"__bfq_entity_update_weight_prio", "mem", 7, 0, 6, 20},
+        {"__bfq_entity_update_weight_prio", "mem", 7, 0, 0, 100},
+        {"bfq_ioprio_to_weight", "reg", 7, 3, 35}}},
       {"SHRINK_BATCH", {{"do_shrink_slab", "", 100, 0, 100}}},
       {"HYSTART_DELAY_SHIFT", {{"", "", 4, 800, 800 >> 4}}},
       {"HYSTART_DELAY_MAX", {{"", "", 20000, 0, 20000}}},
@@ -246,11 +255,19 @@ TEST(RealSpecs, SchFqModule) {
   CheckSpec("sch_fq", SIE_GUEST_DBG_MODULES "/kernel/net/sched/sch_fq.ko", "sch_fq");
 }
 
+// V2 and V3 both have another register allocation than V1: a pair near V1 is fitted.
+TEST(RealSpecs, TcpInitCwnd) { CheckSpec("tcp_init_cwnd", SIE_GUEST_VMLINUX); }
+// A signed division by V in a composite module (bfq.ko), its check value of another shape.
+TEST(RealSpecs, BfqWeightCoeffModule) {
+  CheckSpec("bfq_weight_coeff", SIE_GUEST_DBG_MODULES "/kernel/block/bfq.ko", "bfq");
+}
+
 // Every spec has a test above: a new spec must get one.
 TEST(RealSpecs, EverySpecIsCovered) {
-  std::vector<std::string> known = {"blk_max_request_count", "max_softirq_restart", "shrink_batch",
-                                    "tcp_cubic_hystart",     "sie_target",          "sch_fq",
-                                    "tcp_metrics_timeout"};
+  std::vector<std::string> known = {
+      "blk_max_request_count", "max_softirq_restart", "shrink_batch",
+      "tcp_cubic_hystart",     "sie_target",          "sch_fq",
+      "tcp_metrics_timeout",   "tcp_init_cwnd",       "bfq_weight_coeff"};
   for (const auto& e : fs::directory_iterator(SIE_SPECS_DIR))
     if (e.path().extension() == ".yaml")
       EXPECT_NE(std::find(known.begin(), known.end(), e.path().stem().string()), known.end())

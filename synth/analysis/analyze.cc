@@ -639,6 +639,9 @@ absl::Status CheckAll(const Builds& b, const std::vector<VariantObject>& checks,
       continue;
     }
     if (RefusalOf(s) == Refusal::kFormulaFamily) return s;
+    // Fitted from powers of two only, code of another shape at a value that is none is what
+    // such a fit shows first (x / V is `shr` there): the caller refits (FitNonPowerOfTwo).
+    if (AllPowersOfTwo(vs) && !PowerOfTwo(c.value) && !res->pow2_only) return s;
     RETURN_IF_ERROR(CheckNearby(b, c, s, only_norm, vs, &taken, more, res));
   }
   if (!res->checked.empty())

@@ -82,6 +82,20 @@ class AnalysisTest : public ::testing::TestWithParam<std::string> {
     for (int64_t x : check) o.check.push_back({x, Obj(fx, x)});
     return AnalyzeVariants(v, o);
   }
+  std::vector<VariantObject> Variants(const std::string& fx, std::vector<int64_t> vs) {
+    std::vector<VariantObject> v;
+    for (int64_t x : vs) v.push_back({x, Obj(fx, x)});
+    return v;
+  }
+  // Options that check at `check` within [lo, hi] and build further values of `fx` on demand.
+  AnalyzeOptions CheckedWithBuilder(const std::string& fx, int64_t check, int64_t lo, int64_t hi) {
+    AnalyzeOptions o;
+    o.check.push_back({check, Obj(fx, check)});
+    o.range_min = lo;
+    o.range_max = hi;
+    o.build = [this, fx](int64_t x) -> absl::StatusOr<std::string> { return Obj(fx, x); };
+    return o;
+  }
   static std::vector<const CriticalSpan*> In(const AnalysisResult& r, const std::string& fn) {
     std::vector<const CriticalSpan*> out;
     for (const auto& s : r.spans)
@@ -846,16 +860,13 @@ TEST_P(AnalysisTest, FitFailingAtOneValueIsRedoneWithAnother) {
 // gcc unrolls the loop at V=5 but not at 6: a check value at 5 is replaced by 6.
 TEST_P(AnalysisTest, CheckValueWithAnotherShapeIsReplaced) {
   if (GetParam() != "gcc") GTEST_SKIP() << "clang unrolls this loop up to larger bounds";
-  std::vector<VariantObject> v;
-  for (int64_t x : {100, 200, 300}) v.push_back({x, Obj("loop", x)});
-  AnalyzeOptions o;
-  o.check.push_back({5, Obj("loop", 5)});
-  o.range_min = 1;
-  o.range_max = 1000;
-  auto refused = AnalyzeVariants(v, o);  // no builder: refused at 5
+  const std::vector<VariantObject> v = Variants("loop", {100, 200, 300});
+  AnalyzeOptions o = CheckedWithBuilder("loop", 5, 1, 1000);
+  AnalyzeOptions no_builder = o;
+  no_builder.build = nullptr;
+  auto refused = AnalyzeVariants(v, no_builder);  // refused at 5
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("V=5"), std::string::npos) << refused.status();
-  o.build = [&](int64_t x) -> absl::StatusOr<std::string> { return Obj("loop", x); };
   auto r = AnalyzeVariants(v, o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->checked, (std::vector<int64_t>{6}));
@@ -869,14 +880,8 @@ TEST_P(AnalysisTest, CheckValueWithAnotherShapeIsReplaced) {
 // is exact at values of yet other shapes, never compiled for the fit (run on the host).
 TEST_P(AnalysisTest, SignedIntDivisionCheckedWhereTheShapeDiffers) {
   if (GetParam() != "gcc") GTEST_SKIP() << "the shapes named are gcc's";
-  std::vector<VariantObject> v;
-  for (int64_t x : {10, 5, 20}) v.push_back({x, Obj("sdiv_int", x)});
-  AnalyzeOptions o;
-  o.check.push_back({3, Obj("sdiv_int", 3)});
-  o.range_min = 1;
-  o.range_max = 100;
-  o.build = [&](int64_t x) -> absl::StatusOr<std::string> { return Obj("sdiv_int", x); };
-  auto r = AnalyzeVariants(v, o);
+  auto r =
+      AnalyzeVariants(Variants("sdiv_int", {10, 5, 20}), CheckedWithBuilder("sdiv_int", 3, 1, 100));
   ASSERT_TRUE(r.ok()) << r.status();
   const std::string w = absl::StrJoin(r->warnings, "\n");
   EXPECT_GT(r->range_min, 3) << w;

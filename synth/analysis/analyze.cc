@@ -533,6 +533,11 @@ struct ValueBuilds {
 
 bool PowerOfTwo(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
 
+// Values tried or checked are listed once each.
+void AddOnce(std::vector<int64_t>* values, int64_t v) {
+  if (std::find(values->begin(), values->end(), v) == values->end()) values->push_back(v);
+}
+
 bool AllPowersOfTwo(const std::vector<int64_t>& vs) {
   return std::all_of(vs.begin(), vs.end(), PowerOfTwo);
 }
@@ -572,9 +577,7 @@ absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& fai
     if (st.ok()) checked = mid;
   }
   if (next) return failed;  // the boundary is not pinned down
-  if (checked &&
-      std::find(res->checked.begin(), res->checked.end(), *checked) == res->checked.end())
-    res->checked.push_back(*checked);
+  if (checked) AddOnce(&res->checked, *checked);
   (below ? res->range_min : res->range_max) = in;
   res->warnings.push_back(
       absl::StrCat("V is restricted to ", below ? ">= " : "<= ", in,
@@ -722,7 +725,7 @@ absl::StatusOr<Fit> FitInPlace(const Fit& first, int idx, std::vector<VariantObj
     }
     std::vector<VariantObject> trial = first.variants;
     trial[idx] = c;
-    if (std::find(tried->begin(), tried->end(), c.value) == tried->end()) tried->push_back(c.value);
+    AddOnce(tried, c.value);
     auto f = FitBuilds(trial, opts, only_norm);
     if (!f.ok() || !f->errors.msgs.empty()) continue;
     std::erase_if(*checks, [&](const VariantObject& o) { return o.value == c.value; });
@@ -782,9 +785,8 @@ absl::StatusOr<Fit> FitPairNearV1(const Fit& first, const AnalyzeOptions& opts,
       std::vector<VariantObject> trial = first.variants;
       trial[1] = ranked[i].second;
       trial[2] = ranked[j].second;
-      for (const VariantObject& t : {trial[1], trial[2]})
-        if (std::find(tried->begin(), tried->end(), t.value) == tried->end())
-          tried->push_back(t.value);
+      AddOnce(tried, trial[1].value);
+      AddOnce(tried, trial[2].value);
       auto f = FitBuilds(trial, opts, only_norm);
       if (!f.ok() || !f->errors.msgs.empty()) continue;
       std::erase_if(*checks, [&](const VariantObject& o) {

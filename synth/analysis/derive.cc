@@ -996,6 +996,56 @@ std::optional<OutputFit> FitTwoOps(FitCtx& f, const std::vector<int>& widths) {
   return std::nullopt;
 }
 
+// One bit of X selects the constant or 0: `cond ? V : 0` with cond a flag bit (a feature
+// bit, bdev_nonrot()). For a power-of-two constant gcc moves the bit into place ("and eax, 4";
+// "shr eax, 1; and eax, 2"), so the builds differ in shape; the bit s is the one where the
+// shipped build's output is non-zero, c_i is each build's output there, and the whole is
+// proved for every X.
+std::optional<OutputFit> FitBitSelect(FitCtx& f, const std::vector<int>& widths) {
+  if (f.outs.empty() || f.Eval(f.outs[0], 0) != 0) return std::nullopt;
+  for (int wx : widths) {
+    const uint64_t M = Mask(wx);
+    int s = -1;
+    for (int b = 0; b < std::min<int>(wx, f.xs) && s < 0; ++b)
+      if (f.Eval(f.outs[0], uint64_t{1} << b) & M) s = b;
+    if (s < 0) continue;
+    std::vector<uint64_t> cs;
+    bool ok = true;
+    for (size_t i = 0; i < f.outs.size() && ok; ++i) {
+      const uint64_t c = f.Eval(f.outs[i], uint64_t{1} << s) & M;
+      for (uint64_t xv : {uint64_t{0}, uint64_t{3}, uint64_t{1000}, uint64_t{0x12345},
+                          uint64_t{0xdeadbeef}, uint64_t{0x7fffffff}, M, M - 1})
+        ok &= (f.Eval(f.outs[i], xv) & f.OutMask()) == ((((xv >> s) & 1) ? c : 0) & f.OutMask());
+      cs.push_back(c);
+    }
+    for (size_t i = 0; i < f.outs.size() && ok; ++i) {
+      z3::expr bit = f.XAt(wx).extract(s, s) == f.ctx.bv_val(1, 1);
+      z3::expr g = z3::ite(bit, f.ctx.bv_val(cs[i], wx), f.ctx.bv_val(0, wx));
+      z3::solver sv(f.ctx);
+      BoundSolver(sv, 20000u);
+      sv.add(f.Out64(i) != (wx < 64 ? z3::zext(g, 64 - wx) : g));
+      ok = sv.check() == z3::unsat;
+    }
+    if (!ok) continue;
+    auto fam = FitFamilyAt(f.vs, cs, wx, f.level);
+    if (!fam.ok()) {
+      f.last_err = std::string(fam.status().message());
+      continue;
+    }
+    auto text = [&](const std::string& h) {
+      return absl::StrCat("((X >> ", s, ") & 1) * ", Paren(h));
+    };
+    OutputFit r;
+    r.uses_x = true;
+    r.formula = text(fam->formula);
+    for (const std::string& alt : fam->alternatives) r.alternatives.push_back(text(alt));
+    r.vmin = fam->vmin;
+    r.vmax = fam->vmax;
+    return r;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr>& outs,
@@ -1021,6 +1071,7 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
     if (auto r = FitOneOp(f, widths)) return *r;
     if (f.level == 0)
       if (auto r = FitTwoOps(f, widths)) return *r;
+    if (auto r = FitBitSelect(f, widths)) return *r;
   }
   return absl::InvalidArgumentError(f.last_err);
 }

@@ -136,6 +136,28 @@ TEST(FitOutput, AndThenAdd) {
   }
 }
 
+// ext4_mb_init: `rotational ? V : 0` with V a power of two is "and eax, 4" at V=4,
+// "shr eax, 1; and eax, 2" at V=2, "add eax, eax; and eax, 8" at V=8: one bit of X selects V.
+TEST(FitOutput, OneBitSelectsTheConstant) {
+  z3::context c;
+  z3::expr x = c.bv_const("in:ax", 32);
+  std::vector<int64_t> vs = {4, 2, 8};
+  std::vector<z3::expr> outs = {
+      z3::zext(x & c.bv_val(4, 32), 32),
+      z3::zext(z3::lshr(x, c.bv_val(1, 32)) & c.bv_val(2, 32), 32),
+      z3::zext((x + x) & c.bv_val(8, 32), 32)};
+  auto f = FitOutput(c, outs, x, vs, 32, true);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_TRUE(f->uses_x);
+  for (int64_t v : {16, 5, 1000}) {  // values never compiled, powers of two or not
+    EXPECT_EQ(*EvalFormula(f->formula, v, 0x4, 4), static_cast<uint64_t>(v)) << f->formula;
+    EXPECT_EQ(*EvalFormula(f->formula, v, 0xfffffffb, 4), 0u) << f->formula;
+  }
+  // A bit that selects a value which is no family member of V is refused, not guessed.
+  std::vector<z3::expr> odd = {outs[0], outs[1], z3::zext(x & c.bv_val(1, 32), 32)};
+  EXPECT_FALSE(FitOutput(c, odd, x, vs, 32, true).ok());
+}
+
 // At 16 bits 4095*V also reproduces V in {16, 32, 64} as -V; the smallest coefficient is -1.
 // The stub's flags model (flags_span.cc, as sie_op_flags) against the conditions' meaning,
 // proved by Z3 for every 32-bit a and b: add's CF is the carry out, sub's signed conditions

@@ -158,7 +158,10 @@ struct CriticalSpan {
   std::string expect_bytes;       // hex of the instruction bytes at probe_offset (shipped binary)
   std::vector<VarLocation> vars;  // parameters and in-scope variables at the probe
   // kFlags: the instruction whose flags are recomputed with the new immediate value ("cmp":
-  // operand - value; "test": operand & value; "add"/"sub": also writes target_reg).
+  // operand - value; "test": operand & value; "add"/"sub": also writes target_reg), or "pred":
+  // the formula is the consumer's decision itself (1: flags_cc holds), set through
+  // PredicateFlagsOperands, where the builds compare in other ways (`test al, 0xf0; je` at one
+  // value, `cmp al, 0x23; jbe` at another).
   std::string flags_op;
   // kRecompute, optional: X recovered from save_reg's value R at the probe when the CS is
   // invertible ("R - 3" for add $3), letting the runtime skip the save probe. kFlags of
@@ -186,6 +189,31 @@ inline bool NativeFlagsSpan(const CriticalSpan& s) {
   return s.kind == SpanKind::kFlags &&
          (s.flags_op.empty() || s.flags_op == "cmp" || s.flags_op == "test") &&
          !s.target_reg.empty() && s.target_reg != "sp" && s.x_from_probe.empty();
+}
+
+// A "pred" flags span's stub sets the flags of `cmp lhs, rhs` on one byte: operands under
+// which the consumer ("je", "jbe", "setg"...) holds, and operands under which it does not
+// (cmp 0,0: ZF; cmp 1,0: none; cmp 0,1: CF and SF). nullopt for a consumer of OF alone or PF.
+struct PredicateOperands {
+  uint8_t lhs_true, rhs_true, lhs_false, rhs_false;
+};
+inline std::optional<PredicateOperands> PredicateFlagsOperands(absl::string_view consumer) {
+  for (absl::string_view p : {"cmov", "set", "j"})
+    if (consumer.substr(0, p.size()) == p) {
+      consumer.remove_prefix(p.size());
+      break;
+    }
+  constexpr PredicateOperands kZf{0, 0, 1, 0}, kNotZf{1, 0, 0, 0}, kCf{0, 1, 0, 0},
+      kNotCf{0, 0, 0, 1};
+  for (absl::string_view cc : {"e", "z", "be", "na", "le", "ng"})
+    if (consumer == cc) return kZf;
+  for (absl::string_view cc : {"ne", "nz", "a", "nbe", "g", "nle"})
+    if (consumer == cc) return kNotZf;
+  for (absl::string_view cc : {"b", "c", "nae", "s", "l", "nge"})
+    if (consumer == cc) return kCf;
+  for (absl::string_view cc : {"ae", "nb", "nc", "ns", "ge", "nl"})
+    if (consumer == cc) return kNotCf;
+  return std::nullopt;
 }
 
 // The places a span's saved values are taken, in the order the loader and the stub name their

@@ -78,6 +78,14 @@ bool FlagsOpWrites(const std::string& op) { return op == "add" || op == "sub" ||
 
 absl::Status CheckFlagsSpan(const artifact::SynthesizedConst& c, size_t i, SpanFormulas* p) {
   const CriticalSpan& s = c.spans[i];
+  if (s.flags_op == "pred") {
+    if (!artifact::PredicateFlagsOperands(s.flags_cc))
+      return SpanError(c, i,
+                       absl::StrCat("a predicate flags span feeds `", s.flags_cc,
+                                    "`, whose flags the stub cannot set"),
+                       "re-run sie synth");
+    return absl::OkStatus();
+  }
   if (!FlagsOpEnum(s.flags_op))
     return ErrorWithHint(absl::StatusCode::kUnimplemented,
                          absl::StrCat(c.name, " span ", i, ": flags of '", s.flags_op,
@@ -215,6 +223,13 @@ std::string WriteNew(const CriticalSpan& s) {
       // computes the address from the descriptor) and attaches with that cookie.
       return "\tret = sie_write_cell(ctx, (__u32)bpf_get_attach_cookie(ctx), nv);\n";
     case SpanKind::kFlags:
+      if (s.flags_op == "pred") {
+        // nv is the consumer's decision: flags under which flags_cc holds, or does not.
+        const artifact::PredicateOperands o = *artifact::PredicateFlagsOperands(s.flags_cc);
+        return absl::StrFormat(
+            "\tret = sie_set_flags_op(ctx, SIE_FLAGS_OP_SUB, nv ? %d : %d, nv ? %d : %d, 1);\n",
+            o.lhs_true, o.lhs_false, o.rhs_true, o.rhs_false);
+      }
       if (s.flags_op.empty() || s.flags_op == "cmp")
         return absl::StrFormat("\tret = sie_set_flags(ctx, X, nv, %d);\n", s.width);
       if (!FlagsOpWrites(s.flags_op))

@@ -443,6 +443,46 @@ absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::v
   return r.ok() ? r : FitFamilyAt(vs, cs, bits, 1);
 }
 
+// 2^w % (a*V + b), a = +-1: the rejection bound of sampling below a constant (the kernel's
+// get_random_u32_below(ceil) rejects `(u8)(ceil * rand_u8) < 256 % ceil`, at w = 8, 16 or 32
+// by ceil's size). Every (w, a, b) that reproduces the builds is a candidate; checks at
+// values never compiled tell them apart.
+absl::StatusOr<FamilyFit> FitRemainderFamily(const std::vector<int64_t>& vs,
+                                             const std::vector<uint64_t>& cs, int bits) {
+  constexpr int64_t kMaxB = 1 << 16;
+  std::vector<std::string> fits;
+  int64_t vmin = INT64_MIN, vmax = INT64_MAX;
+  for (int w : {8, 16, 32}) {
+    const int64_t two_w = int64_t{1} << w;
+    for (int a : {1, -1}) {
+      for (int64_t b = -kMaxB; b <= kMaxB && fits.size() <= kMaxCandidates; ++b) {
+        bool ok = true;
+        for (size_t i = 0; i < vs.size() && ok; ++i) {
+          const int64_t d = a * vs[i] + b;
+          ok = d >= 2 && d < two_w && static_cast<uint64_t>(two_w % d) == (cs[i] & Mask(bits));
+        }
+        if (!ok) continue;
+        std::string div =
+            a > 0 ? PlusConst("V", static_cast<uint64_t>(b), 64) : absl::StrCat(b, " - V");
+        fits.push_back(absl::StrCat(two_w, " % (", div, ")"));
+        // The divisor stays in [2, 2^w) (past it the code samples at another width), for
+        // every candidate: the range is where all of them are defined.
+        vmin = std::max(vmin, a > 0 ? 2 - b : b - (two_w - 1));
+        vmax = std::min(vmax, a > 0 ? two_w - 1 - b : b - 2);
+      }
+    }
+  }
+  std::optional<FamilyFit> r;
+  if (!fits.empty() && fits.size() <= kMaxCandidates && vmin <= vmax)
+    r = FromCandidates(fits, vs, cs, bits, vmin, vmax);
+  if (!r)
+    return absl::InvalidArgumentError(
+        fits.size() > kMaxCandidates
+            ? absl::StrCat("more than ", kMaxCandidates, " remainders 2^w % (V + b) fit")
+            : "no remainder 2^w % (+-V + b) (w = 8, 16, 32) fits");
+  return *r;
+}
+
 namespace {
 
 absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,

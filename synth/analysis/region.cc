@@ -16,12 +16,14 @@
 #include "absl/strings/str_replace.h"
 #include "common/artifact/formula.h"
 #include "common/base/diag.h"
+#include "common/base/status_macros.h"
 #include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/flags_span.h"
 #include "synth/analysis/magic_division.h"
 #include "synth/analysis/multi_input.h"
 #include "synth/analysis/path_token.h"
+#include "synth/analysis/predicate_span.h"
 #include "synth/analysis/semantics.h"
 #include "synth/analysis/span_inputs.h"
 #include "synth/refusal.h"
@@ -623,7 +625,149 @@ struct RegionAnalysis {
     return absl::OkStatus();
   }
 
+  // Every build's region is followed by a conditional jump (in the hunk or common to all).
+  bool JumpsAfter() const {
+    for (int k = 0; k < 3; ++k)
+      if (r.e[k] >= static_cast<int>(cx.fn[k]->insns.size()) || !cx.fn[k]->insns[r.e[k]].is_cond)
+        return false;
+    return true;
+  }
+
+  // The jumps' mnemonics differ: the builds decide with other conditions.
+  bool ConsumersDiffer() const {
+    const std::string& j0 = fb.insns[r.e[0]].mnemonic;
+    return cx.fn[1]->insns[r.e[1]].mnemonic != j0 || cx.fn[2]->insns[r.e[2]].mnemonic != j0;
+  }
+
   absl::Status Flags() {
+    const bool jumps = st[0]->flags() && JumpsAfter();
+    if (jumps && ConsumersDiffer()) return PredicateFlags();
+    absl::Status plain = PlainFlags();
+    if (!plain.ok() && jumps) {
+      absl::Status pred = PredicateFlags();
+      if (pred.ok()) return pred;
+      return KeepClass(plain.code(),
+                       absl::StrCat(plain.message(), "; as a predicate: ", pred.message()), plain);
+    }
+    return plain;
+  }
+
+  // A refusal of a predicate span at the compare (control flow: the jump's condition).
+  absl::Status NoPredicate(const Insn& fi, absl::string_view why) {
+    return Refuse(
+        fb, fi.offset,
+        absl::StrCat("control flow depends on the constant (`", fi.Text(), "; ",
+                     fb.insns[r.e[0]].Text(), "` at V=", cx.vs[0],
+                     " has other compares in other builds) and is no predicate span: ", why),
+        Refusal::kControlFlow);
+  }
+
+  // The span of register `reg` ending at the probe that a predicate's operand is computed by:
+  // its formula in V and X, read at the probe or saved where that span saves it.
+  const CriticalSpan* OperandSpan(const std::string& reg) const {
+    for (const CriticalSpan& o : out)
+      if ((o.kind == SpanKind::kReg || o.kind == SpanKind::kRecompute) && o.target_reg == reg &&
+          o.probe_offset == fb.insns[end_idx].offset && o.inputs.empty() &&
+          o.x_from_probe.empty() && o.formula_alternatives.empty())
+        return &o;
+    return nullptr;
+  }
+
+  // Each build's jump taken exactly when `operand op K` (predicate_span.h): the stub decides
+  // it from the operand and K(V).
+  absl::Status PredicateFlags() {
+    const Insn& fi = *st[0]->flags()->insn;
+    const Loc flags{"flags"};
+    const Insn& j0 = fb.insns[r.e[0]];
+    const int target = j0.target ? fb.IndexAt(*j0.target) : -1;
+    if (target < 0 || LiveAt(fb, r.e[0] + 1, flags) || LiveAt(fb, target, flags))
+      return NoPredicate(fi, "the flags are read again after the jump");
+    std::string reg;
+    unsigned w = 0;
+    std::vector<z3::expr> operands, wants, conds;
+    std::optional<z3::expr> a;
+    for (int k = 0; k < 3; ++k) {
+      if (!st[k]->flags()) return NoPredicate(fi, "a build sets no flags before its jump");
+      const SymFlags* f = &*st[k]->flags();
+      const Insn& in = *f->insn;
+      if ((in.mnemonic != "cmp" && in.mnemonic != "test") || in.ops.empty() ||
+          in.ops[0].type != OpType::kReg)
+        return NoPredicate(fi, absl::StrCat("`", in.Text(), "` is no cmp or test of a register"));
+      if (k == 0) {
+        reg = RegFamily(in.ops[0].reg);
+        w = f->a.get_sort().bv_size();
+        a = ctx.bv_const("pred:a", w);
+      }
+      if (RegFamily(in.ops[0].reg) != reg || f->a.get_sort().bv_size() != w)
+        return NoPredicate(fi, "the builds compare other registers or widths");
+      z3::expr b = f->b;
+      uint64_t imm = 0;
+      if (z3::eq(f->a, f->b))
+        b = *a;  // test r, r
+      else if (b.simplify().is_numeral_u64(imm))
+        b = ctx.bv_val(imm, w);
+      else
+        return NoPredicate(fi, absl::StrCat("`", in.Text(), "` compares two computed values"));
+      const std::string cc = cx.fn[k]->insns[r.e[k]].mnemonic.substr(1);
+      auto cond = EmulatedCond(ctx, in.mnemonic, *a, b, cc);
+      auto want = st[k]->Cond(cc);
+      if (!cond || !want)
+        return NoPredicate(fi, absl::StrCat("the condition `", cc, "` is not modelled"));
+      conds.push_back(*cond);
+      wants.push_back(*want);
+      operands.push_back(f->a);
+    }
+    auto fit = FitPredicate(ctx, conds, *a);
+    if (!fit)
+      return NoPredicate(fi,
+                         "no one of x < K, x > K (unsigned or signed), x == K, x != K explains "
+                         "every build's jump");
+    auto fam = FitFamily(cx.vs, fit->ks, static_cast<int>(w));
+    if (!fam.ok()) {
+      auto rem = FitRemainderFamily(cx.vs, fit->ks, static_cast<int>(w));
+      if (!rem.ok())
+        return NoPredicate(
+            fi, absl::StrCat("K: ", fam.status().message(), "; ", rem.status().message()));
+      fam = std::move(rem);
+    }
+    CriticalSpan sp;
+    sp.kind = SpanKind::kFlags;
+    sp.flags_op = "pred";
+    sp.width = static_cast<int>(w / 8);
+    sp.target_reg = reg;
+    std::string operand = "X";
+    // The operand at the probe is the register's value there, in every build.
+    std::vector<z3::expr> at_end;
+    for (int k = 0; k < 3; ++k) at_end.push_back(st[k]->Reg(reg).extract(w - 1, 0));
+    for (int k = 0; k < 3; ++k)
+      if (!Valid(ctx, operands[k] == at_end[k], 5000))
+        return NoPredicate(fi, "the compared register changes between the compare and the jump");
+    if (!AllEqual(ctx, operands)) {
+      const CriticalSpan* o = OperandSpan(reg);
+      if (!o)
+        return NoPredicate(
+            fi, absl::StrCat("its operand ", reg, " is computed in the span by no one-input span"));
+      operand = absl::StrCat("(", o->formula, ")");
+      sp.save_offset = o->save_offset;
+      sp.save_reg = o->save_reg;
+      if (o->kind == SpanKind::kReg) sp.target_reg = o->save_reg;  // X read at the probe there
+    }
+    sp.formula = PredicateText(fit->op, operand, fam->formula, static_cast<int>(w));
+    for (const std::string& alt : fam->alternatives)
+      sp.formula_alternatives.push_back(PredicateText(fit->op, operand, alt, static_cast<int>(w)));
+    auto done = Finish(sp, {flags, Loc{reg}});
+    if (!done.ok()) return done.status();
+    std::vector<z3::expr> preds;
+    for (int k = 0; k < 3; ++k) preds.push_back(PredicateExpr(fit->op, operands[k], fit->ks[k]));
+    if (auto pr = ProvePredicateEmulation(ctx, wants, preds, done->flags_cc); !pr.ok())
+      return NoPredicate(fi, pr.message());
+    cx.res->range_min = std::max(cx.res->range_min, fam->vmin);
+    cx.res->range_max = std::min(cx.res->range_max, fam->vmax);
+    out.push_back(*done);
+    return absl::OkStatus();
+  }
+
+  absl::Status PlainFlags() {
     // Flags consumed after the span.
     if (st[0]->flags() && LiveAt(fb, end_idx, Loc{"flags"})) {
       bool all = st[1]->flags() && st[2]->flags();
@@ -752,16 +896,86 @@ Range WholeRange(const Hunk& h) {
   return whole;
 }
 
+// A hunk whose only branch, in every build, is one conditional jump to the same place (before
+// the hunk, or as far past its end): the compare feeding it may change shape with the
+// constant (a predicate span, predicate_span.h). The part before the jump and the part after
+// it, which is a hunk of its own.
+struct JumpSplit {
+  Range before, after;
+};
+std::optional<JumpSplit> SplitAtJump(const HunkContext& cx, const Range& whole) {
+  std::optional<std::pair<bool, uint64_t>> where;  // past the end?, offset from start or end
+  JumpSplit s{whole, whole};
+  for (int k = 0; k < 3; ++k) {
+    const Function& f = *cx.fn[k];
+    int jump = -1;
+    for (int i = whole.b[k]; i < whole.e[k]; ++i)
+      if (f.insns[i].is_branch) {
+        if (jump >= 0) return std::nullopt;
+        jump = i;
+      }
+    if (jump <= whole.b[k]) return std::nullopt;  // none, or no compare before it
+    const Insn& j = f.insns[jump];
+    if (!j.is_cond || !j.target) return std::nullopt;
+    const Insn& last = f.insns[whole.e[k] - 1];
+    const uint64_t start = f.insns[whole.b[k]].offset, end = last.offset + last.size;
+    if (*j.target >= start && *j.target < end) return std::nullopt;  // into the hunk
+    std::pair<bool, uint64_t> t = *j.target < start ? std::make_pair(false, *j.target)
+                                                    : std::make_pair(true, *j.target - end);
+    if (where && *where != t) return std::nullopt;
+    where = t;
+    s.before.e[k] = jump;
+    s.after.b[k] = jump + 1;
+  }
+  return s;
+}
+
+// The value contract on control flow: no branch inside the hunk but the jump it is split at.
+absl::Status NoBranches(const HunkContext& cx, const Range& whole,
+                        const std::optional<JumpSplit>& split, uint64_t at) {
+  for (int k = 0; k < 3; ++k)
+    for (int i = whole.b[k]; i < whole.e[k]; ++i) {
+      const Insn& in = cx.fn[k]->insns[i];
+      if (in.is_branch && !(split && i == split->before.e[k]))
+        return Refuse(
+            *cx.fn[0], at,
+            absl::StrCat("control flow depends on the constant (V=", cx.vs[k], " has `", in.Text(),
+                         "` at +0x", absl::Hex(in.offset), " where other builds differ)"),
+            Refusal::kControlFlow);
+    }
+  return absl::OkStatus();
+}
+
+Hunk HunkOf(const Range& r) {
+  Hunk h;
+  h.base_begin = r.b[0];
+  h.base_end = r.e[0];
+  h.var_begin = {r.b[1], r.b[2]};
+  h.var_end = {r.e[1], r.e[2]};
+  return h;
+}
+
+// The spans before the jump (a predicate span among them) and those of the part after it,
+// analysed as a hunk of its own (`whole`: as one region, as AnalyzeWholeRegion).
+absl::StatusOr<std::vector<CriticalSpan>> AnalyzeSplit(const HunkContext& cx, const JumpSplit& s,
+                                                       bool whole) {
+  auto spans = AnalyzeRegion(cx, s.before);
+  if (!spans.ok()) return spans.status();
+  if (s.after.b[0] == s.after.e[0] && s.after.b[1] == s.after.e[1] && s.after.b[2] == s.after.e[2])
+    return spans;
+  auto after = whole ? AnalyzeWholeRegion(cx, HunkOf(s.after)) : AnalyzeHunk(cx, HunkOf(s.after));
+  if (!after.ok()) return after.status();
+  spans->insert(spans->end(), after->begin(), after->end());
+  return spans;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<CriticalSpan>> AnalyzeWholeRegion(const HunkContext& cx, const Hunk& h) {
   const Range whole = WholeRange(h);
-  for (int k = 0; k < 3; ++k)
-    for (int i = whole.b[k]; i < whole.e[k]; ++i)
-      if (cx.fn[k]->insns[i].is_branch)
-        return Refuse(*cx.fn[0], cx.fn[0]->insns[whole.b[0]].offset,
-                      absl::StrCat("control flow depends on the constant (V=", cx.vs[k], ")"),
-                      Refusal::kControlFlow);
+  const std::optional<JumpSplit> split = SplitAtJump(cx, whole);
+  RETURN_IF_ERROR(NoBranches(cx, whole, split, cx.fn[0]->insns[whole.b[0]].offset));
+  if (split) return AnalyzeSplit(cx, *split, true);
   return AnalyzeRegion(cx, whole);
 }
 
@@ -771,21 +985,18 @@ absl::StatusOr<std::vector<CriticalSpan>> AnalyzeHunk(const HunkContext& cx, con
   uint64_t at =
       h.base_begin < static_cast<int>(fb.insns.size()) ? fb.insns[h.base_begin].offset : fb.size;
   // Value contracts: control flow and the stack frame must not depend on the constant.
+  const std::optional<JumpSplit> split = SplitAtJump(cx, whole);
+  RETURN_IF_ERROR(NoBranches(cx, whole, split, at));
   for (int k = 0; k < 3; ++k) {
     for (int i = whole.b[k]; i < whole.e[k]; ++i) {
       const Insn& in = cx.fn[k]->insns[i];
-      if (in.is_branch)
-        return Refuse(
-            fb, at,
-            absl::StrCat("control flow depends on the constant (V=", cx.vs[k], " has `", in.Text(),
-                         "` at +0x", absl::Hex(in.offset), " where other builds differ)"),
-            Refusal::kControlFlow);
       if (in.writes.count("sp") && in.mnemonic != "push" && in.mnemonic != "pop")
         return Refuse(fb, at,
                       absl::StrCat("stack frame size depends on the constant (`", in.Text(), "`)"),
                       Refusal::kControlFlow);
     }
   }
+  if (split) return AnalyzeSplit(cx, *split, false);
   int len = whole.e[0] - whole.b[0];
   bool same_shape = len > 0 && whole.e[1] - whole.b[1] == len && whole.e[2] - whole.b[2] == len;
   for (int i = 0; same_shape && i < len; ++i)

@@ -246,6 +246,20 @@ TEST(StubGen, FlagsSpansOfArithmeticInstructions) {
   EXPECT_TRUE(absl::StrContains(test->source, "sie_set_flags_op(ctx, SIE_FLAGS_OP_AND, X, nv,"));
   EXPECT_FALSE(absl::StrContains(test->source, "sie_set_reg("));
 
+  // A predicate: the formula is the jump's decision, the flags set through fixed operands.
+  c.spans[0].flags_op = "pred";
+  c.spans[0].flags_cc = "jbe";
+  c.spans[0].formula = "(X & 0xff) < 36";
+  auto pred = stubgen::GenerateStub(c);
+  ASSERT_TRUE(pred.ok()) << pred.status();
+  EXPECT_TRUE(absl::StrContains(
+      pred->source, "sie_set_flags_op(ctx, SIE_FLAGS_OP_SUB, nv ? 0 : 1, nv ? 0 : 0, 1)"))
+      << pred->source;
+  c.spans[0].flags_cc = "jo";
+  auto jo = stubgen::GenerateStub(c);
+  ASSERT_FALSE(jo.ok());
+  EXPECT_TRUE(absl::StrContains(jo.status().message(), "`jo`")) << jo.status();
+
   c.spans[0].flags_op = "imul";
   auto imul = stubgen::GenerateStub(c);
   ASSERT_FALSE(imul.ok());

@@ -2,8 +2,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/artifact/formula.h"
+#include "common/artifact/model.h"
 #include "common/elf/elf_file.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/alternatives.h"
@@ -12,6 +14,7 @@
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/flags_span.h"
 #include "synth/analysis/multi_input.h"
+#include "synth/analysis/predicate_span.h"
 
 namespace sie::synth::analysis {
 using artifact::EvalFormula;
@@ -142,10 +145,9 @@ TEST(FitOutput, OneBitSelectsTheConstant) {
   z3::context c;
   z3::expr x = c.bv_const("in:ax", 32);
   std::vector<int64_t> vs = {4, 2, 8};
-  std::vector<z3::expr> outs = {
-      z3::zext(x & c.bv_val(4, 32), 32),
-      z3::zext(z3::lshr(x, c.bv_val(1, 32)) & c.bv_val(2, 32), 32),
-      z3::zext((x + x) & c.bv_val(8, 32), 32)};
+  std::vector<z3::expr> outs = {z3::zext(x & c.bv_val(4, 32), 32),
+                                z3::zext(z3::lshr(x, c.bv_val(1, 32)) & c.bv_val(2, 32), 32),
+                                z3::zext((x + x) & c.bv_val(8, 32), 32)};
   auto f = FitOutput(c, outs, x, vs, 32, true);
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_TRUE(f->uses_x);
@@ -156,6 +158,72 @@ TEST(FitOutput, OneBitSelectsTheConstant) {
   // A bit that selects a value which is no family member of V is refused, not guessed.
   std::vector<z3::expr> odd = {outs[0], outs[1], z3::zext(x & c.bv_val(1, 32), 32)};
   EXPECT_FALSE(FitOutput(c, odd, x, vs, 32, true).ok());
+}
+
+// get_random_u32_below(80 - V): the rejection bound 256 % (80 - V) at V = 50, 25, 60 is
+// 16, 36, 16; the remainder family reproduces it at values never fitted (V=37: 256 % 43).
+// Only a predicate's K is fitted to it: among immediates at large it fits by chance.
+TEST(FitFamily, RemainderOfAPowerOfTwo) {
+  EXPECT_FALSE(FitFamily({50, 25, 60}, {16, 36, 16}, 8).ok());
+  auto f = FitRemainderFamily({50, 25, 60}, {16, 36, 16}, 8);
+  ASSERT_TRUE(f.ok()) << f.status();
+  for (int64_t v : {37, 13, 70}) {
+    std::vector<std::string> all = {f->formula};
+    all.insert(all.end(), f->alternatives.begin(), f->alternatives.end());
+    EXPECT_THAT(all, testing::Contains(testing::Truly([&](const std::string& g) {
+                  auto got = EvalFormula(g, v, 0, 1);
+                  return got.ok() && *got == 256u % (80 - v);
+                })));
+  }
+  EXPECT_LE(f->vmax, 78);  // the divisor stays >= 2
+}
+
+// The same jump decided by other compares per value: `test al, 0xf0; je` (x < 16),
+// `cmp al, 0x23; jbe` (x < 36), `test al, al; je` (x < 1): one template x < K fits all three,
+// and the stub's flags for the shipped consumer `je` decide as each build's own code.
+TEST(PredicateSpan, OneTemplateAcrossCompareShapes) {
+  z3::context c;
+  z3::expr a = c.bv_const("a", 8);
+  std::vector<z3::expr> conds = {*EmulatedCond(c, "test", a, c.bv_val(0xf0, 8), "e"),
+                                 *EmulatedCond(c, "cmp", a, c.bv_val(0x23, 8), "be"),
+                                 *EmulatedCond(c, "test", a, a, "e")};
+  auto fit = FitPredicate(c, conds, a);
+  ASSERT_TRUE(fit.has_value());
+  EXPECT_EQ(fit->op, PredicateFit::kUlt);
+  EXPECT_THAT(fit->ks, testing::ElementsAre(16, 36, 1));
+  std::vector<z3::expr> preds;
+  for (size_t k = 0; k < conds.size(); ++k) preds.push_back(PredicateExpr(fit->op, a, fit->ks[k]));
+  EXPECT_TRUE(ProvePredicateEmulation(c, conds, preds, "je").ok());
+  // A consumer whose flags the stub would set the other way round is refused by the proof.
+  std::vector<z3::expr> negated = {!preds[0], !preds[1], !preds[2]};
+  EXPECT_FALSE(ProvePredicateEmulation(c, conds, negated, "je").ok());
+  // Signed: `cmp al, 5; jl` is x < 5 as signed bytes.
+  auto sfit = FitPredicate(c, {*EmulatedCond(c, "cmp", a, c.bv_val(5, 8), "l")}, a);
+  ASSERT_TRUE(sfit.has_value());
+  EXPECT_EQ(sfit->op, PredicateFit::kSlt);
+  const std::string f = PredicateText(sfit->op, "X", "V", 8);
+  EXPECT_EQ(*EvalFormula(f, 5, 0xff, 8), 1u);  // -1 < 5
+  EXPECT_EQ(*EvalFormula(f, 5, 0x05, 8), 0u);
+  EXPECT_EQ(*EvalFormula(f, 5, 0x104, 8), 1u);  // only the low byte is compared
+}
+
+// The stub's operands for every consumer a predicate span may feed: under the flags model of
+// sie_op_flags (EmulatedCond), the "true" pair makes the jump taken and the "false" pair not.
+TEST(PredicateSpan, OperandsDecideEveryConsumer) {
+  z3::context c;
+  for (const char* cc :
+       {"e", "z",   "ne", "nz", "b", "c",   "nae", "ae", "nb", "nc", "be", "na",
+        "a", "nbe", "s",  "ns", "l", "nge", "ge",  "nl", "le", "ng", "g",  "nle"}) {
+    auto ops = artifact::PredicateFlagsOperands(absl::StrCat("j", cc));
+    ASSERT_TRUE(ops.has_value()) << cc;
+    auto holds = [&](uint8_t l, uint8_t r) {
+      return EmulatedCond(c, "cmp", c.bv_val(l, 8), c.bv_val(r, 8), cc)->simplify().is_true();
+    };
+    EXPECT_TRUE(holds(ops->lhs_true, ops->rhs_true)) << cc;
+    EXPECT_FALSE(holds(ops->lhs_false, ops->rhs_false)) << cc;
+  }
+  EXPECT_FALSE(artifact::PredicateFlagsOperands("jo").has_value());
+  EXPECT_FALSE(artifact::PredicateFlagsOperands("jp").has_value());
 }
 
 // At 16 bits 4095*V also reproduces V in {16, 32, 64} as -V; the smallest coefficient is -1.

@@ -8,7 +8,7 @@
  *
  * Every pattern is driven through debugfs, /sys/kernel/debug/sie_target/:
  *
- *   loop call_arg field cmp mul div opt fan join saved every
+ *   loop call_arg field cmp mul div opt fan join saved every below
  *                                     write a decimal input to run the path once,
  *                                     read the result of the last run (decimal)
  *   workers                           write N (0..SIE_TARGET_MAX_WORKERS) to run N kthreads
@@ -31,6 +31,8 @@
  *   join     = x odd ? JOIN + 1 : x + 1  (the even path bypasses the constant)
  *   saved    = x * SAVED             (x stored in a cell, loaded inside the span)
  *   every    = x / EVERY             (steps 1..x counted when step % EVERY == 0)
+ *   below    = tries * 256 + (BELOW * b) >> 8, b the first of the bytes x, x + 1, ... with
+ *              (u8)(BELOW * b) >= 256 % BELOW
  *
  * Disassembly (gcc 12.2 -O2 with the Debian 6.12.117 kbuild flags; objdump -d sie_target.ko).
  * Offsets are function-relative. Functions whose address is taken (the debugfs paths) start with
@@ -274,6 +276,30 @@ static sie_pattern u64 sie_target_every(u64 x)
 }
 
 /*
+ * (n) the rejection test of sampling below a constant (get_random_u32_below's) on a
+ * deterministic byte sequence x, x + 1, ...: gcc writes `(u8)m >= 256 % BELOW` as
+ * `test $0xf0,%al; je` at 30 and `cmp $0x23,%al; jbe` at 55, so the jump's compare changes
+ * shape with the value (a predicate span). Returns tries * 256 + the accepted (BELOW * b) >> 8.
+ */
+static sie_pattern u8 sie_target_byte(u64 *state)
+{
+	return (u8)(*state)++;
+}
+
+static sie_pattern u64 sie_target_below(u64 x)
+{
+	u64 tries = 0;
+
+	for (;;) {
+		u32 mult = SIE_TARGET_BELOW * sie_target_byte(&x);
+
+		tries++;
+		if ((u8)mult >= (1U << 8) % SIE_TARGET_BELOW)
+			return (tries << 8) | (mult >> 8);
+	}
+}
+
+/*
  * (g) one constant used twice with a sleep in between: a "reservation" and its "release". If the
  * constant changes while a thread sleeps between the two uses, the thread sees a mixed pair; that
  * is what sie's consistency modes must prevent, so it is counted.
@@ -452,6 +478,7 @@ static struct sie_target_path sie_target_paths[] = {
 	{ .name = "join", .run = sie_target_join },
 	{ .name = "saved", .run = sie_target_saved },
 	{ .name = "every", .run = sie_target_every },
+	{ .name = "below", .run = sie_target_below },
 	{ .name = "hold", .run = sie_target_hold },
 	{ .name = "pair", .run = sie_target_pair },
 };

@@ -23,6 +23,7 @@
 #define SIE_TARGET_JOIN 0x300          /* (j) loaded on one path; the other joins right after it */
 #define SIE_TARGET_SAVED 7             /* (k) multiplies a loaded value that is also used again */
 #define SIE_TARGET_EVERY 256           /* (l) i % EVERY == 0: test of the low byte, flags span */
+#define SIE_TARGET_BELOW 30           /* (n) rejection bound 256 % BELOW: the compare's shape varies */
 #define SIE_TARGET_PAIR_A 11          /* (m) two constants of one event, a sleep in between: */
 #define SIE_TARGET_PAIR_B 22          /*     a policy must switch them together */
 

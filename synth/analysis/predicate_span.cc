@@ -143,8 +143,7 @@ absl::Status ProvePredicateEmulation(z3::context& ctx, const std::vector<z3::exp
     z3::expr lhs = z3::ite(preds[k], byte(ops->lhs_true), byte(ops->lhs_false));
     z3::expr rhs = z3::ite(preds[k], byte(ops->rhs_true), byte(ops->rhs_false));
     auto got = EmulatedCond(ctx, "cmp", lhs, rhs, consumer.substr(consumer[0] == 'j' ? 1 : 0));
-    if (!got)
-      return absl::InvalidArgumentError(absl::StrCat("`", consumer, "` is not modelled"));
+    if (!got) return absl::InvalidArgumentError(absl::StrCat("`", consumer, "` is not modelled"));
     // The emulated consumer decides as the build's own jump, for every input.
     z3::solver s(ctx);
     BoundSolver(s, 5000u);

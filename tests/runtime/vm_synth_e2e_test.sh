@@ -76,6 +76,12 @@ grep -q "flags-test" /sys/kernel/debug/sie_native/control && ok "native probe is
   bad "no flags-test probe: $(cat /sys/kernel/debug/sie_native/control)"
 sie unload SIE_TARGET_EVERY || bad "sie unload SIE_TARGET_EVERY (native)"
 expect_eq "SIE_TARGET_EVERY restored every(10000)" "$(run every 10000)" 39
+# (n) a predicate span: the stub decides the loop's jump, `(u8)(BELOW * b) >= 256 % BELOW`
+# (the compiled test is `cmp dl, 0xf; jbe` at 30; other values compare otherwise). At 45,
+# never compiled: byte 6 (6 * 45 = 270: low byte 14 < 31) is rejected where 30 accepts it,
+# byte 9 (9 * 30 = 270) accepted where 30 rejects it. below = tries * 256 + (BELOW * b) >> 8.
+check SIE_TARGET_BELOW 45 below 6 513 256
+check SIE_TARGET_BELOW 45 below 9 257 513
 if out=$(sie set SIE_TARGET_EVERY 1000 --consts "$C" 2>&1); then
   bad "SIE_TARGET_EVERY=1000 accepted (not a power of two)"
   sie unload SIE_TARGET_EVERY

@@ -92,6 +92,10 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
       // Two constants stored around a sleep in one function (a policy switches them together).
       {"SIE_TARGET_PAIR_A", {{"sie_target_pair_cycle", "mem", 55, 0, 55}}},
       {"SIE_TARGET_PAIR_B", {{"sie_target_pair_cycle", "mem", 66, 0, 66}}},
+      // (u8)(V * b) >= 256 % V: the jump decided by a predicate span (1: the compiled jbe back
+      // to the next byte is taken: 6 * 45 = 270 keeps 14 < 256 % 45 = 31), beside V * b.
+      {"SIE_TARGET_BELOW",
+       {{"sie_target_below", "flags", 45, 6, 1}, {"sie_target_below", "reg", 45, 6, 270}}},
   };
   return k;
 }

@@ -230,8 +230,16 @@ absl::StatusOr<SynthesizedConst> AnalyzeTunable(const State& st, const Entry& e)
   std::vector<size_t> span_object;  // the object each span of `c` came from
   for (size_t i = 0; i < e.variants.objects.size(); ++i) {
     const ObjectVariants& ov = e.variants.objects[i];
-    if (auto s = AnalyzeObject(e.built, ov, shipped[i], st, &c); !s.ok())
+    if (auto s = AnalyzeObject(e.built, ov, shipped[i], st, &c); !s.ok()) {
+      // A shipped value rebuilt from `replace:` text is a new literal: a macro defined as
+      // another (SWAP_CLUSTER_MAX, 32UL) becomes an int, and the code differs from the shipped.
+      if (RefusalOf(s) == Refusal::kShippedMismatch && t.macro.empty())
+        s = WithHint(s,
+                     "the V1 build differs from the shipped code: check that 'replace:' at "
+                     "the shipped value keeps the original's type (a U/UL suffix, a cast), or "
+                     "use 'macro:', which keeps it");
       return WithContext(s, absl::StrCat("analysing ", ov.object, " for ", t.name));
+    }
     span_object.resize(c.spans.size(), i);
   }
   ApplyFunctionScope(t, &c, &span_object);

@@ -68,6 +68,14 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
       {"SHRINK_BATCH", {{"do_shrink_slab", "", 100, 0, 100}}},
       {"HYSTART_DELAY_SHIFT", {{"", "", 4, 800, 800 >> 4}}},
       {"HYSTART_DELAY_MAX", {{"", "", 20000, 0, 20000}}},
+      // get_random_u32_below(V) at V=13, never compiled: the loop's jump back is taken
+      // (the sample rejected) when (u8)(X * 13) < 256 % 13 = 9: X=20 (260: 4), not X=42
+      // (546: 34); beside X * V and V + X.
+      {"FIB6_MAX_DEPTH",
+       {{"rt6_insert_exception", "flags", 13, 20, 1},
+        {"rt6_insert_exception", "flags", 13, 42, 0},
+        {"rt6_insert_exception", "reg", 13, 3, 39},
+        {"rt6_insert_exception", "recompute", 13, 2, 15}}},
       {"SIE_TARGET_LOOP_BOUND", {{"sie_target_loop", "flags", 37, 0, 37}}},
       {"SIE_TARGET_CALL_ARG", {{"sie_target_call_arg", "reg", 0x4321, 0, 0x4321}}},
       {"SIE_TARGET_FIELD_INIT", {{"sie_target_init_req", "mem", 0x1111, 0, 0x1111}}},
@@ -262,6 +270,8 @@ TEST(RealSpecs, SchFqModule) {
 // V2 and V3 both have another register allocation than V1: a pair near V1 is fitted.
 TEST(RealSpecs, TcpInitCwnd) { CheckSpec("tcp_init_cwnd", SIE_GUEST_VMLINUX); }
 // A signed division by V in a composite module (bfq.ko), its check value of another shape.
+TEST(RealSpecs, Fib6MaxDepth) { CheckSpec("fib6_max_depth", SIE_GUEST_VMLINUX); }
+
 TEST(RealSpecs, BfqWeightCoeffModule) {
   CheckSpec("bfq_weight_coeff", SIE_GUEST_DBG_MODULES "/kernel/block/bfq.ko", "bfq");
 }
@@ -271,7 +281,8 @@ TEST(RealSpecs, EverySpecIsCovered) {
   std::vector<std::string> known = {
       "blk_max_request_count", "max_softirq_restart", "shrink_batch",
       "tcp_cubic_hystart",     "sie_target",          "sch_fq",
-      "tcp_metrics_timeout",   "tcp_init_cwnd",       "bfq_weight_coeff"};
+      "tcp_metrics_timeout",   "tcp_init_cwnd",       "bfq_weight_coeff",
+      "fib6_max_depth"};
   for (const auto& e : fs::directory_iterator(SIE_SPECS_DIR))
     if (e.path().extension() == ".yaml")
       EXPECT_NE(std::find(known.begin(), known.end(), e.path().stem().string()), known.end())

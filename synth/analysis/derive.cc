@@ -444,15 +444,19 @@ absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::v
 }
 
 // 2^w % (a*V + b), a = +-1: the rejection bound of sampling below a constant (the kernel's
-// get_random_u32_below(ceil) rejects `(u8)(ceil * rand_u8) < 256 % ceil`, at w = 8, 16 or 32
-// by ceil's size). Every (w, a, b) that reproduces the builds is a candidate; checks at
-// values never compiled tell them apart.
+// get_random_u32_below(ceil) rejects `(u8)(ceil * rand_u8) < 256 % ceil`). w is the width the
+// bound is compared at (`bits`: a byte compare samples 8 bits), so 2^32 % V, equal to 256 % V
+// at the builds by chance, is no candidate for a byte. Every (a, b) that reproduces the builds
+// is one; checks at values never compiled tell them apart.
 absl::StatusOr<FamilyFit> FitRemainderFamily(const std::vector<int64_t>& vs,
                                              const std::vector<uint64_t>& cs, int bits) {
   constexpr int64_t kMaxB = 1 << 16;
   std::vector<std::string> fits;
   int64_t vmin = INT64_MIN, vmax = INT64_MAX;
-  for (int w : {8, 16, 32}) {
+  if (bits != 8 && bits != 16 && bits != 32)
+    return absl::InvalidArgumentError(
+        absl::StrCat("no remainder 2^w % (+-V + b) at ", bits, " bits (w = 8, 16, 32)"));
+  for (int w : {bits}) {
     const int64_t two_w = int64_t{1} << w;
     for (int a : {1, -1}) {
       for (int64_t b = -kMaxB; b <= kMaxB && fits.size() <= kMaxCandidates; ++b) {
@@ -478,8 +482,8 @@ absl::StatusOr<FamilyFit> FitRemainderFamily(const std::vector<int64_t>& vs,
   if (!r)
     return absl::InvalidArgumentError(
         fits.size() > kMaxCandidates
-            ? absl::StrCat("more than ", kMaxCandidates, " remainders 2^w % (V + b) fit")
-            : "no remainder 2^w % (+-V + b) (w = 8, 16, 32) fits");
+            ? absl::StrCat("more than ", kMaxCandidates, " remainders 2^", bits, " % (+-V + b) fit")
+            : absl::StrCat("no remainder 2^", bits, " % (+-V + b) fits"));
   return *r;
 }
 

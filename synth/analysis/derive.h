@@ -31,13 +31,13 @@ struct FamilyFit {
   std::vector<std::string> alternatives;
 };
 
-// Fits c_i = h(V_i) at `bits` bits (c_i compared modulo 2^bits).
-// 2^w % (+-V + b), w = 8, 16 or 32: the rejection bound of sampling below a constant
-// (get_random_u32_below), fitted only where a predicate's K is (predicate_span.h): among
-// immediates at large, three small numerals would fit it by chance.
+// 2^bits % (+-V + b), bits = 8, 16 or 32 (the compare's width): the rejection bound of
+// sampling below a constant (get_random_u32_below), fitted only where a predicate's K is
+// (predicate_span.h): among immediates at large, three small numerals would fit it by chance.
 absl::StatusOr<FamilyFit> FitRemainderFamily(const std::vector<int64_t>& vs,
                                              const std::vector<uint64_t>& cs, int bits);
 
+// Fits c_i = h(V_i) at `bits` bits (c_i compared modulo 2^bits).
 absl::StatusOr<FamilyFit> FitFamily(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
                                     int bits);
 

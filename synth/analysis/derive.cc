@@ -16,7 +16,6 @@
 namespace sie::synth::analysis {
 namespace {
 
-uint64_t Mask(int bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1; }
 int64_t Signed(uint64_t v, int bits) {
   if (bits >= 64) return static_cast<int64_t>(v);
   v &= Mask(bits);

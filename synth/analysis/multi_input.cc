@@ -17,8 +17,6 @@ namespace {
 
 using artifact::FormulaNode;
 
-uint64_t Mask(unsigned bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1; }
-
 std::string Lit(uint64_t v) { return v < 65536 ? absl::StrCat(v) : absl::StrFormat("0x%x", v); }
 
 unsigned Width(const z3::expr& e) { return e.get_sort().bv_size(); }

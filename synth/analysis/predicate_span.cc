@@ -9,8 +9,6 @@
 namespace sie::synth::analysis {
 namespace {
 
-uint64_t WidthMask(unsigned w) { return w >= 64 ? ~uint64_t{0} : (uint64_t{1} << w) - 1; }
-
 // cond at a concrete a: true, false, or nullopt when it does not simplify to one.
 std::optional<bool> At(const z3::expr& cond, const z3::expr& a, uint64_t v) {
   z3::expr_vector from(cond.ctx()), to(cond.ctx());
@@ -27,7 +25,7 @@ std::optional<bool> At(const z3::expr& cond, const z3::expr& a, uint64_t v) {
 std::optional<uint64_t> FirstWhere(const z3::expr& cond, const z3::expr& a, bool value,
                                    uint64_t bias) {
   const unsigned w = a.get_sort().bv_size();
-  const uint64_t M = WidthMask(w);
+  const uint64_t M = Mask(w);
   auto is = [&](uint64_t i) { return At(cond, a, (i ^ bias) & M) == value; };
   if (!is(M)) return std::nullopt;
   uint64_t lo = 0, hi = M;  // is(hi)
@@ -44,13 +42,12 @@ std::optional<uint64_t> FirstWhere(const z3::expr& cond, const z3::expr& a, bool
 // K of template `op` for one build, unproved.
 std::optional<uint64_t> KOf(PredicateFit::Op op, const z3::expr& cond, const z3::expr& a) {
   const unsigned w = a.get_sort().bv_size();
-  const uint64_t M = WidthMask(w), sign = uint64_t{1} << (w - 1);
+  const uint64_t M = Mask(w), sign = uint64_t{1} << (w - 1);
   switch (op) {
     case PredicateFit::kUlt:
     case PredicateFit::kSlt: {
       // a < K: false from K on; never false is K = 2^w, which no w-bit K says.
-      auto k = FirstWhere(cond, a, false, op == PredicateFit::kSlt ? sign : 0);
-      return k;
+      return FirstWhere(cond, a, false, op == PredicateFit::kSlt ? sign : 0);
     }
     case PredicateFit::kUgt:
     case PredicateFit::kSgt: {
@@ -115,7 +112,7 @@ std::optional<PredicateFit> FitPredicate(z3::context& ctx, const std::vector<z3:
 std::string PredicateText(PredicateFit::Op op, const std::string& operand, const std::string& k,
                           int bits) {
   const bool full = bits >= 64;
-  const uint64_t M = WidthMask(bits);
+  const uint64_t M = Mask(bits);
   std::string x = full ? operand : absl::StrFormat("(%s & 0x%x)", operand, M);
   std::string c = full ? absl::StrCat("(", k, ")") : absl::StrFormat("((%s) & 0x%x)", k, M);
   if (op == PredicateFit::kSlt || op == PredicateFit::kSgt) {

@@ -156,6 +156,11 @@ inline constexpr unsigned kZ3UnitsPerMs = 6000;
 // Whether Z3 proves `claim` for every value of its variables (`budget_ms` 0: no limit; running
 // out of budget is no proof).
 bool Valid(z3::context& c, const z3::expr& claim, unsigned budget_ms = 0);
+
+// The low `bits` bits set (all 64 for 64 or more).
+inline uint64_t Mask(unsigned bits) {
+  return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+}
 // Those of several expressions (one output in each build).
 std::set<std::string> FreeInputs(const std::vector<z3::expr>& es);
 

@@ -178,6 +178,17 @@ TEST(FitFamily, RemainderOfAPowerOfTwo) {
   EXPECT_LE(f->vmax, 78);  // the divisor stays >= 2
 }
 
+// FNHE_RECLAIM_DEPTH's builds (V=5, 3, 7: 1, 1, 4) are 2^32 % V as well as 256 % V; the bound
+// of a byte compare is 256 % V only (the other narrowed the range to where both agree).
+TEST(FitFamily, RemainderAtTheComparesWidth) {
+  auto f = FitRemainderFamily({5, 3, 7}, {1, 1, 4}, 8);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->formula, "256 % (V)");
+  for (const std::string& alt : f->alternatives)
+    EXPECT_EQ(alt.find("4294967296"), std::string::npos);
+  EXPECT_FALSE(FitRemainderFamily({5, 3, 7}, {1, 1, 4}, 64).ok());
+}
+
 // The same jump decided by other compares per value: `test al, 0xf0; je` (x < 16),
 // `cmp al, 0x23; jbe` (x < 36), `test al, al; je` (x < 1): one template x < K fits all three,
 // and the stub's flags for the shipped consumer `je` decide as each build's own code.

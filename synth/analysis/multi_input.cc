@@ -9,6 +9,7 @@
 #include "common/artifact/formula.h"
 #include "common/base/log.h"
 #include "synth/analysis/derive.h"
+#include "synth/analysis/linear_form.h"
 #include "synth/analysis/magic_division.h"
 #include "synth/analysis/semantics.h"
 
@@ -759,13 +760,18 @@ absl::StatusOr<MultiFit> Proved(z3::context& ctx, const std::string& text, Multi
     return absl::InvalidArgumentError(
         absl::StrCat("the formula would exceed ", artifact::kMaxFormulaChars, " characters"));
   for (size_t k = 0; k < o.size(); ++k)
-    if (!ProveFormulaAt(ctx, text, vs[k], o[k], names, out_bits))
+    if (!ProveFormulaAt(ctx, text, vs[k], o[k], names, out_bits)) {
+      if (LogEnabled(LogLevel::kTrace)) Logf(LogLevel::kTrace, "unproved at V=%d: %s", vs[k], text);
       return absl::InvalidArgumentError(absl::StrCat("the formula does not hold at V=", vs[k]));
+    }
   mf.formula = text;
   return mf;
 }
 
+// `o`: the outputs whose shape is read; `proof`: the builds' outputs the formula is proved
+// against (o itself, or o before a rewrite such as LinearForm).
 absl::StatusOr<MultiFit> FitByShape(z3::context& ctx, const std::vector<z3::expr>& o,
+                                    const std::vector<z3::expr>& proof,
                                     const std::map<std::string, char>& names,
                                     const std::vector<int64_t>& vs, int out_bits) {
   MultiFit mf;
@@ -789,7 +795,7 @@ absl::StatusOr<MultiFit> FitByShape(z3::context& ctx, const std::vector<z3::expr
     return absl::InvalidArgumentError(
         why.empty() ? "the builds' outputs differ in shape, not only in numerals" : why);
   if (holes == 0) return absl::InvalidArgumentError("no numeral depends on the constant");
-  return Proved(ctx, *text, mf, o, names, vs, out_bits);
+  return Proved(ctx, *text, mf, proof, names, vs, out_bits);
 }
 
 }  // namespace
@@ -847,6 +853,7 @@ absl::StatusOr<MultiFit> FitBySymbolicImmediates(
           absl::StrCat("the formula with a division by the constant does not hold at V=", vs[k]));
   }
   mf.formula = *text;
+  mf.magic_division = true;
   return mf;
 }
 
@@ -870,9 +877,20 @@ bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, con
   std::map<int, Built> lets;
   Built b = Build(ctx, f->root(), v, vars, lets);
   z3::expr o64 = Zext64(out);
+  const z3::expr differ = b.ok && o64.extract(out_bits - 1, 0) != b.e.extract(out_bits - 1, 0);
+  // Divisions of equal arguments first, by congruence: a divider bit-blasted per side (the
+  // formula's 64-bit one, the code's 32-bit one) can exhaust the budget.
+  bool divides = false;
+  const z3::expr abstracted = DivisionsAbstracted(differ, &divides);
+  if (divides) {
+    z3::solver s(ctx);
+    BoundSolver(s, 2000u);
+    s.add(abstracted);
+    if (s.check() == z3::unsat) return true;
+  }
   z3::solver s(ctx);
   BoundSolver(s, 20000u);
-  s.add(b.ok && o64.extract(out_bits - 1, 0) != b.e.extract(out_bits - 1, 0));
+  s.add(differ);
   return s.check() == z3::unsat;
 }
 
@@ -910,6 +928,17 @@ static absl::StatusOr<MultiFit> FitAtHole(z3::context& ctx, const std::vector<z3
       "no formula over the inputs could be proved for every input value in every build");
 }
 
+void AddAlternatives(MultiFit* fit, const MultiFit& other) {
+  std::vector<std::string> texts = other.alternatives;
+  texts.insert(texts.begin(), other.formula);
+  for (const std::string& t : texts)
+    if (t != fit->formula &&
+        std::find(fit->alternatives.begin(), fit->alternatives.end(), t) == fit->alternatives.end())
+      fit->alternatives.push_back(t);
+  fit->vmin = std::max(fit->vmin, other.vmin);
+  fit->vmax = std::min(fit->vmax, other.vmax);
+}
+
 absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::expr>& outs,
                                        const std::map<std::string, char>& names,
                                        const std::vector<int64_t>& vs, int out_bits) {
@@ -930,8 +959,22 @@ absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::e
   // folds special values (V = 1, powers of two) into other shapes.
   std::vector<z3::expr> raw;
   for (const z3::expr& e : outs) raw.push_back(Zext64(e));
-  auto shaped = guarded([&] { return FitByShape(ctx, raw, names, vs, out_bits); });
-  if (!shaped.ok()) shaped = guarded([&] { return FitByShape(ctx, o, names, vs, out_bits); });
+  auto shaped = guarded([&] { return FitByShape(ctx, raw, raw, names, vs, out_bits); });
+  if (!shaped.ok()) shaped = guarded([&] { return FitByShape(ctx, o, o, names, vs, out_bits); });
+  // Products by V the compiler wrote as shl, lea or imul per build, as one sum of products:
+  // where the shapes above fit too, they may have read a shift count (8, 7, 9 at V=10, 5, 20
+  // for V * 128 written as `lea; shl`) as its own formula of V; the checks choose.
+  auto linear = guarded([&] {
+    std::vector<z3::expr> lin;
+    for (const z3::expr& e : o) lin.push_back(LinearForm(e));
+    return FitByShape(ctx, lin, o, names, vs, out_bits);
+  });
+  if (shaped.ok() && linear.ok()) AddAlternatives(&*shaped, *linear);
+  if (!linear.ok() && LogEnabled(LogLevel::kTrace))
+    for (size_t k = 0; k < o.size(); ++k)
+      Logf(LogLevel::kTrace, "linear form, V=%d (%s): %s", vs[k], linear.status().message(),
+           LinearForm(o[k]).to_string());
+  if (!shaped.ok() && linear.ok()) return linear;
   if (shaped.ok()) return shaped;
   if (LogEnabled(LogLevel::kTrace))
     for (size_t k = 0; k < outs.size(); ++k)

@@ -21,7 +21,16 @@ namespace sie::synth::analysis {
 struct MultiFit {
   std::string formula;  // in V and the variables of `names`
   int64_t vmin = INT64_MIN, vmax = INT64_MAX;
+  // Other formulas proved at the three builds (another method's reading of the same code):
+  // the checks at further values keep the ones that agree there (alternatives.h).
+  std::vector<std::string> alternatives;
+  // FitBySymbolicImmediates found a division by the constant written as a multiply-high.
+  bool magic_division = false;
 };
+
+// `other`'s formula and alternatives as alternatives of `fit` (those it lacks); the range is
+// where every candidate is defined.
+void AddAlternatives(MultiFit* fit, const MultiFit& other);
 
 // outs[k]: build k's 64-bit output (bits above out_bits are not written), over the inputs
 // named in `names` (Z3 input name, e.g. "in:si" or "mem:...:4" -> formula variable 'X'..'W').

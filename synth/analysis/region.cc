@@ -382,7 +382,15 @@ struct RegionAnalysis {
     // first (a shape fit reads its shift count alone as a formula of V, right at three builds).
     absl::StatusOr<MultiFit> fit = absl::NotFoundError("no magic multiply");
     if (HasMagicMultiply(o)) fit = SymbolicFit(o, target, width, fit_width, store, names);
-    if (!fit.ok()) fit = FitMultiInput(ctx, o, names, cx.vs, fit_width * 8);
+    if (!fit.ok()) {
+      fit = FitMultiInput(ctx, o, names, cx.vs, fit_width * 8);
+    } else if (!fit->magic_division) {
+      // A multiplier every build shares divides by a fixed number: the symbols read each
+      // differing immediate alone (the 8 of `lea; shl 8` for V * 128 as its own formula of V),
+      // so the outputs' own reading is a candidate too, for the checks to choose.
+      if (auto other = FitMultiInput(ctx, o, names, cx.vs, fit_width * 8); other.ok())
+        AddAlternatives(&*fit, *other);
+    }
     if (!fit.ok()) {
       auto sym = SymbolicFit(o, target, width, fit_width, store, names);
       fit = sym.ok() ? sym
@@ -399,6 +407,7 @@ struct RegionAnalysis {
     sp.kind = store ? SpanKind::kMem : SpanKind::kReg;
     sp.width = width;
     sp.formula = fit->formula;
+    sp.formula_alternatives = fit->alternatives;
     std::vector<Loc> locs;
     if (store) {
       sp.target_mem = ToMem(store->op);
@@ -409,7 +418,10 @@ struct RegionAnalysis {
     }
     for (const ProbeInput& in : *ins) {
       char name = names.at(in.sym);
-      if (sp.formula.find(name) == std::string::npos) continue;
+      auto uses = [&](const std::string& f) { return f.find(name) != std::string::npos; };
+      if (!uses(sp.formula) &&
+          std::none_of(sp.formula_alternatives.begin(), sp.formula_alternatives.end(), uses))
+        continue;
       if (name == 'X') {
         sp.save_reg = in.reg;
         if (in.saved) {

@@ -157,6 +157,13 @@ inline constexpr unsigned kZ3UnitsPerMs = 6000;
 // out of budget is no proof).
 bool Valid(z3::context& c, const z3::expr& claim, unsigned budget_ms = 0);
 
+// `e` with every unsigned division and remainder (total or Z3's internal form, which agree)
+// replaced by an uninterpreted function of the same arguments, one per operation and width.
+// Valid after that implies valid before (division is one interpretation of the function), and
+// two terms that divide equal linear expressions are proved equal by congruence, without
+// bit-blasting a divider per side. Sets *found when there was a division to replace.
+z3::expr DivisionsAbstracted(const z3::expr& e, bool* found = nullptr);
+
 // The low `bits` bits set (all 64 for 64 or more).
 inline uint64_t Mask(unsigned bits) {
   return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;

@@ -5,6 +5,7 @@
 // result undefined the value is an "undef|" constant, never a guess.
 #include <atomic>
 #include <functional>
+#include <map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -369,6 +370,39 @@ bool Valid(z3::context& c, const z3::expr& claim, unsigned budget_ms) {
   if (budget_ms) BoundSolver(s, budget_ms);
   s.add(!claim);
   return s.check() == z3::unsat;
+}
+
+z3::expr DivisionsAbstracted(const z3::expr& e, bool* found) {
+  std::map<unsigned, z3::expr> memo;
+  std::function<z3::expr(const z3::expr&)> go = [&](const z3::expr& x) -> z3::expr {
+    if (!x.is_app() || x.num_args() == 0) return x;
+    if (auto it = memo.find(x.id()); it != memo.end()) return it->second;
+    z3::expr_vector args(x.ctx());
+    for (unsigned i = 0; i < x.num_args(); ++i) args.push_back(go(x.arg(i)));
+    const char* op = nullptr;
+    switch (x.decl().decl_kind()) {
+      case Z3_OP_BUDIV:
+      case Z3_OP_BUDIV_I:
+        op = "udiv";
+        break;
+      case Z3_OP_BUREM:
+      case Z3_OP_BUREM_I:
+        op = "urem";
+        break;
+      default:
+        break;
+    }
+    z3::expr r = x.decl()(args);
+    if (op) {
+      const z3::sort s = x.get_sort();
+      const std::string name = absl::StrCat("abs|", op, s.bv_size());
+      r = z3::function(name.c_str(), s, s, s)(args[0], args[1]);
+      if (found) *found = true;
+    }
+    memo.emplace(x.id(), r);
+    return r;
+  };
+  return go(e);
 }
 
 absl::Status CheckModelled(z3::context& c, std::vector<z3::expr>* o,

@@ -2,6 +2,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/artifact/formula.h"
@@ -13,6 +15,7 @@
 #include "synth/analysis/derive.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/flags_span.h"
+#include "synth/analysis/linear_form.h"
 #include "synth/analysis/multi_input.h"
 #include "synth/analysis/predicate_span.h"
 
@@ -517,6 +520,69 @@ TEST(FitBySymbolicImmediates, RepeatedSubtermsAreBoundOnce) {
 
 // x * y >> V of s64 values (imul; sar by the constant) and of s32 ones (sar of a 32-bit
 // register): the count is the fitted hole, the shift keeps the sign.
+// V * x as the compiler writes it per value (a shift at 8, lea + shl at 12) and as Z3 keeps
+// it (a product by 8 is concat(extract(28, 0, x), 0b000)): one product by a numeral, exact.
+TEST(LinearForm, ProductsByNumeralsHaveOneShape) {
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("in:si", 64), y = ctx.bv_const("in:dx", 64);
+  z3::expr x32 = x.extract(31, 0), y32 = y.extract(31, 0);
+  const std::vector<z3::expr> forms = {
+      (z3::shl(x32, 3) - z3::shl(y32, 5)).simplify(),
+      (z3::shl(x32 + z3::shl(x32, 1), 2) - ctx.bv_val(32, 32) * y32).simplify(),
+      z3::zext(z3::concat(x.extract(28, 0), ctx.bv_val(0, 3)) - y32 * 32, 32).simplify()};
+  std::vector<z3::expr> lin;
+  for (const z3::expr& e : forms) {
+    lin.push_back(LinearForm(e));
+    EXPECT_TRUE(Valid(ctx, lin.back() == e)) << e << " -> " << lin.back();
+  }
+  // Both sums: bvmul(numeral, atom) over the same atoms in the same order.
+  auto skeleton = [](const z3::expr& e) {
+    return std::regex_replace(e.to_string(), std::regex("#x[0-9a-f]+"), "#");
+  };
+  EXPECT_EQ(skeleton(lin[0]), skeleton(lin[1]));
+  EXPECT_NE(lin[0].to_string(), lin[1].to_string());  // 8 and 12
+  EXPECT_THAT(lin[2].to_string(), testing::HasSubstr("bvmul #x00000008"));
+}
+
+// Illinois' beta: (V * d3 - 32 * d2 + (32 - V) * da) / (d3 - d2), where each build writes
+// the products by V its own way; the numerator differs in two places, so neither the hole nor
+// the raw shapes fit. As sums of products its coefficients are V, -32 and 32 - V; the proof
+// divides equal sums (by congruence, no divider bit-blasted).
+TEST(FitMultiInput, SumOfProductsWrittenPerValue) {
+  z3::context ctx;
+  z3::expr d3 = ctx.bv_const("in:r9", 64), d2 = ctx.bv_const("in:dx", 64),
+           da = ctx.bv_const("in:si", 64);
+  z3::expr a = d3.extract(31, 0), b = d2.extract(31, 0), c = da.extract(31, 0);
+  const std::vector<int64_t> vs = {8, 4, 16};
+  std::vector<z3::expr> outs;
+  for (int64_t v : vs) {
+    const unsigned k = v == 8 ? 3 : v == 4 ? 2 : 4;
+    z3::expr num = z3::shl(a + ctx.bv_val((32 - v) / v, 32) * c - ctx.bv_val(32 / v, 32) * b,
+                           static_cast<int>(k));
+    z3::expr q = z3::udiv(z3::zext(num, 32), z3::zext(a - b, 32)).extract(31, 0);
+    outs.push_back(z3::zext(q, 32).simplify());
+  }
+  auto fit = FitMultiInput(ctx, outs, {{"in:r9", 'X'}, {"in:dx", 'Y'}, {"in:si", 'Z'}}, vs, 64);
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  for (uint64_t v : {5, 13, 31}) {
+    const uint64_t x = 900, y = 100, z = 500;
+    auto got = EvalFormula(fit->formula, artifact::FormulaVars{v, x, 0, y, z});
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, (v * x - 32 * y + (32 - v) * z) / (x - y)) << fit->formula << " V=" << v;
+  }
+}
+
+// The division of equal sums, proved by congruence; a wrong numerator is still refuted.
+TEST(DivisionsAbstracted, EqualArgumentsDivideEqually) {
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("x", 32), y = ctx.bv_const("y", 32);
+  z3::expr lhs = z3::udiv(z3::shl(x, 3) + x, y), rhs = z3::udiv(ctx.bv_val(9, 32) * x, y);
+  bool found = false;
+  EXPECT_TRUE(Valid(ctx, DivisionsAbstracted(lhs == rhs, &found), 1000));
+  EXPECT_TRUE(found);
+  EXPECT_FALSE(Valid(ctx, DivisionsAbstracted(lhs == z3::udiv(ctx.bv_val(8, 32) * x, y)), 1000));
+}
+
 TEST(FitMultiInput, ArithmeticShiftByTheConstant) {
   z3::context ctx;
   z3::expr x = ctx.bv_const("in:ax", 64), y = ctx.bv_const("in:dx", 64);

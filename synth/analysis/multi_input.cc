@@ -928,6 +928,29 @@ static absl::StatusOr<MultiFit> FitAtHole(z3::context& ctx, const std::vector<z3
       "no formula over the inputs could be proved for every input value in every build");
 }
 
+absl::StatusOr<MultiFit> FitEveryValue(z3::context& ctx, const std::vector<z3::expr>& outs,
+                                       const std::map<std::string, char>& names,
+                                       const std::vector<int64_t>& vs, int out_bits, int64_t lo,
+                                       int64_t hi) {
+  const std::set<int64_t> built(vs.begin(), vs.end());
+  if (lo > hi || hi - lo >= static_cast<int64_t>(built.size()))
+    return absl::InvalidArgumentError(
+        absl::StrCat("the range [", lo, ", ", hi, "] holds values never built"));
+  for (int64_t v = lo; v <= hi; ++v)
+    if (!built.count(v))
+      return absl::InvalidArgumentError(absl::StrCat("V=", v, " of the range was never built"));
+  std::string text;
+  for (size_t k = outs.size(); k-- > 0;) {
+    auto t = Translator(names).Go(Zext64(outs[k]).simplify());
+    if (!t) return absl::InvalidArgumentError("an output uses an operation formulas lack");
+    text = text.empty() ? *t : absl::StrCat("(V == ", vs[k], ") ? ", *t, " : (", text, ")");
+  }
+  MultiFit mf;
+  mf.vmin = lo;
+  mf.vmax = hi;
+  return Proved(ctx, text, mf, outs, names, vs, out_bits);
+}
+
 void AddAlternatives(MultiFit* fit, const MultiFit& other) {
   std::vector<std::string> texts = other.alternatives;
   texts.insert(texts.begin(), other.formula);

@@ -28,6 +28,14 @@ struct MultiFit {
   bool magic_division = false;
 };
 
+// A range [lo, hi] of no more values than were built (a 2-bit field's count): each build's
+// own output, chosen by V, so no value of the range is extrapolated (and none is left to
+// check). Proved against each build's output; refused when a value of the range was not built.
+absl::StatusOr<MultiFit> FitEveryValue(z3::context& ctx, const std::vector<z3::expr>& outs,
+                                       const std::map<std::string, char>& names,
+                                       const std::vector<int64_t>& vs, int out_bits, int64_t lo,
+                                       int64_t hi);
+
 // `other`'s formula and alternatives as alternatives of `fit` (those it lacks); the range is
 // where every candidate is defined.
 void AddAlternatives(MultiFit* fit, const MultiFit& other);

@@ -399,6 +399,11 @@ struct RegionAnalysis {
                                                                "symbols: ",
                                                                sym.status().message()));
     }
+    if (!fit.ok()) {
+      auto every =
+          FitEveryValue(ctx, o, names, cx.vs, fit_width * 8, cx.res->range_min, cx.res->range_max);
+      if (every.ok()) fit = every;
+    }
     // Keeps the class that brought the region here: in a check build (analyze.cc CheckAll) a
     // formula-family refusal means a fitted formula disagrees, while an unexplained region of
     // several inputs may just be another shape of the code at that value.

@@ -572,6 +572,32 @@ TEST(FitMultiInput, SumOfProductsWrittenPerValue) {
   }
 }
 
+// `++cnt >= V` of a 2-bit field: sete at 3, seta at 2, setne of a shift at 1; no shape in
+// common, but the range [1, 3] is exactly the values built: each build's own output.
+TEST(FitEveryValue, RangeOfTheBuiltValuesOnly) {
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("in:ax", 64);
+  z3::expr cnt = (x.extract(1, 0) + ctx.bv_val(1, 2));
+  auto flag = [&](const z3::expr& p) { return z3::ite(p, ctx.bv_val(1, 64), ctx.bv_val(0, 64)); };
+  const std::vector<int64_t> vs = {3, 2, 1};
+  const std::vector<z3::expr> outs = {flag(cnt == 3), flag(z3::ugt(cnt, 1)),
+                                      flag(z3::shl(z3::zext(cnt, 6), 6) != 0)};
+  auto fit = FitEveryValue(ctx, outs, {{"in:ax", 'X'}}, vs, 64, 1, 3);
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  EXPECT_EQ(fit->vmin, 1);
+  EXPECT_EQ(fit->vmax, 3);
+  for (uint64_t v : {1, 2, 3})
+    for (uint64_t c : {0, 1, 2, 3}) {
+      auto got = EvalFormula(fit->formula, artifact::FormulaVars{v, c});
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(*got, ((c + 1) & 3) >= v ? 1u : 0u) << fit->formula << " V=" << v << " c=" << c;
+    }
+  // A value of the range never built is not guessed.
+  auto wider = FitEveryValue(ctx, outs, {{"in:ax", 'X'}}, vs, 64, 1, 4);
+  EXPECT_FALSE(wider.ok());
+  EXPECT_THAT(wider.status().message(), testing::HasSubstr("never built"));
+}
+
 // The division of equal sums, proved by congruence; a wrong numerator is still refuted.
 TEST(DivisionsAbstracted, EqualArgumentsDivideEqually) {
   z3::context ctx;

@@ -76,6 +76,13 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
         {"rt6_insert_exception", "flags", 13, 42, 0},
         {"rt6_insert_exception", "reg", 13, 3, 39},
         {"rt6_insert_exception", "recompute", 13, 2, 15}}},
+      // Illinois' beta at V=13, never compiled: (13 * d3 - 32 * d2 + 19 * da) / (d3 - d2) with
+      // d2 = 100 (X), d3 = 800 (Y), da = 0 (Z): 7200 / 700.
+      {"ILLINOIS_BETA_MIN", {{"tcp_illinois_cong_avoid", "recompute", 13, 100, 10, 800}}},
+      // ++cnt >= V on bits 5-6 of the byte (Y = 0x20: cnt 1 -> 2): at V=2 the byte gets cnt 2
+      // and full_bw_reached (bit 4): 0x50; the recompute's flag alone from X = 0x20: 0x10.
+      {"BBR_FULL_BW_CNT",
+       {{"bbr_main", "mem", 2, 0, 0x50, 0x20}, {"bbr_main", "recompute", 2, 0x20, 0x10}}},
       {"SIE_TARGET_LOOP_BOUND", {{"sie_target_loop", "flags", 37, 0, 37}}},
       {"SIE_TARGET_CALL_ARG", {{"sie_target_call_arg", "reg", 0x4321, 0, 0x4321}}},
       {"SIE_TARGET_FIELD_INIT", {{"sie_target_init_req", "mem", 0x1111, 0, 0x1111}}},
@@ -277,12 +284,22 @@ TEST(RealSpecs, BfqWeightCoeffModule) {
 }
 
 // Every spec has a test above: a new spec must get one.
+// A sum of products by V over a division, in a module (tcp_illinois.ko).
+TEST(RealSpecs, TcpIllinoisModule) {
+  CheckSpec("tcp_illinois", SIE_GUEST_DBG_MODULES "/kernel/net/ipv4/tcp_illinois.ko",
+            "tcp_illinois");
+}
+// A range of only the values built (a 2-bit field's count), in a module (tcp_bbr.ko).
+TEST(RealSpecs, TcpBbrModule) {
+  CheckSpec("tcp_bbr", SIE_GUEST_DBG_MODULES "/kernel/net/ipv4/tcp_bbr.ko", "tcp_bbr");
+}
+
 TEST(RealSpecs, EverySpecIsCovered) {
   std::vector<std::string> known = {
       "blk_max_request_count", "max_softirq_restart", "shrink_batch",
       "tcp_cubic_hystart",     "sie_target",          "sch_fq",
       "tcp_metrics_timeout",   "tcp_init_cwnd",       "bfq_weight_coeff",
-      "fib6_max_depth"};
+      "fib6_max_depth",        "tcp_illinois",        "tcp_bbr"};
   for (const auto& e : fs::directory_iterator(SIE_SPECS_DIR))
     if (e.path().extension() == ".yaml")
       EXPECT_NE(std::find(known.begin(), known.end(), e.path().stem().string()), known.end())

@@ -857,6 +857,20 @@ TEST_P(AnalysisTest, FitFailingAtOneValueIsRedoneWithAnother) {
   EXPECT_EQ(Eval(**reg, 37), 37u) << Dump(*r);
 }
 
+// V / 1000 is 1 at every value near V1 = 1000 that fits: V2 = 500 (the term gone) and
+// V3 = 2000 (doubled) have another shape and are replaced, and their code differs from V1's
+// where no span is. The range ends before each: a dependence on V the fit never saw.
+TEST_P(AnalysisTest, ReplacedValueDifferingOutsideTheSpansBoundsTheRange) {
+  const std::vector<VariantObject> v = Variants("step", {1000, 500, 2000});
+  AnalyzeOptions o = CheckedWithBuilder("step", 1499, 1, 1000000);
+  auto r = AnalyzeVariants(v, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string w = absl::StrJoin(r->warnings, "\n");
+  EXPECT_LT(r->range_max, 2000) << w << Dump(*r);
+  EXPECT_GE(r->range_min, 1000) << w << Dump(*r);
+  EXPECT_NE(w.find("where no span is"), std::string::npos) << w;
+}
+
 // gcc unrolls the loop at V=5 but not at 6: a check value at 5 is replaced by 6.
 TEST_P(AnalysisTest, CheckValueWithAnotherShapeIsReplaced) {
   if (GetParam() != "gcc") GTEST_SKIP() << "clang unrolls this loop up to larger bounds";

@@ -656,71 +656,35 @@ absl::Status CheckAll(const Builds& b, const std::vector<VariantObject>& checks,
   return absl::OkStatus();
 }
 
-// Where the code at `v` (built, not used to fit: another shape) differs from V1's outside every
-// span: "Function+0x.." of the first such difference, or "" when each overlaps a span.
-std::string UnexplainedDifference(const Builds& b, const VariantObject& v, const Scope& only_norm,
-                                  const std::vector<CriticalSpan>& spans) {
-  auto elf = ElfFile::Open(v.path);
-  if (!elf.ok()) return absl::StrCat("its object (", elf.status().message(), ")");
-  auto fns = ScopedFunctions(**elf, only_norm);
-  if (!fns.ok()) return absl::StrCat("its functions (", fns.status().message(), ")");
-  std::map<std::string, const Function*> by_norm;
-  for (const Function& f : *fns) by_norm[f.norm_name] = &f;
-  for (const Function& f : b.fns[0]) {
-    auto it = by_norm.find(f.norm_name);
-    if (it == by_norm.end()) return absl::StrCat(f.name, " (missing there)");
-    // Each instruction of a hunk inside a span (an insertion: strictly between a span's first
-    // instruction and its probe).
-    auto inside = [&](uint64_t off, bool insertion) {
-      return std::any_of(spans.begin(), spans.end(), [&](const CriticalSpan& sp) {
-        return sp.function == f.name && (insertion ? sp.cs_start < off : sp.cs_start <= off) &&
-               off < sp.cs_end;
-      });
-    };
-    const int n = static_cast<int>(f.insns.size());
-    for (const Hunk& h : DiffFunctions(f, {it->second})) {
-      if (h.base_end <= h.base_begin) {
-        const uint64_t at = h.base_begin < n ? f.insns[h.base_begin].offset : f.size;
-        if (!inside(at, true)) return absl::StrFormat("%s+0x%x", f.name, at);
-      }
-      for (int i = h.base_begin; i < h.base_end && i < n; ++i)
-        if (!inside(f.insns[i].offset, false))
-          return absl::StrFormat("%s+0x%x", f.name, f.insns[i].offset);
+// A value replaced for its other shape beyond every value fitted (V3 = 2000 where 1000, 1002,
+// 1003 were) is vouched for by no build: a dependence on V the fitted values do not show
+// (tcp_lp's `tsecr * (LP_RESOL / TCP_TS_HZ)`, `* 1` from 1000 to 1999, `* 2` at 2000) would
+// go unseen. The value next to it, further out, is checked; where that check fails for any
+// reason, the range ends at the nearest value fitted or checked before the replaced one.
+absl::Status CheckBeyond(const Builds& b, const std::vector<int64_t>& avoid, const Scope& only_norm,
+                         const std::vector<int64_t>& vs, ValueBuilds* more, AnalysisResult* res) {
+  auto [lo, hi] = std::minmax_element(vs.begin(), vs.end());
+  for (int64_t a : avoid) {
+    if (a > *lo && a < *hi) continue;  // between fitted values
+    const bool above = a > *hi;
+    const __int128 w = static_cast<__int128>(a) + (above ? 1 : -1);
+    if (w < res->range_min || w > res->range_max) continue;
+    const auto v = static_cast<int64_t>(w);
+    auto path = more->Get(v);
+    absl::Status st = path.ok() ? CheckAt(b, {v, *path}, only_norm, vs, res) : path.status();
+    if (st.ok()) {
+      AddOnce(&res->checked, v);
+      continue;
     }
-  }
-  return "";
-}
-
-// A value replaced for its other shape stays in the range only when its code differs from
-// V1's where spans are: a difference elsewhere is a dependence on V the fitted values never
-// showed (LP_RESOL / TCP_TS_HZ is 1 at 1000, 1001, 1002 and 2 at V3 = 2000), so the range
-// ends before it, at the nearest value fitted or checked. Refused when it lies between them.
-absl::Status BoundByUnexplained(const Builds& b, const std::vector<VariantObject>& avoided,
-                                const Scope& only_norm, const std::vector<int64_t>& vs,
-                                AnalysisResult* res) {
-  std::vector<int64_t> good = vs;
-  good.insert(good.end(), res->checked.begin(), res->checked.end());
-  for (const VariantObject& a : avoided) {
-    if (a.value < res->range_min || a.value > res->range_max) continue;
-    const std::string where = UnexplainedDifference(b, a, only_norm, res->spans);
-    if (where.empty()) continue;
-    std::optional<int64_t> below, above;  // the good values nearest to a on each side
-    for (int64_t g : good) {
-      if (g < a.value && (!below || g > *below)) below = g;
-      if (g > a.value && (!above || g < *above)) above = g;
-    }
-    const std::string why = absl::StrCat("the code at V=", a.value, " differs from V1's at ", where,
-                                         ", where no span is");
-    if (below && above)
-      return Classified(absl::FailedPreconditionError(absl::StrCat(
-                            why, ", between values fitted or checked (", absl::StrJoin(good, ", "),
-                            "): a dependence on V they do not show")),
-                        Refusal::kShapeChange);
-    if (below) res->range_max = std::min(res->range_max, *below);
-    if (above) res->range_min = std::max(res->range_min, *above);
-    res->warnings.push_back(absl::StrCat("V is restricted to ",
-                                         below ? "<= " : ">= ", below ? *below : *above, ": ", why,
-                                         " (a dependence on V the fitted values do not show)"));
+    std::optional<int64_t> end;  // the good value nearest to a, on the fitted side
+    for (int64_t g : vs) end = !end || (above ? g > *end : g < *end) ? g : *end;
+    for (int64_t g : res->checked)
+      if (above ? g < a && g > *end : g > a && g < *end) end = g;
+    (above ? res->range_max : res->range_min) = *end;
+    res->warnings.push_back(
+        absl::StrCat("V is restricted to ", above ? "<= " : ">= ", *end, ": V=", a,
+                     " was replaced for its other shape, and the check beyond it at V=", v,
+                     " fails (", st.message().substr(0, 200), ")"));
   }
   return absl::OkStatus();
 }
@@ -865,7 +829,7 @@ absl::StatusOr<Fit> FitPairNearV1(const Fit& first, const AnalyzeOptions& opts,
           "the code at V=", first.vs[1], " and V=", first.vs[2], " has another shape than at V1 (",
           first.errors.msgs[0].substr(0, 200), "); fitted from V=", absl::StrJoin(f->vs, ", "),
           ", the values near V1 whose code is closest to V1's, instead (both stay in the "
-          "range where their code differs from V1's at the spans only)"));
+          "range: the formula is the code's at V1 with the new value)"));
       return f;
     }
   return absl::NotFoundError("no pair around V1 fits");
@@ -895,8 +859,8 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
                                            first.errors.msgs[0].substr(0, 200),
                                            "); fitted from V=", absl::StrJoin(f->vs, ", "),
                                            " instead (V=", first.vs[idx],
-                                           " stays in the range where its code differs from "
-                                           "V1's at the spans only)"));
+                                           " stays in the range: the formula is the code's at V1 "
+                                           "with the new value)"));
     return f;
   }
   if (auto f = FitPairNearV1(first, opts, only_norm, checks, more, &tried); f.ok()) return f;
@@ -1191,16 +1155,12 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   if (!fit.ok()) return fit.status();
   // Values whose code has another shape: never used again, to fit or to check.
   std::vector<int64_t> avoid;
-  std::vector<VariantObject> avoided;  // their builds
   if (ShapeMayDiffer(fit->errors)) {
     auto other = FitAnotherValue(*fit, opts, only_norm, &checks, &more);
     if (!other.ok()) fit->errors.msgs.back() += absl::StrCat(" (", other.status().message(), ")");
     if (other.ok()) {
-      for (const VariantObject& v : fit->variants)
-        if (std::find(other->vs.begin(), other->vs.end(), v.value) == other->vs.end()) {
-          avoid.push_back(v.value);
-          avoided.push_back(v);
-        }
+      for (int64_t v : fit->vs)
+        if (std::find(other->vs.begin(), other->vs.end(), v) == other->vs.end()) avoid.push_back(v);
       RefillChecks(*other, *fit, opts, &more, &checks);
       fit = std::move(other);
     }
@@ -1232,13 +1192,13 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
     }
   }
   const Builds& b = fit->builds;
+  RETURN_IF_ERROR(CheckBeyond(b, avoid, only_norm, vs, &more, &res));
   RETURN_IF_ERROR(NarrowByBuilds(b, only_norm, vs, avoid, &more, &res));
   // Fits the builds could not single out: narrowed to where the candidates left agree.
   std::vector<int64_t> built = vs;
   built.insert(built.end(), res.checked.begin(), res.checked.end());
   RETURN_IF_ERROR(ResolveAlternatives(built, &res.spans, &res.range_min, &res.range_max,
                                       &res.warnings, res.pow2_only));
-  RETURN_IF_ERROR(BoundByUnexplained(b, avoided, only_norm, vs, &res));
   DataInitializers(b.elfs, vs, &res);
   if (auto s = Conclude(b, fit->variants, only, opts, vs, &res); !s.ok()) return s;
   return res;

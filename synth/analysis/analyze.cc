@@ -661,8 +661,8 @@ absl::Status CheckAll(const Builds& b, const std::vector<VariantObject>& checks,
 // (tcp_lp's `tsecr * (LP_RESOL / TCP_TS_HZ)`, `* 1` from 1000 to 1999, `* 2` at 2000) would
 // go unseen. The value next to it, further out, is checked; where that check fails for any
 // reason, the range ends at the nearest value fitted or checked before the replaced one.
-absl::Status CheckBeyond(const Builds& b, const std::vector<int64_t>& avoid, const Scope& only_norm,
-                         const std::vector<int64_t>& vs, ValueBuilds* more, AnalysisResult* res) {
+void CheckBeyond(const Builds& b, const std::vector<int64_t>& avoid, const Scope& only_norm,
+                 const std::vector<int64_t>& vs, ValueBuilds* more, AnalysisResult* res) {
   auto [lo, hi] = std::minmax_element(vs.begin(), vs.end());
   for (int64_t a : avoid) {
     if (a > *lo && a < *hi) continue;  // between fitted values
@@ -676,17 +676,15 @@ absl::Status CheckBeyond(const Builds& b, const std::vector<int64_t>& avoid, con
       AddOnce(&res->checked, v);
       continue;
     }
-    std::optional<int64_t> end;  // the good value nearest to a, on the fitted side
-    for (int64_t g : vs) end = !end || (above ? g > *end : g < *end) ? g : *end;
+    int64_t end = above ? *hi : *lo;  // the good value nearest to a, on the fitted side
     for (int64_t g : res->checked)
-      if (above ? g < a && g > *end : g > a && g < *end) end = g;
-    (above ? res->range_max : res->range_min) = *end;
+      if (above ? g < a && g > end : g > a && g < end) end = g;
+    (above ? res->range_max : res->range_min) = end;
     res->warnings.push_back(
-        absl::StrCat("V is restricted to ", above ? "<= " : ">= ", *end, ": V=", a,
+        absl::StrCat("V is restricted to ", above ? "<= " : ">= ", end, ": V=", a,
                      " was replaced for its other shape, and the check beyond it at V=", v,
                      " fails (", st.message().substr(0, 200), ")"));
   }
-  return absl::OkStatus();
 }
 
 // Rounds of NarrowByBuilds: each halves the candidates at least, so 2^8 of them get settled.
@@ -1192,7 +1190,7 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
     }
   }
   const Builds& b = fit->builds;
-  RETURN_IF_ERROR(CheckBeyond(b, avoid, only_norm, vs, &more, &res));
+  CheckBeyond(b, avoid, only_norm, vs, &more, &res);
   RETURN_IF_ERROR(NarrowByBuilds(b, only_norm, vs, avoid, &more, &res));
   // Fits the builds could not single out: narrowed to where the candidates left agree.
   std::vector<int64_t> built = vs;

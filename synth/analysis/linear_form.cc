@@ -13,9 +13,7 @@
 namespace sie::synth::analysis {
 namespace {
 
-unsigned Width(const z3::expr& e) { return e.get_sort().bv_size(); }
 Z3_decl_kind Kind(const z3::expr& e) { return e.decl().decl_kind(); }
-int Param(const z3::expr& e, unsigned i) { return Z3_get_decl_int_parameter(e.ctx(), e.decl(), i); }
 
 struct Term {
   z3::expr atom;
@@ -90,7 +88,6 @@ class Normalizer {
     return e.decl()(args);
   }
 
-  static bool IsNum(const z3::expr& e) { return e.is_numeral(); }
   static bool IsZero(const z3::expr& e) {
     uint64_t n = 1;
     return e.is_numeral_u64(n) && n == 0;
@@ -103,9 +100,9 @@ class Normalizer {
       case Z3_OP_BNEG:
         return true;
       case Z3_OP_BMUL:
-        return e.num_args() == 2 && (IsNum(e.arg(0)) || IsNum(e.arg(1)));
+        return e.num_args() == 2 && (e.arg(0).is_numeral() || e.arg(1).is_numeral());
       case Z3_OP_BSHL:
-        return IsNum(e.arg(1));
+        return e.arg(1).is_numeral();
       case Z3_OP_CONCAT:
         return e.num_args() == 2 && IsZero(e.arg(1));
       case Z3_OP_EXTRACT:
@@ -140,7 +137,7 @@ class Normalizer {
         l.AddScaled(Lin(e.arg(0)), Mask(w));
         break;
       case Z3_OP_BMUL: {
-        const bool first = IsNum(e.arg(0));
+        const bool first = e.arg(0).is_numeral();
         l.AddScaled(Lin(e.arg(first ? 1 : 0)), e.arg(first ? 0 : 1).get_numeral_uint64());
         break;
       }
@@ -149,9 +146,8 @@ class Normalizer {
         if (k < w) l.AddScaled(Lin(e.arg(0)), uint64_t{1} << k);
         break;  // a shift by the width or more is 0
       }
-      case Z3_OP_CONCAT:
-        return Resized(Lin(e.arg(0)), w);
-      case Z3_OP_EXTRACT:
+      case Z3_OP_CONCAT:   // x * 2^k
+      case Z3_OP_EXTRACT:  // the low bits of x
         return Resized(Lin(e.arg(0)), w);
       default:
         break;

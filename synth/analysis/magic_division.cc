@@ -11,8 +11,6 @@ namespace {
 using i128 = __int128;
 using Imms = std::map<std::string, std::vector<z3::expr>>;
 
-unsigned Width(const z3::expr& e) { return e.get_sort().bv_size(); }
-
 // The numeral symbols (keys of `imms`) `e` reads; `input` is set when it reads anything else.
 std::set<std::string> Symbols(const z3::expr& e, const Imms& imms, bool* input) {
   std::set<std::string> out;

@@ -20,13 +20,9 @@ using artifact::FormulaNode;
 
 std::string Lit(uint64_t v) { return v < 65536 ? absl::StrCat(v) : absl::StrFormat("0x%x", v); }
 
-unsigned Width(const z3::expr& e) { return e.get_sort().bv_size(); }
-
 bool IsInput(const z3::expr& e) {
   return e.is_app() && e.num_args() == 0 && e.decl().decl_kind() == Z3_OP_UNINTERPRETED;
 }
-
-int Param(const z3::expr& e, unsigned i) { return Z3_get_decl_int_parameter(e.ctx(), e.decl(), i); }
 
 // Operators whose arguments Z3 orders per term (matched as sets across builds).
 bool Commutative(const z3::expr& e) {
@@ -983,20 +979,30 @@ absl::StatusOr<MultiFit> FitMultiInput(z3::context& ctx, const std::vector<z3::e
   std::vector<z3::expr> raw;
   for (const z3::expr& e : outs) raw.push_back(Zext64(e));
   auto shaped = guarded([&] { return FitByShape(ctx, raw, raw, names, vs, out_bits); });
-  if (!shaped.ok()) shaped = guarded([&] { return FitByShape(ctx, o, o, names, vs, out_bits); });
+  std::optional<absl::StatusOr<MultiFit>> on_o;  // the simplified outputs' fit, once tried
+  if (!shaped.ok()) {
+    on_o = guarded([&] { return FitByShape(ctx, o, o, names, vs, out_bits); });
+    shaped = *on_o;
+  }
   // Products by V the compiler wrote as shl, lea or imul per build, as one sum of products:
   // where the shapes above fit too, they may have read a shift count (8, 7, 9 at V=10, 5, 20
-  // for V * 128 written as `lea; shl`) as its own formula of V; the checks choose.
-  auto linear = guarded([&] {
-    std::vector<z3::expr> lin;
-    for (const z3::expr& e : o) lin.push_back(LinearForm(e));
+  // for V * 128 written as `lea; shl`) as its own formula of V; the checks choose. Outputs
+  // the rewrite leaves as they are fit as above.
+  std::vector<z3::expr> lin;
+  auto linear = guarded([&]() -> absl::StatusOr<MultiFit> {
+    bool rewritten = false;
+    for (const z3::expr& e : o) {
+      lin.push_back(LinearForm(e));
+      rewritten |= !z3::eq(lin.back(), e);
+    }
+    if (!rewritten && on_o) return *on_o;
     return FitByShape(ctx, lin, o, names, vs, out_bits);
   });
   if (shaped.ok() && linear.ok()) AddAlternatives(&*shaped, *linear);
   if (!linear.ok() && LogEnabled(LogLevel::kTrace))
-    for (size_t k = 0; k < o.size(); ++k)
+    for (size_t k = 0; k < lin.size(); ++k)
       Logf(LogLevel::kTrace, "linear form, V=%d (%s): %s", vs[k], linear.status().message(),
-           LinearForm(o[k]).to_string());
+           lin[k].to_string());
   if (!shaped.ok() && linear.ok()) return linear;
   if (shaped.ok()) return shaped;
   if (LogEnabled(LogLevel::kTrace))

@@ -168,6 +168,11 @@ z3::expr DivisionsAbstracted(const z3::expr& e, bool* found = nullptr);
 inline uint64_t Mask(unsigned bits) {
   return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
 }
+// A bit-vector term's width, and an indexed operator's i-th parameter (extract: 0 high, 1 low).
+inline unsigned Width(const z3::expr& e) { return e.get_sort().bv_size(); }
+inline int Param(const z3::expr& e, unsigned i) {
+  return Z3_get_decl_int_parameter(e.ctx(), e.decl(), i);
+}
 // Those of several expressions (one output in each build).
 std::set<std::string> FreeInputs(const std::vector<z3::expr>& es);
 

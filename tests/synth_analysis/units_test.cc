@@ -598,6 +598,33 @@ TEST(FitEveryValue, RangeOfTheBuiltValuesOnly) {
   EXPECT_THAT(wider.status().message(), testing::HasSubstr("never built"));
 }
 
+// V * 128 * (x + y) as gcc writes it at V = 10, 5, 20: (5 * x << 8) + (5 * y << 8), << 7,
+// << 9. The shape fit reads the shift count alone as (V + 2) / 6 + 6, right at the three
+// builds only; the sum-of-products reading 128 * V is kept beside it for the checks to choose.
+TEST(FitMultiInput, SumOfProductsKeptBesideAShiftCountFit) {
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("in:bx", 64), y = ctx.bv_const("in:dx", 64);
+  const std::vector<int64_t> vs = {10, 5, 20};
+  std::vector<z3::expr> outs;
+  for (int64_t v : vs) {
+    const int k = v == 10 ? 8 : v == 5 ? 7 : 9;
+    z3::expr p = z3::shl(ctx.bv_val(5, 32) * x.extract(31, 0), k) +
+                 z3::shl(ctx.bv_val(5, 32) * y.extract(31, 0), k);
+    outs.push_back(z3::zext(p, 32));
+  }
+  auto fit = FitMultiInput(ctx, outs, {{"in:bx", 'X'}, {"in:dx", 'Y'}}, vs, 64);
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  std::vector<std::string> all = fit->alternatives;
+  all.insert(all.begin(), fit->formula);
+  int right = 0;
+  for (const std::string& f : all) {
+    auto got = EvalFormula(f, artifact::FormulaVars{17, 3, 0, 1});
+    if (got.ok() && *got == 17 * 128 * (3 + 1)) ++right;
+  }
+  EXPECT_EQ(right, 1) << absl::StrJoin(all, " | ");
+  EXPECT_EQ(all.size(), 2u) << absl::StrJoin(all, " | ");
+}
+
 // The division of equal sums, proved by congruence; a wrong numerator is still refuted.
 TEST(DivisionsAbstracted, EqualArgumentsDivideEqually) {
   z3::context ctx;

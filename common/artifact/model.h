@@ -150,6 +150,10 @@ struct CriticalSpan {
   // synth only, never written to const.json: other formulas that fit the builds as well
   // (derive.h), ruled out by the check builds or refused; empty once the span is final.
   std::vector<std::string> formula_alternatives;
+  // synth only, never written to const.json: offsets of the `mov REG, imm` instructions before
+  // the CS whose numerals the formula reads as its own (a hoisted magic multiplier): their
+  // value may differ with V as long as every reader of it is inside such a span.
+  std::vector<uint64_t> constant_defs;
   std::optional<uint64_t> save_offset;  // kRecompute: where X is saved (before the CS)
   // The register holding X: kRecompute: at save_offset; kReg: at the probe (still intact there).
   std::string save_reg;

@@ -17,11 +17,13 @@
 #include "absl/strings/str_join.h"
 #include "common/artifact/formula.h"
 #include "common/base/diag.h"
+#include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/elf/elf_file.h"
 #include "synth/analysis/align.h"
 #include "synth/analysis/alternatives.h"
 #include "synth/analysis/callers.h"
+#include "synth/analysis/dataflow.h"
 #include "synth/analysis/disasm.h"
 #include "synth/analysis/dwarf_info.h"
 #include "synth/analysis/region.h"
@@ -127,7 +129,7 @@ bool MayGrow(const absl::StatusOr<std::vector<CriticalSpan>>& spans) {
 class FunctionAnalysis {
  public:
   FunctionAnalysis(const HunkContext& cx, std::vector<Hunk> hunks, ObjectErrors* errors)
-      : cx_(cx), fb_(*cx.fn[0]), hunks_(std::move(hunks)), errors_(errors) {}
+      : cx_(cx), fb_(*cx.fn[0]), hunks_(std::move(hunks)), original_(hunks_), errors_(errors) {}
 
   void Run() {
     for (hi_ = 0; hi_ < hunks_.size(); ++hi_) {
@@ -137,10 +139,52 @@ class FunctionAnalysis {
         errors_->Add(absl::InternalError(absl::StrCat(fb_.name, ": z3: ", e.msg())));
       }
     }
+    for (const auto& [h, st] : moves_)
+      if (!Absorbed(h)) errors_->Add(st);
   }
 
  private:
+  // A hunk of `mov REG, imm` only (a multiplier hoisted before a loop, the same at the fitted
+  // values, another at a check value): its refusal waits for the function's spans.
+  bool ConstantMoves(const Hunk& h) const {
+    if (h.base_begin >= h.base_end) return false;
+    for (int i = h.base_begin; i < h.base_end; ++i) {
+      const Insn& in = fb_.insns[i];
+      if (in.mnemonic != "mov" || in.ops.size() != 2 || in.ops[0].type != OpType::kReg ||
+          in.ops[1].type != OpType::kImm)
+        return false;
+    }
+    return true;
+  }
+
+  // Every value the hunk's moves set is read only inside spans whose formulas read it as their
+  // own numeral (CriticalSpan::constant_defs): what the constant changes there, they rewrite.
+  bool Absorbed(const Hunk& h) const {
+    for (int i = h.base_begin; i < h.base_end; ++i) {
+      const uint64_t def = fb_.insns[i].offset;
+      auto readers = ReadersAfter(fb_, i, RegFamily(fb_.insns[i].ops[0].reg));
+      if (!readers || readers->empty()) return false;
+      for (int ri : *readers) {
+        const uint64_t at = fb_.insns[ri].offset;
+        const bool inside =
+            std::any_of(cx_.res->spans.begin(), cx_.res->spans.end(), [&](const CriticalSpan& s) {
+              return s.function == fb_.name && at >= s.cs_start && at < s.cs_end &&
+                     std::find(s.constant_defs.begin(), s.constant_defs.end(), def) !=
+                         s.constant_defs.end();
+            });
+        if (!inside) {
+          if (LogEnabled(LogLevel::kTrace))
+            Logf(LogLevel::kTrace, "%s+0x%x: the value set at +0x%x is also read at +0x%x",
+                 fb_.name, def, def, at);
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
   void AnalyzeAt() {
+    const size_t first = hi_;
     Hunk cur = hunks_[hi_];
     auto spans = AnalyzeHunk(cx_, cur);
     const int prev_end = last_ ? last_->base_end : 0;
@@ -176,6 +220,14 @@ class FunctionAnalysis {
     // The region analyzed last (grown or not) and the spans it produced (0: refused).
     last_ = cur;
     last_spans_ = 0;
+    if (!spans.ok() && ConstantMoves(hunks_[first])) {
+      // The hunks it was merged with are analysed on their own (their spans may read it).
+      for (size_t j = first; j <= hi_; ++j) hunks_[j] = original_[j];
+      hi_ = first;
+      last_ = hunks_[first];
+      moves_.emplace_back(hunks_[first], spans.status());
+      return;
+    }
     if (!spans.ok()) {
       errors_->Add(spans.status());
       return;
@@ -233,10 +285,12 @@ class FunctionAnalysis {
   const HunkContext& cx_;
   const Function& fb_;
   std::vector<Hunk> hunks_;
+  const std::vector<Hunk> original_;  // before merges
   ObjectErrors* errors_;
   size_t hi_ = 0;
   std::optional<Hunk> last_;
   size_t last_spans_ = 0;
+  std::vector<std::pair<Hunk, absl::Status>> moves_;  // see ConstantMoves
 };
 
 // The three builds, disassembled (only the `functions:` scope when given).

@@ -146,6 +146,85 @@ ProbeWindow ProbeCandidates(const Function& fn, int idx, const std::vector<Loc>&
   return w;
 }
 
+namespace {
+// Successors of instruction i inside the function (none past a return or tail jump).
+std::vector<int> Successors(const Function& fn, int i) {
+  const Insn& in = fn.insns[i];
+  std::vector<int> out;
+  if (in.is_ret || TailJump(in) || ReturnThunk(in)) return out;
+  if (in.target && !in.is_call) out.push_back(fn.IndexAt(*in.target));
+  if (!(in.is_jump && !in.is_cond) && i + 1 < static_cast<int>(fn.insns.size())) out.push_back(i + 1);
+  return out;
+}
+
+bool ConstantMove(const Insn& in, const std::string& family) {
+  return in.mnemonic == "mov" && in.ops.size() == 2 && in.ops[0].type == OpType::kReg &&
+         RegFamily(in.ops[0].reg) == family && RegWidth(in.ops[0].reg) >= 4 &&
+         in.ops[1].type == OpType::kImm;
+}
+}  // namespace
+
+int ConstantDefAt(const Function& fn, int idx, const std::string& family) {
+  const int n = static_cast<int>(fn.insns.size());
+  // A jump through a register (a jump table) enters paths from places not known here.
+  for (const Insn& in : fn.insns)
+    if (in.is_jump && !in.target && !ReturnThunk(in) &&
+        (!TailJump(in) || in.call_target.rfind("__x86_indirect_thunk", 0) == 0))
+      return -1;
+  std::vector<std::vector<int>> preds(n);
+  for (int i = 0; i < n; ++i)
+    for (int s : Successors(fn, i))
+      if (s >= 0) preds[s].push_back(i);
+  int def = -1;
+  std::vector<bool> seen(n, false);
+  std::deque<int> work(preds[idx].begin(), preds[idx].end());
+  if (idx == 0 || work.empty()) return -1;  // the function's entry reaches idx
+  while (!work.empty()) {
+    const int i = work.front();
+    work.pop_front();
+    if (seen[i]) continue;
+    seen[i] = true;
+    const Insn& in = fn.insns[i];
+    if (in.writes.count(family) || FullWrites(in).count(family)) {
+      if (!ConstantMove(in, family) || (def >= 0 && def != i)) return -1;
+      def = i;
+      continue;
+    }
+    if (i == 0 || preds[i].empty()) return -1;
+    work.insert(work.end(), preds[i].begin(), preds[i].end());
+  }
+  return def;
+}
+
+std::optional<std::vector<int>> ReadersAfter(const Function& fn, int def,
+                                             const std::string& family) {
+  const Loc l{family};
+  std::vector<int> readers;
+  std::vector<bool> seen(fn.insns.size(), false);
+  std::deque<int> work(1, def);
+  bool first = true;
+  while (!work.empty()) {
+    const int i = work.front();
+    work.pop_front();
+    if (!first) {
+      if (i < 0 || seen[i]) continue;
+      seen[i] = true;
+      const Insn& in = fn.insns[i];
+      const bool exit = in.is_ret || TailJump(in) || ReturnThunk(in);
+      if (exit && family == "ax" && fn.return_bytes == 0) continue;  // a void function's return
+      if (Reads(in, l) && in.mnemonic != "nop") {  // `nop word ptr [rax + rax]` reads nothing
+        if (exit) return std::nullopt;
+        readers.push_back(i);
+      }
+      if (Kills(in, l)) continue;
+      if (in.is_jump && !in.is_cond && !in.target && !ReturnThunk(in)) return std::nullopt;
+    }
+    first = false;
+    for (int s : Successors(fn, i)) work.push_back(s);
+  }
+  return readers;
+}
+
 std::set<std::string> Zext32At(const Function& fn, int idx) {
   std::set<std::string> known, decided;
   for (int i = idx - 1; i >= 0; --i) {

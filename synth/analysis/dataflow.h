@@ -49,6 +49,16 @@ struct ProbeWindow {
 // not past the first reader or killer of any of `locs`.
 ProbeWindow ProbeCandidates(const Function& fn, int idx, const std::vector<Loc>& locs);
 
+// The `mov REG, imm` that sets register family `family` on every path reaching instruction
+// `idx`, with no other write of it between (a magic multiplier hoisted before a loop): its
+// index, or -1 (a path from the function's entry or through another write).
+int ConstantDefAt(const Function& fn, int idx, const std::string& family);
+
+// The instructions that read the value `family` holds after instruction `def`, on every path up
+// to its next full write; nullopt when that value may leave the function (a return or tail
+// jump that reads it, a jump out of the function).
+std::optional<std::vector<int>> ReadersAfter(const Function& fn, int def, const std::string& family);
+
 // Register families whose value at instruction `idx` is known to be a zero-extended 32-bit
 // value (last write in the same straight-line block was a 32-bit write).
 std::set<std::string> Zext32At(const Function& fn, int idx);

@@ -134,6 +134,8 @@ struct RegionAnalysis {
   // the previous instruction's span rewrites at the same offset (its probe and this save
   // would race), where the whole hunk is one span (x % V as one span, not x / V then x - q*V).
   bool multi = true;
+  // The constant definitions the last successful SymbolicFit read (CriticalSpan::constant_defs).
+  std::vector<uint64_t> sym_defs;
 
   RegionAnalysis(const HunkContext& c, const Range& range, bool allow_multi)
       : cx(c), r(range), fb(*c.fn[0]), multi(allow_multi) {}
@@ -203,7 +205,31 @@ struct RegionAnalysis {
                             " from a value loaded inside the span (memory ", mems[0], ")")),
                         Refusal::kInputInSpan);
     std::string fam = n.substr(3);
+    // Its product with a multiplier set before a loop is a division by V: the region grows
+    // over the multiply and fits it with that multiplier as a numeral (SymbolicFit).
+    if (HoistedMagicProduct(fam))
+      return Classified(absl::InvalidArgumentError(absl::StrCat(
+                            "is computed by ", code, " from ", fam,
+                            ", a product by a multiplier set before the region")),
+                        Refusal::kTwoInputs);
     return std::optional<z3::expr>(ctx.bv_const(n.c_str(), zext.count(fam) ? 32 : 64));
+  }
+
+  // Register `fam` at the region's start was last written, in the same straight-line block,
+  // by a multiply that reads a register a `mov REG, imm` of a magic number sets on every path.
+  bool HoistedMagicProduct(const std::string& fam) const {
+    for (int i = r.b[0] - 1; i >= 0; --i) {
+      const Insn& in = fb.insns[i];
+      if (in.is_branch || fb.branch_targets.count(fb.insns[i + 1].offset)) return false;
+      if (!in.writes.count(fam)) continue;
+      if (in.mnemonic != "imul" && in.mnemonic != "mul") return false;
+      for (const std::string& g : in.reads) {
+        const int d = g == "flags" ? -1 : ConstantDefAt(fb, i, g);
+        if (d >= 0 && MagicNumeral(fb.insns[d])) return true;
+      }
+      return false;
+    }
+    return false;
   }
 
   // Places the probe after the span (locations `locs` must survive up to it) or refuses.
@@ -302,14 +328,20 @@ struct RegionAnalysis {
     for (int k = 1; k < 3; ++k)
       if (r.e[k] - r.b[k] != n)
         return absl::InvalidArgumentError("the builds' spans differ in length");
+    // The region's instructions, after the constant definitions of its register inputs.
+    std::vector<std::array<const Insn*, 3>> seq = ConstantInputDefs(o);
+    std::vector<uint64_t> defs;
+    for (const auto& d : seq) defs.push_back(d[0]->offset);
+    for (int i = 0; i < n; ++i)
+      seq.push_back({&fb.insns[r.b[0] + i], &cx.fn[1]->insns[r.b[1] + i],
+                     &cx.fn[2]->insns[r.b[2] + i]});
     SymState sym(ctx, zext);
     std::map<std::string, std::vector<z3::expr>> imms;
-    for (int i = 0; i < n; ++i) {
-      const Insn& a = fb.insns[r.b[0] + i];
+    for (const auto& in : seq) {
+      const Insn& a = *in[0];
       for (int k = 1; k < 3; ++k)
-        if (!SameButNumerals(a, cx.fn[k]->insns[r.b[k] + i]))
-          return absl::InvalidArgumentError(absl::StrCat("`", a.Text(), "` and `",
-                                                         cx.fn[k]->insns[r.b[k] + i].Text(),
+        if (!SameButNumerals(a, *in[k]))
+          return absl::InvalidArgumentError(absl::StrCat("`", a.Text(), "` and `", in[k]->Text(),
                                                          "` differ in more than numerals"));
       for (size_t j = 0; j < a.ops.size(); ++j) {
         if (a.ops[j].type == OpType::kReg) continue;
@@ -317,7 +349,7 @@ struct RegionAnalysis {
         const unsigned bits = imm ? a.ops[j].size * 8 : 64;
         std::vector<z3::expr> nums;
         for (int k = 0; k < 3; ++k) {
-          const Operand& op = cx.fn[k]->insns[r.b[k] + i].ops[j];
+          const Operand& op = in[k]->ops[j];
           nums.push_back(ctx.bv_val(static_cast<uint64_t>(imm ? op.imm : op.disp), 64)
                              .extract(bits - 1, 0)
                              .simplify());
@@ -329,8 +361,8 @@ struct RegionAnalysis {
       }
     }
     if (imms.empty()) return absl::InvalidArgumentError("no numeral differs");
-    for (int i = r.b[0]; i < r.e[0]; ++i)
-      if (!sym.Step(fb.insns[i])) return absl::InvalidArgumentError("an unmodelled instruction");
+    for (const auto& in : seq)
+      if (!sym.Step(*in[0])) return absl::InvalidArgumentError("an unmodelled instruction");
     std::optional<z3::expr> out;
     if (store) {
       for (const SymStore& s : sym.stores())
@@ -340,7 +372,65 @@ struct RegionAnalysis {
       if (fit_width < width) out = z3::zext(out->extract(fit_width * 8 - 1, 0), 64 - fit_width * 8);
     }
     if (!out) return absl::InvalidArgumentError("the store is not where it was");
-    return FitBySymbolicImmediates(ctx, *out, imms, o, names, cx.vs, fit_width * 8);
+    auto fit = FitBySymbolicImmediates(ctx, *out, imms, WithConstants(o, seq, defs.size()), names,
+                                       cx.vs, fit_width * 8);
+    if (fit.ok()) sym_defs = std::move(defs);
+    return fit;
+  }
+
+  // Each build's outputs with the register inputs that the first `n` instructions of `seq`
+  // set (ConstantInputDefs) replaced by that build's numeral.
+  std::vector<z3::expr> WithConstants(std::vector<z3::expr> o,
+                                      const std::vector<std::array<const Insn*, 3>>& seq,
+                                      size_t n) {
+    for (size_t i = 0; i < n; ++i)
+      for (int k = 0; k < 3; ++k) {
+        const std::string fam = RegFamily(seq[i][k]->ops[0].reg);
+        SymState def(ctx);
+        def.Step(*seq[i][k]);
+        const z3::expr v = def.Reg(fam);
+        z3::expr_vector from(ctx), to(ctx);
+        for (unsigned w : {32u, 64u}) {
+          from.push_back(ctx.bv_const(SymState::InputName(fam).c_str(), w));
+          to.push_back(v.extract(w - 1, 0));
+        }
+        o[k] = o[k].substitute(from, to);
+      }
+    return o;
+  }
+
+  // A register input set before the region to a number no small factor is (> 0xffff): a
+  // hoisted magic multiplier.
+  bool MagicConstantInput(const std::vector<z3::expr>& o) const {
+    for (const auto& d : ConstantInputDefs(o))
+      for (const Insn* in : d)
+        if (MagicNumeral(*in)) return true;
+    return false;
+  }
+
+  // `mov REG, imm` of a number no small factor is (magnitude > 0xffff).
+  static bool MagicNumeral(const Insn& in) {
+    const uint64_t mask = in.ops[0].size >= 8 ? ~uint64_t{0} : 0xffffffffu;
+    const uint64_t v = static_cast<uint64_t>(in.ops[1].imm) & mask;
+    return std::min(v, (~v + 1) & mask) > 0xffff;
+  }
+
+  // The definitions `mov REG, imm` of the outputs' register inputs that hold in every build
+  // (dataflow.h ConstantDefAt), each as its three builds' instructions: a multiplier the
+  // compiler hoisted before a loop is a numeral of the region, as if it were inside.
+  std::vector<std::array<const Insn*, 3>> ConstantInputDefs(const std::vector<z3::expr>& o) const {
+    std::vector<std::array<const Insn*, 3>> defs;
+    for (const std::string& n : FreeInputs(o)) {
+      if (n.rfind("in:", 0) != 0) continue;
+      std::array<const Insn*, 3> d{};
+      for (int k = 0; k < 3; ++k) {
+        const int i = ConstantDefAt(*cx.fn[k], r.b[k], n.substr(3));
+        if (i < 0) break;
+        d[k] = &cx.fn[k]->insns[i];
+      }
+      if (d[2]) defs.push_back(d);
+    }
+    return defs;
   }
 
   // An output of several inputs, or of a value loaded in the span (`why`: InputOf's refusal):
@@ -381,8 +471,11 @@ struct RegionAnalysis {
     // A multiply by a magic number is a division by the constant: fitted as that division
     // first (a shape fit reads its shift count alone as a formula of V, right at three builds).
     absl::StatusOr<MultiFit> fit = absl::NotFoundError("no magic multiply");
-    if (HasMagicMultiply(o)) fit = SymbolicFit(o, target, width, fit_width, store, names);
+    sym_defs.clear();
+    if (HasMagicMultiply(o) || MagicConstantInput(o))
+      fit = SymbolicFit(o, target, width, fit_width, store, names);
     if (!fit.ok()) {
+      sym_defs.clear();
       fit = FitMultiInput(ctx, o, names, cx.vs, fit_width * 8);
     } else if (!fit->magic_division) {
       // A multiplier every build shares divides by a fixed number: the symbols read each
@@ -413,6 +506,7 @@ struct RegionAnalysis {
     sp.width = width;
     sp.formula = fit->formula;
     sp.formula_alternatives = fit->alternatives;
+    sp.constant_defs = sym_defs;
     std::vector<Loc> locs;
     if (store) {
       sp.target_mem = ToMem(store->op);

@@ -877,6 +877,23 @@ TEST_P(AnalysisTest, ValueReplacedBeyondTheFittedOnesIsCheckedBeyond) {
   EXPECT_GT(r->range_min, 500) << w << Dump(*r);
 }
 
+// A division by V in a loop: both compilers hoist the magic multiplier into a register before
+// the loop (`mov edx, 0xcccccccd` at 5, 10 and 20: only the shift in the loop differs). The
+// multiplier is read as a numeral of the span (its definition reaches the loop on every path),
+// so the span is X / V, not a shift count of its own formula of V (which was wrong at 17);
+// at 17 the definition itself differs, and every reader of it is inside that span.
+TEST_P(AnalysisTest, HoistedMagicMultiplierIsADivisionByV) {
+  auto r = AnalyzeVariants(Variants("hoisted", {10, 5, 20}), CheckedWithBuilder("hoisted", 17, 1, 1000));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(r->checked, testing::Contains(17)) << Dump(*r);
+  ASSERT_FALSE(r->spans.empty());
+  bool division = false;
+  for (const CriticalSpan& s : r->spans) division |= s.formula.find("/ (V)") != std::string::npos;
+  EXPECT_TRUE(division) << Dump(*r);
+  EXPECT_EQ(r->range_min, 1);
+  EXPECT_EQ(r->range_max, 1000);
+}
+
 // gcc unrolls the loop at V=5 but not at 6: a check value at 5 is replaced by 6.
 TEST_P(AnalysisTest, CheckValueWithAnotherShapeIsReplaced) {
   if (GetParam() != "gcc") GTEST_SKIP() << "clang unrolls this loop up to larger bounds";

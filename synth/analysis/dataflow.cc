@@ -153,7 +153,8 @@ std::vector<int> Successors(const Function& fn, int i) {
   std::vector<int> out;
   if (in.is_ret || TailJump(in) || ReturnThunk(in)) return out;
   if (in.target && !in.is_call) out.push_back(fn.IndexAt(*in.target));
-  if (!(in.is_jump && !in.is_cond) && i + 1 < static_cast<int>(fn.insns.size())) out.push_back(i + 1);
+  if (!(in.is_jump && !in.is_cond) && i + 1 < static_cast<int>(fn.insns.size()))
+    out.push_back(i + 1);
   return out;
 }
 

@@ -57,7 +57,8 @@ int ConstantDefAt(const Function& fn, int idx, const std::string& family);
 // The instructions that read the value `family` holds after instruction `def`, on every path up
 // to its next full write; nullopt when that value may leave the function (a return or tail
 // jump that reads it, a jump out of the function).
-std::optional<std::vector<int>> ReadersAfter(const Function& fn, int def, const std::string& family);
+std::optional<std::vector<int>> ReadersAfter(const Function& fn, int def,
+                                             const std::string& family);
 
 // Register families whose value at instruction `idx` is known to be a zero-extended 32-bit
 // value (last write in the same straight-line block was a 32-bit write).

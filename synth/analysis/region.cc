@@ -208,9 +208,9 @@ struct RegionAnalysis {
     // Its product with a multiplier set before a loop is a division by V: the region grows
     // over the multiply and fits it with that multiplier as a numeral (SymbolicFit).
     if (HoistedMagicProduct(fam))
-      return Classified(absl::InvalidArgumentError(absl::StrCat(
-                            "is computed by ", code, " from ", fam,
-                            ", a product by a multiplier set before the region")),
+      return Classified(absl::InvalidArgumentError(
+                            absl::StrCat("is computed by ", code, " from ", fam,
+                                         ", a product by a multiplier set before the region")),
                         Refusal::kTwoInputs);
     return std::optional<z3::expr>(ctx.bv_const(n.c_str(), zext.count(fam) ? 32 : 64));
   }
@@ -333,8 +333,8 @@ struct RegionAnalysis {
     std::vector<uint64_t> defs;
     for (const auto& d : seq) defs.push_back(d[0]->offset);
     for (int i = 0; i < n; ++i)
-      seq.push_back({&fb.insns[r.b[0] + i], &cx.fn[1]->insns[r.b[1] + i],
-                     &cx.fn[2]->insns[r.b[2] + i]});
+      seq.push_back(
+          {&fb.insns[r.b[0] + i], &cx.fn[1]->insns[r.b[1] + i], &cx.fn[2]->insns[r.b[2] + i]});
     SymState sym(ctx, zext);
     std::map<std::string, std::vector<z3::expr>> imms;
     for (const auto& in : seq) {

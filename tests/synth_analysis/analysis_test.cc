@@ -883,7 +883,8 @@ TEST_P(AnalysisTest, ValueReplacedBeyondTheFittedOnesIsCheckedBeyond) {
 // so the span is X / V, not a shift count of its own formula of V (which was wrong at 17);
 // at 17 the definition itself differs, and every reader of it is inside that span.
 TEST_P(AnalysisTest, HoistedMagicMultiplierIsADivisionByV) {
-  auto r = AnalyzeVariants(Variants("hoisted", {10, 5, 20}), CheckedWithBuilder("hoisted", 17, 1, 1000));
+  auto r =
+      AnalyzeVariants(Variants("hoisted", {10, 5, 20}), CheckedWithBuilder("hoisted", 17, 1, 1000));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_THAT(r->checked, testing::Contains(17)) << Dump(*r);
   ASSERT_FALSE(r->spans.empty());

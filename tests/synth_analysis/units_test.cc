@@ -123,6 +123,27 @@ TEST(Dataflow, ReadWidthFollowsTheNarrowestConsumer) {
   EXPECT_EQ(ReadWidthAt(*fn, 1, "bx"), 0);
 }
 
+// A multiplier hoisted before a loop: `mov edx, imm` reaches the loop's `imul` on every path
+// (back edge included), not the return the `je` skips to; its readers are the imul and the
+// copy after the loop; a value the return hands to the caller leaves the function.
+TEST(Dataflow, ConstantDefinitionAndItsReaders) {
+  // 0 test rdi,rdi; 1 je 0x25; 2 mov edx,0xcccccccd; 3 mov eax,[rdi]; 4 imul rax,rdx;
+  // 5 shr rax,0x23; 6 add eax,1; 7 mov [rdi+4],eax; 8 mov rdi,[rdi+8]; 9 test rdi,rdi;
+  // 10 jne 0xa; 11 mov eax,edx; 12 ret
+  std::string code(
+      "\x48\x85\xff\x74\x20\xba\xcd\xcc\xcc\xcc\x8b\x07\x48\x0f\xaf\xc2\x48\xc1\xe8\x23"
+      "\x83\xc0\x01\x89\x47\x04\x48\x8b\x7f\x08\x48\x85\xff\x75\xe7\x89\xd0\xc3",
+      38);
+  auto fn = DisassembleBytes("f", code);
+  ASSERT_TRUE(fn.ok());
+  ASSERT_EQ(fn->insns.size(), 13u);
+  EXPECT_EQ(ConstantDefAt(*fn, 4, "dx"), 2);
+  EXPECT_EQ(ConstantDefAt(*fn, 4, "ax"), -1);   // loaded, not a numeral
+  EXPECT_EQ(ConstantDefAt(*fn, 12, "dx"), -1);  // the je path never sets it
+  EXPECT_EQ(ReadersAfter(*fn, 2, "dx"), (std::optional<std::vector<int>>{{4, 11}}));
+  EXPECT_EQ(ReadersAfter(*fn, 11, "ax"), std::nullopt);  // returned
+}
+
 // blk_add_rq_to_plug: "sbb eax,eax; and eax,-V; add eax,2*V" selects V or 2*V. The fitted
 // formula must hold for values never compiled (not only powers of two).
 TEST(FitOutput, AndThenAdd) {

@@ -37,6 +37,7 @@ struct SpanExpect {
   uint64_t x;
   uint64_t want;
   uint64_t y = 0;  // the span's first further input (saved or read at the probe)
+  uint64_t z = 0;  // its second
 };
 
 // SIE_TARGET_FAN: sie_target_fan_0 .. sie_target_fan_14 each load the constant into a register.
@@ -83,6 +84,13 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
       // and full_bw_reached (bit 4): 0x50; the recompute's flag alone from X = 0x20: 0x10.
       {"BBR_FULL_BW_CNT",
        {{"bbr_main", "mem", 2, 0, 0x50, 0x20}, {"bbr_main", "recompute", 2, 0x20, 0x10}}},
+      // A multiplier hoisted before bond_alb_monitor's slave loop: load / V at V=17 (never
+      // compiled; the multiplier differs from 5, 10 and 20's) of a loaded 1700: 100, and the
+      // history 1 + 1700 / 17; the rebalance counter's limit 10 * V - 1.
+      {"BOND_TLB_REBALANCE_INTERVAL",
+       {{"bond_alb_monitor", "mem", 17, 0, 100, 0, 1700},
+        {"bond_alb_monitor", "mem", 17, 0, 101, 0, 1700},
+        {"bond_alb_monitor", "flags", 17, 0, 169}}},
       {"SIE_TARGET_LOOP_BOUND", {{"sie_target_loop", "flags", 37, 0, 37}}},
       {"SIE_TARGET_CALL_ARG", {{"sie_target_call_arg", "reg", 0x4321, 0, 0x4321}}},
       {"SIE_TARGET_FIELD_INIT", {{"sie_target_init_req", "mem", 0x1111, 0, 0x1111}}},
@@ -241,7 +249,7 @@ void CheckSpec(const std::string& spec, const std::string& shipped,
         if (fn.rfind(e.function, 0) != 0 || (!e.kind.empty() && kind != e.kind)) continue;
         if (e.v < cj["range"][0].get<int64_t>() || e.v > cj["range"][1].get<int64_t>()) continue;
         auto r = sie::artifact::EvalFormula(
-            f, sie::artifact::FormulaVars{static_cast<uint64_t>(e.v), e.x, 0, e.y},
+            f, sie::artifact::FormulaVars{static_cast<uint64_t>(e.v), e.x, 0, e.y, e.z},
             sp["width"].get<int>());
         seen += " [" + fn + " " + kind + " " + f + (r.ok() ? " = " + std::to_string(*r) : "") + "]";
         if (r.ok() && *r == e.want && (!used[i] || it->second.size() > spans.size())) {
@@ -294,12 +302,25 @@ TEST(RealSpecs, TcpBbrModule) {
   CheckSpec("tcp_bbr", SIE_GUEST_DBG_MODULES "/kernel/net/ipv4/tcp_bbr.ko", "tcp_bbr");
 }
 
+// A magic multiplier hoisted before a loop, in a module (bonding.ko).
+TEST(RealSpecs, BondAlbModule) {
+  CheckSpec("bond_alb", SIE_GUEST_DBG_MODULES "/kernel/drivers/net/bonding/bonding.ko", "bonding");
+}
+
 TEST(RealSpecs, EverySpecIsCovered) {
-  std::vector<std::string> known = {
-      "blk_max_request_count", "max_softirq_restart", "shrink_batch",
-      "tcp_cubic_hystart",     "sie_target",          "sch_fq",
-      "tcp_metrics_timeout",   "tcp_init_cwnd",       "bfq_weight_coeff",
-      "fib6_max_depth",        "tcp_illinois",        "tcp_bbr"};
+  std::vector<std::string> known = {"blk_max_request_count",
+                                    "max_softirq_restart",
+                                    "shrink_batch",
+                                    "tcp_cubic_hystart",
+                                    "sie_target",
+                                    "sch_fq",
+                                    "tcp_metrics_timeout",
+                                    "tcp_init_cwnd",
+                                    "bfq_weight_coeff",
+                                    "fib6_max_depth",
+                                    "tcp_illinois",
+                                    "tcp_bbr",
+                                    "bond_alb"};
   for (const auto& e : fs::directory_iterator(SIE_SPECS_DIR))
     if (e.path().extension() == ".yaml")
       EXPECT_NE(std::find(known.begin(), known.end(), e.path().stem().string()), known.end())

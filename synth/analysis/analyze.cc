@@ -148,12 +148,8 @@ class FunctionAnalysis {
   // values, another at a check value): its refusal waits for the function's spans.
   bool ConstantMoves(const Hunk& h) const {
     if (h.base_begin >= h.base_end) return false;
-    for (int i = h.base_begin; i < h.base_end; ++i) {
-      const Insn& in = fb_.insns[i];
-      if (in.mnemonic != "mov" || in.ops.size() != 2 || in.ops[0].type != OpType::kReg ||
-          in.ops[1].type != OpType::kImm)
-        return false;
-    }
+    for (int i = h.base_begin; i < h.base_end; ++i)
+      if (!ConstantMove(fb_.insns[i])) return false;
     return true;
   }
 
@@ -174,8 +170,8 @@ class FunctionAnalysis {
             });
         if (!inside) {
           if (LogEnabled(LogLevel::kTrace))
-            Logf(LogLevel::kTrace, "%s+0x%x: the value set at +0x%x is also read at +0x%x",
-                 fb_.name, def, def, at);
+            Logf(LogLevel::kTrace, "%s+0x%x: the value set there is also read at +0x%x", fb_.name,
+                 def, at);
           return false;
         }
       }

@@ -158,12 +158,12 @@ std::vector<int> Successors(const Function& fn, int i) {
   return out;
 }
 
-bool ConstantMove(const Insn& in, const std::string& family) {
-  return in.mnemonic == "mov" && in.ops.size() == 2 && in.ops[0].type == OpType::kReg &&
-         RegFamily(in.ops[0].reg) == family && RegWidth(in.ops[0].reg) >= 4 &&
-         in.ops[1].type == OpType::kImm;
-}
 }  // namespace
+
+bool ConstantMove(const Insn& in) {
+  return in.mnemonic == "mov" && in.ops.size() == 2 && in.ops[0].type == OpType::kReg &&
+         RegWidth(in.ops[0].reg) >= 4 && in.ops[1].type == OpType::kImm;
+}
 
 int ConstantDefAt(const Function& fn, int idx, const std::string& family) {
   const int n = static_cast<int>(fn.insns.size());
@@ -176,10 +176,10 @@ int ConstantDefAt(const Function& fn, int idx, const std::string& family) {
   for (int i = 0; i < n; ++i)
     for (int s : Successors(fn, i))
       if (s >= 0) preds[s].push_back(i);
+  if (idx == 0 || preds[idx].empty()) return -1;  // the function's entry reaches idx
   int def = -1;
   std::vector<bool> seen(n, false);
   std::deque<int> work(preds[idx].begin(), preds[idx].end());
-  if (idx == 0 || work.empty()) return -1;  // the function's entry reaches idx
   while (!work.empty()) {
     const int i = work.front();
     work.pop_front();
@@ -187,7 +187,8 @@ int ConstantDefAt(const Function& fn, int idx, const std::string& family) {
     seen[i] = true;
     const Insn& in = fn.insns[i];
     if (in.writes.count(family) || FullWrites(in).count(family)) {
-      if (!ConstantMove(in, family) || (def >= 0 && def != i)) return -1;
+      if (!ConstantMove(in) || RegFamily(in.ops[0].reg) != family || (def >= 0 && def != i))
+        return -1;
       def = i;
       continue;
     }
@@ -202,25 +203,22 @@ std::optional<std::vector<int>> ReadersAfter(const Function& fn, int def,
   const Loc l{family};
   std::vector<int> readers;
   std::vector<bool> seen(fn.insns.size(), false);
-  std::deque<int> work(1, def);
-  bool first = true;
+  const std::vector<int> next = Successors(fn, def);
+  std::deque<int> work(next.begin(), next.end());
   while (!work.empty()) {
     const int i = work.front();
     work.pop_front();
-    if (!first) {
-      if (i < 0 || seen[i]) continue;
-      seen[i] = true;
-      const Insn& in = fn.insns[i];
-      const bool exit = in.is_ret || TailJump(in) || ReturnThunk(in);
-      if (exit && family == "ax" && fn.return_bytes == 0) continue;  // a void function's return
-      if (Reads(in, l) && in.mnemonic != "nop") {  // `nop word ptr [rax + rax]` reads nothing
-        if (exit) return std::nullopt;
-        readers.push_back(i);
-      }
-      if (Kills(in, l)) continue;
-      if (in.is_jump && !in.is_cond && !in.target && !ReturnThunk(in)) return std::nullopt;
+    if (i < 0 || seen[i]) continue;
+    seen[i] = true;
+    const Insn& in = fn.insns[i];
+    const bool exit = in.is_ret || TailJump(in) || ReturnThunk(in);
+    if (exit && family == "ax" && fn.return_bytes == 0) continue;  // a void function's return
+    if (Reads(in, l) && in.mnemonic != "nop") {  // `nop word ptr [rax + rax]` reads nothing
+      if (exit) return std::nullopt;
+      readers.push_back(i);
     }
-    first = false;
+    if (Kills(in, l)) continue;
+    if (in.is_jump && !in.is_cond && !in.target && !ReturnThunk(in)) return std::nullopt;
     for (int s : Successors(fn, i)) work.push_back(s);
   }
   return readers;

@@ -49,6 +49,9 @@ struct ProbeWindow {
 // not past the first reader or killer of any of `locs`.
 ProbeWindow ProbeCandidates(const Function& fn, int idx, const std::vector<Loc>& locs);
 
+// `mov REG, imm` of a 32- or 64-bit register: the register holds that number afterwards.
+bool ConstantMove(const Insn& in);
+
 // The `mov REG, imm` that sets register family `family` on every path reaching instruction
 // `idx`, with no other write of it between (a magic multiplier hoisted before a loop): its
 // index, or -1 (a path from the function's entry or through another write).

@@ -615,8 +615,10 @@ absl::Status NarrowToShape(const Builds& b, int64_t bad, const absl::Status& fai
     if (std::abs(ei - eo) <= 1) return std::nullopt;
     return int64_t{1} << (eo + (ei - eo) / 2);
   };
+  // Enough rounds to pin the boundary down in a gap of 2^kMaxBisect values (one build each).
+  constexpr int kMaxBisect = 20;
   std::optional<int64_t> checked, next = mid_of();
-  for (int round = 0; round < 8 && next; ++round, next = mid_of()) {
+  for (int round = 0; round < kMaxBisect && next; ++round, next = mid_of()) {
     const int64_t mid = *next;
     auto path = more->Get(mid);
     if (!path.ok() && (!more->build || !*more->build)) return failed;
@@ -726,6 +728,11 @@ void CheckBeyond(const Builds& b, const std::vector<int64_t>& avoid, const Scope
       AddOnce(&res->checked, v);
       continue;
     }
+    // Another shape there as well: the range ends where the fitted shape does, between the
+    // fitted values and a (bisected as for a check value of another shape).
+    if (RefusalOf(st) != Refusal::kFormulaFamily &&
+        NarrowToShape(b, a, st, only_norm, vs, {}, more, res).ok())
+      continue;
     int64_t end = above ? *hi : *lo;  // the good value nearest to a, on the fitted side
     for (int64_t g : res->checked)
       if (above ? g < a && g > end : g > a && g < end) end = g;

@@ -861,20 +861,20 @@ TEST_P(AnalysisTest, FitFailingAtOneValueIsRedoneWithAnother) {
 // V3 = 2000 (doubled) have another shape and are replaced by 1002 and 1003, beside which only
 // b / V shows. The values next to 500 and 2000, further out, are checked: the code there
 // reaches what the fitted builds did not show, so the range never reaches them (it was
-// [1, 1000000], the formula wrong below 1000 and from 2000 on).
+// [1, 1000000], the formula wrong below 1000 and from 2000 on). Bisected with builds between
+// them and the fitted values, the range starts where V / 1000 becomes 1 and ends where it stops
+// being 1 or earlier (b / V's magic sequence changes shape at some values: a shape boundary too).
 TEST_P(AnalysisTest, ValueReplacedBeyondTheFittedOnesIsCheckedBeyond) {
   const std::vector<VariantObject> v = Variants("step", {1000, 500, 2000});
   AnalyzeOptions o = CheckedWithBuilder("step", 1499, 1, 1000000);
   auto r = AnalyzeVariants(v, o);
-  if (!r.ok()) {  // the boundary not pinned down by the bisection's builds: refused, safe
-    EXPECT_THAT(r.status().message(), testing::AnyOf(testing::HasSubstr("checked at V=499"),
-                                                     testing::HasSubstr("checked at V=2001")))
-        << r.status();
-    return;
-  }
+  ASSERT_TRUE(r.ok()) << r.status();
   const std::string w = absl::StrJoin(r->warnings, "\n");
-  EXPECT_LT(r->range_max, 2000) << w << Dump(*r);
-  EXPECT_GT(r->range_min, 500) << w << Dump(*r);
+  EXPECT_EQ(r->range_min, 1000) << w << Dump(*r);
+  EXPECT_GT(r->range_max, 1003) << w << Dump(*r);
+  EXPECT_LE(r->range_max, 1999) << w << Dump(*r);
+  EXPECT_THAT(w, testing::HasSubstr("V is restricted to >= 1000")) << w;
+  EXPECT_THAT(w, testing::HasSubstr(absl::StrCat("V is restricted to <= ", r->range_max))) << w;
 }
 
 // A division by V in a loop: both compilers hoist the magic multiplier into a register before

@@ -189,6 +189,9 @@ class FunctionAnalysis {
       Hunk g = cur;
       bool merged = MergeNext(cur, &g);
       if (!merged && !Widen(cur, prev_end, &took_last, &g)) break;
+      if (LogEnabled(LogLevel::kTrace))
+        Logf(LogLevel::kTrace, "%s+0x%x: region refused (%s), grown", fb_.name,
+             fb_.insns[cur.base_begin].offset, std::string(spans.status().message()).c_str());
       auto again = AnalyzeHunk(cx_, g);
       if (!again.ok() && again.status().code() == absl::StatusCode::kFailedPrecondition) break;
       if (took_last && g.base_begin == last_->base_begin && again.ok()) {

@@ -866,7 +866,9 @@ absl::StatusOr<Fit> FitPairNearV1(const Fit& first, const AnalyzeOptions& opts,
         continue;
       auto path = more->Get(v);
       if (!path.ok()) continue;
-      ranked.push_back({ShapeDistance(first.builds.fns[0], *path, only_norm), {v, *path}});
+      // Code identical to V1's (msecs_to_jiffies(499) is msecs_to_jiffies(500)) fits nothing.
+      const size_t d = ShapeDistance(first.builds.fns[0], *path, only_norm);
+      if (d > 0) ranked.push_back({d, {v, *path}});
     }
   std::stable_sort(ranked.begin(), ranked.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });

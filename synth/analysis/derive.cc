@@ -344,6 +344,30 @@ std::optional<FamilyFit> FitTruncated(const std::vector<int64_t>& vs,
                         INT64_MAX);
 }
 
+// A family member scaled by a power of two, f(V) << k: a value in larger units rounded first
+// and shifted after (kcompactd's `msecs_to_jiffies(V) << COMPACT_MAX_DEFER_SHIFT`, 8000 at
+// V=500 as ((V + 3) / 4) << 6, which no (a*V + b) / d reproduces: it rounds after scaling). k is
+// the fewest trailing zero bits of the numerals; f is fitted to the numerals >> k.
+std::optional<FamilyFit> FitScaled(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
+                                   int bits) {
+  int k = 64;
+  for (uint64_t c : cs) {
+    const uint64_t m = c & Mask(bits);
+    if (m == 0) return std::nullopt;  // zero tells nothing of the scale
+    k = std::min(k, __builtin_ctzll(m));
+  }
+  if (k == 0 || k >= bits) return std::nullopt;
+  std::vector<uint64_t> low;
+  for (uint64_t c : cs) low.push_back((c & Mask(bits)) >> k);
+  auto f = FitFamilyAt(vs, low, bits - k, 0, false);
+  if (!f.ok()) f = FitFamilyAt(vs, low, bits - k, 1, false);
+  if (!f.ok()) return std::nullopt;
+  auto scale = [&](const std::string& h) { return absl::StrCat("(", Paren(h), " << ", k, ")"); };
+  std::vector<std::string> all = {scale(f->formula)};
+  for (const std::string& a : f->alternatives) all.push_back(scale(a));
+  return FromCandidates(all, vs, cs, bits, f->vmin, f->vmax);
+}
+
 // a * V + b with a slope beyond the small coefficients (V * NSEC_PER_MSEC: 1000000 * V), over
 // the integers: the builds' numerals, read as unsigned or as signed, on one line pin a and b
 // down exactly (a bit-vector solver would also admit modular aliases, hence its small bound).
@@ -531,8 +555,10 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
         if (!many)
           if (auto r = FromCandidates(fits, vs, cs, bits, 0, vmax)) return *r;
       }
-      if (packed)
+      if (packed) {
+        if (auto r = FitScaled(vs, cs, bits)) return *r;
         if (auto r = FitTruncated(vs, cs, bits)) return *r;
+      }
     }
   } catch (const z3::exception& e) {
     return absl::InternalError(absl::StrCat("z3: ", e.msg()));

@@ -824,7 +824,11 @@ TEST_P(AnalysisTest, ValueWithAnotherShapeIsReplaced) {
   // Two values checked, none where the loop is unrolled (gcc: up to 5, clang: further).
   EXPECT_EQ(r->checked.size(), 2u) << w;
   for (int64_t c : r->checked) EXPECT_TRUE(c > unrolled && c != 100 && c != 200) << c << "\n" << w;
-  EXPECT_LE(built.size(), 5u);
+  // V=5, replaced below the fitted values, is checked beyond (at 4) and the boundary between
+  // it and the fitted shape bisected with a few builds: the range starts where the loop stays.
+  EXPECT_LE(built.size(), 12u);
+  EXPECT_GT(r->range_min, unrolled) << w;
+  EXPECT_LE(r->range_min, std::min(r->checked[0], r->checked[1])) << w;
   auto s = In(*r, "fx_loop");
   ASSERT_EQ(s.size(), 1u) << Dump(*r);
   EXPECT_EQ(Eval(*s[0], 700), 700u);

@@ -392,6 +392,27 @@ TEST(FitFamily, RoundingUpDivision) {
   EXPECT_NE(why.find("the build with V=13 computes 5"), std::string::npos) << why;
 }
 
+// kcompactd: msecs_to_jiffies(V) << COMPACT_MAX_DEFER_SHIFT at HZ=250, rounded before the
+// shift: 8000, 4032, 16000 at V = 500, 250, 1000 (4032 = 63 << 6, where V * 16 + 48 gives 4048).
+// No (a*V + b) / d fits; ((V + b) >> 2) << 6 does for b = 2, 3: the checks at 751 and 127 keep
+// both, a build at 749 (as NarrowByBuilds picks one) leaves the rounding up alone.
+TEST(FitFamily, RoundedThenScaledByAPowerOfTwo) {
+  std::vector<int64_t> vs = {500, 250, 1000};
+  std::vector<uint64_t> cs = {8000, 4032, 16000};
+  auto f = FitFamily(vs, cs, 32);
+  ASSERT_TRUE(f.ok()) << f.status();
+  ExpectAllFit(*f, vs, cs, 4);
+  const std::string truth = "((V * 250 + 999) / 1000) << 6";
+  EXPECT_EQ(AfterCheck(*f, 4, {{751, truth}, {127, truth}}).size(), 2u);
+  auto left = AfterCheck(*f, 4, {{751, truth}, {127, truth}, {749, truth}});
+  ASSERT_EQ(left.size(), 1u) << absl::StrJoin(left, "; ");
+  for (const std::string& l : left)
+    for (int64_t v = 1; v < 5000; ++v)
+      EXPECT_EQ(*EvalFormula(l, v), static_cast<uint64_t>((v * 250 + 999) / 1000) << 6) << l;
+  // Numerals without a common power of two (or with a zero) are no scaled member.
+  EXPECT_FALSE(FitFamily({500, 250, 1000}, {8000, 4033, 16000}, 32).ok());
+}
+
 // btrfs: `cmp eax, 0x3f` for items < V / 2: V/2 - 1 at even V; (V + 1)/2 - 1 fits as well
 // until the odd check value 193.
 TEST(FitFamily, ShiftRightMinusOne) {

@@ -253,6 +253,24 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
                                       const std::vector<uint64_t>& cs, int bits, int level,
                                       bool packed = true);
 
+// A member of any plain family (level 0, then 1; no packed fields) of a part of the numerals:
+// the inner fit of the packed, flipped and scaled families.
+absl::StatusOr<FamilyFit> FitInner(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
+                                   int bits) {
+  auto r = FitFamilyAt(vs, cs, bits, 0, false);
+  return r.ok() ? r : FitFamilyAt(vs, cs, bits, 1, false);
+}
+
+// `f`'s formula and alternatives, each wrapped by `wrap`, checked against the whole numerals.
+std::optional<FamilyFit> Wrapped(const FamilyFit& f,
+                                 const std::function<std::string(const std::string&)>& wrap,
+                                 const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
+                                 int bits) {
+  std::vector<std::string> all = {wrap(f.formula)};
+  for (const std::string& a : f.alternatives) all.push_back(wrap(a));
+  return FromCandidates(all, vs, cs, bits, f.vmin, f.vmax);
+}
+
 // Two fields stored by one instruction (bits split in halves, "movabs rax, 0x90000000c":
 // V * 3 / 4 above V): each half is a family member of V on its own.
 std::optional<FamilyFit> FitPacked(const std::vector<int64_t>& vs, const std::vector<uint64_t>& cs,
@@ -265,11 +283,7 @@ std::optional<FamilyFit> FitPacked(const std::vector<int64_t>& vs, const std::ve
     hi.push_back((c >> s) & Mask(s));
   }
   if (std::all_of(hi.begin(), hi.end(), [](uint64_t h) { return h == 0; })) return std::nullopt;
-  auto fit = [&](const std::vector<uint64_t>& half) {
-    auto r = FitFamilyAt(vs, half, s, 0, false);
-    return r.ok() ? r : FitFamilyAt(vs, half, s, 1, false);
-  };
-  auto l = fit(lo), h = fit(hi);
+  auto l = FitInner(vs, lo, s), h = FitInner(vs, hi, s);
   if (!l.ok() || !h.ok()) return std::nullopt;
   auto join = [&](const std::string& hf, const std::string& lf) {
     std::string high = absl::StrCat(Paren(hf), " << ", s);
@@ -359,13 +373,11 @@ std::optional<FamilyFit> FitScaled(const std::vector<int64_t>& vs, const std::ve
   if (k == 0 || k >= bits) return std::nullopt;
   std::vector<uint64_t> low;
   for (uint64_t c : cs) low.push_back((c & Mask(bits)) >> k);
-  auto f = FitFamilyAt(vs, low, bits - k, 0, false);
-  if (!f.ok()) f = FitFamilyAt(vs, low, bits - k, 1, false);
+  auto f = FitInner(vs, low, bits - k);
   if (!f.ok()) return std::nullopt;
-  auto scale = [&](const std::string& h) { return absl::StrCat("(", Paren(h), " << ", k, ")"); };
-  std::vector<std::string> all = {scale(f->formula)};
-  for (const std::string& a : f->alternatives) all.push_back(scale(a));
-  return FromCandidates(all, vs, cs, bits, f->vmin, f->vmax);
+  return Wrapped(
+      *f, [&](const std::string& h) { return absl::StrCat("(", Paren(h), " << ", k, ")"); }, vs, cs,
+      bits);
 }
 
 // a * V + b with a slope beyond the small coefficients (V * NSEC_PER_MSEC: 1000000 * V), over
@@ -447,13 +459,12 @@ std::optional<FamilyFit> FitFlipped(const std::vector<int64_t>& vs, const std::v
   for (const char* op : {"-", "~"}) {
     std::vector<uint64_t> inv;
     for (uint64_t c : cs) inv.push_back((op[0] == '-' ? -c : ~c) & Mask(bits));
-    auto f = FitFamilyAt(vs, inv, bits, 0, false);
-    if (!f.ok()) f = FitFamilyAt(vs, inv, bits, 1, false);
+    auto f = FitInner(vs, inv, bits);
     if (!f.ok()) continue;
-    auto flip = [&](const std::string& h) { return absl::StrCat("(", op, Paren(h), ")"); };
-    std::vector<std::string> all = {flip(f->formula)};
-    for (const std::string& a : f->alternatives) all.push_back(flip(a));
-    if (auto checked = FromCandidates(all, vs, cs, bits, f->vmin, f->vmax)) return checked;
+    if (auto checked = Wrapped(
+            *f, [&](const std::string& h) { return absl::StrCat("(", op, Paren(h), ")"); }, vs, cs,
+            bits))
+      return checked;
   }
   return std::nullopt;
 }

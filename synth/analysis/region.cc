@@ -671,7 +671,7 @@ struct RegionAnalysis {
     std::map<std::string, size_t> last_store;
     for (size_t i = 0; i < st[0]->stores().size(); ++i) last_store[st[0]->stores()[i].key] = i;
     for (auto& [key, i] : last_store) {
-      const SymStore& s0 = st[0]->stores()[i];
+      SymStore s0 = st[0]->stores()[i];
       std::vector<z3::expr> o = {s0.value};
       for (int k = 1; k < 3; ++k) {
         const SymStore* found = nullptr;
@@ -687,12 +687,15 @@ struct RegionAnalysis {
       if (auto m = CheckModelled(ctx, &o, States(), absl::StrCat("the store to ", key)); !m.ok())
         return Growable(Refuse(fb, cs_start, m.message(), Refusal::kUnmodelledInstruction));
       if (AllEqual(ctx, o)) continue;
-      if (!s0.exact_op)
+      // The probe after the span addresses the cell with the registers it sees there.
+      std::optional<Operand> now = st[0]->OperandNow(s0);
+      if (!now)
         return Refuse(fb, cs_start,
                       absl::StrCat("the store to ", key, " (`", fb.insns[r.b[0]].Text(),
-                                   "` ...) depends on the constant and its address is not an "
-                                   "operand a probe can rewrite"),
+                                   "` ...) depends on the constant, and after the span no "
+                                   "register addresses its cell (overwritten, or computed)"),
                       Refusal::kUnmodelledInstruction);
+      s0.op = *now;
       if (auto rmw = ReadModifyWrite(o, s0)) {
         if (!rmw->ok()) return rmw->status();
         out.push_back(**rmw);

@@ -70,6 +70,10 @@ class SymState {
   const std::vector<SymStore>& stores() const { return stores_; }
   const std::map<std::string, SymLoad>& loads() const { return loads_; }  // by input name
   const std::optional<SymFlags>& flags() const { return flags_; }
+  // The operand that addresses store `s`'s cell with the registers as they are now (after the
+  // span): its own operand when its registers still hold what they held at the store, a slot
+  // above the stack pointer for a push; nullopt when the address is lost (a register overwritten).
+  std::optional<Operand> OperandNow(const SymStore& s);
   const std::string& unsupported() const { return unsupported_; }
   // Condition `cc` ("e", "be", "g", ...) over the current flags; nullopt for an unknown cc.
   std::optional<z3::expr> Cond(const std::string& cc);

@@ -67,7 +67,27 @@ z3::expr SymState::ReadAt(const z3::expr& addr, int size) {
 void SymState::WriteAt(const z3::expr& addr, const Operand& op, const z3::expr& v, bool exact_op) {
   std::string k = absl::StrCat("mem:", addr.simplify().to_string(), ":", op.size);
   mem_.insert_or_assign(k, v);
-  stores_.push_back(SymStore{k, op, op.size, v, exact_op});
+  stores_.push_back(SymStore{k, op, op.size, v, exact_op, addr.simplify()});
+}
+
+std::optional<Operand> SymState::OperandNow(const SymStore& s) {
+  if (!s.addr) return s.op;  // RIP-relative: the same cell wherever the probe is
+  auto same = [&](const z3::expr& a) {
+    z3::solver sv(ctx_);
+    sv.add(a != *s.addr);
+    return sv.check() == z3::unsat;
+  };
+  if (s.exact_op && same(Address(s.op))) return s.op;
+  // A stack slot (`push`): addressed from the stack pointer as it is now.
+  z3::expr d = (*s.addr - Reg("sp")).simplify();
+  if (!d.is_numeral()) return std::nullopt;
+  Operand op = s.op;
+  op.base = "rsp";
+  op.index.clear();
+  op.scale = 1;
+  op.disp = static_cast<int64_t>(d.get_numeral_uint64());
+  if (!same(Address(op))) return std::nullopt;
+  return op;
 }
 
 // push/pop/leave: 64-bit stack slots addressed by rsp.
@@ -84,7 +104,7 @@ std::optional<bool> SymState::StepStack(const Insn& in) {
                                              : Read(ops[0]);  // before rsp moves ("push rsp")
     z3::expr sp = (Reg("sp") - ctx_.bv_val(8, 64)).simplify();
     Write(RegOp("rsp", 8), sp);
-    WriteAt(sp, top, v, false);  // [rsp] moves with later pushes: not a probe target
+    WriteAt(sp, top, v, false);  // [rsp] moves with later pushes: see OperandNow
     return true;
   }
   if ((m == "pop" && ops.size() == 1) || (m == "leave" && ops.empty())) {

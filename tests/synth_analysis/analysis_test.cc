@@ -176,6 +176,25 @@ TEST_P(AnalysisTest, StoreToStructField) {
   EXPECT_EQ(Eval(*s[0], 100), static_cast<uint32_t>(q.batch));
 }
 
+// `push 7` before a call: the slot is addressed from the stack pointer after the push, so the
+// probe right after it rewrites [rsp] (NR_MAX_MIGRATE_PAGES_RETRY's migrate_pages_batch call).
+TEST_P(AnalysisTest, StackArgumentPushedBeforeACall) {
+  std::string base = Obj("push_arg", 10);
+  auto r = Analyze("push_arg", {10, 5, 20});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_push_arg");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kMem);
+  ASSERT_TRUE(s[0]->target_mem);
+  EXPECT_EQ(s[0]->target_mem->base, "sp");
+  EXPECT_EQ(s[0]->target_mem->disp, 0);
+  EXPECT_EQ(s[0]->width, 8);
+  EXPECT_EQ(s[0]->formula, "V - 3");
+  EXPECT_EQ(s[0]->probe_offset, s[0]->cs_end);
+  ASSERT_EQ(s[0]->candidates.size(), 1u) << "the call moves the stack pointer";
+  EXPECT_EQ(Eval(*s[0], 40), static_cast<uint64_t>(ImmediateInBuild("push_arg", *s[0], base, 40)));
+}
+
 TEST_P(AnalysisTest, CompareAndBranch) {
   std::string base = Obj("cmp_branch", 3);
   auto r = Analyze("cmp_branch", {3, 2, 9});

@@ -775,7 +775,8 @@ bool ReadShr(const EvalAt& o, int wx, uint64_t* c) {
 }
 bool ReadUDiv(const EvalAt& o, int wx, uint64_t* c) {
   uint64_t M = Mask(wx), q = o(M) & M;
-  bool ok = q != 0 && q != M;     // q == M: the output is X itself (q + 1 would wrap)
+  if (q == M) return *c = 1, true;  // X itself: X / 1 (the shipped `x / 1` folded away)
+  bool ok = q != 0;
   *c = ok ? M / (q + 1) + 1 : 0;  // the smallest divisor giving q
   return ok;
 }

@@ -858,6 +858,17 @@ std::optional<std::string> FormulaOfExpr(const z3::expr& e,
   return Translator(names).Go(e);
 }
 
+std::optional<FormulaTerm> FormulaAt(z3::context& ctx, const std::string& formula, int64_t v,
+                                     const std::map<char, z3::expr>& vars) {
+  auto f = artifact::Formula::Parse(formula, absl::StrCat("VX", artifact::kExtraInputs));
+  if (!f.ok()) return std::nullopt;
+  std::map<char, z3::expr> wide;
+  for (const auto& [name, e] : vars) wide.emplace(name, Zext64(e));
+  std::map<int, Built> lets;
+  Built b = Build(ctx, f->root(), v, wide, lets);
+  return FormulaTerm{b.e, b.ok};
+}
+
 bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, const z3::expr& out,
                     const std::map<std::string, char>& names, int out_bits) {
   auto f = artifact::Formula::Parse(formula, absl::StrCat("VX", artifact::kExtraInputs));

@@ -63,6 +63,14 @@ absl::StatusOr<MultiFit> FitBySymbolicImmediates(
 std::optional<std::string> FormulaOfExpr(const z3::expr& e,
                                          const std::map<std::string, char>& names);
 
+// `formula` at V = v as a 64-bit Z3 term over `vars` (each zero-extended to 64 bits), and the
+// condition under which it is defined (no division by zero, no shift past the width).
+struct FormulaTerm {
+  z3::expr value, defined;
+};
+std::optional<FormulaTerm> FormulaAt(z3::context& ctx, const std::string& formula, int64_t v,
+                                     const std::map<char, z3::expr>& vars);
+
 // Proves `formula` at V = v equals `out` on its low out_bits bits for every input (a hit where
 // the formula is undefined is rejected by the stub, so only defined hits count).
 bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, const z3::expr& out,

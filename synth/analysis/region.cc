@@ -10,16 +10,19 @@
 #include <regex>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "common/artifact/formula.h"
 #include "common/base/diag.h"
+#include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "synth/analysis/dataflow.h"
 #include "synth/analysis/derive.h"
 #include "synth/analysis/flags_span.h"
+#include "synth/analysis/input_rewrite.h"
 #include "synth/analysis/magic_division.h"
 #include "synth/analysis/multi_input.h"
 #include "synth/analysis/path_token.h"
@@ -142,10 +145,96 @@ struct RegionAnalysis {
 
   absl::StatusOr<std::vector<CriticalSpan>> Run() {
     if (auto s = Execute(); !s.ok()) return s;
-    if (auto s = Registers(); !s.ok()) return s;
-    if (auto s = Stores(); !s.ok()) return s;
-    if (auto s = Flags(); !s.ok()) return s;
-    return std::move(out);
+    absl::Status s = Registers();
+    if (s.ok()) s = Stores();
+    if (s.ok()) s = Flags();
+    if (s.ok()) return std::move(out);
+    static const std::set<Refusal> kRewritable = {Refusal::kTwoInputs, Refusal::kFormulaFamily,
+                                                  Refusal::kShapeChange, Refusal::kInputInSpan};
+    if (!multi || !kRewritable.count(RefusalOf(s))) return s;
+    auto rw = RewriteAtStart();
+    if (!rw.ok()) {
+      if (LogEnabled(LogLevel::kTrace))
+        Logf(LogLevel::kTrace, "%s: no input rewrite at the start: %s", Where(fb, cs_start),
+             rw.status().message());
+      return s;
+    }
+    return std::vector<CriticalSpan>{*rw};
+  }
+
+  // The region's live results in each build (registers live after it, read or not, then
+  // stores), the same list in every build; nullopt when the builds store to different cells or
+  // the flags live on.
+  std::optional<std::vector<std::vector<z3::expr>>> LiveResults() {
+    static const char* const kRegs[] = {"ax", "bx",  "cx",  "dx",  "si",  "di",  "bp", "r8",
+                                        "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
+    std::optional<std::string> cc;  // the condition the flags' consumer reads
+    if (LiveAt(fb, end_idx, Loc{"flags"})) {
+      cc = FlagsConsumerCondition();
+      if (!cc) return std::nullopt;
+    }
+    std::map<std::string, size_t> keys[3];
+    for (int k = 0; k < 3; ++k)
+      for (size_t i = 0; i < st[k]->stores().size(); ++i) keys[k][st[k]->stores()[i].key] = i;
+    std::vector<std::vector<z3::expr>> res(3);
+    for (int k = 0; k < 3; ++k) {
+      if (keys[k].size() != keys[0].size()) return std::nullopt;
+      for (const char* g : kRegs)
+        if (LiveAt(fb, end_idx, Loc{g})) res[k].push_back(st[k]->Reg(g));
+      for (const auto& [key, i] : keys[0]) {
+        auto it = keys[k].find(key);
+        if (it == keys[k].end()) return std::nullopt;
+        res[k].push_back(st[k]->stores()[it->second].value);
+      }
+      if (cc) {
+        auto c = st[k]->Cond(*cc);
+        if (!c) return std::nullopt;
+        res[k].push_back(z3::ite(*c, ctx.bv_val(1, 1), ctx.bv_val(0, 1)));
+      }
+    }
+    return res;
+  }
+
+  // The condition code of the first reader of the flags after the region (`jle`: "le"), when
+  // it is a jcc, setcc or cmovcc reading nothing else of them.
+  std::optional<std::string> FlagsConsumerCondition() const {
+    for (size_t i = end_idx; i < fb.insns.size(); ++i) {
+      const Insn& in = fb.insns[i];
+      if (Reads(in, Loc{"flags"})) {
+        for (const char* p : {"cmov", "set", "j"})
+          if (absl::StartsWith(in.mnemonic, p)) return in.mnemonic.substr(strlen(p));
+        return std::nullopt;
+      }
+      if (Kills(in, Loc{"flags"}) || in.is_branch) return std::nullopt;
+    }
+    return std::nullopt;
+  }
+
+  // The shipped build has no instruction to probe for the constant (`x / 1`), the others
+  // compute f(X, V) from an input X first: a probe at the region's start rewrites X (an empty
+  // span). Every path into the region must pass the probe, and X's rewritten value must be
+  // what the shipped code computes every build's results from (FitInputRewrite): an X still
+  // live after the region is one of those results, so it must not change.
+  absl::StatusOr<CriticalSpan> RewriteAtStart() {
+    for (int i = r.b[0] + 1; i < r.e[0]; ++i)
+      if (fb.branch_targets.count(fb.insns[i].offset))
+        return absl::InvalidArgumentError("a jump enters the region past its start");
+    auto results = LiveResults();
+    if (!results) return absl::InvalidArgumentError("the results differ in kind");
+    auto fit = FitInputRewrite(ctx, *results, cx.vs, zext);
+    if (!fit.ok()) return fit.status();
+    CriticalSpan sp;
+    sp.kind = SpanKind::kReg;
+    sp.target_reg = fit->family;
+    sp.save_reg = fit->family;
+    sp.width = fit->width;
+    sp.formula = fit->formula;
+    sp.formula_alternatives = fit->alternatives;
+    cs_end = cs_start;
+    end_idx = r.b[0];
+    cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
+    cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
+    return Finish(sp, {Loc{fit->family}});
   }
 
   std::vector<const SymState*> States() const { return {st[0].get(), st[1].get(), st[2].get()}; }
@@ -241,7 +330,8 @@ struct RegionAnalysis {
       return Refuse(fb, cs_start, "the span ends the function: no probe location after it",
                     Refusal::kUnsafe);
     sp.probe_offset = fb.insns[end_idx].offset;
-    if (fb.branch_targets.count(sp.probe_offset)) {
+    // An empty span (RewriteAtStart) is bypassed by no path: a jump to it runs the probe too.
+    if (cs_end > cs_start && fb.branch_targets.count(sp.probe_offset)) {
       // A jump bypassing the span joins at the probe: a path token separates the paths.
       if (absl::Status t = CheckPathToken(fb, r.b[0], end_idx); !t.ok())
         return Refuse(fb, cs_start,
@@ -687,15 +777,21 @@ struct RegionAnalysis {
       if (auto m = CheckModelled(ctx, &o, States(), absl::StrCat("the store to ", key)); !m.ok())
         return Growable(Refuse(fb, cs_start, m.message(), Refusal::kUnmodelledInstruction));
       if (AllEqual(ctx, o)) continue;
-      // The probe after the span addresses the cell with the registers it sees there.
-      std::optional<Operand> now = st[0]->OperandNow(s0);
-      if (!now)
+      // The probe after the span addresses the cell with the registers it sees there; when
+      // the region overwrites them after the store, the span ends at the store.
+      int store_end = end_idx;
+      if (std::optional<Operand> now = st[0]->OperandNow(s0)) {
+        s0.op = *now;
+      } else if (s0.exact_op && s0.insn) {
+        store_end = static_cast<int>(s0.insn - fb.insns.data()) + 1;
+      } else {
         return Refuse(fb, cs_start,
                       absl::StrCat("the store to ", key, " (`", fb.insns[r.b[0]].Text(),
-                                   "` ...) depends on the constant, and after the span no "
-                                   "register addresses its cell (overwritten, or computed)"),
+                                   "` ...) depends on the constant and no register addresses its "
+                                   "cell after it"),
                       Refusal::kUnmodelledInstruction);
-      s0.op = *now;
+      }
+      EndAt end(this, store_end);
       if (auto rmw = ReadModifyWrite(o, s0)) {
         if (!rmw->ok()) return rmw->status();
         out.push_back(**rmw);
@@ -738,6 +834,20 @@ struct RegionAnalysis {
     }
     return absl::OkStatus();
   }
+
+  // The span's end moved to `idx` (a store whose address the rest of the region overwrites)
+  // while it is in scope.
+  struct EndAt {
+    RegionAnalysis* ra;
+    int idx;
+    uint64_t cs_end;
+    EndAt(RegionAnalysis* a, int i) : ra(a), idx(a->end_idx), cs_end(a->cs_end) {
+      const Insn& last = ra->fb.insns[i - 1];
+      ra->end_idx = i;
+      ra->cs_end = last.offset + last.size;
+    }
+    ~EndAt() { ra->end_idx = idx, ra->cs_end = cs_end; }
+  };
 
   // Every build's region is followed by a conditional jump (in the hunk or common to all).
   bool JumpsAfter() const {

@@ -105,7 +105,7 @@ void SymState::Write(const Operand& op, const z3::expr& v0) {
   } else if (op.type == OpType::kMem) {
     std::string k = MemKey(op);
     mem_.insert_or_assign(k, v);
-    stores_.push_back(SymStore{k, op, op.size, v, true, OptAddress(op)});
+    stores_.push_back(SymStore{k, op, op.size, v, true, OptAddress(op), cur_});
   }
 }
 

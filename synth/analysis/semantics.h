@@ -30,6 +30,7 @@ struct SymStore {
   // offset from it): the store is only usable when it agrees across builds.
   bool exact_op = true;
   std::optional<z3::expr> addr;  // the effective address (none for RIP-relative operands)
+  const Insn* insn = nullptr;    // the storing instruction
 };
 
 // A value loaded inside the run (the input "mem:...", first read of that operand).

@@ -67,7 +67,7 @@ z3::expr SymState::ReadAt(const z3::expr& addr, int size) {
 void SymState::WriteAt(const z3::expr& addr, const Operand& op, const z3::expr& v, bool exact_op) {
   std::string k = absl::StrCat("mem:", addr.simplify().to_string(), ":", op.size);
   mem_.insert_or_assign(k, v);
-  stores_.push_back(SymStore{k, op, op.size, v, exact_op, addr.simplify()});
+  stores_.push_back(SymStore{k, op, op.size, v, exact_op, addr.simplify(), cur_});
 }
 
 std::optional<Operand> SymState::OperandNow(const SymStore& s) {

@@ -195,6 +195,31 @@ TEST_P(AnalysisTest, StackArgumentPushedBeforeACall) {
   EXPECT_EQ(Eval(*s[0], 40), static_cast<uint64_t>(ImmediateInBuild("push_arg", *s[0], base, 40)));
 }
 
+// `q / 1` folded away in the shipped build: the span is empty, a probe where the region starts
+// rewrites q. The shipped code run on the rewritten q computes what the V=7 and V=8 builds
+// compute (not checked by the analysis: at 7 the division's first instruction also moves
+// where the region starts, a shape the region does not grow to).
+TEST_P(AnalysisTest, InputOfAFoldedDivisionIsRewrittenAtTheRegionStart) {
+  auto r = Analyze("folded_div", {1, 2, 4});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_folded_div");
+  ASSERT_EQ(s.size(), 1u) << Dump(*r);
+  EXPECT_EQ(s[0]->kind, SpanKind::kReg);
+  EXPECT_EQ(s[0]->target_reg, "di");
+  EXPECT_EQ(s[0]->save_reg, "di");
+  EXPECT_EQ(s[0]->cs_start, s[0]->cs_end);
+  EXPECT_EQ(s[0]->probe_offset, s[0]->cs_start);
+  using Fn = unsigned (*)(unsigned, unsigned);
+  auto shipped = reinterpret_cast<Fn>(dlsym(So("folded_div", 1), "fx_folded_div"));
+  for (int64_t v : {7, 8}) {
+    auto fv = reinterpret_cast<Fn>(dlsym(So("folded_div", v), "fx_folded_div"));
+    for (unsigned q : {0u, 1u, 6u, 7u, 100u, 0xfffffffeu})
+      for (unsigned cwnd : {0u, 3u, 40u, 0xffffffffu})
+        EXPECT_EQ(shipped(static_cast<unsigned>(Eval(*s[0], v, q)), cwnd), fv(q, cwnd))
+            << "V=" << v << " q=" << q << " cwnd=" << cwnd << " formula " << s[0]->formula;
+  }
+}
+
 TEST_P(AnalysisTest, CompareAndBranch) {
   std::string base = Obj("cmp_branch", 3);
   auto r = Analyze("cmp_branch", {3, 2, 9});
@@ -914,6 +939,24 @@ TEST_P(AnalysisTest, HoistedMagicMultiplierIsADivisionByV) {
   bool division = false;
   for (const CriticalSpan& s : r->spans) division |= s.formula.find("/ (V)") != std::string::npos;
   EXPECT_TRUE(division) << Dump(*r);
+  // The region grows over `mov rdi, [rdi+8]` after the store: the store's span ends at the
+  // store, where rdi still addresses this entry (after it, the next one).
+  int mem = 0;
+  for (const CriticalSpan& s : r->spans)
+    if (s.kind == SpanKind::kMem) {
+      ++mem;
+      ASSERT_TRUE(s.target_mem);
+      EXPECT_EQ(s.target_mem->base, "di");
+      EXPECT_EQ(s.target_mem->disp, 4);
+      auto fns = analysis::DisassembleFunctions(**analysis::ElfFile::Open(Obj("hoisted", 10)),
+                                                {"fx_hoisted"});
+      ASSERT_TRUE(fns.ok());
+      const analysis::Function& f = (*fns)[0];
+      const analysis::Insn& before = f.insns[f.IndexAt(s.probe_offset) - 1];
+      EXPECT_EQ(before.mnemonic, "mov") << Dump(*r);
+      EXPECT_EQ(before.ops[0].type, analysis::OpType::kMem) << before.Text();
+    }
+  EXPECT_EQ(mem, 1) << Dump(*r);
   EXPECT_EQ(r->range_min, 1);
   EXPECT_EQ(r->range_max, 1000);
 }

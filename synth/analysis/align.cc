@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <map>
+#include <regex>
+#include <set>
+#include <string>
 
 namespace sie::synth::analysis {
 
@@ -171,6 +175,127 @@ std::vector<Hunk> DiffFunctions(const Function& base, const std::vector<const Fu
     prev_v = cur;
   }
   return hunks;
+}
+
+namespace {
+
+// --- Builds that allocate the callee-saved registers in another permutation ---
+
+// The callee-saved registers (SysV): free to permute, no call or return reads them.
+const std::set<std::string>& CalleeSaved() {
+  static const std::set<std::string> k = {"bx", "bp", "r12", "r13", "r14", "r15"};
+  return k;
+}
+
+// The capstone name of family `fam` at the width of name `like` ("r13", "ebx" -> "r13d").
+std::string NameLike(const std::string& fam, const std::string& like) {
+  static const std::map<std::string, std::vector<std::string>> kNames = {
+      {"bx", {"bl", "bx", "ebx", "rbx"}},       {"bp", {"bpl", "bp", "ebp", "rbp"}},
+      {"r12", {"r12b", "r12w", "r12d", "r12"}}, {"r13", {"r13b", "r13w", "r13d", "r13"}},
+      {"r14", {"r14b", "r14w", "r14d", "r14"}}, {"r15", {"r15b", "r15w", "r15d", "r15"}}};
+  const int w = RegWidth(like);
+  const int i = w == 1 ? 0 : w == 2 ? 1 : w == 4 ? 2 : 3;
+  return kNames.at(fam)[i];
+}
+
+// Register names in `text` replaced by `f` (tokens, not substrings: r12 is not part of r12d).
+std::string RenameTokens(const std::string& text,
+                         const std::function<std::string(const std::string&)>& f) {
+  static const std::regex kToken("[a-z0-9]+");
+  std::string out;
+  auto last = text.cbegin();
+  for (std::sregex_iterator it(text.begin(), text.end(), kToken), end; it != end; ++it) {
+    out.append(last, text.cbegin() + it->position());
+    out += f(it->str());
+    last = text.cbegin() + it->position() + it->length();
+  }
+  out.append(last, text.cend());
+  return out;
+}
+
+// A prologue save or an epilogue restore: kept as written by every renaming (see RenamedLike).
+bool SaveOrRestore(const Insn& in) {
+  return in.entry_save ||
+         (in.mnemonic == "pop" && in.ops.size() == 1 && in.ops[0].type == OpType::kReg &&
+          CalleeSaved().count(RegFamily(in.ops[0].reg)));
+}
+
+// The registers `in` names, in operand order, as families.
+std::vector<std::string> NamedFamilies(const Insn& in) {
+  std::vector<std::string> out;
+  for (const Operand& o : in.ops)
+    for (const std::string* r : {&o.reg, &o.base, &o.index})
+      if (!r->empty()) out.push_back(RegFamily(*r));
+  return out;
+}
+
+// The permutation of callee-saved registers that makes `var` name registers as `base` does
+// wherever their instructions correspond (aligned up to register names); empty when there is
+// none, or it is the identity.
+std::map<std::string, std::string> CalleeSavedPermutation(const Function& base,
+                                                          const Function& var) {
+  auto regless = [](const Insn& in) {
+    return RenameTokens(in.sig,
+                        [](const std::string& t) { return RegFamily(t).empty() ? t : "R"; });
+  };
+  std::vector<std::string> a, b;
+  for (const Insn& in : base.insns) a.push_back(regless(in));
+  for (const Insn& in : var.insns) b.push_back(regless(in));
+  std::vector<int> m =
+      AlignLcs(a.size(), b.size(), [&](size_t i, size_t j) { return a[i] == b[j]; });
+  std::map<std::string, std::string> to, from;
+  bool renamed = false;
+  for (size_t i = 0; i < m.size(); ++i) {
+    if (m[i] < 0 || SaveOrRestore(base.insns[i])) continue;
+    std::vector<std::string> x = NamedFamilies(var.insns[m[i]]), y = NamedFamilies(base.insns[i]);
+    if (x.size() != y.size()) return {};
+    for (size_t k = 0; k < x.size(); ++k) {
+      if (x[k] != y[k] && (!CalleeSaved().count(x[k]) || !CalleeSaved().count(y[k]))) return {};
+      auto [t, fresh] = to.emplace(x[k], y[k]);
+      auto [f, fresh2] = from.emplace(y[k], x[k]);
+      if (t->second != y[k] || f->second != x[k]) return {};  // not one consistent permutation
+      renamed |= x[k] != y[k];
+    }
+  }
+  if (!renamed) return {};
+  return to;
+}
+
+}  // namespace
+
+std::optional<Function> RenamedLike(const Function& base, const Function& var) {
+  const std::map<std::string, std::string> to = CalleeSavedPermutation(base, var);
+  if (to.empty()) return std::nullopt;
+  auto name = [&](const std::string& t) {
+    auto it = to.find(RegFamily(t));
+    return it == to.end() || !CalleeSaved().count(it->first) ? t : NameLike(it->second, t);
+  };
+  auto family = [&](const std::string& f) {
+    auto it = to.find(f);
+    return it == to.end() ? f : it->second;
+  };
+  Function out = var;
+  for (Insn& in : out.insns) {
+    if (SaveOrRestore(in)) {
+      // A save stores the caller's value, the same in every build; a restore is kept as
+      // written (no difference from `base` there) and never executed: it writes another
+      // register than its text says in the renamed code.
+      in.opaque = !in.entry_save;
+      continue;
+    }
+    for (Operand& o : in.ops)
+      for (std::string* r : {&o.reg, &o.base, &o.index})
+        if (!r->empty()) *r = name(*r);
+    in.op_str = RenameTokens(in.op_str, name);
+    in.sig = RenameTokens(in.sig, name);
+    in.shape = RenameTokens(in.shape, name);
+    std::set<std::string> reads, writes;
+    for (const std::string& f : in.reads) reads.insert(family(f));
+    for (const std::string& f : in.writes) writes.insert(family(f));
+    in.reads = std::move(reads);
+    in.writes = std::move(writes);
+  }
+  return out;
 }
 
 }  // namespace sie::synth::analysis

@@ -29,6 +29,15 @@ std::vector<int> AlignInsns(const std::vector<Insn>& a, const std::vector<Insn>&
 // (it is only aligned and executed symbolically, never walked as a CFG).
 std::optional<Function> RelayoutLike(const Function& base, const Function& var);
 
+// gcc may give the callee-saved registers (rbx, rbp, r12-r15) other roles in another build (the
+// loop counter in r12 and a base address in r13 at one value, swapped at another): the same
+// code up to one consistent permutation of them. Returns `var` renamed to `base`'s registers
+// (the prologue's saves and the epilogue's restores left as written, as in `base`: a save
+// stores the caller's value, Insn::entry_save; a restore is opaque), or nullopt
+// when the registers already agree or no one permutation explains them. Like RelayoutLike's,
+// the result is only aligned and executed symbolically (its bytes are not renamed).
+std::optional<Function> RenamedLike(const Function& base, const Function& var);
+
 // One difference region: [begin, end) instruction indices in the baseline and each variant.
 struct Hunk {
   int base_begin = 0, base_end = 0;

@@ -372,9 +372,13 @@ void AnalyzeFunctions(const FunctionSets& fns, const std::vector<int64_t>& vs, A
     HunkContext cx{{&fb, x->second[n], y->second[n]}, vs, res};
     // Blocks laid out in another order are not a control-flow change: diff in base order.
     std::optional<Function> relaid[2];
+    // So are callee-saved registers given each other's roles.
+    std::optional<Function> renamed[2];
     for (int k = 1; k < 3; ++k) {
       relaid[k - 1] = RelayoutLike(fb, *cx.fn[k]);
       if (relaid[k - 1]) cx.fn[k] = &*relaid[k - 1];
+      renamed[k - 1] = RenamedLike(fb, *cx.fn[k]);
+      if (renamed[k - 1]) cx.fn[k] = &*renamed[k - 1];
     }
     cx.multi_input = false;  // FunctionAnalysis retries a refused region with them
     FunctionAnalysis(cx, DiffFunctions(fb, {cx.fn[1], cx.fn[2]}), errors).Run();
@@ -470,9 +474,11 @@ absl::StatusOr<CriticalSpan> Rederive(const FunctionSets& fns, const CriticalSpa
     for (const Function& fn : *fns[k])
       if (!f[k] && fn.norm_name == f[0]->norm_name) f[k] = &fn;
   if (!f[0] || !f[1] || !f[2]) return absl::NotFoundError("the function is not in every build");
-  std::optional<Function> relaid[2];
-  for (int k = 1; k < 3; ++k)
+  std::optional<Function> relaid[2], renamed[2];
+  for (int k = 1; k < 3; ++k) {
     if ((relaid[k - 1] = RelayoutLike(*f[0], *f[k]))) f[k] = &*relaid[k - 1];
+    if ((renamed[k - 1] = RenamedLike(*f[0], *f[k]))) f[k] = &*renamed[k - 1];
+  }
   const int n = static_cast<int>(f[0]->insns.size());
   Hunk h;
   h.base_begin = f[0]->IndexAt(s.cs_start);

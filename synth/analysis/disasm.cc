@@ -226,6 +226,21 @@ Insn Decode(csh cs, const cs_insn& ci, const std::vector<ElfReloc>& relocs, uint
   return in;
 }
 
+// The entry block's pushes of callee-saved registers that nothing wrote before (calls keep
+// those registers, so `call __fentry__` does not end the block; a jump or a jump target does).
+void MarkEntrySaves(Function* fn) {
+  static const std::set<std::string> kCalleeSaved = {"bx", "bp", "r12", "r13", "r14", "r15"};
+  std::set<std::string> written;
+  for (Insn& in : fn->insns) {
+    if ((in.is_branch && !in.is_call) || (in.offset && fn->branch_targets.count(in.offset))) break;
+    if (in.mnemonic == "push" && in.ops.size() == 1 && in.ops[0].type == OpType::kReg) {
+      const std::string f = RegFamily(in.ops[0].reg);
+      in.entry_save = kCalleeSaved.count(f) && !written.count(f) && in.ops[0].size == 8;
+    }
+    written.insert(in.writes.begin(), in.writes.end());
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<Function> DisassembleBytes(const std::string& name, const std::string& bytes,
@@ -258,6 +273,7 @@ absl::StatusOr<Function> DisassembleBytes(const std::string& name, const std::st
   }
   for (const Insn& in : fn.insns)
     if (in.target && !in.is_call) fn.branch_targets.insert(*in.target);
+  MarkEntrySaves(&fn);
   return fn;
 }
 

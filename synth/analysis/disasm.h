@@ -59,6 +59,11 @@ struct Insn {
   std::vector<Reloc> relocs;  // relocations within the instruction bytes
   std::string sig;            // normalized signature: equal across builds iff same code
   std::string shape;          // signature with immediates/displacements dropped
+  // A push of a callee-saved register in the entry block before anything writes it: it saves
+  // the caller's value (modelled as "callee:FAMILY", whatever registers a build renamed).
+  bool entry_save = false;
+  // Not to be executed symbolically (a restore kept as written in a renamed build).
+  bool opaque = false;
   std::string Text() const { return mnemonic + (op_str.empty() ? "" : " " + op_str); }
 };
 

@@ -17,8 +17,8 @@
 namespace sie::synth::analysis {
 
 struct InputRewrite {
-  std::string family;  // the register rewritten ("ax")
-  int width = 8;       // bytes the probe writes (4: zero-extended, as a 32-bit write)
+  std::string family;   // the register rewritten ("ax")
+  int width = 8;        // bytes the probe writes (4: zero-extended, as a 32-bit write)
   std::string formula;  // in V and X (X: the register's value at the probe)
   std::vector<std::string> alternatives;
   int64_t vmin = INT64_MIN, vmax = INT64_MAX;

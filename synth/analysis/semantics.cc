@@ -386,6 +386,8 @@ bool SymState::Step(const Insn& in) {
       &SymState::StepCarry,    &SymState::StepRotate,  &SymState::StepConvert,
       &SymState::StepExchange, &SymState::StepDivide};
   why_.clear();
+  if (in.opaque)
+    return Fail(in, "a callee-saved register restored in a build renamed to another's");
   for (Handler h : kHandlers) {
     std::optional<bool> done = (this->*h)(in);
     if (done && *done) return true;

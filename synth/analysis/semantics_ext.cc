@@ -100,8 +100,10 @@ std::optional<bool> SymState::StepStack(const Insn& in) {
   top.base = "rsp";
   if (m == "push" && ops.size() == 1) {
     if (ops[0].type != OpType::kImm && ops[0].size != 8) return Fail(in, "16-bit push");
-    z3::expr v = ops[0].type == OpType::kImm ? ctx_.bv_val(static_cast<uint64_t>(ops[0].imm), 64)
-                                             : Read(ops[0]);  // before rsp moves ("push rsp")
+    // The caller's value of a callee-saved register, named alike in every build.
+    z3::expr v = in.entry_save ? ctx_.bv_const(("callee:" + RegFamily(ops[0].reg)).c_str(), 64)
+                 : ops[0].type == OpType::kImm ? ctx_.bv_val(static_cast<uint64_t>(ops[0].imm), 64)
+                                               : Read(ops[0]);  // before rsp moves ("push rsp")
     z3::expr sp = (Reg("sp") - ctx_.bv_val(8, 64)).simplify();
     Write(RegOp("rsp", 8), sp);
     WriteAt(sp, top, v, false);  // [rsp] moves with later pushes: see OperandNow

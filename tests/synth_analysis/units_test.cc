@@ -113,6 +113,45 @@ TEST(Align, RelayoutPairsReorderedBlocks) {
   EXPECT_FALSE(RelayoutLike(*b, *c).has_value());  // different structure: refused upstream
 }
 
+// gcc gave r12 and r13 each other's roles at another value (find_lock_lowest_rq with
+// RT_MAX_TRIES=5): the counter in r12, not r13. Renamed, only the counter's immediate differs;
+// the prologue's saves and the epilogue's restores stay as written.
+TEST(Align, RenamesAPermutationOfCalleeSavedRegisters) {
+  // push r13; push r12; mov r13d,3; mov r12,rdi; add r12,r13; mov rax,r12; pop r12; pop r13; ret
+  std::string base(
+      "\x41\x55\x41\x54\x41\xbd\x03\x00\x00\x00\x49\x89\xfc\x4d\x01\xec\x4c\x89\xe0"
+      "\x41\x5c\x41\x5d\xc3",
+      24);
+  // the same with r12 and r13 swapped after the saves, and 5 for 3
+  std::string swapped(
+      "\x41\x55\x41\x54\x41\xbc\x05\x00\x00\x00\x49\x89\xfd\x4d\x01\xe5\x4c\x89\xe8"
+      "\x41\x5c\x41\x5d\xc3",
+      24);
+  // rdi and rsi swapped instead: argument registers are never renamed
+  std::string args(
+      "\x41\x55\x41\x54\x41\xbd\x05\x00\x00\x00\x49\x89\xf4\x4d\x01\xec\x4c\x89\xe0"
+      "\x41\x5c\x41\x5d\xc3",
+      24);
+  auto b = DisassembleBytes("f", base), v = DisassembleBytes("f", swapped),
+       a = DisassembleBytes("f", args);
+  ASSERT_TRUE(b.ok() && v.ok() && a.ok());
+  EXPECT_TRUE(b->insns[0].entry_save && b->insns[1].entry_save);
+  EXPECT_EQ(DiffFunctions(*b, {&*v}).size(), 1u);  // registers differ in 4 instructions
+  auto r = RenamedLike(*b, *v);
+  ASSERT_TRUE(r.has_value());
+  auto hunks = DiffFunctions(*b, {&*r});
+  ASSERT_EQ(hunks.size(), 1u);
+  EXPECT_EQ(hunks[0].base_begin, 2);  // mov r13d, 3 against mov r13d, 5
+  EXPECT_EQ(hunks[0].base_end, 3);
+  EXPECT_EQ(r->insns[2].Text(), "mov r13d, 5");
+  EXPECT_EQ(r->insns[4].Text(), "add r12, r13");
+  EXPECT_TRUE(r->insns[4].writes.count("r12"));
+  EXPECT_EQ(r->insns[1].Text(), "push r12");      // the caller's r12, saved as written
+  EXPECT_TRUE(r->insns[6].opaque);                // `pop r12` restores what is r13 here
+  EXPECT_FALSE(RenamedLike(*b, *b).has_value());  // nothing to rename
+  EXPECT_FALSE(RenamedLike(*b, *a).has_value());  // rsi for rdi is no callee-saved permutation
+}
+
 TEST(Dataflow, ReadWidthFollowsTheNarrowestConsumer) {
   // add eax,0x40; cmp dx,ax; mov eax,[rsi]; ret
   std::string code("\x83\xc0\x40\x66\x39\xc2\x8b\x06\xc3", 9);

@@ -258,6 +258,10 @@ std::map<std::string, std::string> CalleeSavedPermutation(const Function& base,
     }
   }
   if (!renamed) return {};
+  // bh has no counterpart in r12-r15 (nor bpl's family a high byte): no renaming then.
+  for (const Insn& in : var.insns)
+    if (to.count("bx") && to.at("bx") != "bx" && in.op_str.find("bh") != std::string::npos)
+      return {};
   return to;
 }
 

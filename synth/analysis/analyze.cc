@@ -1246,15 +1246,23 @@ absl::StatusOr<AnalysisResult> AnalyzeVariants(const std::vector<VariantObject>&
   res.fitted = vs;
   if (auto s = CheckAll(fit->builds, checks, only_norm, vs, avoid, &more, &res); !s.ok()) {
     if (!AllPowersOfTwo(vs)) return s;
+    // Refitted from a value that is none; when that fit fails a check in turn (at the power
+    // of two it replaced: DIRTY_POLL_THRESH_KB's `(125 * V) >> 1` at powers of two is rounded
+    // otherwise elsewhere), the code holds for powers of two only.
     auto other = FitNonPowerOfTwo(*fit, s, opts, only_norm, &checks, &more);
-    if (!other.ok()) {
+    std::optional<AnalysisResult> refit;
+    if (other.ok()) {
+      refit = std::move(other->res);
+      refit->fitted = other->vs;
+      if (!CheckAll(other->builds, checks, only_norm, other->vs, avoid, &more, &*refit).ok())
+        refit.reset();
+    }
+    if (!refit) {
       RETURN_IF_ERROR(PowersOfTwoOnly(fit->builds, s, only_norm, vs, avoid, &more, &res));
     } else {
       fit = std::move(other);
-      res = std::move(fit->res);
+      res = std::move(*refit);
       vs = fit->vs;
-      res.fitted = vs;
-      RETURN_IF_ERROR(CheckAll(fit->builds, checks, only_norm, vs, avoid, &more, &res));
     }
   }
   const Builds& b = fit->builds;

@@ -181,12 +181,6 @@ namespace {
 
 // --- Builds that allocate the callee-saved registers in another permutation ---
 
-// The callee-saved registers (SysV): free to permute, no call or return reads them.
-const std::set<std::string>& CalleeSaved() {
-  static const std::set<std::string> k = {"bx", "bp", "r12", "r13", "r14", "r15"};
-  return k;
-}
-
 // The capstone name of family `fam` at the width of name `like` ("r13", "ebx" -> "r13d").
 std::string NameLike(const std::string& fam, const std::string& like) {
   static const std::map<std::string, std::vector<std::string>> kNames = {
@@ -217,7 +211,7 @@ std::string RenameTokens(const std::string& text,
 bool SaveOrRestore(const Insn& in) {
   return in.entry_save ||
          (in.mnemonic == "pop" && in.ops.size() == 1 && in.ops[0].type == OpType::kReg &&
-          CalleeSaved().count(RegFamily(in.ops[0].reg)));
+          CalleeSavedRegs().count(RegFamily(in.ops[0].reg)));
 }
 
 // The registers `in` names, in operand order, as families.
@@ -250,7 +244,8 @@ std::map<std::string, std::string> CalleeSavedPermutation(const Function& base,
     std::vector<std::string> x = NamedFamilies(var.insns[m[i]]), y = NamedFamilies(base.insns[i]);
     if (x.size() != y.size()) return {};
     for (size_t k = 0; k < x.size(); ++k) {
-      if (x[k] != y[k] && (!CalleeSaved().count(x[k]) || !CalleeSaved().count(y[k]))) return {};
+      if (x[k] != y[k] && (!CalleeSavedRegs().count(x[k]) || !CalleeSavedRegs().count(y[k])))
+        return {};
       auto [t, fresh] = to.emplace(x[k], y[k]);
       auto [f, fresh2] = from.emplace(y[k], x[k]);
       if (t->second != y[k] || f->second != x[k]) return {};  // not one consistent permutation
@@ -272,7 +267,7 @@ std::optional<Function> RenamedLike(const Function& base, const Function& var) {
   if (to.empty()) return std::nullopt;
   auto name = [&](const std::string& t) {
     auto it = to.find(RegFamily(t));
-    return it == to.end() || !CalleeSaved().count(it->first) ? t : NameLike(it->second, t);
+    return it == to.end() || !CalleeSavedRegs().count(it->first) ? t : NameLike(it->second, t);
   };
   auto family = [&](const std::string& f) {
     auto it = to.find(f);

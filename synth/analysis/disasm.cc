@@ -68,6 +68,17 @@ std::string RegFamily(const std::string& r) {
   return it == kMap.end() ? "" : it->second;
 }
 
+const std::vector<std::string>& GeneralRegs() {
+  static const std::vector<std::string> k = {"ax", "bx",  "cx",  "dx",  "si",  "di",  "bp", "r8",
+                                             "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
+  return k;
+}
+
+const std::set<std::string>& CalleeSavedRegs() {
+  static const std::set<std::string> k = {"bx", "bp", "r12", "r13", "r14", "r15"};
+  return k;
+}
+
 int RegWidth(const std::string& r) {
   if (r.empty()) return 0;
   if (r[0] == 'r' && r.size() >= 2 && isdigit(r[1])) {
@@ -229,13 +240,12 @@ Insn Decode(csh cs, const cs_insn& ci, const std::vector<ElfReloc>& relocs, uint
 // The entry block's pushes of callee-saved registers that nothing wrote before (calls keep
 // those registers, so `call __fentry__` does not end the block; a jump or a jump target does).
 void MarkEntrySaves(Function* fn) {
-  static const std::set<std::string> kCalleeSaved = {"bx", "bp", "r12", "r13", "r14", "r15"};
   std::set<std::string> written;
   for (Insn& in : fn->insns) {
     if ((in.is_branch && !in.is_call) || (in.offset && fn->branch_targets.count(in.offset))) break;
     if (in.mnemonic == "push" && in.ops.size() == 1 && in.ops[0].type == OpType::kReg) {
       const std::string f = RegFamily(in.ops[0].reg);
-      in.entry_save = kCalleeSaved.count(f) && !written.count(f) && in.ops[0].size == 8;
+      in.entry_save = CalleeSavedRegs().count(f) && !written.count(f) && in.ops[0].size == 8;
     }
     written.insert(in.writes.begin(), in.writes.end());
   }

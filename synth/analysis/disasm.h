@@ -86,6 +86,10 @@ struct Function {
 std::string RegFamily(const std::string& capstone_name);
 // Width of a capstone general register name in bytes (al=1, ax=2, eax=4, rax=8).
 int RegWidth(const std::string& capstone_name);
+// The general-purpose register families but sp (pt_regs names, "ax" .. "r15").
+const std::vector<std::string>& GeneralRegs();
+// The callee-saved families of the SysV ABI: rbx, rbp, r12-r15.
+const std::set<std::string>& CalleeSavedRegs();
 
 // Disassembles every sized STT_FUNC symbol in executable sections (or only those whose
 // normalized name is in `only`, when non-empty).

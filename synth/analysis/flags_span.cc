@@ -5,18 +5,13 @@
 #include "common/base/diag.h"
 
 namespace sie::synth::analysis {
-namespace {
 
-// The condition code a consumer reads: "ja" -> "a", "cmovge" -> "ge", "setne" -> "ne"; the
-// sbb/adc idioms read CF.
 std::string ConsumerCc(const std::string& m) {
   if (m == "sbb" || m == "adc") return "b";
   for (const char* p : {"cmov", "set", "j"})
     if (absl::StartsWith(m, p)) return m.substr(std::string(p).size());
   return m;
 }
-
-}  // namespace
 
 bool FlagsSpanOp(const std::string& m) {
   return m == "cmp" || m == "test" || m == "add" || m == "sub" || m == "and";

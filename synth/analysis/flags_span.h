@@ -17,6 +17,10 @@
 namespace sie::synth::analysis {
 
 // The instructions a flags span may recompute.
+// The condition code a consumer reads: "ja" -> "a", "cmovge" -> "ge", "setne" -> "ne"; the
+// sbb/adc idioms read CF; any other mnemonic comes back unchanged.
+std::string ConsumerCc(const std::string& m);
+
 bool FlagsSpanOp(const std::string& mnemonic);
 
 // Proves, for every input, that the condition `cc` ("ja", "cmovg", "sete", ...: the consumer)

@@ -16,11 +16,6 @@ namespace {
 // Candidates per build for the rewritten input's value: more are never seen in one region.
 constexpr size_t kMaxTerms = 8;
 
-z3::expr Wide(const z3::expr& e) {
-  const unsigned w = Width(e);
-  return w < 64 ? z3::zext(e, 64 - w) : e;
-}
-
 // Every input constant and every bit-vector subterm of `es`, by id.
 void Walk(const std::vector<z3::expr>& es, std::map<std::string, z3::expr>* inputs,
           std::map<unsigned, z3::expr>* terms) {
@@ -71,7 +66,7 @@ bool Explains(z3::context& ctx, const std::vector<std::vector<z3::expr>>& outs, 
     z3::expr differ = ctx.bool_val(false);
     for (size_t j = 0; j < outs[0].size(); ++j) {
       z3::expr a = z3::expr(outs[0][j]).substitute(from, to);
-      differ = differ || Wide(a) != Wide(outs[k][j]);
+      differ = differ || Zext64(a) != Zext64(outs[k][j]);
     }
     // A 32-bit input's register holds it zero-extended: so must the rewritten value.
     if (Width(x) < 64) differ = differ || nv.extract(63, Width(x)) != 0;
@@ -97,8 +92,8 @@ absl::StatusOr<InputRewrite> FitInputRewrite(z3::context& ctx,
     for (const z3::expr& a : t1)
       for (const z3::expr& b : t2) {
         const int width = zext32.count(fam) || (Width(a) <= 32 && Width(b) <= 32) ? 4 : 8;
-        z3::expr x0 = width == 4 ? Wide(x.extract(31, 0)) : Wide(x);
-        auto fit = FitOutput(ctx, {x0, Wide(a), Wide(b)}, x, vs, width * 8, zext32.count(fam));
+        z3::expr x0 = width == 4 ? Zext64(x.extract(31, 0)) : Zext64(x);
+        auto fit = FitOutput(ctx, {x0, Zext64(a), Zext64(b)}, x, vs, width * 8, zext32.count(fam));
         if (!fit.ok() || !fit->uses_x) continue;
         std::vector<std::string> proved;
         for (const std::string& f : fit->alternatives)

@@ -156,10 +156,6 @@ absl::StatusOr<Mapping> MapFunction(const ElfFile& obj, const ElfFile& ship,
   return best;
 }
 
-bool CalleeSaved(const std::string& reg) {
-  return reg == "bx" || reg == "bp" || reg == "r12" || reg == "r13" || reg == "r14" || reg == "r15";
-}
-
 // The apply probe of `out` sits on a static call site or jump label, where the kernel refuses
 // kprobes. A reg span whose registers (target, X, inputs read at the probe) are all callee-saved
 // keeps its values across a static call, which returns to the next instruction: the probe moves
@@ -180,9 +176,10 @@ absl::Status MoveOffReservedSite(const Mapping& mp, CriticalSpan* out) {
   if (i < 0 || i + 1 >= static_cast<int>(mp.shipped.insns.size()) || !mp.shipped.insns[i].is_call)
     return refuse("it is no call the probe could follow");
   bool regs_ok = out->kind == artifact::SpanKind::kReg && !out->mark_offset &&
-                 CalleeSaved(out->target_reg) &&
-                 (out->save_reg.empty() || CalleeSaved(out->save_reg));
-  for (const auto& in : out->inputs) regs_ok &= !in.mem && (in.save_offset || CalleeSaved(in.reg));
+                 analysis::CalleeSavedRegs().count(out->target_reg) &&
+                 (out->save_reg.empty() || analysis::CalleeSavedRegs().count(out->save_reg));
+  for (const auto& in : out->inputs)
+    regs_ok &= !in.mem && (in.save_offset || analysis::CalleeSavedRegs().count(in.reg));
   if (!regs_ok) return refuse("the span's registers do not all survive the call");
   const uint64_t next = mp.shipped.insns[i + 1].offset;
   if (mp.shipped.branch_targets.count(next) || mp.kprobe_reserved.count(next))

@@ -464,11 +464,6 @@ std::map<std::string, z3::expr> InputConsts(const std::vector<z3::expr>& es) {
   return out;
 }
 
-z3::expr Zext64(const z3::expr& e) {
-  unsigned w = Width(e);
-  return w < 64 ? z3::zext(e, 64 - w) : e;
-}
-
 // The formula at V = v as a Z3 term over the inputs, and when it is defined.
 struct Built {
   z3::expr e, ok;

@@ -10,7 +10,6 @@
 #include <regex>
 #include <set>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -166,8 +165,6 @@ struct RegionAnalysis {
   // stores), the same list in every build; nullopt when the builds store to different cells or
   // the flags live on.
   std::optional<std::vector<std::vector<z3::expr>>> LiveResults() {
-    static const char* const kRegs[] = {"ax", "bx",  "cx",  "dx",  "si",  "di",  "bp", "r8",
-                                        "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
     std::optional<std::string> cc;  // the condition the flags' consumer reads
     if (LiveAt(fb, end_idx, Loc{"flags"})) {
       cc = FlagsConsumerCondition();
@@ -179,7 +176,7 @@ struct RegionAnalysis {
     std::vector<std::vector<z3::expr>> res(3);
     for (int k = 0; k < 3; ++k) {
       if (keys[k].size() != keys[0].size()) return std::nullopt;
-      for (const char* g : kRegs)
+      for (const std::string& g : GeneralRegs())
         if (LiveAt(fb, end_idx, Loc{g})) res[k].push_back(st[k]->Reg(g));
       for (const auto& [key, i] : keys[0]) {
         auto it = keys[k].find(key);
@@ -201,9 +198,9 @@ struct RegionAnalysis {
     for (size_t i = end_idx; i < fb.insns.size(); ++i) {
       const Insn& in = fb.insns[i];
       if (Reads(in, Loc{"flags"})) {
-        for (const char* p : {"cmov", "set", "j"})
-          if (absl::StartsWith(in.mnemonic, p)) return in.mnemonic.substr(strlen(p));
-        return std::nullopt;
+        const std::string cc = ConsumerCc(in.mnemonic);
+        if (cc == in.mnemonic || in.mnemonic == "sbb" || in.mnemonic == "adc") return std::nullopt;
+        return cc;
       }
       if (Kills(in, Loc{"flags"}) || in.is_branch) return std::nullopt;
     }
@@ -230,8 +227,7 @@ struct RegionAnalysis {
     sp.width = fit->width;
     sp.formula = fit->formula;
     sp.formula_alternatives = fit->alternatives;
-    cs_end = cs_start;
-    end_idx = r.b[0];
+    EndAt empty(this, r.b[0]);  // ends where it starts: cs_end == cs_start
     cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
     cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
     return Finish(sp, {Loc{fit->family}});
@@ -835,16 +831,16 @@ struct RegionAnalysis {
     return absl::OkStatus();
   }
 
-  // The span's end moved to `idx` (a store whose address the rest of the region overwrites)
-  // while it is in scope.
+  // The span's end moved to instruction `i` (a store whose address the rest of the region
+  // overwrites; the region's start for an empty span) while it is in scope.
   struct EndAt {
     RegionAnalysis* ra;
     int idx;
     uint64_t cs_end;
     EndAt(RegionAnalysis* a, int i) : ra(a), idx(a->end_idx), cs_end(a->cs_end) {
-      const Insn& last = ra->fb.insns[i - 1];
+      const std::vector<Insn>& in = ra->fb.insns;
       ra->end_idx = i;
-      ra->cs_end = last.offset + last.size;
+      ra->cs_end = i < static_cast<int>(in.size()) ? in[i].offset : ra->fb.size;
     }
     ~EndAt() { ra->end_idx = idx, ra->cs_end = cs_end; }
   };

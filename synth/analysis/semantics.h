@@ -175,6 +175,8 @@ inline uint64_t Mask(unsigned bits) {
 }
 // A bit-vector term's width, and an indexed operator's i-th parameter (extract: 0 high, 1 low).
 inline unsigned Width(const z3::expr& e) { return e.get_sort().bv_size(); }
+// A bit-vector term of at most 64 bits zero-extended to 64.
+inline z3::expr Zext64(const z3::expr& e) { return Width(e) < 64 ? z3::zext(e, 64 - Width(e)) : e; }
 inline int Param(const z3::expr& e, unsigned i) {
   return Z3_get_decl_int_parameter(e.ctx(), e.decl(), i);
 }

@@ -10,15 +10,6 @@
 namespace sie::synth::analysis {
 namespace {
 
-// Registers the stub may read (pt_regs names; never sp or ip).
-constexpr const char* kRegs[] = {"ax", "bx",  "cx",  "dx",  "si",  "di",  "bp", "r8",
-                                 "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
-
-z3::expr Zext64(const z3::expr& e) {
-  unsigned w = e.get_sort().bv_size();
-  return w < 64 ? z3::zext(e, 64 - w) : e;
-}
-
 std::map<std::string, z3::expr> Consts(const std::vector<z3::expr>& es) {
   std::map<std::string, z3::expr> out;
   std::set<unsigned> seen;
@@ -35,7 +26,7 @@ std::map<std::string, z3::expr> Consts(const std::vector<z3::expr>& es) {
 // A register holding `value` (zero-extended) after the span, other than `target`.
 std::optional<std::string> HeldIn(SymState& st, const z3::expr& value, const std::string& target) {
   z3::expr v = Zext64(value).simplify();
-  for (const char* r : kRegs)
+  for (const std::string& r : GeneralRegs())  // never sp or ip
     if (r != target && z3::eq(st.Reg(r).simplify(), v)) return std::string(r);
   return std::nullopt;
 }

@@ -1129,6 +1129,103 @@ std::optional<OutputFit> FitBitSelect(FitCtx& f, const std::vector<int>& widths)
 
 }  // namespace
 
+namespace {
+
+// The N-bit factor X of a magic product's non-numeral operand zext(X) (or of zext(X >> k),
+// written as an extract of X's high bits): the dividend candidates.
+std::vector<z3::expr> MagicFactors(const MagicProduct& t) {
+  std::vector<z3::expr> out;
+  const unsigned W = Width(t.mul);
+  for (unsigned b = 0; b < 2; ++b) {
+    z3::expr a = t.mul.arg(b);
+    if (a.is_numeral()) continue;
+    uint64_t zero = 1;
+    if (a.decl().decl_kind() == Z3_OP_CONCAT && a.num_args() == 2 &&
+        a.arg(0).is_numeral_u64(zero) && zero == 0)
+      a = a.arg(1);
+    else if (a.decl().decl_kind() == Z3_OP_ZERO_EXT)
+      a = a.arg(0);
+    else
+      continue;
+    if (Width(a) * 2 == W) out.push_back(a);
+    if (a.decl().decl_kind() == Z3_OP_EXTRACT &&
+        Z3_get_decl_int_parameter(a.ctx(), a.decl(), 0) + 1 == static_cast<int>(Width(a.arg(0))) &&
+        Width(a.arg(0)) * 2 == W)
+      out.push_back(a.arg(0));
+  }
+  return out;
+}
+
+// The subterms of `root` that contain `part` (a multiply-high sequence is one of them),
+// smallest first, with no variable `x` lacks.
+std::vector<z3::expr> EnclosingTerms(const z3::expr& root, const z3::expr& part,
+                                     const z3::expr& x) {
+  std::set<unsigned> xs;  // the declarations of x's variables
+  std::set<unsigned> seen;
+  std::function<void(const z3::expr&)> vars = [&](const z3::expr& e) {
+    if (!e.is_app() || !seen.insert(e.id()).second) return;
+    if (e.decl().decl_kind() == Z3_OP_UNINTERPRETED) xs.insert(e.decl().id());
+    for (unsigned i = 0; i < e.num_args(); ++i) vars(e.arg(i));
+  };
+  vars(x);
+  struct Seen {
+    bool has = false;   // contains part
+    bool clean = true;  // no variable x lacks
+  };
+  std::map<unsigned, Seen> memo;
+  std::vector<z3::expr> out;
+  std::function<Seen(const z3::expr&)> go = [&](const z3::expr& e) -> Seen {
+    if (e.id() == part.id()) return {true, true};
+    if (auto it = memo.find(e.id()); it != memo.end()) return it->second;
+    Seen r;
+    if (e.is_app() && e.decl().decl_kind() == Z3_OP_UNINTERPRETED)
+      r.clean = xs.count(e.decl().id()) > 0;
+    if (e.is_app())
+      for (unsigned i = 0; i < e.num_args(); ++i) {
+        const Seen a = go(e.arg(i));
+        r.has |= a.has;
+        r.clean &= a.clean;
+      }
+    memo[e.id()] = r;
+    if (r.has && r.clean && e.is_bv() && Width(e) <= 64) out.push_back(e);
+    return r;
+  };
+  go(root);
+  return out;
+}
+
+}  // namespace
+
+z3::expr MagicQuotientsAsDivisions(z3::context& ctx, const z3::expr& o,
+                                   const std::vector<uint64_t>& divisors, bool* found) {
+  z3::expr r = o;
+  for (const MagicProduct& t : FindMagicProducts(o))
+    for (const z3::expr& x : MagicFactors(t)) {
+      const int N = static_cast<int>(Width(x));
+      // Largest first: the whole sequence, at its full width (a narrower part would hide that
+      // the quotient fits it).
+      std::vector<z3::expr> terms = EnclosingTerms(r, t.mul, x);
+      std::reverse(terms.begin(), terms.end());
+      if (terms.size() > 32) terms.erase(terms.begin() + 32, terms.end());
+      for (const z3::expr& term : terms)
+        for (uint64_t d : divisors)
+          for (bool rem : {false, true}) {
+            if (!ProveMagicByAbstraction(ctx, Zext64(term), x, N, d, rem)) continue;
+            // As the formula writes it: 64 bits, so the formula's own division is congruent.
+            z3::expr x64 = Zext64(x), d64 = ctx.bv_val(d, 64);
+            z3::expr q = rem ? z3::urem(x64, d64) : z3::udiv(x64, d64);
+            z3::expr_vector from(ctx), to(ctx);
+            from.push_back(term);
+            to.push_back(Width(term) < 64 ? q.extract(Width(term) - 1, 0) : q);
+            r = r.substitute(from, to);
+            if (found) *found = true;
+            goto next_product;
+          }
+    next_product:;
+    }
+  return r;
+}
+
 absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr>& outs,
                                     const std::optional<z3::expr>& x,
                                     const std::vector<int64_t>& vs, int out_bits, bool x_zext32) {

@@ -58,4 +58,12 @@ absl::StatusOr<OutputFit> FitOutput(z3::context& ctx, const std::vector<z3::expr
                                     const std::optional<z3::expr>& x,
                                     const std::vector<int64_t>& vs, int out_bits, bool x_zext32);
 
+// `o` with each subterm that computes T / d or T % d as a multiply-high (d one of `divisors`,
+// T the product's other factor) replaced by that division on 64 bits, each replacement
+// proved for every T (ProveMagicByAbstraction). Z3 does not bit-blast such a sequence against
+// a divider in reasonable time; with both sides dividing, a proof abstracts the divisions
+// (DivisionsAbstracted). Throws z3::exception.
+z3::expr MagicQuotientsAsDivisions(z3::context& ctx, const z3::expr& o,
+                                   const std::vector<uint64_t>& divisors, bool* found = nullptr);
+
 }  // namespace sie::synth::analysis

@@ -864,6 +864,28 @@ std::optional<FormulaTerm> FormulaAt(z3::context& ctx, const std::string& formul
   return FormulaTerm{b.e, b.ok};
 }
 
+// The numerals a term divides by (unsigned division and remainder).
+static std::vector<uint64_t> ConstantDivisors(const z3::expr& e) {
+  std::set<uint64_t> ds;
+  std::set<unsigned> seen;
+  std::function<void(const z3::expr&)> walk = [&](const z3::expr& x) {
+    if (!x.is_app() || !seen.insert(x.id()).second) return;
+    switch (x.decl().decl_kind()) {
+      case Z3_OP_BUDIV:
+      case Z3_OP_BUDIV_I:
+      case Z3_OP_BUREM:
+      case Z3_OP_BUREM_I:
+        if (uint64_t d = 0; x.arg(1).simplify().is_numeral_u64(d) && d >= 2) ds.insert(d);
+        break;
+      default:
+        break;
+    }
+    for (unsigned i = 0; i < x.num_args(); ++i) walk(x.arg(i));
+  };
+  walk(e);
+  return {ds.begin(), ds.end()};
+}
+
 bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, const z3::expr& out,
                     const std::map<std::string, char>& names, int out_bits) {
   auto f = artifact::Formula::Parse(formula, absl::StrCat("VX", artifact::kExtraInputs));
@@ -881,14 +903,26 @@ bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, con
   z3::expr o64 = Zext64(out);
   const z3::expr differ = b.ok && o64.extract(out_bits - 1, 0) != b.e.extract(out_bits - 1, 0);
   // Divisions of equal arguments first, by congruence: a divider bit-blasted per side (the
-  // formula's 64-bit one, the code's 32-bit one) can exhaust the budget.
-  bool divides = false;
-  const z3::expr abstracted = DivisionsAbstracted(differ, &divides);
-  if (divides) {
+  // formula's 64-bit one, the code's 32-bit one) can exhaust the budget. With products too
+  // (sdiv(a << V, b) squared), then without (the formula's 64-bit product of two 32-bit
+  // inputs is the code's 32-bit one only for Z3's own rewriting).
+  auto abstract_proof = [&](const z3::expr& code, bool products) {
     z3::solver s(ctx);
     BoundSolver(s, 2000u);
-    s.add(abstracted);
-    if (s.check() == z3::unsat) return true;
+    s.add(DivisionsAbstracted(b.ok && code.extract(out_bits - 1, 0) != b.e.extract(out_bits - 1, 0),
+                              nullptr, products));
+    return s.check() == z3::unsat;
+  };
+  bool divides = false, multiplies = false;
+  DivisionsAbstracted(differ, &divides);
+  DivisionsAbstracted(differ, &multiplies, true);
+  if (multiplies && abstract_proof(o64, true)) return true;
+  if (divides) {
+    if (abstract_proof(o64, false)) return true;
+    // The code divides by a multiply-high: written as its (proved) division first.
+    bool magic = false;
+    const z3::expr o2 = MagicQuotientsAsDivisions(ctx, o64, ConstantDivisors(b.e), &magic);
+    if (magic && abstract_proof(o2, false)) return true;
   }
   z3::solver s(ctx);
   BoundSolver(s, 20000u);

@@ -162,12 +162,15 @@ inline constexpr unsigned kZ3UnitsPerMs = 6000;
 // out of budget is no proof).
 bool Valid(z3::context& c, const z3::expr& claim, unsigned budget_ms = 0);
 
-// `e` with every unsigned division and remainder (total or Z3's internal form, which agree)
-// replaced by an uninterpreted function of the same arguments, one per operation and width.
+// `e` with every division and remainder, signed or unsigned (total or Z3's internal form, which
+// agree), and with `products` every product of two variable factors, replaced by an uninterpreted
+// function of the same arguments, one per operation and width (a product's factors in one
+// order).
 // Valid after that implies valid before (division is one interpretation of the function), and
 // two terms that divide equal linear expressions are proved equal by congruence, without
-// bit-blasting a divider per side. Sets *found when there was a division to replace.
-z3::expr DivisionsAbstracted(const z3::expr& e, bool* found = nullptr);
+// bit-blasting a divider or multiplier per side. Sets *found when there was something to
+// replace.
+z3::expr DivisionsAbstracted(const z3::expr& e, bool* found = nullptr, bool products = false);
 
 // The low `bits` bits set (all 64 for 64 or more).
 inline uint64_t Mask(unsigned bits) {

@@ -394,7 +394,7 @@ bool Valid(z3::context& c, const z3::expr& claim, unsigned budget_ms) {
   return s.check() == z3::unsat;
 }
 
-z3::expr DivisionsAbstracted(const z3::expr& e, bool* found) {
+z3::expr DivisionsAbstracted(const z3::expr& e, bool* found, bool products) {
   std::map<unsigned, z3::expr> memo;
   std::function<z3::expr(const z3::expr&)> go = [&](const z3::expr& x) -> z3::expr {
     if (!x.is_app() || x.num_args() == 0) return x;
@@ -411,6 +411,23 @@ z3::expr DivisionsAbstracted(const z3::expr& e, bool* found) {
       case Z3_OP_BUREM_I:
         op = "urem";
         break;
+      case Z3_OP_BSDIV:
+      case Z3_OP_BSDIV_I:
+        op = "sdiv";
+        break;
+      case Z3_OP_BSREM:
+      case Z3_OP_BSREM_I:
+        op = "srem";
+        break;
+      case Z3_OP_BSMOD:
+      case Z3_OP_BSMOD_I:
+        op = "smod";
+        break;
+      case Z3_OP_BMUL:
+        // A product of two variable factors (a multiplier per side); by a numeral it stays.
+        if (products && args.size() == 2 && !args[0].is_numeral() && !args[1].is_numeral())
+          op = "mul";
+        break;
       default:
         break;
     }
@@ -418,7 +435,9 @@ z3::expr DivisionsAbstracted(const z3::expr& e, bool* found) {
     if (op) {
       const z3::sort s = x.get_sort();
       const std::string name = absl::StrCat("abs|", op, s.bv_size());
-      r = z3::function(name.c_str(), s, s, s)(args[0], args[1]);
+      // Products commute: one order of the factors, so a*b and b*a are one application.
+      const bool swap = op == std::string_view("mul") && args[1].id() < args[0].id();
+      r = z3::function(name.c_str(), s, s, s)(args[swap ? 1 : 0], args[swap ? 0 : 1]);
       if (found) *found = true;
     }
     memo.emplace(x.id(), r);

@@ -717,6 +717,40 @@ TEST(DivisionsAbstracted, EqualArgumentsDivideEqually) {
   EXPECT_FALSE(Valid(ctx, DivisionsAbstracted(lhs == z3::udiv(ctx.bv_val(8, 32) * x, y)), 1000));
 }
 
+// Signed divisions and products of two variables abstract too (products only when asked, in
+// one order of their factors): sdiv(a << 3, b) squared is proved equal to the same term with
+// the product's factors swapped, without a multiplier or divider per side.
+TEST(DivisionsAbstracted, SignedDivisionsAndProductsOfVariables) {
+  z3::context ctx;
+  z3::expr a = ctx.bv_const("a", 64), b = ctx.bv_const("b", 64);
+  z3::expr q = z3::shl(a, 3) / b, r = (a * 8) / b;  // operator/ is bvsdiv
+  bool found = false;
+  EXPECT_TRUE(Valid(ctx, DivisionsAbstracted(q * r == r * q, &found, true), 1000));
+  EXPECT_TRUE(found);
+  EXPECT_FALSE(Valid(ctx, DivisionsAbstracted(q * q == q * r + 1, nullptr, true), 1000));
+  // A product by a numeral stays interpreted: 3 * x == x + x + x still holds.
+  EXPECT_TRUE(Valid(ctx, DivisionsAbstracted(3 * a == a + a + a, nullptr, true), 1000));
+}
+
+// A multiply-high by the magic number of 11 (gcc's `imul rax, 0xba2e8ba3; shr rax, 35` on a
+// 32-bit product) is rewritten as that product divided by 11; the same sequence with a wrong
+// shift (36) is left as it is.
+TEST(MagicQuotientsAsDivisions, MultiplyHighBecomesADivision) {
+  z3::context ctx;
+  z3::expr x = ctx.bv_const("x", 32), y = ctx.bv_const("y", 32);
+  z3::expr k = x * y;
+  z3::expr prod = ctx.bv_val(uint64_t{0xba2e8ba3}, 64) * z3::concat(ctx.bv_val(0, 32), k);
+  for (unsigned sh : {35u, 36u}) {
+    z3::expr code = z3::zext(z3::lshr(prod, ctx.bv_val(sh, 64)).extract(31, 0), 32);
+    bool found = false;
+    z3::expr rewritten = MagicQuotientsAsDivisions(ctx, code, {11}, &found);
+    EXPECT_EQ(found, sh == 35) << sh;
+    if (!found) continue;
+    z3::expr want = z3::udiv(z3::zext(k, 32), ctx.bv_val(11, 64));
+    EXPECT_TRUE(Valid(ctx, DivisionsAbstracted(rewritten == want), 1000)) << rewritten;
+  }
+}
+
 TEST(FitMultiInput, ArithmeticShiftByTheConstant) {
   z3::context ctx;
   z3::expr x = ctx.bv_const("in:ax", 64), y = ctx.bv_const("in:dx", 64);

@@ -906,23 +906,24 @@ bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, con
   // formula's 64-bit one, the code's 32-bit one) can exhaust the budget. With products too
   // (sdiv(a << V, b) squared), then without (the formula's 64-bit product of two 32-bit
   // inputs is the code's 32-bit one only for Z3's own rewriting).
-  auto abstract_proof = [&](const z3::expr& code, bool products) {
+  auto proved = [&](const z3::expr& abstracted_differ) {
     z3::solver s(ctx);
     BoundSolver(s, 2000u);
-    s.add(DivisionsAbstracted(b.ok && code.extract(out_bits - 1, 0) != b.e.extract(out_bits - 1, 0),
-                              nullptr, products));
+    s.add(abstracted_differ);
     return s.check() == z3::unsat;
   };
   bool divides = false, multiplies = false;
-  DivisionsAbstracted(differ, &divides);
-  DivisionsAbstracted(differ, &multiplies, true);
-  if (multiplies && abstract_proof(o64, true)) return true;
+  const z3::expr with_products = DivisionsAbstracted(differ, &multiplies, true);
+  const z3::expr divisions = DivisionsAbstracted(differ, &divides);
+  if (multiplies && proved(with_products)) return true;
   if (divides) {
-    if (abstract_proof(o64, false)) return true;
+    if (proved(divisions)) return true;
     // The code divides by a multiply-high: written as its (proved) division first.
     bool magic = false;
     const z3::expr o2 = MagicQuotientsAsDivisions(ctx, o64, ConstantDivisors(b.e), &magic);
-    if (magic && abstract_proof(o2, false)) return true;
+    if (magic && proved(DivisionsAbstracted(b.ok && o2.extract(out_bits - 1, 0) !=
+                                                        b.e.extract(out_bits - 1, 0))))
+      return true;
   }
   z3::solver s(ctx);
   BoundSolver(s, 20000u);

@@ -110,7 +110,7 @@ std::string KbuildSource(const std::string& savedcmd) {
 
 absl::StatusOr<std::string> RewriteKbuildCommand(const std::string& savedcmd, const fs::path& tree,
                                                  const fs::path& overlay, const fs::path& out,
-                                                 std::string* source_rel) {
+                                                 std::string* source_rel, bool debug_info) {
   std::vector<std::string> toks = absl::StrSplit(savedcmd, ' ', absl::SkipWhitespace());
   std::string src = KbuildSource(savedcmd);
   if (src.empty() || toks.empty())
@@ -146,6 +146,7 @@ absl::StatusOr<std::string> RewriteKbuildCommand(const std::string& savedcmd, co
       res.push_back("-iquote");
       res.push_back((tree / src_rel.parent_path()).string());
       res.push_back(absl::StrCat("-ffile-prefix-map=", overlay.string(), "/="));
+      if (!debug_info) res.push_back("-g0");  // after the kernel's -g: the last one wins
     }
     res.push_back(t);
   }
@@ -409,7 +410,8 @@ class VariantBuilder {
     }
     if (auto s = WriteFileAtomic(overlay / t.file, *edited); !s.ok()) return s;
     std::string src_check;
-    auto cmd = RewriteKbuildCommand(savedcmd, tree, overlay, raw, &src_check);
+    auto cmd = RewriteKbuildCommand(savedcmd, tree, overlay, raw, &src_check,
+                                    j.variant < ctx_.debug_info_variants);
     if (!cmd.ok()) return WithContext(cmd.status(), object);
 
     if (ctx_.verbose && j.variant == 0)  // the variants differ only in their paths
@@ -587,6 +589,7 @@ absl::StatusOr<fs::path> BuildOtherValue(const BuildContext& ctx, const TunableS
   BuildContext one = ctx;
   one.work_dir = ctx.work_dir / "other" / absl::StrCat(t.name, "=", value);
   one.progress = [](const std::string&) {};
+  one.debug_info_variants = 0;  // never V1: only diffed
   TunableSpec tv = t;
   tv.values = {value};
   std::vector<TunableVariants> r = BuildVariantsEach(one, {&tv}, {{object}});

@@ -196,6 +196,24 @@ TEST(KbuildCommandTest, RewritesOutputOverlayAndDepFile) {
   EXPECT_THAT(*r, HasSubstr("-ffile-prefix-map=" + ov.string() + "/="));
   EXPECT_THAT(*r, HasSubstr((ov / "net/ipv4/tcp_cubic.c").string()));
   EXPECT_EQ(KbuildSource(cmd), "net/ipv4/tcp_cubic.c");
+  EXPECT_THAT(*r, Not(HasSubstr("-g0")));
+}
+
+TEST(KbuildCommandTest, BuildsWithoutDebugInfoAfterTheKernelsOwnFlag) {
+  std::string cmd =
+      "gcc -Wp,-MMD,block/.blk-mq.o.d -O2 -g -DKBUILD_MODNAME='\"blk_mq\"' -c -o "
+      "block/blk-mq.o block/blk-mq.c";
+  auto d = TempDir::Create(fs::temp_directory_path(), "sie-kb-");
+  ASSERT_TRUE(d.ok());
+  std::string src;
+  auto r = RewriteKbuildCommand(cmd, "/tree", d->path(), "/out/x.o", &src, /*debug_info=*/false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // The last -g option wins: -g0 must follow the kernel's -g and precede the source.
+  size_t g = r->find(" -g "), g0 = r->find(" -g0 ");
+  ASSERT_NE(g, std::string::npos);
+  ASSERT_NE(g0, std::string::npos);
+  EXPECT_LT(g, g0);
+  EXPECT_LT(g0, r->find((d->path() / "block/blk-mq.c").string()));
 }
 
 }  // namespace

@@ -584,54 +584,7 @@ absl::StatusOr<FamilyFit> FitFamilyAt(const std::vector<int64_t>& vs,
                    ") fits ", absl::StrJoin(pts, ", "), ambiguous));
 }
 
-// Multiply-high division: Z3 cannot bit-blast x*M == x/d in reasonable time, so the proof is
-// split. Z3 proves the output is floor(x*M / 2^s) for some (M, s) with M = ceil(2^s/d) (an
-// equivalence of the same circuit, fast), and the Granlund-Montgomery bound
-// 2^s <= M*d <= 2^s + 2^(s-N) proves floor(x*M/2^s) == floor(x/d) for every x < 2^N.
-bool ProveMagicDivision(z3::context& ctx, const z3::expr& o64, const z3::expr& xw, int wx,
-                        uint64_t d) {
-  if (wx > 64 || d < 2) return false;
-  const int N = wx;
-  // 2^s stays within 128 bits: for 64-bit dividends this covers the magic numbers below 2^64
-  // (gcc's "mul; shr" form); the 65-bit ones ("mul; sub; shr; add; shr") are proved by
-  // ProveMagicByAbstraction, which is tried first.
-  for (int sh = N; sh <= std::min(2 * N + 1, 127); ++sh) {
-    unsigned __int128 two_s = static_cast<unsigned __int128>(1) << sh;
-    unsigned __int128 M = (two_s + d - 1) / d;
-    unsigned __int128 e = M * d - two_s;
-    if (e > (static_cast<unsigned __int128>(1) << (sh - N))) continue;
-    if (M >> 64) continue;
-    z3::expr x128 = z3::zext(xw, 128 - N);
-    z3::expr prod = x128 * ctx.bv_val(static_cast<uint64_t>(M), 128);
-    z3::expr q = z3::lshr(prod, ctx.bv_val(sh, 128)).extract(63, 0);
-    z3::solver s(ctx);
-    BoundSolver(s, 5000u);
-    s.add(o64 != q);
-    if (s.check() == z3::unsat) return true;
-  }
-  return false;
-}
-
-// Multiply-high division and remainder by abstraction: the proof is split so Z3 never
-// bit-blasts a multiplier against a different one. N = the dividend's width.
-//  1. The output contains a product P = X' * m on 2N bits (X' = X >> pre, m a constant): Z3
-//     proves the term is exactly zext(X >> pre) * m (the same circuit, fast).
-//  2. P is replaced by concat(q, L), q and L free (q: P's bits from j up, j the lowest bit
-//     the output reads; L: the bits below, any value). Z3 proves, for every X, every L and
-//     every q with what q's definition implies (for 65-bit magic numbers, the multiply-high
-//     q >> (N-j) <= X), that the output equals the quotient expression Q(X, q) (or
-//     X - Q(X, q)*d for a remainder):
-//        one-word magic (M = m < 2^N):      Q = q >> (s - j)
-//        65-bit magic (M = 2^N + m):        Q = (X + (q >> (N - j))) >> (s - N), on N+1 bits;
-//                                           the "sub; shr 1; add" sequence computes it only
-//                                           because the multiply-high is <= X
-//  3. Arithmetic (checked here on 128-bit integers, not assumed): M = ceil(2^s/d') with
-//     d' = d >> pre, and the Granlund-Montgomery bound 2^s <= M*d' <= 2^s + 2^(s-(N-pre)),
-//     which makes floor(X' * M / 2^s) == floor(X' / d') == floor(X / d) for every X < 2^N;
-//     for 65-bit magic floor((X + floor(X*m/2^N)) / 2^(s-N)) == floor(X*M/2^s) since
-//     M = 2^N + m.
-// Instantiating q and L with the real product's bits gives output(X) == floor(X / d) (or
-// X mod d) for every X < 2^N.
+// A product by a constant in an output: the multiply-high of a division, when it is one.
 struct MagicProduct {
   z3::expr mul;  // the product as it occurs in the output
   uint64_t m = 0;
@@ -674,6 +627,57 @@ std::vector<MagicProduct> FindMagicProducts(const z3::expr& root) {
   walk(root);
   return out;
 }
+
+// Multiply-high division: Z3 cannot bit-blast x*M == x/d in reasonable time, so the proof is
+// split. Z3 proves the output is floor(x*M / 2^s) for some (M, s) with M = ceil(2^s/d) (an
+// equivalence of the same circuit, fast), and the Granlund-Montgomery bound
+// 2^s <= M*d <= 2^s + 2^(s-N) proves floor(x*M/2^s) == floor(x/d) for every x < 2^N.
+bool ProveMagicDivision(z3::context& ctx, const z3::expr& o64, const z3::expr& xw, int wx,
+                        uint64_t d) {
+  if (wx > 64 || d < 2) return false;
+  const int N = wx;
+  // The equivalence is only fast (and only ever proved) against the code's own multiplier:
+  // try the (M, s) whose M is a constant the output multiplies by. Others would each spend
+  // the solver's budget on a multiplier-against-multiplier proof that cannot finish.
+  std::set<uint64_t> code_ms;
+  for (const MagicProduct& t : FindMagicProducts(o64)) code_ms.insert(t.m);
+  // 2^s stays within 128 bits: for 64-bit dividends this covers the magic numbers below 2^64
+  // (gcc's "mul; shr" form); the 65-bit ones ("mul; sub; shr; add; shr") are proved by
+  // ProveMagicByAbstraction, which is tried first.
+  for (int sh = N; sh <= std::min(2 * N + 1, 127); ++sh) {
+    unsigned __int128 two_s = static_cast<unsigned __int128>(1) << sh;
+    unsigned __int128 M = (two_s + d - 1) / d;
+    unsigned __int128 e = M * d - two_s;
+    if (e > (static_cast<unsigned __int128>(1) << (sh - N))) continue;
+    if ((M >> 64) || !code_ms.count(static_cast<uint64_t>(M))) continue;
+    z3::expr x128 = z3::zext(xw, 128 - N);
+    z3::expr prod = x128 * ctx.bv_val(static_cast<uint64_t>(M), 128);
+    z3::expr q = z3::lshr(prod, ctx.bv_val(sh, 128)).extract(63, 0);
+    if (UnsatWithin(ctx, o64 != q, 5000u)) return true;
+  }
+  return false;
+}
+
+// Multiply-high division and remainder by abstraction: the proof is split so Z3 never
+// bit-blasts a multiplier against a different one. N = the dividend's width.
+//  1. The output contains a product P = X' * m on 2N bits (X' = X >> pre, m a constant): Z3
+//     proves the term is exactly zext(X >> pre) * m (the same circuit, fast).
+//  2. P is replaced by concat(q, L), q and L free (q: P's bits from j up, j the lowest bit
+//     the output reads; L: the bits below, any value). Z3 proves, for every X, every L and
+//     every q with what q's definition implies (for 65-bit magic numbers, the multiply-high
+//     q >> (N-j) <= X), that the output equals the quotient expression Q(X, q) (or
+//     X - Q(X, q)*d for a remainder):
+//        one-word magic (M = m < 2^N):      Q = q >> (s - j)
+//        65-bit magic (M = 2^N + m):        Q = (X + (q >> (N - j))) >> (s - N), on N+1 bits;
+//                                           the "sub; shr 1; add" sequence computes it only
+//                                           because the multiply-high is <= X
+//  3. Arithmetic (checked here on 128-bit integers, not assumed): M = ceil(2^s/d') with
+//     d' = d >> pre, and the Granlund-Montgomery bound 2^s <= M*d' <= 2^s + 2^(s-(N-pre)),
+//     which makes floor(X' * M / 2^s) == floor(X' / d') == floor(X / d) for every X < 2^N;
+//     for 65-bit magic floor((X + floor(X*m/2^N)) / 2^(s-N)) == floor(X*M/2^s) since
+//     M = 2^N + m.
+// Instantiating q and L with the real product's bits gives output(X) == floor(X / d) (or
+// X mod d) for every X < 2^N.
 
 bool ProveMagicByAbstraction(z3::context& ctx, const z3::expr& o64, const z3::expr& xw, int N,
                              uint64_t d, bool remainder) {
@@ -899,8 +903,7 @@ bool ProveOneOp(FitCtx& f, const XOpInfo& op, int wx, uint64_t c_val, size_t i) 
         c_val, ")");
     return false;
   }
-  z3::solver s(ctx);
-  BoundSolver(s, udiv ? 3000u : 20000u);
+  std::optional<z3::expr> differ;
   if (udiv && !pow2) {
     // q = X / c as q*c <= X < q*c + c: avoids bit-blasting a divider (magic-number
     // sequences otherwise take minutes to prove).
@@ -910,13 +913,13 @@ bool ProveOneOp(FitCtx& f, const XOpInfo& op, int wx, uint64_t c_val, size_t i) 
     z3::expr xx = z3::zext(xw, W - wx);
     z3::expr ok = z3::ule(qc, xx) && z3::ult(xx, qc + z3::zext(c, W - wx));
     if (wx < 64) ok = ok && o64.extract(63, wx) == ctx.bv_val(0, 64 - wx);
-    s.add(!ok);
+    differ = !ok;
   } else {
-    s.add(o64 != full);
+    differ = o64 != full;
   }
   // At 64 bits the bounds check (130-bit products) always times out: go to the
   // magic-number proof directly.
-  bool proved = !(udiv && !pow2 && wx >= 64) && s.check() == z3::unsat;
+  bool proved = !(udiv && !pow2 && wx >= 64) && UnsatWithin(ctx, *differ, udiv ? 3000u : 20000u);
   if (!proved && udiv) proved = ProveMagicDivision(ctx, o64, xw, wx, c_val);
   return proved;
 }

@@ -907,10 +907,7 @@ bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, con
   // (sdiv(a << V, b) squared), then without (the formula's 64-bit product of two 32-bit
   // inputs is the code's 32-bit one only for Z3's own rewriting).
   auto proved = [&](const z3::expr& abstracted_differ) {
-    z3::solver s(ctx);
-    BoundSolver(s, 2000u);
-    s.add(abstracted_differ);
-    return s.check() == z3::unsat;
+    return UnsatWithin(ctx, abstracted_differ, 2000u);
   };
   bool divides = false, multiplies = false;
   const z3::expr with_products = DivisionsAbstracted(differ, &multiplies, true);
@@ -925,10 +922,7 @@ bool ProveFormulaAt(z3::context& ctx, const std::string& formula, int64_t v, con
                                                         b.e.extract(out_bits - 1, 0))))
       return true;
   }
-  z3::solver s(ctx);
-  BoundSolver(s, 20000u);
-  s.add(differ);
-  return s.check() == z3::unsat;
+  return UnsatWithin(ctx, differ, 20000u);
 }
 
 // The hole method: the builds descended together to the one place they differ, that place

@@ -162,6 +162,14 @@ inline constexpr unsigned kZ3UnitsPerMs = 6000;
 // out of budget is no proof).
 bool Valid(z3::context& c, const z3::expr& claim, unsigned budget_ms = 0);
 
+// Whether Z3 finds `e` unsatisfiable within `budget_ms` (BoundSolver). Outcomes are remembered
+// for the process by the query's SMT-LIB text (XXH3-128) and budget: the analysis asks the same
+// proof again (each round of further values reanalyses every region; a formula is tried masked
+// and unmasked), and a proof that ran out of budget would run out again.
+bool UnsatWithin(z3::context& c, const z3::expr& e, unsigned budget_ms);
+// How many UnsatWithin answers were remembered ones (trace, tests).
+int64_t UnsatWithinReused();
+
 // `e` with every division and remainder, signed or unsigned (total or Z3's internal form, which
 // agree), and with `products` every product of two variable factors, replaced by an uninterpreted
 // function of the same arguments, one per operation and width (a product's factors in one

@@ -7,8 +7,11 @@
 #include <functional>
 #include <map>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/base/hash.h"
 #include "synth/analysis/semantics.h"
 #include "synth/refusal.h"
 
@@ -388,10 +391,36 @@ void BoundSolver(z3::solver& s, unsigned budget_ms) {
 }
 
 bool Valid(z3::context& c, const z3::expr& claim, unsigned budget_ms) {
+  if (budget_ms) return UnsatWithin(c, !claim, budget_ms);
   z3::solver s(c);
-  if (budget_ms) BoundSolver(s, budget_ms);
   s.add(!claim);
   return s.check() == z3::unsat;
+}
+
+namespace {
+absl::Mutex unsat_mu;
+std::atomic<int64_t> unsat_reused{0};
+}  // namespace
+
+int64_t UnsatWithinReused() { return unsat_reused.load(); }
+
+bool UnsatWithin(z3::context& c, const z3::expr& e, unsigned budget_ms) {
+  static auto* known = new absl::flat_hash_map<std::string, bool>();
+  z3::solver s(c);
+  s.add(e);
+  const std::string key = absl::StrCat(budget_ms, ":", ContentHash(s.to_smt2()));
+  {
+    absl::MutexLock lock(&unsat_mu);
+    if (auto it = known->find(key); it != known->end()) {
+      ++unsat_reused;
+      return it->second;
+    }
+  }
+  BoundSolver(s, budget_ms);
+  const bool unsat = s.check() == z3::unsat;
+  absl::MutexLock lock(&unsat_mu);
+  known->emplace(key, unsat);
+  return unsat;
 }
 
 z3::expr DivisionsAbstracted(const z3::expr& e, bool* found, bool products) {

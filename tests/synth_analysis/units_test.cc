@@ -707,6 +707,24 @@ TEST(FitMultiInput, SumOfProductsKeptBesideAShiftCountFit) {
 }
 
 // The division of equal sums, proved by congruence; a wrong numerator is still refuted.
+TEST(UnsatWithin, TheSameQueryInAnotherContextIsAnsweredFromMemory) {
+  auto ask = [](int times, int plus) {
+    z3::context c;
+    z3::expr x = c.bv_const("in:ax", 32);
+    return UnsatWithin(c, x * c.bv_val(times, 32) != x + x + x + c.bv_val(plus, 32), 2000);
+  };
+  const int64_t before = UnsatWithinReused();
+  EXPECT_TRUE(ask(3, 0));
+  EXPECT_EQ(UnsatWithinReused(), before);
+  EXPECT_TRUE(ask(3, 0));  // another context, the same SMT-LIB text
+  EXPECT_EQ(UnsatWithinReused(), before + 1);
+  EXPECT_FALSE(ask(3, 1));  // another query: solved, and it has a model
+  EXPECT_FALSE(ask(4, 0));
+  EXPECT_EQ(UnsatWithinReused(), before + 1);
+  EXPECT_FALSE(ask(3, 1));
+  EXPECT_EQ(UnsatWithinReused(), before + 2);
+}
+
 TEST(DivisionsAbstracted, EqualArgumentsDivideEqually) {
   z3::context ctx;
   z3::expr x = ctx.bv_const("x", 32), y = ctx.bv_const("y", 32);

@@ -398,20 +398,22 @@ bool Valid(z3::context& c, const z3::expr& claim, unsigned budget_ms) {
 }
 
 namespace {
+// UnsatWithin's outcomes for the process: key "budget:XXH3-128 of the SMT-LIB text".
 absl::Mutex unsat_mu;
+absl::flat_hash_map<std::string, bool>* const unsat_known =
+    new absl::flat_hash_map<std::string, bool>();
 std::atomic<int64_t> unsat_reused{0};
 }  // namespace
 
 int64_t UnsatWithinReused() { return unsat_reused.load(); }
 
 bool UnsatWithin(z3::context& c, const z3::expr& e, unsigned budget_ms) {
-  static auto* known = new absl::flat_hash_map<std::string, bool>();
   z3::solver s(c);
   s.add(e);
   const std::string key = absl::StrCat(budget_ms, ":", ContentHash(s.to_smt2()));
   {
     absl::MutexLock lock(&unsat_mu);
-    if (auto it = known->find(key); it != known->end()) {
+    if (auto it = unsat_known->find(key); it != unsat_known->end()) {
       ++unsat_reused;
       return it->second;
     }
@@ -419,7 +421,7 @@ bool UnsatWithin(z3::context& c, const z3::expr& e, unsigned budget_ms) {
   BoundSolver(s, budget_ms);
   const bool unsat = s.check() == z3::unsat;
   absl::MutexLock lock(&unsat_mu);
-  known->emplace(key, unsat);
+  unsat_known->emplace(key, unsat);
   return unsat;
 }
 

@@ -355,8 +355,10 @@ wait for the optimizer, when a probe has no prediction); the total includes the 
 Attaching many probes: registering an armed kprobe kicks the kernel's optimizer, which holds
 kprobe_mutex across a tasks-RCU grace period, so the next registration waits for it. The native
 engine registers a constant's probes disarmed and arms them with one command (sie_native
-\`arm\`); a perf kprobe event arms at perf_event_open, so the BPF engine's attach still waits:
-the last row shows the same load with the optimizer off.
+\`arm\`); a perf kprobe event arms at perf_event_open, so the BPF engine opens all of a
+constant's events at once (one thread each) and links the programs after: registrations queued
+on kprobe_mutex go before the optimizer's next pass. The last row shows the same load with the
+optimizer off.
 The floor is libbpf opening, loading and attaching one trivial kprobe program at
 sie_target_div's probe place in the same guest (sie_probe_cost_bench, median of 5):
 **$floor_ms ms**.

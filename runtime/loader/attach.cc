@@ -71,6 +71,24 @@ int RegNum(const std::string& r) {
   return -1;
 }
 
+// The kprobe perf event of `a`, at the exact address whose bytes were verified (the kernel's
+// name lookup would refuse duplicate names, and a name could resolve to vmlinux before the
+// module); errno-style failure as a status with a hint.
+absl::StatusOr<UniqueFd> OpenKprobe(uint32_t type, const Attached& a) {
+  UniqueFd pfd(OpenKprobeEvent(type, nullptr, a.info.address));
+  if (pfd.valid()) return pfd;
+  const int err = errno;
+  pfd.reset(OpenKprobeEvent(type, a.info.function.c_str(), a.info.offset));
+  if (pfd.valid()) return pfd;
+  return FailedWithHint(
+      absl::StrCat("attaching a kprobe at ", a.info.function, "+0x", absl::Hex(a.info.offset),
+                   " failed: ", strerror(err)),
+      "EINVAL: the function is notrace (no ftrace site: kprobe events refuse it without "
+      "CONFIG_KPROBE_EVENTS_ON_NOTRACE; re-synthesize: sie synth refuses or marks such "
+      "spans) or blacklisted for kprobes (NOKPROBE); EILSEQ: the offset is not on an "
+      "instruction boundary");
+}
+
 }  // namespace
 
 ProbeInfo MakeProbe(const char* role, int span, const std::string& fn, uint64_t off,
@@ -84,25 +102,36 @@ ProbeInfo MakeProbe(const char* role, int span, const std::string& fn, uint64_t 
   return p;
 }
 
-absl::Status Attach(Attached& a, const std::string& pin_dir) {
+absl::Status OpenKprobes(const std::vector<Attached*>& probes) {
   auto type = KprobePmuType();
   if (!type.ok()) return type.status();
+  for (const Attached* a : probes)  // fault injection steps stay in order, on this thread
+    RETURN_IF_ERROR(
+        KernelStep(absl::StrCat("kprobe at ", a->info.function, "+0x", absl::Hex(a->info.offset))));
+  std::vector<absl::StatusOr<UniqueFd>> fds;
+  for (size_t i = 0; i < probes.size(); ++i) fds.emplace_back(absl::UnknownError("not opened"));
+  {
+    std::vector<std::jthread> threads;
+    for (size_t i = 0; i < probes.size(); ++i)
+      threads.emplace_back([&, i] { fds[i] = OpenKprobe(*type, *probes[i]); });
+  }
+  for (size_t i = 0; i < probes.size(); ++i) {
+    if (!fds[i].ok()) return fds[i].status();
+    probes[i]->perf_fd = std::move(*fds[i]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Attach(Attached& a, const std::string& pin_dir) {
   const std::string where = absl::StrCat(a.info.function, "+0x", absl::Hex(a.info.offset));
-  RETURN_IF_ERROR(KernelStep(absl::StrCat("kprobe at ", where)));
-  // The exact address whose bytes were verified: the kernel's name lookup would refuse
-  // duplicate names, and a name could resolve to vmlinux before the module.
-  UniqueFd pfd(OpenKprobeEvent(*type, nullptr, a.info.address));
+  UniqueFd pfd = std::move(a.perf_fd);
   if (!pfd.valid()) {
-    const int err = errno;
-    pfd.reset(OpenKprobeEvent(*type, a.info.function.c_str(), a.info.offset));
-    if (!pfd.valid())
-      return FailedWithHint(
-          absl::StrCat("attaching a kprobe at ", a.info.function, "+0x", absl::Hex(a.info.offset),
-                       " failed: ", strerror(err)),
-          "EINVAL: the function is notrace (no ftrace site: kprobe events refuse it without "
-          "CONFIG_KPROBE_EVENTS_ON_NOTRACE; re-synthesize: sie synth refuses or marks such "
-          "spans) or blacklisted for kprobes (NOKPROBE); EILSEQ: the offset is not on an "
-          "instruction boundary");
+    auto type = KprobePmuType();
+    if (!type.ok()) return type.status();
+    RETURN_IF_ERROR(KernelStep(absl::StrCat("kprobe at ", where)));
+    auto opened = OpenKprobe(*type, a);
+    if (!opened.ok()) return opened.status();
+    pfd = std::move(*opened);
   }
   RETURN_IF_ERROR(KernelStep(absl::StrCat("link the program at ", where)));
   LIBBPF_OPTS(bpf_link_create_opts, lo);

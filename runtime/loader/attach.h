@@ -39,8 +39,14 @@ ProbeInfo MakeProbe(const char* role, int span, const std::string& fn, uint64_t 
                     uint64_t func_addr);
 
 // Attaches a.prog at a.info.address (the exact address whose bytes were verified) and pins the
-// link in `pin_dir`.
+// link in `pin_dir`. Uses a.perf_fd when OpenKprobes already opened it.
 absl::Status Attach(Attached& a, const std::string& pin_dir);
+// Opens the kprobe perf events of `probes` concurrently (their perf_fd). Registering an armed
+// kprobe kicks the kernel's optimizer, which holds kprobe_mutex across a tasks-RCU grace
+// period; one at a time, each registration waits for the pass the previous one started, while
+// registrations already queued on the mutex all go before the optimizer's next pass. Nothing
+// is linked yet: on error the opened events close with their fds.
+absl::Status OpenKprobes(const std::vector<Attached*>& probes);
 // Detaches a probe of the load in progress: its pin and both fds go, so the link's last
 // reference is dropped (the kprobe itself leaves the kernel asynchronously).
 void Detach(Attached& a);

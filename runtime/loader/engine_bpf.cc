@@ -93,9 +93,15 @@ class BpfEngine : public Engine {
     // after a kill -9 knows which kprobes must disappear (link release is asynchronous).
     state_["attached_addresses"] = json::array();
     // All kprobes registered at once (no program linked yet: a hit runs nothing), so the
-    // kernel's optimizer makes one pass after them instead of one between each two.
+    // kernel's optimizer makes one pass after them instead of one between each two. The bytes
+    // they patch are recorded first: once armed, an address reads as int3, and a later mode-2
+    // load of a policy's other constant in this function restores the code from this record.
     std::vector<Attached*> all;
-    for (auto& a : plan_.probes) all.push_back(&a);
+    for (auto& a : plan_.probes) {
+      RecordOriginalBytes(c_.name, a.info.address, state_);
+      all.push_back(&a);
+    }
+    if (auto st = WriteState(c_.name, state_); !st.ok()) return st;
     if (auto st = OpenKprobes(all); !st.ok()) return st;
     for (size_t i = 0; i < plan_.probes.size(); ++i)
       if (auto st = PlaceMoved(i); !st.ok()) return st;

@@ -28,7 +28,7 @@ expect_fail "hint run without a policy" "no running policy reads hints" sie hint
 
 sie-run $P --const SIE_TARGET_CALL_ARG --consts $C --no-optimize > $W/run.out 2> $W/run.err &
 PID=$!
-if wait_for $W/run.out "active on" 600; then ok "sie-run active"; else
+if wait_for $W/run.out "active on" 600 $PID; then ok "sie-run active"; else
   bad "sie-run did not become active"; cat $W/run.out $W/run.err; exit 1; fi
 
 call_arg 20; expect_eq "call_arg(20), no hint: shipped 0x1234" "$R" 4680

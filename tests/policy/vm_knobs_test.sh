@@ -72,7 +72,7 @@ expect_fail "sie knob with no policy" "no running policy has live knobs" sie kno
 # --- start settings: min_x 10, addend starts at 7 ---
 $RUN --set min_x=10 --set addend=7 > $W/run.out 2> $W/run.err &
 PID=$!
-if wait_for $W/run.out "active on" 600; then ok "sie-run active"; else
+if wait_for $W/run.out "active on" 600 $PID; then ok "sie-run active"; else
   bad "sie-run did not become active"; cat $W/run.out $W/run.err; exit 1; fi
 run call_arg 5; expect_eq "call_arg(5), below min_x=10" "$R" 4665
 run call_arg 20; expect_eq "call_arg(20), --set addend=7" "$R" 27
@@ -124,7 +124,7 @@ expect_fail "sie knob after the policy stopped" "no running policy has live knob
 expect_fail "--shadow with a bad --set" "has no knob 'nope'" $RUN --shadow --set nope=1
 $RUN --set min_x=10 --shadow --set trace=on --set tag=shadow1 > $W/shadow.out 2> $W/shadow.err &
 PID=$!
-if wait_for $W/shadow.out "shadow: decisions are counted" 600; then ok "shadow run active"; else
+if wait_for $W/shadow.out "shadow: decisions are counted" 600 $PID; then ok "shadow run active"; else
   bad "shadow run did not become active"; cat $W/shadow.out $W/shadow.err; fi
 for i in 1 2 3; do run call_arg 20; expect_eq "call_arg(20) #$i in the shadow (policy: 70)" "$R" 4680; done
 run call_arg 5; expect_eq "call_arg(5) in the shadow (policy: default)" "$R" 4665
@@ -166,7 +166,7 @@ expect_fail "--cgroup that does not exist" "hint: give a directory under /sys/fs
 nothing_attached "after refused --cgroup"
 $RUN --set min_x=10 --cgroup /sys/fs/cgroup/sie-canary --json > $W/canary.out 2> $W/canary.err &
 PID=$!
-if wait_for $W/canary.out '"event":"active"' 600; then ok "canary run active"; else
+if wait_for $W/canary.out '"event":"active"' 600 $PID; then ok "canary run active"; else
   bad "canary run did not become active"; cat $W/canary.out $W/canary.err; fi
 expect_eq "call_arg(20) in the canary cgroup" "$(in_canary 20)" 70
 run call_arg 20; expect_eq "call_arg(20) outside the canary cgroup" "$R" 4680

@@ -43,7 +43,7 @@ expect_range "no policy, random reads: requests per flush" "$(avg "$base_rand")"
 # --- application-hinted plugging ---
 sie-run $HINT --const BLK_MAX_REQUEST_COUNT --consts $C > $W/hint.out 2> $W/hint.err &
 PID=$!
-if wait_for $W/hint.out "active on" 600; then ok "blk_plug_hint active"; else
+if wait_for $W/hint.out "active on" 600 $PID; then ok "blk_plug_hint active"; else
   bad "blk_plug_hint did not become active"; cat $W/hint.out $W/hint.err; fi
 hinted=$(measure sie hint run 1 -- $FIO --rw=randread)
 plain=$(measure fio_job randread)
@@ -58,7 +58,7 @@ expect_range "after blk_plug_hint: requests per flush" "$(avg "$after")" 16 32
 # --- adaptive plugging: the observer measures merge failures per task ---
 sie-run $ADAPT --const BLK_MAX_REQUEST_COUNT --consts $C > $W/adapt.out 2> $W/adapt.err &
 PID=$!
-if wait_for $W/adapt.out "active on" 600; then ok "blk_plug_adaptive active"; else
+if wait_for $W/adapt.out "active on" 600 $PID; then ok "blk_plug_adaptive active"; else
   bad "blk_plug_adaptive did not become active"; cat $W/adapt.out $W/adapt.err; fi
 rand=$(measure fio_job randread); seq=$(measure fio_job read)
 echo "METRIC adaptive randread flushes/avg $rand, read $seq"

@@ -54,7 +54,7 @@ if [ $? -ne 0 ] && echo "$out" | grep -q "unknown constant 'NO_SUCH'"; then
 sie-run $SRC/bpf/per_task.bpf.c --const SIE_TARGET_CALL_ARG,SIE_TARGET_THRESHOLD --consts $C \
   --no-optimize -v > $W/run.out 2> $W/run.err &
 PID=$!
-if wait_for $W/run.out "active on" 600; then ok "sie-run active"; else
+if wait_for $W/run.out "active on" 600 $PID; then ok "sie-run active"; else
   bad "sie-run did not become active"; cat $W/run.out $W/run.err; exit 1; fi
 cat $W/run.err | grep timings
 run call_arg 5; expect_eq "call_arg(5), thread not in the map" "$R" 4665

@@ -30,7 +30,7 @@ expect_fail_out=$($RUN --set shrinker=$(printf '%070d' 0) 2>&1) &&
 
 $RUN --set shrinker=sie_obs_scan_b --set batch=512 > $W/run.out 2> $W/run.err &
 PID=$!
-if wait_for $W/run.out "active on" 600; then ok "policy active"; else
+if wait_for $W/run.out "active on" 600 $PID; then ok "policy active"; else
   bad "policy did not become active"; cat $W/run.out $W/run.err; exit 1; fi
 expect_eq "with the policy (sie_obs_scan_b: 512)" "$(batches)" "128 512"
 expect_eq "again" "$(batches)" "128 512"

@@ -46,7 +46,7 @@ expect_budget "no policy, busy CPU" "$(busy_burst)" 10
 
 sie-run $P --const MAX_SOFTIRQ_RESTART --consts $C > $W/run.out 2> $W/run.err &
 PID=$!
-if wait_for $W/run.out "active on" 600; then ok "softirq_budget active"; else
+if wait_for $W/run.out "active on" 600 $PID; then ok "softirq_budget active"; else
   bad "softirq_budget did not become active"; cat $W/run.out $W/run.err; exit 1; fi
 # Idle: nothing else runnable, so let sie-run settle into its poll first.
 sleep 1

@@ -8,9 +8,13 @@ expect_eq() { if [ "$2" = "$3" ]; then ok "$1 = $2"; else bad "$1: got '$2', wan
 expect_in() { case "$2" in *"$3"*) ok "$1 has '$3'" ;; *) bad "$1 lacks '$3': $2" ;; esac; }
 # Builtins only (no cat): a snapshot runs this three times, and every fork is slow under TCG.
 run() { echo "$2" > "$T/$1" && read -r _r < "$T/$1" && echo "$_r"; }
-wait_for() { # file pattern seconds: the file holds the pattern within that time
-  _i=0
-  while [ $_i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" && return 0; sleep 0.1; _i=$((_i + 1)); done
+wait_for() { # file pattern seconds [pid]: the file holds the pattern within that time (and
+  _i=0         # before process pid exits: a command that failed is not waited for)
+  while [ $_i -lt $(($3 * 10)) ]; do
+    grep -q "$2" "$1" && return 0
+    if [ -n "$4" ] && ! kill -0 "$4" 2>/dev/null; then grep -q "$2" "$1"; return; fi
+    sleep 0.1; _i=$((_i + 1))
+  done
   return 1
 }
 

@@ -25,7 +25,7 @@ for mode in 0 2; do
   sie-run $PAIR --const SIE_TARGET_PAIR_A,SIE_TARGET_PAIR_B --consts "$C" --mode $mode \
     --timeout 20 -v > /tmp/pair.out 2> /tmp/pair.err &
   RP=$!
-  if ! wait_for /tmp/pair.out "active on" 300; then
+  if ! wait_for /tmp/pair.out "active on" 300 $RP; then
     bad "mode $mode: sie-run did not become active"; cat /tmp/pair.out /tmp/pair.err; kill $RP; continue
   fi
   grep timings /tmp/pair.err

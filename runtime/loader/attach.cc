@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -110,10 +111,16 @@ absl::Status OpenKprobes(const std::vector<Attached*>& probes) {
         KernelStep(absl::StrCat("kprobe at ", a->info.function, "+0x", absl::Hex(a->info.offset))));
   std::vector<absl::StatusOr<UniqueFd>> fds;
   for (size_t i = 0; i < probes.size(); ++i) fds.emplace_back(absl::UnknownError("not opened"));
+  // One thread per address, opening its probes in plan order: the kernel runs the handlers
+  // of one address in registration order (a save before the apply that rewrites its register).
+  std::map<uint64_t, std::vector<size_t>> by_address;
+  for (size_t i = 0; i < probes.size(); ++i) by_address[probes[i]->info.address].push_back(i);
   {
     std::vector<std::jthread> threads;
-    for (size_t i = 0; i < probes.size(); ++i)
-      threads.emplace_back([&, i] { fds[i] = OpenKprobe(*type, *probes[i]); });
+    for (const auto& [addr, idx] : by_address)
+      threads.emplace_back([&, &idx = idx] {
+        for (size_t i : idx) fds[i] = OpenKprobe(*type, *probes[i]);
+      });
   }
   for (size_t i = 0; i < probes.size(); ++i) {
     if (!fds[i].ok()) return fds[i].status();

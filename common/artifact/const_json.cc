@@ -546,8 +546,8 @@ nlohmann::json ConstToJson(const SynthesizedConst& c) {
   std::vector<const CriticalSpan*> spans;
   for (const auto& s : c.spans) spans.push_back(&s);
   std::stable_sort(spans.begin(), spans.end(), [](const auto* a, const auto* b) {
-    return std::tie(a->function, a->cs_start, a->probe_offset) <
-           std::tie(b->function, b->cs_start, b->probe_offset);
+    return std::tie(a->function, a->cs_start, b->cs_end, a->probe_offset) <
+           std::tie(b->function, b->cs_start, a->cs_end, b->probe_offset);
   });
   j["spans"] = json::array();
   for (const auto* s : spans) j["spans"].push_back(SpanToJson(*s));

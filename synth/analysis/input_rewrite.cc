@@ -53,9 +53,11 @@ std::vector<z3::expr> NewTermsOf(const std::vector<z3::expr>& outs, const std::s
 }
 
 // Whether the shipped outputs, with x rewritten by `formula` as the probe writes it (`width`
-// bytes), equal build k's for every input.
+// bytes), equal build k's for every input; the result at index `restored` (x's own register,
+// put back after the region) is compared as the shipped region leaves it.
 bool Explains(z3::context& ctx, const std::vector<std::vector<z3::expr>>& outs, const z3::expr& x,
-              const std::string& formula, int width, const std::vector<int64_t>& vs) {
+              const std::string& formula, int width, const std::vector<int64_t>& vs,
+              std::optional<size_t> restored) {
   for (size_t k = 1; k < outs.size(); ++k) {
     auto f = FormulaAt(ctx, formula, vs[k], {{'X', x}});
     if (!f) return false;
@@ -65,7 +67,7 @@ bool Explains(z3::context& ctx, const std::vector<std::vector<z3::expr>>& outs, 
     to.push_back(Width(x) < 64 ? nv.extract(Width(x) - 1, 0) : nv);
     z3::expr differ = ctx.bool_val(false);
     for (size_t j = 0; j < outs[0].size(); ++j) {
-      z3::expr a = z3::expr(outs[0][j]).substitute(from, to);
+      z3::expr a = j == restored ? outs[0][j] : z3::expr(outs[0][j]).substitute(from, to);
       differ = differ || Zext64(a) != Zext64(outs[k][j]);
     }
     // A 32-bit input's register holds it zero-extended: so must the rewritten value.
@@ -79,6 +81,7 @@ bool Explains(z3::context& ctx, const std::vector<std::vector<z3::expr>>& outs, 
 
 absl::StatusOr<InputRewrite> FitInputRewrite(z3::context& ctx,
                                              const std::vector<std::vector<z3::expr>>& outs,
+                                             const std::map<std::string, size_t>& live_regs,
                                              const std::vector<int64_t>& vs,
                                              const std::set<std::string>& zext32) {
   std::map<std::string, z3::expr> inputs;
@@ -87,6 +90,12 @@ absl::StatusOr<InputRewrite> FitInputRewrite(z3::context& ctx,
   for (const auto& [name, x] : inputs) {
     if (name.rfind("in:", 0) != 0 || name == "in:sp") continue;
     const std::string fam = name.substr(3);
+    // X live after a region that leaves it as it was is put back at the region's end (one
+    // the region writes is a result computed from the rewritten X, like any other).
+    std::optional<size_t> restored;
+    if (auto it = live_regs.find(fam);
+        it != live_regs.end() && Valid(ctx, Zext64(outs[0][it->second]) == Zext64(x), 2000))
+      restored = it->second;
     std::vector<z3::expr> t1 = NewTermsOf(outs[1], name, shipped);
     std::vector<z3::expr> t2 = NewTermsOf(outs[2], name, shipped);
     for (const z3::expr& a : t1)
@@ -97,13 +106,14 @@ absl::StatusOr<InputRewrite> FitInputRewrite(z3::context& ctx,
         if (!fit.ok() || !fit->uses_x) continue;
         std::vector<std::string> proved;
         for (const std::string& f : fit->alternatives)
-          if (Explains(ctx, outs, x, f, width, vs)) proved.push_back(f);
-        if (!Explains(ctx, outs, x, fit->formula, width, vs)) {
+          if (Explains(ctx, outs, x, f, width, vs, restored)) proved.push_back(f);
+        if (!Explains(ctx, outs, x, fit->formula, width, vs, restored)) {
           if (proved.empty()) continue;
           fit->formula = proved.front();
           proved.erase(proved.begin());
         }
-        return InputRewrite{fam, width, fit->formula, proved, fit->vmin, fit->vmax};
+        return InputRewrite{fam,        width,      fit->formula,       proved,
+                            fit->vmin, fit->vmax, restored.has_value()};
       }
   }
   return absl::InvalidArgumentError(

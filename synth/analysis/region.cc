@@ -158,13 +158,14 @@ struct RegionAnalysis {
              rw.status().message());
       return s;
     }
-    return std::vector<CriticalSpan>{*rw};
+    return rw;
   }
 
   // The region's live results in each build (registers live after it, read or not, then
   // stores), the same list in every build; nullopt when the builds store to different cells or
-  // the flags live on.
-  std::optional<std::vector<std::vector<z3::expr>>> LiveResults() {
+  // the flags live on. live_regs: each live register's index in the list.
+  std::optional<std::vector<std::vector<z3::expr>>> LiveResults(
+      std::map<std::string, size_t>* live_regs) {
     std::optional<std::string> cc;  // the condition the flags' consumer reads
     if (LiveAt(fb, end_idx, Loc{"flags"})) {
       cc = FlagsConsumerCondition();
@@ -177,7 +178,10 @@ struct RegionAnalysis {
     for (int k = 0; k < 3; ++k) {
       if (keys[k].size() != keys[0].size()) return std::nullopt;
       for (const std::string& g : GeneralRegs())
-        if (LiveAt(fb, end_idx, Loc{g})) res[k].push_back(st[k]->Reg(g));
+        if (LiveAt(fb, end_idx, Loc{g})) {
+          if (k == 0) (*live_regs)[g] = res[k].size();
+          res[k].push_back(st[k]->Reg(g));
+        }
       for (const auto& [key, i] : keys[0]) {
         auto it = keys[k].find(key);
         if (it == keys[k].end()) return std::nullopt;
@@ -210,16 +214,31 @@ struct RegionAnalysis {
   // The shipped build has no instruction to probe for the constant (`x / 1`), the others
   // compute f(X, V) from an input X first: a probe at the region's start rewrites X (an empty
   // span). Every path into the region must pass the probe, and X's rewritten value must be
-  // what the shipped code computes every build's results from (FitInputRewrite): an X still
-  // live after the region is one of those results, so it must not change.
-  absl::StatusOr<CriticalSpan> RewriteAtStart() {
+  // what the shipped code computes every build's results from (FitInputRewrite). An X still
+  // live after the region, which leaves it unchanged, is put back at the region's end by a
+  // second span (kRecompute of X saved at the start), listed first: the probes at one
+  // address run in span order, so the save reads X before the rewrite.
+  absl::StatusOr<std::vector<CriticalSpan>> RewriteAtStart() {
     for (int i = r.b[0] + 1; i < r.e[0]; ++i)
       if (fb.branch_targets.count(fb.insns[i].offset))
         return absl::InvalidArgumentError("a jump enters the region past its start");
-    auto results = LiveResults();
+    std::map<std::string, size_t> live_regs;
+    auto results = LiveResults(&live_regs);
     if (!results) return absl::InvalidArgumentError("the results differ in kind");
-    auto fit = FitInputRewrite(ctx, *results, cx.vs, zext);
+    auto fit = FitInputRewrite(ctx, *results, live_regs, cx.vs, zext);
     if (!fit.ok()) return fit.status();
+    std::vector<CriticalSpan> out;
+    if (fit->restore) {
+      CriticalSpan back;
+      back.kind = SpanKind::kRecompute;
+      back.target_reg = back.save_reg = fit->family;
+      back.save_offset = cs_start;
+      back.width = fit->width;
+      back.formula = "X";
+      auto put_back = Finish(back, {Loc{fit->family}});
+      if (!put_back.ok()) return put_back.status();
+      out.push_back(std::move(*put_back));
+    }
     CriticalSpan sp;
     sp.kind = SpanKind::kReg;
     sp.target_reg = fit->family;
@@ -230,7 +249,10 @@ struct RegionAnalysis {
     EndAt empty(this, r.b[0]);  // ends where it starts: cs_end == cs_start
     cx.res->range_min = std::max(cx.res->range_min, fit->vmin);
     cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
-    return Finish(sp, {Loc{fit->family}});
+    auto rewrite = Finish(sp, {Loc{fit->family}});
+    if (!rewrite.ok()) return rewrite.status();
+    out.push_back(std::move(*rewrite));
+    return out;
   }
 
   std::vector<const SymState*> States() const { return {st[0].get(), st[1].get(), st[2].get()}; }

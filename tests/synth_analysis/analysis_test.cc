@@ -220,6 +220,43 @@ TEST_P(AnalysisTest, InputOfAFoldedDivisionIsRewrittenAtTheRegionStart) {
   }
 }
 
+// The same with q read after the region (tcp_yeah's `yeah->lastQ = queue`): the rewritten q
+// must not outlive the region, so a second span, listed first (the save at the start runs
+// before the rewrite there), puts back the q it saved at the start where the region ends.
+TEST_P(AnalysisTest, RewrittenInputLiveAfterTheRegionIsPutBack) {
+  auto r = Analyze("folded_div_live", {1, 2, 4});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto s = In(*r, "fx_folded_div_live");
+  ASSERT_EQ(s.size(), 2u) << Dump(*r);
+  const CriticalSpan &back = *s[0], &rewrite = *s[1];
+  EXPECT_EQ(rewrite.kind, SpanKind::kReg);
+  EXPECT_EQ(rewrite.cs_start, rewrite.cs_end);
+  EXPECT_EQ(back.kind, SpanKind::kRecompute);
+  EXPECT_EQ(back.formula, "X");
+  EXPECT_EQ(back.cs_start, rewrite.cs_start);
+  EXPECT_EQ(back.save_offset, std::optional<uint64_t>(rewrite.cs_start));
+  EXPECT_GT(back.probe_offset, rewrite.probe_offset);
+  EXPECT_EQ(back.target_reg, rewrite.target_reg);
+  EXPECT_EQ(back.save_reg, rewrite.target_reg);
+  // The shipped function run on the rewritten q computes each build's cwnd; the store after
+  // the region reads q as it was once it is put back (run unprobed, it stores the rewritten q).
+  struct Y {
+    unsigned cwnd, last_q;
+  };
+  using Fn = unsigned (*)(Y*, unsigned);
+  auto shipped = reinterpret_cast<Fn>(dlsym(So("folded_div_live", 1), "fx_folded_div_live"));
+  for (int64_t v : {8, 16}) {
+    auto fv = reinterpret_cast<Fn>(dlsym(So("folded_div_live", v), "fx_folded_div_live"));
+    for (unsigned q : {0u, 1u, 6u, 100u, 0xfffffffeu})
+      for (unsigned cwnd : {0u, 3u, 40u, 0xffffffffu}) {
+        Y a{cwnd, 0}, b{cwnd, 0};
+        const unsigned got = shipped(&a, static_cast<unsigned>(Eval(rewrite, v, q)));
+        EXPECT_EQ(got, fv(&b, q)) << "V=" << v << " q=" << q << " cwnd=" << cwnd;
+        EXPECT_EQ(b.last_q, got > 2 ? static_cast<unsigned>(Eval(back, v, q)) : 0u);
+      }
+  }
+}
+
 TEST_P(AnalysisTest, CompareAndBranch) {
   std::string base = Obj("cmp_branch", 3);
   auto r = Analyze("cmp_branch", {3, 2, 9});

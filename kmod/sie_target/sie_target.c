@@ -8,7 +8,7 @@
  *
  * Every pattern is driven through debugfs, /sys/kernel/debug/sie_target/:
  *
- *   loop call_arg field cmp mul div opt fan join saved every below
+ *   loop call_arg field cmp mul div opt fan join saved every below fold
  *                                     write a decimal input to run the path once,
  *                                     read the result of the last run (decimal)
  *   workers                           write N (0..SIE_TARGET_MAX_WORKERS) to run N kthreads
@@ -33,6 +33,8 @@
  *   every    = x / EVERY             (steps 1..x counted when step % EVERY == 0)
  *   below    = tries * 256 + (BELOW * b) >> 8, b the first of the bytes x, x + 1, ... with
  *              (u8)(BELOW * b) >= 256 % BELOW
+ *   fold     = c << 32 | (c > 2 ? q : 0), c = cwnd - min(q / FOLD, cwnd >> 1), for
+ *              x = cwnd << 32 | q
  *
  * Disassembly (gcc 12.2 -O2 with the Debian 6.12.117 kbuild flags; objdump -d sie_target.ko).
  * Offsets are function-relative. Functions whose address is taken (the debugfs paths) start with
@@ -310,6 +312,34 @@ struct sie_target_worker {
 	u32 released;
 };
 
+/*
+ * (o) min(q / FOLD, cwnd >> 1) with FOLD = 1 as compiled (tcp_yeah's `queue / TCP_YEAH_GAMMA`):
+ * no instruction divides at 1, so a probe rewrites q where the region starts; q is stored after
+ * the region, so a second span puts the q it saved there back where the region ends.
+ */
+struct sie_target_cwnd {
+	u32 cwnd, last_q;
+};
+
+static sie_pattern u32 sie_target_fold_calc(struct sie_target_cwnd *c, u32 q)
+{
+	u32 cwnd = c->cwnd, a = q / SIE_TARGET_FOLD, b = cwnd >> 1;
+
+	cwnd -= a < b ? a : b;
+	WRITE_ONCE(c->cwnd, cwnd);
+	if (cwnd > 2)
+		WRITE_ONCE(c->last_q, q);
+	return cwnd;
+}
+
+static u64 sie_target_fold(u64 x)
+{
+	struct sie_target_cwnd c = { .cwnd = x >> 32 };
+
+	sie_target_fold_calc(&c, (u32)x);
+	return (u64)c.cwnd << 32 | c.last_q;
+}
+
 static struct sie_target_worker sie_target_workers[SIE_TARGET_MAX_WORKERS];
 static unsigned int sie_target_nr_workers;
 static DEFINE_MUTEX(sie_target_workers_lock);
@@ -481,6 +511,7 @@ static struct sie_target_path sie_target_paths[] = {
 	{ .name = "below", .run = sie_target_below },
 	{ .name = "hold", .run = sie_target_hold },
 	{ .name = "pair", .run = sie_target_pair },
+	{ .name = "fold", .run = sie_target_fold },
 };
 
 static int sie_target_path_get(void *data, u64 *val)

@@ -26,5 +26,6 @@
 #define SIE_TARGET_BELOW 30           /* (n) rejection bound 256 % BELOW: the compare's shape varies */
 #define SIE_TARGET_PAIR_A 11          /* (m) two constants of one event, a sleep in between: */
 #define SIE_TARGET_PAIR_B 22          /*     a policy must switch them together */
+#define SIE_TARGET_FOLD 1             /* (o) q / FOLD folded away at 1; q is read again after */
 
 #endif /* SIE_TARGET_CONSTS_H */

@@ -111,10 +111,12 @@ absl::Status OpenKprobes(const std::vector<Attached*>& probes) {
         KernelStep(absl::StrCat("kprobe at ", a->info.function, "+0x", absl::Hex(a->info.offset))));
   std::vector<absl::StatusOr<UniqueFd>> fds;
   for (size_t i = 0; i < probes.size(); ++i) fds.emplace_back(absl::UnknownError("not opened"));
-  // One thread per address, opening its probes in plan order: the kernel runs the handlers
-  // of one address in registration order (a save before the apply that rewrites its register).
+  // One thread per address, opening its probes in reverse plan order: the kernel runs the
+  // handlers of one address newest first (add_new_kprobe puts each at the head of the
+  // aggregate's list), so they run in plan order (a save before the apply that rewrites its
+  // register).
   std::map<uint64_t, std::vector<size_t>> by_address;
-  for (size_t i = 0; i < probes.size(); ++i) by_address[probes[i]->info.address].push_back(i);
+  for (size_t i = probes.size(); i-- > 0;) by_address[probes[i]->info.address].push_back(i);
   {
     std::vector<std::jthread> threads;
     for (const auto& [addr, idx] : by_address)

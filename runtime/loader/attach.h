@@ -42,7 +42,7 @@ ProbeInfo MakeProbe(const char* role, int span, const std::string& fn, uint64_t 
 // link in `pin_dir`. Uses a.perf_fd when OpenKprobes already opened it.
 absl::Status Attach(Attached& a, const std::string& pin_dir);
 // Opens the kprobe perf events of `probes` concurrently (their perf_fd; those at one address
-// in their order, which is the order their handlers run in). Registering an armed
+// in reverse order, so that their handlers run in their order). Registering an armed
 // kprobe kicks the kernel's optimizer, which holds kprobe_mutex across a tasks-RCU grace
 // period; one at a time, each registration waits for the pass the previous one started, while
 // registrations already queued on the mutex all go before the optimizer's next pass. Nothing

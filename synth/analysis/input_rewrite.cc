@@ -112,7 +112,7 @@ absl::StatusOr<InputRewrite> FitInputRewrite(z3::context& ctx,
           fit->formula = proved.front();
           proved.erase(proved.begin());
         }
-        return InputRewrite{fam,        width,      fit->formula,       proved,
+        return InputRewrite{fam,       width,     fit->formula,        proved,
                             fit->vmin, fit->vmax, restored.has_value()};
       }
   }

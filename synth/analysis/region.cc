@@ -217,7 +217,8 @@ struct RegionAnalysis {
   // what the shipped code computes every build's results from (FitInputRewrite). An X still
   // live after the region, which leaves it unchanged, is put back at the region's end by a
   // second span (kRecompute of X saved at the start), listed first: the probes at one
-  // address run in span order, so the save reads X before the rewrite.
+  // address run in span order, so the save reads X before the rewrite. The rewrite then stays
+  // at the start (no other candidate): a move back there would register it after the save.
   absl::StatusOr<std::vector<CriticalSpan>> RewriteAtStart() {
     for (int i = r.b[0] + 1; i < r.e[0]; ++i)
       if (fb.branch_targets.count(fb.insns[i].offset))
@@ -251,6 +252,7 @@ struct RegionAnalysis {
     cx.res->range_max = std::min(cx.res->range_max, fit->vmax);
     auto rewrite = Finish(sp, {Loc{fit->family}});
     if (!rewrite.ok()) return rewrite.status();
+    if (fit->restore) rewrite->candidates = {rewrite->probe_offset};
     out.push_back(std::move(*rewrite));
     return out;
   }

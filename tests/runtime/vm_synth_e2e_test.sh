@@ -103,6 +103,21 @@ grep -q "applied 2 .*nosave 0" /tmp/saved.st && ok "2 applied, none without a sa
   bad "saved counters: $(grep 'apply  span 0  sie_target_saved' /tmp/saved.st)"
 sie unload SIE_TARGET_SAVED || bad "sie unload SIE_TARGET_SAVED"
 expect_eq "SIE_TARGET_SAVED restored saved(9)" "$(run saved 9)" 63
+# (o) q / FOLD folded away at 1: q is rewritten to q / V where the region starts and put back
+# where it ends (the store of q after the region reads the original), i.e. two probes at the
+# region start, the put-back span's save first. x = 1000 << 32 | 200; fold = c << 32 | q stored,
+# c = 1000 - min(q / FOLD, 500): 800 at 1, 994 at 32 (never compiled); a q left rewritten
+# would store 6 instead of 200.
+check SIE_TARGET_FOLD 32 fold 4294967296200 4269197492424 3435973837000
+# Unmoved (--no-optimize), both probes sit at the region start: the save must run first.
+sie set SIE_TARGET_FOLD 32 --no-optimize --consts "$C" > /dev/null || bad "sie set SIE_TARGET_FOLD 32 --no-optimize"
+expect_eq "SIE_TARGET_FOLD=32 unmoved fold(x)" "$(run fold 4294967296200)" 4269197492424
+sie status SIE_TARGET_FOLD > /tmp/fold.st; cat /tmp/fold.st
+grep -q "^  save   span 0  sie_target_fold_calc+0x5" /tmp/fold.st && ok "the put-back span saves q at +0x5" ||
+  bad "no save probe at sie_target_fold_calc+0x5"
+expect_eq "kprobes at the region start (save, rewrite)" \
+  "$(grep -c 'sie_target_fold_calc+0x5 ' /sys/kernel/debug/kprobes/list)" 2
+sie unload SIE_TARGET_FOLD || bad "sie unload SIE_TARGET_FOLD (unmoved)"
 # (j) a span ending at a join (path token): while set, odd inputs (through the constant) take
 # the new value, even inputs (the path jumping over it to the same probe) keep their own; status
 # shows the mark probe. Both engines: sie_native registers the mark kprobe itself (auto picks

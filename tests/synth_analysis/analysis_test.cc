@@ -238,6 +238,8 @@ TEST_P(AnalysisTest, RewrittenInputLiveAfterTheRegionIsPutBack) {
   EXPECT_GT(back.probe_offset, rewrite.probe_offset);
   EXPECT_EQ(back.target_reg, rewrite.target_reg);
   EXPECT_EQ(back.save_reg, rewrite.target_reg);
+  // Never moved: a move back to the start would register the rewrite after the save.
+  EXPECT_EQ(rewrite.candidates, std::vector<uint64_t>{rewrite.probe_offset});
   // The shipped function run on the rewritten q computes each build's cwnd; the store after
   // the region reads q as it was once it is put back (run unprobed, it stores the rewritten q).
   struct Y {

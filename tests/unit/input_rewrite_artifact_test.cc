@@ -53,8 +53,8 @@ TEST(InputRewriteArtifact, TheSpanThatPutsTheInputBackIsListedFirst) {
 }
 
 TEST(InputRewriteArtifact, TheStubSavesTheInputAndPutsItBack) {
-  auto c = artifact::ParseConstJson(artifact::JsonText(artifact::ConstToJson(RewriteConst())),
-                                    "test");
+  auto c =
+      artifact::ParseConstJson(artifact::JsonText(artifact::ConstToJson(RewriteConst())), "test");
   ASSERT_TRUE(c.ok()) << c.status();
   auto f = stubgen::GenerateStub(*c);
   ASSERT_TRUE(f.ok()) << f.status();

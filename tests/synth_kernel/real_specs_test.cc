@@ -119,6 +119,11 @@ const std::map<std::string, std::vector<SpanExpect>>& Expectations() {
       // to the next byte is taken: 6 * 45 = 270 keeps 14 < 256 % 45 = 31), beside V * b.
       {"SIE_TARGET_BELOW",
        {{"sie_target_below", "flags", 45, 6, 1}, {"sie_target_below", "reg", 45, 6, 270}}},
+      // q / V folded away at 1: q rewritten at the region start (200 / 32, never compiled) and
+      // put back where the region ends (the saved q itself).
+      {"SIE_TARGET_FOLD",
+       {{"sie_target_fold_calc", "reg", 32, 200, 6},
+        {"sie_target_fold_calc", "recompute", 32, 200, 200}}},
   };
   return k;
 }

@@ -1,10 +1,13 @@
 #include "common/base/fault.h"
 
 #include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/base/diag.h"
@@ -31,6 +34,26 @@ bool Trace() {
   return on;
 }
 
+// The text of SIE_STOP_AT, empty when unset.
+const std::string& StopAt() {
+  static const std::string at = [] {
+    const char* e = std::getenv("SIE_STOP_AT");
+    return std::string(e ? e : "");
+  }();
+  return at;
+}
+
+// Stops the whole process (SIGSTOP) before the first step naming SIE_STOP_AT, so a test can
+// kill -9 it at a known point instead of racing a poll against the command.
+void MaybeStop(int n, absl::string_view what) {
+  static std::atomic<bool> stopped{false};
+  if (StopAt().empty() || !absl::StrContains(what, StopAt()) || stopped.exchange(true)) return;
+  std::fprintf(stderr, "sie: stopped before kernel step %d: %.*s\n", n,
+               static_cast<int>(what.size()), what.data());
+  std::fflush(stderr);
+  std::raise(SIGSTOP);
+}
+
 }  // namespace
 
 absl::Status KernelStep(absl::string_view what) {
@@ -38,6 +61,7 @@ absl::Status KernelStep(absl::string_view what) {
   if (Trace())
     std::fprintf(stderr, "sie: kernel step %d: %.*s\n", n, static_cast<int>(what.size()),
                  what.data());
+  MaybeStop(n, what);
   if (n != FailAt()) return absl::OkStatus();
   return FailedWithHint(absl::StrCat("injected fault at kernel step ", n, " (", what, ")"),
                         "SIE_FAIL_STEP is set: unset it for a real run");

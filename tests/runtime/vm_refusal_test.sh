@@ -60,13 +60,18 @@ foreign_off() {
   echo 0 > /sys/kernel/tracing/events/kprobes/sie_other/enable
   echo '-:sie_other' >> /sys/kernel/tracing/kprobe_events
 }
-# A load killed (kill -9) once its first apply link is pinned: its state says "loading".
+# A load killed (kill -9) after its links are pinned, before it activates: its state says
+# "loading". SIE_STOP_AT stops sie there (SIGSTOP), so the kill never races the load.
 killed_load() { # name
-  sie set "$1" 100 --engine bpf --consts "$C" > /dev/null 2>&1 &
+  SIE_STOP_AT="activate " sie set "$1" 100 --engine bpf --consts "$C" > /dev/null 2>&1 &
   pid=$!
   i=0
-  while [ ! -e /sys/fs/bpf/sie/$1/link_apply_0 ] && [ $i -lt 600 ]; do sleep 0.02; i=$((i + 1)); done
+  while [ "$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null)" != T ] && [ $i -lt 1500 ]; do
+    sleep 0.02; i=$((i + 1))
+  done
+  pinned=0; [ -e /sys/fs/bpf/sie/$1/link_apply_0 ] && pinned=1
   kill -9 $pid; wait $pid 2>/dev/null
+  [ $pinned = 1 ] || { echo "sie set did not stop after pinning its links"; return 1; }
   sie status | grep -q "$1.*loading"
 }
 # Undoes a row's setup: whatever sie loaded, the livepatch, the trace kprobe, sch_fq.

@@ -274,10 +274,9 @@ struct SynthesizedConst {
   bool pow2_only = false;
   TargetBinary target;
   // In const.json order: by function, then start, the longer of two spans with one start
-  // first. The probes of one address run in this order (the runtime registers them in
-  // reverse: the kernel runs the newest first): a span's save at its start reads the code's
-  // value before an empty span at that start (an input rewrite) changes it. Such a rewrite
-  // has no other candidate place, so no move re-registers it after the save.
+  // first. At one address the runtime runs a span's save at its start before the apply of an
+  // empty span there (an input rewrite; runtime/loader/attach.h RunRank), whatever their
+  // order; such a rewrite has no other candidate place, so no move re-registers it later.
   std::vector<CriticalSpan> spans;
   std::vector<SafeSpan> safe_spans;
   // How the value outlives the safe spans when it does (left in memory outside the frame,

@@ -111,12 +111,14 @@ absl::Status OpenKprobes(const std::vector<Attached*>& probes) {
         KernelStep(absl::StrCat("kprobe at ", a->info.function, "+0x", absl::Hex(a->info.offset))));
   std::vector<absl::StatusOr<UniqueFd>> fds;
   for (size_t i = 0; i < probes.size(); ++i) fds.emplace_back(absl::UnknownError("not opened"));
-  // One thread per address, opening its probes in reverse plan order: the kernel runs the
+  // One thread per address, opening the probes that run last first: the kernel runs the
   // handlers of one address newest first (add_new_kprobe puts each at the head of the
-  // aggregate's list), so they run in plan order (a save before the apply that rewrites its
-  // register).
+  // aggregate's list). They run by RunRank, then in plan order.
   std::map<uint64_t, std::vector<size_t>> by_address;
   for (size_t i = probes.size(); i-- > 0;) by_address[probes[i]->info.address].push_back(i);
+  for (auto& [addr, idx] : by_address)
+    std::stable_sort(idx.begin(), idx.end(),
+                     [&](size_t a, size_t b) { return probes[a]->run_rank > probes[b]->run_rank; });
   {
     std::vector<std::jthread> threads;
     for (const auto& [addr, idx] : by_address)

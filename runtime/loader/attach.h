@@ -24,8 +24,15 @@ namespace sie::loader {
 // without either disabling its perf event (bpf_link__destroy) or leaking both fds
 // (bpf_link__disconnect), and a long-lived caller (sie-run) must not keep the kprobe registered
 // after `Unload` removed the pins.
+// Where a probe's handler runs among the probes at one address: the apply of a span that
+// ends there (its effect belongs before the address), the guard entering a safe span there,
+// the saves of spans that start there, a path token's mark, then the apply of an empty span
+// there (an input rewrite: after the save of the span that puts the input back).
+enum class RunRank { kApplyAfterSpan, kGuard, kSave, kMark, kRewrite };
+
 struct Attached {
   ProbeInfo info;
+  RunRank run_rank = RunRank::kApplyAfterSpan;
   bpf_program* prog = nullptr;
   UniqueFd perf_fd, link_fd;
   std::string pin;                   // the link's pin while attached
@@ -42,8 +49,8 @@ ProbeInfo MakeProbe(const char* role, int span, const std::string& fn, uint64_t 
 // link in `pin_dir`. Uses a.perf_fd when OpenKprobes already opened it.
 absl::Status Attach(Attached& a, const std::string& pin_dir);
 // Opens the kprobe perf events of `probes` concurrently (their perf_fd; those at one address
-// in reverse order, so that their handlers run in their order). Registering an armed
-// kprobe kicks the kernel's optimizer, which holds kprobe_mutex across a tasks-RCU grace
+// newest-runs-first, so that their handlers run by RunRank, then in their order). Registering an
+// armed kprobe kicks the kernel's optimizer, which holds kprobe_mutex across a tasks-RCU grace
 // period; one at a time, each registration waits for the pass the previous one started, while
 // registrations already queued on the mutex all go before the optimizer's next pass. Nothing
 // is linked yet: on error the opened events close with their fds.

@@ -374,6 +374,7 @@ absl::Status ResolveProbes(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
     if (!sym.ok()) return WithContext(sym.status(), absl::StrCat("span ", i));
     Attached a;
     a.info = MakeProbe("apply", static_cast<int>(i), s.function, s.probe_offset, sym->addr);
+    a.run_rank = s.cs_end > s.cs_start ? RunRank::kApplyAfterSpan : RunRank::kRewrite;
     a.func_addr = sym->addr;
     const uint64_t addr = a.info.address;
     if (!s.code.empty()) {
@@ -402,6 +403,7 @@ absl::Status ResolveProbes(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
     for (size_t k = 0; k < points.size(); ++k) {
       Attached sv;
       sv.info = MakeProbe("save", static_cast<int>(i), s.function, points[k].offset, sym->addr);
+      sv.run_rank = RunRank::kSave;
       sv.info.point = static_cast<int>(k);
       sv.func_addr = sym->addr;
       plan.probes.push_back(std::move(sv));
@@ -411,6 +413,7 @@ absl::Status ResolveProbes(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
     if (s.mark_offset) {
       Attached mk;
       mk.info = MakeProbe("mark", static_cast<int>(i), s.function, *s.mark_offset, sym->addr);
+      mk.run_rank = RunRank::kMark;
       mk.func_addr = sym->addr;
       plan.probes.push_back(std::move(mk));
     }
@@ -477,6 +480,7 @@ absl::Status PlanSafeSpans(LoadPlan& plan, const Kallsyms& ksyms, SetResult& res
     }
     Attached g;
     g.info = MakeProbe("guard", static_cast<int>(j), ss[j].function, ss[j].start, sym->addr);
+    g.run_rank = RunRank::kGuard;
     g.func_addr = sym->addr;
     plan.probes.push_back(std::move(g));
   }

@@ -103,6 +103,17 @@ ProbeInfo MakeProbe(const char* role, int span, const std::string& fn, uint64_t 
   return p;
 }
 
+std::map<uint64_t, std::vector<size_t>> OpenOrder(const std::vector<Attached*>& probes) {
+  // The kernel runs the handlers of one address newest first (add_new_kprobe puts each at the
+  // head of the aggregate's list): the probe that must run last opens first.
+  std::map<uint64_t, std::vector<size_t>> by_address;
+  for (size_t i = probes.size(); i-- > 0;) by_address[probes[i]->info.address].push_back(i);
+  for (auto& [addr, idx] : by_address)
+    std::stable_sort(idx.begin(), idx.end(),
+                     [&](size_t a, size_t b) { return probes[a]->run_rank > probes[b]->run_rank; });
+  return by_address;
+}
+
 absl::Status OpenKprobes(const std::vector<Attached*>& probes) {
   auto type = KprobePmuType();
   if (!type.ok()) return type.status();
@@ -111,14 +122,7 @@ absl::Status OpenKprobes(const std::vector<Attached*>& probes) {
         KernelStep(absl::StrCat("kprobe at ", a->info.function, "+0x", absl::Hex(a->info.offset))));
   std::vector<absl::StatusOr<UniqueFd>> fds;
   for (size_t i = 0; i < probes.size(); ++i) fds.emplace_back(absl::UnknownError("not opened"));
-  // One thread per address, opening the probes that run last first: the kernel runs the
-  // handlers of one address newest first (add_new_kprobe puts each at the head of the
-  // aggregate's list). They run by RunRank, then in plan order.
-  std::map<uint64_t, std::vector<size_t>> by_address;
-  for (size_t i = probes.size(); i-- > 0;) by_address[probes[i]->info.address].push_back(i);
-  for (auto& [addr, idx] : by_address)
-    std::stable_sort(idx.begin(), idx.end(),
-                     [&](size_t a, size_t b) { return probes[a]->run_rank > probes[b]->run_rank; });
+  const std::map<uint64_t, std::vector<size_t>> by_address = OpenOrder(probes);
   {
     std::vector<std::jthread> threads;
     for (const auto& [addr, idx] : by_address)

@@ -48,6 +48,9 @@ ProbeInfo MakeProbe(const char* role, int span, const std::string& fn, uint64_t 
 // Attaches a.prog at a.info.address (the exact address whose bytes were verified) and pins the
 // link in `pin_dir`. Uses a.perf_fd when OpenKprobes already opened it.
 absl::Status Attach(Attached& a, const std::string& pin_dir);
+// The order OpenKprobes opens `probes` in, per address (indices into `probes`): the reverse
+// of the order their handlers must run in, by RunRank, then plan order.
+std::map<uint64_t, std::vector<size_t>> OpenOrder(const std::vector<Attached*>& probes);
 // Opens the kprobe perf events of `probes` concurrently (their perf_fd; those at one address
 // newest-runs-first, so that their handlers run by RunRank, then in their order). Registering an
 // armed kprobe kicks the kernel's optimizer, which holds kprobe_mutex across a tasks-RCU grace

@@ -1,8 +1,8 @@
 // Host unit tests of the loader's kernel-file parsing and engine choice, on saved samples
 // (fixtures/kernel_samples) and the sie_target fixtures: the kprobe list (other kprobes at our
 // addresses), /sys/kernel/livepatch (refusing livepatched functions, flagging bypassed probes),
-// sie_native's listing (places another constant holds) and which constants the native engine
-// may take.
+// sie_native's listing (places another constant holds), which constants the native engine
+// may take, and the order the probes of one address open in.
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -14,6 +14,7 @@
 #include "common/artifact/const_json.h"
 #include "common/base/files.h"
 #include "gtest/gtest.h"
+#include "runtime/loader/attach.h"
 #include "runtime/loader/kernel.h"
 #include "runtime/loader/native.h"
 
@@ -278,6 +279,38 @@ TEST(NativeEngine, FindsTheFirstPlaceTheModuleAlreadyProbes) {
       absl::Hex(c->spans[1].probe_offset + 1), " mem-cell di 8 4 0x40 hits=5 faults=0\n"));
   ASSERT_EQ(listing.size(), 2u);
   EXPECT_EQ(loader::NativeConflict(*np, listing), -1);
+}
+
+// At one address the kernel runs the newest kprobe first, so the probes open in the reverse of
+// their run order: the apply of a span ending there (its effect belongs to the safe span just
+// left), the guard entering a safe span there, the saves of spans starting there (in plan
+// order), then an input rewrite, which must not change what those saves read.
+TEST(OpenOrder, OpensTheProbesOfOneAddressInTheReverseOfTheirRunOrder) {
+  using loader::Attached;
+  using loader::RunRank;
+  const struct {
+    const char* role;
+    uint64_t addr;
+    RunRank rank;
+  } plan[] = {
+      {"apply", 0x10, RunRank::kApplyAfterSpan},  // 0
+      {"apply", 0x10, RunRank::kRewrite},         // 1
+      {"save", 0x10, RunRank::kSave},             // 2
+      {"apply", 0x20, RunRank::kApplyAfterSpan},  // 3, alone at its address
+      {"save", 0x10, RunRank::kSave},             // 4
+      {"guard", 0x10, RunRank::kGuard},           // 5: guards come last in a plan
+  };
+  std::vector<Attached> probes(std::size(plan));
+  std::vector<Attached*> ptrs;
+  for (size_t i = 0; i < probes.size(); ++i) {
+    probes[i].info = loader::MakeProbe(plan[i].role, 0, "f", plan[i].addr, 0);
+    probes[i].run_rank = plan[i].rank;
+    ptrs.push_back(&probes[i]);
+  }
+  const auto order = loader::OpenOrder(ptrs);
+  ASSERT_EQ(order.size(), 2u);
+  EXPECT_EQ(order.at(0x10), (std::vector<size_t>{1, 4, 2, 5, 0}));
+  EXPECT_EQ(order.at(0x20), (std::vector<size_t>{3}));
 }
 
 }  // namespace

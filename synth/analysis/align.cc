@@ -99,9 +99,7 @@ std::string Terminator(const Function& fn, const Blocks& b, int bi) {
   return EndsBlock(last) ? last.mnemonic : "";
 }
 
-}  // namespace
-
-std::optional<Function> RelayoutLike(const Function& base, const Function& var) {
+std::optional<Function> BlockRelayout(const Function& base, const Function& var) {
   if (base.insns.empty() || var.insns.empty()) return std::nullopt;
   Blocks bb = SplitBlocks(base), vb = SplitBlocks(var);
   if (bb.ranges.size() != vb.ranges.size()) return std::nullopt;
@@ -142,6 +140,110 @@ std::optional<Function> RelayoutLike(const Function& base, const Function& var) 
     out.insns.insert(out.insns.end(), var.insns.begin() + b, var.insns.begin() + e);
   }
   return out;
+}
+
+// --- Builds that duplicate or merge blocks: both control-flow graphs walked in step ---
+
+// The condition jumping exactly when `cc` does not ("je" -> "jne"), or "".
+std::string InverseCc(const std::string& cc) {
+  static const std::map<std::string, std::string> inv = [] {
+    std::map<std::string, std::string> m;
+    for (auto [a, b] : {std::pair{"je", "jne"}, {"jl", "jge"}, {"jle", "jg"}, {"jb", "jae"},
+                        {"jbe", "ja"}, {"js", "jns"}, {"jo", "jno"}, {"jp", "jnp"}})
+      m[a] = b, m[b] = a;
+    return m;
+  }();
+  auto it = inv.find(cc);
+  return it == inv.end() ? "" : it->second;
+}
+
+constexpr int kOut = -1;  // the walk left the function (or fell off its end)
+
+// Index of the direct in-function target of jump `in`, or kOut.
+int TargetIndex(const Function& fn, const Insn& in) {
+  return in.target && !in.is_call ? fn.IndexAt(*in.target) : kOut;
+}
+
+// Where control goes from `i` once unconditional direct jumps in the function are followed
+// (each marked in `followed`); kOut past the end. A jump-only cycle ends the chain at itself.
+int Land(const Function& fn, int i, std::vector<bool>& followed) {
+  for (size_t steps = 0; i >= 0 && i < static_cast<int>(fn.insns.size()); ++steps) {
+    const Insn& in = fn.insns[i];
+    const int t = TargetIndex(fn, in);
+    if (!in.is_jump || in.is_cond || t == kOut || steps > fn.insns.size()) return i;
+    followed[i] = true;
+    i = t;
+  }
+  return kOut;
+}
+
+// The successor pairs of the paired instructions a (base) and b (var) at i and j.
+std::vector<std::pair<int, int>> NextPairs(const Function& base, int i, const Function& var,
+                                           int j) {
+  const Insn &a = base.insns[i], &b = var.insns[j];
+  const int fa = i + 1, fb = j + 1;  // Land turns the end into kOut
+  if (a.is_ret || a.mnemonic == "ud2" || a.mnemonic == "int3") return {};
+  if (!a.is_jump) return {{fa, fb}};
+  if (!a.is_cond) return {};  // a tail call or an indirect jump: leaves, as compared
+  const int ta = TargetIndex(base, a), tb = TargetIndex(var, b);
+  if (a.mnemonic == b.mnemonic) return {{ta, tb}, {fa, fb}};
+  return {{ta, fb}, {fa, tb}};  // inverted condition, blocks swapped
+}
+
+// The relayout by a walk of both graphs in step from the entry: instructions paired when
+// their shapes agree (immediates and displacements may differ: those are the hunks), direct
+// `jmp`s followed through, a `jcc` paired with the same or the inverse condition. Covers what
+// BlockRelayout cannot: a block duplicated in one build (gcc copies an epilogue into a
+// predecessor at one value only) or merged in the other, so the block counts differ. Every
+// instruction of both builds but the followed jumps must be paired, so nothing of `var` is
+// dropped; `var` in `base`'s layout then holds base's jumps (the same control flow: proven by
+// the walk), var's other instructions.
+std::optional<Function> WalkRelayout(const Function& base, const Function& var) {
+  const int n = base.insns.size(), m = var.insns.size();
+  std::vector<int> to_var(n, kOut);
+  std::vector<bool> base_jmp(n, false), var_jmp(m, false), var_paired(m, false);
+  std::set<std::pair<int, int>> done;
+  std::deque<std::pair<int, int>> work = {{0, 0}};
+  while (!work.empty()) {
+    if (done.size() > 16 * static_cast<size_t>(n + m)) return std::nullopt;
+    const int i = Land(base, work.front().first, base_jmp);
+    const int j = Land(var, work.front().second, var_jmp);
+    work.pop_front();
+    if (i == kOut || j == kOut) {
+      if (i != j) return std::nullopt;  // one build leaves the function where the other stays
+      continue;
+    }
+    if (!done.insert({i, j}).second) continue;
+    const Insn &a = base.insns[i], &b = var.insns[j];
+    if (a.shape != b.shape && !(a.is_cond && b.is_cond && InverseCc(a.mnemonic) == b.mnemonic))
+      return std::nullopt;
+    // Paired twice (a block duplicated in `var`): the copies must be the same code.
+    if (to_var[i] != kOut && var.insns[to_var[i]].sig != b.sig) return std::nullopt;
+    if (to_var[i] == kOut) to_var[i] = j;
+    var_paired[j] = true;
+    for (auto next : NextPairs(base, i, var, j)) work.push_back(next);
+  }
+  for (int i = 0; i < n; ++i)
+    if (to_var[i] == kOut && !base_jmp[i]) return std::nullopt;  // unreached (a jump table)
+  for (int j = 0; j < m; ++j)
+    if (!var_paired[j] && !var_jmp[j]) return std::nullopt;
+  Function out = var;
+  out.insns.clear();
+  bool identity = n == m;
+  for (int i = 0; i < n; ++i) {
+    const bool own = to_var[i] != kOut && !base.insns[i].is_jump;
+    out.insns.push_back(own ? var.insns[to_var[i]] : base.insns[i]);
+    identity &= to_var[i] == i || (base_jmp[i] && var_jmp[i]);
+  }
+  if (identity) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+std::optional<Function> RelayoutLike(const Function& base, const Function& var) {
+  if (auto r = BlockRelayout(base, var)) return r;
+  return WalkRelayout(base, var);
 }
 
 std::vector<Hunk> DiffFunctions(const Function& base, const std::vector<const Function*>& vars) {

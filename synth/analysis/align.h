@@ -23,8 +23,11 @@ std::vector<int> AlignInsns(const std::vector<Insn>& a, const std::vector<Insn>&
 // at the end of the function): the control flow is the same, only the layout differs. When the
 // control-flow graphs of `base` and `var` are isomorphic (blocks paired from the entry by their
 // successors and terminators), returns `var` with its blocks reordered as in `base`, so the
-// alignment sees only the real differences. nullopt when the layout already agrees or the graphs
-// differ (then the value really changes control flow and the caller refuses). The result keeps
+// alignment sees only the real differences. Failing that, both graphs are walked in step from
+// the entry (a block duplicated in one build, e.g. an epilogue copied into a predecessor at one
+// value only, or a branch inverted with its blocks swapped), pairing instructions of one shape.
+// nullopt when the layout already agrees or the graphs differ (then the value really changes
+// control flow and the caller refuses). The result keeps
 // each instruction's original offset: Function::IndexAt and branch_targets are not valid on it
 // (it is only aligned and executed symbolically, never walked as a CFG).
 std::optional<Function> RelayoutLike(const Function& base, const Function& var);

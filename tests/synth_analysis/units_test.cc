@@ -99,8 +99,8 @@ TEST(Align, RelayoutPairsReorderedBlocks) {
   // the same with Y laid out before X
   std::string swapped("\x85\xff\x74\x08\xeb\x00\xb8\x02\x00\x00\x00\xc3\xb8\x01\x00\x00\x00\xc3",
                       18);
-  // a real change: the branch condition differs
-  std::string changed("\x85\xff\x75\x08\xeb\x00\xb8\x02\x00\x00\x00\xc3\xb8\x01\x00\x00\x00\xc3",
+  // a real change: the branch condition differs (jg: not je, nor its inverse)
+  std::string changed("\x85\xff\x7f\x08\xeb\x00\xb8\x02\x00\x00\x00\xc3\xb8\x01\x00\x00\x00\xc3",
                       18);
   auto b = DisassembleBytes("f", base), v = DisassembleBytes("f", swapped),
        c = DisassembleBytes("f", changed);
@@ -111,6 +111,33 @@ TEST(Align, RelayoutPairsReorderedBlocks) {
   EXPECT_TRUE(DiffFunctions(*b, {&*r}).empty());
   EXPECT_FALSE(RelayoutLike(*b, *b).has_value());  // same layout: nothing to do
   EXPECT_FALSE(RelayoutLike(*b, *c).has_value());  // different structure: refused upstream
+}
+
+// gcc copied the epilogue into a predecessor and inverted the branch before it at one value
+// only (find_lock_later_rq with DL_MAX_TRIES=3 against 5): the block counts differ, but a walk
+// of both graphs in step pairs every instruction, and only the immediate is left to differ.
+TEST(Align, RelayoutWalksABlockDuplicatedInOneBuild) {
+  // mov ecx,3; test edi,edi; jne L; mov eax,ecx; ret; L: add ecx,ecx; mov eax,ecx; ret
+  std::string base("\xb9\x03\x00\x00\x00\x85\xff\x75\x03\x89\xc8\xc3\x01\xc9\x89\xc8\xc3", 17);
+  // mov ecx,5; test edi,edi; je L; add ecx,ecx; L: mov eax,ecx; ret
+  std::string merged("\xb9\x05\x00\x00\x00\x85\xff\x74\x02\x01\xc9\x89\xc8\xc3", 14);
+  // the same with `sub` where base adds: a real change on one path
+  std::string changed("\xb9\x05\x00\x00\x00\x85\xff\x74\x02\x29\xc9\x89\xc8\xc3", 14);
+  auto b = DisassembleBytes("f", base), v = DisassembleBytes("f", merged),
+       c = DisassembleBytes("f", changed);
+  ASSERT_TRUE(b.ok() && v.ok() && c.ok());
+  auto r = RelayoutLike(*b, *v);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->insns.size(), b->insns.size());
+  EXPECT_EQ(r->insns[3].Text(), "mov eax, ecx");  // var's one epilogue, on both paths
+  EXPECT_EQ(r->insns[6].Text(), "mov eax, ecx");
+  EXPECT_EQ(r->insns[5].Text(), "add ecx, ecx");
+  auto hunks = DiffFunctions(*b, {&*r});
+  ASSERT_EQ(hunks.size(), 1u);
+  EXPECT_EQ(hunks[0].base_begin, 0);  // mov ecx, 3 against mov ecx, 5
+  EXPECT_EQ(hunks[0].base_end, 1);
+  EXPECT_EQ(r->insns[0].Text(), "mov ecx, 5");
+  EXPECT_FALSE(RelayoutLike(*b, *c).has_value());
 }
 
 // gcc gave r12 and r13 each other's roles at another value (find_lock_lowest_rq with

@@ -434,6 +434,13 @@ def write_md(path, meta, recs):
         L.append("")
         L.append(f"{len(pow2)} of them take powers of two only (`ok (2^k)`: the code has another "
                  f"shape at other values, const.json `pow2_only`): {', '.join(pow2)}.")
+    narrowed = [f"{r['name']} {r['range']}" for r in ok
+                if r.get("range") and any("value range narrowed" in w for w in r.get("warnings", []))]
+    if narrowed:
+        L.append("")
+        L.append(f"{len(narrowed)} of them take a narrower range than their spec's (const.json "
+                 f"`range`: the code has another shape or does not compile outside it, or a "
+                 f"formula's domain ends there): {', '.join(narrowed)}.")
     fcs = [check_kind(r.get("formula_check")) for r in ok]
     if any(fcs):
         names = lambda k: ", ".join(r["name"] for r, f in zip(ok, fcs) if f == k) or "none"

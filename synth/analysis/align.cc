@@ -148,8 +148,14 @@ std::optional<Function> BlockRelayout(const Function& base, const Function& var)
 std::string InverseCc(const std::string& cc) {
   static const std::map<std::string, std::string> inv = [] {
     std::map<std::string, std::string> m;
-    for (auto [a, b] : {std::pair{"je", "jne"}, {"jl", "jge"}, {"jle", "jg"}, {"jb", "jae"},
-                        {"jbe", "ja"}, {"js", "jns"}, {"jo", "jno"}, {"jp", "jnp"}})
+    for (auto [a, b] : {std::pair{"je", "jne"},
+                        {"jl", "jge"},
+                        {"jle", "jg"},
+                        {"jb", "jae"},
+                        {"jbe", "ja"},
+                        {"js", "jns"},
+                        {"jo", "jno"},
+                        {"jp", "jnp"}})
       m[a] = b, m[b] = a;
     return m;
   }();

@@ -930,6 +930,24 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
     return f;
   }
   if (auto f = FitPairNearV1(first, opts, only_norm, checks, more, &tried); f.ok()) return f;
+  // Values that are all powers of two (the code shifts by log2(V)): the values tried so far are
+  // none, so at them it divides by magic numbers. The next powers of two, last, so no fit found
+  // above changes (BLK_MQ_DISPATCH_BUSY_EWMA_WEIGHT: ewma in another register at V=4 only;
+  // V=32 has the shape of 8 and 16).
+  std::vector<VariantObject> pow2;
+  if (AllPowersOfTwo(first.vs))
+    for (int64_t v : PowerOfTwoChecks(first.vs, opts.range_min, opts.range_max, {}))
+      pow2.push_back({v, ""});
+  if (!pow2.empty())
+    for (int idx : {2, 1}) {
+      auto f = FitInPlace(first, idx, pow2, opts, only_norm, checks, more, &tried);
+      if (!f.ok()) continue;
+      f->res.warnings.push_back(absl::StrCat(
+          "the code at V=", first.vs[idx], " has another shape (",
+          first.errors.msgs[0].substr(0, 200), "); fitted from V=", absl::StrJoin(f->vs, ", "),
+          ", powers of two like the planned values, instead"));
+      return f;
+    }
   return absl::NotFoundError(
       tried.empty() ? "no other value to try"
                     : absl::StrCat("V=", absl::StrJoin(tried, ", "),

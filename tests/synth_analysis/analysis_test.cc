@@ -1050,6 +1050,31 @@ TEST_P(AnalysisTest, CheckValueWithAnotherShapeIsReplaced) {
   EXPECT_NE(w.find("checked at V=6 instead"), std::string::npos) << w;
 }
 
+// The planned values are all powers of two and V=4's code has another shape (`lea` for w * 3
+// where 8 and 16 compute w * 8 - w): the values near 4 and 16 divide by magic numbers, so the
+// next power of two, 32, replaces 4, and the formulas hold at every power of two fitted.
+TEST_P(AnalysisTest, PowerOfTwoReplacesAPlannedPowerOfTwoOfAnotherShape) {
+  if (GetParam() != "gcc") GTEST_SKIP() << "the shapes named are gcc's";
+  auto r = AnalyzeVariants(Variants("ewma", {8, 4, 16}), CheckedWithBuilder("ewma", 13, 2, 1024));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string w = absl::StrJoin(r->warnings, "\n");
+  EXPECT_NE(w.find("the code at V=4 has another shape"), std::string::npos) << w;
+  EXPECT_NE(w.find("fitted from V=8, 32, 16, powers of two like the planned values"),
+            std::string::npos)
+      << w;
+  EXPECT_TRUE(r->pow2_only) << w;
+  auto s = In(*r, "fx_ewma");
+  ASSERT_EQ(s.size(), 2u) << Dump(*r);
+  EXPECT_EQ(s[0]->formula, "X * V");
+  EXPECT_EQ(s[1]->formula, "X / V");
+  // The spans with the shared `sub` between them, at V=64 (never compiled): w * 63 / 64.
+  for (uint32_t x : {0u, 1u, 1000u, 0x12345678u, 0xffffffffu}) {
+    const uint32_t times = static_cast<uint32_t>(Eval(*s[0], 64, x)) - x;
+    EXPECT_EQ(static_cast<uint32_t>(Eval(*s[1], 64, times)), times / 64) << x;
+    EXPECT_EQ(times, x * 63u) << x;
+  }
+}
+
 // A check run that cannot be explained at all (V=3's code has another shape) is no
 // disagreement: the range stops short of it instead of a refusal, and the fitted division
 // is exact at values of yet other shapes, never compiled for the fit (run on the host).

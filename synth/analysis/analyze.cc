@@ -901,6 +901,13 @@ absl::StatusOr<Fit> FitPairNearV1(const Fit& first, const AnalyzeOptions& opts,
   return absl::NotFoundError("no pair around V1 fits");
 }
 
+// The warning of fit `f`, in which the value at `idx` of `first` was replaced (`how`).
+std::string ReplacedWarning(const Fit& first, int idx, const Fit& f, absl::string_view how) {
+  return absl::StrCat("the code at V=", first.vs[idx], " has another shape (",
+                      first.errors.msgs[0].substr(0, 200),
+                      "); fitted from V=", absl::StrJoin(f.vs, ", "), how);
+}
+
 // The code has another shape at V2 or V3 (`first`: why): that value is replaced by one at which
 // the three builds agree, first a check build (already built; then removed from `checks`), else
 // a nearby value built on demand. NotFound when none agrees.
@@ -921,12 +928,10 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
       cands.push_back({static_cast<int64_t>(mirror), ""});
     auto f = FitInPlace(first, idx, cands, opts, only_norm, checks, more, &tried);
     if (!f.ok()) continue;
-    f->res.warnings.push_back(absl::StrCat("the code at V=", first.vs[idx], " has another shape (",
-                                           first.errors.msgs[0].substr(0, 200),
-                                           "); fitted from V=", absl::StrJoin(f->vs, ", "),
-                                           " instead (V=", first.vs[idx],
-                                           " stays in the range: the formula is the code's at V1 "
-                                           "with the new value)"));
+    f->res.warnings.push_back(ReplacedWarning(
+        first, idx, *f,
+        absl::StrCat(" instead (V=", first.vs[idx],
+                     " stays in the range: the formula is the code's at V1 with the new value)")));
     return f;
   }
   if (auto f = FitPairNearV1(first, opts, only_norm, checks, more, &tried); f.ok()) return f;
@@ -938,16 +943,13 @@ absl::StatusOr<Fit> FitAnotherValue(const Fit& first, const AnalyzeOptions& opts
   if (AllPowersOfTwo(first.vs))
     for (int64_t v : PowerOfTwoChecks(first.vs, opts.range_min, opts.range_max, {}))
       pow2.push_back({v, ""});
-  if (!pow2.empty())
-    for (int idx : {2, 1}) {
-      auto f = FitInPlace(first, idx, pow2, opts, only_norm, checks, more, &tried);
-      if (!f.ok()) continue;
-      f->res.warnings.push_back(absl::StrCat(
-          "the code at V=", first.vs[idx], " has another shape (",
-          first.errors.msgs[0].substr(0, 200), "); fitted from V=", absl::StrJoin(f->vs, ", "),
-          ", powers of two like the planned values, instead"));
-      return f;
-    }
+  for (int idx : {2, 1}) {  // none when the values are not all powers of two
+    auto f = FitInPlace(first, idx, pow2, opts, only_norm, checks, more, &tried);
+    if (!f.ok()) continue;
+    f->res.warnings.push_back(
+        ReplacedWarning(first, idx, *f, ", powers of two like the planned values, instead"));
+    return f;
+  }
   return absl::NotFoundError(
       tried.empty() ? "no other value to try"
                     : absl::StrCat("V=", absl::StrJoin(tried, ", "),

@@ -521,30 +521,34 @@ class VariantBuilder {
     // which kbuild builds alone without modpost, the link and the module's BTF (about half the
     // time of `modules`). When it does not make them (an object kbuild builds only as part of
     // the module), the whole module is built.
+    std::vector<std::string> targets = {"modules"};
+    if (j.variant != 0) {
+      targets.clear();
+      for (const auto& o : result_[j.tunable].objects) targets.push_back(o.object);
+    }
+    auto r = MakeModule(t, j, copy, targets);
+    if (r.ok() && j.variant != 0 && !HasObjects(j, copy)) r = MakeModule(t, j, copy, {"modules"});
+    if (!r.ok()) return r.status();
+    if (auto s = ModuleResult(j, copy); !s.ok()) return s;
+    Log(absl::StrCat("  ", meter_->Tick(), " built module ", t.name, " ",
+                     VariantLabel(t, j.variant), " (", r->count(), " ms)"));
+    return absl::OkStatus();
+  }
+
+  // Runs kbuild on the module copy `copy` for `targets`; how long it took.
+  absl::StatusOr<std::chrono::milliseconds> MakeModule(const TunableSpec& t, const Job& j,
+                                                       const fs::path& copy,
+                                                       const std::vector<std::string>& targets) {
     std::vector<std::string> argv = {"make", "-C", ctx_.headers_dir.string(),
                                      absl::StrCat("M=", copy.string()),
                                      absl::StrCat("CC=", ctx_.cc)};
-    const bool objects_only = j.variant != 0;
-    if (objects_only)
-      for (const auto& o : result_[j.tunable].objects) argv.push_back(o.object);
-    else
-      argv.push_back("modules");
+    argv.insert(argv.end(), targets.begin(), targets.end());
     RunOptions ro;
     ro.timeout = kCompileTimeout;
     auto r = sie::Run(argv, ro);
     if (!r.ok()) return r.status();
     if (!r->ok()) return CompileFailed(t, j.variant, "the module", *r, ShellJoin(argv));
-    if (objects_only && !HasObjects(j, copy)) {
-      argv.resize(5);
-      argv.push_back("modules");
-      r = sie::Run(argv, ro);
-      if (!r.ok()) return r.status();
-      if (!r->ok()) return CompileFailed(t, j.variant, "the module", *r, ShellJoin(argv));
-    }
-    if (auto s = ModuleResult(j, copy); !s.ok()) return s;
-    Log(absl::StrCat("  ", meter_->Tick(), " built module ", t.name, " ",
-                     VariantLabel(t, j.variant), " (", r->elapsed.count(), " ms)"));
-    return absl::OkStatus();
+    return r->elapsed;
   }
 
   bool HasObjects(const Job& j, const fs::path& copy) const {
